@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Reel",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "reel", targets: ["reel"]),
+        .library(name: "ReelCore", targets: ["ReelCore"]),
+        .library(name: "ReelCPU", targets: ["ReelCPU"]),
+        .library(name: "ReelCUDA", targets: ["ReelCUDA"]),
+        .library(name: "ReelIO", targets: ["ReelIO"]),
+        .library(name: "ReelModels", targets: ["ReelModels"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // Tensors, the backend protocol, dtypes, the shared RNG.
+        .target(name: "ReelCore"),
+        // The CPU backend: float32 math, multithreaded, the oracle for every other backend.
+        .target(name: "ReelCPU", dependencies: ["ReelCore"]),
+        // The CUDA backend: NVIDIA libraries loaded at run time, kernels compiled by NVRTC.
+        .target(name: "ReelCUDA", dependencies: ["ReelCore"]),
+        // Weight files (safetensors, PyTorch zip checkpoints) and video sinks.
+        .target(name: "ReelIO", dependencies: ["ReelCore"]),
+        // Tokenizer, text encoder, DiT, VAE and tiny decoder.
+        .target(name: "ReelModels", dependencies: ["ReelCore", "ReelIO"]),
+        .executableTarget(
+            name: "reel",
+            dependencies: [
+                "ReelCore", "ReelCPU", "ReelCUDA", "ReelIO", "ReelModels",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "ReelCoreTests", dependencies: ["ReelCore", "ReelCPU"]),
+        .testTarget(name: "ReelCPUTests", dependencies: ["ReelCore", "ReelCPU"]),
+        .testTarget(name: "ReelIOTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO"]),
+        .testTarget(name: "ReelModelsTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

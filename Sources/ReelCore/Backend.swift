@@ -1,0 +1,219 @@
+import Foundation
+
+/// Elementwise functions of one tensor.
+public enum UnaryOp: String, CaseIterable, Sendable {
+    case silu
+    /// GELU with the tanh approximation (PyTorch `approximate="tanh"`), used by Wan and umT5.
+    case geluTanh
+    /// GELU with erf (PyTorch's default).
+    case gelu
+    case relu
+    case tanh
+    case sigmoid
+    case exp
+    case neg
+    case square
+}
+
+/// Elementwise functions of two tensors, with NumPy broadcasting.
+public enum BinaryOp: String, CaseIterable, Sendable {
+    case add, sub, mul, div, maximum, minimum
+}
+
+/// Zero padding of a convolution, per spatial axis (before, after).
+/// A causal temporal convolution pads time in front only: `t: (2, 0)` for a kernel of 3.
+public struct ConvPadding: Sendable, Equatable {
+    public var t: (Int, Int)
+    public var h: (Int, Int)
+    public var w: (Int, Int)
+    public init(t: (Int, Int) = (0, 0), h: (Int, Int) = (0, 0), w: (Int, Int) = (0, 0)) {
+        self.t = t; self.h = h; self.w = w
+    }
+    /// Symmetric padding in h and w, causal padding in t.
+    public static func causal(t: Int, hw: Int) -> ConvPadding { ConvPadding(t: (t, 0), h: (hw, hw), w: (hw, hw)) }
+    public static func == (a: ConvPadding, b: ConvPadding) -> Bool {
+        a.t == b.t && a.h == b.h && a.w == b.w
+    }
+}
+
+/// The token grid that 3D RoPE rotates: tokens ordered (frame, row, column).
+public struct RoPEGrid: Sendable, Equatable {
+    public var frames: Int
+    public var height: Int
+    public var width: Int
+    /// Absolute index of the first frame (LongLive's `current_start / tokens_per_frame`). Unbounded.
+    public var frameOffset: Int
+    public var theta: Double
+
+    public init(frames: Int, height: Int, width: Int, frameOffset: Int = 0, theta: Double = 10_000) {
+        self.frames = frames; self.height = height; self.width = width
+        self.frameOffset = frameOffset; self.theta = theta
+    }
+
+    public var tokens: Int { frames * height * width }
+
+    /// Complex pairs per head given to (time, height, width): Wan splits d/2 pairs as
+    /// [d/2 - 2*(d/2/3), d/2/3, d/2/3], e.g. [22, 21, 21] for a head of 128.
+    public static func pairSplit(headDim: Int) -> (t: Int, h: Int, w: Int) {
+        let c = headDim / 2
+        return (c - 2 * (c / 3), c / 3, c / 3)
+    }
+
+    /// Angular frequency of pair `j` within a part of `pairs` pairs: theta^(-2j / (2*pairs)).
+    @inlinable public func frequency(pair j: Int, of pairs: Int) -> Double {
+        1.0 / pow(theta, Double(2 * j) / Double(2 * pairs))
+    }
+}
+
+/// Something a stream can wait for (CUDA event; already complete on the CPU).
+public protocol BackendEvent: AnyObject, Sendable {}
+
+/// The op set every backend provides. Models are written once against this protocol.
+///
+/// Layout conventions:
+/// - Matrices and sequences are row-major with the feature axis last: tokens `[B, L, C]`,
+///   attention heads `[B, L, H, D]`.
+/// - Convolutions are channel-last: video `[N, T, H, W, C]`, weights `[Cout, kt, kh, kw, Cin]`
+///   (PyTorch's `[Cout, Cin, kt, kh, kw]` is permuted once at load).
+/// - Every op accepts f32, f16 and bf16 inputs, computes in float32 and returns the dtype of its
+///   first input unless it says otherwise.
+public protocol Backend: AnyObject, Sendable {
+    /// "cpu", "cuda:0", ...
+    var name: String { get }
+
+    // MARK: Memory
+
+    /// Uninitialized storage for a tensor.
+    func allocate(_ shape: Shape, dtype: DType) throws -> Tensor
+    /// Copies host bytes (already in `dtype`'s encoding) into a new tensor.
+    func upload(_ bytes: UnsafeRawBufferPointer, shape: Shape, dtype: DType) throws -> Tensor
+    /// Copies a tensor's bytes (in its dtype's encoding) to host memory of exactly `byteCount` bytes.
+    func download(_ tensor: Tensor, into bytes: UnsafeMutableRawBufferPointer) throws
+    /// Writes `src` into `dst` at `offset` along `axis` (all other axes equal). Modifies `dst`.
+    func copy(_ src: Tensor, into dst: Tensor, axis: Int, at offset: Int) throws
+    func fill(_ tensor: Tensor, with value: Float) throws
+
+    // MARK: Streams
+
+    /// Waits until every op issued so far has finished.
+    func synchronize() throws
+    /// A backend for the same device whose ops run on their own stream (the CPU returns itself).
+    func makeStream() throws -> any Backend
+    /// Marks the point reached by this stream.
+    func recordEvent() throws -> any BackendEvent
+    /// Makes later ops on this stream wait for `event`.
+    func wait(for event: any BackendEvent) throws
+
+    // MARK: Linear algebra
+
+    /// `a [..., M, K] x b` + bias, with `b` of `[N, K]` when `transposeB` (a Linear weight) or
+    /// `[K, N]`, or batched `[batch, K|N, N|K]` matching `a [batch, M, K]`. Bias `[N]`.
+    func matmul(_ a: Tensor, _ b: Tensor, transposeB: Bool, bias: Tensor?) throws -> Tensor
+
+    /// softmax(q k^T * scale + bias) v, per head, never materializing more than a tile of scores.
+    /// q `[B, Lq, H, D]`, k `[B, Lk, H, D]`, v `[B, Lk, H, Dv]` -> `[B, Lq, H, Dv]`.
+    /// `bias`, when given, is `[H, Lq, Lk]` and added to the scores (umT5's position bias).
+    func attention(query: Tensor, key: Tensor, value: Tensor, scale: Float, bias: Tensor?) throws -> Tensor
+
+    // MARK: Normalization (over the last axis)
+
+    /// (x - mean) / sqrt(var + eps) * weight + bias; weight and bias optional.
+    func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float) throws -> Tensor
+    /// x / sqrt(mean(x^2) + eps) * weight.
+    func rmsNorm(_ x: Tensor, weight: Tensor?, eps: Float) throws -> Tensor
+    /// x / max(||x||_2, eps) * scale * weight: the Wan VAE's `RMS_norm` (scale = sqrt(C)).
+    func l2Norm(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float) throws -> Tensor
+    /// Softmax over the last axis.
+    func softmax(_ x: Tensor) throws -> Tensor
+
+    // MARK: Position
+
+    /// Rotates adjacent pairs (x[2i], x[2i+1]) of each head of `x [B, L, H, D]` by Wan's 3D RoPE,
+    /// with L = grid.tokens. Angles are computed in float64 from absolute positions (no table).
+    func rope3d(_ x: Tensor, grid: RoPEGrid) throws -> Tensor
+
+    // MARK: Elementwise
+
+    func unary(_ op: UnaryOp, _ x: Tensor) throws -> Tensor
+    func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor) throws -> Tensor
+    /// alpha * x + beta * y (same shapes), e.g. the flow-matching step.
+    func axpby(_ alpha: Float, _ x: Tensor, _ beta: Float, _ y: Tensor) throws -> Tensor
+    /// x * scale + bias with scalars.
+    func affine(_ x: Tensor, scale: Float, bias: Float) throws -> Tensor
+    func clamp(_ x: Tensor, min: Float, max: Float) throws -> Tensor
+    /// x * (1 + scale) + shift, with scale and shift broadcast against x (DiT adaLN).
+    func modulate(_ x: Tensor, scale: Tensor, shift: Tensor) throws -> Tensor
+
+    // MARK: Convolution
+
+    /// 3D convolution, channel-last: x `[N, T, H, W, Cin]`, weight `[Cout, kt, kh, kw, Cin]`,
+    /// bias `[Cout]` -> `[N, T', H', W', Cout]`.
+    func conv3d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int, Int), padding: ConvPadding) throws -> Tensor
+    /// Nearest-neighbour upsampling of the two axes before the channel axis: `[..., H, W, C]`.
+    func upsampleNearest(_ x: Tensor, scaleH: Int, scaleW: Int) throws -> Tensor
+
+    // MARK: Layout
+
+    func concat(_ tensors: [Tensor], axis: Int) throws -> Tensor
+    /// A copy of `length` entries along `axis` from `start`.
+    func slice(_ x: Tensor, axis: Int, start: Int, length: Int) throws -> Tensor
+    /// Reorders axes: output axis i is input axis `order[i]`.
+    func permute(_ x: Tensor, _ order: [Int]) throws -> Tensor
+    func cast(_ x: Tensor, to dtype: DType) throws -> Tensor
+    /// Rows of `table [V, C]` picked by `ids` (int32 or int64, any shape) -> `[ids..., C]`.
+    func embedding(_ ids: Tensor, table: Tensor) throws -> Tensor
+
+    // MARK: Random
+
+    /// Standard normal samples from the shared Philox stream: element i of the result is
+    /// `PhiloxNormal.sample(seed: seed, index: offset + i)` on every backend.
+    func randomNormal(_ shape: Shape, seed: UInt64, offset: UInt64, dtype: DType) throws -> Tensor
+}
+
+// MARK: - Conveniences built on the protocol.
+
+extension Backend {
+    /// `x W^T + b` for a PyTorch Linear weight `[out, in]`.
+    public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) throws -> Tensor {
+        try matmul(x, weight, transposeB: true, bias: bias)
+    }
+
+    public func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(.add, a, b) }
+    public func mul(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(.mul, a, b) }
+
+    public func zeros(_ shape: Shape, dtype: DType = .f32) throws -> Tensor {
+        let t = try allocate(shape, dtype: dtype)
+        try fill(t, with: 0)
+        return t
+    }
+
+    /// 2D convolution, channel-last: x `[N, H, W, Cin]`, weight `[Cout, kh, kw, Cin]`.
+    public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int) = (1, 1),
+                       padding: (Int, Int) = (0, 0)) throws -> Tensor {
+        try require(x.rank == 4 && weight.rank == 4, "conv2d", "expected x [N,H,W,C] and weight [Cout,kh,kw,Cin], got \(x.shape) and \(weight.shape)")
+        let x5 = try x.reshaped([x.shape[0], 1, x.shape[1], x.shape[2], x.shape[3]])
+        let w5 = try weight.reshaped([weight.shape[0], 1, weight.shape[1], weight.shape[2], weight.shape[3]])
+        let y = try conv3d(x5, weight: w5, bias: bias, stride: (1, stride.0, stride.1),
+                           padding: ConvPadding(h: (padding.0, padding.0), w: (padding.1, padding.1)))
+        return try y.reshaped([y.shape[0], y.shape[2], y.shape[3], y.shape[4]])
+    }
+
+    /// Uploads host floats, converting to `dtype`.
+    public func tensor(_ values: [Float], shape: Shape, dtype: DType = .f32) throws -> Tensor {
+        try require(values.count == shape.count, "tensor", "\(values.count) values for shape \(shape)")
+        let bytes = try HostConversion.encode(values, as: dtype)
+        return try bytes.withUnsafeBytes { try upload($0, shape: shape, dtype: dtype) }
+    }
+
+    /// Uploads host integers as int32.
+    public func tensor(_ values: [Int32], shape: Shape) throws -> Tensor {
+        try require(values.count == shape.count, "tensor", "\(values.count) values for shape \(shape)")
+        return try values.withUnsafeBytes { try upload($0, shape: shape, dtype: .int32) }
+    }
+
+    public func downloadFloats(_ t: Tensor) throws -> [Float] {
+        var bytes = [UInt8](repeating: 0, count: t.byteCount)
+        try bytes.withUnsafeMutableBytes { try download(t, into: $0) }
+        return try HostConversion.decode(bytes, from: t.dtype)
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Reel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reel",
+        abstract: "Real-time streaming video generation from a stream of text prompts.",
+        subcommands: []
+    )
+}
