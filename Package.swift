@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "ReelCUDA", targets: ["ReelCUDA"]),
         .library(name: "ReelIO", targets: ["ReelIO"]),
         .library(name: "ReelModels", targets: ["ReelModels"]),
+        .library(name: "ReelPipeline", targets: ["ReelPipeline"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -26,10 +27,12 @@ let package = Package(
         .target(name: "ReelIO", dependencies: ["ReelCore"]),
         // Tokenizer, text encoder, DiT, VAE and tiny decoder.
         .target(name: "ReelModels", dependencies: ["ReelCore", "ReelIO"]),
+        // Streaming generation: flow-matching schedule, noise, KV-cache policy, prompt switches.
+        .target(name: "ReelPipeline", dependencies: ["ReelCore", "ReelModels"]),
         .executableTarget(
             name: "reel",
             dependencies: [
-                "ReelCore", "ReelCPU", "ReelCUDA", "ReelIO", "ReelModels",
+                "ReelCore", "ReelCPU", "ReelCUDA", "ReelIO", "ReelModels", "ReelPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -37,6 +40,7 @@ let package = Package(
         .testTarget(name: "ReelCPUTests", dependencies: ["ReelCore", "ReelCPU"]),
         .testTarget(name: "ReelIOTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO"]),
         .testTarget(name: "ReelModelsTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels"]),
+        .testTarget(name: "ReelPipelineTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,189 @@
+import Foundation
+import ReelCore
+
+/// The causal Wan2.1 DiT (LongLive `wan/modules/causal_model.py`), written once against `Backend`.
+///
+/// Latents are channel-last, `[F, H, W, C]` for F latent frames of H x W with C = 16 channels.
+/// Tokens are ordered (frame, row, column) after 2x2 patching, `tokensPerFrame = H/2 * W/2`.
+public final class WanDiT: @unchecked Sendable {
+    public let config: WanDiTConfig
+    public let backend: any Backend
+    let weights: WanDiTWeights
+    /// Storage type of the weights and activations.
+    public var dtype: DType { weights.dtype }
+
+    init(config: WanDiTConfig, weights: WanDiTWeights, backend: any Backend) {
+        self.config = config
+        self.weights = weights
+        self.backend = backend
+    }
+
+    /// Per-prompt state: the projected text context and every layer's cross-attention K/V.
+    /// LongLive recomputes these after a prompt switch; computing them once per prompt is equal.
+    public final class PromptContext: @unchecked Sendable {
+        /// `[layers]` of (K, V), each `[1, textLength, heads, headDim]`.
+        let crossKV: [(Tensor, Tensor)]
+        init(crossKV: [(Tensor, Tensor)]) { self.crossKV = crossKV }
+    }
+
+    /// Projects a prompt embedding (`[tokens, textDim]`, tokens <= textLength, rows past the real tokens
+    /// zero) and precomputes every layer's cross-attention keys and values.
+    public func encodePrompt(_ embedding: Tensor) throws -> PromptContext {
+        let be = backend
+        try require(embedding.rank == 2 && embedding.shape[1] == config.textDim, "WanDiT.encodePrompt",
+                    "expected [tokens, \(config.textDim)], got \(embedding.shape)")
+        try require(embedding.shape[0] <= config.textLength, "WanDiT.encodePrompt",
+                    "\(embedding.shape[0]) tokens exceed the text length \(config.textLength)")
+        // Reference: zero-pad to text_len, and cross-attention attends to all of them (no mask).
+        var ctx = embedding
+        if embedding.shape[0] < config.textLength {
+            let pad = try be.zeros([config.textLength - embedding.shape[0], config.textDim], dtype: embedding.dtype)
+            ctx = try be.concat([embedding, pad], axis: 0)
+        }
+        ctx = try be.cast(ctx, to: weights.dtype)
+        let t = weights.textEmbedding
+        var c = try be.linear(ctx, weight: t.0.weight, bias: t.0.bias)
+        c = try be.unary(.geluTanh, c)
+        c = try be.linear(c, weight: t.1.weight, bias: t.1.bias)   // [textLength, dim]
+        let shape = [1, config.textLength, config.heads, config.headDim]
+        let kv = try weights.blocks.map { block -> (Tensor, Tensor) in
+            let a = block.crossAttention
+            let k = try be.rmsNorm(try be.linear(c, weight: a.k.weight, bias: a.k.bias), weight: a.normK, eps: config.eps)
+            let v = try be.linear(c, weight: a.v.weight, bias: a.v.bias)
+            return (try k.reshaped(shape), try v.reshaped(shape))
+        }
+        return PromptContext(crossKV: kv)
+    }
+
+    /// What a forward pass does with the self-attention cache.
+    public struct CacheAccess: Sendable {
+        /// Absolute index of the first latent frame of the input.
+        public var startFrame: Int
+        /// Compute the output (false for passes that only refresh the cache: its last layer's
+        /// attention output, FFN and the head are skipped).
+        public var needsOutput: Bool
+        public init(startFrame: Int, needsOutput: Bool = true) {
+            self.startFrame = startFrame; self.needsOutput = needsOutput
+        }
+    }
+
+    /// One forward pass over `latents [F, H, W, C]` at timestep `t` (the same for all F frames),
+    /// writing the frames' keys and values into `cache` and attending over what the cache holds.
+    /// Returns the flow velocity `[F, H, W, C]`, or nil when `access.needsOutput` is false.
+    public func forward(_ latents: Tensor, timestep t: Float, prompt: PromptContext,
+                        cache: WanKVCache, access: CacheAccess) throws -> Tensor? {
+        let be = backend, c = config
+        try require(latents.rank == 4 && latents.shape[3] == c.inChannels, "WanDiT.forward",
+                    "expected latents [F, H, W, \(c.inChannels)], got \(latents.shape)")
+        let (frames, height, width) = (latents.shape[0], latents.shape[1], latents.shape[2])
+        try require(height % c.patch == 0 && width % c.patch == 0, "WanDiT.forward",
+                    "latent size \(height)x\(width) is not a multiple of the patch \(c.patch)")
+        let (gh, gw) = (height / c.patch, width / c.patch)
+        try require(gh * gw == cache.tokensPerFrame, "WanDiT.forward",
+                    "latents give \(gh * gw) tokens per frame, the cache was made for \(cache.tokensPerFrame)")
+        let perFrame = gh * gw, tokens = frames * perFrame
+
+        // Patch embedding: a linear map over each 2x2 patch, features in (kh, kw, c) order.
+        var x = try be.cast(latents, to: weights.dtype)
+        x = try x.reshaped([frames, gh, c.patch, gw, c.patch, c.inChannels])
+        x = try be.permute(x, [0, 1, 3, 2, 4, 5])                           // [F, gh, gw, p, p, C]
+        x = try x.reshaped([1, tokens, c.patch * c.patch * c.inChannels])
+        x = try be.linear(x, weight: weights.patchEmbedding.weight, bias: weights.patchEmbedding.bias) // [1, L, dim]
+
+        // Time embedding: sinusoid in float64 (reference), then the two MLPs.
+        let (e, e0) = try timeEmbedding(t, frames: frames)                    // [F, dim], [F, 6, dim]
+        let grid = RoPEGrid(frames: frames, height: gh, width: gw, frameOffset: access.startFrame)
+        let written = cache.plan(startFrame: access.startFrame, frames: frames)
+
+        for (index, block) in weights.blocks.enumerated() {
+            let isLast = index == weights.blocks.count - 1
+            x = try blockForward(block, layer: index, x: x, e0: e0, frames: frames, perFrame: perFrame,
+                                 grid: grid, prompt: prompt, cache: cache, written: written,
+                                 skipOutput: isLast && !access.needsOutput)
+        }
+        cache.commit(written)
+        guard access.needsOutput else { return nil }
+
+        // Head: modulation from the un-projected time embedding e.
+        let hm = weights.headModulation                                          // [2, dim]
+        let shift = try be.add(try e.reshaped([frames, 1, c.dim]), try be.slice(hm, axis: 0, start: 0, length: 1))
+        let scale = try be.add(try e.reshaped([frames, 1, c.dim]), try be.slice(hm, axis: 0, start: 1, length: 1))
+        var h = try be.layerNorm(try x.reshaped([frames, perFrame, c.dim]), weight: nil, bias: nil, eps: c.eps)
+        h = try be.modulate(h, scale: scale, shift: shift)
+        h = try be.linear(h, weight: weights.head.weight, bias: weights.head.bias)  // [F, perFrame, p*p*C]
+        // Unpatchify: output channel (q*p + r)*C + c -> pixel (row*p + q, col*p + r).
+        h = try h.reshaped([frames, gh, gw, c.patch, c.patch, c.outChannels])
+        h = try be.permute(h, [0, 1, 3, 2, 4, 5])                              // [F, gh, p, gw, p, C]
+        return try h.reshaped([frames, height, width, c.outChannels])
+    }
+
+    /// e `[F, dim]` and e0 = projection `[F, 6, dim]` for timestep t on every frame.
+    func timeEmbedding(_ t: Float, frames: Int) throws -> (Tensor, Tensor) {
+        let be = backend, c = config
+        let half = c.freqDim / 2
+        var row = [Float](repeating: 0, count: c.freqDim)
+        for i in 0..<half {
+            // Reference sinusoidal_embedding_1d: float64, cos first.
+            let arg = Double(t) * pow(10_000, -Double(i) / Double(half))
+            row[i] = Float(cos(arg))
+            row[half + i] = Float(sin(arg))
+        }
+        let sinusoid = try be.tensor(Array((0..<frames).map { _ in row }.joined()), shape: [frames, c.freqDim],
+                                     dtype: weights.dtype)
+        let te = weights.timeEmbedding
+        var e = try be.linear(sinusoid, weight: te.0.weight, bias: te.0.bias)
+        e = try be.unary(.silu, e)
+        e = try be.linear(e, weight: te.1.weight, bias: te.1.bias)          // [F, dim]
+        let p = weights.timeProjection
+        let e0 = try be.linear(try be.unary(.silu, e), weight: p.weight, bias: p.bias)
+        return (e, try e0.reshaped([frames, 6, c.dim]))
+    }
+
+    func blockForward(_ b: WanDiTWeights.Block, layer: Int, x: Tensor, e0: Tensor, frames: Int, perFrame: Int,
+                      grid: RoPEGrid, prompt: PromptContext, cache: WanKVCache, written: WanKVCache.WritePlan,
+                      skipOutput: Bool) throws -> Tensor {
+        let be = backend, c = config
+        let tokens = frames * perFrame
+        // m_i = modulation[i] + e0[:, i]: shift1, scale1, gate1, shift2, scale2, gate2, each [F, 1, dim].
+        let m = try be.add(e0, b.modulation)                                   // [F, 6, dim]
+        func mod(_ i: Int) throws -> Tensor { try be.slice(m, axis: 1, start: i, length: 1) }
+        let framed = [frames, perFrame, c.dim]
+
+        // Self-attention over the cache.
+        var h = try be.layerNorm(try x.reshaped(framed), weight: nil, bias: nil, eps: c.eps)
+        h = try be.modulate(h, scale: try mod(1), shift: try mod(0))
+        h = try h.reshaped([1, tokens, c.dim])
+        let a = b.selfAttention
+        let heads = [1, tokens, c.heads, c.headDim]
+        var q = try be.rmsNorm(try be.linear(h, weight: a.q.weight, bias: a.q.bias), weight: a.normQ, eps: c.eps)
+        var k = try be.rmsNorm(try be.linear(h, weight: a.k.weight, bias: a.k.bias), weight: a.normK, eps: c.eps)
+        let v = try be.linear(h, weight: a.v.weight, bias: a.v.bias).reshaped(heads)
+        q = try be.rope3d(try q.reshaped(heads), grid: grid)
+        k = try be.rope3d(try k.reshaped(heads), grid: grid)                 // cached already rotated
+        try cache.write(layer: layer, keys: k, values: v, plan: written)
+        if skipOutput { return x }
+        let (keys, values) = try cache.attended(layer: layer, plan: written)
+        var y = try be.attention(query: q, key: keys, value: values, scale: 1 / Float(c.headDim).squareRoot(), bias: nil)
+        y = try be.linear(try y.reshaped([1, tokens, c.dim]), weight: a.o.weight, bias: a.o.bias)
+        var out = try be.add(try x.reshaped(framed), try be.mul(try y.reshaped(framed), try mod(2)))
+
+        // Cross-attention to the prompt (norm3 has affine weights).
+        let xa = b.crossAttention
+        let normed = c.crossAttentionNorm
+            ? try be.layerNorm(out, weight: b.norm3?.weight, bias: b.norm3?.bias, eps: c.eps) : out
+        var cq = try be.linear(try normed.reshaped([1, tokens, c.dim]), weight: xa.q.weight, bias: xa.q.bias)
+        cq = try be.rmsNorm(cq, weight: xa.normQ, eps: c.eps).reshaped(heads)
+        let (ck, cv) = prompt.crossKV[layer]
+        var cy = try be.attention(query: cq, key: ck, value: cv, scale: 1 / Float(c.headDim).squareRoot(), bias: nil)
+        cy = try be.linear(try cy.reshaped([1, tokens, c.dim]), weight: xa.o.weight, bias: xa.o.bias)
+        out = try be.add(out, try cy.reshaped(framed))
+
+        // Feed-forward.
+        h = try be.layerNorm(out, weight: nil, bias: nil, eps: c.eps)
+        h = try be.modulate(h, scale: try mod(4), shift: try mod(3))
+        h = try be.unary(.geluTanh, try be.linear(h, weight: b.ffn.0.weight, bias: b.ffn.0.bias))
+        h = try be.linear(h, weight: b.ffn.1.weight, bias: b.ffn.1.bias)
+        out = try be.add(out, try be.mul(h, try mod(5)))
+        return try out.reshaped([1, tokens, c.dim])
+    }
+}
