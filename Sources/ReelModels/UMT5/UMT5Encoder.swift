@@ -1,0 +1,166 @@
+import Foundation
+import ReelCore
+
+/// Shape of a umT5 encoder (Wan2.1 `wan/modules/t5.py`, transformers `UMT5EncoderModel`).
+public struct UMT5Config: Codable, Sendable, Equatable {
+    public var vocabulary: Int
+    public var dim: Int
+    public var heads: Int
+    public var headDim: Int
+    public var ffnDim: Int
+    public var layers: Int
+    public var buckets: Int
+    public var maxDistance: Int
+    public var eps: Float
+
+    public init(vocabulary: Int, dim: Int, heads: Int, headDim: Int, ffnDim: Int, layers: Int,
+                buckets: Int = 32, maxDistance: Int = 128, eps: Float = 1e-6) {
+        self.vocabulary = vocabulary; self.dim = dim; self.heads = heads; self.headDim = headDim
+        self.ffnDim = ffnDim; self.layers = layers; self.buckets = buckets; self.maxDistance = maxDistance; self.eps = eps
+    }
+
+    /// umT5-XXL's encoder as Wan2.1 uses it (5.7B parameters).
+    public static let xxl = UMT5Config(vocabulary: 256_384, dim: 4096, heads: 64, headDim: 64, ffnDim: 10240, layers: 24)
+}
+
+/// The umT5 encoder: pre-norm RMS blocks, attention without 1/sqrt(d) scaling and with a learned
+/// relative position bias per layer, gated-GELU (tanh) feed-forward, final RMS norm.
+/// It runs only the real tokens of a prompt: with padding masked out, as Wan runs it, this is exact.
+public final class UMT5Encoder: @unchecked Sendable {
+    public let config: UMT5Config
+    public let backend: any Backend
+    let tokenEmbedding: Tensor              // [vocab, dim]
+    let blocks: [Block]
+    let finalNorm: Tensor
+
+    struct Block {
+        var norm1, norm2: Tensor
+        var q, k, v, o: Tensor              // [heads*headDim, dim] / [dim, heads*headDim]
+        var positionBias: Tensor            // [buckets, heads]
+        var gate, fc1, fc2: Tensor          // [ffn, dim], [ffn, dim], [dim, ffn]
+    }
+
+    init(config: UMT5Config, backend: any Backend, tokenEmbedding: Tensor, blocks: [Block], finalNorm: Tensor) {
+        self.config = config; self.backend = backend; self.tokenEmbedding = tokenEmbedding
+        self.blocks = blocks; self.finalNorm = finalNorm
+    }
+
+    public var dtype: DType { tokenEmbedding.dtype }
+
+    /// Encodes token ids (`</s>` included, no padding) to `[ids.count, dim]`.
+    public func encode(_ ids: [Int32]) throws -> Tensor {
+        let be = backend, c = config
+        try require(!ids.isEmpty, "UMT5Encoder.encode", "no tokens")
+        if let bad = ids.first(where: { $0 < 0 || Int($0) >= c.vocabulary }) {
+            throw ReelError.invalidArgument(op: "UMT5Encoder.encode", message: "token id \(bad) outside the vocabulary of \(c.vocabulary)")
+        }
+        let n = ids.count
+        var x = try be.embedding(try be.tensor(ids, shape: [n]), table: tokenEmbedding)   // [n, dim]
+        let buckets = try be.tensor(Self.relativeBuckets(length: n, buckets: c.buckets, maxDistance: c.maxDistance),
+                                    shape: [n * n])
+        let heads = [1, n, c.heads, c.headDim]
+        for b in blocks {
+            // Position bias [heads, n, n]: this layer's bucket table gathered by bucket.
+            let gathered = try be.embedding(buckets, table: b.positionBias)          // [n*n, heads]
+            let biasT = try be.permute(try gathered.reshaped([n, n, c.heads]), [2, 0, 1])
+            let h = try be.rmsNorm(x, weight: b.norm1, eps: c.eps)
+            let q = try be.linear(h, weight: b.q).reshaped(heads)
+            let k = try be.linear(h, weight: b.k).reshaped(heads)
+            let v = try be.linear(h, weight: b.v).reshaped(heads)
+            // T5 does not scale the scores by 1/sqrt(d); softmax in float32.
+            let a = try be.attention(query: q, key: k, value: v, scale: 1, bias: biasT)
+            x = try be.add(x, try be.linear(try a.reshaped([n, c.heads * c.headDim]), weight: b.o))
+            let f = try be.rmsNorm(x, weight: b.norm2, eps: c.eps)
+            let gated = try be.mul(try be.linear(f, weight: b.fc1), try be.unary(.geluTanh, try be.linear(f, weight: b.gate)))
+            x = try be.add(x, try be.linear(gated, weight: b.fc2))
+        }
+        return try be.rmsNorm(x, weight: finalNorm, eps: c.eps)
+    }
+
+    /// Bucket of each (query i, key j) pair, row-major `[n * n]`: bidirectional T5 buckets of the
+    /// relative position j - i (half the buckets for j > i), exact below buckets/4, logarithmic up to
+    /// maxDistance. The logarithm is evaluated in float32 as the references do, so boundaries agree.
+    public static func relativeBuckets(length n: Int, buckets: Int, maxDistance: Int) -> [Int32] {
+        let half = buckets / 2, exact = half / 2
+        let logRange = Float(log(Double(maxDistance) / Double(exact)))
+        var out = [Int32](repeating: 0, count: n * n)
+        for i in 0..<n {
+            for j in 0..<n {
+                let rel = j - i
+                var bucket = rel > 0 ? half : 0
+                let d = abs(rel)
+                if d < exact {
+                    bucket += d
+                } else {
+                    let large = exact + Int(log(Float(d) / Float(exact)) / logRange * Float(half - exact))
+                    bucket += min(large, half - 1)
+                }
+                out[i * n + j] = Int32(bucket)
+            }
+        }
+        return out
+    }
+}
+
+extension UMT5Encoder {
+    /// Key rules from transformers' `UMT5EncoderModel` layout to Wan's names.
+    static let transformersRules: [KeyRule] = [
+        .rename("shared.weight", "token_embedding.weight"),
+        .rename("encoder.final_layer_norm.weight", "norm.weight"),
+        .replace("encoder.block.", "blocks."),
+        .replace(".layer.0.SelfAttention.relative_attention_bias.weight", ".pos_embedding.embedding.weight"),
+        .replace(".layer.0.SelfAttention.", ".attn."),
+        .replace(".layer.0.layer_norm.", ".norm1."),
+        .replace(".layer.1.DenseReluDense.wi_0.", ".ffn.gate.0."),
+        .replace(".layer.1.DenseReluDense.wi_1.", ".ffn.fc1."),
+        .replace(".layer.1.DenseReluDense.wo.", ".ffn.fc2."),
+        .replace(".layer.1.layer_norm.", ".norm2."),
+    ]
+
+    /// Loads an encoder from Wan's `models_t5_umt5-xxl-enc-bf16.pth` layout or transformers' layout,
+    /// detecting the configuration from the weights.
+    public static func load(from source: any TensorSource, backend: any Backend, dtype: DType = .f32) throws -> UMT5Encoder {
+        var keys = source.keys
+        let isHF = keys.contains { $0.hasPrefix("encoder.block.") }
+        // transformers ties `encoder.embed_tokens.weight` to `shared.weight`: bind one of them.
+        var rules = isHF ? transformersRules : []
+        if isHF {
+            if keys.contains("shared.weight") {
+                keys.removeAll { $0 == "encoder.embed_tokens.weight" }
+            } else {
+                rules.insert(.rename("encoder.embed_tokens.weight", "token_embedding.weight"), at: 0)
+            }
+        }
+        let b = try WeightBinder(source: source, rules: rules, backend: backend, dtype: dtype)
+        if isHF, source.keys.contains("shared.weight"), source.keys.contains("encoder.embed_tokens.weight") {
+            b.markUsed(["encoder.embed_tokens.weight"])
+        }
+        guard let emb = b.shape("token_embedding.weight"), emb.rank == 2,
+              let bias = b.shape("blocks.0.pos_embedding.embedding.weight"), bias.rank == 2,
+              let q = b.shape("blocks.0.attn.q.weight"), let ffn = b.shape("blocks.0.ffn.fc1.weight") else {
+            throw ReelError.weights(message: "not a umT5 encoder: token_embedding, pos_embedding, attn or ffn weights are missing")
+        }
+        var layers = 0
+        while b.contains("blocks.\(layers).attn.q.weight") { layers += 1 }
+        let heads = bias[1]
+        let config = UMT5Config(vocabulary: emb[0], dim: emb[1], heads: heads, headDim: q[0] / heads,
+                                ffnDim: ffn[0], layers: layers, buckets: bias[0])
+        let d = config.dim, inner = config.heads * config.headDim
+        let blocks = try (0..<layers).map { i -> Block in
+            let p = "blocks.\(i)"
+            let table = try b.tensor("\(p).pos_embedding.embedding.weight", shape: [config.buckets, heads])
+            return Block(norm1: try b.tensor("\(p).norm1.weight", shape: [d]), norm2: try b.tensor("\(p).norm2.weight", shape: [d]),
+                         q: try b.tensor("\(p).attn.q.weight", shape: [inner, d]), k: try b.tensor("\(p).attn.k.weight", shape: [inner, d]),
+                         v: try b.tensor("\(p).attn.v.weight", shape: [inner, d]), o: try b.tensor("\(p).attn.o.weight", shape: [d, inner]),
+                         positionBias: table,
+                         gate: try b.tensor("\(p).ffn.gate.0.weight", shape: [config.ffnDim, d]),
+                         fc1: try b.tensor("\(p).ffn.fc1.weight", shape: [config.ffnDim, d]),
+                         fc2: try b.tensor("\(p).ffn.fc2.weight", shape: [d, config.ffnDim]))
+        }
+        let encoder = UMT5Encoder(config: config, backend: backend,
+                                  tokenEmbedding: try b.tensor("token_embedding.weight", shape: [config.vocabulary, d]),
+                                  blocks: blocks, finalNorm: try b.tensor("norm.weight", shape: [d]))
+        try b.finish()
+        return encoder
+    }
+}
