@@ -42,6 +42,9 @@ public final class StreamingGenerator: @unchecked Sendable {
     private var blockIndex = 0
     /// Clean latents of the newest frames (at most `schedule.attentionFrames`), oldest first, each `[1, H, W, C]`.
     private var recent: [Tensor] = []
+    /// Re-cache the window with the new prompt on a switch (LongLive's behaviour). Turning it off
+    /// reproduces plain prompt switching, which LongLive shows to keep the old prompt's content.
+    public var recacheOnSwitch = true
     private let lock = NSLock()
     private var pending: WanDiT.PromptContext?
 
@@ -91,7 +94,7 @@ public final class StreamingGenerator: @unchecked Sendable {
             let t0 = clock.now
             prompt = switchTo
             promptIndex += 1
-            forwards += try recache(at: start)
+            if recacheOnSwitch { forwards += try recache(at: start) }
             try be.synchronize()
             recacheSeconds = seconds(clock.now - t0)
         }
