@@ -1,1 +1,297 @@
-public enum ReelCPUPlaceholder {}
+import Dispatch
+import Foundation
+import ReelCore
+
+/// Host memory for a CPU tensor: a 64-byte aligned allocation, freed when the last tensor goes.
+public final class CPUStorage: HostStorage, @unchecked Sendable {
+    public let baseAddress: UnsafeMutableRawPointer
+    public let byteCount: Int
+
+    public init(byteCount: Int) throws {
+        var p: UnsafeMutableRawPointer?
+        // posix_memalign with 0 bytes may return nil; always ask for at least one cache line.
+        guard posix_memalign(&p, 64, max(byteCount, 64)) == 0, let p else {
+            throw ReelError.outOfMemory(backend: "cpu", bytes: byteCount)
+        }
+        baseAddress = p
+        self.byteCount = byteCount
+    }
+
+    deinit { free(baseAddress) }
+}
+
+/// The event of a CPU "stream": every op has finished by the time it returns.
+final class CPUEvent: BackendEvent {}
+
+/// Which matrix-multiply implementation `matmul` (and the ops built on it) uses.
+public enum GEMMPath: String, CaseIterable, Sendable {
+    /// A run-time loaded BLAS when one is installed, the own kernel otherwise.
+    case auto
+    /// `cblas_sgemm` of the BLAS found by `BLAS.shared`; an error when none is installed.
+    case blas
+    /// Reel's own packed, blocked, multithreaded SIMD kernel.
+    case own
+}
+
+/// The CPU backend: float32 math on host memory, multithreaded over `threads` workers, SIMD in the
+/// hot loops. It computes on any `HostStorage` (its own allocations and memory-mapped weight files)
+/// and is the oracle every other backend is checked against.
+///
+/// Ops are synchronous: a "stream" is the backend itself and events are already complete.
+public final class CPUBackend: HostBackend, @unchecked Sendable {
+    public let name = "cpu"
+    /// Worker count for the parallel loops (the active core count unless set).
+    public let threads: Int
+    /// Matrix-multiply implementation.
+    public let gemmPath: GEMMPath
+
+    public init(threads: Int? = nil, gemm: GEMMPath = .auto) {
+        self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        self.gemmPath = gemm
+    }
+
+    // MARK: Memory
+
+    public func allocate(_ shape: Shape, dtype: DType) throws -> Tensor {
+        try require(shape.isValid, "allocate", "negative dimension in \(shape)")
+        let storage = try CPUStorage(byteCount: shape.count * dtype.size)
+        return Tensor(storage: storage, shape: shape, dtype: dtype, backend: self)
+    }
+
+    public func upload(_ bytes: UnsafeRawBufferPointer, shape: Shape, dtype: DType) throws -> Tensor {
+        let t = try allocate(shape, dtype: dtype)
+        try require(bytes.count == t.byteCount, "upload", "\(bytes.count) bytes for \(shape) \(dtype) (\(t.byteCount) bytes)")
+        if t.byteCount > 0 { t.hostPointer!.copyMemory(from: bytes.baseAddress!, byteCount: t.byteCount) }
+        return t
+    }
+
+    public func download(_ tensor: Tensor, into bytes: UnsafeMutableRawBufferPointer) throws {
+        let src = try host(tensor, "download")
+        try require(bytes.count == tensor.byteCount, "download", "\(bytes.count) bytes for \(tensor.shape) \(tensor.dtype) (\(tensor.byteCount) bytes)")
+        if tensor.byteCount > 0 { bytes.baseAddress!.copyMemory(from: src, byteCount: tensor.byteCount) }
+    }
+
+    public func copy(_ src: Tensor, into dst: Tensor, axis: Int, at offset: Int) throws {
+        let s = try host(src, "copy"), d = try host(dst, "copy")
+        try require(src.rank == dst.rank, "copy", "rank of \(src.shape) differs from \(dst.shape)")
+        let a = dst.shape.normalize(axis)
+        try require(a >= 0 && a < dst.rank, "copy", "axis \(axis) out of range for \(dst.shape)")
+        for i in 0..<dst.rank where i != a {
+            try require(src.shape[i] == dst.shape[i], "copy", "\(src.shape) and \(dst.shape) differ on axis \(i)")
+        }
+        try require(offset >= 0 && offset + src.shape[a] <= dst.shape[a], "copy",
+                    "\(src.shape[a]) entries at \(offset) overrun axis \(a) of \(dst.shape)")
+        let (outer, srcExtent, inner) = src.shape.split(at: a)
+        let dstExtent = dst.shape[a]
+        let rowElements = srcExtent * inner
+        guard outer > 0, rowElements > 0 else { return }
+        if src.dtype == dst.dtype {
+            let es = src.dtype.size
+            parallelFor(outer, grain: max(1, 16384 / (rowElements * es))) { rows in
+                for o in rows {
+                    (d + (o * dstExtent + offset) * inner * es).copyMemory(from: s + o * rowElements * es, byteCount: rowElements * es)
+                }
+            }
+        } else {
+            // Different dtypes: convert through float32.
+            let srcDType = src.dtype, dstDType = dst.dtype
+            parallelFor(outer, grain: max(1, 4096 / rowElements)) { rows in
+                let tmp = UnsafeMutablePointer<Float>.allocate(capacity: rowElements)
+                defer { tmp.deallocate() }
+                for o in rows {
+                    decodeFloats(s + o * rowElements * srcDType.size, srcDType, tmp, rowElements)
+                    encodeFloats(tmp, d + (o * dstExtent + offset) * inner * dstDType.size, dstDType, rowElements)
+                }
+            }
+        }
+    }
+
+    public func fill(_ tensor: Tensor, with value: Float) throws {
+        let d = try host(tensor, "fill")
+        let n = tensor.count, dtype = tensor.dtype
+        guard n > 0 else { return }
+        if dtype == .f32 {
+            let p = d.assumingMemoryBound(to: Float.self)
+            parallelFor(n, grain: 1 << 16) { r in
+                (p + r.lowerBound).update(repeating: value, count: r.count)
+            }
+            return
+        }
+        // Encode the value once and repeat its bytes.
+        var one = value
+        let size = dtype.size
+        var pattern = [UInt8](repeating: 0, count: size)
+        pattern.withUnsafeMutableBytes { raw in
+            withUnsafePointer(to: &one) { encodeFloats($0, raw.baseAddress!, dtype, 1) }
+        }
+        let bytes = pattern
+        parallelFor(n, grain: 1 << 16) { r in
+            bytes.withUnsafeBytes { pat in
+                for i in r { (d + i * size).copyMemory(from: pat.baseAddress!, byteCount: size) }
+            }
+        }
+    }
+
+    // MARK: Streams
+
+    public func synchronize() throws {}
+    public func makeStream() throws -> any Backend { self }
+    public func recordEvent() throws -> any BackendEvent { CPUEvent() }
+    public func wait(for event: any BackendEvent) throws {}
+}
+
+// MARK: - Shared machinery of the ops.
+
+extension CPUBackend {
+    /// The address of a tensor's first element, or `wrongBackend` when it does not live in host memory.
+    @inline(__always)
+    func host(_ t: Tensor, _ op: String) throws -> UnsafeMutableRawPointer {
+        guard t.backend is HostBackend, let s = t.storage as? HostStorage else {
+            throw ReelError.wrongBackend(op: op, expected: name, got: t.backend.name)
+        }
+        return s.baseAddress + t.byteOffset
+    }
+
+    /// Runs `body` over `0..<n` split into contiguous ranges, one per worker (at most `threads`,
+    /// and no range shorter than `grain` unless `n` is).
+    @inline(__always)
+    func parallelFor(_ n: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+        let chunks = Swift.min(threads, Swift.max(1, n / Swift.max(grain, 1)))
+        if chunks <= 1 {
+            if n > 0 { body(0..<n) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let box = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let lo = n * c / chunks, hi = n * (c + 1) / chunks
+                if hi > lo { box.value(lo..<hi) }
+            }
+        }
+    }
+
+    /// Like `parallelFor`, but hands out `n` independent tasks in `chunks` that workers pick up
+    /// round-robin: for work whose cost varies between tasks.
+    @inline(__always)
+    func parallelTasks(_ n: Int, _ body: (Int) -> Void) {
+        if threads <= 1 || n <= 1 {
+            for i in 0..<n { body(i) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let box = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: n) { box.value($0) }
+        }
+    }
+
+    /// A tensor's elements as float32: the tensor's own memory when it is f32, a converted copy otherwise.
+    func floats(_ t: Tensor, _ op: String) throws -> FloatInput {
+        let p = try host(t, op)
+        if t.dtype == .f32 { return FloatInput(pointer: p.assumingMemoryBound(to: Float.self), owned: false) }
+        let n = t.count
+        let buf = try allocateFloats(n)
+        let dtype = t.dtype
+        parallelFor(n, grain: 1 << 15) { r in
+            decodeFloats(p + r.lowerBound * dtype.size, dtype, buf + r.lowerBound, r.count)
+        }
+        return FloatInput(pointer: buf, owned: true)
+    }
+
+    /// A new tensor of `shape` and `dtype` whose float32 values `body` writes: straight into the
+    /// tensor when it is f32, through a float32 buffer that is converted afterwards otherwise.
+    func makeOutput(_ shape: Shape, _ dtype: DType, _ body: (UnsafeMutablePointer<Float>) throws -> Void) throws -> Tensor {
+        let out = try allocate(shape, dtype: dtype)
+        let d = out.hostPointer!
+        if dtype == .f32 {
+            try body(d.assumingMemoryBound(to: Float.self))
+            return out
+        }
+        let n = shape.count
+        let buf = try allocateFloats(n)
+        defer { buf.deallocate() }
+        try body(buf)
+        parallelFor(n, grain: 1 << 15) { r in
+            encodeFloats(buf + r.lowerBound, d + r.lowerBound * dtype.size, dtype, r.count)
+        }
+        return out
+    }
+
+    func allocateFloats(_ n: Int) throws -> UnsafeMutablePointer<Float> {
+        var p: UnsafeMutableRawPointer?
+        guard posix_memalign(&p, 64, max(n * 4, 64)) == 0, let p else {
+            throw ReelError.outOfMemory(backend: name, bytes: n * 4)
+        }
+        return p.bindMemory(to: Float.self, capacity: max(n, 16))
+    }
+
+    func requireFloat(_ t: Tensor, _ op: String) throws {
+        try require(t.dtype.isFloatingPoint, op, "expected a floating-point tensor, got \(t.dtype)")
+    }
+
+    /// A per-channel vector (norm weight, bias) must hold exactly `channels` elements.
+    func requireVector(_ t: Tensor?, _ channels: Int, _ what: String, _ op: String) throws {
+        guard let t else { return }
+        try require(t.count == channels, op, "\(what) \(t.shape) does not match \(channels) channels")
+    }
+}
+
+/// Hands a value to the workers of `concurrentPerform`; the ops guarantee disjoint writes.
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// float32 view of an op's input; frees its buffer when it was converted from another dtype.
+final class FloatInput {
+    let pointer: UnsafeMutablePointer<Float>
+    private let owned: Bool
+    init(pointer: UnsafeMutablePointer<Float>, owned: Bool) { self.pointer = pointer; self.owned = owned }
+    deinit { if owned { free(pointer) } }
+}
+
+// MARK: - dtype conversion of element runs.
+
+/// Converts `n` elements of `dtype` at `src` to float32.
+@inline(__always)
+func decodeFloats(_ src: UnsafeRawPointer, _ dtype: DType, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+    switch dtype {
+    case .f32:
+        dst.update(from: src.assumingMemoryBound(to: Float.self), count: n)
+    case .bf16:
+        // bf16 is the top half of a float32.
+        let s = src.assumingMemoryBound(to: UInt16.self)
+        let d = UnsafeMutableRawPointer(dst)
+        var i = 0
+        while i + 8 <= n {
+            let v = UnsafeRawPointer(s + i).loadUnaligned(as: SIMD8<UInt16>.self)
+            let w = SIMD8<UInt32>(truncatingIfNeeded: v) &<< 16
+            d.storeBytes(of: unsafeBitCast(w, to: SIMD8<Float>.self), toByteOffset: i * 4, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n { dst[i] = BFloat16Bits.toFloat(s[i]); i += 1 }
+    case .f16:
+        let s = src.assumingMemoryBound(to: UInt16.self)
+        for i in 0..<n { dst[i] = Float(Float16(bitPattern: s[i])) }
+    default:
+        HostConversion.decode(UnsafeRawBufferPointer(start: src, count: n * dtype.size), from: dtype,
+                              into: UnsafeMutableBufferPointer(start: dst, count: n))
+    }
+}
+
+/// Converts `n` float32 values to `dtype` at `dst`.
+@inline(__always)
+func encodeFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutableRawPointer, _ dtype: DType, _ n: Int) {
+    switch dtype {
+    case .f32:
+        dst.copyMemory(from: src, byteCount: n * 4)
+    case .bf16:
+        let d = dst.assumingMemoryBound(to: UInt16.self)
+        for i in 0..<n { d[i] = BFloat16Bits.fromFloat(src[i]) }
+    case .f16:
+        let d = dst.assumingMemoryBound(to: UInt16.self)
+        for i in 0..<n { d[i] = Float16(src[i]).bitPattern }
+    default:
+        HostConversion.encode(UnsafeBufferPointer(start: src, count: n), as: dtype,
+                              into: UnsafeMutableRawBufferPointer(start: dst, count: n * dtype.size))
+    }
+}
