@@ -48,7 +48,7 @@ let package = Package(
         ),
         .testTarget(name: "ReelCoreTests", dependencies: ["ReelCore", "ReelCPU"]),
         .testTarget(name: "ReelCPUTests", dependencies: ["ReelCore", "ReelCPU"]),
-        .testTarget(name: "ReelIOTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO"]),
+        .testTarget(name: "ReelIOTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelModelsTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels"]),
         .testTarget(name: "ReelPipelineTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline"]),
     ],

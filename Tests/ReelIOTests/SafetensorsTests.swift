@@ -1,0 +1,196 @@
+import Foundation
+import ReelCore
+import Testing
+@testable import ReelIO
+
+@Suite struct SafetensorsTests {
+    /// Host bytes of `count` elements of `dtype` with distinct, exactly representable values.
+    static func sample(_ dtype: DType, count: Int) throws -> [UInt8] {
+        let values = (0..<count).map { i -> Float in
+            switch dtype {
+            case .bool: Float(i % 2)
+            case .uint8: Float(i * 7 % 256)
+            case .int8: Float(i * 5 % 200 - 100)
+            case .fp8e4m3: Float(i % 16) * 0.25 - 2
+            default: Float(i) * 0.5 - 3
+            }
+        }
+        return try HostConversion.encode(values, as: dtype)
+    }
+
+    @Test func roundTripsEveryDType() throws {
+        var writer = SafetensorsWriter()
+        var expected: [String: (DType, Shape, [UInt8])] = [:]
+        for (i, dtype) in DType.allCases.enumerated() {
+            let shape: Shape = i % 3 == 0 ? [3, 5] : (i % 3 == 1 ? [7] : [2, 1, 3])
+            let bytes = try Self.sample(dtype, count: shape.count)
+            try writer.add("t.\(dtype)", bytes: bytes, dtype: dtype, shape: shape)
+            expected["t.\(dtype)"] = (dtype, shape, bytes)
+        }
+        try writer.add("scalar", bytes: floatBytes([2.5]), dtype: .f32, shape: [])
+        try writer.add("empty", bytes: [], dtype: .bf16, shape: [0, 4])
+        writer.metadata = ["format": "pt", "quote\"and\\slash\n": "ünïcode ✓"]
+        let path = try TestFiles.scratch().appendingPathComponent("all.safetensors").path
+        try writer.write(to: path)
+
+        let file = try WeightFiles.open(path)
+        #expect(file is SafetensorsFile)
+        #expect(file.keys == (Array(expected.keys) + ["scalar", "empty"]).sorted())
+        #expect(file.metadata == writer.metadata)
+        for backend in [TestBackend(), TestHostBackend()] {
+            for (key, (dtype, shape, bytes)) in expected {
+                #expect(try file.info(key) == TensorInfo(dtype: dtype, shape: shape))
+                let t = try file.tensor(key, on: backend)
+                #expect(t.dtype == dtype && t.shape == shape)
+                var back = [UInt8](repeating: 0, count: t.byteCount)
+                try back.withUnsafeMutableBytes { try backend.download(t, into: $0) }
+                #expect(back == bytes, "\(key) on \(backend.name)")
+            }
+            #expect(try file.tensor("scalar", on: backend).toFloats() == [2.5])
+            #expect(try file.tensor("empty", on: backend).shape == [0, 4])
+        }
+    }
+
+    @Test func hostBackendsMapWithoutCopying() throws {
+        var writer = SafetensorsWriter()
+        try writer.add("w", bytes: try Self.sample(.bf16, count: 6), dtype: .bf16, shape: [2, 3])
+        let path = try TestFiles.scratch().appendingPathComponent("m.safetensors").path
+        try writer.write(to: path)
+        let file = try SafetensorsFile(path: path)
+
+        let host = TestHostBackend()
+        let mapped = try file.tensor("w", on: host)
+        #expect(mapped.storage is MappedRegion)
+        #expect(host.uploads == 0)
+        // A conversion, or a backend that is not a HostBackend, gets its own copy.
+        let converted = try file.tensor("w", on: host, as: .f32)
+        #expect(!(converted.storage is MappedRegion))
+        #expect(try converted.toFloats() == mapped.toFloats())
+        let device = TestBackend()
+        _ = try file.tensor("w", on: device)
+        #expect(device.uploads == 1)
+    }
+
+    @Test func mappedTensorsOutliveTheirFile() throws {
+        var writer = SafetensorsWriter()
+        try writer.add("w", bytes: floatBytes([1, 2, 3]), dtype: .f32, shape: [3])
+        let path = try TestFiles.scratch().appendingPathComponent("o.safetensors").path
+        try writer.write(to: path)
+        var file: SafetensorsFile? = try SafetensorsFile(path: path)
+        let t = try file!.tensor("w", on: TestHostBackend())
+        file = nil
+        #expect(try t.toFloats() == [1, 2, 3])
+    }
+
+    @Test func writerIsDeterministicAndAligned() throws {
+        func write(_ order: [String]) throws -> [UInt8] {
+            var w = SafetensorsWriter()
+            for name in order {
+                switch name {
+                case "odd": try w.add(name, bytes: try Self.sample(.bf16, count: 3), dtype: .bf16, shape: [3])
+                case "byte": try w.add(name, bytes: [1], dtype: .uint8, shape: [1])
+                default: try w.add(name, bytes: try Self.sample(.f32, count: 2), dtype: .f32, shape: [2])
+                }
+            }
+            w.metadata = ["b": "2", "a": "1"]
+            let path = try TestFiles.scratch().appendingPathComponent("d.safetensors").path
+            try w.write(to: path)
+            return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        }
+        let a = try write(["odd", "byte", "f", "g"])
+        let b = try write(["g", "f", "byte", "odd"])
+        #expect(a == b)
+        let headerLength = Int(a[0]) | Int(a[1]) << 8
+        #expect((8 + headerLength) % 8 == 0)
+        // f32 tensors come first in the data section, so each starts aligned to its size.
+        let header = String(decoding: a[8..<(8 + headerLength)], as: UTF8.self)
+        #expect(header.contains(#""f":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}"#))
+        #expect(header.hasPrefix(#"{"__metadata__":{"a":"1","b":"2"}"#))
+    }
+
+    @Test func writesTensorsFromABackend() throws {
+        let backend = TestBackend()
+        let t = try backend.tensor([1, -2, 3.5, 4], shape: [2, 2], dtype: .f16)
+        var w = SafetensorsWriter()
+        try w.add("x", t)
+        #expect(throws: ReelError.self) { try w.add("x", t) }
+        #expect(throws: ReelError.self) { try w.add("__metadata__", t) }
+        #expect(throws: ReelError.self) { try w.add("y", bytes: [1, 2, 3], dtype: .f32, shape: [1]) }
+        let path = try TestFiles.scratch().appendingPathComponent("b.safetensors").path
+        try w.write(to: path)
+        #expect(try SafetensorsFile(path: path).tensor("x", on: backend, as: .f32).toFloats() == [1, -2, 3.5, 4])
+    }
+
+    @Test func float64LoadsAsFloat32() throws {
+        let values: [Double] = [1.5, -2.25, 1e-3]
+        let path = try Self.rawFile(header: #"{"d":{"dtype":"F64","shape":[3],"data_offsets":[0,24]}}"#,
+                                    data: values.withUnsafeBytes { Array($0) })
+        let file = try WeightFiles.open(path)
+        #expect(try file.info("d") == TensorInfo(dtype: .f32, shape: [3], storedType: "f64"))
+        #expect(try file.tensor("d", on: TestHostBackend()).toFloats() == values.map { Float($0) })
+    }
+
+    @Test func readsFilesWrittenByTheReferenceLibrary() throws {
+        try FixtureCheck.compare(TestFiles.fixture("reference.safetensors"))
+        try FixtureCheck.compare(TestFiles.fixture("sharded.safetensors.index.json"))
+        let sharded = try WeightFiles.open(TestFiles.fixture("sharded.safetensors.index.json"))
+        #expect(sharded is ShardedWeightFile)
+        #expect((sharded as? ShardedWeightFile)?.shards.count == 2)
+    }
+
+    // MARK: Bad input
+
+    /// A file of `header` (padded) and `data`, with the header length `length` (the true one by default).
+    static func rawFile(header: String, data: [UInt8], length: UInt64? = nil) throws -> String {
+        var bytes: [UInt8] = []
+        bytes.appendLE(length ?? UInt64(header.utf8.count))
+        bytes += Array(header.utf8) + data
+        return try TestFiles.write(bytes, name: "bad.safetensors")
+    }
+
+    static func message(header: String, data: [UInt8] = [UInt8](repeating: 0, count: 16), length: UInt64? = nil) throws -> String {
+        let path = try rawFile(header: header, data: data, length: length)
+        return badFileMessage { _ = try SafetensorsFile(path: path) }
+    }
+
+    @Test func refusesBadHeaders() throws {
+        let ok = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
+        #expect(try Self.message(header: ok, length: 1 << 40).contains("larger than"))
+        #expect(try Self.message(header: ok, length: 5000).contains("past the end"))
+        #expect(try Self.message(header: #"{"a": [1, 2"#).contains("not valid JSON"))
+        #expect(try Self.message(header: #"[1, 2]"#).contains("expected a JSON object"))
+        #expect(try Self.message(header: #"{"a":{"dtype":"U16","shape":[2],"data_offsets":[0,4]}}"#).contains("'a' has dtype U16"))
+        #expect(try Self.message(header: #"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#).contains("shape"))
+        #expect(try Self.message(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,12]}}"#).contains("hold 12"))
+        #expect(try Self.message(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}}"#).contains("outside the data section"))
+        #expect(try Self.message(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#).contains("outside"))
+        #expect(try Self.message(header: #"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}}"#).contains("too large"))
+        #expect(try Self.message(header: #"{"a":{"dtype":"F32","shape":[2]}}"#).contains("data_offsets"))
+        #expect(try Self.message(header: #"{"__metadata__":{"n":1}}"#).contains("'n' is a number"))
+        let overlap = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
+        #expect(try Self.message(header: overlap).contains("overlap"))
+    }
+
+    @Test func refusesTruncatedFiles() throws {
+        var w = SafetensorsWriter()
+        try w.add("a", bytes: try Self.sample(.f32, count: 6), dtype: .f32, shape: [6])
+        try w.add("b", bytes: try Self.sample(.bf16, count: 5), dtype: .bf16, shape: [5])
+        let path = try TestFiles.scratch().appendingPathComponent("t.safetensors").path
+        try w.write(to: path)
+        let whole = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        // Every shorter prefix fails with a message; none crashes.
+        for n in 0..<whole.count {
+            let cut = try TestFiles.write(Array(whole[..<n]), name: "cut.safetensors")
+            let message = badFileMessage { _ = try WeightFiles.open(cut) }
+            #expect(!message.isEmpty)
+        }
+        #expect(badFileMessage { _ = try WeightFiles.open(TestFiles.fixtures.path) }.contains("directory"))
+        #expect(badFileMessage { _ = try WeightFiles.open("/nonexistent/x.safetensors") }.contains("cannot open"))
+    }
+
+    @Test func missingKeysNameTheKey() throws {
+        let file = try WeightFiles.open(TestFiles.fixture("reference.safetensors"))
+        #expect(badFileMessage { _ = try file.info("nope") }.contains("'nope'"))
+        #expect(badFileMessage { _ = try file.tensor("nope", on: TestBackend()) }.contains("'nope'"))
+    }
+}
