@@ -158,3 +158,11 @@ public struct Tokenizer: Sendable {
         }
     }
 }
+
+extension Tokenizer {
+    /// The ids Wan feeds umT5 for a prompt: ``WanPromptCleaner/clean(_:)``, then ``encode(_:maxLength:)``
+    /// with 512 (511 pieces and `</s>`).
+    public func wanPromptIds(_ prompt: String) throws -> [Int32] {
+        try encode(WanPromptCleaner.clean(prompt), maxLength: Tokenizer.defaultMaxLength)
+    }
+}
