@@ -65,7 +65,7 @@ struct SentencePieceModel: Sendable {
                 }
             }
         } catch let error as ProtobufReader.Error {
-            throw ReelTokenizerError.malformed("not a SentencePiece model (\(error))")
+            throw ReelTokenizerError.malformed("\(error)")
         }
 
         var modelType: Int32 = 1, byteFallback = false, whitespaceAsSuffix = false
@@ -101,7 +101,7 @@ struct SentencePieceModel: Sendable {
                 }
             }
         }
-        guard !pieces.isEmpty else { throw ReelTokenizerError.malformed("not a SentencePiece model (no pieces)") }
+        guard !pieces.isEmpty else { throw ReelTokenizerError.malformed("it holds no pieces") }
         guard modelType == 1 else {
             throw ReelTokenizerError.unsupported("model type \(modelType) (only unigram, type 1, is implemented)")
         }
@@ -126,7 +126,7 @@ struct SentencePieceModel: Sendable {
 
     private static func wrap<T>(_ body: () throws -> T) throws -> T {
         do { return try body() } catch let error as ProtobufReader.Error {
-            throw ReelTokenizerError.malformed("not a SentencePiece model (\(error))")
+            throw ReelTokenizerError.malformed("\(error)")
         }
     }
 

@@ -44,27 +44,35 @@ public struct Tokenizer: Sendable {
     public init(contentsOf url: URL) throws {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            let exists = FileManager.default.fileExists(atPath: url.path)
-            throw ReelError.badFile(path: url.path, message: exists ? "cannot be read (\(error.localizedDescription))" : "no such file")
+            var isDirectory: ObjCBool = false
+            let exists = FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory)
+            let reason = !exists ? "no such file" : isDirectory.boolValue ? "is a folder, not a tokenizer file"
+                : "cannot be read (\(error.localizedDescription))"
+            throw ReelError.badFile(path: url.path, message: reason)
         }
-        do { try self.init(data: data) } catch let error as ReelTokenizerError {
-            throw ReelError.badFile(path: url.path, message: "not a tokenizer Reel can read: \(error)")
+        do { engine = try Self.engine(data) } catch let error as ReelTokenizerError {
+            throw ReelError.badFile(path: url.path, message: "\(error)")
         }
     }
 
     /// Parses the bytes of a `tokenizer.json` or a `spiece.model`, detected by content.
     /// - Throws: `ReelError.badFile` (with path `<data>`) if they are neither.
     public init(data: Data) throws {
-        do {
-            if data.first(where: { ![0x20, 0x09, 0x0A, 0x0D, 0xEF, 0xBB, 0xBF].contains($0) }) == UInt8(ascii: "{") {
-                engine = .huggingFace(try HFTokenizer(data: data))
-            } else if data.isEmpty {
-                throw ReelTokenizerError.malformed("the file is empty")
-            } else {
-                engine = .sentencePiece(try SentencePieceModel(bytes: [UInt8](data)))
-            }
-        } catch let error as ReelTokenizerError {
+        do { engine = try Self.engine(data) } catch let error as ReelTokenizerError {
             throw ReelError.badFile(path: "<data>", message: "\(error)")
+        }
+    }
+
+    private static func engine(_ data: Data) throws -> Engine {
+        let firstByte = data.first { ![0x20, 0x09, 0x0A, 0x0D, 0xEF, 0xBB, 0xBF].contains($0) }
+        if firstByte == UInt8(ascii: "{") {
+            do { return .huggingFace(try HFTokenizer(data: data)) } catch let error as ReelTokenizerError {
+                throw ReelTokenizerError.malformed("looks like JSON but is not a tokenizer.json Reel can read: \(error)")
+            }
+        }
+        guard !data.isEmpty else { throw ReelTokenizerError.malformed("the file is empty, not a tokenizer") }
+        do { return .sentencePiece(try SentencePieceModel(bytes: [UInt8](data))) } catch let error as ReelTokenizerError {
+            throw ReelTokenizerError.malformed("neither a tokenizer.json (no JSON object) nor a SentencePiece model: \(error)")
         }
     }
 

@@ -10,7 +10,8 @@ import Foundation
 /// `uncurl_quotes`, `fix_line_breaks`, `remove_terminal_escapes`, `remove_control_chars` and NFC.
 /// Not implemented: `fix_encoding`'s mojibake detection (re-decoding text that was UTF-8 read as
 /// Latin-1 or Windows-1252, such as "cafÃ©"): text like that is left as it is. `fix_surrogates`
-/// has nothing to do on a Swift string, which cannot hold lone surrogates.
+/// has nothing to do on a Swift string, which cannot hold lone surrogates. ftfy's fixed-point loop
+/// stops after 32 rounds per line (only text with entities nested deeper than that differs).
 public enum WanPromptCleaner {
     /// `whitespace_clean(basic_clean(text))`.
     public static func clean(_ text: String) -> String {
@@ -37,7 +38,10 @@ public enum WanPromptCleaner {
 
     private static func fixSegment(_ segment: String, unescape: Bool) -> String {
         var text = segment
-        while true {
+        // ftfy repeats until nothing changes; each round can peel one level of nested entities
+        // ("&amp;amp;amp;..."), so a hostile line could take as many rounds as it has characters.
+        // Real prompts settle in two or three rounds; 32 bounds the work at a linear cost.
+        for _ in 0..<32 {
             let original = text
             if unescape { text = HTMLEntities.ftfyUnescape(text) }
             text = mapScalars(text) { s, out in
@@ -65,6 +69,7 @@ public enum WanPromptCleaner {
             text = text.precomposedStringWithCanonicalMapping
             if text.unicodeScalars.elementsEqual(original.unicodeScalars) { return text }
         }
+        return text
     }
 
     private static func mapScalars(_ text: String, _ body: (Unicode.Scalar, inout String.UnicodeScalarView) -> Void) -> String {

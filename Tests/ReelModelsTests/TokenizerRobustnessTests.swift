@@ -1,0 +1,92 @@
+import Foundation
+import ReelCore
+import ReelModels
+import Testing
+
+/// Bad files give typed errors naming the file; damaged models never crash; long input stays linear.
+@Suite struct TokenizerRobustnessTests {
+    @Test func missingFileIsNamed() {
+        let url = URL(fileURLWithPath: "/nonexistent/spiece.model")
+        #expect(throws: ReelError.badFile(path: url.path, message: "no such file")) { try Tokenizer(contentsOf: url) }
+    }
+
+    @Test(arguments: [
+        Data(), Data("hello, not a tokenizer\n".utf8), Data("{\"model\": {\"type\": \"BPE\"}}".utf8),
+        Data("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]], \"unk_id\": 5}}".utf8),
+        Data("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\"]], \"unk_id\": 0}}".utf8),
+        Data("{ truncated".utf8), Data([0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F]),
+    ])
+    func notATokenizer(data: Data) {
+        #expect(throws: ReelError.self) { try Tokenizer(data: data) }
+    }
+
+    @Test func damagedModelsNeverCrash() throws {
+        let url = TokenizerFixtures.folder.appendingPathComponent("nfkc/spiece.model")
+        let original = [UInt8](try Data(contentsOf: url))
+        let texts = ["a red circle moves left", "ﬁne ＡＢＣ café 一只猫 😀", "  x  "]
+        var generator = SplitMix64(seed: 7)
+        var loaded = 0
+        for round in 0..<300 {
+            var bytes = original
+            if round < 100 {
+                bytes.removeLast(Int(generator.next() % UInt64(bytes.count)))  // truncated
+            } else {
+                for _ in 0..<(1 + round % 8) {  // a few bytes overwritten, anywhere (mostly the charsmap)
+                    bytes[Int(generator.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: generator.next())
+                }
+            }
+            guard let tokenizer = try? Tokenizer(data: Data(bytes)) else { continue }
+            loaded += 1
+            for text in texts { _ = try tokenizer.encode(text) }
+        }
+        #expect(loaded > 0)  // some damage leaves a loadable model, and encoding it must not crash
+    }
+
+    @Test func maxLengthTooSmallIsAnError() throws {
+        let tokenizer = try TokenizerFixtures.tokenizer("nfkc", "tokenizer.json")
+        #expect(throws: ReelError.self) { try tokenizer.encode("abc", maxLength: 0) }
+        #expect(try tokenizer.encode("a b c d e f", maxLength: 1) == [1])
+    }
+
+    @Test(arguments: ["tokenizer.json", "spiece.model"])
+    func longInputIsLinear(file: String) throws {
+        let tokenizer = try TokenizerFixtures.tokenizer("nfkc", file)
+        let unit = "A red circle &amp; ＡＢＣ moves left, café 一只红色的猫 😀\u{3000}ﾊﾟ\t"
+        let short = String(repeating: unit, count: 100)
+        let long = String(repeating: unit, count: 1_600)  // over 100 KB
+        #expect(long.utf8.count > 100_000)
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        let a = try tokenizer.encode(short, maxLength: nil)
+        let t1 = clock.now
+        let b = try tokenizer.encode(long, maxLength: nil)
+        let t2 = clock.now
+        #expect(b.count > 15 * a.count)
+        // 16x the input should take about 16x the time; allow 64x (noise of a shared machine).
+        #expect((t2 - t1) < (t1 - t0) * 64 + .milliseconds(200), "\(t1 - t0) for 100 units, \(t2 - t1) for 1600")
+        let cleaned = WanPromptCleaner.clean(String(repeating: "&amp;", count: 25_000) + "lt;")
+        #expect(cleaned.hasPrefix("&"))
+    }
+
+    @Test func wanPromptIdsCleanAndTruncate() throws {
+        let tokenizer = try TokenizerFixtures.tokenizer("nfkc", "tokenizer.json")
+        let prompt = "  A “red” circle &amp;amp; a\u{3000}square\n\n" + String(repeating: "moves left ", count: 600)
+        let ids = try tokenizer.wanPromptIds(prompt)
+        #expect(ids.count == 512 && ids.last == tokenizer.eosId)
+        #expect(ids == (try tokenizer.encode(WanPromptCleaner.clean(prompt))))
+        #expect(tokenizer.decode(Array(ids.prefix(20))).hasPrefix("A \"red\" circle & a square"))
+    }
+}
+
+/// A small deterministic generator for the damage test.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
