@@ -139,11 +139,23 @@ import Testing
         let cycle: [UInt8] = [0x80, 2, 0x5D, 0x32, 0x61, 0x2E]  // EMPTY_LIST DUP APPEND STOP
         #expect(Self.message(cycle).contains("nested more than"))
 
-        // A memo that would need millions of entries is stopped at the limit.
+        // Memo and stack growth stop at their limits (small ones here, to keep the test fast).
         var memo: [UInt8] = [0x80, 2, 0x4E]
-        for i in 0..<(Unpickler.maxMemo + 1) { memo.append(0x72); memo.appendLE(UInt32(i)) }
+        for i in 0..<1001 { memo.append(0x72); memo.appendLE(UInt32(i)) }
         memo.append(0x2E)
-        #expect(Self.message(memo).contains("memo entries"))
+        #expect(Self.unpickle(memo, Unpickler.Limits(memo: 1000)).contains("memo entries"))
+        let dups = [0x80, 2, 0x4E] + [UInt8](repeating: 0x32, count: 1000) + [0x2E]
+        #expect(Self.unpickle(dups, Unpickler.Limits(stack: 1000)).contains("values on the pickle stack"))
+        #expect(Self.unpickle(dups, Unpickler.Limits()) == "")
+    }
+
+    /// The error of running `bytes` on the unpickler with `limits`, or "" when it succeeds.
+    static func unpickle(_ bytes: [UInt8], _ limits: Unpickler.Limits) -> String {
+        bytes.withUnsafeBytes { raw in
+            var u = Unpickler(raw, limits: limits)
+            defer { u.release() }
+            do { _ = try u.run(); return "" } catch { return "\(error)" }
+        }
     }
 
     @Test func refusesTensorsOutsideTheirStorage() {
@@ -190,7 +202,7 @@ import Testing
         let original = Array(try Data(contentsOf: URL(fileURLWithPath: TestFiles.fixture("nested.pt"))))
         let backend = TestBackend()
         let dir = try TestFiles.scratch()
-        for (i, position) in stride(from: 0, to: original.count, by: 3).enumerated() {
+        for (i, position) in stride(from: 0, to: original.count, by: 7).enumerated() {
             var bytes = original
             bytes[position] ^= [0xFF, 0x01, 0x80][i % 3]
             let path = dir.appendingPathComponent("c.pt").path

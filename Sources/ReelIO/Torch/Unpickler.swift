@@ -19,10 +19,15 @@
 
 /// Runs a pickle on the restricted machine and returns its result.
 struct Unpickler {
-    static let maxStack = 1 << 20
-    static let maxMarks = 1 << 12
-    static let maxMemo = 1 << 20
+    /// Bounds on the machine's state; a real checkpoint stays far below the defaults.
+    struct Limits {
+        var stack = 1 << 20
+        var marks = 1 << 12
+        var memo = 1 << 20
+    }
     static let maxRank = 32
+
+    private let limits: Limits
 
     private let bytes: UnsafeRawBufferPointer
     private(set) var position = 0
@@ -32,7 +37,10 @@ struct Unpickler {
     /// Every container built, emptied at the end (see PickleValue.swift).
     private var containers: [AnyObject] = []
 
-    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    init(_ bytes: UnsafeRawBufferPointer, limits: Limits = Limits()) {
+        self.bytes = bytes
+        self.limits = limits
+    }
 
     /// Parses the whole pickle; the result's containers stay alive and filled until `release()`.
     mutating func run() throws(PickleError) -> PickleValue {
@@ -105,7 +113,7 @@ struct Unpickler {
     // MARK: Stack
 
     private mutating func push(_ v: PickleValue) throws(PickleError) {
-        guard stack.count < Self.maxStack else { throw .limit("more than \(Self.maxStack) values on the pickle stack") }
+        guard stack.count < limits.stack else { throw .limit("more than \(limits.stack) values on the pickle stack") }
         stack.append(v)
     }
 
@@ -135,7 +143,7 @@ struct Unpickler {
 
     private mutating func memoize(_ index: Int) throws(PickleError) {
         guard let top = stack.last else { throw .malformed("memo store with an empty stack") }
-        guard memo[index] != nil || memo.count < Self.maxMemo else { throw .limit("more than \(Self.maxMemo) memo entries") }
+        guard memo[index] != nil || memo.count < limits.memo else { throw .limit("more than \(limits.memo) memo entries") }
         memo[index] = top
     }
 
@@ -177,7 +185,7 @@ struct Unpickler {
             guard v <= 5 else { throw .malformed("pickle protocol \(v) is newer than 5") }
         case 0x95: _ = try take(8) // FRAME: framing only
         case 0x28: // MARK
-            guard marks.count < Self.maxMarks else { throw .limit("more than \(Self.maxMarks) nested MARKs") }
+            guard marks.count < limits.marks else { throw .limit("more than \(limits.marks) nested MARKs") }
             marks.append(stack.count)
         case 0x30: _ = try pop() // POP
         case 0x31: _ = try popMark() // POP_MARK
