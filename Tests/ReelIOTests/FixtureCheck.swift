@@ -1,5 +1,6 @@
 import Foundation
 import ReelCore
+import ReelCPU
 import ReelIO
 import Testing
 
@@ -26,7 +27,7 @@ enum FixtureCheck {
         let file = try WeightFiles.open(path)
         #expect(file.keys == exp.tensors.keys.sorted(), sourceLocation: sourceLocation)
         #expect(file.metadata == exp.metadata, sourceLocation: sourceLocation)
-        for backend in [TestHostBackend(), TestBackend()] as [any Backend] {
+        for backend in [CPUBackend(threads: 1), TestBackend()] as [any Backend] {
             for (key, e) in exp.tensors {
                 let info = try file.info(key)
                 #expect(info.dtype.rawValue == e.dtype && info.shape == Shape(e.shape), "\(path) \(key): \(info)", sourceLocation: sourceLocation)

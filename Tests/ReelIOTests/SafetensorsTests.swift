@@ -1,5 +1,6 @@
 import Foundation
 import ReelCore
+import ReelCPU
 import Testing
 @testable import ReelIO
 
@@ -37,7 +38,7 @@ import Testing
         #expect(file is SafetensorsFile)
         #expect(file.keys == (Array(expected.keys) + ["scalar", "empty"]).sorted())
         #expect(file.metadata == writer.metadata)
-        for backend in [TestBackend(), TestHostBackend()] {
+        for backend in [TestBackend(), CPUBackend(threads: 1)] as [any Backend] {
             for (key, (dtype, shape, bytes)) in expected {
                 #expect(try file.info(key) == TensorInfo(dtype: dtype, shape: shape))
                 let t = try file.tensor(key, on: backend)
@@ -58,10 +59,14 @@ import Testing
         try writer.write(to: path)
         let file = try SafetensorsFile(path: path)
 
-        let host = TestHostBackend()
+        let host = CPUBackend(threads: 1)
         let mapped = try file.tensor("w", on: host)
         #expect(mapped.storage is MappedRegion)
-        #expect(host.uploads == 0)
+        // The CPU backend computes on the mapped bytes directly.
+        let x = try host.tensor([1, 0, 0, 0, 1, 0] as [Float], shape: [2, 3])
+        let y = try host.linear(x, weight: mapped)   // x [2, 3] . w^T [3, 2] = rows 0 and 1 of w^T
+        let w = try mapped.toFloats()
+        #expect(try y.toFloats() == [w[0], w[3], w[1], w[4]])
         // A conversion, or a backend that is not a HostBackend, gets its own copy.
         let converted = try file.tensor("w", on: host, as: .f32)
         #expect(!(converted.storage is MappedRegion))
@@ -77,7 +82,7 @@ import Testing
         let path = try TestFiles.scratch().appendingPathComponent("o.safetensors").path
         try writer.write(to: path)
         var file: SafetensorsFile? = try SafetensorsFile(path: path)
-        let t = try file!.tensor("w", on: TestHostBackend())
+        let t = try file!.tensor("w", on: CPUBackend(threads: 1))
         file = nil
         #expect(try t.toFloats() == [1, 2, 3])
     }
@@ -127,7 +132,7 @@ import Testing
                                     data: values.withUnsafeBytes { Array($0) })
         let file = try WeightFiles.open(path)
         #expect(try file.info("d") == TensorInfo(dtype: .f32, shape: [3], storedType: "f64"))
-        #expect(try file.tensor("d", on: TestHostBackend()).toFloats() == values.map { Float($0) })
+        #expect(try file.tensor("d", on: CPUBackend(threads: 1)).toFloats() == values.map { Float($0) })
     }
 
     @Test func readsFilesWrittenByTheReferenceLibrary() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import ReelCore
+import ReelCPU
 import Testing
 @testable import ReelIO
 
@@ -17,7 +18,7 @@ import Testing
         let ema = file.scoped(to: "generator_ema")
         #expect(ema.keys == ["model.blocks.0.self_attn.q.bias", "model.blocks.0.self_attn.q.weight", "model.head.head.weight"])
         #expect(try ema.info("model.head.head.weight") == TensorInfo(dtype: .bf16, shape: [2, 4]))
-        let backend = TestHostBackend()
+        let backend = CPUBackend(threads: 1)
         #expect(try ema.tensor("model.head.head.weight", on: backend).toFloats()
             == file.tensor("generator_ema.model.head.head.weight", on: backend).toFloats())
         #expect(badFileMessage { _ = try ema.tensor("generator_ema.model.head.head.weight", on: backend) }.contains("no tensor"))
@@ -26,7 +27,7 @@ import Testing
 
     @Test func contiguousTensorsAreMapped() throws {
         let file = try WeightFiles.open(TestFiles.fixture("dtypes.pt"))
-        let host = TestHostBackend()
+        let host = CPUBackend(threads: 1)
         #expect(try file.tensor("bf16", on: host).storage is MappedRegion)
         #expect(try file.tensor("f32", on: host).storage is MappedRegion)
         // f64 is converted; a strided view is gathered.
@@ -59,7 +60,7 @@ import Testing
             let file = try Self.open(pickle, storages: storages, zip64: zip64)
             #expect(file.keys == ["a", "b"])
             #expect(try file.tensor("a", on: TestBackend()).toFloats() == [1, 2, 3, 4])
-            #expect(try file.tensor("b", on: TestHostBackend()).toFloats() == [5, 6, 7])
+            #expect(try file.tensor("b", on: CPUBackend(threads: 1)).toFloats() == [5, 6, 7])
         }
     }
 

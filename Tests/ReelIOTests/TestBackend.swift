@@ -61,9 +61,3 @@ class TestBackend: Backend, @unchecked Sendable {
     func embedding(_ ids: Tensor, table: Tensor) throws -> Tensor { throw no("embedding") }
     func randomNormal(_ shape: Shape, seed: UInt64, offset: UInt64, dtype: DType) throws -> Tensor { throw no("randomNormal") }
 }
-
-/// The same, declared a `HostBackend`: loaders may hand it mapped file bytes without a copy.
-/// (Used until the CPU backend lands; the tests then run on `CPUBackend` too.)
-final class TestHostBackend: TestBackend, @unchecked Sendable, HostBackend {
-    override var name: String { "test-host" }
-}
