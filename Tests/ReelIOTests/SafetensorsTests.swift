@@ -189,8 +189,22 @@ import Testing
             let message = badFileMessage { _ = try WeightFiles.open(cut) }
             #expect(!message.isEmpty)
         }
-        #expect(badFileMessage { _ = try WeightFiles.open(TestFiles.fixtures.path) }.contains("directory"))
         #expect(badFileMessage { _ = try WeightFiles.open("/nonexistent/x.safetensors") }.contains("cannot open"))
+    }
+
+    @Test func foldersOpenTheirOneWeightFile() throws {
+        let dir = try TestFiles.scratch()
+        #expect(badFileMessage { _ = try WeightFiles.open(dir.path) }.contains("no *.safetensors"))
+        let fm = FileManager.default
+        for name in ["sharded-00001-of-00002.safetensors", "sharded-00002-of-00002.safetensors", "sharded.safetensors.index.json"] {
+            try fm.copyItem(atPath: TestFiles.fixture(name), toPath: dir.appendingPathComponent(name).path)
+        }
+        #expect(try WeightFiles.open(dir.path) is ShardedWeightFile)
+        let single = try TestFiles.scratch()
+        try fm.copyItem(atPath: TestFiles.fixture("reference.safetensors"), toPath: single.appendingPathComponent("m.safetensors").path)
+        #expect(try WeightFiles.open(single.path).keys.count == 6)
+        try fm.copyItem(atPath: TestFiles.fixture("reference.safetensors"), toPath: single.appendingPathComponent("n.safetensors").path)
+        #expect(badFileMessage { _ = try WeightFiles.open(single.path) }.contains("several candidates"))
     }
 
     @Test func missingKeysNameTheKey() throws {

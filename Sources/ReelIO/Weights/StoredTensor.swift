@@ -76,20 +76,38 @@ struct StoredTensor: Sendable {
             }
             return try backend.upload(src, shape: shape, dtype: target)
         }
-        let bytes = gather()
         if type == .native(target) {
+            let bytes = gather()
             return try bytes.withUnsafeBytes { try backend.upload($0, shape: shape, dtype: target) }
         }
-        let floats: [Float]
-        switch type {
-        case .native(let d): floats = try HostConversion.decode(bytes, from: d)
-        case .f64:
-            floats = bytes.withUnsafeBytes { raw in
-                (0..<count).map { Float(raw.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self)) }
+        // A conversion: decode every element to float32 once, straight from the mapping when the
+        // layout allows, into the tensor itself when the target is f32 on host memory.
+        let mapped = file.bytes(at: storageOffset + elementOffset * size, count: isContiguous ? byteCount : 0)
+        let direct = isContiguous && !bigEndian && Int(bitPattern: mapped.baseAddress) % size == 0
+        let gathered = direct ? [] : gather()
+        return try gathered.withUnsafeBytes { g in
+            let raw = direct ? mapped : g
+            if target == .f32, backend is any HostBackend {
+                let t = try backend.allocate(shape, dtype: .f32)
+                if let p = t.hostPointer {
+                    decode(raw, into: UnsafeMutableBufferPointer(start: p.assumingMemoryBound(to: Float.self), count: count))
+                    return t
+                }
             }
+            var floats = [Float](repeating: 0, count: count)
+            floats.withUnsafeMutableBufferPointer { decode(raw, into: $0) }
+            let encoded = try HostConversion.encode(floats, as: target)
+            return try encoded.withUnsafeBytes { try backend.upload($0, shape: shape, dtype: target) }
         }
-        let encoded = try HostConversion.encode(floats, as: target)
-        return try encoded.withUnsafeBytes { try backend.upload($0, shape: shape, dtype: target) }
+    }
+
+    /// Decodes `out.count` contiguous native-order elements of `type` (aligned) to float32.
+    private func decode(_ raw: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<Float>) {
+        switch type {
+        case .native(let d): HostConversion.decode(raw, from: d, into: out)
+        case .f64:
+            for i in 0..<out.count { out[i] = Float(raw.load(fromByteOffset: i * 8, as: Double.self)) }
+        }
     }
 
     /// The elements as contiguous row-major bytes in the machine's byte order.

@@ -106,13 +106,37 @@ public enum WeightFiles {
     /// Opens `path`, detecting the format from its content, not its extension:
     /// a zip archive is a PyTorch checkpoint, a JSON object with a `weight_map` is a sharded
     /// index, and a file starting with a sane 8-byte header length and `{` is safetensors.
+    ///
+    /// A folder (a diffusers component such as `transformer/`) opens its one `*.index.json`, or
+    /// else its one `*.safetensors` file.
     public static func open(_ path: String) throws -> any WeightFile {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+            return try open(try weightFile(inFolder: path))
+        }
         let file = try MappedFile(path: path)
         switch try detect(file) {
         case .safetensors: return try SafetensorsFile(mapped: file)
         case .torchZip: return try TorchCheckpoint(mapped: file)
         case .index: return try ShardedWeightFile(indexPath: path, contents: Data(file.bytes(at: 0, count: file.size)))
         }
+    }
+
+    /// The weight file a folder holds: its single index, or its single safetensors file.
+    static func weightFile(inFolder path: String) throws -> String {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: path).sorted() } catch {
+            throw ReelError.badFile(path: path, message: "cannot list the folder: \(error.localizedDescription)")
+        }
+        let indexes = names.filter { $0.hasSuffix(".index.json") }
+        let singles = names.filter { $0.hasSuffix(".safetensors") }
+        let url = URL(fileURLWithPath: path)
+        if indexes.count == 1 { return url.appendingPathComponent(indexes[0]).path }
+        if indexes.isEmpty && singles.count == 1 { return url.appendingPathComponent(singles[0]).path }
+        let found = indexes.isEmpty ? singles : indexes
+        throw ReelError.badFile(path: path, message: found.isEmpty
+            ? "is a folder with no *.safetensors or *.index.json file; name the weight file"
+            : "is a folder with several candidates (\(found.joined(separator: ", "))); name one of them")
     }
 
     enum Format { case safetensors, torchZip, index }
