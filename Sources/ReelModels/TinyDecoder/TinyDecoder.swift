@@ -1,0 +1,204 @@
+import ReelCore
+
+/// The TAEHV tiny video decoder (madebyollin/taehv `taehv.py`, weights `taew2_1.pth` for Wan2.1):
+/// 2D convs over each frame, MemBlocks that also see the previous frame's input, and TGrow layers
+/// that multiply frames. ~11M parameters, ~25x cheaper than the Wan VAE, output close to it.
+///
+/// It takes the normalized latents directly. Layers (`decoder.N` in the checkpoint):
+/// ```
+/// 0 Clamp (tanh(x/3)*3), 1 conv z->c0, 2 ReLU, 3-5 MemBlock(c0), 6 Upsample x2, 7 TGrow(c0, 1), 8 conv c0->c1,
+/// 9-11 MemBlock(c1), 12 Upsample x2, 13 TGrow(c1, 2), 14 conv c1->c2,
+/// 15-17 MemBlock(c2), 18 Upsample x2, 19 TGrow(c2, 2), 20 conv c2->c3, 21 ReLU, 22 conv c3->3
+/// ```
+/// with c = [256, 128, 64, 64] in taew2_1 (read from the weights). Immutable; the per-stream state
+/// lives in `StreamingTinyDecoder`.
+public final class TinyDecoder: @unchecked Sendable {
+    public let backend: any Backend
+    /// Latent channels (16).
+    public let latentChannels: Int
+    /// Channels of the four stages.
+    public let channels: [Int]
+    /// Frames each TGrow makes of one (taew2_1: [1, 2, 2], so 4 frames per latent).
+    public let timeUpscale: [Int]
+    let stages: [Stage]
+    let inputConv: Conv2D
+    let outputConv: Conv2D
+
+    struct Conv2D {
+        let weight: Tensor   // [Cout, 1, 3, 3, Cin]
+        let bias: Tensor?
+        let pad: Int
+        func callAsFunction(_ x: Tensor) throws -> Tensor {
+            try x.backend.conv3d(x, weight: weight, bias: bias, stride: (1, 1, 1),
+                                 padding: ConvPadding(h: (pad, pad), w: (pad, pad)))
+        }
+    }
+
+    struct MemBlock {
+        let conv0: Conv2D, conv2: Conv2D, conv4: Conv2D
+        let skip: Conv2D?
+    }
+
+    /// Three MemBlocks, Upsample x2, TGrow, then the conv into the next stage.
+    struct Stage {
+        let blocks: [MemBlock]
+        let tgrow: Tensor    // [C * stride, C] (1x1 conv without bias)
+        let stride: Int
+        let channels: Int
+        let conv: Conv2D     // no bias
+    }
+
+    init(binder w: WeightBinder, timeUpscale: [Int]) throws {
+        backend = w.backend
+        guard let first = w.shape(of: "decoder.1.weight"), first.rank == 4 else {
+            throw ReelError.weights(message: "\(w.file.path): no decoder.1.weight: not a TAEHV checkpoint")
+        }
+        if w.contains("decoder.1.conv.0.weight") || !w.contains("decoder.3.conv.0.weight") {
+            throw ReelError.weights(message: "\(w.file.path): unsupported TAEHV variant (Reel reads the base decoder of taew2_1, not the 'super' one)")
+        }
+        latentChannels = first[1]
+        var c = [first[0]]
+        for index in [8, 14, 20] {
+            guard let s = w.shape(of: "decoder.\(index).weight"), s.rank == 4 else {
+                throw ReelError.weights(message: "\(w.file.path): missing decoder.\(index).weight (TAEHV stage conv)")
+            }
+            c.append(s[0])
+        }
+        channels = c
+        self.timeUpscale = timeUpscale
+        if let out = w.shape(of: "decoder.22.weight"), out.rank == 4, out[0] != 3 {
+            throw ReelError.weights(message: "\(w.file.path): decoder outputs \(out[0]) channels; Reel's tiny decoder supports patch size 1 (3 channels, taew2_1)")
+        }
+
+        func conv(_ name: String, _ cin: Int, _ cout: Int, kernel: Int = 3, bias: Bool = true) throws -> Conv2D {
+            Conv2D(weight: try w.conv2dWeight(name + ".weight", cout: cout, cin: cin, kernel: kernel),
+                   bias: bias ? try w.tensor(name + ".bias", shape: [cout]) : nil, pad: kernel / 2)
+        }
+        inputConv = try conv("decoder.1", latentChannels, c[0])
+        var stages: [Stage] = []
+        for s in 0..<3 {
+            let base = 3 + 6 * s
+            let n = c[s]
+            let blocks = try (0..<3).map { j -> MemBlock in
+                let p = "decoder.\(base + j)"
+                return MemBlock(conv0: try conv(p + ".conv.0", 2 * n, n), conv2: try conv(p + ".conv.2", n, n),
+                                conv4: try conv(p + ".conv.4", n, n),
+                                skip: w.contains(p + ".skip.weight") ? try conv(p + ".skip", n, n, kernel: 1, bias: false) : nil)
+            }
+            // TGrow: a checkpoint trained with more frames per step keeps its last n*stride outputs
+            // (taehv's patch_tgrow_layers).
+            let stride = timeUpscale[s]
+            let tgName = "decoder.\(base + 4).conv.weight"
+            guard let tg = w.shape(of: tgName), tg.rank == 4, tg[1] == n, tg[2] == 1, tg[3] == 1,
+                  tg[0] % n == 0, tg[0] >= n * stride else {
+                throw ReelError.weights(message: "\(w.file.path): \(tgName) has shape \(w.shape(of: tgName).map { "\($0)" } ?? "none"), "
+                    + "expected [\(n * stride), \(n), 1, 1] (or more rows)")
+            }
+            var tgrow = try w.tensor(tgName, shape: tg.dims).reshaped([tg[0], n])
+            if tg[0] > n * stride {
+                tgrow = try backend.slice(tgrow, axis: 0, start: tg[0] - n * stride, length: n * stride)
+            }
+            stages.append(Stage(blocks: blocks, tgrow: tgrow, stride: stride, channels: n,
+                                conv: try conv("decoder.\(base + 5)", n, c[s + 1], bias: false)))
+        }
+        self.stages = stages
+        outputConv = try conv("decoder.22", c[3], 3)
+    }
+
+    /// Loads the decoder of a TAEHV checkpoint (`taew2_1.pth` or its safetensors twin); encoder
+    /// keys are ignored, every decoder key must be bound.
+    public static func load(_ file: any WeightFile, on backend: any Backend, dtype: DType = .f32,
+                            timeUpscale: [Int] = [1, 2, 2]) throws -> TinyDecoder {
+        try require(timeUpscale.count == 3 && timeUpscale.allSatisfy { $0 == 1 || $0 == 2 }, "TinyDecoder.load",
+                    "timeUpscale needs 3 entries of 1 or 2, got \(timeUpscale)")
+        let binder = try WeightBinder(file: file, backend: backend, dtype: dtype)
+        let model = try TinyDecoder(binder: binder, timeUpscale: timeUpscale)
+        try binder.finish(ignoring: ["encoder."])
+        return model
+    }
+
+    /// Raw frames made from the first latent frames that `decode_video` trims (t_upscale - 1 = 3).
+    public var framesToTrim: Int { timeUpscale.reduce(1, *) - 1 }
+
+    /// Decodes a block `[N, T, h, w, z]` into raw frames `[N, T * 4, 8h, 8w, 3]` in [0, 1] (untrimmed),
+    /// continuing the MemBlocks' past frames in `memory` (one slot per MemBlock).
+    func forward(_ latents: Tensor, memory: inout [Tensor?]) throws -> Tensor {
+        let b = backend
+        var x = try b.affine(b.unary(.tanh, b.affine(latents, scale: 1.0 / 3, bias: 0)), scale: 3, bias: 0)
+        x = try b.unary(.relu, inputConv(x))                                       // [N, T, h, w, c0]
+        var slot = 0
+        for stage in stages {
+            for block in stage.blocks {
+                x = try memBlock(block, x, memory: &memory[slot])
+                slot += 1
+            }
+            x = try b.upsampleNearest(x, scaleH: 2, scaleW: 2)                    // [N, T, 2h, 2w, C]
+            x = try tgrow(x, stage)                                                // [N, T * stride, 2h, 2w, C]
+            x = try stage.conv(x)
+        }
+        x = try outputConv(b.unary(.relu, x))                                      // [N, T', H, W, 3]
+        return try b.clamp(x, min: 0, max: 1)
+    }
+
+    /// relu(conv(cat(x, past)) + skip(x)), past = the block's input one frame earlier (zeros at the start).
+    private func memBlock(_ m: MemBlock, _ x: Tensor, memory: inout Tensor?) throws -> Tensor {
+        let b = backend
+        let t = x.shape[1]
+        let previous = try memory ?? b.zeros(x.shape.replacing(axis: 1, with: 1), dtype: x.dtype)
+        let past = t == 1 ? previous : try b.concat([previous, b.slice(x, axis: 1, start: 0, length: t - 1)], axis: 1)
+        memory = try b.slice(x, axis: 1, start: t - 1, length: 1)
+        var h = try m.conv0(b.concat([x, past], axis: 4))                          // [N, T, H, W, C]
+        h = try m.conv2(b.unary(.relu, h))
+        h = try m.conv4(b.unary(.relu, h))
+        return try b.unary(.relu, b.add(h, m.skip.map { try $0(x) } ?? x))
+    }
+
+    /// 1x1 conv C -> C*stride; output frame t*stride + s takes channels [s*C, (s+1)*C).
+    private func tgrow(_ x: Tensor, _ stage: Stage) throws -> Tensor {
+        let b = backend
+        let (n, t, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
+        let y = try b.matmul(x.reshaped([n * t * h * w, c]), stage.tgrow, transposeB: true, bias: nil)
+            .reshaped([n, t, h, w, c * stage.stride])                              // [N, T, H, W, C*stride]
+        guard stage.stride > 1 else { return y }
+        let split = try y.reshaped([n, t, h, w, stage.stride, c])
+        return try b.permute(split, [0, 1, 4, 2, 3, 5]).reshaped([n, t * stage.stride, h, w, c])
+    }
+
+    /// MemBlocks, i.e. slots of stream memory.
+    var memBlockCount: Int { stages.reduce(0) { $0 + $1.blocks.count } }
+}
+
+/// Decodes a stream of latents with the TAEHV tiny decoder, block by block: each MemBlock keeps
+/// its previous input frame between calls, and the first 3 raw frames of the stream are trimmed
+/// (as taehv's `decode_video` does), so latent 0 gives 1 frame and every later latent 4.
+public final class StreamingTinyDecoder: VideoDecoder {
+    public let model: TinyDecoder
+    private var memory: [Tensor?]
+    private var trimmed = 0
+
+    public init(model: TinyDecoder) {
+        self.model = model
+        memory = Array(repeating: nil, count: model.memBlockCount)
+    }
+
+    public var latentChannels: Int { model.latentChannels }
+    public var spatialStride: Int { 8 }
+
+    public func reset() {
+        memory = Array(repeating: nil, count: model.memBlockCount)
+        trimmed = 0
+    }
+
+    /// Decodes the next block `[N, T, h, w, z]` into frames `[N, T', 8h, 8w, 3]` in [-1, 1].
+    public func decode(_ latents: Tensor) throws -> Tensor {
+        try checkLatents(latents, op: "StreamingTinyDecoder.decode")
+        let b = model.backend
+        var frames = try model.forward(latents, memory: &memory)                  // [N, 4T, H, W, 3] in [0, 1]
+        let trim = min(model.framesToTrim - trimmed, frames.shape[1])
+        if trim > 0 {
+            frames = try b.slice(frames, axis: 1, start: trim, length: frames.shape[1] - trim)
+            trimmed += trim
+        }
+        return try b.affine(frames, scale: 2, bias: -1)                            // [0, 1] -> [-1, 1]
+    }
+}

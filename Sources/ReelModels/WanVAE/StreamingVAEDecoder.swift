@@ -1,0 +1,50 @@
+import ReelCore
+
+/// Decodes a stream of latents with the Wan2.1 VAE, block by block, with Wan's exact chunked-causal
+/// state machine: latent 0 alone gives 1 frame, every later latent 4 frames (T latents -> 4T - 3
+/// frames in total), the same frames as decoding the whole latent video at once with Wan's `decode`.
+///
+/// Between calls it keeps only the last 2 input frames of each causal conv (CACHE_T = 2) and the
+/// time-conv phase of each temporal upsample, so memory is flat over arbitrarily long streams.
+public final class StreamingVAEDecoder: VideoDecoder {
+    public let model: WanVAEDecoder
+    /// Latent frames decoded together, at most (after latent 0, which is always alone). Larger
+    /// chunks give the backend bigger ops; the output does not depend on it.
+    public var maxLatentFramesPerChunk: Int
+    /// Latent frames decoded since the stream started.
+    public private(set) var latentFramesDecoded = 0
+    private var cache: CausalCache
+
+    public init(model: WanVAEDecoder, maxLatentFramesPerChunk: Int = 3) {
+        self.model = model
+        self.maxLatentFramesPerChunk = max(1, maxLatentFramesPerChunk)
+        cache = CausalCache(count: model.slotCount)
+    }
+
+    public var latentChannels: Int { model.config.zDim }
+    public var spatialStride: Int { model.config.spatialStride }
+
+    public func reset() {
+        cache.reset()
+        latentFramesDecoded = 0
+    }
+
+    /// Decodes the next block `[N, T, h, w, z]` of normalized latents into `[N, T', 8h, 8w, 3]`
+    /// frames in [-1, 1] (T' = 4T, or 4T - 3 for the stream's first block).
+    public func decode(_ latents: Tensor) throws -> Tensor {
+        try checkLatents(latents, op: "StreamingVAEDecoder.decode")
+        let b = model.backend
+        let x = try model.prepare(latents)                                       // [N, T, h, w, z]
+        var outputs: [Tensor] = []
+        var start = 0
+        while start < x.shape[1] {
+            // Latent 0 is a chunk of its own: Wan's first chunk skips the temporal upsampling.
+            let length = latentFramesDecoded == 0 ? 1 : min(maxLatentFramesPerChunk, x.shape[1] - start)
+            let chunk = length == x.shape[1] ? x : try b.slice(x, axis: 1, start: start, length: length)
+            outputs.append(try model.forward(chunk, cache: &cache))
+            latentFramesDecoded += length
+            start += length
+        }
+        return outputs.count == 1 ? outputs[0] : try b.concat(outputs, axis: 1)
+    }
+}

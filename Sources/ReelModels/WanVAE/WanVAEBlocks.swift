@@ -1,0 +1,228 @@
+import ReelCore
+
+// The building blocks of the Wan2.1 VAE, channel-last: activations are [N, T, H, W, C].
+// Each block binds its weights by Wan's key names under a prefix (`decoder.middle.0.`).
+
+/// Wan's `CausalConv3d`: zero padding of 2 frames in front only (for a kernel of 3 frames), replaced
+/// by the last 2 input frames of the previous chunk when streaming (CACHE_T = 2).
+struct CausalConv3d {
+    let weight: Tensor   // [Cout, kt, kh, kw, Cin]
+    let bias: Tensor?
+    let kernelT: Int
+    let padHW: Int
+    let stride: (Int, Int, Int)
+    /// The cache slot of a temporal kernel (kt > 1); nil for kt == 1.
+    let slot: Int?
+
+    init(_ w: WeightBinder, _ name: String, cin: Int, cout: Int, kernel: (Int, Int, Int), padHW: Int,
+         stride: (Int, Int, Int) = (1, 1, 1), slots: inout SlotAllocator) throws {
+        weight = try w.conv3dWeight(name + ".weight", cout: cout, cin: cin, kernel: kernel)
+        bias = try w.tensor(name + ".bias", shape: [cout])
+        kernelT = kernel.0
+        self.padHW = padHW
+        self.stride = stride
+        slot = kernel.0 > 1 ? slots.next() : nil
+    }
+
+    /// The convolution of `x` with no temporal padding beyond `padT` frames in front.
+    func conv(_ x: Tensor, padT: Int) throws -> Tensor {
+        try x.backend.conv3d(x, weight: weight, bias: bias, stride: stride,
+                             padding: ConvPadding(t: (padT, 0), h: (padHW, padHW), w: (padHW, padHW)))
+    }
+
+    /// Causal convolution continuing the stream in `cache` (zero history when the slot is empty
+    /// or 'Rep'); remembers the last `kernelT - 1` frames of the padded input.
+    func callAsFunction(_ x: Tensor, cache: inout CausalCache) throws -> Tensor {
+        guard let slot, kernelT > 1 else { return try conv(x, padT: 0) }
+        let b = x.backend
+        let history: Tensor?
+        if case let .frames(h) = cache.slots[slot] { history = h } else { history = nil }
+        let input = try history.map { try b.concat([$0, x], axis: 1) } ?? x   // [N, h + T, H, W, C]
+        let keep = min(kernelT - 1, input.shape[1])
+        cache.slots[slot] = .frames(try b.slice(input, axis: 1, start: input.shape[1] - keep, length: keep))
+        return try conv(input, padT: kernelT - 1 - (history?.shape[1] ?? 0))
+    }
+}
+
+/// Wan's `RMS_norm`: L2-normalize over channels, times sqrt(C) and a per-channel gamma (no bias).
+struct ChannelRMSNorm {
+    let gamma: Tensor
+    let scale: Float
+
+    init(_ w: WeightBinder, _ name: String, dim: Int) throws {
+        gamma = try w.vector(name, count: dim)
+        scale = Float(dim).squareRoot()
+    }
+
+    func callAsFunction(_ x: Tensor) throws -> Tensor {
+        // F.normalize's eps is 1e-12: x / max(||x||, 1e-12).
+        try x.backend.l2Norm(x, weight: gamma, scale: scale, eps: 1e-12)
+    }
+}
+
+/// [RMS_norm, SiLU, CausalConv3d k3, RMS_norm, SiLU, (Dropout), CausalConv3d k3] + shortcut.
+struct ResidualBlock {
+    let norm1: ChannelRMSNorm
+    let conv1: CausalConv3d
+    let norm2: ChannelRMSNorm
+    let conv2: CausalConv3d
+    let shortcut: CausalConv3d?
+
+    init(_ w: WeightBinder, _ p: String, cin: Int, cout: Int, slots: inout SlotAllocator) throws {
+        norm1 = try ChannelRMSNorm(w, p + ".residual.0.gamma", dim: cin)
+        conv1 = try CausalConv3d(w, p + ".residual.2", cin: cin, cout: cout, kernel: (3, 3, 3), padHW: 1, slots: &slots)
+        norm2 = try ChannelRMSNorm(w, p + ".residual.3.gamma", dim: cout)
+        conv2 = try CausalConv3d(w, p + ".residual.6", cin: cout, cout: cout, kernel: (3, 3, 3), padHW: 1, slots: &slots)
+        shortcut = cin == cout ? nil
+            : try CausalConv3d(w, p + ".shortcut", cin: cin, cout: cout, kernel: (1, 1, 1), padHW: 0, slots: &slots)
+    }
+
+    func callAsFunction(_ x: Tensor, cache: inout CausalCache) throws -> Tensor {
+        let b = x.backend
+        let h = try shortcut.map { try $0(x, cache: &cache) } ?? x
+        var y = try b.unary(.silu, norm1(x))
+        y = try conv1(y, cache: &cache)
+        y = try b.unary(.silu, norm2(y))
+        y = try conv2(y, cache: &cache)
+        return try b.add(y, h)
+    }
+}
+
+/// Single-head self-attention over the H*W positions of each frame (head dim = C).
+struct AttentionBlock {
+    let norm: ChannelRMSNorm
+    let qkvWeight: Tensor   // [3C, C]
+    let qkvBias: Tensor
+    let projWeight: Tensor  // [C, C]
+    let projBias: Tensor
+    let dim: Int
+
+    init(_ w: WeightBinder, _ p: String, dim: Int) throws {
+        self.dim = dim
+        norm = try ChannelRMSNorm(w, p + ".norm.gamma", dim: dim)
+        qkvWeight = try w.tensor(p + ".to_qkv.weight", shape: [3 * dim, dim, 1, 1]).reshaped([3 * dim, dim])
+        qkvBias = try w.tensor(p + ".to_qkv.bias", shape: [3 * dim])
+        projWeight = try w.tensor(p + ".proj.weight", shape: [dim, dim, 1, 1]).reshaped([dim, dim])
+        projBias = try w.tensor(p + ".proj.bias", shape: [dim])
+    }
+
+    func callAsFunction(_ x: Tensor) throws -> Tensor {
+        let b = x.backend
+        let (n, t, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
+        let tokens = try norm(x).reshaped([n * t, h * w, c])                      // [NT, HW, C]
+        let qkv = try b.linear(tokens, weight: qkvWeight, bias: qkvBias)           // [NT, HW, 3C]
+        let q = try b.slice(qkv, axis: 2, start: 0, length: c).reshaped([n * t, h * w, 1, c])
+        let k = try b.slice(qkv, axis: 2, start: c, length: c).reshaped([n * t, h * w, 1, c])
+        let v = try b.slice(qkv, axis: 2, start: 2 * c, length: c).reshaped([n * t, h * w, 1, c])
+        let a = try b.attention(query: q, key: k, value: v, scale: 1 / Float(c).squareRoot(), bias: nil)
+        let out = try b.linear(a.reshaped([n * t, h * w, c]), weight: projWeight, bias: projBias)
+        return try b.add(out.reshaped([n, t, h, w, c]), x)
+    }
+}
+
+/// Wan's `Resample`: spatial x2 up/down (nearest + conv 3x3, or zero pad + strided conv 3x3), and in
+/// the 3D modes a causal time conv that doubles (up) or halves (down) the frame count.
+struct Resample {
+    enum Mode: Equatable { case upsample2d, upsample3d, downsample2d, downsample3d }
+
+    let mode: Mode
+    let conv: CausalConv3d        // the 2D conv as a one-frame kernel [Cout, 1, 3, 3, Cin]
+    let timeConv: CausalConv3d?
+    /// Cache slot of the 3D modes' time conv state machine.
+    let slot: Int?
+    /// Off only in tests: run the decoder's time conv on the first chunk too (a naive causal decode).
+    var repFirstChunk = true
+
+    init(_ w: WeightBinder, _ p: String, dim: Int, mode: Mode, slots: inout SlotAllocator) throws {
+        self.mode = mode
+        let up = mode == .upsample2d || mode == .upsample3d
+        var noSlots = SlotAllocator()
+        let cout = up ? dim / 2 : dim
+        let weight = try w.conv2dWeight(p + ".resample.1.weight", cout: cout, cin: dim, kernel: 3)
+        let bias = try w.tensor(p + ".resample.1.bias", shape: [cout])
+        conv = CausalConv3d(weight: weight, bias: bias, kernelT: 1, padHW: 0,
+                            stride: up ? (1, 1, 1) : (1, 2, 2), slot: nil)
+        switch mode {
+        case .upsample3d:
+            timeConv = try CausalConv3d(w, p + ".time_conv", cin: dim, cout: 2 * dim, kernel: (3, 1, 1), padHW: 0, slots: &noSlots)
+            slot = slots.next()
+        case .downsample3d:
+            timeConv = try CausalConv3d(w, p + ".time_conv", cin: dim, cout: dim, kernel: (3, 1, 1), padHW: 0,
+                                        stride: (2, 1, 1), slots: &noSlots)
+            slot = slots.next()
+        default:
+            timeConv = nil
+            slot = nil
+        }
+    }
+
+    func callAsFunction(_ x: Tensor, cache: inout CausalCache) throws -> Tensor {
+        let b = x.backend
+        switch mode {
+        case .upsample2d:
+            return try upsample(x)
+        case .upsample3d:
+            return try upsample(timeUpsample(x, cache: &cache))
+        case .downsample2d:
+            return try downsample(x)
+        case .downsample3d:
+            let y = try downsample(x)
+            guard let slot, let timeConv else { return y }
+            let last = try b.slice(y, axis: 1, start: y.shape[1] - 1, length: 1)
+            defer { cache.slots[slot] = .frames(last) }
+            // First chunk: passes unchanged (Wan stores it and skips the time conv).
+            guard case let .frames(previous) = cache.slots[slot] else { return y }
+            // [prev, y] -> k=3, stride 2, no padding: 1 + 4 frames -> 2 frames.
+            return try timeConv.conv(b.concat([previous, y], axis: 1), padT: 0)
+        }
+    }
+
+    /// Nearest x2 in H and W, then the 3x3 conv (C -> C/2).
+    private func upsample(_ x: Tensor) throws -> Tensor {
+        let u = try x.backend.upsampleNearest(x, scaleH: 2, scaleW: 2)   // [N, T, 2H, 2W, C]
+        return try x.backend.conv3d(u, weight: conv.weight, bias: conv.bias, stride: (1, 1, 1),
+                                    padding: ConvPadding(h: (1, 1), w: (1, 1)))
+    }
+
+    /// ZeroPad2d((0, 1, 0, 1)), then the 3x3 conv with stride 2.
+    private func downsample(_ x: Tensor) throws -> Tensor {
+        try x.backend.conv3d(x, weight: conv.weight, bias: conv.bias, stride: (1, 2, 2),
+                             padding: ConvPadding(h: (0, 1), w: (0, 1)))
+    }
+
+    /// The time conv C -> 2C, its two halves interleaved in time: [N, T, H, W, C] -> [N, 2T, H, W, C].
+    /// Wan's 'Rep' state machine: chunk 0 skips it (1 frame stays 1 frame), chunk 1 runs it with zero
+    /// history, later chunks continue from the cached last 2 frames.
+    private func timeUpsample(_ x: Tensor, cache: inout CausalCache) throws -> Tensor {
+        guard let slot, let timeConv else { return x }
+        var inner = CausalCache(count: 1)
+        switch cache.slots[slot] {
+        case .empty where repFirstChunk:
+            cache.slots[slot] = .rep
+            return x
+        case .empty, .rep:
+            inner.slots[0] = .empty
+        case let .frames(h):
+            inner.slots[0] = .frames(h)
+        }
+        let conv = CausalConv3d(weight: timeConv.weight, bias: timeConv.bias, kernelT: 3, padHW: 0,
+                                stride: (1, 1, 1), slot: 0)
+        let y = try conv(x, cache: &inner)                                         // [N, T, H, W, 2C]
+        cache.slots[slot] = inner.slots[0]
+        let (n, t, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
+        let split = try y.reshaped([n, t, h, w, 2, c])
+        return try x.backend.permute(split, [0, 1, 4, 2, 3, 5]).reshaped([n, 2 * t, h, w, c])
+    }
+}
+
+extension CausalConv3d {
+    /// A convolution from already-bound weights.
+    init(weight: Tensor, bias: Tensor?, kernelT: Int, padHW: Int, stride: (Int, Int, Int), slot: Int?) {
+        self.weight = weight
+        self.bias = bias
+        self.kernelT = kernelT
+        self.padHW = padHW
+        self.stride = stride
+        self.slot = slot
+    }
+}

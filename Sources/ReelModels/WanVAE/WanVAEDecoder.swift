@@ -1,0 +1,126 @@
+import ReelCore
+
+/// The Wan2.1 VAE decoder's weights and forward pass (Wan2.1 `Decoder3d` plus the `conv2`
+/// post-quant conv and latent de-normalization). Immutable: the per-stream state lives in
+/// `StreamingVAEDecoder`, so one set of weights can serve several streams.
+///
+/// Structure (Wan2.1 sizes): conv1 16 -> 384; middle Res, Attn, Res (384);
+/// stage 0: 3 Res(384) + upsample3d; stage 1: Res(192 -> 384) + 2 Res(384) + upsample3d;
+/// stage 2: 3 Res(192) + upsample2d; stage 3: 3 Res(96); head RMS_norm, SiLU, conv 96 -> 3.
+public final class WanVAEDecoder: @unchecked Sendable {
+    public let config: WanVAEConfig
+    public let backend: any Backend
+    let mean: Tensor           // [z]
+    let std: Tensor            // [z]
+    let conv2: CausalConv3d    // post-quant 1x1x1, z -> z
+    let conv1: CausalConv3d
+    let middle0: ResidualBlock
+    let middleAttention: AttentionBlock
+    let middle2: ResidualBlock
+    /// Residual blocks and resamples in Wan's flat `decoder.upsamples.N` order.
+    let upsamples: [UpsampleLayer]
+    let headNorm: ChannelRMSNorm
+    let headConv: CausalConv3d
+    /// Number of cache slots a stream needs.
+    let slotCount: Int
+
+    enum UpsampleLayer {
+        case residual(ResidualBlock)
+        case resample(Resample)
+    }
+
+    /// Binds the decoder from `binder` (canonical Wan keys: `decoder.*`, `conv2.*`).
+    init(config: WanVAEConfig, binder w: WeightBinder) throws {
+        try config.validate()
+        self.config = config
+        backend = w.backend
+        let z = config.zDim
+        mean = try w.backend.tensor(config.latentsMean, shape: [z], dtype: w.dtype)
+        std = try w.backend.tensor(config.latentsStd, shape: [z], dtype: w.dtype)
+        var slots = SlotAllocator()
+        conv2 = try CausalConv3d(w, "conv2", cin: z, cout: z, kernel: (1, 1, 1), padHW: 0, slots: &slots)
+
+        // dims = dim * [mult[-1]] + mult reversed: [384, 384, 384, 192, 96] for Wan2.1
+        let dims = ([config.dimMult.last ?? 1] + config.dimMult.reversed()).map { $0 * config.baseDim }
+        conv1 = try CausalConv3d(w, "decoder.conv1", cin: z, cout: dims[0], kernel: (3, 3, 3), padHW: 1, slots: &slots)
+        middle0 = try ResidualBlock(w, "decoder.middle.0", cin: dims[0], cout: dims[0], slots: &slots)
+        middleAttention = try AttentionBlock(w, "decoder.middle.1", dim: dims[0])
+        middle2 = try ResidualBlock(w, "decoder.middle.2", cin: dims[0], cout: dims[0], slots: &slots)
+
+        var layers: [UpsampleLayer] = []
+        let stages = config.dimMult.count
+        let temporal = config.temporalUpsample
+        for i in 0..<stages {
+            // Wan2.1: every stage after the first starts from the halved output of the previous resample.
+            var cin = i == 0 ? dims[i] : dims[i] / 2
+            let cout = dims[i + 1]
+            for _ in 0...config.numResBlocks {
+                layers.append(.residual(try ResidualBlock(w, "decoder.upsamples.\(layers.count)", cin: cin, cout: cout, slots: &slots)))
+                cin = cout
+            }
+            if i != stages - 1 {
+                let mode: Resample.Mode = temporal[i] ? .upsample3d : .upsample2d
+                layers.append(.resample(try Resample(w, "decoder.upsamples.\(layers.count)", dim: cout, mode: mode, slots: &slots)))
+            }
+        }
+        upsamples = layers
+        let last = dims[stages]
+        headNorm = try ChannelRMSNorm(w, "decoder.head.0.gamma", dim: last)
+        headConv = try CausalConv3d(w, "decoder.head.2", cin: last, cout: 3, kernel: (3, 3, 3), padHW: 1, slots: &slots)
+        slotCount = slots.count
+    }
+
+    /// Loads the decoder of a Wan2.1 VAE checkpoint in either key layout (`Wan2.1_VAE.pth`, its
+    /// safetensors twin, or diffusers' `AutoencoderKLWan`). `baseDim` and `zDim` are read from the
+    /// weights; every decoder key must be bound (encoder keys are ignored).
+    public static func load(_ file: any WeightFile, on backend: any Backend, dtype: DType = .f32,
+                            config: WanVAEConfig? = nil) throws -> WanVAEDecoder {
+        let layout = try WanVAEKeyLayout.detect(file.keys, path: file.path)
+        let binder = try WeightBinder(file: file, rules: layout.rules(numResBlocks: config?.numResBlocks ?? 2),
+                                      backend: backend, dtype: dtype)
+        let decoder = try WanVAEDecoder(config: config ?? WanVAEConfig.detect(from: binder), binder: binder)
+        let encoderPrefixes = layout == .wan ? ["encoder.", "conv1."] : ["encoder.", "quant_conv."]
+        try binder.finish(ignoring: encoderPrefixes)
+        return decoder
+    }
+
+    /// Decodes one chunk of raw latents after `conv2` ([N, t, h, w, z]) into frames, continuing `cache`.
+    func forward(_ x: Tensor, cache: inout CausalCache) throws -> Tensor {
+        let b = backend
+        var y = try conv1(x, cache: &cache)                                        // [N, t, h, w, 384]
+        y = try middle0(y, cache: &cache)
+        y = try middleAttention(y)
+        y = try middle2(y, cache: &cache)
+        for layer in upsamples {
+            switch layer {
+            case let .residual(block): y = try block(y, cache: &cache)
+            case let .resample(r): y = try r(y, cache: &cache)                   // x2 in H, W (and T)
+            }
+        }
+        y = try b.unary(.silu, headNorm(y))
+        y = try headConv(y, cache: &cache)                                         // [N, t', 8h, 8w, 3]
+        return try b.clamp(y, min: -1, max: 1)
+    }
+
+    /// De-normalizes DiT latents (z * std + mean, Wan's `z / (1 / std) + mean`) and applies conv2.
+    func prepare(_ latents: Tensor) throws -> Tensor {
+        var cache = CausalCache(count: 0)
+        let raw = try backend.add(backend.mul(latents, std), mean)
+        return try conv2(raw, cache: &cache)
+    }
+
+    /// A copy whose upsample3d layers skip the 'Rep' special case (tests: shows the state machine matters).
+    func withoutRepFirstChunk() -> WanVAEDecoder {
+        WanVAEDecoder(copying: self, upsamples: upsamples.map {
+            guard case var .resample(r) = $0 else { return $0 }
+            r.repFirstChunk = false
+            return .resample(r)
+        })
+    }
+
+    private init(copying o: WanVAEDecoder, upsamples: [UpsampleLayer]) {
+        config = o.config; backend = o.backend; mean = o.mean; std = o.std; conv2 = o.conv2; conv1 = o.conv1
+        middle0 = o.middle0; middleAttention = o.middleAttention; middle2 = o.middle2; self.upsamples = upsamples
+        headNorm = o.headNorm; headConv = o.headConv; slotCount = o.slotCount
+    }
+}

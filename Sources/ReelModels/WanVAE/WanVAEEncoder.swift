@@ -1,0 +1,123 @@
+import ReelCore
+
+/// The Wan2.1 VAE encoder (Wan2.1 `Encoder3d` plus the `conv1` quant conv and latent normalization):
+/// video `[N, 1 + 4k, H, W, 3]` in [-1, 1] -> normalized latent means `[N, 1 + k, H/8, W/8, z]`.
+///
+/// Like Wan's `encode`, it runs frame 0 alone and then chunks of 4 frames through per-conv caches
+/// (the first chunk passes the temporal downsamples unchanged). Structure (Wan2.1 sizes):
+/// conv1 3 -> 96; stage 0: 2 Res(96) + downsample2d; stage 1: Res(96 -> 192), Res(192) + downsample3d;
+/// stage 2: Res(192 -> 384), Res(384) + downsample3d; stage 3: 2 Res(384); middle Res, Attn, Res;
+/// head RMS_norm, SiLU, conv 384 -> 2z; then conv1 (2z -> 2z), of which the first z channels are the mean.
+public final class WanVAEEncoder: @unchecked Sendable {
+    public let config: WanVAEConfig
+    public let backend: any Backend
+    let mean: Tensor
+    let invStd: Tensor
+    let quantConv: CausalConv3d
+    let conv1: CausalConv3d
+    let downsamples: [DownsampleLayer]
+    let middle0: ResidualBlock
+    let middleAttention: AttentionBlock
+    let middle2: ResidualBlock
+    let headNorm: ChannelRMSNorm
+    let headConv: CausalConv3d
+    let slotCount: Int
+
+    enum DownsampleLayer {
+        case residual(ResidualBlock)
+        case resample(Resample)
+    }
+
+    init(config: WanVAEConfig, binder w: WeightBinder) throws {
+        try config.validate()
+        self.config = config
+        backend = w.backend
+        let z = config.zDim
+        mean = try w.backend.tensor(config.latentsMean, shape: [z], dtype: w.dtype)
+        invStd = try w.backend.tensor(config.latentsStd.map { 1 / $0 }, shape: [z], dtype: w.dtype)
+        var slots = SlotAllocator()
+        quantConv = try CausalConv3d(w, "conv1", cin: 2 * z, cout: 2 * z, kernel: (1, 1, 1), padHW: 0, slots: &slots)
+
+        // dims = dim * [1] + mult: [96, 96, 192, 384, 384] for Wan2.1
+        let dims = ([1] + config.dimMult).map { $0 * config.baseDim }
+        conv1 = try CausalConv3d(w, "encoder.conv1", cin: 3, cout: dims[0], kernel: (3, 3, 3), padHW: 1, slots: &slots)
+        var layers: [DownsampleLayer] = []
+        let stages = config.dimMult.count
+        for i in 0..<stages {
+            var cin = dims[i]
+            let cout = dims[i + 1]
+            for _ in 0..<config.numResBlocks {
+                layers.append(.residual(try ResidualBlock(w, "encoder.downsamples.\(layers.count)", cin: cin, cout: cout, slots: &slots)))
+                cin = cout
+            }
+            if i != stages - 1 {
+                let mode: Resample.Mode = config.temporalDownsample[i] ? .downsample3d : .downsample2d
+                layers.append(.resample(try Resample(w, "encoder.downsamples.\(layers.count)", dim: cout, mode: mode, slots: &slots)))
+            }
+        }
+        downsamples = layers
+        let top = dims[stages]
+        middle0 = try ResidualBlock(w, "encoder.middle.0", cin: top, cout: top, slots: &slots)
+        middleAttention = try AttentionBlock(w, "encoder.middle.1", dim: top)
+        middle2 = try ResidualBlock(w, "encoder.middle.2", cin: top, cout: top, slots: &slots)
+        headNorm = try ChannelRMSNorm(w, "encoder.head.0.gamma", dim: top)
+        headConv = try CausalConv3d(w, "encoder.head.2", cin: top, cout: 2 * z, kernel: (3, 3, 3), padHW: 1, slots: &slots)
+        slotCount = slots.count
+    }
+
+    /// Loads the encoder of a Wan2.1 VAE checkpoint in either key layout; decoder keys are ignored.
+    public static func load(_ file: any WeightFile, on backend: any Backend, dtype: DType = .f32,
+                            config: WanVAEConfig? = nil) throws -> WanVAEEncoder {
+        let layout = try WanVAEKeyLayout.detect(file.keys, path: file.path)
+        let binder = try WeightBinder(file: file, rules: layout.rules(numResBlocks: config?.numResBlocks ?? 2),
+                                      backend: backend, dtype: dtype)
+        let encoder = try WanVAEEncoder(config: config ?? WanVAEConfig.detect(from: binder), binder: binder)
+        let decoderPrefixes = layout == .wan ? ["decoder.", "conv2."] : ["decoder.", "post_quant_conv."]
+        try binder.finish(ignoring: decoderPrefixes)
+        return encoder
+    }
+
+    /// Encodes `video [N, T, H, W, 3]` in [-1, 1], T = 1 + 4k, H and W multiples of 8, into the
+    /// normalized latent means `[N, 1 + k, H/8, W/8, z]` ((mu - mean) / std, as Wan's `encode`).
+    public func encode(_ video: Tensor) throws -> Tensor {
+        let s = config.spatialStride, ts = config.temporalStride
+        try require(video.rank == 5 && video.shape[4] == 3, "WanVAEEncoder.encode",
+                    "expected video [N, T, H, W, 3], got \(video.shape)")
+        let t = video.shape[1]
+        try require(t >= 1 && (t - 1) % ts == 0, "WanVAEEncoder.encode",
+                    "\(t) frames: the Wan VAE encodes 1 + \(ts)k frames (1, 5, 9, ...)")
+        try require(video.shape[2] % s == 0 && video.shape[3] % s == 0 && video.shape[2] > 0 && video.shape[3] > 0,
+                    "WanVAEEncoder.encode", "frame size \(video.shape[3])x\(video.shape[2]) is not a multiple of \(s)")
+        let b = backend
+        var cache = CausalCache(count: slotCount)
+        var outputs: [Tensor] = []
+        var start = 0
+        while start < t {
+            let length = start == 0 ? 1 : ts                                       // chunks of 1, 4, 4, ...
+            let chunk = length == t ? video : try b.slice(video, axis: 1, start: start, length: length)
+            outputs.append(try forward(chunk, cache: &cache))                      // [N, 1, H/8, W/8, 2z]
+            start += length
+        }
+        let moments = outputs.count == 1 ? outputs[0] : try b.concat(outputs, axis: 1)
+        var empty = CausalCache(count: 0)
+        let q = try quantConv(moments, cache: &empty)
+        let mu = try b.slice(q, axis: 4, start: 0, length: config.zDim)            // [N, 1 + k, h, w, z]
+        return try b.mul(b.binary(.sub, mu, mean), invStd)
+    }
+
+    func forward(_ x: Tensor, cache: inout CausalCache) throws -> Tensor {
+        let b = backend
+        var y = try conv1(x, cache: &cache)
+        for layer in downsamples {
+            switch layer {
+            case let .residual(block): y = try block(y, cache: &cache)
+            case let .resample(r): y = try r(y, cache: &cache)                   // /2 in H, W (and T)
+            }
+        }
+        y = try middle0(y, cache: &cache)
+        y = try middleAttention(y)
+        y = try middle2(y, cache: &cache)
+        y = try b.unary(.silu, headNorm(y))
+        return try headConv(y, cache: &cache)
+    }
+}
