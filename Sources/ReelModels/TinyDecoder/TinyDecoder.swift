@@ -50,29 +50,29 @@ public final class TinyDecoder: @unchecked Sendable {
 
     init(binder w: WeightBinder, timeUpscale: [Int]) throws {
         backend = w.backend
-        guard let first = w.shape(of: "decoder.1.weight"), first.rank == 4 else {
-            throw ReelError.weights(message: "\(w.file.path): no decoder.1.weight: not a TAEHV checkpoint")
+        guard let first = w.shape("decoder.1.weight"), first.rank == 4 else {
+            throw ReelError.weights(message: "no decoder.1.weight: not a TAEHV checkpoint")
         }
         if w.contains("decoder.1.conv.0.weight") || !w.contains("decoder.3.conv.0.weight") {
-            throw ReelError.weights(message: "\(w.file.path): unsupported TAEHV variant (Reel reads the base decoder of taew2_1, not the 'super' one)")
+            throw ReelError.weights(message: "unsupported TAEHV variant (Reel reads the base decoder of taew2_1, not the 'super' one)")
         }
         latentChannels = first[1]
         var c = [first[0]]
         for index in [8, 14, 20] {
-            guard let s = w.shape(of: "decoder.\(index).weight"), s.rank == 4 else {
-                throw ReelError.weights(message: "\(w.file.path): missing decoder.\(index).weight (TAEHV stage conv)")
+            guard let s = w.shape("decoder.\(index).weight"), s.rank == 4 else {
+                throw ReelError.weights(message: "missing decoder.\(index).weight (TAEHV stage conv)")
             }
             c.append(s[0])
         }
         channels = c
         self.timeUpscale = timeUpscale
-        if let out = w.shape(of: "decoder.22.weight"), out.rank == 4, out[0] != 3 {
-            throw ReelError.weights(message: "\(w.file.path): decoder outputs \(out[0]) channels; Reel's tiny decoder supports patch size 1 (3 channels, taew2_1)")
+        if let out = w.shape("decoder.22.weight"), out.rank == 4, out[0] != 3 {
+            throw ReelError.weights(message: "decoder outputs \(out[0]) channels; Reel's tiny decoder supports patch size 1 (3 channels, taew2_1)")
         }
 
         func conv(_ name: String, _ cin: Int, _ cout: Int, kernel: Int = 3, bias: Bool = true) throws -> Conv2D {
             Conv2D(weight: try w.conv2dWeight(name + ".weight", cout: cout, cin: cin, kernel: kernel),
-                   bias: bias ? try w.tensor(name + ".bias", shape: [cout]) : nil, pad: kernel / 2)
+                   bias: bias ? try w.exactTensor(name + ".bias", [cout]) : nil, pad: kernel / 2)
         }
         inputConv = try conv("decoder.1", latentChannels, c[0])
         var stages: [Stage] = []
@@ -89,12 +89,12 @@ public final class TinyDecoder: @unchecked Sendable {
             // (taehv's patch_tgrow_layers).
             let stride = timeUpscale[s]
             let tgName = "decoder.\(base + 4).conv.weight"
-            guard let tg = w.shape(of: tgName), tg.rank == 4, tg[1] == n, tg[2] == 1, tg[3] == 1,
+            guard let tg = w.shape(tgName), tg.rank == 4, tg[1] == n, tg[2] == 1, tg[3] == 1,
                   tg[0] % n == 0, tg[0] >= n * stride else {
-                throw ReelError.weights(message: "\(w.file.path): \(tgName) has shape \(w.shape(of: tgName).map { "\($0)" } ?? "none"), "
+                throw ReelError.weights(message: "\(tgName) has shape \(w.shape(tgName).map { "\($0)" } ?? "none"), "
                     + "expected [\(n * stride), \(n), 1, 1] (or more rows)")
             }
-            var tgrow = try w.tensor(tgName, shape: tg.dims).reshaped([tg[0], n])
+            var tgrow = try w.exactTensor(tgName, tg.dims).reshaped([tg[0], n])
             if tg[0] > n * stride {
                 tgrow = try backend.slice(tgrow, axis: 0, start: tg[0] - n * stride, length: n * stride)
             }
@@ -107,13 +107,14 @@ public final class TinyDecoder: @unchecked Sendable {
 
     /// Loads the decoder of a TAEHV checkpoint (`taew2_1.pth` or its safetensors twin); encoder
     /// keys are ignored, every decoder key must be bound.
-    public static func load(_ file: any WeightFile, on backend: any Backend, dtype: DType = .f32,
+    public static func load(from source: any TensorSource, on backend: any Backend, dtype: DType = .f32,
                             timeUpscale: [Int] = [1, 2, 2]) throws -> TinyDecoder {
         try require(timeUpscale.count == 3 && timeUpscale.allSatisfy { $0 == 1 || $0 == 2 }, "TinyDecoder.load",
                     "timeUpscale needs 3 entries of 1 or 2, got \(timeUpscale)")
-        let binder = try WeightBinder(file: file, backend: backend, dtype: dtype)
+        let binder = try WeightBinder(source: FilteredTensorSource(source, excluding: ["encoder."]), rules: [],
+                                      backend: backend, dtype: dtype)
         let model = try TinyDecoder(binder: binder, timeUpscale: timeUpscale)
-        try binder.finish(ignoring: ["encoder."])
+        try binder.finish()
         return model
     }
 

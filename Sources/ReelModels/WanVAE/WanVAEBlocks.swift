@@ -17,7 +17,7 @@ struct CausalConv3d {
     init(_ w: WeightBinder, _ name: String, cin: Int, cout: Int, kernel: (Int, Int, Int), padHW: Int,
          stride: (Int, Int, Int) = (1, 1, 1), slots: inout SlotAllocator) throws {
         weight = try w.conv3dWeight(name + ".weight", cout: cout, cin: cin, kernel: kernel)
-        bias = try w.tensor(name + ".bias", shape: [cout])
+        bias = try w.exactTensor(name + ".bias", [cout])
         kernelT = kernel.0
         self.padHW = padHW
         self.stride = stride
@@ -100,10 +100,10 @@ struct AttentionBlock {
     init(_ w: WeightBinder, _ p: String, dim: Int) throws {
         self.dim = dim
         norm = try ChannelRMSNorm(w, p + ".norm.gamma", dim: dim)
-        qkvWeight = try w.tensor(p + ".to_qkv.weight", shape: [3 * dim, dim, 1, 1]).reshaped([3 * dim, dim])
-        qkvBias = try w.tensor(p + ".to_qkv.bias", shape: [3 * dim])
-        projWeight = try w.tensor(p + ".proj.weight", shape: [dim, dim, 1, 1]).reshaped([dim, dim])
-        projBias = try w.tensor(p + ".proj.bias", shape: [dim])
+        qkvWeight = try w.exactTensor(p + ".to_qkv.weight", [3 * dim, dim, 1, 1]).reshaped([3 * dim, dim])
+        qkvBias = try w.exactTensor(p + ".to_qkv.bias", [3 * dim])
+        projWeight = try w.exactTensor(p + ".proj.weight", [dim, dim, 1, 1]).reshaped([dim, dim])
+        projBias = try w.exactTensor(p + ".proj.bias", [dim])
     }
 
     func callAsFunction(_ x: Tensor) throws -> Tensor {
@@ -139,7 +139,7 @@ struct Resample {
         var noSlots = SlotAllocator()
         let cout = up ? dim / 2 : dim
         let weight = try w.conv2dWeight(p + ".resample.1.weight", cout: cout, cin: dim, kernel: 3)
-        let bias = try w.tensor(p + ".resample.1.bias", shape: [cout])
+        let bias = try w.exactTensor(p + ".resample.1.bias", [cout])
         conv = CausalConv3d(weight: weight, bias: bias, kernelT: 1, padHW: 0,
                             stride: up ? (1, 1, 1) : (1, 2, 2), slot: nil)
         switch mode {

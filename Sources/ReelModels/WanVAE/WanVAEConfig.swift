@@ -87,20 +87,20 @@ public struct WanVAEConfig: Codable, Sendable, Equatable {
     /// Random-weight test models of the real structure differ from Wan2.1 only in these.
     static func detect(from binder: WeightBinder) throws -> WanVAEConfig {
         var config = WanVAEConfig.wan21
-        if let head = binder.shape(of: "decoder.head.2.weight"), head.rank == 5 {
+        if let head = binder.shape("decoder.head.2.weight"), head.rank == 5 {
             config.baseDim = head[1]
-        } else if let head = binder.shape(of: "encoder.conv1.weight"), head.rank == 5 {
+        } else if let head = binder.shape("encoder.conv1.weight"), head.rank == 5 {
             config.baseDim = head[0]
         } else {
-            throw ReelError.weights(message: "\(binder.file.path): neither decoder.head.2.weight nor encoder.conv1.weight: not a Wan VAE checkpoint")
+            throw ReelError.weights(message: "neither decoder.head.2.weight nor encoder.conv1.weight: not a Wan VAE checkpoint")
         }
-        if let conv2 = binder.shape(of: "conv2.weight"), conv2.rank == 5 {
+        if let conv2 = binder.shape("conv2.weight"), conv2.rank == 5 {
             config.zDim = conv2[0]
-        } else if let conv1 = binder.shape(of: "conv1.weight"), conv1.rank == 5 {
+        } else if let conv1 = binder.shape("conv1.weight"), conv1.rank == 5 {
             config.zDim = conv1[0] / 2
         }
         if config.zDim != config.latentsMean.count {
-            throw ReelError.weights(message: "\(binder.file.path): z dim \(config.zDim) has no latent statistics (Wan2.1 has 16)")
+            throw ReelError.weights(message: "z dim \(config.zDim) has no latent statistics (Wan2.1 has 16)")
         }
         return config
     }

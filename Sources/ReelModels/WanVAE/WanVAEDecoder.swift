@@ -73,14 +73,14 @@ public final class WanVAEDecoder: @unchecked Sendable {
     /// Loads the decoder of a Wan2.1 VAE checkpoint in either key layout (`Wan2.1_VAE.pth`, its
     /// safetensors twin, or diffusers' `AutoencoderKLWan`). `baseDim` and `zDim` are read from the
     /// weights; every decoder key must be bound (encoder keys are ignored).
-    public static func load(_ file: any WeightFile, on backend: any Backend, dtype: DType = .f32,
+    public static func load(from source: any TensorSource, on backend: any Backend, dtype: DType = .f32,
                             config: WanVAEConfig? = nil) throws -> WanVAEDecoder {
-        let layout = try WanVAEKeyLayout.detect(file.keys, path: file.path)
-        let binder = try WeightBinder(file: file, rules: layout.rules(numResBlocks: config?.numResBlocks ?? 2),
-                                      backend: backend, dtype: dtype)
+        let layout = try WanVAEKeyLayout.detect(source.keys)
+        let unused = layout == .wan ? ["encoder.", "conv1."] : ["encoder.", "quant_conv."]
+        let binder = try WeightBinder(source: FilteredTensorSource(source, excluding: unused),
+                                      rules: layout.rules(config: config ?? .wan21), backend: backend, dtype: dtype)
         let decoder = try WanVAEDecoder(config: config ?? WanVAEConfig.detect(from: binder), binder: binder)
-        let encoderPrefixes = layout == .wan ? ["encoder.", "conv1."] : ["encoder.", "quant_conv."]
-        try binder.finish(ignoring: encoderPrefixes)
+        try binder.finish()
         return decoder
     }
 

@@ -66,14 +66,14 @@ public final class WanVAEEncoder: @unchecked Sendable {
     }
 
     /// Loads the encoder of a Wan2.1 VAE checkpoint in either key layout; decoder keys are ignored.
-    public static func load(_ file: any WeightFile, on backend: any Backend, dtype: DType = .f32,
+    public static func load(from source: any TensorSource, on backend: any Backend, dtype: DType = .f32,
                             config: WanVAEConfig? = nil) throws -> WanVAEEncoder {
-        let layout = try WanVAEKeyLayout.detect(file.keys, path: file.path)
-        let binder = try WeightBinder(file: file, rules: layout.rules(numResBlocks: config?.numResBlocks ?? 2),
-                                      backend: backend, dtype: dtype)
+        let layout = try WanVAEKeyLayout.detect(source.keys)
+        let unused = layout == .wan ? ["decoder.", "conv2."] : ["decoder.", "post_quant_conv."]
+        let binder = try WeightBinder(source: FilteredTensorSource(source, excluding: unused),
+                                      rules: layout.rules(config: config ?? .wan21), backend: backend, dtype: dtype)
         let encoder = try WanVAEEncoder(config: config ?? WanVAEConfig.detect(from: binder), binder: binder)
-        let decoderPrefixes = layout == .wan ? ["decoder.", "conv2."] : ["decoder.", "post_quant_conv."]
-        try binder.finish(ignoring: decoderPrefixes)
+        try binder.finish()
         return encoder
     }
 

@@ -17,50 +17,59 @@ public enum WanVAEKeyLayout: String, Sendable {
     case diffusers
 
     /// Detects the layout from the keys; throws when they look like neither.
-    public static func detect(_ keys: [String], path: String) throws -> WanVAEKeyLayout {
+    public static func detect(_ keys: [String]) throws -> WanVAEKeyLayout {
         let diffusers = keys.contains { $0.contains("mid_block.") || $0.hasPrefix("post_quant_conv.") || $0.contains(".up_blocks.") }
         let wan = keys.contains { $0.contains(".middle.") || $0.hasPrefix("conv2.") || $0.contains(".upsamples.") }
         switch (wan, diffusers) {
         case (true, false): return .wan
         case (false, true): return .diffusers
         case (true, true):
-            throw ReelError.weights(message: "\(path): mixes Wan keys (decoder.middle...) and diffusers keys (mid_block...)")
+            throw ReelError.weights(message: "mixes Wan keys (decoder.middle...) and diffusers keys (mid_block...)")
         case (false, false):
             let sample = keys.prefix(4).joined(separator: ", ")
-            throw ReelError.weights(message: "\(path): not a Wan VAE checkpoint (no decoder.middle / mid_block keys; first keys: \(sample))")
+            throw ReelError.weights(message: "not a Wan VAE checkpoint (no decoder.middle / mid_block keys; first keys: \(sample))")
         }
     }
 
-    /// Rules renaming this layout's keys into Wan's. `numResBlocks` is the encoder's count per stage
-    /// (a decoder stage has one more, then its resample).
-    public func rules(numResBlocks r: Int = 2) -> [KeyRule] {
+    /// Rules renaming this layout's keys into Wan's, for a model of `config`'s stage and block counts
+    /// (a decoder stage has `numResBlocks + 1` residual blocks, then its resample).
+    public func rules(config: WanVAEConfig) -> [KeyRule] {
         switch self {
         case .wan:
             return []
         case .diffusers:
+            let r = config.numResBlocks
             let perStage = r + 2   // decoder: (r + 1) residual blocks + 1 resample per stage
+            // diffusers nests the decoder's flat list as up_blocks.i.{resnets.j, upsamplers.0}.
+            var stages: [KeyRule] = []
+            for i in 0..<config.dimMult.count {
+                for j in 0...r {
+                    stages.append(.replace("decoder.up_blocks.\(i).resnets.\(j).", "decoder.upsamples.\(i * perStage + j)."))
+                }
+                stages.append(.replace("decoder.up_blocks.\(i).upsamplers.0.", "decoder.upsamples.\(i * perStage + r + 1)."))
+            }
             return [
                 // inside residual blocks (before the top-level conv renames below)
-                .substring(".norm1.gamma", ".residual.0.gamma"),
-                .substring(".conv1.", ".residual.2."),
-                .substring(".norm2.gamma", ".residual.3.gamma"),
-                .substring(".conv2.", ".residual.6."),
-                .substring(".conv_shortcut.", ".shortcut."),
+                .replace(".norm1.gamma", ".residual.0.gamma"),
+                .replace(".conv1.", ".residual.2."),
+                .replace(".norm2.gamma", ".residual.3.gamma"),
+                .replace(".conv2.", ".residual.6."),
+                .replace(".conv_shortcut.", ".shortcut."),
                 // middle
-                .substring(".mid_block.resnets.0.", ".middle.0."),
-                .substring(".mid_block.attentions.0.", ".middle.1."),
-                .substring(".mid_block.resnets.1.", ".middle.2."),
+                .replace(".mid_block.resnets.0.", ".middle.0."),
+                .replace(".mid_block.attentions.0.", ".middle.1."),
+                .replace(".mid_block.resnets.1.", ".middle.2."),
                 // stages
-                .prefix("encoder.down_blocks.", "encoder.downsamples."),
-                .indexed("decoder.up_blocks.#.resnets.#.") { "decoder.upsamples.\($0[0] * perStage + $0[1])." },
-                .indexed("decoder.up_blocks.#.upsamplers.0.") { "decoder.upsamples.\($0[0] * perStage + r + 1)." },
+                .replaceIn(prefix: "encoder.down_blocks.", "encoder.down_blocks.", "encoder.downsamples."),
                 // ends
-                .substring(".conv_in.", ".conv1."),
-                .substring(".norm_out.", ".head.0."),
-                .substring(".conv_out.", ".head.2."),
-                .prefix("post_quant_conv.", "conv2."),
-                .prefix("quant_conv.", "conv1."),
-            ]
+                .replace(".conv_in.", ".conv1."),
+                .replace(".norm_out.", ".head.0."),
+                .replace(".conv_out.", ".head.2."),
+                .rename("post_quant_conv.weight", "conv2.weight"),
+                .rename("post_quant_conv.bias", "conv2.bias"),
+                .rename("quant_conv.weight", "conv1.weight"),
+                .rename("quant_conv.bias", "conv1.bias"),
+            ] + stages
         }
     }
 }
