@@ -27,6 +27,7 @@ public enum VideoSinks {
     /// for and ffmpeg is missing, it says so through `notice` and writes Y4M next to it
     /// (`out.mp4` -> `out.y4m`), which opens without installing anything.
     public static func open(path: String, format: VideoFormat? = nil, fps: Int = 16,
+                            environment: [String: String] = ProcessInfo.processInfo.environment,
                             notice: (String) -> Void = { _ in }) throws -> any FrameSink {
         switch format ?? VideoFormat(path: path) {
         case .y4m:
@@ -34,8 +35,8 @@ public enum VideoSinks {
         case .png:
             return try PNGSequenceSink(directory: path, fps: fps)
         case .mp4:
-            if FFmpegSink.findFFmpeg() != nil {
-                return try FFmpegSink(path: path, fps: fps)
+            if let ffmpeg = FFmpegSink.findFFmpeg(environment: environment) {
+                return try FFmpegSink(path: path, fps: fps, executable: ffmpeg)
             }
             let fallback = ((path as NSString).deletingPathExtension) + ".y4m"
             notice("ffmpeg was not found on PATH, so \(path) cannot be written as MP4; writing \(fallback) "
