@@ -24,6 +24,15 @@ public final class StreamingVAEDecoder: VideoDecoder {
     public var latentChannels: Int { model.config.zDim }
     public var spatialStride: Int { model.config.spatialStride }
 
+    /// Bytes held by the stream's cache (the last frames of each causal conv): constant once every
+    /// temporal layer has seen two chunks, however long the stream runs.
+    public var stateByteCount: Int {
+        cache.slots.reduce(0) { sum, slot in
+            if case let .frames(t) = slot { return sum + t.byteCount }
+            return sum
+        }
+    }
+
     public func reset() {
         cache.reset()
         latentFramesDecoded = 0
