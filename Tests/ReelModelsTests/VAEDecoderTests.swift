@@ -162,3 +162,25 @@ import Testing
         #expect(throws: ReelError.self) { try encoder.encode(b.zeros([1, 5, 20, 40, 3])) }
     }
 }
+
+@Suite struct VAELatentLayoutTests {
+    let b = VAEFixture.backend
+
+    @Test func layoutsAreDetectedAndPermuted() throws {
+        let values = (0..<(16 * 2 * 3 * 5)).map { Float($0) }
+        let nthwc = try b.tensor(values, shape: [1, 2, 3, 5, 16])
+        let ncthw = try b.permute(nthwc, [0, 4, 1, 2, 3])
+        let ntchw = try b.permute(nthwc, [0, 1, 4, 2, 3])
+        for x in [nthwc, ncthw, ntchw] {
+            #expect(try LatentLayout.channelLast(x, channels: 16).toFloats() == values)
+        }
+        // Rank 4 (N left out) is one video.
+        #expect(try LatentLayout.channelLast(ncthw.reshaped([16, 2, 3, 5]), channels: 16).shape == [1, 2, 3, 5, 16])
+        // 16 frames of 16 channels: ambiguous unless the layout is given.
+        let square = try b.zeros([1, 16, 16, 3, 5])
+        #expect(throws: ReelError.self) { try LatentLayout.channelLast(square, channels: 16) }
+        #expect(try LatentLayout.channelLast(square, channels: 16, layout: .ntchw).shape == [1, 16, 3, 5, 16])
+        #expect(throws: ReelError.self) { try LatentLayout.channelLast(b.zeros([1, 2, 3, 5, 4]), channels: 16) }
+        #expect(throws: ReelError.self) { try LatentLayout.channelLast(b.zeros([16, 2]), channels: 16) }
+    }
+}

@@ -27,7 +27,8 @@ public enum WanVAEKeyLayout: String, Sendable {
             throw ReelError.weights(message: "mixes Wan keys (decoder.middle...) and diffusers keys (mid_block...)")
         case (false, false):
             let sample = keys.prefix(4).joined(separator: ", ")
-            throw ReelError.weights(message: "not a Wan VAE checkpoint (no decoder.middle / mid_block keys; first keys: \(sample))")
+            let tiny = keys.contains("decoder.1.weight") ? "; it looks like TAEHV tiny decoder weights (reel decode --tiny)" : ""
+            throw ReelError.weights(message: "not a Wan VAE checkpoint (no decoder.middle / mid_block keys; first keys: \(sample))\(tiny)")
         }
     }
 
