@@ -74,7 +74,7 @@ struct Decode: ParsableCommand {
         if tiny {
             decoder = StreamingTinyDecoder(model: try TinyDecoder.load(from: WeightFileTensors(path: vae), on: backend))
         } else {
-            let model = try WanVAEDecoder.load(from: WeightFileTensors(path: Self.weightsPath(vae)), on: backend)
+            let model = try WanVAEDecoder.load(from: WeightFileTensors(path: vae), on: backend)
             decoder = StreamingVAEDecoder(model: model, maxLatentFramesPerChunk: block)
         }
         let z = try LatentLayout.channelLast(readLatents(backend), channels: decoder.latentChannels, layout: layout)
@@ -117,17 +117,6 @@ struct Decode: ParsableCommand {
             throw ReelError.input("\(latents) holds \(file.keys.count) tensors (\(file.keys.prefix(6).joined(separator: ", "))): pick one with --key")
         }
         return try file.tensor(name, on: backend, as: .f32)
-    }
-
-    /// A diffusers `vae/` folder stands for its `diffusion_pytorch_model.safetensors`.
-    static func weightsPath(_ path: String) throws -> String {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else { return path }
-        for name in ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"] {
-            let candidate = (path as NSString).appendingPathComponent(name)
-            if FileManager.default.fileExists(atPath: candidate) { return candidate }
-        }
-        throw ReelError.input("\(path) is a folder without diffusion_pytorch_model.safetensors: pass the VAE weight file itself")
     }
 
     static func seconds(since start: Date) -> String { String(format: "%.2f s", Date().timeIntervalSince(start)) }
