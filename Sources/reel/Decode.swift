@@ -8,7 +8,7 @@ import ReelModels
 extension LatentLayout: ExpressibleByArgument {}
 
 /// `reel decode`: a latent video (safetensors) to a video file, block by block.
-struct Decode: ParsableCommand {
+struct Decode: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Decode a latent video to MP4, Y4M or PNG frames with the Wan VAE or the TAEHV tiny decoder.",
         discussion: """
@@ -60,14 +60,14 @@ struct Decode: ParsableCommand {
         }
     }
 
-    func run() throws {
-        do { try decode() } catch let error as ReelError {
+    func run() async throws {
+        do { try await decode() } catch let error as ReelError {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode.failure
         }
     }
 
-    private func decode() throws {
+    private func decode() async throws {
         let backend = CPUBackend(threads: threads)
         let started = Date()
         let decoder: any VideoDecoder
@@ -86,18 +86,23 @@ struct Decode: ParsableCommand {
         log("\(tiny ? "TAEHV tiny decoder" : "Wan VAE decoder") loaded in \(Self.seconds(since: started)); "
             + "\(total) latent frames -> \(4 * total - 3) frames of \(w)x\(h) at \(fps) fps")
         let sink = try VideoSinks.open(path: output, fps: fps) { log("note: " + $0) }
-        var frames = 0
-        let decodeStart = Date()
-        for start in stride(from: 0, to: total, by: block) {
-            let n = min(block, total - start)
-            let t0 = Date()
-            let video = try decoder.decode(backend.slice(z, axis: 1, start: start, length: n))   // [1, T', H, W, 3]
-            let rgb = try RGBFrames(modelOutput: video)
-            try sink.write(rgb)
-            frames += rgb.count
-            log("latents \(start + n)/\(total): \(frames) frames written (\(Self.seconds(since: t0)) for \(n) latent frames)")
+        let blocks = AsyncThrowingStream<Tensor, Error> { c in
+            for start in stride(from: 0, to: total, by: block) {
+                do { c.yield(try backend.slice(z, axis: 1, start: start, length: min(block, total - start))) } catch {
+                    c.finish(throwing: error)
+                    return
+                }
+            }
+            c.finish()
         }
-        try sink.finish()
+        var latentDone = 0, framesDone = 0
+        let decodeStart = Date()
+        let frames = try await BlockDecodingLoop.run(blocks, decoder: decoder, sink: sink) { r in
+            latentDone += r.latentFrames
+            framesDone += r.frames
+            log("latents \(latentDone)/\(total): \(framesDone) frames written "
+                + "(decode \(String(format: "%.2f", r.decodeSeconds)) s, write \(String(format: "%.2f", r.writeSeconds)) s)")
+        }
         let elapsed = Date().timeIntervalSince(decodeStart)
         log("wrote \(frames) frames to \(sink.destination) in \(String(format: "%.1f", elapsed)) s "
             + "(\(String(format: "%.2f", Double(frames) / max(elapsed, 1e-9))) frames/s)")
