@@ -44,8 +44,8 @@ extension CPUBackend {
                 return
             }
             let chunk = Swift.max(64, (4 << 20) / Swift.max(kDim, 1))
-            let cols = try allocateFloats(Swift.min(chunk, positions) * kDim)
-            defer { free(cols) }
+            let scratch = try CPUStorage(byteCount: Swift.min(chunk, positions) * kDim * 4)
+            let cols = scratch.floats
             let src = xin.pointer
             var p0 = 0
             while p0 < positions {

@@ -43,8 +43,8 @@ extension CPUBackend {
                 case .sub: zip8(x, sa, y, sb, z, n) { $0 - $1 }
                 case .mul: zip8(x, sa, y, sb, z, n) { $0 * $1 }
                 case .div: zip8(x, sa, y, sb, z, n) { $0 / $1 }
-                case .maximum: zip8(x, sa, y, sb, z, n) { pointwiseMax($0, $1) }
-                case .minimum: zip8(x, sa, y, sb, z, n) { pointwiseMin($0, $1) }
+                case .maximum: zip8(x, sa, y, sb, z, n) { max8($0, $1) }
+                case .minimum: zip8(x, sa, y, sb, z, n) { min8($0, $1) }
                 }
             }
         }
@@ -78,7 +78,7 @@ extension CPUBackend {
         return try makeOutput(x.shape, x.dtype) { out in
             let src = xin.pointer
             let l = F8(repeating: lo), h = F8(repeating: hi)
-            parallelFor(x.count, grain: 8192) { r in map8(src, out, r) { pointwiseMin(pointwiseMax($0, l), h) } }
+            parallelFor(x.count, grain: 8192) { r in map8(src, out, r) { min8(max8($0, l), h) } }
         }
     }
 

@@ -85,10 +85,10 @@ extension CPUBackend {
     return s
 }
 
-@inline(__always) func max8(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+@inline(__always) func maxOfRow(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     var m = F8(repeating: -.infinity)
     var i = 0
-    while i + 8 <= n { m = pointwiseMax(m, load8(p + i)); i += 8 }
+    while i + 8 <= n { m = max8(m, load8(p + i)); i += 8 }
     var s = m.max()
     while i < n { s = Swift.max(s, p[i]); i += 1 }
     return s
@@ -117,7 +117,7 @@ extension CPUBackend {
 
 /// out = softmax(row); `out` may be `row`.
 @inline(__always) func softmaxRow(_ row: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ c: Int) {
-    let m = max8(row, c)
+    let m = maxOfRow(row, c)
     // A row of -inf (fully masked) gives zeros rather than NaN.
     let shift = m == -.infinity ? 0 : m
     var acc = F8()

@@ -19,13 +19,16 @@ typealias F8 = SIMD8<Float>
     return F8(p[0], p[s], p[2 * s], p[3 * s], p[4 * s], p[5 * s], p[6 * s], p[7 * s])
 }
 
-@inline(__always) func horizontalSum(_ v: F8) -> Float { v.sum() }
+// The standard library's pointwiseMin/Max and clamped(lowerBound:upperBound:) are generic calls
+// that split the vector in SSE halves; a compare and blend is one instruction each.
+@inline(__always) func max8(_ a: F8, _ b: F8) -> F8 { a.replacing(with: b, where: a .< b) }
+@inline(__always) func min8(_ a: F8, _ b: F8) -> F8 { a.replacing(with: b, where: b .< a) }
 
 /// e^x to about 2 ulp (Cephes `expf`): 2^n * e^r with |r| <= ln2/2 and a degree-6 polynomial.
 /// Saturates to +inf above 88.7 and returns 0 below -87.3 (no subnormal results).
 @inline(__always) func exp8(_ x: F8) -> F8 {
     let hi = F8(repeating: 88.72283), lo = F8(repeating: -87.33654)
-    let xc = x.clamped(lowerBound: lo, upperBound: hi)
+    let xc = min8(max8(x, lo), hi)
     // Round x / ln2 to the nearest integer by adding 1.5 * 2^23 (the integer lands in the low bits).
     let magic = F8(repeating: 12_582_912)
     let t = xc * 1.442_695_04 + magic
