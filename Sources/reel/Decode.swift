@@ -48,12 +48,16 @@ struct Decode: AsyncParsableCommand {
     @Option(help: "Latent frames decoded per step.")
     var block = 3
 
+    @Option(help: "Latent frames the Wan VAE runs through its layers at once (1 = Wan's schedule, least memory; the frames are the same).")
+    var chunk = 1
+
     @Option(help: "CPU threads (default: all cores).")
     var threads: Int?
 
     mutating func validate() throws {
         if fps <= 0 { throw ValidationError("--fps must be positive, got \(fps).") }
         if block <= 0 { throw ValidationError("--block must be at least 1 latent frame, got \(block).") }
+        if chunk <= 0 { throw ValidationError("--chunk must be at least 1 latent frame, got \(chunk).") }
         if let threads, threads <= 0 { throw ValidationError("--threads must be positive, got \(threads).") }
         for (name, path) in [("--latents", latents), ("--vae", vae)] where !FileManager.default.fileExists(atPath: path) {
             throw ValidationError("\(name): \(path) does not exist.")
@@ -75,7 +79,7 @@ struct Decode: AsyncParsableCommand {
             decoder = StreamingTinyDecoder(model: try TinyDecoder.load(from: WeightFileTensors(path: vae), on: backend))
         } else {
             let model = try WanVAEDecoder.load(from: WeightFileTensors(path: vae), on: backend)
-            decoder = StreamingVAEDecoder(model: model, maxLatentFramesPerChunk: block)
+            decoder = StreamingVAEDecoder(model: model, maxLatentFramesPerChunk: chunk)
         }
         let z = try LatentLayout.channelLast(readLatents(backend), channels: decoder.latentChannels, layout: layout)
         guard z.shape[0] == 1 else {

@@ -182,6 +182,16 @@ private func testFrames(width: Int, height: Int, count: Int) throws -> RGBFrames
         try sink.finish()
     }
 
+    /// An encoder that dies is a typed error naming it, never a crash (SIGPIPE) or a hang.
+    @Test func deadEncoderIsATypedError() throws {
+        let sink = try FFmpegSink(path: tempPath("dead.mp4"), executable: "/bin/false")
+        let frames = try testFrames(width: 64, height: 64, count: 8)   // more than a pipe buffer
+        #expect(throws: ReelError.self) {
+            for _ in 0..<8 { try sink.write(frames) }
+            try sink.finish()
+        }
+    }
+
     @Test(.enabled(if: FFmpegSink.findFFmpeg() != nil, "ffmpeg is not installed"))
     func mp4ThroughFFmpeg() throws {
         let path = tempPath("a.mp4")

@@ -8,14 +8,15 @@ import ReelCore
 /// time-conv phase of each temporal upsample, so memory is flat over arbitrarily long streams.
 public final class StreamingVAEDecoder: VideoDecoder {
     public let model: WanVAEDecoder
-    /// Latent frames decoded together, at most (after latent 0, which is always alone). Larger
-    /// chunks give the backend bigger ops; the output does not depend on it.
+    /// Latent frames decoded together, at most (after latent 0, which is always alone). 1 is Wan's
+    /// own schedule and needs the least memory (a 480x832 chunk of 1 latent peaks at ~4 frames of
+    /// 96 x 480 x 832 activations); larger chunks give a GPU bigger ops. The frames do not depend on it.
     public var maxLatentFramesPerChunk: Int
     /// Latent frames decoded since the stream started.
     public private(set) var latentFramesDecoded = 0
     private var cache: CausalCache
 
-    public init(model: WanVAEDecoder, maxLatentFramesPerChunk: Int = 3) {
+    public init(model: WanVAEDecoder, maxLatentFramesPerChunk: Int = 1) {
         self.model = model
         self.maxLatentFramesPerChunk = max(1, maxLatentFramesPerChunk)
         cache = CausalCache(count: model.slotCount)
