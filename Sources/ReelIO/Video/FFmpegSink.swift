@@ -77,8 +77,11 @@ public final class FFmpegSink: FrameSink {
         do {
             try stdin?.write(contentsOf: Data(frames.pixels))
         } catch {
+            finished = true
             let message = (try? finishProcess()) ?? ""
-            throw ReelError.library(name: "ffmpeg", message: "stopped taking frames (\(error.localizedDescription)) \(message)")
+            throw ReelError.library(name: "ffmpeg", message: message.isEmpty
+                ? "could not pipe frames to \(executable): \(error.localizedDescription)"
+                : "stopped taking frames: \(message)")
         }
         framesWritten += frames.count
     }
@@ -100,7 +103,8 @@ public final class FFmpegSink: FrameSink {
         process = nil
         let text = stderrCollector?.wait() ?? ""
         if p.terminationStatus != 0 {
-            return "exited with status \(p.terminationStatus) writing \(destination): \(text.trimmingCharacters(in: .whitespacesAndNewlines))"
+            let detail = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            return "exited with status \(p.terminationStatus) writing \(destination)" + (detail.isEmpty ? "" : ": " + detail)
         }
         return ""
     }
