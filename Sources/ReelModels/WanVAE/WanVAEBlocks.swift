@@ -136,6 +136,8 @@ struct Resample {
     init(_ w: WeightBinder, _ p: String, dim: Int, mode: Mode, slots: inout SlotAllocator) throws {
         self.mode = mode
         let up = mode == .upsample2d || mode == .upsample3d
+        // The time conv's stream state is this Resample's own slot (its phases differ from a plain
+        // causal conv's), so the conv itself takes none.
         var noSlots = SlotAllocator()
         let cout = up ? dim / 2 : dim
         let weight = try w.conv2dWeight(p + ".resample.1.weight", cout: cout, cin: dim, kernel: 3)
