@@ -172,6 +172,9 @@ import Testing
         #expect(try Self.message(header: #"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}}"#).contains("too large"))
         #expect(try Self.message(header: #"{"a":{"dtype":"F32","shape":[2]}}"#).contains("data_offsets"))
         #expect(try Self.message(header: #"{"__metadata__":{"n":1}}"#).contains("'n' is a number"))
+        // Deeply nested JSON is refused by the parser's depth limit, not by a stack overflow.
+        #expect(try Self.message(header: String(repeating: "[", count: 200_000)).contains("not valid JSON"))
+        #expect(try Self.message(header: "{\"a\":" + String(repeating: "{\"a\":", count: 100_000) + "1" + String(repeating: "}", count: 100_001)).contains("JSON"))
         let overlap = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
         #expect(try Self.message(header: overlap).contains("overlap"))
     }

@@ -101,6 +101,20 @@ import Testing
         #expect(Self.message(short.bytes, storages: ["0": [0, 0]]).contains("torch.ShortStorage"))
     }
 
+    @Test func dtypeValuesBecomeMetadata() throws {
+        var p = PickleBuilder()
+        p.op(0x7D); p.mark()
+        p.string("dtype"); p.global("torch", "bfloat16")
+        p.string("w"); p.tensor(storage: "0", numel: 2, size: [2], stride: [1])
+        p.op(0x75); p.stop()
+        let file = try Self.open(p.bytes, storages: ["0": floatBytes([1, 2])])
+        #expect(file.metadata == ["dtype": "torch.bfloat16"])
+        #expect(file.keys == ["w"])
+        var q = PickleBuilder()
+        q.op(0x7D); q.string("f"); q.global("torch._utils", "_rebuild_tensor_v2"); q.op(0x73); q.stop()
+        #expect(Self.message(q.bytes).contains("is the function"))
+    }
+
     @Test func refusesMalformedPickles() {
         var memo = PickleBuilder()
         memo.op(0x68); memo.bytes.append(7); memo.stop()   // BINGET 7, never stored

@@ -110,6 +110,7 @@ public final class TorchCheckpoint: WeightFile {
         case .string(let s): try leaf(s)
         case .bytes(let b): try leaf("<\(b.count) bytes>")
         case .storage(let s): throw .refused("entry '\(prefix)' is a bare storage ('\(s.key)'), not a tensor")
+        case .global(.dtype(_, let name)): try leaf("torch.\(name)")  // a dtype in a saved config
         case .global(let g): throw .refused("entry '\(prefix)' is the function \(g.name), not data")
         }
     }
