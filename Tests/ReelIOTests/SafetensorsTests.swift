@@ -210,6 +210,33 @@ import Testing
         #expect(badFileMessage { _ = try WeightFiles.open(single.path) }.contains("several candidates"))
     }
 
+    @Test func indexesAndFoldersCannotLoop() throws {
+        let dir = try TestFiles.scratch()
+        let index = dir.appendingPathComponent("self.safetensors.index.json")
+        try Data(#"{"weight_map": {"w": "self.safetensors.index.json"}}"#.utf8).write(to: index)
+        #expect(badFileMessage { _ = try WeightFiles.open(index.path) }.contains("is an index"))
+        try Data(#"{"weight_map": {"w": "../x.safetensors"}}"#.utf8).write(to: index)
+        #expect(badFileMessage { _ = try WeightFiles.open(index.path) }.contains("relative paths inside"))
+        try Data(#"{"weight_map": {"w": "missing.safetensors"}}"#.utf8).write(to: index)
+        #expect(badFileMessage { _ = try WeightFiles.open(index.path) }.contains("missing"))
+        try Data(#"{"weight_map": {"w": 3}}"#.utf8).write(to: index)
+        #expect(badFileMessage { _ = try WeightFiles.open(index.path) }.contains("expected a file name"))
+        try Data(#"{"metadata": {}}"#.utf8).write(to: index)
+        #expect(badFileMessage { _ = try WeightFiles.open(index.path) }.contains("weight_map"))
+        try FileManager.default.copyItem(atPath: TestFiles.fixture("reference.safetensors"), toPath: dir.appendingPathComponent("x.safetensors").path)
+        try Data(#"{"weight_map": {"nope": "x.safetensors"}}"#.utf8).write(to: index)
+        #expect(badFileMessage { _ = try WeightFiles.open(index.path) }.contains("has no such tensor"))
+
+        // A folder whose only candidate is a link back to the folder.
+        let loop = try TestFiles.scratch()
+        try FileManager.default.createSymbolicLink(atPath: loop.appendingPathComponent("m.safetensors").path, withDestinationPath: loop.path)
+        #expect(badFileMessage { _ = try WeightFiles.open(loop.path) }.contains("is a directory"))
+        // A FIFO is refused without waiting for a writer.
+        let fifo = loop.appendingPathComponent("pipe").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        #expect(badFileMessage { _ = try WeightFiles.open(fifo) }.contains("not a regular file"))
+    }
+
     @Test func missingKeysNameTheKey() throws {
         let file = try WeightFiles.open(TestFiles.fixture("reference.safetensors"))
         #expect(badFileMessage { _ = try file.info("nope") }.contains("'nope'"))

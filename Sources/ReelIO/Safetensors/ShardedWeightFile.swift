@@ -60,9 +60,7 @@ public final class ShardedWeightFile: WeightFile {
             guard FileManager.default.fileExists(atPath: shardPath) else {
                 throw bad("shard '\(file)' named by the weight_map is missing (looked for \(shardPath))")
             }
-            let shard = try WeightFiles.open(shardPath)
-            guard !(shard is ShardedWeightFile) else { throw bad("shard '\(file)' is itself an index") }
-            shards[file] = shard
+            shards[file] = try WeightFiles.open(shardPath, folder: false, index: false)
         }
         for (key, file) in shardOf where !shards[file]!.contains(key) {
             throw bad("weight_map puts '\(key)' in '\(file)', which has no such tensor")

@@ -361,7 +361,8 @@ struct Unpickler {
         let shape = try ints(a[2], "size"), strides = try ints(a[3], "stride")
         guard shape.count == strides.count else { throw .malformed("tensor size \(shape) and stride \(strides) differ in rank") }
         guard let count = CheckedSize.product(shape) else { throw .limit("tensor of shape \(shape)") }
-        let capacity = s.type == nil ? s.count / type.size : s.count
+        guard let storageBytes = s.byteCount else { throw .limit("storage '\(s.key)' of \(s.count) elements") }
+        let capacity = storageBytes / type.size
         if count > 0 {
             guard let last = CheckedSize.lastIndex(offset: offset, dims: shape, strides: strides), last < capacity else {
                 throw .malformed("tensor \(shape) with strides \(strides) at offset \(offset) reaches past its storage "

@@ -81,11 +81,14 @@ final class ScopedWeightFile: WeightFile {
     let keys: [String]
     let metadata: [String: String]
 
+    private let keySet: Set<String>
+
     init(base: any WeightFile, prefix: String) {
         self.base = base
         self.prefix = prefix.isEmpty || prefix.hasSuffix(".") ? prefix : prefix + "."
         let p = self.prefix
         keys = base.keys.filter { $0.hasPrefix(p) }.map { String($0.dropFirst(p.count)) }
+        keySet = Set(keys)
         metadata = Dictionary(uniqueKeysWithValues: base.metadata.filter { $0.key.hasPrefix(p) }
             .map { (String($0.key.dropFirst(p.count)), $0.value) })
     }
@@ -96,7 +99,7 @@ final class ScopedWeightFile: WeightFile {
         do { return try base.info(prefix + key) } catch { throw missing(key) }
     }
     func tensor(_ key: String, on backend: any Backend, as dtype: DType?) throws -> Tensor {
-        guard keys.contains(key) || base.contains(prefix + key) else { throw missing(key) }
+        guard keySet.contains(key) else { throw missing(key) }
         return try base.tensor(prefix + key, on: backend, as: dtype)
     }
 }
@@ -110,15 +113,23 @@ public enum WeightFiles {
     /// A folder (a diffusers component such as `transformer/`) opens its one `*.index.json`, or
     /// else its one `*.safetensors` file.
     public static func open(_ path: String) throws -> any WeightFile {
+        try open(path, folder: true, index: true)
+    }
+
+    /// Opens `path`, following at most one folder and one index, so links cannot loop.
+    static func open(_ path: String, folder: Bool, index: Bool) throws -> any WeightFile {
         var isFolder: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
-            return try open(try weightFile(inFolder: path))
+            guard folder else { throw ReelError.badFile(path: path, message: "is a directory, expected a weight file") }
+            return try open(try weightFile(inFolder: path), folder: false, index: index)
         }
         let file = try MappedFile(path: path)
         switch try detect(file) {
         case .safetensors: return try SafetensorsFile(mapped: file)
         case .torchZip: return try TorchCheckpoint(mapped: file)
-        case .index: return try ShardedWeightFile(indexPath: path, contents: Data(file.bytes(at: 0, count: file.size)))
+        case .index:
+            guard index else { throw ReelError.badFile(path: path, message: "is an index, but an index may name only weight files") }
+            return try ShardedWeightFile(indexPath: path, contents: Data(file.bytes(at: 0, count: file.size)))
         }
     }
 
