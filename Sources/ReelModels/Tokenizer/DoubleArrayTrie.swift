@@ -37,27 +37,35 @@ struct DoubleArrayTrie: Sendable {
     func commonPrefixSearch(_ key: UnsafeBufferPointer<UInt8>, from start: Int, end: Int? = nil,
                             limit: Int = .max, stopAtNul: Bool = false) -> [Match] {
         var results: [Match] = []
-        guard !units.isEmpty else { return results }
+        forEachPrefix(key, from: start, end: end ?? key.count, stopAtNul: stopAtNul) { match in
+            results.append(match)
+            return results.count < limit
+        }
+        return results
+    }
+
+    /// Calls `body` for every key that prefixes `key[start..<end]`, shortest first, until it
+    /// returns false. Allocates nothing.
+    @inline(__always)
+    func forEachPrefix(_ key: UnsafeBufferPointer<UInt8>, from start: Int, end: Int, stopAtNul: Bool,
+                       _ body: (Match) -> Bool) {
+        guard !units.isEmpty else { return }
         var pos = Int(offset(units[0]))
         var i = start
-        let end = end ?? key.count
         while i < end {
             let c = key[i]
-            if stopAtNul && c == 0 { break }
+            if stopAtNul && c == 0 { return }
             pos ^= Int(c)
-            guard pos >= 0, pos < units.count else { break }
+            guard pos >= 0, pos < units.count else { return }
             let unit = units[pos]
-            guard unit & 0x8000_00FF == UInt32(c) else { break }
+            guard unit & 0x8000_00FF == UInt32(c) else { return }
             pos ^= Int(offset(unit))
             if (unit >> 8) & 1 == 1 {
-                guard pos >= 0, pos < units.count else { break }
-                if results.count < limit {
-                    results.append(Match(value: Int(units[pos] & 0x7FFF_FFFF), length: i + 1 - start))
-                }
+                guard pos >= 0, pos < units.count else { return }
+                if !body(Match(value: Int(units[pos] & 0x7FFF_FFFF), length: i + 1 - start)) { return }
             }
             i += 1
         }
-        return results
     }
 
     private func offset(_ unit: UInt32) -> UInt32 {

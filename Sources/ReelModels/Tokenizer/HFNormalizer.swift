@@ -75,17 +75,32 @@ indirect enum HFNormalizer: Sendable {
     /// `Precompiled::normalize`: for each grapheme shorter than 6 bytes, the map's first match
     /// replaces the whole grapheme; otherwise (or without a match) each character is mapped alone.
     private static func applyPrecompiled(_ map: PrecompiledCharsMap, _ text: String) -> String {
+        let bytes = Array(text.utf8)
         var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count)
-        for grapheme in text {
-            let bytes = Array(grapheme.utf8)
-            if bytes.count < 6, let r = bytes.withUnsafeBufferPointer({ map.transform($0) }) {
-                out += r
-                continue
-            }
-            for scalar in grapheme.unicodeScalars {
-                let sb = Array(String(scalar).utf8)
-                if let r = sb.withUnsafeBufferPointer({ map.transform($0) }) { out += r } else { out += sb }
+        out.reserveCapacity(bytes.count + bytes.count / 8)
+        bytes.withUnsafeBufferPointer { all in
+            var start = 0
+            var index = text.startIndex
+            while index < text.endIndex {
+                let next = text.index(after: index)  // grapheme clusters, as unicode-segmentation's graphemes(true)
+                let end = start + text.utf8.distance(from: index, to: next)
+                let grapheme = UnsafeBufferPointer(rebasing: all[start..<end])
+                if end - start < 6, let r = map.transform(grapheme) {
+                    out += r
+                } else {
+                    var i = start
+                    while i < end {
+                        let n = min(UnigramModel.utf8Length(all[i]), end - i)
+                        if let r = map.transform(UnsafeBufferPointer(rebasing: all[i..<(i + n)])) {
+                            out += r
+                        } else {
+                            out += all[i..<(i + n)]
+                        }
+                        i += n
+                    }
+                }
+                start = end
+                index = next
             }
         }
         return String(decoding: out, as: UTF8.self)
@@ -95,6 +110,9 @@ indirect enum HFNormalizer: Sendable {
 /// The `pattern` of a Replace normalizer or decoder: a literal string or a regular expression.
 enum HFPattern: @unchecked Sendable {  // NSRegularExpression is immutable and thread-safe
     case string(String)
+    /// A regex of the form `c{n,}` for a literal ASCII character (SentencePiece converters' `" {2,}"`),
+    /// replaced without the regex engine.
+    case repeated(UInt8, atLeast: Int)
     case regex(NSRegularExpression)
 
     init(json: Any?) throws {
@@ -102,6 +120,12 @@ enum HFPattern: @unchecked Sendable {  // NSRegularExpression is immutable and t
         if let s = object["String"] as? String {
             self = .string(s)
         } else if let r = object["Regex"] as? String {
+            let u = Array(r.utf8)
+            if u.count >= 5, u[0] < 0x80, !"\\^$.|?*+()[]{}".utf8.contains(u[0]), u[1] == UInt8(ascii: "{"),
+               u.suffix(2).elementsEqual(",}".utf8), let n = Int(String(decoding: u[2..<(u.count - 2)], as: UTF8.self)), n >= 1 {
+                self = .repeated(u[0], atLeast: n)
+                return
+            }
             do { self = .regex(try NSRegularExpression(pattern: r)) } catch {
                 throw ReelTokenizerError.unsupported("regular expression `\(r)`")
             }
@@ -116,6 +140,20 @@ enum HFPattern: @unchecked Sendable {  // NSRegularExpression is immutable and t
             // byte-wise, so a combining mark after the pattern does not hide it (Rust's str::replace)
             guard !s.isEmpty else { return text }
             return String(decoding: UTF8Repair.replacing(Array(text.utf8)[...], Array(s.utf8), with: Array(content.utf8)), as: UTF8.self)
+        case let .repeated(c, atLeast):
+            guard text.utf8.contains(c) else { return text }
+            let replacement = Array(content.utf8)
+            var out: [UInt8] = []
+            var run = 0
+            func flush() {
+                if run >= atLeast { out += replacement } else { out += repeatElement(c, count: run) }
+                run = 0
+            }
+            for b in text.utf8 {
+                if b == c { run += 1 } else { flush(); out.append(b) }
+            }
+            flush()
+            return String(decoding: out, as: UTF8.self)
         case let .regex(r):
             return r.stringByReplacingMatches(in: text, range: NSRange(text.startIndex..., in: text),
                                               withTemplate: NSRegularExpression.escapedTemplate(for: content))

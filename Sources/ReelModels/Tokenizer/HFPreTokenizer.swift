@@ -44,9 +44,9 @@ indirect enum HFPreTokenizer: Sendable {
         return (replacement, scheme)
     }
 
-    /// A piece of text and whether it begins at offset 0 of the original input.
+    /// A piece of text (UTF-8) and whether it begins at offset 0 of the original input.
     struct Piece {
-        var text: String
+        var bytes: [UInt8]
         var atStart: Bool
     }
 
@@ -57,26 +57,27 @@ indirect enum HFPreTokenizer: Sendable {
         case .whitespaceSplit:
             var out: [Piece] = []
             for piece in pieces {
-                var current = String.UnicodeScalarView()
-                var currentAtStart = piece.atStart
-                var index = 0
-                for scalar in piece.text.unicodeScalars {
-                    if scalar.properties.isWhitespace {
-                        if !current.isEmpty { out.append(Piece(text: String(current), atStart: currentAtStart)); current = .init() }
-                    } else {
-                        if current.isEmpty { currentAtStart = piece.atStart && index == 0 }
-                        current.append(scalar)
-                    }
-                    index += 1
+                let text = String(decoding: piece.bytes, as: UTF8.self)
+                var wordStart: String.UnicodeScalarView.Index?
+                var index = text.unicodeScalars.startIndex
+                let scalars = text.unicodeScalars
+                func emit(_ end: String.UnicodeScalarView.Index) {
+                    guard let ws = wordStart else { return }
+                    out.append(Piece(bytes: Array(text.utf8[ws..<end]), atStart: piece.atStart && ws == scalars.startIndex))
+                    wordStart = nil
                 }
-                if !current.isEmpty { out.append(Piece(text: String(current), atStart: currentAtStart)) }
+                while index < scalars.endIndex {
+                    if scalars[index].properties.isWhitespace { emit(index) } else if wordStart == nil { wordStart = index }
+                    index = scalars.index(after: index)
+                }
+                emit(scalars.endIndex)
             }
             return out
         case let .metaspace(replacement, prepend, split):
             var out: [Piece] = []
             let rep = Array(replacement.utf8)
             for piece in pieces {
-                var bytes = UTF8Repair.replacing(Array(piece.text.utf8)[...], [0x20], with: rep)
+                var bytes = UTF8Repair.replacing(piece.bytes[...], [0x20], with: rep)
                 if bytes.isEmpty { continue }
                 let startsWithRep = bytes.starts(with: rep)
                 switch prepend {
@@ -85,20 +86,20 @@ indirect enum HFPreTokenizer: Sendable {
                 case .never: break
                 }
                 guard split else {
-                    out.append(Piece(text: String(decoding: bytes, as: UTF8.self), atStart: piece.atStart))
+                    out.append(Piece(bytes: bytes, atStart: piece.atStart))
                     continue
                 }
                 // MergedWithNext: every replacement character starts a new word.
                 var start = 0
-                var i = 0
+                var i = 1
                 while i < bytes.count {
-                    if i > start, bytes.count - i >= rep.count, bytes[i..<(i + rep.count)].elementsEqual(rep) {
-                        out.append(Piece(text: String(decoding: bytes[start..<i], as: UTF8.self), atStart: piece.atStart && start == 0))
+                    if bytes[i] == rep[0], bytes.count - i >= rep.count, bytes[i..<(i + rep.count)].elementsEqual(rep) {
+                        out.append(Piece(bytes: Array(bytes[start..<i]), atStart: piece.atStart && start == 0))
                         start = i
                     }
                     i += 1
                 }
-                out.append(Piece(text: String(decoding: bytes[start...], as: UTF8.self), atStart: piece.atStart && start == 0))
+                out.append(Piece(bytes: Array(bytes[start...]), atStart: piece.atStart && start == 0))
             }
             return out
         }

@@ -88,6 +88,7 @@ struct HFTokenizer: Sendable {
     /// The model's ids for `text`, before the post-processor.
     func encodeSequence(_ text: String) -> [Int32] {
         var ids: [Int32] = []
+        var lattice = UnigramModel.Lattice()
         for segment in added.split(text, normalizedTokens: false, atStart: true) {
             switch segment {
             case let .token(id):
@@ -102,9 +103,9 @@ struct HFTokenizer: Sendable {
                     case let .token(id):
                         ids.append(id)
                     case let .text(piece, atStart):
-                        let words = preTokenizer?.split([.init(text: piece, atStart: atStart)]) ?? [.init(text: piece, atStart: atStart)]
-                        for word in words {
-                            Array(word.text.utf8).withUnsafeBufferPointer { model.encode($0, into: &ids) }
+                        let whole = HFPreTokenizer.Piece(bytes: Array(piece.utf8), atStart: atStart)
+                        for word in preTokenizer?.split([whole]) ?? [whole] {
+                            word.bytes.withUnsafeBufferPointer { model.encode($0, into: &ids, lattice: &lattice) }
                         }
                     }
                 }

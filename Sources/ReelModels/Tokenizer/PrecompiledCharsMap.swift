@@ -30,9 +30,13 @@ struct PrecompiledCharsMap: Sendable {
     /// matches, as `Normalizer::NormalizePrefix` collects them). Returns the replacement and the
     /// number of input bytes it consumes.
     func longestMatch(_ text: UnsafeBufferPointer<UInt8>, from start: Int) -> (replacement: ArraySlice<UInt8>, length: Int)? {
-        let matches = trie.commonPrefixSearch(text, from: start, limit: 32)
         var best: DoubleArrayTrie.Match?
-        for m in matches where best == nil || m.length > best!.length { best = m }
+        var count = 0
+        trie.forEachPrefix(text, from: start, end: text.count, stopAtNul: false) { m in
+            if best == nil || m.length > best!.length { best = m }
+            count += 1
+            return count < 32
+        }
         guard let best, let r = replacement(at: best.value) else { return nil }
         return (r, best.length)
     }
@@ -41,7 +45,9 @@ struct PrecompiledCharsMap: Sendable {
     /// prefixes `chunk`, searched within the chunk only and stopping at a NUL byte. The whole chunk is
     /// replaced by it, even when the key is shorter than the chunk.
     func transform(_ chunk: UnsafeBufferPointer<UInt8>) -> ArraySlice<UInt8>? {
-        guard let first = trie.commonPrefixSearch(chunk, from: 0, limit: 1, stopAtNul: true).first else { return nil }
+        var found: DoubleArrayTrie.Match?
+        trie.forEachPrefix(chunk, from: 0, end: chunk.count, stopAtNul: true) { found = $0; return false }
+        guard let first = found else { return nil }
         return replacement(at: first.value)
     }
 }

@@ -146,8 +146,8 @@ struct SentencePieceModel: Sendable {
             var pos = 0
             if removeExtraWhitespaces {
                 while pos < text.count {
-                    let (replacement, length) = normalizePrefix(text, at: pos)
-                    if !replacement.elementsEqual([0x20]) { break }
+                    let (replacement, length) = normalizePrefix(input, text, at: pos)
+                    if !(replacement.count == 1 && replacement.first == 0x20) { break }
                     pos += length
                 }
             }
@@ -157,8 +157,7 @@ struct SentencePieceModel: Sendable {
             if addDummyPrefix { out += space }
             var isPrevSpace = removeExtraWhitespaces
             while pos < text.count {
-                let (replacement, length) = normalizePrefix(text, at: pos)
-                var piece = replacement[...]
+                var (piece, length) = normalizePrefix(input, text, at: pos)
                 while isPrevSpace, piece.first == 0x20 { piece = piece.dropFirst() }
                 if !piece.isEmpty {
                     for b in piece {
@@ -180,17 +179,17 @@ struct SentencePieceModel: Sendable {
 
     /// `Normalizer::NormalizePrefix`: the replacement of the longest rule at `pos` and the input
     /// bytes it consumes.
-    private func normalizePrefix(_ text: UnsafeBufferPointer<UInt8>, at pos: Int) -> ([UInt8], Int) {
+    private func normalizePrefix(_ input: [UInt8], _ text: UnsafeBufferPointer<UInt8>, at pos: Int) -> (ArraySlice<UInt8>, Int) {
         if let userSymbols {
             var longest = 0
             userSymbols.forEachPrefix(text, from: pos, end: text.count) { _, end in longest = end - pos }
-            if longest > 0 { return (Array(text[pos..<(pos + longest)]), longest) }
+            if longest > 0 { return (input[pos..<(pos + longest)], longest) }
         }
         if let charsMap, let match = charsMap.longestMatch(text, from: pos) {
-            return (Array(match.replacement), match.length)
+            return (match.replacement, match.length)
         }
         let length = min(UnigramModel.utf8Length(text[pos]), text.count - pos)
-        return (Array(text[pos..<(pos + length)]), length)
+        return (input[pos..<(pos + length)], length)
     }
 
     /// `SentencePieceProcessor::Decode`: control pieces vanish, the unknown piece reads as

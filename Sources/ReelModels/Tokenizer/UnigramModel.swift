@@ -104,13 +104,43 @@ struct UnigramModel: Sendable {
         }
     }
 
+    /// Working memory of the lattice, reused across the words of one text.
+    struct Lattice {
+        var best: [Double] = []
+        var startsAt: [Int32] = []
+        var nodeId: [Int32] = []
+        var spans: [(start: Int, end: Int, id: Int32)] = []
+
+        mutating func reset(_ n: Int) {
+            if best.count < n + 1 {
+                best = [Double](repeating: 0, count: n + 1)
+                startsAt = [Int32](repeating: -1, count: n + 1)
+                nodeId = [Int32](repeating: -1, count: n + 1)
+            } else {
+                for i in 0...n { best[i] = 0; startsAt[i] = -1; nodeId[i] = -1 }
+            }
+            spans.removeAll(keepingCapacity: true)
+        }
+    }
+
     /// Segments `text` (already normalized, valid UTF-8) and appends the ids to `ids`.
     func encode(_ text: UnsafeBufferPointer<UInt8>, into ids: inout [Int32]) {
+        var lattice = Lattice()
+        encode(text, into: &ids, lattice: &lattice)
+    }
+
+    /// Segments `text` with `lattice` as working memory.
+    func encode(_ text: UnsafeBufferPointer<UInt8>, into ids: inout [Int32], lattice: inout Lattice) {
         let n = text.count
         if n == 0 { return }
-        var best = [Double](repeating: 0, count: n + 1)
-        var startsAt = [Int32](repeating: -1, count: n + 1)
-        var nodeId = [Int32](repeating: -1, count: n + 1)
+        lattice.reset(n)
+        encodeLattice(text, &ids, &lattice.best, &lattice.startsAt, &lattice.nodeId, &lattice.spans)
+    }
+
+    private func encodeLattice(_ text: UnsafeBufferPointer<UInt8>, _ ids: inout [Int32], _ best: inout [Double],
+                               _ startsAt: inout [Int32], _ nodeId: inout [Int32],
+                               _ spans: inout [(start: Int, end: Int, id: Int32)]) {
+        let n = text.count
         let spm = rules == .sentencePiece
         var start = 0
         while start < n {
@@ -148,7 +178,6 @@ struct UnigramModel: Sendable {
             start += charLength
         }
         // Backtrack, fusing runs of unknown pieces.
-        var spans: [(start: Int, end: Int, id: Int32)] = []
         var end = n
         while end > 0 {
             let s = Int(startsAt[end])
