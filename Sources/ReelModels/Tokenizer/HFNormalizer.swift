@@ -82,6 +82,14 @@ indirect enum HFNormalizer: Sendable {
             var start = 0
             var index = text.startIndex
             while index < text.endIndex {
+                // Fast path: an ASCII byte followed by another (CR LF aside) is a grapheme of its own.
+                let b = all[start]
+                if b < 0x80, start + 1 == all.count || (all[start + 1] < 0x80 && !(b == 0x0D && all[start + 1] == 0x0A)) {
+                    if let r = map.asciiTransforms[Int(b)] { out += r } else { out.append(b) }
+                    start += 1
+                    index = text.utf8.index(after: index)
+                    continue
+                }
                 let next = text.index(after: index)  // grapheme clusters, as unicode-segmentation's graphemes(true)
                 let end = start + text.utf8.distance(from: index, to: next)
                 let grapheme = UnsafeBufferPointer(rebasing: all[start..<end])

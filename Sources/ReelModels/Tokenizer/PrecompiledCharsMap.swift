@@ -7,6 +7,8 @@
 struct PrecompiledCharsMap: Sendable {
     private let trie: DoubleArrayTrie
     private let normalized: [UInt8]
+    /// `transform` of each single ASCII byte, precomputed for the common case.
+    private(set) var asciiTransforms: [ArraySlice<UInt8>?] = []
 
     init(_ blob: [UInt8]) throws {
         guard blob.count >= 4 else { throw ReelTokenizerError.malformed("precompiled charsmap shorter than its 4-byte header") }
@@ -16,6 +18,9 @@ struct PrecompiledCharsMap: Sendable {
         }
         trie = try DoubleArrayTrie(units: blob[4..<(4 + trieSize)])
         normalized = Array(blob[(4 + trieSize)...])
+        var table: [ArraySlice<UInt8>?] = []
+        for b in UInt8(0)..<128 { table.append([b].withUnsafeBufferPointer { transform($0) }) }
+        asciiTransforms = table
     }
 
     /// The replacement stored at `offset` in the string blob (up to its NUL), or nil if out of range.
