@@ -35,6 +35,7 @@ public struct SafetensorsWriter {
     /// Free-form string metadata stored under `__metadata__`.
     public var metadata: [String: String] = [:]
 
+    /// An empty file: add tensors, set metadata, then `write(to:)`.
     public init() {}
 
     /// Adds a tensor from any backend; its bytes are downloaded when the file is written.

@@ -23,6 +23,8 @@ public final class TorchCheckpoint: WeightFile {
     /// Nested containers deeper than this are refused.
     static let maxDepth = 64
 
+    /// Opens `path`, reads its directory and runs `data.pkl` on the restricted unpickler; tensor
+    /// bytes are read only when a tensor is asked for.
     public convenience init(path: String) throws {
         try self.init(mapped: MappedFile(path: path))
     }

@@ -5,16 +5,19 @@ import ReelCore
 public struct TensorInfo: Sendable, Equatable, CustomStringConvertible {
     /// The dtype `WeightFile.tensor(_:on:as:)` returns when no dtype is asked for.
     public let dtype: DType
+    /// The tensor's shape, outermost axis first.
     public let shape: Shape
     /// The element type as the file stores it ("bf16", or "f64" for float64, which loads as f32).
     public let storedType: String
 
+    /// `storedType` defaults to `dtype`'s name (no conversion on load).
     public init(dtype: DType, shape: Shape, storedType: String? = nil) {
         self.dtype = dtype
         self.shape = shape
         self.storedType = storedType ?? dtype.rawValue
     }
 
+    /// Number of elements.
     public var parameterCount: Int { shape.count }
 
     public var description: String {
@@ -50,6 +53,7 @@ extension WeightFile {
         try tensor(key, on: backend, as: nil)
     }
 
+    /// Whether the file has a tensor named `key`.
     public func contains(_ key: String) -> Bool { (try? info(key)) != nil }
 
     /// Total number of elements of every tensor.
