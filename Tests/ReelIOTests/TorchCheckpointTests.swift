@@ -206,6 +206,11 @@ import Testing
         #expect(badFileMessage { _ = try WeightFiles.open(TestFiles.write(cutDirectory, name: "e.pt")) }.contains("entry 0"))
         // A bare pickle (legacy torch.save) is named as such.
         #expect(badFileMessage { _ = try WeightFiles.open(TestFiles.write([0x80, 2, 0x8A, 0x0A], name: "old.pt")) }.contains("legacy"))
+        // TorchScript archives are named as such.
+        var script = ZipBuilder()
+        script.add("m/data.pkl", PickleBuilder.stateDict([]))
+        script.add("m/constants.pkl", [0x80, 2, 0x29, 0x2E])
+        #expect(badFileMessage { _ = try WeightFiles.open(TestFiles.write(script.build(), name: "s.pt")) }.contains("TorchScript"))
         // A zip that is not a checkpoint.
         var other = ZipBuilder()
         other.add("readme.txt", Array("hi".utf8))

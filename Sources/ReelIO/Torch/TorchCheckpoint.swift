@@ -43,6 +43,9 @@ public final class TorchCheckpoint: WeightFile {
                                       : "zip archive has several data.pkl files: \(pickles.sorted())")
         }
         let root = String(pickleName.dropLast("data.pkl".count))
+        if zip.entries[root + "constants.pkl"] != nil || zip.entries.keys.contains(where: { $0.hasPrefix(root + "code/") }) {
+            throw bad("a TorchScript archive (torch.jit.save), not a state dict: save model.state_dict() with torch.save")
+        }
         var bigEndian = false
         if let order = zip.entries[root + "byteorder"] {
             let text = String(decoding: try zip.data(of: order), as: UTF8.self)
