@@ -38,7 +38,7 @@ let package = Package(
         // Tokenizer, text encoder, DiT, VAE and tiny decoder.
         .target(name: "ReelModels", dependencies: ["ReelCore", "ReelIO"]),
         // Streaming generation: flow-matching schedule, noise, KV-cache policy, prompt switches.
-        .target(name: "ReelPipeline", dependencies: ["ReelCore", "ReelModels"]),
+        .target(name: "ReelPipeline", dependencies: ["ReelCore", "ReelIO", "ReelModels"]),
         .executableTarget(
             name: "reel",
             dependencies: [
@@ -49,8 +49,8 @@ let package = Package(
         .testTarget(name: "ReelCoreTests", dependencies: ["ReelCore", "ReelCPU"]),
         .testTarget(name: "ReelCPUTests", dependencies: ["ReelCore", "ReelCPU"]),
         .testTarget(name: "ReelIOTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO"], exclude: ["Fixtures"]),
-        .testTarget(name: "ReelModelsTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels"]),
-        .testTarget(name: "ReelPipelineTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline"]),
+        .testTarget(name: "ReelModelsTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels"], exclude: ["Fixtures"]),
+        .testTarget(name: "ReelPipelineTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -2,7 +2,7 @@ import ReelCore
 import ReelModels
 
 /// Turns prompt text into token ids (Wan's cleaning, truncation to 511 + `</s>`).
-public protocol PromptTokenizer: AnyObject {
+public protocol PromptTokenizer {
     func ids(for text: String) throws -> [Int32]
 }
 
@@ -76,4 +76,9 @@ public final class PromptEncoder: @unchecked Sendable {
         contexts.set(prompt, c)
         return c
     }
+}
+
+extension Tokenizer: PromptTokenizer {
+    /// Wan's ids: cleaned text, 511 pieces at most, then `</s>`.
+    public func ids(for text: String) throws -> [Int32] { try wanPromptIds(text) }
 }

@@ -73,6 +73,9 @@ public final class StreamingGenerator: @unchecked Sendable {
     /// Bytes of the self-attention cache (fixed for the generator's life).
     public var cacheBytes: Int { cache.byteCount }
 
+    /// Clean latent frames kept for a recache (at most `schedule.attentionFrames`).
+    public var retainedLatentFrames: Int { recent.count }
+
     /// Index of the next block's first latent frame.
     public var currentFrame: Int { nextFrame }
 

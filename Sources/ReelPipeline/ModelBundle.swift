@@ -1,0 +1,74 @@
+import Foundation
+import ReelCore
+import ReelIO
+import ReelModels
+
+/// Where the parts of a model live. A model folder (such as `Models/tiny/`) holds
+/// `dit.safetensors` (optional `lora.safetensors`), `text_encoder.safetensors`, `tokenizer.json` or
+/// `spiece.model`, and a decoder: `vae.safetensors` (Wan VAE) or `taehv.safetensors` (tiny decoder);
+/// `reel.json` may give `{"heads": N}` for DiTs whose head count is not dim / 128.
+/// Each path can also be given on its own (a LongLive `longlive_base.pt`, a diffusers folder, ...).
+public struct ModelFiles: Sendable, Equatable {
+    public var dit: String?
+    public var lora: String?
+    public var textEncoder: String?
+    public var tokenizer: String?
+    public var vae: String?
+    public var tinyDecoder: String?
+    public var heads: Int?
+
+    public init(dit: String? = nil, lora: String? = nil, textEncoder: String? = nil, tokenizer: String? = nil,
+                vae: String? = nil, tinyDecoder: String? = nil, heads: Int? = nil) {
+        self.dit = dit; self.lora = lora; self.textEncoder = textEncoder; self.tokenizer = tokenizer
+        self.vae = vae; self.tinyDecoder = tinyDecoder; self.heads = heads
+    }
+
+    /// The files of a model folder (missing ones stay nil).
+    public init(folder: String) throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
+            throw ReelError.input("model folder \(folder) does not exist")
+        }
+        func file(_ names: String...) -> String? {
+            names.map { (folder as NSString).appendingPathComponent($0) }.first { FileManager.default.fileExists(atPath: $0) }
+        }
+        self.init(dit: file("dit.safetensors"), lora: file("lora.safetensors"),
+                  textEncoder: file("text_encoder.safetensors"), tokenizer: file("tokenizer.json", "spiece.model"),
+                  vae: file("vae.safetensors"), tinyDecoder: file("taehv.safetensors"))
+        if let config = file("reel.json") {
+            guard let data = FileManager.default.contents(atPath: config),
+                  let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw ReelError.badFile(path: config, message: "not a JSON object")
+            }
+            heads = json["heads"] as? Int
+        }
+    }
+
+    /// Overrides the folder's files with the ones given explicitly.
+    public func overriding(with other: ModelFiles) -> ModelFiles {
+        ModelFiles(dit: other.dit ?? dit, lora: other.lora ?? lora, textEncoder: other.textEncoder ?? textEncoder,
+                   tokenizer: other.tokenizer ?? tokenizer, vae: other.vae ?? vae,
+                   tinyDecoder: other.tinyDecoder ?? tinyDecoder, heads: other.heads ?? heads)
+    }
+}
+
+extension WanDiT {
+    /// Loads a DiT from a weight file of any supported format and layout. LongLive checkpoints keep the
+    /// model under `generator` (or `generator_ema` with `ema`, or `model`); that level is picked here.
+    public static func load(path: String, lora: String? = nil, heads: Int? = nil, ema: Bool = false,
+                            backend: any Backend, dtype: DType = .f32) throws -> WanDiT {
+        let file = try WeightFiles.open(path)
+        let tops = Set(file.topLevelNames)
+        var scoped: any WeightFile = file
+        for scope in (ema ? ["generator_ema", "generator", "model"] : ["generator", "generator_ema", "model"])
+        where tops.contains(scope) && !tops.contains("blocks") {
+            scoped = file.scoped(to: scope)
+            break
+        }
+        let loraSource: (any TensorSource)? = try lora.map { path in
+            let f = try WeightFiles.open(path)
+            return WeightFileTensors(f.topLevelNames == ["generator_lora"] ? f.scoped(to: "generator_lora") : f)
+        }
+        return try load(from: WeightFileTensors(scoped), heads: heads, lora: loraSource, backend: backend, dtype: dtype)
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+import ReelCore
+import ReelCPU
+import ReelIO
+import ReelModels
+@testable import ReelPipeline
+
+/// The whole path on a micro model with random weights of the real architectures: tokenizer ->
+/// umT5 -> causal DiT with cache and recache -> TAEHV decoder -> frames, overlapped block by block.
+@Suite struct VideoStreamTests {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("ReelModelsTests/Fixtures")
+    let backend = CPUBackend()
+    static let ditConfig = WanDiTConfig(dim: 32, ffnDim: 64, heads: 2, layers: 2, textDim: 16)
+
+    func makeParts(seed: UInt64 = 1) throws -> (PromptEncoder, any VideoDecoder) {
+        let tok = try Tokenizer(contentsOf: Self.fixtures.appendingPathComponent("tokenizer/nfkc/tokenizer.json"))
+        let t5 = try UMT5Encoder.load(
+            from: UMT5Encoder.randomWeights(UMT5Config(vocabulary: tok.vocabularySize, dim: 16, heads: 2, headDim: 8, ffnDim: 32, layers: 1),
+                                            on: backend), backend: backend)
+        let dit = try WanDiT.load(from: WanDiT.randomWeights(Self.ditConfig, on: backend, seed: seed), heads: 2, backend: backend)
+        let taehv = FilteredTensorSource(try WeightFileTensors(path: Self.fixtures.appendingPathComponent("vae/taehv_decoder.safetensors").path),
+                                         excluding: ["input.", "output."])
+        let decoder = StreamingTinyDecoder(model: try TinyDecoder.load(from: taehv, on: backend))
+        return (try PromptEncoder(tokenizer: tok, textEncoder: t5, model: dit), decoder)
+    }
+
+    func run(latentFrames: Int, seed: UInt64, switchAt: Int? = nil) async throws -> (frames: [RGBFrames], prompts: [Int]) {
+        let (prompts, decoder) = try makeParts()
+        let first = try prompts.context(for: "a red circle moves left on a blue background")
+        let other = try prompts.context(for: "a green square bounces")
+        let generator = try StreamingGenerator(model: prompts.model, prompt: first, latentHeight: 4, latentWidth: 6,
+                                               noise: PhiloxNoise(seed: seed))
+        let stream = VideoStream(generator: generator, decoder: decoder)
+        var frames: [RGBFrames] = [], promptIndices: [Int] = []
+        for try await chunk in stream.chunks(latentFrames: latentFrames, prompt: { frame in
+            frame == switchAt ? .switchTo(other) : .keep
+        }) {
+            frames.append(try #require(chunk.frames))
+            promptIndices.append(chunk.block.promptIndex)
+        }
+        return (frames, promptIndices)
+    }
+
+    @Test func framesArriveBlockByBlockWithTheRightCounts() async throws {
+        let (frames, prompts) = try await run(latentFrames: 12, seed: 3, switchAt: 6)
+        // TAEHV and the Wan VAE: latent 0 gives 1 frame, every later latent 4.
+        #expect(frames.map(\.count) == [9, 12, 12, 12])
+        #expect(frames.allSatisfy { $0.width == 48 && $0.height == 32 })
+        #expect(prompts == [0, 0, 1, 1])
+    }
+
+    @Test func sameSeedSameVideoOtherSeedOtherVideo() async throws {
+        let a = try await run(latentFrames: 6, seed: 7).frames.flatMap(\.pixels)
+        let b = try await run(latentFrames: 6, seed: 7).frames.flatMap(\.pixels)
+        let c = try await run(latentFrames: 6, seed: 8).frames.flatMap(\.pixels)
+        #expect(a == b)
+        #expect(a != c)
+    }
+
+    @Test func promptEncoderCachesTextEncoderRuns() throws {
+        let (prompts, _) = try makeParts()
+        _ = try prompts.context(for: "a cat")
+        _ = try prompts.context(for: "a dog")
+        _ = try prompts.context(for: "a cat")
+        #expect(prompts.textEncoderRuns == 2)
+    }
+
+    /// Past LongLive's 1024-frame RoPE table, with a cache whose size never changes.
+    @Test func runsPastLongLivesPositionLimitWithFlatMemory() throws {
+        let (prompts, _) = try makeParts()
+        let generator = try StreamingGenerator(model: prompts.model, prompt: try prompts.context(for: "a cat"),
+                                               latentHeight: 2, latentWidth: 2, noise: PhiloxNoise(seed: 1))
+        let cacheBytes = generator.cacheBytes
+        var last: LatentBlock?
+        while generator.currentFrame < 1041 {
+            if generator.currentFrame == 1029 { generator.switchPrompt(to: try prompts.context(for: "a dog")) }
+            last = try generator.nextBlock()
+        }
+        let block = try #require(last)
+        #expect(block.startFrame == 1038)
+        #expect(try block.latents.toFloats().allSatisfy(\.isFinite))
+        #expect(generator.cacheBytes == cacheBytes)
+        #expect(generator.retainedLatentFrames <= 12)
+    }
+}
