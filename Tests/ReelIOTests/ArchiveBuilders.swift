@@ -13,8 +13,13 @@ struct PickleBuilder {
         bytes.append(contentsOf: Array(s.utf8))
     }
     mutating func int(_ v: Int) {
-        op(0x4A)
-        bytes.appendLE(Int32(v))
+        if let small = Int32(exactly: v) {
+            op(0x4A) // BININT
+            bytes.appendLE(small)
+        } else {
+            op(0x8A); bytes.append(8) // LONG1 of 8 bytes
+            bytes.appendLE(Int64(v))
+        }
     }
     mutating func global(_ module: String, _ name: String) {
         op(0x63)

@@ -173,7 +173,7 @@ import Testing
         }
     }
 
-    @Test func refusesTensorsOutsideTheirStorage() {
+    @Test func refusesTensorsOutsideTheirStorage() throws {
         var p = PickleBuilder()
         p.op(0x7D); p.string("w"); p.tensor(storage: "0", numel: 4, offset: 2, size: [2, 2], stride: [2, 1]); p.op(0x73); p.stop()
         #expect(Self.message(p.bytes, storages: ["0": floatBytes([1, 2, 3, 4])]).contains("reaches past its storage"))
@@ -182,6 +182,18 @@ import Testing
         let ok = PickleBuilder.stateDict([("w", "0", [4])])
         #expect(Self.message(ok, storages: ["0": floatBytes([1, 2])]).contains("holds 8 bytes"))
         #expect(Self.message(ok, storages: [:]).contains("no archive/data/0"))
+
+        // A stride-0 view of one float that would be 2^59 elements: opens, refuses to materialize.
+        var expanded = PickleBuilder()
+        expanded.op(0x7D); expanded.string("w"); expanded.tensor(storage: "0", numel: 1, size: [1 << 30, 1 << 29], stride: [0, 0]); expanded.op(0x73); expanded.stop()
+        let file = try Self.open(expanded.bytes, storages: ["0": floatBytes([1])])
+        #expect(try file.info("w").shape == [1 << 30, 1 << 29])
+        #expect(badFileMessage { _ = try file.tensor("w", on: CPUBackend(threads: 1)) }.contains("more than this machine's"))
+        #expect(badFileMessage { _ = try file.tensor("w", on: TestBackend(), as: .bf16) }.contains("more than this machine's"))
+        // One whose element count does not fit 64 bits at all is refused when opened.
+        var overflow = PickleBuilder()
+        overflow.op(0x7D); overflow.string("w"); overflow.tensor(storage: "0", numel: 1, size: [1 << 31, 1 << 31, 4], stride: [0, 0, 0]); overflow.op(0x73); overflow.stop()
+        #expect(Self.message(overflow.bytes, storages: ["0": floatBytes([1])]).contains("too large"))
 
         var huge = PickleBuilder()
         huge.op(0x7D); huge.string("w"); huge.tensor(storage: "0", numel: 4, size: [1 << 31 - 1, 1 << 31 - 1, 1 << 31 - 1], stride: [1, 1, 1]); huge.op(0x73); huge.stop()

@@ -127,6 +127,6 @@ public final class SafetensorsFile: WeightFile {
 
     public func tensor(_ key: String, on backend: any Backend, as dtype: DType?) throws -> Tensor {
         guard let e = entries[key] else { throw missing(key) }
-        return try e.load(on: backend, as: dtype)
+        return try e.load(key, on: backend, as: dtype)
     }
 }

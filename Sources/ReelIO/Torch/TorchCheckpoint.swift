@@ -127,6 +127,6 @@ public final class TorchCheckpoint: WeightFile {
 
     public func tensor(_ key: String, on backend: any Backend, as dtype: DType?) throws -> Tensor {
         guard let t = tensors[key] else { throw missing(key) }
-        return try t.load(on: backend, as: dtype)
+        return try t.load(key, on: backend, as: dtype)
     }
 }

@@ -360,7 +360,9 @@ struct Unpickler {
         guard case .int(let offset) = a[1], offset >= 0 else { throw .malformed("tensor storage offset is not a non-negative int") }
         let shape = try ints(a[2], "size"), strides = try ints(a[3], "stride")
         guard shape.count == strides.count else { throw .malformed("tensor size \(shape) and stride \(strides) differ in rank") }
-        guard let count = CheckedSize.product(shape) else { throw .limit("tensor of shape \(shape)") }
+        guard let count = CheckedSize.product(shape), !count.multipliedReportingOverflow(by: 8).overflow else {
+            throw .limit("tensor of shape \(shape)")
+        }
         guard let storageBytes = s.byteCount else { throw .limit("storage '\(s.key)' of \(s.count) elements") }
         let capacity = storageBytes / type.size
         if count > 0 {

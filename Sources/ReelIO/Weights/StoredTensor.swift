@@ -1,3 +1,4 @@
+import Foundation
 import ReelCore
 
 /// An element type as a weight file stores it: every `DType`, plus float64, which Reel has no
@@ -61,7 +62,8 @@ struct StoredTensor: Sendable {
     /// The tensor on `backend` in `dtype` (the stored dtype when nil). Zero-copy when the backend
     /// computes on host memory, no conversion is asked, and the bytes are contiguous, aligned and
     /// in the machine's byte order.
-    func load(on backend: any Backend, as dtype: DType?) throws -> Tensor {
+    /// `key` names the tensor in errors.
+    func load(_ key: String, on backend: any Backend, as dtype: DType?) throws -> Tensor {
         let target = dtype ?? type.loadedDType
         let count = shape.count
         if count == 0 { return try backend.allocate(shape, dtype: target) }
@@ -75,6 +77,13 @@ struct StoredTensor: Sendable {
                 return Tensor(storage: region, shape: shape, dtype: target, backend: backend)
             }
             return try backend.upload(src, shape: shape, dtype: target)
+        }
+        // The rest copies into host memory. A view may be far larger than its storage (stride 0,
+        // as `expand` makes): refuse one that could not be held rather than fail in an allocation.
+        let largest = count * max(size, 4)
+        if largest > Self.memoryLimit {
+            throw ReelError.badFile(path: file.path, message: "tensor '\(key)' \(shape) needs \(largest) bytes, "
+                + "more than this machine's \(Self.memoryLimit) bytes of memory")
         }
         if type == .native(target) {
             let bytes = gather()
@@ -109,6 +118,8 @@ struct StoredTensor: Sendable {
             for i in 0..<out.count { out[i] = Float(raw.load(fromByteOffset: i * 8, as: Double.self)) }
         }
     }
+
+    static let memoryLimit = Int(clamping: ProcessInfo.processInfo.physicalMemory)
 
     /// The elements as contiguous row-major bytes in the machine's byte order.
     private func gather() -> [UInt8] {
