@@ -9,6 +9,7 @@ public final class PNGSequenceSink: FrameSink {
     /// Frames written so far.
     public private(set) var framesWritten = 0
 
+    /// Writes into `directory`, creating it when missing; throws when it is a file.
     public init(directory: String, fps: Int = 16) throws {
         try require(fps > 0, "PNGSequenceSink", "fps must be positive, got \(fps)")
         var isDir: ObjCBool = false

@@ -10,6 +10,7 @@ public struct RGBFrames: Sendable, Equatable {
     /// Bytes of one frame.
     public var frameBytes: Int { width * height * 3 }
 
+    /// Frames from raw bytes; throws unless `pixels` holds a whole number of `width` x `height` RGB frames.
     public init(width: Int, height: Int, pixels: [UInt8]) throws {
         guard width > 0, height > 0 else {
             throw ReelError.invalidArgument(op: "RGBFrames", message: "frame size \(width)x\(height) must be positive")

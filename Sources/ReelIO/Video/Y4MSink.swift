@@ -14,6 +14,7 @@ public final class Y4MSink: FrameSink {
     /// Frames written so far.
     public private(set) var framesWritten = 0
 
+    /// Creates (or truncates) `path`; the header is written with the first block, when the size is known.
     public init(path: String, fps: Int = 16) throws {
         try require(fps > 0, "Y4MSink", "fps must be positive, got \(fps)")
         destination = path

@@ -8,6 +8,7 @@ public final class StreamingTinyDecoder: VideoDecoder {
     private var memory: [Tensor?]
     private var trimmed = 0
 
+    /// A new stream over `model`'s weights (several streams may share one model).
     public init(model: TinyDecoder) {
         self.model = model
         memory = Array(repeating: nil, count: model.memBlockCount)

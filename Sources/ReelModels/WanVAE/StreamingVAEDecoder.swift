@@ -16,6 +16,7 @@ public final class StreamingVAEDecoder: VideoDecoder {
     public private(set) var latentFramesDecoded = 0
     private var cache: CausalCache
 
+    /// A new stream over `model`'s weights (several streams may share one model).
     public init(model: WanVAEDecoder, maxLatentFramesPerChunk: Int = 1) {
         self.model = model
         self.maxLatentFramesPerChunk = max(1, maxLatentFramesPerChunk)
