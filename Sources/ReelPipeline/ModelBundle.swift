@@ -57,6 +57,15 @@ extension WanDiT {
     /// model under `generator` (or `generator_ema` with `ema`, or `model`); that level is picked here.
     public static func load(path: String, lora: String? = nil, heads: Int? = nil, ema: Bool = false,
                             backend: any Backend, dtype: DType = .f32) throws -> WanDiT {
+        let (source, loraSource) = try openCheckpoint(path: path, lora: lora, ema: ema)
+        let file = try WeightFiles.open(path)
+        let recorded = file.metadata["heads"].flatMap(Int.init)
+        return try load(from: source, heads: heads ?? recorded, lora: loraSource, backend: backend, dtype: dtype)
+    }
+
+    /// A checkpoint's DiT tensors (LongLive's sub-dictionary picked) and its LoRA's.
+    public static func openCheckpoint(path: String, lora: String? = nil, ema: Bool = false) throws
+        -> (any TensorSource, (any TensorSource)?) {
         let file = try WeightFiles.open(path)
         let tops = Set(file.topLevelNames)
         var scoped: any WeightFile = file
@@ -69,6 +78,6 @@ extension WanDiT {
             let f = try WeightFiles.open(path)
             return WeightFileTensors(f.topLevelNames == ["generator_lora"] ? f.scoped(to: "generator_lora") : f)
         }
-        return try load(from: WeightFileTensors(scoped), heads: heads, lora: loraSource, backend: backend, dtype: dtype)
+        return (WeightFileTensors(scoped), loraSource)
     }
 }

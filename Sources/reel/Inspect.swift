@@ -70,11 +70,12 @@ struct Inspect: ParsableCommand {
         }
         let keyWidth = rows.map(\.key.count).max() ?? 0
         let dtypeWidth = rows.map(\.dtype.count).max() ?? 0
-        let shapeWidth = stats ? rows.map(\.shape.count).max() ?? 0 : 0
+        let shapeWidth = rows.map(\.shape.count).max() ?? 0
         for r in rows {
+            // The shape column is padded only when the stats column follows it.
             print("  " + r.key.padding(toLength: keyWidth, withPad: " ", startingAt: 0) + "  "
                 + r.dtype.padding(toLength: dtypeWidth, withPad: " ", startingAt: 0) + "  "
-                + r.shape.padding(toLength: shapeWidth, withPad: " ", startingAt: 0) + (stats ? "  " + r.stats : ""))
+                + (stats ? r.shape.padding(toLength: shapeWidth, withPad: " ", startingAt: 0) + "  " + r.stats : r.shape))
         }
         return parameters
     }

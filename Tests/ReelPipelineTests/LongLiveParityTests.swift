@@ -15,6 +15,8 @@ import ReelModels
     let backend = CPUBackend()
 
     struct Variant {
+        /// A converted checkpoint (LoRA already merged) instead of the fixture's DiT + LoRA.
+        var converted: String?
         var lora = true
         var recache = true
         var schedule = StreamingSchedule.longLive
@@ -23,7 +25,7 @@ import ReelModels
     /// Runs Reel on the fixture and returns the latents in the reference layout [frames, C, H, W].
     func generate(_ variant: Variant) throws -> (ours: [Float], reference: [Float], baseline: [Float]) {
         let caseFile = try WeightFiles.open(Self.dir.appendingPathComponent("case.safetensors").path)
-        let dit = try WanDiT.load(
+        let dit = try variant.converted.map { try WanDiT.load(path: $0, backend: backend) } ?? WanDiT.load(
             from: try WeightFileTensors(path: Self.dir.appendingPathComponent("dit.safetensors").path),
             heads: 2,
             lora: variant.lora ? try WeightFileTensors(path: Self.dir.appendingPathComponent("lora.safetensors").path) : nil,
@@ -72,6 +74,21 @@ import ReelModels
         let err = relativeError(try generate(Variant()))
         print("LongLive parity (CPU float32): relative error \(err)")
         #expect(err < 1e-4)
+    }
+
+    /// `reel convert`'s path: canonical names, LoRA merged, heads in the metadata; same video.
+    @Test func convertedCheckpointMatchesToo() throws {
+        let tensors = try WanDiT.canonicalTensors(
+            from: try WeightFileTensors(path: Self.dir.appendingPathComponent("dit.safetensors").path),
+            lora: try WeightFileTensors(path: Self.dir.appendingPathComponent("lora.safetensors").path),
+            backend: backend, dtype: .f32)
+        var writer = SafetensorsWriter()
+        for (name, t) in tensors { try writer.add(name, t) }
+        writer.metadata["heads"] = "2"
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("reel-converted-\(UUID().uuidString).safetensors").path
+        try writer.write(to: path)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(relativeError(try generate(Variant(converted: path))) < 1e-4)
     }
 
     @Test func wrongVariantsMoveFarPastTolerance() throws {

@@ -157,3 +157,26 @@ extension WanDiT {
         return WanDiT(config: config, weights: weights, backend: backend)
     }
 }
+
+extension WanDiT {
+    /// The checkpoint's tensors under Reel's canonical (Wan) names, with a LoRA merged into its
+    /// Linear weights: what `reel convert` writes. Strict like `load`: unknown keys are an error.
+    public static func canonicalTensors(from source: any TensorSource, layout: Layout? = nil,
+                                        lora: (any TensorSource)? = nil, loraScale: Float = 1,
+                                        backend: any Backend, dtype: DType) throws -> [(String, Tensor)] {
+        let b = try WeightBinder(source: source, rules: (layout ?? Layout.detect(source.keys)).rules,
+                                 backend: backend, dtype: dtype)
+        _ = try detectConfig(b)  // refuses what is not a Wan DiT
+        let merger = try lora.map { try LoRAMerger(source: $0, scale: loraScale, backend: backend, dtype: dtype) }
+        let out = try b.canonicalKeys.map { name -> (String, Tensor) in
+            var t = try b.tensor(name, shape: nil)
+            if let merger, name.hasSuffix(".weight"), t.rank == 2 {
+                t = try merger.merge(into: t, module: String(name.dropLast(".weight".count)))
+            }
+            return (name, t)
+        }
+        try b.finish()
+        try merger?.finish()
+        return out
+    }
+}
