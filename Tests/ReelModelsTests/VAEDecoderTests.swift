@@ -173,6 +173,17 @@ import Testing
         print("Wan VAE encode vs Wan2.1 vae.py: nmse \(err)")
         #expect(err < 1e-9)
         #expect(throws: ReelError.self) { try encoder.encode(b.slice(video, axis: 1, start: 0, length: 6)) }
+
+        // Streaming, in blocks that cut across Wan's chunks of 1, 4, 4, ...: the same latents.
+        let stream = StreamingVAEEncoder(model: encoder)
+        var parts: [Tensor] = [], start = 0
+        for n in [3, 2, 6, 1, 5] {
+            if let l = try stream.encode(b.slice(video, axis: 1, start: start, length: n)) { parts.append(l) }
+            start += n
+        }
+        #expect(stream.pendingFrames == 0 && stream.latentFramesEncoded == 5)
+        #expect(try VAEFixture.nmse(b.concat(parts, axis: 1), expected) < 1e-9)
+        #expect(throws: ReelError.self) { try stream.encode(b.zeros([1, 1, 16, 40, 3])) }
         #expect(throws: ReelError.self) { try encoder.encode(b.zeros([1, 5, 20, 40, 3])) }
     }
 }

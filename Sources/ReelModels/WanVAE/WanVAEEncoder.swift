@@ -80,28 +80,22 @@ public final class WanVAEEncoder: @unchecked Sendable {
     /// Encodes `video [N, T, H, W, 3]` in [-1, 1], T = 1 + 4k, H and W multiples of 8, into the
     /// normalized latent means `[N, 1 + k, H/8, W/8, z]` ((mu - mean) / std, as Wan's `encode`).
     public func encode(_ video: Tensor) throws -> Tensor {
-        let s = config.spatialStride, ts = config.temporalStride
-        try require(video.rank == 5 && video.shape[4] == 3, "WanVAEEncoder.encode",
-                    "expected video [N, T, H, W, 3], got \(video.shape)")
-        let t = video.shape[1]
-        try require(t >= 1 && (t - 1) % ts == 0, "WanVAEEncoder.encode",
-                    "\(t) frames: the Wan VAE encodes 1 + \(ts)k frames (1, 5, 9, ...)")
-        try require(video.shape[2] % s == 0 && video.shape[3] % s == 0 && video.shape[2] > 0 && video.shape[3] > 0,
-                    "WanVAEEncoder.encode", "frame size \(video.shape[3])x\(video.shape[2]) is not a multiple of \(s)")
-        let b = backend
-        var cache = CausalCache(count: slotCount)
-        var outputs: [Tensor] = []
-        var start = 0
-        while start < t {
-            let length = start == 0 ? 1 : ts                                       // chunks of 1, 4, 4, ...
-            let chunk = length == t ? video : try b.slice(video, axis: 1, start: start, length: length)
-            outputs.append(try forward(chunk, cache: &cache))                      // [N, 1, H/8, W/8, 2z]
-            start += length
+        let ts = config.temporalStride
+        try require(video.rank == 5 && video.shape[1] >= 1 && (video.shape[1] - 1) % ts == 0, "WanVAEEncoder.encode",
+                    "\(video.shape): the Wan VAE encodes videos [N, T, H, W, 3] of 1 + \(ts)k frames (1, 5, 9, ...)")
+        let stream = StreamingVAEEncoder(model: self)
+        guard let latents = try stream.encode(video) else {
+            throw ReelError.invalidArgument(op: "WanVAEEncoder.encode", message: "no latents for \(video.shape)")
         }
-        let moments = outputs.count == 1 ? outputs[0] : try b.concat(outputs, axis: 1)
+        return latents
+    }
+
+    /// Encoder moments `[N, t, h, w, 2z]` -> normalized means `[N, t, h, w, z]`.
+    func latents(fromMoments moments: Tensor) throws -> Tensor {
+        let b = backend
         var empty = CausalCache(count: 0)
         let q = try quantConv(moments, cache: &empty)
-        let mu = try b.slice(q, axis: 4, start: 0, length: config.zDim)            // [N, 1 + k, h, w, z]
+        let mu = try b.slice(q, axis: 4, start: 0, length: config.zDim)
         return try b.mul(b.binary(.sub, mu, mean), invStd)
     }
 
