@@ -10,6 +10,7 @@ import ReelModels
 /// command is recorded in the files' metadata): 9 blocks of 3 latent frames, so the 12-frame window
 /// rolls; prompt switches at frames 6 (recache reaching frame 0) and 18 (recache with the sink kept);
 /// a rank-8 LoRA that LongLive applies unmerged and Reel merges at load; every noise draw replayed.
+/// The weights are in LongLive's own checkpoint formats (longlive_base.pt, lora.pt).
 @Suite struct LongLiveParityTests {
     static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/longlive")
     let backend = CPUBackend()
@@ -25,11 +26,11 @@ import ReelModels
     /// Runs Reel on the fixture and returns the latents in the reference layout [frames, C, H, W].
     func generate(_ variant: Variant) throws -> (ours: [Float], reference: [Float], baseline: [Float]) {
         let caseFile = try WeightFiles.open(Self.dir.appendingPathComponent("case.safetensors").path)
+        // LongLive's own checkpoint files: {"generator": {"model.*"}} and {"generator_lora": PEFT keys}.
         let dit = try variant.converted.map { try WanDiT.load(path: $0, backend: backend) } ?? WanDiT.load(
-            from: try WeightFileTensors(path: Self.dir.appendingPathComponent("dit.safetensors").path),
-            heads: 2,
-            lora: variant.lora ? try WeightFileTensors(path: Self.dir.appendingPathComponent("lora.safetensors").path) : nil,
-            backend: backend)
+            path: Self.dir.appendingPathComponent("longlive_base.pt").path,
+            lora: variant.lora ? Self.dir.appendingPathComponent("lora.pt").path : nil,
+            heads: 2, backend: backend)
         #expect(dit.config.layers == 2 && dit.config.dim == 64 && dit.config.headDim == 32)
         let prompts = try (0..<3).map { try dit.encodePrompt(try caseFile.tensor("prompt.\($0)", on: backend)) }
         let noiseT = try caseFile.tensor("noise", on: backend)
@@ -78,10 +79,9 @@ import ReelModels
 
     /// `reel convert`'s path: canonical names, LoRA merged, heads in the metadata; same video.
     @Test func convertedCheckpointMatchesToo() throws {
-        let tensors = try WanDiT.canonicalTensors(
-            from: try WeightFileTensors(path: Self.dir.appendingPathComponent("dit.safetensors").path),
-            lora: try WeightFileTensors(path: Self.dir.appendingPathComponent("lora.safetensors").path),
-            backend: backend, dtype: .f32)
+        let (source, lora) = try WanDiT.openCheckpoint(path: Self.dir.appendingPathComponent("longlive_base.pt").path,
+                                                       lora: Self.dir.appendingPathComponent("lora.pt").path)
+        let tensors = try WanDiT.canonicalTensors(from: source, lora: lora, backend: backend, dtype: .f32)
         var writer = SafetensorsWriter()
         for (name, t) in tensors { try writer.add(name, t) }
         writer.metadata["heads"] = "2"
