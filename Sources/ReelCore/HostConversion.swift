@@ -29,10 +29,11 @@ public enum HostConversion {
             for i in 0..<n { p[i] = UInt8(max(0, min(255, v[i].rounded()))) }
         case .int32:
             let p = raw.bindMemory(to: Int32.self)
-            for i in 0..<n { p[i] = Int32(v[i]) }
+            // Saturating, NaN -> 0: a float outside the range must not trap (Int32(_:) would).
+            for i in 0..<n { let x = v[i]; p[i] = x.isNaN ? 0 : x >= 0x1p31 ? .max : x < -0x1p31 ? .min : Int32(x) }
         case .int64:
             let p = raw.bindMemory(to: Int64.self)
-            for i in 0..<n { p[i] = Int64(v[i]) }
+            for i in 0..<n { let x = v[i]; p[i] = x.isNaN ? 0 : x >= 0x1p63 ? .max : x < -0x1p63 ? .min : Int64(x) }
         }
     }
 

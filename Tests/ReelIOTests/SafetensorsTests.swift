@@ -126,6 +126,25 @@ import Testing
         #expect(try SafetensorsFile(path: path).tensor("x", on: backend, as: .f32).toFloats() == [1, -2, 3.5, 4])
     }
 
+    @Test func integerConversionsSaturate() throws {
+        var w = SafetensorsWriter()
+        try w.add("i64", bytes: [Int64(1) << 40, -(Int64(1) << 40), 7].withUnsafeBytes { Array($0) }, dtype: .int64, shape: [3])
+        try w.add("f", bytes: floatBytes([.nan, .infinity, -3.7, 1e30]), dtype: .f32, shape: [4])
+        let path = try TestFiles.scratch().appendingPathComponent("i.safetensors").path
+        try w.write(to: path)
+        let file = try WeightFiles.open(path)
+        for backend in [TestBackend(), CPUBackend(threads: 1)] as [any Backend] {
+            let i32 = try file.tensor("i64", on: backend, as: .int32)
+            var out = [Int32](repeating: 0, count: 3)
+            try out.withUnsafeMutableBytes { try backend.download(i32, into: $0) }
+            #expect(out == [.max, .min, 7])
+            let f = try file.tensor("f", on: backend, as: .int64)
+            var longs = [Int64](repeating: 0, count: 4)
+            try longs.withUnsafeMutableBytes { try backend.download(f, into: $0) }
+            #expect(longs == [0, .max, -3, .max])
+        }
+    }
+
     @Test func float64LoadsAsFloat32() throws {
         let values: [Double] = [1.5, -2.25, 1e-3]
         let path = try Self.rawFile(header: #"{"d":{"dtype":"F64","shape":[3],"data_offsets":[0,24]}}"#,
