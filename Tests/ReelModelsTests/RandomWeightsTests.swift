@@ -1,0 +1,32 @@
+import Testing
+import ReelCore
+import ReelCPU
+@testable import ReelModels
+
+/// Random weights of the real architectures load through the strict loaders: every key bound,
+/// none left over, every shape as the model expects. (Benchmarks rely on them.)
+@Suite struct RandomWeightsTests {
+    let backend = CPUBackend()
+
+    @Test func ditRandomWeightsLoadStrictly() throws {
+        let c = WanDiTConfig(dim: 64, ffnDim: 96, heads: 2, layers: 3, textDim: 24)
+        let dit = try WanDiT.load(from: WanDiT.randomWeights(c, on: backend), heads: 2, backend: backend)
+        #expect(dit.config == c)
+        #expect(WanDiT.weightShapes(.wan1_3B).reduce(0) { $0 + $1.1.count } == 1_418_996_800)
+    }
+
+    @Test func vaeDecoderRandomWeightsLoadStrictly() throws {
+        let c = WanVAEConfig(baseDim: 8)
+        let vae = try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(c, on: backend), on: backend)
+        #expect(vae.config.baseDim == 8)
+        // The real decoder: 73M parameters (REFERENCE.md section 3), conv2 included.
+        let params = WanVAEDecoder.weightShapes(.wan21).reduce(0) { $0 + $1.1.count }
+        #expect((73_000_000..<74_000_000).contains(params))
+    }
+
+    @Test func umt5RandomWeightsLoadStrictly() throws {
+        let c = UMT5Config(vocabulary: 100, dim: 16, heads: 2, headDim: 8, ffnDim: 24, layers: 2)
+        let t5 = try UMT5Encoder.load(from: UMT5Encoder.randomWeights(c, on: backend), backend: backend)
+        #expect(t5.config == c)
+    }
+}
