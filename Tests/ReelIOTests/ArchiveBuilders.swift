@@ -1,4 +1,5 @@
 import Foundation
+import ReelIO
 
 /// Builds pickle bytes opcode by opcode, for hand-made (often hostile) checkpoints.
 struct PickleBuilder {
@@ -78,7 +79,7 @@ struct ZipBuilder {
             let nameBytes = Array(name.utf8)
             out.appendLE(UInt32(0x0403_4b50))
             out.appendLE(UInt16(zip64 ? 45 : 20)); out.appendLE(UInt16(0)); out.appendLE(UInt16(0))
-            out.appendLE(UInt32(0)); out.appendLE(UInt32(0))  // time, date, crc (unchecked)
+            out.appendLE(UInt32(0)); out.appendLE(CRC32.checksum(data))  // time and date, crc
             out.appendLE(UInt32(data.count)); out.appendLE(UInt32(data.count))
             out.appendLE(UInt16(nameBytes.count)); out.appendLE(UInt16(0))
             out += nameBytes
@@ -91,7 +92,7 @@ struct ZipBuilder {
             }
             central.appendLE(UInt32(0x0201_4b50))
             central.appendLE(UInt16(45)); central.appendLE(UInt16(45)); central.appendLE(UInt16(0)); central.appendLE(UInt16(0))
-            central.appendLE(UInt32(0)); central.appendLE(UInt32(0))
+            central.appendLE(UInt32(0)); central.appendLE(CRC32.checksum(data))
             central.appendLE(zip64 ? UInt32.max : UInt32(data.count)); central.appendLE(zip64 ? UInt32.max : UInt32(data.count))
             central.appendLE(UInt16(nameBytes.count)); central.appendLE(UInt16(extra.count)); central.appendLE(UInt16(0))
             central.appendLE(UInt16(0)); central.appendLE(UInt16(0)); central.appendLE(UInt32(0))

@@ -218,6 +218,12 @@ import Testing
         #expect(badFileMessage { _ = try WeightFiles.open(TestFiles.write(cutDirectory, name: "e.pt")) }.contains("entry 0"))
         // A bare pickle (legacy torch.save) is named as such.
         #expect(badFileMessage { _ = try WeightFiles.open(TestFiles.write([0x80, 2, 0x8A, 0x0A], name: "old.pt")) }.contains("legacy"))
+        // A flipped bit inside data.pkl fails its CRC-32.
+        let pkl = PickleBuilder.stateDict([("w", "0", [2])])
+        var flipped = whole
+        let at = try #require((0..<(whole.count - pkl.count)).first { Array(whole[$0..<($0 + pkl.count)]) == pkl })
+        flipped[at + pkl.count / 2] ^= 0x10
+        #expect(badFileMessage { _ = try WeightFiles.open(TestFiles.write(flipped, name: "f.pt")) }.contains("CRC-32"))
         // TorchScript archives are named as such.
         var script = ZipBuilder()
         script.add("m/data.pkl", PickleBuilder.stateDict([]))

@@ -48,7 +48,7 @@ public final class TorchCheckpoint: WeightFile {
         }
         var bigEndian = false
         if let order = zip.entries[root + "byteorder"] {
-            let text = String(decoding: try zip.data(of: order), as: UTF8.self)
+            let text = String(decoding: try zip.verifiedData(of: order), as: UTF8.self)
             switch text {
             case "little": bigEndian = false
             case "big": bigEndian = true
@@ -57,7 +57,7 @@ public final class TorchCheckpoint: WeightFile {
         }
 
         // Parse and flatten; the unpickler's containers are emptied whatever happens.
-        var unpickler = Unpickler(try zip.data(of: zip.entries[pickleName]!))
+        var unpickler = Unpickler(try zip.verifiedData(of: zip.entries[pickleName]!))
         defer { unpickler.release() }
         var refs: [String: TorchTensorRef] = [:]
         var metadata: [String: String] = [:]

@@ -11,7 +11,8 @@
 // local header offset (+42); saturated sizes and offset are in the zip64 extra field (id 0x0001).
 // Local header (0x04034b50, 30 bytes + name + extra; lengths at +26, +28): the data follows it.
 // PyTorch stores every entry uncompressed (method 0) and pads the extra field so tensor data
-// starts 64-byte aligned, which lets Reel map it without a copy.
+// starts 64-byte aligned, which lets Reel map it without a copy. The CRC-32 (+16) is checked for
+// the small entries (data.pkl, byteorder); tensor data is not read until it is used.
 import ReelCore
 
 /// One stored file inside a zip archive.
@@ -23,6 +24,8 @@ struct ZipEntry: Sendable {
     let dataOffset: Int
     let compressedSize: Int
     let size: Int
+    /// The CRC-32 the central directory records for the uncompressed data.
+    let crc32: UInt32
 }
 
 /// The central directory of a zip archive held in a mapped file, validated against the file size.
@@ -86,6 +89,7 @@ struct ZipArchive {
             }
             let flags = try u(at + 8, 2, "flags")
             let method = try u(at + 10, 2, "method")
+            let crc = UInt32(try u(at + 16, 4, "crc-32"))
             var compressed = try u(at + 20, 4, "compressed size")
             var size = try u(at + 24, 4, "size")
             let nameLength = try u(at + 28, 2, "name length")
@@ -125,7 +129,8 @@ struct ZipArchive {
                 throw bad("entry '\(name)' (\(compressed) bytes at \(dataOffset)) runs past the end of the data: truncated archive")
             }
             guard entries[name] == nil else { throw bad("entry '\(name)' appears twice") }
-            entries[name] = ZipEntry(name: name, method: method, dataOffset: dataOffset, compressedSize: compressed, size: size)
+            entries[name] = ZipEntry(name: name, method: method, dataOffset: dataOffset, compressedSize: compressed,
+                                     size: size, crc32: crc)
             at = next
         }
         self.entries = entries
@@ -138,5 +143,17 @@ struct ZipArchive {
                 + "Reel reads only stored entries, as torch.save writes them: re-save the checkpoint with torch.save")
         }
         return file.bytes(at: entry.dataOffset, count: entry.size)
+    }
+
+    /// The bytes of a stored entry whose CRC-32 matches the directory's (for small entries: the
+    /// check reads every byte).
+    func verifiedData(of entry: ZipEntry) throws -> UnsafeRawBufferPointer {
+        let bytes = try data(of: entry)
+        let crc = CRC32.checksum(bytes)
+        guard crc == entry.crc32 else {
+            throw ReelError.badFile(path: file.path, message: "zip: entry '\(entry.name)' fails its CRC-32 check "
+                + "(0x\(String(crc, radix: 16)), directory says 0x\(String(entry.crc32, radix: 16))): the file is corrupt")
+        }
+        return bytes
     }
 }
