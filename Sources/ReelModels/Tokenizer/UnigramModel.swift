@@ -49,6 +49,7 @@ struct UnigramModel: Sendable {
         self.byteFallback = byteFallback
 
         var pieceToId: [[UInt8]: Int32] = [:]
+        var seenNormal = Set<[UInt8]>(), seenReserved = Set<[UInt8]>()
         pieceToId.reserveCapacity(pieces.count)
         var entries: [(bytes: [UInt8], id: Int32)] = []
         entries.reserveCapacity(pieces.count)
@@ -59,8 +60,17 @@ struct UnigramModel: Sendable {
         for (i, piece) in pieces.enumerated() {
             let id = Int32(i)
             let bytes = Array(piece.utf8)
-            if pieceToId[bytes] == nil { pieceToId[bytes] = id }
-            if let b = Self.byteValue(piece) { if byteIds[b] < 0 { byteIds[b] = id } }
+            if rules == .sentencePiece {
+                // sentencepiece refuses a piece defined twice among the normal, user-defined and unused
+                // pieces, or twice among the others (control, unknown, byte).
+                let reserved = ![.normal, .userDefined, .unused].contains(types[i])
+                guard reserved ? seenReserved.insert(bytes).inserted : seenNormal.insert(bytes).inserted else {
+                    throw ReelTokenizerError.malformed("piece \(piece.debugDescription) is defined twice")
+                }
+            }
+            pieceToId[bytes] = id  // tokenizers: the last entry wins
+            // tokenizers looks byte pieces up by name; sentencepiece takes only pieces of type BYTE.
+            if let b = Self.byteValue(piece), rules == .huggingFace || types[i] == .byte { byteIds[b] = id }
             switch rules {
             case .huggingFace:
                 entries.append((bytes, id))
