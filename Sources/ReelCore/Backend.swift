@@ -217,3 +217,20 @@ extension Backend {
         return try HostConversion.decode(bytes, from: t.dtype)
     }
 }
+
+/// Device memory a backend holds, for benchmarks and memory checks.
+public struct MemoryStatistics: Sendable, Equatable {
+    /// Bytes in tensors alive now.
+    public var inUse: Int
+    /// Most bytes in use at once since the last reset.
+    public var peak: Int
+    /// Bytes reserved from the device (the caching allocator's pool included).
+    public var reserved: Int
+    public init(inUse: Int, peak: Int, reserved: Int) { self.inUse = inUse; self.peak = peak; self.reserved = reserved }
+}
+
+/// Optional capabilities a backend may report.
+public protocol MemoryReporting {
+    func memoryStatistics() -> MemoryStatistics
+    func resetPeakMemory()
+}

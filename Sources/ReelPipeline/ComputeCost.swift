@@ -1,0 +1,62 @@
+import ReelCore
+import ReelModels
+
+/// Floating-point operations of the models, for benchmark floors (multiply-add = 2 FLOPs).
+public enum ComputeCost {
+    /// One DiT forward over `queries` tokens attending to `keys` cached tokens (and the prompt's
+    /// `textLength` tokens, whose keys and values are cached per prompt).
+    public static func ditForward(_ c: WanDiTConfig, queries q: Int, keys k: Int) -> Double {
+        let (d, f, l) = (Double(c.dim), Double(c.ffnDim), Double(c.layers))
+        let (q, k, t) = (Double(q), Double(k), Double(c.textLength))
+        let linear = 2 * q * (6 * d * d + 2 * d * f)          // self q,k,v,o + cross q,o + FFN
+        let attention = 4 * q * k * d + 4 * q * t * d         // self + cross: QK^T and PV
+        let io = 2 * q * d * Double(c.patch * c.patch) * Double(c.inChannels + c.outChannels)
+        return l * (linear + attention) + io
+    }
+
+    /// One steady-state block: each denoising step and the clean pass attend to the full window.
+    public static func ditBlock(_ c: WanDiTConfig, schedule: StreamingSchedule, tokensPerFrame: Int) -> Double {
+        let q = schedule.framesPerBlock * tokensPerFrame
+        let k = schedule.attentionFrames * tokensPerFrame
+        return Double(schedule.denoisingSteps.count + 1) * ditForward(c, queries: q, keys: k)
+    }
+
+    /// Wan VAE decoding of one latent frame in steady state (4 video frames) at latent size h x w.
+    public static func vaeDecodeLatentFrame(_ c: WanVAEConfig, height h: Int, width w: Int) -> Double {
+        var flops = 0.0
+        func conv(_ cout: Int, _ cin: Int, _ k: Int, pixels: Int, frames: Int) {
+            flops += 2 * Double(cout * cin * k) * Double(pixels) * Double(frames)
+        }
+        func residual(_ cin: Int, _ cout: Int, pixels: Int, frames: Int) {
+            conv(cout, cin, 27, pixels: pixels, frames: frames)
+            conv(cout, cout, 27, pixels: pixels, frames: frames)
+            if cin != cout { conv(cout, cin, 1, pixels: pixels, frames: frames) }
+        }
+        let dims = ([c.dimMult.last ?? 1] + c.dimMult.reversed()).map { $0 * c.baseDim }
+        var (pixels, frames) = (h * w, 1)
+        conv(c.zDim, c.zDim, 1, pixels: pixels, frames: 1)
+        conv(dims[0], c.zDim, 27, pixels: pixels, frames: 1)
+        residual(dims[0], dims[0], pixels: pixels, frames: 1)
+        let n = Double(pixels), cm = Double(dims[0])
+        flops += 2 * n * cm * cm * 4 + 4 * n * n * cm        // attention: qkv + proj, QK^T + PV
+        residual(dims[0], dims[0], pixels: pixels, frames: 1)
+        for i in 0..<c.dimMult.count {
+            var cin = i == 0 ? dims[i] : dims[i] / 2
+            let cout = dims[i + 1]
+            for _ in 0...c.numResBlocks {
+                residual(cin, cout, pixels: pixels, frames: frames)
+                cin = cout
+            }
+            if i != c.dimMult.count - 1 {
+                if c.temporalUpsample[i] {
+                    conv(2 * cout, cout, 3, pixels: pixels, frames: frames)
+                    frames *= 2
+                }
+                pixels *= 4
+                conv(cout / 2, cout, 9, pixels: pixels, frames: frames)
+            }
+        }
+        conv(3, dims[c.dimMult.count], 27, pixels: pixels, frames: frames)
+        return flops
+    }
+}

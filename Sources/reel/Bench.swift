@@ -1,0 +1,174 @@
+import ArgumentParser
+import Foundation
+import ReelCore
+import ReelCPU
+import ReelIO
+import ReelModels
+import ReelPipeline
+
+/// `reel bench`: end-to-end streaming speed of the real architectures with random weights.
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure end-to-end streaming generation: FPS, DiT-only FPS, first frame, switch stall, memory.",
+        discussion: """
+        Builds the chosen DiT and decoder with random weights of the real architecture (no weights are \
+        read), encodes nothing (a random prompt embedding stands in for the text encoder's output), and \
+        streams --blocks blocks through the decoder into a null sink, with one prompt switch (KV-recache) \
+        at --switch-block. Every figure is printed with the floor it is held against: the model's FLOPs \
+        divided by the matrix-multiply rate measured on the same backend in the same run.
+        """
+    )
+
+    enum Model: String, ExpressibleByArgument, CaseIterable {
+        case wan1_3b = "1.3b", wan14b = "14b", small
+        var config: WanDiTConfig {
+            switch self {
+            case .wan1_3b: .wan1_3B
+            case .wan14b: .wan14B
+            case .small: WanDiTConfig(dim: 256, ffnDim: 512, heads: 2, layers: 4, textDim: 256)
+            }
+        }
+    }
+
+    enum DecoderChoice: String, ExpressibleByArgument, CaseIterable { case vae, none }
+
+    @Option(help: "DiT: \(Model.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var model: Model = .small
+    @Option(help: "Decoder: vae (Wan2.1 VAE, real size) or none (DiT only).")
+    var decoder: DecoderChoice = .vae
+    @Option(help: "Video size WIDTHxHEIGHT (multiples of 16).")
+    var size = "832x480"
+    @Option(help: "Blocks to generate (12 video frames each).")
+    var blocks = 10
+    @Option(help: "Block at whose start the prompt switches (with KV-recache); 0 for none.")
+    var switchBlock = 6
+    @Option(help: "Blocks left out of the steady state at the start (the cache is filling).")
+    var warmup = 4
+    @Option(help: "CPU threads (default: all cores).")
+    var threads: Int?
+
+    mutating func validate() throws {
+        _ = try Generate.parseSize(size)
+        if blocks < 2 { throw ValidationError("--blocks must be at least 2.") }
+        if warmup < 0 || warmup >= blocks { throw ValidationError("--warmup must be in 0..<\(blocks).") }
+        if switchBlock < 0 || switchBlock >= blocks { throw ValidationError("--switch-block must be in 0..<\(blocks).") }
+    }
+
+    func run() async throws {
+        do { try await bench() } catch let error as ReelError {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
+    private func bench() async throws {
+        let backend: any Backend = CPUBackend(threads: threads)
+        let dtype: DType = .f32
+        let (width, height) = try Generate.parseSize(size)
+        let (lh, lw) = (height / 8, width / 8)
+        let config = model.config
+        print("reel bench on \(backend.name): DiT \(model.rawValue) (\(config.layers) layers, dim \(config.dim)), "
+              + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
+
+        let rate = try measureMatmulRate(backend, dtype: dtype)
+        print(String(format: "matmul rate measured on this backend: %.2f TFLOP/s (the compute floors below use it)", rate / 1e12))
+
+        let t0 = Date()
+        let dit = try WanDiT.load(from: WanDiT.randomWeights(config, on: backend, dtype: dtype), heads: config.heads,
+                                  backend: backend, dtype: dtype)
+        let vae = decoder == .vae
+            ? StreamingVAEDecoder(model: try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: backend, dtype: dtype),
+                                                                  on: backend, dtype: dtype)) : nil
+        func prompt(_ seed: UInt64) throws -> WanDiT.PromptContext {
+            try dit.encodePrompt(try backend.randomNormal([32, config.textDim], seed: seed, offset: 0, dtype: dtype))
+        }
+        let first = try prompt(1), second = try prompt(2)
+        print(String(format: "random weights built in %.1f s", Date().timeIntervalSince(t0)))
+        (backend as? MemoryReporting)?.resetPeakMemory()
+
+        let generator = try StreamingGenerator(model: dit, prompt: first, latentHeight: lh, latentWidth: lw,
+                                               noise: PhiloxNoise(seed: 0))
+        let stream = VideoStream(generator: generator, decoder: vae)
+        let switchFrame = switchBlock * 3
+        var arrivals: [Double] = [], ditSeconds: [Double] = [], recache = 0.0, decodeSeconds: [Double] = []
+        var frames: [Int] = []
+        let start = ContinuousClock.now
+        for try await chunk in stream.chunks(latentFrames: blocks * 3, prompt: { frame in
+            switchBlock > 0 && frame == switchFrame ? .switchTo(second) : .keep
+        }) {
+            arrivals.append(seconds(ContinuousClock.now - start))
+            ditSeconds.append(chunk.block.timings.seconds)
+            decodeSeconds.append(chunk.decodeSeconds)
+            recache += chunk.block.timings.recacheSeconds
+            frames.append(chunk.frames?.count ?? (chunk.block.index == 0 ? 9 : 12))
+        }
+
+        // Steady state: blocks after the warm-up, the switch block left out of per-block medians.
+        let steady = Array(warmup..<blocks)
+        let steadyFrames = steady.dropFirst().reduce(0) { $0 + frames[$1] }
+        let steadyWall = arrivals[blocks - 1] - arrivals[warmup]
+        let fps = Double(steadyFrames) / steadyWall
+        let plainBlocks = steady.filter { $0 != switchBlock }
+        let ditMedian = median(plainBlocks.map { ditSeconds[$0] })
+        let decodeMedian = median(plainBlocks.map { decodeSeconds[$0] })
+        let tokensPerFrame = (lh / 2) * (lw / 2)
+        let ditFloor = ComputeCost.ditBlock(config, schedule: .longLive, tokensPerFrame: tokensPerFrame) / rate
+        let vaeFloor = decoder == .vae ? 3 * ComputeCost.vaeDecodeLatentFrame(.wan21, height: lh, width: lw) / rate : 0
+        // End to end, decode overlaps generation only where the backend runs both at once; the
+        // floor is the sum of both models' compute per block.
+        let e2eFloorFPS = 12 / (ditFloor + vaeFloor)
+        let switchExtra = switchBlock > 0 ? ditSeconds[switchBlock] - ditMedian : 0
+
+        print("")
+        print("figure                          measured      floor         measured/floor")
+        row("end-to-end FPS (steady state)", fps, e2eFloorFPS, unit: "fps", higherIsBetter: true)
+        row("DiT-only FPS", 12 / ditMedian, 12 / ditFloor, unit: "fps", higherIsBetter: true)
+        row("DiT per block", ditMedian * 1000, ditFloor * 1000, unit: "ms", higherIsBetter: false)
+        if decoder == .vae { row("decode per block (12 frames)", decodeMedian * 1000, vaeFloor * 1000, unit: "ms", higherIsBetter: false) }
+        let firstFloor = (ComputeCost.ditForward(config, queries: 3 * tokensPerFrame, keys: 3 * tokensPerFrame) * 5
+                          + (decoder == .vae ? ComputeCost.vaeDecodeLatentFrame(.wan21, height: lh, width: lw) * 0.25 : 0)) / rate
+        row("time to first frame", arrivals[0] * 1000, firstFloor * 1000, unit: "ms", higherIsBetter: false)
+        if switchBlock > 0 {
+            let recacheFloor = ComputeCost.ditForward(config, queries: 9 * tokensPerFrame, keys: 12 * tokensPerFrame) / rate
+            row("prompt switch: recache", recache * 1000, recacheFloor * 1000, unit: "ms", higherIsBetter: false)
+            print(String(format: "prompt switch adds %.0f ms to its block (%.2f of a block's DiT time)", switchExtra * 1000, switchExtra / ditMedian))
+        }
+        if let memory = (backend as? MemoryReporting)?.memoryStatistics() {
+            print(String(format: "peak device memory %.2f GB (in use at the end %.2f GB, reserved %.2f GB)",
+                         Double(memory.peak) / 1e9, Double(memory.inUse) / 1e9, Double(memory.reserved) / 1e9))
+        }
+        print(String(format: "KV cache %.2f GB; blocks %@", Double(generator.cacheBytes) / 1e9,
+                     ditSeconds.map { String(format: "%.0f", $0 * 1000) }.joined(separator: " ") + " ms (DiT)"))
+    }
+
+    private func row(_ name: String, _ measured: Double, _ floor: Double, unit: String, higherIsBetter: Bool) {
+        let ratio = higherIsBetter ? measured / floor : floor / measured
+        print(name.padding(toLength: 32, withPad: " ", startingAt: 0)
+              + String(format: "%9.1f %@   %9.1f %@   %5.1f%%", measured, unit.padding(toLength: 3, withPad: " ", startingAt: 0),
+                       floor, unit.padding(toLength: 3, withPad: " ", startingAt: 0), ratio * 100))
+    }
+
+    /// FLOP/s of a square matrix multiply on `backend` (8192 on a GPU, 1024 on the CPU), median of 5.
+    private func measureMatmulRate(_ backend: any Backend, dtype: DType) throws -> Double {
+        let n = backend is CPUBackend ? 1024 : 8192
+        let a = try backend.randomNormal([n, n], seed: 1, offset: 0, dtype: dtype)
+        let b = try backend.randomNormal([n, n], seed: 2, offset: 0, dtype: dtype)
+        _ = try backend.matmul(a, b, transposeB: true, bias: nil)
+        try backend.synchronize()
+        var times: [Double] = []
+        for _ in 0..<5 {
+            let t = ContinuousClock.now
+            _ = try backend.matmul(a, b, transposeB: true, bias: nil)
+            try backend.synchronize()
+            times.append(seconds(ContinuousClock.now - t))
+        }
+        return 2 * pow(Double(n), 3) / median(times)
+    }
+
+    private func median(_ xs: [Double]) -> Double {
+        let s = xs.sorted()
+        return s.isEmpty ? .nan : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    private func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+}
