@@ -1,0 +1,1 @@
+"""Reel's training recipes (PyTorch) and the synthetic data they train on."""
