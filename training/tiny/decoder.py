@@ -88,6 +88,7 @@ FRAMES_TO_TRIM = 3
 class Decoder(nn.Module):
     def __init__(self, c: DecoderConfig):
         super().__init__()
+        self.c = c
         self.decoder = tiny_decoder(c)
 
     def forward(self, latents):

@@ -39,6 +39,7 @@ class ViewLayout:
     prompt: np.ndarray   # [E]
     loss: np.ndarray     # [E] bool: noisy entries whose prediction is trained
     mask: np.ndarray     # [E, E] bool: query entry attends key entry
+    pass_id: np.ndarray  # [E] index of the entry's pass (a pass has one timestep)
 
 
 def view_passes(P: int, run_blocks: int, switch_at: int | None, prompts: tuple[int, int, int],
@@ -65,8 +66,8 @@ def layout(passes: list[Pass], P: int, fpb: int = 3, sink: int = 3, window: int 
     slots = sink + window
     owner = [-1] * slots           # entry id held by each slot (-1: empty)
     end_frame = 0
-    kinds, frames, prompts, losses, attends = [], [], [], [], []
-    for p in passes:
+    kinds, frames, prompts, losses, attends, pass_ids = [], [], [], [], [], []
+    for pi, p in enumerate(passes):
         if p.start == P and P > fpb and end_frame < P:
             # Jump to the run: frames before P were generated (end advances) but are not in the view.
             end_frame = P
@@ -78,6 +79,7 @@ def layout(passes: list[Pass], P: int, fpb: int = 3, sink: int = 3, window: int 
             frames.append(p.start + i)
             prompts.append(p.prompt)
             losses.append(p.loss)
+            pass_ids.append(pi)
         end = p.start + p.frames
         recompute = end <= end_frame and p.start > 0
         horizon = max(end, end_frame)
@@ -94,7 +96,7 @@ def layout(passes: list[Pass], P: int, fpb: int = 3, sink: int = 3, window: int 
     for ids, visible in attends:
         for q in ids:
             mask[q, visible] = True
-    return ViewLayout(np.array(kinds), np.array(frames), np.array(prompts), np.array(losses), mask)
+    return ViewLayout(np.array(kinds), np.array(frames), np.array(prompts), np.array(losses), mask, np.array(pass_ids))
 
 
 def collate(layouts: list[ViewLayout]) -> dict[str, np.ndarray]:
@@ -102,10 +104,12 @@ def collate(layouts: list[ViewLayout]) -> dict[str, np.ndarray]:
     E = max(len(v.kind) for v in layouts)
     B = len(layouts)
     out = {"kind": np.full((B, E), PAD), "frame": np.zeros((B, E), np.int64), "prompt": np.zeros((B, E), np.int64),
-           "loss": np.zeros((B, E), bool), "mask": np.zeros((B, E, E), bool)}
+           "loss": np.zeros((B, E), bool), "mask": np.zeros((B, E, E), bool), "pass_id": np.zeros((B, E), np.int64)}
     for b, v in enumerate(layouts):
         e = len(v.kind)
         out["kind"][b, :e], out["frame"][b, :e], out["prompt"][b, :e], out["loss"][b, :e] = v.kind, v.frame, v.prompt, v.loss
         out["mask"][b, :e, :e] = v.mask
+        out["pass_id"][b, :e] = v.pass_id
+        out["pass_id"][b, e:] = v.pass_id.max() + 1 + np.arange(E - e)
         out["mask"][b, np.arange(e, E), np.arange(e, E)] = True
     return out
