@@ -99,6 +99,7 @@ def train_autoencoder(cfg: TinyConfig, clips: list[dict], clip_latents: int, clo
     g = torch.Generator(device="cpu").manual_seed(1)
     amp = device.type == "cuda"
     ema = None
+    losses = []
     while not clock.done():
         idx = torch.randint(len(clips), (batch,), generator=g)
         video = frames[idx.to(device)].float() / 255                                     # [B, F, 3, S, S]
@@ -115,6 +116,7 @@ def train_autoencoder(cfg: TinyConfig, clips: list[dict], clip_latents: int, clo
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        losses.append(loss.item())
         if clock.step % 100 == 0:
             log(f"ae step {clock.step} loss {loss.item():.5f} ema {ema:.5f}", logf)
         clock.step += 1
@@ -126,7 +128,8 @@ def train_autoencoder(cfg: TinyConfig, clips: list[dict], clip_latents: int, clo
             enc(frame_groups(frames[i:i + batch].float() / 255).flatten(0, 1))
     enc.eval()
     dec.eval()
-    return enc, dec, {"steps": clock.step, "loss_ema": ema}
+    return enc, dec, {"steps": clock.step, "loss_ema": ema, "loss_first": losses[0],
+                      "loss_last10": float(np.mean(losses[-10:]))}
 
 
 @torch.no_grad()

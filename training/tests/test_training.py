@@ -1,0 +1,89 @@
+"""A few CPU iterations of each recipe at toy sizes: losses go down; export writes what Reel binds."""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import torch
+from safetensors import safe_open
+
+from training.tiny.dataset import ae_clip, sample_view
+from training.tiny.decoder import Encoder
+from training.tiny.dit import WanDiT
+from training.tiny.export import decoder_keys, dit_keys, export, text_keys
+from training.tiny.tokenizer import Tokenizer
+from training.tiny.train import Clock, dit_step, encode_views, toy_config, train_autoencoder
+from training.tiny.umt5 import UMT5Encoder
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+MODELS = os.path.join(ROOT, "Models", "tiny")
+
+
+def config():
+    base = toy_config()
+    return dataclasses.replace(base, text=dataclasses.replace(base.text, vocabulary=Tokenizer(MODELS).vocabulary))
+
+
+def test_autoencoder_loss_goes_down():
+    torch.manual_seed(0)
+    cfg = config()
+    clips = [ae_clip(s, latents=2, frame_size=cfg.video.frame_size) for s in range(2)]
+    _, _, stats = train_autoencoder(cfg, clips, 2, Clock(None, 30), torch.device("cpu"), 2, None)
+    assert stats["loss_last10"] < 0.75 * stats["loss_first"], stats
+
+
+def test_dit_and_text_encoder_loss_goes_down():
+    torch.manual_seed(0)
+    cfg = config()
+    dev = torch.device("cpu")
+    views = [sample_view(s, run_blocks=3, frame_size=cfg.video.frame_size) for s in (0, 5)]
+    latents = encode_views(views, Encoder(cfg.encoder).eval(), cfg, dev)
+    latents = latents / latents.float().std()
+    dit, t5 = WanDiT(cfg.dit), UMT5Encoder(cfg.text)
+    tok = Tokenizer(MODELS)
+    opt = torch.optim.AdamW(list(dit.parameters()) + list(t5.parameters()), lr=2e-3)
+    losses = []
+    for step in range(30):
+        g = torch.Generator().manual_seed(step % 3)          # the same 3 noise draws, cycled
+        loss = dit_step(dit, t5, tok, views, latents, [0, 1], cfg.schedule, dev, g, torch.Generator().manual_seed(step % 3))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
+
+
+def test_export_has_the_keys_reel_binds(tmp_path):
+    cfg = config()
+    dit, t5 = WanDiT(cfg.dit), UMT5Encoder(cfg.text)
+    from training.tiny.decoder import Decoder
+    files = export(str(tmp_path), dit, t5, Decoder(cfg.decoder), metadata={"command": "test"})
+    for name, expected in (("dit", dit_keys(cfg.dit)), ("text_encoder", text_keys(cfg.text)),
+                           ("decoder", decoder_keys(cfg.decoder))):
+        with safe_open(files[name], "pt") as f:
+            assert {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()} == expected
+            meta = f.metadata()
+        if name == "dit":
+            assert meta["heads"] == str(cfg.dit.heads) and json.loads(meta["config"])["dim"] == cfg.dit.dim
+
+
+def test_full_size_weights_fit_the_budget():
+    from training.tiny.config import TinyConfig
+    cfg = TinyConfig()
+    n = sum(int(np.prod(s)) for s in dit_keys(cfg.dit).values())
+    n += sum(int(np.prod(s)) for s in text_keys(dataclasses.replace(cfg.text, vocabulary=400)).values())
+    n += sum(int(np.prod(s)) for s in decoder_keys(cfg.decoder).values())
+    assert n * 4 <= 40e6, n            # float32
+
+
+def test_shipped_tokenizer():
+    import sentencepiece as spm
+    import tokenizers
+    from training.tiny.tokenizer import corpus
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(MODELS, "spiece.model"))
+    hf = tokenizers.Tokenizer.from_file(os.path.join(MODELS, "tokenizer.json"))
+    assert (sp.pad_id(), sp.eos_id(), sp.unk_id(), sp.bos_id()) == (0, 1, 2, -1)
+    for text in corpus(300, seed=5):
+        ids = sp.encode(text)
+        assert ids + [1] == hf.encode(text).ids
+        assert len(ids) == len(text.split())                   # one piece per word of the grammar
