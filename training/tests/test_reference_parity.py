@@ -26,8 +26,10 @@ def test_streaming_matches_longlive():
     """4 warped steps + clean pass over the ring cache, two prompt switches with recache (one rewriting
     the sink, at latent frame 6), a rank-8 LoRA merged: LongLive v1.0's own output."""
     d = FIX("ReelPipelineTests", "Fixtures", "longlive")
-    weights = load_file(os.path.join(d, "dit.safetensors"))
-    lora = load_file(os.path.join(d, "lora.safetensors"))
+    # LongLive's own checkpoint formats: {"generator": {"model.<wan key>": ...}}, {"generator_lora": PEFT keys}.
+    base = torch.load(os.path.join(d, "longlive_base.pt"), map_location="cpu", weights_only=True)["generator"]
+    weights = {k.removeprefix("model."): v.float() for k, v in base.items()}
+    lora = torch.load(os.path.join(d, "lora.pt"), map_location="cpu", weights_only=True)["generator_lora"]
     case = load_file(os.path.join(d, "case.safetensors"))
     for k in list(weights):
         name = k[:-len(".weight")]
