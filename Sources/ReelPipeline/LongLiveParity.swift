@@ -1,0 +1,108 @@
+import Foundation
+import ReelCore
+import ReelIO
+import ReelModels
+
+/// Runs Reel on a parity fixture made by LongLive v1.0's own code
+/// (`tools/fixtures/dit/make_longlive_fixture.py`) and measures the difference, on any backend.
+/// The fixture folder holds `longlive_base.pt`, `lora.pt` and `case.safetensors` (noise, every
+/// re-noise draw, the prompt embeddings, LongLive's latents, and the run's configuration).
+public struct LongLiveParity {
+    public struct Variant: Sendable {
+        public var lora = true
+        public var recache = true
+        public var schedule = StreamingSchedule.longLive
+        /// A converted checkpoint (LoRA merged) to load instead of the fixture's .pt files.
+        public var converted: String?
+        public init(lora: Bool = true, recache: Bool = true, schedule: StreamingSchedule = .longLive, converted: String? = nil) {
+            self.lora = lora; self.recache = recache; self.schedule = schedule; self.converted = converted
+        }
+    }
+
+    public struct Result: Sendable {
+        /// Reel's latents, LongLive's, and what a v = 0 model gives from the same noise; [frames, C, H, W].
+        public var ours: [Float], reference: [Float], baseline: [Float]
+        /// Elements per block (3 latent frames).
+        public var blockSize: Int
+
+        /// The largest relative error of any one block: a wrong variant that only changes the blocks
+        /// after a switch shows there even when the whole-video error dilutes it.
+        public var maxBlockError: Double {
+            stride(from: 0, to: ours.count, by: blockSize).map { relativeError(in: $0..<min($0 + blockSize, ours.count)) }.max() ?? 0
+        }
+
+        /// ||ours - reference|| / ||reference - baseline||: the error relative to the model's contribution.
+        public var relativeError: Double { relativeError(in: ours.indices) }
+
+        func relativeError(in range: Range<Int>) -> Double {
+            var num = 0.0, den = 0.0
+            for i in range {
+                num += Double(ours[i] - reference[i]) * Double(ours[i] - reference[i])
+                den += Double(reference[i] - baseline[i]) * Double(reference[i] - baseline[i])
+            }
+            return (num / den).squareRoot()
+        }
+    }
+
+    public let folder: String
+    public let backend: any Backend
+    public let dtype: DType
+    let config: [String: Any]
+
+    public init(folder: String, backend: any Backend, dtype: DType = .f32) throws {
+        self.folder = folder; self.backend = backend; self.dtype = dtype
+        let meta = try WeightFiles.open(Self.path(folder, "case.safetensors")).metadata
+        guard let text = meta["config"], let data = text.data(using: .utf8),
+              let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ReelError.badFile(path: Self.path(folder, "case.safetensors"), message: "no 'config' JSON in the metadata")
+        }
+        config = json
+    }
+
+    static func path(_ folder: String, _ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
+
+    public func run(_ variant: Variant = Variant()) throws -> Result {
+        guard let heads = config["heads"] as? Int, let height = config["height"] as? Int, let width = config["width"] as? Int,
+              let blocks = config["blocks"] as? Int, let switches = config["switch"] as? [Int] else {
+            throw ReelError.badFile(path: Self.path(folder, "case.safetensors"), message: "config lacks heads, height, width, blocks or switch")
+        }
+        let caseFile = try WeightFiles.open(Self.path(folder, "case.safetensors"))
+        let dit = try variant.converted.map { try WanDiT.load(path: $0, backend: backend, dtype: dtype) } ?? WanDiT.load(
+            path: Self.path(folder, "longlive_base.pt"), lora: variant.lora ? Self.path(folder, "lora.pt") : nil,
+            heads: heads, backend: backend, dtype: dtype)
+        let prompts = try (0...switches.count).map {
+            try dit.encodePrompt(try caseFile.tensor("prompt.\($0)", on: backend, as: dtype))
+        }
+        let noiseT = try caseFile.tensor("noise", on: backend, as: .f32)
+        let renoiseT = try caseFile.tensor("renoise", on: backend, as: .f32)
+        let gen = try StreamingGenerator(model: dit, prompt: prompts[0], latentHeight: height, latentWidth: width,
+                                         schedule: variant.schedule, noise: try RecordedNoise(initial: noiseT, renoise: renoiseT))
+        gen.recacheOnSwitch = variant.recache
+        var ours: [Float] = []
+        var promptIndex = 0
+        for _ in 0..<blocks {
+            // LongLive switches at the first block starting at or after each switch frame.
+            while promptIndex < switches.count && gen.currentFrame >= switches[promptIndex] {
+                promptIndex += 1
+                gen.switchPrompt(to: prompts[promptIndex])
+            }
+            let block = try gen.nextBlock()
+            ours += try backend.permute(try backend.cast(block.latents, to: .f32), [0, 3, 1, 2]).toFloats()
+        }
+        // A v = 0 model: x0 = x_t at every step, so each step only mixes in the next draw.
+        let n0 = try noiseT.toFloats(), rn = try renoiseT.toFloats()
+        let sigmas = gen.flow.sigmas
+        let steps = sigmas.count - 1
+        let perBlock = 3 * 16 * height * width
+        var baseline = [Float](repeating: 0, count: n0.count)
+        for b in 0..<blocks {
+            for i in 0..<perBlock {
+                var x = n0[b * perBlock + i]
+                for s in 0..<steps { x = (1 - sigmas[s + 1]) * x + sigmas[s + 1] * rn[(b * steps + s) * perBlock + i] }
+                baseline[b * perBlock + i] = x
+            }
+        }
+        return Result(ours: ours, reference: try caseFile.tensor("latents", on: backend, as: .f32).toFloats(),
+                      baseline: baseline, blockSize: perBlock)
+    }
+}

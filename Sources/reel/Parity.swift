@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import ReelCore
+import ReelCPU
+import ReelModels
+import ReelPipeline
+
+/// `reel parity`: Reel against a LongLive v1.0 fixture folder, with the wrong variants that prove the
+/// fixture can tell (no recache, no LoRA, no sink).
+struct Parity: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compare Reel's streaming generation with a LongLive v1.0 fixture (made by tools/fixtures/dit).",
+        discussion: """
+        Prints the error relative to the model's contribution (||reel - longlive|| / ||longlive - v0||, \
+        v0 being what a zero-velocity model makes of the same noise) for the faithful run and for three \
+        deliberately wrong ones. Exits non-zero when the faithful run is past --tolerance or a wrong one \
+        is not at least 10x past it.
+        """
+    )
+
+    @Option(help: "Fixture folder (longlive_base.pt, lora.pt, case.safetensors).")
+    var fixture: String
+    @Option(help: "Storage dtype of weights and activations: f32 or bf16.")
+    var dtype = "f32"
+    @Option(help: "Largest acceptable relative error of the faithful run.")
+    var tolerance = 1e-4
+
+    func validate() throws {
+        guard ["f32", "bf16"].contains(dtype) else { throw ValidationError("--dtype must be f32 or bf16.") }
+        guard FileManager.default.fileExists(atPath: fixture) else { throw ValidationError("--fixture: \(fixture) does not exist.") }
+    }
+
+    func run() async throws {
+        let parity = try LongLiveParity(folder: fixture, backend: CPUBackend(), dtype: DType(rawValue: dtype) ?? .f32)
+        let runs: [(String, LongLiveParity.Variant)] = [
+            ("faithful", .init()), ("no recache", .init(recache: false)), ("no LoRA", .init(lora: false)),
+            ("no sink", .init(schedule: StreamingSchedule(sinkFrames: 0, attentionFrames: 9))),
+        ]
+        var failed = false
+        print("run          whole video   worst block   verdict (on the worst block)")
+        for (i, (name, variant)) in runs.enumerated() {
+            let r = try parity.run(variant)
+            let e = r.maxBlockError
+            let ok = i == 0 ? e <= tolerance : e >= 10 * tolerance
+            failed = failed || !ok
+            print(name.padding(toLength: 13, withPad: " ", startingAt: 0) + String(format: "%.3e     %.3e     ", r.relativeError, e)
+                  + (ok ? "ok" : (i == 0 ? "FAIL: above tolerance" : "FAIL: too close to the faithful run")))
+        }
+        if failed { throw ExitCode.failure }
+    }
+}
