@@ -18,12 +18,7 @@ struct EncodePrompt: AsyncParsableCommand {
         """
     )
 
-    @Option(help: "Model folder with text_encoder.safetensors and tokenizer.json / spiece.model (default: Models/tiny).")
-    var model: String?
-    @Option(help: "umT5 weights (Wan .pth, transformers or Reel safetensors).")
-    var textEncoder: String?
-    @Option(help: "Tokenizer: tokenizer.json or spiece.model.")
-    var tokenizer: String?
+    @OptionGroup var models: ModelOptions
     @Option(name: [.short, .customLong("output")], help: "Save the embeddings to this safetensors file.")
     var output: String?
     @Argument(help: "Prompts to encode.")
@@ -38,10 +33,7 @@ struct EncodePrompt: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            var files = ModelFiles(textEncoder: textEncoder, tokenizer: tokenizer)
-            if let folder = model ?? (FileManager.default.fileExists(atPath: "Models/tiny") ? "Models/tiny" : nil) {
-                files = try ModelFiles(folder: folder).overriding(with: files)
-            }
+            let files = try models.resolve()
             guard let encoderPath = files.textEncoder, let tokenizerPath = files.tokenizer else {
                 throw ReelError.input("no text encoder: give --text-encoder FILE and --tokenizer FILE (or a --model folder with both)")
             }

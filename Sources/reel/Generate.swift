@@ -26,24 +26,7 @@ struct Generate: AsyncParsableCommand {
         """
     )
 
-    @Option(help: "Model folder (default: Models/tiny when it exists).")
-    var model: String?
-    @Option(help: "DiT weights (overrides the model folder's).")
-    var dit: String?
-    @Option(help: "LoRA to merge into the DiT at load (LongLive lora.pt or PEFT safetensors).")
-    var lora: String?
-    @Option(help: "Attention heads of the DiT (default: from the model folder, else dim / 128).")
-    var heads: Int?
-    @Flag(help: "Use the EMA generator of a LongLive checkpoint (generator_ema).")
-    var ema = false
-    @Option(help: "umT5 text encoder weights (Wan .pth, transformers or Reel safetensors).")
-    var textEncoder: String?
-    @Option(help: "Tokenizer: tokenizer.json or spiece.model.")
-    var tokenizer: String?
-    @Option(help: "Wan VAE weights for decoding.")
-    var vae: String?
-    @Option(help: "TAEHV tiny decoder weights (faster decoding; used instead of the VAE).")
-    var tinyDecoder: String?
+    @OptionGroup var models: ModelOptions
 
     @Option(help: "The prompt.")
     var prompt: String?
@@ -87,11 +70,8 @@ struct Generate: AsyncParsableCommand {
         }
         if fps <= 0 { throw ValidationError("--fps must be positive, got \(fps).") }
         if let threads, threads <= 0 { throw ValidationError("--threads must be positive, got \(threads).") }
-        if let heads, heads <= 0 { throw ValidationError("--heads must be positive, got \(heads).") }
         if let size { _ = try Self.parseSize(size) }
-        for (flag, path) in [("--model", model), ("--dit", dit), ("--lora", lora), ("--text-encoder", textEncoder),
-                             ("--tokenizer", tokenizer), ("--vae", vae), ("--tiny-decoder", tinyDecoder),
-                             ("--schedule", schedule), ("--noise", noise)] {
+        for (flag, path) in [("--schedule", schedule), ("--noise", noise)] {
             if let path, !FileManager.default.fileExists(atPath: path) {
                 throw ValidationError("\(flag): \(path) does not exist.")
             }
@@ -115,11 +95,7 @@ struct Generate: AsyncParsableCommand {
 
     private func generate() async throws {
         // Everything that can be wrong with the request is checked before any weight is read.
-        var files = ModelFiles(dit: dit, lora: lora, textEncoder: textEncoder, tokenizer: tokenizer, vae: vae,
-                               tinyDecoder: tinyDecoder, heads: heads)
-        if let folder = model ?? (FileManager.default.fileExists(atPath: "Models/tiny") ? "Models/tiny" : nil) {
-            files = try ModelFiles(folder: folder).overriding(with: files)
-        }
+        let files = try models.resolve()
         let latentsOnly = output.lowercased().hasSuffix(".safetensors")
         guard let ditPath = files.dit else {
             throw ReelError.input("no DiT weights: give --model FOLDER or --dit FILE (the shipped tiny model is not in this checkout yet)")
@@ -150,7 +126,7 @@ struct Generate: AsyncParsableCommand {
         let loadStart = Date()
         let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizerPath))
         let textModel = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: backend)
-        let dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: ema, backend: backend)
+        let dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: models.ema, backend: backend)
         let decoder: (any VideoDecoder)? = latentsOnly ? nil : try files.tinyDecoder.map {
             StreamingTinyDecoder(model: try TinyDecoder.load(from: WeightFileTensors(path: $0), on: backend))
         } ?? files.vae.map { StreamingVAEDecoder(model: try WanVAEDecoder.load(from: WeightFileTensors(path: $0), on: backend)) }

@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import ReelPipeline
+
+/// Where the model's parts come from: a folder, and single files that override its parts.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Model folder (default: Models/tiny when it exists).")
+    var model: String?
+    @Option(help: "DiT weights (overrides the model folder's).")
+    var dit: String?
+    @Option(help: "LoRA to merge into the DiT at load (LongLive lora.pt or PEFT safetensors).")
+    var lora: String?
+    @Option(help: "Attention heads of the DiT (default: from the model folder, else dim / 128).")
+    var heads: Int?
+    @Flag(help: "Use the EMA generator of a LongLive checkpoint (generator_ema).")
+    var ema = false
+    @Option(help: "umT5 text encoder weights (Wan .pth, transformers or Reel safetensors).")
+    var textEncoder: String?
+    @Option(help: "Tokenizer: tokenizer.json or spiece.model.")
+    var tokenizer: String?
+    @Option(help: "Wan VAE weights for decoding.")
+    var vae: String?
+    @Option(help: "TAEHV tiny decoder weights (faster decoding; used instead of the VAE).")
+    var tinyDecoder: String?
+
+    func validate() throws {
+        if let heads, heads <= 0 { throw ValidationError("--heads must be positive, got \(heads).") }
+        for (flag, path) in [("--model", model), ("--dit", dit), ("--lora", lora), ("--text-encoder", textEncoder),
+                             ("--tokenizer", tokenizer), ("--vae", vae), ("--tiny-decoder", tinyDecoder)] {
+            if let path, !FileManager.default.fileExists(atPath: path) {
+                throw ValidationError("\(flag): \(path) does not exist.")
+            }
+        }
+    }
+
+    /// The folder's files (the shipped tiny model by default) with the single-file options on top.
+    func resolve() throws -> ModelFiles {
+        let given = ModelFiles(dit: dit, lora: lora, textEncoder: textEncoder, tokenizer: tokenizer, vae: vae,
+                               tinyDecoder: tinyDecoder, heads: heads)
+        guard let folder = model ?? (FileManager.default.fileExists(atPath: "Models/tiny") ? "Models/tiny" : nil) else {
+            return given
+        }
+        return try ModelFiles(folder: folder).overriding(with: given)
+    }
+}
