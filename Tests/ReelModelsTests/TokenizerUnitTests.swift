@@ -98,4 +98,26 @@ import Testing
         #expect(withBytes.encode("aé") == [3, 4, 5 + 0xC3, 5 + 0xA9])  // unknown é as its UTF-8 bytes
         #expect(withBytes.decode([3, 4, 5 + 0xC3, 5 + 0xA9, 5 + 0xFF]) == "aé\u{FFFD}")
     }
+
+    /// Decoding corner cases, with the outputs the Python libraries give (nfkc model: 0 <pad>,
+    /// 1 </s>, 2 <unk>, 3 <cut>, 4 "▁", 5 "▁a"; bytes model: 68 <0x41>, 198 <0xC3>, 260 "▁a").
+    @Test func decodingCornerCases() throws {
+        let spm = try TokenizerFixtures.tokenizer("nfkc", "spiece.model")
+        #expect(spm.decode([1, 5]) == "a")
+        #expect(spm.decode([0, 5, 1, 5]) == "a a")
+        #expect(spm.decode([2, 5]) == " \u{2047}  a")
+        #expect(spm.decode([4, 4, 5]) == "a")
+        #expect(spm.decode([3, 5]) == "<cut> a")
+        #expect(spm.decode([5, 2, 2, 5]) == "a \u{2047}  \u{2047}  a")
+        let bytes = try TokenizerFixtures.tokenizer("bytes", "spiece.model")
+        #expect(bytes.decode([68, 260]) == "A a")
+        #expect(bytes.decode([68, 68, 260]) == "AA a")
+        #expect(bytes.decode([198, 260]) == "\u{FFFD} a")
+        #expect(bytes.decode([260, 68, 198]) == "aA\u{FFFD}")
+        // tokenizers' Metaspace decoder drops every U+2581 of the first token
+        let metaspace = HFDecoder.metaspace(replacement: "\u{2581}", prepend: .always)
+        #expect(metaspace.decodeChain(["\u{2581}\u{2581}a", "\u{2581}b\u{2581}", "c"]).joined() == "a b c")
+        #expect(metaspace.decodeChain(["a\u{2581}b", "\u{2581}c"]).joined() == "ab c")
+        #expect(HFDecoder.byteFallback.decodeChain(["<0xC3>", "<0xA9>", "x", "<0xFF>", "<0xC3>"]).joined() == "\u{E9}x\u{FFFD}\u{FFFD}")
+    }
 }

@@ -194,11 +194,11 @@ struct SentencePieceModel: Sendable {
 
     /// `SentencePieceProcessor::Decode`: control pieces vanish, the unknown piece reads as
     /// `unk_surface`, runs of byte pieces are decoded as UTF-8 (U+FFFD per invalid byte), U+2581
-    /// becomes a space, and the first piece loses its leading one.
+    /// becomes a space, and pieces lose a leading U+2581 until some text has been written.
     func decode(_ ids: [Int32]) -> String {
         var out: [UInt8] = []
         var pendingBytes: [UInt8] = []
-        var isBosWhitespace = true
+        var isBosWhitespace = true  // stays true while everything decoded so far is empty
         func flushBytes() {
             guard !pendingBytes.isEmpty else { return }
             out += UTF8Repair.replacingInvalidBytes(pendingBytes)
@@ -213,20 +213,22 @@ struct SentencePieceModel: Sendable {
                 continue
             }
             flushBytes()
+            let surface: [UInt8]
             switch type {
             case .control:
                 continue
             case .unknown:
-                out += Array(unkSurface.utf8)
+                surface = Array(unkSurface.utf8)
             default:
                 var piece = Array(model.pieces[Int(id)].utf8)[...]
                 if isBosWhitespace && (addDummyPrefix || removeExtraWhitespaces),
                    piece.starts(with: [0xE2, 0x96, 0x81]) {
                     piece = piece.dropFirst(3)
                 }
-                out += UTF8Repair.replacing(piece, [0xE2, 0x96, 0x81], with: [0x20])
+                surface = UTF8Repair.replacing(piece, [0xE2, 0x96, 0x81], with: [0x20])
             }
-            isBosWhitespace = false
+            out += surface
+            if !surface.isEmpty { isBosWhitespace = false }
         }
         flushBytes()
         return String(decoding: out, as: UTF8.self)
