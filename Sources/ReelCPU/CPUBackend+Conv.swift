@@ -43,37 +43,25 @@ extension CPUBackend {
                           b: win.pointer, ldb: cin, beta: beta, c: out, ldc: cout)
                 return
             }
+            let geometry = ConvGeometry(t: t, h: h, w: w, cin: cin, kt: kt, kh: kh, kw: kw, to: to, ho: ho, wo: wo,
+                                        stride: stride, padding: padding)
+            let src = UnsafePointer(xin.pointer)
+            if !usesBLAS {
+                // Implicit GEMM: the own kernel packs receptive fields straight from x.
+                SGEMM.run(transB: true, m: positions, n: cout, k: kDim, alpha: 1, packA: { i0, rows, p0, depth, dst in
+                    geometry.packA(src, i0, rows, p0, depth, dst)
+                }, b: win.pointer, ldb: kDim, beta: beta, c: out, ldc: cout, backend: self)
+                return
+            }
+            // BLAS: im2col in chunks of positions (~16 MB), each a cblas_sgemm.
             let chunk = Swift.max(64, (4 << 20) / Swift.max(kDim, 1))
             let scratch = try CPUStorage(byteCount: Swift.min(chunk, positions) * kDim * 4)
             let cols = scratch.floats
-            let src = xin.pointer
             var p0 = 0
             while p0 < positions {
                 let rows = Swift.min(chunk, positions - p0)
                 parallelFor(rows, grain: 8) { r in
-                    for i in r {
-                        var p = p0 + i
-                        let ox = p % wo; p /= wo
-                        let oy = p % ho; p /= ho
-                        let ot = p % to
-                        let n = p / to
-                        var dst = cols + i * kDim
-                        for dt in 0..<kt {
-                            let it = ot * stride.0 + dt - padding.t.0
-                            for dy in 0..<kh {
-                                let iy = oy * stride.1 + dy - padding.h.0
-                                for dx in 0..<kw {
-                                    let ix = ox * stride.2 + dx - padding.w.0
-                                    if it < 0 || it >= t || iy < 0 || iy >= h || ix < 0 || ix >= w {
-                                        dst.update(repeating: 0, count: cin)
-                                    } else {
-                                        dst.update(from: src + (((n * t + it) * h + iy) * w + ix) * cin, count: cin)
-                                    }
-                                    dst += cin
-                                }
-                            }
-                        }
-                    }
+                    for i in r { geometry.gather(src, position: p0 + i, into: cols + i * kDim) }
                 }
                 try sgemm(transB: true, m: rows, n: cout, k: kDim, alpha: 1, a: cols, lda: kDim,
                           b: win.pointer, ldb: kDim, beta: beta, c: out + p0 * cout, ldc: cout)
@@ -109,5 +97,72 @@ extension CPUBackend {
             }
         }
         return out
+    }
+}
+
+/// Index arithmetic of a channel-last 3D convolution seen as a GEMM: row = output position
+/// (n, t, y, x), depth = (dt, dy, dx, ci) with ci fastest, matching the weight `[Cout, kt, kh, kw, Cin]`.
+struct ConvGeometry {
+    let t: Int, h: Int, w: Int, cin: Int
+    let kt: Int, kh: Int, kw: Int
+    let to: Int, ho: Int, wo: Int
+    let stride: (Int, Int, Int)
+    let padding: ConvPadding
+
+    /// Input offset (in elements) of tap `tap` for output position `position`, or nil in the padding.
+    @inline(__always)
+    func source(position: Int, tap: Int) -> Int? {
+        var p = position
+        let ox = p % wo; p /= wo
+        let oy = p % ho; p /= ho
+        let ot = p % to
+        let n = p / to
+        let dx = tap % kw, dy = (tap / kw) % kh, dt = tap / (kw * kh)
+        let it = ot * stride.0 + dt - padding.t.0
+        let iy = oy * stride.1 + dy - padding.h.0
+        let ix = ox * stride.2 + dx - padding.w.0
+        if it < 0 || it >= t || iy < 0 || iy >= h || ix < 0 || ix >= w { return nil }
+        return (((n * t + it) * h + iy) * w + ix) * cin
+    }
+
+    /// The whole receptive field of one output position, contiguous (a row of im2col).
+    func gather(_ x: UnsafePointer<Float>, position: Int, into dst: UnsafeMutablePointer<Float>) {
+        for tap in 0..<(kt * kh * kw) {
+            if let s = source(position: position, tap: tap) {
+                (dst + tap * cin).update(from: x + s, count: cin)
+            } else {
+                (dst + tap * cin).update(repeating: 0, count: cin)
+            }
+        }
+    }
+
+    /// SGEMM's A packing (`dst[strip][k][r]`) read straight from x.
+    func packA(_ x: UnsafePointer<Float>, _ i0: Int, _ rows: Int, _ p0: Int, _ depth: Int, _ dst: UnsafeMutablePointer<Float>) {
+        let mr = SGEMM.mr
+        var i = 0
+        while i < rows {
+            let strip = dst + i * depth
+            for r in 0..<mr {
+                let out = strip + r
+                guard i + r < rows else {
+                    for k in 0..<depth { out[k * mr] = 0 }
+                    continue
+                }
+                var p = p0
+                while p < p0 + depth {
+                    let tap = p / cin, ci = p % cin
+                    let len = Swift.min(cin - ci, p0 + depth - p)
+                    let o = out + (p - p0) * mr
+                    if let s = source(position: i0 + i + r, tap: tap) {
+                        let src = x + s + ci
+                        for q in 0..<len { o[q * mr] = src[q] }
+                    } else {
+                        for q in 0..<len { o[q * mr] = 0 }
+                    }
+                    p += len
+                }
+            }
+            i += mr
+        }
     }
 }

@@ -236,17 +236,25 @@ extension CPUBackend {
         }
     }
 
-    /// Like `parallelFor`, but hands out `n` independent tasks in `chunks` that workers pick up
-    /// round-robin: for work whose cost varies between tasks.
-    @inline(__always)
-    func parallelTasks(_ n: Int, _ body: (Int) -> Void) {
-        if threads <= 1 || n <= 1 {
-            for i in 0..<n { body(i) }
+    /// Runs `body(worker, task)` for every task in `0..<n` on at most `threads` workers that take
+    /// the next task as they finish one: for tasks of uneven cost, or more tasks than workers.
+    /// `worker` (in `0..<min(threads, n)`) indexes per-worker scratch.
+    func parallelTasks(_ n: Int, _ body: (_ worker: Int, _ task: Int) -> Void) {
+        let workers = Swift.min(threads, n)
+        if workers <= 1 {
+            for t in 0..<n { body(0, t) }
             return
         }
+        let counter = TaskCounter()
         withoutActuallyEscaping(body) { body in
             let box = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: n) { box.value($0) }
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                while true {
+                    let t = counter.next()
+                    if t >= n { break }
+                    box.value(w, t)
+                }
+            }
         }
     }
 
@@ -291,6 +299,18 @@ extension CPUBackend {
     func requireVector(_ t: Tensor?, _ channels: Int, _ what: String, _ op: String) throws {
         guard let t else { return }
         try require(t.count == channels, op, "\(what) \(t.shape) does not match \(channels) channels")
+    }
+}
+
+/// The next task index for `parallelTasks`' workers (tasks last milliseconds; a lock is cheap).
+final class TaskCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func next() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        value += 1
+        return value - 1
     }
 }
 
@@ -348,8 +368,19 @@ func encodeFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutableRawPointer, _
     case .f32:
         dst.copyMemory(from: src, byteCount: n * 4)
     case .bf16:
+        // Round to nearest even like BFloat16Bits.fromFloat; NaN lanes take the scalar path's quiet NaN.
         let d = dst.assumingMemoryBound(to: UInt16.self)
-        for i in 0..<n { d[i] = BFloat16Bits.fromFloat(src[i]) }
+        var i = 0
+        while i + 8 <= n {
+            let v = load8(src + i)
+            let bits = unsafeBitCast(v, to: SIMD8<UInt32>.self)
+            var r = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
+            let nan = v .!= v
+            if nan != .init(repeating: false) { r.replace(with: (bits &>> 16) | 0x0040, where: nan) }
+            UnsafeMutableRawPointer(d + i).storeBytes(of: SIMD8<UInt16>(truncatingIfNeeded: r), as: SIMD8<UInt16>.self)
+            i += 8
+        }
+        while i < n { d[i] = BFloat16Bits.fromFloat(src[i]); i += 1 }
     case .f16:
         let d = dst.assumingMemoryBound(to: UInt16.self)
         for i in 0..<n { d[i] = Float16(src[i]).bitPattern }

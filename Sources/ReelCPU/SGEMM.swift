@@ -17,8 +17,21 @@ enum SGEMM {
     /// Columns of one packed B panel (multiple of NR).
     static let nc = 3072
 
+    /// Packs rows `i0 ..< i0+rows`, depth `p0 ..< p0+depth` of A into MR-row strips
+    /// (`dst[strip][k][r]`, zero rows past the end). Convolutions pack straight from their input
+    /// (implicit GEMM) instead of materializing im2col.
+    typealias PackA = (_ i0: Int, _ rows: Int, _ p0: Int, _ depth: Int, _ dst: UnsafeMutablePointer<Float>) -> Void
+
     static func run(transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, backend: CPUBackend) {
+        run(transB: transB, m: m, n: n, k: k, alpha: alpha, packA: { i0, rows, p0, depth, dst in
+            packA(a, lda, i0, rows, p0, depth, dst)
+        }, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, backend: backend)
+    }
+
+    static func run(transB: Bool, m: Int, n: Int, k: Int, alpha: Float, packA: PackA,
+                    b: UnsafePointer<Float>, ldb: Int,
                     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, backend: CPUBackend) {
         guard m > 0, n > 0 else { return }
         if k == 0 {
@@ -27,6 +40,9 @@ enum SGEMM {
         }
         let packedB = UnsafeMutablePointer<Float>.allocate(capacity: kc * nc)
         defer { packedB.deallocate() }
+        let workers = max(1, backend.threads)
+        let packedA = UnsafeMutablePointer<Float>.allocate(capacity: workers * mc * kc)
+        defer { packedA.deallocate() }
         var jc = 0
         while jc < n {
             let ncCur = min(nc, n - jc)
@@ -41,25 +57,18 @@ enum SGEMM {
                         packB(transB, b, ldb, pc, kcCur, jc + p * nr, min(nr, ncCur - p * nr), packedB + p * nr * kcCur)
                     }
                 }
-                // Tasks: row blocks x column splits, so that a short M still spreads over every worker.
+                // Tasks: row blocks x column splits, at least ~8 per worker so that dynamic
+                // scheduling evens out; each task packs its own A block.
                 let mBlocks = (m + mc - 1) / mc
-                let nSplits = min(panels, max(1, (backend.threads * 2 + mBlocks - 1) / mBlocks))
-                let tasks = mBlocks * nSplits
+                let nSplits = min(panels, max(1, (8 * workers + mBlocks - 1) / mBlocks), max(1, panels / 4))
                 let pb = UnsafePointer(packedB)
-                backend.parallelFor(tasks) { r in
-                    let packedA = UnsafeMutablePointer<Float>.allocate(capacity: mc * kcCur)
-                    defer { packedA.deallocate() }
-                    var packedBlock = -1
-                    for t in r {
-                        let ib = t / nSplits, s = t % nSplits
-                        let ic = ib * mc, mcCur = min(mc, m - ic)
-                        if packedBlock != ib {
-                            packA(a, lda, ic, mcCur, pc, kcCur, packedA)
-                            packedBlock = ib
-                        }
-                        let p0 = panels * s / nSplits, p1 = panels * (s + 1) / nSplits
-                        macroKernel(kcCur, packedA, mcCur, pb, p0, p1, ncCur, c + ic * ldc + jc, ldc, alpha, betaCur)
-                    }
+                backend.parallelTasks(mBlocks * nSplits) { w, t in
+                    let ib = t / nSplits, s = t % nSplits
+                    let ic = ib * mc, mcCur = min(mc, m - ic)
+                    let pa = packedA + w * mc * kc
+                    packA(ic, mcCur, pc, kcCur, pa)
+                    let p0 = panels * s / nSplits, p1 = panels * (s + 1) / nSplits
+                    macroKernel(kcCur, pa, mcCur, pb, p0, p1, ncCur, c + ic * ldc + jc, ldc, alpha, betaCur)
                 }
                 pc += kcCur
             }

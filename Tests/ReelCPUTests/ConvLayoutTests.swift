@@ -210,3 +210,19 @@ func referenceConv3d(_ x: [Double], _ xs: Shape, _ w: [Double], _ ws: Shape, bia
         #expect(try one.layerNorm(x, weight: nil, bias: nil, eps: 1e-6).toFloats() == many.layerNorm(x, weight: nil, bias: nil, eps: 1e-6).toFloats())
     }
 }
+
+@Suite struct ConversionTests {
+    @Test func bf16EncodingMatchesScalarRounding() throws {
+        let cpu = CPUBackend()
+        // Ties, NaN, infinities, subnormals and ordinary values, past one SIMD width.
+        var values: [Float] = [1 + 1.0 / 256, 1 + 3.0 / 256, .nan, .infinity, -.infinity, 1e-40, -0.0, 3.4e38]
+        var rng = TestRNG(901)
+        values += rng.normals(29, scale: 100)
+        let x = try cpu.tensor(values, shape: [values.count])
+        let y = try cpu.cast(x, to: .bf16)
+        var bytes = [UInt8](repeating: 0, count: y.byteCount)
+        try bytes.withUnsafeMutableBytes { try cpu.download(y, into: $0) }
+        let got = bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
+        #expect(got == values.map(BFloat16Bits.fromFloat))
+    }
+}
