@@ -44,9 +44,6 @@ extension CPUBackend {
         }
     }
 
-    /// Whether `sgemm` goes to the run-time loaded BLAS.
-    var usesBLAS: Bool { gemmPath != .own && BLAS.shared != nil }
-
     /// Row-major single-precision GEMM through the configured path (`gemmPath`).
     public func sgemm(transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,

@@ -91,9 +91,11 @@ final class CPUEvent: BackendEvent {}
 
 /// Which matrix-multiply implementation `matmul` (and the ops built on it) uses.
 public enum GEMMPath: String, CaseIterable, Sendable {
-    /// A run-time loaded BLAS when one is installed, the own kernel otherwise.
+    /// A run-time loaded BLAS for matmul when one is installed, the own kernel otherwise;
+    /// convolutions and attention always use the own kernel (implicit GEMM, fused tiles).
     case auto
-    /// `cblas_sgemm` of the BLAS found by `BLAS.shared`; an error when none is installed.
+    /// `cblas_sgemm` of the BLAS found by `BLAS.shared` (convolutions through im2col); an error
+    /// when none is installed.
     case blas
     /// Reel's own packed, blocked, multithreaded SIMD kernel.
     case own

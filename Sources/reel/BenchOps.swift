@@ -26,6 +26,9 @@ struct BenchOps: ParsableCommand {
     @Option(help: "Worker threads of the CPU backend (default: active cores).")
     var threads: Int?
 
+    @Option(help: "CPU matrix-multiply path for every op: auto (BLAS when installed), blas, own.")
+    var gemm: GEMMPath = .auto
+
     @Option(help: "Timed repetitions per op (the median is reported).")
     var repeats: Int = 5
 
@@ -41,7 +44,7 @@ struct BenchOps: ParsableCommand {
     }
 
     private func runCPU() throws {
-        let cpu = CPUBackend(threads: threads)
+        let cpu = CPUBackend(threads: threads, gemm: gemm)
         let hw = CPUHardware.describe(threads: cpu.threads)
         print("Measuring the CPU's floors...")
         let measuredPeak = CPUHardware.measurePeakFLOPS(threads: cpu.threads)
@@ -54,7 +57,7 @@ struct BenchOps: ParsableCommand {
             peak float32: \(hw.cores) cores x \(hw.simdWidth) lanes x \(hw.fmaUnits) FMA x 2 x \(fmt(hw.clockGHz, 2)) GHz = \
             \(fmt(hw.specPeakFLOPS / 1e9, 1)) GFLOP/s (specification); FMA loop measured \(fmt(measuredPeak / 1e9, 1)) GFLOP/s
             memory: \(fmt(bandwidth / 1e9, 1)) GB/s (parallel 256 MB copy, read + write)
-            BLAS: \(BLAS.shared?.path ?? "none (REEL_BLAS=none or not installed)")
+            BLAS: \(BLAS.shared?.path ?? "none (REEL_BLAS=none or not installed)"); ops use --gemm \(gemm.rawValue)
             floor = max(FLOP / \(fmt(peak / 1e9, 1)) GFLOP/s, bytes / \(fmt(bandwidth / 1e9, 1)) GB/s); ratio = floor / time
 
             """)
@@ -248,3 +251,5 @@ struct BenchCase {
 private func fmt(_ v: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", v) }
 private func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
 private func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? " " + s : String(repeating: " ", count: n - s.count) + s }
+
+extension GEMMPath: ExpressibleByArgument {}
