@@ -5,7 +5,7 @@ import Testing
 @testable import ReelIO
 
 @Suite struct TorchCheckpointTests {
-    @Test(arguments: ["state_dict.pt", "dtypes.pt", "views.pt", "nested.pt", "big_endian.pt"])
+    @Test(arguments: ["state_dict.pt", "dtypes.pt", "views.pt", "nested.pt", "big_endian.pt", "parameters.pt"])
     func matchesPyTorch(_ name: String) throws {
         try FixtureCheck.compare(TestFiles.fixture(name))
     }
