@@ -76,6 +76,16 @@ import Testing
         #expect(device.uploads == 1)
     }
 
+    @Test func unalignedDataIsCopied() throws {
+        // A header of odd length puts the data at an odd offset: a bf16 tensor there cannot be used in place.
+        var header = #"{"w":{"dtype":"BF16","shape":[3],"data_offsets":[0,6]}}"#
+        while (8 + header.utf8.count) % 2 == 0 { header += " " }
+        let path = try Self.rawFile(header: header, data: try HostConversion.encode([1, -2, 0.5], as: .bf16))
+        let t = try SafetensorsFile(path: path).tensor("w", on: CPUBackend(threads: 1))
+        #expect(!(t.storage is MappedRegion))
+        #expect(try t.toFloats() == [1, -2, 0.5])
+    }
+
     @Test func mappedTensorsOutliveTheirFile() throws {
         var writer = SafetensorsWriter()
         try writer.add("w", bytes: floatBytes([1, 2, 3]), dtype: .f32, shape: [3])
