@@ -172,6 +172,26 @@ import Testing
         #expect((sharded as? ShardedWeightFile)?.shards.count == 2)
     }
 
+    /// A tiny WanTransformer3DModel saved by diffusers in three shards: opened by its folder.
+    @Test func readsADiffusersShardedModel() throws {
+        struct Summary: Decodable { let dtype: String; let shape: [Int]; let sum: Double; let sum_of_squares: Double }
+        let expected = try JSONDecoder().decode([String: Summary].self, from: Data(contentsOf: URL(
+            fileURLWithPath: TestFiles.fixture("diffusers_sharded.expected.json"))))
+        let file = try WeightFiles.open(TestFiles.fixture("diffusers_sharded"))
+        #expect((file as? ShardedWeightFile)?.shards.count == 3)
+        #expect(file.keys == expected.keys.sorted())
+        #expect(file.keys.contains("blocks.0.attn1.to_q.weight"))
+        let cpu = CPUBackend(threads: 1)
+        for (key, e) in expected {
+            let t = try file.tensor(key, on: cpu)
+            #expect(t.dtype.rawValue == e.dtype && t.shape == Shape(e.shape), "\(key)")
+            let v = try t.toFloats().map(Double.init)
+            // bf16 values are exact in float32; only the summation order differs from PyTorch's.
+            #expect(abs(v.reduce(0, +) - e.sum) <= 1e-9 * max(1, abs(e.sum)) + 1e-6, "\(key)")
+            #expect(abs(v.reduce(0) { $0 + $1 * $1 } - e.sum_of_squares) <= 1e-6 * max(1, e.sum_of_squares), "\(key)")
+        }
+    }
+
     // MARK: Bad input
 
     /// A file of `header` (padded) and `data`, with the header length `length` (the true one by default).
