@@ -32,7 +32,7 @@ let package = Package(
         // The CPU backend: float32 math, multithreaded, the oracle for every other backend.
         .target(name: "ReelCPU", dependencies: ["ReelCore"], swiftSettings: cpuKernelSettings),
         // The CUDA backend: NVIDIA libraries loaded at run time, kernels compiled by NVRTC.
-        .target(name: "ReelCUDA", dependencies: ["ReelCore"]),
+        .target(name: "ReelCUDA", dependencies: ["ReelCore"], resources: [.copy("Kernels")]),
         // Weight files (safetensors, PyTorch zip checkpoints) and video sinks.
         .target(name: "ReelIO", dependencies: ["ReelCore"]),
         // Tokenizer, text encoder, DiT, VAE and tiny decoder.
@@ -48,6 +48,7 @@ let package = Package(
         ),
         .testTarget(name: "ReelCoreTests", dependencies: ["ReelCore", "ReelCPU"]),
         .testTarget(name: "ReelCPUTests", dependencies: ["ReelCore", "ReelCPU"]),
+        .testTarget(name: "ReelCUDATests", dependencies: ["ReelCore", "ReelCUDA"]),
         .testTarget(name: "ReelIOTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelModelsTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelPipelineTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline"], exclude: ["Fixtures"]),

@@ -15,6 +15,8 @@ struct BenchOps: ParsableCommand {
 
     enum BackendKind: String, ExpressibleByArgument, CaseIterable {
         case cpu
+        /// GPU 0, at the 1.3B model's real shapes (BenchOps+CUDA.swift).
+        case cuda
     }
 
     @Option(help: "Backend to measure: \(BackendKind.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -40,6 +42,7 @@ struct BenchOps: ParsableCommand {
     func run() throws {
         switch backend {
         case .cpu: try runCPU()
+        case .cuda: try CUDABench.run(filter: filter, repeats: max(repeats, 10))
         }
     }
 

@@ -1,0 +1,230 @@
+import Foundation
+import ReelCore
+
+/// The CUDA backend: one stream of one GPU. Ops are queued on the stream and return at once;
+/// `download` and `synchronize` wait. `makeStream()` gives another backend on the same device whose
+/// ops run concurrently, ordered against this one with `recordEvent()` / `wait(for:)`.
+///
+/// Storage is bf16/f16/f32 (plus int32/int64 ids and raw bytes for layout ops); every kernel
+/// accumulates in float32. Kernels are compiled by NVRTC on first use and cached on disk.
+public final class CUDABackend: Backend, @unchecked Sendable {
+    public let device: CUDADevice
+    let driver: CUDADriver
+    /// This backend's stream (non-blocking: never serialized with the legacy default stream).
+    public let stream: CUhandle
+    public let name: String
+    /// cuBLASLt's scratch memory, one per stream (concurrent GEMMs must not share it).
+    /// (A storage, not a Tensor: a tensor would hold this backend and never let it go.)
+    private var workspace: CUDAStorage?
+
+    /// Which attention implementation runs. `.auto` uses cuDNN's fused flash attention where it
+    /// supports the problem (bf16/f16, no bias, D = Dv <= 128) and Reel's own kernels otherwise.
+    public enum AttentionPath: String, Sendable, CaseIterable { case auto, own, cudnn }
+    public var attentionPath: AttentionPath = .auto
+    let cudnnLock = NSLock()
+    var cudnnHandle: CUhandle = nil
+    var cudnnPlans: [CuDNNAttentionPlan.Key: CuDNNAttentionPlan] = [:]
+    /// Shapes cuDNN refused, with its reason (so they are not retried on every call).
+    public internal(set) var cudnnRefusals: [String] = []
+    var cudnnRefused: Set<CuDNNAttentionPlan.Key> = []
+    var cudnnWorkspace: CUDAStorage?
+    let gemmLock = NSLock()
+    var gemmPlans: [GemmKey: GemmPlan] = [:]
+
+    /// Opens GPU `ordinal` (loading the NVIDIA libraries on first use) with a new stream.
+    public convenience init(device ordinal: Int = 0) throws {
+        try self.init(device: CUDADevice.open(ordinal))
+    }
+
+    init(device: CUDADevice) throws {
+        self.device = device
+        driver = device.driver
+        try device.makeCurrent()
+        var s: CUhandle = nil
+        try driver.check(driver.cuStreamCreate(&s, CUDADriver.streamNonBlocking), "cuStreamCreate")
+        stream = s
+        name = "cuda:\(device.info.ordinal)"
+    }
+
+    deinit {
+        _ = driver.cuStreamSynchronize(stream)
+        _ = driver.cuStreamDestroy(stream)
+    }
+
+    // MARK: Memory
+
+    public func allocate(_ shape: Shape, dtype: DType) throws -> Tensor {
+        try require(shape.isValid, "allocate", "negative dimension in \(shape)")
+        try device.makeCurrent()
+        let storage = try device.allocator.allocate(shape.count * dtype.size, stream: stream)
+        return Tensor(storage: storage, shape: shape, dtype: dtype, backend: self)
+    }
+
+    /// The device address of a tensor's first element; throws if it lives on another backend.
+    func pointer(_ t: Tensor, _ op: String) throws -> CUdeviceptr {
+        guard let s = t.storage as? CUDAStorage, s.allocator === device.allocator else {
+            throw ReelError.wrongBackend(op: op, expected: name, got: t.backend.name)
+        }
+        return s.pointer + UInt64(t.byteOffset)
+    }
+
+    public func upload(_ bytes: UnsafeRawBufferPointer, shape: Shape, dtype: DType) throws -> Tensor {
+        try require(bytes.count == shape.count * dtype.size, "upload",
+                    "\(bytes.count) bytes for \(shape) \(dtype) (needs \(shape.count * dtype.size))")
+        let t = try allocate(shape, dtype: dtype)
+        if bytes.count == 0 { return t }
+        let dst = try pointer(t, "upload")
+        let staging = device.staging
+        staging.lock.lock()
+        defer { staging.lock.unlock() }
+        let bufs = try staging.acquire()
+        var done = 0, i = 0
+        // Double-buffered: the host fills one pinned buffer while the other is on its way.
+        while done < bytes.count {
+            let n = min(PinnedStaging.chunk, bytes.count - done)
+            let (buf, event) = bufs[i & 1]
+            try driver.check(driver.cuEventSynchronize(event), "cuEventSynchronize")
+            buf.copyMemory(from: bytes.baseAddress! + done, byteCount: n)
+            try driver.check(driver.cuMemcpyHtoDAsync(dst + UInt64(done), buf, n, stream), "cuMemcpyHtoDAsync_v2")
+            try driver.check(driver.cuEventRecord(event, stream), "cuEventRecord")
+            done += n; i += 1
+        }
+        return t
+    }
+
+    public func download(_ tensor: Tensor, into bytes: UnsafeMutableRawBufferPointer) throws {
+        try require(bytes.count == tensor.byteCount, "download", "buffer of \(bytes.count) bytes for \(tensor) (\(tensor.byteCount) bytes)")
+        if bytes.count == 0 { return }
+        try device.makeCurrent()
+        let src = try pointer(tensor, "download")
+        let staging = device.staging
+        staging.lock.lock()
+        defer { staging.lock.unlock() }
+        let bufs = try staging.acquire()
+        var done = 0
+        while done < bytes.count {
+            let n = min(PinnedStaging.chunk, bytes.count - done)
+            let (buf, event) = bufs[0]
+            // An upload from another stream may still be reading this buffer.
+            try driver.check(driver.cuEventSynchronize(event), "cuEventSynchronize")
+            try driver.check(driver.cuMemcpyDtoHAsync(buf, src + UInt64(done), n, stream), "cuMemcpyDtoHAsync_v2")
+            try driver.check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
+            (bytes.baseAddress! + done).copyMemory(from: buf, byteCount: n)
+            done += n
+        }
+    }
+
+    func gemmWorkspace() throws -> UInt64 {
+        if workspace == nil { workspace = try device.allocator.allocate(CUDADevice.gemmWorkspaceBytes, stream: stream) }
+        return workspace!.pointer
+    }
+
+    // MARK: Streams
+
+    public func synchronize() throws {
+        try device.makeCurrent()
+        try driver.check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
+    }
+
+    public func makeStream() throws -> any Backend { try CUDABackend(device: device) }
+
+    public func recordEvent() throws -> any BackendEvent { try record(timing: false) }
+
+    /// An event recorded on this stream; with `timing`, usable with `elapsedMilliseconds`.
+    public func record(timing: Bool) throws -> CUDAEvent {
+        try device.makeCurrent()
+        let e = try CUDAEvent(driver: driver, timing: timing)
+        try driver.check(driver.cuEventRecord(e.handle, stream), "cuEventRecord")
+        return e
+    }
+
+    public func wait(for event: any BackendEvent) throws {
+        guard let e = event as? CUDAEvent else {
+            throw ReelError.wrongBackend(op: "wait", expected: name, got: "\(type(of: event))")
+        }
+        try driver.check(driver.cuStreamWaitEvent(stream, e.handle, 0), "cuStreamWaitEvent")
+    }
+
+    /// Milliseconds between two timing events (waits for `end`).
+    public func elapsedMilliseconds(from start: CUDAEvent, to end: CUDAEvent) throws -> Double {
+        try driver.check(driver.cuEventSynchronize(end.handle), "cuEventSynchronize")
+        var ms: Float = 0
+        try driver.check(driver.cuEventElapsedTime(&ms, start.handle, end.handle), "cuEventElapsedTime")
+        return Double(ms)
+    }
+
+    // MARK: Graphs
+
+    /// Records the ops `body` issues on this stream into a CUDA Graph instead of running them.
+    /// `replay()` then reruns them all with one launch. Run `body` once before capturing, so kernels
+    /// are compiled and cuBLASLt has chosen its algorithms. Tensors allocated inside `body` (its
+    /// outputs and intermediates) are owned by the graph and reused by every replay; tensors made
+    /// before it (weights, inputs) must outlive the graph. Inputs change by writing into them
+    /// (`copy(_:into:axis:at:)`) between replays.
+    public func captureGraph(_ body: () throws -> Void) throws -> CUDAGraph {
+        try device.makeCurrent()
+        let capture = CUDAGraphCapture()
+        device.allocator.beginCapture(stream: stream, capture)
+        try driver.check(driver.cuStreamBeginCapture(stream, CUDADriver.captureModeRelaxed), "cuStreamBeginCapture_v2")
+        var bodyError: Error?
+        do { try body() } catch { bodyError = error }
+        var graph: CUhandle = nil
+        let endStatus = driver.cuStreamEndCapture(stream, &graph)
+        device.allocator.endCapture(stream: stream)
+        if let bodyError {
+            if graph != nil { _ = driver.cuGraphDestroy(graph) }
+            throw bodyError
+        }
+        try driver.check(endStatus, "cuStreamEndCapture")
+        var exec: CUhandle = nil
+        let status = driver.cuGraphInstantiateWithFlags(&exec, graph, 0)
+        if status != 0 { _ = driver.cuGraphDestroy(graph) }
+        try driver.check(status, "cuGraphInstantiateWithFlags")
+        return CUDAGraph(backend: self, graph: graph, exec: exec, capture: capture)
+    }
+}
+
+/// A CUDA event; destroyed with the object.
+public final class CUDAEvent: BackendEvent, @unchecked Sendable {
+    let handle: CUhandle
+    private let driver: CUDADriver
+
+    init(driver: CUDADriver, timing: Bool) throws {
+        self.driver = driver
+        var e: CUhandle = nil
+        try driver.check(driver.cuEventCreate(&e, timing ? 0 : CUDADriver.eventDisableTiming), "cuEventCreate")
+        handle = e
+    }
+
+    /// Blocks the host until the work before this event has finished.
+    public func synchronize() throws { try driver.check(driver.cuEventSynchronize(handle), "cuEventSynchronize") }
+
+    deinit { _ = driver.cuEventDestroy(handle) }
+}
+
+/// A captured sequence of ops (see `CUDABackend.captureGraph`), replayed on the stream it was captured on.
+public final class CUDAGraph: @unchecked Sendable {
+    private let backend: CUDABackend
+    private let graph: CUhandle
+    private let exec: CUhandle
+    private let capture: CUDAGraphCapture
+
+    init(backend: CUDABackend, graph: CUhandle, exec: CUhandle, capture: CUDAGraphCapture) {
+        self.backend = backend; self.graph = graph; self.exec = exec; self.capture = capture
+    }
+
+    /// Number of tensors' storages the graph keeps alive.
+    public var retainedAllocations: Int { capture.retained.count }
+
+    /// Queues every captured op again on the backend's stream.
+    public func replay() throws {
+        try backend.device.makeCurrent()
+        try backend.driver.check(backend.driver.cuGraphLaunch(exec, backend.stream), "cuGraphLaunch")
+    }
+
+    deinit {
+        _ = backend.driver.cuStreamSynchronize(backend.stream)
+        _ = backend.driver.cuGraphExecDestroy(exec)
+        _ = backend.driver.cuGraphDestroy(graph)
+    }
+}

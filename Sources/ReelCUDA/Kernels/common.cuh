@@ -1,0 +1,103 @@
+// Shared by every Reel kernel: dtype codes and float32 conversions of the storage formats.
+// Written without the CUDA headers (cuda_bf16.h etc.) so NVRTC needs nothing beyond its builtins.
+#pragma once
+
+#define INFINITY __int_as_float(0x7f800000)
+
+typedef long long i64;
+typedef unsigned long long u64;
+typedef unsigned int u32;
+typedef unsigned short u16;
+
+// Dtype codes, mirrored by DTypeCode in the Swift launcher.
+#define DT_F32 0
+#define DT_F16 1
+#define DT_BF16 2
+#define DT_I32 3
+#define DT_I64 4
+#define DT_I8 5
+#define DT_U8 6
+#define DT_FP8 7
+
+__device__ __forceinline__ float bf16_to_f32(u16 v) { return __uint_as_float(((u32)v) << 16); }
+__device__ __forceinline__ u16 f32_to_bf16(float f) {
+    u16 r; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(f)); return r;
+}
+__device__ __forceinline__ float f16_to_f32(u16 v) {
+    float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v)); return f;
+}
+__device__ __forceinline__ u16 f32_to_f16(float f) {
+    u16 r; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(f)); return r;
+}
+
+// FP8 E4M3 through the sm_89+ conversion instructions; saturating like the host encoder.
+__device__ __forceinline__ float fp8_to_f32(unsigned char v) {
+#if __CUDA_ARCH__ >= 890
+    u16 in = v, h2lo; u32 h2;
+    asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(h2) : "h"(in));
+    h2lo = (u16)(h2 & 0xFFFF);
+    return f16_to_f32(h2lo);
+#else
+    int e = (v >> 3) & 15, m = v & 7; float s = (v & 0x80) ? -1.f : 1.f;
+    if (e == 15 && m == 7) return __int_as_float(0x7fc00000);
+    if (e == 0) return s * m * 0.001953125f;
+    return s * (1.f + m / 8.f) * exp2f((float)(e - 7));
+#endif
+}
+__device__ __forceinline__ unsigned char f32_to_fp8(float f) {
+#if __CUDA_ARCH__ >= 890
+    u16 r; asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(0.f), "f"(f));
+    return (unsigned char)(r & 0xFF);
+#else
+    return 0;  // FP8 storage needs sm_89 or newer; the launcher refuses it before.
+#endif
+}
+
+// Loads element i of a buffer of dtype `dt` as float32. `dt` is uniform across a launch, so the
+// switch costs a predictable branch, and one kernel serves every mix of input/output dtypes.
+__device__ __forceinline__ float load_f(const void* p, i64 i, int dt) {
+    switch (dt) {
+    case DT_F32: return ((const float*)p)[i];
+    case DT_F16: return f16_to_f32(((const u16*)p)[i]);
+    case DT_BF16: return bf16_to_f32(((const u16*)p)[i]);
+    case DT_I32: return (float)((const int*)p)[i];
+    case DT_I64: return (float)((const i64*)p)[i];
+    case DT_I8: return (float)((const signed char*)p)[i];
+    case DT_U8: return (float)((const unsigned char*)p)[i];
+    default: return fp8_to_f32(((const unsigned char*)p)[i]);
+    }
+}
+
+__device__ __forceinline__ void store_f(void* p, i64 i, int dt, float v) {
+    switch (dt) {
+    case DT_F32: ((float*)p)[i] = v; break;
+    case DT_F16: ((u16*)p)[i] = f32_to_f16(v); break;
+    case DT_BF16: ((u16*)p)[i] = f32_to_bf16(v); break;
+    case DT_I32: ((int*)p)[i] = (int)v; break;
+    case DT_I64: ((i64*)p)[i] = (i64)v; break;
+    case DT_I8: ((signed char*)p)[i] = (signed char)fmaxf(-128.f, fminf(127.f, rintf(v))); break;
+    case DT_U8: ((unsigned char*)p)[i] = (unsigned char)fmaxf(0.f, fminf(255.f, rintf(v))); break;
+    default: ((unsigned char*)p)[i] = f32_to_fp8(v); break;
+    }
+}
+
+// Broadcast indexing for up to 8 axes: the output's extents and, per operand, the element stride
+// of each output axis (0 where the operand is broadcast). rank 0 means "all operands contiguous
+// and of the output's shape".
+struct Bcast {
+    i64 dims[8];
+    i64 stride[3][8];
+    int rank;
+};
+
+__device__ __forceinline__ void bcast_offsets(const Bcast& b, i64 i, i64* off, int operands) {
+    if (b.rank == 0) { for (int k = 0; k < operands; k++) off[k] = i; return; }
+    for (int k = 0; k < operands; k++) off[k] = 0;
+    for (int a = b.rank - 1; a >= 0; a--) {
+        i64 c = i % b.dims[a];
+        i /= b.dims[a];
+        for (int k = 0; k < operands; k++) off[k] += c * b.stride[k][a];
+    }
+}
+
+#define GRID_STRIDE(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)

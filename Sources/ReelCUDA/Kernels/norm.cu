@@ -1,0 +1,41 @@
+// Row normalizations over the last axis: LayerNorm, RMSNorm and the Wan VAE's channel L2 norm.
+// One warp per row: rows are short (96 .. 5120) and many, so a warp-wide reduction with shuffles
+// beats a block-wide one, and the row stays in L1 between the passes.
+#include "common.cuh"
+
+#define N_LAYER 0
+#define N_RMS 1
+#define N_L2 2
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+extern "C" __global__ void row_norm(const void* x, const void* w, const void* b, void* y, i64 rows, int C,
+                                    float eps, float scale, int mode, int dtx, int dtw, int dtb, int dty) {
+    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    i64 base = row * C;
+    float mean = 0.f;
+    if (mode == N_LAYER) {
+        float s = 0.f;
+        for (int c = lane; c < C; c += 32) s += load_f(x, base + c, dtx);
+        mean = warp_sum(s) / C;
+    }
+    // Second pass on centred values: no catastrophic cancellation of E[x^2] - E[x]^2.
+    float ss = 0.f;
+    for (int c = lane; c < C; c += 32) { float v = load_f(x, base + c, dtx) - mean; ss += v * v; }
+    ss = warp_sum(ss);
+    float inv;
+    if (mode == N_LAYER) inv = rsqrtf(ss / C + eps);
+    else if (mode == N_RMS) inv = rsqrtf(ss / C + eps);
+    else inv = scale / fmaxf(sqrtf(ss), eps);
+    for (int c = lane; c < C; c += 32) {
+        float v = (load_f(x, base + c, dtx) - mean) * inv;
+        if (w) v *= load_f(w, c, dtw);
+        if (b) v += load_f(b, c, dtb);
+        store_f(y, base + c, dty, v);
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import ReelCore
+
+// Fused attention (Kernels/attention.cu): never a materialized score matrix.
+extension CUDABackend {
+    public func attention(query: Tensor, key: Tensor, value: Tensor, scale: Float, bias: Tensor?) throws -> Tensor {
+        for t in [query, key, value] { try requireFloat(t, "attention") }
+        try require(query.rank == 4 && key.rank == 4 && value.rank == 4, "attention",
+                    "expected q [B,Lq,H,D], k [B,Lk,H,D], v [B,Lk,H,Dv], got \(query.shape), \(key.shape), \(value.shape)")
+        let (b, lq, h, d) = (query.shape[0], query.shape[1], query.shape[2], query.shape[3])
+        let (lk, dv) = (key.shape[1], value.shape[3])
+        try require(key.shape[0] == b && key.shape[2] == h && key.shape[3] == d, "attention", "k \(key.shape) does not match q \(query.shape)")
+        try require(value.shape[0] == b && value.shape[1] == lk && value.shape[2] == h, "attention", "v \(value.shape) does not match k \(key.shape)")
+        if let bias {
+            try requireFloat(bias, "attention")
+            try require(bias.shape == [h, lq, lk], "attention", "bias must be [H, Lq, Lk] = [\(h), \(lq), \(lk)], got \(bias.shape)")
+        }
+        let out = try allocate([b, lq, h, dv], dtype: query.dtype)
+        if out.count == 0 { return out }
+        if lk == 0 { try fill(out, with: 0); return out }
+        let pq = try arg(query, "attention"), pk = try arg(key, "attention"), pv = try arg(value, "attention")
+        let po = try arg(out, "attention"), pb = try arg(bias, "attention")
+
+        let half = query.dtype == .bf16 || query.dtype == .f16
+        let sameType = key.dtype == query.dtype && value.dtype == query.dtype
+        let aligned = [pq, pk, pv, po].allSatisfy { $0 % 16 == 0 }
+        let cudnnShape = half && sameType && aligned && bias == nil && d == dv && d % 8 == 0 && d <= 128
+        if attentionPath == .cudnn && !cudnnShape {
+            throw ReelError.unsupported(backend: name, op: "attention",
+                                        message: "cuDNN path needs bf16/f16 q, k, v, no bias, D = Dv <= 128 (multiple of 8), 16-byte aligned")
+        }
+        if cudnnShape && attentionPath != .own {
+            let key = CuDNNAttentionPlan.Key(b: b, lq: lq, lk: lk, h: h, d: d, dtype: query.dtype)
+            do {
+                if try cudnnAttention(key: key, q: pq, k: pk, v: pv, o: po, scale: scale) { return out }
+            } catch {
+                if attentionPath == .cudnn { throw error }
+            }
+        }
+        if half && sameType && aligned && bias == nil && d == dv && (d == 64 || d == 128 || d == 384) {
+            // Heads of 384 (the VAE) produce 128 output columns per block and keep Q in shared memory.
+            let dvBlock = d == 384 ? 128 : d
+            let kernel = "attn_mma_d\(d)_\(query.dtype == .bf16 ? "bf16" : "f16")"
+            let shared = (2 * 64 * (d + 8) + 2 * 64 * (dvBlock + 8) + (d == 384 ? 64 * (d + 8) : 0)) * 2
+            try launch("attention", kernel, grid: ((lq + 63) / 64, h * (dv / dvBlock), b), block: (128, 1, 1), sharedBytes: shared) { k in
+                k.add(pq); k.add(pk); k.add(pv); k.add(po); k.add(Int32(lq)); k.add(Int32(lk)); k.add(Int32(h)); k.add(Int32(dv)); k.add(scale)
+            }
+            return out
+        }
+        try require(d <= 384 && dv <= 384, "attention", "head dims up to 384 are supported, got D = \(d), Dv = \(dv)")
+        let shared = 16 * (d + dv) * 4
+        try launch("attention", "attn_generic", grid: ((lq + 7) / 8, h, b), block: (256, 1, 1), sharedBytes: shared) { k in
+            k.add(pq); k.add(pk); k.add(pv); k.add(pb); k.add(po)
+            k.add(Int32(lq)); k.add(Int32(lk)); k.add(Int32(h)); k.add(Int32(d)); k.add(Int32(dv)); k.add(scale)
+            k.add(query.dtype.kernelCode); k.add(key.dtype.kernelCode); k.add(value.dtype.kernelCode)
+            k.add((bias?.dtype ?? .f32).kernelCode); k.add(out.dtype.kernelCode)
+        }
+        return out
+    }
+}
+
+extension CUDABackend {
+    /// Runs cuDNN's fused attention; false when cuDNN is absent or refused this shape before
+    /// (the reason is kept in `cudnnRefusals`), so the caller uses Reel's own kernel.
+    func cudnnAttention(key: CuDNNAttentionPlan.Key, q: UInt64, k: UInt64, v: UInt64, o: UInt64, scale: Float) throws -> Bool {
+        cudnnLock.lock()
+        defer { cudnnLock.unlock() }
+        if cudnnRefused.contains(key) {
+            if attentionPath == .cudnn { throw ReelError.unsupported(backend: name, op: "attention", message: cudnnRefusals.last ?? "refused by cuDNN") }
+            return false
+        }
+        let dnn: CuDNN
+        do { dnn = try CUDALibraries.cudnn() } catch {
+            if attentionPath == .cudnn { throw error }
+            return false
+        }
+        if cudnnHandle == nil {
+            try device.makeCurrent()
+            _ = try? CUDALibraries.nvrtc()  // cuDNN's runtime-compiled engines find the NVRTC already loaded
+            try dnn.check(dnn.cudnnCreate(&cudnnHandle), "cudnnCreate")
+            try dnn.check(dnn.cudnnSetStream(cudnnHandle, stream), "cudnnSetStream")
+        }
+        let plan: CuDNNAttentionPlan
+        if let p = cudnnPlans[key] { plan = p } else {
+            do { plan = try CuDNNAttentionPlan(dnn: dnn, handle: cudnnHandle, key: key) } catch {
+                cudnnRefused.insert(key)
+                cudnnRefusals.append("B\(key.b) Lq\(key.lq) Lk\(key.lk) H\(key.h) D\(key.d) \(key.dtype): \(error)")
+                throw error
+            }
+            cudnnPlans[key] = plan
+        }
+        if plan.workspaceBytes > (cudnnWorkspace?.byteCount ?? 0) {
+            cudnnWorkspace = try device.allocator.allocate(plan.workspaceBytes, stream: stream)
+        }
+        try device.makeCurrent()
+        try plan.execute(handle: cudnnHandle, q: q, k: k, v: v, o: o, scale: scale, workspace: cudnnWorkspace?.pointer ?? 0)
+        return true
+    }
+}

@@ -1,0 +1,181 @@
+import Foundation
+import ReelCore
+
+// GEMMs through cuBLASLt: bf16/f16 tensor cores with float32 accumulation (CUBLAS_COMPUTE_32F,
+// never TF32 for f32 data), the bias added in the epilogue, the algorithm chosen once per problem
+// shape (cuBLASLt's heuristic candidates, timed) and remembered.
+extension CUDABackend {
+    /// Row-major `D[batch][M, N] = A[batch][M, K] x op(B[batch])` (+ bias[N]), with op(B) = B^T for
+    /// B `[N, K]` when `transposeB`, else B `[K, N]`. Strides are in elements (0: shared by the batch).
+    func gemm(a: UInt64, b: UInt64, d: UInt64, bias: UInt64?, m: Int, n: Int, k: Int, transposeB: Bool,
+              batch: Int = 1, strideA: Int = 0, strideB: Int = 0, strideD: Int = 0, dtype: DType) throws {
+        if m == 0 || n == 0 { return }
+        let key = GemmKey(m: m, n: n, k: k, batch: batch, transposeB: transposeB, bias: bias != nil, dtype: dtype,
+                          strides: [strideA, strideB, strideD], alignment: [a, b, d].map { Int($0 % 16) })
+        // Descriptors are made once per shape and stream: per call only the bias pointer changes.
+        gemmLock.lock()
+        defer { gemmLock.unlock() }
+        let plan: GemmPlan
+        if let p = gemmPlans[key] { plan = p } else {
+            plan = try GemmPlan(key: key)
+            gemmPlans[key] = plan
+        }
+        let (lt, handle) = try device.blas()
+        if var biasPtr = bias {
+            try lt.check(lt.cublasLtMatmulDescSetAttribute(plan.desc, CuBLASLt.descBiasPointer, &biasPtr, 8), "set BIAS_POINTER")
+        }
+        let algo = try device.gemmAlgorithm(key) { try chooseAlgorithm(plan, a: a, b: b, d: d) }
+        let workspace = try gemmWorkspace()
+        var alpha: Float = 1, beta: Float = 0
+        let status = algo.withUnsafeBytes { algoPtr in
+            lt.cublasLtMatmul(handle, plan.desc, &alpha, b, plan.la, a, plan.lb, &beta, d, plan.ld, d, plan.ld, algoPtr.baseAddress!,
+                              workspace, CUDADevice.gemmWorkspaceBytes, stream)
+        }
+        try lt.check(status, "cublasLtMatmul(\(m)x\(n)x\(k), batch \(batch), \(dtype))")
+    }
+
+    /// cuBLASLt's heuristic candidates for a plan; when there are several and the problem is large
+    /// enough to matter, each is timed once on the real buffers and the fastest kept. (The first
+    /// choice is often not the fastest at the DiT's shapes, where M = 4680 leaves a partial wave.)
+    /// Not possible while capturing a graph: then the heuristic's first choice stands.
+    private func chooseAlgorithm(_ plan: GemmPlan, a: UInt64, b: UInt64, d: UInt64) throws -> [UInt8] {
+        let (lt, handle) = try device.blas()
+        let key = plan.key
+        var pref: CUhandle = nil
+        try lt.check(lt.cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate")
+        defer { _ = lt.cublasLtMatmulPreferenceDestroy(pref) }
+        var ws = UInt64(CUDADevice.gemmWorkspaceBytes)
+        try lt.check(lt.cublasLtMatmulPreferenceSetAttribute(pref, CuBLASLt.prefMaxWorkspaceBytes, &ws, 8), "set MAX_WORKSPACE_BYTES")
+        let wanted = 16
+        var results = [UInt8](repeating: 0, count: CuBLASLt.heuristicResultSize * wanted)
+        var found: Int32 = 0
+        try results.withUnsafeMutableBytes { r in
+            try lt.check(lt.cublasLtMatmulAlgoGetHeuristic(handle, plan.desc, plan.la, plan.lb, plan.ld, plan.ld, pref, Int32(wanted), r.baseAddress!, &found),
+                         "cublasLtMatmulAlgoGetHeuristic(\(key.m)x\(key.n)x\(key.k), \(key.dtype))")
+        }
+        guard found > 0 else {
+            throw ReelError.unsupported(backend: "cuda", op: "matmul", message: "cuBLASLt has no algorithm for \(key.m)x\(key.n)x\(key.k) \(key.dtype)")
+        }
+        let candidates = (0..<Int(found)).map { i in
+            Array(results[(i * CuBLASLt.heuristicResultSize)..<((i + 1) * CuBLASLt.heuristicResultSize)])
+        }
+        var capturing: Int32 = 0
+        _ = driver.cuStreamIsCapturing(stream, &capturing)
+        if candidates.count == 1 || capturing != 0 || 2 * Double(key.m) * Double(key.n) * Double(key.k) * Double(key.batch) < 1e9 {
+            return candidates[0]
+        }
+        let scratch = try gemmWorkspace()
+        var best = candidates[0], bestTime = Double.infinity
+        for algo in candidates {
+            var alpha: Float = 1, beta: Float = 0
+            func runOnce() -> Int32 {
+                algo.withUnsafeBytes { p in
+                    lt.cublasLtMatmul(handle, plan.desc, &alpha, b, plan.la, a, plan.lb, &beta, d, plan.ld, d, plan.ld, p.baseAddress!,
+                                      scratch, CUDADevice.gemmWorkspaceBytes, stream)
+                }
+            }
+            if runOnce() != 0 { continue }  // an algorithm that refuses these buffers is skipped
+            let start = try record(timing: true)
+            for _ in 0..<5 { _ = runOnce() }
+            let end = try record(timing: true)
+            let t = try elapsedMilliseconds(from: start, to: end)
+            if t < bestTime { bestTime = t; best = algo }
+        }
+        return best
+    }
+
+    public func matmul(_ a: Tensor, _ b: Tensor, transposeB: Bool, bias: Tensor?) throws -> Tensor {
+        try requireFloat(a, "matmul"); try requireFloat(b, "matmul")
+        try require(a.rank >= 2, "matmul", "a must be [..., M, K], got \(a.shape)")
+        let bb = b.dtype == a.dtype ? b : try cast(b, to: a.dtype)
+        let k = a.shape.last
+        var m = a.count / max(k, 1), batch = 1, strideA = 0, strideB = 0, strideD = 0
+        let n: Int, kb: Int
+        if b.rank == 2 {
+            (n, kb) = transposeB ? (b.shape[0], b.shape[1]) : (b.shape[1], b.shape[0])
+        } else if b.rank == 3 {
+            try require(a.rank == 3 && a.shape[0] == b.shape[0], "matmul", "batched b \(b.shape) needs a [\(b.shape[0]), M, K], got \(a.shape)")
+            batch = b.shape[0]
+            m = a.shape[1]
+            (n, kb) = transposeB ? (b.shape[1], b.shape[2]) : (b.shape[2], b.shape[1])
+            strideA = m * k; strideB = n * k; strideD = m * n
+        } else {
+            throw ReelError.invalidArgument(op: "matmul", message: "b must be [N, K], [K, N] or batched, got \(b.shape)")
+        }
+        try require(kb == k, "matmul", "inner dimensions differ: a \(a.shape), b \(b.shape)\(transposeB ? " (transposed)" : "")")
+        var biasT: Tensor?
+        if let bias {
+            try require(bias.count == n, "matmul", "bias has \(bias.count) elements for N = \(n)")
+            biasT = bias.dtype == a.dtype ? bias : try cast(bias, to: a.dtype)
+        }
+        var outDims = Array(a.shape.dims.dropLast())
+        outDims.append(n)
+        let out = try allocate(Shape(outDims), dtype: a.dtype)
+        if k == 0 {  // an empty sum: the bias alone, or zeros
+            try fill(out, with: 0)
+            return biasT == nil ? out : try binary(.add, out, biasT!)
+        }
+        try gemm(a: try arg(a, "matmul"), b: try arg(bb, "matmul"), d: try arg(out, "matmul"), bias: try biasT.map { try arg($0, "matmul") },
+                 m: m, n: n, k: k, transposeB: transposeB, batch: batch, strideA: strideA, strideB: strideB, strideD: strideD, dtype: a.dtype)
+        return out
+    }
+}
+
+/// One GEMM problem as cuBLASLt's heuristic sees it.
+struct GemmKey: Hashable {
+    var m, n, k, batch: Int
+    var transposeB, bias: Bool
+    var dtype: DType
+    var strides: [Int]
+    var alignment: [Int]
+}
+
+extension CUDADevice {
+    static let gemmWorkspaceBytes = 32 << 20
+}
+
+/// The cuBLASLt descriptors of one GEMM shape. cuBLASLt is column-major: a row-major X[r, c] is a
+/// column-major X^T[c, r], so D^T[N, M] = op(B)^T[N, K] x A^T[K, M] is computed: cuBLAS's "A" is
+/// our B and its "B" is our A.
+final class GemmPlan {
+    let key: GemmKey
+    let lt: CuBLASLt
+    var desc: CUhandle = nil, la: CUhandle = nil, lb: CUhandle = nil, ld: CUhandle = nil
+
+    init(key: GemmKey) throws {
+        self.key = key
+        lt = try CUDALibraries.cublasLt()
+        let dataType: Int32 = key.dtype == .f32 ? CuBLASLt.dataF32 : key.dtype == .f16 ? CuBLASLt.dataF16 : CuBLASLt.dataBF16
+        try lt.check(lt.cublasLtMatmulDescCreate(&desc, CuBLASLt.computeF32, CuBLASLt.dataF32), "cublasLtMatmulDescCreate")
+        var opA: Int32 = key.transposeB ? CuBLASLt.opT : CuBLASLt.opN
+        var opB: Int32 = CuBLASLt.opN
+        try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descTransA, &opA, 4), "set TRANSA")
+        try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descTransB, &opB, 4), "set TRANSB")
+        if key.bias {
+            var epi = CuBLASLt.epilogueBias
+            var bt = dataType
+            try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descEpilogue, &epi, 4), "set EPILOGUE")
+            try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descBiasDataType, &bt, 4), "set BIAS_DATA_TYPE")
+        }
+        let (m, n, k, batch) = (key.m, key.n, key.k, key.batch)
+        func layout(rows: Int, cols: Int, ld: Int, stride: Int) throws -> CUhandle {
+            var l: CUhandle = nil
+            try lt.check(lt.cublasLtMatrixLayoutCreate(&l, dataType, UInt64(rows), UInt64(cols), Int64(ld)), "cublasLtMatrixLayoutCreate")
+            if batch > 1 {
+                var count = Int32(batch), s = Int64(stride)
+                try lt.check(lt.cublasLtMatrixLayoutSetAttribute(l, CuBLASLt.layoutBatchCount, &count, 4), "set BATCH_COUNT")
+                try lt.check(lt.cublasLtMatrixLayoutSetAttribute(l, CuBLASLt.layoutStridedBatchOffset, &s, 8), "set STRIDED_BATCH_OFFSET")
+            }
+            return l
+        }
+        // Our B as cuBLAS's A: [N, K] row-major is column-major K x N (ld K); [K, N] is N x K (ld N).
+        la = key.transposeB ? try layout(rows: k, cols: n, ld: k, stride: key.strides[1]) : try layout(rows: n, cols: k, ld: n, stride: key.strides[1])
+        lb = try layout(rows: k, cols: m, ld: k, stride: key.strides[0])
+        ld = try layout(rows: n, cols: m, ld: n, stride: key.strides[2])
+    }
+
+    deinit {
+        for l in [la, lb, ld] where l != nil { _ = lt.cublasLtMatrixLayoutDestroy(l) }
+        if desc != nil { _ = lt.cublasLtMatmulDescDestroy(desc) }
+    }
+}

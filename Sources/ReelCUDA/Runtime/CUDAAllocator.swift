@@ -1,0 +1,137 @@
+import Foundation
+import ReelCore
+
+/// Device memory of one tensor. When the last tensor viewing it goes away, the block goes back to
+/// its stream's free list in the allocator instead of to cuMemFree.
+public final class CUDAStorage: TensorStorage, @unchecked Sendable {
+    public let pointer: CUdeviceptr
+    public let byteCount: Int
+    let blockSize: Int
+    let stream: CUhandle
+    let allocator: CUDAAllocator
+
+    init(pointer: CUdeviceptr, byteCount: Int, blockSize: Int, stream: CUhandle, allocator: CUDAAllocator) {
+        self.pointer = pointer; self.byteCount = byteCount; self.blockSize = blockSize
+        self.stream = stream; self.allocator = allocator
+    }
+
+    deinit { allocator.release(pointer, blockSize: blockSize, stream: stream) }
+}
+
+/// A caching device allocator: blocks are binned by rounded size and kept per stream, so the steady
+/// state of generation (the same shapes every block) never calls cuMemAlloc.
+///
+/// A block freed on stream S is reused only by later allocations on S: stream order then
+/// guarantees that work still reading it has finished. A tensor handed to another stream must be kept
+/// alive until that stream's work is done (synchronize, or an event the owner waits for).
+public final class CUDAAllocator: @unchecked Sendable {
+    private let driver: CUDADriver
+    private let lock = NSLock()
+    private struct BinKey: Hashable { var stream: UInt; var size: Int }
+    private var free: [BinKey: [CUdeviceptr]] = [:]
+    /// Storages allocated while a stream is being captured into a graph, kept alive by that graph.
+    private var capturing: [UInt: CUDAGraphCapture] = [:]
+    public private(set) var cachedBytes = 0
+    public private(set) var liveBytes = 0
+    public private(set) var peakBytes = 0
+    public private(set) var driverAllocations = 0
+
+    init(driver: CUDADriver) { self.driver = driver }
+
+    /// Rounds up to 512 bytes under 1 MiB and to 2 MiB above, so repeated shapes land in one bin.
+    public static func blockSize(for bytes: Int) -> Int {
+        let b = max(bytes, 1)
+        if b < 1 << 20 { return (b + 511) & ~511 }
+        return (b + (2 << 20) - 1) & ~((2 << 20) - 1)
+    }
+
+    func allocate(_ bytes: Int, stream: CUhandle) throws -> CUDAStorage {
+        let size = CUDAAllocator.blockSize(for: bytes)
+        let key = BinKey(stream: UInt(bitPattern: stream), size: size)
+        lock.lock()
+        var ptr: CUdeviceptr = 0
+        if var list = free[key], let p = list.popLast() {
+            free[key] = list
+            cachedBytes -= size
+            ptr = p
+        }
+        lock.unlock()
+        if ptr == 0 {
+            var status = driver.cuMemAlloc(&ptr, size)
+            if status == 2 {  // out of memory: give the cached blocks back and try once more
+                try emptyCache()
+                status = driver.cuMemAlloc(&ptr, size)
+            }
+            if status == 2 { throw ReelError.outOfMemory(backend: "cuda", bytes: bytes) }
+            try driver.check(status, "cuMemAlloc_v2(\(size))")
+            lock.lock(); driverAllocations += 1; lock.unlock()
+        }
+        let storage = CUDAStorage(pointer: ptr, byteCount: bytes, blockSize: size, stream: stream, allocator: self)
+        lock.lock()
+        liveBytes += size
+        peakBytes = max(peakBytes, liveBytes)
+        capturing[UInt(bitPattern: stream)]?.retained.append(storage)
+        lock.unlock()
+        return storage
+    }
+
+    func release(_ ptr: CUdeviceptr, blockSize: Int, stream: CUhandle) {
+        lock.lock()
+        free[BinKey(stream: UInt(bitPattern: stream), size: blockSize), default: []].append(ptr)
+        cachedBytes += blockSize
+        liveBytes -= blockSize
+        lock.unlock()
+    }
+
+    /// Frees every cached block (after the device is idle, since a cached block may still be in use
+    /// by queued work on its stream).
+    public func emptyCache() throws {
+        lock.lock()
+        let blocks = free.values.flatMap { $0 }
+        free.removeAll()
+        cachedBytes = 0
+        lock.unlock()
+        for p in blocks { _ = driver.cuMemFree(p) }
+    }
+
+    func beginCapture(stream: CUhandle, _ capture: CUDAGraphCapture) {
+        lock.lock(); capturing[UInt(bitPattern: stream)] = capture; lock.unlock()
+    }
+
+    func endCapture(stream: CUhandle) {
+        lock.lock(); capturing[UInt(bitPattern: stream)] = nil; lock.unlock()
+    }
+}
+
+/// What a graph keeps alive: every storage allocated while it was captured (its intermediates and
+/// outputs), so no other work can be given those addresses while the graph may replay.
+final class CUDAGraphCapture: @unchecked Sendable {
+    var retained: [CUDAStorage] = []
+}
+
+/// Page-locked host buffers through which uploads and downloads go, so copies are true DMA
+/// transfers. Two buffers alternate: the host fills one while the other is being copied.
+final class PinnedStaging: @unchecked Sendable {
+    static let chunk = 32 << 20
+    private let driver: CUDADriver
+    let lock = NSLock()
+    private var buffers: [UnsafeMutableRawPointer] = []
+    private var events: [CUhandle] = []
+
+    init(driver: CUDADriver) { self.driver = driver }
+
+    /// The two staging buffers and the event marking when each was last consumed; made on first use.
+    func acquire() throws -> [(UnsafeMutableRawPointer, CUhandle)] {
+        if buffers.isEmpty {
+            for _ in 0..<2 {
+                var p: UnsafeMutableRawPointer?
+                try driver.check(driver.cuMemAllocHost(&p, PinnedStaging.chunk), "cuMemAllocHost_v2(\(PinnedStaging.chunk))")
+                var e: CUhandle = nil
+                try driver.check(driver.cuEventCreate(&e, CUDADriver.eventDisableTiming), "cuEventCreate")
+                buffers.append(p!)
+                events.append(e)
+            }
+        }
+        return Array(zip(buffers, events))
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import ReelCore
+
+/// One GPU: its primary context, caching allocator, pinned staging, compiled kernels and cuBLASLt
+/// handle. Shared by every stream (`CUDABackend`) on the device.
+public final class CUDADevice: @unchecked Sendable {
+    public let info: CUDADeviceInfo
+    let driver: CUDADriver
+    let context: CUhandle
+    let allocator: CUDAAllocator
+    let staging: PinnedStaging
+    private let lock = NSLock()
+    private var functions: [String: CUhandle] = [:]
+    private var modules: [String: CUhandle] = [:]
+    private var sources: KernelSources?
+    private let diskCache = KernelDiskCache()
+    private var blasHandle: CUhandle = nil
+    private var gemmAlgorithms: [GemmKey: [UInt8]] = [:]
+    /// Compiles that missed the disk cache, for `reel check-ops`' report.
+    public private(set) var kernelCompiles = 0
+
+    nonisolated(unsafe) private static var opened: [Int: CUDADevice] = [:]
+    private static let openLock = NSLock()
+
+    /// The device with this ordinal, opened once per process.
+    public static func open(_ ordinal: Int = 0) throws -> CUDADevice {
+        openLock.lock()
+        defer { openLock.unlock() }
+        if let d = opened[ordinal] { return d }
+        let driver = try CUDALibraries.driver()
+        var count: Int32 = 0
+        try driver.check(driver.cuDeviceGetCount(&count), "cuDeviceGetCount")
+        guard ordinal >= 0 && ordinal < Int(count) else {
+            throw ReelError.input("cuda:\(ordinal) does not exist: \(count) GPU(s) visible (see `reel devices`)")
+        }
+        let d = try CUDADevice(driver: driver, ordinal: ordinal)
+        opened[ordinal] = d
+        return d
+    }
+
+    private init(driver: CUDADriver, ordinal: Int) throws {
+        self.driver = driver
+        info = try CUDAInventory.deviceInfo(driver, ordinal: ordinal)
+        var dev: CUdevice = 0
+        try driver.check(driver.cuDeviceGet(&dev, Int32(ordinal)), "cuDeviceGet")
+        var ctx: CUhandle = nil
+        try driver.check(driver.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain")
+        context = ctx
+        allocator = CUDAAllocator(driver: driver)
+        staging = PinnedStaging(driver: driver)
+        try makeCurrent()
+    }
+
+    /// Binds the context to the calling thread (Swift tasks may move between threads).
+    @inline(__always)
+    func makeCurrent() throws {
+        try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
+    }
+
+    /// Free and total device memory in bytes.
+    public func memoryInfo() throws -> (free: Int, total: Int) {
+        try makeCurrent()
+        var f = 0, t = 0
+        try driver.check(driver.cuMemGetInfo(&f, &t), "cuMemGetInfo_v2")
+        return (f, t)
+    }
+
+    /// Bytes held by live tensors, the most ever held, and how many times cuMemAlloc was called.
+    public var allocatorStats: (live: Int, peak: Int, cached: Int, driverAllocations: Int) {
+        (allocator.liveBytes, allocator.peakBytes, allocator.cachedBytes, allocator.driverAllocations)
+    }
+
+    // MARK: Kernels
+
+    /// The kernel `name` of `Kernels/<file>.cu`, compiled for this GPU on first use (or read from the
+    /// disk cache). `sharedBytes` above 48 KiB raises the kernel's dynamic shared-memory limit.
+    func function(_ file: String, _ name: String) throws -> CUhandle {
+        let key = file + "/" + name
+        lock.lock()
+        defer { lock.unlock() }
+        if let f = functions[key] { return f }
+        let module = try loadModule(file)
+        var fn: CUhandle = nil
+        try driver.check(driver.cuModuleGetFunction(&fn, module, name), "cuModuleGetFunction(\(key))")
+        functions[key] = fn
+        return fn
+    }
+
+    private func loadModule(_ file: String) throws -> CUhandle {
+        if let m = modules[file] { return m }
+        if sources == nil { sources = try KernelSources.locate() }
+        let src = try sources!.source(file + ".cu")
+        let headers = try sources!.headers()
+        let nvrtc = try CUDALibraries.nvrtc()
+        let options = KernelCompiler.options(arch: info.arch)
+        let key = KernelCacheKey(name: file, source: src, headers: headers, options: options, arch: info.arch,
+                                 compilerVersion: nvrtc.versionString)
+        var cubin = diskCache.load(key)
+        if cubin == nil {
+            cubin = try nvrtc.compile(source: src, name: file + ".cu", headers: headers, options: options)
+            kernelCompiles += 1
+            diskCache.store(key, cubin!)
+        }
+        var module: CUhandle = nil
+        try makeCurrent()
+        let status = cubin!.withUnsafeBytes { driver.cuModuleLoadData(&module, $0.baseAddress!) }
+        try driver.check(status, "cuModuleLoadData(\(file).cu for \(info.arch))")
+        modules[file] = module
+        return module
+    }
+
+    // MARK: cuBLASLt
+
+    /// The cuBLASLt handle, created on first use.
+    func blas() throws -> (CuBLASLt, CUhandle) {
+        let lt = try CUDALibraries.cublasLt()
+        lock.lock()
+        defer { lock.unlock() }
+        if blasHandle == nil {
+            try makeCurrent()
+            try lt.check(lt.cublasLtCreate(&blasHandle), "cublasLtCreate")
+        }
+        return (lt, blasHandle)
+    }
+
+    /// The heuristic's choice for a problem (64 bytes of cublasLtMatmulAlgo_t), computed once.
+    func gemmAlgorithm(_ key: GemmKey, choose: () throws -> [UInt8]) throws -> [UInt8] {
+        lock.lock()
+        if let a = gemmAlgorithms[key] { lock.unlock(); return a }
+        lock.unlock()
+        let a = try choose()
+        lock.lock(); gemmAlgorithms[key] = a; lock.unlock()
+        return a
+    }
+}
+
+/// How every kernel file is compiled.
+public enum KernelCompiler {
+    /// NVRTC options: a real architecture gives a CUBIN (no driver JIT at load); fp32 math stays IEEE
+    /// (no fast-math), since the CPU backend is the oracle.
+    public static func options(arch: String) -> [String] {
+        ["--gpu-architecture=\(arch)", "--std=c++17", "-default-device", "--extra-device-vectorization", "-lineinfo"]
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+import ReelCore
+import ReelCUDA
+
+/// `reel bench-ops --backend cuda`: each op at the shapes the Wan2.1 1.3B model runs
+/// (480x832, 3 latent frames per block = 4680 tokens, a window of 18720 keys; REFERENCE.md
+/// sections 1 and 5), timed with CUDA events (median), against a floor made of two measured
+/// ceilings: the bf16 GEMM rate of an 8192^3 cuBLASLt product and the device-to-device copy rate.
+enum CUDABench {
+    struct Case {
+        var name: String
+        var shape: String
+        var flops: Double
+        var bytes: Double
+        /// Makes the inputs; returns the op to time.
+        var prepare: (CUDABackend) throws -> () throws -> Void
+    }
+
+    static func run(filter: String?, repeats: Int, device ordinal: Int = 0) throws {
+        let gpu = try CUDABackend(device: ordinal)
+        let info = gpu.device.info
+        print("bench-ops: \(gpu.name) \(info.name) (\(info.arch), \(info.multiprocessors) SMs), bf16 storage, fp32 accumulation")
+        // The two ceilings, measured first.
+        let gemmRef = cases().first { $0.name == "gemm" }!
+        let refTime = try time(gemmRef, on: gpu, repeats: max(repeats, 10))
+        let peakFlops = gemmRef.flops / refTime
+        let copyCase = copy(bytes: 1 << 30)
+        let copyTime = try time(copyCase, on: gpu, repeats: max(repeats, 10))
+        let bandwidth = copyCase.bytes / copyTime
+        print(String(format: "ceilings: bf16 GEMM 8192^3 %.0f TFLOP/s, device copy %.2f TB/s (read + write)", peakFlops / 1e12, bandwidth / 1e12))
+        print("floor = max(FLOP / GEMM rate, bytes / copy rate); ratio = floor / time (1.0 = at the ceiling)\n")
+        let header = pad("op", 18) + pad("shape", 46) + lpad("time ms", 10) + lpad("TFLOP/s", 9) + lpad("GB/s", 8)
+            + lpad("floor ms", 10) + "  bound   " + lpad("ratio", 6)
+        print(header)
+        print(String(repeating: "-", count: header.count))
+        let selected = cases().filter { filter == nil || "\($0.name) \($0.shape)".contains(filter!) }
+        for c in selected {
+            let t: Double
+            do { t = try time(c, on: gpu, repeats: repeats) } catch {
+                print(pad(c.name, 18) + pad(c.shape, 46) + "  FAILED: \(error)")
+                continue
+            }
+            let fc = c.flops / peakFlops, fm = c.bytes / bandwidth
+            let floor = max(fc, fm)
+            print(pad(c.name, 18) + pad(c.shape, 46) + lpad(String(format: "%.3f", t * 1e3), 10)
+                  + lpad(c.flops > 0 ? String(format: "%.1f", c.flops / t / 1e12) : "-", 9)
+                  + lpad(String(format: "%.0f", c.bytes / t / 1e9), 8)
+                  + lpad(String(format: "%.3f", floor * 1e3), 10) + "  " + pad(fc >= fm ? "compute" : "memory", 8)
+                  + lpad(String(format: "%.2f", floor / t), 6))
+        }
+        for r in gpu.cudnnRefusals { print("cuDNN refused (own kernel used): \(r)") }
+        let s = gpu.device.allocatorStats
+        print("\npeak device memory in tensors: \(s.peak >> 20) MiB; cuMemAlloc calls: \(s.driverAllocations)")
+    }
+
+    /// Median of `repeats` event-timed samples after two warm-ups (kernel compile, GEMM choice).
+    /// Each sample times enough back-to-back runs to fill ~2 ms, so the host's launch cost overlaps
+    /// the GPU's work instead of showing up as idle time between the events.
+    static func time(_ c: Case, on gpu: CUDABackend, repeats: Int) throws -> Double {
+        let op = try c.prepare(gpu)
+        try op(); try op()
+        try gpu.synchronize()
+        func sample(_ inner: Int) throws -> Double {
+            let start = try gpu.record(timing: true)
+            for _ in 0..<inner { try op() }
+            let end = try gpu.record(timing: true)
+            return try gpu.elapsedMilliseconds(from: start, to: end) / 1e3 / Double(inner)
+        }
+        let inner = max(1, min(50, Int(2e-3 / max(try sample(1), 1e-7))))
+        var times: [Double] = []
+        for _ in 0..<repeats { times.append(try sample(inner)) }
+        return times.sorted()[times.count / 2]
+    }
+
+    static func randn(_ b: CUDABackend, _ s: Shape, _ dt: DType = .bf16, seed: UInt64 = 1) throws -> Tensor {
+        try b.randomNormal(s, seed: seed, offset: 0, dtype: dt)
+    }
+
+    static func copy(bytes: Int) -> Case {
+        Case(name: "copy", shape: "\(bytes >> 20) MiB device to device", flops: 0, bytes: 2 * Double(bytes)) { b in
+            let x = try randn(b, [bytes / 2])
+            return { _ = try b.cast(x, to: .bf16) }
+        }
+    }
+
+    static func cases() -> [Case] {
+        var out: [Case] = []
+        func add(_ name: String, _ shape: String, flops: Double, bytes: Double, _ prepare: @escaping (CUDABackend) throws -> () throws -> Void) {
+            out.append(Case(name: name, shape: shape, flops: flops, bytes: bytes, prepare: prepare))
+        }
+        let tokens = 4680, dim = 1536, ffn = 8960, heads = 12, hd = 128, window = 18720
+        // GEMMs: [M, K] x [N, K]^T (a Linear), bf16. 8192^3 is the rate reference.
+        for (m, k, n, what) in [(8192, 8192, 8192, "rate reference"), (tokens, dim, dim, "q/k/v/o"), (tokens, dim, ffn, "ffn up"),
+                                (tokens, ffn, dim, "ffn down"), (512, 4096, dim, "text embedding"), (512, dim, dim, "cross k/v")] {
+            add("gemm", "\(m)x\(k) . [\(n),\(k)]^T (\(what))", flops: 2 * Double(m * n * k), bytes: 2 * Double(m * k + n * k + m * n)) { b in
+                let x = try randn(b, [m, k]), w = try randn(b, [n, k], seed: 2)
+                return { _ = try b.linear(x, weight: w) }
+            }
+        }
+        add("gemm+bias", "\(tokens)x\(dim) . [\(ffn),\(dim)]^T + bias", flops: 2 * Double(tokens * dim * ffn), bytes: 2 * Double(tokens * dim + ffn * dim + tokens * ffn)) { b in
+            let x = try randn(b, [tokens, dim]), w = try randn(b, [ffn, dim], seed: 2), bias = try randn(b, [ffn], seed: 3)
+            return { _ = try b.linear(x, weight: w, bias: bias) }
+        }
+        // Attention; FLOPs counted as 4 * Lq * Lk * D * H (QK^T and PV). The DiT shapes run on both
+        // paths: cuDNN's fused flash attention (auto) and Reel's own tensor-core kernel.
+        for (lq, lk, h, d, what, path) in [(tokens, window, heads, hd, "DiT self", CUDABackend.AttentionPath.auto), (tokens, window, heads, hd, "DiT self", .own),
+                                           (tokens, 512, heads, hd, "DiT cross", .auto), (tokens, 512, heads, hd, "DiT cross", .own),
+                                           (6240, 6240, 1, 384, "VAE middle", .auto)] {
+            add("attention", "q\(lq) k\(lk) \(h)x\(d) (\(what), \(path))", flops: 4 * Double(lq * lk * d * h), bytes: 2 * Double((2 * lq + 2 * lk) * h * d)) { b in
+                let q = try randn(b, [1, lq, h, d]), k = try randn(b, [1, lk, h, d], seed: 2), v = try randn(b, [1, lk, h, d], seed: 3)
+                return {
+                    b.attentionPath = path
+                    defer { b.attentionPath = .auto }
+                    _ = try b.attention(query: q, key: k, value: v, scale: 1 / Float(d).squareRoot(), bias: nil)
+                }
+            }
+        }
+        let act = Double(tokens * dim) * 2
+        add("layerNorm", "[\(tokens), \(dim)] no affine", flops: 0, bytes: 2 * act) { b in
+            let x = try randn(b, [tokens, dim]); return { _ = try b.layerNorm(x, weight: nil, bias: nil, eps: 1e-6) }
+        }
+        add("rmsNorm", "[\(tokens), \(dim)] (q/k norm)", flops: 0, bytes: 2 * act) { b in
+            let x = try randn(b, [tokens, dim]), w = try randn(b, [dim], seed: 2); return { _ = try b.rmsNorm(x, weight: w, eps: 1e-6) }
+        }
+        add("modulate", "[1, \(tokens), \(dim)] by [1, 1, \(dim)]", flops: 0, bytes: 2 * act) { b in
+            let x = try randn(b, [1, tokens, dim]), s = try randn(b, [1, 1, dim], .f32, seed: 2), t = try randn(b, [1, 1, dim], .f32, seed: 3)
+            return { _ = try b.modulate(x, scale: s, shift: t) }
+        }
+        add("rope3d", "[1, \(tokens), \(heads), \(hd)] 3x30x52", flops: 0, bytes: 2 * act) { b in
+            let x = try randn(b, [1, tokens, heads, hd]); return { _ = try b.rope3d(x, grid: RoPEGrid(frames: 3, height: 30, width: 52, frameOffset: 9)) }
+        }
+        add("geluTanh", "[\(tokens), \(ffn)]", flops: 0, bytes: 4 * Double(tokens * ffn)) { b in
+            let x = try randn(b, [tokens, ffn]); return { _ = try b.unary(.geluTanh, x) }
+        }
+        add("add", "[\(tokens), \(dim)] + [\(tokens), \(dim)]", flops: 0, bytes: 3 * act) { b in
+            let x = try randn(b, [tokens, dim]), y = try randn(b, [tokens, dim], seed: 2); return { _ = try b.add(x, y) }
+        }
+        add("mul", "[\(tokens), \(dim)] * [1, \(dim)] (gate)", flops: 0, bytes: 2 * act) { b in
+            let x = try randn(b, [tokens, dim]), y = try randn(b, [1, dim], seed: 2); return { _ = try b.mul(x, y) }
+        }
+        let latent = 3 * 16 * 60 * 104
+        add("axpby", "[3, 16, 60, 104] f32 (re-noise)", flops: 0, bytes: 12 * Double(latent)) { b in
+            let x = try randn(b, [3, 16, 60, 104], .f32), y = try randn(b, [3, 16, 60, 104], .f32, seed: 2); return { _ = try b.axpby(0.4, x, 0.6, y) }
+        }
+        add("randomNormal", "[3, 16, 60, 104] f32", flops: 0, bytes: 4 * Double(latent)) { b in
+            return { _ = try b.randomNormal([3, 16, 60, 104], seed: 7, offset: 0, dtype: .f32) }
+        }
+        add("copy (KV write)", "[1, \(tokens), \(heads), \(hd)] into window", flops: 0, bytes: 2 * act) { b in
+            let cache = try b.allocate([1, window, heads, hd], dtype: .bf16), k = try randn(b, [1, tokens, heads, hd])
+            return { try b.copy(k, into: cache, axis: 1, at: 3 * 1560) }
+        }
+        add("permute", "[1, \(tokens), \(heads), \(hd)] -> [1, \(heads), \(tokens), \(hd)]", flops: 0, bytes: 2 * act) { b in
+            let x = try randn(b, [1, tokens, heads, hd]); return { _ = try b.permute(x, [0, 2, 1, 3]) }
+        }
+        add("softmax", "[\(heads * 512), 512]", flops: 0, bytes: 4 * Double(heads * 512 * 512)) { b in
+            let x = try randn(b, [heads * 512, 512]); return { _ = try b.softmax(x) }
+        }
+        // Wan VAE decoder convolutions (channel-last), one latent frame with its 2 cached frames.
+        for (t, h, w, c) in [(3, 60, 104, 384), (3, 240, 416, 192), (3, 480, 832, 96)] {
+            let rows: Int = h * w
+            let flops: Double = 2 * Double(rows * c * 27 * c)
+            let elements: Int = t * h * w * c + rows * c + 27 * c * c
+            let label = "[1,\(t),\(h),\(w),\(c)] * [\(c),3,3,3,\(c)] (VAE)"
+            add("conv3d", label, flops: flops, bytes: 2 * Double(elements)) { b in
+                let x = try randn(b, [1, t, h, w, c]), wt = try randn(b, [c, 3, 3, 3, c], seed: 2), bias = try randn(b, [c], seed: 3)
+                return { _ = try b.conv3d(x, weight: wt, bias: bias, stride: (1, 1, 1), padding: ConvPadding(h: (1, 1), w: (1, 1))) }
+            }
+        }
+        add("l2Norm", "[\(480 * 832), 96] (VAE RMS_norm)", flops: 0, bytes: 4 * Double(480 * 832 * 96)) { b in
+            let x = try randn(b, [480 * 832, 96]), g = try randn(b, [96], seed: 2); return { _ = try b.l2Norm(x, weight: g, scale: Float(96).squareRoot(), eps: 1e-12) }
+        }
+        add("upsampleNearest", "[1, 240, 416, 192] x2", flops: 0, bytes: 10 * Double(240 * 416 * 192)) { b in
+            let x = try randn(b, [1, 240, 416, 192]); return { _ = try b.upsampleNearest(x, scaleH: 2, scaleW: 2) }
+        }
+        return out
+    }
+}
+
+fileprivate func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
+fileprivate func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? " " + s : String(repeating: " ", count: n - s.count) + s }

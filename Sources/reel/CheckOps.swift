@@ -1,0 +1,387 @@
+import ArgumentParser
+import Foundation
+import ReelCore
+import ReelCPU
+import ReelCUDA
+
+/// `reel check-ops`: every backend op on random inputs at several shapes, CUDA against the CPU
+/// backend (the oracle), by normalized error nmse = sum((cuda - cpu)^2) / sum(cpu^2) against a
+/// per-op, per-dtype tolerance; plus checks of what is not an op (exact noise, graphs, streams,
+/// the allocator's steady state, typed errors). Exits non-zero on any failure.
+struct CheckOps: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-ops",
+        abstract: "Check every CUDA op against the CPU backend on random inputs (needs a GPU)."
+    )
+
+    @Option(help: "Only checks whose op or case name contains this text (e.g. attention, bf16).")
+    var filter: String?
+
+    @Option(help: "CUDA device ordinal.")
+    var device: Int = 0
+
+    func validate() throws {
+        if device < 0 { throw ValidationError("--device must be >= 0") }
+    }
+
+    func run() throws {
+        let gpu = try CUDABackend(device: device)
+        let cpu = CPUBackend()
+        let info = gpu.device.info
+        print("check-ops: \(gpu.name) \(info.name) (\(info.arch)) against the CPU backend (\(cpu.threads) threads)")
+        let selected = OpCheck.all().filter { filter == nil || "\($0.op) \($0.label) \($0.dtype)".contains(filter!) }
+        let header = pad("op", 16) + pad("case", 44) + pad("dtype", 6) + lpad("nmse", 11) + lpad("tolerance", 11) + "  result"
+        print(header)
+        print(String(repeating: "-", count: header.count))
+        var failures: [String] = []
+        var counts: [String: (Int, Int)] = [:]
+        for (index, c) in selected.enumerated() {
+            var result = "ok"
+            var nmseText = "-"
+            do {
+                let e = try c.compare(gpu: gpu, cpu: cpu, seed: UInt64(index + 1))
+                nmseText = String(format: "%.2e", e)
+                if !(e <= c.tolerance) { result = "FAIL" }
+            } catch {
+                result = "FAIL: \(error)"
+            }
+            if result != "ok" { failures.append("\(c.op) \(c.label) \(c.dtype)") }
+            counts[c.op, default: (0, 0)].0 += 1
+            if result == "ok" { counts[c.op, default: (0, 0)].1 += 1 }
+            print(pad(c.op, 16) + pad(c.label, 44) + pad(c.dtype.rawValue, 6) + lpad(nmseText, 11)
+                  + lpad(String(format: "%.0e", c.tolerance), 11) + "  " + result)
+        }
+        // Checks of the runtime rather than of one op.
+        if filter == nil || "runtime".contains(filter!) || filter!.hasPrefix("runtime") {
+            print("")
+            for (name, check) in RuntimeCheck.all {
+                var line = "ok"
+                do { line = try check(gpu, cpu) } catch { line = "FAIL: \(error)"; failures.append("runtime \(name)") }
+                if line.hasPrefix("FAIL") && !failures.contains("runtime \(name)") { failures.append("runtime \(name)") }
+                print(pad("runtime", 16) + pad(name, 44) + line)
+            }
+        }
+        let stats = gpu.device.allocatorStats
+        print("")
+        for r in gpu.cudnnRefusals { print("cuDNN refused (own kernel used): \(r)") }
+        print("ops: " + counts.keys.sorted().map { "\($0) \(counts[$0]!.1)/\(counts[$0]!.0)" }.joined(separator: ", "))
+        print("device memory: peak \(stats.peak >> 20) MiB in tensors, \(stats.driverAllocations) cuMemAlloc calls, "
+              + "\(gpu.device.kernelCompiles) kernel files compiled by NVRTC (the rest from the disk cache)")
+        if failures.isEmpty {
+            print("check-ops: all \(selected.count) op checks passed")
+        } else {
+            print("check-ops: \(failures.count) FAILED: \(failures.joined(separator: "; "))")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// How an input is drawn.
+enum InputKind {
+    case normal
+    /// |normal| + 0.5: divisors, weights of norms that must not flip sign pathologically.
+    case positive
+    /// Integer ids in 0 ..< n.
+    case ids(Int)
+}
+
+struct InputSpec {
+    var shape: Shape
+    var dtype: DType
+    var kind: InputKind = .normal
+}
+
+/// One op at one shape and dtype, run on both backends from the same input bytes.
+struct OpCheck {
+    var op: String
+    var label: String
+    var dtype: DType
+    var inputs: [InputSpec]
+    var tolerance: Double
+    var body: (any Backend, [Tensor]) throws -> Tensor
+
+    func compare(gpu: any Backend, cpu: any Backend, seed: UInt64) throws -> Double {
+        var g: [Tensor] = [], c: [Tensor] = []
+        for (i, spec) in inputs.enumerated() {
+            let bytes = try OpCheck.hostBytes(spec, seed: seed &* 1000 &+ UInt64(i))
+            try bytes.withUnsafeBytes { raw in
+                g.append(try gpu.upload(raw, shape: spec.shape, dtype: spec.dtype))
+                c.append(try cpu.upload(raw, shape: spec.shape, dtype: spec.dtype))
+            }
+        }
+        let a = try body(gpu, g), b = try body(cpu, c)
+        guard a.shape == b.shape, a.dtype == b.dtype else {
+            throw ReelError.invalidArgument(op: op, message: "CUDA gave \(a.shape) \(a.dtype), CPU \(b.shape) \(b.dtype)")
+        }
+        return OpCheck.nmse(try a.toFloats(), try b.toFloats())
+    }
+
+    static func nmse(_ a: [Float], _ b: [Float]) -> Double {
+        var num = 0.0, den = 0.0
+        for i in 0..<a.count {
+            let d = Double(a[i]) - Double(b[i])
+            num += d * d
+            den += Double(b[i]) * Double(b[i])
+        }
+        if num.isNaN || den.isNaN { return .nan }
+        return den == 0 ? (num == 0 ? 0 : .infinity) : num / den
+    }
+
+    static func hostBytes(_ spec: InputSpec, seed: UInt64) throws -> [UInt8] {
+        let n = spec.shape.count
+        switch spec.kind {
+        case .ids(let v):
+            if spec.dtype == .int64 {
+                return (0..<n).map { Int64((($0 &* 7919) &+ Int(seed)) % v) }.withUnsafeBytes { Array($0) }
+            }
+            return (0..<n).map { Int32((($0 &* 7919) &+ Int(seed)) % v) }.withUnsafeBytes { Array($0) }
+        case .normal, .positive:
+            var values = [Float](repeating: 0, count: n)
+            values.withUnsafeMutableBufferPointer { PhiloxNormal.fill($0, seed: seed, offset: 0) }
+            if case .positive = spec.kind { values = values.map { abs($0) + 0.5 } }
+            return try HostConversion.encode(values, as: spec.dtype)
+        }
+    }
+
+    /// Tolerance by storage type: f32 results differ only by summation order; 16-bit results by
+    /// one rounding of the output (2^-9 relative for bf16, 2^-12 for f16), squared and averaged,
+    /// with headroom. `factor` widens it for ops that round an intermediate (attention's P in bf16).
+    static func tolerance(_ dt: DType, factor: Double = 1) -> Double {
+        switch dt {
+        case .bf16: 1e-4 * factor
+        case .f16: 1e-5 * factor
+        default: 1e-9 * factor
+        }
+    }
+
+    static func all() -> [OpCheck] {
+        var out: [OpCheck] = []
+        let cudnnAvailable = (try? CUDALibraries.cudnn()) != nil
+        func add(_ op: String, _ label: String, _ dt: DType, _ inputs: [InputSpec], factor: Double = 1,
+                 _ body: @escaping (any Backend, [Tensor]) throws -> Tensor) {
+            out.append(OpCheck(op: op, label: label, dtype: dt, inputs: inputs, tolerance: tolerance(dt, factor: factor), body: body))
+        }
+        let floats: [DType] = [.f32, .bf16, .f16]
+        for dt in floats {
+            for u in UnaryOp.allCases {
+                add(u.rawValue, "[3, 37, 65]", dt, [InputSpec(shape: [3, 37, 65], dtype: dt)]) { b, t in try b.unary(u, t[0]) }
+            }
+            add("affine", "[1000] * 0.75 - 0.25", dt, [InputSpec(shape: [1000], dtype: dt)]) { b, t in try b.affine(t[0], scale: 0.75, bias: -0.25) }
+            add("clamp", "[1000] to [-1, 1]", dt, [InputSpec(shape: [1000], dtype: dt)]) { b, t in try b.clamp(t[0], min: -1, max: 1) }
+            for op in BinaryOp.allCases {
+                let rhs: InputKind = op == .div ? .positive : .normal
+                add(op.rawValue, "[2, 5, 7] . [2, 5, 7]", dt, [InputSpec(shape: [2, 5, 7], dtype: dt), InputSpec(shape: [2, 5, 7], dtype: dt, kind: rhs)]) { b, t in try b.binary(op, t[0], t[1]) }
+                add(op.rawValue, "[2, 5, 7] . [5, 1] broadcast", dt, [InputSpec(shape: [2, 5, 7], dtype: dt), InputSpec(shape: [5, 1], dtype: dt, kind: rhs)]) { b, t in try b.binary(op, t[0], t[1]) }
+            }
+            add("modulate", "[2, 3, 50, 64] by [2, 3, 1, 64] / [64]", dt,
+                [InputSpec(shape: [2, 3, 50, 64], dtype: dt), InputSpec(shape: [2, 3, 1, 64], dtype: dt), InputSpec(shape: [64], dtype: dt)]) { b, t in
+                try b.modulate(t[0], scale: t[1], shift: t[2])
+            }
+            add("modulate", "[1, 4680, 1536] by [1, 1, 1536] f32", dt,
+                [InputSpec(shape: [1, 4680, 1536], dtype: dt), InputSpec(shape: [1, 1, 1536], dtype: .f32), InputSpec(shape: [1, 1, 1536], dtype: .f32)]) { b, t in
+                try b.modulate(t[0], scale: t[1], shift: t[2])
+            }
+            add("axpby", "0.3 x + 0.7 y [4097]", dt, [InputSpec(shape: [4097], dtype: dt), InputSpec(shape: [4097], dtype: dt)]) { b, t in try b.axpby(0.3, t[0], 0.7, t[1]) }
+            add("fill", "[3, 333] = 1.5", dt, []) { b, _ in let t = try b.allocate([3, 333], dtype: dt); try b.fill(t, with: 1.5); return t }
+            for c in [96, 100, 1536, 5120] {
+                add("layerNorm", "[37, \(c)] affine", dt, [InputSpec(shape: [37, c], dtype: dt), InputSpec(shape: [c], dtype: dt), InputSpec(shape: [c], dtype: dt)]) { b, t in
+                    try b.layerNorm(t[0], weight: t[1], bias: t[2], eps: 1e-6)
+                }
+                add("layerNorm", "[37, \(c)] no affine", dt, [InputSpec(shape: [37, c], dtype: dt)]) { b, t in try b.layerNorm(t[0], weight: nil, bias: nil, eps: 1e-6) }
+                add("rmsNorm", "[37, \(c)]", dt, [InputSpec(shape: [37, c], dtype: dt), InputSpec(shape: [c], dtype: dt)]) { b, t in try b.rmsNorm(t[0], weight: t[1], eps: 1e-6) }
+                add("l2Norm", "[37, \(c)] * sqrt(C)", dt, [InputSpec(shape: [37, c], dtype: dt), InputSpec(shape: [c], dtype: dt)]) { b, t in
+                    try b.l2Norm(t[0], weight: t[1], scale: Float(c).squareRoot(), eps: 1e-12)
+                }
+            }
+            add("softmax", "[7, 513]", dt, [InputSpec(shape: [7, 513], dtype: dt)]) { b, t in try b.softmax(t[0]) }
+            add("rope3d", "[1, 3x4x5, 2, 128] frame 1500", dt, [InputSpec(shape: [1, 60, 2, 128], dtype: dt)]) { b, t in
+                try b.rope3d(t[0], grid: RoPEGrid(frames: 3, height: 4, width: 5, frameOffset: 1500))
+            }
+            add("rope3d", "[2, 2x3x3, 3, 64] frame 0", dt, [InputSpec(shape: [2, 18, 3, 64], dtype: dt)]) { b, t in
+                try b.rope3d(t[0], grid: RoPEGrid(frames: 2, height: 3, width: 3))
+            }
+            add("matmul", "[37, 64] x [48, 64]^T + bias", dt, [InputSpec(shape: [37, 64], dtype: dt), InputSpec(shape: [48, 64], dtype: dt), InputSpec(shape: [48], dtype: dt)]) { b, t in
+                try b.matmul(t[0], t[1], transposeB: true, bias: t[2])
+            }
+            add("matmul", "[2, 33, 40] x [40, 24]", dt, [InputSpec(shape: [2, 33, 40], dtype: dt), InputSpec(shape: [40, 24], dtype: dt)]) { b, t in
+                try b.matmul(t[0], t[1], transposeB: false, bias: nil)
+            }
+            add("matmul", "batched [3, 17, 32] x [3, 32, 20]", dt, [InputSpec(shape: [3, 17, 32], dtype: dt), InputSpec(shape: [3, 32, 20], dtype: dt)]) { b, t in
+                try b.matmul(t[0], t[1], transposeB: false, bias: nil)
+            }
+            add("matmul", "batched [2, 19, 64] x [2, 24, 64]^T", dt, [InputSpec(shape: [2, 19, 64], dtype: dt), InputSpec(shape: [2, 24, 64], dtype: dt)]) { b, t in
+                try b.matmul(t[0], t[1], transposeB: true, bias: nil)
+            }
+            add("matmul", "[256, 1536] x [1536, 1536]^T + bias", dt, [InputSpec(shape: [256, 1536], dtype: dt), InputSpec(shape: [1536, 1536], dtype: dt), InputSpec(shape: [1536], dtype: dt)]) { b, t in
+                try b.matmul(t[0], t[1], transposeB: true, bias: t[2])
+            }
+            // Attention: Lq and Lk not multiples of the 64-row tiles, so the edge masking is exercised.
+            // 16-bit cases with D <= 128 run on each path: cuDNN's fused kernel (when cuDNN is
+            // installed) and Reel's own tensor-core kernel.
+            let paths: [CUDABackend.AttentionPath] = dt == .f32 ? [.auto] : (cudnnAvailable ? [.cudnn, .own] : [.own])
+            for (lq, lk, h, d) in [(200, 333, 2, 128), (77, 140, 3, 64), (130, 64, 1, 128), (50, 90, 1, 384), (33, 47, 2, 40)] {
+                for path in (d <= 128 && d % 8 == 0 ? paths : [.auto]) {
+                    add("attention", "q[1,\(lq),\(h),\(d)] k\(lk) \(path == .auto ? "" : "(\(path))")", dt,
+                        [InputSpec(shape: [1, lq, h, d], dtype: dt), InputSpec(shape: [1, lk, h, d], dtype: dt), InputSpec(shape: [1, lk, h, d], dtype: dt)], factor: 10) { b, t in
+                        try withAttentionPath(b, path) { try b.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(d).squareRoot(), bias: nil) }
+                    }
+                }
+            }
+            if dt == .bf16 {
+                // The DiT's real shapes: self-attention over the window, cross-attention over 512 text tokens.
+                for (lk, path) in [(18720, CUDABackend.AttentionPath.auto), (18720, .own), (512, .auto)] {
+                    add("attention", "DiT q[1,4680,12,128] k\(lk) (\(path))", dt,
+                        [InputSpec(shape: [1, 4680, 12, 128], dtype: dt), InputSpec(shape: [1, lk, 12, 128], dtype: dt), InputSpec(shape: [1, lk, 12, 128], dtype: dt)], factor: 10) { b, t in
+                        try withAttentionPath(b, path) { try b.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(128).squareRoot(), bias: nil) }
+                    }
+                }
+            }
+            add("attention", "q[2,40,4,64] k56 + bias[4,40,56], no scale", dt,
+                [InputSpec(shape: [2, 40, 4, 64], dtype: dt), InputSpec(shape: [2, 56, 4, 64], dtype: dt), InputSpec(shape: [2, 56, 4, 64], dtype: dt),
+                 InputSpec(shape: [4, 40, 56], dtype: dt)], factor: 10) { b, t in
+                try b.attention(query: t[0], key: t[1], value: t[2], scale: 1, bias: t[3])
+            }
+            add("attention", "q[1,64,2,64] k30 v Dv=32", dt,
+                [InputSpec(shape: [1, 64, 2, 64], dtype: dt), InputSpec(shape: [1, 30, 2, 64], dtype: dt), InputSpec(shape: [1, 30, 2, 32], dtype: dt)], factor: 10) { b, t in
+                try b.attention(query: t[0], key: t[1], value: t[2], scale: 0.125, bias: nil)
+            }
+            add("conv3d", "[1,3,10,12,16] * [24,3,3,3,16] causal", dt,
+                [InputSpec(shape: [1, 3, 10, 12, 16], dtype: dt), InputSpec(shape: [24, 3, 3, 3, 16], dtype: dt), InputSpec(shape: [24], dtype: dt)], factor: 10) { b, t in
+                try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: .causal(t: 2, hw: 1))
+            }
+            add("conv3d", "[2,1,9,11,8] * [4,1,3,3,8] stride 2", dt,
+                [InputSpec(shape: [2, 1, 9, 11, 8], dtype: dt), InputSpec(shape: [4, 1, 3, 3, 8], dtype: dt)], factor: 10) { b, t in
+                try b.conv3d(t[0], weight: t[1], bias: nil, stride: (1, 2, 2), padding: ConvPadding(h: (0, 1), w: (1, 1)))
+            }
+            add("conv3d", "[1,2,6,6,32] * [16,1,1,1,32] pointwise", dt,
+                [InputSpec(shape: [1, 2, 6, 6, 32], dtype: dt), InputSpec(shape: [16, 1, 1, 1, 32], dtype: dt), InputSpec(shape: [16], dtype: dt)]) { b, t in
+                try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: ConvPadding())
+            }
+            add("conv2d", "[1,10,12,8] * [6,3,3,8] pad 1", dt,
+                [InputSpec(shape: [1, 10, 12, 8], dtype: dt), InputSpec(shape: [6, 3, 3, 8], dtype: dt)], factor: 10) { b, t in
+                try b.conv2d(t[0], weight: t[1], bias: nil, padding: (1, 1))
+            }
+            add("upsampleNearest", "[1,2,5,6,8] x2", dt, [InputSpec(shape: [1, 2, 5, 6, 8], dtype: dt)]) { b, t in try b.upsampleNearest(t[0], scaleH: 2, scaleW: 2) }
+            add("concat", "[2,3,4] + [2,5,4] axis 1", dt, [InputSpec(shape: [2, 3, 4], dtype: dt), InputSpec(shape: [2, 5, 4], dtype: dt)]) { b, t in try b.concat(t, axis: 1) }
+            add("concat", "[3,4] + [2,4] axis 0", dt, [InputSpec(shape: [3, 4], dtype: dt), InputSpec(shape: [2, 4], dtype: dt)]) { b, t in try b.concat(t, axis: 0) }
+            add("slice", "[2,9,5] axis 1 2..<7", dt, [InputSpec(shape: [2, 9, 5], dtype: dt)]) { b, t in try b.slice(t[0], axis: 1, start: 2, length: 5) }
+            add("permute", "[2,3,4,5] by [0,2,1,3]", dt, [InputSpec(shape: [2, 3, 4, 5], dtype: dt)]) { b, t in try b.permute(t[0], [0, 2, 1, 3]) }
+            add("permute", "[2,3,2,3,2,3,2,3] reversed (8 axes)", dt, [InputSpec(shape: [2, 3, 2, 3, 2, 3, 2, 3], dtype: dt)]) { b, t in try b.permute(t[0], [7, 6, 5, 4, 3, 2, 1, 0]) }
+            add("permute", "[2,3,4,5,6,7,2] by [0,1,2,3,4,6,5]", dt, [InputSpec(shape: [2, 3, 4, 5, 6, 7, 2], dtype: dt)]) { b, t in try b.permute(t[0], [0, 1, 2, 3, 4, 6, 5]) }
+            add("copy", "[2,3,4] into [2,7,4] at 2", dt, [InputSpec(shape: [2, 3, 4], dtype: dt), InputSpec(shape: [2, 7, 4], dtype: dt)]) { b, t in
+                let dst = try b.concat([t[1]], axis: 0)  // a private copy, since copy modifies its target
+                try b.copy(t[0], into: dst, axis: 1, at: 2)
+                return dst
+            }
+            add("embedding", "ids [2,7] int32 into [100,64]", dt, [InputSpec(shape: [2, 7], dtype: .int32, kind: .ids(100)), InputSpec(shape: [100, 64], dtype: dt)]) { b, t in
+                try b.embedding(t[0], table: t[1])
+            }
+            add("randomNormal", "[10007] seed 42 offset 2^33", dt, []) { b, _ in
+                try b.randomNormal([10007], seed: 42, offset: 1 << 33, dtype: dt)
+            }
+            for to in floats where to != dt {
+                add("cast", "[1000] to \(to)", dt, [InputSpec(shape: [1000], dtype: dt)]) { b, t in try b.cast(try b.cast(t[0], to: to), to: .f32) }
+            }
+        }
+        add("cast", "[1000] f32 to fp8e4m3", .f32, [InputSpec(shape: [1000], dtype: .f32)]) { b, t in try b.cast(try b.cast(t[0], to: .fp8e4m3), to: .f32) }
+        add("cast", "[1000] int32 to int64", .int32, [InputSpec(shape: [1000], dtype: .int32, kind: .ids(1 << 30))]) { b, t in try b.cast(try b.cast(t[0], to: .int64), to: .f32) }
+        add("embedding", "ids [9] int64 into [50,32]", .f32, [InputSpec(shape: [9], dtype: .int64, kind: .ids(50)), InputSpec(shape: [50, 32], dtype: .f32)]) { b, t in
+            try b.embedding(t[0], table: t[1])
+        }
+        return out
+    }
+}
+
+/// Checks of the CUDA runtime that are not one op: each returns a line for the table or throws.
+enum RuntimeCheck {
+    static var all: [(String, (CUDABackend, CPUBackend) throws -> String)] { [
+        ("randomNormal bit-identical to the host", randomExact),
+        ("graph capture + replay = eager", graph),
+        ("allocator: no cuMemAlloc in steady state", allocatorSteady),
+        ("second stream ordered by an event", streams),
+        ("bad input gives typed errors", errors),
+    ] }
+
+    static func randomExact(_ gpu: CUDABackend, _ cpu: CPUBackend) throws -> String {
+        let n = 1 << 20
+        let seed: UInt64 = 0x1234_5678_9ABC_DEF0, offset: UInt64 = 5_000_000_000
+        let g = try gpu.randomNormal([n], seed: seed, offset: offset, dtype: .f32).toFloats()
+        var mismatches = 0
+        for i in 0..<n where g[i].bitPattern != PhiloxNormal.sample(seed: seed, index: offset + UInt64(i)).bitPattern { mismatches += 1 }
+        if mismatches > 0 { return "FAIL: \(mismatches) of \(n) samples differ in some bit" }
+        return "ok (\(n) samples, all bits equal)"
+    }
+
+    static func graph(_ gpu: CUDABackend, _ cpu: CPUBackend) throws -> String {
+        let x = try gpu.randomNormal([64, 256], seed: 1, offset: 0, dtype: .bf16)
+        let w = try gpu.randomNormal([512, 256], seed: 2, offset: 0, dtype: .bf16)
+        let g = try gpu.randomNormal([512], seed: 3, offset: 0, dtype: .bf16)
+        func step() throws -> Tensor { try gpu.rmsNorm(gpu.unary(.silu, gpu.linear(x, weight: w)), weight: g, eps: 1e-6) }
+        _ = try step()  // compile kernels, choose GEMM algorithms
+        var captured: Tensor?
+        let graph = try gpu.captureGraph { captured = try step() }
+        // New input values, written in place; the replay must see them.
+        try gpu.copy(try gpu.randomNormal([64, 256], seed: 9, offset: 0, dtype: .bf16), into: x, axis: 0, at: 0)
+        try graph.replay()
+        let replayed = try captured!.toFloats()
+        let eager = try step().toFloats()
+        let e = OpCheck.nmse(replayed, eager)
+        if e != 0 { return "FAIL: replay differs from eager run, nmse \(e)" }
+        return "ok (replay bit-equal to eager, \(graph.retainedAllocations) buffers owned by the graph)"
+    }
+
+    static func allocatorSteady(_ gpu: CUDABackend, _ cpu: CPUBackend) throws -> String {
+        let x = try gpu.randomNormal([4, 300, 1536], seed: 4, offset: 0, dtype: .bf16)
+        let w = try gpu.randomNormal([1536, 1536], seed: 5, offset: 0, dtype: .bf16)
+        func block() throws { _ = try gpu.layerNorm(gpu.unary(.geluTanh, gpu.linear(x, weight: w)), weight: nil, bias: nil, eps: 1e-6) }
+        try block()
+        let before = gpu.device.allocatorStats.driverAllocations
+        for _ in 0..<20 { try block() }
+        try gpu.synchronize()
+        let after = gpu.device.allocatorStats.driverAllocations
+        if after != before { return "FAIL: \(after - before) cuMemAlloc calls in 20 identical steps" }
+        return "ok (0 cuMemAlloc calls in 20 steps)"
+    }
+
+    static func streams(_ gpu: CUDABackend, _ cpu: CPUBackend) throws -> String {
+        let s2 = try gpu.makeStream()
+        let a = try gpu.randomNormal([1 << 22], seed: 6, offset: 0, dtype: .f32)
+        let big = try gpu.unary(.exp, a)  // work in flight on stream 1
+        try s2.wait(for: try gpu.recordEvent())
+        let b = try s2.unary(.neg, big)
+        try s2.synchronize()
+        let host = try a.toFloats()
+        let got = try b.toFloats()
+        let want = host.map { -Foundation.exp($0) }
+        let e = OpCheck.nmse(got, want)
+        if !(e < 1e-10) { return "FAIL: nmse \(e) after the event wait" }
+        return "ok (nmse \(String(format: "%.1e", e)))"
+    }
+
+    static func errors(_ gpu: CUDABackend, _ cpu: CPUBackend) throws -> String {
+        var seen: [String] = []
+        func expect(_ what: String, _ body: () throws -> Void) throws {
+            do { try body() } catch let e as ReelError { seen.append(what); _ = e; return }
+            throw ReelError.input("\(what): no ReelError thrown")
+        }
+        let a = try gpu.zeros([4, 8], dtype: .bf16), b = try gpu.zeros([5, 9], dtype: .bf16)
+        try expect("matmul shapes") { _ = try gpu.matmul(a, b, transposeB: true, bias: nil) }
+        try expect("wrong backend") { _ = try gpu.unary(.silu, try cpu.zeros([3], dtype: .f32)) }
+        try expect("embedding id range") { _ = try gpu.embedding(try gpu.tensor([0, 99], shape: [2]), table: a) }
+        try expect("attention shapes") { _ = try gpu.attention(query: a, key: b, value: b, scale: 1, bias: nil) }
+        try expect("bad permutation") { _ = try gpu.permute(a, [0, 0]) }
+        return "ok (\(seen.count) typed errors: \(seen.joined(separator: ", ")))"
+    }
+}
+
+/// Runs `body` with the CUDA backend's attention path set to `path` (other backends ignore it).
+func withAttentionPath<T>(_ b: any Backend, _ path: CUDABackend.AttentionPath, _ body: () throws -> T) rethrows -> T {
+    guard let g = b as? CUDABackend else { return try body() }
+    let saved = g.attentionPath
+    g.attentionPath = path
+    defer { g.attentionPath = saved }
+    return try body()
+}
+
+fileprivate func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
+fileprivate func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? " " + s : String(repeating: " ", count: n - s.count) + s }
