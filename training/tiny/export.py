@@ -4,8 +4,10 @@ Files (Models/tiny/):
   dit.safetensors           causal Wan DiT, Wan's original key names; metadata "heads" (Reel detects
                             dim/64 heads for dim 192 too), "config" (JSON of DiTConfig)
   text_encoder.safetensors  umT5 encoder, Wan's t5.py key names (token_embedding, blocks.N.attn.q, ...)
-  decoder.safetensors       TAEHV decoder, taew2_1 key names (decoder.N...), time upscale [1, 2, 2]
+  taehv.safetensors         TAEHV decoder, taew2_1 key names (decoder.N...), time upscale [1, 2, 2]
+  reel.json                 {"heads", "size", "fps"} (Reel's ModelFiles reads "heads")
   spiece.model, tokenizer.json  (tokenizer.py)
+The names are the ones `reel generate --model FOLDER` looks for (ReelPipeline/ModelBundle.swift).
 
 The expected key sets below are transcribed from Reel's binders (WanDiTWeights.swift `WanDiT.load`,
 UMT5Encoder.swift `load`, TinyDecoder.swift `init(binder:)`): every key must be present with that
@@ -88,7 +90,8 @@ def _tensors(module, prefix_filter=None, dtype=torch.float32):
             if prefix_filter is None or k.startswith(prefix_filter)}
 
 
-def export(out_dir: str, dit, t5, decoder, metadata: dict | None = None, dtype=torch.float32) -> dict[str, str]:
+def export(out_dir: str, dit, t5, decoder, metadata: dict | None = None, dtype=torch.float32,
+           frame_size: int = 128, fps: int = 16) -> dict[str, str]:
     import os
     os.makedirs(out_dir, exist_ok=True)
     meta = {k: str(v) for k, v in (metadata or {}).items()}
@@ -104,7 +107,11 @@ def export(out_dir: str, dit, t5, decoder, metadata: dict | None = None, dtype=t
     save_file(t, files["text_encoder"], metadata={**meta, "format": "pt", "config": json.dumps(dataclasses.asdict(t5.c))})
     dec = _tensors(decoder, "decoder.", dtype=dtype)
     check_keys(dec, decoder_keys(decoder.c), "decoder")
-    files["decoder"] = os.path.join(out_dir, "decoder.safetensors")
+    files["decoder"] = os.path.join(out_dir, "taehv.safetensors")
     save_file(dec, files["decoder"], metadata={**meta, "format": "pt", "time_upscale": "[1, 2, 2]",
                                                 "config": json.dumps(dataclasses.asdict(decoder.c))})
+    files["reel"] = os.path.join(out_dir, "reel.json")
+    with open(files["reel"], "w") as f:
+        json.dump({"heads": dit.c.heads, "size": f"{frame_size}x{frame_size}", "fps": fps}, f)
+        f.write("\n")
     return files

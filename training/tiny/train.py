@@ -359,7 +359,7 @@ def main(argv=None):
                               blocks=8 if not args.toy else 3, long_blocks=args.eval_long_blocks, logf=logf)
     dtype = torch.float32 if args.dtype == "f32" else torch.bfloat16
     files = export(args.out, dit, t5, dec, metadata={"command": "python3 -m training.tiny.train " + " ".join(argv or [])},
-                   dtype=dtype)
+                   dtype=dtype, frame_size=S)
     report["files"] = {k: {"path": v, "bytes": os.path.getsize(v)} for k, v in files.items()}
     report["seconds"] = time.time() - t0
     with open(os.path.join(args.out, "report.json"), "w") as f:
