@@ -72,7 +72,9 @@ def lr_at(base: float, fraction: float, warmup: float = 0.03) -> float:
 def parallel_map(fn, seeds, workers: int, **kw):
     if workers <= 1:
         return [fn(int(s), **kw) for s in seeds]
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+    # fork: the workers only run numpy, and no CUDA context exists yet (sampling runs before any CUDA call);
+    # spawn would re-import torch in every worker.
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
         return list(ex.map(_call, [(fn, int(s), kw) for s in seeds], chunksize=max(1, len(seeds) // (workers * 4))))
 
 
@@ -310,24 +312,26 @@ def main(argv=None):
 
     t0 = time.time()
     torch.manual_seed(0)
+    base = toy_config() if args.toy else TinyConfig()
+    tok = Tokenizer(args.tokenizer)
+    cfg = dataclasses.replace(base, text=dataclasses.replace(base.text, vocabulary=tok.vocabulary))
+    S = cfg.video.frame_size
+
+    # Data first, in forked CPU workers, before anything touches CUDA.
+    clip_latents = 4
+    clips = parallel_map(ae_clip, range(args.ae_clips), args.workers, latents=clip_latents, frame_size=S)
+    views = parallel_map(sample_view, range(args.views), args.workers, run_blocks=args.run_blocks, frame_size=S)
+    sampled = time.time() - t0
+
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    base = toy_config() if args.toy else TinyConfig()
-    tok = Tokenizer(args.tokenizer)
-    cfg = dataclasses.replace(base, text=dataclasses.replace(base.text, vocabulary=tok.vocabulary))
     os.makedirs(args.out, exist_ok=True)
     logf = open(os.path.join(args.out, "train.log"), "w")
     log(f"device {device}, torch {torch.__version__}, tokenizer via {tok.backend} (vocabulary {tok.vocabulary}), "
         f"config {json.dumps(dataclasses.asdict(cfg))}", logf)
-    S = cfg.video.frame_size
-
-    # Data first (CPU workers, spawned before CUDA work begins).
-    clip_latents = 4
-    clips = parallel_map(ae_clip, range(args.ae_clips), args.workers, latents=clip_latents, frame_size=S)
-    views = parallel_map(sample_view, range(args.views), args.workers, run_blocks=args.run_blocks, frame_size=S)
-    log(f"sampled {len(clips)} autoencoder clips and {len(views)} DiT views in {time.time() - t0:.1f}s", logf)
+    log(f"sampled {len(clips)} autoencoder clips and {len(views)} DiT views in {sampled:.1f}s", logf)
 
     budget_left = args.budget - (time.time() - t0)
     eval_reserve = 45 if not args.toy else 0

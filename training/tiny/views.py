@@ -44,9 +44,11 @@ class ViewLayout:
 
 def view_passes(P: int, run_blocks: int, switch_at: int | None, prompts: tuple[int, int, int],
                 fpb: int = 3, window: int = 9, attention: int = 12) -> list[Pass]:
-    """Passes of a view in time order. prompts = (sink's prompt, run's prompt, prompt after the switch).
+    """Passes of a view in time order. prompts = (sink's prompt, run's prompt, prompt after the switch),
+    indices into the view's prompt list, whose entry 0 is the video's first prompt (block 0 was generated
+    with it; the sink's keys may since have been recomputed with another by a recache at s <= 12).
     switch_at: latent frame of a block start inside the run where the prompt switches (with recache)."""
-    passes = [Pass(NOISY, 0, fpb, prompts[0], loss=True), Pass(CLEAN, 0, fpb, prompts[0])]
+    passes = [Pass(NOISY, 0, fpb, 0, loss=True), Pass(CLEAN, 0, fpb, prompts[0])]
     warmup = 0 if P == fpb else 2
     prompt = prompts[1]
     for j in range(run_blocks):
