@@ -5,6 +5,8 @@ struct HFAddedVocabulary: Sendable {
     struct Token: Sendable {
         var id: Int32
         var content: [UInt8]
+        /// What is matched: the content, or for a `normalized` token the content normalized.
+        var pattern: [UInt8]
         var special: Bool
         var normalized: Bool
         var lstrip: Bool
@@ -16,23 +18,40 @@ struct HFAddedVocabulary: Sendable {
     private let raw: [[Int]]         // per first byte: indices of raw-matched tokens
     private let normalized: [[Int]]  // per first byte: indices of normalized-matched tokens
 
-    init(json: [[String: Any]]) throws {
+    /// Reads `added_tokens`. The ids are assigned as `tokenizers` assigns them when it loads the
+    /// file (`AddedVocabulary::add_tokens`), not taken from the `id` fields: a token the model's
+    /// vocabulary holds gets its id there; any other gets the next id past the vocabulary and the
+    /// added tokens so far.
+    init(json: [[String: Any]], modelId: ([UInt8]) -> Int32?, vocabularySize: Int, normalizer: HFNormalizer?) throws {
         var tokens: [Token] = []
+        var assigned: [[UInt8]: Int32] = [:]
+        var maxAssigned: Int32 = -1
         for entry in json {
-            guard let id = entry["id"] as? Int, id >= 0, id < Int(Int32.max), let content = entry["content"] as? String else {
-                throw ReelTokenizerError.malformed("an added token lacks `id` or `content`")
+            guard let content = entry["content"] as? String else {
+                throw ReelTokenizerError.malformed("an added token lacks `content`")
             }
+            let bytes = Array(content.utf8)
+            if bytes.isEmpty { continue }
+            let id: Int32
+            if let existing = assigned[bytes] ?? modelId(bytes) {
+                id = existing
+            } else {
+                id = maxAssigned >= Int32(vocabularySize) ? maxAssigned + 1 : Int32(vocabularySize)
+            }
+            assigned[bytes] = id
+            maxAssigned = max(maxAssigned, id)
             let special = entry["special"] as? Bool ?? false
-            tokens.append(Token(id: Int32(id), content: Array(content.utf8), special: special,
-                                normalized: entry["normalized"] as? Bool ?? !special,
+            let normalized = entry["normalized"] as? Bool ?? !special
+            let pattern = normalized ? Array((normalizer?.normalize(content) ?? content).utf8) : bytes
+            tokens.append(Token(id: id, content: bytes, pattern: pattern, special: special, normalized: normalized,
                                 lstrip: entry["lstrip"] as? Bool ?? false, rstrip: entry["rstrip"] as? Bool ?? false,
                                 singleWord: entry["single_word"] as? Bool ?? false))
         }
         self.tokens = tokens
         var raw = [[Int]](repeating: [], count: 256)
         var normalized = [[Int]](repeating: [], count: 256)
-        for (i, t) in tokens.enumerated() where !t.content.isEmpty {
-            if t.normalized { normalized[Int(t.content[0])].append(i) } else { raw[Int(t.content[0])].append(i) }
+        for (i, t) in tokens.enumerated() where !t.pattern.isEmpty {
+            if t.normalized { normalized[Int(t.pattern[0])].append(i) } else { raw[Int(t.pattern[0])].append(i) }
         }
         self.raw = raw
         self.normalized = normalized
@@ -57,9 +76,9 @@ struct HFAddedVocabulary: Sendable {
             var best: (token: Int, end: Int)?
             for k in table[Int(bytes[i])] {
                 let t = tokens[k]
-                guard bytes.count - i >= t.content.count, bytes[i..<(i + t.content.count)].elementsEqual(t.content) else { continue }
-                if t.singleWord && !Self.isWordBoundary(bytes, i, i + t.content.count) { continue }
-                if best == nil || t.content.count > tokens[best!.token].content.count { best = (k, i + t.content.count) }
+                guard bytes.count - i >= t.pattern.count, bytes[i..<(i + t.pattern.count)].elementsEqual(t.pattern) else { continue }
+                if t.singleWord && !Self.isWordBoundary(bytes, i, i + t.pattern.count) { continue }
+                if best == nil || t.pattern.count > tokens[best!.token].pattern.count { best = (k, i + t.pattern.count) }
             }
             guard let match = best else { i += 1; continue }
             let t = tokens[match.token]

@@ -49,10 +49,13 @@ struct HFTokenizer: Sendable {
         model = try UnigramModel(rules: .huggingFace, pieces: pieces, scores: scores,
                                  types: Array(repeating: .normal, count: pieces.count),
                                  unkId: Int32(unkId), byteFallback: modelJSON["byte_fallback"] as? Bool ?? false)
-        added = try HFAddedVocabulary(json: root["added_tokens"] as? [[String: Any]] ?? [])
-        addedById = Dictionary(added.tokens.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         normalizer = try (root["normalizer"] as? [String: Any]).map(HFNormalizer.init(json:))
+        let model = self.model
+        added = try HFAddedVocabulary(json: root["added_tokens"] as? [[String: Any]] ?? [],
+                                      modelId: { model.pieceToId[$0] }, vocabularySize: model.pieces.count,
+                                      normalizer: normalizer)
         preTokenizer = try (root["pre_tokenizer"] as? [String: Any]).map(HFPreTokenizer.init(json:))
+        addedById = Dictionary(added.tokens.map { ($0.id, $0) }, uniquingKeysWith: { _, last in last })
         decoder = try (root["decoder"] as? [String: Any]).map(HFDecoder.init(json:))
         template = try Self.readTemplate(root["post_processor"] as? [String: Any])
     }
