@@ -44,8 +44,9 @@ struct Bench: AsyncParsableCommand {
     var switchBlock = 6
     @Option(help: "Blocks left out of the steady state at the start (the cache is filling).")
     var warmup = 4
-    @Option(help: "CPU threads (default: all cores).")
-    var threads: Int?
+    @Option(help: "Print device memory every this many blocks (0: only at the end), to show it stays flat.")
+    var memoryEvery = 0
+    @OptionGroup var backendOptions: BackendOptions
 
     mutating func validate() throws {
         _ = try Generate.parseSize(size)
@@ -62,12 +63,12 @@ struct Bench: AsyncParsableCommand {
     }
 
     private func bench() async throws {
-        let backend: any Backend = CPUBackend(threads: threads)
-        let dtype: DType = .f32
+        let backend = try backendOptions.make()
+        let dtype = backendOptions.storageType
         let (width, height) = try Generate.parseSize(size)
         let (lh, lw) = (height / 8, width / 8)
         let config = model.config
-        print("reel bench on \(backend.name): DiT \(model.rawValue) (\(config.layers) layers, dim \(config.dim)), "
+        print("reel bench on \(backend.name) (\(dtype)): DiT \(model.rawValue) (\(config.layers) layers, dim \(config.dim)), "
               + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
 
         let rate = try measureMatmulRate(backend, dtype: dtype)
@@ -101,6 +102,10 @@ struct Bench: AsyncParsableCommand {
             decodeSeconds.append(chunk.decodeSeconds)
             recache += chunk.block.timings.recacheSeconds
             frames.append(chunk.frames?.count ?? (chunk.block.index == 0 ? 9 : 12))
+            if memoryEvery > 0, (chunk.block.index + 1) % memoryEvery == 0, let m = (backend as? MemoryReporting)?.memoryStatistics() {
+                print(String(format: "block %d: %.0f video frames, device memory in use %.3f GB, peak %.3f GB, %.1f s",
+                             chunk.block.index, Double(frames.reduce(0, +)), Double(m.inUse) / 1e9, Double(m.peak) / 1e9, arrivals.last ?? 0))
+            }
         }
 
         // Steady state: blocks after the warm-up, the switch block left out of per-block medians.

@@ -51,8 +51,7 @@ struct Generate: AsyncParsableCommand {
     var noise: String?
     @Option(name: [.short, .customLong("output")], help: "out.mp4, out.y4m, a folder, or out.safetensors.")
     var output = "out.mp4"
-    @Option(help: "CPU threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var backendOptions: BackendOptions
 
     mutating func validate() throws {
         let sources = [prompt != nil, schedule != nil].filter { $0 }.count
@@ -69,7 +68,6 @@ struct Generate: AsyncParsableCommand {
             throw ValidationError("--latent-frames must be a positive multiple of 3, got \(latentFrames).")
         }
         if fps <= 0 { throw ValidationError("--fps must be positive, got \(fps).") }
-        if let threads, threads <= 0 { throw ValidationError("--threads must be positive, got \(threads).") }
         if let size { _ = try Self.parseSize(size) }
         for (flag, path) in [("--schedule", schedule), ("--noise", noise)] {
             if let path, !FileManager.default.fileExists(atPath: path) {
@@ -122,14 +120,15 @@ struct Generate: AsyncParsableCommand {
         }
         if !interactive || !plan.prompts.isEmpty { try plan.validate(totalFrames: totalLatent) }
 
-        let backend = CPUBackend(threads: threads)
+        let backend = try backendOptions.make()
+        let dtype = backendOptions.storageType
         let loadStart = Date()
         let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizerPath))
-        let textModel = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: backend)
-        let dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: models.ema, backend: backend)
+        let textModel = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: backend, dtype: dtype)
+        let dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: models.ema, backend: backend, dtype: dtype)
         let decoder: (any VideoDecoder)? = latentsOnly ? nil : try files.tinyDecoder.map {
-            StreamingTinyDecoder(model: try TinyDecoder.load(from: WeightFileTensors(path: $0), on: backend))
-        } ?? files.vae.map { StreamingVAEDecoder(model: try WanVAEDecoder.load(from: WeightFileTensors(path: $0), on: backend)) }
+            StreamingTinyDecoder(model: try TinyDecoder.load(from: WeightFileTensors(path: $0), on: backend, dtype: dtype))
+        } ?? files.vae.map { StreamingVAEDecoder(model: try WanVAEDecoder.load(from: WeightFileTensors(path: $0), on: backend, dtype: dtype)) }
         let prompts = try PromptEncoder(tokenizer: tok, textEncoder: textModel, model: dit)
         log(String(format: "loaded DiT (%d layers, dim %d), umT5 (%d layers) and %@ in %.1f s", dit.config.layers,
                    dit.config.dim, textModel.config.layers, decoder == nil ? "no decoder" : "the decoder",
@@ -167,7 +166,7 @@ struct Generate: AsyncParsableCommand {
                 frames += rgb.count
                 line += String(format: ", decode %.0f ms, %d frames", chunk.decodeSeconds * 1000, rgb.count)
             } else {
-                latents.append(try backend.permute(block.latents, [0, 3, 1, 2]))   // [3, C, h, w]
+                latents.append(try backend.permute(try backend.cast(block.latents, to: .f32), [0, 3, 1, 2]))   // [3, C, h, w]
                 frames += block.index == 0 ? 9 : 12
             }
             let elapsed = Date().timeIntervalSince(started)

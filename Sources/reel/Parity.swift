@@ -20,18 +20,19 @@ struct Parity: AsyncParsableCommand {
 
     @Option(help: "Fixture folder (longlive_base.pt, lora.pt, case.safetensors).")
     var fixture: String
-    @Option(help: "Storage dtype of weights and activations: f32 or bf16.")
-    var dtype = "f32"
-    @Option(help: "Largest acceptable relative error of the faithful run.")
-    var tolerance = 1e-4
+    @Option(help: "Largest acceptable relative error of the faithful run (default: 1e-4 in f32, 3e-2 in bf16).")
+    var tolerance: Double?
+    @OptionGroup var backendOptions: BackendOptions
 
     func validate() throws {
-        guard ["f32", "bf16"].contains(dtype) else { throw ValidationError("--dtype must be f32 or bf16.") }
         guard FileManager.default.fileExists(atPath: fixture) else { throw ValidationError("--fixture: \(fixture) does not exist.") }
     }
 
     func run() async throws {
-        let parity = try LongLiveParity(folder: fixture, backend: CPUBackend(), dtype: DType(rawValue: dtype) ?? .f32)
+        let dtype = backendOptions.storageType
+        let tolerance = self.tolerance ?? (dtype == .f32 ? 1e-4 : 3e-2)
+        let parity = try LongLiveParity(folder: fixture, backend: try backendOptions.make(), dtype: dtype)
+        print("LongLive parity on \(parity.backend.name) in \(dtype), tolerance \(tolerance)")
         let runs: [(String, LongLiveParity.Variant)] = [
             ("faithful", .init()), ("no recache", .init(recache: false)), ("no LoRA", .init(lora: false)),
             ("no sink", .init(schedule: StreamingSchedule(sinkFrames: 0, attentionFrames: 9))),

@@ -38,6 +38,9 @@ public final class CUDAAllocator: @unchecked Sendable {
 
     init(driver: CUDADriver) { self.driver = driver }
 
+    /// Starts a new peak measurement at the bytes live now.
+    public func resetPeak() { lock.lock(); peakBytes = liveBytes; lock.unlock() }
+
     /// Rounds up to 512 bytes under 1 MiB and to 2 MiB above, so repeated shapes land in one bin.
     public static func blockSize(for bytes: Int) -> Int {
         let b = max(bytes, 1)
