@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine from the repository root: the streaming pipeline's GPU checks in one call.
+#  1. LongLive v1.0 parity fixtures made on this GPU by the reference code (bf16 and fp32, the real
+#     1560-token frame), and `reel parity` on the CUDA backend against each, with the wrong variants.
+#  2. `reel bench` of the real 1.3B architecture (random weights) at 480x832 end to end with the Wan VAE.
+#  3. LongLive's own speed on the same GPU (DiT only), for the side-by-side ratio.
+# Needs: `carry: [".gpu", ".ref"]` (the binary from scripts/gpu/build.sh; LongLive v1.0 in .ref/LongLive).
+#
+#   bash scripts/gpu/pipeline.sh [parity|bench|reference|memory]...   (default: all but memory)
+set -uo pipefail
+out=${OUT:-/tmp/reel-out}
+mkdir -p "$out"
+if [ -f .gpu/reel.gz ] && [ ! -x .gpu/reel ]; then gunzip -k .gpu/reel.gz; fi
+reel=.gpu/reel
+export REEL_CACHE_DIR=${REEL_CACHE_DIR:-/tmp/reel-cache} PYTHONUNBUFFERED=1
+steps=${*:-parity bench reference}
+for step in $steps; do
+  case $step in
+  parity)
+    for dt in bfloat16 float32; do
+      python3 tools/fixtures/dit/make_longlive_fixture.py --longlive .ref/LongLive --out /tmp/fx-$dt \
+        --dtype $dt --device cuda --height 60 --width 104 2>&1 | tail -1
+      short=$([ $dt = bfloat16 ] && echo bf16 || echo f32)
+      $reel parity --fixture /tmp/fx-$dt --backend cuda --dtype $short 2>&1 | tee "$out/parity-$short.txt"
+    done ;;
+  bench)
+    $reel bench --backend cuda --model 1.3b --blocks 14 --warmup 4 --switch-block 10 2>&1 | tee "$out/bench.txt"
+    $reel bench --backend cuda --model 1.3b --decoder none --blocks 14 --warmup 4 --switch-block 10 2>&1 | tee "$out/bench-dit.txt" ;;
+  reference)
+    python3 tools/gpu/longlive_speed.py --longlive .ref/LongLive --blocks 8 2>&1 | grep -v "^\s*-\|kv_cache\|local_attn\|KV inference" | tee "$out/longlive-speed.txt" ;;
+  memory)
+    $reel bench --backend cuda --model 1.3b --blocks ${MEMORY_BLOCKS:-400} --warmup 4 --switch-block 10 --memory-every 50 2>&1 | tee "$out/memory.txt" ;;
+  *) echo "unknown step $step" ;;
+  esac
+done
