@@ -21,6 +21,9 @@ struct Tokenize: AsyncParsableCommand {
     @Option(name: .long, help: "At most this many ids, </s> included; 0 for no limit.")
     var maxLength = 512
 
+    @Flag(name: .long, help: "Print the pieces (the vocabulary's strings) instead of the ids.")
+    var pieces = false
+
     @Flag(name: .long, help: "Also print to standard error how long encoding each text takes (median of 200 runs).")
     var time = false
 
@@ -37,7 +40,11 @@ struct Tokenize: AsyncParsableCommand {
         for text in texts {
             let input = clean ? WanPromptCleaner.clean(text) : text
             let ids = try tokenizer.encode(input, maxLength: maxLength == 0 ? nil : maxLength)
-            print(ids.map(String.init).joined(separator: " "))
+            if pieces {
+                print(ids.map { tokenizer.piece(for: $0) ?? "<\($0)>" }.joined(separator: " "))
+            } else {
+                print(ids.map(String.init).joined(separator: " "))
+            }
             if time { try printTiming(tokenizer, input, ids.count) }
         }
     }

@@ -42,6 +42,27 @@ import Testing
         #expect(loaded > 0)  // some damage leaves a loadable model, and encoding it must not crash
     }
 
+    @Test func damagedCharsMapInJSONNeverCrashes() throws {
+        let url = TokenizerFixtures.folder.appendingPathComponent("nfkc/tokenizer.json")
+        let original = Array(try String(contentsOf: url, encoding: .utf8).utf8)
+        let marker = Array("\"precompiled_charsmap\": \"".utf8)
+        let start = try #require((0..<(original.count - marker.count)).first { original[$0..<($0 + marker.count)].elementsEqual(marker) }) + marker.count
+        let end = try #require(original[start...].firstIndex(of: UInt8(ascii: "\"")))
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        var generator = SplitMix64(seed: 3)
+        var loaded = 0
+        for round in 0..<40 {
+            var bytes = original
+            for _ in 0..<(1 + round % 16) {
+                bytes[start + Int(generator.next() % UInt64(end - start))] = alphabet[Int(generator.next() % 64)]
+            }
+            guard let tokenizer = try? Tokenizer(data: Data(bytes)) else { continue }
+            loaded += 1
+            for text in ["ﬁne ＡＢＣ café 一只猫 😀", "e\u{301}\u{302}x ﾊﾟ"] { _ = try tokenizer.encode(text) }
+        }
+        #expect(loaded > 0)
+    }
+
     @Test func maxLengthTooSmallIsAnError() throws {
         let tokenizer = try TokenizerFixtures.tokenizer("nfkc", "tokenizer.json")
         #expect(throws: ReelError.self) { try tokenizer.encode("abc", maxLength: 0) }

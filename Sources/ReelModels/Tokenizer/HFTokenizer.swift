@@ -117,6 +117,9 @@ struct HFTokenizer: Sendable {
         return ids
     }
 
+    /// The added token with `id`, if there is one.
+    func addedToken(_ id: Int32) -> HFAddedVocabulary.Token? { addedById[id] }
+
     /// The template around `sequence`.
     func postProcess(_ sequence: [Int32]) -> [Int32] {
         template.flatMap { $0 ?? sequence }

@@ -116,14 +116,16 @@ public struct Tokenizer: Sendable {
         }
     }
 
-    /// The piece of `id`, or nil if it is out of range.
+    /// The string of `id`: its vocabulary piece, or the content of an added token past the
+    /// vocabulary (tokenizer.json); nil if no such id exists.
     public func piece(for id: Int32) -> String? {
-        let pieces: [String]
         switch engine {
-        case let .huggingFace(t): pieces = t.model.pieces
-        case let .sentencePiece(m): pieces = m.model.pieces
+        case let .huggingFace(t):
+            if let token = t.addedToken(id) { return String(decoding: token.content, as: UTF8.self) }
+            return id >= 0 && Int(id) < t.model.pieces.count ? t.model.pieces[Int(id)] : nil
+        case let .sentencePiece(m):
+            return id >= 0 && Int(id) < m.model.pieces.count ? m.model.pieces[Int(id)] : nil
         }
-        return id >= 0 && Int(id) < pieces.count ? pieces[Int(id)] : nil
     }
 
     /// The ids of `text`, ending in `</s>`: for `tokenizer.json` its post-processor's template,
