@@ -40,6 +40,14 @@ from .umt5 import UMT5Encoder, tokenize
 from .views import CLEAN, NOISY, PAD, RECACHE, collate
 
 
+def small_config() -> TinyConfig:
+    """64 x 64 video, a 4-layer DiT: a configuration a CPU can train far enough to see the method work."""
+    return TinyConfig(video=VideoConfig(frame_size=64), decoder=DecoderConfig(channels=(32, 24, 16, 16)),
+                      encoder=EncoderConfig(channels=(16, 32, 48, 64)),
+                      text=TextConfig(dim=64, heads=2, head_dim=32, ffn=128, layers=2),
+                      dit=DiTConfig(dim=128, ffn=384, heads=2, layers=4, text_dim=64))
+
+
 def toy_config() -> TinyConfig:
     return TinyConfig(video=VideoConfig(frame_size=32), decoder=DecoderConfig(channels=(8, 8, 8, 8)),
                       encoder=EncoderConfig(channels=(8, 8, 8, 8)),
@@ -83,6 +91,13 @@ def _call(args):
     return fn(s, **kw)
 
 
+def nanmedian(a) -> float:
+    """Median of the finite entries; NaN (and no warning) when there are none."""
+    a = np.asarray(a, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    return float(np.median(a)) if a.size else float("nan")
+
+
 def log(msg: str, file=None):
     line = f"[{time.strftime('%H:%M:%S')}] {msg}"
     print(line, flush=True)
@@ -120,7 +135,8 @@ def train_autoencoder(cfg: TinyConfig, clips: list[dict], clip_latents: int, clo
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         losses.append(loss.item())
         if clock.step % 100 == 0:
-            log(f"ae step {clock.step} loss {loss.item():.5f} ema {ema:.5f}", logf)
+            log(f"ae step {clock.step} loss {loss.item():.5f} ema {ema:.5f} "
+                f"({(time.time() - clock.start) / max(1, clock.step):.3f} s/step)", logf)
         clock.step += 1
     # Exact latent statistics for eval mode: a cumulative average over fresh batches.
     enc.norm.reset_running_stats()
@@ -224,7 +240,8 @@ def train_dit(cfg, dit, t5, tok, views, latents, clock: Clock, device, batch, lr
         opt.step()
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if clock.step % 100 == 0:
-            log(f"dit step {clock.step} loss {loss.item():.5f} ema {ema:.5f}", logf)
+            log(f"dit step {clock.step} loss {loss.item():.5f} ema {ema:.5f} "
+                f"({(time.time() - clock.start) / max(1, clock.step):.3f} s/step)", logf)
             history.append((clock.step, round(ema, 5)))
         clock.step += 1
     return {"steps": clock.step, "loss_ema": ema, "history": history}
@@ -264,7 +281,11 @@ def evaluate(cfg, dit, t5, tok, enc, dec, device, videos: int = 8, blocks: int =
         per_block = [psnr(video[max(0, 12 * b - 3):12 * b + 9], gt[max(0, 12 * b - 3):12 * b + 9]) for b in range(blocks)]
         rows.append({"prompts": prompts, "switch_blocks": switches, "psnr": psnr(video, gt),
                      "psnr_autoencoder": psnr(recon, gt), "psnr_per_block": [round(p, 2) for p in per_block],
-                     "centre_error_px_median": float(np.nanmedian(m["centre_error"])),
+                     "found_per_block": [round(float(m["found"][max(0, 12 * b - 3):12 * b + 9].mean()), 2)
+                                         for b in range(blocks)],
+                     "centre_error_px_per_block": [round((nanmedian(m["centre_error"][max(0, 12 * b - 3):12 * b + 9])), 1)
+                                                   for b in range(blocks)],
+                     "centre_error_px_median": (nanmedian(m["centre_error"])),
                      "object_found": float(m["found"].mean())})
         log(f"eval {k}: psnr {rows[-1]['psnr']:.2f} (autoencoder {rows[-1]['psnr_autoencoder']:.2f}) "
             f"centre error {rows[-1]['centre_error_px_median']:.2f}px found {rows[-1]['object_found']:.2f} {prompts}", logf)
@@ -279,14 +300,14 @@ def evaluate(cfg, dit, t5, tok, enc, dec, device, videos: int = 8, blocks: int =
     n = video.shape[0]
     long = {"blocks": long_blocks, "frames": int(n), "prompt": prompts[0],
             "psnr_first_96_frames": psnr(video[:96], gt[:96]), "psnr_last_96_frames": psnr(video[-96:], gt[-96:]),
-            "centre_error_px_median_last_96": float(np.nanmedian(m["centre_error"][-96:])),
+            "centre_error_px_median_last_96": (nanmedian(m["centre_error"][-96:])),
             "object_found_last_96": float(m["found"][-96:].mean())}
     log(f"long run: {json.dumps(long)}", logf)
     dit.train()
     t5.train()
     summary = {"psnr_mean": float(np.mean([r["psnr"] for r in rows])),
                "psnr_autoencoder_mean": float(np.mean([r["psnr_autoencoder"] for r in rows])),
-               "centre_error_px_median": float(np.nanmedian([r["centre_error_px_median"] for r in rows])),
+               "centre_error_px_median": (nanmedian([r["centre_error_px_median"] for r in rows])),
                "object_found_mean": float(np.mean([r["object_found"] for r in rows]))}
     return {"summary": summary, "videos": rows, "long": long}
 
@@ -298,6 +319,8 @@ def main(argv=None):
     ap.add_argument("--budget", type=float, default=540, help="seconds for the whole run (stages share it)")
     ap.add_argument("--steps", type=int, default=None, help="cap each training stage at this many steps")
     ap.add_argument("--toy", action="store_true", help="tiny sizes for a CPU smoke run")
+    ap.add_argument("--small", action="store_true", help="64x64, 4-layer DiT: a CPU-sized check of the method")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--views", type=int, default=16384)
     ap.add_argument("--ae-clips", type=int, default=3072)
     ap.add_argument("--batch", type=int, default=32)
@@ -312,7 +335,9 @@ def main(argv=None):
 
     t0 = time.time()
     torch.manual_seed(0)
-    base = toy_config() if args.toy else TinyConfig()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = toy_config() if args.toy else small_config() if args.small else TinyConfig()
     tok = Tokenizer(args.tokenizer)
     cfg = dataclasses.replace(base, text=dataclasses.replace(base.text, vocabulary=tok.vocabulary))
     S = cfg.video.frame_size
@@ -335,6 +360,8 @@ def main(argv=None):
 
     budget_left = args.budget - (time.time() - t0)
     eval_reserve = 45 if not args.toy else 0
+    if args.small:
+        eval_reserve = 240
     ae_clock = Clock(0.2 * budget_left if args.budget else None, args.steps)
     enc, dec, ae_stats = train_autoencoder(cfg, clips, clip_latents, ae_clock, device, args.ae_batch, logf)
     log(f"autoencoder: {ae_stats}", logf)
