@@ -45,7 +45,9 @@ def toroidal_error(a: np.ndarray, b: np.ndarray, size: int) -> np.ndarray:
 
 
 def object_metrics(frames: np.ndarray, truth: dict, frame_size: int) -> dict:
-    """Per frame: centre error (pixels, on the torus), object area found / expected, for present objects."""
+    """Per frame: centre error (pixels, on the torus), object area found / expected, for present objects,
+    and whether the object is found (an area of 0.3 to 3 times the expected one: a frame flooded with
+    the object's colour does not count)."""
     present = truth["present"].astype(bool)
     masks = object_masks(frames, truth["colour"].astype(np.int64), truth["background"].astype(np.int64))
     centre = circular_centroid(masks)
@@ -56,7 +58,7 @@ def object_metrics(frames: np.ndarray, truth: dict, frame_size: int) -> dict:
     expected = np.array([_area(s, r) for s, r in zip(truth["shape"], truth["radius"])])
     area = masks.sum((1, 2)) / np.maximum(expected, 1)
     return {"centre_error": np.where(present, err, np.nan), "area_ratio": np.where(present, area, np.nan),
-            "found": present & (area > 0.3)}
+            "found": present & (area > 0.3) & (area < 3.0)}
 
 
 def _area(shape: int, r: float) -> float:
