@@ -3,7 +3,8 @@ import ReelCore
 
 extension CPUBackend {
     /// Flash-style attention: for each (batch, head, tile of queries), key tiles stream through an
-    /// online softmax (running max and sum per query), so memory is O(tile x tile), never Lq x Lk.
+    /// online softmax (running max and sum per query). Beyond the inputs it holds a packed copy of
+    /// K and V and one 96 x 128 score tile per worker, never Lq x Lk.
     public func attention(query: Tensor, key: Tensor, value: Tensor, scale: Float, bias: Tensor?) throws -> Tensor {
         let op = "attention"
         for t in [query, key, value] { try requireFloat(t, op) }

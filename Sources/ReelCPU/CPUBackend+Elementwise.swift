@@ -170,9 +170,9 @@ struct BroadcastPlan {
             }
         }
         var dims = output.dims
-        // Drop unit axes, then merge axis i into i+1 where every input is contiguous across them.
-        var keep = (0..<rank).filter { dims[$0] != 1 }
-        if keep.isEmpty { keep = [] }
+        // Drop unit axes, then merge each axis into the one before it where every input is
+        // contiguous across both.
+        let keep = (0..<rank).filter { dims[$0] != 1 }
         dims = keep.map { dims[$0] }
         full = full.map { st in keep.map { st[$0] } }
         var mDims: [Int] = []

@@ -130,7 +130,7 @@ func referenceAttention(q: [Double], k: [Double], v: [Double], bias: [Double]?, 
 }
 
 @Suite struct AttentionTests {
-    @Test(arguments: [(2, 37, 300, 3, 16, 24, true), (1, 70, 129, 2, 64, 64, false), (1, 1, 5, 1, 8, 3, true)])
+    @Test(arguments: [(2, 37, 300, 3, 16, 24, true), (1, 70, 129, 2, 64, 64, false), (1, 1, 5, 1, 8, 3, true), (1, 200, 150, 2, 8, 12, true)])
     func matchesReference(shape: (Int, Int, Int, Int, Int, Int, Bool)) throws {
         let (b, lq, lk, h, d, dv, withBias) = shape
         let cpu = CPUBackend()
