@@ -17,10 +17,16 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// (A storage, not a Tensor: a tensor would hold this backend and never let it go.)
     private var workspace: CUDAStorage?
 
-    /// Which attention implementation runs. `.auto` uses cuDNN's fused flash attention where it
-    /// supports the problem (bf16/f16, no bias, D = Dv <= 128) and Reel's own kernels otherwise.
-    public enum AttentionPath: String, Sendable, CaseIterable { case auto, own, cudnn }
-    public var attentionPath: AttentionPath = .auto
+    /// Whether an op runs on cuDNN or on Reel's own kernels. `.auto` uses cuDNN where it supports
+    /// the problem and is installed, Reel's kernels otherwise; `.cudnn` fails where cuDNN cannot.
+    public enum KernelChoice: String, Sendable, CaseIterable { case auto, own, cudnn }
+    public typealias AttentionPath = KernelChoice
+    /// Attention: cuDNN's fused flash attention (bf16/f16, no bias, D = Dv <= 128) or Reel's kernels.
+    public var attentionPath: KernelChoice = .auto
+    /// conv3d: cuDNN's implicit-GEMM convolution (bf16/f16) or Reel's im2col + cuBLASLt GEMM.
+    public var convolutionPath: KernelChoice = .auto
+    var cudnnConvPlans: [CuDNNConvPlan.Key: CuDNNConvPlan] = [:]
+    var cudnnConvRefused: Set<CuDNNConvPlan.Key> = []
     let cudnnLock = NSLock()
     var cudnnHandle: CUhandle = nil
     var cudnnPlans: [CuDNNAttentionPlan.Key: CuDNNAttentionPlan] = [:]

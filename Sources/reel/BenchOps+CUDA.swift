@@ -157,13 +157,19 @@ enum CUDABench {
         }
         // Wan VAE decoder convolutions (channel-last), one latent frame with its 2 cached frames.
         for (t, h, w, c) in [(3, 60, 104, 384), (3, 240, 416, 192), (3, 480, 832, 96)] {
-            let rows: Int = h * w
-            let flops: Double = 2 * Double(rows * c * 27 * c)
-            let elements: Int = t * h * w * c + rows * c + 27 * c * c
-            let label = "[1,\(t),\(h),\(w),\(c)] * [\(c),3,3,3,\(c)] (VAE)"
-            add("conv3d", label, flops: flops, bytes: 2 * Double(elements)) { b in
-                let x = try randn(b, [1, t, h, w, c]), wt = try randn(b, [c, 3, 3, 3, c], seed: 2), bias = try randn(b, [c], seed: 3)
-                return { _ = try b.conv3d(x, weight: wt, bias: bias, stride: (1, 1, 1), padding: ConvPadding(h: (1, 1), w: (1, 1))) }
+            for path in [CUDABackend.KernelChoice.auto, .own] {
+                let rows: Int = h * w
+                let flops: Double = 2 * Double(rows * c * 27 * c)
+                let elements: Int = t * h * w * c + rows * c + 27 * c * c
+                let label = "[1,\(t),\(h),\(w),\(c)] * [\(c),3,3,3,\(c)] (\(path))"
+                add("conv3d", label, flops: flops, bytes: 2 * Double(elements)) { b in
+                    let x = try randn(b, [1, t, h, w, c]), wt = try randn(b, [c, 3, 3, 3, c], seed: 2), bias = try randn(b, [c], seed: 3)
+                    return {
+                        b.convolutionPath = path
+                        defer { b.convolutionPath = .auto }
+                        _ = try b.conv3d(x, weight: wt, bias: bias, stride: (1, 1, 1), padding: ConvPadding(h: (1, 1), w: (1, 1)))
+                    }
+                }
             }
         }
         add("l2Norm", "[\(480 * 832), 96] (VAE RMS_norm)", flops: 0, bytes: 4 * Double(480 * 832 * 96)) { b in

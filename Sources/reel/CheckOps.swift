@@ -245,17 +245,29 @@ struct OpCheck {
                 [InputSpec(shape: [1, 64, 2, 64], dtype: dt), InputSpec(shape: [1, 30, 2, 64], dtype: dt), InputSpec(shape: [1, 30, 2, 32], dtype: dt)], factor: 10) { b, t in
                 try b.attention(query: t[0], key: t[1], value: t[2], scale: 0.125, bias: nil)
             }
-            add("conv3d", "[1,3,10,12,16] * [24,3,3,3,16] causal", dt,
-                [InputSpec(shape: [1, 3, 10, 12, 16], dtype: dt), InputSpec(shape: [24, 3, 3, 3, 16], dtype: dt), InputSpec(shape: [24], dtype: dt)], factor: 10) { b, t in
-                try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: .causal(t: 2, hw: 1))
+            // Convolutions run on each path for 16-bit storage: cuDNN's implicit GEMM and Reel's im2col + GEMM.
+            let convPaths: [CUDABackend.KernelChoice] = dt == .f32 ? [.auto] : (cudnnAvailable ? [.cudnn, .own] : [.own])
+            for path in convPaths {
+                let tag = path == .auto ? "" : " (\(path))"
+                add("conv3d", "[1,3,10,12,16] * [24,3,3,3,16] causal\(tag)", dt,
+                    [InputSpec(shape: [1, 3, 10, 12, 16], dtype: dt), InputSpec(shape: [24, 3, 3, 3, 16], dtype: dt), InputSpec(shape: [24], dtype: dt)], factor: 10) { b, t in
+                    try withConvolutionPath(b, path) { try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: .causal(t: 2, hw: 1)) }
+                }
+                add("conv3d", "[2,1,9,11,8] * [4,1,3,3,8] stride 2\(tag)", dt,
+                    [InputSpec(shape: [2, 1, 9, 11, 8], dtype: dt), InputSpec(shape: [4, 1, 3, 3, 8], dtype: dt)], factor: 10) { b, t in
+                    try withConvolutionPath(b, path) { try b.conv3d(t[0], weight: t[1], bias: nil, stride: (1, 2, 2), padding: ConvPadding(h: (0, 1), w: (1, 1))) }
+                }
+                add("conv3d", "[1,2,6,6,32] * [16,1,1,1,32] pointwise\(tag)", dt,
+                    [InputSpec(shape: [1, 2, 6, 6, 32], dtype: dt), InputSpec(shape: [16, 1, 1, 1, 32], dtype: dt), InputSpec(shape: [16], dtype: dt)], factor: 10) { b, t in
+                    try withConvolutionPath(b, path) { try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: ConvPadding()) }
+                }
             }
-            add("conv3d", "[2,1,9,11,8] * [4,1,3,3,8] stride 2", dt,
-                [InputSpec(shape: [2, 1, 9, 11, 8], dtype: dt), InputSpec(shape: [4, 1, 3, 3, 8], dtype: dt)], factor: 10) { b, t in
-                try b.conv3d(t[0], weight: t[1], bias: nil, stride: (1, 2, 2), padding: ConvPadding(h: (0, 1), w: (1, 1)))
-            }
-            add("conv3d", "[1,2,6,6,32] * [16,1,1,1,32] pointwise", dt,
-                [InputSpec(shape: [1, 2, 6, 6, 32], dtype: dt), InputSpec(shape: [16, 1, 1, 1, 32], dtype: dt), InputSpec(shape: [16], dtype: dt)]) { b, t in
-                try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: ConvPadding())
+            if dt == .bf16 {
+                // A Wan VAE convolution at its real size (middle blocks, 384 channels at 60x104).
+                add("conv3d", "VAE [1,3,60,104,384] * [384,3,3,3,384]", dt,
+                    [InputSpec(shape: [1, 3, 60, 104, 384], dtype: dt), InputSpec(shape: [384, 3, 3, 3, 384], dtype: dt), InputSpec(shape: [384], dtype: dt)], factor: 10) { b, t in
+                    try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: ConvPadding(h: (1, 1), w: (1, 1)))
+                }
             }
             add("conv2d", "[1,10,12,8] * [6,3,3,8] pad 1", dt,
                 [InputSpec(shape: [1, 10, 12, 8], dtype: dt), InputSpec(shape: [6, 3, 3, 8], dtype: dt)], factor: 10) { b, t in
@@ -316,7 +328,12 @@ enum RuntimeCheck {
         let x = try gpu.randomNormal([64, 256], seed: 1, offset: 0, dtype: .bf16)
         let w = try gpu.randomNormal([512, 256], seed: 2, offset: 0, dtype: .bf16)
         let g = try gpu.randomNormal([512], seed: 3, offset: 0, dtype: .bf16)
-        func step() throws -> Tensor { try gpu.rmsNorm(gpu.unary(.silu, gpu.linear(x, weight: w)), weight: g, eps: 1e-6) }
+        let kv = try gpu.randomNormal([1, 256, 4, 128], seed: 4, offset: 0, dtype: .bf16)
+        // linear -> silu -> rmsNorm -> attention (cuDNN's when present): the DiT's kinds of launches.
+        func step() throws -> Tensor {
+            let y = try gpu.rmsNorm(gpu.unary(.silu, gpu.linear(x, weight: w)), weight: g, eps: 1e-6)  // [64, 512]
+            return try gpu.attention(query: y.reshaped([1, 64, 4, 128]), key: kv, value: kv, scale: 0.088, bias: nil)
+        }
         _ = try step()  // compile kernels, choose GEMM algorithms
         var captured: Tensor?
         let graph = try gpu.captureGraph { captured = try step() }
@@ -380,6 +397,15 @@ func withAttentionPath<T>(_ b: any Backend, _ path: CUDABackend.AttentionPath, _
     let saved = g.attentionPath
     g.attentionPath = path
     defer { g.attentionPath = saved }
+    return try body()
+}
+
+/// Runs `body` with the CUDA backend's convolution path set to `path` (other backends ignore it).
+func withConvolutionPath<T>(_ b: any Backend, _ path: CUDABackend.KernelChoice, _ body: () throws -> T) rethrows -> T {
+    guard let g = b as? CUDABackend else { return try body() }
+    let saved = g.convolutionPath
+    g.convolutionPath = path
+    defer { g.convolutionPath = saved }
     return try body()
 }
 

@@ -25,10 +25,11 @@ public struct CuDNN: @unchecked Sendable {
     static let variantPackDescriptor: Int32 = 16, tensorDescriptor: Int32 = 17, matmulDescriptor: Int32 = 18
     static let operationMatmulDescriptor: Int32 = 19, reductionDescriptor: Int32 = 21, operationReductionDescriptor: Int32 = 22
     static let operationSDPAForwardDescriptor: Int32 = 41  // cuDNN >= 9.13
+    static let convolutionDescriptor: Int32 = 1, operationConvForwardDescriptor: Int32 = 10
     // cudnnBackendAttributeType_t
     static let typeHandle: Int32 = 0, typeDataType: Int32 = 1, typeBoolean: Int32 = 2, typeInt64: Int32 = 3
     static let typeVoidPtr: Int32 = 6, typeHeurMode: Int32 = 8, typePointwiseMode: Int32 = 14, typeBackendDescriptor: Int32 = 15
-    static let typeReductionOperator: Int32 = 18
+    static let typeReductionOperator: Int32 = 18, typeFloat: Int32 = 4, typeConvolutionMode: Int32 = 7
     // cudnnBackendAttributeName_t
     static let attrPointwiseMode: Int32 = 0, attrPointwiseMathPrec: Int32 = 1
     static let attrEngineHeurMode: Int32 = 200, attrEngineHeurOperationGraph: Int32 = 201, attrEngineHeurResults: Int32 = 202
@@ -38,6 +39,12 @@ public struct CuDNN: @unchecked Sendable {
     static let attrTensorAlignment: Int32 = 900, attrTensorDataType: Int32 = 901, attrTensorDims: Int32 = 902
     static let attrTensorStrides: Int32 = 903, attrTensorUID: Int32 = 906, attrTensorVirtual: Int32 = 907, attrTensorByValue: Int32 = 908
     static let attrVariantUIDs: Int32 = 1000, attrVariantPointers: Int32 = 1001, attrVariantWorkspace: Int32 = 1003
+    static let attrConvCompType: Int32 = 100, attrConvMode: Int32 = 101, attrConvDilations: Int32 = 102
+    static let attrConvStrides: Int32 = 103, attrConvPostPaddings: Int32 = 104, attrConvPrePaddings: Int32 = 105
+    static let attrConvSpatialDims: Int32 = 106
+    static let attrOpConvAlpha: Int32 = 700, attrOpConvBeta: Int32 = 701, attrOpConvDesc: Int32 = 702
+    static let attrOpConvW: Int32 = 703, attrOpConvX: Int32 = 704, attrOpConvY: Int32 = 705
+    static let crossCorrelation: Int32 = 1
     static let attrMatmulCompType: Int32 = 1500
     static let attrSDPAForwardQ: Int32 = 2800, attrSDPAForwardK: Int32 = 2801, attrSDPAForwardV: Int32 = 2802
     static let attrSDPAForwardO: Int32 = 2803, attrSDPAForwardScale: Int32 = 2805
@@ -46,7 +53,7 @@ public struct CuDNN: @unchecked Sendable {
     static let attrOpReductionX: Int32 = 1610, attrOpReductionY: Int32 = 1611, attrOpReductionDesc: Int32 = 1612
     // cudnnDataType_t, cudnnPointwiseMode_t, cudnnReduceTensorOp_t, cudnnBackendHeurMode_t
     static let dataFloat: Int32 = 0, dataHalf: Int32 = 2, dataBFloat16: Int32 = 9
-    static let pwMul: Int32 = 1, pwDiv: Int32 = 6, pwSub: Int32 = 9, pwExp: Int32 = 13
+    static let pwAdd: Int32 = 0, pwMul: Int32 = 1, pwDiv: Int32 = 6, pwSub: Int32 = 9, pwExp: Int32 = 13
     static let reduceAdd: Int32 = 0, reduceMax: Int32 = 3
     static let heurModeA: Int32 = 3, heurModeFallback: Int32 = 2
 

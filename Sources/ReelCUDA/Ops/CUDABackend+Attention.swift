@@ -70,15 +70,9 @@ extension CUDABackend {
             return false
         }
         let dnn: CuDNN
-        do { dnn = try CUDALibraries.cudnn() } catch {
+        do { dnn = try cudnnContext() } catch {
             if attentionPath == .cudnn { throw error }
             return false
-        }
-        if cudnnHandle == nil {
-            try device.makeCurrent()
-            _ = try? CUDALibraries.nvrtc()  // cuDNN's runtime-compiled engines find the NVRTC already loaded
-            try dnn.check(dnn.cudnnCreate(&cudnnHandle), "cudnnCreate")
-            try dnn.check(dnn.cudnnSetStream(cudnnHandle, stream), "cudnnSetStream")
         }
         let plan: CuDNNAttentionPlan
         if let p = cudnnPlans[key] { plan = p } else {
@@ -89,11 +83,28 @@ extension CUDABackend {
             }
             cudnnPlans[key] = plan
         }
-        if plan.workspaceBytes > (cudnnWorkspace?.byteCount ?? 0) {
-            cudnnWorkspace = try device.allocator.allocate(plan.workspaceBytes, stream: stream)
-        }
         try device.makeCurrent()
-        try plan.execute(handle: cudnnHandle, q: q, k: k, v: v, o: o, scale: scale, workspace: cudnnWorkspace?.pointer ?? 0)
+        try plan.execute(handle: cudnnHandle, q: q, k: k, v: v, o: o, scale: scale, workspace: try cudnnScratch(plan.workspaceBytes))
         return true
+    }
+
+    /// cuDNN with this stream's handle (created on first use). Call with `cudnnLock` held.
+    func cudnnContext() throws -> CuDNN {
+        let dnn = try CUDALibraries.cudnn()
+        if cudnnHandle == nil {
+            try device.makeCurrent()
+            _ = try? CUDALibraries.nvrtc()  // cuDNN's runtime-compiled engines find the NVRTC already loaded
+            try dnn.check(dnn.cudnnCreate(&cudnnHandle), "cudnnCreate")
+            try dnn.check(dnn.cudnnSetStream(cudnnHandle, stream), "cudnnSetStream")
+        }
+        return dnn
+    }
+
+    /// A workspace of at least `bytes` on this stream (grown, never shrunk). Call with `cudnnLock` held.
+    func cudnnScratch(_ bytes: Int) throws -> UInt64 {
+        if bytes > (cudnnWorkspace?.byteCount ?? 0) {
+            cudnnWorkspace = try device.allocator.allocate(bytes, stream: stream)
+        }
+        return cudnnWorkspace?.pointer ?? 0
     }
 }

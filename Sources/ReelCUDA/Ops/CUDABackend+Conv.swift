@@ -39,6 +39,20 @@ extension CUDABackend {
         let pw = try arg(wt, "conv3d"), po = try arg(out, "conv3d"), pb = try bt.map { try arg($0, "conv3d") }
         let esize = x.dtype.size
 
+        let half = x.dtype == .bf16 || x.dtype == .f16
+        if convolutionPath == .cudnn && !half {
+            throw ReelError.unsupported(backend: name, op: "conv3d", message: "the cuDNN path takes bf16/f16 tensors, got \(x.dtype)")
+        }
+        if half && convolutionPath != .own {
+            let key = CuDNNConvPlan.Key(x: [n, t, h, w, cin], w: [cout, kt, kh, kw], stride: [stride.0, stride.1, stride.2],
+                                        pre: [padding.t.0, padding.h.0, padding.w.0], post: [padding.t.1, padding.h.1, padding.w.1],
+                                        bias: bt != nil, dtype: x.dtype)
+            do {
+                if try cudnnConv(key: key, out: [to, ho, wo], x: try arg(x, "conv3d"), w: pw, y: po, bias: pb) { return out }
+            } catch {
+                if convolutionPath == .cudnn { throw error }
+            }
+        }
         if kt == 1 && kh == 1 && kw == 1 && stride == (1, 1, 1) && pads.allSatisfy({ $0 == 0 }) {
             // A pointwise convolution is already a GEMM over the channel-last rows.
             try gemm(a: try arg(x, "conv3d"), b: pw, d: po, bias: pb, m: rows, n: cout, k: cin, transposeB: true, dtype: x.dtype)
@@ -62,5 +76,34 @@ extension CUDABackend {
             start += count
         }
         return out
+    }
+}
+
+extension CUDABackend {
+    /// Runs cuDNN's convolution; false when cuDNN is absent or refused this shape before.
+    func cudnnConv(key: CuDNNConvPlan.Key, out: [Int], x: UInt64, w: UInt64, y: UInt64, bias: UInt64?) throws -> Bool {
+        cudnnLock.lock()
+        defer { cudnnLock.unlock() }
+        if cudnnConvRefused.contains(key) {
+            if convolutionPath == .cudnn { throw ReelError.unsupported(backend: name, op: "conv3d", message: cudnnRefusals.last ?? "refused by cuDNN") }
+            return false
+        }
+        let dnn: CuDNN
+        do { dnn = try cudnnContext() } catch {
+            if convolutionPath == .cudnn { throw error }
+            return false
+        }
+        let plan: CuDNNConvPlan
+        if let p = cudnnConvPlans[key] { plan = p } else {
+            do { plan = try CuDNNConvPlan(dnn: dnn, handle: cudnnHandle, key: key, out: out) } catch {
+                cudnnConvRefused.insert(key)
+                cudnnRefusals.append("conv3d x\(key.x) w\(key.w) stride \(key.stride) pad \(key.pre)/\(key.post) \(key.dtype): \(error)")
+                throw error
+            }
+            cudnnConvPlans[key] = plan
+        }
+        try device.makeCurrent()
+        try plan.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, workspace: try cudnnScratch(plan.workspaceBytes))
+        return true
     }
 }

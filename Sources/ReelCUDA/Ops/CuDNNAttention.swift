@@ -12,18 +12,14 @@ import ReelCore
 ///
 /// The virtual tensors never reach memory: the engine fuses the whole graph into one kernel.
 /// Q, K, V, O keep Reel's [B, L, H, D] layout, described to cuDNN by strides.
-final class CuDNNAttentionPlan: @unchecked Sendable {
-    private let dnn: CuDNN
-    private var descriptors: [CUhandle] = []
-    private(set) var plan: CUhandle = nil
-    private(set) var workspaceBytes = 0
+final class CuDNNAttentionPlan: CuDNNPlan, @unchecked Sendable {
 
     struct Key: Hashable { var b, lq, lk, h, d: Int; var dtype: DType }
 
     private static let uidQ: Int64 = 1, uidK: Int64 = 2, uidV: Int64 = 3, uidO: Int64 = 4, uidScale: Int64 = 5
 
     init(dnn: CuDNN, handle: CUhandle, key: Key) throws {
-        self.dnn = dnn
+        super.init(dnn: dnn)
         let (b, lq, lk, h, d) = (Int64(key.b), Int64(key.lq), Int64(key.lk), Int64(key.h), Int64(key.d))
         let io: Int32 = key.dtype == .bf16 ? CuDNN.dataBFloat16 : CuDNN.dataHalf
         var failures: [String] = []
@@ -37,8 +33,7 @@ final class CuDNNAttentionPlan: @unchecked Sendable {
                 failures.append("\(variant): \(error)")
             }
         }
-        for dsc in descriptors.reversed() { _ = dnn.cudnnBackendDestroyDescriptor(dsc) }
-        descriptors = []
+        destroyDescriptors()
         throw ReelError.unsupported(backend: "cuda", op: "attention", message: "cuDNN: " + failures.joined(separator: "; "))
     }
 
@@ -85,147 +80,12 @@ final class CuDNNAttentionPlan: @unchecked Sendable {
         ]
     }
 
-    /// Operation graph -> heuristics (mode A, then fallback) -> the first engine config that
-    /// finalizes into an execution plan.
-    private func choosePlan(handle: CUhandle, ops: [CUhandle]) throws {
-        let graph = try make(CuDNN.operationGraphDescriptor) { g in
-            var hd = handle
-            try set(g, CuDNN.attrGraphHandle, CuDNN.typeHandle, &hd)
-            try ops.withUnsafeBufferPointer { p in
-                try dnn.check(dnn.cudnnBackendSetAttribute(g, CuDNN.attrGraphOps, CuDNN.typeBackendDescriptor, Int64(p.count), p.baseAddress!), "set OPERATIONGRAPH_OPS")
-            }
-        }
-        var lastError: Error?
-        for mode in [CuDNN.heurModeA, CuDNN.heurModeFallback] {
-            let heur: CUhandle
-            do {
-                heur = try make(CuDNN.engineHeurDescriptor) { e in
-                    var g = graph, m = mode
-                    try set(e, CuDNN.attrEngineHeurOperationGraph, CuDNN.typeBackendDescriptor, &g)
-                    try set(e, CuDNN.attrEngineHeurMode, CuDNN.typeHeurMode, &m)
-                }
-            } catch { lastError = error; continue }
-            var count: Int64 = 0
-            try dnn.check(dnn.cudnnBackendGetAttribute(heur, CuDNN.attrEngineHeurResults, CuDNN.typeBackendDescriptor, 0, &count, nil),
-                          "count ENGINEHEUR_RESULTS")
-            if count == 0 { lastError = ReelError.library(name: "cuDNN", message: "heuristic mode \(mode) found no engine"); continue }
-            var cfgs = [CUhandle](repeating: nil, count: Int(count))
-            for i in 0..<cfgs.count {
-                try dnn.check(dnn.cudnnBackendCreateDescriptor(CuDNN.engineCfgDescriptor, &cfgs[i]), "create ENGINECFG")
-                descriptors.append(cfgs[i])
-            }
-            var got: Int64 = 0
-            try cfgs.withUnsafeMutableBufferPointer { p in
-                try dnn.check(dnn.cudnnBackendGetAttribute(heur, CuDNN.attrEngineHeurResults, CuDNN.typeBackendDescriptor, count, &got, p.baseAddress!),
-                              "get ENGINEHEUR_RESULTS")
-            }
-            for cfg in cfgs.prefix(Int(got)) {
-                do {
-                    let chosen = try make(CuDNN.executionPlanDescriptor) { pl in
-                        var hd = handle, c = cfg
-                        try set(pl, CuDNN.attrPlanHandle, CuDNN.typeHandle, &hd)
-                        try set(pl, CuDNN.attrPlanEngineConfig, CuDNN.typeBackendDescriptor, &c)
-                    }
-                    var ws: Int64 = 0, n: Int64 = 0
-                    try dnn.check(dnn.cudnnBackendGetAttribute(chosen, CuDNN.attrPlanWorkspaceSize, CuDNN.typeInt64, 1, &n, &ws), "get WORKSPACE_SIZE")
-                    plan = chosen
-                    workspaceBytes = Int(ws)
-                    return
-                } catch { lastError = error }
-            }
-        }
-        throw lastError ?? ReelError.library(name: "cuDNN", message: "no engine for this attention graph")
-    }
-
-    deinit { for dsc in descriptors.reversed() { _ = dnn.cudnnBackendDestroyDescriptor(dsc) } }
-
     /// Runs the plan on `handle`'s stream. `workspace` holds at least `workspaceBytes`.
     func execute(handle: CUhandle, q: UInt64, k: UInt64, v: UInt64, o: UInt64, scale: Float, workspace: UInt64) throws {
         var scaleValue = scale
         try withUnsafeMutablePointer(to: &scaleValue) { sp in
-            var uids: [Int64] = [Self.uidQ, Self.uidK, Self.uidV, Self.uidO, Self.uidScale]
-            var ptrs: [UnsafeMutableRawPointer?] = [q, k, v, o].map { UnsafeMutableRawPointer(bitPattern: UInt($0)) } + [UnsafeMutableRawPointer(sp)]
-            var ws = UnsafeMutableRawPointer(bitPattern: UInt(workspace))
-            var pack: CUhandle = nil
-            try dnn.check(dnn.cudnnBackendCreateDescriptor(CuDNN.variantPackDescriptor, &pack), "create VARIANT_PACK")
-            defer { _ = dnn.cudnnBackendDestroyDescriptor(pack) }
-            try dnn.check(dnn.cudnnBackendSetAttribute(pack, CuDNN.attrVariantUIDs, CuDNN.typeInt64, 5, &uids), "set VARIANT_PACK_UNIQUE_IDS")
-            try dnn.check(dnn.cudnnBackendSetAttribute(pack, CuDNN.attrVariantPointers, CuDNN.typeVoidPtr, 5, &ptrs), "set VARIANT_PACK_DATA_POINTERS")
-            try dnn.check(dnn.cudnnBackendSetAttribute(pack, CuDNN.attrVariantWorkspace, CuDNN.typeVoidPtr, 1, &ws), "set VARIANT_PACK_WORKSPACE")
-            try dnn.check(dnn.cudnnBackendFinalize(pack), "finalize VARIANT_PACK")
-            try dnn.check(dnn.cudnnBackendExecute(handle, plan, pack), "cudnnBackendExecute(attention)")
-        }
-    }
-
-    // MARK: Descriptor helpers
-
-    private func make(_ type: Int32, _ configure: (CUhandle) throws -> Void) throws -> CUhandle {
-        var d: CUhandle = nil
-        try dnn.check(dnn.cudnnBackendCreateDescriptor(type, &d), "cudnnBackendCreateDescriptor(\(type))")
-        descriptors.append(d)
-        try configure(d)
-        try dnn.check(dnn.cudnnBackendFinalize(d), "cudnnBackendFinalize(descriptor type \(type))")
-        return d
-    }
-
-    private func set<T>(_ d: CUhandle, _ name: Int32, _ type: Int32, _ value: inout T) throws {
-        try dnn.check(dnn.cudnnBackendSetAttribute(d, name, type, 1, &value), "cudnnBackendSetAttribute(\(name))")
-    }
-
-    private func tensor(_ uid: Int64, _ dims: [Int64], _ strides: [Int64], _ dtype: Int32, virtual: Bool = false, byValue: Bool = false) throws -> CUhandle {
-        try make(CuDNN.tensorDescriptor) { t in
-            var dt = dtype, u = uid, align: Int64 = 16, isVirtual = virtual, isByValue = byValue
-            var dd = dims, ss = strides
-            try set(t, CuDNN.attrTensorDataType, CuDNN.typeDataType, &dt)
-            try dnn.check(dnn.cudnnBackendSetAttribute(t, CuDNN.attrTensorDims, CuDNN.typeInt64, Int64(dd.count), &dd), "set TENSOR_DIMENSIONS")
-            try dnn.check(dnn.cudnnBackendSetAttribute(t, CuDNN.attrTensorStrides, CuDNN.typeInt64, Int64(ss.count), &ss), "set TENSOR_STRIDES")
-            try set(t, CuDNN.attrTensorUID, CuDNN.typeInt64, &u)
-            try set(t, CuDNN.attrTensorAlignment, CuDNN.typeInt64, &align)
-            if virtual { try set(t, CuDNN.attrTensorVirtual, CuDNN.typeBoolean, &isVirtual) }
-            if byValue { try set(t, CuDNN.attrTensorByValue, CuDNN.typeBoolean, &isByValue) }
-        }
-    }
-
-    private func matmul(_ a: CUhandle, _ b: CUhandle, _ c: CUhandle) throws -> CUhandle {
-        let desc = try make(CuDNN.matmulDescriptor) { m in
-            var ct = CuDNN.dataFloat
-            try set(m, CuDNN.attrMatmulCompType, CuDNN.typeDataType, &ct)
-        }
-        return try make(CuDNN.operationMatmulDescriptor) { op in
-            var aa = a, bb = b, cc = c, dd = desc
-            try set(op, CuDNN.attrOpMatmulA, CuDNN.typeBackendDescriptor, &aa)
-            try set(op, CuDNN.attrOpMatmulB, CuDNN.typeBackendDescriptor, &bb)
-            try set(op, CuDNN.attrOpMatmulC, CuDNN.typeBackendDescriptor, &cc)
-            try set(op, CuDNN.attrOpMatmulDesc, CuDNN.typeBackendDescriptor, &dd)
-        }
-    }
-
-    private func pointwise(_ mode: Int32, _ y: CUhandle, _ x: CUhandle, _ b: CUhandle?) throws -> CUhandle {
-        let desc = try make(CuDNN.pointwiseDescriptor) { p in
-            var m = mode, prec = CuDNN.dataFloat
-            try set(p, CuDNN.attrPointwiseMode, CuDNN.typePointwiseMode, &m)
-            try set(p, CuDNN.attrPointwiseMathPrec, CuDNN.typeDataType, &prec)
-        }
-        return try make(CuDNN.operationPointwiseDescriptor) { op in
-            var xx = x, yy = y, dd = desc
-            try set(op, CuDNN.attrOpPointwiseDesc, CuDNN.typeBackendDescriptor, &dd)
-            try set(op, CuDNN.attrOpPointwiseX, CuDNN.typeBackendDescriptor, &xx)
-            if var bb = b { try set(op, CuDNN.attrOpPointwiseB, CuDNN.typeBackendDescriptor, &bb) }
-            try set(op, CuDNN.attrOpPointwiseY, CuDNN.typeBackendDescriptor, &yy)
-        }
-    }
-
-    private func reduction(_ mode: Int32, _ x: CUhandle, _ y: CUhandle) throws -> CUhandle {
-        let desc = try make(CuDNN.reductionDescriptor) { r in
-            var m = mode, ct = CuDNN.dataFloat
-            try set(r, CuDNN.attrReductionOperator, CuDNN.typeReductionOperator, &m)
-            try set(r, CuDNN.attrReductionCompType, CuDNN.typeDataType, &ct)
-        }
-        return try make(CuDNN.operationReductionDescriptor) { op in
-            var xx = x, yy = y, dd = desc
-            try set(op, CuDNN.attrOpReductionX, CuDNN.typeBackendDescriptor, &xx)
-            try set(op, CuDNN.attrOpReductionY, CuDNN.typeBackendDescriptor, &yy)
-            try set(op, CuDNN.attrOpReductionDesc, CuDNN.typeBackendDescriptor, &dd)
+            let ptrs = [q, k, v, o].map { UnsafeMutableRawPointer(bitPattern: UInt($0)) } + [UnsafeMutableRawPointer(sp)]
+            try execute(handle: handle, uids: [Self.uidQ, Self.uidK, Self.uidV, Self.uidO, Self.uidScale], pointers: ptrs, workspace: workspace)
         }
     }
 }
