@@ -71,7 +71,7 @@ struct Bench: AsyncParsableCommand {
         print("reel bench on \(backend.name) (\(dtype)): DiT \(model.rawValue) (\(config.layers) layers, dim \(config.dim)), "
               + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
 
-        let rate = try measureMatmulRate(backend, dtype: dtype)
+        let rate = try Rates.matmul(backend, dtype: dtype)
         print(String(format: "matmul rate measured on this backend: %.2f TFLOP/s (the compute floors below use it)", rate / 1e12))
 
         let t0 = Date()
@@ -162,27 +162,10 @@ struct Bench: AsyncParsableCommand {
                        floor, unit.padding(toLength: 3, withPad: " ", startingAt: 0), ratio * 100))
     }
 
-    /// FLOP/s of a square matrix multiply on `backend` (8192 on a GPU, 1024 on the CPU), median of 5.
-    private func measureMatmulRate(_ backend: any Backend, dtype: DType) throws -> Double {
-        let n = backend is CPUBackend ? 1024 : 8192
-        let a = try backend.randomNormal([n, n], seed: 1, offset: 0, dtype: dtype)
-        let b = try backend.randomNormal([n, n], seed: 2, offset: 0, dtype: dtype)
-        _ = try backend.matmul(a, b, transposeB: true, bias: nil)
-        try backend.synchronize()
-        var times: [Double] = []
-        for _ in 0..<5 {
-            let t = ContinuousClock.now
-            _ = try backend.matmul(a, b, transposeB: true, bias: nil)
-            try backend.synchronize()
-            times.append(seconds(ContinuousClock.now - t))
-        }
-        return 2 * pow(Double(n), 3) / median(times)
-    }
-
     private func median(_ xs: [Double]) -> Double {
         let s = xs.sorted()
         return s.isEmpty ? .nan : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 
-    private func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+    private func seconds(_ d: Duration) -> Double { Rates.seconds(d) }
 }
