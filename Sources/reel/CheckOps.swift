@@ -163,14 +163,19 @@ struct OpCheck {
         }
         let floats: [DType] = [.f32, .bf16, .f16]
         for dt in floats {
+            // Counts that are and are not multiples of 8: the 8-wide and the scalar kernels.
             for u in UnaryOp.allCases {
                 add(u.rawValue, "[3, 37, 65]", dt, [InputSpec(shape: [3, 37, 65], dtype: dt)]) { b, t in try b.unary(u, t[0]) }
+                add(u.rawValue, "[2, 48, 64] (8-wide)", dt, [InputSpec(shape: [2, 48, 64], dtype: dt)]) { b, t in try b.unary(u, t[0]) }
             }
             add("affine", "[1000] * 0.75 - 0.25", dt, [InputSpec(shape: [1000], dtype: dt)]) { b, t in try b.affine(t[0], scale: 0.75, bias: -0.25) }
             add("clamp", "[1000] to [-1, 1]", dt, [InputSpec(shape: [1000], dtype: dt)]) { b, t in try b.clamp(t[0], min: -1, max: 1) }
             for op in BinaryOp.allCases {
                 let rhs: InputKind = op == .div ? .positive : .normal
                 add(op.rawValue, "[2, 5, 7] . [2, 5, 7]", dt, [InputSpec(shape: [2, 5, 7], dtype: dt), InputSpec(shape: [2, 5, 7], dtype: dt, kind: rhs)]) { b, t in try b.binary(op, t[0], t[1]) }
+                add(op.rawValue, "[4, 6, 16] . [4, 6, 16] (8-wide)", dt, [InputSpec(shape: [4, 6, 16], dtype: dt), InputSpec(shape: [4, 6, 16], dtype: dt, kind: rhs)]) { b, t in try b.binary(op, t[0], t[1]) }
+                add(op.rawValue, "[4, 6, 16] . [16] (8-wide)", dt, [InputSpec(shape: [4, 6, 16], dtype: dt), InputSpec(shape: [16], dtype: dt, kind: rhs)]) { b, t in try b.binary(op, t[0], t[1]) }
+                add(op.rawValue, "[4, 6, 16] . [4, 1, 16] (8-wide)", dt, [InputSpec(shape: [4, 6, 16], dtype: dt), InputSpec(shape: [4, 1, 16], dtype: dt, kind: rhs)]) { b, t in try b.binary(op, t[0], t[1]) }
                 add(op.rawValue, "[2, 5, 7] . [5, 1] broadcast", dt, [InputSpec(shape: [2, 5, 7], dtype: dt), InputSpec(shape: [5, 1], dtype: dt, kind: rhs)]) { b, t in try b.binary(op, t[0], t[1]) }
             }
             add("modulate", "[2, 3, 50, 64] by [2, 3, 1, 64] / [64]", dt,
@@ -181,6 +186,7 @@ struct OpCheck {
                 [InputSpec(shape: [1, 4680, 1536], dtype: dt), InputSpec(shape: [1, 1, 1536], dtype: .f32), InputSpec(shape: [1, 1, 1536], dtype: .f32)]) { b, t in
                 try b.modulate(t[0], scale: t[1], shift: t[2])
             }
+            add("affine", "[4096] * 0.75 - 0.25 (8-wide)", dt, [InputSpec(shape: [4096], dtype: dt)]) { b, t in try b.affine(t[0], scale: 0.75, bias: -0.25) }
             add("axpby", "0.3 x + 0.7 y [4097]", dt, [InputSpec(shape: [4097], dtype: dt), InputSpec(shape: [4097], dtype: dt)]) { b, t in try b.axpby(0.3, t[0], 0.7, t[1]) }
             add("fill", "[3, 333] = 1.5", dt, []) { b, _ in let t = try b.allocate([3, 333], dtype: dt); try b.fill(t, with: 1.5); return t }
             for c in [96, 100, 1536, 5120] {

@@ -18,6 +18,9 @@ extension CUDABackend {
         }
     }
 
+    /// All addresses 16-byte aligned (the 8-wide kernels' vector accesses need it).
+    static func aligned(_ pointers: UInt64...) -> Bool { pointers.allSatisfy { $0 % 16 == 0 } }
+
     static func binaryCode(_ op: BinaryOp) -> Int32 {
         switch op {
         case .add: 0
@@ -33,8 +36,9 @@ extension CUDABackend {
         try requireFloat(x, op)
         let y = try allocate(x.shape, dtype: x.dtype)
         let px = try arg(x, op), py = try arg(y, op)
-        try launch1D("elementwise", "unary", n: x.count) { a in
-            a.add(px); a.add(py); a.add(Int64(x.count)); a.add(x.dtype.kernelCode); a.add(y.dtype.kernelCode)
+        let wide = x.count % 8 == 0 && Self.aligned(px, py)
+        try launch1D("elementwise", wide ? "unary_v8" : "unary", n: wide ? x.count / 8 : x.count) { a in
+            a.add(px); a.add(py); a.add(Int64(wide ? x.count / 8 : x.count)); a.add(x.dtype.kernelCode); a.add(y.dtype.kernelCode)
             a.add(code); a.add(p0); a.add(p1)
         }
         return y
@@ -61,8 +65,9 @@ extension CUDABackend {
         let bc = try BcastArg.make(out: shape, operands: [a.shape, b.shape], op: op.rawValue)
         let y = try allocate(shape, dtype: a.dtype)
         let pa = try arg(a, op.rawValue), pb = try arg(b, op.rawValue), py = try arg(y, op.rawValue)
-        try launch1D("elementwise", "binary", n: y.count) { k in
-            k.add(pa); k.add(pb); k.add(py); k.add(Int64(y.count))
+        let wide = y.count % 8 == 0 && bc.vectorizable(operands: 2) && Self.aligned(pa, pb, py)
+        try launch1D("elementwise", wide ? "binary_v8" : "binary", n: wide ? y.count / 8 : y.count) { k in
+            k.add(pa); k.add(pb); k.add(py); k.add(Int64(wide ? y.count / 8 : y.count))
             k.add(a.dtype.kernelCode); k.add(b.dtype.kernelCode); k.add(y.dtype.kernelCode); k.add(Self.binaryCode(op)); k.add(bc)
         }
         return y
@@ -76,8 +81,9 @@ extension CUDABackend {
         let bc = try BcastArg.make(out: x.shape, operands: [x.shape, scale.shape, shift.shape], op: "modulate")
         let y = try allocate(x.shape, dtype: x.dtype)
         let px = try arg(x, "modulate"), ps = try arg(scale, "modulate"), ph = try arg(shift, "modulate"), py = try arg(y, "modulate")
-        try launch1D("elementwise", "modulate", n: y.count) { k in
-            k.add(px); k.add(ps); k.add(ph); k.add(py); k.add(Int64(y.count))
+        let wide = y.count % 8 == 0 && bc.vectorizable(operands: 3) && Self.aligned(px, ps, ph, py)
+        try launch1D("elementwise", wide ? "modulate_v8" : "modulate", n: wide ? y.count / 8 : y.count) { k in
+            k.add(px); k.add(ps); k.add(ph); k.add(py); k.add(Int64(wide ? y.count / 8 : y.count))
             k.add(x.dtype.kernelCode); k.add(scale.dtype.kernelCode); k.add(shift.dtype.kernelCode); k.add(y.dtype.kernelCode); k.add(bc)
         }
         return y
@@ -135,7 +141,9 @@ extension CUDABackend {
         let y = try allocate(x.shape, dtype: x.dtype)
         let px = try arg(x, op), pw = try arg(weight, op), pb = try arg(bias, op), py = try arg(y, op)
         if rows == 0 { return y }
-        try launch("norm", "row_norm", grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1)) { k in
+        // Rows up to 2048 wide stay in registers: one read and one write of each element.
+        let wide = c % 8 == 0 && c <= 2048 && Self.aligned(px, py, pw == 0 ? 16 : pw, pb == 0 ? 16 : pb)
+        try launch("norm", wide ? "row_norm_v8" : "row_norm", grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1)) { k in
             k.add(px); k.add(pw); k.add(pb); k.add(py); k.add(Int64(rows)); k.add(Int32(c))
             k.add(eps); k.add(scale); k.add(mode)
             k.add(x.dtype.kernelCode); k.add((weight?.dtype ?? .f32).kernelCode); k.add((bias?.dtype ?? .f32).kernelCode); k.add(y.dtype.kernelCode)

@@ -32,6 +32,22 @@ struct BcastArg: BitwiseCopyable {
 
     static let contiguous = BcastArg()
 
+    /// Whether the 8-wide kernels apply: the innermost axis is a multiple of 8 and every operand
+    /// either runs along it (stride 1) or is constant across it (stride 0).
+    func vectorizable(operands: Int) -> Bool {
+        if rank == 0 { return true }
+        return withUnsafeBytes(of: dims) { d in
+            withUnsafeBytes(of: stride) { st in
+                let r = Int(rank) - 1
+                guard d.load(fromByteOffset: r * 8, as: Int64.self) % 8 == 0 else { return false }
+                return (0..<operands).allSatisfy { k in
+                    let s = st.load(fromByteOffset: (k * BcastArg.maxRank + r) * 8, as: Int64.self)
+                    return s == 0 || s == 1
+                }
+            }
+        }
+    }
+
     /// Broadcast of `operands` against `out`; axes of extent 1 are merged away first.
     static func make(out: Shape, operands: [Shape], op: String) throws -> BcastArg {
         if operands.allSatisfy({ $0 == out }) { return .contiguous }
