@@ -144,6 +144,14 @@ public protocol Backend: AnyObject, Sendable {
     /// x * (1 + scale) + shift, with scale and shift broadcast against x (DiT adaLN).
     func modulate(_ x: Tensor, scale: Tensor, shift: Tensor) throws -> Tensor
 
+    // MARK: Fused (each has a default built from the ops above; backends override for speed)
+
+    /// LayerNorm without affine over the last axis, then `* (1 + scale) + shift`:
+    /// x `[G, R, C]`, scale and shift `[G, 1, C]` or `[1, 1, C]` (the DiT's per-frame adaLN).
+    func modulatedLayerNorm(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float) throws -> Tensor
+    /// `x + y * gate`: x and y `[G, R, C]`, gate `[G, 1, C]` or `[1, 1, C]` (the DiT's gated residual).
+    func gatedResidual(_ x: Tensor, _ y: Tensor, gate: Tensor) throws -> Tensor
+
     // MARK: Convolution
 
     /// 3D convolution, channel-last: x `[N, T, H, W, Cin]`, weight `[Cout, kt, kh, kw, Cin]`,
@@ -173,6 +181,14 @@ public protocol Backend: AnyObject, Sendable {
 // MARK: - Conveniences built on the protocol.
 
 extension Backend {
+    public func modulatedLayerNorm(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float) throws -> Tensor {
+        try modulate(try layerNorm(x, weight: nil, bias: nil, eps: eps), scale: scale, shift: shift)
+    }
+
+    public func gatedResidual(_ x: Tensor, _ y: Tensor, gate: Tensor) throws -> Tensor {
+        try binary(.add, x, try binary(.mul, y, gate))
+    }
+
     /// `x W^T + b` for a PyTorch Linear weight `[out, in]`.
     public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) throws -> Tensor {
         try matmul(x, weight, transposeB: true, bias: bias)

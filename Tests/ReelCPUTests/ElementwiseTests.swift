@@ -237,3 +237,43 @@ func broadcastValues(_ v: [Double], from bs: Shape, to out: Shape) -> [Double] {
         #expect(throws: ReelError.self) { try cpu.rope3d(try cpu.zeros([1, 4, 1, 7]), grid: RoPEGrid(frames: 1, height: 2, width: 2)) }
     }
 }
+
+/// The fused adaLN and gated residual against their unfused definitions on a float64 reference.
+@Suite struct FusedOpTests {
+    let cpu = CPUBackend()
+
+    @Test(arguments: [(3, 5, 20), (1, 7, 8), (2, 1, 33)])
+    func modulatedLayerNormMatchesDefinition(_ dims: (Int, Int, Int)) throws {
+        let (g, r, c) = dims
+        for groups in [g, 1] {
+            let x = try cpu.randomNormal([g, r, c], seed: 1, offset: 0, dtype: .f32)
+            let s = try cpu.randomNormal([groups, 1, c], seed: 2, offset: 0, dtype: .f32)
+            let h = try cpu.randomNormal([groups, 1, c], seed: 3, offset: 0, dtype: .f32)
+            let ours = try cpu.modulatedLayerNorm(x, scale: s, shift: h, eps: 1e-6).toFloats()
+            let xv = try x.toFloats(), sv = try s.toFloats(), hv = try h.toFloats()
+            var expected = [Double](repeating: 0, count: xv.count)
+            for row in 0..<(g * r) {
+                let vals = (0..<c).map { Double(xv[row * c + $0]) }
+                let mean = vals.reduce(0, +) / Double(c)
+                let variance = vals.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(c)
+                let grp = groups == 1 ? 0 : row / r
+                for j in 0..<c {
+                    let n = (vals[j] - mean) / (variance + 1e-6).squareRoot()
+                    expected[row * c + j] = n * (1 + Double(sv[grp * c + j])) + Double(hv[grp * c + j])
+                }
+            }
+            #expect(nmse(ours, expected) < 1e-12)
+        }
+    }
+
+    @Test func gatedResidualMatchesDefinition() throws {
+        let x = try cpu.randomNormal([3, 4, 19], seed: 4, offset: 0, dtype: .f32)
+        let y = try cpu.randomNormal([3, 4, 19], seed: 5, offset: 0, dtype: .f32)
+        let gate = try cpu.randomNormal([3, 1, 19], seed: 6, offset: 0, dtype: .f32)
+        let ours = try cpu.gatedResidual(x, y, gate: gate).toFloats()
+        let xv = try x.toFloats(), yv = try y.toFloats(), gv = try gate.toFloats()
+        let expected = (0..<xv.count).map { i in Double(xv[i]) + Double(yv[i]) * Double(gv[(i / (4 * 19)) * 19 + i % 19]) }
+        #expect(nmse(ours, expected) < 1e-12)
+        #expect(throws: ReelError.self) { try cpu.gatedResidual(x, y, gate: try cpu.zeros([2, 1, 19])) }
+    }
+}

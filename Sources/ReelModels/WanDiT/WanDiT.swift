@@ -108,8 +108,7 @@ public final class WanDiT: @unchecked Sendable {
         let hm = weights.headModulation                                          // [2, dim]
         let shift = try be.add(try e.reshaped([frames, 1, c.dim]), try be.slice(hm, axis: 0, start: 0, length: 1))
         let scale = try be.add(try e.reshaped([frames, 1, c.dim]), try be.slice(hm, axis: 0, start: 1, length: 1))
-        var h = try be.layerNorm(try x.reshaped([frames, perFrame, c.dim]), weight: nil, bias: nil, eps: c.eps)
-        h = try be.modulate(h, scale: scale, shift: shift)
+        var h = try be.modulatedLayerNorm(try x.reshaped([frames, perFrame, c.dim]), scale: scale, shift: shift, eps: c.eps)
         h = try be.linear(h, weight: weights.head.weight, bias: weights.head.bias)  // [F, perFrame, p*p*C]
         // Unpatchify: output channel (q*p + r)*C + c -> pixel (row*p + q, col*p + r).
         h = try h.reshaped([frames, gh, gw, c.patch, c.patch, c.outChannels])
@@ -150,8 +149,7 @@ public final class WanDiT: @unchecked Sendable {
         let framed = [frames, perFrame, c.dim]
 
         // Self-attention over the cache.
-        var h = try be.layerNorm(try x.reshaped(framed), weight: nil, bias: nil, eps: c.eps)
-        h = try be.modulate(h, scale: try mod(1), shift: try mod(0))
+        var h = try be.modulatedLayerNorm(try x.reshaped(framed), scale: try mod(1), shift: try mod(0), eps: c.eps)
         h = try h.reshaped([1, tokens, c.dim])
         let a = b.selfAttention
         let heads = [1, tokens, c.heads, c.headDim]
@@ -165,7 +163,7 @@ public final class WanDiT: @unchecked Sendable {
         let (keys, values) = try cache.attended(layer: layer, plan: written)
         var y = try be.attention(query: q, key: keys, value: values, scale: 1 / Float(c.headDim).squareRoot(), bias: nil)
         y = try be.linear(try y.reshaped([1, tokens, c.dim]), weight: a.o.weight, bias: a.o.bias)
-        var out = try be.add(try x.reshaped(framed), try be.mul(try y.reshaped(framed), try mod(2)))
+        var out = try be.gatedResidual(try x.reshaped(framed), try y.reshaped(framed), gate: try mod(2))
 
         // Cross-attention to the prompt (norm3 has affine weights).
         let xa = b.crossAttention
@@ -179,11 +177,10 @@ public final class WanDiT: @unchecked Sendable {
         out = try be.add(out, try cy.reshaped(framed))
 
         // Feed-forward.
-        h = try be.layerNorm(out, weight: nil, bias: nil, eps: c.eps)
-        h = try be.modulate(h, scale: try mod(4), shift: try mod(3))
+        h = try be.modulatedLayerNorm(out, scale: try mod(4), shift: try mod(3), eps: c.eps)
         h = try be.unary(.geluTanh, try be.linear(h, weight: b.ffn.0.weight, bias: b.ffn.0.bias))
         h = try be.linear(h, weight: b.ffn.1.weight, bias: b.ffn.1.bias)
-        out = try be.add(out, try be.mul(h, try mod(5)))
+        out = try be.gatedResidual(out, try h.reshaped(framed), gate: try mod(5))
         return try out.reshaped([1, tokens, c.dim])
     }
 }
