@@ -22,9 +22,14 @@ let package = Package(
         .library(name: "ReelIO", targets: ["ReelIO"]),
         .library(name: "ReelModels", targets: ["ReelModels"]),
         .library(name: "ReelPipeline", targets: ["ReelPipeline"]),
+        .library(name: "ReelServer", targets: ["ReelServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // Tensors, the backend protocol, dtypes, the shared RNG.
@@ -39,11 +44,24 @@ let package = Package(
         .target(name: "ReelModels", dependencies: ["ReelCore", "ReelIO"]),
         // Streaming generation: flow-matching schedule, noise, KV-cache policy, prompt switches.
         .target(name: "ReelPipeline", dependencies: ["ReelCore", "ReelIO", "ReelModels"]),
+        // `reel serve`: HTTP + WebSocket sessions over VideoStream, and the web page.
+        .target(
+            name: "ReelServer",
+            dependencies: [
+                "ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.unsafeFlags(["-O"])]
+        ),
         .executableTarget(
             name: "reel",
             dependencies: [
-                "ReelCore", "ReelCPU", "ReelCUDA", "ReelIO", "ReelModels", "ReelPipeline",
+                "ReelCore", "ReelCPU", "ReelCUDA", "ReelIO", "ReelModels", "ReelPipeline", "ReelServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "ReelCoreTests", dependencies: ["ReelCore", "ReelCPU"]),
@@ -51,6 +69,13 @@ let package = Package(
         .testTarget(name: "ReelCUDATests", dependencies: ["ReelCore", "ReelCUDA"]),
         .testTarget(name: "ReelIOTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelModelsTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels"], exclude: ["Fixtures"]),
+        .testTarget(name: "ReelServerTests", dependencies: [
+            "ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline", "ReelServer",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+            .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),
+            .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+        ]),
         .testTarget(name: "ReelPipelineTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

@@ -95,15 +95,6 @@ struct Generate: AsyncParsableCommand {
         // Everything that can be wrong with the request is checked before any weight is read.
         let files = try models.resolve()
         let latentsOnly = output.lowercased().hasSuffix(".safetensors")
-        guard let ditPath = files.dit else {
-            throw ReelError.input("no DiT weights: give --model FOLDER or --dit FILE (the shipped tiny model is not in this checkout yet)")
-        }
-        guard let encoderPath = files.textEncoder, let tokenizerPath = files.tokenizer else {
-            throw ReelError.input("no text encoder: give --text-encoder FILE and --tokenizer FILE (or a --model folder with both)")
-        }
-        if !latentsOnly && files.vae == nil && files.tinyDecoder == nil {
-            throw ReelError.input("no decoder for \(output): give --vae or --tiny-decoder, or write latents with -o FILE.safetensors")
-        }
         let (width, height) = try size.map(Self.parseSize) ?? (832, 480)
         let totalLatent = latentFrames ?? Self.latentFrames(seconds: seconds, fps: fps)
         var plan = PromptSchedule(prompts: prompt.map { [$0] } ?? [], switchFrames: [])
@@ -123,13 +114,10 @@ struct Generate: AsyncParsableCommand {
         let backend = try backendOptions.make()
         let dtype = backendOptions.storageType
         let loadStart = Date()
-        let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizerPath))
-        let textModel = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: backend, dtype: dtype)
-        let dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: models.ema, backend: backend, dtype: dtype)
-        let decoder: (any VideoDecoder)? = latentsOnly ? nil : try files.tinyDecoder.map {
-            StreamingTinyDecoder(model: try TinyDecoder.load(from: WeightFileTensors(path: $0), on: backend, dtype: dtype))
-        } ?? files.vae.map { StreamingVAEDecoder(model: try WanVAEDecoder.load(from: WeightFileTensors(path: $0), on: backend, dtype: dtype)) }
-        let prompts = try PromptEncoder(tokenizer: tok, textEncoder: textModel, model: dit)
+        let model = try LoadedModel.load(files: files, ema: models.ema, decoder: !latentsOnly,
+                                          backend: backend, dtype: dtype)
+        let dit = model.dit, textModel = model.prompts.textEncoder, prompts = model.prompts
+        let decoder = model.newDecoder()
         log(String(format: "loaded DiT (%d layers, dim %d), umT5 (%d layers) and %@ in %.1f s", dit.config.layers,
                    dit.config.dim, textModel.config.layers, decoder == nil ? "no decoder" : "the decoder",
                    Date().timeIntervalSince(loadStart)))

@@ -1,0 +1,62 @@
+import Foundation
+import ReelCore
+import ReelIO
+import ReelModels
+
+/// A model loaded once for any number of videos: tokenizer + umT5 + DiT behind a `PromptEncoder`,
+/// and the decoder's weights, from which each video makes its own streaming decoder (a decoder keeps
+/// per-video causal state; the weights are shared). Used by `reel generate` and `reel serve`.
+public final class LoadedModel: @unchecked Sendable {
+    public let prompts: PromptEncoder
+    public var dit: WanDiT { prompts.model }
+    private let makeDecoder: (@Sendable () -> any VideoDecoder)?
+    /// "taehv", "wan-vae" or "none".
+    public let decoderName: String
+    private let lock = NSLock()
+
+    public init(prompts: PromptEncoder, decoderName: String, makeDecoder: (@Sendable () -> any VideoDecoder)?) {
+        self.prompts = prompts
+        self.decoderName = decoderName
+        self.makeDecoder = makeDecoder
+    }
+
+    /// Loads the parts `files` names. `decoder: false` skips the decoder (latents-only output).
+    public static func load(files: ModelFiles, ema: Bool = false, decoder wantsDecoder: Bool = true,
+                            backend: any Backend, dtype: DType = .f32) throws -> LoadedModel {
+        guard let ditPath = files.dit else {
+            throw ReelError.input("no DiT weights: give --model FOLDER or --dit FILE (the shipped tiny model is not in this checkout yet)")
+        }
+        guard let encoderPath = files.textEncoder, let tokenizerPath = files.tokenizer else {
+            throw ReelError.input("no text encoder: give --text-encoder FILE and --tokenizer FILE (or a --model folder with both)")
+        }
+        if wantsDecoder && files.vae == nil && files.tinyDecoder == nil {
+            throw ReelError.input("no decoder: give --vae or --tiny-decoder (or a --model folder with vae.safetensors or taehv.safetensors)")
+        }
+        let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizerPath))
+        let textModel = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: backend, dtype: dtype)
+        let dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: ema, backend: backend, dtype: dtype)
+        let prompts = try PromptEncoder(tokenizer: tok, textEncoder: textModel, model: dit)
+        guard wantsDecoder else { return LoadedModel(prompts: prompts, decoderName: "none", makeDecoder: nil) }
+        if let path = files.tinyDecoder {
+            let model = UncheckedSendable(try TinyDecoder.load(from: WeightFileTensors(path: path), on: backend, dtype: dtype))
+            return LoadedModel(prompts: prompts, decoderName: "taehv") { StreamingTinyDecoder(model: model.value) }
+        }
+        let model = UncheckedSendable(try WanVAEDecoder.load(from: WeightFileTensors(path: files.vae!), on: backend, dtype: dtype))
+        return LoadedModel(prompts: prompts, decoderName: "wan-vae") { StreamingVAEDecoder(model: model.value) }
+    }
+
+    /// A fresh streaming decoder for one video (nil when the model was loaded without one).
+    public func newDecoder() -> (any VideoDecoder)? { makeDecoder?() }
+
+    /// The DiT's context for `prompt`; safe to call from several videos at once (the encoder's
+    /// caches are shared, so calls are serialized).
+    public func context(for prompt: String) throws -> WanDiT.PromptContext {
+        try lock.withLock { try prompts.context(for: prompt) }
+    }
+}
+
+/// A value whose thread safety the code guarantees (read-only model weights).
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

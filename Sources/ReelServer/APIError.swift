@@ -1,0 +1,29 @@
+import Foundation
+import Hummingbird
+
+/// An error answered to a client: an HTTP status, a stable code and a message a person can act on.
+/// Over HTTP it is `{"error": {"code", "message"}}`; over the WebSocket `{"type": "error", "code", "message"}`.
+public struct APIError: Error, HTTPResponseError, Sendable, Equatable {
+    public let status: HTTPResponse.Status
+    public let code: String
+    public let message: String
+
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+        self.status = status; self.code = code; self.message = message
+    }
+
+    public static func badJSON(_ detail: String) -> APIError { APIError(.badRequest, "bad_json", detail) }
+    public static func badRequest(_ message: String) -> APIError { APIError(.badRequest, "bad_request", message) }
+    public static func unknownOption(_ name: String, known: [String]) -> APIError {
+        APIError(.badRequest, "unknown_option", "unknown option '\(name)'; known options: \(known.joined(separator: ", "))")
+    }
+    public static func notFound(_ id: String) -> APIError { APIError(.notFound, "not_found", "no session \(id)") }
+
+    var json: JSON { ["code": .string(code), "message": .string(message)] }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var response = Response.json(["error": json])
+        response.status = status
+        return response
+    }
+}

@@ -1,0 +1,47 @@
+import Foundation
+
+/// Counters and gauges of the server, rendered in the Prometheus text format (version 0.0.4).
+public final class Metrics: @unchecked Sendable {
+    private let lock = NSLock()
+    private var counters: [String: Double] = [:]
+    private var gauges: [String: Double] = [:]
+
+    static let help: [String: (type: String, help: String)] = [
+        "reel_sessions_created_total": ("counter", "Sessions created."),
+        "reel_sessions_rejected_total": ("counter", "Session requests refused because the server was full."),
+        "reel_sessions_reclaimed_total": ("counter", "Idle sessions reclaimed."),
+        "reel_sessions_failed_total": ("counter", "Sessions that ended with an error."),
+        "reel_blocks_generated_total": ("counter", "Blocks generated and decoded."),
+        "reel_frames_sent_total": ("counter", "Video frames sent over WebSockets."),
+        "reel_bytes_sent_total": ("counter", "Bytes of video frames sent over WebSockets."),
+        "reel_prompt_switches_total": ("counter", "Prompt switches (each a KV-recache)."),
+        "reel_client_errors_total": ("counter", "Requests and messages answered with an error."),
+        "reel_block_seconds_total": ("counter", "Seconds spent generating blocks (DiT)."),
+        "reel_decode_seconds_total": ("counter", "Seconds spent decoding blocks."),
+        "reel_sessions_active": ("gauge", "Sessions holding a device slot."),
+        "reel_sessions_queued": ("gauge", "Sessions waiting for a device slot."),
+        "reel_sessions": ("gauge", "Sessions the server holds (any state)."),
+        "reel_websockets_open": ("gauge", "Open WebSocket connections."),
+    ]
+
+    public init() {
+        for (name, info) in Self.help { if info.type == "counter" { counters[name] = 0 } else { gauges[name] = 0 } }
+    }
+
+    func add(_ name: String, _ value: Double = 1) { lock.withLock { counters[name, default: 0] += value } }
+    func set(_ name: String, _ value: Double) { lock.withLock { gauges[name] = value } }
+    func adjust(_ name: String, by value: Double) { lock.withLock { gauges[name, default: 0] += value } }
+
+    public func value(_ name: String) -> Double { lock.withLock { counters[name] ?? gauges[name] ?? 0 } }
+
+    /// The Prometheus text exposition.
+    public func render() -> String {
+        let (c, g) = lock.withLock { (counters, gauges) }
+        var out = ""
+        for (name, value) in c.merging(g, uniquingKeysWith: { a, _ in a }).sorted(by: { $0.key < $1.key }) {
+            if let info = Self.help[name] { out += "# HELP \(name) \(info.help)\n# TYPE \(name) \(info.type)\n" }
+            out += "\(name) \(value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value))\n"
+        }
+        return out
+    }
+}

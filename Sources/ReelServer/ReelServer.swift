@@ -1,0 +1,150 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import ServiceLifecycle
+
+/// `reel serve`: the HTTP API, the WebSocket API and the web page over one `SessionManager`.
+///
+/// HTTP: `POST /v1/sessions`, `GET /v1/sessions`, `GET|DELETE /v1/sessions/{id}`,
+/// `GET /v1/sessions/{id}/video`, `/healthz`, `/metrics`, `/openapi.json`, and the page at `/`.
+/// WebSocket: `/v1/ws` (see `SocketConnection` for its messages).
+public struct ReelServer: Sendable {
+    public let manager: SessionManager
+    public var config: ServerConfiguration { manager.config }
+
+    public init(manager: SessionManager) throws {
+        self.manager = manager
+        try FileManager.default.createDirectory(atPath: manager.config.recordingFolder, withIntermediateDirectories: true)
+    }
+
+    /// The router serving HTTP and WebSocket upgrades.
+    public func router() -> Router<BasicWebSocketRequestContext> {
+        let router = Router(context: BasicWebSocketRequestContext.self)
+        let manager = self.manager, config = self.config, metrics = manager.metrics
+        router.middlewares.add(ErrorCountingMiddleware(metrics: metrics))
+
+        router.get("/") { _, _ in WebPage.response(WebPage.html, type: "text/html; charset=utf-8") }
+        router.get("/app.js") { _, _ in WebPage.response(WebPage.script, type: "text/javascript; charset=utf-8") }
+        router.get("/app.css") { _, _ in WebPage.response(WebPage.style, type: "text/css; charset=utf-8") }
+        router.get("/openapi.json") { _, _ in WebPage.response(OpenAPI.document, type: "application/json") }
+        router.get("/healthz") { _, _ in
+            let (total, active, queued) = await manager.counts
+            return Response.json(["status": "ok", "device": .string(config.deviceName), "sessions": .int(total),
+                                  "active": .int(active), "queued": .int(queued),
+                                  "maxActiveSessions": .int(config.maxActiveSessions),
+                                  "maxQueuedSessions": .int(config.maxQueuedSessions)])
+        }
+        router.get("/metrics") { _, _ in
+            WebPage.response(metrics.render(), type: "text/plain; version=0.0.4; charset=utf-8")
+        }
+
+        router.post("/v1/sessions") { request, _ in
+            var request = request
+            let body: ByteBuffer
+            do { body = try await request.collectBody(upTo: config.maxMessageBytes) } catch {
+                throw APIError(.contentTooLarge, "body_too_large", "the request body is larger than \(config.maxMessageBytes) bytes")
+            }
+            let parsed = try SessionRequest.parse(try JSON.parse(Data(body.readableBytesView)), live: false, config: config)
+            let session = try await manager.create(parsed)
+            var response = Response.json(session.statusMessage())
+            response.status = .created
+            response.headers[.location] = "/v1/sessions/\(session.id)"
+            return response
+        }
+        router.get("/v1/sessions") { _, _ in
+            Response.json(["sessions": .array(await manager.all.map { $0.statusMessage() })])
+        }
+        router.get("/v1/sessions/{id}") { _, context in
+            let id = try context.parameters.require("id")
+            guard let session = await manager.session(id) else { throw APIError.notFound(id) }
+            return Response.json(session.statusMessage())
+        }
+        router.delete("/v1/sessions/{id}") { _, context in
+            let id = try context.parameters.require("id")
+            guard await manager.session(id) != nil else { throw APIError.notFound(id) }
+            await manager.remove(id)
+            return Response(status: .noContent)
+        }
+        router.get("/v1/sessions/{id}/video") { _, context in
+            let id = try context.parameters.require("id")
+            guard let session = await manager.session(id) else { throw APIError.notFound(id) }
+            guard session.request.record else {
+                throw APIError(.notFound, "not_recorded", "session \(id) was started with options.record = false")
+            }
+            guard let path = session.recording else {
+                throw APIError(.conflict, "recording_not_ready",
+                               "the recording is complete once session \(id) has stopped (it is \(session.state.rawValue))")
+            }
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
+            let body = try await FileIO().loadFile(path: path, context: context)
+            let isMP4 = path.hasSuffix(".mp4")
+            var headers: HTTPFields = [.contentType: isMP4 ? "video/mp4" : "video/x-yuv4mpeg",
+                                       .contentDisposition: "attachment; filename=\"reel-\(id).\(isMP4 ? "mp4" : "y4m")\""]
+            if let size { headers[.contentLength] = String(size) }
+            return Response(status: .ok, headers: headers, body: body)
+        }
+
+        router.ws("/v1/ws") { _, _ in .upgrade() } onUpgrade: { inbound, outbound, _ in
+            await SocketConnection(manager: manager).run(inbound: inbound, outbound: outbound)
+        }
+        return router
+    }
+
+    /// The application listening on `host:port`.
+    public func application(host: String, port: Int, logger: Logger) -> Application<RouterResponder<BasicWebSocketRequestContext>> {
+        let router = self.router()
+        return Application(router: router,
+                           server: .http1WebSocketUpgrade(webSocketRouter: router,
+                                                          configuration: .init(ws: .init(maxFrameSize: max(config.maxMessageBytes, 1 << 16), validateUTF8: true))),
+                           configuration: .init(address: .hostname(host, port: port), serverName: "reel"),
+                           logger: logger)
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops every session and ends (graceful shutdown).
+    public func run(host: String, port: Int, logger: Logger) async throws {
+        let app = application(host: host, port: port, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app, SessionReaper(manager: manager)],
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// Reclaims idle sessions every `reapInterval`; on graceful shutdown, stops them all.
+public struct SessionReaper: Service {
+    public let manager: SessionManager
+
+    public init(manager: SessionManager) { self.manager = manager }
+
+    public func run() async throws {
+        let interval = manager.config.reapInterval
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await Task.sleep(for: interval)
+                await manager.reap()
+            }
+        }
+        await manager.shutdown()
+    }
+}
+
+/// Counts error answers for /metrics.
+struct ErrorCountingMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: Metrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            metrics.add("reel_client_errors_total")
+            throw error
+        }
+    }
+}
+
+extension Response {
+    /// A JSON response (200 unless changed).
+    static func json(_ value: JSON) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: value.text)))
+    }
+}

@@ -1,0 +1,39 @@
+import Foundation
+
+/// Limits and defaults of a `reel serve` instance.
+public struct ServerConfiguration: Sendable {
+    /// Sessions generating at once on the device (each with its own KV cache).
+    public var maxActiveSessions = 1
+    /// Sessions waiting for a slot beyond the active ones; more are refused with 429.
+    public var maxQueuedSessions = 8
+    /// A paused, finished or failed session untouched this long is reclaimed.
+    public var idleTimeout: Duration = .seconds(300)
+    /// How often idle sessions are looked for.
+    public var reapInterval: Duration = .seconds(5)
+    /// Longest prompt, in UTF-8 bytes (umT5 reads at most 512 tokens).
+    public var maxPromptBytes = 2000
+    /// Largest control message or request body, in bytes.
+    public var maxMessageBytes = 16 * 1024
+    /// Video size when a session does not ask for one.
+    public var defaultWidth = 832, defaultHeight = 480
+    /// Largest width * height a session may ask for.
+    public var maxPixels = 1280 * 720
+    /// Frame rate the video plays at.
+    public var defaultFPS = 16
+    /// Length of a session created over HTTP without `seconds`, and the longest any session may ask for
+    /// (nil: live sessions run until stopped).
+    public var defaultHTTPSeconds = 10.0
+    public var maxSeconds: Double? = nil
+    /// JPEG quality of the live frames.
+    public var jpegQuality = 80
+    /// How far generation may run ahead of real-time playback for a watching client.
+    public var playbackLead: Duration = .seconds(1)
+    /// Where recordings are written (one file per session, deleted with it).
+    public var recordingFolder: String
+    /// The device named on the page and in /healthz.
+    public var deviceName = "cpu"
+
+    public init(recordingFolder: String = NSTemporaryDirectory() + "reel-serve-\(ProcessInfo.processInfo.processIdentifier)") {
+        self.recordingFolder = recordingFolder
+    }
+}

@@ -1,0 +1,292 @@
+import Foundation
+import ReelCore
+import ReelIO
+import ReelModels
+import ReelPipeline
+
+/// A session's state as clients see it.
+public enum SessionState: String, Sendable {
+    case queued, running, paused, finished, failed
+}
+
+/// What a session sends to the client watching it.
+enum SessionEvent: Sendable {
+    /// A JSON control message.
+    case message(JSON)
+    /// A block: its JSON description, then one binary message per frame (`FrameMessage`).
+    case block(JSON, frames: [[UInt8]])
+}
+
+/// One video being generated: its own generator (KV cache) and streaming decoder over the shared
+/// model, steered between blocks. The generator thread asks `decide(frame:)` before every block;
+/// that is where prompt switches take effect, where pause and backpressure hold it, and where stop ends it.
+final class Session: @unchecked Sendable {
+    let id: String
+    let request: SessionRequest
+    let createdAt = Date()
+    /// Blocks generated but not yet delivered to the watching client before the generator waits.
+    static let maxBlocksAhead = 2
+
+    private let condition = NSCondition()
+    // Everything below is guarded by `condition`.
+    private var _state: SessionState = .queued
+    private var paused = false
+    private var stopRequested = false
+    private var pendingPrompt: String?
+    private var prompt: String
+    private var blocksStarted = 0
+    private var blocksDelivered = 0
+    private var watcher: AsyncStream<SessionEvent>.Continuation?
+    private var _queuePosition: Int?
+    private var _lastActivity = ContinuousClock.now
+    private var blocks = 0, frames = 0, promptIndex = 0, promptSwitches = 0
+    private var lastBlockMs = 0.0, lastDecodeMs = 0.0
+    private var failure: String?
+    private var _recording: String?
+    private var recordingComplete = false
+
+    var task: Task<Void, Never>?
+
+    init(id: String, request: SessionRequest) {
+        self.id = id
+        self.request = request
+        self.prompt = request.prompt
+    }
+
+    var state: SessionState { condition.withLock { _state } }
+    var lastActivity: ContinuousClock.Instant { condition.withLock { _lastActivity } }
+    var hasWatcher: Bool { condition.withLock { watcher != nil } }
+    /// The finished recording's path (nil until the session has ended and the file is complete).
+    var recording: String? { condition.withLock { recordingComplete ? _recording : nil } }
+    var recordingPath: String? { condition.withLock { _recording } }
+
+    func touch() { condition.withLock { _lastActivity = .now } }
+
+    /// Events for a watching client; a session has at most one watcher.
+    func watch() -> AsyncStream<SessionEvent> {
+        let (stream, continuation) = AsyncStream<SessionEvent>.makeStream()
+        condition.withLock { watcher = continuation }
+        continuation.yield(.message(statusMessage(type: "session")))
+        return stream
+    }
+
+    func send(_ event: SessionEvent) { condition.withLock { _ = watcher?.yield(event) } }
+
+    /// The watcher has sent a block on (its frames are out): the generator may run further.
+    func delivered() {
+        condition.withLock { blocksDelivered += 1; condition.broadcast() }
+    }
+
+    // MARK: - Control (any thread)
+
+    func setPrompt(_ text: String) {
+        condition.withLock { pendingPrompt = text; _lastActivity = .now }
+    }
+
+    func pause() {
+        let changed = condition.withLock { () -> Bool in
+            _lastActivity = .now
+            guard _state == .running || _state == .queued, !paused else { return false }
+            paused = true
+            if _state == .running { _state = .paused }
+            return true
+        }
+        if changed { send(.message(statusMessage(type: "state"))) }
+    }
+
+    func resume() {
+        let changed = condition.withLock { () -> Bool in
+            _lastActivity = .now
+            guard paused else { return false }
+            paused = false
+            if _state == .paused { _state = .running }
+            condition.broadcast()
+            return true
+        }
+        if changed { send(.message(statusMessage(type: "state"))) }
+    }
+
+    /// Ends generation at the next block boundary (the block in flight is finished and sent).
+    func stop() {
+        condition.withLock { stopRequested = true; _lastActivity = .now; condition.broadcast() }
+    }
+
+    func setQueuePosition(_ position: Int?) {
+        let changed = condition.withLock { () -> Bool in
+            defer { _queuePosition = position }
+            return _queuePosition != position
+        }
+        if changed, position != nil { send(.message(statusMessage(type: "state"))) }
+    }
+
+    // MARK: - The generator thread
+
+    /// Asked before every block (on the generator's thread): waits while paused or while the watcher
+    /// is `maxBlocksAhead` blocks behind, then stops, switches prompt or keeps it.
+    func decide(frame: Int, model: LoadedModel) throws -> PromptDecision {
+        condition.lock()
+        while !stopRequested && (paused || (watcher != nil && blocksStarted - blocksDelivered >= Self.maxBlocksAhead)) {
+            condition.wait()
+        }
+        if stopRequested { condition.unlock(); return .stop }
+        blocksStarted += 1
+        let text = pendingPrompt
+        pendingPrompt = nil
+        condition.unlock()
+        guard let text else { return .keep }
+        let context = try model.context(for: text)
+        condition.withLock { prompt = text; promptSwitches += 1 }
+        return .switchTo(context)
+    }
+
+    // MARK: - Generation
+
+    /// Generates until the requested length, a stop, or an error; never throws (a failure is a state).
+    func run(model: LoadedModel, config: ServerConfiguration, metrics: Metrics) async {
+        var sink: (any FrameSink)?
+        do {
+            if request.record {
+                let path = (config.recordingFolder as NSString).appendingPathComponent("\(id).mp4")
+                let opened = try VideoSinks.open(path: path, fps: request.fps)
+                condition.withLock { _recording = opened.destination }
+                sink = opened
+            }
+            let (request, id) = (self.request, self.id)
+            let context = try await onThread { Unchecked(try model.context(for: request.prompt)) }.value
+            let generator = try StreamingGenerator(model: model.dit, prompt: context, latentHeight: request.height / 8,
+                                                   latentWidth: request.width / 8, noise: PhiloxNoise(seed: request.seed))
+            let stream = VideoStream(generator: generator, decoder: model.newDecoder())
+            let encoder = try JPEGEncoder(quality: request.quality)
+            let started = condition.withLock { () -> Bool in
+                guard !stopRequested else { return false }
+                _state = paused ? .paused : .running
+                _queuePosition = nil
+                return true
+            }
+            if started { send(.message(statusMessage(type: "state"))) }
+            let chunks = stream.chunks(latentFrames: request.latentFrames) { [self] frame in try decide(frame: frame, model: model) }
+            for try await chunk in chunks {
+                let block = chunk.block
+                metrics.add("reel_blocks_generated_total")
+                metrics.add("reel_block_seconds_total", block.timings.seconds)
+                metrics.add("reel_decode_seconds_total", chunk.decodeSeconds)
+                if block.timings.recacheSeconds > 0 { metrics.add("reel_prompt_switches_total") }
+                guard let rgb = chunk.frames else { continue }
+                try sink?.write(rgb)
+                let firstFrame = condition.withLock { () -> Int in
+                    defer {
+                        blocks += 1; frames += rgb.count; promptIndex = block.promptIndex
+                        lastBlockMs = block.timings.seconds * 1000; lastDecodeMs = chunk.decodeSeconds * 1000
+                    }
+                    return frames
+                }
+                guard hasWatcher else { delivered(); continue }
+                let encodeStart = ContinuousClock.now
+                let messages = (0..<rgb.count).map { i in
+                    FrameMessage.encode(block: block.index, frame: firstFrame + i, promptIndex: block.promptIndex,
+                                        jpeg: encoder.encode(rgb, frame: i))
+                }
+                let info: JSON = [
+                    "type": "block", "session": .string(id), "index": .int(block.index), "startFrame": .int(block.startFrame),
+                    "promptIndex": .int(block.promptIndex), "firstFrame": .int(firstFrame), "frames": .int(rgb.count),
+                    "width": .int(rgb.width), "height": .int(rgb.height),
+                    "ditMs": .double(block.timings.seconds * 1000), "recacheMs": .double(block.timings.recacheSeconds * 1000),
+                    "decodeMs": .double(chunk.decodeSeconds * 1000),
+                    "encodeMs": .double(seconds(ContinuousClock.now - encodeStart) * 1000),
+                    "bytes": .int(messages.reduce(0) { $0 + $1.count }),
+                ]
+                send(.block(info, frames: messages))
+            }
+            try sink?.finish()
+            condition.withLock { _state = .finished; recordingComplete = sink != nil; _lastActivity = .now }
+        } catch {
+            try? sink?.finish()
+            metrics.add("reel_sessions_failed_total")
+            condition.withLock {
+                _state = .failed
+                failure = (error as? ReelError).map { "\($0)" } ?? "\(error)"
+                _lastActivity = .now
+            }
+        }
+        send(.message(statusMessage(type: "state")))
+    }
+
+    /// Ends a session that never got a device slot.
+    func endWithoutRunning() {
+        condition.withLock { stopRequested = true; _state = .finished; _queuePosition = nil; _lastActivity = .now }
+        send(.message(statusMessage(type: "state")))
+    }
+
+    /// Ends the watcher's event stream (its socket is closing).
+    func closeWatcher() {
+        condition.withLock {
+            watcher?.finish()
+            watcher = nil
+            condition.broadcast()
+        }
+    }
+
+    // MARK: - Status
+
+    /// The session as `GET /v1/sessions/{id}` and the WebSocket describe it.
+    func statusMessage(type: String? = nil) -> JSON {
+        condition.withLock {
+            var o: [String: JSON] = [
+                "id": .string(id), "state": .string(_state.rawValue), "prompt": .string(prompt),
+                "seed": .int(Int(truncatingIfNeeded: request.seed)),
+                "width": .int(request.width), "height": .int(request.height), "fps": .int(request.fps),
+                "seconds": request.seconds.map(JSON.double) ?? .null,
+                "blocks": .int(blocks), "frames": .int(frames), "promptIndex": .int(promptIndex),
+                "promptSwitches": .int(promptSwitches), "lastBlockMs": .double(lastBlockMs), "lastDecodeMs": .double(lastDecodeMs),
+                "queuePosition": _queuePosition.map(JSON.int) ?? .null,
+                "video": recordingComplete ? .string("/v1/sessions/\(id)/video") : .null,
+            ]
+            if let failure { o["error"] = .string(failure) }
+            if let type { o["type"] = .string(type) }
+            return .object(o)
+        }
+    }
+}
+
+func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+}
+
+/// A value handed between threads whose exclusive use the code guarantees (a prompt context).
+struct Unchecked<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// Runs blocking work (model calls) on a thread of its own instead of a cooperative one.
+func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
+    }
+}
+
+/// One video frame on the WebSocket: a 16-byte little-endian header, then a baseline JPEG.
+///
+///     0  u32  magic "RLF1"      4  u32  block index
+///     8  u32  frame index (from the session's first frame)
+///    12  u16  prompt index      14  u16  reserved (0)
+enum FrameMessage {
+    static let magic: [UInt8] = Array("RLF1".utf8)
+    static let headerBytes = 16
+
+    static func encode(block: Int, frame: Int, promptIndex: Int, jpeg: [UInt8]) -> [UInt8] {
+        var out = magic
+        out.reserveCapacity(headerBytes + jpeg.count)
+        func u32(_ v: Int) { let x = UInt32(truncatingIfNeeded: v); for s in [0, 8, 16, 24] { out.append(UInt8(truncatingIfNeeded: x >> UInt32(s))) } }
+        u32(block); u32(frame)
+        out += [UInt8(truncatingIfNeeded: promptIndex), UInt8(truncatingIfNeeded: promptIndex >> 8), 0, 0]
+        return out + jpeg
+    }
+
+    /// (block, frame, prompt index, JPEG bytes) of a message, or nil when it is not a frame.
+    static func decode(_ bytes: [UInt8]) -> (block: Int, frame: Int, promptIndex: Int, jpeg: ArraySlice<UInt8>)? {
+        guard bytes.count > headerBytes, Array(bytes[0..<4]) == magic else { return nil }
+        func u32(_ o: Int) -> Int { (0..<4).reduce(0) { $0 | Int(bytes[o + $1]) << (8 * $1) } }
+        return (u32(4), u32(8), Int(bytes[12]) | Int(bytes[13]) << 8, bytes[headerBytes...])
+    }
+}

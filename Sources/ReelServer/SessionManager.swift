@@ -1,0 +1,117 @@
+import Foundation
+import ReelPipeline
+
+/// All sessions of a server: at most `maxActiveSessions` generate at once (each with its own KV
+/// cache); later ones wait in a FIFO queue whose positions their clients are told; beyond
+/// `maxQueuedSessions` requests are refused. Ended and paused sessions untouched for `idleTimeout`
+/// are reclaimed, and a watcher that disconnects removes its session.
+public actor SessionManager {
+    public nonisolated let model: LoadedModel
+    public nonisolated let config: ServerConfiguration
+    public nonisolated let metrics: Metrics
+    private var sessions: [String: Session] = [:]
+    private var queue: [Session] = []
+    private var active: Set<String> = []
+    private var shuttingDown = false
+
+    public init(model: LoadedModel, config: ServerConfiguration, metrics: Metrics = Metrics()) {
+        self.model = model
+        self.config = config
+        self.metrics = metrics
+    }
+
+    /// Sessions held, active (holding a device slot) and queued.
+    public var counts: (total: Int, active: Int, queued: Int) { (sessions.count, active.count, queue.count) }
+
+    func session(_ id: String) -> Session? {
+        let s = sessions[id]
+        s?.touch()
+        return s
+    }
+
+    var all: [Session] { sessions.values.sorted { $0.createdAt < $1.createdAt } }
+
+    /// Creates a session and starts it when a slot is free, else queues it.
+    func create(_ request: SessionRequest) throws(APIError) -> Session {
+        guard !shuttingDown else { throw APIError(.serviceUnavailable, "shutting_down", "the server is shutting down") }
+        guard active.count < config.maxActiveSessions || queue.count < config.maxQueuedSessions else {
+            metrics.add("reel_sessions_rejected_total")
+            throw APIError(.tooManyRequests, "too_many_sessions",
+                           "\(active.count) sessions are generating and \(queue.count) waiting, the most this server takes; try again later")
+        }
+        var id: String
+        repeat { id = String(format: "%016llx", UInt64.random(in: 0...UInt64.max)) } while sessions[id] != nil
+        let session = Session(id: id, request: request)
+        sessions[id] = session
+        queue.append(session)
+        metrics.add("reel_sessions_created_total")
+        schedule()
+        return session
+    }
+
+    /// Stops a session, waits for its generation to end, and forgets it (its recording is deleted).
+    func remove(_ id: String) async {
+        guard let session = sessions.removeValue(forKey: id) else { return }
+        if let i = queue.firstIndex(where: { $0 === session }) {
+            queue.remove(at: i)
+            session.endWithoutRunning()
+        }
+        session.stop()
+        session.closeWatcher()
+        await session.task?.value
+        if let path = session.recordingPath { try? FileManager.default.removeItem(atPath: path) }
+        schedule()
+    }
+
+    /// Stops a session at its next block; it stays (with its recording) until removed or reclaimed.
+    func stop(_ id: String) {
+        guard let session = sessions[id] else { return }
+        if let i = queue.firstIndex(where: { $0 === session }) {
+            queue.remove(at: i)
+            session.endWithoutRunning()
+            schedule()
+        } else {
+            session.stop()
+        }
+    }
+
+    /// Removes ended or paused sessions idle longer than `idleTimeout`.
+    public func reap(now: ContinuousClock.Instant = .now) async {
+        let idle = sessions.values.filter { s in
+            [.paused, .finished, .failed].contains(s.state) && now - s.lastActivity > config.idleTimeout
+        }
+        for s in idle {
+            metrics.add("reel_sessions_reclaimed_total")
+            await remove(s.id)
+        }
+    }
+
+    /// Refuses new sessions and removes every session.
+    public func shutdown() async {
+        shuttingDown = true
+        for id in Array(sessions.keys) { await remove(id) }
+    }
+
+    private func generationEnded(_ session: Session) {
+        active.remove(session.id)
+        schedule()
+    }
+
+    /// Starts queued sessions while slots are free and tells the others their place.
+    private func schedule() {
+        while active.count < config.maxActiveSessions, !queue.isEmpty, !shuttingDown {
+            let session = queue.removeFirst()
+            active.insert(session.id)
+            session.setQueuePosition(nil)
+            let (model, config, metrics) = (self.model, self.config, self.metrics)
+            session.task = Task {
+                await session.run(model: model, config: config, metrics: metrics)
+                self.generationEnded(session)
+            }
+        }
+        for (i, s) in queue.enumerated() { s.setQueuePosition(i + 1) }
+        metrics.set("reel_sessions_active", Double(active.count))
+        metrics.set("reel_sessions_queued", Double(queue.count))
+        metrics.set("reel_sessions", Double(sessions.count))
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+
+/// One WebSocket client (`/v1/ws`). It steers at most one session at a time; closing the socket
+/// removes that session.
+///
+/// Client -> server, JSON text:
+/// `{"type": "start", "prompt": "...", "seed": 0, "options": {"width", "height", "fps", "seconds", "quality", "record"}}`
+/// (replaces the socket's session), `{"type": "prompt", "prompt": "..."}` (from the next block on),
+/// `{"type": "pause"}`, `{"type": "resume"}`, `{"type": "stop"}` (ends the video; the recording stays
+/// downloadable while the socket is open).
+///
+/// Server -> client: `{"type": "session" | "state", ...status}` (see `GET /v1/sessions/{id}`; a queued
+/// session has `queuePosition`), `{"type": "block", ...}` followed by one binary message per frame
+/// (`FrameMessage`: 16-byte header + JPEG), `{"type": "prompt", "prompt"}` acknowledging a prompt, and
+/// `{"type": "error", "code", "message"}`; errors leave the socket open.
+struct SocketConnection: Sendable {
+    let manager: SessionManager
+
+    private enum Outgoing: Sendable {
+        case text(String)
+        case block(JSON, [[UInt8]], Session)
+    }
+
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+        let metrics = manager.metrics
+        metrics.adjust("reel_websockets_open", by: 1)
+        defer { metrics.adjust("reel_websockets_open", by: -1) }
+        let (outbox, post) = AsyncStream<Outgoing>.makeStream()
+        let current = CurrentSession()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await write(outbox, to: outbound) }
+            group.addTask {
+                do {
+                    for try await message in inbound.messages(maxSize: manager.config.maxMessageBytes) {
+                        switch message {
+                        case .text(let text):
+                            do {
+                                try await handle(text, current: current, post: post)
+                            } catch let error as APIError {
+                                metrics.add("reel_client_errors_total")
+                                post.yield(.text((["type": "error"] as JSON).merging(error.json).text))
+                            } catch {
+                                post.yield(.text(JSON.object(["type": "error", "code": "internal", "message": .string("\(error)")]).text))
+                            }
+                        case .binary:
+                            metrics.add("reel_client_errors_total")
+                            post.yield(.text(JSON.object(["type": "error", "code": "bad_message",
+                                                          "message": "send control messages as JSON text"]).text))
+                        }
+                    }
+                } catch {
+                    // A message over the size limit or a broken connection ends the socket.
+                }
+                if let id = current.take() { await manager.remove(id) }
+                post.finish()
+            }
+        }
+    }
+
+    private func handle(_ text: String, current: CurrentSession, post: AsyncStream<Outgoing>.Continuation) async throws {
+        let message = try JSON.parse(Data(text.utf8))
+        guard let type = message["type"]?.string else {
+            throw APIError.badRequest("a message is a JSON object with a \"type\": start, prompt, pause, resume or stop")
+        }
+        let config = manager.config
+        if type == "start" {
+            let request = try SessionRequest.parse(message, live: true, config: config)
+            if let old = current.take() { await manager.remove(old) }
+            let session = try await manager.create(request)
+            current.set(session.id)
+            let events = session.watch()
+            Task {
+                for await event in events {
+                    switch event {
+                    case .message(let json): post.yield(.text(json.text))
+                    case .block(let json, let frames): post.yield(.block(json, frames, session))
+                    }
+                }
+            }
+            return
+        }
+        guard ["prompt", "pause", "resume", "stop"].contains(type) else {
+            throw APIError(.badRequest, "unknown_type", "unknown message type '\(type)'; known: start, prompt, pause, resume, stop")
+        }
+        guard let id = current.id, let session = await manager.session(id) else {
+            throw APIError(.conflict, "no_session", "send {\"type\": \"start\", \"prompt\": ...} first")
+        }
+        switch type {
+        case "prompt":
+            let prompt = try SessionRequest.checkPrompt(message["prompt"], config: config)
+            session.setPrompt(prompt)
+            post.yield(.text(JSON.object(["type": "prompt", "session": .string(id), "prompt": .string(prompt)]).text))
+        case "pause": session.pause()
+        case "resume": session.resume()
+        default: await manager.stop(id)
+        }
+    }
+
+    /// Sends what the session produces, pacing frames to real time: a block's frames are
+    /// acknowledged to the generator only when the client's buffer holds less than `playbackLead`.
+    private func write(_ outbox: AsyncStream<Outgoing>, to outbound: WebSocketOutboundWriter) async {
+        let metrics = manager.metrics, lead = manager.config.playbackLead
+        var playhead = ContinuousClock.now
+        for await item in outbox {
+            do {
+                switch item {
+                case .text(let text):
+                    try await outbound.write(.text(text))
+                case .block(let json, let frames, let session):
+                    try await outbound.write(.text(json.text))
+                    for frame in frames {
+                        try await outbound.writeBinaryMessage(ByteBuffer(bytes: frame))
+                        metrics.add("reel_bytes_sent_total", Double(frame.count))
+                    }
+                    metrics.add("reel_frames_sent_total", Double(frames.count))
+                    playhead = max(playhead, .now) + .seconds(Double(frames.count) / Double(session.request.fps))
+                    let wait = playhead - lead - .now
+                    if wait > .zero { try? await Task.sleep(for: wait) }
+                    session.delivered()
+                }
+            } catch {
+                // The socket is closing: drain the outbox and release the generator.
+                if case .block(_, _, let session) = item { session.delivered() }
+            }
+        }
+    }
+}
+
+/// The session a socket steers.
+final class CurrentSession: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: String?
+    var id: String? { lock.withLock { value } }
+    func set(_ id: String) { lock.withLock { value = id } }
+    func take() -> String? { lock.withLock { defer { value = nil }; return value } }
+}
+
+extension JSON {
+    func merging(_ other: JSON) -> JSON {
+        guard case .object(var a) = self, case .object(let b) = other else { return self }
+        a.merge(b) { $1 }
+        return .object(a)
+    }
+}

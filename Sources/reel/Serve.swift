@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ReelCore
+import ReelCPU
+import ReelPipeline
+import ReelServer
+
+/// `reel serve`: the live studio (web page), a WebSocket API and an HTTP API over one loaded model.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the live studio page, the WebSocket API and the HTTP API.",
+        discussion: """
+        Open http://HOST:PORT/ for the studio; the API is described at /openapi.json. Each session has its \
+        own generator and KV cache over the shared model; --max-sessions generate at once, --max-queued \
+        wait (their clients are told their place), more are refused. SIGINT or SIGTERM stops every session \
+        and exits.
+        """
+    )
+
+    @OptionGroup var models: ModelOptions
+    @OptionGroup var backendOptions: BackendOptions
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+    @Option(help: "Port to listen on (0: any free port).")
+    var port = 8080
+    @Option(help: "Sessions generating at once on the device.")
+    var maxSessions = 1
+    @Option(help: "Sessions waiting for a slot before requests are refused.")
+    var maxQueued = 8
+    @Option(help: "Seconds after which a paused or ended session is reclaimed.")
+    var idleTimeout = 300.0
+    @Option(help: "Default video size WIDTHxHEIGHT, multiples of 16.")
+    var size = "832x480"
+    @Option(help: "Frames per second the video plays at.")
+    var fps = 16
+    @Option(help: "Longest prompt in UTF-8 bytes.")
+    var maxPromptBytes = 2000
+    @Option(help: "Longest session in seconds of video (default: live sessions run until stopped).")
+    var maxSeconds: Double?
+    @Option(help: "JPEG quality of the live frames (1-100).")
+    var quality = 80
+
+    mutating func validate() throws {
+        if maxSessions <= 0 { throw ValidationError("--max-sessions must be positive, got \(maxSessions).") }
+        if maxQueued < 0 { throw ValidationError("--max-queued must not be negative, got \(maxQueued).") }
+        if !(idleTimeout > 0) { throw ValidationError("--idle-timeout must be positive, got \(idleTimeout).") }
+        if !(0...65535).contains(port) { throw ValidationError("--port must be in 0...65535, got \(port).") }
+        if !(1...100).contains(quality) { throw ValidationError("--quality must be in 1...100, got \(quality).") }
+        if fps <= 0 { throw ValidationError("--fps must be positive, got \(fps).") }
+        if maxPromptBytes <= 0 { throw ValidationError("--max-prompt-bytes must be positive, got \(maxPromptBytes).") }
+        if let maxSeconds, !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive, got \(maxSeconds).") }
+        _ = try Generate.parseSize(size)
+    }
+
+    func run() async throws {
+        let (width, height) = try Generate.parseSize(size)
+        var logger = Logger(label: "reel.serve")
+        logger.logLevel = .info
+        let model: LoadedModel
+        let device: String
+        do {
+            let backend = try backendOptions.make()
+            device = (backend as? CPUBackend).map { "cpu (\($0.threads) threads)" } ?? "cuda:\(backendOptions.device)"
+            model = try LoadedModel.load(files: try models.resolve(), ema: models.ema, backend: backend,
+                                         dtype: backendOptions.storageType)
+        } catch let error as ReelError {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        var config = ServerConfiguration()
+        config.maxActiveSessions = maxSessions
+        config.maxQueuedSessions = maxQueued
+        config.idleTimeout = .seconds(idleTimeout)
+        config.defaultWidth = width
+        config.defaultHeight = height
+        config.maxPixels = max(config.maxPixels, width * height)
+        config.defaultFPS = fps
+        config.maxPromptBytes = maxPromptBytes
+        config.maxSeconds = maxSeconds
+        config.jpegQuality = quality
+        config.deviceName = device
+        let server = try ReelServer(manager: SessionManager(model: model, config: config))
+        logger.info("reel serve: http://\(host):\(port)/ (DiT \(model.dit.config.layers) layers, dim \(model.dit.config.dim); decoder \(model.decoderName))")
+        try await server.run(host: host, port: port, logger: logger)
+        try? FileManager.default.removeItem(atPath: config.recordingFolder)
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import HummingbirdWebSocket
+import HummingbirdWSClient
+import Logging
+import ReelIO
+import Testing
+@testable import ReelServer
+
+/// The studio page in a real headless Chromium (Debian's `chromium`, which `.ci/run` installs; the
+/// test is skipped where none is found). The page starts a session from its URL and switches the
+/// prompt after a second of video; the test follows it through the DevTools protocol, then takes a
+/// screenshot and checks that the canvas shows video.
+@Suite struct BrowserTests {
+    static func findChromium() -> String? {
+        if let path = ProcessInfo.processInfo.environment["REEL_CHROMIUM"], FileManager.default.isExecutableFile(atPath: path) { return path }
+        return ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    @Test func pageStartsDrawsAndSwitchesPrompt() async throws {
+        guard let chromium = Self.findChromium() else { print("BrowserTests: no chromium; skipped"); return }
+        // Real-time pacing as in production: the page's buffer holds about a second of video.
+        let server = try TestModel.server { $0.defaultWidth = 96; $0.defaultHeight = 64; $0.playbackLead = .seconds(1) }
+        let app = HTTPAPITests.app(server)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let profile = NSTemporaryDirectory() + "reel-chromium-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: profile) }
+            let url = "http://127.0.0.1:\(port)/?prompt=a%20red%20circle&seed=2&autostart=1&then=a%20green%20square&at=1"
+            let browser = try DevToolsBrowser(chromium: chromium, profile: profile, url: url)
+            defer { browser.close() }
+            let endpoint = try await browser.endpoint()
+            var config = WebSocketClientConfiguration()
+            config.maxFrameSize = 1 << 24
+            try await WebSocketClient.connect(url: endpoint, configuration: config, logger: Logger(label: "cdp")) { inbound, outbound, _ in
+                let cdp = DevToolsSession(inbound: inbound.messages(maxSize: 1 << 26).makeAsyncIterator(), outbound: outbound)
+                let targets = try await cdp.call("Target.getTargets")
+                guard case .array(let infos) = try #require(targets["targetInfos"]),
+                      let page = infos.first(where: { $0["type"] == "page" })?["targetId"] else {
+                    Issue.record("no page target: \(targets.text)"); return
+                }
+                let attached = try await cdp.call("Target.attachToTarget", ["targetId": page, "flatten": true])
+                let session = try #require(attached["sessionId"]?.string)
+                // Frames drawn, then frames of the second prompt drawn.
+                var stats = JSON.null
+                let deadline = ContinuousClock.now + .seconds(90)
+                while ContinuousClock.now < deadline {
+                    let result = try await cdp.call("Runtime.evaluate", ["expression": "JSON.stringify(window.reelStats || null)",
+                                                                         "returnByValue": true], session: session)
+                    if let text = result["result"]?["value"]?.string { stats = try JSON.parse(Data(text.utf8)) }
+                    if (stats["promptIndexDrawn"]?.int ?? 0) >= 1 && (stats["framesDrawn"]?.int ?? 0) >= 40 { break }
+                    try await Task.sleep(for: .milliseconds(250))
+                }
+                #expect((stats["framesDrawn"]?.int ?? 0) >= 40, "\(stats.text)")
+                #expect(stats["promptIndexDrawn"] == 1, "the prompt switch reached the screen: \(stats.text)")
+                #expect(stats["errors"] == .array([]))
+                #expect(stats["latencyMs"]?.double != nil)
+                print("BrowserTests: \(stats.text)")
+                if let id = stats["session"]?.string, let s = await server.manager.session(id) {
+                    #expect(s.statusMessage()["promptSwitches"] == 1)
+                }
+
+                // The screenshot: the canvas area is video (varied pixels), not the empty black canvas.
+                let rectResult = try await cdp.call("Runtime.evaluate", [
+                    "expression": "JSON.stringify(document.getElementById('video').getBoundingClientRect())", "returnByValue": true,
+                ], session: session)
+                let rect = try JSON.parse(Data(try #require(rectResult["result"]?["value"]?.string).utf8))
+                let shot = try await cdp.call("Page.captureScreenshot", ["format": "png"], session: session)
+                let base64 = try #require(shot["data"]?.string)
+                let png = try #require(Data(base64Encoded: base64))
+                let image = try decodePNG(png)
+                let (x0, y0) = (Int(rect["x"]?.double ?? 0), Int(rect["y"]?.double ?? 0))
+                let (w, h) = (Int(rect["width"]?.double ?? 0), Int(rect["height"]?.double ?? 0))
+                #expect(w > 100 && h > 50 && x0 + w <= image.width && y0 + h <= image.height, "canvas \(rect.text) in \(image.width)x\(image.height)")
+                var values: [Double] = []
+                for y in stride(from: y0 + 2, to: min(y0 + h, image.height) - 2, by: 4) {
+                    for x in stride(from: x0 + 2, to: min(x0 + w, image.width) - 2, by: 4) {
+                        let p = (y * image.width + x) * 3
+                        values.append(Double(image.pixels[p]) + Double(image.pixels[p + 1]) + Double(image.pixels[p + 2]))
+                    }
+                }
+                let mean = values.reduce(0, +) / Double(max(values.count, 1))
+                let spread = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(values.count, 1))).squareRoot()
+                #expect(mean > 20 && spread > 10, "canvas mean \(mean), spread \(spread): video is drawn")
+                if let dir = ProcessInfo.processInfo.environment["REEL_SCREENSHOT_DIR"] {
+                    try png.write(to: URL(fileURLWithPath: dir).appendingPathComponent("serve-page.png"))
+                }
+            }
+        }
+        #expect(await eventually { await server.manager.counts.total == 0 }, "closing the page frees its session")
+        await server.manager.shutdown()
+    }
+
+    /// A PNG decoded to RGB through ffmpeg (installed with chromium by `.ci/run`).
+    func decodePNG(_ png: Data) throws -> (width: Int, height: Int, pixels: [UInt8]) {
+        let ffmpeg = try #require(FFmpegSink.findFFmpeg(), "ffmpeg decodes the screenshot")
+        let dir = NSTemporaryDirectory() + "reel-shot-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try png.write(to: URL(fileURLWithPath: dir + "/shot.png"))
+        // The size from the IHDR chunk: width and height at bytes 16 and 20, big-endian.
+        let bytes = [UInt8](png)
+        func be32(_ o: Int) -> Int { (0..<4).reduce(0) { $0 << 8 | Int(bytes[o + $1]) } }
+        let (width, height) = (be32(16), be32(20))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: ffmpeg)
+        p.arguments = ["-hide_banner", "-loglevel", "error", "-y", "-i", dir + "/shot.png", "-f", "rawvideo", "-pix_fmt", "rgb24", dir + "/shot.rgb"]
+        try p.run()
+        p.waitUntilExit()
+        let pixels = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/shot.rgb")))
+        try #require(pixels.count == width * height * 3)
+        return (width, height, pixels)
+    }
+}
+
+/// A headless Chromium with the DevTools protocol on a free port.
+final class DevToolsBrowser: @unchecked Sendable {
+    let process = Process()
+    private let errors = Pipe()
+
+    init(chromium: String, profile: String, url: String) throws {
+        process.executableURL = URL(fileURLWithPath: chromium)
+        process.arguments = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                             "--remote-debugging-port=0", "--remote-allow-origins=*", "--user-data-dir=\(profile)",
+                             "--window-size=1000,1400", url]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = errors
+        try process.run()
+    }
+
+    /// The browser's DevTools WebSocket address, which Chromium prints on stderr.
+    func endpoint() async throws -> String {
+        let handle = errors.fileHandleForReading
+        return try await onThread {
+            var text = ""
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline {
+                let data = handle.availableData
+                if data.isEmpty { break }
+                text += String(decoding: data, as: UTF8.self)
+                if let range = text.range(of: #"ws://[^\s]+"#, options: .regularExpression) {
+                    // Keep draining stderr so that Chromium never blocks on a full pipe.
+                    Thread.detachNewThread { while !handle.availableData.isEmpty {} }
+                    return String(text[range])
+                }
+            }
+            throw APIError(.internalServerError, "chromium", "no DevTools address from chromium: \(text)")
+        }
+    }
+
+    func close() {
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+    }
+}
+
+/// Request/response over a DevTools WebSocket (events are skipped).
+final class DevToolsSession {
+    var inbound: WebSocketInboundMessageStream.AsyncIterator
+    let outbound: WebSocketOutboundWriter
+    var nextID = 1
+
+    init(inbound: WebSocketInboundMessageStream.AsyncIterator, outbound: WebSocketOutboundWriter) {
+        self.inbound = inbound
+        self.outbound = outbound
+    }
+
+    func call(_ method: String, _ params: JSON = [:], session: String? = nil) async throws -> JSON {
+        let id = nextID
+        nextID += 1
+        var message: JSON = ["id": .int(id), "method": .string(method), "params": params]
+        if let session { message = message.merging(["sessionId": .string(session)]) }
+        try await outbound.write(.text(message.text))
+        while let reply = try await inbound.next() {
+            guard case .text(let text) = reply else { continue }
+            let json = try JSON.parse(Data(text.utf8))
+            guard json["id"]?.int == id else { continue }
+            if let error = json["error"] { throw APIError(.internalServerError, "cdp", "\(method): \(error.text)") }
+            return json["result"] ?? .null
+        }
+        throw APIError(.internalServerError, "cdp", "the DevTools socket closed during \(method)")
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+import Testing
+import ReelIO
+@testable import ReelServer
+
+/// How fast 832x480 frames encode, JPEG (what the WebSocket sends) against PNG (ReelIO's encoder),
+/// on a synthetic frame with smooth areas, edges and sensor-like noise. Prints the figures; checks
+/// only that JPEG keeps up with 30 FPS on one core with a wide margin.
+@Suite struct JPEGSpeedTests {
+    static func frame(width: Int = 832, height: Int = 480) throws -> RGBFrames {
+        var rng = SystemRandomNumberGenerator()
+        var pixels = [UInt8](repeating: 0, count: width * height * 3)
+        for y in 0..<height {
+            for x in 0..<width {
+                let sky = y < height / 2
+                let cx = Double(x - width / 3), cy = Double(y - height / 2)
+                let ball = cx * cx + cy * cy < 90 * 90
+                var rgb: (Double, Double, Double) = ball ? (220, 60, 40) : sky ? (90 + Double(y) / 4, 140, 230) : (60, 120 + Double(x % 64), 50)
+                let n = Double(Int(rng.next() % 13)) - 6
+                rgb = (rgb.0 + n, rgb.1 + n, rgb.2 + n)
+                let p = (y * width + x) * 3
+                pixels[p] = UInt8(clamping: Int(rgb.0)); pixels[p + 1] = UInt8(clamping: Int(rgb.1)); pixels[p + 2] = UInt8(clamping: Int(rgb.2))
+            }
+        }
+        return try RGBFrames(width: width, height: height, pixels: pixels)
+    }
+
+    @Test func jpegKeepsUpWith30FPSAt832x480() throws {
+        let frame = try Self.frame()
+        let clock = ContinuousClock()
+        for quality in [80, 90] {
+            let encoder = try JPEGEncoder(quality: quality)
+            var bytes = 0
+            let runs = 8
+            let t = clock.measure { for _ in 0..<runs { bytes = encoder.encode(frame, frame: 0).count } }
+            let ms = seconds(t) * 1000 / Double(runs)
+            print(String(format: "JPEG q%d 832x480: %.1f ms/frame (%.0f FPS on one core), %d KB/frame, %.1f Mbit/s at 30 FPS",
+                         quality, ms, 1000 / ms, bytes / 1024, Double(bytes) * 8 * 30 / 1e6))
+            #expect(ms < 33, "JPEG must encode a frame in under 1/30 s")
+        }
+        let t = clock.measure { _ = try? PNGEncoder.encode(width: frame.width, height: frame.height, rgb: frame.frame(0)) }
+        let png = try PNGEncoder.encode(width: frame.width, height: frame.height, rgb: frame.frame(0))
+        print(String(format: "PNG 832x480: %.1f ms/frame, %d KB/frame, %.1f Mbit/s at 30 FPS",
+                     seconds(t) * 1000, png.count / 1024, Double(png.count) * 8 * 30 / 1e6))
+    }
+}

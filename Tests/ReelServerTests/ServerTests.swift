@@ -1,0 +1,4 @@
+import Testing
+import HummingbirdTesting
+import HummingbirdWSTesting
+@testable import ReelServer

@@ -1,0 +1,65 @@
+import Foundation
+import ReelCore
+import ReelCPU
+import ReelIO
+import ReelModels
+import ReelPipeline
+@testable import ReelServer
+
+/// A micro model with random weights of the real architectures (as VideoStreamTests builds it):
+/// milliseconds per block on CPU, frames of 48x32.
+enum TestModel {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("ReelModelsTests/Fixtures")
+    nonisolated(unsafe) private static var cached: LoadedModel?
+    private static let lock = NSLock()
+
+    static func load() throws -> LoadedModel {
+        try lock.withLock {
+            if let cached { return cached }
+            let backend = CPUBackend(threads: 1)
+            let tok = try Tokenizer(contentsOf: fixtures.appendingPathComponent("tokenizer/nfkc/tokenizer.json"))
+            let t5 = try UMT5Encoder.load(
+                from: UMT5Encoder.randomWeights(UMT5Config(vocabulary: tok.vocabularySize, dim: 16, heads: 2, headDim: 8, ffnDim: 32, layers: 1),
+                                                on: backend), backend: backend)
+            let dit = try WanDiT.load(from: WanDiT.randomWeights(WanDiTConfig(dim: 32, ffnDim: 64, heads: 2, layers: 2, textDim: 16),
+                                                                 on: backend, seed: 1), heads: 2, backend: backend)
+            let taehv = FilteredTensorSource(try WeightFileTensors(path: fixtures.appendingPathComponent("vae/taehv_decoder.safetensors").path),
+                                             excluding: ["input.", "output."])
+            let decoder = UncheckedModel(try TinyDecoder.load(from: taehv, on: backend))
+            let model = LoadedModel(prompts: try PromptEncoder(tokenizer: tok, textEncoder: t5, model: dit), decoderName: "taehv") {
+                StreamingTinyDecoder(model: decoder.value)
+            }
+            cached = model
+            return model
+        }
+    }
+
+    static func config(_ edit: (inout ServerConfiguration) -> Void = { _ in }) -> ServerConfiguration {
+        var c = ServerConfiguration(recordingFolder: NSTemporaryDirectory() + "reel-serve-test-\(UUID().uuidString)")
+        c.defaultWidth = 48
+        c.defaultHeight = 32
+        c.playbackLead = .seconds(1000)   // no real-time pacing in tests
+        edit(&c)
+        return c
+    }
+
+    static func server(_ edit: (inout ServerConfiguration) -> Void = { _ in }) throws -> ReelServer {
+        try ReelServer(manager: SessionManager(model: try load(), config: config(edit)))
+    }
+}
+
+struct UncheckedModel<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// Polls `condition` until it holds or `seconds` pass.
+func eventually(_ seconds: Double = 20, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
