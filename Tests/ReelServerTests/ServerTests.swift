@@ -1,4 +1,0 @@
-import Testing
-import HummingbirdTesting
-import HummingbirdWSTesting
-@testable import ReelServer
