@@ -111,6 +111,14 @@ final class Session: @unchecked Sendable {
         condition.withLock { stopRequested = true; _lastActivity = .now; condition.broadcast() }
     }
 
+    /// The session has a device slot: it counts as running (or paused) from now on.
+    func markStarted() {
+        condition.withLock {
+            if _state == .queued { _state = paused ? .paused : .running }
+            _queuePosition = nil
+        }
+    }
+
     func setQueuePosition(_ position: Int?) {
         let changed = condition.withLock { () -> Bool in
             defer { _queuePosition = position }

@@ -86,10 +86,14 @@ public actor SessionManager {
         }
     }
 
-    /// Refuses new sessions and removes every session.
+    /// Refuses new sessions, removes every session, and removes the recording folder if it is empty.
     public func shutdown() async {
         shuttingDown = true
         for id in Array(sessions.keys) { await remove(id) }
+        let folder = config.recordingFolder
+        if (try? FileManager.default.contentsOfDirectory(atPath: folder))?.isEmpty == true {
+            try? FileManager.default.removeItem(atPath: folder)
+        }
     }
 
     private func generationEnded(_ session: Session) {
@@ -102,7 +106,7 @@ public actor SessionManager {
         while active.count < config.maxActiveSessions, !queue.isEmpty, !shuttingDown {
             let session = queue.removeFirst()
             active.insert(session.id)
-            session.setQueuePosition(nil)
+            session.markStarted()
             let (model, config, metrics) = (self.model, self.config, self.metrics)
             session.task = Task {
                 await session.run(model: model, config: config, metrics: metrics)

@@ -84,6 +84,5 @@ struct Serve: AsyncParsableCommand {
         let server = try ReelServer(manager: SessionManager(model: model, config: config))
         logger.info("reel serve: http://\(host):\(port)/ (DiT \(model.dit.config.layers) layers, dim \(model.dit.config.dim); decoder \(model.decoderName))")
         try await server.run(host: host, port: port, logger: logger)
-        try? FileManager.default.removeItem(atPath: config.recordingFolder)
     }
 }

@@ -8,6 +8,18 @@ import Testing
 import HummingbirdWSClient
 @testable import ReelServer
 
+/// Weak references to sessions seen during a test.
+final class WeakSessions: @unchecked Sendable {
+    private struct Weak { weak var session: Session? }
+    private let lock = NSLock()
+    private var seen: [ObjectIdentifier: Weak] = [:]
+    func add(_ sessions: [Session]) {
+        lock.withLock { for s in sessions where seen[ObjectIdentifier(s)] == nil { seen[ObjectIdentifier(s)] = Weak(session: s) } }
+    }
+    var count: Int { lock.withLock { seen.count } }
+    var alive: Int { lock.withLock { seen.values.filter { $0.session != nil }.count } }
+}
+
 /// The WebSocket API on a live loopback server.
 @Suite struct WebSocketTests {
     /// What a client saw.
@@ -84,6 +96,36 @@ import HummingbirdWSClient
         await server.manager.shutdown()
     }
 
+    /// With one slot, a second client waits with its place reported, and starts when the first leaves.
+    @Test func queuedClientIsToldItsPlaceAndStartsWhenTheSlotFrees() async throws {
+        let server = try TestModel.server { $0.maxActiveSessions = 1; $0.maxQueuedSessions = 1 }
+        let app = HTTPAPITests.app(server)
+        try await app.test(.live) { client in
+            let firstLeft = AsyncStream<Void>.makeStream()
+            async let first = client.ws("/v1/ws") { stream, outbound, _ in
+                var inbound = stream.messages(maxSize: 1 << 20).makeAsyncIterator()
+                let seen = Seen()
+                try await outbound.write(Self.text(["type": "start", "prompt": "first"]))
+                try await Self.read(&inbound, into: seen) { $0.frames.count >= 9 }
+                for await _ in firstLeft.stream { break }
+            }
+            try await client.ws("/v1/ws") { stream, outbound, _ in
+                var inbound = stream.messages(maxSize: 1 << 20).makeAsyncIterator()
+                let seen = Seen()
+                #expect(await eventually { await server.manager.counts.active == 1 })
+                try await outbound.write(Self.text(["type": "start", "prompt": "second"]))
+                try await Self.read(&inbound, into: seen) { $0.messages.contains { $0["queuePosition"] == 1 } }
+                #expect(seen.states().first == "queued")
+                firstLeft.continuation.yield()
+                try await Self.read(&inbound, into: seen) { $0.frames.count >= 9 }
+                #expect(seen.states().contains("running"))
+            }
+            _ = try await first
+            #expect(await eventually { await server.manager.counts.total == 0 })
+        }
+        await server.manager.shutdown()
+    }
+
     /// Many clients on loopback connect, start, switch prompts and disconnect at random points, with
     /// fewer slots than clients (so some queue and some are refused); afterwards no session, socket
     /// or recording is left.
@@ -91,6 +133,15 @@ import HummingbirdWSClient
         let server = try TestModel.server { $0.maxActiveSessions = 2; $0.maxQueuedSessions = 4 }
         let app = HTTPAPITests.app(server)
         let refused = Seen()
+        // Every session object the manager held, weakly: none may outlive the test (a session owns its
+        // generator, KV cache, decoder and task).
+        let watched = WeakSessions()
+        let watcher = Task {
+            while !Task.isCancelled {
+                watched.add(await server.manager.all)
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
         try await app.test(.live) { client in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for i in 0..<16 {
@@ -120,6 +171,10 @@ import HummingbirdWSClient
             }
             #expect(await eventually { await server.manager.counts.total == 0 }, "no session is left")
         }
+        watcher.cancel()
+        await watcher.value
+        #expect(watched.count > 3)
+        #expect(await eventually(5) { watched.alive == 0 }, "\(watched.alive) session objects still alive")
         #expect(refused.messages.allSatisfy { $0["code"] == "too_many_sessions" })
         #expect(server.manager.metrics.value("reel_websockets_open") == 0)
         #expect(server.manager.metrics.value("reel_sessions_created_total") + server.manager.metrics.value("reel_sessions_rejected_total") == 16)
