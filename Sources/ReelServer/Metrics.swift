@@ -18,6 +18,7 @@ public final class Metrics: @unchecked Sendable {
         "reel_client_errors_total": ("counter", "Requests and messages answered with an error."),
         "reel_block_seconds_total": ("counter", "Seconds spent generating blocks (DiT)."),
         "reel_decode_seconds_total": ("counter", "Seconds spent decoding blocks."),
+        "reel_encode_seconds_total": ("counter", "Seconds spent encoding frames for WebSockets (wall clock, frames in parallel)."),
         "reel_sessions_active": ("gauge", "Sessions holding a device slot."),
         "reel_sessions_queued": ("gauge", "Sessions waiting for a device slot."),
         "reel_sessions": ("gauge", "Sessions the server holds (any state)."),

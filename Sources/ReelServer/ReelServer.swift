@@ -27,6 +27,7 @@ public struct ReelServer: Sendable {
         router.get("/") { _, _ in WebPage.response(WebPage.html, type: "text/html; charset=utf-8") }
         router.get("/app.js") { _, _ in WebPage.response(WebPage.script, type: "text/javascript; charset=utf-8") }
         router.get("/app.css") { _, _ in WebPage.response(WebPage.style, type: "text/css; charset=utf-8") }
+        router.get("/favicon.ico") { _, _ in Response(status: .noContent) }
         router.get("/openapi.json") { _, _ in WebPage.response(OpenAPI.document, type: "application/json") }
         router.get("/healthz") { _, _ in
             let (total, active, queued) = await manager.counts

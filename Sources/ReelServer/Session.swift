@@ -197,13 +197,15 @@ final class Session: @unchecked Sendable {
                                                      jpeg: encoder.encode(rgb, frame: i)))
                 }
                 let messages = slots.values
+                let encodeSeconds = seconds(ContinuousClock.now - encodeStart)
+                metrics.add("reel_encode_seconds_total", encodeSeconds)
                 let info: JSON = [
                     "type": "block", "session": .string(id), "index": .int(block.index), "startFrame": .int(block.startFrame),
                     "promptIndex": .int(block.promptIndex), "firstFrame": .int(firstFrame), "frames": .int(rgb.count),
                     "width": .int(rgb.width), "height": .int(rgb.height),
                     "ditMs": .double(block.timings.seconds * 1000), "recacheMs": .double(block.timings.recacheSeconds * 1000),
                     "decodeMs": .double(chunk.decodeSeconds * 1000),
-                    "encodeMs": .double(seconds(ContinuousClock.now - encodeStart) * 1000),
+                    "encodeMs": .double(encodeSeconds * 1000),
                     "bytes": .int(messages.reduce(0) { $0 + $1.count }),
                 ]
                 send(.block(info, frames: messages))

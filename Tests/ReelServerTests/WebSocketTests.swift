@@ -62,8 +62,11 @@ final class WeakSessions: @unchecked Sendable {
                 try await outbound.write(Self.text(["type": "pause"]))
                 try await outbound.write(Self.text(["type": "start", "prompt": "a cat", "options": ["fps": 16, "colour": 1]]))
                 try await outbound.write(Self.text(["type": "dance"]))
-                try await Self.read(&inbound, into: seen) { $0.messages.count == 4 }
-                #expect(seen.messages.map { $0["code"]?.string } == ["bad_json", "no_session", "unknown_option", "unknown_type"])
+                try await outbound.write(Self.text(["type": "start", "prompt": .string(String(repeating: "a cat ", count: 500))]))
+                try await outbound.write(.binary(ByteBuffer(bytes: [1, 2, 3])))
+                try await Self.read(&inbound, into: seen) { $0.messages.count == 6 }
+                #expect(seen.messages.map { $0["code"]?.string } == ["bad_json", "no_session", "unknown_option", "unknown_type",
+                                                                     "prompt_too_long", "bad_message"])
 
                 try await outbound.write(Self.text(["type": "start", "prompt": "a red circle", "seed": 5]))
                 try await Self.read(&inbound, into: seen) { $0.frames.count >= 21 }
