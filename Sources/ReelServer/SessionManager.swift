@@ -33,6 +33,12 @@ public actor SessionManager {
 
     /// Creates a session and starts it when a slot is free, else queues it.
     func create(_ request: SessionRequest) throws(APIError) -> Session {
+        try create(request, watched: false).session
+    }
+
+    /// Creates a session; with `watched`, its events stream is attached before it can produce anything,
+    /// so the watcher sees every frame.
+    func create(_ request: SessionRequest, watched: Bool) throws(APIError) -> (session: Session, events: AsyncStream<SessionEvent>?) {
         guard !shuttingDown else { throw APIError(.serviceUnavailable, "shutting_down", "the server is shutting down") }
         guard active.count < config.maxActiveSessions || queue.count < config.maxQueuedSessions else {
             metrics.add("reel_sessions_rejected_total")
@@ -42,11 +48,12 @@ public actor SessionManager {
         var id: String
         repeat { id = String(format: "%016llx", UInt64.random(in: 0...UInt64.max)) } while sessions[id] != nil
         let session = Session(id: id, request: request)
+        let events = watched ? session.watch() : nil
         sessions[id] = session
         queue.append(session)
         metrics.add("reel_sessions_created_total")
         schedule()
-        return session
+        return (session, events)
     }
 
     /// Stops a session, waits for its generation to end, and forgets it (its recording is deleted).

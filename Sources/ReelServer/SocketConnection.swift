@@ -68,9 +68,9 @@ struct SocketConnection: Sendable {
         if type == "start" {
             let request = try SessionRequest.parse(message, live: true, config: config)
             if let old = current.take() { await manager.remove(old) }
-            let session = try await manager.create(request)
+            let (session, stream) = try await manager.create(request, watched: true)
             current.set(session.id)
-            let events = session.watch()
+            guard let events = stream else { return }
             Task {
                 for await event in events {
                     switch event {
