@@ -180,7 +180,9 @@ final class Session: @unchecked Sendable {
                 metrics.add("reel_decode_seconds_total", chunk.decodeSeconds)
                 if block.timings.recacheSeconds > 0 { metrics.add("reel_prompt_switches_total") }
                 guard let rgb = chunk.frames else { continue }
-                try sink?.write(rgb)
+                // Blocking work (the pipe to ffmpeg, JPEG encoding) runs off the cooperative threads.
+                let recorder = Unchecked(sink)
+                try await onThread { try recorder.value?.write(rgb) }
                 let firstFrame = condition.withLock { () -> Int in
                     defer {
                         blocks += 1; frames += rgb.count; promptIndex = block.promptIndex
@@ -191,12 +193,15 @@ final class Session: @unchecked Sendable {
                 guard hasWatcher else { delivered(); continue }
                 let encodeStart = ContinuousClock.now
                 // Frames encode in parallel (each is independent; 10-20 ms per 832x480 frame on one core).
-                let slots = FrameSlots(count: rgb.count)
-                DispatchQueue.concurrentPerform(iterations: rgb.count) { i in
-                    slots.set(i, FrameMessage.encode(block: block.index, frame: firstFrame + i, promptIndex: block.promptIndex,
-                                                     jpeg: encoder.encode(rgb, frame: i)))
+                let (blockIndex, blockPrompt) = (block.index, block.promptIndex)
+                let messages = try await onThread {
+                    let slots = FrameSlots(count: rgb.count)
+                    DispatchQueue.concurrentPerform(iterations: rgb.count) { i in
+                        slots.set(i, FrameMessage.encode(block: blockIndex, frame: firstFrame + i, promptIndex: blockPrompt,
+                                                         jpeg: encoder.encode(rgb, frame: i)))
+                    }
+                    return slots.values
                 }
-                let messages = slots.values
                 let encodeSeconds = seconds(ContinuousClock.now - encodeStart)
                 metrics.add("reel_encode_seconds_total", encodeSeconds)
                 let info: JSON = [
@@ -210,7 +215,8 @@ final class Session: @unchecked Sendable {
                 ]
                 send(.block(info, frames: messages))
             }
-            try sink?.finish()
+            let recorder = Unchecked(sink)
+            try await onThread { try recorder.value?.finish() }
             condition.withLock { _state = .finished; recordingComplete = sink != nil; _lastActivity = .now }
         } catch {
             try? sink?.finish()
