@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// `reel serve`: the HTTP API, the WebSocket API and the web page over one `SessionManager`.
 ///
@@ -104,10 +105,16 @@ public struct ReelServer: Sendable {
 
     /// Serves until SIGINT or SIGTERM, then stops every session and ends (graceful shutdown).
     public func run(host: String, port: Int, logger: Logger) async throws {
+        try await serviceGroup(host: host, port: port, logger: logger).run()
+    }
+
+    /// The HTTP server and the session reaper as one service group. On graceful shutdown the reaper
+    /// (started last, so stopped first) stops every session, then the server closes.
+    public func serviceGroup(host: String, port: Int, logger: Logger,
+                             signals: [UnixSignal] = [.sigterm, .sigint]) -> ServiceGroup {
         let app = application(host: host, port: port, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app, SessionReaper(manager: manager)],
-                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        return ServiceGroup(configuration: .init(services: [app, SessionReaper(manager: manager)],
+                                                 gracefulShutdownSignals: signals, logger: logger))
     }
 }
 

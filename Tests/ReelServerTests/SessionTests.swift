@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import ServiceLifecycle
 import Testing
 @testable import ReelServer
 
@@ -40,5 +42,24 @@ import Testing
         #expect(framesB == aloneOtherFrames)
         #expect(framesA != framesB)
         await manager.shutdown()
+    }
+}
+
+/// swift-service-lifecycle's graceful shutdown stops running sessions and ends the server.
+@Suite struct ShutdownTests {
+    @Test func gracefulShutdownStopsSessionsAndEnds() async throws {
+        let server = try TestModel.server()
+        let group = server.serviceGroup(host: "127.0.0.1", port: 0, logger: Logger(label: "test"), signals: [])
+        let running = Task { try await group.run() }
+        // A live session (no length) runs until something stops it.
+        let live = SessionRequest(prompt: "a cat", seed: 0, width: 48, height: 32, fps: 16, seconds: nil, quality: 80, record: true)
+        let session = try await server.manager.create(live)
+        #expect(await eventually { session.statusMessage()["blocks"]?.int ?? 0 >= 2 })
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(session.state == .finished)
+        #expect(await server.manager.counts.total == 0)
+        await #expect(throws: APIError.self) { try await server.manager.create(live) }
+        #expect(!FileManager.default.fileExists(atPath: server.config.recordingFolder))
     }
 }
