@@ -279,6 +279,8 @@ struct OpCheck {
                 [InputSpec(shape: [1, 10, 12, 8], dtype: dt), InputSpec(shape: [6, 3, 3, 8], dtype: dt)], factor: 10) { b, t in
                 try b.conv2d(t[0], weight: t[1], bias: nil, padding: (1, 1))
             }
+            add("upsampleNearest", "[1,2,5,6,3] x2 (scalar)", dt, [InputSpec(shape: [1, 2, 5, 6, 3], dtype: dt)]) { b, t in try b.upsampleNearest(t[0], scaleH: 2, scaleW: 2) }
+            add("permute", "[2,3,5,16] by [0,2,1,3] (16-byte)", dt, [InputSpec(shape: [2, 3, 5, 16], dtype: dt)]) { b, t in try b.permute(t[0], [0, 2, 1, 3]) }
             add("upsampleNearest", "[1,2,5,6,8] x2", dt, [InputSpec(shape: [1, 2, 5, 6, 8], dtype: dt)]) { b, t in try b.upsampleNearest(t[0], scaleH: 2, scaleW: 2) }
             add("concat", "[2,3,4] + [2,5,4] axis 1", dt, [InputSpec(shape: [2, 3, 4], dtype: dt), InputSpec(shape: [2, 5, 4], dtype: dt)]) { b, t in try b.concat(t, axis: 1) }
             add("concat", "[3,4] + [2,4] axis 0", dt, [InputSpec(shape: [3, 4], dtype: dt), InputSpec(shape: [2, 4], dtype: dt)]) { b, t in try b.concat(t, axis: 0) }

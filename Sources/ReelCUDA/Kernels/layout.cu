@@ -52,3 +52,25 @@ extern "C" __global__ void embedding(const void* ids, int ids64, const void* tab
         move_elem(table, id * C + c, out, i, esize);
     }
 }
+
+// 16-byte variants: when the innermost output axis is contiguous in the source too and a multiple
+// of 16 bytes, each thread moves one 16-byte vector (`per` elements) instead of one element.
+extern "C" __global__ void permute_v16(const void* src, void* dst, i64 nv, Bcast bc, int per) {
+    GRID_STRIDE(u, nv) {
+        i64 off[1];
+        bcast_offsets(bc, u * per, off, 1);
+        ((uint4*)dst)[u] = ((const uint4*)src)[off[0] / per];
+    }
+}
+
+// [outer, H, W, C] -> [outer, H*sh, W*sw, C] with C * esize a multiple of 16; `cv` = vectors per pixel.
+extern "C" __global__ void upsample_nearest_v16(const void* src, void* dst, i64 outer, int H, int W, int cv, int sh, int sw) {
+    i64 Ho = (i64)H * sh, Wo = (i64)W * sw;
+    i64 n = outer * Ho * Wo * cv;
+    GRID_STRIDE(i, n) {
+        i64 c = i % cv, r = i / cv;
+        i64 xo = r % Wo; r /= Wo;
+        i64 yo = r % Ho; i64 o = r / Ho;
+        ((uint4*)dst)[i] = ((const uint4*)src)[((o * H + yo / sh) * W + xo / sw) * cv + c];
+    }
+}

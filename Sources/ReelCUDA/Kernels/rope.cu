@@ -4,15 +4,17 @@
 // table is: no table, so no limit on the frame index.
 #include "common.cuh"
 
+// One thread per (token, pair): the angle depends on neither batch nor head, so its float64
+// pow/sincos is computed once and applied to all H heads.
 extern "C" __global__ void rope3d(const void* x, void* y, i64 tokensTotal, int L, int H, int D,
                                   int gridH, int gridW, i64 frameOffset, double theta,
                                   int pt, int ph, int pw, int dtx, int dty) {
     int pairs = D / 2;
-    i64 n = tokensTotal * H * pairs;
+    i64 n = tokensTotal * pairs;
     GRID_STRIDE(i, n) {
         int j = (int)(i % pairs);
-        i64 th = i / pairs;            // token * H + head
-        i64 token = (th / H) % L;      // position within the sequence (batch folded out)
+        i64 tok = i / pairs;           // batch * L + position
+        i64 token = tok % L;
         i64 f = token / ((i64)gridH * gridW);
         i64 hw = token % ((i64)gridH * gridW);
         i64 pos; int jj, part;
@@ -22,9 +24,11 @@ extern "C" __global__ void rope3d(const void* x, void* y, i64 tokensTotal, int L
         double freq = 1.0 / pow(theta, (double)(2 * jj) / (double)(2 * part));
         double s, c;
         sincos((double)pos * freq, &s, &c);
-        i64 e = th * D + 2 * j;
-        double a = load_f(x, e, dtx), b = load_f(x, e + 1, dtx);
-        store_f(y, e, dty, (float)(a * c - b * s));
-        store_f(y, e + 1, dty, (float)(a * s + b * c));
+        for (int h = 0; h < H; h++) {
+            i64 e = (tok * H + h) * D + 2 * j;
+            double a = load_f(x, e, dtx), b = load_f(x, e + 1, dtx);
+            store_f(y, e, dty, (float)(a * c - b * s));
+            store_f(y, e + 1, dty, (float)(a * s + b * c));
+        }
     }
 }

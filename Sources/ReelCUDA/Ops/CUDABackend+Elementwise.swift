@@ -189,7 +189,7 @@ extension CUDABackend {
         let split = RoPEGrid.pairSplit(headDim: d)
         let y = try allocate(x.shape, dtype: x.dtype)
         let px = try arg(x, "rope3d"), py = try arg(y, "rope3d")
-        try launch1D("rope", "rope3d", n: b * l * h * d / 2) { k in
+        try launch1D("rope", "rope3d", n: b * l * d / 2) { k in
             k.add(px); k.add(py); k.add(Int64(b * l)); k.add(Int32(l)); k.add(Int32(h)); k.add(Int32(d))
             k.add(Int32(grid.height)); k.add(Int32(grid.width)); k.add(Int64(grid.frameOffset)); k.add(grid.theta)
             k.add(Int32(split.t)); k.add(Int32(split.h)); k.add(Int32(split.w))

@@ -93,6 +93,13 @@ extension CUDABackend {
         withUnsafeMutableBytes(of: &bc.dims) { p in for (i, d) in dims.enumerated() { p.storeBytes(of: Int64(d), toByteOffset: i * 8, as: Int64.self) } }
         withUnsafeMutableBytes(of: &bc.stride) { p in for (i, s) in strides.enumerated() { p.storeBytes(of: Int64(s), toByteOffset: i * 8, as: Int64.self) } }
         let px = try arg(x, "permute"), po = try arg(out, "permute")
+        let per = 16 / x.dtype.size
+        if strides.last == 1, dims.last! % per == 0, px % 16 == 0, po % 16 == 0 {
+            try launch1D("layout", "permute_v16", n: x.count / per) { k in
+                k.add(px); k.add(po); k.add(Int64(x.count / per)); k.add(bc); k.add(Int32(per))
+            }
+            return out
+        }
         try launch1D("layout", "permute", n: x.count) { k in
             k.add(px); k.add(po); k.add(Int64(x.count)); k.add(bc); k.add(Int32(x.dtype.size))
         }
@@ -109,6 +116,14 @@ extension CUDABackend {
         dims[r - 3] = h * scaleH; dims[r - 2] = w * scaleW
         let out = try allocate(Shape(dims), dtype: x.dtype)
         let px = try arg(x, "upsampleNearest"), po = try arg(out, "upsampleNearest")
+        if (c * x.dtype.size) % 16 == 0, px % 16 == 0, po % 16 == 0 {
+            let cv = c * x.dtype.size / 16
+            try launch1D("layout", "upsample_nearest_v16", n: out.count * x.dtype.size / 16) { k in
+                k.add(px); k.add(po); k.add(Int64(outer)); k.add(Int32(h)); k.add(Int32(w)); k.add(Int32(cv))
+                k.add(Int32(scaleH)); k.add(Int32(scaleW))
+            }
+            return out
+        }
         try launch1D("layout", "upsample_nearest", n: out.count) { k in
             k.add(px); k.add(po); k.add(Int64(outer)); k.add(Int32(h)); k.add(Int32(w)); k.add(Int32(c))
             k.add(Int32(scaleH)); k.add(Int32(scaleW)); k.add(Int32(x.dtype.size))
