@@ -30,11 +30,11 @@ struct Bench: AsyncParsableCommand {
         }
     }
 
-    enum DecoderChoice: String, ExpressibleByArgument, CaseIterable { case vae, none }
+    enum DecoderChoice: String, ExpressibleByArgument, CaseIterable { case vae, tiny, none }
 
     @Option(help: "DiT: \(Model.allCases.map(\.rawValue).joined(separator: ", ")).")
     var model: Model = .small
-    @Option(help: "Decoder: vae (Wan2.1 VAE, real size) or none (DiT only).")
+    @Option(help: "Decoder: vae (Wan2.1 VAE), tiny (TAEHV taew2_1), both of the real size, or none (DiT only).")
     var decoder: DecoderChoice = .vae
     @Option(help: "Video size WIDTHxHEIGHT (multiples of 16).")
     var size = "832x480"
@@ -77,9 +77,13 @@ struct Bench: AsyncParsableCommand {
         let t0 = Date()
         let dit = try WanDiT.load(from: WanDiT.randomWeights(config, on: backend, dtype: dtype), heads: config.heads,
                                   backend: backend, dtype: dtype)
-        let vae = decoder == .vae
-            ? StreamingVAEDecoder(model: try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: backend, dtype: dtype),
-                                                                  on: backend, dtype: dtype)) : nil
+        let vae: (any VideoDecoder)? = switch decoder {
+        case .vae: StreamingVAEDecoder(model: try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: backend, dtype: dtype),
+                                                                       on: backend, dtype: dtype))
+        case .tiny: StreamingTinyDecoder(model: try TinyDecoder.load(from: TinyDecoder.randomWeights(on: backend, dtype: dtype),
+                                                                       on: backend, dtype: dtype))
+        case .none: nil
+        }
         func prompt(_ seed: UInt64) throws -> WanDiT.PromptContext {
             try dit.encodePrompt(try backend.randomNormal([32, config.textDim], seed: seed, offset: 0, dtype: dtype))
         }
@@ -127,7 +131,12 @@ struct Bench: AsyncParsableCommand {
         let decodeMedian = median(plainBlocks.map { decodeSeconds[$0] })
         let tokensPerFrame = (lh / 2) * (lw / 2)
         let ditFloor = ComputeCost.ditBlock(config, schedule: .longLive, tokensPerFrame: tokensPerFrame) / rate
-        let vaeFloor = decoder == .vae ? 3 * ComputeCost.vaeDecodeLatentFrame(.wan21, height: lh, width: lw) / rate : 0
+        let decodeLatentFLOPs = switch decoder {
+        case .vae: ComputeCost.vaeDecodeLatentFrame(.wan21, height: lh, width: lw)
+        case .tiny: TinyDecoder.flopsPerLatentFrame(height: lh, width: lw)
+        case .none: 0.0
+        }
+        let vaeFloor = 3 * decodeLatentFLOPs / rate
         // End to end, decode overlaps generation only where the backend runs both at once; the
         // floor is the sum of both models' compute per block.
         let e2eFloorFPS = 12 / (ditFloor + vaeFloor)
@@ -138,9 +147,9 @@ struct Bench: AsyncParsableCommand {
         row("end-to-end FPS (steady state)", fps, e2eFloorFPS, unit: "fps", higherIsBetter: true)
         row("DiT-only FPS", 12 / ditMedian, 12 / ditFloor, unit: "fps", higherIsBetter: true)
         row("DiT per block", ditMedian * 1000, ditFloor * 1000, unit: "ms", higherIsBetter: false)
-        if decoder == .vae { row("decode per block (12 frames)", decodeMedian * 1000, vaeFloor * 1000, unit: "ms", higherIsBetter: false) }
+        if decoder != .none { row("decode per block (12 frames)", decodeMedian * 1000, vaeFloor * 1000, unit: "ms", higherIsBetter: false) }
         let firstFloor = (ComputeCost.ditForward(config, queries: 3 * tokensPerFrame, keys: 3 * tokensPerFrame) * 5
-                          + (decoder == .vae ? ComputeCost.vaeDecodeLatentFrame(.wan21, height: lh, width: lw) * 0.25 : 0)) / rate
+                          + decodeLatentFLOPs * 0.25) / rate
         row("time to first frame", arrivals[0] * 1000, firstFloor * 1000, unit: "ms", higherIsBetter: false)
         if switchBlock > 0 {
             let recacheFloor = ComputeCost.ditForward(config, queries: 9 * tokensPerFrame, keys: 12 * tokensPerFrame) / rate

@@ -30,3 +30,17 @@ import ReelCPU
         #expect(t5.config == c)
     }
 }
+
+@Suite struct TinyDecoderRandomWeightsTests {
+    @Test func tinyDecoderRandomWeightsLoadStrictly() throws {
+        let backend = CPUBackend()
+        let d = try TinyDecoder.load(from: TinyDecoder.randomWeights(channels: [16, 8, 8, 8], on: backend), on: backend)
+        #expect(d.channels == [16, 8, 8, 8])
+        // taew2_1: ~11M parameters in all (REFERENCE.md section 3); its decoder is most of them.
+        let params = TinyDecoder.weightShapes().reduce(0) { $0 + $1.1.count }
+        #expect((5_000_000..<11_500_000).contains(params), "\(params)")
+        // ~136 GFLOP per frame at 480x832 (REFERENCE.md section 3).
+        let perFrame = TinyDecoder.flopsPerLatentFrame(height: 60, width: 104) / 4
+        #expect(abs(perFrame / 1e9 - 136) < 25, "\(perFrame / 1e9) GFLOP per frame")
+    }
+}
