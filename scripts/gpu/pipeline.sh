@@ -25,11 +25,14 @@ for step in $steps; do
     done ;;
   bench)
     $reel bench --backend cuda --model 1.3b --blocks 14 --warmup 4 --switch-block 10 2>&1 | tee "$out/bench.txt"
+    $reel bench --backend cuda --model 1.3b --decoder tiny --blocks 14 --warmup 4 --switch-block 10 2>&1 | tee "$out/bench-tiny.txt"
     $reel bench --backend cuda --model 1.3b --decoder none --blocks 14 --warmup 4 --switch-block 10 2>&1 | tee "$out/bench-dit.txt" ;;
   reference)
     python3 tools/gpu/longlive_speed.py --longlive .ref/LongLive --blocks 8 2>&1 | grep -v "^\s*-\|kv_cache\|local_attn\|KV inference" | tee "$out/longlive-speed.txt" ;;
   memory)
-    $reel bench --backend cuda --model 1.3b --blocks ${MEMORY_BLOCKS:-400} --warmup 4 --switch-block 10 --memory-every 50 2>&1 | tee "$out/memory.txt" ;;
+    # 800 blocks = 9600 frames = 10 minutes of video at 16 fps; MEMORY_SECONDS caps the wall time.
+    timeout ${MEMORY_SECONDS:-420} $reel bench --backend cuda --model 1.3b --blocks ${MEMORY_BLOCKS:-800} --warmup 4 \
+      --switch-block 10 --memory-every 50 2>&1 | tee "$out/memory.txt" ;;
   *) echo "unknown step $step" ;;
   esac
 done
