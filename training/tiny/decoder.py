@@ -90,6 +90,16 @@ class Decoder(nn.Module):
         super().__init__()
         self.c = c
         self.decoder = tiny_decoder(c)
+        # Start as identities where the structure allows (a plain 22-layer ReLU net learns slowly otherwise):
+        # each MemBlock's last conv at zero (the block passes x through), each TGrow copying its input.
+        with torch.no_grad():
+            for m in self.decoder:
+                if isinstance(m, MemBlock):
+                    m.conv[4].weight.zero_()
+                    m.conv[4].bias.zero_()
+                elif isinstance(m, TGrow):
+                    n = m.conv.weight.shape[1]
+                    m.conv.weight.copy_(torch.eye(n).repeat(m.stride, 1)[:, :, None, None])
 
     def forward(self, latents):
         """latents [N, T, z, h, w] from the start of a stream -> frames [N, 4T-3, 3, 8h, 8w], unclamped."""

@@ -362,7 +362,7 @@ def main(argv=None):
     eval_reserve = 45 if not args.toy else 0
     if args.small:
         eval_reserve = 240
-    ae_clock = Clock(0.2 * budget_left if args.budget else None, args.steps)
+    ae_clock = Clock(0.25 * budget_left if args.budget else None, args.steps)
     enc, dec, ae_stats = train_autoencoder(cfg, clips, clip_latents, ae_clock, device, args.ae_batch, logf)
     log(f"autoencoder: {ae_stats}", logf)
     for p in list(enc.parameters()) + list(dec.parameters()):
