@@ -73,12 +73,15 @@ public struct PromptSchedule: Sendable, Equatable {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ReelError.input("cannot read schedule file \(path)")
         }
-        let lines = text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
-        guard !lines.isEmpty else { throw ReelError.input("\(path) holds no schedule lines") }
-        return try lines.enumerated().map { i, line in
-            do { return try parseJSONLine(line, switchFrames: switchFrames) } catch let e as ReelError {
+        // Line numbers count blank lines too, so an error points at the line a person sees.
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var schedules: [PromptSchedule] = []
+        for (i, line) in lines.enumerated() where !line.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            do { schedules.append(try parseJSONLine(line, switchFrames: switchFrames)) } catch let e as ReelError {
                 throw ReelError.input("\(path):\(i + 1): \(e.description)")
             }
         }
+        guard !schedules.isEmpty else { throw ReelError.input("\(path) holds no schedule lines") }
+        return schedules
     }
 }

@@ -131,23 +131,15 @@ public final class StreamingGenerator: @unchecked Sendable {
         return block
     }
 
-    /// Blocks as an async sequence; `limit` nil runs until the consumer stops iterating.
+    /// Blocks as an async sequence, each generated when the consumer asks for it (no block is ever
+    /// dropped or computed ahead; `VideoStream` overlaps generation with decoding). `limit` nil runs
+    /// until the consumer stops iterating.
     public func blocks(limit: Int? = nil) -> AsyncThrowingStream<LatentBlock, Error> {
-        AsyncThrowingStream(bufferingPolicy: .bufferingOldest(1)) { continuation in
-            let task = Task.detached { [self] in
-                var produced = 0
-                do {
-                    while !Task.isCancelled, limit.map({ produced < $0 }) ?? true {
-                        continuation.yield(try nextBlock())
-                        produced += 1
-                    }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+        let remaining = Countdown(limit)
+        return AsyncThrowingStream(unfolding: { [self] in
+            guard !Task.isCancelled, remaining.take() else { return nil }
+            return try nextBlock()
+        })
     }
 
     /// KV-recache at block start `s` with the new prompt (LongLive `_recache_after_switch`, global sink):
@@ -175,5 +167,20 @@ public final class StreamingGenerator: @unchecked Sendable {
 
     private func seconds(_ d: Duration) -> Double {
         Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+}
+
+/// How many more items a stream may produce (nil: no limit).
+final class Countdown: @unchecked Sendable {
+    private let lock = NSLock()
+    private var left: Int?
+    init(_ count: Int?) { left = count }
+    func take() -> Bool {
+        lock.withLock {
+            guard let l = left else { return true }
+            guard l > 0 else { return false }
+            left = l - 1
+            return true
+        }
     }
 }

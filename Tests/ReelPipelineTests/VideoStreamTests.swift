@@ -59,6 +59,24 @@ import ReelModels
         #expect(a != c)
     }
 
+    /// The generator's own async sequence: latent blocks in order, a live switch at a block boundary.
+    @Test func generatorBlocksStreamInOrder() async throws {
+        let (prompts, _) = try makeParts()
+        let generator = try StreamingGenerator(model: prompts.model, prompt: try prompts.context(for: "a cat"),
+                                               latentHeight: 4, latentWidth: 4, noise: PhiloxNoise(seed: 2))
+        let other = try prompts.context(for: "a dog")
+        var starts: [Int] = [], promptIndices: [Int] = []
+        for try await block in generator.blocks(limit: 4) {
+            starts.append(block.startFrame)
+            promptIndices.append(block.promptIndex)
+            #expect(block.latents.shape == [3, 4, 4, 16])
+            if block.index == 1 { generator.switchPrompt(to: other) }
+        }
+        #expect(starts == [0, 3, 6, 9])
+        // Blocks are made on demand, so a switch made while block 1 is consumed lands on block 2.
+        #expect(promptIndices == [0, 0, 1, 1])
+    }
+
     @Test func promptEncoderCachesTextEncoderRuns() throws {
         let (prompts, _) = try makeParts()
         _ = try prompts.context(for: "a cat")
