@@ -31,7 +31,7 @@ public final class VideoStream: @unchecked Sendable {
         let generator = self.generator, decoder = self.decoder
         // Two slots: the block being decoded and the one being generated. The producer takes a slot
         // before generating; the consumer returns it once the block is decoded.
-        let slots = DispatchSemaphore(value: 2)
+        let slots = Slots(2)
         let stop = StopFlag()
         let latents = AsyncThrowingStream<LatentBlock, Error>(bufferingPolicy: .unbounded) { continuation in
             continuation.onTermination = { _ in stop.set(); slots.signal() }
@@ -55,38 +55,62 @@ public final class VideoStream: @unchecked Sendable {
                 }
             }
         }
-        // The decoder is used by this one consumer task only.
-        let parts = UncheckedBox((decoder, latents))
-        return AsyncThrowingStream { continuation in
-            let task = Task {
-                let (decoder, latents) = parts.value
-                do {
-                    for try await block in latents {
-                        let t0 = ContinuousClock.now
-                        var frames: RGBFrames?
-                        if let decoder {
-                            let video = try decoder.decode(try block.latents.reshaped([1] + block.latents.shape.dims))
-                            frames = try RGBFrames(modelOutput: video)
-                        }
-                        let d = ContinuousClock.now - t0
-                        slots.signal()
-                        continuation.yield(VideoChunk(block: block, frames: frames,
-                                                      decodeSeconds: Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18))
-                    }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
+        // Blocks are decoded when the consumer asks for the next chunk, so a consumer that stops
+        // pulling stops the decoder, and the producer (two slots ahead at most) stops with it. When
+        // the consumer drops the stream, the state's deinit stops the producer.
+        let state = DecodeState(decoder: decoder, latents: latents) { stop.set(); slots.signal() }
+        return AsyncThrowingStream(unfolding: {
+            guard let block = try await state.nextBlock() else { return nil }
+            let t0 = ContinuousClock.now
+            var frames: RGBFrames?
+            if let decoder = state.decoder {
+                let video = try decoder.decode(try block.latents.reshaped([1] + block.latents.shape.dims))
+                frames = try RGBFrames(modelOutput: video)
             }
-            continuation.onTermination = { _ in task.cancel(); stop.set(); slots.signal() }
-        }
+            let d = ContinuousClock.now - t0
+            slots.signal()
+            return VideoChunk(block: block, frames: frames,
+                              decodeSeconds: Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+        })
     }
 }
 
-/// Hands a value to another task whose exclusive use of it the code guarantees.
-struct UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
+/// The consumer side of a `VideoStream`: the decoder (used by the one consuming task) and the
+/// generated blocks; releasing it stops the producer.
+final class DecodeState: @unchecked Sendable {
+    let decoder: (any VideoDecoder)?
+    private var latents: AsyncThrowingStream<LatentBlock, Error>.AsyncIterator
+    private let onRelease: @Sendable () -> Void
+
+    init(decoder: (any VideoDecoder)?, latents: AsyncThrowingStream<LatentBlock, Error>, onRelease: @escaping @Sendable () -> Void) {
+        self.decoder = decoder
+        self.latents = latents.makeAsyncIterator()
+        self.onRelease = onRelease
+    }
+
+    func nextBlock() async throws -> LatentBlock? { try await latents.next() }
+
+    deinit { onRelease() }
+}
+
+/// A counting gate for threads (a DispatchSemaphore traps when it is freed with fewer permits
+/// than it started with, which is what a consumer that stops early leaves behind).
+final class Slots: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var free: Int
+    init(_ count: Int) { free = count }
+    func wait() {
+        condition.lock()
+        while free == 0 { condition.wait() }
+        free -= 1
+        condition.unlock()
+    }
+    func signal() {
+        condition.lock()
+        free += 1
+        condition.signal()
+        condition.unlock()
+    }
 }
 
 /// A flag set once, read from any thread.

@@ -103,3 +103,19 @@ import ReelModels
         #expect(generator.retainedLatentFrames <= 12)
     }
 }
+
+/// A consumer that stops pulling stops the generator: it never runs more than two blocks ahead.
+@Suite struct VideoStreamBackpressureTests {
+    @Test func producerWaitsForTheConsumer() async throws {
+        let backend = CPUBackend()
+        let c = WanDiTConfig(dim: 32, ffnDim: 64, heads: 2, layers: 1, textDim: 16)
+        let dit = try WanDiT.load(from: WanDiT.randomWeights(c, on: backend), heads: 2, backend: backend)
+        let prompt = try dit.encodePrompt(try backend.randomNormal([4, 16], seed: 1, offset: 0, dtype: .f32))
+        let generator = try StreamingGenerator(model: dit, prompt: prompt, latentHeight: 2, latentWidth: 2, noise: PhiloxNoise(seed: 1))
+        var iterator = VideoStream(generator: generator, decoder: nil).chunks(latentFrames: nil).makeAsyncIterator()
+        _ = try await iterator.next()
+        try await Task.sleep(for: .milliseconds(300))   // ample time for tens of blocks at this size
+        // One block consumed, the next generated, at most one more waiting for its slot.
+        #expect(generator.currentFrame <= 9, "generator ran to frame \(generator.currentFrame)")
+    }
+}
