@@ -12,7 +12,8 @@ from training.tiny.decoder import Encoder
 from training.tiny.dit import WanDiT
 from training.tiny.export import decoder_keys, dit_keys, export, text_keys
 from training.tiny.tokenizer import Tokenizer
-from training.tiny.train import Clock, dit_step, encode_views, toy_config, train_autoencoder
+from training.tiny.train import Clock, dit_step, encode_views, self_context_sources, toy_config, train_autoencoder
+from training.tiny.views import CLEAN, NOISY, RECACHE, collate
 from training.tiny.umt5 import UMT5Encoder
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -51,6 +52,37 @@ def test_dit_and_text_encoder_loss_goes_down():
         opt.step()
         losses.append(loss.item())
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
+
+
+def test_self_context_sources_point_at_the_pass_that_made_the_frame():
+    views = [sample_view(s, run_blocks=4) for s in range(40)]
+    lay = collate([v["layout"] for v in views])
+    src = self_context_sources(lay)
+    mapped = 0
+    for b in range(len(views)):
+        for e in np.flatnonzero((lay["kind"][b] == CLEAN) | (lay["kind"][b] == RECACHE)):
+            j = src[b, e]
+            if j < 0:                    # only the warm-up blocks of far views lack a trained maker
+                assert views[b]["P"] > 3 and not any(lay["loss"][b][(lay["kind"][b] == NOISY) & (lay["frame"][b] == lay["frame"][b, e])])
+                continue
+            assert lay["kind"][b, j] == NOISY and lay["loss"][b, j] and lay["frame"][b, j] == lay["frame"][b, e]
+            mapped += 1
+    assert mapped > 500
+
+
+def test_self_context_rounds_run_and_change_the_loss():
+    torch.manual_seed(0)
+    cfg = config()
+    dev = torch.device("cpu")
+    views = [sample_view(s, run_blocks=3, frame_size=cfg.video.frame_size, p_contiguous=1.0) for s in (0, 5)]
+    latents = encode_views(views, Encoder(cfg.encoder).eval(), cfg, dev)
+    dit, t5, tok = WanDiT(cfg.dit), UMT5Encoder(cfg.text), Tokenizer(MODELS)
+    with torch.no_grad():                # the head starts at zero: v = 0 whatever the context
+        for p in dit.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    losses = [dit_step(dit, t5, tok, views, latents, [0, 1], cfg.schedule, dev, torch.Generator().manual_seed(1),
+                       torch.Generator().manual_seed(1), self_rounds=r).item() for r in (0, 1, 2)]
+    assert all(np.isfinite(losses)) and losses[0] != losses[1] != losses[2], losses
 
 
 def test_export_has_the_keys_reel_binds(tmp_path):

@@ -19,6 +19,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import sys
 import time
 
 import numpy as np
@@ -185,8 +186,29 @@ def text_batch(t5: UMT5Encoder, tok, prompts: list[list[str]], device):
     return enc[where].reshape(len(prompts), 3, *enc.shape[1:])
 
 
-def dit_step(dit, t5, tok, views, latents, batch_idx, sched, device, g, gd, p_continuous=0.25, context_noise=0.03):
-    """Loss of one batch of views. g: CPU generator (timesteps), gd: generator on `device` (noise)."""
+def self_context_sources(lay: dict) -> np.ndarray:
+    """For each CLEAN / RECACHE entry, the NOISY entry of the same view that generates its frame (-1: none,
+    or a warm-up block of a far view, whose prediction lacks the context streaming would have had)."""
+    kind, frame, loss = lay["kind"], lay["frame"], lay["loss"]
+    src = np.full(kind.shape, -1, np.int64)
+    for b in range(kind.shape[0]):
+        maker = {int(frame[b, e]): e for e in np.flatnonzero((kind[b] == NOISY) & loss[b])}
+        for e in np.flatnonzero((kind[b] == CLEAN) | (kind[b] == RECACHE)):
+            src[b, e] = maker.get(int(frame[b, e]), -1)
+    return src
+
+
+def dit_step(dit, t5, tok, views, latents, batch_idx, sched, device, g, gd, p_continuous=0.25, context_noise=0.03,
+             self_rounds: int = 0):
+    """Loss of one batch of views. g: CPU generator (timesteps), gd: generator on `device` (noise).
+
+    self_rounds > 0 replaces the teacher-forced context by the model's own output (exposure bias is what
+    makes a teacher-forced autoregressive model drift): each round, without gradients, every trained noisy
+    pass predicts its block's x0 from the schedule's last step (sigma 0.625: the step whose prediction the
+    sampler keeps) over the current context, and the clean and recache passes of those frames then take
+    that prediction instead of the ground truth. Two rounds let errors compound across blocks, as they do
+    when streaming. The loss still compares with the ground truth, so the model learns to correct its own
+    errors rather than to copy them."""
     ts, sigmas = warped_timesteps(sched.steps, sched.shift)
     lay = collate([views[i]["layout"] for i in batch_idx])
     B, E = lay["kind"].shape
@@ -213,16 +235,33 @@ def dit_step(dit, t5, tok, views, latents, batch_idx, sched, device, g, gd, p_co
     aug = torch.rand(B, E, 1, 1, 1, generator=gd, device=device) * context_noise
     x_in = torch.where(noisy[..., None, None, None], (1 - s) * x0 + s * eps, x0 + aug * eps * (kind != PAD)[..., None, None, None])
     text = text_batch(t5, tok, [views[i]["prompts"] for i in batch_idx], device)
+    frames = torch.as_tensor(lay["frame"], device=device)
+    prompt_index = torch.as_tensor(lay["prompt"], device=device)
+    entry_mask = torch.as_tensor(lay["mask"], device=device)
+    if self_rounds:
+        src = torch.as_tensor(self_context_sources(lay), device=device)
+        has_src = (src >= 0)[..., None, None, None]
+        s_last = torch.where(noisy, torch.full_like(sigma, sigmas[-1]), torch.zeros_like(sigma))[..., None, None, None]
+        context = x_in
+        with torch.no_grad():
+            text_ng = text.detach()
+            for _ in range(self_rounds):
+                x_t = torch.where(noisy[..., None, None, None], (1 - s_last) * x0 + s_last * eps, context)
+                with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+                    v_ng = dit.forward_packed(x_t, s_last[..., 0, 0, 0] * 1000.0, frames, prompt_index, text_ng, entry_mask)
+                pred = x_t - s_last * v_ng.float()
+                own = torch.gather(pred, 1, src.clamp(min=0)[..., None, None, None].expand_as(pred))
+                context = torch.where(has_src, own, context)
+        x_in = torch.where(noisy[..., None, None, None], x_in, context)
     with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-        v = dit.forward_packed(x_in, t, torch.as_tensor(lay["frame"], device=device),
-                               torch.as_tensor(lay["prompt"], device=device), text, torch.as_tensor(lay["mask"], device=device))
+        v = dit.forward_packed(x_in, t, frames, prompt_index, text, entry_mask)
     pred = x_in - s * v.float()
     w = torch.as_tensor(lay["loss"], device=device).float()
     per_entry = ((pred - x0) ** 2).mean((2, 3, 4))
     return (per_entry * w).sum() / w.sum().clamp(min=1)
 
 
-def train_dit(cfg, dit, t5, tok, views, latents, clock: Clock, device, batch, lr, logf):
+def train_dit(cfg, dit, t5, tok, views, latents, clock: Clock, device, batch, lr, logf, self_context=(0.0, 0.0)):
     params = list(dit.parameters()) + list(t5.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     g = torch.Generator(device="cpu").manual_seed(2)
@@ -231,7 +270,11 @@ def train_dit(cfg, dit, t5, tok, views, latents, clock: Clock, device, batch, lr
     history = []
     while not clock.done():
         idx = torch.randint(len(views), (batch,), generator=g).tolist()
-        loss = dit_step(dit, t5, tok, views, latents, idx, cfg.schedule, device, g, gd)
+        u = float(torch.rand((), generator=g))
+        rounds = 1 if u < self_context[0] else 2 if u < self_context[0] + self_context[1] else 0
+        if clock.fraction() < 0.1:
+            rounds = 0                       # the model's own output means nothing yet
+        loss = dit_step(dit, t5, tok, views, latents, idx, cfg.schedule, device, g, gd, self_rounds=rounds)
         for group in opt.param_groups:
             group["lr"] = lr_at(lr, clock.fraction())
         opt.zero_grad(set_to_none=True)
@@ -264,7 +307,10 @@ def eval_timeline(seed: int, blocks: int, switch_block: int | None, frame_size: 
 
 
 @torch.no_grad()
-def evaluate(cfg, dit, t5, tok, enc, dec, device, videos: int = 8, blocks: int = 8, long_blocks: int = 100, logf=None):
+def evaluate(cfg, dit, t5, tok, enc, dec, device, videos: int = 8, blocks: int = 8, long_blocks: int = 100, logf=None,
+             samples: dict | None = None):
+    """samples (optional dict) receives, for the first 4 videos, one frame per block: rows ground truth,
+    autoencoder reconstruction, generation ([3, blocks, S, S, 3] uint8)."""
     dit.eval()
     t5.eval()
     S = cfg.video.frame_size
@@ -275,9 +321,18 @@ def evaluate(cfg, dit, t5, tok, enc, dec, device, videos: int = 8, blocks: int =
                        device=device)
         video = dec(lat[None].float()).clamp(0, 1)[0]                                      # [F, 3, S, S]
         gt = (render(truth, S, device=device)).permute(0, 3, 1, 2)
-        recon = dec(enc(frame_groups(gt[None]).flatten(0, 1))[None].float()).clamp(0, 1)[0]
+        z_true = enc(frame_groups(gt[None]).flatten(0, 1)).float()                         # [3*blocks, C, h, w]
+        recon = dec(z_true[None]).clamp(0, 1)[0]
         frames_u8 = (video.permute(0, 2, 3, 1) * 255).round().byte().cpu().numpy()
         m = object_metrics(frames_u8, truth, S)
+        m_recon = object_metrics((recon.permute(0, 2, 3, 1) * 255).round().byte().cpu().numpy(), truth, S)
+        lat_err = [float(((lat[3 * b:3 * b + 3].float() - z_true[3 * b:3 * b + 3]) ** 2).sum()
+                         / (z_true[3 * b:3 * b + 3] ** 2).sum()) for b in range(blocks)]
+        if samples is not None and k < 4:
+            pick = [min(12 * b + 6, video.shape[0] - 1) for b in range(blocks)]
+            samples[f"video{k}"] = np.stack([(gt[pick].permute(0, 2, 3, 1) * 255).round().byte().cpu().numpy(),
+                                             (recon[pick].permute(0, 2, 3, 1) * 255).round().byte().cpu().numpy(),
+                                             frames_u8[pick]])
         per_block = [psnr(video[max(0, 12 * b - 3):12 * b + 9], gt[max(0, 12 * b - 3):12 * b + 9]) for b in range(blocks)]
         rows.append({"prompts": prompts, "switch_blocks": switches, "psnr": psnr(video, gt),
                      "psnr_autoencoder": psnr(recon, gt), "psnr_per_block": [round(p, 2) for p in per_block],
@@ -286,9 +341,13 @@ def evaluate(cfg, dit, t5, tok, enc, dec, device, videos: int = 8, blocks: int =
                      "centre_error_px_per_block": [round((nanmedian(m["centre_error"][max(0, 12 * b - 3):12 * b + 9])), 1)
                                                    for b in range(blocks)],
                      "centre_error_px_median": (nanmedian(m["centre_error"])),
-                     "object_found": float(m["found"].mean())})
+                     "object_found": float(m["found"].mean()),
+                     "object_found_autoencoder": float(m_recon["found"].mean()),
+                     "latent_relative_error_per_block": [round(e, 4) for e in lat_err]})
         log(f"eval {k}: psnr {rows[-1]['psnr']:.2f} (autoencoder {rows[-1]['psnr_autoencoder']:.2f}) "
-            f"centre error {rows[-1]['centre_error_px_median']:.2f}px found {rows[-1]['object_found']:.2f} {prompts}", logf)
+            f"centre error {rows[-1]['centre_error_px_median']:.2f}px found {rows[-1]['object_found']:.2f} "
+            f"(autoencoder {rows[-1]['object_found_autoencoder']:.2f}) latent error per block "
+            f"{rows[-1]['latent_relative_error_per_block']} found per block {rows[-1]['found_per_block']} {prompts}", logf)
     # Long horizon: one prompt for long_blocks blocks; quality of the last blocks against ground truth.
     prompts, _, truth = eval_timeline(99, long_blocks, None, S)
     lat = generate(dit, t5, tok, prompts, [], long_blocks, cfg.video.latent_size, seed=99, schedule=cfg.schedule, device=device)
@@ -301,14 +360,19 @@ def evaluate(cfg, dit, t5, tok, enc, dec, device, videos: int = 8, blocks: int =
     long = {"blocks": long_blocks, "frames": int(n), "prompt": prompts[0],
             "psnr_first_96_frames": psnr(video[:96], gt[:96]), "psnr_last_96_frames": psnr(video[-96:], gt[-96:]),
             "centre_error_px_median_last_96": (nanmedian(m["centre_error"][-96:])),
-            "object_found_last_96": float(m["found"][-96:].mean())}
+            "object_found_last_96": float(m["found"][-96:].mean()),
+            "object_found_first_96": float(m["found"][:96].mean())}
+    if samples is not None:
+        samples["long"] = frames_u8[::max(1, n // 16)][:16]
     log(f"long run: {json.dumps(long)}", logf)
     dit.train()
     t5.train()
     summary = {"psnr_mean": float(np.mean([r["psnr"] for r in rows])),
                "psnr_autoencoder_mean": float(np.mean([r["psnr_autoencoder"] for r in rows])),
                "centre_error_px_median": (nanmedian([r["centre_error_px_median"] for r in rows])),
-               "object_found_mean": float(np.mean([r["object_found"] for r in rows]))}
+               "object_found_mean": float(np.mean([r["object_found"] for r in rows])),
+               "object_found_autoencoder_mean": float(np.mean([r["object_found_autoencoder"] for r in rows])),
+               "latent_relative_error_mean": float(np.mean([np.mean(r["latent_relative_error_per_block"]) for r in rows]))}
     return {"summary": summary, "videos": rows, "long": long}
 
 
@@ -331,6 +395,11 @@ def main(argv=None):
     ap.add_argument("--eval-videos", type=int, default=8)
     ap.add_argument("--eval-long-blocks", type=int, default=100)
     ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="dtype of the exported weights")
+    ap.add_argument("--init", default=None,
+                    help="checkpoint.pt of an earlier run: keeps its autoencoder (no autoencoder stage) and goes on "
+                         "training its DiT and text encoder for the whole budget")
+    ap.add_argument("--self-context", default="0.4,0.2",
+                    help="probabilities of 1 and 2 self-context rounds per DiT step (dit_step); 0,0 is pure teacher forcing")
     args = ap.parse_args(argv)
 
     t0 = time.time()
@@ -362,8 +431,19 @@ def main(argv=None):
     eval_reserve = 45 if not args.toy else 0
     if args.small:
         eval_reserve = 240
-    ae_clock = Clock(0.25 * budget_left if args.budget else None, args.steps)
-    enc, dec, ae_stats = train_autoencoder(cfg, clips, clip_latents, ae_clock, device, args.ae_batch, logf)
+    init = torch.load(args.init, map_location="cpu") if args.init else None
+    if init is not None:
+        if init["config"] != dataclasses.asdict(cfg):
+            raise SystemExit(f"{args.init} was trained with another configuration: {init['config']}")
+        enc, dec = Encoder(cfg.encoder).to(device), Decoder(cfg.decoder).to(device)
+        enc.load_state_dict(init["encoder"])
+        dec.load_state_dict(init["decoder"])
+        enc.eval()
+        dec.eval()
+        ae_stats = {"from": args.init, **init.get("autoencoder", {})}
+    else:
+        ae_clock = Clock(0.25 * budget_left if args.budget else None, args.steps)
+        enc, dec, ae_stats = train_autoencoder(cfg, clips, clip_latents, ae_clock, device, args.ae_batch, logf)
     log(f"autoencoder: {ae_stats}", logf)
     for p in list(enc.parameters()) + list(dec.parameters()):
         p.requires_grad_(False)
@@ -374,24 +454,40 @@ def main(argv=None):
 
     dit = WanDiT(cfg.dit).to(device)
     t5 = UMT5Encoder(cfg.text).to(device)
+    if init is not None:
+        dit.load_state_dict(init["dit"])
+        t5.load_state_dict(init["text_encoder"])
     n_dit = sum(p.numel() for p in dit.parameters())
     n_t5 = sum(p.numel() for p in t5.parameters())
     n_dec = sum(p.numel() for p in dec.parameters())
     log(f"parameters: dit {n_dit}, text encoder {n_t5}, decoder {n_dec}", logf)
     dit_clock = Clock(max(1.0, args.budget - (time.time() - t0) - eval_reserve) if args.budget else None, args.steps)
-    dit_stats = train_dit(cfg, dit, t5, tok, views, latents, dit_clock, device, args.batch, args.lr, logf)
+    self_context = tuple(float(x) for x in args.self_context.split(","))
+    if len(self_context) != 2 or min(self_context) < 0 or sum(self_context) > 1:
+        ap.error("--self-context takes two probabilities that sum to at most 1, e.g. 0.4,0.2")
+    dit_stats = train_dit(cfg, dit, t5, tok, views, latents, dit_clock, device, args.batch, args.lr, logf,
+                          self_context=self_context)
     log(f"dit: steps {dit_stats['steps']} loss_ema {dit_stats['loss_ema']}", logf)
+    if init is not None:
+        dit_stats["earlier"] = init.get("dit_stats")
+    torch.save({"config": dataclasses.asdict(cfg), "dit": dit.state_dict(), "text_encoder": t5.state_dict(),
+                "encoder": enc.state_dict(), "decoder": dec.state_dict(), "autoencoder": ae_stats,
+                "dit_stats": dit_stats}, os.path.join(args.out, "checkpoint.pt"))
 
     report = {"config": dataclasses.asdict(cfg), "device": str(device),
               "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
               "parameters": {"dit": n_dit, "text_encoder": n_t5, "decoder": n_dec},
               "autoencoder": ae_stats, "dit": dit_stats}
-    report["eval"] = evaluate(cfg, dit, t5, tok, enc, dec, device, videos=args.eval_videos,
-                              blocks=8 if not args.toy else 3, long_blocks=args.eval_long_blocks, logf=logf)
     dtype = torch.float32 if args.dtype == "f32" else torch.bfloat16
-    files = export(args.out, dit, t5, dec, metadata={"command": "python3 -m training.tiny.train " + " ".join(argv or [])},
+    files = export(args.out, dit, t5, dec, metadata={"command": "python3 -m training.tiny.train " + " ".join(sys.argv[1:] if argv is None else argv)},
                    dtype=dtype, frame_size=S)
+    log(f"exported {list(files)} to {args.out}", logf)
     report["files"] = {k: {"path": v, "bytes": os.path.getsize(v)} for k, v in files.items()}
+    samples = {}
+    report["eval"] = evaluate(cfg, dit, t5, tok, enc, dec, device, videos=args.eval_videos,
+                              blocks=8 if not args.toy else 3, long_blocks=args.eval_long_blocks, logf=logf,
+                              samples=samples)
+    np.savez_compressed(os.path.join(args.out, "samples.npz"), **samples)
     report["seconds"] = time.time() - t0
     with open(os.path.join(args.out, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
