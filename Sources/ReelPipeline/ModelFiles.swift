@@ -60,7 +60,15 @@ extension WanDiT {
         let (source, loraSource) = try openCheckpoint(path: path, lora: lora, ema: ema)
         let file = try WeightFiles.open(path)
         let recorded = file.metadata["heads"].flatMap(Int.init)
-        return try load(from: source, heads: heads ?? recorded, lora: loraSource, backend: backend, dtype: dtype)
+        var model = try load(from: source, heads: heads ?? recorded, lora: loraSource, backend: backend, dtype: dtype)
+        // The cross-attention's row count (Wan: 512) shapes no weight; a file may record another.
+        if let textLength = file.metadata["text_len"] {
+            guard let n = Int(textLength), n >= 1 else {
+                throw ReelError.badFile(path: path, message: "metadata text_len '\(textLength)' is not a positive integer")
+            }
+            model = model.withTextLength(n)
+        }
+        return model
     }
 
     /// A checkpoint's DiT tensors (LongLive's sub-dictionary picked) and its LoRA's.

@@ -62,7 +62,11 @@ public final class PromptEncoder: @unchecked Sendable {
     /// The text encoder's output for `prompt`, `[tokens, textDim]` (real tokens only).
     public func embedding(for prompt: String) throws -> Tensor {
         if let e = embeddings.get(prompt) { return e }
-        let ids = try tokenizer.ids(for: prompt)
+        var ids = try tokenizer.ids(for: prompt)
+        let limit = model.config.textLength
+        if ids.count > limit, let end = ids.last {
+            ids = Array(ids.prefix(limit - 1)) + [end]        // as Wan truncates at its text length: keep `</s>`
+        }
         let e = try textEncoder.encode(ids)
         textEncoderRuns += 1
         embeddings.set(prompt, e)

@@ -36,7 +36,7 @@ def test_streaming_matches_longlive():
         a = lora.get(f"base_model.model.{name}.lora_A.weight")
         if a is not None:                                   # alpha == rank: scale 1
             weights[k] = weights[k] + lora[f"base_model.model.{name}.lora_B.weight"] @ a
-    dit = WanDiT(DiTConfig(dim=64, ffn=128, heads=2, layers=2, text_dim=64)).eval()
+    dit = WanDiT(DiTConfig(dim=64, ffn=128, heads=2, layers=2, text_dim=64, text_len=512)).eval()   # the references pad to 512
     dit.load_state_dict(weights, strict=True)
     prompts = [case[f"prompt.{i}"] for i in range(3)]
     noise, renoise = case["noise"], case["renoise"]
@@ -72,7 +72,7 @@ def test_one_pass_matches_diffusers():
     case = load_file(os.path.join(d, "case.safetensors"))
     with safe_open(os.path.join(d, "case.safetensors"), "pt") as f:
         t = float(f.metadata()["timestep"])
-    dit = WanDiT(DiTConfig(dim=64, ffn=96, heads=2, layers=2, text_dim=48)).eval()
+    dit = WanDiT(DiTConfig(dim=64, ffn=96, heads=2, layers=2, text_dim=48, text_len=512)).eval()
     dit.load_state_dict(weights, strict=True)
     x = case["latents"].permute(0, 3, 1, 2)                                  # [F, C, H, W]
     cache = RingCache(2, (6 // 2) * (10 // 2), 2, 32)

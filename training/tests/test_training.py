@@ -12,7 +12,7 @@ from training.tiny.decoder import Encoder
 from training.tiny.dit import WanDiT
 from training.tiny.export import decoder_keys, dit_keys, export, text_keys
 from training.tiny.tokenizer import Tokenizer
-from training.tiny.train import Clock, dit_step, encode_views, self_context_sources, toy_config, train_autoencoder
+from training.tiny.train import Clock, dit_step, encode_views, object_cells, self_context_sources, toy_config, train_autoencoder
 from training.tiny.views import CLEAN, NOISY, RECACHE, collate
 from training.tiny.umt5 import UMT5Encoder
 
@@ -83,6 +83,29 @@ def test_self_context_rounds_run_and_change_the_loss():
     losses = [dit_step(dit, t5, tok, views, latents, [0, 1], cfg.schedule, dev, torch.Generator().manual_seed(1),
                        torch.Generator().manual_seed(1), self_rounds=r).item() for r in (0, 1, 2)]
     assert all(np.isfinite(losses)) and losses[0] != losses[1] != losses[2], losses
+
+
+def test_object_cells_cover_the_object_on_the_torus():
+    # A disc of radius 10 at the centre of a 128-pixel frame (grid 16: cells of 8 pixels), and one that
+    # straddles the left edge; the second frame's disc is absent.
+    objects = torch.tensor([[[64, 64, 10, 1], [0, 0, 0, 0]], [[2, 64, 10, 1], [2, 64, 10, 0]]], dtype=torch.float32)
+    cells = object_cells(objects, 16, 128)
+    assert cells[0, 8, 8] == 1 and cells[0, 7, 7] == 1 and cells[0, 0, 0] == 0 and cells[0, 8, 11] == 0
+    assert cells[1, 8, 0] == 1 and cells[1, 8, 15] == 1 and cells[1, 8, 4] == 0       # wraps around
+    assert 4 <= cells[0].sum() <= 16
+
+
+def test_object_weight_changes_the_loss():
+    torch.manual_seed(0)
+    cfg = config()
+    dev = torch.device("cpu")
+    views = [sample_view(s, run_blocks=3, frame_size=cfg.video.frame_size, p_contiguous=1.0) for s in (0, 5)]
+    assert views[0]["objects"].shape == (len(views[0]["latent_frames"]), 2, 4)
+    latents = encode_views(views, Encoder(cfg.encoder).eval(), cfg, dev)
+    dit, t5, tok = WanDiT(cfg.dit), UMT5Encoder(cfg.text), Tokenizer(MODELS)
+    losses = [dit_step(dit, t5, tok, views, latents, [0, 1], cfg.schedule, dev, torch.Generator().manual_seed(1),
+                       torch.Generator().manual_seed(1), object_weight=w).item() for w in (0.0, 4.0)]
+    assert all(np.isfinite(losses)) and losses[0] != losses[1], losses
 
 
 def test_export_has_the_keys_reel_binds(tmp_path):

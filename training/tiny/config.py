@@ -53,7 +53,11 @@ class DiTConfig:
     out_channels: int = 16
     freq_dim: int = 256
     text_dim: int = 128
-    text_len: int = 512             # Reel pads prompts to 512 tokens, cross-attention sees all of them
+    # Cross-attention attends to text_len rows: the prompt's tokens, then zero rows (Wan pads to 512). With
+    # 512 a freshly trained model sees ~15 caption keys among ~500 identical pad keys and learns its text
+    # conditioning slowly (the first GPU run drew backgrounds but no objects); 32 rows hold every caption.
+    # Reel reads it from dit.safetensors' "text_len" metadata.
+    text_len: int = 32
     patch: int = 2
     eps: float = 1e-6
 

@@ -99,7 +99,7 @@ def export(out_dir: str, dit, t5, decoder, metadata: dict | None = None, dtype=t
     d = _tensors(dit, dtype=dtype)
     check_keys(d, dit_keys(dit.c), "dit")
     files["dit"] = os.path.join(out_dir, "dit.safetensors")
-    save_file(d, files["dit"], metadata={**meta, "format": "pt", "heads": str(dit.c.heads),
+    save_file(d, files["dit"], metadata={**meta, "format": "pt", "heads": str(dit.c.heads), "text_len": str(dit.c.text_len),
                                           "config": json.dumps(dataclasses.asdict(dit.c))})
     t = _tensors(t5, dtype=dtype)
     check_keys(t, text_keys(t5.c), "text encoder")

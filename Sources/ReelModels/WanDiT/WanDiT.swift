@@ -18,6 +18,14 @@ public final class WanDiT: @unchecked Sendable {
         self.backend = backend
     }
 
+    /// The same weights with cross-attention over `textLength` rows (prompt tokens, then zero rows).
+    /// Wan pads to 512; a model trained with another length records it (`text_len` metadata).
+    public func withTextLength(_ textLength: Int) -> WanDiT {
+        var c = config
+        c.textLength = textLength
+        return WanDiT(config: c, weights: weights, backend: backend)
+    }
+
     /// Per-prompt state: the projected text context and every layer's cross-attention K/V.
     /// LongLive recomputes these after a prompt switch; computing them once per prompt is equal.
     public final class PromptContext: @unchecked Sendable {
