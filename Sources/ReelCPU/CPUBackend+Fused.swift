@@ -7,13 +7,14 @@ extension CPUBackend {
         let op = "modulatedLayerNorm"
         let (g, r, c) = try groupedShape(x, [scale, shift], op)
         let xin = try floats(x, op), sin = try floats(scale, op), hin = try floats(shift, op)
-        let perGroup = scale.shape[0] == 1 ? 0 : c
+        // Scale and shift are each per group or shared, independently.
+        let scaleStride = scale.shape[0] == 1 ? 0 : c, shiftStride = shift.shape[0] == 1 ? 0 : c
         return try makeOutput(x.shape, x.dtype) { out in
             let px = xin.pointer, ps = sin.pointer, ph = hin.pointer
             parallelFor(g * r, grain: Swift.max(1, 4096 / Swift.max(c, 1))) { rows in
                 for row in rows {
                     let src = px + row * c, dst = out + row * c
-                    let s = ps + (row / r) * perGroup, h = ph + (row / r) * perGroup
+                    let s = ps + (row / r) * scaleStride, h = ph + (row / r) * shiftStride
                     // Two passes (mean, then centred squares), as the plain LayerNorm does.
                     let mean = sum8(src, c) / Float(c)
                     var acc = F8(), i = 0

@@ -151,6 +151,9 @@ public protocol Backend: AnyObject, Sendable {
     func modulatedLayerNorm(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float) throws -> Tensor
     /// `x + y * gate`: x and y `[G, R, C]`, gate `[G, 1, C]` or `[1, 1, C]` (the DiT's gated residual).
     func gatedResidual(_ x: Tensor, _ y: Tensor, gate: Tensor) throws -> Tensor
+    /// RMSNorm over each token's whole row (all heads, as Wan's `norm_q` / `norm_k` over dim) times
+    /// `weight [H * D]`, then `rope3d`: x `[B, L, H, D]` (the DiT's self-attention q and k).
+    func rmsNormRoPE(_ x: Tensor, weight: Tensor?, eps: Float, grid: RoPEGrid) throws -> Tensor
 
     // MARK: Convolution
 
@@ -187,6 +190,12 @@ extension Backend {
 
     public func gatedResidual(_ x: Tensor, _ y: Tensor, gate: Tensor) throws -> Tensor {
         try binary(.add, x, try binary(.mul, y, gate))
+    }
+
+    public func rmsNormRoPE(_ x: Tensor, weight: Tensor?, eps: Float, grid: RoPEGrid) throws -> Tensor {
+        try require(x.rank == 4, "rmsNormRoPE", "expected x [B, L, H, D], got \(x.shape)")
+        let rows = try x.reshaped([x.shape[0], x.shape[1], x.shape[2] * x.shape[3]])
+        return try rope3d(try rmsNorm(rows, weight: weight, eps: eps).reshaped(x.shape), grid: grid)
     }
 
     /// `x W^T + b` for a PyTorch Linear weight `[out, in]`.

@@ -138,6 +138,29 @@ enum CUDABench {
         add("mul", "[\(tokens), \(dim)] * [1, \(dim)] (gate)", flops: 0, bytes: 2 * act) { b in
             let x = try randn(b, [tokens, dim]), y = try randn(b, [1, dim], seed: 2); return { _ = try b.mul(x, y) }
         }
+        // The DiT block's fused ops (fused.cu) and the composed ops they replace, on the same inputs;
+        // both against the fused op's floor (one read of each input, one write).
+        let framed: Shape = [3, tokens / 3, dim], grid = RoPEGrid(frames: 3, height: 30, width: 52, frameOffset: 9)
+        for fused in [true, false] {
+            add("modulatedLayerNorm", "[3, 1560, 1536] by [3, 1, 1536] " + (fused ? "(fused)" : "(layerNorm + modulate)"), flops: 0, bytes: 2 * act) { b in
+                let x = try randn(b, framed), s = try randn(b, [3, 1, dim], seed: 2), h = try randn(b, [3, 1, dim], seed: 3)
+                if fused { return { _ = try b.modulatedLayerNorm(x, scale: s, shift: h, eps: 1e-6) } }
+                return { _ = try b.modulate(try b.layerNorm(x, weight: nil, bias: nil, eps: 1e-6), scale: s, shift: h) }
+            }
+            add("gatedResidual", "[3, 1560, 1536] + y * [3, 1, 1536] " + (fused ? "(fused)" : "(mul + add)"), flops: 0, bytes: 3 * act) { b in
+                let x = try randn(b, framed), y = try randn(b, framed, seed: 2), g = try randn(b, [3, 1, dim], seed: 3)
+                if fused { return { _ = try b.gatedResidual(x, y, gate: g) } }
+                return { _ = try b.add(x, try b.mul(y, g)) }
+            }
+            add("rmsNormRoPE", "[1, \(tokens), \(heads), \(hd)] 3x30x52 " + (fused ? "(fused)" : "(rmsNorm + rope3d)"), flops: 0, bytes: 2 * act) { b in
+                let x = try randn(b, [1, tokens, heads, hd]), w = try randn(b, [dim], seed: 2)
+                if fused { return { _ = try b.rmsNormRoPE(x, weight: w, eps: 1e-6, grid: grid) } }
+                return {
+                    let n = try b.rmsNorm(try x.reshaped([1, tokens, dim]), weight: w, eps: 1e-6)
+                    _ = try b.rope3d(try n.reshaped([1, tokens, heads, hd]), grid: grid)
+                }
+            }
+        }
         let latent = 3 * 16 * 60 * 104
         add("axpby", "[3, 16, 60, 104] f32 (re-noise)", flops: 0, bytes: 12 * Double(latent)) { b in
             let x = try randn(b, [3, 16, 60, 104], .f32), y = try randn(b, [3, 16, 60, 104], .f32, seed: 2); return { _ = try b.axpby(0.4, x, 0.6, y) }

@@ -186,6 +186,35 @@ struct OpCheck {
                 [InputSpec(shape: [1, 4680, 1536], dtype: dt), InputSpec(shape: [1, 1, 1536], dtype: .f32), InputSpec(shape: [1, 1, 1536], dtype: .f32)]) { b, t in
                 try b.modulate(t[0], scale: t[1], shift: t[2])
             }
+            // The DiT block's fused ops (fused.cu): the real shapes (3 frames of 1560 tokens, dim 1536,
+            // 12 heads of 128), f32 modulation beside 16-bit activations, and the fallback kernels.
+            for (label, x, s, h, sdt) in [("DiT [3, 1560, 1536] by [3, 1, 1536]", [3, 1560, 1536], [3, 1, 1536], [3, 1, 1536], dt),
+                                          ("DiT [3, 1560, 1536] by f32 [3, 1, 1536]", [3, 1560, 1536], [3, 1, 1536], [3, 1, 1536], .f32),
+                                          ("[2, 37, 512] scale [2,1,512] shift [1,1,512]", [2, 37, 512], [2, 1, 512], [1, 1, 512], dt),
+                                          ("[2, 9, 100] by [1, 1, 100] (scalar)", [2, 9, 100], [1, 1, 100], [1, 1, 100], dt),
+                                          ("[2, 5, 5120] by [2, 1, 5120] (scalar, C > 2048)", [2, 5, 5120], [2, 1, 5120], [2, 1, 5120], dt)] as [(String, Shape, Shape, Shape, DType)] {
+                add("modulatedLayerNorm", label, dt, [InputSpec(shape: x, dtype: dt), InputSpec(shape: s, dtype: sdt), InputSpec(shape: h, dtype: sdt)]) { b, t in
+                    try b.modulatedLayerNorm(t[0], scale: t[1], shift: t[2], eps: 1e-6)
+                }
+            }
+            for (label, x, g, gdt) in [("DiT [3, 1560, 1536] . [3, 1, 1536]", [3, 1560, 1536], [3, 1, 1536], dt),
+                                       ("DiT [3, 1560, 1536] . f32 [3, 1, 1536]", [3, 1560, 1536], [3, 1, 1536], .f32),
+                                       ("[2, 7, 5120] . [1, 1, 5120] (8-wide, 3 chunks)", [2, 7, 5120], [1, 1, 5120], dt),
+                                       ("[3, 4, 19] . [3, 1, 19] (scalar)", [3, 4, 19], [3, 1, 19], dt)] as [(String, Shape, Shape, DType)] {
+                add("gatedResidual", label, dt, [InputSpec(shape: x, dtype: dt), InputSpec(shape: x, dtype: dt), InputSpec(shape: g, dtype: gdt)]) { b, t in
+                    try b.gatedResidual(t[0], t[1], gate: t[2])
+                }
+            }
+            // 16-bit: the fused kernel rounds once, the CPU's composed ops twice (one more rounding).
+            for (label, shape, grid, wdt) in [("DiT [1, 4680, 12, 128] 3x30x52 frame 9", [1, 4680, 12, 128], RoPEGrid(frames: 3, height: 30, width: 52, frameOffset: 9), dt),
+                                              ("[1, 3x4x5, 2, 128] frame 1500, f32 weight", [1, 60, 2, 128], RoPEGrid(frames: 3, height: 4, width: 5, frameOffset: 1500), .f32),
+                                              ("[2, 2x3x3, 3, 64] frame 0", [2, 18, 3, 64], RoPEGrid(frames: 2, height: 3, width: 3), dt),
+                                              ("[1, 3x4x5, 2, 40] (composed: 256 % D != 0)", [1, 60, 2, 40], RoPEGrid(frames: 3, height: 4, width: 5, frameOffset: 7), dt),
+                                              ("[1, 2x2x3, 20, 128] (composed: C > 2048)", [1, 12, 20, 128], RoPEGrid(frames: 2, height: 2, width: 3, frameOffset: 2), dt)] as [(String, Shape, RoPEGrid, DType)] {
+                add("rmsNormRoPE", label, dt, [InputSpec(shape: shape, dtype: dt), InputSpec(shape: [shape[2] * shape[3]], dtype: wdt)], factor: 2) { b, t in
+                    try b.rmsNormRoPE(t[0], weight: t[1], eps: 1e-6, grid: grid)
+                }
+            }
             add("affine", "[4096] * 0.75 - 0.25 (8-wide)", dt, [InputSpec(shape: [4096], dtype: dt)]) { b, t in try b.affine(t[0], scale: 0.75, bias: -0.25) }
             add("axpby", "0.3 x + 0.7 y [4097]", dt, [InputSpec(shape: [4097], dtype: dt), InputSpec(shape: [4097], dtype: dt)]) { b, t in try b.axpby(0.3, t[0], 0.7, t[1]) }
             add("fill", "[3, 333] = 1.5", dt, []) { b, _ in let t = try b.allocate([3, 333], dtype: dt); try b.fill(t, with: 1.5); return t }
@@ -395,6 +424,10 @@ enum RuntimeCheck {
         try expect("embedding id range") { _ = try gpu.embedding(try gpu.tensor([0, 99], shape: [2]), table: a) }
         try expect("attention shapes") { _ = try gpu.attention(query: a, key: b, value: b, scale: 1, bias: nil) }
         try expect("bad permutation") { _ = try gpu.permute(a, [0, 0]) }
+        let frames = try gpu.zeros([2, 3, 8], dtype: .bf16), vec = try gpu.zeros([2, 1, 8], dtype: .f32)
+        try expect("modulatedLayerNorm shapes") { _ = try gpu.modulatedLayerNorm(frames, scale: try gpu.zeros([3, 1, 8]), shift: vec, eps: 1e-6) }
+        try expect("gatedResidual shapes") { _ = try gpu.gatedResidual(frames, try gpu.zeros([2, 3, 9], dtype: .bf16), gate: vec) }
+        try expect("rmsNormRoPE grid") { _ = try gpu.rmsNormRoPE(try gpu.zeros([1, 5, 1, 8]), weight: nil, eps: 1e-6, grid: RoPEGrid(frames: 1, height: 2, width: 2)) }
         return "ok (\(seen.count) typed errors: \(seen.joined(separator: ", ")))"
     }
 }

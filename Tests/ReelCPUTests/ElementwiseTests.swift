@@ -245,10 +245,11 @@ func broadcastValues(_ v: [Double], from bs: Shape, to out: Shape) -> [Double] {
     @Test(arguments: [(3, 5, 20), (1, 7, 8), (2, 1, 33)])
     func modulatedLayerNormMatchesDefinition(_ dims: (Int, Int, Int)) throws {
         let (g, r, c) = dims
-        for groups in [g, 1] {
+        // Scale and shift per group, both shared, and each shared on its own.
+        for (scaleGroups, shiftGroups) in [(g, g), (1, 1), (g, 1), (1, g)] {
             let x = try cpu.randomNormal([g, r, c], seed: 1, offset: 0, dtype: .f32)
-            let s = try cpu.randomNormal([groups, 1, c], seed: 2, offset: 0, dtype: .f32)
-            let h = try cpu.randomNormal([groups, 1, c], seed: 3, offset: 0, dtype: .f32)
+            let s = try cpu.randomNormal([scaleGroups, 1, c], seed: 2, offset: 0, dtype: .f32)
+            let h = try cpu.randomNormal([shiftGroups, 1, c], seed: 3, offset: 0, dtype: .f32)
             let ours = try cpu.modulatedLayerNorm(x, scale: s, shift: h, eps: 1e-6).toFloats()
             let xv = try x.toFloats(), sv = try s.toFloats(), hv = try h.toFloats()
             var expected = [Double](repeating: 0, count: xv.count)
@@ -256,10 +257,10 @@ func broadcastValues(_ v: [Double], from bs: Shape, to out: Shape) -> [Double] {
                 let vals = (0..<c).map { Double(xv[row * c + $0]) }
                 let mean = vals.reduce(0, +) / Double(c)
                 let variance = vals.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(c)
-                let grp = groups == 1 ? 0 : row / r
+                let sg = scaleGroups == 1 ? 0 : row / r, hg = shiftGroups == 1 ? 0 : row / r
                 for j in 0..<c {
                     let n = (vals[j] - mean) / (variance + 1e-6).squareRoot()
-                    expected[row * c + j] = n * (1 + Double(sv[grp * c + j])) + Double(hv[grp * c + j])
+                    expected[row * c + j] = n * (1 + Double(sv[sg * c + j])) + Double(hv[hg * c + j])
                 }
             }
             #expect(nmse(ours, expected) < 1e-12)

@@ -161,11 +161,12 @@ public final class WanDiT: @unchecked Sendable {
         h = try h.reshaped([1, tokens, c.dim])
         let a = b.selfAttention
         let heads = [1, tokens, c.heads, c.headDim]
-        var q = try be.rmsNorm(try be.linear(h, weight: a.q.weight, bias: a.q.bias), weight: a.normQ, eps: c.eps)
-        var k = try be.rmsNorm(try be.linear(h, weight: a.k.weight, bias: a.k.bias), weight: a.normK, eps: c.eps)
+        // norm_q / norm_k over the whole dim, then RoPE: one fused op each.
+        let q = try be.rmsNormRoPE(try be.linear(h, weight: a.q.weight, bias: a.q.bias).reshaped(heads),
+                                   weight: a.normQ, eps: c.eps, grid: grid)
+        let k = try be.rmsNormRoPE(try be.linear(h, weight: a.k.weight, bias: a.k.bias).reshaped(heads),
+                                   weight: a.normK, eps: c.eps, grid: grid)  // cached already rotated
         let v = try be.linear(h, weight: a.v.weight, bias: a.v.bias).reshaped(heads)
-        q = try be.rope3d(try q.reshaped(heads), grid: grid)
-        k = try be.rope3d(try k.reshaped(heads), grid: grid)                 // cached already rotated
         try cache.write(layer: layer, keys: k, values: v, plan: written)
         if skipOutput { return x }
         let (keys, values) = try cache.attended(layer: layer, plan: written)

@@ -1,0 +1,189 @@
+// The DiT block's fused kernels (WanDiT.blockForward): adaLN (LayerNorm without affine, then the
+// per-frame modulation), the gated residual, and the q/k RMSNorm followed by 3D RoPE. Each is one
+// pass over the activations where the composed ops take two or three, each with a temporary.
+// One warp per token row, as in norm.cu: the row's frame (which modulation vector it takes) and
+// its position (which RoPE angles) are computed once per warp instead of per element.
+// Pointers are __restrict__: outputs are fresh allocations, so loads of the next vectors may be
+// issued before the stores of the previous ones.
+#include "common.cuh"
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// ---- adaLN: y = LayerNorm(x) * (1 + scale[g]) + shift[g], x [G, R, C] as rows of C, g = row / R
+// (the latent frame). scale and shift are [G, 1, C] (stride C) or [1, 1, C] (stride 0), each on its
+// own. Statistics in float32, two passes (mean, then centred squares) as LayerNorm does.
+
+// Rows of 256 <= C <= 2048, C a multiple of 8, 16-byte aligned: the row is read once into registers
+// (8 vectors of 8 per lane at most) and written once.
+extern "C" __global__ void __launch_bounds__(256) mod_layer_norm_v8(
+    const void* __restrict__ x, const void* __restrict__ scale, const void* __restrict__ shift, void* __restrict__ y,
+    i64 rows, int R, int C, i64 scaleStride, i64 shiftStride, float eps, int dtx, int dtsc, int dtsh, int dty) {
+    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const int nv = C / 8;
+    const i64 base8 = row * nv;
+    const i64 g = row / R;
+    // The modulation vectors of this row's frame, in units of 8 elements (C % 8 == 0).
+    const i64 sc8 = g * scaleStride / 8, sh8 = g * shiftStride / 8;
+    float v[8][8];
+    float s = 0.f;
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int vi = lane + 32 * i;
+        if (vi < nv) {
+            load8(x, base8 + vi, dtx, v[i]);
+            #pragma unroll
+            for (int e = 0; e < 8; e++) s += v[i][e];
+        }
+    }
+    float mean = warp_sum(s) / C;
+    float ss = 0.f;
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {
+        if (lane + 32 * i < nv) {
+            #pragma unroll
+            for (int e = 0; e < 8; e++) { float d = v[i][e] - mean; ss += d * d; }
+        }
+    }
+    float inv = rsqrtf(warp_sum(ss) / C + eps);
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int vi = lane + 32 * i;
+        if (vi < nv) {
+            float sc[8], sh[8], o[8];
+            load8(scale, sc8 + vi, dtsc, sc);
+            load8(shift, sh8 + vi, dtsh, sh);
+            #pragma unroll
+            for (int e = 0; e < 8; e++) o[e] = (v[i][e] - mean) * inv * (1.f + sc[e]) + sh[e];
+            store8(y, base8 + vi, dty, o);
+        }
+    }
+}
+
+// Any C and alignment: three passes over the row (the second and third hit L1).
+extern "C" __global__ void __launch_bounds__(256) mod_layer_norm(
+    const void* __restrict__ x, const void* __restrict__ scale, const void* __restrict__ shift, void* __restrict__ y,
+    i64 rows, int R, int C, i64 scaleStride, i64 shiftStride, float eps, int dtx, int dtsc, int dtsh, int dty) {
+    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const i64 base = row * C, g = row / R;
+    const i64 so = g * scaleStride, ho = g * shiftStride;
+    float s = 0.f;
+    for (int c = lane; c < C; c += 32) s += load_f(x, base + c, dtx);
+    float mean = warp_sum(s) / C;
+    float ss = 0.f;
+    for (int c = lane; c < C; c += 32) { float d = load_f(x, base + c, dtx) - mean; ss += d * d; }
+    float inv = rsqrtf(warp_sum(ss) / C + eps);
+    for (int c = lane; c < C; c += 32) {
+        float v = (load_f(x, base + c, dtx) - mean) * inv;
+        store_f(y, base + c, dty, v * (1.f + load_f(scale, so + c, dtsc)) + load_f(shift, ho + c, dtsh));
+    }
+}
+
+// ---- Gated residual: out = x + y * gate[g], x and y [G, R, C], gate [G, 1, C] (stride C) or
+// [1, 1, C] (stride 0), g = row / R.
+
+// C a multiple of 8, 16-byte aligned. Chunks of 8 vectors per lane: all of a chunk's loads are
+// issued before its stores.
+extern "C" __global__ void __launch_bounds__(256) gated_residual_v8(
+    const void* __restrict__ x, const void* __restrict__ y, const void* __restrict__ gate, void* __restrict__ out,
+    i64 rows, int R, int C, i64 gateStride, int dtx, int dty, int dtg, int dto) {
+    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const int nv = C / 8;
+    const i64 base8 = row * nv, g8 = (row / R) * gateStride / 8;
+    for (int v0 = 0; v0 < nv; v0 += 256) {
+        #pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int vi = v0 + lane + 32 * i;
+            if (vi < nv) {
+                float a[8], b[8], w[8];
+                load8(x, base8 + vi, dtx, a);
+                load8(y, base8 + vi, dty, b);
+                load8(gate, g8 + vi, dtg, w);
+                #pragma unroll
+                for (int e = 0; e < 8; e++) a[e] += b[e] * w[e];
+                store8(out, base8 + vi, dto, a);
+            }
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256) gated_residual(
+    const void* __restrict__ x, const void* __restrict__ y, const void* __restrict__ gate, void* __restrict__ out,
+    i64 rows, int R, int C, i64 gateStride, int dtx, int dty, int dtg, int dto) {
+    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const i64 base = row * C, go = (row / R) * gateStride;
+    for (int c = lane; c < C; c += 32)
+        store_f(out, base + c, dto, load_f(x, base + c, dtx) + load_f(y, base + c, dty) * load_f(gate, go + c, dtg));
+}
+
+// ---- q/k RMSNorm over the whole token row (all H heads, as Wan's norm_q / norm_k), times the
+// weight, then Wan's 3D RoPE on each head (rope.cu: pair j of a head is rotated by
+// pos * theta^(-2jj / (2 part)), angles in float64 from absolute positions). x [B, L, H, D] as rows
+// of C = H * D, row = b * L + token.
+// Rows of C <= 2048 in registers, C and D multiples of 8 with 256 % D == 0: lane `lane` then holds
+// the vectors starting at 8 * (lane + 32 i), whose offset within their head is (8 * lane) % D for
+// every i, so the lane's 4 pairs and their 4 float64 angles serve all of its vectors.
+extern "C" __global__ void __launch_bounds__(256) rms_norm_rope_v8(
+    const void* __restrict__ x, const void* __restrict__ w, void* __restrict__ y, i64 rows, int L, int C, int D,
+    int gridH, int gridW, i64 frameOffset, double theta, int pt, int ph, int pw, float eps, int dtx, int dtw, int dty) {
+    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const int nv = C / 8;
+    const i64 base8 = row * nv;
+    float v[8][8];
+    float ss = 0.f;
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int vi = lane + 32 * i;
+        if (vi < nv) {
+            load8(x, base8 + vi, dtx, v[i]);
+            #pragma unroll
+            for (int e = 0; e < 8; e++) ss += v[i][e] * v[i][e];
+        }
+    }
+    float inv = rsqrtf(warp_sum(ss) / C + eps);
+
+    // This lane's 4 pairs j0 .. j0+3 of a head, and the token's (frame, row, column).
+    const i64 token = row % L;
+    const i64 f = token / ((i64)gridH * gridW), hw = token % ((i64)gridH * gridW);
+    const int j0 = ((8 * lane) % D) / 2;
+    double cs[4], sn[4];
+    #pragma unroll
+    for (int p = 0; p < 4; p++) {
+        int j = j0 + p, jj, part;
+        i64 pos;
+        if (j < pt) { pos = frameOffset + f; jj = j; part = pt; }
+        else if (j < pt + ph) { pos = hw / gridW; jj = j - pt; part = ph; }
+        else { pos = hw % gridW; jj = j - pt - ph; part = pw; }
+        double freq = 1.0 / pow(theta, (double)(2 * jj) / (double)(2 * part));
+        sincos((double)pos * freq, &sn[p], &cs[p]);
+    }
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int vi = lane + 32 * i;
+        if (vi < nv) {
+            float wv[8], o[8];
+            if (w) load8(w, vi, dtw, wv);
+            #pragma unroll
+            for (int p = 0; p < 4; p++) {
+                // The normalized value in float32 (as rmsNorm computes it), rotated in float64 (as rope3d).
+                float a = v[i][2 * p] * inv, b = v[i][2 * p + 1] * inv;
+                if (w) { a *= wv[2 * p]; b *= wv[2 * p + 1]; }
+                o[2 * p] = (float)((double)a * cs[p] - (double)b * sn[p]);
+                o[2 * p + 1] = (float)((double)a * sn[p] + (double)b * cs[p]);
+            }
+            store8(y, base8 + vi, dty, o);
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+import ReelCore
+
+// The DiT block's fused ops (Kernels/fused.cu): one kernel and one output each, where the composed
+// defaults run two or three kernels with a temporary between each pair. Every dtype mix the
+// composed ops accept is accepted here (e.g. bf16 activations with f32 modulation): the kernels
+// load each operand in its own storage type and compute in float32.
+extension CUDABackend {
+    public func modulatedLayerNorm(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float) throws -> Tensor {
+        let op = "modulatedLayerNorm"
+        let (g, r, c) = try groupedShape(x, [scale, shift], op)
+        try require(c > 0, op, "needs a non-empty last axis, got \(x.shape)")
+        let y = try allocate(x.shape, dtype: x.dtype)
+        let rows = g * r
+        if rows == 0 { return y }
+        let px = try arg(x, op), ps = try arg(scale, op), ph = try arg(shift, op), py = try arg(y, op)
+        // As rowNorm: rows of 256 to 2048 stay in registers; narrower rows would idle most of the warp.
+        let wide = c % 8 == 0 && c >= 256 && c <= 2048 && Self.aligned(px, ps, ph, py)
+        try launch("fused", wide ? "mod_layer_norm_v8" : "mod_layer_norm", grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1)) { k in
+            k.add(px); k.add(ps); k.add(ph); k.add(py); k.add(Int64(rows)); k.add(Int32(r)); k.add(Int32(c))
+            k.add(Int64(scale.shape[0] == 1 ? 0 : c)); k.add(Int64(shift.shape[0] == 1 ? 0 : c)); k.add(eps)
+            k.add(x.dtype.kernelCode); k.add(scale.dtype.kernelCode); k.add(shift.dtype.kernelCode); k.add(y.dtype.kernelCode)
+        }
+        return y
+    }
+
+    public func gatedResidual(_ x: Tensor, _ y: Tensor, gate: Tensor) throws -> Tensor {
+        let op = "gatedResidual"
+        try requireFloat(y, op)
+        try require(x.shape == y.shape, op, "x \(x.shape) and y \(y.shape) differ")
+        let (g, r, c) = try groupedShape(x, [gate], op)
+        let out = try allocate(x.shape, dtype: x.dtype)
+        let rows = g * r
+        if rows == 0 || c == 0 { return out }
+        let px = try arg(x, op), py = try arg(y, op), pg = try arg(gate, op), po = try arg(out, op)
+        let wide = c % 8 == 0 && Self.aligned(px, py, pg, po)
+        try launch("fused", wide ? "gated_residual_v8" : "gated_residual", grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1)) { k in
+            k.add(px); k.add(py); k.add(pg); k.add(po); k.add(Int64(rows)); k.add(Int32(r)); k.add(Int32(c))
+            k.add(Int64(gate.shape[0] == 1 ? 0 : c))
+            k.add(x.dtype.kernelCode); k.add(y.dtype.kernelCode); k.add(gate.dtype.kernelCode); k.add(out.dtype.kernelCode)
+        }
+        return out
+    }
+
+    public func rmsNormRoPE(_ x: Tensor, weight: Tensor?, eps: Float, grid: RoPEGrid) throws -> Tensor {
+        let op = "rmsNormRoPE"
+        try requireFloat(x, op)
+        try require(x.rank == 4, op, "expected x [B, L, H, D], got \(x.shape)")
+        let (b, l, h, d) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        try require(l == grid.tokens, op, "L = \(l) but the grid \(grid.frames)x\(grid.height)x\(grid.width) has \(grid.tokens) tokens")
+        try require(d % 2 == 0 && d >= 6, op, "head dim \(d) must be even and at least 6")
+        try require(grid.frameOffset >= 0, op, "negative frame offset \(grid.frameOffset)")
+        let c = h * d
+        try require(c > 0, op, "needs at least one head, got \(x.shape)")
+        if let weight {
+            try requireFloat(weight, op)
+            try require(weight.count == c, op, "weight has \(weight.count) elements for rows of \(h) heads x \(d) = \(c)")
+        }
+        let px = try arg(x, op), pw = try arg(weight, op)
+        // The kernel keeps the row in registers (C <= 2048) and gives each lane the same 4 pairs of
+        // every head it touches (256 % D == 0: D = 8 ... 256). Other shapes run the two ops.
+        let fused = c % 8 == 0 && c <= 2048 && d % 8 == 0 && 256 % d == 0 && Self.aligned(px, pw == 0 ? 16 : pw)
+        guard fused else {
+            let normed = try rmsNorm(try x.reshaped([b, l, c]), weight: weight, eps: eps)
+            return try rope3d(try normed.reshaped(x.shape), grid: grid)
+        }
+        let y = try allocate(x.shape, dtype: x.dtype)
+        let rows = b * l
+        if rows == 0 { return y }
+        let py = try arg(y, op)
+        let split = RoPEGrid.pairSplit(headDim: d)
+        try launch("fused", "rms_norm_rope_v8", grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1)) { k in
+            k.add(px); k.add(pw); k.add(py); k.add(Int64(rows)); k.add(Int32(l)); k.add(Int32(c)); k.add(Int32(d))
+            k.add(Int32(grid.height)); k.add(Int32(grid.width)); k.add(Int64(grid.frameOffset)); k.add(grid.theta)
+            k.add(Int32(split.t)); k.add(Int32(split.h)); k.add(Int32(split.w)); k.add(eps)
+            k.add(x.dtype.kernelCode); k.add((weight?.dtype ?? .f32).kernelCode); k.add(y.dtype.kernelCode)
+        }
+        return y
+    }
+
+    /// x `[G, R, C]` with per-group vectors `[G, 1, C]` or `[1, 1, C]`: returns (G, R, C).
+    private func groupedShape(_ x: Tensor, _ vectors: [Tensor], _ op: String) throws -> (Int, Int, Int) {
+        try requireFloat(x, op)
+        try require(x.rank == 3, op, "expected x [G, R, C], got \(x.shape)")
+        let (g, r, c) = (x.shape[0], x.shape[1], x.shape[2])
+        try require(r <= Int(Int32.max) && c <= Int(Int32.max), op, "rows of \(c) in groups of \(r) exceed the kernels' 32-bit extents")
+        for v in vectors {
+            try requireFloat(v, op)
+            try require(v.rank == 3 && (v.shape[0] == g || v.shape[0] == 1) && v.shape[1] == 1 && v.shape[2] == c, op,
+                        "expected [\(g), 1, \(c)] or [1, 1, \(c)] against x \(x.shape), got \(v.shape)")
+        }
+        return (g, r, c)
+    }
+}
