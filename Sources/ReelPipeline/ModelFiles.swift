@@ -6,7 +6,8 @@ import ReelModels
 /// Where the parts of a model live. A model folder (such as `Models/tiny/`) holds
 /// `dit.safetensors` (optional `lora.safetensors`), `text_encoder.safetensors`, `tokenizer.json` or
 /// `spiece.model`, and a decoder: `vae.safetensors` (Wan VAE) or `taehv.safetensors` (tiny decoder);
-/// `reel.json` may give `{"heads": N}` for DiTs whose head count is not dim / 128.
+/// `reel.json` may give `{"heads": N}` for DiTs whose head count is not dim / 128, and the video
+/// `"size"` (`"WIDTHxHEIGHT"`) and `"fps"` the model was trained for.
 /// Each path can also be given on its own (a LongLive `longlive_base.pt`, a diffusers folder, ...).
 public struct ModelFiles: Sendable, Equatable {
     public var dit: String?
@@ -16,11 +17,15 @@ public struct ModelFiles: Sendable, Equatable {
     public var vae: String?
     public var tinyDecoder: String?
     public var heads: Int?
+    /// The video size the model was trained for, `WIDTHxHEIGHT` (`reel.json` "size").
+    public var size: String?
+    /// Its frame rate (`reel.json` "fps").
+    public var fps: Int?
 
     public init(dit: String? = nil, lora: String? = nil, textEncoder: String? = nil, tokenizer: String? = nil,
-                vae: String? = nil, tinyDecoder: String? = nil, heads: Int? = nil) {
+                vae: String? = nil, tinyDecoder: String? = nil, heads: Int? = nil, size: String? = nil, fps: Int? = nil) {
         self.dit = dit; self.lora = lora; self.textEncoder = textEncoder; self.tokenizer = tokenizer
-        self.vae = vae; self.tinyDecoder = tinyDecoder; self.heads = heads
+        self.vae = vae; self.tinyDecoder = tinyDecoder; self.heads = heads; self.size = size; self.fps = fps
     }
 
     /// The files of a model folder (missing ones stay nil).
@@ -41,6 +46,8 @@ public struct ModelFiles: Sendable, Equatable {
                 throw ReelError.badFile(path: config, message: "not a JSON object")
             }
             heads = json["heads"] as? Int
+            size = json["size"] as? String
+            fps = json["fps"] as? Int
         }
     }
 
@@ -48,7 +55,8 @@ public struct ModelFiles: Sendable, Equatable {
     public func overriding(with other: ModelFiles) -> ModelFiles {
         ModelFiles(dit: other.dit ?? dit, lora: other.lora ?? lora, textEncoder: other.textEncoder ?? textEncoder,
                    tokenizer: other.tokenizer ?? tokenizer, vae: other.vae ?? vae,
-                   tinyDecoder: other.tinyDecoder ?? tinyDecoder, heads: other.heads ?? heads)
+                   tinyDecoder: other.tinyDecoder ?? tinyDecoder, heads: other.heads ?? heads,
+                   size: other.size ?? size, fps: other.fps ?? fps)
     }
 }
 

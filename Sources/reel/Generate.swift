@@ -45,8 +45,8 @@ struct Generate: AsyncParsableCommand {
     var seed: UInt64 = 0
     @Option(help: "Video size WIDTHxHEIGHT, multiples of 16 (default: the model folder's, else 832x480).")
     var size: String?
-    @Option(help: "Frames per second of the output.")
-    var fps = 16
+    @Option(help: "Frames per second of the output (default: the model folder's, else 16).")
+    var fps: Int?
     @Option(help: "Recorded noise (safetensors with 'initial' [frames,C,h,w] and 'renoise' [blocks,steps-1,3,C,h,w]) for parity runs.")
     var noise: String?
     @Option(name: [.short, .customLong("output")], help: "out.mp4, out.y4m, a folder, or out.safetensors.")
@@ -67,7 +67,7 @@ struct Generate: AsyncParsableCommand {
         if let latentFrames, latentFrames <= 0 || latentFrames % 3 != 0 {
             throw ValidationError("--latent-frames must be a positive multiple of 3, got \(latentFrames).")
         }
-        if fps <= 0 { throw ValidationError("--fps must be positive, got \(fps).") }
+        if let fps, fps <= 0 { throw ValidationError("--fps must be positive, got \(fps).") }
         if let size { _ = try Self.parseSize(size) }
         for (flag, path) in [("--schedule", schedule), ("--noise", noise)] {
             if let path, !FileManager.default.fileExists(atPath: path) {
@@ -95,7 +95,9 @@ struct Generate: AsyncParsableCommand {
         // Everything that can be wrong with the request is checked before any weight is read.
         let files = try models.resolve()
         let latentsOnly = output.lowercased().hasSuffix(".safetensors")
-        let (width, height) = try size.map(Self.parseSize) ?? (832, 480)
+        let (width, height) = try (size ?? files.size).map(Self.parseSize) ?? (832, 480)
+        let fps = self.fps ?? files.fps ?? 16
+        guard fps > 0 else { throw ReelError.input("the model folder's fps must be positive, got \(fps)") }
         let totalLatent = latentFrames ?? Self.latentFrames(seconds: seconds, fps: fps)
         var plan = PromptSchedule(prompts: prompt.map { [$0] } ?? [], switchFrames: [])
         if let schedule {
