@@ -12,12 +12,16 @@ public final class LoadedModel: @unchecked Sendable {
     private let makeDecoder: (@Sendable () -> any VideoDecoder)?
     /// "taehv", "wan-vae" or "none".
     public let decoderName: String
+    /// The decoder's multiply-add FLOPs per latent frame at a latent size (height, width), for floors.
+    public let decoderFLOPs: (@Sendable (Int, Int) -> Double)?
     private let lock = NSLock()
 
-    public init(prompts: PromptEncoder, decoderName: String, makeDecoder: (@Sendable () -> any VideoDecoder)?) {
+    public init(prompts: PromptEncoder, decoderName: String, makeDecoder: (@Sendable () -> any VideoDecoder)?,
+                decoderFLOPs: (@Sendable (Int, Int) -> Double)? = nil) {
         self.prompts = prompts
         self.decoderName = decoderName
         self.makeDecoder = makeDecoder
+        self.decoderFLOPs = decoderFLOPs
     }
 
     /// Loads the parts `files` names. `decoder: false` skips the decoder (latents-only output).
@@ -39,10 +43,15 @@ public final class LoadedModel: @unchecked Sendable {
         guard wantsDecoder else { return LoadedModel(prompts: prompts, decoderName: "none", makeDecoder: nil) }
         if let path = files.tinyDecoder {
             let model = UncheckedSendable(try TinyDecoder.load(from: WeightFileTensors(path: path), on: backend, dtype: dtype))
-            return LoadedModel(prompts: prompts, decoderName: "taehv") { StreamingTinyDecoder(model: model.value) }
+            let (channels, z, up) = (model.value.channels, model.value.latentChannels, model.value.timeUpscale)
+            return LoadedModel(prompts: prompts, decoderName: "taehv", makeDecoder: { StreamingTinyDecoder(model: model.value) },
+                               decoderFLOPs: { h, w in
+                                   TinyDecoder.flopsPerLatentFrame(channels: channels, latentChannels: z, height: h, width: w, timeUpscale: up)
+                               })
         }
         let model = UncheckedSendable(try WanVAEDecoder.load(from: WeightFileTensors(path: files.vae!), on: backend, dtype: dtype))
-        return LoadedModel(prompts: prompts, decoderName: "wan-vae") { StreamingVAEDecoder(model: model.value) }
+        return LoadedModel(prompts: prompts, decoderName: "wan-vae", makeDecoder: { StreamingVAEDecoder(model: model.value) },
+                           decoderFLOPs: { h, w in ComputeCost.vaeDecodeLatentFrame(.wan21, height: h, width: w) })
     }
 
     /// A fresh streaming decoder for one video (nil when the model was loaded without one).

@@ -36,8 +36,11 @@ struct Bench: AsyncParsableCommand {
     var model: Model = .small
     @Option(help: "Decoder: vae (Wan2.1 VAE), tiny (TAEHV taew2_1), both of the real size, or none (DiT only).")
     var decoder: DecoderChoice = .vae
-    @Option(help: "Video size WIDTHxHEIGHT (multiples of 16).")
-    var size = "832x480"
+    @Option(help: ArgumentHelp("A model folder (e.g. Models/tiny) instead of random weights: its DiT, decoder and video size.",
+                               discussion: "Prompts are encoded by its text encoder before timing starts."))
+    var weights: String?
+    @Option(help: "Video size WIDTHxHEIGHT (multiples of 16; default: the --weights folder's, else 832x480).")
+    var size: String?
     @Option(help: "Blocks to generate (12 video frames each).")
     var blocks = 10
     @Option(help: "Block at whose start the prompt switches (with KV-recache); 0 for none.")
@@ -49,7 +52,10 @@ struct Bench: AsyncParsableCommand {
     @OptionGroup var backendOptions: BackendOptions
 
     mutating func validate() throws {
-        _ = try Generate.parseSize(size)
+        if let size { _ = try Generate.parseSize(size) }
+        if let weights, !FileManager.default.fileExists(atPath: weights) {
+            throw ValidationError("--weights: \(weights) does not exist.")
+        }
         if blocks < 2 { throw ValidationError("--blocks must be at least 2.") }
         if warmup < 0 || warmup >= blocks { throw ValidationError("--warmup must be in 0..<\(blocks).") }
         if switchBlock < 0 || switchBlock >= blocks { throw ValidationError("--switch-block must be in 0..<\(blocks).") }
@@ -65,30 +71,53 @@ struct Bench: AsyncParsableCommand {
     private func bench() async throws {
         let backend = try backendOptions.make()
         let dtype = backendOptions.storageType
-        let (width, height) = try Generate.parseSize(size)
+        let folder = try weights.map { try ModelFiles(folder: $0) }
+        let (width, height) = try Generate.parseSize(size ?? folder?.size ?? "832x480")
         let (lh, lw) = (height / 8, width / 8)
-        let config = model.config
-        print("reel bench on \(backend.name) (\(dtype)): DiT \(model.rawValue) (\(config.layers) layers, dim \(config.dim)), "
-              + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
 
         let rate = try Rates.matmul(backend, dtype: dtype)
         print(String(format: "matmul rate measured on this backend: %.2f TFLOP/s (the compute floors below use it)", rate / 1e12))
 
         let t0 = Date()
-        let dit = try WanDiT.load(from: WanDiT.randomWeights(config, on: backend, dtype: dtype), heads: config.heads,
+        let dit: WanDiT, vae: (any VideoDecoder)?, first: WanDiT.PromptContext, second: WanDiT.PromptContext
+        let decodeLatentFLOPs: Double
+        if let folder {
+            let loaded = try LoadedModel.load(files: folder, decoder: decoder != .none, backend: backend, dtype: dtype)
+            dit = loaded.dit
+            vae = decoder == .none ? nil : loaded.newDecoder()
+            decodeLatentFLOPs = decoder == .none ? 0 : loaded.decoderFLOPs?(lh, lw) ?? 0
+            first = try loaded.context(for: "a red circle moves left on a blue background")
+            second = try loaded.context(for: "a large green square bounces around on a white background")
+            print("reel bench on \(backend.name) (\(dtype)): \(weights ?? "") (DiT \(dit.config.layers) layers, dim \(dit.config.dim)), "
+                  + "decoder \(decoder == .none ? "none" : loaded.decoderName), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
+            print(String(format: "model loaded and prompts encoded in %.1f s", Date().timeIntervalSince(t0)))
+        } else {
+            let config = model.config
+            print("reel bench on \(backend.name) (\(dtype)): DiT \(model.rawValue) (\(config.layers) layers, dim \(config.dim)), "
+                  + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
+            dit = try WanDiT.load(from: WanDiT.randomWeights(config, on: backend, dtype: dtype), heads: config.heads,
                                   backend: backend, dtype: dtype)
-        let vae: (any VideoDecoder)? = switch decoder {
-        case .vae: StreamingVAEDecoder(model: try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: backend, dtype: dtype),
-                                                                       on: backend, dtype: dtype))
-        case .tiny: StreamingTinyDecoder(model: try TinyDecoder.load(from: TinyDecoder.randomWeights(on: backend, dtype: dtype),
-                                                                       on: backend, dtype: dtype))
-        case .none: nil
+            switch decoder {
+            case .vae:
+                vae = StreamingVAEDecoder(model: try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: backend, dtype: dtype),
+                                                                        on: backend, dtype: dtype))
+                decodeLatentFLOPs = ComputeCost.vaeDecodeLatentFrame(.wan21, height: lh, width: lw)
+            case .tiny:
+                vae = StreamingTinyDecoder(model: try TinyDecoder.load(from: TinyDecoder.randomWeights(on: backend, dtype: dtype),
+                                                                        on: backend, dtype: dtype))
+                decodeLatentFLOPs = TinyDecoder.flopsPerLatentFrame(height: lh, width: lw)
+            case .none:
+                vae = nil
+                decodeLatentFLOPs = 0
+            }
+            func prompt(_ seed: UInt64) throws -> WanDiT.PromptContext {
+                try dit.encodePrompt(try backend.randomNormal([32, config.textDim], seed: seed, offset: 0, dtype: dtype))
+            }
+            first = try prompt(1)
+            second = try prompt(2)
+            print(String(format: "random weights built in %.1f s", Date().timeIntervalSince(t0)))
         }
-        func prompt(_ seed: UInt64) throws -> WanDiT.PromptContext {
-            try dit.encodePrompt(try backend.randomNormal([32, config.textDim], seed: seed, offset: 0, dtype: dtype))
-        }
-        let first = try prompt(1), second = try prompt(2)
-        print(String(format: "random weights built in %.1f s", Date().timeIntervalSince(t0)))
+        let config = dit.config
         (backend as? MemoryReporting)?.resetPeakMemory()
 
         // A warm engine: a throwaway stream of 6 blocks with a switch at block 5 compiles the kernels
@@ -131,11 +160,6 @@ struct Bench: AsyncParsableCommand {
         let decodeMedian = median(plainBlocks.map { decodeSeconds[$0] })
         let tokensPerFrame = (lh / 2) * (lw / 2)
         let ditFloor = ComputeCost.ditBlock(config, schedule: .longLive, tokensPerFrame: tokensPerFrame) / rate
-        let decodeLatentFLOPs = switch decoder {
-        case .vae: ComputeCost.vaeDecodeLatentFrame(.wan21, height: lh, width: lw)
-        case .tiny: TinyDecoder.flopsPerLatentFrame(height: lh, width: lw)
-        case .none: 0.0
-        }
         let vaeFloor = 3 * decodeLatentFLOPs / rate
         // End to end, decode overlaps generation only where the backend runs both at once; the
         // floor is the sum of both models' compute per block.
