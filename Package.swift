@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "ReelModels", targets: ["ReelModels"]),
         .library(name: "ReelPipeline", targets: ["ReelPipeline"]),
         .library(name: "ReelServer", targets: ["ReelServer"]),
+        .library(name: "ReelEval", targets: ["ReelEval"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -57,10 +58,17 @@ let package = Package(
             ],
             swiftSettings: [.unsafeFlags(["-O"])]
         ),
+        // `reel eval`: the tiny model's caption grammar, ground truth, frame analysis and metrics of
+        // generated video (the per-frame analysis is optimized even in debug builds: it runs on every frame).
+        .target(
+            name: "ReelEval",
+            dependencies: ["ReelCore", "ReelIO", "ReelModels", "ReelPipeline"],
+            swiftSettings: [.unsafeFlags(["-O"])]
+        ),
         .executableTarget(
             name: "reel",
             dependencies: [
-                "ReelCore", "ReelCPU", "ReelCUDA", "ReelIO", "ReelModels", "ReelPipeline", "ReelServer",
+                "ReelCore", "ReelCPU", "ReelCUDA", "ReelIO", "ReelModels", "ReelPipeline", "ReelServer", "ReelEval",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -78,6 +86,7 @@ let package = Package(
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        .testTarget(name: "ReelEvalTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline", "ReelEval"]),
         .testTarget(name: "ReelPipelineTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,54 @@
+/// A request that `reel eval` cannot run, with what to change.
+public struct EvalError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// What `reel eval` generates and measures.
+public struct EvalOptions: Sendable {
+    /// Square frames of this size (the tiny model's data set is 128 x 128).
+    public var frameSize = 128
+    /// Seeds the prompts drawn from the grammar and the generators' noise.
+    public var seed: UInt64 = 0
+    /// Prompt adherence: videos of one prompt each, and their length in blocks.
+    public var prompts = 40
+    public var blocksPerPrompt = 4
+    /// Switch responsiveness: videos that switch one attribute at `switchBlock`, then run
+    /// `blocksFromSwitch` blocks with the new prompt.
+    public var switches = 12
+    public var switchBlock = 2
+    public var blocksFromSwitch = 4
+    /// Long-horizon stability: one video of at least this many frames (0: none), measured in windows of
+    /// `windowBlocks` blocks.
+    public var longFrames = 1197
+    public var windowBlocks = 8
+    /// The long run's prompt (a caption of the grammar); nil draws one that moves (wrapping at the edges).
+    public var longPrompt: String?
+
+    public init() {}
+
+    public func validate() throws(EvalError) {
+        guard frameSize >= 32, frameSize % 16 == 0 else {
+            throw EvalError("the frame size must be a multiple of 16 of at least 32, got \(frameSize)")
+        }
+        guard prompts >= 0, switches >= 0, longFrames >= 0 else {
+            throw EvalError("--prompts, --switches and --long-frames must not be negative")
+        }
+        guard prompts + switches > 0 || longFrames > 0 else {
+            throw EvalError("nothing to measure: --prompts, --switches and --long-frames are all 0")
+        }
+        guard blocksPerPrompt >= 1 else { throw EvalError("--blocks must be at least 1, got \(blocksPerPrompt)") }
+        guard switchBlock >= 1 else {
+            throw EvalError("--switch-block must be at least 1 (a block of the first prompt comes before), got \(switchBlock)")
+        }
+        guard blocksFromSwitch >= 1 else { throw EvalError("--blocks-after-switch must be at least 1, got \(blocksFromSwitch)") }
+        guard windowBlocks >= 1 else { throw EvalError("--window-blocks must be at least 1, got \(windowBlocks)") }
+        if let longPrompt {
+            do { _ = try Scene(caption: longPrompt) } catch { throw EvalError("--long-prompt: \(error)") }
+        }
+    }
+
+    /// Blocks of the long run: enough for `longFrames` frames.
+    public var longBlocks: Int { longFrames == 0 ? 0 : max(1, (longFrames + 3 + 11) / 12) }
+}

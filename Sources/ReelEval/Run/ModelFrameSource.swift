@@ -1,0 +1,42 @@
+import ReelCore
+import ReelIO
+import ReelModels
+import ReelPipeline
+
+/// Frames from a model: each video streams through its own generator (fresh KV cache, Philox noise of
+/// the plan's seed) and decoder, with prompt switches (KV-recache) at the plan's blocks, as
+/// `reel generate` runs them.
+public struct ModelFrameSource: FrameSource {
+    public let model: LoadedModel
+    public let frameSize: Int
+    public let summary: String
+
+    public init(model: LoadedModel, frameSize: Int, summary: String) throws {
+        guard model.decoderName != "none" else {
+            throw ReelError.input("reel eval measures decoded frames: the model needs a decoder (taehv.safetensors or vae.safetensors)")
+        }
+        self.model = model
+        self.frameSize = frameSize
+        self.summary = summary
+    }
+
+    public func generate(_ plan: VideoPlan, _ body: (RGBFrames) async throws -> Void) async throws {
+        let contexts = try plan.prompts.map { try model.context(for: $0) }
+        let generator = try StreamingGenerator(model: model.dit, prompt: contexts[0], latentHeight: frameSize / 8,
+                                               latentWidth: frameSize / 8, noise: PhiloxNoise(seed: plan.seed))
+        let stream = VideoStream(generator: generator, decoder: model.newDecoder())
+        let decisions = UncheckedContexts(contexts)
+        for try await chunk in stream.chunks(latentFrames: plan.latentFrames, prompt: { frame in
+            plan.promptStarting(atLatentFrame: frame).map { .switchTo(decisions.value[$0]) } ?? .keep
+        }) {
+            guard let frames = chunk.frames else { throw ReelError.input("the stream returned no frames (no decoder)") }
+            try await body(frames)
+        }
+    }
+}
+
+/// Prompt contexts handed to the generator's thread (read only).
+private struct UncheckedContexts: @unchecked Sendable {
+    let value: [WanDiT.PromptContext]
+    init(_ value: [WanDiT.PromptContext]) { self.value = value }
+}

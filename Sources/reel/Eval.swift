@@ -1,0 +1,117 @@
+import ArgumentParser
+import Foundation
+import ReelCore
+import ReelEval
+import ReelPipeline
+
+/// `reel eval`: what a viewer would check on the tiny model's videos, measured.
+struct Eval: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure a model of the tiny data set on video it generates: prompt adherence, switches, continuity, long-run drift.",
+        discussion: """
+        Prompts are drawn from the tiny model's caption grammar (seeded), each video is generated and \
+        decoded block by block and every frame is analysed as it arrives: background colours, the \
+        object's colour, region, shape and centre, sharpness. Four parts: prompt adherence (--prompts \
+        videos; rates of frames or blocks that follow each attribute); switch responsiveness (--switches \
+        videos that change one attribute at --switch-block: blocks until the video follows, how often it \
+        never does); continuity (the object's jump at the switch frame against its per-frame motion); and \
+        one long run (--long-frames) measured in windows (sharpness, mean colour, presence), with the \
+        drift from the first window to the last. --reference measures the ground truth drawn instead of \
+        a model: the analysis' own ceiling. README.md ("reel eval") explains each figure.
+        """
+    )
+
+    @OptionGroup var models: ModelOptions
+    @Option(help: "Frame size (square, a multiple of 16; the tiny model's data set is 128).")
+    var size = 128
+    @Option(help: "Seed of the prompts drawn and of the noise.")
+    var seed: UInt64 = 0
+    @Option(help: "Prompt-adherence videos (0: none).")
+    var prompts = 40
+    @Option(help: "Blocks (12 frames) per prompt-adherence video.")
+    var blocks = 4
+    @Option(help: "Switch videos (0: none); the switched attribute cycles colour, shape, motion, background.")
+    var switches = 12
+    @Option(help: "Block at which switch videos switch.")
+    var switchBlock = 2
+    @Option(help: "Blocks generated from the switch on.")
+    var blocksAfterSwitch = 4
+    @Option(help: "Frames of the long run (0: none), rounded up to whole blocks; e.g. 10000 for 10 minutes of video.")
+    var longFrames = 1197
+    @Option(help: "Blocks per window of the long run.")
+    var windowBlocks = 8
+    @Option(help: "Prompt of the long run, a caption of the grammar (default: one drawn that moves).")
+    var longPrompt: String?
+    @Flag(help: "Measure the ground truth drawn instead of a model's video (no model needed): the analysis' ceiling.")
+    var reference = false
+    @Option(help: "Write the full report (per prompt, per switch, per window) as JSON to this file.")
+    var json: String?
+    @OptionGroup var backendOptions: BackendOptions
+
+    var evalOptions: EvalOptions {
+        var o = EvalOptions()
+        o.frameSize = size
+        o.seed = seed
+        o.prompts = prompts
+        o.blocksPerPrompt = blocks
+        o.switches = switches
+        o.switchBlock = switchBlock
+        o.blocksFromSwitch = blocksAfterSwitch
+        o.longFrames = longFrames
+        o.windowBlocks = windowBlocks
+        o.longPrompt = longPrompt
+        return o
+    }
+
+    mutating func validate() throws {
+        do { try evalOptions.validate() } catch { throw ValidationError(error.message) }
+        if let json {
+            let folder = (json as NSString).deletingLastPathComponent
+            var isDirectory: ObjCBool = false
+            if !folder.isEmpty, !FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) || !isDirectory.boolValue {
+                throw ValidationError("--json: the folder \(folder) does not exist.")
+            }
+        }
+    }
+
+    func run() async throws {
+        do { try await evaluate() } catch let error as ReelError {
+            log("error: \(error)")
+            throw ExitCode.failure
+        } catch let error as EvalError {
+            log("error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    private func evaluate() async throws {
+        let source: any FrameSource
+        if reference {
+            source = ReferenceFrameSource(frameSize: size)
+        } else {
+            let files = try models.resolve()
+            if files.dit == nil {
+                let folder = models.model ?? "Models/tiny"
+                throw ReelError.input("\(folder) has no dit.safetensors (the tiny model's trained weights are not shipped yet): give "
+                                      + "--model FOLDER (python3 tools/dev/make_random_model.py --out DIR makes one with random weights) "
+                                      + "or --dit FILE, or --reference to measure the ground truth")
+            }
+            let backend = try backendOptions.make()
+            let t0 = Date()
+            let model = try LoadedModel.load(files: files, ema: models.ema, decoder: true, backend: backend,
+                                             dtype: backendOptions.storageType)
+            log(String(format: "loaded the model (%@ decoder) in %.1f s", model.decoderName, Date().timeIntervalSince(t0)))
+            source = try ModelFrameSource(model: model, frameSize: size,
+                                          summary: "model \(models.model ?? files.dit!) on \(backend.name) (\(backendOptions.storageType))")
+        }
+        let runner = try EvalRunner(source: source, options: evalOptions, log: log)
+        let report = try await runner.run()
+        print(report.table)
+        if let json {
+            try report.json().write(to: URL(fileURLWithPath: json))
+            log("wrote \(json)")
+        }
+    }
+}
+
+private func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
