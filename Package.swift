@@ -86,7 +86,8 @@ let package = Package(
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-        .testTarget(name: "ReelEvalTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline", "ReelEval"]),
+        .testTarget(name: "ReelEvalTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline", "ReelEval"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "ReelPipelineTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
