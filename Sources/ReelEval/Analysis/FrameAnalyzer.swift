@@ -27,7 +27,7 @@ public struct AnalysisThresholds: Sendable {
     /// A pixel within this distance of its half's background colour is background.
     public var background = 40.0
     /// Rows this close to the line between the two halves also count as background when they lie near
-    /// the blend of the two colours (a decoder blurs that line).
+    /// a blend of the two colours (a decoder blurs that line) and no nearer to a palette colour.
     public var seamRows = 3
     /// A non-background pixel votes for the nearest palette colour only within this distance of it.
     public var paletteVote = 70.0
@@ -62,9 +62,42 @@ public struct FrameAnalyzer: Sendable {
     }
 
     private func analyze(_ p: UnsafeBufferPointer<UInt8>) -> FrameObservation {
+        let seg = segment(p)
+        let (sharpness, mean) = sharpnessAndMean(p)
+        var centroid: Point?
+        var shape: Shape?
+        var score = 0.0
+        if let region = seg.region {
+            let centre = region.centre
+            let s = Double(frameSize)
+            centroid = Point(positiveRemainder(centre.x, s), positiveRemainder(centre.y, s))
+            let match = ShapeClassifier.classify(region)
+            score = match.score
+            shape = match.score >= thresholds.minimumShapeScore ? match.shape : nil
+        }
+        return FrameObservation(topRGB: seg.top, bottomRGB: seg.bottom, background: seg.background, objectColour: seg.colour,
+                                area: seg.region?.pixels.count ?? 0, maskPixels: seg.maskPixels, centroid: centroid, shape: shape,
+                                shapeScore: score, sharpness: sharpness, meanColour: mean)
+    }
+
+    /// Background, object colour and the object's region of a frame.
+    struct Segmentation {
+        var top: RGB, bottom: RGB
+        var background: Background
+        var colour: SceneColour?
+        var region: Region?
+        var maskPixels = 0
+    }
+
+    func segment(_ pixels: ArraySlice<UInt8>) -> Segmentation {
+        pixels.withUnsafeBufferPointer { segment(UnsafeBufferPointer(rebasing: $0[...])) }
+    }
+
+    private func segment(_ p: UnsafeBufferPointer<UInt8>) -> Segmentation {
         let s = frameSize, half = s / 2
         let top = medianColour(p, rows: 0..<half), bottom = medianColour(p, rows: half..<s)
-        let background = Background(top: SceneColour.nearest(to: top), bottom: SceneColour.nearest(to: bottom))
+        var result = Segmentation(top: top, bottom: bottom,
+                                  background: Background(top: SceneColour.nearest(to: top), bottom: SceneColour.nearest(to: bottom)))
 
         // Pass 1: which pixels are not background, and which palette colour each of those is nearest to.
         let bgLimit = Int(thresholds.background * thresholds.background)
@@ -77,53 +110,39 @@ public struct FrameAnalyzer: Sendable {
             for x in 0..<s {
                 let o = (y * s + x) * 3
                 let r = Int(p[o]), g = Int(p[o + 1]), b = Int(p[o + 2])
-                var isBackground = own.distanceSquared(r, g, b) <= bgLimit
-                if !isBackground && nearSeam {
-                    isBackground = segmentDistanceSquared(r, g, b, top, bottom) <= Double(bgLimit)
-                }
-                guard !isBackground else { continue }
-                foreground[y * s + x] = true
+                if own.distanceSquared(r, g, b) <= bgLimit { continue }
                 let (c, d) = SceneColour.nearest(r, g, b)
+                if nearSeam {
+                    // A blend of the two halves is background, unless the pixel is nearer a palette colour
+                    // (an orange object on red over yellow lies near their blends, but nearer orange).
+                    let e = segmentDistanceSquared(r, g, b, top, bottom)
+                    if e <= Double(bgLimit) && e <= Double(d) { continue }
+                }
+                foreground[y * s + x] = true
                 if d <= voteLimit { votes[SceneColour.allCases.firstIndex(of: c)!] += 1 }
             }
         }
-        let (sharpness, mean) = sharpnessAndMean(p)
         let minimum = thresholds.minimumObjectPixels * Double(s * s) / (128 * 128)
         let best = votes.indices.max { votes[$0] < votes[$1] }!
-        guard Double(votes[best]) >= minimum else {
-            return FrameObservation(topRGB: top, bottomRGB: bottom, background: background, objectColour: nil, area: 0,
-                                    maskPixels: 0, centroid: nil, shape: nil, shapeScore: 0, sharpness: sharpness,
-                                    meanColour: mean)
-        }
+        guard Double(votes[best]) >= minimum else { return result }
         let colour = SceneColour.allCases[best]
+        result.colour = colour
 
         // Pass 2: the object's mask, then its largest region on the torus.
         let c = colour.rgb
         let objectLimit = Int(thresholds.object * thresholds.object)
         var mask = [Bool](repeating: false, count: s * s)
-        var maskPixels = 0
         for i in 0..<(s * s) where foreground[i] {
             let r = Int(p[3 * i]), g = Int(p[3 * i + 1]), b = Int(p[3 * i + 2])
             let d = c.distanceSquared(r, g, b)
             if d <= objectLimit && d < top.distanceSquared(r, g, b) && d < bottom.distanceSquared(r, g, b) {
                 mask[i] = true
-                maskPixels += 1
+                result.maskPixels += 1
             }
         }
         let region = Region.largest(in: mask, size: s)
-        var centroid: Point?
-        var shape: Shape?
-        var score = 0.0
-        if !region.pixels.isEmpty {
-            let centre = region.centre
-            centroid = Point(positiveRemainder(centre.x, Double(s)), positiveRemainder(centre.y, Double(s)))
-            let match = ShapeClassifier.classify(region)
-            score = match.score
-            shape = match.score >= thresholds.minimumShapeScore ? match.shape : nil
-        }
-        return FrameObservation(topRGB: top, bottomRGB: bottom, background: background, objectColour: colour,
-                                area: region.pixels.count, maskPixels: maskPixels, centroid: centroid, shape: shape,
-                                shapeScore: score, sharpness: sharpness, meanColour: mean)
+        result.region = region.pixels.isEmpty ? nil : region
+        return result
     }
 
     /// Per-channel median of the rows' pixels (a histogram per channel).

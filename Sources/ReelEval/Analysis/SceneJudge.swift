@@ -8,9 +8,10 @@ public enum Attribute: String, CaseIterable, Sendable, Codable {
     case colour
     /// The object's region matches the prompt's shape best.
     case shape
-    /// An object region within a factor of 2 of the expected area (an empty prompt: no object).
+    /// An object region within a factor of 2 of the area of the prompt's size (for the shape seen; an
+    /// empty prompt: no object).
     case presence
-    /// The region's area is nearest to the prompt's size (of small, normal, large, for its shape).
+    /// The region's area is nearest to the prompt's size (of small, normal, large, for the shape seen).
     case size
     /// Per block: the centre moves in the prompt's direction (within 22.5 degrees), bounces along the
     /// prompt's axis, or stays still; measured on frames where the object is present, and never
@@ -86,13 +87,15 @@ public struct SceneJudge: Sendable {
             verdict[.presence] = o.objectColour == nil || o.area == 0
             return verdict
         }
-        let area = geometry.area(expected.shape, expected.size)
-        let ratio = Double(o.area) / area
+        // Areas are those of the shape seen (the prompt's when none is recognised), so a wrong shape
+        // fails the shape only, not the size as well.
+        let shape = o.shape ?? expected.shape
+        let ratio = Double(o.area) / geometry.area(shape, expected.size)
         verdict[.presence] = o.objectColour != nil && ratio >= 1 / presenceFactor && ratio <= presenceFactor
         verdict[.colour] = o.objectColour == expected.colour
         verdict[.shape] = o.shape == expected.shape
         verdict[.size] = o.area > 0 && Size.allCases.min { a, b in
-            abs(log(Double(o.area) / geometry.area(expected.shape, a))) < abs(log(Double(o.area) / geometry.area(expected.shape, b)))
+            abs(log(Double(o.area) / geometry.area(shape, a))) < abs(log(Double(o.area) / geometry.area(shape, b)))
         } == expected.size
         return verdict
     }
