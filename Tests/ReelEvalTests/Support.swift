@@ -36,20 +36,24 @@ struct SceneFixture: Decodable {
 
 func scene(_ caption: String) -> Scene { try! Scene(caption: caption) }
 
-/// Frames drawn from a timeline, with an optional change applied to each frame's truth.
+/// Frames drawn from a timeline (the plan's, or another made from it), with an optional change applied
+/// to each frame's truth: a model that lags, jumps or gets something wrong.
 struct DrawnSource: FrameSource {
     var frameSize = 128
+    /// The timeline drawn for a plan.
+    var timeline: @Sendable (VideoPlan) -> SceneTimeline = { $0.timeline }
     /// Rewrites the truth of a frame (plan, block, frame index) before drawing it.
     var edit: @Sendable (VideoPlan, Int, Int, inout FrameTruth) -> Void = { _, _, _, _ in }
     var summary: String { "drawn test frames" }
 
     func generate(_ plan: VideoPlan, _ body: (RGBFrames) async throws -> Void) async throws {
         let renderer = SceneRenderer(frameSize: frameSize)
+        let drawn = timeline(plan)
         for b in 0..<plan.blocks {
             let first = VideoPlan.firstFrame(ofBlock: b)
             var pixels: [UInt8] = []
             for f in first..<(first + VideoPlan.frames(inBlock: b)) {
-                var truth = plan.timeline.truth(at: f)
+                var truth = drawn.truth(at: f)
                 edit(plan, b, f, &truth)
                 pixels += renderer.render(truth)
             }
