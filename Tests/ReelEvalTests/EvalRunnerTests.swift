@@ -155,8 +155,9 @@ import Testing
             if frame >= 200 { truth.scene = Scene(object: nil, background: .plain(.black)) }
         })
         let l = try #require(try await run(fading, options).longRun)
-        #expect(l.windows.count == 9)
-        #expect(l.windows.first!.rate(.presence) == 1 && l.windows.last!.rate(.presence) == 0)
+        // 34 blocks: 8 windows of 4 and one of 2 (frames 393-404); drift compares window 7 with window 0.
+        #expect(l.windows.count == 9 && l.windows.last!.blocks == 2)
+        #expect(l.windows.first!.rate(.presence) == 1 && l.windows[7].rate(.presence) == 0)
         #expect(l.drift.rates["presence"] == -1 && l.drift.rates["background"] == -1)
         #expect(l.drift.sharpness < 0 && l.drift.sharpnessRatio! < 0.1 && l.drift.meanColourDistance > 100)
     }

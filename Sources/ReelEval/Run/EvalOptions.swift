@@ -30,7 +30,7 @@ public struct EvalOptions: Sendable {
 
     public func validate() throws(EvalError) {
         guard frameSize >= 32, frameSize % 16 == 0 else {
-            throw EvalError("the frame size must be a multiple of 16 of at least 32, got \(frameSize)")
+            throw EvalError("--size must be a multiple of 16 of at least 32, got \(frameSize)")
         }
         guard prompts >= 0, switches >= 0, longFrames >= 0 else {
             throw EvalError("--prompts, --switches and --long-frames must not be negative")

@@ -18,9 +18,10 @@ extension EvalReport {
         if let s = switches {
             out.append("")
             out.append("Switch responsiveness: \(s.videos) videos, one attribute switched at block \(s.switchBlock), "
-                       + "\(s.blocksFromSwitch) blocks from the switch on")
-            let w = [12, 7, 9, 12, 12, 8, 13]
-            out.append(Self.row(["switched", "videos", "settled", "mean blocks", "max blocks", "never", "held before"], widths: w))
+                       + "\(s.blocksFromSwitch) blocks from the switch on;")
+            out.append("  latency = blocks after the switch block until the attribute follows the new prompt for good")
+            let w = [12, 7, 9, 14, 13, 8, 13]
+            out.append(Self.row(["switched", "videos", "settled", "mean latency", "max latency", "never", "held before"], widths: w))
             for k in s.byKind {
                 out.append(Self.row([k.kind.rawValue, "\(k.count)", "\(k.settled)", Self.number(k.meanLatencyBlocks, "%.2f"),
                                      k.maxLatencyBlocks.map(String.init) ?? "-", Self.percent(k.neverRate), Self.percent(k.heldBeforeRate)],
@@ -47,7 +48,7 @@ extension EvalReport {
                                      Self.number(win.residentMegabytes, "%.0f MB")], widths: w))
             }
             let d = l.drift
-            var drift = String(format: "  drift, last window - first: sharpness %+.3f (%@ of the first; the drawn ground truth scores %.3f), "
+            var drift = String(format: "  drift, last full window - first: sharpness %+.3f (%@ of the first; the drawn ground truth scores %.3f), "
                                + "mean colour moved %.1f", d.sharpness, Self.number(d.sharpnessRatio, "%.2fx"), l.referenceSharpness,
                                d.meanColourDistance)
             for a in Attribute.allCases {

@@ -151,6 +151,7 @@ public struct WindowStatistics: Sendable, Codable {
     public var index: Int
     public var firstFrame: Int
     public var frames: Int
+    public var blocks: Int
     public var sharpness: Double
     public var meanColour: [Double]
     public var rates: [AttributeRate]
@@ -160,7 +161,7 @@ public struct WindowStatistics: Sendable, Codable {
     public func rate(_ a: Attribute) -> Double? { rates.first { $0.attribute == a }?.rate }
 }
 
-/// Last window minus first window.
+/// Last window minus first window (the last full window when the run ends with a shorter one).
 public struct Drift: Sendable, Codable {
     public var sharpness: Double
     public var sharpnessRatio: Double?

@@ -180,7 +180,7 @@ public final class EvalRunner {
         func close() {
             guard let w = current else { return }
             let n = Double(w.frames)
-            windows.append(WindowStatistics(index: windows.count, firstFrame: w.first, frames: w.frames, sharpness: w.sharpness / n,
+            windows.append(WindowStatistics(index: windows.count, firstFrame: w.first, frames: w.frames, blocks: w.blocks, sharpness: w.sharpness / n,
                                             meanColour: w.colour.map { $0 / n }, rates: w.tallies.rates,
                                             residentMegabytes: residentBytes().map { Double($0) / 1e6 }))
             current = nil
@@ -203,7 +203,9 @@ public final class EvalRunner {
         }
         close()
         let seconds = Self.seconds(clock.now - t0)
-        let first = windows[0], last = windows[windows.count - 1]
+        // A short last window (the run's remainder) is noisier: drift uses the last full one when there is one.
+        let first = windows[0]
+        let last = windows.count > 1 && windows[windows.count - 1].blocks < options.windowBlocks ? windows[windows.count - 2] : windows[windows.count - 1]
         var rates: [String: Double] = [:]
         for a in Attribute.allCases {
             if let x = last.rate(a), let y = first.rate(a) { rates[a.rawValue] = x - y }
