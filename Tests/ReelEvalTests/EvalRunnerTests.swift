@@ -37,7 +37,8 @@ import Testing
             let jump = try #require(result.jump)
             #expect(abs(jump - result.expectedJump) < 0.75, "\(result.kind): \(jump) vs \(result.expectedJump)")
         }
-        #expect(try #require(s.continuity.maxExcess) < 1.5)
+        let c = s.continuity
+        #expect(abs(try #require(c.meanJump) - (try #require(c.meanExpectedJump))) < 0.3)
         #expect(try #require(r.seams.maxExcess) < 1 && r.seams.unmeasured == 0)
         let l = try #require(r.longRun)
         #expect(l.frames == 201 && l.blocks == 17 && l.windows.count == 5 && l.windows.last!.frames == 12)

@@ -62,13 +62,14 @@ public struct BlockMeasurement: Sendable {
 /// Running statistics of object-centre jumps across block boundaries (constant memory).
 struct JumpAccumulator {
     private var count = 0, unmeasured = 0
-    private var jumpSum = 0.0, typicalSum = 0.0, excessSum = 0.0
+    private var jumpSum = 0.0, typicalSum = 0.0, excessSum = 0.0, expectedSum = 0.0, expectedCount = 0
     private var maxJump = -Double.infinity, maxExcess = -Double.infinity
 
     /// Adds the jump from the last frame of `before` to the first of `after`; returns it and the typical
     /// per-frame step of `before`, or nil when the object is missing on either side.
     @discardableResult
-    mutating func add(before: BlockMeasurement, after: BlockMeasurement, frameSize: Int) -> (jump: Double, typical: Double)? {
+    mutating func add(before: BlockMeasurement, after: BlockMeasurement, frameSize: Int,
+                      expected: Double? = nil) -> (jump: Double, typical: Double)? {
         guard let a = before.lastCentroid, let b = after.firstCentroid, let step = before.motion?.meanStep else {
             unmeasured += 1
             return nil
@@ -80,6 +81,10 @@ struct JumpAccumulator {
         excessSum += jump - step
         maxJump = max(maxJump, jump)
         maxExcess = max(maxExcess, jump - step)
+        if let expected {
+            expectedSum += expected
+            expectedCount += 1
+        }
         return (jump, step)
     }
 
@@ -92,6 +97,7 @@ struct JumpAccumulator {
         s.meanTypicalStep = typicalSum / n
         s.meanExcess = excessSum / n
         s.maxExcess = maxExcess
+        if expectedCount > 0 { s.meanExpectedJump = expectedSum / Double(expectedCount) }
         return s
     }
 }

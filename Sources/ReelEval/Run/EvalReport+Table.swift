@@ -76,6 +76,7 @@ extension EvalReport {
         guard j.measured > 0 else { return "not measured (\(j.unmeasured) boundaries without an object on both sides)" }
         var s = String(format: "jump mean %.2f, max %.2f; typical per-frame motion %.2f; jump - typical mean %+.2f, max %+.2f",
                        j.meanJump!, j.maxJump!, j.meanTypicalStep!, j.meanExcess!, j.maxExcess!)
+        if let e = j.meanExpectedJump { s += String(format: "; the ground truth's jump mean %.2f", e) }
         s += " (\(j.measured) boundaries" + (j.unmeasured > 0 ? ", \(j.unmeasured) without an object)" : ")")
         return s
     }

@@ -133,6 +133,9 @@ public struct JumpStatistics: Sendable, Codable {
     /// Jump minus typical step: how much further the object moved than it usually does in a frame.
     public var meanExcess: Double?
     public var maxExcess: Double?
+    /// At switch frames: the ground truth's own mean jump there (a motion that starts or speeds up, or a
+    /// triangle's centroid, moves the centre further than the step before).
+    public var meanExpectedJump: Double?
 }
 
 public struct LongRunReport: Sendable, Codable {

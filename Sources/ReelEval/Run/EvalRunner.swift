@@ -143,10 +143,10 @@ public final class EvalRunner {
             let attribute = Attribute(kind)
             let followed = blocks[s...].map { $0.follows(attribute) ?? false }
             let latency = followed.indices.first { followed[$0...].allSatisfy { $0 } }
-            let jump = continuity.add(before: blocks[s - 1], after: blocks[s], frameSize: options.frameSize)
             let at = VideoPlan.firstFrame(ofBlock: s)
             let expected = plan.timeline.truth(at: at).centroid
                 .wrappedOffset(from: plan.timeline.truth(at: at - 1).centroid, size: Double(options.frameSize)).length
+            let jump = continuity.add(before: blocks[s - 1], after: blocks[s], frameSize: options.frameSize, expected: expected)
             results.append(SwitchResult(kind: kind, from: plan.prompts[0], to: plan.prompts[1], seed: plan.seed,
                                         switchFrame: at, followed: followed, latencyBlocks: latency,
                                         heldBefore: blocks[s - 1].follows(attribute) ?? false,
