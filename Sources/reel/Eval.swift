@@ -92,7 +92,7 @@ struct Eval: AsyncParsableCommand {
             let files = try models.resolve()
             if files.dit == nil {
                 let folder = models.model ?? "Models/tiny"
-                throw ReelError.input("\(folder) has no dit.safetensors (the tiny model's trained weights are not shipped yet): give "
+                throw ReelError.input("\(folder) has no dit.safetensors: give "
                                       + "--model FOLDER (python3 tools/dev/make_random_model.py --out DIR makes one with random weights) "
                                       + "or --dit FILE, or --reference to measure the ground truth")
             }
