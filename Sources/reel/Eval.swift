@@ -22,8 +22,8 @@ struct Eval: AsyncParsableCommand {
     )
 
     @OptionGroup var models: ModelOptions
-    @Option(help: "Frame size (square, a multiple of 16; the tiny model's data set is 128).")
-    var size = 128
+    @Option(help: "Frame size (square, a multiple of 16; default: the model folder's, else 128, the tiny data set's).")
+    var size: Int?
     @Option(help: "Seed of the prompts drawn and of the noise.")
     var seed: UInt64 = 0
     @Option(help: "Prompt-adherence videos (0: none).")
@@ -48,9 +48,9 @@ struct Eval: AsyncParsableCommand {
     var json: String?
     @OptionGroup var backendOptions: BackendOptions
 
-    var evalOptions: EvalOptions {
+    func evalOptions(frameSize: Int) -> EvalOptions {
         var o = EvalOptions()
-        o.frameSize = size
+        o.frameSize = frameSize
         o.seed = seed
         o.prompts = prompts
         o.blocksPerPrompt = blocks
@@ -64,7 +64,7 @@ struct Eval: AsyncParsableCommand {
     }
 
     mutating func validate() throws {
-        do { try evalOptions.validate() } catch { throw ValidationError(error.message) }
+        do { try evalOptions(frameSize: size ?? 128).validate() } catch { throw ValidationError(error.message) }
         if let json {
             let folder = (json as NSString).deletingLastPathComponent
             var isDirectory: ObjCBool = false
@@ -86,10 +86,19 @@ struct Eval: AsyncParsableCommand {
 
     private func evaluate() async throws {
         let source: any FrameSource
+        var frameSize = size ?? 128
         if reference {
-            source = ReferenceFrameSource(frameSize: size)
+            source = ReferenceFrameSource(frameSize: frameSize)
         } else {
             let files = try models.resolve()
+            if size == nil, let folderSize = files.size {
+                let parts = folderSize.lowercased().split(separator: "x").compactMap { Int($0) }
+                guard parts.count == 2, parts[0] == parts[1] else {
+                    throw ReelError.input("the model folder's video size is \(folderSize); reel eval measures the tiny data set's square "
+                                          + "frames: give --size")
+                }
+                frameSize = parts[0]
+            }
             if files.dit == nil {
                 let folder = models.model ?? "Models/tiny"
                 throw ReelError.input("\(folder) has no dit.safetensors: give "
@@ -101,10 +110,10 @@ struct Eval: AsyncParsableCommand {
             let model = try LoadedModel.load(files: files, ema: models.ema, decoder: true, backend: backend,
                                              dtype: backendOptions.storageType)
             log(String(format: "loaded the model (%@ decoder) in %.1f s", model.decoderName, Date().timeIntervalSince(t0)))
-            source = try ModelFrameSource(model: model, frameSize: size,
+            source = try ModelFrameSource(model: model, frameSize: frameSize,
                                           summary: "model \(models.model ?? files.dit!) on \(backend.name) (\(backendOptions.storageType))")
         }
-        let runner = try EvalRunner(source: source, options: evalOptions, log: log)
+        let runner = try EvalRunner(source: source, options: evalOptions(frameSize: frameSize), log: log)
         let report = try await runner.run()
         print(report.table)
         if let json {
