@@ -31,10 +31,10 @@ struct Serve: AsyncParsableCommand {
     var maxQueued = 8
     @Option(help: "Seconds after which a paused or ended session is reclaimed.")
     var idleTimeout = 300.0
-    @Option(help: "Default video size WIDTHxHEIGHT, multiples of 16.")
-    var size = "832x480"
-    @Option(help: "Frames per second the video plays at.")
-    var fps = 16
+    @Option(help: "Default video size WIDTHxHEIGHT, multiples of 16 (default: the model folder's, else 832x480).")
+    var size: String?
+    @Option(help: "Frames per second the video plays at (default: the model folder's, else 16).")
+    var fps: Int?
     @Option(help: "Longest prompt in UTF-8 bytes.")
     var maxPromptBytes = 2000
     @Option(help: "Longest session in seconds of video (default: live sessions run until stopped).")
@@ -48,14 +48,20 @@ struct Serve: AsyncParsableCommand {
         if !(idleTimeout > 0) { throw ValidationError("--idle-timeout must be positive, got \(idleTimeout).") }
         if !(0...65535).contains(port) { throw ValidationError("--port must be in 0...65535, got \(port).") }
         if !(1...100).contains(quality) { throw ValidationError("--quality must be in 1...100, got \(quality).") }
-        if fps <= 0 { throw ValidationError("--fps must be positive, got \(fps).") }
+        if let fps, fps <= 0 { throw ValidationError("--fps must be positive, got \(fps).") }
         if maxPromptBytes <= 0 { throw ValidationError("--max-prompt-bytes must be positive, got \(maxPromptBytes).") }
         if let maxSeconds, !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive, got \(maxSeconds).") }
-        _ = try Generate.parseSize(size)
+        if let size { _ = try Generate.parseSize(size) }
     }
 
     func run() async throws {
-        let (width, height) = try Generate.parseSize(size)
+        let files: ModelFiles
+        do { files = try models.resolve() } catch let error as ReelError {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        let (width, height) = try Generate.parseSize(size ?? files.size ?? "832x480")
+        let fps = self.fps ?? files.fps ?? 16
         var logger = Logger(label: "reel.serve")
         logger.logLevel = .info
         let model: LoadedModel
@@ -63,7 +69,7 @@ struct Serve: AsyncParsableCommand {
         do {
             let backend = try backendOptions.make()
             device = (backend as? CPUBackend).map { "cpu (\($0.threads) threads)" } ?? "cuda:\(backendOptions.device)"
-            model = try LoadedModel.load(files: try models.resolve(), ema: models.ema, backend: backend,
+            model = try LoadedModel.load(files: files, ema: models.ema, backend: backend,
                                          dtype: backendOptions.storageType)
         } catch let error as ReelError {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))

@@ -9,9 +9,10 @@ import Testing
 @testable import ReelServer
 
 /// The studio page in a real headless Chromium (Debian's `chromium`, which `.ci/run` installs; the
-/// test is skipped where none is found). The page starts a session from its URL and switches the
-/// prompt after a second of video; the test follows it through the DevTools protocol, then takes a
-/// screenshot and checks that the canvas shows video.
+/// test is skipped where none is found), on the shipped tiny model on the CPU. The page starts a
+/// session from its URL ("a red circle ... on a blue background") and switches the prompt to a green
+/// square after two seconds of video; the test follows it through the DevTools protocol and takes a
+/// screenshot before and after the switch: the canvas must show the red object, then the green one.
 @Suite struct BrowserTests {
     static func findChromium() -> String? {
         if let path = ProcessInfo.processInfo.environment["REEL_CHROMIUM"], FileManager.default.isExecutableFile(atPath: path) { return path }
@@ -21,13 +22,17 @@ import Testing
     @Test func pageStartsDrawsAndSwitchesPrompt() async throws {
         guard let chromium = Self.findChromium() else { print("BrowserTests: no chromium; skipped"); return }
         // Real-time pacing as in production: the page's buffer holds about a second of video.
-        let server = try TestModel.server { $0.defaultWidth = 96; $0.defaultHeight = 64; $0.playbackLead = .seconds(1) }
+        var config = TestModel.config { $0.defaultWidth = 128; $0.defaultHeight = 128; $0.playbackLead = .seconds(1) }
+        config.defaultFPS = 16
+        let server = try ReelServer(manager: SessionManager(model: try TestModel.tiny(), config: config))
         let app = HTTPAPITests.app(server)
         try await app.test(.live) { client in
             let port = try #require(client.port)
             let profile = NSTemporaryDirectory() + "reel-chromium-\(UUID().uuidString)"
             defer { try? FileManager.default.removeItem(atPath: profile) }
-            let url = "http://127.0.0.1:\(port)/?prompt=a%20red%20circle&seed=2&autostart=1&then=a%20green%20square&at=1"
+            func query(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text }
+            let url = "http://127.0.0.1:\(port)/?prompt=\(query("a red circle stays still on a blue background"))&seed=2&autostart=1"
+                + "&then=\(query("a green square stays still on a blue background"))&at=2"
             let browser = try DevToolsBrowser(chromium: chromium, profile: profile, url: url)
             defer { browser.close() }
             let endpoint = try await browser.endpoint()
@@ -42,16 +47,25 @@ import Testing
                 }
                 let attached = try await cdp.call("Target.attachToTarget", ["targetId": page, "flatten": true])
                 let session = try #require(attached["sessionId"]?.string)
-                // Frames drawn, then frames of the second prompt drawn.
+                // Frames of the first prompt drawn (screenshot), then a second of the second prompt (screenshot).
                 var stats = JSON.null
-                let deadline = ContinuousClock.now + .seconds(90)
+                var before: CanvasColours?, switchedAt: Int?
+                let deadline = ContinuousClock.now + .seconds(120)
                 while ContinuousClock.now < deadline {
                     let result = try await cdp.call("Runtime.evaluate", ["expression": "JSON.stringify(window.reelStats || null)",
                                                                          "returnByValue": true], session: session)
                     if let text = result["result"]?["value"]?.string { stats = try JSON.parse(Data(text.utf8)) }
-                    if (stats["promptIndexDrawn"]?.int ?? 0) >= 1 && (stats["framesDrawn"]?.int ?? 0) >= 40 { break }
-                    try await Task.sleep(for: .milliseconds(250))
+                    let drawn = stats["framesDrawn"]?.int ?? 0, index = stats["promptIndexDrawn"]?.int ?? 0
+                    if before == nil, index == 0, drawn >= 12 { before = try await canvasColours(cdp, session, name: "serve-page-before.png") }
+                    if index >= 1, switchedAt == nil { switchedAt = drawn }
+                    if let switchedAt, drawn >= switchedAt + 24 { break }
+                    try await Task.sleep(for: .milliseconds(200))
                 }
+                let after = try await canvasColours(cdp, session, name: "serve-page.png")
+                print("BrowserTests: before the switch \(before.map { "\($0)" } ?? "none"), after \(after)")
+                let first = try #require(before, "a screenshot of the first prompt's video: \(stats.text)")
+                #expect(first.red > 0.01 && first.green < 0.002 && first.blue > 0.5, "a red object on blue: \(first)")
+                #expect(after.green > 0.01 && after.red < 0.002 && after.blue > 0.5, "a green object on blue after the switch: \(after)")
                 #expect((stats["framesDrawn"]?.int ?? 0) >= 40, "\(stats.text)")
                 #expect(stats["promptIndexDrawn"] == 1, "the prompt switch reached the screen: \(stats.text)")
                 #expect(stats["errors"] == .array([]))
@@ -61,35 +75,46 @@ import Testing
                     #expect(s.statusMessage()["promptSwitches"] == 1)
                 }
 
-                // The screenshot: the canvas area is video (varied pixels), not the empty black canvas.
-                let rectResult = try await cdp.call("Runtime.evaluate", [
-                    "expression": "JSON.stringify(document.getElementById('video').getBoundingClientRect())", "returnByValue": true,
-                ], session: session)
-                let rect = try JSON.parse(Data(try #require(rectResult["result"]?["value"]?.string).utf8))
-                let shot = try await cdp.call("Page.captureScreenshot", ["format": "png"], session: session)
-                let base64 = try #require(shot["data"]?.string)
-                let png = try #require(Data(base64Encoded: base64))
-                let image = try decodePNG(png)
-                let (x0, y0) = (Int(rect["x"]?.double ?? 0), Int(rect["y"]?.double ?? 0))
-                let (w, h) = (Int(rect["width"]?.double ?? 0), Int(rect["height"]?.double ?? 0))
-                #expect(w > 100 && h > 50 && x0 + w <= image.width && y0 + h <= image.height, "canvas \(rect.text) in \(image.width)x\(image.height)")
-                var values: [Double] = []
-                for y in stride(from: y0 + 2, to: min(y0 + h, image.height) - 2, by: 4) {
-                    for x in stride(from: x0 + 2, to: min(x0 + w, image.width) - 2, by: 4) {
-                        let p = (y * image.width + x) * 3
-                        values.append(Double(image.pixels[p]) + Double(image.pixels[p + 1]) + Double(image.pixels[p + 2]))
-                    }
-                }
-                let mean = values.reduce(0, +) / Double(max(values.count, 1))
-                let spread = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(values.count, 1))).squareRoot()
-                #expect(mean > 20 && spread > 10, "canvas mean \(mean), spread \(spread): video is drawn")
-                if let dir = ProcessInfo.processInfo.environment["REEL_SCREENSHOT_DIR"] {
-                    try png.write(to: URL(fileURLWithPath: dir).appendingPathComponent("serve-page.png"))
-                }
             }
         }
         #expect(await eventually { await server.manager.counts.total == 0 }, "closing the page frees its session")
         await server.manager.shutdown()
+    }
+
+    /// Fractions of the canvas's pixels in the tiny model's red, green and blue (its palette: red
+    /// (220, 40, 40), green (40, 170, 60), blue (40, 80, 220)), from a screenshot of the page.
+    struct CanvasColours: CustomStringConvertible {
+        var red = 0.0, green = 0.0, blue = 0.0
+        var description: String { String(format: "red %.3f green %.3f blue %.3f", red, green, blue) }
+    }
+
+    func canvasColours(_ cdp: DevToolsSession, _ session: String, name: String) async throws -> CanvasColours {
+        let rectResult = try await cdp.call("Runtime.evaluate", [
+            "expression": "JSON.stringify(document.getElementById('video').getBoundingClientRect())", "returnByValue": true,
+        ], session: session)
+        let rect = try JSON.parse(Data(try #require(rectResult["result"]?["value"]?.string).utf8))
+        let shot = try await cdp.call("Page.captureScreenshot", ["format": "png"], session: session)
+        let base64 = try #require(shot["data"]?.string)
+        let png = try #require(Data(base64Encoded: base64))
+        if let dir = ProcessInfo.processInfo.environment["REEL_SCREENSHOT_DIR"] {
+            try png.write(to: URL(fileURLWithPath: dir).appendingPathComponent(name))
+        }
+        let image = try decodePNG(png)
+        let (x0, y0) = (Int(rect["x"]?.double ?? 0), Int(rect["y"]?.double ?? 0))
+        let (w, h) = (Int(rect["width"]?.double ?? 0), Int(rect["height"]?.double ?? 0))
+        #expect(w > 100 && h > 50 && x0 + w <= image.width && y0 + h <= image.height, "canvas \(rect.text) in \(image.width)x\(image.height)")
+        var c = CanvasColours(), n = 0.0
+        for y in stride(from: y0 + 2, to: min(y0 + h, image.height) - 2, by: 2) {
+            for x in stride(from: x0 + 2, to: min(x0 + w, image.width) - 2, by: 2) {
+                let p = (y * image.width + x) * 3
+                let (r, g, b) = (Int(image.pixels[p]), Int(image.pixels[p + 1]), Int(image.pixels[p + 2]))
+                n += 1
+                if r > 160 && g < 100 && b < 100 { c.red += 1 }
+                if g > 120 && r < 110 && b < 120 { c.green += 1 }
+                if b > 160 && r < 110 && g < 140 { c.blue += 1 }
+            }
+        }
+        return CanvasColours(red: c.red / max(n, 1), green: c.green / max(n, 1), blue: c.blue / max(n, 1))
     }
 
     /// A PNG decoded to RGB through ffmpeg (installed with chromium by `.ci/run`).

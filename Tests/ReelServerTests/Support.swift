@@ -35,6 +35,13 @@ enum TestModel {
         }
     }
 
+    /// The shipped tiny model (`Models/tiny`), on two CPU threads.
+    static func tiny() throws -> LoadedModel {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let files = try ModelFiles(folder: root.appendingPathComponent("Models/tiny").path)
+        return try LoadedModel.load(files: files, backend: CPUBackend(threads: 2))
+    }
+
     static func config(_ edit: (inout ServerConfiguration) -> Void = { _ in }) -> ServerConfiguration {
         var c = ServerConfiguration(recordingFolder: NSTemporaryDirectory() + "reel-serve-test-\(UUID().uuidString)")
         c.defaultWidth = 48
