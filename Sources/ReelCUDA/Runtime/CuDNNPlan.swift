@@ -19,8 +19,18 @@ class CuDNNPlan: @unchecked Sendable {
         descriptors = []
     }
 
-    /// Operation graph -> heuristics (mode A, then fallback) -> the first engine config that
-    /// finalizes into an execution plan.
+    /// The largest workspace a plan may ask for when the heuristics offer one within it
+    /// (`REEL_CUDNN_MAX_WORKSPACE_MB`, default 256): a workspace is device memory live during the
+    /// call, so a big one raises the peak of everything around it.
+    static let workspaceLimit: Int = {
+        let mb = ProcessInfo.processInfo.environment["REEL_CUDNN_MAX_WORKSPACE_MB"].flatMap(Int.init) ?? 256
+        return max(0, mb) << 20
+    }()
+    static let logPlans = ProcessInfo.processInfo.environment["REEL_CUDNN_LOG"] != nil
+
+    /// Operation graph -> heuristics (mode A, then fallback) -> the first engine config, in the
+    /// heuristics' order, that finalizes into an execution plan with a workspace within
+    /// `workspaceLimit`; when none does, the finalized plan with the smallest workspace.
     func choosePlan(handle: CUhandle, ops: [CUhandle]) throws {
         let graph = try make(CuDNN.operationGraphDescriptor) { g in
             var hd = handle
@@ -53,7 +63,8 @@ class CuDNNPlan: @unchecked Sendable {
                 try dnn.check(dnn.cudnnBackendGetAttribute(heur, CuDNN.attrEngineHeurResults, CuDNN.typeBackendDescriptor, count, &got, p.baseAddress!),
                               "get ENGINEHEUR_RESULTS")
             }
-            for cfg in cfgs.prefix(Int(got)) {
+            var smallest: (plan: CUhandle, bytes: Int, rank: Int)?
+            for (rank, cfg) in cfgs.prefix(Int(got)).enumerated() {
                 do {
                     let chosen = try make(CuDNN.executionPlanDescriptor) { pl in
                         var hd = handle, c = cfg
@@ -62,15 +73,29 @@ class CuDNNPlan: @unchecked Sendable {
                     }
                     var ws: Int64 = 0, n: Int64 = 0
                     try dnn.check(dnn.cudnnBackendGetAttribute(chosen, CuDNN.attrPlanWorkspaceSize, CuDNN.typeInt64, 1, &n, &ws), "get WORKSPACE_SIZE")
-                    plan = chosen
-                    workspaceBytes = Int(ws)
-                    return
+                    if Int(ws) <= Self.workspaceLimit {
+                        adopt(chosen, bytes: Int(ws), rank: rank)
+                        return
+                    }
+                    if smallest == nil || Int(ws) < smallest!.bytes { smallest = (chosen, Int(ws), rank) }
                 } catch { lastError = error }
+            }
+            if let smallest {
+                adopt(smallest.plan, bytes: smallest.bytes, rank: smallest.rank)
+                return
             }
         }
         throw lastError ?? ReelError.library(name: "cuDNN", message: "no engine for this attention graph")
     }
 
+
+    private func adopt(_ chosen: CUhandle, bytes: Int, rank: Int) {
+        plan = chosen
+        workspaceBytes = bytes
+        if Self.logPlans {
+            FileHandle.standardError.write(Data("cuDNN \(type(of: self)): engine config #\(rank), workspace \(bytes >> 20) MB\n".utf8))
+        }
+    }
 
     /// Runs the plan on `handle`'s stream with the tensors' unique ids bound to device pointers
     /// (by-value scalars: host pointers).
