@@ -58,6 +58,11 @@ import Testing
         let c = try decode(whole, latents, blocks: [5])
         #expect(try VAEFixture.nmse(a, expected) < 1e-9)
         #expect(try VAEFixture.nmse(c, a) < 1e-10)
+        // The full-resolution stages a frame at a time (default), two at a time, or the chunk at once.
+        for slice in [0, 2, 3] {
+            let sliced = StreamingVAEDecoder(model: decoder, maxLatentFramesPerChunk: 2, sliceFrames: slice)
+            #expect(try VAEFixture.nmse(decode(sliced, latents, blocks: [2, 3]), a) < 1e-10, "sliceFrames \(slice)")
+        }
         // reset() starts a new video: the same frames again.
         whole.reset()
         #expect(try VAEFixture.nmse(decode(whole, latents, blocks: [3, 2]), a) < 1e-10)

@@ -12,14 +12,19 @@ public final class StreamingVAEDecoder: VideoDecoder {
     /// own schedule and needs the least memory (a 480x832 chunk of 1 latent peaks at ~4 frames of
     /// 96 x 480 x 832 activations); larger chunks give a GPU bigger ops. The frames do not depend on it.
     public var maxLatentFramesPerChunk: Int
+    /// Frames at a time through the stages after the last time upsampling (0: a whole chunk at once;
+    /// default 1, or `REEL_VAE_SLICE_FRAMES`): 1 keeps a quarter of the full-resolution activations
+    /// alive. The frames do not depend on it.
+    public var sliceFrames: Int
     /// Latent frames decoded since the stream started.
     public private(set) var latentFramesDecoded = 0
     private var cache: CausalCache
 
     /// A new stream over `model`'s weights (several streams may share one model).
-    public init(model: WanVAEDecoder, maxLatentFramesPerChunk: Int = 1) {
+    public init(model: WanVAEDecoder, maxLatentFramesPerChunk: Int = 1, sliceFrames: Int = WanVAEDecoder.defaultSliceFrames) {
         self.model = model
         self.maxLatentFramesPerChunk = max(1, maxLatentFramesPerChunk)
+        self.sliceFrames = max(0, sliceFrames)
         cache = CausalCache(count: model.slotCount)
     }
 
@@ -52,7 +57,7 @@ public final class StreamingVAEDecoder: VideoDecoder {
             // Latent 0 is a chunk of its own: Wan's first chunk skips the temporal upsampling.
             let length = latentFramesDecoded == 0 ? 1 : min(maxLatentFramesPerChunk, x.shape[1] - start)
             let chunk = length == x.shape[1] ? x : try b.slice(x, axis: 1, start: start, length: length)
-            outputs.append(try model.forward(chunk, cache: &cache))
+            outputs.append(try model.forward(chunk, cache: &cache, sliceFrames: sliceFrames))
             latentFramesDecoded += length
             start += length
         }

@@ -1,3 +1,4 @@
+import Foundation
 import ReelCore
 
 /// The Wan2.1 VAE decoder's weights and forward pass (Wan2.1 `Decoder3d` plus the `conv2`
@@ -84,22 +85,46 @@ public final class WanVAEDecoder: @unchecked Sendable {
         return decoder
     }
 
+    /// Frames per slice of the layers after the last time upsampling (0: the whole chunk at once);
+    /// `REEL_VAE_SLICE_FRAMES` overrides the default of 1.
+    public static let defaultSliceFrames: Int =
+        ProcessInfo.processInfo.environment["REEL_VAE_SLICE_FRAMES"].flatMap(Int.init).map { max(0, $0) } ?? 1
+
     /// Decodes one chunk of raw latents after `conv2` ([N, t, h, w, z]) into frames, continuing `cache`.
-    func forward(_ x: Tensor, cache: inout CausalCache) throws -> Tensor {
+    ///
+    /// After the last time upsampling every layer is causal in time with its own cache (3-frame causal
+    /// convolutions; norms, SiLU and the 2D upsampling work frame by frame), so the chunk's 4 frames can
+    /// go through the full-resolution stages `sliceFrames` at a time, the caches carrying each slice into
+    /// the next: the same frames as the whole chunk at once (Wan's own loop feeds its causal convs chunks
+    /// of any length), with a quarter of the full-resolution activations alive at a time.
+    func forward(_ x: Tensor, cache: inout CausalCache, sliceFrames: Int = WanVAEDecoder.defaultSliceFrames) throws -> Tensor {
         let b = backend
         var y = try conv1(x, cache: &cache)                                        // [N, t, h, w, 384]
         y = try middle0(y, cache: &cache)
         y = try middleAttention(y)
         y = try middle2(y, cache: &cache)
-        for layer in upsamples {
+        func apply(_ layer: UpsampleLayer, _ y: Tensor, _ cache: inout CausalCache) throws -> Tensor {
             switch layer {
-            case let .residual(block): y = try block(y, cache: &cache)
-            case let .resample(r): y = try r(y, cache: &cache)                   // x2 in H, W (and T)
+            case let .residual(block): try block(y, cache: &cache)
+            case let .resample(r): try r(y, cache: &cache)                         // x2 in H, W (and T)
             }
         }
-        y = try b.unary(.silu, headNorm(y))
-        y = try headConv(y, cache: &cache)                                         // [N, t', 8h, 8w, 3]
-        return try b.clamp(y, min: -1, max: 1)
+        let split = (upsamples.lastIndex {
+            if case let .resample(r) = $0 { return r.mode == .upsample3d }
+            return false
+        }).map { $0 + 1 } ?? 0
+        for layer in upsamples[..<split] { y = try apply(layer, y, &cache) }
+        let frames = y.shape[1]
+        let step = sliceFrames > 0 ? min(sliceFrames, frames) : frames
+        var outputs: [Tensor] = []
+        for start in stride(from: 0, to: frames, by: step) {
+            var s = step == frames ? y : try b.slice(y, axis: 1, start: start, length: min(step, frames - start))
+            for layer in upsamples[split...] { s = try apply(layer, s, &cache) }
+            s = try b.unary(.silu, headNorm(s))
+            s = try headConv(s, cache: &cache)                                     // [N, slice, 8h, 8w, 3]
+            outputs.append(try b.clamp(s, min: -1, max: 1))
+        }
+        return outputs.count == 1 ? outputs[0] : try b.concat(outputs, axis: 1)
     }
 
     /// De-normalizes DiT latents (z * std + mean, Wan's `z / (1 / std) + mean`) and applies conv2.
