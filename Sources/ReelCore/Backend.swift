@@ -154,6 +154,8 @@ public protocol Backend: AnyObject, Sendable {
     /// RMSNorm over each token's whole row (all heads, as Wan's `norm_q` / `norm_k` over dim) times
     /// `weight [H * D]`, then `rope3d`: x `[B, L, H, D]` (the DiT's self-attention q and k).
     func rmsNormRoPE(_ x: Tensor, weight: Tensor?, eps: Float, grid: RoPEGrid) throws -> Tensor
+    /// `l2Norm` then SiLU (the Wan VAE's RMS_norm followed by its activation).
+    func l2NormSiLU(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float) throws -> Tensor
 
     // MARK: Convolution
 
@@ -196,6 +198,10 @@ extension Backend {
         try require(x.rank == 4, "rmsNormRoPE", "expected x [B, L, H, D], got \(x.shape)")
         let rows = try x.reshaped([x.shape[0], x.shape[1], x.shape[2] * x.shape[3]])
         return try rope3d(try rmsNorm(rows, weight: weight, eps: eps).reshaped(x.shape), grid: grid)
+    }
+
+    public func l2NormSiLU(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float) throws -> Tensor {
+        try unary(.silu, try l2Norm(x, weight: weight, scale: scale, eps: eps))
     }
 
     /// `x W^T + b` for a PyTorch Linear weight `[out, in]`.

@@ -228,6 +228,17 @@ struct OpCheck {
                     try b.l2Norm(t[0], weight: t[1], scale: Float(c).squareRoot(), eps: 1e-12)
                 }
             }
+            for c in [16, 96, 192, 200, 256, 384] {
+                add("l2NormSiLU", "[1001, \(c)] * sqrt(C)", dt, [InputSpec(shape: [1001, c], dtype: dt), InputSpec(shape: [c], dtype: dt)]) { b, t in
+                    try b.l2NormSiLU(t[0], weight: t[1], scale: Float(c).squareRoot(), eps: 1e-12)
+                }
+                add("l2Norm", "[1001, \(c)] narrow rows", dt, [InputSpec(shape: [1001, c], dtype: dt), InputSpec(shape: [c], dtype: dt)]) { b, t in
+                    try b.l2Norm(t[0], weight: t[1], scale: Float(c).squareRoot(), eps: 1e-12)
+                }
+            }
+            add("l2NormSiLU", "[2, 1, 24, 40, 96] VAE, no weight", dt, [InputSpec(shape: [2, 1, 24, 40, 96], dtype: dt)]) { b, t in
+                try b.l2NormSiLU(t[0], weight: nil, scale: Float(96).squareRoot(), eps: 1e-12)
+            }
             add("softmax", "[7, 513]", dt, [InputSpec(shape: [7, 513], dtype: dt)]) { b, t in try b.softmax(t[0]) }
             add("rope3d", "[1, 3x4x5, 2, 128] frame 1500", dt, [InputSpec(shape: [1, 60, 2, 128], dtype: dt)]) { b, t in
                 try b.rope3d(t[0], grid: RoPEGrid(frames: 3, height: 4, width: 5, frameOffset: 1500))

@@ -88,3 +88,46 @@ extern "C" __global__ void row_norm_v8(const void* x, const void* w, const void*
         }
     }
 }
+
+// The Wan VAE's channel L2 norm on narrow rows (C a multiple of 8, at most 256: 96, 192 in the VAE),
+// optionally followed by SiLU (act = 1: every VAE norm feeds one). Half a warp per row, 16-byte
+// vectors: C/8 vectors over 16 lanes (at most 2 each), so a row is read once and written once. The
+// warp-wide row_norm_v8 would leave most lanes idle on such rows, the scalar row_norm reads them twice.
+extern "C" __global__ void l2_norm_narrow_v8(const void* x, const void* w, void* y, i64 rows, int C, float eps,
+                                             float scale, int act, int dtx, int dtw, int dty) {
+    i64 row = (i64)blockIdx.x * (blockDim.x / 16) + threadIdx.x / 16;
+    int lane = threadIdx.x & 15;
+    bool active = row < rows;                  // every lane takes part in the shuffles below
+    const int nv = C / 8;
+    const i64 base8 = row * nv;
+    float v[2][8];
+    float ss = 0.f;
+    #pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int vi = lane + 16 * i;
+        if (active && vi < nv) {
+            load8(x, base8 + vi, dtx, v[i]);
+            #pragma unroll
+            for (int e = 0; e < 8; e++) ss += v[i][e] * v[i][e];
+        }
+    }
+    for (int o = 8; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);   // within each half-warp
+    if (!active) return;
+    float inv = scale / fmaxf(sqrtf(ss), eps);
+    #pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int vi = lane + 16 * i;
+        if (vi < nv) {
+            float o[8], wv[8];
+            if (w) load8(w, vi, dtw, wv);
+            #pragma unroll
+            for (int e = 0; e < 8; e++) {
+                float t = v[i][e] * inv;
+                if (w) t *= wv[e];
+                if (act == 1) t = t / (1.f + __expf(-t));
+                o[e] = t;
+            }
+            store8(y, base8 + vi, dty, o);
+        }
+    }
+}

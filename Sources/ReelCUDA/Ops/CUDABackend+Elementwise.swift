@@ -161,7 +161,38 @@ extension CUDABackend {
     }
 
     public func l2Norm(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float) throws -> Tensor {
-        try rowNorm(x, weight: weight, bias: nil, eps: eps, scale: scale, mode: 2, op: "l2Norm")
+        if let y = try narrowL2Norm(x, weight: weight, scale: scale, eps: eps, silu: false, op: "l2Norm") { return y }
+        return try rowNorm(x, weight: weight, bias: nil, eps: eps, scale: scale, mode: 2, op: "l2Norm")
+    }
+
+    public func l2NormSiLU(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float) throws -> Tensor {
+        if let y = try narrowL2Norm(x, weight: weight, scale: scale, eps: eps, silu: true, op: "l2NormSiLU") { return y }
+        return try unary(.silu, try rowNorm(x, weight: weight, bias: nil, eps: eps, scale: scale, mode: 2, op: "l2NormSiLU"))
+    }
+
+    /// Rows of 8 to 256 channels (a multiple of 8), 16-byte aligned: `l2_norm_narrow_v8`, half a warp
+    /// per row, SiLU fused when asked; nil for other rows (the caller takes the general kernel).
+    private func narrowL2Norm(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float, silu: Bool, op: String) throws -> Tensor? {
+        try requireFloat(x, op)
+        try require(x.rank >= 1 && x.shape.last > 0, op, "needs a non-empty last axis, got \(x.shape)")
+        let c = x.shape.last
+        if let weight {
+            try requireFloat(weight, op)
+            try require(weight.count == c, op, "weight has \(weight.count) elements for rows of \(c)")
+        }
+        guard c % 8 == 0, c <= 256 else { return nil }
+        let px = try arg(x, op), pw = try arg(weight, op)
+        let y = try allocate(x.shape, dtype: x.dtype)
+        let py = try arg(y, op)
+        guard Self.aligned(px, py, pw == 0 ? 16 : pw) else { return nil }
+        let rows = x.count / c
+        if rows == 0 { return y }
+        try launch("norm", "l2_norm_narrow_v8", grid: ((rows + 15) / 16, 1, 1), block: (256, 1, 1)) { k in
+            k.add(px); k.add(pw); k.add(py); k.add(Int64(rows)); k.add(Int32(c)); k.add(eps); k.add(scale)
+            k.add(Int32(silu ? 1 : 0))
+            k.add(x.dtype.kernelCode); k.add((weight?.dtype ?? .f32).kernelCode); k.add(y.dtype.kernelCode)
+        }
+        return y
     }
 
     public func softmax(_ x: Tensor) throws -> Tensor {

@@ -58,6 +58,12 @@ struct ChannelRMSNorm {
         // F.normalize's eps is 1e-12: x / max(||x||, 1e-12).
         try x.backend.l2Norm(x, weight: gamma, scale: scale, eps: 1e-12)
     }
+
+    /// The norm followed by SiLU (as every norm of the decoder's residual blocks and head is), fused
+    /// where the backend can.
+    func silu(_ x: Tensor) throws -> Tensor {
+        try x.backend.l2NormSiLU(x, weight: gamma, scale: scale, eps: 1e-12)
+    }
 }
 
 /// [RMS_norm, SiLU, CausalConv3d k3, RMS_norm, SiLU, (Dropout), CausalConv3d k3] + shortcut.
@@ -80,9 +86,9 @@ struct ResidualBlock {
     func callAsFunction(_ x: Tensor, cache: inout CausalCache) throws -> Tensor {
         let b = x.backend
         let h = try shortcut.map { try $0(x, cache: &cache) } ?? x
-        var y = try b.unary(.silu, norm1(x))
+        var y = try norm1.silu(x)
         y = try conv1(y, cache: &cache)
-        y = try b.unary(.silu, norm2(y))
+        y = try norm2.silu(y)
         y = try conv2(y, cache: &cache)
         return try b.add(y, h)
     }

@@ -120,7 +120,7 @@ public final class WanVAEDecoder: @unchecked Sendable {
         for start in stride(from: 0, to: frames, by: step) {
             var s = step == frames ? y : try b.slice(y, axis: 1, start: start, length: min(step, frames - start))
             for layer in upsamples[split...] { s = try apply(layer, s, &cache) }
-            s = try b.unary(.silu, headNorm(s))
+            s = try headNorm.silu(s)
             s = try headConv(s, cache: &cache)                                     // [N, slice, 8h, 8w, 3]
             outputs.append(try b.clamp(s, min: -1, max: 1))
         }

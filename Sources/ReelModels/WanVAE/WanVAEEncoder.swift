@@ -100,7 +100,6 @@ public final class WanVAEEncoder: @unchecked Sendable {
     }
 
     func forward(_ x: Tensor, cache: inout CausalCache) throws -> Tensor {
-        let b = backend
         var y = try conv1(x, cache: &cache)
         for layer in downsamples {
             switch layer {
@@ -111,7 +110,7 @@ public final class WanVAEEncoder: @unchecked Sendable {
         y = try middle0(y, cache: &cache)
         y = try middleAttention(y)
         y = try middle2(y, cache: &cache)
-        y = try b.unary(.silu, headNorm(y))
+        y = try headNorm.silu(y)
         return try headConv(y, cache: &cache)
     }
 }
