@@ -13,11 +13,6 @@
 #define GT 16
 #define MAXE 12
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 extern "C" __global__ void __launch_bounds__(256) attn_generic(
         const void* q, const void* k, const void* v, const void* bias, void* o,
         int Lq, int Lk, int H, int D, int Dv, float scale, int dtq, int dtk, int dtv, int dtb, int dto) {

@@ -119,6 +119,12 @@ __device__ __forceinline__ void load8(const void* p, i64 j, int dt, float* v) {
     }
 }
 
+// Sum over the 32 lanes of a warp (every lane gets it).
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
 __device__ __forceinline__ void store8(void* p, i64 j, int dt, const float* v) {
     if (dt == DT_F32) {
         ((float4*)p)[2 * j] = make_float4(v[0], v[1], v[2], v[3]);
@@ -149,3 +155,19 @@ __device__ __forceinline__ void bcast_load8(const void* p, int dt, const Bcast& 
 }
 
 #define GRID_STRIDE(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
+
+// A row of C <= 2048 (nv = C / 8 vectors of 8) into one warp's registers: lane `lane` holds vectors
+// lane + 32 i in v[i]. Returns the lane's sum of its values (squared when `squares`).
+__device__ __forceinline__ float load_row_v8(const void* x, i64 base8, int nv, int lane, int dt, float v[8][8], bool squares) {
+    float s = 0.f;
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int vi = lane + 32 * i;
+        if (vi < nv) {
+            load8(x, base8 + vi, dt, v[i]);
+            #pragma unroll
+            for (int e = 0; e < 8; e++) s += squares ? v[i][e] * v[i][e] : v[i][e];
+        }
+    }
+    return s;
+}

@@ -7,11 +7,6 @@
 // issued before the stores of the previous ones.
 #include "common.cuh"
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 // ---- adaLN: y = LayerNorm(x) * (1 + scale[g]) + shift[g], x [G, R, C] as rows of C, g = row / R
 // (the latent frame). scale and shift are [G, 1, C] (stride C) or [1, 1, C] (stride 0), each on its
 // own. Statistics in float32, two passes (mean, then centred squares) as LayerNorm does.
@@ -30,16 +25,7 @@ extern "C" __global__ void __launch_bounds__(256) mod_layer_norm_v8(
     // The modulation vectors of this row's frame, in units of 8 elements (C % 8 == 0).
     const i64 sc8 = g * scaleStride / 8, sh8 = g * shiftStride / 8;
     float v[8][8];
-    float s = 0.f;
-    #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        int vi = lane + 32 * i;
-        if (vi < nv) {
-            load8(x, base8 + vi, dtx, v[i]);
-            #pragma unroll
-            for (int e = 0; e < 8; e++) s += v[i][e];
-        }
-    }
+    float s = load_row_v8(x, base8, nv, lane, dtx, v, false);
     float mean = warp_sum(s) / C;
     float ss = 0.f;
     #pragma unroll
@@ -142,16 +128,7 @@ extern "C" __global__ void __launch_bounds__(256) rms_norm_rope_v8(
     const int nv = C / 8;
     const i64 base8 = row * nv;
     float v[8][8];
-    float ss = 0.f;
-    #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        int vi = lane + 32 * i;
-        if (vi < nv) {
-            load8(x, base8 + vi, dtx, v[i]);
-            #pragma unroll
-            for (int e = 0; e < 8; e++) ss += v[i][e] * v[i][e];
-        }
-    }
+    float ss = load_row_v8(x, base8, nv, lane, dtx, v, true);
     float inv = rsqrtf(warp_sum(ss) / C + eps);
 
     // This lane's 4 pairs j0 .. j0+3 of a head, and the token's (frame, row, column).

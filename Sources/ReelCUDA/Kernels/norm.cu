@@ -7,11 +7,6 @@
 #define N_RMS 1
 #define N_L2 2
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 extern "C" __global__ void row_norm(const void* x, const void* w, const void* b, void* y, i64 rows, int C,
                                     float eps, float scale, int mode, int dtx, int dtw, int dtb, int dty) {
     i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
@@ -50,16 +45,7 @@ extern "C" __global__ void row_norm_v8(const void* x, const void* w, const void*
     const int nv = C / 8;
     const i64 base8 = row * nv;
     float v[8][8];
-    float s = 0.f;
-    #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        int vi = lane + 32 * i;
-        if (vi < nv) {
-            load8(x, base8 + vi, dtx, v[i]);
-            #pragma unroll
-            for (int e = 0; e < 8; e++) s += v[i][e];
-        }
-    }
+    float s = load_row_v8(x, base8, nv, lane, dtx, v, false);
     float mean = mode == N_LAYER ? warp_sum(s) / C : 0.f;
     float ss = 0.f;
     #pragma unroll

@@ -127,7 +127,12 @@ extension CUDABackend {
 
     // MARK: Normalization
 
-    private func rowNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, scale: Float, mode: Int32, op: String) throws -> Tensor {
+    /// Row norms over the last axis (mode 0 LayerNorm, 1 RMSNorm, 2 the VAE's L2 norm), optionally
+    /// followed by SiLU. Three kernels: rows of 256 to 2048 in one warp's registers (`row_norm_v8`),
+    /// narrow L2 rows of up to 256 in half a warp's (`l2_norm_narrow_v8`, SiLU fused), the scalar
+    /// `row_norm` otherwise (SiLU as its own pass).
+    private func rowNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, scale: Float, mode: Int32,
+                         silu: Bool = false, op: String) throws -> Tensor {
         try requireFloat(x, op)
         try require(x.rank >= 1 && x.shape.last > 0, op, "needs a non-empty last axis, got \(x.shape)")
         let c = x.shape.last
@@ -138,18 +143,27 @@ extension CUDABackend {
             }
         }
         let rows = x.count / c
+        let px = try arg(x, op), pw = try arg(weight, op), pb = try arg(bias, op)
+        // Fresh allocations are 16-byte aligned: only the inputs decide the vector kernels.
+        let vectors = c % 8 == 0 && Self.aligned(px, pw == 0 ? 16 : pw, pb == 0 ? 16 : pb)
         let y = try allocate(x.shape, dtype: x.dtype)
-        let px = try arg(x, op), pw = try arg(weight, op), pb = try arg(bias, op), py = try arg(y, op)
+        let py = try arg(y, op)
         if rows == 0 { return y }
-        // Rows of 256 to 2048 stay in registers: one read and one write of each element. (Narrower
-        // rows would leave most of the warp idle: the scalar kernel does better there.)
-        let wide = c % 8 == 0 && c >= 256 && c <= 2048 && Self.aligned(px, py, pw == 0 ? 16 : pw, pb == 0 ? 16 : pb)
+        if mode == 2 && vectors && c <= 256 {
+            try launch("norm", "l2_norm_narrow_v8", grid: ((rows + 15) / 16, 1, 1), block: (256, 1, 1)) { k in
+                k.add(px); k.add(pw); k.add(py); k.add(Int64(rows)); k.add(Int32(c)); k.add(eps); k.add(scale)
+                k.add(Int32(silu ? 1 : 0))
+                k.add(x.dtype.kernelCode); k.add((weight?.dtype ?? .f32).kernelCode); k.add(y.dtype.kernelCode)
+            }
+            return y
+        }
+        let wide = vectors && c >= 256 && c <= 2048
         try launch("norm", wide ? "row_norm_v8" : "row_norm", grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1)) { k in
             k.add(px); k.add(pw); k.add(pb); k.add(py); k.add(Int64(rows)); k.add(Int32(c))
             k.add(eps); k.add(scale); k.add(mode)
             k.add(x.dtype.kernelCode); k.add((weight?.dtype ?? .f32).kernelCode); k.add((bias?.dtype ?? .f32).kernelCode); k.add(y.dtype.kernelCode)
         }
-        return y
+        return silu ? try unary(.silu, y) : y
     }
 
     public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float) throws -> Tensor {
@@ -161,38 +175,11 @@ extension CUDABackend {
     }
 
     public func l2Norm(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float) throws -> Tensor {
-        if let y = try narrowL2Norm(x, weight: weight, scale: scale, eps: eps, silu: false, op: "l2Norm") { return y }
-        return try rowNorm(x, weight: weight, bias: nil, eps: eps, scale: scale, mode: 2, op: "l2Norm")
+        try rowNorm(x, weight: weight, bias: nil, eps: eps, scale: scale, mode: 2, op: "l2Norm")
     }
 
     public func l2NormSiLU(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float) throws -> Tensor {
-        if let y = try narrowL2Norm(x, weight: weight, scale: scale, eps: eps, silu: true, op: "l2NormSiLU") { return y }
-        return try unary(.silu, try rowNorm(x, weight: weight, bias: nil, eps: eps, scale: scale, mode: 2, op: "l2NormSiLU"))
-    }
-
-    /// Rows of 8 to 256 channels (a multiple of 8), 16-byte aligned: `l2_norm_narrow_v8`, half a warp
-    /// per row, SiLU fused when asked; nil for other rows (the caller takes the general kernel).
-    private func narrowL2Norm(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float, silu: Bool, op: String) throws -> Tensor? {
-        try requireFloat(x, op)
-        try require(x.rank >= 1 && x.shape.last > 0, op, "needs a non-empty last axis, got \(x.shape)")
-        let c = x.shape.last
-        if let weight {
-            try requireFloat(weight, op)
-            try require(weight.count == c, op, "weight has \(weight.count) elements for rows of \(c)")
-        }
-        guard c % 8 == 0, c <= 256 else { return nil }
-        let px = try arg(x, op), pw = try arg(weight, op)
-        let y = try allocate(x.shape, dtype: x.dtype)
-        let py = try arg(y, op)
-        guard Self.aligned(px, py, pw == 0 ? 16 : pw) else { return nil }
-        let rows = x.count / c
-        if rows == 0 { return y }
-        try launch("norm", "l2_norm_narrow_v8", grid: ((rows + 15) / 16, 1, 1), block: (256, 1, 1)) { k in
-            k.add(px); k.add(pw); k.add(py); k.add(Int64(rows)); k.add(Int32(c)); k.add(eps); k.add(scale)
-            k.add(Int32(silu ? 1 : 0))
-            k.add(x.dtype.kernelCode); k.add((weight?.dtype ?? .f32).kernelCode); k.add(y.dtype.kernelCode)
-        }
-        return y
+        try rowNorm(x, weight: weight, bias: nil, eps: eps, scale: scale, mode: 2, silu: true, op: "l2NormSiLU")
     }
 
     public func softmax(_ x: Tensor) throws -> Tensor {

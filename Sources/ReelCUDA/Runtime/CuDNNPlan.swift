@@ -19,18 +19,11 @@ class CuDNNPlan: @unchecked Sendable {
         descriptors = []
     }
 
-    /// The largest workspace a plan may ask for when the heuristics offer one within it
-    /// (`REEL_CUDNN_MAX_WORKSPACE_MB`, default 256): a workspace is device memory live during the
-    /// call, so a big one raises the peak of everything around it.
-    static let workspaceLimit: Int = {
-        let mb = ProcessInfo.processInfo.environment["REEL_CUDNN_MAX_WORKSPACE_MB"].flatMap(Int.init) ?? 256
-        return max(0, mb) << 20
-    }()
+    /// `REEL_CUDNN_LOG`: print each plan's engine and workspace (to see what a stream's plans cost).
     static let logPlans = ProcessInfo.processInfo.environment["REEL_CUDNN_LOG"] != nil
 
-    /// Operation graph -> heuristics (mode A, then fallback) -> the first engine config, in the
-    /// heuristics' order, that finalizes into an execution plan with a workspace within
-    /// `workspaceLimit`; when none does, the finalized plan with the smallest workspace.
+    /// Operation graph -> heuristics (mode A, then fallback) -> the first engine config that
+    /// finalizes into an execution plan.
     func choosePlan(handle: CUhandle, ops: [CUhandle]) throws {
         let graph = try make(CuDNN.operationGraphDescriptor) { g in
             var hd = handle
@@ -63,7 +56,6 @@ class CuDNNPlan: @unchecked Sendable {
                 try dnn.check(dnn.cudnnBackendGetAttribute(heur, CuDNN.attrEngineHeurResults, CuDNN.typeBackendDescriptor, count, &got, p.baseAddress!),
                               "get ENGINEHEUR_RESULTS")
             }
-            var smallest: (plan: CUhandle, bytes: Int, rank: Int)?
             for (rank, cfg) in cfgs.prefix(Int(got)).enumerated() {
                 do {
                     let chosen = try make(CuDNN.executionPlanDescriptor) { pl in
@@ -73,16 +65,9 @@ class CuDNNPlan: @unchecked Sendable {
                     }
                     var ws: Int64 = 0, n: Int64 = 0
                     try dnn.check(dnn.cudnnBackendGetAttribute(chosen, CuDNN.attrPlanWorkspaceSize, CuDNN.typeInt64, 1, &n, &ws), "get WORKSPACE_SIZE")
-                    if Int(ws) <= Self.workspaceLimit {
-                        adopt(chosen, bytes: Int(ws), rank: rank)
-                        return
-                    }
-                    if smallest == nil || Int(ws) < smallest!.bytes { smallest = (chosen, Int(ws), rank) }
+                    adopt(chosen, bytes: Int(ws), rank: rank)
+                    return
                 } catch { lastError = error }
-            }
-            if let smallest {
-                adopt(smallest.plan, bytes: smallest.bytes, rank: smallest.rank)
-                return
             }
         }
         throw lastError ?? ReelError.library(name: "cuDNN", message: "no engine for this attention graph")

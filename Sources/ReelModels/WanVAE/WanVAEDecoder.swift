@@ -24,6 +24,9 @@ public final class WanVAEDecoder: @unchecked Sendable {
     let headConv: CausalConv3d
     /// Number of cache slots a stream needs.
     let slotCount: Int
+    /// Index in `upsamples` of the first layer after the last time upsampling: from there on every layer
+    /// works frame by frame or causally with its own cache (`forward` slices the frames there).
+    let sliceStart: Int
 
     enum UpsampleLayer {
         case residual(ResidualBlock)
@@ -65,6 +68,10 @@ public final class WanVAEDecoder: @unchecked Sendable {
             }
         }
         upsamples = layers
+        sliceStart = (layers.lastIndex {
+            if case let .resample(r) = $0 { return r.mode == .upsample3d }
+            return false
+        }).map { $0 + 1 } ?? 0
         let last = dims[stages]
         headNorm = try ChannelRMSNorm(w, "decoder.head.0.gamma", dim: last)
         headConv = try CausalConv3d(w, "decoder.head.2", cin: last, cout: 3, kernel: (3, 3, 3), padHW: 1, slots: &slots)
@@ -109,17 +116,13 @@ public final class WanVAEDecoder: @unchecked Sendable {
             case let .resample(r): try r(y, cache: &cache)                         // x2 in H, W (and T)
             }
         }
-        let split = (upsamples.lastIndex {
-            if case let .resample(r) = $0 { return r.mode == .upsample3d }
-            return false
-        }).map { $0 + 1 } ?? 0
-        for layer in upsamples[..<split] { y = try apply(layer, y, &cache) }
+        for layer in upsamples[..<sliceStart] { y = try apply(layer, y, &cache) }
         let frames = y.shape[1]
         let step = sliceFrames > 0 ? min(sliceFrames, frames) : frames
         var outputs: [Tensor] = []
         for start in stride(from: 0, to: frames, by: step) {
             var s = step == frames ? y : try b.slice(y, axis: 1, start: start, length: min(step, frames - start))
-            for layer in upsamples[split...] { s = try apply(layer, s, &cache) }
+            for layer in upsamples[sliceStart...] { s = try apply(layer, s, &cache) }
             s = try headNorm.silu(s)
             s = try headConv(s, cache: &cache)                                     // [N, slice, 8h, 8w, 3]
             outputs.append(try b.clamp(s, min: -1, max: 1))
@@ -146,6 +149,6 @@ public final class WanVAEDecoder: @unchecked Sendable {
     private init(copying o: WanVAEDecoder, upsamples: [UpsampleLayer]) {
         config = o.config; backend = o.backend; mean = o.mean; std = o.std; conv2 = o.conv2; conv1 = o.conv1
         middle0 = o.middle0; middleAttention = o.middleAttention; middle2 = o.middle2; self.upsamples = upsamples
-        headNorm = o.headNorm; headConv = o.headConv; slotCount = o.slotCount
+        headNorm = o.headNorm; headConv = o.headConv; slotCount = o.slotCount; sliceStart = o.sliceStart
     }
 }
