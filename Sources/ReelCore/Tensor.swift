@@ -65,6 +65,14 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
                       shape: shape.replacing(axis: a, with: length), dtype: dtype, backend: backend)
     }
 
+    /// The same elements with later ops issued on `backend`: another stream of the device that holds
+    /// them (`Backend.makeStream()`). The caller orders the two streams (the producing stream
+    /// synchronized, or an event waited for) and keeps this tensor alive until the work reading it on
+    /// `backend` is done.
+    public func issued(on backend: any Backend) -> Tensor {
+        Tensor(storage: storage, byteOffset: byteOffset, shape: shape, dtype: dtype, backend: backend)
+    }
+
     /// Copies the elements to the host as float32.
     public func toFloats() throws -> [Float] { try backend.downloadFloats(self) }
 }

@@ -14,12 +14,17 @@ public final class LoadedModel: @unchecked Sendable {
     public let decoderName: String
     /// The decoder's multiply-add FLOPs per latent frame at a latent size (height, width), for floors.
     public let decoderFLOPs: (@Sendable (Int, Int) -> Double)?
+    /// The stream every video's decoder issues its ops on (`VideoStream`'s `decodeBackend`): one per
+    /// model, so that its pool of freed device memory serves every video. The DiT's backend itself
+    /// where the backend has no separate streams.
+    public let decodeStream: any Backend
     private let lock = NSLock()
 
-    public init(prompts: PromptEncoder, decoderName: String, makeDecoder: (@Sendable () -> any VideoDecoder)?,
-                decoderFLOPs: (@Sendable (Int, Int) -> Double)? = nil) {
+    public init(prompts: PromptEncoder, decoderName: String, decodeStream: (any Backend)? = nil,
+                makeDecoder: (@Sendable () -> any VideoDecoder)?, decoderFLOPs: (@Sendable (Int, Int) -> Double)? = nil) {
         self.prompts = prompts
         self.decoderName = decoderName
+        self.decodeStream = decodeStream ?? prompts.model.backend
         self.makeDecoder = makeDecoder
         self.decoderFLOPs = decoderFLOPs
     }
@@ -41,16 +46,17 @@ public final class LoadedModel: @unchecked Sendable {
         let dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: ema, backend: backend, dtype: dtype)
         let prompts = try PromptEncoder(tokenizer: tok, textEncoder: textModel, model: dit)
         guard wantsDecoder else { return LoadedModel(prompts: prompts, decoderName: "none", makeDecoder: nil) }
+        let stream = try backend.makeStream()
         if let path = files.tinyDecoder {
             let model = UncheckedSendable(try TinyDecoder.load(from: WeightFileTensors(path: path), on: backend, dtype: dtype))
             let (channels, z, up) = (model.value.channels, model.value.latentChannels, model.value.timeUpscale)
-            return LoadedModel(prompts: prompts, decoderName: "taehv", makeDecoder: { StreamingTinyDecoder(model: model.value) },
+            return LoadedModel(prompts: prompts, decoderName: "taehv", decodeStream: stream, makeDecoder: { StreamingTinyDecoder(model: model.value) },
                                decoderFLOPs: { h, w in
                                    TinyDecoder.flopsPerLatentFrame(channels: channels, latentChannels: z, height: h, width: w, timeUpscale: up)
                                })
         }
         let model = UncheckedSendable(try WanVAEDecoder.load(from: WeightFileTensors(path: files.vae!), on: backend, dtype: dtype))
-        return LoadedModel(prompts: prompts, decoderName: "wan-vae", makeDecoder: { StreamingVAEDecoder(model: model.value) },
+        return LoadedModel(prompts: prompts, decoderName: "wan-vae", decodeStream: stream, makeDecoder: { StreamingVAEDecoder(model: model.value) },
                            decoderFLOPs: { h, w in ComputeCost.vaeDecodeLatentFrame(.wan21, height: h, width: w) })
     }
 

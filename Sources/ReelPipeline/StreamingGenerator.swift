@@ -21,7 +21,7 @@ public struct BlockTimings: Sendable {
     public var seconds: Double
     /// Seconds of KV-recache after a prompt switch at this block's start (0 when none).
     public var recacheSeconds: Double
-    /// DiT forward passes run (steps + clean pass + recache).
+    /// DiT forward passes run (steps, the previous block's clean pass, recache).
     public var forwards: Int
 }
 
@@ -47,6 +47,11 @@ public final class StreamingGenerator: @unchecked Sendable {
     public var recacheOnSwitch = true
     private let lock = NSLock()
     private var pending: WanDiT.PromptContext?
+    /// The last block's clean latents and first frame, whose clean pass has not run yet: it runs at
+    /// the start of the next block, so a block's latents are handed on (to a decoder on another
+    /// stream) one forward pass earlier. A recache rewrites every key that pass would write, so at a
+    /// switch with recache it is skipped.
+    private var pendingClean: (latents: Tensor, startFrame: Int)?
 
     /// - Parameters:
     ///   - latentHeight, latentWidth: latent size (video size / 8), multiples of the patch.
@@ -95,11 +100,20 @@ public final class StreamingGenerator: @unchecked Sendable {
         lock.lock(); let switchTo = pending; pending = nil; lock.unlock()
         if let switchTo {
             let t0 = clock.now
+            if recacheOnSwitch {
+                // The recache covers the window, which holds the last block: its clean pass would only
+                // write keys that the recache overwrites before anything reads them.
+                pendingClean = nil
+            } else {
+                forwards += try runPendingCleanPass()   // with the prompt that made that block
+            }
             prompt = switchTo
             promptIndex += 1
             if recacheOnSwitch { forwards += try recache(at: start) }
             try be.synchronize()
             recacheSeconds = seconds(clock.now - t0)
+        } else {
+            forwards += try runPendingCleanPass()
         }
 
         var x = try noise.initial(startFrame: start, count: count, shape: latentShape, on: be)
@@ -116,10 +130,9 @@ public final class StreamingGenerator: @unchecked Sendable {
                 x = try be.axpby(1 - s, x0, s, try be.cast(fresh, to: x0.dtype))
             }
         }
-        // Clean pass: refresh the block's keys with its denoised latents; its output is unused.
-        _ = try model.forward(x0, timestep: schedule.contextNoise, prompt: prompt, cache: cache,
-                              access: .init(startFrame: start, needsOutput: false))
-        forwards += 1
+        // The clean pass (the block's keys refreshed from its denoised latents) runs when the next
+        // block starts; the latents are final now.
+        pendingClean = (x0, start)
         try remember(x0)
         try be.synchronize()
 
@@ -155,6 +168,16 @@ public final class StreamingGenerator: @unchecked Sendable {
         let latents = try model.backend.concat(frames, axis: 0)          // [s - first, H, W, C]
         _ = try model.forward(latents, timestep: schedule.contextNoise, prompt: prompt, cache: cache,
                               access: .init(startFrame: first, needsOutput: false))
+        return 1
+    }
+
+    /// LongLive's clean pass for the last block, if it has not run: one forward over its denoised
+    /// latents at `contextNoise` that writes their keys; its output is unused. Returns the passes run.
+    private func runPendingCleanPass() throws -> Int {
+        guard let (x0, start) = pendingClean else { return 0 }
+        pendingClean = nil
+        _ = try model.forward(x0, timestep: schedule.contextNoise, prompt: prompt, cache: cache,
+                              access: .init(startFrame: start, needsOutput: false))
         return 1
     }
 

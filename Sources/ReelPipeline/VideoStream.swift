@@ -3,32 +3,57 @@ import ReelCore
 import ReelIO
 import ReelModels
 
-/// One generated block, decoded.
+/// One generated block, decoded (or one latent frame of it: see `VideoStream.Granularity`).
 public struct VideoChunk: Sendable {
     public var block: LatentBlock
-    /// The block's video frames (nil when the stream has no decoder).
+    /// The block's latent frames this chunk's video frames come from (all of them per block).
+    public var latentFrames: Range<Int>
+    /// The video frames (nil when the stream has no decoder).
     public var frames: RGBFrames?
     public var decodeSeconds: Double
+    /// Whether this is the block's last chunk.
+    public var endsBlock: Bool { latentFrames.upperBound == block.latents.shape[0] }
 }
 
 /// Generation and decoding as one stream: block b + 1 is generated while block b is decoded
 /// (two tasks joined by a one-block buffer), and each block's frames are handed on as soon as they
 /// exist. Memory is flat: nothing is kept beyond the generator's window and one block in flight.
+///
+/// On a GPU the decoder's work goes to a stream of its own (`decodeBackend`), so the device runs it
+/// beside the DiT's instead of in turn with it.
 public final class VideoStream: @unchecked Sendable {
     public let generator: StreamingGenerator
     public let decoder: (any VideoDecoder)?
+    /// Where the decoder's ops are issued: another stream of the DiT's device (`Backend.makeStream()`),
+    /// or the DiT's own backend.
+    public let decodeBackend: any Backend
 
-    public init(generator: StreamingGenerator, decoder: (any VideoDecoder)?) {
+    /// - Parameter decodeBackend: a stream for the decoder (e.g. `LoadedModel.decodeStream`); nil
+    ///   decodes on the generator's stream. Share one decode stream between videos rather than making
+    ///   one per video: each stream keeps its own pool of freed device memory.
+    public init(generator: StreamingGenerator, decoder: (any VideoDecoder)?, decodeBackend: (any Backend)? = nil) {
         self.generator = generator
         self.decoder = decoder
+        self.decodeBackend = decodeBackend ?? generator.model.backend
+    }
+
+    /// How finely decoded frames are handed on.
+    public enum Granularity: Sendable {
+        /// One chunk per block (9 frames for the first block of 3 latent frames, 12 after).
+        case block
+        /// One chunk per latent frame (1 frame for the stream's first, 4 after): the first frame
+        /// arrives after one latent frame's decode instead of a block's, at no cost in throughput
+        /// (the decoders work a latent frame at a time anyway).
+        case latentFrame
     }
 
     /// Runs until `latentFrames` frames are generated (nil: until the consumer stops iterating or
     /// `prompt` returns `.stop`). Before each block, `prompt` is asked what to do at that block's
     /// first latent frame: keep the prompt, switch to another (with KV-recache), or stop.
-    public func chunks(latentFrames: Int?, prompt: @escaping @Sendable (Int) throws -> PromptDecision = { _ in .keep })
+    public func chunks(latentFrames: Int?, granularity: Granularity = .block,
+                       prompt: @escaping @Sendable (Int) throws -> PromptDecision = { _ in .keep })
         -> AsyncThrowingStream<VideoChunk, Error> {
-        let generator = self.generator, decoder = self.decoder
+        let generator = self.generator, decoder = self.decoder, decodeBackend = self.decodeBackend
         // Two slots: the block being decoded and the one being generated. The producer takes a slot
         // before generating; the consumer returns it once the block is decoded.
         let slots = Slots(2)
@@ -60,17 +85,21 @@ public final class VideoStream: @unchecked Sendable {
         // the consumer drops the stream, the state's deinit stops the producer.
         let state = DecodeState(decoder: decoder, latents: latents) { stop.set(); slots.signal() }
         return AsyncThrowingStream(unfolding: {
-            guard let block = try await state.nextBlock() else { return nil }
+            guard let (block, range) = try await state.nextPart(granularity) else { return nil }
             let t0 = ContinuousClock.now
             var frames: RGBFrames?
             if let decoder = state.decoder {
-                let video = try decoder.decode(try block.latents.reshaped([1] + block.latents.shape.dims))
-                frames = try RGBFrames(modelOutput: video)
+                // The generator synchronized its stream before handing the block on, and `block`
+                // holds the latents until the frames are downloaded (which waits for the decoder's stream).
+                let latents = try block.latents.narrowed(axis: 0, start: range.lowerBound, length: range.count)
+                let batch = try latents.reshaped([1] + latents.shape.dims).issued(on: decodeBackend)
+                frames = try RGBFrames(modelOutput: decoder.decode(batch))
             }
             let d = ContinuousClock.now - t0
-            slots.signal()
-            return VideoChunk(block: block, frames: frames,
-                              decodeSeconds: Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+            let chunk = VideoChunk(block: block, latentFrames: range, frames: frames,
+                                   decodeSeconds: Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+            if chunk.endsBlock { slots.signal() }
+            return chunk
         })
     }
 }
@@ -88,7 +117,21 @@ final class DecodeState: @unchecked Sendable {
         self.onRelease = onRelease
     }
 
-    func nextBlock() async throws -> LatentBlock? { try await latents.next() }
+    /// The block being handed on and the latent frames of it already handed on.
+    private var current: (block: LatentBlock, done: Int)?
+
+    /// The next block, or the next latent frame of the current one.
+    func nextPart(_ granularity: VideoStream.Granularity) async throws -> (LatentBlock, Range<Int>)? {
+        if current == nil {
+            guard let block = try await latents.next() else { return nil }
+            current = (block, 0)
+        }
+        let (block, done) = current!
+        let total = block.latents.shape[0]
+        let end = granularity == .block ? total : done + 1
+        current = end == total ? nil : (block, end)
+        return (block, done..<end)
+    }
 
     deinit { onRelease() }
 }

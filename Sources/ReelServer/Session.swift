@@ -163,7 +163,7 @@ final class Session: @unchecked Sendable {
             let context = try await onThread { Unchecked(try model.context(for: request.prompt)) }.value
             let generator = try StreamingGenerator(model: model.dit, prompt: context, latentHeight: request.height / 8,
                                                    latentWidth: request.width / 8, noise: PhiloxNoise(seed: request.seed))
-            let stream = VideoStream(generator: generator, decoder: model.newDecoder())
+            let stream = VideoStream(generator: generator, decoder: model.newDecoder(), decodeBackend: model.decodeStream)
             let encoder = try JPEGEncoder(quality: request.quality)
             let started = condition.withLock { () -> Bool in
                 guard !stopRequested else { return false }

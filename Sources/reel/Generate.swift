@@ -141,7 +141,7 @@ struct Generate: AsyncParsableCommand {
                                                latentHeight: height / 8, latentWidth: width / 8, noise: noiseSource)
 
         let sink = try decoder.map { _ in try VideoSinks.open(path: output, fps: fps) { log("note: " + $0) } }
-        let stream = VideoStream(generator: generator, decoder: decoder)
+        let stream = VideoStream(generator: generator, decoder: decoder, decodeBackend: model.decodeStream)
         let decide = PromptDecider(plan: plan, live: interactive ? live : nil, encoder: prompts)
         var latents: [Tensor] = []
         var frames = 0

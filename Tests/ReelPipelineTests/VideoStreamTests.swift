@@ -26,7 +26,8 @@ import ReelModels
         return (try PromptEncoder(tokenizer: tok, textEncoder: t5, model: dit), decoder)
     }
 
-    func run(latentFrames: Int, seed: UInt64, switchAt: Int? = nil) async throws -> (frames: [RGBFrames], prompts: [Int]) {
+    func run(latentFrames: Int, seed: UInt64, switchAt: Int? = nil,
+             granularity: VideoStream.Granularity = .block) async throws -> (frames: [RGBFrames], prompts: [Int]) {
         let (prompts, decoder) = try makeParts()
         let first = try prompts.context(for: "a red circle moves left on a blue background")
         let other = try prompts.context(for: "a green square bounces")
@@ -34,7 +35,7 @@ import ReelModels
                                                noise: PhiloxNoise(seed: seed))
         let stream = VideoStream(generator: generator, decoder: decoder)
         var frames: [RGBFrames] = [], promptIndices: [Int] = []
-        for try await chunk in stream.chunks(latentFrames: latentFrames, prompt: { frame in
+        for try await chunk in stream.chunks(latentFrames: latentFrames, granularity: granularity, prompt: { frame in
             frame == switchAt ? .switchTo(other) : .keep
         }) {
             frames.append(try #require(chunk.frames))
@@ -49,6 +50,35 @@ import ReelModels
         #expect(frames.map(\.count) == [9, 12, 12, 12])
         #expect(frames.allSatisfy { $0.width == 48 && $0.height == 32 })
         #expect(prompts == [0, 0, 1, 1])
+    }
+
+    /// A chunk per latent frame: the first frame comes alone, then 4 per latent, and the video is the
+    /// same as block by block.
+    @Test func latentFrameChunksGiveTheSameVideo() async throws {
+        let blocks = try await run(latentFrames: 9, seed: 5, switchAt: 3)
+        let latents = try await run(latentFrames: 9, seed: 5, switchAt: 3, granularity: .latentFrame)
+        #expect(latents.frames.map(\.count) == [1, 4, 4, 4, 4, 4, 4, 4, 4])
+        #expect(latents.prompts == [0, 0, 0, 1, 1, 1, 1, 1, 1])
+        #expect(latents.frames.flatMap(\.pixels) == blocks.frames.flatMap(\.pixels))
+    }
+
+    /// A block's clean pass runs when the next block starts (its latents are handed on one pass
+    /// earlier); a switch with recache skips it, since the recache rewrites those keys.
+    @Test func cleanPassRunsWithTheNextBlockAndIsSkippedByARecache() throws {
+        let (prompts, _) = try makeParts()
+        for recache in [true, false] {
+            let generator = try StreamingGenerator(model: prompts.model, prompt: try prompts.context(for: "a cat"),
+                                                   latentHeight: 4, latentWidth: 4, noise: PhiloxNoise(seed: 2))
+            generator.recacheOnSwitch = recache
+            var forwards: [Int] = []
+            for b in 0..<4 {
+                if b == 2 { generator.switchPrompt(to: try prompts.context(for: "a dog")) }
+                forwards.append(try generator.nextBlock().timings.forwards)
+            }
+            // 4 steps; + the previous block's clean pass; at the switch: recache instead of it, or
+            // (without recache) the clean pass alone.
+            #expect(forwards == [4, 5, 5, 5], "recache \(recache)")
+        }
     }
 
     @Test func sameSeedSameVideoOtherSeedOtherVideo() async throws {

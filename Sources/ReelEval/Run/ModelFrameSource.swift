@@ -24,7 +24,7 @@ public struct ModelFrameSource: FrameSource {
         let contexts = try plan.prompts.map { try model.context(for: $0) }
         let generator = try StreamingGenerator(model: model.dit, prompt: contexts[0], latentHeight: frameSize / 8,
                                                latentWidth: frameSize / 8, noise: PhiloxNoise(seed: plan.seed))
-        let stream = VideoStream(generator: generator, decoder: model.newDecoder())
+        let stream = VideoStream(generator: generator, decoder: model.newDecoder(), decodeBackend: model.decodeStream)
         let decisions = UncheckedContexts(contexts)
         for try await chunk in stream.chunks(latentFrames: plan.latentFrames, prompt: { frame in
             plan.promptStarting(atLatentFrame: frame).map { .switchTo(decisions.value[$0]) } ?? .keep

@@ -25,7 +25,7 @@ public final class StreamingTinyDecoder: VideoDecoder {
     /// Decodes the next block `[N, T, h, w, z]` into frames `[N, T', 8h, 8w, 3]` in [-1, 1].
     public func decode(_ latents: Tensor) throws -> Tensor {
         try checkLatents(latents, op: "StreamingTinyDecoder.decode")
-        let b = model.backend
+        let b = latents.backend
         var frames = try model.forward(latents, memory: &memory)                  // [N, 4T, H, W, 3] in [0, 1]
         let trim = min(model.framesToTrim - trimmed, frames.shape[1])
         if trim > 0 {

@@ -124,7 +124,7 @@ public final class TinyDecoder: @unchecked Sendable {
     /// Decodes a block `[N, T, h, w, z]` into raw frames `[N, T * 4, 8h, 8w, 3]` in [0, 1] (untrimmed),
     /// continuing the MemBlocks' past frames in `memory` (one slot per MemBlock).
     func forward(_ latents: Tensor, memory: inout [Tensor?]) throws -> Tensor {
-        let b = backend
+        let b = latents.backend   // the stream the input lives on (the weights serve every stream)
         var x = try b.affine(b.unary(.tanh, b.affine(latents, scale: 1.0 / 3, bias: 0)), scale: 3, bias: 0)
         x = try b.unary(.relu, inputConv(x))                                       // [N, T, h, w, c0]
         var slot = 0
@@ -143,7 +143,7 @@ public final class TinyDecoder: @unchecked Sendable {
 
     /// relu(conv(cat(x, past)) + skip(x)), past = the block's input one frame earlier (zeros at the start).
     private func memBlock(_ m: MemBlock, _ x: Tensor, memory: inout Tensor?) throws -> Tensor {
-        let b = backend
+        let b = x.backend
         let t = x.shape[1]
         let previous = try memory ?? b.zeros(x.shape.replacing(axis: 1, with: 1), dtype: x.dtype)
         let past = t == 1 ? previous : try b.concat([previous, b.slice(x, axis: 1, start: 0, length: t - 1)], axis: 1)
@@ -156,7 +156,7 @@ public final class TinyDecoder: @unchecked Sendable {
 
     /// 1x1 conv C -> C*stride; output frame t*stride + s takes channels [s*C, (s+1)*C).
     private func tgrow(_ x: Tensor, _ stage: Stage) throws -> Tensor {
-        let b = backend
+        let b = x.backend
         let (n, t, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
         let y = try b.matmul(x.reshaped([n * t * h * w, c]), stage.tgrow, transposeB: true, bias: nil)
             .reshaped([n, t, h, w, c * stage.stride])                              // [N, T, H, W, C*stride]

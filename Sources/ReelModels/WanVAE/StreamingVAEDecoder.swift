@@ -49,7 +49,7 @@ public final class StreamingVAEDecoder: VideoDecoder {
     /// frames in [-1, 1] (T' = 4T, or 4T - 3 for the stream's first block).
     public func decode(_ latents: Tensor) throws -> Tensor {
         try checkLatents(latents, op: "StreamingVAEDecoder.decode")
-        let b = model.backend
+        let b = latents.backend   // ops run on the stream the latents are issued on
         let x = try model.prepare(latents)                                       // [N, T, h, w, z]
         var outputs: [Tensor] = []
         var start = 0

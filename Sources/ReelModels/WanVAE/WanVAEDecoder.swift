@@ -105,7 +105,7 @@ public final class WanVAEDecoder: @unchecked Sendable {
     /// the next: the same frames as the whole chunk at once (Wan's own loop feeds its causal convs chunks
     /// of any length), with a quarter of the full-resolution activations alive at a time.
     func forward(_ x: Tensor, cache: inout CausalCache, sliceFrames: Int = WanVAEDecoder.defaultSliceFrames) throws -> Tensor {
-        let b = backend
+        let b = x.backend   // the stream the input lives on (the weights serve every stream)
         var y = try conv1(x, cache: &cache)                                        // [N, t, h, w, 384]
         y = try middle0(y, cache: &cache)
         y = try middleAttention(y)
@@ -133,7 +133,8 @@ public final class WanVAEDecoder: @unchecked Sendable {
     /// De-normalizes DiT latents (z * std + mean, Wan's `z / (1 / std) + mean`) and applies conv2.
     func prepare(_ latents: Tensor) throws -> Tensor {
         var cache = CausalCache(count: 0)
-        let raw = try backend.add(backend.mul(latents, std), mean)
+        let b = latents.backend
+        let raw = try b.add(b.mul(latents, std), mean)
         return try conv2(raw, cache: &cache)
     }
 
