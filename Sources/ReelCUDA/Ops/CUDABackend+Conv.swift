@@ -95,7 +95,16 @@ extension CUDABackend {
         }
         let plan: CuDNNConvPlan
         if let p = cudnnConvPlans[key] { plan = p } else {
-            do { plan = try CuDNNConvPlan(dnn: dnn, handle: cudnnHandle, key: key, out: out) } catch {
+            // Each candidate engine runs on the real buffers (the output is written again below):
+            // once to load it, then timed over 3 runs.
+            let time: (CuDNNConvPlan, CUhandle, Int) throws -> Double = { [self] p, candidate, bytes in
+                let scratch = try cudnnScratch(bytes)
+                try p.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, workspace: scratch, plan: candidate)
+                let start = try record(timing: true)
+                for _ in 0..<3 { try p.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, workspace: scratch, plan: candidate) }
+                return try elapsedMilliseconds(from: start, to: try record(timing: true)) / 3
+            }
+            do { plan = try CuDNNConvPlan(dnn: dnn, handle: cudnnHandle, key: key, out: out, time: time) } catch {
                 cudnnConvRefused.insert(key)
                 cudnnRefusals.append("conv3d x\(key.x) w\(key.w) stride \(key.stride) pad \(key.pre)/\(key.post) \(key.dtype): \(error)")
                 throw error

@@ -19,10 +19,21 @@ final class CuDNNConvPlan: CuDNNPlan, @unchecked Sendable {
 
     static let uidX: Int64 = 1, uidW: Int64 = 2, uidY: Int64 = 3, uidBias: Int64 = 4, uidConv: Int64 = 10
 
-    init(dnn: CuDNN, handle: CUhandle, key: Key, out: [Int]) throws {
+    /// Engine configs timed for a convolution of at least `timedFLOPs` (smaller ones take the
+    /// heuristics' first choice).
+    static let timedCandidates = 8, timedFLOPs = 2e9
+
+    /// - Parameter time: runs the convolution with a candidate plan and returns milliseconds
+    ///   (see `choosePlan`); nil keeps the heuristics' first plan.
+    init(dnn: CuDNN, handle: CUhandle, key: Key, out: [Int],
+         time: ((CuDNNConvPlan, CUhandle, Int) throws -> Double)? = nil) throws {
         super.init(dnn: dnn)
         do {
-            try choosePlan(handle: handle, ops: try buildOps(key, out: out))
+            let flops = 2.0 * Double(key.w.reduce(1, *) * key.x[4]) * Double(key.x[0] * out.reduce(1, *))
+            let timer: ((CUhandle, Int) throws -> Double)? = flops < Self.timedFLOPs ? nil : time.map { t in
+                { [unowned self] plan, bytes in try t(self, plan, bytes) }
+            }
+            try choosePlan(handle: handle, ops: try buildOps(key, out: out), candidates: Self.timedCandidates, time: timer)
         } catch {
             destroyDescriptors()
             throw ReelError.unsupported(backend: "cuda", op: "conv3d", message: "cuDNN: \(error)")
@@ -66,10 +77,11 @@ final class CuDNNConvPlan: CuDNNPlan, @unchecked Sendable {
         return [op, try pointwise(CuDNN.pwAdd, out, y, bias)]
     }
 
-    func execute(handle: CUhandle, x: UInt64, w: UInt64, y: UInt64, bias: UInt64?, workspace: UInt64) throws {
+    func execute(handle: CUhandle, x: UInt64, w: UInt64, y: UInt64, bias: UInt64?, workspace: UInt64,
+                 plan candidate: CUhandle? = nil) throws {
         var uids = [Self.uidX, Self.uidW, Self.uidY]
         var ptrs = [x, w, y].map { UnsafeMutableRawPointer(bitPattern: UInt($0)) }
         if let bias { uids.append(Self.uidBias); ptrs.append(UnsafeMutableRawPointer(bitPattern: UInt(bias))) }
-        try execute(handle: handle, uids: uids, pointers: ptrs, workspace: workspace)
+        try execute(handle: handle, uids: uids, pointers: ptrs, workspace: workspace, plan: candidate)
     }
 }

@@ -22,9 +22,15 @@ class CuDNNPlan: @unchecked Sendable {
     /// `REEL_CUDNN_LOG`: print each plan's engine and workspace (to see what a stream's plans cost).
     static let logPlans = ProcessInfo.processInfo.environment["REEL_CUDNN_LOG"] != nil
 
-    /// Operation graph -> heuristics (mode A, then fallback) -> the first engine config that
-    /// finalizes into an execution plan.
-    func choosePlan(handle: CUhandle, ops: [CUhandle]) throws {
+    /// Operation graph -> heuristics (mode A, then fallback) -> the engine configs that finalize into
+    /// execution plans. Without `time`, the heuristics' first such plan is kept. With it, up to
+    /// `candidates` plans (workspace at most `maxTimedWorkspace`) are each run and timed by `time`
+    /// (milliseconds; the plan, its workspace bytes) and the fastest is kept: the heuristics' first
+    /// choice is not always the fastest (the Wan VAE's 96-channel convolutions).
+    func choosePlan(handle: CUhandle, ops: [CUhandle], candidates: Int = 1,
+                    time: ((CUhandle, Int) throws -> Double)? = nil) throws {
+        var found: [(plan: CUhandle, bytes: Int, rank: Int)] = []
+        let wanted = time == nil ? 1 : max(1, candidates)
         let graph = try make(CuDNN.operationGraphDescriptor) { g in
             var hd = handle
             try set(g, CuDNN.attrGraphHandle, CuDNN.typeHandle, &hd)
@@ -56,7 +62,7 @@ class CuDNNPlan: @unchecked Sendable {
                 try dnn.check(dnn.cudnnBackendGetAttribute(heur, CuDNN.attrEngineHeurResults, CuDNN.typeBackendDescriptor, count, &got, p.baseAddress!),
                               "get ENGINEHEUR_RESULTS")
             }
-            for (rank, cfg) in cfgs.prefix(Int(got)).enumerated() {
+            for (rank, cfg) in cfgs.prefix(Int(got)).enumerated() where found.count < wanted {
                 do {
                     let chosen = try make(CuDNN.executionPlanDescriptor) { pl in
                         var hd = handle, c = cfg
@@ -65,13 +71,30 @@ class CuDNNPlan: @unchecked Sendable {
                     }
                     var ws: Int64 = 0, n: Int64 = 0
                     try dnn.check(dnn.cudnnBackendGetAttribute(chosen, CuDNN.attrPlanWorkspaceSize, CuDNN.typeInt64, 1, &n, &ws), "get WORKSPACE_SIZE")
-                    adopt(chosen, bytes: Int(ws), rank: rank)
-                    return
+                    if found.isEmpty || Int(ws) <= Self.maxTimedWorkspace { found.append((chosen, Int(ws), rank)) }
                 } catch { lastError = error }
             }
+            if !found.isEmpty { break }
         }
-        throw lastError ?? ReelError.library(name: "cuDNN", message: "no engine for this attention graph")
+        guard let first = found.first else {
+            throw lastError ?? ReelError.library(name: "cuDNN", message: "no engine for this graph")
+        }
+        guard let time, found.count > 1 else { return adopt(first.plan, bytes: first.bytes, rank: first.rank) }
+        var best = first, bestMs = Double.infinity
+        var report: [String] = []
+        for candidate in found {
+            guard let ms = try? time(candidate.plan, candidate.bytes) else { report.append("#\(candidate.rank) failed"); continue }
+            report.append(String(format: "#%d %.3f ms", candidate.rank, ms))
+            if ms < bestMs { best = candidate; bestMs = ms }
+        }
+        if Self.logPlans {
+            FileHandle.standardError.write(Data("cuDNN \(type(of: self)): timed \(report.joined(separator: ", "))\n".utf8))
+        }
+        adopt(best.plan, bytes: best.bytes, rank: best.rank)
     }
+
+    /// Plans needing more scratch than this are not timed as alternatives to the first.
+    static let maxTimedWorkspace = 256 << 20
 
 
     private func adopt(_ chosen: CUhandle, bytes: Int, rank: Int) {
@@ -84,7 +107,8 @@ class CuDNNPlan: @unchecked Sendable {
 
     /// Runs the plan on `handle`'s stream with the tensors' unique ids bound to device pointers
     /// (by-value scalars: host pointers).
-    func execute(handle: CUhandle, uids: [Int64], pointers: [UnsafeMutableRawPointer?], workspace: UInt64) throws {
+    func execute(handle: CUhandle, uids: [Int64], pointers: [UnsafeMutableRawPointer?], workspace: UInt64,
+                 plan candidate: CUhandle? = nil) throws {
         var ids = uids, ptrs = pointers
         var ws = UnsafeMutableRawPointer(bitPattern: UInt(workspace))
         var pack: CUhandle = nil
@@ -94,7 +118,7 @@ class CuDNNPlan: @unchecked Sendable {
         try dnn.check(dnn.cudnnBackendSetAttribute(pack, CuDNN.attrVariantPointers, CuDNN.typeVoidPtr, Int64(ptrs.count), &ptrs), "set VARIANT_PACK_DATA_POINTERS")
         try dnn.check(dnn.cudnnBackendSetAttribute(pack, CuDNN.attrVariantWorkspace, CuDNN.typeVoidPtr, 1, &ws), "set VARIANT_PACK_WORKSPACE")
         try dnn.check(dnn.cudnnBackendFinalize(pack), "finalize VARIANT_PACK")
-        try dnn.check(dnn.cudnnBackendExecute(handle, plan, pack), "cudnnBackendExecute")
+        try dnn.check(dnn.cudnnBackendExecute(handle, candidate ?? plan, pack), "cudnnBackendExecute")
     }
 
     // MARK: Descriptor helpers
