@@ -25,6 +25,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public var attentionPath: KernelChoice = .auto
     /// conv3d: cuDNN's implicit-GEMM convolution (bf16/f16) or Reel's im2col + cuBLASLt GEMM.
     public var convolutionPath: KernelChoice = .auto
+    /// linearGELU: cuBLASLt's GELU epilogue (one GEMM writes GELU(x W^T + b)) or, when false, `linear`
+    /// then a `geluTanh` pass. Wan's reference is PyTorch's tanh GELU, the form cuBLAS documents for its
+    /// epilogue; `reel check-ops` checks that on the GPU ("linearGELU epilogue is tanh GELU").
+    public var geluEpilogue: Bool = CUDABackend.geluEpilogueDefault
+    /// `REEL_GELU_EPILOGUE=0`: backends start with the GELU epilogue off.
+    public static let geluEpilogueDefault = ProcessInfo.processInfo.environment["REEL_GELU_EPILOGUE"] != "0"
     var cudnnConvPlans: [CuDNNConvPlan.Key: CuDNNConvPlan] = [:]
     var cudnnConvRefused: Set<CuDNNConvPlan.Key> = []
     let cudnnLock = NSLock()

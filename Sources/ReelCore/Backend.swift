@@ -156,6 +156,9 @@ public protocol Backend: AnyObject, Sendable {
     func rmsNormRoPE(_ x: Tensor, weight: Tensor?, eps: Float, grid: RoPEGrid) throws -> Tensor
     /// `l2Norm` then SiLU (the Wan VAE's RMS_norm followed by its activation).
     func l2NormSiLU(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float) throws -> Tensor
+    /// GELU (tanh approximation) of `x W^T + b`: x `[..., K]`, a Linear weight `[N, K]`, bias `[N]`
+    /// (the DiT's first FFN layer, whose output is the largest activation of a block).
+    func linearGELU(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor
 
     // MARK: Convolution
 
@@ -202,6 +205,11 @@ extension Backend {
 
     public func l2NormSiLU(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float) throws -> Tensor {
         try unary(.silu, try l2Norm(x, weight: weight, scale: scale, eps: eps))
+    }
+
+    public func linearGELU(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
+        try require(weight.rank == 2, "linearGELU", "expected a Linear weight [N, K], got \(weight.shape)")
+        return try unary(.geluTanh, try linear(x, weight: weight, bias: bias))
     }
 
     /// `x W^T + b` for a PyTorch Linear weight `[out, in]`.

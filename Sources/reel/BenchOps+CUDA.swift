@@ -101,6 +101,20 @@ enum CUDABench {
             let x = try randn(b, [tokens, dim]), w = try randn(b, [ffn, dim], seed: 2), bias = try randn(b, [ffn], seed: 3)
             return { _ = try b.linear(x, weight: w, bias: bias) }
         }
+        // The FFN's first layer with its GELU: cuBLASLt's GELU_BIAS epilogue against the GEMM (bias
+        // fused) then a geluTanh pass, which writes and reads the [4680, 8960] pre-activation again
+        // (2 x 84 MB more). Both against the fused floor.
+        for epilogue in [true, false] {
+            add("linearGELU", "\(tokens)x\(dim) . [\(ffn),\(dim)]^T + bias " + (epilogue ? "(epilogue)" : "(gemm + geluTanh)"),
+                flops: 2 * Double(tokens * dim * ffn), bytes: 2 * Double(tokens * dim + ffn * dim + tokens * ffn)) { b in
+                let x = try randn(b, [tokens, dim]), w = try randn(b, [ffn, dim], seed: 2), bias = try randn(b, [ffn], seed: 3)
+                return {
+                    b.geluEpilogue = epilogue
+                    defer { b.geluEpilogue = CUDABackend.geluEpilogueDefault }
+                    _ = try b.linearGELU(x, weight: w, bias: bias)
+                }
+            }
+        }
         // Attention; FLOPs counted as 4 * Lq * Lk * D * H (QK^T and PV). The DiT shapes run on both
         // paths: cuDNN's fused flash attention (auto) and Reel's own tensor-core kernel.
         for (lq, lk, h, d, what, path) in [(tokens, window, heads, hd, "DiT self", CUDABackend.AttentionPath.auto), (tokens, window, heads, hd, "DiT self", .own),

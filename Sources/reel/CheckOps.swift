@@ -51,10 +51,12 @@ struct CheckOps: ParsableCommand {
             print(pad(c.op, 16) + pad(c.label, 44) + pad(c.dtype.rawValue, 6) + lpad(nmseText, 11)
                   + lpad(String(format: "%.0e", c.tolerance), 11) + "  " + result)
         }
-        // Checks of the runtime rather than of one op.
-        if filter == nil || "runtime".contains(filter!) || filter!.hasPrefix("runtime") {
+        // Checks of the runtime rather than of one op: all of them for "runtime", else those named by the filter.
+        let allRuntime = filter == nil || "runtime".contains(filter!) || filter!.hasPrefix("runtime")
+        let runtime = RuntimeCheck.all.filter { allRuntime || $0.0.contains(filter!) }
+        if !runtime.isEmpty {
             print("")
-            for (name, check) in RuntimeCheck.all {
+            for (name, check) in runtime {
                 var line = "ok"
                 do { line = try check(gpu, cpu) } catch { line = "FAIL: \(error)"; failures.append("runtime \(name)") }
                 if line.hasPrefix("FAIL") && !failures.contains("runtime \(name)") { failures.append("runtime \(name)") }
@@ -83,6 +85,8 @@ enum InputKind {
     case positive
     /// Integer ids in 0 ..< n.
     case ids(Int)
+    /// normal * s: a Linear weight of 1 / sqrt(K) keeps the products' outputs of unit scale.
+    case scaled(Float)
 }
 
 struct InputSpec {
@@ -135,10 +139,11 @@ struct OpCheck {
                 return (0..<n).map { Int64((($0 &* 7919) &+ Int(seed)) % v) }.withUnsafeBytes { Array($0) }
             }
             return (0..<n).map { Int32((($0 &* 7919) &+ Int(seed)) % v) }.withUnsafeBytes { Array($0) }
-        case .normal, .positive:
+        case .normal, .positive, .scaled:
             var values = [Float](repeating: 0, count: n)
             values.withUnsafeMutableBufferPointer { PhiloxNormal.fill($0, seed: seed, offset: 0) }
             if case .positive = spec.kind { values = values.map { abs($0) + 0.5 } }
+            if case .scaled(let s) = spec.kind { values = values.map { $0 * s } }
             return try HostConversion.encode(values, as: spec.dtype)
         }
     }
@@ -261,6 +266,24 @@ struct OpCheck {
             add("matmul", "[256, 1536] x [1536, 1536]^T + bias", dt, [InputSpec(shape: [256, 1536], dtype: dt), InputSpec(shape: [1536, 1536], dtype: dt), InputSpec(shape: [1536], dtype: dt)]) { b, t in
                 try b.matmul(t[0], t[1], transposeB: true, bias: t[2])
             }
+            // linearGELU, the DiT FFN's first layer (on CUDA one GEMM with cuBLASLt's GELU epilogue).
+            // Weights of 1 / sqrt(K) give pre-activations of unit scale, where tanh and erf GELU differ
+            // by ~4e-8 nmse: f32's 1e-9 tells them apart (bf16's output rounding cannot). 16-bit: the
+            // CPU's composition rounds the pre-activation once more than the epilogue (factor 2).
+            for (label, x, n, withBias) in [("[37, 64] x [48, 64]^T + bias", [37, 64], 48, true),
+                                            ("[37, 64] x [48, 64]^T", [37, 64], 48, false),
+                                            ("[2, 19, 75] x [41, 75]^T + bias (odd)", [2, 19, 75], 41, true),
+                                            ("[19, 75] x [41, 75]^T (odd)", [19, 75], 41, false),
+                                            ("[256, 1536] x [1024, 1536]^T", [256, 1536], 1024, false),
+                                            ("DiT [4680, 1536] x [8960, 1536]^T + bias", [4680, 1536], 8960, true)] as [(String, Shape, Int, Bool)] {
+                if label.hasPrefix("DiT") && dt == .f16 { continue }  // the DiT runs bf16 (and f32 for parity)
+                let k = x.last
+                var inputs = [InputSpec(shape: x, dtype: dt), InputSpec(shape: [n, k], dtype: dt, kind: .scaled(1 / Float(k).squareRoot()))]
+                if withBias { inputs.append(InputSpec(shape: [n], dtype: dt)) }
+                add("linearGELU", label, dt, inputs, factor: dt == .f32 ? 1 : 2) { b, t in
+                    try b.linearGELU(t[0], weight: t[1], bias: withBias ? t[2] : nil)
+                }
+            }
             // Attention: Lq and Lk not multiples of the 64-row tiles, so the edge masking is exercised.
             // 16-bit cases with D <= 128 run on each path: cuDNN's fused kernel (when cuDNN is
             // installed) and Reel's own tensor-core kernel.
@@ -360,7 +383,36 @@ enum RuntimeCheck {
         ("allocator: no cuMemAlloc in steady state", allocatorSteady),
         ("second stream ordered by an event", streams),
         ("bad input gives typed errors", errors),
+        ("linearGELU epilogue is tanh GELU", geluEpilogue),
     ] }
+
+    /// Which GELU cuBLASLt's epilogue is: an f32 GEMM (FP32 compute) with the epilogue forced on,
+    /// against the CPU's tanh GELU and erf GELU of the same product. At unit-scale pre-activations
+    /// the two GELUs differ by ~4e-8 nmse; the two f32 GEMMs by orders of magnitude less.
+    static func geluEpilogue(_ gpu: CUDABackend, _ cpu: CPUBackend) throws -> String {
+        let (m, k, n) = (512, 768, 1024)
+        let specs = [InputSpec(shape: [m, k], dtype: .f32), InputSpec(shape: [n, k], dtype: .f32, kind: .scaled(1 / Float(k).squareRoot())),
+                     InputSpec(shape: [n], dtype: .f32)]
+        var g: [Tensor] = [], c: [Tensor] = []
+        for (i, spec) in specs.enumerated() {
+            let bytes = try OpCheck.hostBytes(spec, seed: 7000 + UInt64(i))
+            try bytes.withUnsafeBytes { raw in
+                g.append(try gpu.upload(raw, shape: spec.shape, dtype: spec.dtype))
+                c.append(try cpu.upload(raw, shape: spec.shape, dtype: spec.dtype))
+            }
+        }
+        let configured = gpu.geluEpilogue
+        gpu.geluEpilogue = true
+        defer { gpu.geluEpilogue = configured }
+        let got = try gpu.linearGELU(g[0], weight: g[1], bias: g[2]).toFloats()
+        let pre = try cpu.linear(c[0], weight: c[1], bias: c[2])
+        let toTanh = OpCheck.nmse(got, try cpu.unary(.geluTanh, pre).toFloats())
+        let toErf = OpCheck.nmse(got, try cpu.unary(.gelu, pre).toFloats())
+        let figures = String(format: "nmse %.1e to tanh GELU, %.1e to erf", toTanh, toErf)
+        if !(toTanh < toErf) { return "FAIL: closer to erf GELU (\(figures)): run with REEL_GELU_EPILOGUE=0" }
+        if !(toTanh <= OpCheck.tolerance(.f32)) { return "FAIL: tanh GELU but off (\(figures))" }
+        return "ok (\(figures)\(configured ? "" : "; epilogue off: REEL_GELU_EPILOGUE=0"))"
+    }
 
     static func randomExact(_ gpu: CUDABackend, _ cpu: CPUBackend) throws -> String {
         let n = 1 << 20

@@ -82,6 +82,33 @@ let gemmPaths: [GEMMPath] = BLAS.shared == nil ? [.own] : [.own, .blas]
         #expect(nmse(try y.toFloats(), ref) < tolerance(dtype))
     }
 
+    /// The default `linearGELU` (the CPU's) is `geluTanh(linear(...))` bit for bit, and at unit-scale
+    /// pre-activations it is told apart from erf GELU (the scale check-ops uses on the GPU).
+    @Test(arguments: [DType.f32, .bf16])
+    func linearGELUIsTanhGELUOfLinear(dtype: DType) throws {
+        let cpu = CPUBackend(gemm: .own)
+        let (m, k, n) = (14, 40, 24)
+        let (x, xr) = try randomTensor(cpu, [2, 7, k], dtype, seed: 41)
+        let (w, wr) = try randomTensor(cpu, [n, k], dtype, seed: 42, scale: 1 / Float(k).squareRoot())
+        let (bias, biasR) = try randomTensor(cpu, [n], dtype, seed: 43)
+        for withBias in [true, false] {
+            let b = withBias ? bias : nil
+            let fused = try cpu.linearGELU(x, weight: w, bias: b)
+            let composed = try cpu.unary(.geluTanh, try cpu.linear(x, weight: w, bias: b))
+            #expect(fused.shape == [2, 7, n] && fused.dtype == dtype)
+            #expect(try fused.toFloats() == composed.toFloats(), "bias \(withBias)")
+            guard dtype == .f32 else { continue }
+            let pre = referenceMatmul(xr, wr, bias: withBias ? biasR : nil, batch: 1, m: m, k: k, n: n, transposeB: true, batchedB: false)
+            let ours = try fused.toFloats()
+            let toTanh = nmse(ours, pre.map { referenceUnary(.geluTanh, $0) })
+            let toErf = nmse(ours, pre.map { referenceUnary(.gelu, $0) })
+            #expect(toTanh < 1e-11, "bias \(withBias): nmse \(toTanh) to tanh GELU")
+            #expect(toErf > 1e-9, "bias \(withBias): nmse \(toErf) to erf GELU")
+        }
+        #expect(throws: ReelError.self) { try cpu.linearGELU(x, weight: try cpu.zeros([1, n, k], dtype: dtype), bias: nil) }
+        #expect(throws: ReelError.self) { try cpu.linearGELU(x, weight: w, bias: try cpu.zeros([n + 1], dtype: dtype)) }
+    }
+
     @Test func ownKernelAgreesWithBLAS() throws {
         guard BLAS.shared != nil else { return }
         let own = CPUBackend(gemm: .own), blas = CPUBackend(gemm: .blas)

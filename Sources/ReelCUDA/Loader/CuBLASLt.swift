@@ -33,6 +33,9 @@ public struct CuBLASLt: @unchecked Sendable {
     static let descTransA: Int32 = 3, descTransB: Int32 = 4, descEpilogue: Int32 = 7
     static let descBiasPointer: Int32 = 8, descBiasDataType: Int32 = 26
     static let epilogueDefault: Int32 = 1, epilogueBias: Int32 = 4
+    /// GELU, and bias then GELU (GELU | BIAS). cuBLAS documents its GELU as the tanh approximation
+    /// (cublasLtEpilogue_t, note 5); `reel check-ops` checks it on the GPU at hand.
+    static let epilogueGELU: Int32 = 32, epilogueGELUBias: Int32 = 36
     static let layoutBatchCount: Int32 = 5, layoutStridedBatchOffset: Int32 = 6
     static let prefMaxWorkspaceBytes: Int32 = 1
     /// sizeof(cublasLtMatmulHeuristicResult_t): algo (8 x u64), workspaceSize, state, wavesCount, reserved[4].

@@ -2,15 +2,17 @@ import Foundation
 import ReelCore
 
 // GEMMs through cuBLASLt: bf16/f16 tensor cores with float32 accumulation (CUBLAS_COMPUTE_32F,
-// never TF32 for f32 data), the bias added in the epilogue, the algorithm chosen once per problem
-// shape (cuBLASLt's heuristic candidates, timed) and remembered.
+// never TF32 for f32 data), the bias (and for `linearGELU` the tanh GELU) applied in the epilogue,
+// the algorithm chosen once per problem shape and epilogue (cuBLASLt's heuristic candidates, timed)
+// and remembered.
 extension CUDABackend {
     /// Row-major `D[batch][M, N] = A[batch][M, K] x op(B[batch])` (+ bias[N]), with op(B) = B^T for
     /// B `[N, K]` when `transposeB`, else B `[K, N]`. Strides are in elements (0: shared by the batch).
+    /// With `gelu`, D = GELU(D) (tanh form) in the epilogue, after the bias.
     func gemm(a: UInt64, b: UInt64, d: UInt64, bias: UInt64?, m: Int, n: Int, k: Int, transposeB: Bool,
-              batch: Int = 1, strideA: Int = 0, strideB: Int = 0, strideD: Int = 0, dtype: DType) throws {
+              batch: Int = 1, strideA: Int = 0, strideB: Int = 0, strideD: Int = 0, gelu: Bool = false, dtype: DType) throws {
         if m == 0 || n == 0 { return }
-        let key = GemmKey(m: m, n: n, k: k, batch: batch, transposeB: transposeB, bias: bias != nil, dtype: dtype,
+        let key = GemmKey(m: m, n: n, k: k, batch: batch, transposeB: transposeB, bias: bias != nil, gelu: gelu, dtype: dtype,
                           strides: [strideA, strideB, strideD], alignment: [a, b, d].map { Int($0 % 16) })
         // Descriptors are made once per shape and stream: per call only the bias pointer changes.
         gemmLock.lock()
@@ -54,7 +56,8 @@ extension CUDABackend {
                          "cublasLtMatmulAlgoGetHeuristic(\(key.m)x\(key.n)x\(key.k), \(key.dtype))")
         }
         guard found > 0 else {
-            throw ReelError.unsupported(backend: "cuda", op: "matmul", message: "cuBLASLt has no algorithm for \(key.m)x\(key.n)x\(key.k) \(key.dtype)")
+            let what = key.gelu ? " with the GELU epilogue (REEL_GELU_EPILOGUE=0 turns it off)" : ""
+            throw ReelError.unsupported(backend: "cuda", op: "matmul", message: "cuBLASLt has no algorithm for \(key.m)x\(key.n)x\(key.k) \(key.dtype)\(what)")
         }
         let candidates = (0..<Int(found)).map { i in
             Array(results[(i * CuBLASLt.heuristicResultSize)..<((i + 1) * CuBLASLt.heuristicResultSize)])
@@ -85,8 +88,21 @@ extension CUDABackend {
     }
 
     public func matmul(_ a: Tensor, _ b: Tensor, transposeB: Bool, bias: Tensor?) throws -> Tensor {
-        try requireFloat(a, "matmul"); try requireFloat(b, "matmul")
-        try require(a.rank >= 2, "matmul", "a must be [..., M, K], got \(a.shape)")
+        try product(a, b, transposeB: transposeB, bias: bias, gelu: false, op: "matmul")
+    }
+
+    /// One GEMM with GELU_BIAS (or GELU) as its epilogue: the [4680, 8960] pre-activation of the DiT's
+    /// FFN is never written and read back. With `geluEpilogue` off, `linear` then `geluTanh`.
+    public func linearGELU(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
+        try require(weight.rank == 2, "linearGELU", "expected a Linear weight [N, K], got \(weight.shape)")
+        if !geluEpilogue { return try unary(.geluTanh, try linear(x, weight: weight, bias: bias)) }
+        return try product(x, weight, transposeB: true, bias: bias, gelu: true, op: "linearGELU")
+    }
+
+    /// `matmul`, and with `gelu` its output through the tanh GELU in the same GEMM.
+    private func product(_ a: Tensor, _ b: Tensor, transposeB: Bool, bias: Tensor?, gelu: Bool, op: String) throws -> Tensor {
+        try requireFloat(a, op); try requireFloat(b, op)
+        try require(a.rank >= 2, op, "a must be [..., M, K], got \(a.shape)")
         let bb = b.dtype == a.dtype ? b : try cast(b, to: a.dtype)
         let k = a.shape.last
         var m = a.count / max(k, 1), batch = 1, strideA = 0, strideB = 0, strideD = 0
@@ -94,18 +110,18 @@ extension CUDABackend {
         if b.rank == 2 {
             (n, kb) = transposeB ? (b.shape[0], b.shape[1]) : (b.shape[1], b.shape[0])
         } else if b.rank == 3 {
-            try require(a.rank == 3 && a.shape[0] == b.shape[0], "matmul", "batched b \(b.shape) needs a [\(b.shape[0]), M, K], got \(a.shape)")
+            try require(a.rank == 3 && a.shape[0] == b.shape[0], op, "batched b \(b.shape) needs a [\(b.shape[0]), M, K], got \(a.shape)")
             batch = b.shape[0]
             m = a.shape[1]
             (n, kb) = transposeB ? (b.shape[1], b.shape[2]) : (b.shape[2], b.shape[1])
             strideA = m * k; strideB = n * k; strideD = m * n
         } else {
-            throw ReelError.invalidArgument(op: "matmul", message: "b must be [N, K], [K, N] or batched, got \(b.shape)")
+            throw ReelError.invalidArgument(op: op, message: "b must be [N, K], [K, N] or batched, got \(b.shape)")
         }
-        try require(kb == k, "matmul", "inner dimensions differ: a \(a.shape), b \(b.shape)\(transposeB ? " (transposed)" : "")")
+        try require(kb == k, op, "inner dimensions differ: a \(a.shape), b \(b.shape)\(transposeB ? " (transposed)" : "")")
         var biasT: Tensor?
         if let bias {
-            try require(bias.count == n, "matmul", "bias has \(bias.count) elements for N = \(n)")
+            try require(bias.count == n, op, "bias has \(bias.count) elements for N = \(n)")
             biasT = bias.dtype == a.dtype ? bias : try cast(bias, to: a.dtype)
         }
         var outDims = Array(a.shape.dims.dropLast())
@@ -113,10 +129,12 @@ extension CUDABackend {
         let out = try allocate(Shape(outDims), dtype: a.dtype)
         if k == 0 {  // an empty sum: the bias alone, or zeros
             try fill(out, with: 0)
-            return biasT == nil ? out : try binary(.add, out, biasT!)
+            let sum = biasT == nil ? out : try binary(.add, out, biasT!)
+            return gelu ? try unary(.geluTanh, sum) : sum
         }
-        try gemm(a: try arg(a, "matmul"), b: try arg(bb, "matmul"), d: try arg(out, "matmul"), bias: try biasT.map { try arg($0, "matmul") },
-                 m: m, n: n, k: k, transposeB: transposeB, batch: batch, strideA: strideA, strideB: strideB, strideD: strideD, dtype: a.dtype)
+        try gemm(a: try arg(a, op), b: try arg(bb, op), d: try arg(out, op), bias: try biasT.map { try arg($0, op) },
+                 m: m, n: n, k: k, transposeB: transposeB, batch: batch, strideA: strideA, strideB: strideB, strideD: strideD,
+                 gelu: gelu, dtype: a.dtype)
         return out
     }
 }
@@ -125,6 +143,8 @@ extension CUDABackend {
 struct GemmKey: Hashable {
     var m, n, k, batch: Int
     var transposeB, bias: Bool
+    /// GELU in the epilogue: its own descriptor and its own timed algorithm choice.
+    var gelu: Bool
     var dtype: DType
     var strides: [Int]
     var alignment: [Int]
@@ -151,10 +171,17 @@ final class GemmPlan {
         var opB: Int32 = CuBLASLt.opN
         try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descTransA, &opA, 4), "set TRANSA")
         try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descTransB, &opB, 4), "set TRANSB")
-        if key.bias {
-            var epi = CuBLASLt.epilogueBias
-            var bt = dataType
+        let epilogue: Int32? = switch (key.bias, key.gelu) {
+        case (false, false): nil
+        case (true, false): CuBLASLt.epilogueBias
+        case (false, true): CuBLASLt.epilogueGELU
+        case (true, true): CuBLASLt.epilogueGELUBias
+        }
+        if var epi = epilogue {
             try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descEpilogue, &epi, 4), "set EPILOGUE")
+        }
+        if key.bias {
+            var bt = dataType
             try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descBiasDataType, &bt, 4), "set BIAS_DATA_TYPE")
         }
         let (m, n, k, batch) = (key.m, key.n, key.k, key.batch)

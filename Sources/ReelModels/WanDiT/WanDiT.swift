@@ -187,7 +187,7 @@ public final class WanDiT: @unchecked Sendable {
 
         // Feed-forward.
         h = try be.modulatedLayerNorm(out, scale: try mod(4), shift: try mod(3), eps: c.eps)
-        h = try be.unary(.geluTanh, try be.linear(h, weight: b.ffn.0.weight, bias: b.ffn.0.bias))
+        h = try be.linearGELU(h, weight: b.ffn.0.weight, bias: b.ffn.0.bias)  // GELU(approximate="tanh"), as Wan
         h = try be.linear(h, weight: b.ffn.1.weight, bias: b.ffn.1.bias)
         out = try be.gatedResidual(out, try h.reshaped(framed), gate: try mod(5))
         return try out.reshaped([1, tokens, c.dim])
