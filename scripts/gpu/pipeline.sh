@@ -6,7 +6,7 @@
 #  3. LongLive's own speed on the same GPU (DiT only), for the side-by-side ratio.
 # Needs: `carry: [".gpu", ".ref"]` (the binary from scripts/gpu/build.sh; LongLive v1.0 in .ref/LongLive).
 #
-#   bash scripts/gpu/pipeline.sh [parity|bench|reference|memory]...   (default: all but memory)
+#   bash scripts/gpu/pipeline.sh [parity|bench|profile|reference|memory]...   (default: parity bench reference)
 set -uo pipefail
 out=${OUT:-/tmp/reel-out}
 mkdir -p "$out"
@@ -27,6 +27,13 @@ for step in $steps; do
     $reel bench --backend cuda --model 1.3b --blocks 14 --warmup 4 --switch-block 10 2>&1 | tee "$out/bench.txt"
     $reel bench --backend cuda --model 1.3b --decoder tiny --blocks 14 --warmup 4 --switch-block 10 2>&1 | tee "$out/bench-tiny.txt"
     $reel bench --backend cuda --model 1.3b --decoder none --blocks 14 --warmup 4 --switch-block 10 2>&1 | tee "$out/bench-dit.txt" ;;
+  profile)
+    # Per-kernel GPU time (REEL_PROFILE=1) of the measured blocks, DiT with the Wan VAE and DiT alone.
+    REEL_PROFILE=1 REEL_CUDNN_LOG=1 $reel bench --backend cuda --model 1.3b --blocks 10 --warmup 4 --switch-block 8 \
+      > "$out/profile.txt" 2> "$out/profile-log.txt"; tail -5 "$out/profile-log.txt"
+    REEL_PROFILE=1 $reel bench --backend cuda --model 1.3b --decoder none --blocks 10 --warmup 4 --switch-block 8 \
+      > "$out/profile-dit.txt" 2>&1
+    grep -E "FPS|per block|first frame|peak" "$out/profile.txt" "$out/profile-dit.txt" ;;
   reference)
     python3 tools/gpu/longlive_speed.py --longlive .ref/LongLive --blocks 8 2>&1 | grep -v "^\s*-\|kv_cache\|local_attn\|KV inference" | tee "$out/longlive-speed.txt" ;;
   memory)
