@@ -97,7 +97,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             let (buf, event) = bufs[i & 1]
             try driver.check(driver.cuEventSynchronize(event), "cuEventSynchronize")
             buf.copyMemory(from: bytes.baseAddress! + done, byteCount: n)
-            try driver.check(driver.cuMemcpyHtoDAsync(dst + UInt64(done), buf, n, stream), "cuMemcpyHtoDAsync_v2")
+            try driver.check(profiled("upload " + ProfileTable.bytes(n)) { driver.cuMemcpyHtoDAsync(dst + UInt64(done), buf, n, stream) },
+                             "cuMemcpyHtoDAsync_v2")
             try driver.check(driver.cuEventRecord(event, stream), "cuEventRecord")
             done += n; i += 1
         }
@@ -119,7 +120,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             let (buf, event) = bufs[0]
             // An upload from another stream may still be reading this buffer.
             try driver.check(driver.cuEventSynchronize(event), "cuEventSynchronize")
-            try driver.check(driver.cuMemcpyDtoHAsync(buf, src + UInt64(done), n, stream), "cuMemcpyDtoHAsync_v2")
+            try driver.check(profiled("download " + ProfileTable.bytes(n)) { driver.cuMemcpyDtoHAsync(buf, src + UInt64(done), n, stream) },
+                             "cuMemcpyDtoHAsync_v2")
             try driver.check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
             (bytes.baseAddress! + done).copyMemory(from: buf, byteCount: n)
             done += n
@@ -231,7 +233,7 @@ public final class CUDAGraph: @unchecked Sendable {
     /// Queues every captured op again on the backend's stream.
     public func replay() throws {
         try backend.device.makeCurrent()
-        try backend.driver.check(backend.driver.cuGraphLaunch(exec, backend.stream), "cuGraphLaunch")
+        try backend.driver.check(backend.profiled("graph replay") { backend.driver.cuGraphLaunch(exec, backend.stream) }, "cuGraphLaunch")
     }
 
     deinit {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ReelCore
 import ReelCPU
+import ReelCUDA
 import ReelIO
 import ReelModels
 import ReelPipeline
@@ -15,7 +16,9 @@ struct Bench: AsyncParsableCommand {
         read), encodes nothing (a random prompt embedding stands in for the text encoder's output), and \
         streams --blocks blocks through the decoder into a null sink, with one prompt switch (KV-recache) \
         at --switch-block. Every figure is printed with the floor it is held against: the model's FLOPs \
-        divided by the matrix-multiply rate measured on the same backend in the same run.
+        divided by the matrix-multiply rate measured on the same backend in the same run. \
+        With REEL_PROFILE=1 (CUDA) it ends with the GPU time of each op of the measured stream and what \
+        the device memory held at its peak (docs/perf-notes.md, "Profiling").
         """
     )
 
@@ -139,6 +142,10 @@ struct Bench: AsyncParsableCommand {
         try decodeStream.synchronize()
         vae?.reset()
         (backend as? MemoryReporting)?.resetPeakMemory()
+        if let gpu = backend as? CUDABackend, let profiler = gpu.profiler {  // REEL_PROFILE: time the measured stream only
+            profiler.reset()
+            if let decoder = decodeStream as? CUDABackend, decoder !== gpu { profiler.name("DiT", for: gpu); profiler.name("decoder", for: decoder) }
+        }
         let generator = try StreamingGenerator(model: dit, prompt: first, latentHeight: lh, latentWidth: lw,
                                                noise: PhiloxNoise(seed: 0))
         let stream = VideoStream(generator: generator, decoder: vae, decodeBackend: decodeStream)
@@ -207,6 +214,7 @@ struct Bench: AsyncParsableCommand {
         }
         print(String(format: "KV cache %.2f GB; blocks %@", Double(generator.cacheBytes) / 1e9,
                      ditSeconds.map { String(format: "%.0f", $0 * 1000) }.joined(separator: " ") + " ms (DiT)"))
+        if let profiler = (backend as? CUDABackend)?.profiler { print("\n" + (try profiler.report()), terminator: "") }
     }
 
     private func row(_ name: String, _ measured: Double, _ floor: Double, unit: String, higherIsBetter: Bool) {

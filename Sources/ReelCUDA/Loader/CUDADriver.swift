@@ -37,6 +37,7 @@ public struct CUDADriver: @unchecked Sendable {
     let cuEventCreate: @convention(c) (UnsafeMutablePointer<CUhandle>, UInt32) -> CUresult
     let cuEventRecord: @convention(c) (CUhandle, CUhandle) -> CUresult
     let cuEventSynchronize: @convention(c) (CUhandle) -> CUresult
+    let cuEventQuery: @convention(c) (CUhandle) -> CUresult
     let cuEventDestroy: @convention(c) (CUhandle) -> CUresult
     let cuEventElapsedTime: @convention(c) (UnsafeMutablePointer<Float>, CUhandle, CUhandle) -> CUresult
     let cuModuleLoadData: @convention(c) (UnsafeMutablePointer<CUhandle>, UnsafeRawPointer) -> CUresult
@@ -66,6 +67,8 @@ public struct CUDADriver: @unchecked Sendable {
     static let eventDisableTiming: UInt32 = 2
     /// CU_STREAM_CAPTURE_MODE_RELAXED: other threads may keep calling unsafe APIs during a capture.
     static let captureModeRelaxed: Int32 = 2
+    /// CUDA_ERROR_NOT_READY: the work before an event (cuEventQuery) has not finished yet.
+    static let errorNotReady: CUresult = 600
 
     init(library lib: DynamicLibrary) throws {
         library = lib
@@ -95,6 +98,7 @@ public struct CUDADriver: @unchecked Sendable {
         cuEventCreate = try lib.symbol("cuEventCreate")
         cuEventRecord = try lib.symbol("cuEventRecord")
         cuEventSynchronize = try lib.symbol("cuEventSynchronize")
+        cuEventQuery = try lib.symbol("cuEventQuery")
         cuEventDestroy = try lib.symbol("cuEventDestroy_v2")
         // CUDA 12.8 added the _v2 form; CUDA 13 headers map the plain name to it.
         cuEventElapsedTime = try lib.optionalSymbol("cuEventElapsedTime_v2") ?? lib.symbol("cuEventElapsedTime")

@@ -84,7 +84,8 @@ extension CUDABackend {
             cudnnPlans[key] = plan
         }
         try device.makeCurrent()
-        try plan.execute(handle: cudnnHandle, q: q, k: k, v: v, o: o, scale: scale, workspace: try cudnnScratch(plan.workspaceBytes))
+        try plan.execute(handle: cudnnHandle, q: q, k: k, v: v, o: o, scale: scale, workspace: try cudnnScratch(plan.workspaceBytes),
+                         on: self, label: key.profileLabel)
         return true
     }
 

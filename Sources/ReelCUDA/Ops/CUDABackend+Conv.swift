@@ -112,7 +112,8 @@ extension CUDABackend {
             cudnnConvPlans[key] = plan
         }
         try device.makeCurrent()
-        try plan.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, workspace: try cudnnScratch(plan.workspaceBytes))
+        try plan.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, workspace: try cudnnScratch(plan.workspaceBytes),
+                         on: self, label: key.profileLabel)
         return true
     }
 }

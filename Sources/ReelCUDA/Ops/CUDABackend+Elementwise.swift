@@ -37,7 +37,7 @@ extension CUDABackend {
         let y = try allocate(x.shape, dtype: x.dtype)
         let px = try arg(x, op), py = try arg(y, op)
         let wide = x.count % 8 == 0 && Self.aligned(px, py)
-        try launch1D("elementwise", wide ? "unary_v8" : "unary", n: wide ? x.count / 8 : x.count) { a in
+        try launch1D("elementwise", wide ? "unary_v8" : "unary", n: wide ? x.count / 8 : x.count, detail: op) { a in
             a.add(px); a.add(py); a.add(Int64(wide ? x.count / 8 : x.count)); a.add(x.dtype.kernelCode); a.add(y.dtype.kernelCode)
             a.add(code); a.add(p0); a.add(p1)
         }
@@ -66,7 +66,7 @@ extension CUDABackend {
         let y = try allocate(shape, dtype: a.dtype)
         let pa = try arg(a, op.rawValue), pb = try arg(b, op.rawValue), py = try arg(y, op.rawValue)
         let wide = y.count % 8 == 0 && bc.vectorizable(operands: 2) && Self.aligned(pa, pb, py)
-        try launch1D("elementwise", wide ? "binary_v8" : "binary", n: wide ? y.count / 8 : y.count) { k in
+        try launch1D("elementwise", wide ? "binary_v8" : "binary", n: wide ? y.count / 8 : y.count, detail: op.rawValue) { k in
             k.add(pa); k.add(pb); k.add(py); k.add(Int64(wide ? y.count / 8 : y.count))
             k.add(a.dtype.kernelCode); k.add(b.dtype.kernelCode); k.add(y.dtype.kernelCode); k.add(Self.binaryCode(op)); k.add(bc)
         }
@@ -115,7 +115,9 @@ extension CUDABackend {
                         "FP8 E4M3 needs compute capability 8.9 or newer; \(device.info.name) is \(device.info.arch)")
         }
         if dtype == x.dtype {
-            try driver.check(driver.cuMemcpyDtoDAsync(try arg(y, "cast"), try arg(x, "cast"), x.byteCount, stream), "cuMemcpyDtoDAsync_v2")
+            let (py, px) = (try arg(y, "cast"), try arg(x, "cast"))
+            try driver.check(profiled("memcpy " + ProfileTable.bytes(x.byteCount)) { driver.cuMemcpyDtoDAsync(py, px, x.byteCount, stream) },
+                             "cuMemcpyDtoDAsync_v2")
             return y
         }
         let px = try arg(x, "cast"), py = try arg(y, "cast")

@@ -11,8 +11,10 @@ extension CUDABackend {
         if outer == 1 || (len == srcStride && len == dstStride) {
             // One contiguous run: the copy engine is faster than a kernel.
             let esize = src.dtype.size
-            try driver.check(driver.cuMemcpyDtoDAsync(pd + UInt64(dstOffset * esize), ps + UInt64(srcOffset * esize),
-                                                      outer * len * esize, stream), "cuMemcpyDtoDAsync_v2")
+            let bytes = outer * len * esize
+            try driver.check(profiled("memcpy " + ProfileTable.bytes(bytes)) {
+                driver.cuMemcpyDtoDAsync(pd + UInt64(dstOffset * esize), ps + UInt64(srcOffset * esize), bytes, stream)
+            }, "cuMemcpyDtoDAsync_v2")
             return
         }
         try launch1D("layout", "strided_copy", n: outer * len) { k in
@@ -75,7 +77,9 @@ extension CUDABackend {
         let outShape = Shape(order.map { x.shape[$0] })
         let out = try allocate(outShape, dtype: x.dtype)
         if order == Array(0..<x.rank) || x.count == 0 {
-            try driver.check(driver.cuMemcpyDtoDAsync(try arg(out, "permute"), try arg(x, "permute"), x.byteCount, stream), "cuMemcpyDtoDAsync_v2")
+            let (po, px) = (try arg(out, "permute"), try arg(x, "permute"))
+            try driver.check(profiled("memcpy " + ProfileTable.bytes(x.byteCount)) { driver.cuMemcpyDtoDAsync(po, px, x.byteCount, stream) },
+                             "cuMemcpyDtoDAsync_v2")
             return out
         }
         // Output axes with their source strides; unit axes dropped, runs that stay contiguous merged.

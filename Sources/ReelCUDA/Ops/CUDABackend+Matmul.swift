@@ -29,9 +29,11 @@ extension CUDABackend {
         let algo = try device.gemmAlgorithm(key) { try chooseAlgorithm(plan, a: a, b: b, d: d) }
         let workspace = try gemmWorkspace()
         var alpha: Float = 1, beta: Float = 0
-        let status = algo.withUnsafeBytes { algoPtr in
-            lt.cublasLtMatmul(handle, plan.desc, &alpha, b, plan.la, a, plan.lb, &beta, d, plan.ld, d, plan.ld, algoPtr.baseAddress!,
-                              workspace, CUDADevice.gemmWorkspaceBytes, stream)
+        let status = profiled("gemm \(m)x\(n)x\(k)" + (batch > 1 ? " batch \(batch)" : "") + (gelu ? " +gelu" : "")) {
+            algo.withUnsafeBytes { algoPtr in
+                lt.cublasLtMatmul(handle, plan.desc, &alpha, b, plan.la, a, plan.lb, &beta, d, plan.ld, d, plan.ld, algoPtr.baseAddress!,
+                                  workspace, CUDADevice.gemmWorkspaceBytes, stream)
+            }
         }
         try lt.check(status, "cublasLtMatmul(\(m)x\(n)x\(k), batch \(batch), \(dtype))")
     }

@@ -14,7 +14,13 @@ import ReelCore
 /// Q, K, V, O keep Reel's [B, L, H, D] layout, described to cuDNN by strides.
 final class CuDNNAttentionPlan: CuDNNPlan, @unchecked Sendable {
 
-    struct Key: Hashable { var b, lq, lk, h, d: Int; var dtype: DType }
+    struct Key: Hashable {
+        var b, lq, lk, h, d: Int
+        var dtype: DType
+
+        /// The profiler's label: `cudnn sdpa Lq x Lk` with the batch (if not 1), heads and head size.
+        var profileLabel: String { "cudnn sdpa \(lq)x\(lk)" + (b == 1 ? "" : " b\(b)") + " h\(h) d\(d)" }
+    }
 
     private static let uidQ: Int64 = 1, uidK: Int64 = 2, uidV: Int64 = 3, uidO: Int64 = 4, uidScale: Int64 = 5
 
@@ -81,11 +87,13 @@ final class CuDNNAttentionPlan: CuDNNPlan, @unchecked Sendable {
     }
 
     /// Runs the plan on `handle`'s stream. `workspace` holds at least `workspaceBytes`.
-    func execute(handle: CUhandle, q: UInt64, k: UInt64, v: UInt64, o: UInt64, scale: Float, workspace: UInt64) throws {
+    func execute(handle: CUhandle, q: UInt64, k: UInt64, v: UInt64, o: UInt64, scale: Float, workspace: UInt64,
+                 on backend: CUDABackend, label: @autoclosure () -> String) throws {
         var scaleValue = scale
         try withUnsafeMutablePointer(to: &scaleValue) { sp in
             let ptrs = [q, k, v, o].map { UnsafeMutableRawPointer(bitPattern: UInt($0)) } + [UnsafeMutableRawPointer(sp)]
-            try execute(handle: handle, uids: [Self.uidQ, Self.uidK, Self.uidV, Self.uidO, Self.uidScale], pointers: ptrs, workspace: workspace)
+            try execute(handle: handle, uids: [Self.uidQ, Self.uidK, Self.uidV, Self.uidO, Self.uidScale], pointers: ptrs, workspace: workspace,
+                        on: backend, label: label())
         }
     }
 }

@@ -15,6 +15,12 @@ final class CuDNNConvPlan: CuDNNPlan, @unchecked Sendable {
         var pre: [Int], post: [Int]
         var bias: Bool
         var dtype: DType
+
+        /// The profiler's label: `cudnn conv N x T x H x W x Cin k kt x kh x kw -> Cout` (and the stride if not 1).
+        var profileLabel: String {
+            "cudnn conv \(x.map(String.init).joined(separator: "x")) k\(w[1])x\(w[2])x\(w[3]) -> \(w[0])"
+                + (stride == [1, 1, 1] ? "" : " stride \(stride.map(String.init).joined(separator: "x"))")
+        }
     }
 
     static let uidX: Int64 = 1, uidW: Int64 = 2, uidY: Int64 = 3, uidBias: Int64 = 4, uidConv: Int64 = 10
@@ -78,10 +84,10 @@ final class CuDNNConvPlan: CuDNNPlan, @unchecked Sendable {
     }
 
     func execute(handle: CUhandle, x: UInt64, w: UInt64, y: UInt64, bias: UInt64?, workspace: UInt64,
-                 plan candidate: CUhandle? = nil) throws {
+                 plan candidate: CUhandle? = nil, on backend: CUDABackend? = nil, label: @autoclosure () -> String = "") throws {
         var uids = [Self.uidX, Self.uidW, Self.uidY]
         var ptrs = [x, w, y].map { UnsafeMutableRawPointer(bitPattern: UInt($0)) }
         if let bias { uids.append(Self.uidBias); ptrs.append(UnsafeMutableRawPointer(bitPattern: UInt(bias))) }
-        try execute(handle: handle, uids: uids, pointers: ptrs, workspace: workspace, plan: candidate)
+        try execute(handle: handle, uids: uids, pointers: ptrs, workspace: workspace, plan: candidate, on: backend, label: label())
     }
 }

@@ -35,11 +35,40 @@ public final class CUDAAllocator: @unchecked Sendable {
     public private(set) var liveBytes = 0
     public private(set) var peakBytes = 0
     public private(set) var driverAllocations = 0
+    /// With `REEL_PROFILE`: live blocks per stream and size, and a copy of them taken as the peak rises.
+    private var liveBlocks: [BinKey: Int] = [:]
+    private var peakCount: [BinKey: Int] = [:]
+    private var peakCountBytes = 0
+    /// The live blocks are copied each time the peak rises this far past the last copy.
+    static let peakCountStep = 64 << 20
 
     init(driver: CUDADriver) { self.driver = driver }
 
     /// Starts a new peak measurement at the bytes live now.
-    public func resetPeak() { lock.lock(); peakBytes = liveBytes; lock.unlock() }
+    public func resetPeak() {
+        lock.lock()
+        peakBytes = liveBytes
+        if CUDAProfiler.enabled { peakCount = liveBlocks; peakCountBytes = liveBytes }
+        lock.unlock()
+    }
+
+    /// `REEL_PROFILE`: the peak, the live bytes when the blocks were last counted on the way up to
+    /// it (at most `peakCountStep` below it), and those blocks per stream and size.
+    func peakBlocks() -> (peak: Int, counted: Int, bins: [(stream: UInt, size: Int, count: Int)]) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (peakBytes, peakCountBytes, peakCount.map { ($0.key.stream, $0.key.size, $0.value) })
+    }
+
+    /// Counts a block in or out of `liveBlocks`; copies them at a new peak. Call with the lock held.
+    private func countBlock(_ key: BinKey, _ delta: Int) {
+        let n = liveBlocks[key, default: 0] + delta
+        liveBlocks[key] = n == 0 ? nil : n
+        if delta > 0 && liveBytes == peakBytes && liveBytes >= peakCountBytes + Self.peakCountStep {
+            peakCount = liveBlocks
+            peakCountBytes = liveBytes
+        }
+    }
 
     /// Rounds up to 512 bytes under 1 MiB and to 2 MiB above, so repeated shapes land in one bin.
     public static func blockSize(for bytes: Int) -> Int {
@@ -73,6 +102,7 @@ public final class CUDAAllocator: @unchecked Sendable {
         lock.lock()
         liveBytes += size
         peakBytes = max(peakBytes, liveBytes)
+        if CUDAProfiler.enabled { countBlock(key, 1) }
         capturing[UInt(bitPattern: stream)]?.retained.append(storage)
         lock.unlock()
         return storage
@@ -83,6 +113,7 @@ public final class CUDAAllocator: @unchecked Sendable {
         free[BinKey(stream: UInt(bitPattern: stream), size: blockSize), default: []].append(ptr)
         cachedBytes += blockSize
         liveBytes -= blockSize
+        if CUDAProfiler.enabled { countBlock(BinKey(stream: UInt(bitPattern: stream), size: blockSize), -1) }
         lock.unlock()
     }
 

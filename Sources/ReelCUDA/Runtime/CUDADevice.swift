@@ -9,6 +9,8 @@ public final class CUDADevice: @unchecked Sendable {
     let context: CUhandle
     let allocator: CUDAAllocator
     let staging: PinnedStaging
+    /// GPU time per op and memory at the peak, recorded when `REEL_PROFILE` is set (see `CUDAProfiler`).
+    public let profiler: CUDAProfiler
     private let lock = NSLock()
     private var functions: [String: CUhandle] = [:]
     private var modules: [String: CUhandle] = [:]
@@ -48,6 +50,7 @@ public final class CUDADevice: @unchecked Sendable {
         context = ctx
         allocator = CUDAAllocator(driver: driver)
         staging = PinnedStaging(driver: driver)
+        profiler = CUDAProfiler(driver: driver, context: ctx, allocator: allocator)
         try makeCurrent()
     }
 

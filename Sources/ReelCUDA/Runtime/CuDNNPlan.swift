@@ -105,10 +105,11 @@ class CuDNNPlan: @unchecked Sendable {
         }
     }
 
-    /// Runs the plan on `handle`'s stream with the tensors' unique ids bound to device pointers
-    /// (by-value scalars: host pointers).
+    /// Runs the plan (or a `candidate` being timed) on `handle`'s stream with the tensors' unique ids
+    /// bound to device pointers (by-value scalars: host pointers). With `backend` (the handle's), the
+    /// execution is timed by the profiler under `label`; candidates' runs are timed by their caller.
     func execute(handle: CUhandle, uids: [Int64], pointers: [UnsafeMutableRawPointer?], workspace: UInt64,
-                 plan candidate: CUhandle? = nil) throws {
+                 plan candidate: CUhandle? = nil, on backend: CUDABackend? = nil, label: @autoclosure () -> String = "") throws {
         var ids = uids, ptrs = pointers
         var ws = UnsafeMutableRawPointer(bitPattern: UInt(workspace))
         var pack: CUhandle = nil
@@ -118,7 +119,13 @@ class CuDNNPlan: @unchecked Sendable {
         try dnn.check(dnn.cudnnBackendSetAttribute(pack, CuDNN.attrVariantPointers, CuDNN.typeVoidPtr, Int64(ptrs.count), &ptrs), "set VARIANT_PACK_DATA_POINTERS")
         try dnn.check(dnn.cudnnBackendSetAttribute(pack, CuDNN.attrVariantWorkspace, CuDNN.typeVoidPtr, 1, &ws), "set VARIANT_PACK_WORKSPACE")
         try dnn.check(dnn.cudnnBackendFinalize(pack), "finalize VARIANT_PACK")
-        try dnn.check(dnn.cudnnBackendExecute(handle, candidate ?? plan, pack), "cudnnBackendExecute")
+        let status: CuDNN.Status
+        if let backend {
+            status = backend.profiled(label()) { dnn.cudnnBackendExecute(handle, candidate ?? plan, pack) }
+        } else {
+            status = dnn.cudnnBackendExecute(handle, candidate ?? plan, pack)
+        }
+        try dnn.check(status, "cudnnBackendExecute")
     }
 
     // MARK: Descriptor helpers

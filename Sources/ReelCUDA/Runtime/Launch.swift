@@ -103,9 +103,10 @@ extension DType {
 }
 
 extension CUDABackend {
-    /// Launches `file`/`kernel` on this stream and checks the launch.
+    /// Launches `file`/`kernel` on this stream and checks the launch. `detail` (the op a generic
+    /// kernel runs) follows the kernel's name in the profiler's label.
     func launch(_ file: String, _ kernel: String, grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
-                _ build: (inout KernelArgs) -> Void) throws {
+                detail: @autoclosure () -> String = "", _ build: (inout KernelArgs) -> Void) throws {
         try device.makeCurrent()
         let fn = try device.function(file, kernel)
         if sharedBytes > 48 * 1024 {
@@ -115,18 +116,21 @@ extension CUDABackend {
         var args = KernelArgs()
         build(&args)
         defer { args.free() }
-        let status = args.withPointers { p in
-            driver.cuLaunchKernel(fn, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block.0), UInt32(block.1), UInt32(block.2),
-                                  UInt32(sharedBytes), stream, p, nil)
+        let status = profiled(detail().isEmpty ? kernel : kernel + " " + detail()) {
+            args.withPointers { p in
+                driver.cuLaunchKernel(fn, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block.0), UInt32(block.1), UInt32(block.2),
+                                      UInt32(sharedBytes), stream, p, nil)
+            }
         }
         try driver.check(status, "cuLaunchKernel(\(kernel), grid \(grid), block \(block))")
     }
 
     /// A 1-D grid-stride launch over `n` elements: enough blocks to fill the GPU, no more.
-    func launch1D(_ file: String, _ kernel: String, n: Int, _ build: (inout KernelArgs) -> Void) throws {
+    func launch1D(_ file: String, _ kernel: String, n: Int, detail: @autoclosure () -> String = "",
+                  _ build: (inout KernelArgs) -> Void) throws {
         if n == 0 { return }
         let blocks = min((n + 255) / 256, device.info.multiprocessors * 16)
-        try launch(file, kernel, grid: (blocks, 1, 1), block: (256, 1, 1), build)
+        try launch(file, kernel, grid: (blocks, 1, 1), block: (256, 1, 1), detail: detail(), build)
     }
 
     /// Device address as a kernel argument (nil tensors become null pointers).
