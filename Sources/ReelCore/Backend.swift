@@ -165,6 +165,10 @@ public protocol Backend: AnyObject, Sendable {
     /// 3D convolution, channel-last: x `[N, T, H, W, Cin]`, weight `[Cout, kt, kh, kw, Cin]`,
     /// bias `[Cout]` -> `[N, T', H', W', Cout]`.
     func conv3d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int, Int), padding: ConvPadding) throws -> Tensor
+    /// `conv3d(x) + bias + residual` (residual of the output's shape): the sum written once where the
+    /// backend can fuse it into the convolution (the Wan VAE's residual blocks).
+    func conv3d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int, Int), padding: ConvPadding,
+                adding residual: Tensor) throws -> Tensor
     /// Nearest-neighbour upsampling of the two axes before the channel axis: `[..., H, W, C]`.
     func upsampleNearest(_ x: Tensor, scaleH: Int, scaleW: Int) throws -> Tensor
 
@@ -205,6 +209,13 @@ extension Backend {
 
     public func l2NormSiLU(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float) throws -> Tensor {
         try unary(.silu, try l2Norm(x, weight: weight, scale: scale, eps: eps))
+    }
+
+    public func conv3d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int, Int), padding: ConvPadding,
+                       adding residual: Tensor) throws -> Tensor {
+        let y = try conv3d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        try require(residual.shape == y.shape, "conv3d", "residual \(residual.shape) differs from the output \(y.shape)")
+        return try binary(.add, y, residual)
     }
 
     public func linearGELU(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {

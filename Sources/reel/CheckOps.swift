@@ -326,6 +326,21 @@ struct OpCheck {
                     [InputSpec(shape: [2, 1, 9, 11, 8], dtype: dt), InputSpec(shape: [4, 1, 3, 3, 8], dtype: dt)], factor: 10) { b, t in
                     try withConvolutionPath(b, path) { try b.conv3d(t[0], weight: t[1], bias: nil, stride: (1, 2, 2), padding: ConvPadding(h: (0, 1), w: (1, 1))) }
                 }
+                // The residual added in the convolution's epilogue (cuDNN) or by a separate add.
+                add("conv3d", "[1,3,10,12,16] * [24,3,3,3,16] causal + residual\(tag)", dt,
+                    [InputSpec(shape: [1, 3, 10, 12, 16], dtype: dt), InputSpec(shape: [24, 3, 3, 3, 16], dtype: dt), InputSpec(shape: [24], dtype: dt),
+                     InputSpec(shape: [1, 3, 10, 12, 24], dtype: dt)], factor: 10) { b, t in
+                    try withConvolutionPath(b, path) {
+                        try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: .causal(t: 2, hw: 1), adding: t[3])
+                    }
+                }
+                add("conv3d", "[1,1,9,11,8] * [8,1,3,3,8] + residual, no bias\(tag)", dt,
+                    [InputSpec(shape: [1, 1, 9, 11, 8], dtype: dt), InputSpec(shape: [8, 1, 3, 3, 8], dtype: dt), InputSpec(shape: [1, 1, 9, 11, 8], dtype: dt)],
+                    factor: 10) { b, t in
+                    try withConvolutionPath(b, path) {
+                        try b.conv3d(t[0], weight: t[1], bias: nil, stride: (1, 1, 1), padding: ConvPadding(h: (1, 1), w: (1, 1)), adding: t[2])
+                    }
+                }
                 add("conv3d", "[1,2,6,6,32] * [16,1,1,1,32] pointwise\(tag)", dt,
                     [InputSpec(shape: [1, 2, 6, 6, 32], dtype: dt), InputSpec(shape: [16, 1, 1, 1, 32], dtype: dt), InputSpec(shape: [16], dtype: dt)], factor: 10) { b, t in
                     try withConvolutionPath(b, path) { try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: ConvPadding()) }
@@ -336,6 +351,12 @@ struct OpCheck {
                 add("conv3d", "VAE [1,3,60,104,384] * [384,3,3,3,384]", dt,
                     [InputSpec(shape: [1, 3, 60, 104, 384], dtype: dt), InputSpec(shape: [384, 3, 3, 3, 384], dtype: dt), InputSpec(shape: [384], dtype: dt)], factor: 10) { b, t in
                     try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: ConvPadding(h: (1, 1), w: (1, 1)))
+                }
+                // The full-resolution residual convolution (96 channels at 480x832, one frame after its cache).
+                add("conv3d", "VAE [1,3,480,832,96] * [96,3,3,3,96] + residual", dt,
+                    [InputSpec(shape: [1, 3, 480, 832, 96], dtype: dt), InputSpec(shape: [96, 3, 3, 3, 96], dtype: dt), InputSpec(shape: [96], dtype: dt),
+                     InputSpec(shape: [1, 1, 480, 832, 96], dtype: dt)], factor: 10) { b, t in
+                    try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: ConvPadding(h: (1, 1), w: (1, 1)), adding: t[3])
                 }
             }
             add("conv2d", "[1,10,12,8] * [6,3,3,8] pad 1", dt,

@@ -18,6 +18,18 @@ extension CUDABackend {
     }
 
     public func conv3d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int, Int), padding: ConvPadding) throws -> Tensor {
+        try convolve(x, weight: weight, bias: bias, stride: stride, padding: padding, residual: nil)
+    }
+
+    public func conv3d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int, Int), padding: ConvPadding,
+                       adding residual: Tensor) throws -> Tensor {
+        try convolve(x, weight: weight, bias: bias, stride: stride, padding: padding, residual: residual)
+    }
+
+    /// conv3d (+ residual): cuDNN with the bias and the residual in its epilogue, else im2col + GEMM
+    /// and a separate add.
+    private func convolve(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int, Int), padding: ConvPadding,
+                          residual: Tensor?) throws -> Tensor {
         try requireFloat(x, "conv3d"); try requireFloat(weight, "conv3d")
         try require(x.rank == 5 && weight.rank == 5, "conv3d", "expected x [N,T,H,W,Cin] and weight [Cout,kt,kh,kw,Cin], got \(x.shape) and \(weight.shape)")
         let (n, t, h, w, cin) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
@@ -31,6 +43,9 @@ extension CUDABackend {
         let wo = (w + padding.w.0 + padding.w.1 - kw) / stride.2 + 1
         try require(to > 0 && ho > 0 && wo > 0, "conv3d", "kernel \(kt)x\(kh)x\(kw) is larger than the padded input \(x.shape)")
         if let bias { try require(bias.count == cout, "conv3d", "bias has \(bias.count) elements for \(cout) output channels") }
+        if let residual {
+            try require(residual.shape == [n, to, ho, wo, cout], "conv3d", "residual \(residual.shape) differs from the output \([n, to, ho, wo, cout])")
+        }
         let wt = weight.dtype == x.dtype ? weight : try cast(weight, to: x.dtype)
         let bt = try bias.map { $0.dtype == x.dtype ? $0 : try cast($0, to: x.dtype) }
         let out = try allocate([n, to, ho, wo, cout], dtype: x.dtype)
@@ -46,9 +61,11 @@ extension CUDABackend {
         if half && convolutionPath != .own {
             let key = CuDNNConvPlan.Key(x: [n, t, h, w, cin], w: [cout, kt, kh, kw], stride: [stride.0, stride.1, stride.2],
                                         pre: [padding.t.0, padding.h.0, padding.w.0], post: [padding.t.1, padding.h.1, padding.w.1],
-                                        bias: bt != nil, dtype: x.dtype)
+                                        bias: bt != nil, dtype: x.dtype, residual: residual != nil)
+            let rt = try residual.map { $0.dtype == x.dtype ? $0 : try cast($0, to: x.dtype) }
             do {
-                if try cudnnConv(key: key, out: [to, ho, wo], x: try arg(x, "conv3d"), w: pw, y: po, bias: pb) { return out }
+                if try cudnnConv(key: key, out: [to, ho, wo], x: try arg(x, "conv3d"), w: pw, y: po, bias: pb,
+                                 residual: try rt.map { try arg($0, "conv3d") }) { return out }
             } catch {
                 if convolutionPath == .cudnn { throw error }
             }
@@ -56,7 +73,7 @@ extension CUDABackend {
         if kt == 1 && kh == 1 && kw == 1 && stride == (1, 1, 1) && pads.allSatisfy({ $0 == 0 }) {
             // A pointwise convolution is already a GEMM over the channel-last rows.
             try gemm(a: try arg(x, "conv3d"), b: pw, d: po, bias: pb, m: rows, n: cout, k: cin, transposeB: true, dtype: x.dtype)
-            return out
+            return try residual.map { try binary(.add, out, $0) } ?? out
         }
         let chunk = max(1, min(rows, CUDABackend.im2colBudgetBytes / max(kdim * esize, 1)))
         let col = try allocate([chunk, kdim], dtype: x.dtype)
@@ -75,13 +92,13 @@ extension CUDABackend {
             try gemm(a: pc, b: pw, d: po + UInt64(start * cout * esize), bias: pb, m: count, n: cout, k: kdim, transposeB: true, dtype: x.dtype)
             start += count
         }
-        return out
+        return try residual.map { try binary(.add, out, $0) } ?? out
     }
 }
 
 extension CUDABackend {
     /// Runs cuDNN's convolution; false when cuDNN is absent or refused this shape before.
-    func cudnnConv(key: CuDNNConvPlan.Key, out: [Int], x: UInt64, w: UInt64, y: UInt64, bias: UInt64?) throws -> Bool {
+    func cudnnConv(key: CuDNNConvPlan.Key, out: [Int], x: UInt64, w: UInt64, y: UInt64, bias: UInt64?, residual: UInt64? = nil) throws -> Bool {
         cudnnLock.lock()
         defer { cudnnLock.unlock() }
         if cudnnConvRefused.contains(key) {
@@ -99,9 +116,11 @@ extension CUDABackend {
             // once to load it, then timed over 3 runs.
             let time: (CuDNNConvPlan, CUhandle, Int) throws -> Double = { [self] p, candidate, bytes in
                 let scratch = try cudnnScratch(bytes)
-                try p.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, workspace: scratch, plan: candidate)
+                try p.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, residual: residual, workspace: scratch, plan: candidate)
                 let start = try record(timing: true)
-                for _ in 0..<3 { try p.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, workspace: scratch, plan: candidate) }
+                for _ in 0..<3 {
+                    try p.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, residual: residual, workspace: scratch, plan: candidate)
+                }
                 return try elapsedMilliseconds(from: start, to: try record(timing: true)) / 3
             }
             do { plan = try CuDNNConvPlan(dnn: dnn, handle: cudnnHandle, key: key, out: out, time: time) } catch {
@@ -112,7 +131,7 @@ extension CUDABackend {
             cudnnConvPlans[key] = plan
         }
         try device.makeCurrent()
-        try plan.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, workspace: try cudnnScratch(plan.workspaceBytes),
+        try plan.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, residual: residual, workspace: try cudnnScratch(plan.workspaceBytes),
                          on: self, label: key.profileLabel)
         return true
     }

@@ -15,15 +15,19 @@ final class CuDNNConvPlan: CuDNNPlan, @unchecked Sendable {
         var pre: [Int], post: [Int]
         var bias: Bool
         var dtype: DType
+        /// A tensor of the output's shape added in the epilogue.
+        var residual = false
 
         /// The profiler's label: `cudnn conv N x T x H x W x Cin k kt x kh x kw -> Cout` (and the stride if not 1).
         var profileLabel: String {
             "cudnn conv \(x.map(String.init).joined(separator: "x")) k\(w[1])x\(w[2])x\(w[3]) -> \(w[0])"
                 + (stride == [1, 1, 1] ? "" : " stride \(stride.map(String.init).joined(separator: "x"))")
+                + (residual ? " +residual" : "")
         }
     }
 
-    static let uidX: Int64 = 1, uidW: Int64 = 2, uidY: Int64 = 3, uidBias: Int64 = 4, uidConv: Int64 = 10
+    static let uidX: Int64 = 1, uidW: Int64 = 2, uidY: Int64 = 3, uidBias: Int64 = 4, uidResidual: Int64 = 5
+    static let uidConv: Int64 = 10, uidBiased: Int64 = 11
 
     /// Engine configs timed for a convolution of at least `timedFLOPs` (smaller ones take the
     /// heuristics' first choice).
@@ -66,7 +70,8 @@ final class CuDNNConvPlan: CuDNNPlan, @unchecked Sendable {
             try dnn.check(dnn.cudnnBackendSetAttribute(d, CuDNN.attrConvPrePaddings, CuDNN.typeInt64, 3, &pre), "set CONVOLUTION_PRE_PADDINGS")
             try dnn.check(dnn.cudnnBackendSetAttribute(d, CuDNN.attrConvPostPaddings, CuDNN.typeInt64, 3, &post), "set CONVOLUTION_POST_PADDINGS")
         }
-        let y = key.bias ? try tensor(Self.uidConv, yDims, yStrides, CuDNN.dataFloat, virtual: true) : try tensor(Self.uidY, yDims, yStrides, io)
+        let fused = key.bias || key.residual
+        let y = fused ? try tensor(Self.uidConv, yDims, yStrides, CuDNN.dataFloat, virtual: true) : try tensor(Self.uidY, yDims, yStrides, io)
         let op = try make(CuDNN.operationConvForwardDescriptor) { o in
             var xx = x, ww = wt, yy = y, cd = conv
             var alpha: Float = 1, beta: Float = 0
@@ -77,17 +82,30 @@ final class CuDNNConvPlan: CuDNNPlan, @unchecked Sendable {
             try set(o, CuDNN.attrOpConvAlpha, CuDNN.typeFloat, &alpha)
             try set(o, CuDNN.attrOpConvBeta, CuDNN.typeFloat, &beta)
         }
-        guard key.bias else { return [op] }
-        let bias = try tensor(Self.uidBias, [1, k, 1, 1, 1], [k, 1, 1, 1, 1], io)
+        guard fused else { return [op] }
+        // Epilogue in float32: (+ bias) (+ residual), rounded to the storage type once.
         let out = try tensor(Self.uidY, yDims, yStrides, io)
-        return [op, try pointwise(CuDNN.pwAdd, out, y, bias)]
+        var ops = [op]
+        var acc = y
+        if key.bias {
+            let bias = try tensor(Self.uidBias, [1, k, 1, 1, 1], [k, 1, 1, 1, 1], io)
+            let biased = key.residual ? try tensor(Self.uidBiased, yDims, yStrides, CuDNN.dataFloat, virtual: true) : out
+            ops.append(try pointwise(CuDNN.pwAdd, biased, acc, bias))
+            acc = biased
+        }
+        if key.residual {
+            let residual = try tensor(Self.uidResidual, yDims, yStrides, io)
+            ops.append(try pointwise(CuDNN.pwAdd, out, acc, residual))
+        }
+        return ops
     }
 
-    func execute(handle: CUhandle, x: UInt64, w: UInt64, y: UInt64, bias: UInt64?, workspace: UInt64,
+    func execute(handle: CUhandle, x: UInt64, w: UInt64, y: UInt64, bias: UInt64?, residual: UInt64? = nil, workspace: UInt64,
                  plan candidate: CUhandle? = nil, on backend: CUDABackend? = nil, label: @autoclosure () -> String = "") throws {
         var uids = [Self.uidX, Self.uidW, Self.uidY]
         var ptrs = [x, w, y].map { UnsafeMutableRawPointer(bitPattern: UInt($0)) }
         if let bias { uids.append(Self.uidBias); ptrs.append(UnsafeMutableRawPointer(bitPattern: UInt(bias))) }
+        if let residual { uids.append(Self.uidResidual); ptrs.append(UnsafeMutableRawPointer(bitPattern: UInt(residual))) }
         try execute(handle: handle, uids: uids, pointers: ptrs, workspace: workspace, plan: candidate, on: backend, label: label())
     }
 }

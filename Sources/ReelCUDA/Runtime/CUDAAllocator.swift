@@ -70,11 +70,40 @@ public final class CUDAAllocator: @unchecked Sendable {
         }
     }
 
-    /// Rounds up to 512 bytes under 1 MiB and to 2 MiB above, so repeated shapes land in one bin.
+    /// Rounds up to 512 bytes under 1 MiB, to 256 KiB up to 16 MiB (slab blocks) and to 2 MiB above,
+    /// so repeated shapes land in one bin.
     public static func blockSize(for bytes: Int) -> Int {
         let b = max(bytes, 1)
         if b < 1 << 20 { return (b + 511) & ~511 }
+        if b <= slabMaxBlock { return (b + slabGranule - 1) & ~(slabGranule - 1) }
         return (b + (2 << 20) - 1) & ~((2 << 20) - 1)
+    }
+
+    /// Blocks over 1 MiB and up to this size are carved from shared slabs: the driver gives memory in
+    /// 2 MiB pages, so a block of its own would round a 4.5 MiB weight (the 1.3B DiT has 240 of them)
+    /// up to 6 MiB. Slab blocks are cached for reuse like any other but never given back to the driver.
+    static let slabMaxBlock = 16 << 20, slabGranule = 256 << 10, slabBytes = 64 << 20
+    private var slab: (base: CUdeviceptr, used: Int)?
+    /// Slab bytes not handed out yet (the current slab's tail and the tails left behind).
+    public private(set) var slabSpareBytes = 0
+
+    private static func isSlabBlock(_ size: Int) -> Bool { size > 1 << 20 && size <= slabMaxBlock }
+
+    /// A new block of `size` from the current slab, or from a new slab when it does not fit. Call with the lock held.
+    private func carve(_ size: Int) throws -> CUdeviceptr {
+        if let s = slab, s.used + size <= Self.slabBytes {
+            slab = (s.base, s.used + size)
+            slabSpareBytes -= size
+            return s.base + UInt64(s.used)
+        }
+        var base: CUdeviceptr = 0
+        let status = driver.cuMemAlloc(&base, Self.slabBytes)
+        if status == 2 { throw ReelError.outOfMemory(backend: "cuda", bytes: size) }
+        try driver.check(status, "cuMemAlloc_v2(\(Self.slabBytes)) for a slab")
+        driverAllocations += 1
+        slab = (base, size)
+        slabSpareBytes += Self.slabBytes - size
+        return base
     }
 
     func allocate(_ bytes: Int, stream: CUhandle) throws -> CUDAStorage {
@@ -87,7 +116,17 @@ public final class CUDAAllocator: @unchecked Sendable {
             cachedBytes -= size
             ptr = p
         }
+        var slabError: Error?
+        if ptr == 0 && Self.isSlabBlock(size) {
+            do { ptr = try carve(size) } catch { slabError = error }
+        }
         lock.unlock()
+        if slabError != nil {  // out of memory for a new slab: give the cached blocks back and try once more
+            try emptyCache()
+            lock.lock()
+            defer { lock.unlock() }
+            ptr = try carve(size)
+        }
         if ptr == 0 {
             var status = driver.cuMemAlloc(&ptr, size)
             if status == 2 {  // out of memory: give the cached blocks back and try once more
@@ -117,13 +156,16 @@ public final class CUDAAllocator: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Frees every cached block (after the device is idle, since a cached block may still be in use
-    /// by queued work on its stream).
+    /// Frees every cached block that is an allocation of its own (after the device is idle, since a
+    /// cached block may still be in use by queued work on its stream); slab blocks stay cached.
     public func emptyCache() throws {
         lock.lock()
-        let blocks = free.values.flatMap { $0 }
-        free.removeAll()
-        cachedBytes = 0
+        let own = free.filter { !Self.isSlabBlock($0.key.size) }
+        let blocks = own.values.flatMap { $0 }
+        for (key, list) in own {
+            free[key] = nil
+            cachedBytes -= key.size * list.count
+        }
         lock.unlock()
         for p in blocks { _ = driver.cuMemFree(p) }
     }

@@ -35,7 +35,7 @@ public final class StreamingVAEDecoder: VideoDecoder {
     /// temporal layer has seen two chunks, however long the stream runs.
     public var stateByteCount: Int {
         cache.slots.reduce(0) { sum, slot in
-            if case let .frames(t) = slot { return sum + t.byteCount }
+            if case let .frames(runs) = slot { return sum + runs.reduce(0) { $0 + $1.storage.byteCount } }
             return sum
         }
     }

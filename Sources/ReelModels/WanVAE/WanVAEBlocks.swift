@@ -24,23 +24,26 @@ struct CausalConv3d {
         slot = kernel.0 > 1 ? slots.next() : nil
     }
 
-    /// The convolution of `x` with no temporal padding beyond `padT` frames in front.
-    func conv(_ x: Tensor, padT: Int) throws -> Tensor {
-        try x.backend.conv3d(x, weight: weight, bias: bias, stride: stride,
-                             padding: ConvPadding(t: (padT, 0), h: (padHW, padHW), w: (padHW, padHW)))
+    /// The convolution of `x` with no temporal padding beyond `padT` frames in front, plus `residual`.
+    func conv(_ x: Tensor, padT: Int, adding residual: Tensor? = nil) throws -> Tensor {
+        let padding = ConvPadding(t: (padT, 0), h: (padHW, padHW), w: (padHW, padHW))
+        guard let residual else { return try x.backend.conv3d(x, weight: weight, bias: bias, stride: stride, padding: padding) }
+        return try x.backend.conv3d(x, weight: weight, bias: bias, stride: stride, padding: padding, adding: residual)
     }
 
     /// Causal convolution continuing the stream in `cache` (zero history when the slot is empty
-    /// or 'Rep'); remembers the last `kernelT - 1` frames of the padded input.
-    func callAsFunction(_ x: Tensor, cache: inout CausalCache) throws -> Tensor {
-        guard let slot, kernelT > 1 else { return try conv(x, padT: 0) }
+    /// or 'Rep'); remembers the last `kernelT - 1` frames of the padded input. `residual` is added
+    /// to the output (fused where the backend can).
+    func callAsFunction(_ x: Tensor, cache: inout CausalCache, adding residual: Tensor? = nil) throws -> Tensor {
+        guard let slot, kernelT > 1 else { return try conv(x, padT: 0, adding: residual) }
         let b = x.backend
-        let history: Tensor?
-        if case let .frames(h) = cache.slots[slot] { history = h } else { history = nil }
-        let input = try history.map { try b.concat([$0, x], axis: 1) } ?? x   // [N, h + T, H, W, C]
-        let keep = min(kernelT - 1, input.shape[1])
-        cache.slots[slot] = .frames(try b.slice(input, axis: 1, start: input.shape[1] - keep, length: keep))
-        return try conv(input, padT: kernelT - 1 - (history?.shape[1] ?? 0))
+        var runs: [Tensor] = []
+        if case let .frames(h) = cache.slots[slot] { runs = h }
+        let history = runs.reduce(0) { $0 + $1.shape[1] }
+        runs.append(x)
+        let input = try b.joinFrames(runs)                                        // [N, h + T, H, W, C]
+        cache.slots[slot] = .frames(try b.lastFrames(runs, count: kernelT - 1))
+        return try conv(input, padT: kernelT - 1 - history, adding: residual)
     }
 }
 
@@ -84,13 +87,11 @@ struct ResidualBlock {
     }
 
     func callAsFunction(_ x: Tensor, cache: inout CausalCache) throws -> Tensor {
-        let b = x.backend
         let h = try shortcut.map { try $0(x, cache: &cache) } ?? x
         var y = try norm1.silu(x)
         y = try conv1(y, cache: &cache)
         y = try norm2.silu(y)
-        y = try conv2(y, cache: &cache)
-        return try b.add(y, h)
+        return try conv2(y, cache: &cache, adding: h)
     }
 }
 
@@ -176,12 +177,12 @@ struct Resample {
         case .downsample3d:
             let y = try downsample(x)
             guard let slot, let timeConv else { return y }
-            let last = try b.slice(y, axis: 1, start: y.shape[1] - 1, length: 1)
+            let last = try b.lastFrames([y], count: 1)
             defer { cache.slots[slot] = .frames(last) }
             // First chunk: passes unchanged (Wan stores it and skips the time conv).
             guard case let .frames(previous) = cache.slots[slot] else { return y }
             // [prev, y] -> k=3, stride 2, no padding: 1 + 4 frames -> 2 frames.
-            return try timeConv.conv(b.concat([previous, y], axis: 1), padT: 0)
+            return try timeConv.conv(b.joinFrames(previous + [y]), padT: 0)
         }
     }
 
