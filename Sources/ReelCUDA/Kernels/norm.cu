@@ -37,8 +37,9 @@ extern "C" __global__ void row_norm(const void* x, const void* w, const void* b,
 
 // Rows of C <= 2048 (C a multiple of 8), 16-byte aligned: the row is read once into registers
 // (8 vectors of 8 per lane at most) and written once, instead of three passes over memory.
+// act = 1 applies SiLU to the result (the Wan VAE's 384-channel norms, which all feed one).
 extern "C" __global__ void row_norm_v8(const void* x, const void* w, const void* b, void* y, i64 rows, int C,
-                                       float eps, float scale, int mode, int dtx, int dtw, int dtb, int dty) {
+                                       float eps, float scale, int mode, int act, int dtx, int dtw, int dtb, int dty) {
     i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
@@ -69,6 +70,7 @@ extern "C" __global__ void row_norm_v8(const void* x, const void* w, const void*
                 o[e] = (v[i][e] - mean) * inv;
                 if (w) o[e] *= wv[e];
                 if (b) o[e] += bv[e];
+                if (act == 1) o[e] = o[e] / (1.f + __expf(-o[e]));
             }
             store8(y, base8 + vi, dty, o);
         }

@@ -163,9 +163,10 @@ extension CUDABackend {
         try launch("norm", wide ? "row_norm_v8" : "row_norm", grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1)) { k in
             k.add(px); k.add(pw); k.add(pb); k.add(py); k.add(Int64(rows)); k.add(Int32(c))
             k.add(eps); k.add(scale); k.add(mode)
+            if wide { k.add(Int32(silu ? 1 : 0)) }   // the wide kernel applies SiLU itself
             k.add(x.dtype.kernelCode); k.add((weight?.dtype ?? .f32).kernelCode); k.add((bias?.dtype ?? .f32).kernelCode); k.add(y.dtype.kernelCode)
         }
-        return silu ? try unary(.silu, y) : y
+        return silu && !wide ? try unary(.silu, y) : y
     }
 
     public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float) throws -> Tensor {
