@@ -134,7 +134,7 @@ struct Bench: AsyncParsableCommand {
         // 1.3B model) would otherwise stay allocated beside the measured stream's and count in its peak.
         do {
             let warm = try StreamingGenerator(model: dit, prompt: first, latentHeight: lh, latentWidth: lw, noise: PhiloxNoise(seed: 9))
-            for try await _ in VideoStream(generator: warm, decoder: vae, decodeBackend: decodeStream).chunks(latentFrames: 18, prompt: { frame in
+            for try await _ in VideoStream(generator: warm, decoder: vae, decodeBackend: decodeStream).chunks(latentFrames: 18, granularity: .latentFrame, prompt: { frame in
                 frame == 15 ? .switchTo(second) : .keep
             }) {}
         }
