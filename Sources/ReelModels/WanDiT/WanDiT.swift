@@ -11,6 +11,13 @@ public final class WanDiT: @unchecked Sendable {
     let weights: WanDiTWeights
     /// Storage type of the weights and activations.
     public var dtype: DType { weights.dtype }
+    /// A pass over more than this many latent frames runs each layer on at most this many frames at a
+    /// time (after writing every frame's keys and values), so that its activations are those of a
+    /// pass over `chunkFrames` frames; the result is the same. The default, 3, is a LongLive block:
+    /// generation never chunks, and the 9-frame KV-recache after a prompt switch (the peak of device
+    /// memory) runs as 3 chunks. Chunks are whole frames: RoPE positions and modulation are per
+    /// frame. 0: never chunk.
+    public var chunkFrames = 3
 
     init(config: WanDiTConfig, weights: WanDiTWeights, backend: any Backend) {
         self.config = config
@@ -23,7 +30,9 @@ public final class WanDiT: @unchecked Sendable {
     public func withTextLength(_ textLength: Int) -> WanDiT {
         var c = config
         c.textLength = textLength
-        return WanDiT(config: c, weights: weights, backend: backend)
+        let model = WanDiT(config: c, weights: weights, backend: backend)
+        model.chunkFrames = chunkFrames
+        return model
     }
 
     /// Per-prompt state: the projected text context and every layer's cross-attention K/V.
@@ -99,7 +108,7 @@ public final class WanDiT: @unchecked Sendable {
         x = try be.linear(x, weight: weights.patchEmbedding.weight, bias: weights.patchEmbedding.bias) // [1, L, dim]
 
         // Time embedding: sinusoid in float64 (reference), then the two MLPs.
-        let (e, e0) = try timeEmbedding(t, frames: frames)                    // [F, dim], [F, 6, dim]
+        let (e, e0) = try timeEmbedding(t, frames: frames)                    // [F, dim], [6, F, dim]
         let grid = RoPEGrid(frames: frames, height: gh, width: gw, frameOffset: access.startFrame)
         let written = cache.plan(startFrame: access.startFrame, frames: frames)
 
@@ -124,7 +133,8 @@ public final class WanDiT: @unchecked Sendable {
         return try h.reshaped([frames, height, width, c.outChannels])
     }
 
-    /// e `[F, dim]` and e0 = projection `[F, 6, dim]` for timestep t on every frame.
+    /// e `[F, dim]` and e0 = projection `[6, F, dim]` for timestep t on every frame (the reference's
+    /// `[F, 6, dim]` permuted once, so that every layer takes its six parts as views).
     func timeEmbedding(_ t: Float, frames: Int) throws -> (Tensor, Tensor) {
         let be = backend, c = config
         let half = c.freqDim / 2
@@ -143,53 +153,96 @@ public final class WanDiT: @unchecked Sendable {
         e = try be.linear(e, weight: te.1.weight, bias: te.1.bias)          // [F, dim]
         let p = weights.timeProjection
         let e0 = try be.linear(try be.unary(.silu, e), weight: p.weight, bias: p.bias)
-        return (e, try e0.reshaped([frames, 6, c.dim]))
+        return (e, try be.permute(try e0.reshaped([frames, 6, c.dim]), [1, 0, 2]))
     }
 
+    /// One transformer block. A pass over more than `chunkFrames` frames runs in chunks of frames:
+    /// first every chunk's self-attention keys and values go into the cache (the queries of every
+    /// chunk attend to all of them), then each chunk runs the rest of the block and its output rows
+    /// overwrite its rows of `x`, which nothing reads again. `x` is the pass's own activation (no
+    /// other holder), so writing into it saves the layer output's buffer.
     func blockForward(_ b: WanDiTWeights.Block, layer: Int, x: Tensor, e0: Tensor, frames: Int, perFrame: Int,
                       grid: RoPEGrid, prompt: PromptContext, cache: WanKVCache, written: WanKVCache.WritePlan,
                       skipOutput: Bool) throws -> Tensor {
         let be = backend, c = config
-        let tokens = frames * perFrame
-        // m_i = modulation[i] + e0[:, i]: shift1, scale1, gate1, shift2, scale2, gate2, each [F, 1, dim].
-        let m = try be.add(e0, b.modulation)                                   // [F, 6, dim]
-        func mod(_ i: Int) throws -> Tensor { try be.slice(m, axis: 1, start: i, length: 1) }
-        let framed = [frames, perFrame, c.dim]
-
-        // Self-attention over the cache.
-        var h = try be.modulatedLayerNorm(try x.reshaped(framed), scale: try mod(1), shift: try mod(0), eps: c.eps)
-        h = try h.reshaped([1, tokens, c.dim])
+        // m = modulation + e0 as [6, F, dim], so that part i of frames r is a view (no copy):
+        // shift1, scale1, gate1, shift2, scale2, gate2, each [n, 1, dim] for n frames.
+        let m = try be.add(e0, try b.modulation.reshaped([6, 1, c.dim]))     // [6, F, dim]
+        func mod(_ i: Int, _ r: Range<Int>) throws -> Tensor {
+            try m.narrowed(axis: 0, start: i, length: 1).narrowed(axis: 1, start: r.lowerBound, length: r.count)
+                .reshaped([r.count, 1, c.dim])
+        }
+        func rows(_ r: Range<Int>) throws -> Tensor {                        // [n, perFrame, dim] view of x
+            try x.narrowed(axis: 1, start: r.lowerBound * perFrame, length: r.count * perFrame)
+                .reshaped([r.count, perFrame, c.dim])
+        }
+        func attentionInput(_ r: Range<Int>) throws -> Tensor {               // [1, n * perFrame, dim]
+            try be.modulatedLayerNorm(try rows(r), scale: try mod(1, r), shift: try mod(0, r), eps: c.eps)
+                .reshaped([1, r.count * perFrame, c.dim])
+        }
+        func chunkGrid(_ r: Range<Int>) -> RoPEGrid {
+            RoPEGrid(frames: r.count, height: grid.height, width: grid.width,
+                     frameOffset: grid.frameOffset + r.lowerBound, theta: grid.theta)
+        }
         let a = b.selfAttention
-        let heads = [1, tokens, c.heads, c.headDim]
-        // norm_q / norm_k over the whole dim, then RoPE: one fused op each.
-        let q = try be.rmsNormRoPE(try be.linear(h, weight: a.q.weight, bias: a.q.bias).reshaped(heads),
-                                   weight: a.normQ, eps: c.eps, grid: grid)
-        let k = try be.rmsNormRoPE(try be.linear(h, weight: a.k.weight, bias: a.k.bias).reshaped(heads),
-                                   weight: a.normK, eps: c.eps, grid: grid)  // cached already rotated
-        let v = try be.linear(h, weight: a.v.weight, bias: a.v.bias).reshaped(heads)
-        try cache.write(layer: layer, keys: k, values: v, plan: written)
+        let chunks = frameChunks(frames)
+
+        // Self-attention keys and values of every frame into the cache (norm_k over the whole dim, then
+        // RoPE: one fused op; cached already rotated).
+        var firstInput: Tensor?
+        for r in chunks {
+            let plan = written.restricted(toInputs: r)
+            if plan.writes.isEmpty { continue }      // frames the cache does not keep
+            let h = try attentionInput(r)
+            if chunks.count == 1 { firstInput = h }
+            let heads = [1, r.count * perFrame, c.heads, c.headDim]
+            let k = try be.rmsNormRoPE(try be.linear(h, weight: a.k.weight, bias: a.k.bias).reshaped(heads),
+                                       weight: a.normK, eps: c.eps, grid: chunkGrid(r))
+            let v = try be.linear(h, weight: a.v.weight, bias: a.v.bias).reshaped(heads)
+            try cache.write(layer: layer, keys: k, values: v, plan: plan)
+        }
         if skipOutput { return x }
+
         let (keys, values) = try cache.attended(layer: layer, plan: written)
-        var y = try be.attention(query: q, key: keys, value: values, scale: 1 / Float(c.headDim).squareRoot(), bias: nil)
-        y = try be.linear(try y.reshaped([1, tokens, c.dim]), weight: a.o.weight, bias: a.o.bias)
-        var out = try be.gatedResidual(try x.reshaped(framed), try y.reshaped(framed), gate: try mod(2))
+        let scale = 1 / Float(c.headDim).squareRoot()
+        for r in chunks {
+            let tokens = r.count * perFrame
+            let framed = [r.count, perFrame, c.dim], heads = [1, tokens, c.heads, c.headDim]
+            // Self-attention of these rows over the cache.
+            var h = try firstInput ?? attentionInput(r)
+            firstInput = nil
+            let q = try be.rmsNormRoPE(try be.linear(h, weight: a.q.weight, bias: a.q.bias).reshaped(heads),
+                                       weight: a.normQ, eps: c.eps, grid: chunkGrid(r))
+            var y = try be.attention(query: q, key: keys, value: values, scale: scale, bias: nil)
+            y = try be.linear(try y.reshaped([1, tokens, c.dim]), weight: a.o.weight, bias: a.o.bias)
+            var out = try be.gatedResidual(try rows(r), try y.reshaped(framed), gate: try mod(2, r))
 
-        // Cross-attention to the prompt (norm3 has affine weights).
-        let xa = b.crossAttention
-        let normed = c.crossAttentionNorm
-            ? try be.layerNorm(out, weight: b.norm3?.weight, bias: b.norm3?.bias, eps: c.eps) : out
-        var cq = try be.linear(try normed.reshaped([1, tokens, c.dim]), weight: xa.q.weight, bias: xa.q.bias)
-        cq = try be.rmsNorm(cq, weight: xa.normQ, eps: c.eps).reshaped(heads)
-        let (ck, cv) = prompt.crossKV[layer]
-        var cy = try be.attention(query: cq, key: ck, value: cv, scale: 1 / Float(c.headDim).squareRoot(), bias: nil)
-        cy = try be.linear(try cy.reshaped([1, tokens, c.dim]), weight: xa.o.weight, bias: xa.o.bias)
-        out = try be.add(out, try cy.reshaped(framed))
+            // Cross-attention to the prompt (norm3 has affine weights).
+            let xa = b.crossAttention
+            let normed = c.crossAttentionNorm
+                ? try be.layerNorm(out, weight: b.norm3?.weight, bias: b.norm3?.bias, eps: c.eps) : out
+            var cq = try be.linear(try normed.reshaped([1, tokens, c.dim]), weight: xa.q.weight, bias: xa.q.bias)
+            cq = try be.rmsNorm(cq, weight: xa.normQ, eps: c.eps).reshaped(heads)
+            let (ck, cv) = prompt.crossKV[layer]
+            var cy = try be.attention(query: cq, key: ck, value: cv, scale: scale, bias: nil)
+            cy = try be.linear(try cy.reshaped([1, tokens, c.dim]), weight: xa.o.weight, bias: xa.o.bias)
+            out = try be.add(out, try cy.reshaped(framed))
 
-        // Feed-forward.
-        h = try be.modulatedLayerNorm(out, scale: try mod(4), shift: try mod(3), eps: c.eps)
-        h = try be.linearGELU(h, weight: b.ffn.0.weight, bias: b.ffn.0.bias)  // GELU(approximate="tanh"), as Wan
-        h = try be.linear(h, weight: b.ffn.1.weight, bias: b.ffn.1.bias)
-        out = try be.gatedResidual(out, try h.reshaped(framed), gate: try mod(5))
-        return try out.reshaped([1, tokens, c.dim])
+            // Feed-forward.
+            h = try be.modulatedLayerNorm(out, scale: try mod(4, r), shift: try mod(3, r), eps: c.eps)
+            h = try be.linearGELU(h, weight: b.ffn.0.weight, bias: b.ffn.0.bias)  // GELU(approximate="tanh"), as Wan
+            h = try be.linear(h, weight: b.ffn.1.weight, bias: b.ffn.1.bias)
+            out = try be.gatedResidual(out, try h.reshaped(framed), gate: try mod(5, r))
+            out = try out.reshaped([1, tokens, c.dim])
+            if chunks.count == 1 { return out }
+            try be.copy(out, into: x, axis: 1, at: r.lowerBound * perFrame)
+        }
+        return x
+    }
+
+    /// The frame ranges a pass over `frames` frames runs its layers on (`chunkFrames`).
+    func frameChunks(_ frames: Int) -> [Range<Int>] {
+        guard chunkFrames > 0, frames > chunkFrames else { return [0..<frames] }
+        return stride(from: 0, to: frames, by: chunkFrames).map { $0..<min($0 + chunkFrames, frames) }
     }
 }

@@ -47,6 +47,32 @@ public final class WanKVCache: @unchecked Sendable {
         public var advancesEnd: Bool
 
         public struct Writes: Sendable, Equatable { public var input: Int; public var slot: Int }
+
+        /// `count` consecutive input frames from `input` into as many consecutive slots from `slot`.
+        public struct Run: Sendable, Equatable { public var input: Int; public var slot: Int; public var count: Int }
+
+        /// The writes merged into runs of consecutive frames and slots, in order: one copy each. A run
+        /// ends where the window wraps around the ring or where the sink ends.
+        public var runs: [Run] {
+            var out: [Run] = []
+            for w in writes {
+                if let last = out.last, w.input == last.input + last.count, w.slot == last.slot + last.count {
+                    out[out.count - 1].count += 1
+                } else {
+                    out.append(Run(input: w.input, slot: w.slot, count: 1))
+                }
+            }
+            return out
+        }
+
+        /// The part of the plan for input frames `inputs`, as the plan of a pass over those frames alone
+        /// (a chunk of a longer pass).
+        public func restricted(toInputs inputs: Range<Int>) -> WritePlan {
+            WritePlan(startFrame: startFrame + inputs.lowerBound, frames: inputs.count,
+                      writes: writes.filter { inputs.contains($0.input) }
+                          .map { Writes(input: $0.input - inputs.lowerBound, slot: $0.slot) },
+                      attendedSlots: attendedSlots, advancesEnd: advancesEnd)
+        }
     }
 
     /// LongLive's rules: a pass over frames that were already generated (`end <= endFrame`, start > 0) is
@@ -65,13 +91,14 @@ public final class WanKVCache: @unchecked Sendable {
                          attendedSlots: min(horizon, slots), advancesEnd: !recompute)
     }
 
-    /// Writes one layer's keys and values `[1, frames * tokensPerFrame, heads, headDim]` as planned.
+    /// Writes one layer's keys and values `[1, frames * tokensPerFrame, heads, headDim]` as planned:
+    /// one copy each per run of consecutive frames and slots.
     public func write(layer: Int, keys k: Tensor, values v: Tensor, plan: WritePlan) throws {
         let backend = keys[layer].backend
-        for w in plan.writes {
-            let src = w.input * tokensPerFrame, dst = w.slot * tokensPerFrame
-            try backend.copy(try k.narrowed(axis: 1, start: src, length: tokensPerFrame), into: keys[layer], axis: 1, at: dst)
-            try backend.copy(try v.narrowed(axis: 1, start: src, length: tokensPerFrame), into: values[layer], axis: 1, at: dst)
+        for run in plan.runs {
+            let src = run.input * tokensPerFrame, dst = run.slot * tokensPerFrame, n = run.count * tokensPerFrame
+            try backend.copy(try k.narrowed(axis: 1, start: src, length: n), into: keys[layer], axis: 1, at: dst)
+            try backend.copy(try v.narrowed(axis: 1, start: src, length: n), into: values[layer], axis: 1, at: dst)
         }
     }
 

@@ -1,0 +1,137 @@
+import Foundation
+import Testing
+import ReelCore
+import ReelCPU
+@testable import ReelModels
+
+/// Row-chunked layers (`WanDiT.chunkFrames`) compute what the whole pass computes: the same
+/// velocities and the same cache, over a sequence of passes that fills the ring, wraps it inside a
+/// chunk and recomputes it as the recache does.
+@Suite struct WanDiTChunkingTests {
+    let backend = CPUBackend(gemm: .own)
+    static let config = WanDiTConfig(dim: 32, ffnDim: 64, heads: 2, layers: 2, textDim: 16)
+
+    /// max |a - b| / max |b|.
+    func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
+        precondition(a.count == b.count)
+        var diff: Float = 0, scale: Float = 0
+        for i in a.indices { diff = max(diff, abs(a[i] - b[i])); scale = max(scale, abs(b[i])) }
+        return diff / scale
+    }
+
+    @Test func defaultChunksOnlyPassesLongerThanABlock() throws {
+        let dit = try WanDiT.load(from: WanDiT.randomWeights(Self.config, on: backend), heads: 2, backend: backend)
+        #expect(dit.chunkFrames == 3)
+        #expect(dit.frameChunks(3) == [0..<3])
+        #expect(dit.frameChunks(9) == [0..<3, 3..<6, 6..<9])
+        #expect(dit.withTextLength(8).chunkFrames == 3)
+        dit.chunkFrames = 4
+        #expect(dit.frameChunks(9) == [0..<4, 4..<8, 8..<9])
+        dit.chunkFrames = 0
+        #expect(dit.frameChunks(9) == [0..<9])
+    }
+
+    @Test func chunkedPassesMatchWholePasses() throws {
+        let base = try WanDiT.load(from: WanDiT.randomWeights(Self.config, on: backend, seed: 4), heads: 2, backend: backend)
+        let whole = base.withTextLength(8), chunked = base.withTextLength(8)
+        whole.chunkFrames = 0
+        chunked.chunkFrames = 2                                   // 9 frames: 2 + 2 + 2 + 2 + 1
+        let prompt = try whole.encodePrompt(try backend.randomNormal([5, Self.config.textDim], seed: 9, offset: 0, dtype: .f32))
+        func makeCache() throws -> WanKVCache {
+            try WanKVCache(backend: backend, layers: Self.config.layers, tokensPerFrame: 2 * 3, heads: 2,
+                           headDim: Self.config.headDim, sinkFrames: 3, windowFrames: 9, dtype: .f32)
+        }
+        let (wholeCache, chunkedCache) = (try makeCache(), try makeCache())
+        let latents = try backend.randomNormal([9, 4, 6, 16], seed: 11, offset: 0, dtype: .f32)
+        let block = try backend.slice(latents, axis: 0, start: 0, length: 3)
+        // (start frame, latents, timestep, needs output): fill the ring; the next 9 frames wrap it
+        // (frames 11 and 12 share a chunk, slots 11 and 3); recompute them (start > 0, no sink
+        // writes, no output, as a recache); then a block.
+        let passes: [(Int, Tensor, Float, Bool)] = [(0, latents, 900, true), (9, latents, 500, true),
+                                                    (9, latents, 0, false), (18, block, 250, true)]
+        for (start, x, t, needsOutput) in passes {
+            let a = try whole.forward(x, timestep: t, prompt: prompt, cache: wholeCache,
+                                      access: .init(startFrame: start, needsOutput: needsOutput))
+            let b = try chunked.forward(x, timestep: t, prompt: prompt, cache: chunkedCache,
+                                        access: .init(startFrame: start, needsOutput: needsOutput))
+            #expect((a == nil) == !needsOutput && (b == nil) == !needsOutput)
+            if let a, let b {
+                let d = relativeDifference(try b.toFloats(), try a.toFloats())
+                print("chunked vs whole pass at frame \(start): relative difference \(d)")
+                #expect(d < 1e-6, "pass at frame \(start)")
+            }
+            for layer in 0..<Self.config.layers {
+                #expect(relativeDifference(try chunkedCache.keys[layer].toFloats(), try wholeCache.keys[layer].toFloats()) < 1e-6)
+                #expect(relativeDifference(try chunkedCache.values[layer].toFloats(), try wholeCache.values[layer].toFloats()) < 1e-6)
+            }
+        }
+        #expect(chunkedCache.endFrame == 21 && wholeCache.endFrame == 21)
+    }
+}
+
+/// The ring's write plans and their merged copies.
+@Suite struct WanKVCacheTests {
+    let backend = CPUBackend()
+
+    /// One layer, 2 tokens per frame, 1 head of 2: sink 1, window 4 (slots 0 ..< 5).
+    func makeCache() throws -> WanKVCache {
+        try WanKVCache(backend: backend, layers: 1, tokensPerFrame: 2, heads: 1, headDim: 2,
+                       sinkFrames: 1, windowFrames: 4, dtype: .f32)
+    }
+
+    /// Keys `[1, frames * 2, 1, 2]` whose every element names its absolute frame: 100 f + its index
+    /// within the frame (values: the negation).
+    func frameTensors(start: Int, frames: Int) throws -> (Tensor, Tensor) {
+        let k = (0..<frames).flatMap { f in (0..<4).map { Float(100 * (start + f) + $0) } }
+        return (try backend.tensor(k, shape: [1, frames * 2, 1, 2]), try backend.tensor(k.map { -$0 }, shape: [1, frames * 2, 1, 2]))
+    }
+
+    /// The frame each slot holds, read back from the cache (nil: never written).
+    func slotFrames(_ cache: WanKVCache) throws -> [Int?] {
+        let k = try cache.keys[0].toFloats(), v = try cache.values[0].toFloats()
+        return try (0..<cache.slots).map { s in
+            let frame = k[4 * s] / 100
+            let expected = (0..<4).map { frame * 100 + Float($0) }
+            if k[4 * s ..< 4 * s + 4].allSatisfy({ $0 == 0 }) { return nil }
+            try #require(Array(k[4 * s ..< 4 * s + 4]) == expected, "slot \(s) keys \(k[4 * s ..< 4 * s + 4])")
+            try #require(Array(v[4 * s ..< 4 * s + 4]) == expected.map { -$0 }, "slot \(s) values")
+            return Int(frame)
+        }
+    }
+
+    @Test func writesMergeIntoRunsThatSplitWhereTheRingWraps() throws {
+        let cache = try makeCache()
+        let first = cache.plan(startFrame: 0, frames: 3)
+        #expect(first.runs == [.init(input: 0, slot: 0, count: 3)])    // sink and window are adjacent slots
+        let (k0, v0) = try frameTensors(start: 0, frames: 3)
+        try cache.write(layer: 0, keys: k0, values: v0, plan: first)
+        cache.commit(first)
+        #expect(try slotFrames(cache) == [0, 1, 2, nil, nil])
+
+        // Frames 3 ... 6 go to slots 3, 4, then wrap to 1, 2.
+        let wrap = cache.plan(startFrame: 3, frames: 4)
+        #expect(wrap.writes.map(\.slot) == [3, 4, 1, 2])
+        #expect(wrap.runs == [.init(input: 0, slot: 3, count: 2), .init(input: 2, slot: 1, count: 2)])
+        let (k1, v1) = try frameTensors(start: 3, frames: 4)
+        try cache.write(layer: 0, keys: k1, values: v1, plan: wrap)
+        cache.commit(wrap)
+        #expect(try slotFrames(cache) == [0, 5, 6, 3, 4])
+
+        // A recompute of frames 2 ... 6 writes only those still in the window (3 ... 6): the
+        // skipped first frame starts the first run at input 1. As chunks of 2 frames, the same.
+        let recompute = cache.plan(startFrame: 2, frames: 5)
+        #expect(recompute.runs == [.init(input: 1, slot: 3, count: 2), .init(input: 3, slot: 1, count: 2)])
+        let chunks = [0..<2, 2..<4, 4..<5].map { recompute.restricted(toInputs: $0) }
+        #expect(chunks.map(\.runs) == [[.init(input: 1, slot: 3, count: 1)],
+                                        [.init(input: 0, slot: 4, count: 1), .init(input: 1, slot: 1, count: 1)],
+                                        [.init(input: 0, slot: 2, count: 1)]])
+        #expect(chunks.map(\.startFrame) == [2, 4, 6])
+        #expect(chunks.allSatisfy { $0.attendedSlots == recompute.attendedSlots && !$0.advancesEnd })
+        let (k2, v2) = try frameTensors(start: 2, frames: 5)
+        for (chunk, r) in zip(chunks, [0..<2, 2..<4, 4..<5]) {
+            try cache.write(layer: 0, keys: try k2.narrowed(axis: 1, start: 2 * r.lowerBound, length: 2 * r.count),
+                            values: try v2.narrowed(axis: 1, start: 2 * r.lowerBound, length: 2 * r.count), plan: chunk)
+        }
+        #expect(try slotFrames(cache) == [0, 5, 6, 3, 4])
+    }
+}
