@@ -8,7 +8,7 @@ import ReelCPU
 /// velocities and the same cache, over a sequence of passes that fills the ring, wraps it inside a
 /// chunk and recomputes it as the recache does.
 @Suite struct WanDiTChunkingTests {
-    let backend = CPUBackend(gemm: .own)
+    let backend = CPUBackend()
     static let config = WanDiTConfig(dim: 32, ffnDim: 64, heads: 2, layers: 2, textDim: 16)
 
     /// max |a - b| / max |b|.
@@ -31,7 +31,12 @@ import ReelCPU
         #expect(dit.frameChunks(9) == [0..<9])
     }
 
-    @Test func chunkedPassesMatchWholePasses() throws {
+    /// Reel's own GEMM rounds a row the same whatever the row count, so chunks are bit-exact; a BLAS
+    /// may choose its kernel by M and round differently (about 1e-6 of the largest output here).
+    @Test(arguments: [GEMMPath.own, .auto])
+    func chunkedPassesMatchWholePasses(gemm: GEMMPath) throws {
+        let backend = CPUBackend(gemm: gemm)
+        let tolerance: Float = gemm == .own ? 0 : 1e-5
         let base = try WanDiT.load(from: WanDiT.randomWeights(Self.config, on: backend, seed: 4), heads: 2, backend: backend)
         let whole = base.withTextLength(8), chunked = base.withTextLength(8)
         whole.chunkFrames = 0
@@ -57,12 +62,12 @@ import ReelCPU
             #expect((a == nil) == !needsOutput && (b == nil) == !needsOutput)
             if let a, let b {
                 let d = relativeDifference(try b.toFloats(), try a.toFloats())
-                print("chunked vs whole pass at frame \(start): relative difference \(d)")
-                #expect(d < 1e-6, "pass at frame \(start)")
+                print("chunked vs whole pass at frame \(start) (GEMM \(gemm)): relative difference \(d)")
+                #expect(d <= tolerance, "pass at frame \(start)")
             }
             for layer in 0..<Self.config.layers {
-                #expect(relativeDifference(try chunkedCache.keys[layer].toFloats(), try wholeCache.keys[layer].toFloats()) < 1e-6)
-                #expect(relativeDifference(try chunkedCache.values[layer].toFloats(), try wholeCache.values[layer].toFloats()) < 1e-6)
+                #expect(relativeDifference(try chunkedCache.keys[layer].toFloats(), try wholeCache.keys[layer].toFloats()) <= tolerance)
+                #expect(relativeDifference(try chunkedCache.values[layer].toFloats(), try wholeCache.values[layer].toFloats()) <= tolerance)
             }
         }
         #expect(chunkedCache.endFrame == 21 && wholeCache.endFrame == 21)
