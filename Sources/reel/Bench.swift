@@ -154,14 +154,16 @@ struct Bench: AsyncParsableCommand {
         var frames: [Int] = [], firstFrame: Double?
         var blockDecode = 0.0, blockFrames = 0
         let start = ContinuousClock.now
-        // Frames are handed on a latent frame at a time (as `reel serve` does), so the first frame
-        // arrives after one latent frame's decode; the per-block figures sum a block's chunks.
+        // Frames are handed on a latent frame at a time, so the first frame arrives after one latent
+        // frame's decode; the per-block figures sum a block's chunks.
         for try await chunk in stream.chunks(latentFrames: blocks * 3, granularity: .latentFrame, prompt: { frame in
             switchBlock > 0 && frame == switchFrame ? .switchTo(second) : .keep
         }) {
             if firstFrame == nil { firstFrame = seconds(ContinuousClock.now - start) }
             blockDecode += chunk.decodeSeconds
-            blockFrames += chunk.frames?.count ?? videoFrames(chunk.latentFrames, firstBlock: chunk.block.index == 0)
+            let done = chunk.block.startFrame + chunk.latentFrames.lowerBound, count = chunk.latentFrames.count
+            blockFrames += chunk.frames?.count ?? StreamingVAEDecoder.frameCount(latentFrames: done + count)
+                - StreamingVAEDecoder.frameCount(latentFrames: done)
             guard chunk.endsBlock else { continue }
             arrivals.append(seconds(ContinuousClock.now - start))
             ditSeconds.append(chunk.block.timings.seconds)
@@ -222,12 +224,6 @@ struct Bench: AsyncParsableCommand {
         print(name.padding(toLength: 32, withPad: " ", startingAt: 0)
               + String(format: "%9.1f %@   %9.1f %@   %5.1f%%", measured, unit.padding(toLength: 3, withPad: " ", startingAt: 0),
                        floor, unit.padding(toLength: 3, withPad: " ", startingAt: 0), ratio * 100))
-    }
-
-    /// Video frames of a block's latent frames `range` when nothing was decoded: latent 0 of the
-    /// stream gives 1 frame, every other latent frame 4.
-    private func videoFrames(_ range: Range<Int>, firstBlock: Bool) -> Int {
-        4 * range.count - (firstBlock && range.lowerBound == 0 ? 3 : 0)
     }
 
     private func median(_ xs: [Double]) -> Double {

@@ -191,7 +191,7 @@ public final class WanDiT: @unchecked Sendable {
         // RoPE: one fused op; cached already rotated).
         var firstInput: Tensor?
         for r in chunks {
-            let plan = written.restricted(toInputs: r)
+            let plan = chunks.count == 1 ? written : written.restricted(toInputs: r)
             if plan.writes.isEmpty { continue }      // frames the cache does not keep
             let h = try attentionInput(r)
             if chunks.count == 1 { firstInput = h }

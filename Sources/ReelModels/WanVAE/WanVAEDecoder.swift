@@ -80,7 +80,8 @@ public final class WanVAEDecoder: @unchecked Sendable {
     }
 
     /// The head convolution's output channels, padded with zero filters from 3 (`forward` keeps the
-    /// first 3): with 3, cuDNN has no tensor-core kernel for the full-resolution head conv.
+    /// first 3): cuDNN runs the full-resolution head conv faster with 16 than with 3 (H100, beside the DiT:
+    /// 341 vs 709 us per frame, measured with REEL_PROFILE).
     static let headChannels = 16
 
     private static func padOutputChannels(_ conv: CausalConv3d, to count: Int) throws -> CausalConv3d {
