@@ -31,6 +31,10 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public var geluEpilogue: Bool = CUDABackend.geluEpilogueDefault
     /// `REEL_GELU_EPILOGUE=0`: backends start with the GELU epilogue off.
     public static let geluEpilogueDefault = ProcessInfo.processInfo.environment["REEL_GELU_EPILOGUE"] != "0"
+    /// Split-key attention: nil picks the number of key parts by the SMs' wave fill
+    /// (`attentionSplits`); a number forces it (1: never split). Starts from `REEL_ATTN_SPLITS`.
+    public var attentionSplitOverride: Int? = CUDABackend.attentionSplitDefault
+    public static let attentionSplitDefault = ProcessInfo.processInfo.environment["REEL_ATTN_SPLITS"].flatMap { Int($0) }
     var cudnnConvPlans: [CuDNNConvPlan.Key: CuDNNConvPlan] = [:]
     var cudnnConvRefused: Set<CuDNNConvPlan.Key> = []
     let cudnnLock = NSLock()

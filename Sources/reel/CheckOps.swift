@@ -296,12 +296,22 @@ struct OpCheck {
                     }
                 }
             }
+            if dt != .f32 && cudnnAvailable {
+                // Split keys (cuDNN, forced): parts of 1/2 and 1/3 of the keys merged by their softmax statistics.
+                for (lq, lk, h, splits) in [(200, 4096, 2, 2), (77, 1500, 3, 3), (130, 64, 1, 4)] {
+                    add("attention", "q[1,\(lq),\(h),128] k\(lk) (cudnn, \(splits) key parts)", dt,
+                        [InputSpec(shape: [1, lq, h, 128], dtype: dt), InputSpec(shape: [1, lk, h, 128], dtype: dt), InputSpec(shape: [1, lk, h, 128], dtype: dt)], factor: 10) { b, t in
+                        try withAttentionPath(b, .cudnn, splits: splits) { try b.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(128).squareRoot(), bias: nil) }
+                    }
+                }
+            }
             if dt == .bf16 {
-                // The DiT's real shapes: self-attention over the window, cross-attention over 512 text tokens.
-                for (lk, path) in [(18720, CUDABackend.AttentionPath.auto), (18720, .own), (512, .auto)] {
-                    add("attention", "DiT q[1,4680,12,128] k\(lk) (\(path))", dt,
+                // The DiT's real shapes: self-attention over the window (split by the wave rule and whole),
+                // cross-attention over 512 text tokens.
+                for (lk, path, splits) in [(18720, CUDABackend.AttentionPath.auto, nil), (18720, .cudnn, 1), (18720, .own, nil), (512, .auto, nil)] {
+                    add("attention", "DiT q[1,4680,12,128] k\(lk) (\(path)\(splits == 1 ? ", keys whole" : ""))", dt,
                         [InputSpec(shape: [1, 4680, 12, 128], dtype: dt), InputSpec(shape: [1, lk, 12, 128], dtype: dt), InputSpec(shape: [1, lk, 12, 128], dtype: dt)], factor: 10) { b, t in
-                        try withAttentionPath(b, path) { try b.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(128).squareRoot(), bias: nil) }
+                        try withAttentionPath(b, path, splits: splits) { try b.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(128).squareRoot(), bias: nil) }
                     }
                 }
             }
@@ -516,12 +526,14 @@ enum RuntimeCheck {
     }
 }
 
-/// Runs `body` with the CUDA backend's attention path set to `path` (other backends ignore it).
-func withAttentionPath<T>(_ b: any Backend, _ path: CUDABackend.AttentionPath, _ body: () throws -> T) rethrows -> T {
+/// Runs `body` with the CUDA backend's attention path set to `path` and, when given, its key parts
+/// forced to `splits` (other backends ignore both).
+func withAttentionPath<T>(_ b: any Backend, _ path: CUDABackend.AttentionPath, splits: Int? = nil, _ body: () throws -> T) rethrows -> T {
     guard let g = b as? CUDABackend else { return try body() }
-    let saved = g.attentionPath
+    let saved = (g.attentionPath, g.attentionSplitOverride)
     g.attentionPath = path
-    defer { g.attentionPath = saved }
+    if let splits { g.attentionSplitOverride = splits }
+    defer { (g.attentionPath, g.attentionSplitOverride) = saved }
     return try body()
 }
 

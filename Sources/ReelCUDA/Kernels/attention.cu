@@ -271,3 +271,33 @@ ATTN_MMA(d384, 384, 128, true, bf16, true)
 ATTN_MMA(d64, 64, 64, false, f16, false)
 ATTN_MMA(d128, 128, 128, false, f16, false)
 ATTN_MMA(d384, 384, 128, true, f16, false)
+
+// ---- Split-key merge. Attention over keys cut into S parts, each part's output O_s normalized by
+// its own softmax denominator and its statistic L_s = log(sum of exp(scaled scores)) (natural log):
+//   out = sum_s exp(L_s - M) O_s / sum_s exp(L_s - M),  M = max_s L_s.
+// parts [S, Lq, H, D] (16-bit), stats [S, H, Lq] f32, out [Lq, H, D]; rows = Lq * H, one thread per 8
+// values of a row, D a multiple of 8.
+extern "C" __global__ void __launch_bounds__(256) attn_merge_v8(
+    const void* __restrict__ parts, const float* __restrict__ stats, void* __restrict__ out,
+    i64 rows, int Lq, int H, int D, int S, int dt) {
+    const int nv = D / 8;
+    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * nv) return;
+    i64 row = i / nv;
+    int vi = (int)(i - row * nv);
+    int q = (int)(row / H), head = (int)(row - (i64)q * H);
+    float m = -INFINITY;
+    for (int s = 0; s < S; s++) m = fmaxf(m, stats[((i64)s * H + head) * Lq + q]);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, total = 0.f;
+    for (int s = 0; s < S; s++) {
+        float w = __expf(stats[((i64)s * H + head) * Lq + q] - m), x[8];
+        load8(parts, ((i64)s * rows + row) * nv + vi, dt, x);
+        total += w;
+        #pragma unroll
+        for (int e = 0; e < 8; e++) acc[e] += w * x[e];
+    }
+    float inv = 1.f / total;
+    #pragma unroll
+    for (int e = 0; e < 8; e++) acc[e] *= inv;
+    store8(out, row * nv + vi, dt, acc);
+}

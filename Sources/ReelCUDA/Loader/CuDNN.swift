@@ -47,7 +47,7 @@ public struct CuDNN: @unchecked Sendable {
     static let crossCorrelation: Int32 = 1
     static let attrMatmulCompType: Int32 = 1500
     static let attrSDPAForwardQ: Int32 = 2800, attrSDPAForwardK: Int32 = 2801, attrSDPAForwardV: Int32 = 2802
-    static let attrSDPAForwardO: Int32 = 2803, attrSDPAForwardScale: Int32 = 2805
+    static let attrSDPAForwardO: Int32 = 2803, attrSDPAForwardStats: Int32 = 2804, attrSDPAForwardScale: Int32 = 2805
     static let attrOpMatmulA: Int32 = 1520, attrOpMatmulB: Int32 = 1521, attrOpMatmulC: Int32 = 1522, attrOpMatmulDesc: Int32 = 1523
     static let attrReductionOperator: Int32 = 1600, attrReductionCompType: Int32 = 1601
     static let attrOpReductionX: Int32 = 1610, attrOpReductionY: Int32 = 1611, attrOpReductionDesc: Int32 = 1612

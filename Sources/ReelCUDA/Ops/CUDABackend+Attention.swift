@@ -30,9 +30,20 @@ extension CUDABackend {
                                         message: "cuDNN path needs bf16/f16 q, k, v, no bias, D = Dv <= 128 (multiple of 8), 16-byte aligned")
         }
         if cudnnShape && attentionPath != .own {
-            let key = CuDNNAttentionPlan.Key(b: b, lq: lq, lk: lk, h: h, d: d, dtype: query.dtype)
+            let plain = CuDNNAttentionPlan.Key(b: b, lq: lq, lk: lk, h: h, d: d, dtype: query.dtype)
+            let splits = b == 1 ? attentionSplits(lq: lq, lk: lk, heads: h) : 1
+            if splits > 1 {
+                var key = plain
+                key.splits = splits
+                // A refused split falls back to the plain attention below, unless both were forced.
+                do {
+                    if try cudnnAttention(key: key, q: query, k: pk, v: pv, o: out, scale: scale) { return out }
+                } catch {
+                    if attentionPath == .cudnn && attentionSplitOverride != nil { throw error }
+                }
+            }
             do {
-                if try cudnnAttention(key: key, q: pq, k: pk, v: pv, o: po, scale: scale) { return out }
+                if try cudnnAttention(key: plain, q: pq, k: pk, v: pv, o: po, scale: scale) { return out }
             } catch {
                 if attentionPath == .cudnn { throw error }
             }
@@ -63,6 +74,12 @@ extension CUDABackend {
     /// Runs cuDNN's fused attention; false when cuDNN is absent or refused this shape before
     /// (the reason is kept in `cudnnRefusals`), so the caller uses Reel's own kernel.
     func cudnnAttention(key: CuDNNAttentionPlan.Key, q: UInt64, k: UInt64, v: UInt64, o: UInt64, scale: Float) throws -> Bool {
+        try cudnnAttention(key: key, q: { _ in q }, k: k, v: v, o: o, stats: 0, scale: scale)
+    }
+
+    /// `q` gives the query pointer once the plan is known (a split plan may need Q's copies).
+    func cudnnAttention(key: CuDNNAttentionPlan.Key, q: (CuDNNAttentionPlan) throws -> UInt64, k: UInt64, v: UInt64, o: UInt64,
+                        stats: UInt64, scale: Float) throws -> Bool {
         cudnnLock.lock()
         defer { cudnnLock.unlock() }
         if cudnnRefused.contains(key) {
@@ -84,8 +101,48 @@ extension CUDABackend {
             cudnnPlans[key] = plan
         }
         try device.makeCurrent()
-        try plan.execute(handle: cudnnHandle, q: q, k: k, v: v, o: o, scale: scale, workspace: try cudnnScratch(plan.workspaceBytes),
-                         on: self, label: key.profileLabel)
+        try plan.execute(handle: cudnnHandle, q: try q(plan), k: k, v: v, o: o, stats: stats, scale: scale,
+                         workspace: try cudnnScratch(plan.workspaceBytes), on: self, label: key.profileLabel)
+        return true
+    }
+
+    /// How many parts to cut the keys into (1: none) so that cuDNN's tiles of 128 queries x 1 head,
+    /// one per SM at a time, fill the last wave: the smallest S in 1...4 whose wave fill
+    /// (tiles x S / SMs over its ceiling) is within 2% of the best, keeping each part at least 2048
+    /// keys and Lk divisible by S. `attentionSplitOverride` (`REEL_ATTN_SPLITS`) forces S (1: off).
+    func attentionSplits(lq: Int, lk: Int, heads: Int) -> Int {
+        if let forced = attentionSplitOverride {
+            return forced > 1 && lk % forced == 0 && lk / forced >= 8 ? forced : 1
+        }
+        let sms = Double(max(1, device.info.multiprocessors))
+        let tiles = Double((lq + 127) / 128 * heads)
+        func fill(_ s: Int) -> Double { let w = tiles * Double(s) / sms; return w / w.rounded(.up) }
+        let candidates = (1...4).filter { $0 == 1 || (lk % $0 == 0 && lk / $0 >= 2048) }
+        let best = candidates.map(fill).max() ?? 1
+        return candidates.first { fill($0) >= best - 0.02 } ?? 1
+    }
+
+    /// The split-key attention of `key` (splits > 1): one batched cuDNN call over the key parts, then
+    /// `attn_merge_v8` weights each part's output by its share of the softmax denominator.
+    func cudnnAttention(key: CuDNNAttentionPlan.Key, q query: Tensor, k: UInt64, v: UInt64, o out: Tensor, scale: Float) throws -> Bool {
+        let (s, lq, h, d) = (key.splits, key.lq, key.h, key.d)
+        let parts = try allocate([s, lq, h, d], dtype: key.dtype), stats = try allocate([s, h, lq], dtype: .f32)
+        let pp = try arg(parts, "attention"), ps = try arg(stats, "attention"), po = try arg(out, "attention")
+        var copies: Tensor?  // kept alive until the attention is issued
+        let ran = try cudnnAttention(key: key, q: { plan in
+            guard plan.queryCopies else { return try self.arg(query, "attention") }
+            let c = try self.allocate([s, lq, h, d], dtype: key.dtype)
+            for i in 0..<s { try self.copy(query, into: c, axis: 0, at: i) }
+            copies = c
+            return try self.arg(c, "attention")
+        }, k: k, v: v, o: pp, stats: ps, scale: scale)
+        withExtendedLifetime(copies) {}
+        guard ran else { return false }
+        let n = lq * h * (d / 8)
+        try launch("attention", "attn_merge_v8", grid: ((n + 255) / 256, 1, 1), block: (256, 1, 1)) { a in
+            a.add(pp); a.add(ps); a.add(po)
+            a.add(Int64(lq * h)); a.add(Int32(lq)); a.add(Int32(h)); a.add(Int32(d)); a.add(Int32(s)); a.add(key.dtype.kernelCode)
+        }
         return true
     }
 

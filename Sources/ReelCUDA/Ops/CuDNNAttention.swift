@@ -12,23 +12,53 @@ import ReelCore
 ///
 /// The virtual tensors never reach memory: the engine fuses the whole graph into one kernel.
 /// Q, K, V, O keep Reel's [B, L, H, D] layout, described to cuDNN by strides.
+///
+/// Split keys (`Key.splits` = S > 1, B = 1, SDPA operation only): the keys are cut into S equal
+/// consecutive parts that run as a batch of S against the same queries (Q's batch stride is 0, or,
+/// where cuDNN refuses that, S copies of Q: `queryCopies`), each writing its partial output
+/// `[S, Lq, H, D]` and its softmax statistics (natural-log sum of exponentials) `[S, H, Lq]` f32, which
+/// `attn_merge_v8` combines. cuDNN's kernel gives each SM one tile of 128 queries of one head, so the
+/// DiT's 37 x 12 = 444 tiles on 132 SMs run in 4 waves, the last a third full; as 888 tiles of
+/// half the keys they run in 7 nearly full waves.
 final class CuDNNAttentionPlan: CuDNNPlan, @unchecked Sendable {
 
     struct Key: Hashable {
         var b, lq, lk, h, d: Int
         var dtype: DType
+        /// Key parts run as a batch (1: the plain attention).
+        var splits = 1
 
         /// The profiler's label: `cudnn sdpa Lq x Lk` with the batch (if not 1), heads and head size.
-        var profileLabel: String { "cudnn sdpa \(lq)x\(lk)" + (b == 1 ? "" : " b\(b)") + " h\(h) d\(d)" }
+        var profileLabel: String {
+            "cudnn sdpa \(lq)x\(lk)" + (b == 1 ? "" : " b\(b)") + (splits == 1 ? "" : " split\(splits)") + " h\(h) d\(d)"
+        }
     }
 
-    private static let uidQ: Int64 = 1, uidK: Int64 = 2, uidV: Int64 = 3, uidO: Int64 = 4, uidScale: Int64 = 5
+    /// Split plans only: Q is read from `splits` copies (cuDNN refused a batch stride of 0).
+    private(set) var queryCopies = false
+
+    private static let uidQ: Int64 = 1, uidK: Int64 = 2, uidV: Int64 = 3, uidO: Int64 = 4, uidScale: Int64 = 5, uidStats: Int64 = 6
 
     init(dnn: CuDNN, handle: CUhandle, key: Key) throws {
         super.init(dnn: dnn)
         let (b, lq, lk, h, d) = (Int64(key.b), Int64(key.lq), Int64(key.lk), Int64(key.h), Int64(key.d))
         let io: Int32 = key.dtype == .bf16 ? CuDNN.dataBFloat16 : CuDNN.dataHalf
         var failures: [String] = []
+        if key.splits > 1 {
+            // Only the SDPA operation writes the statistics the merge needs.
+            for copies in [false, true] {
+                do {
+                    let ops = try buildSplitOps(splits: Int64(key.splits), queryCopies: copies, lq: lq, lk: lk, h: h, d: d, io: io)
+                    try choosePlan(handle: handle, ops: ops)
+                    queryCopies = copies
+                    return
+                } catch {
+                    failures.append("split \(key.splits)\(copies ? ", Q copied" : ", Q batch stride 0"): \(error)")
+                    destroyDescriptors()
+                }
+            }
+            throw ReelError.unsupported(backend: "cuda", op: "attention", message: "cuDNN: " + failures.joined(separator: "; "))
+        }
         // cuDNN >= 9.13 has a single SDPA operation; older versions only fuse the composite graph.
         for variant in [Variant.sdpaOperation, .composite] {
             do {
@@ -86,14 +116,40 @@ final class CuDNNAttentionPlan: CuDNNPlan, @unchecked Sendable {
         ]
     }
 
-    /// Runs the plan on `handle`'s stream. `workspace` holds at least `workspaceBytes`.
-    func execute(handle: CUhandle, q: UInt64, k: UInt64, v: UInt64, o: UInt64, scale: Float, workspace: UInt64,
+    /// The split graph: batch `splits` over K and V's consecutive parts (batch stride Lk/S rows), Q
+    /// with batch stride 0 (or `splits` copies), partial outputs and statistics per part.
+    private func buildSplitOps(splits s: Int64, queryCopies: Bool, lq: Int64, lk: Int64, h: Int64, d: Int64, io: Int32) throws -> [CUhandle] {
+        let part = lk / s
+        let q = try tensor(Self.uidQ, [s, h, lq, d], [queryCopies ? lq * h * d : 0, d, h * d, 1], io)
+        let k = try tensor(Self.uidK, [s, h, part, d], [part * h * d, d, h * d, 1], io)
+        let v = try tensor(Self.uidV, [s, h, part, d], [part * h * d, d, h * d, 1], io)
+        let o = try tensor(Self.uidO, [s, h, lq, d], [lq * h * d, d, h * d, 1], io)
+        let stats = try tensor(Self.uidStats, [s, h, lq, 1], [h * lq, lq, 1, 1], CuDNN.dataFloat)
+        let scale = try tensor(Self.uidScale, [1, 1, 1, 1], [1, 1, 1, 1], CuDNN.dataFloat, byValue: true)
+        return [try make(CuDNN.operationSDPAForwardDescriptor) { op in
+            var qq = q, kk = k, vv = v, oo = o, sc = scale, st = stats
+            try set(op, CuDNN.attrSDPAForwardQ, CuDNN.typeBackendDescriptor, &qq)
+            try set(op, CuDNN.attrSDPAForwardK, CuDNN.typeBackendDescriptor, &kk)
+            try set(op, CuDNN.attrSDPAForwardV, CuDNN.typeBackendDescriptor, &vv)
+            try set(op, CuDNN.attrSDPAForwardO, CuDNN.typeBackendDescriptor, &oo)
+            try set(op, CuDNN.attrSDPAForwardStats, CuDNN.typeBackendDescriptor, &st)
+            try set(op, CuDNN.attrSDPAForwardScale, CuDNN.typeBackendDescriptor, &sc)
+        }]
+    }
+
+    /// Runs the plan on `handle`'s stream. `workspace` holds at least `workspaceBytes`. Split plans
+    /// also take `stats` and write partial outputs to `o`.
+    func execute(handle: CUhandle, q: UInt64, k: UInt64, v: UInt64, o: UInt64, stats: UInt64 = 0, scale: Float, workspace: UInt64,
                  on backend: CUDABackend, label: @autoclosure () -> String) throws {
         var scaleValue = scale
         try withUnsafeMutablePointer(to: &scaleValue) { sp in
-            let ptrs = [q, k, v, o].map { UnsafeMutableRawPointer(bitPattern: UInt($0)) } + [UnsafeMutableRawPointer(sp)]
-            try execute(handle: handle, uids: [Self.uidQ, Self.uidK, Self.uidV, Self.uidO, Self.uidScale], pointers: ptrs, workspace: workspace,
-                        on: backend, label: label())
+            var uids = [Self.uidQ, Self.uidK, Self.uidV, Self.uidO, Self.uidScale]
+            var ptrs = [q, k, v, o].map { UnsafeMutableRawPointer(bitPattern: UInt($0)) } + [UnsafeMutableRawPointer(sp)]
+            if stats != 0 {
+                uids.append(Self.uidStats)
+                ptrs.append(UnsafeMutableRawPointer(bitPattern: UInt(stats)))
+            }
+            try execute(handle: handle, uids: uids, pointers: ptrs, workspace: workspace, on: backend, label: label())
         }
     }
 }
