@@ -217,6 +217,30 @@ struct Bench: AsyncParsableCommand {
         print(String(format: "KV cache %.2f GB; blocks %@", Double(generator.cacheBytes) / 1e9,
                      ditSeconds.map { String(format: "%.0f", $0 * 1000) }.joined(separator: " ") + " ms (DiT)"))
         if let profiler = (backend as? CUDABackend)?.profiler { print("\n" + (try profiler.report()), terminator: "") }
+        if let vae, decoder != .none { try decoderAlone(vae, stream: decodeStream, latentHeight: lh, latentWidth: lw, floor: vaeFloor) }
+    }
+
+    /// The decoder by itself on its stream (nothing beside it on the device): blocks of 3 random
+    /// latent frames after 2 warm blocks, each timed to its last frame on the host. With REEL_PROFILE
+    /// its ops get a report of their own.
+    private func decoderAlone(_ vae: any VideoDecoder, stream: any Backend, latentHeight lh: Int, latentWidth lw: Int,
+                              floor: Double) throws {
+        vae.reset()
+        let profiler = (stream as? CUDABackend)?.profiler
+        var times: [Double] = []
+        for block in 0..<6 {
+            if block == 2 { profiler?.reset() }
+            let latents = try stream.randomNormal([1, 3, lh, lw, vae.latentChannels], seed: 100 + UInt64(block), offset: 0, dtype: backendOptions.storageType)
+            try stream.synchronize()
+            let t0 = ContinuousClock.now
+            _ = try vae.decode(latents)
+            try stream.synchronize()
+            if block >= 2 { times.append(seconds(ContinuousClock.now - t0)) }
+        }
+        vae.reset()
+        print("")
+        row("decoder alone per block", median(times) * 1000, floor * 1000, unit: "ms", higherIsBetter: false)
+        if let profiler { print("decoder alone, " + (try profiler.report()), terminator: "") }
     }
 
     private func row(_ name: String, _ measured: Double, _ floor: Double, unit: String, higherIsBetter: Bool) {

@@ -209,6 +209,40 @@ enum CUDABench {
                 }
             }
         }
+        // One output frame of a causal conv from 2 cached frames and a new one, with the residual
+        // add: the frames joined by a copy then one k3 conv, or the time taps split (a k2 conv over
+        // the cache adding the residual, then a k1 conv over the new frame adding that) with no copy.
+        for (h, w, c) in [(240, 416, 192), (480, 832, 96)] {
+            let rows: Int = h * w
+            let flops: Double = 2 * Double(rows * c * 27 * c)
+            let frame = Double(rows * c)
+            for taps in [3, 2, 1] {
+                let split = taps < 3
+                let label = "[1,2+1,\(h),\(w),\(c)] k3 + residual, " + ["", "taps 1 + 1 + 1", "taps 2 + 1", "joined"][taps]
+                add("conv3d", label, flops: flops, bytes: 2 * (split ? 8 * frame : 10 * frame)) { b in
+                    let cache = try randn(b, [1, 2, h, w, c]), x = try randn(b, [1, 1, h, w, c], seed: 4), res = try randn(b, [1, 1, h, w, c], seed: 5)
+                    let wt = try randn(b, [c, 3, 3, 3, c], seed: 2), bias = try randn(b, [c], seed: 3)
+                    let w2 = try b.slice(wt, axis: 1, start: 0, length: 2), w1 = try b.slice(wt, axis: 1, start: 2, length: 1)
+                    let pad = ConvPadding(h: (1, 1), w: (1, 1))
+                    let frames = [try b.slice(cache, axis: 1, start: 0, length: 1), try b.slice(cache, axis: 1, start: 1, length: 1), x]
+                    let tapWeights = try (0..<3).map { try b.slice(wt, axis: 1, start: $0, length: 1) }
+                    return {
+                        if taps == 1 {
+                            var acc = res
+                            for k in 0..<3 {
+                                acc = try b.conv3d(frames[k], weight: tapWeights[k], bias: k == 0 ? bias : nil,
+                                                   stride: (1, 1, 1), padding: pad, adding: acc)
+                            }
+                        } else if split {
+                            let partial = try b.conv3d(cache, weight: w2, bias: bias, stride: (1, 1, 1), padding: pad, adding: res)
+                            _ = try b.conv3d(x, weight: w1, bias: nil, stride: (1, 1, 1), padding: pad, adding: partial)
+                        } else {
+                            _ = try b.conv3d(try b.concat([cache, x], axis: 1), weight: wt, bias: bias, stride: (1, 1, 1), padding: pad, adding: res)
+                        }
+                    }
+                }
+            }
+        }
         add("l2Norm", "[\(480 * 832), 96] (VAE RMS_norm)", flops: 0, bytes: 4 * Double(480 * 832 * 96)) { b in
             let x = try randn(b, [480 * 832, 96]), g = try randn(b, [96], seed: 2); return { _ = try b.l2Norm(x, weight: g, scale: Float(96).squareRoot(), eps: 1e-12) }
         }

@@ -68,6 +68,25 @@ import Testing
         #expect(try VAEFixture.nmse(decode(whole, latents, blocks: [3, 2]), a) < 1e-10)
     }
 
+    /// The layers after the last time upsampling get one frame at a time and run their causal convs
+    /// tap by tap (no copy joins the cached frames): the same frames as the joined convs of a whole
+    /// chunk (`sliceFrames` 0), and as Wan's (above).
+    @Test func tapByTapConvsGiveTheJoinedConvsFrames() throws {
+        let (decoder, latents, expected) = try fixture()
+        #expect(WanVAEDecoder.timeTaps)
+        #expect(decoder.headConv.taps?.count == 3)
+        for layer in decoder.upsamples[decoder.sliceStart...] {
+            if case let .residual(block) = layer { #expect(block.conv1.taps != nil && block.conv2.taps != nil) }
+        }
+        for layer in decoder.upsamples[..<decoder.sliceStart] {
+            if case let .residual(block) = layer { #expect(block.conv1.taps == nil) }
+        }
+        let tapped = try decode(StreamingVAEDecoder(model: decoder, sliceFrames: 1), latents, blocks: [1, 2, 2])
+        let joined = try decode(StreamingVAEDecoder(model: decoder, sliceFrames: 0), latents, blocks: [1, 2, 2])
+        #expect(try VAEFixture.nmse(tapped, joined) < 1e-10)
+        #expect(try VAEFixture.nmse(tapped, expected) < 1e-9)
+    }
+
     /// Without Wan's 'Rep' special case (time conv run on the first chunk, i.e. one causal pass over
     /// the whole sequence) the first latent gives 4 frames and the early frames come out wrong.
     @Test func naiveCausalDecodeDiffers() throws {

@@ -13,6 +13,9 @@ struct CausalConv3d {
     let stride: (Int, Int, Int)
     /// The cache slot of a temporal kernel (kt > 1); nil for kt == 1.
     let slot: Int?
+    /// The kernel's time taps as kernels of their own (`[Cout, 1, kh, kw, Cin]` each), set by
+    /// `withTimeTaps()` on the layers that get one frame at a time (`WanVAEDecoder.sliceStart` on).
+    var taps: [Tensor]? = nil
 
     init(_ w: WeightBinder, _ name: String, cin: Int, cout: Int, kernel: (Int, Int, Int), padHW: Int,
          stride: (Int, Int, Int) = (1, 1, 1), slots: inout SlotAllocator) throws {
@@ -41,9 +44,42 @@ struct CausalConv3d {
         if case let .frames(h) = cache.slots[slot] { runs = h }
         let history = runs.reduce(0) { $0 + $1.shape[1] }
         runs.append(x)
-        let input = try b.joinFrames(runs)                                        // [N, h + T, H, W, C]
         cache.slots[slot] = .frames(try b.lastFrames(runs, count: kernelT - 1))
+        if let taps, x.shape[1] == 1, stride == (1, 1, 1) {
+            return try tapByTap(runs, taps: taps, adding: residual)
+        }
+        let input = try b.joinFrames(runs)                                        // [N, h + T, H, W, C]
         return try conv(input, padT: kernelT - 1 - history, adding: residual)
+    }
+
+    /// One output frame from the last `kernelT` frames of `runs` (fewer: zero padding, whose taps
+    /// are skipped), as one convolution per time tap, each adding the previous one's output (the
+    /// first adds `residual` and the bias): no copy joins the cached frames to the new one. On an
+    /// H100 (bench-ops, 480x832x96 with its residual) 0.578 ms against 0.645 joined.
+    private func tapByTap(_ runs: [Tensor], taps: [Tensor], adding residual: Tensor?) throws -> Tensor {
+        let b = runs[0].backend
+        var frames: [Tensor] = []                                                 // newest last, one frame each
+        for run in runs {
+            for i in 0..<run.shape[1] { frames.append(run.shape[1] == 1 ? run : try run.narrowed(axis: 1, start: i, length: 1)) }
+        }
+        frames = Array(frames.suffix(kernelT))
+        let padding = ConvPadding(h: (padHW, padHW), w: (padHW, padHW))
+        var out = residual, first = true
+        for (k, frame) in zip(kernelT - frames.count ..< kernelT, frames) {
+            let bias = first ? self.bias : nil
+            out = try out.map { try b.conv3d(frame, weight: taps[k], bias: bias, stride: stride, padding: padding, adding: $0) }
+                ?? b.conv3d(frame, weight: taps[k], bias: bias, stride: stride, padding: padding)
+            first = false
+        }
+        return out!
+    }
+
+    /// This conv with its time taps split out (`taps`), for layers that get one frame at a time.
+    func withTimeTaps() throws -> CausalConv3d {
+        guard kernelT > 1 else { return self }
+        var c = self
+        c.taps = try (0..<kernelT).map { try weight.backend.slice(weight, axis: 1, start: $0, length: 1) }
+        return c
     }
 }
 
@@ -77,6 +113,10 @@ struct ResidualBlock {
     let conv2: CausalConv3d
     let shortcut: CausalConv3d?
 
+    init(norm1: ChannelRMSNorm, conv1: CausalConv3d, norm2: ChannelRMSNorm, conv2: CausalConv3d, shortcut: CausalConv3d?) {
+        self.norm1 = norm1; self.conv1 = conv1; self.norm2 = norm2; self.conv2 = conv2; self.shortcut = shortcut
+    }
+
     init(_ w: WeightBinder, _ p: String, cin: Int, cout: Int, slots: inout SlotAllocator) throws {
         norm1 = try ChannelRMSNorm(w, p + ".residual.0.gamma", dim: cin)
         conv1 = try CausalConv3d(w, p + ".residual.2", cin: cin, cout: cout, kernel: (3, 3, 3), padHW: 1, slots: &slots)
@@ -84,6 +124,11 @@ struct ResidualBlock {
         conv2 = try CausalConv3d(w, p + ".residual.6", cin: cout, cout: cout, kernel: (3, 3, 3), padHW: 1, slots: &slots)
         shortcut = cin == cout ? nil
             : try CausalConv3d(w, p + ".shortcut", cin: cin, cout: cout, kernel: (1, 1, 1), padHW: 0, slots: &slots)
+    }
+
+    /// The block with its causal convs' time taps split out (`CausalConv3d.withTimeTaps`).
+    func withTimeTaps() throws -> ResidualBlock {
+        ResidualBlock(norm1: norm1, conv1: try conv1.withTimeTaps(), norm2: norm2, conv2: try conv2.withTimeTaps(), shortcut: shortcut)
     }
 
     func callAsFunction(_ x: Tensor, cache: inout CausalCache) throws -> Tensor {

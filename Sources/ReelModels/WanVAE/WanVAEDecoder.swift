@@ -67,15 +67,25 @@ public final class WanVAEDecoder: @unchecked Sendable {
                 layers.append(.resample(try Resample(w, "decoder.upsamples.\(layers.count)", dim: cout, mode: mode, slots: &slots)))
             }
         }
-        upsamples = layers
-        sliceStart = (layers.lastIndex {
+        let sliceStart = (layers.lastIndex {
             if case let .resample(r) = $0 { return r.mode == .upsample3d }
             return false
         }).map { $0 + 1 } ?? 0
+        self.sliceStart = sliceStart
+        // Layers past the last time upsampling get one frame at a time (sliced): their causal convs run
+        // tap by tap instead of joining the cached frames to the new one by a copy.
+        let taps = Self.timeTaps
+        if taps {
+            for i in sliceStart..<layers.count {
+                if case let .residual(block) = layers[i] { layers[i] = .residual(try block.withTimeTaps()) }
+            }
+        }
+        upsamples = layers
         let last = dims[stages]
         headNorm = try ChannelRMSNorm(w, "decoder.head.0.gamma", dim: last)
         let head = try CausalConv3d(w, "decoder.head.2", cin: last, cout: 3, kernel: (3, 3, 3), padHW: 1, slots: &slots)
-        headConv = try Self.padOutputChannels(head, to: Self.headChannels)
+        let padded = try Self.padOutputChannels(head, to: Self.headChannels)
+        headConv = taps ? try padded.withTimeTaps() : padded
         slotCount = slots.count
     }
 
@@ -106,6 +116,10 @@ public final class WanVAEDecoder: @unchecked Sendable {
         try binder.finish()
         return decoder
     }
+
+    /// Whether the layers after the last time upsampling run their causal convs tap by tap on
+    /// one-frame slices (`CausalConv3d.withTimeTaps`); `REEL_VAE_TIME_TAPS=0` joins the frames instead.
+    public static let timeTaps = ProcessInfo.processInfo.environment["REEL_VAE_TIME_TAPS"] != "0"
 
     /// Frames per slice of the layers after the last time upsampling (0: the whole chunk at once);
     /// `REEL_VAE_SLICE_FRAMES` overrides the default of 1.
