@@ -159,6 +159,14 @@ public protocol Backend: AnyObject, Sendable {
     /// GELU (tanh approximation) of `x W^T + b`: x `[..., K]`, a Linear weight `[N, K]`, bias `[N]`
     /// (the DiT's first FFN layer, whose output is the largest activation of a block).
     func linearGELU(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor
+    /// `x W^T + b + residual` (residual of the output's shape): the add done by the GEMM where the
+    /// backend can (the DiT's cross-attention output projection and its residual).
+    func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, adding residual: Tensor) throws -> Tensor
+    /// `x W^T + b` written into `out` (the output's element count and dtype; e.g. a view of a KV
+    /// cache, so that no copy follows).
+    func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, into out: Tensor) throws
+    /// `rmsNormRoPE` written into `out` (x's element count and dtype).
+    func rmsNormRoPE(_ x: Tensor, weight: Tensor?, eps: Float, grid: RoPEGrid, into out: Tensor) throws
 
     // MARK: Convolution
 
@@ -221,6 +229,27 @@ extension Backend {
     public func linearGELU(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
         try require(weight.rank == 2, "linearGELU", "expected a Linear weight [N, K], got \(weight.shape)")
         return try unary(.geluTanh, try linear(x, weight: weight, bias: bias))
+    }
+
+    public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, adding residual: Tensor) throws -> Tensor {
+        let y = try linear(x, weight: weight, bias: bias)
+        try require(residual.shape == y.shape, "linear", "residual \(residual.shape) differs from the output \(y.shape)")
+        return try binary(.add, y, residual)
+    }
+
+    public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, into out: Tensor) throws {
+        try copyWhole(try linear(x, weight: weight, bias: bias), into: out, op: "linear")
+    }
+
+    public func rmsNormRoPE(_ x: Tensor, weight: Tensor?, eps: Float, grid: RoPEGrid, into out: Tensor) throws {
+        try copyWhole(try rmsNormRoPE(x, weight: weight, eps: eps, grid: grid), into: out, op: "rmsNormRoPE")
+    }
+
+    /// `y` copied into `out` of the same element count and dtype (its shape may differ).
+    public func copyWhole(_ y: Tensor, into out: Tensor, op: String) throws {
+        try require(out.count == y.count && out.dtype == y.dtype, op,
+                    "output \(out.shape) \(out.dtype) does not hold the result \(y.shape) \(y.dtype)")
+        try copy(try y.reshaped(out.shape), into: out, axis: 0, at: 0)
     }
 
     /// `x W^T + b` for a PyTorch Linear weight `[out, in]`.

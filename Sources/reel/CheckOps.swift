@@ -220,6 +220,14 @@ struct OpCheck {
                     try b.rmsNormRoPE(t[0], weight: t[1], eps: 1e-6, grid: grid)
                 }
             }
+            // Written into a view of a larger tensor (the DiT writes keys straight into its KV cache).
+            add("rmsNormRoPE", "DiT [1, 4680, 12, 128] into a cache view at frame 2", dt,
+                [InputSpec(shape: [1, 4680, 12, 128], dtype: dt), InputSpec(shape: [1536], dtype: dt)], factor: 2) { b, t in
+                let cache = try b.zeros([1, 7 * 1560, 12, 128], dtype: dt)
+                try b.rmsNormRoPE(t[0], weight: t[1], eps: 1e-6, grid: RoPEGrid(frames: 3, height: 30, width: 52, frameOffset: 4),
+                                  into: try cache.narrowed(axis: 1, start: 2 * 1560, length: 4680))
+                return try b.slice(cache, axis: 1, start: 2 * 1560, length: 4680)
+            }
             add("affine", "[4096] * 0.75 - 0.25 (8-wide)", dt, [InputSpec(shape: [4096], dtype: dt)]) { b, t in try b.affine(t[0], scale: 0.75, bias: -0.25) }
             add("axpby", "0.3 x + 0.7 y [4097]", dt, [InputSpec(shape: [4097], dtype: dt), InputSpec(shape: [4097], dtype: dt)]) { b, t in try b.axpby(0.3, t[0], 0.7, t[1]) }
             add("fill", "[3, 333] = 1.5", dt, []) { b, _ in let t = try b.allocate([3, 333], dtype: dt); try b.fill(t, with: 1.5); return t }
@@ -283,6 +291,22 @@ struct OpCheck {
                 add("linearGELU", label, dt, inputs, factor: dt == .f32 ? 1 : 2) { b, t in
                     try b.linearGELU(t[0], weight: t[1], bias: withBias ? t[2] : nil)
                 }
+            }
+            // linear + residual in one GEMM (cuBLASLt's beta = 1), and a linear written into a view.
+            for (label, x, n) in [("[37, 64] x [48, 64]^T + bias + residual", [37, 64], 48),
+                                  ("DiT [1, 4680, 1536] x [1536, 1536]^T + bias + residual", [1, 4680, 1536], 1536)] as [(String, Shape, Int)] {
+                let k = x.last
+                var out = Array(x.dims.dropLast()); out.append(n)
+                add("linear", label, dt, [InputSpec(shape: x, dtype: dt), InputSpec(shape: [n, k], dtype: dt, kind: .scaled(1 / Float(k).squareRoot())),
+                                          InputSpec(shape: [n], dtype: dt), InputSpec(shape: Shape(out), dtype: dt)], factor: 2) { b, t in
+                    try b.linear(t[0], weight: t[1], bias: t[2], adding: t[3])
+                }
+            }
+            add("linear", "[37, 64] x [48, 64]^T + bias into a view at row 5", dt,
+                [InputSpec(shape: [37, 64], dtype: dt), InputSpec(shape: [48, 64], dtype: dt, kind: .scaled(0.125)), InputSpec(shape: [48], dtype: dt)]) { b, t in
+                let big = try b.zeros([50, 48], dtype: dt)
+                try b.linear(t[0], weight: t[1], bias: t[2], into: try big.narrowed(axis: 0, start: 5, length: 37))
+                return try b.slice(big, axis: 0, start: 5, length: 37)
             }
             // Attention: Lq and Lk not multiples of the 64-row tiles, so the edge masking is exercised.
             // 16-bit cases with D <= 128 run on each path: cuDNN's fused kernel (when cuDNN is

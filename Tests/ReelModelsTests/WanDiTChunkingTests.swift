@@ -104,6 +104,25 @@ import ReelCPU
         }
     }
 
+    /// A pass whose frames all go to consecutive slots gets the cache views to write them into (the
+    /// DiT's projections write there, no copy); one that wraps around the ring or skips frames does not.
+    @Test func destinationOnlyForOneRunOfAllFrames() throws {
+        let cache = try makeCache()
+        let first = cache.plan(startFrame: 0, frames: 3)
+        let (kd, vd) = try #require(try cache.destination(layer: 0, plan: first))
+        #expect(kd.shape == [1, 6, 1, 2] && vd.shape == [1, 6, 1, 2] && kd.byteOffset == 0)
+        let (k0, v0) = try frameTensors(start: 0, frames: 3)
+        try backend.copyWhole(k0, into: kd, op: "test")
+        try backend.copyWhole(v0, into: vd, op: "test")
+        cache.commit(first)
+        #expect(try slotFrames(cache) == [0, 1, 2, nil, nil])   // the same as `write`
+        let next = cache.plan(startFrame: 3, frames: 2)
+        #expect(try cache.destination(layer: 0, plan: next)?.0.byteOffset == 3 * 4 * 4)
+        #expect(try cache.destination(layer: 0, plan: cache.plan(startFrame: 3, frames: 4)) == nil)   // wraps
+        cache.commit(cache.plan(startFrame: 3, frames: 4))
+        #expect(try cache.destination(layer: 0, plan: cache.plan(startFrame: 2, frames: 5)) == nil)   // skips frame 2
+    }
+
     @Test func writesMergeIntoRunsThatSplitWhereTheRingWraps() throws {
         let cache = try makeCache()
         let first = cache.plan(startFrame: 0, frames: 3)

@@ -43,6 +43,16 @@ extension CUDABackend {
     }
 
     public func rmsNormRoPE(_ x: Tensor, weight: Tensor?, eps: Float, grid: RoPEGrid) throws -> Tensor {
+        try rmsNormRoPE(x, weight: weight, eps: eps, grid: grid, output: nil)
+    }
+
+    public func rmsNormRoPE(_ x: Tensor, weight: Tensor?, eps: Float, grid: RoPEGrid, into out: Tensor) throws {
+        try require(out.count == x.count && out.dtype == x.dtype, "rmsNormRoPE",
+                    "output \(out.shape) \(out.dtype) does not hold the result \(x.shape) \(x.dtype)")
+        _ = try rmsNormRoPE(x, weight: weight, eps: eps, grid: grid, output: out)
+    }
+
+    private func rmsNormRoPE(_ x: Tensor, weight: Tensor?, eps: Float, grid: RoPEGrid, output: Tensor?) throws -> Tensor {
         let op = "rmsNormRoPE"
         try requireFloat(x, op)
         try require(x.rank == 4, op, "expected x [B, L, H, D], got \(x.shape)")
@@ -59,12 +69,15 @@ extension CUDABackend {
         let px = try arg(x, op), pw = try arg(weight, op)
         // The kernel keeps the row in registers (C <= 2048) and gives each lane the same 4 pairs of
         // every head it touches (256 % D == 0: D = 8 ... 256). Other shapes run the two ops.
-        let fused = c % 8 == 0 && c <= 2048 && d % 8 == 0 && 256 % d == 0 && Self.aligned(px, pw == 0 ? 16 : pw)
+        let po = try output.map { try arg($0, op) } ?? 16
+        let fused = c % 8 == 0 && c <= 2048 && d % 8 == 0 && 256 % d == 0 && Self.aligned(px, pw == 0 ? 16 : pw, po)
         guard fused else {
             let normed = try rmsNorm(try x.reshaped([b, l, c]), weight: weight, eps: eps)
-            return try rope3d(try normed.reshaped(x.shape), grid: grid)
+            let y = try rope3d(try normed.reshaped(x.shape), grid: grid)
+            if let output { try copyWhole(y, into: output, op: op); return output }
+            return y
         }
-        let y = try allocate(x.shape, dtype: x.dtype)
+        let y = try output ?? allocate(x.shape, dtype: x.dtype)
         let rows = b * l
         if rows == 0 { return y }
         let py = try arg(y, op)

@@ -8,12 +8,13 @@ import ReelCore
 extension CUDABackend {
     /// Row-major `D[batch][M, N] = A[batch][M, K] x op(B[batch])` (+ bias[N]), with op(B) = B^T for
     /// B `[N, K]` when `transposeB`, else B `[K, N]`. Strides are in elements (0: shared by the batch).
-    /// With `gelu`, D = GELU(D) (tanh form) in the epilogue, after the bias.
-    func gemm(a: UInt64, b: UInt64, d: UInt64, bias: UInt64?, m: Int, n: Int, k: Int, transposeB: Bool,
+    /// With `gelu`, D = GELU(D) (tanh form) in the epilogue, after the bias. With `c` (a matrix laid out
+    /// as D), D = A x op(B) + C (+ bias): cuBLASLt's beta = 1.
+    func gemm(a: UInt64, b: UInt64, d: UInt64, c: UInt64? = nil, bias: UInt64?, m: Int, n: Int, k: Int, transposeB: Bool,
               batch: Int = 1, strideA: Int = 0, strideB: Int = 0, strideD: Int = 0, gelu: Bool = false, dtype: DType) throws {
         if m == 0 || n == 0 { return }
-        let key = GemmKey(m: m, n: n, k: k, batch: batch, transposeB: transposeB, bias: bias != nil, gelu: gelu, dtype: dtype,
-                          strides: [strideA, strideB, strideD], alignment: [a, b, d].map { Int($0 % 16) })
+        let key = GemmKey(m: m, n: n, k: k, batch: batch, transposeB: transposeB, bias: bias != nil, gelu: gelu, accumulate: c != nil,
+                          dtype: dtype, strides: [strideA, strideB, strideD], alignment: [a, b, d, c ?? d].map { Int($0 % 16) })
         // Descriptors are made once per shape and stream: per call only the bias pointer changes.
         gemmLock.lock()
         defer { gemmLock.unlock() }
@@ -28,10 +29,11 @@ extension CUDABackend {
         }
         let algo = try device.gemmAlgorithm(key) { try chooseAlgorithm(plan, a: a, b: b, d: d) }
         let workspace = try gemmWorkspace()
-        var alpha: Float = 1, beta: Float = 0
-        let status = profiled("gemm \(m)x\(n)x\(k)" + (batch > 1 ? " batch \(batch)" : "") + (gelu ? " +gelu" : "")) {
+        var alpha: Float = 1, beta: Float = c == nil ? 0 : 1
+        let label = "gemm \(m)x\(n)x\(k)" + (batch > 1 ? " batch \(batch)" : "") + (gelu ? " +gelu" : "") + (c == nil ? "" : " +c")
+        let status = profiled(label) {
             algo.withUnsafeBytes { algoPtr in
-                lt.cublasLtMatmul(handle, plan.desc, &alpha, b, plan.la, a, plan.lb, &beta, d, plan.ld, d, plan.ld, algoPtr.baseAddress!,
+                lt.cublasLtMatmul(handle, plan.desc, &alpha, b, plan.la, a, plan.lb, &beta, c ?? d, plan.ld, d, plan.ld, algoPtr.baseAddress!,
                                   workspace, CUDADevice.gemmWorkspaceBytes, stream)
             }
         }
@@ -101,8 +103,20 @@ extension CUDABackend {
         return try product(x, weight, transposeB: true, bias: bias, gelu: true, op: "linearGELU")
     }
 
-    /// `matmul`, and with `gelu` its output through the tanh GELU in the same GEMM.
-    private func product(_ a: Tensor, _ b: Tensor, transposeB: Bool, bias: Tensor?, gelu: Bool, op: String) throws -> Tensor {
+    public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, adding residual: Tensor) throws -> Tensor {
+        try require(weight.rank == 2, "linear", "expected a Linear weight [N, K], got \(weight.shape)")
+        return try product(x, weight, transposeB: true, bias: bias, gelu: false, adding: residual, op: "linear")
+    }
+
+    public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, into out: Tensor) throws {
+        try require(weight.rank == 2, "linear", "expected a Linear weight [N, K], got \(weight.shape)")
+        _ = try product(x, weight, transposeB: true, bias: bias, gelu: false, into: out, op: "linear")
+    }
+
+    /// `matmul`, and with `gelu` its output through the tanh GELU in the same GEMM; with `residual`
+    /// (the output's shape) added by the GEMM; written into `into` when given.
+    private func product(_ a: Tensor, _ b: Tensor, transposeB: Bool, bias: Tensor?, gelu: Bool, adding residual: Tensor? = nil,
+                         into given: Tensor? = nil, op: String) throws -> Tensor {
         try requireFloat(a, op); try requireFloat(b, op)
         try require(a.rank >= 2, op, "a must be [..., M, K], got \(a.shape)")
         let bb = b.dtype == a.dtype ? b : try cast(b, to: a.dtype)
@@ -128,13 +142,31 @@ extension CUDABackend {
         }
         var outDims = Array(a.shape.dims.dropLast())
         outDims.append(n)
-        let out = try allocate(Shape(outDims), dtype: a.dtype)
-        if k == 0 {  // an empty sum: the bias alone, or zeros
-            try fill(out, with: 0)
-            let sum = biasT == nil ? out : try binary(.add, out, biasT!)
-            return gelu ? try unary(.geluTanh, sum) : sum
+        let outShape = Shape(outDims)
+        var c: Tensor?
+        if let residual {
+            try require(residual.shape == outShape, op, "residual \(residual.shape) differs from the output \(outShape)")
+            c = residual.dtype == a.dtype ? residual : try cast(residual, to: a.dtype)
         }
-        try gemm(a: try arg(a, op), b: try arg(bb, op), d: try arg(out, op), bias: try biasT.map { try arg($0, op) },
+        if let given {
+            try require(given.count == outShape.count && given.dtype == a.dtype, op,
+                        "output \(given.shape) \(given.dtype) does not hold the result \(outShape) \(a.dtype)")
+        }
+        if k == 0 || (given != nil && c != nil) {  // an empty sum (the bias alone, or zeros); both options: unfused
+            var sum = try allocate(outShape, dtype: a.dtype)
+            if k == 0 {
+                try fill(sum, with: 0)
+                if let biasT { sum = try binary(.add, sum, biasT) }
+                if gelu { sum = try unary(.geluTanh, sum) }
+            } else {
+                sum = try product(a, b, transposeB: transposeB, bias: bias, gelu: gelu, op: op)
+            }
+            if let c { sum = try binary(.add, sum, c) }
+            if let given { try copyWhole(sum, into: given, op: op); return given }
+            return sum
+        }
+        let out = try given ?? allocate(outShape, dtype: a.dtype)
+        try gemm(a: try arg(a, op), b: try arg(bb, op), d: try arg(out, op), c: try c.map { try arg($0, op) }, bias: try biasT.map { try arg($0, op) },
                  m: m, n: n, k: k, transposeB: transposeB, batch: batch, strideA: strideA, strideB: strideB, strideD: strideD,
                  gelu: gelu, dtype: a.dtype)
         return out
@@ -147,6 +179,8 @@ struct GemmKey: Hashable {
     var transposeB, bias: Bool
     /// GELU in the epilogue: its own descriptor and its own timed algorithm choice.
     var gelu: Bool
+    /// D = A x op(B) + C (beta = 1): its own timed algorithm choice.
+    var accumulate = false
     var dtype: DType
     var strides: [Int]
     var alignment: [Int]

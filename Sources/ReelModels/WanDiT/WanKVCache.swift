@@ -102,6 +102,17 @@ public final class WanKVCache: @unchecked Sendable {
         }
     }
 
+    /// Where a pass writes all its frames' keys and values when they go to consecutive slots in one
+    /// run (every generation pass; not one that wraps around the ring or skips frames): views of the
+    /// layer's K and V `[1, frames * tokensPerFrame, heads, headDim]` for the projections to write
+    /// into, so that no copy follows. nil: compute them and `write`.
+    public func destination(layer: Int, plan: WritePlan) throws -> (Tensor, Tensor)? {
+        let runs = plan.runs
+        guard runs.count == 1, runs[0].input == 0, runs[0].count == plan.frames else { return nil }
+        let start = runs[0].slot * tokensPerFrame, n = plan.frames * tokensPerFrame
+        return (try keys[layer].narrowed(axis: 1, start: start, length: n), try values[layer].narrowed(axis: 1, start: start, length: n))
+    }
+
     /// The keys and values a pass attends to (views, no copy).
     public func attended(layer: Int, plan: WritePlan) throws -> (Tensor, Tensor) {
         let n = plan.attendedSlots * tokensPerFrame
