@@ -55,7 +55,7 @@ public struct CuDNN: @unchecked Sendable {
     static let dataFloat: Int32 = 0, dataHalf: Int32 = 2, dataBFloat16: Int32 = 9
     static let pwAdd: Int32 = 0, pwMul: Int32 = 1, pwDiv: Int32 = 6, pwSub: Int32 = 9, pwExp: Int32 = 13
     static let reduceAdd: Int32 = 0, reduceMax: Int32 = 3
-    static let heurModeA: Int32 = 3, heurModeFallback: Int32 = 2
+    static let heurModeA: Int32 = 3, heurModeB: Int32 = 1, heurModeFallback: Int32 = 2
 
     init(library lib: DynamicLibrary) throws {
         library = lib

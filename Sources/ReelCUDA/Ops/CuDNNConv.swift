@@ -31,7 +31,9 @@ final class CuDNNConvPlan: CuDNNPlan, @unchecked Sendable {
 
     /// Engine configs timed for a convolution of at least `timedFLOPs` (smaller ones take the
     /// heuristics' first choice).
-    static let timedCandidates = 8, timedFLOPs = 2e9
+    /// `REEL_CUDNN_CANDIDATES` sets the count.
+    static let timedCandidates = ProcessInfo.processInfo.environment["REEL_CUDNN_CANDIDATES"].flatMap { Int($0) } ?? 8
+    static let timedFLOPs = 2e9
 
     /// - Parameter time: runs the convolution with a candidate plan and returns milliseconds
     ///   (see `choosePlan`); nil keeps the heuristics' first plan.

@@ -39,7 +39,9 @@ class CuDNNPlan: @unchecked Sendable {
             }
         }
         var lastError: Error?
-        for mode in [CuDNN.heurModeA, CuDNN.heurModeFallback] {
+        // Timed choices also take mode B's candidates (its ranking differs from A's).
+        let modes = time == nil ? [CuDNN.heurModeA, CuDNN.heurModeFallback] : [CuDNN.heurModeA, CuDNN.heurModeB, CuDNN.heurModeFallback]
+        for mode in modes {
             let heur: CUhandle
             do {
                 heur = try make(CuDNN.engineHeurDescriptor) { e in
@@ -74,7 +76,7 @@ class CuDNNPlan: @unchecked Sendable {
                     if found.isEmpty || Int(ws) <= Self.maxTimedWorkspace { found.append((chosen, Int(ws), rank)) }
                 } catch { lastError = error }
             }
-            if !found.isEmpty { break }
+            if found.count >= wanted || (time == nil && !found.isEmpty) { break }
         }
         guard let first = found.first else {
             throw lastError ?? ReelError.library(name: "cuDNN", message: "no engine for this graph")
