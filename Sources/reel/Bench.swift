@@ -132,24 +132,10 @@ struct Bench: AsyncParsableCommand {
         // so the figures below are what a new session on a running server sees.
         // The throwaway stream is released before the measured one starts: its KV cache (3.45 GB for the
         // 1.3B model) would otherwise stay allocated beside the measured stream's and count in its peak.
-        // GEMM and convolution algorithms are timed on the first use of each shape: the decoder's and
-        // then the DiT's are chosen with nothing beside them on the device (timed beside the other
-        // model's stream, the choices varied from run to run: end to end 24.9 to 32.2 FPS, one binary).
-        if let vae {
-            for block in 0..<2 {
-                _ = try vae.decode(try decodeStream.randomNormal([1, 3, lh, lw, vae.latentChannels], seed: 50 + UInt64(block), offset: 0,
-                                                                 dtype: backendOptions.storageType))
-            }
-            try decodeStream.synchronize()
-            vae.reset()
-        }
-        do {
-            let alone = try StreamingGenerator(model: dit, prompt: first, latentHeight: lh, latentWidth: lw, noise: PhiloxNoise(seed: 8))
-            for try await _ in VideoStream(generator: alone, decoder: nil, decodeBackend: decodeStream).chunks(latentFrames: 18, granularity: .latentFrame, prompt: { frame in
-                frame == 15 ? .switchTo(second) : .keep
-            }) {}
-            try backend.synchronize()
-        }
+        // GEMM and convolution algorithms are chosen with each model alone (EngineWarmUp: timed beside
+        // the other model's stream, the choices varied from run to run: 24.9 to 32.2 FPS, one binary).
+        try await EngineWarmUp.run(dit: dit, prompt: first, switchTo: second, decoder: vae, decodeStream: decodeStream,
+                                   latentHeight: lh, latentWidth: lw)
         do {
             let warm = try StreamingGenerator(model: dit, prompt: first, latentHeight: lh, latentWidth: lw, noise: PhiloxNoise(seed: 9))
             for try await _ in VideoStream(generator: warm, decoder: vae, decodeBackend: decodeStream).chunks(latentFrames: 18, granularity: .latentFrame, prompt: { frame in

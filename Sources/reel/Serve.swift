@@ -75,6 +75,16 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode.failure
         }
+        if !(model.dit.backend is CPUBackend) {
+            // GPU kernels compiled and algorithms chosen now, each model alone, not by the first video.
+            let t0 = Date()
+            logger.info("reel serve: warming up at \(width)x\(height) (compiling kernels, choosing GPU algorithms)")
+            do { try await model.warmUp(width: width, height: height) } catch let error as ReelError {
+                FileHandle.standardError.write(Data("error: warm-up failed: \(error)\n".utf8))
+                throw ExitCode.failure
+            }
+            logger.info("reel serve: warm in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s")
+        }
         var config = ServerConfiguration()
         config.maxActiveSessions = maxSessions
         config.maxQueuedSessions = maxQueued

@@ -26,11 +26,15 @@ import ReelModels
         return (try PromptEncoder(tokenizer: tok, textEncoder: t5, model: dit), decoder)
     }
 
-    func run(latentFrames: Int, seed: UInt64, switchAt: Int? = nil,
-             granularity: VideoStream.Granularity = .block) async throws -> (frames: [RGBFrames], prompts: [Int]) {
+    func run(latentFrames: Int, seed: UInt64, switchAt: Int? = nil, granularity: VideoStream.Granularity = .block,
+             warmUp: Bool = false) async throws -> (frames: [RGBFrames], prompts: [Int]) {
         let (prompts, decoder) = try makeParts()
         let first = try prompts.context(for: "a red circle moves left on a blue background")
         let other = try prompts.context(for: "a green square bounces")
+        if warmUp {
+            try await EngineWarmUp.run(dit: prompts.model, prompt: other, switchTo: first, decoder: decoder, decodeStream: backend,
+                                       latentHeight: 4, latentWidth: 6)
+        }
         let generator = try StreamingGenerator(model: prompts.model, prompt: first, latentHeight: 4, latentWidth: 6,
                                                noise: PhiloxNoise(seed: seed))
         let stream = VideoStream(generator: generator, decoder: decoder)
@@ -50,6 +54,15 @@ import ReelModels
         #expect(frames.map(\.count) == [9, 12, 12, 12])
         #expect(frames.allSatisfy { $0.width == 48 && $0.height == 32 })
         #expect(prompts == [0, 0, 1, 1])
+    }
+
+    /// The warm-up (each model alone once, before serving) leaves nothing behind: the same decoder and
+    /// DiT then make the same video as without it.
+    @Test func warmUpLeavesTheVideoUnchanged() async throws {
+        let cold = try await run(latentFrames: 6, seed: 4, switchAt: 3)
+        let warm = try await run(latentFrames: 6, seed: 4, switchAt: 3, warmUp: true)
+        #expect(warm.frames.map(\.count) == cold.frames.map(\.count))
+        #expect(zip(warm.frames, cold.frames).allSatisfy { $0.pixels == $1.pixels })
     }
 
     /// A chunk per latent frame: the first frame comes alone, then 4 per latent, and the video is the
