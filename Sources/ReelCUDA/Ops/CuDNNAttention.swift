@@ -84,14 +84,7 @@ final class CuDNNAttentionPlan: CuDNNPlan, @unchecked Sendable {
         let scale = try tensor(Self.uidScale, [1, 1, 1, 1], [1, 1, 1, 1], f32, byValue: true)
         if variant == .sdpaOperation {
             let k = try tensor(Self.uidK, [b, h, lk, d], [lk * h * d, d, h * d, 1], io)
-            return [try make(CuDNN.operationSDPAForwardDescriptor) { op in
-                var qq = q, kk = k, vv = v, oo = o, sc = scale
-                try set(op, CuDNN.attrSDPAForwardQ, CuDNN.typeBackendDescriptor, &qq)
-                try set(op, CuDNN.attrSDPAForwardK, CuDNN.typeBackendDescriptor, &kk)
-                try set(op, CuDNN.attrSDPAForwardV, CuDNN.typeBackendDescriptor, &vv)
-                try set(op, CuDNN.attrSDPAForwardO, CuDNN.typeBackendDescriptor, &oo)
-                try set(op, CuDNN.attrSDPAForwardScale, CuDNN.typeBackendDescriptor, &sc)
-            }]
+            return [try sdpaOperation(q: q, k: k, v: v, o: o, scale: scale, stats: nil)]
         }
         let kt = try tensor(Self.uidK, [b, h, d, lk], [lk * h * d, d, 1, h * d], io)  // K^T by strides
         let full: [Int64] = [b, h, lq, lk], fullStrides: [Int64] = [h * lq * lk, lq * lk, lk, 1]
@@ -126,15 +119,20 @@ final class CuDNNAttentionPlan: CuDNNPlan, @unchecked Sendable {
         let o = try tensor(Self.uidO, [s, h, lq, d], [lq * h * d, d, h * d, 1], io)
         let stats = try tensor(Self.uidStats, [s, h, lq, 1], [h * lq, lq, 1, 1], CuDNN.dataFloat)
         let scale = try tensor(Self.uidScale, [1, 1, 1, 1], [1, 1, 1, 1], CuDNN.dataFloat, byValue: true)
-        return [try make(CuDNN.operationSDPAForwardDescriptor) { op in
-            var qq = q, kk = k, vv = v, oo = o, sc = scale, st = stats
+        return [try sdpaOperation(q: q, k: k, v: v, o: o, scale: scale, stats: stats)]
+    }
+
+    /// cuDNN's single SDPA forward operation over tensor descriptors (`stats`: also its softmax statistics).
+    private func sdpaOperation(q: CUhandle, k: CUhandle, v: CUhandle, o: CUhandle, scale: CUhandle, stats: CUhandle?) throws -> CUhandle {
+        try make(CuDNN.operationSDPAForwardDescriptor) { op in
+            var qq = q, kk = k, vv = v, oo = o, sc = scale
             try set(op, CuDNN.attrSDPAForwardQ, CuDNN.typeBackendDescriptor, &qq)
             try set(op, CuDNN.attrSDPAForwardK, CuDNN.typeBackendDescriptor, &kk)
             try set(op, CuDNN.attrSDPAForwardV, CuDNN.typeBackendDescriptor, &vv)
             try set(op, CuDNN.attrSDPAForwardO, CuDNN.typeBackendDescriptor, &oo)
-            try set(op, CuDNN.attrSDPAForwardStats, CuDNN.typeBackendDescriptor, &st)
+            if var st = stats { try set(op, CuDNN.attrSDPAForwardStats, CuDNN.typeBackendDescriptor, &st) }
             try set(op, CuDNN.attrSDPAForwardScale, CuDNN.typeBackendDescriptor, &sc)
-        }]
+        }
     }
 
     /// Runs the plan on `handle`'s stream. `workspace` holds at least `workspaceBytes`. Split plans
