@@ -30,8 +30,10 @@ public final class LoadedModel: @unchecked Sendable {
     }
 
     /// Loads the parts `files` names. `decoder: false` skips the decoder (latents-only output).
+    /// `decodeBackend`: where the decoder's weights live and its ops run (e.g. a second GPU, so that
+    /// decoding does not share the DiT's); default: a new stream of `backend`.
     public static func load(files: ModelFiles, ema: Bool = false, decoder wantsDecoder: Bool = true,
-                            backend: any Backend, dtype: DType = .f32) throws -> LoadedModel {
+                            backend: any Backend, decodeBackend: (any Backend)? = nil, dtype: DType = .f32) throws -> LoadedModel {
         guard let ditPath = files.dit else {
             throw ReelError.input("no DiT weights: give --model FOLDER or --dit FILE (the shipped tiny model is not in this checkout yet)")
         }
@@ -46,16 +48,16 @@ public final class LoadedModel: @unchecked Sendable {
         let dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: ema, backend: backend, dtype: dtype)
         let prompts = try PromptEncoder(tokenizer: tok, textEncoder: textModel, model: dit)
         guard wantsDecoder else { return LoadedModel(prompts: prompts, decoderName: "none", makeDecoder: nil) }
-        let stream = try backend.makeStream()
+        let stream = try decodeBackend ?? backend.makeStream()
         if let path = files.tinyDecoder {
-            let model = UncheckedSendable(try TinyDecoder.load(from: WeightFileTensors(path: path), on: backend, dtype: dtype))
+            let model = UncheckedSendable(try TinyDecoder.load(from: WeightFileTensors(path: path), on: stream, dtype: dtype))
             let (channels, z, up) = (model.value.channels, model.value.latentChannels, model.value.timeUpscale)
             return LoadedModel(prompts: prompts, decoderName: "taehv", decodeStream: stream, makeDecoder: { StreamingTinyDecoder(model: model.value) },
                                decoderFLOPs: { h, w in
                                    TinyDecoder.flopsPerLatentFrame(channels: channels, latentChannels: z, height: h, width: w, timeUpscale: up)
                                })
         }
-        let model = UncheckedSendable(try WanVAEDecoder.load(from: WeightFileTensors(path: files.vae!), on: backend, dtype: dtype))
+        let model = UncheckedSendable(try WanVAEDecoder.load(from: WeightFileTensors(path: files.vae!), on: stream, dtype: dtype))
         return LoadedModel(prompts: prompts, decoderName: "wan-vae", decodeStream: stream, makeDecoder: { StreamingVAEDecoder(model: model.value) },
                            decoderFLOPs: { h, w in ComputeCost.vaeDecodeLatentFrame(.wan21, height: h, width: w) })
     }

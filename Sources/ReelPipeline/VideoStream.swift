@@ -54,6 +54,10 @@ public final class VideoStream: @unchecked Sendable {
                        prompt: @escaping @Sendable (Int) throws -> PromptDecision = { _ in .keep })
         -> AsyncThrowingStream<VideoChunk, Error> {
         let generator = self.generator, decoder = self.decoder, decodeBackend = self.decodeBackend
+        // A decoder on another device gets each block's latents through the host, downloaded on a
+        // stream of their own: on the DiT's stream the download would wait for the next block's work.
+        let transfer: (any Backend)? = decodeBackend.name == generator.model.backend.name ? nil
+            : try? generator.model.backend.makeStream()
         // Two slots: the block being decoded and the one being generated. The producer takes a slot
         // before generating; the consumer returns it once the block is decoded.
         let slots = Slots(2)
@@ -92,7 +96,7 @@ public final class VideoStream: @unchecked Sendable {
                 // The generator synchronized its stream before handing the block on, and `block`
                 // holds the latents until the frames are downloaded (which waits for the decoder's stream).
                 let latents = try block.latents.narrowed(axis: 0, start: range.lowerBound, length: range.count)
-                let batch = try latents.reshaped([1] + latents.shape.dims).issued(on: decodeBackend)
+                let batch = try VideoStream.handOver(try latents.reshaped([1] + latents.shape.dims), to: decodeBackend, via: transfer)
                 frames = try RGBFrames(modelOutput: decoder.decode(batch))
             }
             let d = ContinuousClock.now - t0
@@ -101,6 +105,19 @@ public final class VideoStream: @unchecked Sendable {
             if chunk.endsBlock { slots.signal() }
             return chunk
         })
+    }
+}
+
+extension VideoStream {
+    /// `latents` for the decoder's backend: the same memory when it is another stream of the same
+    /// device (backends of one device share a name), else a copy through the host (a decoder on a second
+    /// GPU: a block's latents are ~0.6 MB at 480x832).
+    /// `transfer`: a stream of the latents' device to download them on (the generator synchronized
+    /// its stream before handing the block on).
+    static func handOver(_ latents: Tensor, to backend: any Backend, via transfer: (any Backend)? = nil) throws -> Tensor {
+        if latents.backend.name == backend.name { return latents.issued(on: backend) }
+        let host = try (transfer.map { latents.issued(on: $0) } ?? latents).toFloats()
+        return try backend.tensor(host, shape: latents.shape, dtype: latents.dtype)
     }
 }
 

@@ -11,6 +11,8 @@ struct BackendOptions: ParsableArguments {
     var backend: Kind = .cpu
     @Option(help: "CUDA device ordinal.")
     var device = 0
+    @Option(help: "CUDA device ordinal of the video decoder (default: the DiT's device, on a stream of its own). A second GPU decodes beside the DiT instead of sharing its device.")
+    var decodeDevice: Int?
     @Option(help: "CPU threads (default: all cores).")
     var threads: Int?
     @Option(help: "Storage dtype of weights and activations: f32 or bf16 (default: f32 on cpu, bf16 on cuda).")
@@ -19,7 +21,18 @@ struct BackendOptions: ParsableArguments {
     func validate() throws {
         if let threads, threads <= 0 { throw ValidationError("--threads must be positive, got \(threads).") }
         if device < 0 { throw ValidationError("--device must be 0 or more.") }
+        if let decodeDevice {
+            if backend != .cuda { throw ValidationError("--decode-device needs --backend cuda.") }
+            if decodeDevice < 0 { throw ValidationError("--decode-device must be 0 or more.") }
+        }
         if let dtype, !["f32", "bf16", "f16"].contains(dtype) { throw ValidationError("--dtype must be f32, bf16 or f16, got \(dtype).") }
+    }
+
+    /// The decoder's backend when `--decode-device` names another GPU than `--device` (nil: a stream
+    /// of the DiT's backend).
+    func makeDecodeBackend() throws -> (any Backend)? {
+        guard let decodeDevice, decodeDevice != device else { return nil }
+        return try CUDABackend(device: decodeDevice)
     }
 
     var storageType: DType { dtype.flatMap(DType.init(rawValue:)) ?? (backend == .cuda ? .bf16 : .f32) }

@@ -87,7 +87,8 @@ struct Bench: AsyncParsableCommand {
         var decodeStream = backend
         let decodeLatentFLOPs: Double
         if let folder {
-            let loaded = try LoadedModel.load(files: folder, decoder: decoder != .none, backend: backend, dtype: dtype)
+            let loaded = try LoadedModel.load(files: folder, decoder: decoder != .none, backend: backend,
+                                              decodeBackend: try backendOptions.makeDecodeBackend(), dtype: dtype)
             dit = loaded.dit
             decodeStream = loaded.decodeStream
             vae = decoder == .none ? nil : loaded.newDecoder()
@@ -103,20 +104,21 @@ struct Bench: AsyncParsableCommand {
                   + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
             dit = try WanDiT.load(from: WanDiT.randomWeights(config, on: backend, dtype: dtype), heads: config.heads,
                                   backend: backend, dtype: dtype)
+            decodeStream = try backendOptions.makeDecodeBackend() ?? backend.makeStream()
+            let d = decodeStream
             switch decoder {
             case .vae:
-                vae = StreamingVAEDecoder(model: try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: backend, dtype: dtype),
-                                                                        on: backend, dtype: dtype))
+                vae = StreamingVAEDecoder(model: try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: d, dtype: dtype),
+                                                                        on: d, dtype: dtype))
                 decodeLatentFLOPs = ComputeCost.vaeDecodeLatentFrame(.wan21, height: lh, width: lw)
             case .tiny:
-                vae = StreamingTinyDecoder(model: try TinyDecoder.load(from: TinyDecoder.randomWeights(on: backend, dtype: dtype),
-                                                                        on: backend, dtype: dtype))
+                vae = StreamingTinyDecoder(model: try TinyDecoder.load(from: TinyDecoder.randomWeights(on: d, dtype: dtype),
+                                                                        on: d, dtype: dtype))
                 decodeLatentFLOPs = TinyDecoder.flopsPerLatentFrame(height: lh, width: lw)
             case .none:
                 vae = nil
                 decodeLatentFLOPs = 0
             }
-            decodeStream = try backend.makeStream()
             func prompt(_ seed: UInt64) throws -> WanDiT.PromptContext {
                 try dit.encodePrompt(try backend.randomNormal([32, config.textDim], seed: seed, offset: 0, dtype: dtype))
             }
@@ -146,6 +148,7 @@ struct Bench: AsyncParsableCommand {
         try decodeStream.synchronize()
         vae?.reset()
         (backend as? MemoryReporting)?.resetPeakMemory()
+        if decodeStream.name != backend.name { (decodeStream as? MemoryReporting)?.resetPeakMemory() }
         if let gpu = backend as? CUDABackend, let profiler = gpu.profiler {  // REEL_PROFILE: time the measured stream only
             profiler.reset()
             if let decoder = decodeStream as? CUDABackend, decoder !== gpu { profiler.name("DiT", for: gpu); profiler.name("decoder", for: decoder) }
@@ -194,7 +197,9 @@ struct Bench: AsyncParsableCommand {
         let vaeFloor = 3 * decodeLatentFLOPs / rate
         // End to end, decode overlaps generation only where the backend runs both at once; the
         // floor is the sum of both models' compute per block.
-        let e2eFloorFPS = 12 / (ditFloor + vaeFloor)
+        // On two devices (--decode-device) the slower of the two bounds it.
+        let twoDevices = decodeStream.name != backend.name
+        let e2eFloorFPS = 12 / (twoDevices ? max(ditFloor, vaeFloor) : ditFloor + vaeFloor)
         let switchExtra = switchBlock > 0 ? ditSeconds[switchBlock] - ditMedian : 0
 
         print("")
@@ -217,6 +222,10 @@ struct Bench: AsyncParsableCommand {
         if let memory = (backend as? MemoryReporting)?.memoryStatistics() {
             print(String(format: "peak device memory %.2f GB (in use at the end %.2f GB, reserved %.2f GB)",
                          Double(memory.peak) / 1e9, Double(memory.inUse) / 1e9, Double(memory.reserved) / 1e9))
+        }
+        if twoDevices, let memory = (decodeStream as? MemoryReporting)?.memoryStatistics() {
+            print(String(format: "decoder's device (%@): peak %.2f GB (in use at the end %.2f GB)", decodeStream.name,
+                         Double(memory.peak) / 1e9, Double(memory.inUse) / 1e9))
         }
         print(String(format: "KV cache %.2f GB; blocks %@", Double(generator.cacheBytes) / 1e9,
                      ditSeconds.map { String(format: "%.0f", $0 * 1000) }.joined(separator: " ") + " ms (DiT)"))

@@ -117,7 +117,7 @@ struct Generate: AsyncParsableCommand {
         let dtype = backendOptions.storageType
         let loadStart = Date()
         let model = try LoadedModel.load(files: files, ema: models.ema, decoder: !latentsOnly,
-                                          backend: backend, dtype: dtype)
+                                          backend: backend, decodeBackend: try backendOptions.makeDecodeBackend(), dtype: dtype)
         let dit = model.dit, textModel = model.prompts.textEncoder, prompts = model.prompts
         let decoder = model.newDecoder()
         log(String(format: "loaded DiT (%d layers, dim %d), umT5 (%d layers) and %@ in %.1f s", dit.config.layers,
