@@ -73,13 +73,9 @@ extension CUDABackend {
 extension CUDABackend {
     /// Runs cuDNN's fused attention; false when cuDNN is absent or refused this shape before
     /// (the reason is kept in `cudnnRefusals`), so the caller uses Reel's own kernel.
-    func cudnnAttention(key: CuDNNAttentionPlan.Key, q: UInt64, k: UInt64, v: UInt64, o: UInt64, scale: Float) throws -> Bool {
-        try cudnnAttention(key: key, q: { _ in q }, k: k, v: v, o: o, stats: 0, scale: scale)
-    }
-
-    /// `q` gives the query pointer once the plan is known (a split plan may need Q's copies).
-    func cudnnAttention(key: CuDNNAttentionPlan.Key, q: (CuDNNAttentionPlan) throws -> UInt64, k: UInt64, v: UInt64, o: UInt64,
-                        stats: UInt64, scale: Float) throws -> Bool {
+    /// A split key (`splits` > 1) also writes `stats` and partial outputs to `o`.
+    func cudnnAttention(key: CuDNNAttentionPlan.Key, q: UInt64, k: UInt64, v: UInt64, o: UInt64, stats: UInt64 = 0,
+                        scale: Float) throws -> Bool {
         cudnnLock.lock()
         defer { cudnnLock.unlock() }
         if cudnnRefused.contains(key) {
@@ -101,7 +97,7 @@ extension CUDABackend {
             cudnnPlans[key] = plan
         }
         try device.makeCurrent()
-        try plan.execute(handle: cudnnHandle, q: try q(plan), k: k, v: v, o: o, stats: stats, scale: scale,
+        try plan.execute(handle: cudnnHandle, q: q, k: k, v: v, o: o, stats: stats, scale: scale,
                          workspace: try cudnnScratch(plan.workspaceBytes), on: self, label: key.profileLabel)
         return true
     }
@@ -128,16 +124,7 @@ extension CUDABackend {
         let (s, lq, h, d) = (key.splits, key.lq, key.h, key.d)
         let parts = try allocate([s, lq, h, d], dtype: key.dtype), stats = try allocate([s, h, lq], dtype: .f32)
         let pp = try arg(parts, "attention"), ps = try arg(stats, "attention"), po = try arg(out, "attention")
-        var copies: Tensor?  // kept alive until the attention is issued
-        let ran = try cudnnAttention(key: key, q: { plan in
-            guard plan.queryCopies else { return try self.arg(query, "attention") }
-            let c = try self.allocate([s, lq, h, d], dtype: key.dtype)
-            for i in 0..<s { try self.copy(query, into: c, axis: 0, at: i) }
-            copies = c
-            return try self.arg(c, "attention")
-        }, k: k, v: v, o: pp, stats: ps, scale: scale)
-        withExtendedLifetime(copies) {}
-        guard ran else { return false }
+        guard try cudnnAttention(key: key, q: try arg(query, "attention"), k: k, v: v, o: pp, stats: ps, scale: scale) else { return false }
         let n = lq * h * (d / 8)
         try launch("attention", "attn_merge_v8", grid: ((n + 255) / 256, 1, 1), block: (256, 1, 1)) { a in
             a.add(pp); a.add(ps); a.add(po)

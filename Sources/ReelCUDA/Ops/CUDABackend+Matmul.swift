@@ -114,7 +114,7 @@ extension CUDABackend {
     }
 
     /// `matmul`, and with `gelu` its output through the tanh GELU in the same GEMM; with `residual`
-    /// (the output's shape) added by the GEMM; written into `into` when given.
+    /// (the output's shape) added by the GEMM, or written into `given` (not both).
     private func product(_ a: Tensor, _ b: Tensor, transposeB: Bool, bias: Tensor?, gelu: Bool, adding residual: Tensor? = nil,
                          into given: Tensor? = nil, op: String) throws -> Tensor {
         try requireFloat(a, op); try requireFloat(b, op)
@@ -143,6 +143,7 @@ extension CUDABackend {
         var outDims = Array(a.shape.dims.dropLast())
         outDims.append(n)
         let outShape = Shape(outDims)
+        precondition(residual == nil || given == nil, "product: a residual and an output tensor together")
         var c: Tensor?
         if let residual {
             try require(residual.shape == outShape, op, "residual \(residual.shape) differs from the output \(outShape)")
@@ -152,15 +153,11 @@ extension CUDABackend {
             try require(given.count == outShape.count && given.dtype == a.dtype, op,
                         "output \(given.shape) \(given.dtype) does not hold the result \(outShape) \(a.dtype)")
         }
-        if k == 0 || (given != nil && c != nil) {  // an empty sum (the bias alone, or zeros); both options: unfused
+        if k == 0 {  // an empty sum: the bias alone (or zeros), plus the residual
             var sum = try allocate(outShape, dtype: a.dtype)
-            if k == 0 {
-                try fill(sum, with: 0)
-                if let biasT { sum = try binary(.add, sum, biasT) }
-                if gelu { sum = try unary(.geluTanh, sum) }
-            } else {
-                sum = try product(a, b, transposeB: transposeB, bias: bias, gelu: gelu, op: op)
-            }
+            try fill(sum, with: 0)
+            if let biasT { sum = try binary(.add, sum, biasT) }
+            if gelu { sum = try unary(.geluTanh, sum) }
             if let c { sum = try binary(.add, sum, c) }
             if let given { try copyWhole(sum, into: given, op: op); return given }
             return sum

@@ -14,8 +14,8 @@ import ReelCore
 /// Q, K, V, O keep Reel's [B, L, H, D] layout, described to cuDNN by strides.
 ///
 /// Split keys (`Key.splits` = S > 1, B = 1, SDPA operation only): the keys are cut into S equal
-/// consecutive parts that run as a batch of S against the same queries (Q's batch stride is 0, or,
-/// where cuDNN refuses that, S copies of Q: `queryCopies`), each writing its partial output
+/// consecutive parts that run as a batch of S against the same queries (Q's batch stride is 0; where
+/// cuDNN refuses the graph, the caller runs the plain attention), each writing its partial output
 /// `[S, Lq, H, D]` and its softmax statistics (natural-log sum of exponentials) `[S, H, Lq]` f32, which
 /// `attn_merge_v8` combines. cuDNN's kernel gives each SM one tile of 128 queries of one head, so the
 /// DiT's 37 x 12 = 444 tiles on 132 SMs run in 4 waves, the last a third full; as 888 tiles of
@@ -34,9 +34,6 @@ final class CuDNNAttentionPlan: CuDNNPlan, @unchecked Sendable {
         }
     }
 
-    /// Split plans only: Q is read from `splits` copies (cuDNN refused a batch stride of 0).
-    private(set) var queryCopies = false
-
     private static let uidQ: Int64 = 1, uidK: Int64 = 2, uidV: Int64 = 3, uidO: Int64 = 4, uidScale: Int64 = 5, uidStats: Int64 = 6
 
     init(dnn: CuDNN, handle: CUhandle, key: Key) throws {
@@ -46,18 +43,13 @@ final class CuDNNAttentionPlan: CuDNNPlan, @unchecked Sendable {
         var failures: [String] = []
         if key.splits > 1 {
             // Only the SDPA operation writes the statistics the merge needs.
-            for copies in [false, true] {
-                do {
-                    let ops = try buildSplitOps(splits: Int64(key.splits), queryCopies: copies, lq: lq, lk: lk, h: h, d: d, io: io)
-                    try choosePlan(handle: handle, ops: ops)
-                    queryCopies = copies
-                    return
-                } catch {
-                    failures.append("split \(key.splits)\(copies ? ", Q copied" : ", Q batch stride 0"): \(error)")
-                    destroyDescriptors()
-                }
+            do {
+                try choosePlan(handle: handle, ops: try buildSplitOps(splits: Int64(key.splits), lq: lq, lk: lk, h: h, d: d, io: io))
+                return
+            } catch {
+                destroyDescriptors()
+                throw ReelError.unsupported(backend: "cuda", op: "attention", message: "cuDNN, \(key.splits) key parts: \(error)")
             }
-            throw ReelError.unsupported(backend: "cuda", op: "attention", message: "cuDNN: " + failures.joined(separator: "; "))
         }
         // cuDNN >= 9.13 has a single SDPA operation; older versions only fuse the composite graph.
         for variant in [Variant.sdpaOperation, .composite] {
@@ -110,10 +102,10 @@ final class CuDNNAttentionPlan: CuDNNPlan, @unchecked Sendable {
     }
 
     /// The split graph: batch `splits` over K and V's consecutive parts (batch stride Lk/S rows), Q
-    /// with batch stride 0 (or `splits` copies), partial outputs and statistics per part.
-    private func buildSplitOps(splits s: Int64, queryCopies: Bool, lq: Int64, lk: Int64, h: Int64, d: Int64, io: Int32) throws -> [CUhandle] {
+    /// with batch stride 0, partial outputs and statistics per part.
+    private func buildSplitOps(splits s: Int64, lq: Int64, lk: Int64, h: Int64, d: Int64, io: Int32) throws -> [CUhandle] {
         let part = lk / s
-        let q = try tensor(Self.uidQ, [s, h, lq, d], [queryCopies ? lq * h * d : 0, d, h * d, 1], io)
+        let q = try tensor(Self.uidQ, [s, h, lq, d], [0, d, h * d, 1], io)
         let k = try tensor(Self.uidK, [s, h, part, d], [part * h * d, d, h * d, 1], io)
         let v = try tensor(Self.uidV, [s, h, part, d], [part * h * d, d, h * d, 1], io)
         let o = try tensor(Self.uidO, [s, h, lq, d], [lq * h * d, d, h * d, 1], io)

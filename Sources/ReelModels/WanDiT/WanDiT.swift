@@ -18,11 +18,6 @@ public final class WanDiT: @unchecked Sendable {
     /// memory) runs as 3 chunks. Chunks are whole frames: RoPE positions and modulation are per
     /// frame. 0: never chunk.
     public var chunkFrames = 3
-    /// Keys and values written by their projections straight into the cache where a pass's frames
-    /// take consecutive slots (`WanKVCache.destination`); `REEL_DIT_DIRECT_KV=0`: computed, then copied.
-    public static let directKV = ProcessInfo.processInfo.environment["REEL_DIT_DIRECT_KV"] != "0"
-    /// The cross-attention's residual added by its output projection's GEMM; `REEL_DIT_FUSED_ADD=0`: a separate add.
-    public static let fusedResidualAdd = ProcessInfo.processInfo.environment["REEL_DIT_FUSED_ADD"] != "0"
 
     init(config: WanDiTConfig, weights: WanDiTWeights, backend: any Backend) {
         self.config = config
@@ -202,7 +197,7 @@ public final class WanDiT: @unchecked Sendable {
             if chunks.count == 1 { firstInput = h }
             let heads = [1, r.count * perFrame, c.heads, c.headDim]
             let projected = try be.linear(h, weight: a.k.weight, bias: a.k.bias).reshaped(heads)
-            if Self.directKV, let (kd, vd) = try cache.destination(layer: layer, plan: plan) {   // straight into the cache
+            if let (kd, vd) = try cache.destination(layer: layer, plan: plan) {   // straight into the cache
                 try be.rmsNormRoPE(projected, weight: a.normK, eps: c.eps, grid: chunkGrid(r), into: kd)
                 try be.linear(h, weight: a.v.weight, bias: a.v.bias, into: vd)
             } else {
@@ -235,12 +230,8 @@ public final class WanDiT: @unchecked Sendable {
             cq = try be.rmsNorm(cq, weight: xa.normQ, eps: c.eps).reshaped(heads)
             let (ck, cv) = prompt.crossKV[layer]
             let cy = try be.attention(query: cq, key: ck, value: cv, scale: scale, bias: nil)
-            if Self.fusedResidualAdd {
-                out = try be.linear(try cy.reshaped([1, tokens, c.dim]), weight: xa.o.weight, bias: xa.o.bias,
-                                    adding: try out.reshaped([1, tokens, c.dim])).reshaped(framed)
-            } else {
-                out = try be.add(out, try be.linear(try cy.reshaped([1, tokens, c.dim]), weight: xa.o.weight, bias: xa.o.bias).reshaped(framed))
-            }
+            out = try be.linear(try cy.reshaped([1, tokens, c.dim]), weight: xa.o.weight, bias: xa.o.bias,
+                                adding: try out.reshaped([1, tokens, c.dim])).reshaped(framed)
 
             // Feed-forward.
             h = try be.modulatedLayerNorm(out, scale: try mod(4, r), shift: try mod(3, r), eps: c.eps)
