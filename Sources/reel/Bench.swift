@@ -129,13 +129,12 @@ struct Bench: AsyncParsableCommand {
         let config = dit.config
         (backend as? MemoryReporting)?.resetPeakMemory()
 
-        // A warm engine: a throwaway stream of 6 blocks with a switch at block 5 compiles the kernels
-        // and picks GEMM algorithms for every shape (a filling cache, a full one, a 9-frame recache),
-        // so the figures below are what a new session on a running server sees.
-        // The throwaway stream is released before the measured one starts: its KV cache (3.45 GB for the
-        // 1.3B model) would otherwise stay allocated beside the measured stream's and count in its peak.
-        // GEMM and convolution algorithms are chosen with each model alone (EngineWarmUp: timed beside
-        // the other model's stream, the choices varied from run to run: 24.9 to 32.2 FPS, one binary).
+        // A warm engine, as `reel serve` has after its start and a first session: kernels compiled and
+        // GEMM / convolution algorithms chosen with each model alone (EngineWarmUp; timed beside the
+        // other model's stream, the choices varied from run to run: 24.9 to 32.2 FPS, one binary), then
+        // a throwaway stream of 6 blocks with a switch at block 5 running both models, as a first
+        // session leaves the two streams' memory pools. It is released before the measured one starts:
+        // its KV cache (3.45 GB for the 1.3B model) would otherwise count in the measured peak.
         try await EngineWarmUp.run(dit: dit, prompt: first, switchTo: second, decoder: vae, decodeStream: decodeStream,
                                    latentHeight: lh, latentWidth: lw)
         do {
