@@ -44,6 +44,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public internal(set) var cudnnRefusals: [String] = []
     var cudnnRefused: Set<CuDNNAttentionPlan.Key> = []
     var cudnnWorkspace: CUDAStorage?
+    let ropeTableLock = NSLock()
+    var ropeTables: [(key: RoPETableKey, table: Tensor)] = []
     let gemmLock = NSLock()
     var gemmPlans: [GemmKey: GemmPlan] = [:]
 
@@ -245,4 +247,10 @@ public final class CUDAGraph: @unchecked Sendable {
         _ = backend.driver.cuGraphExecDestroy(exec)
         _ = backend.driver.cuGraphDestroy(graph)
     }
+}
+
+/// What a RoPE angle table depends on (`CUDABackend.ropeTable`).
+struct RoPETableKey: Equatable {
+    var grid: RoPEGrid
+    var headDim: Int
 }

@@ -119,9 +119,31 @@ extern "C" __global__ void __launch_bounds__(256) gated_residual(
 // Rows of C <= 2048 in registers, C and D multiples of 8 with 256 % D == 0: lane `lane` then holds
 // the vectors starting at 8 * (lane + 32 i), whose offset within their head is (8 * lane) % D for
 // every i, so the lane's 4 pairs and their 4 float64 angles serve all of its vectors.
+// The angles' cosines and sines as a table `rope_table_v1` writes once per grid (frame offset
+// included) and every q/k of that grid's passes reads: (cos, sin) in float64 for the time part
+// [frames x pt] (positions frameOffset + f), then the height part [gridH x ph], then the width part
+// [gridW x pw], each computed exactly as rope.cu computes them (the same float64 pow and sincos), so
+// the table changes no result. Without it every lane of every call took 4 float64 pows and sincos.
+extern "C" __global__ void rope_table_v1(double2* __restrict__ table, int frames, int gridH, int gridW, i64 frameOffset,
+                                         double theta, int pt, int ph, int pw) {
+    const int nt = frames * pt, nh = gridH * ph, n = nt + nh + gridW * pw;
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    i64 pos;
+    int jj, part;
+    if (i < nt) { pos = frameOffset + i / pt; jj = i % pt; part = pt; }
+    else if (i < nt + nh) { pos = (i - nt) / ph; jj = (i - nt) % ph; part = ph; }
+    else { pos = (i - nt - nh) / pw; jj = (i - nt - nh) % pw; part = pw; }
+    double freq = 1.0 / pow(theta, (double)(2 * jj) / (double)(2 * part));
+    double sn, cs;
+    sincos((double)pos * freq, &sn, &cs);
+    table[i] = make_double2(cs, sn);
+}
+
 extern "C" __global__ void __launch_bounds__(256) rms_norm_rope_v8(
     const void* __restrict__ x, const void* __restrict__ w, void* __restrict__ y, i64 rows, int L, int C, int D,
-    int gridH, int gridW, i64 frameOffset, double theta, int pt, int ph, int pw, float eps, int dtx, int dtw, int dty) {
+    int gridH, int gridW, const double2* __restrict__ table, int frames, int pt, int ph, int pw, float eps,
+    int dtx, int dtw, int dty) {
     i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
@@ -138,13 +160,13 @@ extern "C" __global__ void __launch_bounds__(256) rms_norm_rope_v8(
     double cs[4], sn[4];
     #pragma unroll
     for (int p = 0; p < 4; p++) {
-        int j = j0 + p, jj, part;
-        i64 pos;
-        if (j < pt) { pos = frameOffset + f; jj = j; part = pt; }
-        else if (j < pt + ph) { pos = hw / gridW; jj = j - pt; part = ph; }
-        else { pos = hw % gridW; jj = j - pt - ph; part = pw; }
-        double freq = 1.0 / pow(theta, (double)(2 * jj) / (double)(2 * part));
-        sincos((double)pos * freq, &sn[p], &cs[p]);
+        int j = j0 + p;
+        i64 at;
+        if (j < pt) at = f * pt + j;
+        else if (j < pt + ph) at = (i64)frames * pt + (hw / gridW) * ph + (j - pt);
+        else at = (i64)frames * pt + (i64)gridH * ph + (hw % gridW) * pw + (j - pt - ph);
+        double2 e = table[at];
+        cs[p] = e.x; sn[p] = e.y;
     }
     #pragma unroll
     for (int i = 0; i < 8; i++) {

@@ -82,14 +82,40 @@ extension CUDABackend {
         if rows == 0 { return y }
         let py = try arg(y, op)
         let split = RoPEGrid.pairSplit(headDim: d)
+        let table = try ropeTable(grid, headDim: d)
         try launch("fused", "rms_norm_rope_v8", grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1)) { k in
             k.add(px); k.add(pw); k.add(py); k.add(Int64(rows)); k.add(Int32(l)); k.add(Int32(c)); k.add(Int32(d))
-            k.add(Int32(grid.height)); k.add(Int32(grid.width)); k.add(Int64(grid.frameOffset)); k.add(grid.theta)
+            k.add(Int32(grid.height)); k.add(Int32(grid.width)); k.add(table); k.add(Int32(grid.frames))
             k.add(Int32(split.t)); k.add(Int32(split.h)); k.add(Int32(split.w)); k.add(eps)
             k.add(x.dtype.kernelCode); k.add((weight?.dtype ?? .f32).kernelCode); k.add(y.dtype.kernelCode)
         }
         return y
     }
+
+    /// The float64 (cos, sin) table of `grid`'s rotation angles for heads of `headDim` that
+    /// `rms_norm_rope_v8` reads (fused.cu `rope_table_v1`), written on this stream the first time the
+    /// grid is seen. A block's passes and its 30 layers' q and k share one grid, so the table is
+    /// built about once per block; the last `ropeTableLimit` grids are kept.
+    func ropeTable(_ grid: RoPEGrid, headDim d: Int) throws -> UInt64 {
+        ropeTableLock.lock()
+        defer { ropeTableLock.unlock() }
+        let key = RoPETableKey(grid: grid, headDim: d)
+        if let i = ropeTables.firstIndex(where: { $0.key == key }) { return try arg(ropeTables[i].table, "rmsNormRoPE") }
+        let split = RoPEGrid.pairSplit(headDim: d)
+        let n = grid.frames * split.t + grid.height * split.h + grid.width * split.w
+        // Two float64 per entry, held as f32 pairs of four.
+        let table = try allocate([n * 4], dtype: .f32)
+        let pt = try arg(table, "rmsNormRoPE")
+        try launch("fused", "rope_table_v1", grid: ((n + 127) / 128, 1, 1), block: (128, 1, 1)) { k in
+            k.add(pt); k.add(Int32(grid.frames)); k.add(Int32(grid.height)); k.add(Int32(grid.width))
+            k.add(Int64(grid.frameOffset)); k.add(grid.theta); k.add(Int32(split.t)); k.add(Int32(split.h)); k.add(Int32(split.w))
+        }
+        if ropeTables.count >= Self.ropeTableLimit { ropeTables.removeFirst() }
+        ropeTables.append((key, table))
+        return pt
+    }
+
+    static let ropeTableLimit = 8
 
     /// x `[G, R, C]` with per-group vectors `[G, 1, C]` or `[1, 1, C]`: returns (G, R, C).
     private func groupedShape(_ x: Tensor, _ vectors: [Tensor], _ op: String) throws -> (Int, Int, Int) {
