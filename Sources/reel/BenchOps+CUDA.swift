@@ -216,9 +216,10 @@ enum CUDABench {
             let rows: Int = h * w
             let flops: Double = 2 * Double(rows * c * 27 * c)
             let frame = Double(rows * c)
-            for taps in [3, 2, 1, 0] {
+            for taps in [3, 2, 1, 0, 4] {
                 let split = taps < 3
-                let label = "[1,2+1,\(h),\(w),\(c)] k3 + residual, " + ["taps as 3x channels", "taps 1 + 1 + 1", "taps 2 + 1", "joined"][taps]
+                let label = "[1,2+1,\(h),\(w),\(c)] k3 + residual, "
+                    + ["taps as 3x channels", "taps 1 + 1 + 1", "taps 2 + 1", "joined", "3 frames already together"][taps]
                 add("conv3d", label, flops: flops, bytes: 2 * (split ? 8 * frame : 10 * frame)) { b in
                     let cache = try randn(b, [1, 2, h, w, c]), x = try randn(b, [1, 1, h, w, c], seed: 4), res = try randn(b, [1, 1, h, w, c], seed: 5)
                     let wt = try randn(b, [c, 3, 3, 3, c], seed: 2), bias = try randn(b, [c], seed: 3)
@@ -228,8 +229,11 @@ enum CUDABench {
                     let tapWeights = try (0..<3).map { try b.slice(wt, axis: 1, start: $0, length: 1) }
                     // The 3 frames interleaved per pixel ([h, w, 3, c]): one 2D conv over 3c channels.
                     let interleaved = try randn(b, [1, 1, h, w, 3 * c], seed: 6), wide = try randn(b, [c, 1, 3, 3, 3 * c], seed: 7)
+                    let together = try randn(b, [1, 3, h, w, c], seed: 8)
                     return {
-                        if taps == 0 {
+                        if taps == 4 {
+                            _ = try b.conv3d(together, weight: wt, bias: bias, stride: (1, 1, 1), padding: pad, adding: res)
+                        } else if taps == 0 {
                             _ = try b.conv3d(interleaved, weight: wide, bias: bias, stride: (1, 1, 1), padding: pad, adding: res)
                         } else if taps == 1 {
                             var acc = res

@@ -286,15 +286,30 @@ extern "C" __global__ void __launch_bounds__(256) attn_merge_v8(
     i64 row = i / nv;
     int vi = (int)(i - row * nv);
     int q = (int)(row / H), head = (int)(row - (i64)q * H);
+    // Up to 4 parts (the split attention's most): every load issued before the first is used.
+    float st[4];
+    uint4 raw[4];
+    #pragma unroll
+    for (int s = 0; s < 4; s++) {
+        if (s < S) {
+            st[s] = stats[((i64)s * H + head) * Lq + q];
+            if (dt != DT_F32) raw[s] = __ldg((const uint4*)parts + ((i64)s * rows + row) * nv + vi);
+        }
+    }
     float m = -INFINITY;
-    for (int s = 0; s < S; s++) m = fmaxf(m, stats[((i64)s * H + head) * Lq + q]);
+    #pragma unroll
+    for (int s = 0; s < 4; s++) if (s < S) m = fmaxf(m, st[s]);
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, total = 0.f;
-    for (int s = 0; s < S; s++) {
-        float w = __expf(stats[((i64)s * H + head) * Lq + q] - m), x[8];
-        load8(parts, ((i64)s * rows + row) * nv + vi, dt, x);
-        total += w;
-        #pragma unroll
-        for (int e = 0; e < 8; e++) acc[e] += w * x[e];
+    #pragma unroll
+    for (int s = 0; s < 4; s++) {
+        if (s < S) {
+            float w = __expf(st[s] - m), x[8];
+            if (dt == DT_F32) load8(parts, ((i64)s * rows + row) * nv + vi, dt, x);
+            else unpack8(raw[s], dt, x);
+            total += w;
+            #pragma unroll
+            for (int e = 0; e < 8; e++) acc[e] += w * x[e];
+        }
     }
     float inv = 1.f / total;
     #pragma unroll

@@ -156,15 +156,46 @@ __device__ __forceinline__ void bcast_load8(const void* p, int dt, const Bcast& 
 
 #define GRID_STRIDE(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
+// Eight 16-bit values (bf16 or f16 by `dt`) of one 16-byte vector, as floats.
+__device__ __forceinline__ void unpack8(uint4 u, int dt, float* v) {
+    u32 w[4] = {u.x, u.y, u.z, u.w};
+    #pragma unroll
+    for (int k = 0; k < 4; k++) {
+        u16 lo = (u16)(w[k] & 0xFFFF), hi = (u16)(w[k] >> 16);
+        v[2 * k] = dt == DT_BF16 ? bf16_to_f32(lo) : f16_to_f32(lo);
+        v[2 * k + 1] = dt == DT_BF16 ? bf16_to_f32(hi) : f16_to_f32(hi);
+    }
+}
+
 // A row of C <= 2048 (nv = C / 8 vectors of 8) into one warp's registers: lane `lane` holds vectors
 // lane + 32 i in v[i]. Returns the lane's sum of its values (squared when `squares`).
+// For 16-bit rows every vector's load is issued before the first is used: a load and its use in
+// the same branch of a per-vector dtype test made each lane wait for its vectors one by one, and
+// the row norms ran at 0.37 of the copy rate against 0.93 for the elementwise kernels.
 __device__ __forceinline__ float load_row_v8(const void* x, i64 base8, int nv, int lane, int dt, float v[8][8], bool squares) {
     float s = 0.f;
+    if (dt == DT_F32) {
+        #pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int vi = lane + 32 * i;
+            if (vi < nv) {
+                load8(x, base8 + vi, dt, v[i]);
+                #pragma unroll
+                for (int e = 0; e < 8; e++) s += squares ? v[i][e] * v[i][e] : v[i][e];
+            }
+        }
+        return s;
+    }
+    uint4 raw[8];
     #pragma unroll
     for (int i = 0; i < 8; i++) {
         int vi = lane + 32 * i;
-        if (vi < nv) {
-            load8(x, base8 + vi, dt, v[i]);
+        raw[i] = vi < nv ? __ldg((const uint4*)x + base8 + vi) : make_uint4(0, 0, 0, 0);
+    }
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {
+        if (lane + 32 * i < nv) {
+            unpack8(raw[i], dt, v[i]);
             #pragma unroll
             for (int e = 0; e < 8; e++) s += squares ? v[i][e] * v[i][e] : v[i][e];
         }

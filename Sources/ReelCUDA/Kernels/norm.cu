@@ -90,13 +90,31 @@ extern "C" __global__ void l2_norm_narrow_v8(const void* x, const void* w, void*
     const i64 base8 = row * nv;
     float v[2][8];
     float ss = 0.f;
-    #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        int vi = lane + 16 * i;
-        if (active && vi < nv) {
-            load8(x, base8 + vi, dtx, v[i]);
-            #pragma unroll
-            for (int e = 0; e < 8; e++) ss += v[i][e] * v[i][e];
+    if (dtx == DT_F32) {
+        #pragma unroll
+        for (int i = 0; i < 2; i++) {
+            int vi = lane + 16 * i;
+            if (active && vi < nv) {
+                load8(x, base8 + vi, dtx, v[i]);
+                #pragma unroll
+                for (int e = 0; e < 8; e++) ss += v[i][e] * v[i][e];
+            }
+        }
+    } else {
+        // Both loads issued before either is used (as load_row_v8).
+        uint4 raw[2];
+        #pragma unroll
+        for (int i = 0; i < 2; i++) {
+            int vi = lane + 16 * i;
+            raw[i] = active && vi < nv ? __ldg((const uint4*)x + base8 + vi) : make_uint4(0, 0, 0, 0);
+        }
+        #pragma unroll
+        for (int i = 0; i < 2; i++) {
+            if (active && lane + 16 * i < nv) {
+                unpack8(raw[i], dtx, v[i]);
+                #pragma unroll
+                for (int e = 0; e < 8; e++) ss += v[i][e] * v[i][e];
+            }
         }
     }
     for (int o = 8; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);   // within each half-warp

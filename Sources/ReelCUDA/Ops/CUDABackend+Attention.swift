@@ -108,7 +108,7 @@ extension CUDABackend {
     /// keys and Lk divisible by S. `attentionSplitOverride` (`REEL_ATTN_SPLITS`) forces S (1: off).
     func attentionSplits(lq: Int, lk: Int, heads: Int) -> Int {
         if let forced = attentionSplitOverride {
-            return forced > 1 && lk % forced == 0 && lk / forced >= 8 ? forced : 1
+            return (2...4).contains(forced) && lk % forced == 0 && lk / forced >= 8 ? forced : 1  // attn_merge_v8 takes up to 4 parts
         }
         let sms = Double(max(1, device.info.multiprocessors))
         let tiles = Double((lq + 127) / 128 * heads)
