@@ -167,38 +167,46 @@ __device__ __forceinline__ void unpack8(uint4 u, int dt, float* v) {
     }
 }
 
-// A row of C <= 2048 (nv = C / 8 vectors of 8) into one warp's registers: lane `lane` holds vectors
-// lane + 32 i in v[i]. Returns the lane's sum of its values (squared when `squares`).
-// For 16-bit rows every vector's load is issued before the first is used: a load and its use in
-// the same branch of a per-vector dtype test made each lane wait for its vectors one by one, and
-// the row norms ran at 0.37 of the copy rate against 0.93 for the elementwise kernels.
-__device__ __forceinline__ float load_row_v8(const void* x, i64 base8, int nv, int lane, int dt, float v[8][8], bool squares) {
-    float s = 0.f;
-    if (dt == DT_F32) {
+// A row of C <= 2048 (nv = C / 8 vectors of 8) held by one warp: lane `lane` holds vectors
+// lane + 32 i. 16-bit rows stay in registers as their packed 16-byte vectors (4 registers per 8
+// values; all loads issued before the first use); f32 rows are read again from memory (L1) at each
+// `get`. Keeping the row unpacked (64 floats per lane) took ~110 registers, 2 blocks of 256 per SM,
+// and the row norms ran at 0.4 of the copy rate against 0.93 for the elementwise kernels.
+struct RowV8 {
+    uint4 raw[8];
+    const void* x;
+    i64 base8;
+    int nv, lane, dt;
+
+    __device__ __forceinline__ RowV8(const void* x_, i64 base8_, int nv_, int lane_, int dt_)
+        : x(x_), base8(base8_), nv(nv_), lane(lane_), dt(dt_) {
+        if (dt != DT_F32) {
+            #pragma unroll
+            for (int i = 0; i < 8; i++) {
+                int vi = lane + 32 * i;
+                raw[i] = vi < nv ? __ldg((const uint4*)x + base8 + vi) : make_uint4(0, 0, 0, 0);
+            }
+        }
+    }
+    __device__ __forceinline__ bool has(int i) const { return lane + 32 * i < nv; }
+    // Vector i (has(i)) as 8 floats.
+    __device__ __forceinline__ void get(int i, float* v) const {
+        if (dt == DT_F32) load8(x, base8 + lane + 32 * i, DT_F32, v);
+        else unpack8(raw[i], dt, v);
+    }
+    // The lane's sum of its values (of their squares when `squares`; of (v - centre)^2 when
+    // `centre` is given with squares).
+    __device__ __forceinline__ float sum(bool squares, float centre = 0.f) const {
+        float s = 0.f;
         #pragma unroll
         for (int i = 0; i < 8; i++) {
-            int vi = lane + 32 * i;
-            if (vi < nv) {
-                load8(x, base8 + vi, dt, v[i]);
+            if (has(i)) {
+                float v[8];
+                get(i, v);
                 #pragma unroll
-                for (int e = 0; e < 8; e++) s += squares ? v[i][e] * v[i][e] : v[i][e];
+                for (int e = 0; e < 8; e++) { float d = v[e] - centre; s += squares ? d * d : v[e]; }
             }
         }
         return s;
     }
-    uint4 raw[8];
-    #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        int vi = lane + 32 * i;
-        raw[i] = vi < nv ? __ldg((const uint4*)x + base8 + vi) : make_uint4(0, 0, 0, 0);
-    }
-    #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        if (lane + 32 * i < nv) {
-            unpack8(raw[i], dt, v[i]);
-            #pragma unroll
-            for (int e = 0; e < 8; e++) s += squares ? v[i][e] * v[i][e] : v[i][e];
-        }
-    }
-    return s;
-}
+};

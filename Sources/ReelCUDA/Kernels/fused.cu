@@ -24,27 +24,19 @@ extern "C" __global__ void __launch_bounds__(256) mod_layer_norm_v8(
     const i64 g = row / R;
     // The modulation vectors of this row's frame, in units of 8 elements (C % 8 == 0).
     const i64 sc8 = g * scaleStride / 8, sh8 = g * shiftStride / 8;
-    float v[8][8];
-    float s = load_row_v8(x, base8, nv, lane, dtx, v, false);
-    float mean = warp_sum(s) / C;
-    float ss = 0.f;
-    #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        if (lane + 32 * i < nv) {
-            #pragma unroll
-            for (int e = 0; e < 8; e++) { float d = v[i][e] - mean; ss += d * d; }
-        }
-    }
-    float inv = rsqrtf(warp_sum(ss) / C + eps);
+    RowV8 r(x, base8, nv, lane, dtx);
+    float mean = warp_sum(r.sum(false)) / C;
+    float inv = rsqrtf(warp_sum(r.sum(true, mean)) / C + eps);
     #pragma unroll
     for (int i = 0; i < 8; i++) {
         int vi = lane + 32 * i;
         if (vi < nv) {
-            float sc[8], sh[8], o[8];
+            float v[8], sc[8], sh[8], o[8];
+            r.get(i, v);
             load8(scale, sc8 + vi, dtsc, sc);
             load8(shift, sh8 + vi, dtsh, sh);
             #pragma unroll
-            for (int e = 0; e < 8; e++) o[e] = (v[i][e] - mean) * inv * (1.f + sc[e]) + sh[e];
+            for (int e = 0; e < 8; e++) o[e] = (v[e] - mean) * inv * (1.f + sc[e]) + sh[e];
             store8(y, base8 + vi, dty, o);
         }
     }
@@ -149,9 +141,8 @@ extern "C" __global__ void __launch_bounds__(256) rms_norm_rope_v8(
     if (row >= rows) return;
     const int nv = C / 8;
     const i64 base8 = row * nv;
-    float v[8][8];
-    float ss = load_row_v8(x, base8, nv, lane, dtx, v, true);
-    float inv = rsqrtf(warp_sum(ss) / C + eps);
+    RowV8 r(x, base8, nv, lane, dtx);
+    float inv = rsqrtf(warp_sum(r.sum(true)) / C + eps);
 
     // This lane's 4 pairs j0 .. j0+3 of a head, and the token's (frame, row, column).
     const i64 token = row % L;
@@ -172,12 +163,13 @@ extern "C" __global__ void __launch_bounds__(256) rms_norm_rope_v8(
     for (int i = 0; i < 8; i++) {
         int vi = lane + 32 * i;
         if (vi < nv) {
-            float wv[8], o[8];
+            float v[8], wv[8], o[8];
+            r.get(i, v);
             if (w) load8(w, vi, dtw, wv);
             #pragma unroll
             for (int p = 0; p < 4; p++) {
                 // The normalized value in float32 (as rmsNorm computes it), rotated in float64 (as rope3d).
-                float a = v[i][2 * p] * inv, b = v[i][2 * p + 1] * inv;
+                float a = v[2 * p] * inv, b = v[2 * p + 1] * inv;
                 if (w) { a *= wv[2 * p]; b *= wv[2 * p + 1]; }
                 o[2 * p] = (float)((double)a * cs[p] - (double)b * sn[p]);
                 o[2 * p + 1] = (float)((double)a * sn[p] + (double)b * cs[p]);

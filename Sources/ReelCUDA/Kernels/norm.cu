@@ -38,36 +38,28 @@ extern "C" __global__ void row_norm(const void* x, const void* w, const void* b,
 // Rows of C <= 2048 (C a multiple of 8), 16-byte aligned: the row is read once into registers
 // (8 vectors of 8 per lane at most) and written once, instead of three passes over memory.
 // act = 1 applies SiLU to the result (the Wan VAE's 384-channel norms, which all feed one).
-extern "C" __global__ void row_norm_v8(const void* x, const void* w, const void* b, void* y, i64 rows, int C,
+extern "C" __global__ void __launch_bounds__(256) row_norm_v8(const void* x, const void* w, const void* b, void* y, i64 rows, int C,
                                        float eps, float scale, int mode, int act, int dtx, int dtw, int dtb, int dty) {
     i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
     const int nv = C / 8;
     const i64 base8 = row * nv;
-    float v[8][8];
-    float s = load_row_v8(x, base8, nv, lane, dtx, v, false);
-    float mean = mode == N_LAYER ? warp_sum(s) / C : 0.f;
-    float ss = 0.f;
-    #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        if (lane + 32 * i < nv) {
-            #pragma unroll
-            for (int e = 0; e < 8; e++) { float d = v[i][e] - mean; ss += d * d; }
-        }
-    }
-    ss = warp_sum(ss);
+    RowV8 r(x, base8, nv, lane, dtx);
+    float mean = mode == N_LAYER ? warp_sum(r.sum(false)) / C : 0.f;
+    float ss = warp_sum(r.sum(true, mean));
     float inv = mode == N_L2 ? scale / fmaxf(sqrtf(ss), eps) : rsqrtf(ss / C + eps);
     #pragma unroll
     for (int i = 0; i < 8; i++) {
         int vi = lane + 32 * i;
         if (vi < nv) {
-            float o[8], wv[8], bv[8];
+            float v[8], o[8], wv[8], bv[8];
+            r.get(i, v);
             if (w) load8(w, vi, dtw, wv);
             if (b) load8(b, vi, dtb, bv);
             #pragma unroll
             for (int e = 0; e < 8; e++) {
-                o[e] = (v[i][e] - mean) * inv;
+                o[e] = (v[e] - mean) * inv;
                 if (w) o[e] *= wv[e];
                 if (b) o[e] += bv[e];
                 if (act == 1) o[e] = o[e] / (1.f + __expf(-o[e]));

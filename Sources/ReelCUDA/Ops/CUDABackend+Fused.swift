@@ -16,7 +16,8 @@ extension CUDABackend {
         let px = try arg(x, op), ps = try arg(scale, op), ph = try arg(shift, op), py = try arg(y, op)
         // As rowNorm: rows of 256 to 2048 stay in registers; narrower rows would idle most of the warp.
         let wide = c % 8 == 0 && c >= 256 && c <= 2048 && Self.aligned(px, ps, ph, py)
-        try launch("fused", wide ? "mod_layer_norm_v8" : "mod_layer_norm", grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1)) { k in
+        let warps = wide ? 4 : 8   // as rmsNorm's row_norm_v8
+        try launch("fused", wide ? "mod_layer_norm_v8" : "mod_layer_norm", grid: ((rows + warps - 1) / warps, 1, 1), block: (32 * warps, 1, 1)) { k in
             k.add(px); k.add(ps); k.add(ph); k.add(py); k.add(Int64(rows)); k.add(Int32(r)); k.add(Int32(c))
             k.add(Int64(scale.shape[0] == 1 ? 0 : c)); k.add(Int64(shift.shape[0] == 1 ? 0 : c)); k.add(eps)
             k.add(x.dtype.kernelCode); k.add(scale.dtype.kernelCode); k.add(shift.dtype.kernelCode); k.add(y.dtype.kernelCode)
@@ -83,7 +84,7 @@ extension CUDABackend {
         let py = try arg(y, op)
         let split = RoPEGrid.pairSplit(headDim: d)
         let table = try ropeTable(grid, headDim: d)
-        try launch("fused", "rms_norm_rope_v8", grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1)) { k in
+        try launch("fused", "rms_norm_rope_v8", grid: ((rows + 3) / 4, 1, 1), block: (128, 1, 1)) { k in  // as row_norm_v8
             k.add(px); k.add(pw); k.add(py); k.add(Int64(rows)); k.add(Int32(l)); k.add(Int32(c)); k.add(Int32(d))
             k.add(Int32(grid.height)); k.add(Int32(grid.width)); k.add(table); k.add(Int32(grid.frames))
             k.add(Int32(split.t)); k.add(Int32(split.h)); k.add(Int32(split.w)); k.add(eps)
