@@ -167,6 +167,9 @@ public protocol Backend: AnyObject, Sendable {
     func linear(_ x: Tensor, weight: Tensor, bias: Tensor?, into out: Tensor) throws
     /// `rmsNormRoPE` written into `out` (x's element count and dtype).
     func rmsNormRoPE(_ x: Tensor, weight: Tensor?, eps: Float, grid: RoPEGrid, into out: Tensor) throws
+    /// `l2NormSiLU` written into `out` (x's element count and dtype; e.g. a frame of a Wan VAE
+    /// causal cache, so that no copy follows).
+    func l2NormSiLU(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float, into out: Tensor) throws
 
     // MARK: Convolution
 
@@ -243,6 +246,10 @@ extension Backend {
 
     public func rmsNormRoPE(_ x: Tensor, weight: Tensor?, eps: Float, grid: RoPEGrid, into out: Tensor) throws {
         try copyWhole(try rmsNormRoPE(x, weight: weight, eps: eps, grid: grid), into: out, op: "rmsNormRoPE")
+    }
+
+    public func l2NormSiLU(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float, into out: Tensor) throws {
+        try copyWhole(try l2NormSiLU(x, weight: weight, scale: scale, eps: eps), into: out, op: "l2NormSiLU")
     }
 
     /// `y` copied into `out` of the same element count and dtype (its shape may differ).

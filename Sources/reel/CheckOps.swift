@@ -252,6 +252,19 @@ struct OpCheck {
             add("l2NormSiLU", "[2, 1, 24, 40, 96] VAE, no weight", dt, [InputSpec(shape: [2, 1, 24, 40, 96], dtype: dt)]) { b, t in
                 try b.l2NormSiLU(t[0], weight: nil, scale: Float(96).squareRoot(), eps: 1e-12)
             }
+            // Written into a frame of a VAE causal cache pair (the decoder's one-frame layers), and
+            // into an unaligned view (the vector kernel then stays out).
+            for (start, label) in [(1, "into frame 1 of a cache pair"), (3, "into a view 3 elements in")] {
+                add("l2NormSiLU", "[1, 1, 24, 40, 96] VAE \(label)", dt,
+                    [InputSpec(shape: [1, 1, 24, 40, 96], dtype: dt), InputSpec(shape: [96], dtype: dt)]) { b, t in
+                    let frames = 24 * 40 * 96
+                    let pair = try b.zeros([2 * frames + 8], dtype: dt)
+                    let offset = start == 1 ? frames : start
+                    try b.l2NormSiLU(t[0], weight: t[1], scale: Float(96).squareRoot(), eps: 1e-12,
+                                     into: try pair.narrowed(axis: 0, start: offset, length: frames))
+                    return try b.slice(pair, axis: 0, start: offset, length: frames)
+                }
+            }
             add("softmax", "[7, 513]", dt, [InputSpec(shape: [7, 513], dtype: dt)]) { b, t in try b.softmax(t[0]) }
             add("rope3d", "[1, 3x4x5, 2, 128] frame 1500", dt, [InputSpec(shape: [1, 60, 2, 128], dtype: dt)]) { b, t in
                 try b.rope3d(t[0], grid: RoPEGrid(frames: 3, height: 4, width: 5, frameOffset: 1500))

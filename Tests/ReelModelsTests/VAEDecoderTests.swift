@@ -69,22 +69,40 @@ import Testing
     }
 
     /// The layers after the last time upsampling get one frame at a time and run their causal convs
-    /// tap by tap (no copy joins the cached frames): the same frames as the joined convs of a whole
-    /// chunk (`sliceFrames` 0), and as Wan's (above).
-    @Test func tapByTapConvsGiveTheJoinedConvsFrames() throws {
+    /// as a 2-frame conv over the cached pair plus a 1-frame conv over the new frame, which the norm
+    /// before writes straight into the pair (`CausalSlot.pair`): the same frames as the joined convs
+    /// of a whole chunk (`sliceFrames` 0), and as Wan's (above).
+    @Test func pairedConvsGiveTheJoinedConvsFrames() throws {
         let (decoder, latents, expected) = try fixture()
         #expect(WanVAEDecoder.timeTaps)
-        #expect(decoder.headConv.taps?.count == 3)
+        #expect(decoder.headConv.pairTaps?.pair.count == 2)
         for layer in decoder.upsamples[decoder.sliceStart...] {
-            if case let .residual(block) = layer { #expect(block.conv1.taps != nil && block.conv2.taps != nil) }
+            if case let .residual(block) = layer { #expect(block.conv1.pairTaps != nil && block.conv2.pairTaps != nil) }
         }
         for layer in decoder.upsamples[..<decoder.sliceStart] {
-            if case let .residual(block) = layer { #expect(block.conv1.taps == nil) }
+            if case let .residual(block) = layer { #expect(block.conv1.pairTaps == nil) }
         }
-        let tapped = try decode(StreamingVAEDecoder(model: decoder, sliceFrames: 1), latents, blocks: [1, 2, 2])
+        let paired = try decode(StreamingVAEDecoder(model: decoder, sliceFrames: 1), latents, blocks: [1, 2, 2])
         let joined = try decode(StreamingVAEDecoder(model: decoder, sliceFrames: 0), latents, blocks: [1, 2, 2])
-        #expect(try VAEFixture.nmse(tapped, joined) < 1e-10)
-        #expect(try VAEFixture.nmse(tapped, expected) < 1e-9)
+        #expect(try VAEFixture.nmse(paired, joined) < 1e-10)
+        #expect(try VAEFixture.nmse(paired, expected) < 1e-9)
+    }
+
+    /// One stream's chunks decoded alternately a frame at a time (the caches as pairs) and whole
+    /// (the caches as runs of frames): each hands its caches on to the other, the same frames.
+    @Test func pairedAndJoinedCachesHandOver() throws {
+        let (decoder, latents, _) = try fixture()
+        let raw = try decoder.prepare(latents)
+        func run(_ slices: [Int]) throws -> Tensor {
+            var cache = CausalCache(count: decoder.slotCount)
+            var outputs: [Tensor] = []
+            for (i, slice) in slices.enumerated() {
+                outputs.append(try decoder.forward(try b.slice(raw, axis: 1, start: i, length: 1), cache: &cache, sliceFrames: slice))
+            }
+            return try b.concat(outputs, axis: 1)
+        }
+        let mixed = try run([1, 0, 1, 0, 1]), paired = try run([1, 1, 1, 1, 1])
+        #expect(try VAEFixture.nmse(mixed, paired) < 1e-10)
     }
 
     /// Without Wan's 'Rep' special case (time conv run on the first chunk, i.e. one causal pass over

@@ -134,7 +134,7 @@ extension CUDABackend {
     /// narrow L2 rows of up to 256 in half a warp's (`l2_norm_narrow_v8`, SiLU fused), the scalar
     /// `row_norm` otherwise (SiLU as its own pass).
     private func rowNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, scale: Float, mode: Int32,
-                         silu: Bool = false, op: String) throws -> Tensor {
+                         silu: Bool = false, output: Tensor? = nil, op: String) throws -> Tensor {
         try requireFloat(x, op)
         try require(x.rank >= 1 && x.shape.last > 0, op, "needs a non-empty last axis, got \(x.shape)")
         let c = x.shape.last
@@ -146,10 +146,10 @@ extension CUDABackend {
         }
         let rows = x.count / c
         let px = try arg(x, op), pw = try arg(weight, op), pb = try arg(bias, op)
-        // Fresh allocations are 16-byte aligned: only the inputs decide the vector kernels.
-        let vectors = c % 8 == 0 && Self.aligned(px, pw == 0 ? 16 : pw, pb == 0 ? 16 : pb)
-        let y = try allocate(x.shape, dtype: x.dtype)
+        // The vector kernels need every pointer 16-byte aligned (fresh allocations are; a given output may not be).
+        let y = try output ?? allocate(x.shape, dtype: x.dtype)
         let py = try arg(y, op)
+        let vectors = c % 8 == 0 && Self.aligned(px, pw == 0 ? 16 : pw, pb == 0 ? 16 : pb, py)
         if rows == 0 { return y }
         if mode == 2 && vectors && c <= 256 {
             try launch("norm", "l2_norm_narrow_v8", grid: ((rows + 15) / 16, 1, 1), block: (256, 1, 1)) { k in
@@ -168,7 +168,10 @@ extension CUDABackend {
             if wide { k.add(Int32(silu ? 1 : 0)) }   // the wide kernel applies SiLU itself
             k.add(x.dtype.kernelCode); k.add((weight?.dtype ?? .f32).kernelCode); k.add((bias?.dtype ?? .f32).kernelCode); k.add(y.dtype.kernelCode)
         }
-        return silu && !wide ? try unary(.silu, y) : y
+        guard silu && !wide else { return y }
+        let activated = try unary(.silu, y)
+        if let output { try copyWhole(activated, into: output, op: op); return output }
+        return activated
     }
 
     public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float) throws -> Tensor {
@@ -185,6 +188,13 @@ extension CUDABackend {
 
     public func l2NormSiLU(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float) throws -> Tensor {
         try rowNorm(x, weight: weight, bias: nil, eps: eps, scale: scale, mode: 2, silu: true, op: "l2NormSiLU")
+    }
+
+    public func l2NormSiLU(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float, into out: Tensor) throws {
+        try require(out.count == x.count && out.dtype == x.dtype, "l2NormSiLU",
+                    "output \(out.shape) \(out.dtype) does not hold the result \(x.shape) \(x.dtype)")
+        _ = try rowNorm(x, weight: weight, bias: nil, eps: eps, scale: scale, mode: 2, silu: true,
+                        output: try out.reshaped(x.shape), op: "l2NormSiLU")
     }
 
     public func softmax(_ x: Tensor) throws -> Tensor {

@@ -11,6 +11,10 @@ enum CausalSlot {
     /// of frames along axis 1, oldest first (the tensors they came in, where that keeps no more
     /// memory alive: a copy would cost a pass over them on every chunk).
     case frames([Tensor])
+    /// The last 2 input frames side by side in one `[N, 2, H, W, C]` tensor (layers that get one
+    /// frame at a time, `CausalConv3d.pairTaps`): each new frame is written over the older one,
+    /// in slot `next`.
+    case pair(Tensor, next: Int)
 }
 
 extension Backend {

@@ -35,8 +35,11 @@ public final class StreamingVAEDecoder: VideoDecoder {
     /// temporal layer has seen two chunks, however long the stream runs.
     public var stateByteCount: Int {
         cache.slots.reduce(0) { sum, slot in
-            if case let .frames(runs) = slot { return sum + runs.reduce(0) { $0 + $1.storage.byteCount } }
-            return sum
+            switch slot {
+            case let .frames(runs): sum + runs.reduce(0) { $0 + $1.storage.byteCount }
+            case let .pair(frames, _): sum + frames.storage.byteCount
+            case .empty, .rep: sum
+            }
         }
     }
 

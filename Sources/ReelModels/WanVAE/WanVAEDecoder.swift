@@ -152,8 +152,8 @@ public final class WanVAEDecoder: @unchecked Sendable {
         for start in stride(from: 0, to: frames, by: step) {
             var s = step == frames ? y : try b.slice(y, axis: 1, start: start, length: min(step, frames - start))
             for layer in upsamples[sliceStart...] { s = try apply(layer, s, &cache) }
-            s = try headNorm.silu(s)
-            s = try headConv(s, cache: &cache)                                     // [N, slice, 8h, 8w, 16]
+            let normed = s
+            s = try headConv(like: normed, cache: &cache) { try headNorm.silu(normed, into: $0) }   // [N, slice, 8h, 8w, 16]
             s = try b.slice(s, axis: 4, start: 0, length: 3)                       // the 3 real channels
             outputs.append(try b.clamp(s, min: -1, max: 1))
         }
