@@ -152,7 +152,7 @@ extension CUDABackend {
         let vectors = c % 8 == 0 && Self.aligned(px, pw == 0 ? 16 : pw, pb == 0 ? 16 : pb, py)
         if rows == 0 { return y }
         if mode == 2 && vectors && c <= 256 {
-            try launch("norm", "l2_norm_narrow_v8", grid: ((rows + 15) / 16, 1, 1), block: (256, 1, 1)) { k in
+            try launch("norm", "l2_norm_narrow_v8", grid: ((rows + 63) / 64, 1, 1), block: (256, 1, 1)) { k in   // 16 half-warps x 4 rows
                 k.add(px); k.add(pw); k.add(py); k.add(Int64(rows)); k.add(Int32(c)); k.add(eps); k.add(scale)
                 k.add(Int32(silu ? 1 : 0))
                 k.add(x.dtype.kernelCode); k.add((weight?.dtype ?? .f32).kernelCode); k.add(y.dtype.kernelCode)
