@@ -72,8 +72,9 @@ public final class WanVAEDecoder: @unchecked Sendable {
             return false
         }).map { $0 + 1 } ?? 0
         self.sliceStart = sliceStart
-        // Layers past the last time upsampling get one frame at a time (sliced): their causal convs run
-        // tap by tap instead of joining the cached frames to the new one by a copy.
+        // Layers past the last time upsampling get one frame at a time (sliced): their causal convs keep
+        // the 2 cached frames as a pair and run a 2-frame conv over it plus a 1-frame conv over the new
+        // frame, instead of joining the cached frames to the new one by a copy.
         let taps = Self.timeTaps
         if taps {
             for i in sliceStart..<layers.count {
@@ -117,8 +118,8 @@ public final class WanVAEDecoder: @unchecked Sendable {
         return decoder
     }
 
-    /// Whether the layers after the last time upsampling run their causal convs tap by tap on
-    /// one-frame slices (`CausalConv3d.withTimeTaps`); `REEL_VAE_TIME_TAPS=0` joins the frames instead.
+    /// Whether the layers after the last time upsampling run their causal convs as pair + new frame
+    /// on one-frame slices (`CausalConv3d.withTimeTaps`); `REEL_VAE_TIME_TAPS=0` joins the frames instead.
     public static let timeTaps = ProcessInfo.processInfo.environment["REEL_VAE_TIME_TAPS"] != "0"
 
     /// Frames per slice of the layers after the last time upsampling (0: the whole chunk at once);
