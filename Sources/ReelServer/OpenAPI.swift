@@ -7,7 +7,7 @@ enum OpenAPI {
       "info": {
         "title": "Reel",
         "version": "1",
-        "description": "Real-time streaming video generation from a stream of text prompts. Live sessions run over the WebSocket at /v1/ws: JSON control messages {type: start|prompt|pause|resume|stop} in, JSON status and block messages plus one binary message per frame out (16-byte header 'RLF1', u32 block, u32 frame, u16 prompt index, u16 0, little-endian, then a baseline JPEG)."
+        "description": "Real-time streaming video generation from a stream of text prompts. Live sessions run over the WebSocket at /v1/ws: JSON control messages {type: start|prompt|pause|resume|stop} in, JSON status and block messages plus one binary message per frame out (16-byte header 'RLF1', u32 block, u32 frame, u16 prompt index, u16 0, little-endian, then a baseline JPEG). A block is sent a latent frame at a time (1 frame for the video's first, 4 after), each part a block message with latentFrame, frames and endsBlock, then its frames."
       },
       "paths": {
         "/v1/sessions": {

@@ -13,8 +13,9 @@ public enum SessionState: String, Sendable {
 enum SessionEvent: Sendable {
     /// A JSON control message.
     case message(JSON)
-    /// A block: its JSON description, then one binary message per frame (`FrameMessage`).
-    case block(JSON, frames: [[UInt8]])
+    /// A part of a block (the frames of one latent frame: 1 for the video's first, 4 after): its JSON
+    /// description, then one binary message per frame (`FrameMessage`). `endsBlock` on the block's last.
+    case block(JSON, frames: [[UInt8]], endsBlock: Bool)
 }
 
 /// One video being generated: its own generator (KV cache) and streaming decoder over the shared
@@ -72,7 +73,7 @@ final class Session: @unchecked Sendable {
 
     func send(_ event: SessionEvent) { condition.withLock { _ = watcher?.yield(event) } }
 
-    /// The watcher has sent a block on (its frames are out): the generator may run further.
+    /// The watcher has sent a block's last part on (its frames are out): the generator may run further.
     func delivered() {
         condition.withLock { blocksDelivered += 1; condition.broadcast() }
     }
@@ -172,25 +173,34 @@ final class Session: @unchecked Sendable {
                 return true
             }
             if started { send(.message(statusMessage(type: "state"))) }
-            let chunks = stream.chunks(latentFrames: request.latentFrames) { [self] frame in try decide(frame: frame, model: model) }
+            // Frames go out a latent frame at a time: the first after one latent frame's decode, not a block's.
+            let chunks = stream.chunks(latentFrames: request.latentFrames, granularity: .latentFrame) { [self] frame in
+                try decide(frame: frame, model: model)
+            }
             for try await chunk in chunks {
-                let block = chunk.block
-                metrics.add("reel_blocks_generated_total")
-                metrics.add("reel_block_seconds_total", block.timings.seconds)
+                let block = chunk.block, endsBlock = chunk.endsBlock
+                if chunk.latentFrames.lowerBound == 0 {
+                    metrics.add("reel_blocks_generated_total")
+                    metrics.add("reel_block_seconds_total", block.timings.seconds)
+                    if block.timings.recacheSeconds > 0 { metrics.add("reel_prompt_switches_total") }
+                }
                 metrics.add("reel_decode_seconds_total", chunk.decodeSeconds)
-                if block.timings.recacheSeconds > 0 { metrics.add("reel_prompt_switches_total") }
                 guard let rgb = chunk.frames else { continue }
                 // Blocking work (the pipe to ffmpeg, JPEG encoding) runs off the cooperative threads.
                 let recorder = Unchecked(sink)
                 try await onThread { try recorder.value?.write(rgb) }
                 let firstFrame = condition.withLock { () -> Int in
                     defer {
-                        blocks += 1; frames += rgb.count; promptIndex = block.promptIndex
+                        if endsBlock { blocks += 1 }
+                        frames += rgb.count; promptIndex = block.promptIndex
                         lastBlockMs = block.timings.seconds * 1000; lastDecodeMs = chunk.decodeSeconds * 1000
                     }
                     return frames
                 }
-                guard hasWatcher else { delivered(); continue }
+                guard hasWatcher else {
+                    if endsBlock { delivered() }
+                    continue
+                }
                 let encodeStart = ContinuousClock.now
                 // Frames encode in parallel (each is independent; 10-20 ms per 832x480 frame on one core).
                 let (blockIndex, blockPrompt) = (block.index, block.promptIndex)
@@ -207,13 +217,14 @@ final class Session: @unchecked Sendable {
                 let info: JSON = [
                     "type": "block", "session": .string(id), "index": .int(block.index), "startFrame": .int(block.startFrame),
                     "promptIndex": .int(block.promptIndex), "firstFrame": .int(firstFrame), "frames": .int(rgb.count),
+                    "latentFrame": .int(chunk.latentFrames.lowerBound), "endsBlock": .bool(endsBlock),
                     "width": .int(rgb.width), "height": .int(rgb.height),
                     "ditMs": .double(block.timings.seconds * 1000), "recacheMs": .double(block.timings.recacheSeconds * 1000),
                     "decodeMs": .double(chunk.decodeSeconds * 1000),
                     "encodeMs": .double(encodeSeconds * 1000),
                     "bytes": .int(messages.reduce(0) { $0 + $1.count }),
                 ]
-                send(.block(info, frames: messages))
+                send(.block(info, frames: messages, endsBlock: endsBlock))
             }
             let recorder = Unchecked(sink)
             try await onThread { try recorder.value?.finish() }

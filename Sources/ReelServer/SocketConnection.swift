@@ -20,7 +20,7 @@ struct SocketConnection: Sendable {
 
     private enum Outgoing: Sendable {
         case text(String)
-        case block(JSON, [[UInt8]], Session)
+        case block(JSON, [[UInt8]], Session, endsBlock: Bool)
     }
 
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
@@ -75,7 +75,7 @@ struct SocketConnection: Sendable {
                 for await event in events {
                     switch event {
                     case .message(let json): post.yield(.text(json.text))
-                    case .block(let json, let frames): post.yield(.block(json, frames, session))
+                    case .block(let json, let frames, let endsBlock): post.yield(.block(json, frames, session, endsBlock: endsBlock))
                     }
                 }
             }
@@ -98,8 +98,8 @@ struct SocketConnection: Sendable {
         }
     }
 
-    /// Sends what the session produces, pacing frames to real time: a block's frames are
-    /// acknowledged to the generator only when the client's buffer holds less than `playbackLead`.
+    /// Sends what the session produces, pacing frames to real time: a block is acknowledged to the
+    /// generator (with its last part) only when the client's buffer holds less than `playbackLead`.
     private func write(_ outbox: AsyncStream<Outgoing>, to outbound: WebSocketOutboundWriter) async {
         let metrics = manager.metrics, lead = manager.config.playbackLead
         var playhead = ContinuousClock.now
@@ -108,7 +108,7 @@ struct SocketConnection: Sendable {
                 switch item {
                 case .text(let text):
                     try await outbound.write(.text(text))
-                case .block(let json, let frames, let session):
+                case .block(let json, let frames, let session, let endsBlock):
                     try await outbound.write(.text(json.text))
                     for frame in frames {
                         try await outbound.writeBinaryMessage(ByteBuffer(bytes: frame))
@@ -118,11 +118,11 @@ struct SocketConnection: Sendable {
                     playhead = max(playhead, .now) + .seconds(Double(frames.count) / Double(session.request.fps))
                     let wait = playhead - lead - .now
                     if wait > .zero { try? await Task.sleep(for: wait) }
-                    session.delivered()
+                    if endsBlock { session.delivered() }
                 }
             } catch {
                 // The socket is closing: drain the outbox and release the generator.
-                if case .block(_, _, let session) = item { session.delivered() }
+                if case .block(_, _, let session, true) = item { session.delivered() }
             }
         }
     }

@@ -7,14 +7,14 @@ import Testing
 /// Sessions share the weights but nothing else: two sessions generating at once make exactly the
 /// frames each makes alone, and a prompt switch changes only its own session.
 @Suite struct SessionTests {
-    /// The JPEG frames a watched session sends, acknowledging each block as a client would.
+    /// The JPEG frames a watched session sends, acknowledging each block (with its last part) as a client would.
     static func frames(of created: (session: Session, events: AsyncStream<SessionEvent>?)) async -> [[UInt8]] {
         let session = created.session
         var out: [[UInt8]] = []
         for await event in created.events! {
-            if case .block(_, let frames) = event {
+            if case let .block(_, frames, endsBlock) = event {
                 out += frames
-                session.delivered()
+                if endsBlock { session.delivered() }
             }
             if [.finished, .failed].contains(session.state), case .message = event { break }
         }

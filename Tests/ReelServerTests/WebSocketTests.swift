@@ -83,8 +83,12 @@ final class WeakSessions: @unchecked Sendable {
                 #expect(frames.map(\.frame) == Array(0..<frames.count), "frames arrive in order, none lost")
                 #expect(frames.prefix(9).allSatisfy { $0.block == 0 })
                 #expect(frames.allSatisfy { $0.bytes > 100 })
-                let blocks = seen.messages.filter { $0["type"] == "block" }
-                #expect(blocks.first?["frames"] == 9 && blocks.first?["width"] == 48)
+                // Block 0 (3 latent frames: 9 frames) arrives in parts of one latent frame: 1 + 4 + 4.
+                let parts = seen.messages.filter { $0["type"] == "block" }
+                let first = parts.filter { $0["index"] == 0 }
+                #expect(first.map { $0["frames"] } == [1, 4, 4] && first.first?["width"] == 48)
+                #expect(first.map { $0["latentFrame"] } == [0, 1, 2])
+                #expect(first.map { $0["endsBlock"] } == [false, false, true])
                 // The switch took effect at a block boundary and stayed.
                 let firstSwitched = try #require(frames.firstIndex { $0.promptIndex == 1 })
                 #expect(frames[firstSwitched...].allSatisfy { $0.promptIndex == 1 })
