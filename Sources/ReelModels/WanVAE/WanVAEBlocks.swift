@@ -90,7 +90,9 @@ struct CausalConv3d {
             let last = try b.lastFrames(runs, count: 2)
             history = last.reduce(0) { $0 + $1.shape[1] }
             let padding = history < 2 ? [try b.zeros(x.shape.replacing(axis: 1, with: 2 - history), dtype: x.dtype)] : []
-            (frames, next) = (try b.joinFrames(padding + last), 0)
+            // A copy even of a single run: new frames will be written into the pair.
+            let parts = padding + last
+            (frames, next) = (parts.count > 1 ? try b.concat(parts, axis: 1) : try b.slice(parts[0], axis: 1, start: 0, length: 2), 0)
         case .empty, .rep:
             (frames, next, history) = (try b.zeros(x.shape.replacing(axis: 1, with: 2), dtype: x.dtype), 0, 0)
         }
