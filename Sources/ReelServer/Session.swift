@@ -177,8 +177,10 @@ final class Session: @unchecked Sendable {
             let chunks = stream.chunks(latentFrames: request.latentFrames, granularity: .latentFrame) { [self] frame in
                 try decide(frame: frame, model: model)
             }
+            var blockDecodeSeconds = 0.0   // the block's parts so far
             for try await chunk in chunks {
                 let block = chunk.block, endsBlock = chunk.endsBlock
+                blockDecodeSeconds += chunk.decodeSeconds
                 if chunk.latentFrames.lowerBound == 0 {
                     metrics.add("reel_blocks_generated_total")
                     metrics.add("reel_block_seconds_total", block.timings.seconds)
@@ -191,9 +193,12 @@ final class Session: @unchecked Sendable {
                 try await onThread { try recorder.value?.write(rgb) }
                 let firstFrame = condition.withLock { () -> Int in
                     defer {
-                        if endsBlock { blocks += 1 }
                         frames += rgb.count; promptIndex = block.promptIndex
-                        lastBlockMs = block.timings.seconds * 1000; lastDecodeMs = chunk.decodeSeconds * 1000
+                        if endsBlock {
+                            blocks += 1
+                            lastBlockMs = block.timings.seconds * 1000; lastDecodeMs = blockDecodeSeconds * 1000
+                            blockDecodeSeconds = 0
+                        }
                     }
                     return frames
                 }

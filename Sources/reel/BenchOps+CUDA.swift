@@ -210,43 +210,47 @@ enum CUDABench {
             }
         }
         // One output frame of a causal conv from 2 cached frames and a new one, with the residual
-        // add: the frames joined by a copy then one k3 conv, or the time taps split (a k2 conv over
-        // the cache adding the residual, then a k1 conv over the new frame adding that) with no copy.
+        // add, five ways: the frames joined by a copy then one k3 conv; the 3 frames already side by
+        // side (a third cached frame per layer); the time taps as three k1 convs each adding the last;
+        // a k2 conv over the cached pair then a k1 conv over the new frame (the decoder's path,
+        // `CausalSlot.pair`); the 3 frames interleaved per pixel as one 2D conv over 3C channels.
+        enum CausalVariant: String, CaseIterable {
+            case joined = "joined", together = "3 frames already together", threeTaps = "taps 1 + 1 + 1"
+            case pair = "pair + new (the decoder's)", channels = "taps as 3x channels"
+        }
         for (h, w, c) in [(240, 416, 192), (480, 832, 96)] {
             let rows: Int = h * w
             let flops: Double = 2 * Double(rows * c * 27 * c)
             let frame = Double(rows * c)
-            for taps in [3, 2, 1, 0, 4] {
-                let split = taps < 3
-                let label = "[1,2+1,\(h),\(w),\(c)] k3 + residual, "
-                    + ["taps as 3x channels", "taps 1 + 1 + 1", "taps 2 + 1", "joined", "3 frames already together"][taps]
-                add("conv3d", label, flops: flops, bytes: 2 * (split ? 8 * frame : 10 * frame)) { b in
-                    let cache = try randn(b, [1, 2, h, w, c]), x = try randn(b, [1, 1, h, w, c], seed: 4), res = try randn(b, [1, 1, h, w, c], seed: 5)
-                    let wt = try randn(b, [c, 3, 3, 3, c], seed: 2), bias = try randn(b, [c], seed: 3)
-                    let w2 = try b.slice(wt, axis: 1, start: 0, length: 2), w1 = try b.slice(wt, axis: 1, start: 2, length: 1)
+            for variant in CausalVariant.allCases {
+                let moved = variant == .joined ? 10 * frame : 8 * frame
+                add("conv3d", "[1,2+1,\(h),\(w),\(c)] k3 + residual, \(variant.rawValue)", flops: flops, bytes: 2 * moved) { b in
+                    let res = try randn(b, [1, 1, h, w, c], seed: 5), bias = try randn(b, [c], seed: 3)
+                    let wt = try randn(b, [c, 3, 3, 3, c], seed: 2)
                     let pad = ConvPadding(h: (1, 1), w: (1, 1))
-                    let frames = [try b.slice(cache, axis: 1, start: 0, length: 1), try b.slice(cache, axis: 1, start: 1, length: 1), x]
-                    let tapWeights = try (0..<3).map { try b.slice(wt, axis: 1, start: $0, length: 1) }
-                    // The 3 frames interleaved per pixel ([h, w, 3, c]): one 2D conv over 3c channels.
-                    let interleaved = try randn(b, [1, 1, h, w, 3 * c], seed: 6), wide = try randn(b, [c, 1, 3, 3, 3 * c], seed: 7)
-                    let together = try randn(b, [1, 3, h, w, c], seed: 8)
-                    return {
-                        if taps == 4 {
-                            _ = try b.conv3d(together, weight: wt, bias: bias, stride: (1, 1, 1), padding: pad, adding: res)
-                        } else if taps == 0 {
-                            _ = try b.conv3d(interleaved, weight: wide, bias: bias, stride: (1, 1, 1), padding: pad, adding: res)
-                        } else if taps == 1 {
-                            var acc = res
-                            for k in 0..<3 {
-                                acc = try b.conv3d(frames[k], weight: tapWeights[k], bias: k == 0 ? bias : nil,
-                                                   stride: (1, 1, 1), padding: pad, adding: acc)
-                            }
-                        } else if split {
-                            let partial = try b.conv3d(cache, weight: w2, bias: bias, stride: (1, 1, 1), padding: pad, adding: res)
-                            _ = try b.conv3d(x, weight: w1, bias: nil, stride: (1, 1, 1), padding: pad, adding: partial)
-                        } else {
-                            _ = try b.conv3d(try b.concat([cache, x], axis: 1), weight: wt, bias: bias, stride: (1, 1, 1), padding: pad, adding: res)
+                    func conv(_ x: Tensor, _ weight: Tensor, bias: Tensor?, adding r: Tensor) throws -> Tensor {
+                        try b.conv3d(x, weight: weight, bias: bias, stride: (1, 1, 1), padding: pad, adding: r)
+                    }
+                    switch variant {
+                    case .joined, .pair, .threeTaps:
+                        let cache = try randn(b, [1, 2, h, w, c]), x = try randn(b, [1, 1, h, w, c], seed: 4)
+                        if variant == .joined { return { _ = try conv(try b.concat([cache, x], axis: 1), wt, bias: bias, adding: res) } }
+                        if variant == .pair {
+                            let w2 = try b.slice(wt, axis: 1, start: 0, length: 2), w1 = try b.slice(wt, axis: 1, start: 2, length: 1)
+                            return { _ = try conv(x, w1, bias: nil, adding: try conv(cache, w2, bias: bias, adding: res)) }
                         }
+                        let frames = [try b.slice(cache, axis: 1, start: 0, length: 1), try b.slice(cache, axis: 1, start: 1, length: 1), x]
+                        let taps = try (0..<3).map { try b.slice(wt, axis: 1, start: $0, length: 1) }
+                        return {
+                            var acc = res
+                            for k in 0..<3 { acc = try conv(frames[k], taps[k], bias: k == 0 ? bias : nil, adding: acc) }
+                        }
+                    case .together:
+                        let together = try randn(b, [1, 3, h, w, c], seed: 8)
+                        return { _ = try conv(together, wt, bias: bias, adding: res) }
+                    case .channels:
+                        let interleaved = try randn(b, [1, 1, h, w, 3 * c], seed: 6), wide = try randn(b, [c, 1, 3, 3, 3 * c], seed: 7)
+                        return { _ = try conv(interleaved, wide, bias: bias, adding: res) }
                     }
                 }
             }

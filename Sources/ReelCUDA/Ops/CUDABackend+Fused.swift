@@ -104,7 +104,7 @@ extension CUDABackend {
         if let i = ropeTables.firstIndex(where: { $0.key == key }) { return try arg(ropeTables[i].table, "rmsNormRoPE") }
         let split = RoPEGrid.pairSplit(headDim: d)
         let n = grid.frames * split.t + grid.height * split.h + grid.width * split.w
-        // Two float64 per entry, held as f32 pairs of four.
+        // n (cos, sin) float64 pairs: 16 bytes each, allocated as 4 f32.
         let table = try allocate([n * 4], dtype: .f32)
         let pt = try arg(table, "rmsNormRoPE")
         try launch("fused", "rope_table_v1", grid: ((n + 127) / 128, 1, 1), block: (128, 1, 1)) { k in

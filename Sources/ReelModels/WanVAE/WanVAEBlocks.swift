@@ -78,7 +78,8 @@ struct CausalConv3d {
     /// Without `pairTaps` or for more than one frame: `make(nil)` through the joined convolution.
     func callAsFunction(like x: Tensor, cache: inout CausalCache, adding residual: Tensor? = nil,
                         make: (Tensor?) throws -> Tensor) throws -> Tensor {
-        guard let slot, kernelT == 3, let pairTaps, x.shape[1] == 1, stride == (1, 1, 1) else {
+        // (`withTimeTaps` gives pair taps only to 3-frame kernels of stride 1.)
+        guard let slot, let pairTaps, x.shape[1] == 1 else {
             return try callAsFunction(try make(nil), cache: &cache, adding: residual)
         }
         let b = x.backend
@@ -90,9 +91,8 @@ struct CausalConv3d {
             let last = try b.lastFrames(runs, count: 2)
             history = last.reduce(0) { $0 + $1.shape[1] }
             let padding = history < 2 ? [try b.zeros(x.shape.replacing(axis: 1, with: 2 - history), dtype: x.dtype)] : []
-            // A copy even of a single run: new frames will be written into the pair.
-            let parts = padding + last
-            (frames, next) = (parts.count > 1 ? try b.concat(parts, axis: 1) : try b.slice(parts[0], axis: 1, start: 0, length: 2), 0)
+            // concat copies (even a single run): new frames will be written into the pair.
+            (frames, next) = (try b.concat(padding + last, axis: 1), 0)
         case .empty, .rep:
             (frames, next, history) = (try b.zeros(x.shape.replacing(axis: 1, with: 2), dtype: x.dtype), 0, 0)
         }
