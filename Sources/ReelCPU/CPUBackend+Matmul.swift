@@ -5,6 +5,8 @@ extension CPUBackend {
     public func matmul(_ a: Tensor, _ b: Tensor, transposeB: Bool, bias: Tensor?) throws -> Tensor {
         let op = "matmul"
         try requireFloat(a, op); try requireFloat(b, op)
+        try require(a.dtype != .fp8e4m3 && b.dtype != .fp8e4m3, op,
+                    "FP8 operands come with per-row scales: use quantizeRows and quantizedLinear")
         try require(a.rank >= 2, op, "a must be [..., M, K], got \(a.shape)")
         let m = a.shape[-2], k = a.shape[-1]
         let batched = b.rank == 3

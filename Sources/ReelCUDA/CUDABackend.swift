@@ -31,6 +31,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public var geluEpilogue: Bool = CUDABackend.geluEpilogueDefault
     /// `REEL_GELU_EPILOGUE=0`: backends start with the GELU epilogue off.
     public static let geluEpilogueDefault = ProcessInfo.processInfo.environment["REEL_GELU_EPILOGUE"] != "0"
+    /// `REEL_FP8_FAST_ACCUM=1`: FP8 GEMMs accumulate in the tensor cores' own precision, without
+    /// cuBLASLt's periodic promotion to float32 (faster, less exact; for measurements).
+    public static let fp8FastAccumulation = ProcessInfo.processInfo.environment["REEL_FP8_FAST_ACCUM"] == "1"
     /// Split-key attention: nil picks the number of key parts by the SMs' wave fill
     /// (`attentionSplits`); a number forces it (1: never split). Starts from `REEL_ATTN_SPLITS`.
     public var attentionSplitOverride: Int? = CUDABackend.attentionSplitDefault

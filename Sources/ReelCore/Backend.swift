@@ -171,6 +171,18 @@ public protocol Backend: AnyObject, Sendable {
     /// causal cache, so that no copy follows).
     func l2NormSiLU(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float, into out: Tensor) throws
 
+    // MARK: FP8
+
+    /// Each row of `x [..., K]` in FP8 E4M3 with a float32 scale of its own: scale = max|row| / 448
+    /// (1 for a row of zeros), values = x / scale rounded to nearest even (`RowQuantized`).
+    func quantizeRows(_ x: Tensor) throws -> RowQuantized
+    /// `x W^T + b` from FP8 operands quantized per row (`x [..., K]` per token, the Linear weight
+    /// `[N, K]` per output channel): the products summed in float32, then times both rows' scales,
+    /// plus the bias, through the tanh GELU with `gelu`, plus `residual` (the output's shape), in
+    /// x's source dtype; written into `out` when given (the result's element count and dtype).
+    func quantizedLinear(_ x: RowQuantized, weight: RowQuantized, bias: Tensor?, gelu: Bool,
+                         adding residual: Tensor?, into out: Tensor?) throws -> Tensor
+
     // MARK: Convolution
 
     /// 3D convolution, channel-last: x `[N, T, H, W, Cin]`, weight `[Cout, kt, kh, kw, Cin]`,

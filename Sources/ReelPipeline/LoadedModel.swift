@@ -31,9 +31,11 @@ public final class LoadedModel: @unchecked Sendable {
 
     /// Loads the parts `files` names. `decoder: false` skips the decoder (latents-only output).
     /// `decodeBackend`: where the decoder's weights live and its ops run (e.g. a second GPU, so that
-    /// decoding does not share the DiT's); default: a new stream of `backend`.
+    /// decoding does not share the DiT's); default: a new stream of `backend`. `fp8`: the DiT's block
+    /// linear layers in FP8 (`WanDiT.quantizedFP8`).
     public static func load(files: ModelFiles, ema: Bool = false, decoder wantsDecoder: Bool = true,
-                            backend: any Backend, decodeBackend: (any Backend)? = nil, dtype: DType = .f32) throws -> LoadedModel {
+                            backend: any Backend, decodeBackend: (any Backend)? = nil, dtype: DType = .f32,
+                            fp8: Bool = false) throws -> LoadedModel {
         guard let ditPath = files.dit else {
             throw ReelError.input("no DiT weights: give --model FOLDER or --dit FILE (the shipped tiny model is not in this checkout yet)")
         }
@@ -45,7 +47,8 @@ public final class LoadedModel: @unchecked Sendable {
         }
         let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizerPath))
         let textModel = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: backend, dtype: dtype)
-        let dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: ema, backend: backend, dtype: dtype)
+        var dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: ema, backend: backend, dtype: dtype)
+        if fp8 { dit = try dit.quantizedFP8() }
         let prompts = try PromptEncoder(tokenizer: tok, textEncoder: textModel, model: dit)
         guard wantsDecoder else { return LoadedModel(prompts: prompts, decoderName: "none", makeDecoder: nil) }
         let stream = try decodeBackend ?? backend.makeStream()

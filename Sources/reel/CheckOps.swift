@@ -434,6 +434,47 @@ struct OpCheck {
                 add("cast", "[1000] to \(to)", dt, [InputSpec(shape: [1000], dtype: dt)]) { b, t in try b.cast(try b.cast(t[0], to: to), to: .f32) }
             }
         }
+        // FP8: rows quantized per row (the dequantized rows compared: the same codes and scales give
+        // the same floats), and linear layers from FP8 operands. 16-bit sources go through cuBLASLt's
+        // FP8 GEMM (scales per row of each operand); f32 sources and odd sizes through the float32
+        // product of the dequantized operands, the definition the CPU computes.
+        for dt in floats {
+            for (label, shape) in [("[37, 64] (8-wide)", [37, 64]), ("[19, 75]", [19, 75]),
+                                   ("DiT [4680, 1536]", [4680, 1536])] as [(String, Shape)] {
+                if label.hasPrefix("DiT") && dt != .bf16 { continue }
+                add("quantizeRows", label + " and a zero row", dt, [InputSpec(shape: shape, dtype: dt)]) { b, t in
+                    let x = try b.concat([t[0], try b.zeros([1, shape.last], dtype: dt)], axis: 0)
+                    return try b.quantizeRows(x).dequantized()
+                }
+            }
+            for (label, x, n, gelu, residual) in [("[37, 64] x [48, 64]^T + bias", [37, 64], 48, false, false),
+                                                  ("[37, 64] x [48, 64]^T + bias, GELU", [37, 64], 48, true, false),
+                                                  ("[2, 19, 80] x [40, 80]^T + bias + residual", [2, 19, 80], 40, false, true),
+                                                  ("[19, 75] x [41, 75]^T + bias (odd)", [19, 75], 41, false, false),
+                                                  ("DiT [4680, 1536] x [8960, 1536]^T + bias, GELU", [4680, 1536], 8960, true, false),
+                                                  ("DiT [4680, 8960] x [1536, 8960]^T + bias", [4680, 8960], 1536, false, false),
+                                                  ("DiT [1, 4680, 1536] x [1536, 1536]^T + bias + residual", [1, 4680, 1536], 1536, false, true)]
+                    as [(String, Shape, Int, Bool, Bool)] {
+                if label.hasPrefix("DiT") && dt != .bf16 { continue }
+                let k = x.last
+                var out = Array(x.dims.dropLast()); out.append(n)
+                var inputs = [InputSpec(shape: x, dtype: dt), InputSpec(shape: [n, k], dtype: dt, kind: .scaled(1 / Float(k).squareRoot())),
+                              InputSpec(shape: [n], dtype: dt)]
+                if residual { inputs.append(InputSpec(shape: Shape(out), dtype: dt)) }
+                add("quantizedLinear", label, dt, inputs, factor: dt == .f32 ? 1 : 2) { b, t in
+                    try b.quantizedLinear(try b.quantizeRows(t[0]), weight: try b.quantizeRows(t[1]), bias: t[2], gelu: gelu,
+                                          adding: residual ? t[3] : nil, into: nil)
+                }
+            }
+            add("quantizedLinear", "[37, 64] x [48, 64]^T + bias into a view at row 5", dt,
+                [InputSpec(shape: [37, 64], dtype: dt), InputSpec(shape: [48, 64], dtype: dt, kind: .scaled(0.125)), InputSpec(shape: [48], dtype: dt)],
+                factor: dt == .f32 ? 1 : 2) { b, t in
+                let big = try b.zeros([50, 48], dtype: dt)
+                _ = try b.quantizedLinear(try b.quantizeRows(t[0]), weight: try b.quantizeRows(t[1]), bias: t[2], gelu: false, adding: nil,
+                                          into: try big.narrowed(axis: 0, start: 5, length: 37))
+                return big
+            }
+        }
         add("cast", "[1000] f32 to fp8e4m3", .f32, [InputSpec(shape: [1000], dtype: .f32)]) { b, t in try b.cast(try b.cast(t[0], to: .fp8e4m3), to: .f32) }
         add("cast", "[1000] int32 to int64", .int32, [InputSpec(shape: [1000], dtype: .int32, kind: .ids(1 << 30))]) { b, t in try b.cast(try b.cast(t[0], to: .int64), to: .f32) }
         add("embedding", "ids [9] int64 into [50,32]", .f32, [InputSpec(shape: [9], dtype: .int64, kind: .ids(50)), InputSpec(shape: [50, 32], dtype: .f32)]) { b, t in

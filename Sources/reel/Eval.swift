@@ -108,7 +108,8 @@ struct Eval: AsyncParsableCommand {
             let backend = try backendOptions.make()
             let t0 = Date()
             let model = try LoadedModel.load(files: files, ema: models.ema, decoder: true, backend: backend,
-                                             decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType)
+                                             decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
+                                             fp8: models.fp8)
             log(String(format: "loaded the model (%@ decoder) in %.1f s", model.decoderName, Date().timeIntervalSince(t0)))
             source = try ModelFrameSource(model: model, frameSize: frameSize,
                                           summary: "model \(models.model ?? files.dit!) on \(backend.name) (\(backendOptions.storageType))")

@@ -117,7 +117,8 @@ struct Generate: AsyncParsableCommand {
         let dtype = backendOptions.storageType
         let loadStart = Date()
         let model = try LoadedModel.load(files: files, ema: models.ema, decoder: !latentsOnly,
-                                          backend: backend, decodeBackend: try backendOptions.makeDecodeBackend(), dtype: dtype)
+                                          backend: backend, decodeBackend: try backendOptions.makeDecodeBackend(), dtype: dtype,
+                                          fp8: models.fp8)
         let dit = model.dit, textModel = model.prompts.textEncoder, prompts = model.prompts
         let decoder = model.newDecoder()
         log(String(format: "loaded DiT (%d layers, dim %d), umT5 (%d layers) and %@ in %.1f s", dit.config.layers,

@@ -159,3 +159,29 @@ import ReelCPU
         #expect(try slotFrames(cache) == [0, 5, 6, 3, 4])
     }
 }
+
+/// The DiT with its block linears in FP8 (`quantizedFP8`): the same model up to FP8 rounding.
+@Suite struct WanDiTFP8Tests {
+    let backend = CPUBackend()
+
+    @Test func fp8ModelFollowsTheFloatModel() throws {
+        let c = WanDiTConfig(dim: 64, ffnDim: 128, heads: 2, layers: 2, textDim: 16)
+        let plain = try WanDiT.load(from: WanDiT.randomWeights(c, on: backend, seed: 4), heads: 2, backend: backend).withTextLength(8)
+        let fp8 = try plain.quantizedFP8()
+        #expect(!plain.isFP8 && fp8.isFP8 && fp8.withTextLength(8).isFP8)
+        let prompt = try plain.encodePrompt(try backend.randomNormal([5, c.textDim], seed: 9, offset: 0, dtype: .f32))
+        func run(_ model: WanDiT) throws -> [Float] {
+            let cache = try WanKVCache(backend: backend, layers: c.layers, tokensPerFrame: 2 * 3, heads: 2, headDim: c.headDim,
+                                       sinkFrames: 3, windowFrames: 9, dtype: .f32)
+            let latents = try backend.randomNormal([3, 4, 6, 16], seed: 11, offset: 0, dtype: .f32)
+            _ = try model.forward(latents, timestep: 0, prompt: prompt, cache: cache, access: .init(startFrame: 0, needsOutput: false))
+            let next = try backend.randomNormal([3, 4, 6, 16], seed: 12, offset: 0, dtype: .f32)
+            return try model.forward(next, timestep: 750, prompt: prompt, cache: cache, access: .init(startFrame: 3))!.toFloats()
+        }
+        let (a, b) = (try run(plain), try run(fp8))
+        var num = 0.0, den = 0.0
+        for i in a.indices { num += Double(b[i] - a[i]) * Double(b[i] - a[i]); den += Double(a[i]) * Double(a[i]) }
+        print("FP8 DiT vs float32 DiT: nmse \(num / den)")
+        #expect(num / den > 1e-7 && num / den < 1e-2)
+    }
+}

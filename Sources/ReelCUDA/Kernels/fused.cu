@@ -178,3 +178,43 @@ extern "C" __global__ void __launch_bounds__(256) rms_norm_rope_v8(
         }
     }
 }
+
+// Rows of x [rows, K] in FP8 E4M3 with a float32 scale each (Backend.quantizeRows): scale =
+// max|row| / 448 (1 for a row of zeros), q = x / scale rounded to nearest even and saturated, as
+// the host encoder does. One warp per row; the second pass re-reads the row from L1/L2. With
+// `wide` (K a multiple of 8, 16-byte aligned input, 8-byte aligned output) 8 elements per access.
+extern "C" __global__ void __launch_bounds__(256) quantize_rows_fp8(
+    const void* __restrict__ x, unsigned char* __restrict__ q, float* __restrict__ scales,
+    i64 rows, int K, int dtx, int wide) {
+    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    float amax = 0.f;
+    const int nv = K / 8;
+    const i64 base8 = row * nv;
+    if (wide) {
+        for (int vi = lane; vi < nv; vi += 32) {
+            float a[8];
+            load8(x, base8 + vi, dtx, a);
+            #pragma unroll
+            for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(a[e]));
+        }
+    } else {
+        for (int i = lane; i < K; i += 32) amax = fmaxf(amax, fabsf(load_f(x, row * K + i, dtx)));
+    }
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float scale = amax > 0.f ? amax / 448.f : 1.f;
+    if (lane == 0) scales[row] = scale;
+    if (wide) {
+        for (int vi = lane; vi < nv; vi += 32) {
+            float a[8];
+            load8(x, base8 + vi, dtx, a);
+            u32 w[2] = {0, 0};
+            #pragma unroll
+            for (int e = 0; e < 8; e++) w[e / 4] |= (u32)f32_to_fp8(a[e] / scale) << (8 * (e % 4));
+            ((uint2*)q)[base8 + vi] = make_uint2(w[0], w[1]);
+        }
+    } else {
+        for (int i = lane; i < K; i += 32) q[row * K + i] = f32_to_fp8(load_f(x, row * K + i, dtx) / scale);
+    }
+}

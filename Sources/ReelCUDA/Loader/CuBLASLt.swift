@@ -29,9 +29,14 @@ public struct CuBLASLt: @unchecked Sendable {
     static let dataF32: Int32 = 0              // CUDA_R_32F
     static let dataF16: Int32 = 2              // CUDA_R_16F
     static let dataBF16: Int32 = 14            // CUDA_R_16BF
+    static let dataFP8E4M3: Int32 = 28         // CUDA_R_8F_E4M3
     static let opN: Int32 = 0, opT: Int32 = 1
     static let descTransA: Int32 = 3, descTransB: Int32 = 4, descEpilogue: Int32 = 7
     static let descBiasPointer: Int32 = 8, descBiasDataType: Int32 = 26
+    static let descAScalePointer: Int32 = 17, descBScalePointer: Int32 = 18, descFastAccum: Int32 = 25
+    static let descAScaleMode: Int32 = 31, descBScaleMode: Int32 = 32
+    /// CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F: a float32 scale per row of op(A) and per column of op(B).
+    static let scaleOuterVector: Int32 = 3
     static let epilogueDefault: Int32 = 1, epilogueBias: Int32 = 4
     /// GELU, and bias then GELU (GELU | BIAS). cuBLAS documents its GELU as the tanh approximation
     /// (cublasLtEpilogue_t, note 5); `reel check-ops` checks it on the GPU at hand.

@@ -9,12 +9,16 @@ extension CUDABackend {
     /// Row-major `D[batch][M, N] = A[batch][M, K] x op(B[batch])` (+ bias[N]), with op(B) = B^T for
     /// B `[N, K]` when `transposeB`, else B `[K, N]`. Strides are in elements (0: shared by the batch).
     /// With `gelu`, D = GELU(D) (tanh form) in the epilogue, after the bias. With `c` (a matrix laid out
-    /// as D), D = A x op(B) + C (+ bias): cuBLASLt's beta = 1.
+    /// as D), D = A x op(B) + C (+ bias): cuBLASLt's beta = 1. With `rowScales` (float32 vectors of M
+    /// and N, for A and B), A and B are FP8 E4M3 and the product's (i, j) is scaled by both (`dtype`
+    /// is then D's and C's type).
     func gemm(a: UInt64, b: UInt64, d: UInt64, c: UInt64? = nil, bias: UInt64?, m: Int, n: Int, k: Int, transposeB: Bool,
-              batch: Int = 1, strideA: Int = 0, strideB: Int = 0, strideD: Int = 0, gelu: Bool = false, dtype: DType) throws {
+              batch: Int = 1, strideA: Int = 0, strideB: Int = 0, strideD: Int = 0, gelu: Bool = false, dtype: DType,
+              rowScales: (a: UInt64, b: UInt64)? = nil) throws {
         if m == 0 || n == 0 { return }
         let key = GemmKey(m: m, n: n, k: k, batch: batch, transposeB: transposeB, bias: bias != nil, gelu: gelu, accumulate: c != nil,
-                          dtype: dtype, strides: [strideA, strideB, strideD], alignment: [a, b, d, c ?? d].map { Int($0 % 16) })
+                          fp8: rowScales != nil, dtype: dtype, strides: [strideA, strideB, strideD],
+                          alignment: [a, b, d, c ?? d].map { Int($0 % 16) })
         // Descriptors are made once per shape and stream: per call only the bias pointer changes.
         gemmLock.lock()
         defer { gemmLock.unlock() }
@@ -27,10 +31,15 @@ extension CUDABackend {
         if var biasPtr = bias {
             try lt.check(lt.cublasLtMatmulDescSetAttribute(plan.desc, CuBLASLt.descBiasPointer, &biasPtr, 8), "set BIAS_POINTER")
         }
+        if let rowScales {  // cuBLAS's A is our B (see GemmPlan)
+            var (sa, sb) = (rowScales.b, rowScales.a)
+            try lt.check(lt.cublasLtMatmulDescSetAttribute(plan.desc, CuBLASLt.descAScalePointer, &sa, 8), "set A_SCALE_POINTER")
+            try lt.check(lt.cublasLtMatmulDescSetAttribute(plan.desc, CuBLASLt.descBScalePointer, &sb, 8), "set B_SCALE_POINTER")
+        }
         let algo = try device.gemmAlgorithm(key) { try chooseAlgorithm(plan, a: a, b: b, d: d) }
         let workspace = try gemmWorkspace()
         var alpha: Float = 1, beta: Float = c == nil ? 0 : 1
-        let label = "gemm \(m)x\(n)x\(k)" + (batch > 1 ? " batch \(batch)" : "") + (gelu ? " +gelu" : "") + (c == nil ? "" : " +c")
+        let label = (rowScales == nil ? "gemm " : "gemm fp8 ") + "\(m)x\(n)x\(k)" + (batch > 1 ? " batch \(batch)" : "") + (gelu ? " +gelu" : "") + (c == nil ? "" : " +c")
         let status = profiled(label) {
             algo.withUnsafeBytes { algoPtr in
                 lt.cublasLtMatmul(handle, plan.desc, &alpha, b, plan.la, a, plan.lb, &beta, c ?? d, plan.ld, d, plan.ld, algoPtr.baseAddress!,
@@ -61,7 +70,8 @@ extension CUDABackend {
         }
         guard found > 0 else {
             let what = key.gelu ? " with the GELU epilogue (REEL_GELU_EPILOGUE=0 turns it off)" : ""
-            throw ReelError.unsupported(backend: "cuda", op: "matmul", message: "cuBLASLt has no algorithm for \(key.m)x\(key.n)x\(key.k) \(key.dtype)\(what)")
+            throw ReelError.unsupported(backend: "cuda", op: "matmul", message: "cuBLASLt \(lt.versionString) has no algorithm for "
+                                        + "\(key.m)x\(key.n)x\(key.k) \(key.fp8 ? "FP8 E4M3 (per-row scales) to " : "")\(key.dtype)\(what)")
         }
         let candidates = (0..<Int(found)).map { i in
             Array(results[(i * CuBLASLt.heuristicResultSize)..<((i + 1) * CuBLASLt.heuristicResultSize)])
@@ -118,6 +128,8 @@ extension CUDABackend {
     private func product(_ a: Tensor, _ b: Tensor, transposeB: Bool, bias: Tensor?, gelu: Bool, adding residual: Tensor? = nil,
                          into given: Tensor? = nil, op: String) throws -> Tensor {
         try requireFloat(a, op); try requireFloat(b, op)
+        try require(a.dtype != .fp8e4m3 && b.dtype != .fp8e4m3, op,
+                    "FP8 operands come with per-row scales: use quantizeRows and quantizedLinear")
         try require(a.rank >= 2, op, "a must be [..., M, K], got \(a.shape)")
         let bb = b.dtype == a.dtype ? b : try cast(b, to: a.dtype)
         let k = a.shape.last
@@ -178,6 +190,8 @@ struct GemmKey: Hashable {
     var gelu: Bool
     /// D = A x op(B) + C (beta = 1): its own timed algorithm choice.
     var accumulate = false
+    /// FP8 E4M3 operands with per-row float32 scales (`dtype` is the output's).
+    var fp8 = false
     var dtype: DType
     var strides: [Int]
     var alignment: [Int]
@@ -199,6 +213,7 @@ final class GemmPlan {
         self.key = key
         lt = try CUDALibraries.cublasLt()
         let dataType: Int32 = key.dtype == .f32 ? CuBLASLt.dataF32 : key.dtype == .f16 ? CuBLASLt.dataF16 : CuBLASLt.dataBF16
+        let inputType = key.fp8 ? CuBLASLt.dataFP8E4M3 : dataType
         try lt.check(lt.cublasLtMatmulDescCreate(&desc, CuBLASLt.computeF32, CuBLASLt.dataF32), "cublasLtMatmulDescCreate")
         var opA: Int32 = key.transposeB ? CuBLASLt.opT : CuBLASLt.opN
         var opB: Int32 = CuBLASLt.opN
@@ -213,14 +228,23 @@ final class GemmPlan {
         if var epi = epilogue {
             try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descEpilogue, &epi, 4), "set EPILOGUE")
         }
+        if key.fp8 {
+            var mode = CuBLASLt.scaleOuterVector
+            try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descAScaleMode, &mode, 4), "set A_SCALE_MODE")
+            try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descBScaleMode, &mode, 4), "set B_SCALE_MODE")
+            if CUDABackend.fp8FastAccumulation {
+                var fast: Int8 = 1
+                try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descFastAccum, &fast, 1), "set FAST_ACCUM")
+            }
+        }
         if key.bias {
             var bt = dataType
             try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descBiasDataType, &bt, 4), "set BIAS_DATA_TYPE")
         }
         let (m, n, k, batch) = (key.m, key.n, key.k, key.batch)
-        func layout(rows: Int, cols: Int, ld: Int, stride: Int) throws -> CUhandle {
+        func layout(rows: Int, cols: Int, ld: Int, stride: Int, type: Int32) throws -> CUhandle {
             var l: CUhandle = nil
-            try lt.check(lt.cublasLtMatrixLayoutCreate(&l, dataType, UInt64(rows), UInt64(cols), Int64(ld)), "cublasLtMatrixLayoutCreate")
+            try lt.check(lt.cublasLtMatrixLayoutCreate(&l, type, UInt64(rows), UInt64(cols), Int64(ld)), "cublasLtMatrixLayoutCreate")
             if batch > 1 {
                 var count = Int32(batch), s = Int64(stride)
                 try lt.check(lt.cublasLtMatrixLayoutSetAttribute(l, CuBLASLt.layoutBatchCount, &count, 4), "set BATCH_COUNT")
@@ -229,9 +253,10 @@ final class GemmPlan {
             return l
         }
         // Our B as cuBLAS's A: [N, K] row-major is column-major K x N (ld K); [K, N] is N x K (ld N).
-        la = key.transposeB ? try layout(rows: k, cols: n, ld: k, stride: key.strides[1]) : try layout(rows: n, cols: k, ld: n, stride: key.strides[1])
-        lb = try layout(rows: k, cols: m, ld: k, stride: key.strides[0])
-        ld = try layout(rows: n, cols: m, ld: n, stride: key.strides[2])
+        la = key.transposeB ? try layout(rows: k, cols: n, ld: k, stride: key.strides[1], type: inputType)
+            : try layout(rows: n, cols: k, ld: n, stride: key.strides[1], type: inputType)
+        lb = try layout(rows: k, cols: m, ld: k, stride: key.strides[0], type: inputType)
+        ld = try layout(rows: n, cols: m, ld: n, stride: key.strides[2], type: dataType)
     }
 
     deinit {

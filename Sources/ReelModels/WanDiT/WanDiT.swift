@@ -25,6 +25,65 @@ public final class WanDiT: @unchecked Sendable {
         self.backend = backend
     }
 
+    /// The same model with each block's linear layers in FP8 E4M3: self-attention q, k, v and o,
+    /// cross-attention q and o, and the FFN, their weights quantized per output channel now and
+    /// their inputs per token as they are made (LightX2V's channel-wise FP8 weights with dynamic
+    /// per-token activations). The prompt's cross-attention keys and values, the embeddings and the
+    /// head stay in the model's dtype. Outputs move away from the bf16 model's by FP8's rounding
+    /// (3 mantissa bits); the parity fixtures hold the bf16 model.
+    public func quantizedFP8() throws -> WanDiT {
+        var w = weights
+        w.blocks = try weights.blocks.map { b in
+            var q = b
+            q.selfAttention.q = try b.selfAttention.q.quantizedFP8()
+            q.selfAttention.k = try b.selfAttention.k.quantizedFP8()
+            q.selfAttention.v = try b.selfAttention.v.quantizedFP8()
+            q.selfAttention.o = try b.selfAttention.o.quantizedFP8()
+            q.crossAttention.q = try b.crossAttention.q.quantizedFP8()
+            q.crossAttention.o = try b.crossAttention.o.quantizedFP8()
+            q.ffn = (try b.ffn.0.quantizedFP8(), try b.ffn.1.quantizedFP8())
+            return q
+        }
+        let model = WanDiT(config: config, weights: w, backend: backend)
+        model.chunkFrames = chunkFrames
+        return model
+    }
+
+    /// Whether the blocks' linear layers run in FP8 (`quantizedFP8`).
+    public var isFP8: Bool { weights.blocks.first?.ffn.0.fp8 != nil }
+
+    /// A linear layer's input, quantized per token at most once (when the first FP8 layer reads it)
+    /// and shared by the layers that read the same rows: k, v and q of self-attention.
+    final class LinearInput {
+        let x: Tensor
+        private var fp8: RowQuantized?
+        init(_ x: Tensor) { self.x = x }
+        func quantized() throws -> RowQuantized {
+            if let fp8 { return fp8 }
+            let q = try x.backend.quantizeRows(x)
+            fp8 = q
+            return q
+        }
+    }
+
+    /// `x W^T + b` through `w`: its FP8 GEMM when `w` is quantized, else the plain one; with GELU
+    /// (tanh), a residual added, or written into `out` (at most one of the last two).
+    func project(_ input: LinearInput, _ w: LinearWeights, gelu: Bool = false, adding residual: Tensor? = nil,
+                 into out: Tensor? = nil) throws -> Tensor {
+        let be = backend
+        if let wq = w.fp8 {
+            return try be.quantizedLinear(try input.quantized(), weight: wq, bias: w.bias, gelu: gelu, adding: residual, into: out)
+        }
+        precondition(!(gelu && (residual != nil || out != nil)) && !(residual != nil && out != nil), "project: one variant at a time")
+        if gelu { return try be.linearGELU(input.x, weight: w.weight, bias: w.bias) }
+        if let residual { return try be.linear(input.x, weight: w.weight, bias: w.bias, adding: residual) }
+        if let out {
+            try be.linear(input.x, weight: w.weight, bias: w.bias, into: out)
+            return out
+        }
+        return try be.linear(input.x, weight: w.weight, bias: w.bias)
+    }
+
     /// The same weights with cross-attention over `textLength` rows (prompt tokens, then zero rows).
     /// Wan pads to 512; a model trained with another length records it (`text_len` metadata).
     public func withTextLength(_ textLength: Int) -> WanDiT {
@@ -176,9 +235,9 @@ public final class WanDiT: @unchecked Sendable {
             try x.narrowed(axis: 1, start: r.lowerBound * perFrame, length: r.count * perFrame)
                 .reshaped([r.count, perFrame, c.dim])
         }
-        func attentionInput(_ r: Range<Int>) throws -> Tensor {               // [1, n * perFrame, dim]
-            try be.modulatedLayerNorm(try rows(r), scale: try mod(1, r), shift: try mod(0, r), eps: c.eps)
-                .reshaped([1, r.count * perFrame, c.dim])
+        func attentionInput(_ r: Range<Int>) throws -> LinearInput {          // [1, n * perFrame, dim]
+            LinearInput(try be.modulatedLayerNorm(try rows(r), scale: try mod(1, r), shift: try mod(0, r), eps: c.eps)
+                .reshaped([1, r.count * perFrame, c.dim]))
         }
         func chunkGrid(_ r: Range<Int>) -> RoPEGrid {
             RoPEGrid(frames: r.count, height: grid.height, width: grid.width,
@@ -189,20 +248,20 @@ public final class WanDiT: @unchecked Sendable {
 
         // Self-attention keys and values of every frame into the cache (norm_k over the whole dim, then
         // RoPE: one fused op; cached already rotated).
-        var firstInput: Tensor?
+        var firstInput: LinearInput?
         for r in chunks {
             let plan = chunks.count == 1 ? written : written.restricted(toInputs: r)
             if plan.writes.isEmpty { continue }      // frames the cache does not keep
             let h = try attentionInput(r)
             if chunks.count == 1 { firstInput = h }
             let heads = [1, r.count * perFrame, c.heads, c.headDim]
-            let projected = try be.linear(h, weight: a.k.weight, bias: a.k.bias).reshaped(heads)
+            let projected = try project(h, a.k).reshaped(heads)
             if let (kd, vd) = try cache.destination(layer: layer, plan: plan) {   // straight into the cache
                 try be.rmsNormRoPE(projected, weight: a.normK, eps: c.eps, grid: chunkGrid(r), into: kd)
-                try be.linear(h, weight: a.v.weight, bias: a.v.bias, into: vd)
+                _ = try project(h, a.v, into: vd)
             } else {
                 let k = try be.rmsNormRoPE(projected, weight: a.normK, eps: c.eps, grid: chunkGrid(r))
-                let v = try be.linear(h, weight: a.v.weight, bias: a.v.bias).reshaped(heads)
+                let v = try project(h, a.v).reshaped(heads)
                 try cache.write(layer: layer, keys: k, values: v, plan: plan)
             }
         }
@@ -214,30 +273,29 @@ public final class WanDiT: @unchecked Sendable {
             let tokens = r.count * perFrame
             let framed = [r.count, perFrame, c.dim], heads = [1, tokens, c.heads, c.headDim]
             // Self-attention of these rows over the cache.
-            var h = try firstInput ?? attentionInput(r)
+            let h = try firstInput ?? attentionInput(r)
             firstInput = nil
-            let q = try be.rmsNormRoPE(try be.linear(h, weight: a.q.weight, bias: a.q.bias).reshaped(heads),
-                                       weight: a.normQ, eps: c.eps, grid: chunkGrid(r))
+            let q = try be.rmsNormRoPE(try project(h, a.q).reshaped(heads), weight: a.normQ, eps: c.eps, grid: chunkGrid(r))
             var y = try be.attention(query: q, key: keys, value: values, scale: scale, bias: nil)
-            y = try be.linear(try y.reshaped([1, tokens, c.dim]), weight: a.o.weight, bias: a.o.bias)
+            y = try project(LinearInput(try y.reshaped([1, tokens, c.dim])), a.o)
             var out = try be.gatedResidual(try rows(r), try y.reshaped(framed), gate: try mod(2, r))
 
             // Cross-attention to the prompt (norm3 has affine weights).
             let xa = b.crossAttention
             let normed = c.crossAttentionNorm
                 ? try be.layerNorm(out, weight: b.norm3?.weight, bias: b.norm3?.bias, eps: c.eps) : out
-            var cq = try be.linear(try normed.reshaped([1, tokens, c.dim]), weight: xa.q.weight, bias: xa.q.bias)
+            var cq = try project(LinearInput(try normed.reshaped([1, tokens, c.dim])), xa.q)
             cq = try be.rmsNorm(cq, weight: xa.normQ, eps: c.eps).reshaped(heads)
             let (ck, cv) = prompt.crossKV[layer]
             let cy = try be.attention(query: cq, key: ck, value: cv, scale: scale, bias: nil)
-            out = try be.linear(try cy.reshaped([1, tokens, c.dim]), weight: xa.o.weight, bias: xa.o.bias,
-                                adding: try out.reshaped([1, tokens, c.dim])).reshaped(framed)
+            out = try project(LinearInput(try cy.reshaped([1, tokens, c.dim])), xa.o,
+                              adding: try out.reshaped([1, tokens, c.dim])).reshaped(framed)
 
             // Feed-forward.
-            h = try be.modulatedLayerNorm(out, scale: try mod(4, r), shift: try mod(3, r), eps: c.eps)
-            h = try be.linearGELU(h, weight: b.ffn.0.weight, bias: b.ffn.0.bias)  // GELU(approximate="tanh"), as Wan
-            h = try be.linear(h, weight: b.ffn.1.weight, bias: b.ffn.1.bias)
-            out = try be.gatedResidual(out, try h.reshaped(framed), gate: try mod(5, r))
+            let f = try be.modulatedLayerNorm(out, scale: try mod(4, r), shift: try mod(3, r), eps: c.eps)
+            let hidden = try project(LinearInput(f), b.ffn.0, gelu: true)             // GELU(approximate="tanh"), as Wan
+            let ffn = try project(LinearInput(hidden), b.ffn.1)
+            out = try be.gatedResidual(out, try ffn.reshaped(framed), gate: try mod(5, r))
             out = try out.reshaped([1, tokens, c.dim])
             if chunks.count == 1 { return out }
             try be.copy(out, into: x, axis: 1, at: r.lowerBound * perFrame)

@@ -1,10 +1,21 @@
 import ReelCore
 
-/// A Linear layer's parameters: weight `[out, in]`, bias `[out]`.
+/// A Linear layer's parameters: weight `[out, in]`, bias `[out]`; with `fp8`, the weight in FP8
+/// E4M3 with a scale per output channel (`weight` is then `fp8.values`).
 public struct LinearWeights: @unchecked Sendable {
     public var weight: Tensor
     public var bias: Tensor?
+    public var fp8: RowQuantized?
     public init(weight: Tensor, bias: Tensor?) { self.weight = weight; self.bias = bias }
+
+    /// The layer with its weight quantized per output channel (`Backend.quantizeRows`).
+    public func quantizedFP8() throws -> LinearWeights {
+        if fp8 != nil { return self }
+        let q = try weight.backend.quantizeRows(weight)
+        var l = LinearWeights(weight: q.values, bias: bias)
+        l.fp8 = q
+        return l
+    }
 }
 
 /// Every parameter of a causal Wan DiT, bound from a checkpoint.

@@ -1,0 +1,58 @@
+import Foundation
+import ReelCore
+
+// FP8 linear layers: rows quantized by `quantize_rows_fp8` (Kernels/fused.cu), GEMMs through
+// cuBLASLt's FP8 tensor cores with one float32 scale per row of each operand (its "outer vector"
+// scaling: per token of x, per output channel of the weight), float32 accumulation, and the bias,
+// GELU and residual in the epilogue, as the bf16 GEMMs do.
+extension CUDABackend {
+    /// FP8 E4M3 needs compute capability 8.9 (Ada) or newer.
+    func requireFP8(_ op: String) throws {
+        let cc = device.info.computeCapability
+        try require(cc.major * 10 + cc.minor >= 89, op,
+                    "FP8 E4M3 needs compute capability 8.9 or newer; \(device.info.name) is \(device.info.arch)")
+    }
+
+    public func quantizeRows(_ x: Tensor) throws -> RowQuantized {
+        let op = "quantizeRows"
+        try require(x.dtype.isFloatingPoint && x.dtype != .fp8e4m3 && x.rank >= 1, op,
+                    "expected float rows [..., K], got \(x.shape) \(x.dtype)")
+        try requireFP8(op)
+        let k = x.shape.last, rows = k == 0 ? 0 : x.count / k
+        let values = try allocate(x.shape, dtype: .fp8e4m3), scales = try allocate([rows], dtype: .f32)
+        if rows > 0 {
+            let (px, pq, ps) = (try arg(x, op), try arg(values, op), try arg(scales, op))
+            let wide = k % 8 == 0 && px % 16 == 0 && pq % 8 == 0
+            try launch("fused", "quantize_rows_fp8", grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1)) { l in
+                l.add(px); l.add(pq); l.add(ps); l.add(Int64(rows)); l.add(Int32(k)); l.add(x.dtype.kernelCode)
+                l.add(Int32(wide ? 1 : 0))
+            }
+        }
+        return try RowQuantized(values: values, scales: scales, sourceType: x.dtype)
+    }
+
+    /// cuBLASLt's FP8 GEMM when the operands suit it (bf16 or f16 output, K a multiple of 16 and N
+    /// of 8: rows of 16-byte multiples); otherwise the dequantized float32 product (`dequantizedLinear`), the
+    /// same arithmetic more slowly.
+    public func quantizedLinear(_ x: RowQuantized, weight: RowQuantized, bias: Tensor?, gelu: Bool,
+                                adding residual: Tensor?, into given: Tensor?) throws -> Tensor {
+        let op = "quantizedLinear"
+        let shape = try quantizedLinearShape(x, weight: weight, bias: bias, adding: residual, into: given)
+        try requireFP8(op)
+        let dtype = x.sourceType, (m, n, k) = (x.rows, weight.rows, x.columns)
+        let (pa, pb) = (try arg(x.values, op), try arg(weight.values, op))
+        let suits = (dtype == .bf16 || dtype == .f16) && k % 16 == 0 && n % 8 == 0 && Self.aligned(pa, pb)
+            && (!gelu || geluEpilogue)
+        guard suits else {
+            return try dequantizedLinear(x, weight: weight, bias: bias, gelu: gelu, adding: residual, into: given)
+        }
+        let out = try given ?? allocate(shape, dtype: dtype)
+        if m == 0 || n == 0 { return out }
+        let biasT = try bias.map { $0.dtype == dtype ? $0 : try cast($0, to: dtype) }
+        let c = try residual.map { $0.dtype == dtype ? $0 : try cast($0, to: dtype) }
+        try gemm(a: pa, b: pb, d: try arg(out, op), c: try c.map { try arg($0, op) }, bias: try biasT.map { try arg($0, op) },
+                 m: m, n: n, k: k, transposeB: true, gelu: gelu, dtype: dtype,
+                 rowScales: (try arg(x.scales, op), try arg(weight.scales, op)))
+        return out
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import Testing
+import ReelCore
+import ReelCPU
+
+/// FP8 rows (`quantizeRows`) and the FP8 linear layer (`quantizedLinear`) on the CPU backend: the
+/// definitions the CUDA kernels are checked against (`reel check-ops`).
+@Suite struct QuantizationTests {
+    let cpu = CPUBackend()
+
+    @Test func rowsMapTheirLargestElementOntoFP8Max() throws {
+        for dtype in [DType.f32, .bf16] {
+            let (x, values) = try randomTensor(cpu, [5, 24], dtype, seed: 3, scale: 7)
+            let q = try cpu.quantizeRows(x)
+            #expect(q.values.dtype == .fp8e4m3 && q.values.shape == x.shape && q.sourceType == dtype)
+            let codes = try q.values.toFloats(), scales = try q.scales.toFloats()
+            for r in 0..<5 {
+                let row = values[(r * 24)..<((r + 1) * 24)]
+                let amax = Float(row.map(abs).max()!)
+                #expect(scales[r] == amax / 448)
+                #expect(codes[(r * 24)..<((r + 1) * 24)].map(abs).max() == 448)
+                for i in row.indices {
+                    // Every value is on the FP8 grid and within half a step of x / scale (3 mantissa bits).
+                    let code = codes[i], exact = Float(values[i]) / scales[r]
+                    #expect(Float8E4M3Bits.toFloat(Float8E4M3Bits.fromFloat(code)) == code)
+                    #expect(abs(code - exact) <= max(abs(exact) / 16, 1.0 / 1024), "row \(r) element \(i)")
+                }
+            }
+        }
+    }
+
+    @Test func aZeroRowKeepsScaleOne() throws {
+        let x = try cpu.tensor([0, 0, 0, 0, 1, -2, 0.5, 4], shape: [2, 4])
+        let q = try cpu.quantizeRows(x)
+        #expect(try q.scales.toFloats() == [1, 4.0 / 448])
+        #expect(try q.dequantized().toFloats() == [0, 0, 0, 0, 1, -2, 0.5, 4])
+    }
+
+    /// The FP8 linear layer is the float32 product of the dequantized operands, then bias, GELU and
+    /// residual: computed here by hand in float64 from the codes and scales.
+    @Test(arguments: [false, true]) func linearIsTheProductOfTheDequantizedRows(gelu: Bool) throws {
+        let (m, n, k) = (6, 5, 32)
+        let (x, _) = try randomTensor(cpu, [2, 3, k], .f32, seed: 5)
+        let (w, _) = try randomTensor(cpu, [n, k], .f32, seed: 6, scale: 0.2)
+        let (bias, b) = try randomTensor(cpu, [n], .f32, seed: 7)
+        let (residual, res) = try randomTensor(cpu, [2, 3, n], .f32, seed: 8)
+        let (xq, wq) = (try cpu.quantizeRows(x), try cpu.quantizeRows(w))
+        let y = try cpu.quantizedLinear(xq, weight: wq, bias: bias, gelu: gelu, adding: residual, into: nil)
+        #expect(y.shape == [2, 3, n] && y.dtype == .f32)
+        let (xc, xs, wc, ws) = (try xq.values.toFloats(), try xq.scales.toFloats(), try wq.values.toFloats(), try wq.scales.toFloats())
+        var expected = [Double]()
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum = 0.0
+                for c in 0..<k { sum += Double(xc[i * k + c]) * Double(wc[j * k + c]) }
+                var v = sum * Double(xs[i]) * Double(ws[j]) + b[j]
+                if gelu { v = 0.5 * v * (1 + tanh((2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v))) }
+                expected.append(v + res[i * n + j])
+            }
+        }
+        #expect(nmse(try y.toFloats(), expected) < 1e-12)
+    }
+
+    /// FP8 rounding is real (the result is not the unquantized product) and small (3 mantissa bits
+    /// per operand: an nmse of a few 1e-4 for random rows).
+    @Test func linearIsCloseToButNotTheUnquantizedProduct() throws {
+        let (x, _) = try randomTensor(cpu, [64, 256], .f32, seed: 1)
+        let (w, _) = try randomTensor(cpu, [48, 256], .f32, seed: 2, scale: 1 / 16)
+        let exact = try cpu.linear(x, weight: w, bias: nil).toFloats()
+        let fp8 = try cpu.quantizedLinear(try cpu.quantizeRows(x), weight: try cpu.quantizeRows(w), bias: nil, gelu: false,
+                                          adding: nil, into: nil).toFloats()
+        let e = nmse(fp8, exact.map(Double.init))
+        print("FP8 linear vs float32: nmse \(e)")
+        #expect(e > 1e-5 && e < 2e-3)
+    }
+
+    @Test func writesIntoAViewAndKeepsTheSourceType() throws {
+        let (x, _) = try randomTensor(cpu, [4, 16], .bf16, seed: 11)
+        let (w, _) = try randomTensor(cpu, [8, 16], .bf16, seed: 12)
+        let (xq, wq) = (try cpu.quantizeRows(x), try cpu.quantizeRows(w))
+        let whole = try cpu.quantizedLinear(xq, weight: wq, bias: nil, gelu: false, adding: nil, into: nil)
+        #expect(whole.dtype == .bf16)
+        let big = try cpu.zeros([6, 8], dtype: .bf16)
+        _ = try cpu.quantizedLinear(xq, weight: wq, bias: nil, gelu: false, adding: nil, into: try big.narrowed(axis: 0, start: 2, length: 4))
+        let got = try big.toFloats()
+        #expect(Array(got[0..<16]) == [Float](repeating: 0, count: 16))
+        #expect(Array(got[16...]) == (try whole.toFloats()))
+    }
+
+    @Test func refusesWhatItCannotMean() throws {
+        let (x, _) = try randomTensor(cpu, [4, 16], .f32, seed: 1)
+        let (w, _) = try randomTensor(cpu, [8, 16], .f32, seed: 2)
+        let (xq, wq) = (try cpu.quantizeRows(x), try cpu.quantizeRows(w))
+        // FP8 codes without their scales would be silently wrong numbers.
+        #expect(throws: ReelError.self) { try cpu.matmul(xq.values, w, transposeB: true, bias: nil) }
+        #expect(throws: ReelError.self) { try cpu.quantizedLinear(xq, weight: try cpu.quantizeRows(x.reshaped([8, 8])), bias: nil,
+                                                                   gelu: false, adding: nil, into: nil) }
+        #expect(throws: ReelError.self) { try cpu.quantizedLinear(xq, weight: wq, bias: try cpu.zeros([3]), gelu: false, adding: nil, into: nil) }
+        #expect(throws: ReelError.self) { try cpu.quantizedLinear(xq, weight: wq, bias: nil, gelu: false, adding: try cpu.zeros([4, 8]),
+                                                                   into: try cpu.zeros([4, 8])) }
+        #expect(throws: ReelError.self) { try cpu.quantizeRows(xq.values) }
+        #expect(throws: ReelError.self) { try RowQuantized(values: xq.values, scales: try cpu.zeros([3]), sourceType: .f32) }
+    }
+}
