@@ -27,6 +27,13 @@ public struct RowQuantized: @unchecked Sendable {
     /// The largest magnitude FP8 E4M3 holds; a row's largest element maps onto it.
     public static let fp8Max: Float = 448
 
+    /// The same rows under another shape of the values (K stays the last axis).
+    public func reshaped(_ dims: [Int]) throws -> RowQuantized {
+        let v = try values.reshaped(dims)
+        try require(v.shape.last == columns, "RowQuantized.reshaped", "rows of \(columns) cannot become \(v.shape)")
+        return try RowQuantized(values: v, scales: scales, sourceType: sourceType)
+    }
+
     /// The rows back in float32, `[rows, K]` (values times their row's scale).
     public func dequantized() throws -> Tensor {
         let be = values.backend
@@ -54,6 +61,10 @@ extension Backend {
         }
         let values = try codes.withUnsafeBytes { try upload($0, shape: x.shape, dtype: .fp8e4m3) }
         return try RowQuantized(values: values, scales: try tensor(scales, shape: [rows]), sourceType: x.dtype)
+    }
+
+    public func modulatedLayerNormQuantized(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float) throws -> RowQuantized {
+        try quantizeRows(try modulatedLayerNorm(x, scale: scale, shift: shift, eps: eps))
     }
 
     /// The arithmetic every backend's FP8 GEMM is held to: both operands dequantized to float32,

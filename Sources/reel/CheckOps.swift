@@ -447,6 +447,14 @@ struct OpCheck {
                     return try b.quantizeRows(x).dequantized()
                 }
             }
+            // adaLN straight to FP8 rows (fused for the rows mod_layer_norm_v8 takes, else the two ops).
+            for (label, x, s) in [("DiT [3, 1560, 1536] by f32 [3, 1, 1536]", [3, 1560, 1536], [3, 1, 1536]),
+                                  ("[2, 9, 100] by [1, 1, 100] (unfused)", [2, 9, 100], [1, 1, 100])] as [(String, Shape, Shape)] {
+                add("modulatedLayerNormQuantized", label, dt, [InputSpec(shape: x, dtype: dt), InputSpec(shape: s, dtype: .f32),
+                                                              InputSpec(shape: s, dtype: .f32)]) { b, t in
+                    try b.modulatedLayerNormQuantized(t[0], scale: t[1], shift: t[2], eps: 1e-6).dequantized()
+                }
+            }
             for (label, x, n, gelu, residual) in [("[37, 64] x [48, 64]^T + bias", [37, 64], 48, false, false),
                                                   ("[37, 64] x [48, 64]^T + bias, GELU", [37, 64], 48, true, false),
                                                   ("[2, 19, 80] x [40, 80]^T + bias + residual", [2, 19, 80], 40, false, true),

@@ -42,6 +42,63 @@ extern "C" __global__ void __launch_bounds__(256) mod_layer_norm_v8(
     }
 }
 
+// mod_layer_norm_v8 with its rows quantized for an FP8 GEMM: each output value rounded to `dtr`
+// (the dtype the plain op writes), then the row's max |value| gives the scale and the values go
+// out as FP8 E4M3 (quantize_rows_fp8's arithmetic), so the codes and scales are those of the two
+// ops in turn, without the 16-bit rows written and read back. The modulated row is computed twice
+// (for the max, then for the codes): the row stays in registers, scale and shift come from L1.
+__device__ __forceinline__ float round_to(int dt, float v) {
+    return dt == DT_BF16 ? bf16_to_f32(f32_to_bf16(v)) : dt == DT_F16 ? f16_to_f32(f32_to_f16(v)) : v;
+}
+extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_fp8_v8(
+    const void* __restrict__ x, const void* __restrict__ scale, const void* __restrict__ shift,
+    unsigned char* __restrict__ q, float* __restrict__ qscales,
+    i64 rows, int R, int C, i64 scaleStride, i64 shiftStride, float eps, int dtx, int dtsc, int dtsh, int dtr) {
+    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const int nv = C / 8;
+    const i64 base8 = row * nv;
+    const i64 g = row / R;
+    const i64 sc8 = g * scaleStride / 8, sh8 = g * shiftStride / 8;
+    RowV8 r(x, base8, nv, lane, dtx);
+    float mean = warp_sum(r.sum(false)) / C;
+    float inv = rsqrtf(warp_sum(r.sum(true, mean)) / C + eps);
+    float amax = 0.f;
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int vi = lane + 32 * i;
+        if (vi < nv) {
+            float v[8], sc[8], sh[8];
+            r.get(i, v);
+            load8(scale, sc8 + vi, dtsc, sc);
+            load8(shift, sh8 + vi, dtsh, sh);
+            #pragma unroll
+            for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(round_to(dtr, (v[e] - mean) * inv * (1.f + sc[e]) + sh[e])));
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float qs = amax > 0.f ? amax / 448.f : 1.f;
+    if (lane == 0) qscales[row] = qs;
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int vi = lane + 32 * i;
+        if (vi < nv) {
+            float v[8], sc[8], sh[8];
+            r.get(i, v);
+            load8(scale, sc8 + vi, dtsc, sc);
+            load8(shift, sh8 + vi, dtsh, sh);
+            u32 w[2] = {0, 0};
+            #pragma unroll
+            for (int e = 0; e < 8; e++) {
+                float o = round_to(dtr, (v[e] - mean) * inv * (1.f + sc[e]) + sh[e]);
+                w[e / 4] |= (u32)f32_to_fp8(o / qs) << (8 * (e % 4));
+            }
+            ((uint2*)q)[base8 + vi] = make_uint2(w[0], w[1]);
+        }
+    }
+}
+
 // Any C and alignment: three passes over the row (the second and third hit L1).
 extern "C" __global__ void __launch_bounds__(256) mod_layer_norm(
     const void* __restrict__ x, const void* __restrict__ scale, const void* __restrict__ shift, void* __restrict__ y,

@@ -54,12 +54,21 @@ public final class WanDiT: @unchecked Sendable {
 
     /// A linear layer's input, quantized per token at most once (when the first FP8 layer reads it)
     /// and shared by the layers that read the same rows: k, v and q of self-attention.
+    /// An FP8 block's adaLN outputs exist only quantized (`modulatedLayerNormQuantized`).
     final class LinearInput {
-        let x: Tensor
+        private let plain: Tensor?
         private var fp8: RowQuantized?
-        init(_ x: Tensor) { self.x = x }
+        init(_ x: Tensor) { plain = x }
+        init(quantized: RowQuantized) { plain = nil; fp8 = quantized }
+        func tensor() throws -> Tensor {
+            guard let plain else {
+                throw ReelError.invalidArgument(op: "WanDiT", message: "a layer without FP8 weights read an input made only in FP8")
+            }
+            return plain
+        }
         func quantized() throws -> RowQuantized {
             if let fp8 { return fp8 }
+            let x = try tensor()
             let q = try x.backend.quantizeRows(x)
             fp8 = q
             return q
@@ -75,13 +84,14 @@ public final class WanDiT: @unchecked Sendable {
             return try be.quantizedLinear(try input.quantized(), weight: wq, bias: w.bias, gelu: gelu, adding: residual, into: out)
         }
         precondition(!(gelu && (residual != nil || out != nil)) && !(residual != nil && out != nil), "project: one variant at a time")
-        if gelu { return try be.linearGELU(input.x, weight: w.weight, bias: w.bias) }
-        if let residual { return try be.linear(input.x, weight: w.weight, bias: w.bias, adding: residual) }
+        let x = try input.tensor()
+        if gelu { return try be.linearGELU(x, weight: w.weight, bias: w.bias) }
+        if let residual { return try be.linear(x, weight: w.weight, bias: w.bias, adding: residual) }
         if let out {
-            try be.linear(input.x, weight: w.weight, bias: w.bias, into: out)
+            try be.linear(x, weight: w.weight, bias: w.bias, into: out)
             return out
         }
-        return try be.linear(input.x, weight: w.weight, bias: w.bias)
+        return try be.linear(x, weight: w.weight, bias: w.bias)
     }
 
     /// The same weights with cross-attention over `textLength` rows (prompt tokens, then zero rows).
@@ -235,9 +245,16 @@ public final class WanDiT: @unchecked Sendable {
             try x.narrowed(axis: 1, start: r.lowerBound * perFrame, length: r.count * perFrame)
                 .reshaped([r.count, perFrame, c.dim])
         }
+        // adaLN before the q/k/v and FFN layers: straight to FP8 rows when those layers are FP8.
+        let fp8 = b.ffn.0.fp8 != nil
+        func adaLN(_ x: Tensor, scale: Tensor, shift: Tensor, as dims: [Int]) throws -> LinearInput {
+            if fp8 {
+                return LinearInput(quantized: try be.modulatedLayerNormQuantized(x, scale: scale, shift: shift, eps: c.eps).reshaped(dims))
+            }
+            return LinearInput(try be.modulatedLayerNorm(x, scale: scale, shift: shift, eps: c.eps).reshaped(dims))
+        }
         func attentionInput(_ r: Range<Int>) throws -> LinearInput {          // [1, n * perFrame, dim]
-            LinearInput(try be.modulatedLayerNorm(try rows(r), scale: try mod(1, r), shift: try mod(0, r), eps: c.eps)
-                .reshaped([1, r.count * perFrame, c.dim]))
+            try adaLN(try rows(r), scale: try mod(1, r), shift: try mod(0, r), as: [1, r.count * perFrame, c.dim])
         }
         func chunkGrid(_ r: Range<Int>) -> RoPEGrid {
             RoPEGrid(frames: r.count, height: grid.height, width: grid.width,
@@ -292,8 +309,8 @@ public final class WanDiT: @unchecked Sendable {
                               adding: try out.reshaped([1, tokens, c.dim])).reshaped(framed)
 
             // Feed-forward.
-            let f = try be.modulatedLayerNorm(out, scale: try mod(4, r), shift: try mod(3, r), eps: c.eps)
-            let hidden = try project(LinearInput(f), b.ffn.0, gelu: true)             // GELU(approximate="tanh"), as Wan
+            let f = try adaLN(out, scale: try mod(4, r), shift: try mod(3, r), as: framed)
+            let hidden = try project(f, b.ffn.0, gelu: true)                          // GELU(approximate="tanh"), as Wan
             let ffn = try project(LinearInput(hidden), b.ffn.1)
             out = try be.gatedResidual(out, try ffn.reshaped(framed), gate: try mod(5, r))
             out = try out.reshaped([1, tokens, c.dim])
