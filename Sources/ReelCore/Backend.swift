@@ -174,7 +174,7 @@ public protocol Backend: AnyObject, Sendable {
     // MARK: FP8
 
     /// Each row of `x [..., K]` in FP8 E4M3 with a float32 scale of its own: scale = max|row| / 448
-    /// (1 for a row of zeros), values = x / scale rounded to nearest even (`RowQuantized`).
+    /// (1 for a row of zeros), values = x * (448 / max|row|) rounded to nearest even (`RowQuantized`).
     func quantizeRows(_ x: Tensor) throws -> RowQuantized
     /// `x W^T + b` from FP8 operands quantized per row (`x [..., K]` per token, the Linear weight
     /// `[N, K]` per output channel): the products summed in float32, then times both rows' scales,

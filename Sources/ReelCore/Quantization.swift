@@ -43,8 +43,9 @@ public struct RowQuantized: @unchecked Sendable {
 }
 
 extension Backend {
-    /// On the host: max|row| in float32, scale = max / 448 (1 for a zero row), values x / scale
-    /// rounded to nearest even and saturated (`Float8E4M3Bits`). Backends with a device kernel
+    /// On the host: max|row| in float32, scale = max / 448 (1 for a zero row), values x * (448 / max)
+    /// (a float32 product: no division per element on the device) rounded to nearest even and
+    /// saturated (`Float8E4M3Bits`). Backends with a device kernel
     /// override it with the same arithmetic.
     public func quantizeRows(_ x: Tensor) throws -> RowQuantized {
         try require(x.dtype.isFloatingPoint && x.dtype != .fp8e4m3 && x.rank >= 1, "quantizeRows",
@@ -55,9 +56,9 @@ extension Backend {
         for r in 0..<rows {
             let row = v[(r * k)..<((r + 1) * k)]
             let amax = row.reduce(Float(0)) { max($0, abs($1)) }
-            let scale = amax > 0 ? amax / RowQuantized.fp8Max : 1
-            scales[r] = scale
-            for i in row.indices { codes[i] = Float8E4M3Bits.fromFloat(v[i] / scale) }
+            scales[r] = amax > 0 ? amax / RowQuantized.fp8Max : 1
+            let inverse = amax > 0 ? RowQuantized.fp8Max / amax : 1
+            for i in row.indices { codes[i] = Float8E4M3Bits.fromFloat(v[i] * inverse) }
         }
         let values = try codes.withUnsafeBytes { try upload($0, shape: x.shape, dtype: .fp8e4m3) }
         return try RowQuantized(values: values, scales: try tensor(scales, shape: [rows]), sourceType: x.dtype)

@@ -167,6 +167,24 @@ __device__ __forceinline__ void unpack8(uint4 u, int dt, float* v) {
     }
 }
 
+// Eight values times `inv` as FP8 E4M3 (round to nearest even, saturated), packed in element
+// order: four paired conversions (cvt ... e4m3x2 puts its first source in the upper byte).
+__device__ __forceinline__ uint2 fp8x8(const float* v, float inv) {
+#if __CUDA_ARCH__ >= 890
+    u32 w[2];
+    #pragma unroll
+    for (int k = 0; k < 2; k++) {
+        u16 lo, hi;
+        asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(lo) : "f"(v[4 * k + 1] * inv), "f"(v[4 * k] * inv));
+        asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hi) : "f"(v[4 * k + 3] * inv), "f"(v[4 * k + 2] * inv));
+        w[k] = (u32)lo | ((u32)hi << 16);
+    }
+    return make_uint2(w[0], w[1]);
+#else
+    return make_uint2(0, 0);
+#endif
+}
+
 // A row of C <= 2048 (nv = C / 8 vectors of 8) held by one warp: lane `lane` holds vectors
 // lane + 32 i. 16-bit rows stay in registers as their packed 16-byte vectors (4 registers per 8
 // values; all loads issued before the first use); f32 rows are read again from memory (L1) at each

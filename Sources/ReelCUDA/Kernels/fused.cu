@@ -63,7 +63,7 @@ extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_fp8_v8(
     const i64 sc8 = g * scaleStride / 8, sh8 = g * shiftStride / 8;
     RowV8 r(x, base8, nv, lane, dtx);
     float mean = warp_sum(r.sum(false)) / C;
-    float inv = rsqrtf(warp_sum(r.sum(true, mean)) / C + eps);
+    float rstd = rsqrtf(warp_sum(r.sum(true, mean)) / C + eps);
     float amax = 0.f;
     #pragma unroll
     for (int i = 0; i < 8; i++) {
@@ -74,12 +74,12 @@ extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_fp8_v8(
             load8(scale, sc8 + vi, dtsc, sc);
             load8(shift, sh8 + vi, dtsh, sh);
             #pragma unroll
-            for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(round_to(dtr, (v[e] - mean) * inv * (1.f + sc[e]) + sh[e])));
+            for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(round_to(dtr, (v[e] - mean) * rstd * (1.f + sc[e]) + sh[e])));
         }
     }
     for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float qs = amax > 0.f ? amax / 448.f : 1.f;
-    if (lane == 0) qscales[row] = qs;
+    const float inv = amax > 0.f ? 448.f / amax : 1.f;
+    if (lane == 0) qscales[row] = amax > 0.f ? amax / 448.f : 1.f;
     #pragma unroll
     for (int i = 0; i < 8; i++) {
         int vi = lane + 32 * i;
@@ -88,13 +88,10 @@ extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_fp8_v8(
             r.get(i, v);
             load8(scale, sc8 + vi, dtsc, sc);
             load8(shift, sh8 + vi, dtsh, sh);
-            u32 w[2] = {0, 0};
+            float o[8];
             #pragma unroll
-            for (int e = 0; e < 8; e++) {
-                float o = round_to(dtr, (v[e] - mean) * inv * (1.f + sc[e]) + sh[e]);
-                w[e / 4] |= (u32)f32_to_fp8(o / qs) << (8 * (e % 4));
-            }
-            ((uint2*)q)[base8 + vi] = make_uint2(w[0], w[1]);
+            for (int e = 0; e < 8; e++) o[e] = round_to(dtr, (v[e] - mean) * rstd * (1.f + sc[e]) + sh[e]);
+            ((uint2*)q)[base8 + vi] = fp8x8(o, inv);
         }
     }
 }
@@ -237,41 +234,60 @@ extern "C" __global__ void __launch_bounds__(256) rms_norm_rope_v8(
 }
 
 // Rows of x [rows, K] in FP8 E4M3 with a float32 scale each (Backend.quantizeRows): scale =
-// max|row| / 448 (1 for a row of zeros), q = x / scale rounded to nearest even and saturated, as
-// the host encoder does. One warp per row; the second pass re-reads the row from L1/L2. With
-// `wide` (K a multiple of 8, 16-byte aligned input, 8-byte aligned output) 8 elements per access.
+// max|row| / 448 (1 for a row of zeros), q = x * (448 / max|row|) rounded to nearest even and
+// saturated, as the host encoder does.
+
+// Any K and alignment: one warp per row, the row read twice (the second time from L1/L2).
 extern "C" __global__ void __launch_bounds__(256) quantize_rows_fp8(
-    const void* __restrict__ x, unsigned char* __restrict__ q, float* __restrict__ scales,
-    i64 rows, int K, int dtx, int wide) {
+    const void* __restrict__ x, unsigned char* __restrict__ q, float* __restrict__ scales, i64 rows, int K, int dtx) {
     i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
     float amax = 0.f;
-    const int nv = K / 8;
+    for (int i = lane; i < K; i += 32) amax = fmaxf(amax, fabsf(load_f(x, row * K + i, dtx)));
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float inv = amax > 0.f ? 448.f / amax : 1.f;
+    if (lane == 0) scales[row] = amax > 0.f ? amax / 448.f : 1.f;
+    for (int i = lane; i < K; i += 32) q[row * K + i] = f32_to_fp8(load_f(x, row * K + i, dtx) * inv);
+}
+
+// 16-bit rows, K a multiple of 8 and at most 8 x 8 x blockDim.x, 16-byte aligned (8-byte for q):
+// one row per block, each thread holding up to 8 packed vectors (all loads issued first), so the
+// row is read from memory once. The block's warps meet in shared memory for the row's maximum.
+extern "C" __global__ void __launch_bounds__(1024) quantize_rows_fp8_v8(
+    const void* __restrict__ x, unsigned char* __restrict__ q, float* __restrict__ scales, i64 rows, int K, int dtx) {
+    __shared__ float warpMax[32];
+    const i64 row = blockIdx.x;
+    const int t = threadIdx.x, T = blockDim.x, nv = K / 8;
     const i64 base8 = row * nv;
-    if (wide) {
-        for (int vi = lane; vi < nv; vi += 32) {
-            float a[8];
-            load8(x, base8 + vi, dtx, a);
-            #pragma unroll
-            for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(a[e]));
-        }
-    } else {
-        for (int i = lane; i < K; i += 32) amax = fmaxf(amax, fabsf(load_f(x, row * K + i, dtx)));
+    uint4 raw[8];
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int vi = t + T * i;
+        raw[i] = vi < nv ? __ldg((const uint4*)x + base8 + vi) : make_uint4(0, 0, 0, 0);
+    }
+    float amax = 0.f;
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {
+        float v[8];
+        unpack8(raw[i], dtx, v);
+        #pragma unroll
+        for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(v[e]));
     }
     for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float scale = amax > 0.f ? amax / 448.f : 1.f;
-    if (lane == 0) scales[row] = scale;
-    if (wide) {
-        for (int vi = lane; vi < nv; vi += 32) {
-            float a[8];
-            load8(x, base8 + vi, dtx, a);
-            u32 w[2] = {0, 0};
-            #pragma unroll
-            for (int e = 0; e < 8; e++) w[e / 4] |= (u32)f32_to_fp8(a[e] / scale) << (8 * (e % 4));
-            ((uint2*)q)[base8 + vi] = make_uint2(w[0], w[1]);
+    if ((t & 31) == 0) warpMax[t / 32] = amax;
+    __syncthreads();
+    amax = 0.f;
+    for (int w = 0; w < T / 32; w++) amax = fmaxf(amax, warpMax[w]);
+    const float inv = amax > 0.f ? 448.f / amax : 1.f;
+    if (t == 0) scales[row] = amax > 0.f ? amax / 448.f : 1.f;
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int vi = t + T * i;
+        if (vi < nv) {
+            float v[8];
+            unpack8(raw[i], dtx, v);
+            ((uint2*)q)[base8 + vi] = fp8x8(v, inv);
         }
-    } else {
-        for (int i = lane; i < K; i += 32) q[row * K + i] = f32_to_fp8(load_f(x, row * K + i, dtx) / scale);
     }
 }

@@ -22,10 +22,16 @@ extension CUDABackend {
         let values = try allocate(x.shape, dtype: .fp8e4m3), scales = try allocate([rows], dtype: .f32)
         if rows > 0 {
             let (px, pq, ps) = (try arg(x, op), try arg(values, op), try arg(scales, op))
-            let wide = k % 8 == 0 && px % 16 == 0 && pq % 8 == 0
-            try launch("fused", "quantize_rows_fp8", grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1)) { l in
-                l.add(px); l.add(pq); l.add(ps); l.add(Int64(rows)); l.add(Int32(k)); l.add(x.dtype.kernelCode)
-                l.add(Int32(wide ? 1 : 0))
+            // 16-bit rows read once into registers: one row per block, 8 vectors of 8 per thread at most.
+            let warps = (k / 8 + 255) / 256
+            if (x.dtype == .bf16 || x.dtype == .f16) && k % 8 == 0 && warps <= 32 && px % 16 == 0 && pq % 8 == 0 {
+                try launch("fused", "quantize_rows_fp8_v8", grid: (rows, 1, 1), block: (32 * warps, 1, 1)) { l in
+                    l.add(px); l.add(pq); l.add(ps); l.add(Int64(rows)); l.add(Int32(k)); l.add(x.dtype.kernelCode)
+                }
+            } else {
+                try launch("fused", "quantize_rows_fp8", grid: ((rows + 7) / 8, 1, 1), block: (256, 1, 1)) { l in
+                    l.add(px); l.add(pq); l.add(ps); l.add(Int64(rows)); l.add(Int32(k)); l.add(x.dtype.kernelCode)
+                }
             }
         }
         return try RowQuantized(values: values, scales: scales, sourceType: x.dtype)
