@@ -12,32 +12,52 @@
 // own. Statistics in float32, two passes (mean, then centred squares) as LayerNorm does.
 
 // Rows of 256 <= C <= 2048, C a multiple of 8, 16-byte aligned: the row is read once into registers
-// (8 vectors of 8 per lane at most) and written once.
+// (8 vectors of 8 per lane at most) and written once. `ModulatedRow` is the warp's row: its
+// statistics, then vector i of the output on demand (scale and shift read from L1).
+struct ModulatedRow {
+    RowV8 r;
+    const void* scale;
+    const void* shift;
+    i64 sc8, sh8;
+    int dtsc, dtsh;
+    float mean, rstd;
+
+    __device__ __forceinline__ ModulatedRow(const void* x, const void* scale_, const void* shift_, i64 row, int R, int C,
+                                            i64 scaleStride, i64 shiftStride, float eps, int lane, int dtx, int dtsc_, int dtsh_)
+        : r(x, row * (C / 8), C / 8, lane, dtx), scale(scale_), shift(shift_), dtsc(dtsc_), dtsh(dtsh_) {
+        // The modulation vectors of this row's frame, in units of 8 elements (C % 8 == 0).
+        const i64 g = row / R;
+        sc8 = g * scaleStride / 8; sh8 = g * shiftStride / 8;
+        mean = warp_sum(r.sum(false)) / C;
+        rstd = rsqrtf(warp_sum(r.sum(true, mean)) / C + eps);
+    }
+    __device__ __forceinline__ bool has(int i) const { return r.has(i); }
+    __device__ __forceinline__ i64 index(int i) const { return r.base8 + r.lane + 32 * i; }
+    // Output vector i (has(i)) as 8 floats.
+    __device__ __forceinline__ void get(int i, float* o) const {
+        int vi = r.lane + 32 * i;
+        float v[8], sc[8], sh[8];
+        r.get(i, v);
+        load8(scale, sc8 + vi, dtsc, sc);
+        load8(shift, sh8 + vi, dtsh, sh);
+        #pragma unroll
+        for (int e = 0; e < 8; e++) o[e] = (v[e] - mean) * rstd * (1.f + sc[e]) + sh[e];
+    }
+};
+
 extern "C" __global__ void __launch_bounds__(256) mod_layer_norm_v8(
     const void* __restrict__ x, const void* __restrict__ scale, const void* __restrict__ shift, void* __restrict__ y,
     i64 rows, int R, int C, i64 scaleStride, i64 shiftStride, float eps, int dtx, int dtsc, int dtsh, int dty) {
     i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
-    const int nv = C / 8;
-    const i64 base8 = row * nv;
-    const i64 g = row / R;
-    // The modulation vectors of this row's frame, in units of 8 elements (C % 8 == 0).
-    const i64 sc8 = g * scaleStride / 8, sh8 = g * shiftStride / 8;
-    RowV8 r(x, base8, nv, lane, dtx);
-    float mean = warp_sum(r.sum(false)) / C;
-    float inv = rsqrtf(warp_sum(r.sum(true, mean)) / C + eps);
+    ModulatedRow m(x, scale, shift, row, R, C, scaleStride, shiftStride, eps, lane, dtx, dtsc, dtsh);
     #pragma unroll
     for (int i = 0; i < 8; i++) {
-        int vi = lane + 32 * i;
-        if (vi < nv) {
-            float v[8], sc[8], sh[8], o[8];
-            r.get(i, v);
-            load8(scale, sc8 + vi, dtsc, sc);
-            load8(shift, sh8 + vi, dtsh, sh);
-            #pragma unroll
-            for (int e = 0; e < 8; e++) o[e] = (v[e] - mean) * inv * (1.f + sc[e]) + sh[e];
-            store8(y, base8 + vi, dty, o);
+        if (m.has(i)) {
+            float o[8];
+            m.get(i, o);
+            store8(y, m.index(i), dty, o);
         }
     }
 }
@@ -57,24 +77,15 @@ extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_fp8_v8(
     i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
-    const int nv = C / 8;
-    const i64 base8 = row * nv;
-    const i64 g = row / R;
-    const i64 sc8 = g * scaleStride / 8, sh8 = g * shiftStride / 8;
-    RowV8 r(x, base8, nv, lane, dtx);
-    float mean = warp_sum(r.sum(false)) / C;
-    float rstd = rsqrtf(warp_sum(r.sum(true, mean)) / C + eps);
+    ModulatedRow m(x, scale, shift, row, R, C, scaleStride, shiftStride, eps, lane, dtx, dtsc, dtsh);
     float amax = 0.f;
     #pragma unroll
     for (int i = 0; i < 8; i++) {
-        int vi = lane + 32 * i;
-        if (vi < nv) {
-            float v[8], sc[8], sh[8];
-            r.get(i, v);
-            load8(scale, sc8 + vi, dtsc, sc);
-            load8(shift, sh8 + vi, dtsh, sh);
+        if (m.has(i)) {
+            float o[8];
+            m.get(i, o);
             #pragma unroll
-            for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(round_to(dtr, (v[e] - mean) * rstd * (1.f + sc[e]) + sh[e])));
+            for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(round_to(dtr, o[e])));
         }
     }
     for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
@@ -82,16 +93,12 @@ extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_fp8_v8(
     if (lane == 0) qscales[row] = amax > 0.f ? amax / 448.f : 1.f;
     #pragma unroll
     for (int i = 0; i < 8; i++) {
-        int vi = lane + 32 * i;
-        if (vi < nv) {
-            float v[8], sc[8], sh[8];
-            r.get(i, v);
-            load8(scale, sc8 + vi, dtsc, sc);
-            load8(shift, sh8 + vi, dtsh, sh);
+        if (m.has(i)) {
             float o[8];
+            m.get(i, o);
             #pragma unroll
-            for (int e = 0; e < 8; e++) o[e] = round_to(dtr, (v[e] - mean) * rstd * (1.f + sc[e]) + sh[e]);
-            ((uint2*)q)[base8 + vi] = fp8x8(o, inv);
+            for (int e = 0; e < 8; e++) o[e] = round_to(dtr, o[e]);
+            ((uint2*)q)[m.index(i)] = fp8x8(o, inv);
         }
     }
 }
