@@ -14,8 +14,12 @@ public struct LongLiveParity {
         public var schedule = StreamingSchedule.longLive
         /// A converted checkpoint (LoRA merged) to load instead of the fixture's .pt files.
         public var converted: String?
-        public init(lora: Bool = true, recache: Bool = true, schedule: StreamingSchedule = .longLive, converted: String? = nil) {
-            self.lora = lora; self.recache = recache; self.schedule = schedule; self.converted = converted
+        /// The DiT's block linears in FP8 (`WanDiT.quantizedFP8`, after the LoRA is merged): how far
+        /// FP8's rounding moves the video, relative to the model's contribution.
+        public var fp8 = false
+        public init(lora: Bool = true, recache: Bool = true, schedule: StreamingSchedule = .longLive, converted: String? = nil,
+                    fp8: Bool = false) {
+            self.lora = lora; self.recache = recache; self.schedule = schedule; self.converted = converted; self.fp8 = fp8
         }
     }
 
@@ -67,9 +71,10 @@ public struct LongLiveParity {
             throw ReelError.badFile(path: Self.path(folder, "case.safetensors"), message: "config lacks heads, height, width, blocks or switch")
         }
         let caseFile = try WeightFiles.open(Self.path(folder, "case.safetensors"))
-        let dit = try variant.converted.map { try WanDiT.load(path: $0, backend: backend, dtype: dtype) } ?? WanDiT.load(
+        var dit = try variant.converted.map { try WanDiT.load(path: $0, backend: backend, dtype: dtype) } ?? WanDiT.load(
             path: Self.path(folder, "longlive_base.pt"), lora: variant.lora ? Self.path(folder, "lora.pt") : nil,
             heads: heads, backend: backend, dtype: dtype)
+        if variant.fp8 { dit = try dit.quantizedFP8() }
         let prompts = try (0...switches.count).map {
             try dit.encodePrompt(try caseFile.tensor("prompt.\($0)", on: backend, as: dtype))
         }
