@@ -121,8 +121,8 @@ struct Generate: AsyncParsableCommand {
                                           fp8: models.fp8)
         let dit = model.dit, textModel = model.prompts.textEncoder, prompts = model.prompts
         let decoder = model.newDecoder()
-        log(String(format: "loaded DiT (%d layers, dim %d), umT5 (%d layers) and %@ in %.1f s", dit.config.layers,
-                   dit.config.dim, textModel.config.layers, decoder == nil ? "no decoder" : "the decoder",
+        log(String(format: "loaded DiT (%d layers, dim %d%@), umT5 (%d layers) and %@ in %.1f s", dit.config.layers,
+                   dit.config.dim, dit.isFP8 ? ", FP8 q/k/v and FFN" : "", textModel.config.layers, decoder == nil ? "no decoder" : "the decoder",
                    Date().timeIntervalSince(loadStart)))
 
         let live = LivePrompts()
