@@ -183,7 +183,7 @@ public protocol Backend: AnyObject, Sendable {
     func quantizedLinear(_ x: RowQuantized, weight: RowQuantized, bias: Tensor?, gelu: Bool,
                          adding residual: Tensor?, into out: Tensor?) throws -> Tensor
     /// `quantizeRows(modulatedLayerNorm(x, ...))`, the same codes and scales, where the backend can
-    /// without writing the 16-bit rows (the DiT's adaLN before its FP8 q/k/v and FFN layers).
+    /// without writing the 16-bit rows (the DiT's adaLN before its FP8 FFN).
     func modulatedLayerNormQuantized(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float) throws -> RowQuantized
 
     // MARK: Convolution

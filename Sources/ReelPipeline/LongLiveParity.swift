@@ -14,7 +14,7 @@ public struct LongLiveParity {
         public var schedule = StreamingSchedule.longLive
         /// A converted checkpoint (LoRA merged) to load instead of the fixture's .pt files.
         public var converted: String?
-        /// The DiT's block linears in FP8 (`WanDiT.quantizedFP8`, after the LoRA is merged): how far
+        /// The DiT's FFN in FP8 (`WanDiT.quantizedFP8`, after the LoRA is merged): how far
         /// FP8's rounding moves the video, relative to the model's contribution.
         public var fp8 = false
         public init(lora: Bool = true, recache: Bool = true, schedule: StreamingSchedule = .longLive, converted: String? = nil,

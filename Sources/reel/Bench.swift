@@ -52,7 +52,7 @@ struct Bench: AsyncParsableCommand {
     var warmup = 4
     @Option(help: "Print device memory every this many blocks (0: only at the end), to show it stays flat.")
     var memoryEvery = 0
-    @Flag(help: "The DiT's block linear layers in FP8 E4M3 (per-channel weights, per-token activations).")
+    @Flag(help: "The DiT's FFN in FP8 E4M3 (per-channel weights, per-token activations).")
     var fp8 = false
     @OptionGroup var backendOptions: BackendOptions
 
@@ -97,12 +97,12 @@ struct Bench: AsyncParsableCommand {
             decodeLatentFLOPs = decoder == .none ? 0 : loaded.decoderFLOPs?(lh, lw) ?? 0
             first = try loaded.context(for: "a red circle moves left on a blue background")
             second = try loaded.context(for: "a large green square bounces around on a white background")
-            print("reel bench on \(backend.name) (\(dtype)\(fp8 ? ", FP8 block linears; floors at the bf16 rate" : "")): \(weights ?? "") (DiT \(dit.config.layers) layers, dim \(dit.config.dim)), "
+            print("reel bench on \(backend.name) (\(dtype)\(fp8 ? ", FFN in FP8; floors at the bf16 rate" : "")): \(weights ?? "") (DiT \(dit.config.layers) layers, dim \(dit.config.dim)), "
                   + "decoder \(decoder == .none ? "none" : loaded.decoderName), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
             print(String(format: "model loaded and prompts encoded in %.1f s", Date().timeIntervalSince(t0)))
         } else {
             let config = model.config
-            print("reel bench on \(backend.name) (\(dtype)\(fp8 ? ", FP8 block linears; floors at the bf16 rate" : "")): DiT \(model.rawValue) (\(config.layers) layers, dim \(config.dim)), "
+            print("reel bench on \(backend.name) (\(dtype)\(fp8 ? ", FFN in FP8; floors at the bf16 rate" : "")): DiT \(model.rawValue) (\(config.layers) layers, dim \(config.dim)), "
                   + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
             let plain = try WanDiT.load(from: WanDiT.randomWeights(config, on: backend, dtype: dtype), heads: config.heads,
                                         backend: backend, dtype: dtype)

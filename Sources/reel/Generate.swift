@@ -122,7 +122,7 @@ struct Generate: AsyncParsableCommand {
         let dit = model.dit, textModel = model.prompts.textEncoder, prompts = model.prompts
         let decoder = model.newDecoder()
         log(String(format: "loaded DiT (%d layers, dim %d%@), umT5 (%d layers) and %@ in %.1f s", dit.config.layers,
-                   dit.config.dim, dit.isFP8 ? ", FP8 q/k/v and FFN" : "", textModel.config.layers, decoder == nil ? "no decoder" : "the decoder",
+                   dit.config.dim, dit.isFP8 ? ", FFN in FP8" : "", textModel.config.layers, decoder == nil ? "no decoder" : "the decoder",
                    Date().timeIntervalSince(loadStart)))
 
         let live = LivePrompts()

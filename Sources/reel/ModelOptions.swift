@@ -14,7 +14,7 @@ struct ModelOptions: ParsableArguments {
     var heads: Int?
     @Flag(help: "Use the EMA generator of a LongLive checkpoint (generator_ema).")
     var ema = false
-    @Flag(help: ArgumentHelp("Run the DiT's block linear layers in FP8 E4M3 (weights per output channel, activations per token).",
+    @Flag(help: ArgumentHelp("Run the DiT's FFN in FP8 E4M3 (weights per output channel, activations per token).",
                              discussion: "Faster on GPUs with FP8 tensor cores (compute capability 8.9+: Ada, Hopper) and half the weight memory; outputs differ from the bf16 model's by FP8 rounding. On the CPU the same arithmetic is emulated (slower)."))
     var fp8 = false
     @Option(help: "umT5 text encoder weights (Wan .pth, transformers or Reel safetensors).")

@@ -22,7 +22,7 @@ struct Parity: AsyncParsableCommand {
     var fixture: String
     @Option(help: "Largest acceptable relative error of the faithful run (default: 1e-4 in f32, 3e-2 in bf16).")
     var tolerance: Double?
-    @Flag(help: "Also run the faithful video with the DiT's block linears in FP8 (--fp8 of generate): its error is reported, not judged.")
+    @Flag(help: "Also run the faithful video with the DiT's FFN in FP8 (--fp8 of generate): its error is reported, not judged.")
     var fp8 = false
     @OptionGroup var backendOptions: BackendOptions
 

@@ -160,7 +160,7 @@ import ReelCPU
     }
 }
 
-/// The DiT with its block linears in FP8 (`quantizedFP8`): the same model up to FP8 rounding.
+/// The DiT with its FFN in FP8 (`quantizedFP8`): the same model up to FP8 rounding.
 @Suite struct WanDiTFP8Tests {
     let backend = CPUBackend()
 
