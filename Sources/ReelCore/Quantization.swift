@@ -1,5 +1,5 @@
 /// A matrix stored as FP8 E4M3 with one float32 scale per row: element (r, c) stands for
-/// `values[r, c] * scales[r]`. Linear weights are quantized so once, at load (a scale per output
+/// `values[r, c] * scales[r]`. Linear weights are quantized once, at load (a scale per output
 /// channel); activations as they are made (a scale per token). See `Backend.quantizeRows`.
 public struct RowQuantized: @unchecked Sendable {
     /// `[..., K]` FP8 E4M3 values.
@@ -21,8 +21,6 @@ public struct RowQuantized: @unchecked Sendable {
     /// K, the length of a row.
     public var columns: Int { values.shape.last }
     public var rows: Int { values.count / max(columns, 1) }
-    /// Bytes held on the device (values and scales).
-    public var byteCount: Int { values.byteCount + scales.byteCount }
 
     /// The largest magnitude FP8 E4M3 holds; a row's largest element maps onto it.
     public static let fp8Max: Float = 448
@@ -45,8 +43,7 @@ public struct RowQuantized: @unchecked Sendable {
 extension Backend {
     /// On the host: max|row| in float32, scale = max / 448 (1 for a zero row), values x * (448 / max)
     /// (a float32 product: no division per element on the device) rounded to nearest even and
-    /// saturated (`Float8E4M3Bits`). Backends with a device kernel
-    /// override it with the same arithmetic.
+    /// saturated (`Float8E4M3Bits`). Backends with a device kernel override it with the same arithmetic.
     public func quantizeRows(_ x: Tensor) throws -> RowQuantized {
         try require(x.dtype.isFloatingPoint && x.dtype != .fp8e4m3 && x.rank >= 1, "quantizeRows",
                     "expected float rows [..., K], got \(x.shape) \(x.dtype)")

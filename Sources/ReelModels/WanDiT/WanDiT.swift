@@ -31,7 +31,8 @@ public final class WanDiT: @unchecked Sendable {
     /// attention projections stay in the model's dtype, measured (H200, DiT 1.3B; LongLive fixture):
     /// at [4680, 1536] x [1536, 1536] an FP8 GEMM saves ~5 us of ~35, about what quantizing its input
     /// costs, while FP8 q/k/v raised the video's error from 2.0e-2 to 3.3e-2 of the model's
-    /// contribution for ~1.6 ms of a ~237 ms block. So do the prompt's cross-attention keys and values,
+    /// contribution for 235.7 instead of 240.9 ms per block (two calls; ~1.6 ms by the per-GEMM times)
+    /// and 35.1 instead of 35.2 FPS end to end. So do the prompt's cross-attention keys and values,
     /// the embeddings and the head. Outputs move away from the bf16 model's by FP8's rounding
     /// (3 mantissa bits); the parity fixtures hold the bf16 model.
     public func quantizedFP8() throws -> WanDiT {
@@ -49,39 +50,31 @@ public final class WanDiT: @unchecked Sendable {
     /// Whether the blocks' FFN layers run in FP8 (`quantizedFP8`).
     public var isFP8: Bool { weights.blocks.first?.ffn.0.fp8 != nil }
 
-    /// A linear layer's input, quantized per token at most once (when the first FP8 layer reads it)
-    /// and shared by the layers that read the same rows: k, v and q of self-attention.
-    /// An FP8 block's adaLN outputs exist only quantized (`modulatedLayerNormQuantized`).
-    final class LinearInput {
-        private let plain: Tensor?
-        private var fp8: RowQuantized?
-        init(_ x: Tensor) { plain = x }
-        init(quantized: RowQuantized) { plain = nil; fp8 = quantized }
-        func tensor() throws -> Tensor {
-            guard let plain else {
-                throw ReelError.invalidArgument(op: "WanDiT", message: "a layer without FP8 weights read an input made only in FP8")
-            }
-            return plain
-        }
-        func quantized() throws -> RowQuantized {
-            if let fp8 { return fp8 }
-            let x = try tensor()
-            let q = try x.backend.quantizeRows(x)
-            fp8 = q
-            return q
-        }
+    /// A linear layer's input: 16-bit rows, or FP8 rows where the adaLN before an FP8 layer wrote
+    /// them directly (`modulatedLayerNormQuantized`).
+    enum LinearInput {
+        case rows(Tensor)
+        case fp8(RowQuantized)
     }
 
-    /// `x W^T + b` through `w`: its FP8 GEMM when `w` is quantized, else the plain one; with GELU
-    /// (tanh), a residual added, or written into `out` (at most one of the last two).
+    /// `x W^T + b` through `w`: its FP8 GEMM when `w` is quantized (16-bit rows quantized per token
+    /// first), else the plain one; with GELU (tanh), a residual added, or written into `out` (at most
+    /// one of the last two).
     func project(_ input: LinearInput, _ w: LinearWeights, gelu: Bool = false, adding residual: Tensor? = nil,
                  into out: Tensor? = nil) throws -> Tensor {
         let be = backend
         if let wq = w.fp8 {
-            return try be.quantizedLinear(try input.quantized(), weight: wq, bias: w.bias, gelu: gelu, adding: residual, into: out)
+            let xq: RowQuantized
+            switch input {
+            case .rows(let x): xq = try be.quantizeRows(x)
+            case .fp8(let q): xq = q
+            }
+            return try be.quantizedLinear(xq, weight: wq, bias: w.bias, gelu: gelu, adding: residual, into: out)
+        }
+        guard case .rows(let x) = input else {
+            throw ReelError.invalidArgument(op: "WanDiT", message: "a layer without FP8 weights read an input made only in FP8")
         }
         precondition(!(gelu && (residual != nil || out != nil)) && !(residual != nil && out != nil), "project: one variant at a time")
-        let x = try input.tensor()
         if gelu { return try be.linearGELU(x, weight: w.weight, bias: w.bias) }
         if let residual { return try be.linear(x, weight: w.weight, bias: w.bias, adding: residual) }
         if let out {
@@ -245,9 +238,9 @@ public final class WanDiT: @unchecked Sendable {
         // adaLN before the q/k/v and FFN layers: straight to FP8 rows when the layer reading it is FP8.
         func adaLN(_ x: Tensor, scale: Tensor, shift: Tensor, as dims: [Int], for reader: LinearWeights) throws -> LinearInput {
             if reader.fp8 != nil {
-                return LinearInput(quantized: try be.modulatedLayerNormQuantized(x, scale: scale, shift: shift, eps: c.eps).reshaped(dims))
+                return .fp8(try be.modulatedLayerNormQuantized(x, scale: scale, shift: shift, eps: c.eps).reshaped(dims))
             }
-            return LinearInput(try be.modulatedLayerNorm(x, scale: scale, shift: shift, eps: c.eps).reshaped(dims))
+            return .rows(try be.modulatedLayerNorm(x, scale: scale, shift: shift, eps: c.eps).reshaped(dims))
         }
         func attentionInput(_ r: Range<Int>) throws -> LinearInput {          // [1, n * perFrame, dim]
             try adaLN(try rows(r), scale: try mod(1, r), shift: try mod(0, r), as: [1, r.count * perFrame, c.dim],
@@ -291,24 +284,24 @@ public final class WanDiT: @unchecked Sendable {
             firstInput = nil
             let q = try be.rmsNormRoPE(try project(h, a.q).reshaped(heads), weight: a.normQ, eps: c.eps, grid: chunkGrid(r))
             var y = try be.attention(query: q, key: keys, value: values, scale: scale, bias: nil)
-            y = try project(LinearInput(try y.reshaped([1, tokens, c.dim])), a.o)
+            y = try project(.rows(try y.reshaped([1, tokens, c.dim])), a.o)
             var out = try be.gatedResidual(try rows(r), try y.reshaped(framed), gate: try mod(2, r))
 
             // Cross-attention to the prompt (norm3 has affine weights).
             let xa = b.crossAttention
             let normed = c.crossAttentionNorm
                 ? try be.layerNorm(out, weight: b.norm3?.weight, bias: b.norm3?.bias, eps: c.eps) : out
-            var cq = try project(LinearInput(try normed.reshaped([1, tokens, c.dim])), xa.q)
+            var cq = try project(.rows(try normed.reshaped([1, tokens, c.dim])), xa.q)
             cq = try be.rmsNorm(cq, weight: xa.normQ, eps: c.eps).reshaped(heads)
             let (ck, cv) = prompt.crossKV[layer]
             let cy = try be.attention(query: cq, key: ck, value: cv, scale: scale, bias: nil)
-            out = try project(LinearInput(try cy.reshaped([1, tokens, c.dim])), xa.o,
+            out = try project(.rows(try cy.reshaped([1, tokens, c.dim])), xa.o,
                               adding: try out.reshaped([1, tokens, c.dim])).reshaped(framed)
 
             // Feed-forward.
             let f = try adaLN(out, scale: try mod(4, r), shift: try mod(3, r), as: framed, for: b.ffn.0)
             let hidden = try project(f, b.ffn.0, gelu: true)                          // GELU(approximate="tanh"), as Wan
-            let ffn = try project(LinearInput(hidden), b.ffn.1)
+            let ffn = try project(.rows(hidden), b.ffn.1)
             out = try be.gatedResidual(out, try ffn.reshaped(framed), gate: try mod(5, r))
             out = try out.reshaped([1, tokens, c.dim])
             if chunks.count == 1 { return out }
