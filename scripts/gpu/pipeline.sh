@@ -6,7 +6,10 @@
 #  3. LongLive's own speed on the same GPU (DiT only), for the side-by-side ratio.
 # Needs: `carry: [".gpu", ".ref"]` (the binary from scripts/gpu/build.sh; LongLive v1.0 in .ref/LongLive).
 #
-#   bash scripts/gpu/pipeline.sh [parity|bench|profile|reference|memory]...   (default: parity bench reference)
+#  fp8: `--fp8` over a long run (memory every 50 blocks) and its per-kernel profile beside the Wan VAE.
+#  serve: `reel serve` on the GPU (the shipped tiny model, bf16 and --fp8): one recorded HTTP session.
+#
+#   bash scripts/gpu/pipeline.sh [parity|bench|profile|reference|memory|fp8|serve]...   (default: parity bench reference)
 set -uo pipefail
 out=${OUT:-/tmp/reel-out}
 mkdir -p "$out"
@@ -40,6 +43,34 @@ for step in $steps; do
     # 800 blocks = 9600 frames = 10 minutes of video at 16 fps; MEMORY_SECONDS caps the wall time.
     timeout ${MEMORY_SECONDS:-420} $reel bench --backend cuda --model 1.3b --blocks ${MEMORY_BLOCKS:-800} --warmup 4 \
       --switch-block 10 --memory-every 50 2>&1 | tee "$out/memory.txt" ;;
+  fp8)
+    timeout ${MEMORY_SECONDS:-300} $reel bench --backend cuda --model 1.3b --fp8 --blocks ${MEMORY_BLOCKS:-200} --warmup 4 \
+      --switch-block 10 --memory-every 50 2>&1 | tee "$out/memory-fp8.txt"
+    REEL_PROFILE=1 $reel bench --backend cuda --model 1.3b --fp8 --blocks 10 --warmup 4 --switch-block 8 \
+      > "$out/profile-fp8.txt" 2>&1
+    grep -E "FPS|per block|first frame|peak" "$out/profile-fp8.txt" ;;
+  serve)
+    port=8091
+    for flag in "" --fp8; do
+      name=serve${flag:+-fp8}
+      $reel serve --backend cuda $flag --port $port > "$out/$name.txt" 2>&1 &
+      pid=$!
+      for _ in $(seq 120); do curl -sf localhost:$port/healthz > /dev/null && break; sleep 1; done
+      id=$(curl -sf -X POST localhost:$port/v1/sessions -H 'content-type: application/json' \
+        -d '{"prompt":"a red circle moves to the left on a blue background","seed":1,"options":{"seconds":4}}' \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+      state=none
+      for _ in $(seq 180); do
+        state=$(curl -sf localhost:$port/v1/sessions/$id | python3 -c 'import json, sys; print(json.load(sys.stdin)["state"])')
+        if [ "$state" = finished ] || [ "$state" = failed ]; then break; fi
+        sleep 1
+      done
+      curl -sf localhost:$port/v1/sessions/$id > "$out/$name-status.json"
+      curl -sf localhost:$port/v1/sessions/$id/video -o "$out/$name.video"
+      echo "reel serve --backend cuda $flag: session $id $state, video $(wc -c < "$out/$name.video") bytes"
+      curl -sf localhost:$port/metrics | grep -v '^#' | head -20 > "$out/$name-metrics.txt"
+      kill $pid; wait $pid
+    done ;;
   *) echo "unknown step $step" ;;
   esac
 done
