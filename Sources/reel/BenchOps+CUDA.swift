@@ -258,6 +258,13 @@ enum CUDABench {
         add("l2Norm", "[\(480 * 832), 96] (VAE RMS_norm)", flops: 0, bytes: 4 * Double(480 * 832 * 96)) { b in
             let x = try randn(b, [480 * 832, 96]), g = try randn(b, [96], seed: 2); return { _ = try b.l2Norm(x, weight: g, scale: Float(96).squareRoot(), eps: 1e-12) }
         }
+        // The decoder's norm + SiLU at its two full-frame widths (one frame each).
+        for (rows, c) in [(480 * 832, 96), (240 * 416, 192)] {
+            add("l2NormSiLU", "[\(rows), \(c)] (VAE norm + SiLU)", flops: 0, bytes: 4 * Double(rows * c)) { b in
+                let x = try randn(b, [rows, c]), g = try randn(b, [c], seed: 2)
+                return { _ = try b.l2NormSiLU(x, weight: g, scale: Float(c).squareRoot(), eps: 1e-12) }
+            }
+        }
         add("upsampleNearest", "[1, 240, 416, 192] x2", flops: 0, bytes: 10 * Double(240 * 416 * 192)) { b in
             let x = try randn(b, [1, 240, 416, 192]); return { _ = try b.upsampleNearest(x, scaleH: 2, scaleW: 2) }
         }

@@ -241,7 +241,7 @@ struct OpCheck {
                     try b.l2Norm(t[0], weight: t[1], scale: Float(c).squareRoot(), eps: 1e-12)
                 }
             }
-            for c in [16, 96, 192, 200, 256, 384] {
+            for c in [16, 64, 96, 128, 192, 200, 256, 384] {
                 add("l2NormSiLU", "[1001, \(c)] * sqrt(C)", dt, [InputSpec(shape: [1001, c], dtype: dt), InputSpec(shape: [c], dtype: dt)]) { b, t in
                     try b.l2NormSiLU(t[0], weight: t[1], scale: Float(c).squareRoot(), eps: 1e-12)
                 }

@@ -131,7 +131,7 @@ extension CUDABackend {
 
     /// Row norms over the last axis (mode 0 LayerNorm, 1 RMSNorm, 2 the VAE's L2 norm), optionally
     /// followed by SiLU. Three kernels: rows of 256 to 2048 in one warp's registers (`row_norm_v8`),
-    /// narrow L2 rows of up to 256 in half a warp's (`l2_norm_narrow_v8`, SiLU fused), the scalar
+    /// narrow L2 rows of up to 256 in a group of 1 to 8 lanes' (`l2_norm_group_v8`, SiLU fused), the scalar
     /// `row_norm` otherwise (SiLU as its own pass).
     private func rowNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, scale: Float, mode: Int32,
                          silu: Bool = false, output: Tensor? = nil, op: String) throws -> Tensor {
@@ -152,8 +152,12 @@ extension CUDABackend {
         let vectors = c % 8 == 0 && Self.aligned(px, pw == 0 ? 16 : pw, pb == 0 ? 16 : pb, py)
         if rows == 0 { return y }
         if mode == 2 && vectors && c <= 256 {
-            try launch("norm", "l2_norm_narrow_v8", grid: ((rows + 63) / 64, 1, 1), block: (256, 1, 1)) { k in   // 16 half-warps x 4 rows
-                k.add(px); k.add(pw); k.add(py); k.add(Int64(rows)); k.add(Int32(c)); k.add(eps); k.add(scale)
+            // Lanes per row: the smallest power of two holding the row in at most 4 vectors a lane.
+            var lanes = 1
+            while lanes * 4 < c / 8 { lanes *= 2 }
+            let rowsPerBlock = 256 / lanes * 2   // L2G_ROWS = 2
+            try launch("norm", "l2_norm_group_v8", grid: ((rows + rowsPerBlock - 1) / rowsPerBlock, 1, 1), block: (256, 1, 1)) { k in
+                k.add(px); k.add(pw); k.add(py); k.add(Int64(rows)); k.add(Int32(c)); k.add(Int32(lanes)); k.add(eps); k.add(scale)
                 k.add(Int32(silu ? 1 : 0))
                 k.add(x.dtype.kernelCode); k.add((weight?.dtype ?? .f32).kernelCode); k.add(y.dtype.kernelCode)
             }
