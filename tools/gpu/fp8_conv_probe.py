@@ -35,7 +35,8 @@ def nhwc_dims(t):
 
 
 def best_plan(g, pack, ws_bytes_cap=1 << 30):
-    """Builds every engine config, times each, returns (ms, index, count, workspace)."""
+    """Builds every engine config, times each; returns (best ms, its index, config count, its workspace,
+    best ms among the heuristics' first 8 configs: what Reel's `CuDNNPlan.choosePlan` times)."""
     try:
         g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.B, cudnn.heur_mode.FALLBACK])
     except Exception:  # noqa: BLE001 (mode B is not offered for every graph)
@@ -47,7 +48,6 @@ def best_plan(g, pack, ws_bytes_cap=1 << 30):
         pass
     count = g.get_execution_plan_count()
     best = (float("inf"), -1, count, 0)
-    global first8
     first8 = float("inf")
     for i in range(count):
         try:
@@ -62,7 +62,7 @@ def best_plan(g, pack, ws_bytes_cap=1 << 30):
                 first8 = min(first8, t)
         except Exception:  # noqa: BLE001 (a config that does not build or run is skipped)
             continue
-    return best
+    return best + (first8,)
 
 
 def conv_graph(x, w, fp8, bias=None, residual=None, descales=None):
@@ -129,7 +129,7 @@ def convolutions(saved):
         row = f"{h}x{w_}x{c} -> {k}  {flop / 1e9:6.1f} GFLOP  {tt:6.3f} ({flop / tt / 1e9:4.0f}) | "
         try:
             g, pack, out = conv_graph(xb, wb, fp8=False)
-            t16, i16, n16, _ = best_plan(g, pack)
+            t16, i16, n16, _, _ = best_plan(g, pack)
             g.execute_plan_at_index(pack, torch.empty(max(g.get_workspace_size_plan_at_index(i16), 1), device=dev, dtype=torch.uint8), i16, handle=handle)
             torch.cuda.synchronize()
             e16 = nmse(out, ref)
@@ -141,7 +141,7 @@ def convolutions(saved):
             x8, dx = quantize_per_tensor(x)
             w8, dw = quantize_per_channel(wt)
             g, pack, out = conv_graph(x8, w8, fp8=True, descales=(dx, dw))
-            t8, i8, n8, _ = best_plan(g, pack)
+            t8, i8, n8, _, _ = best_plan(g, pack)
             g.execute_plan_at_index(pack, torch.empty(max(g.get_workspace_size_plan_at_index(i8), 1), device=dev, dtype=torch.uint8), i8, handle=handle)
             torch.cuda.synchronize()
             e8 = nmse(out, ref)
@@ -151,7 +151,7 @@ def convolutions(saved):
                     f.write(str(g))
                 saved.append(1)
             g, pack, out = conv_graph(x8, w8, fp8=True, descales=(dx, dw), bias=bias, residual=res)
-            t8r, _, n8r, _ = best_plan(g, pack)
+            t8r, _, n8r, _, _ = best_plan(g, pack)
             row += f"{t8r:6.3f} ({n8r}) | "
         except Exception as ex:  # noqa: BLE001
             row += f"FP8 n/a {str(ex)[:300]} | "
@@ -189,7 +189,7 @@ def attention(o_fp8):
     amax = [torch.zeros(1, 1, 1, 1, device=dev) for _ in range(2)]
     pack = {tq: qb, tk: kb, tv: vb, to: ob, stats: st, tas: amax[0], tao: amax[1]}
     pack.update(dict(zip(sc, scalars)))
-    t, i, n, _ = best_plan(g, pack)
+    t, i, n, _, _ = best_plan(g, pack)
     g.execute_plan_at_index(pack, torch.empty(max(g.get_workspace_size_plan_at_index(i), 1), device=dev, dtype=torch.uint8), i, handle=handle)
     torch.cuda.synchronize()
     ref = torch.nn.functional.scaled_dot_product_attention(perm(q), perm(k), perm(v))
@@ -199,9 +199,6 @@ def attention(o_fp8):
           f"{n} configs) nmse {nmse(got, ref):.1e}", flush=True)
     with open(os.path.join(out_dir, f"fp8_sdpa_graph_{'o8' if o_fp8 else 'obf16'}.json"), "w") as f:
         f.write(str(g))
-
-
-first8 = float("inf")
 
 
 def conv_nd(x, w, kt, t, bias=False, residual=False, two_d=False):
@@ -252,7 +249,7 @@ def layouts():
             cells = []
             for bias, res in [(False, False), (True, True)]:
                 try:
-                    t_best, _, n, _ = conv_nd(x, w, kt, t, bias, res, two_d)
+                    t_best, _, n, _, first8 = conv_nd(x, w, kt, t, bias, res, two_d)
                     cells.append(f"{t_best:.3f}/{first8:.3f} ({flop / t_best / 1e9:.0f} TFLOP/s, {n})")
                 except Exception as ex:  # noqa: BLE001
                     cells.append(f"n/a {str(ex)[:100]}")
