@@ -39,7 +39,7 @@ struct Parity: AsyncParsableCommand {
             ("faithful", .init()), ("no recache", .init(recache: false)), ("no LoRA", .init(lora: false)),
             ("no sink", .init(schedule: StreamingSchedule(sinkFrames: 0, attentionFrames: 9))),
         ]
-        if fp8 { runs.append(("FP8 linears", .init(fp8: true))) }
+        if fp8 { runs.append(("FP8 FFN", .init(fp8: true))) }
         var failed = false
         // The proof that the fixture can tell right from wrong is the float32 run: there a wrong variant
         // must land at least 10x past the tolerance. In bf16 the faithful error is both sides' rounding,

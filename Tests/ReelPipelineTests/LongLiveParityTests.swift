@@ -38,12 +38,13 @@ import ReelModels
 
     /// The FFN in FP8 moves the video by FP8's rounding: far more than float32's faithful run
     /// (measured 2.0e-2 of the model's contribution; bf16's rounding 8.2e-3 on a GPU), less than
-    /// dropping the sink (5.4e-2) and far less than dropping the LoRA (0.63). Scales ignored or
-    /// misplaced would land far above; no quantization at all at float32's ~1e-6.
-    @Test func fp8LinearsStayCloseToLongLive() throws {
+    /// dropping the sink (5.4e-2) and far less than dropping the LoRA (0.63). The upper bound sits
+    /// below the sink's figure, so FP8 on top of a lost sink (or scales ignored or misplaced) fails;
+    /// no quantization at all would be at float32's ~1e-6, below the lower bound.
+    @Test func fp8FFNStaysCloseToLongLive() throws {
         let err = try parity.run(.init(fp8: true)).relativeError
         print("LongLive parity with the FFN in FP8 (CPU): relative error \(err)")
-        #expect(err > 1e-3 && err < 0.1)
+        #expect(err > 1e-3 && err < 3.5e-2)
     }
 
     @Test func wrongVariantsMoveFarPastTolerance() throws {
