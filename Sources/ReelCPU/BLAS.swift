@@ -4,7 +4,8 @@ import ReelCore
 /// A CBLAS library loaded at run time (dlopen), used for `matmul` when installed.
 ///
 /// Search order: the path in `REEL_BLAS` (`REEL_BLAS=none` disables BLAS), then OpenBLAS, BLIS,
-/// the reference/ATLAS CBLAS and MKL under their usual sonames. Nothing is linked at build time,
+/// the reference/ATLAS CBLAS and MKL under their usual sonames. A library named by `REEL_BLAS` is
+/// used as asked; one found by the search only when it measures faster (`GEMMSelection`). Nothing is linked at build time,
 /// so the binary runs on machines without any BLAS.
 public final class BLAS: @unchecked Sendable {
     typealias SGEMMFunction = @convention(c) (
@@ -15,6 +16,14 @@ public final class BLAS: @unchecked Sendable {
 
     /// The library found, or nil when none is installed or `REEL_BLAS=none`.
     public static let shared: BLAS? = load()
+
+    /// Whether `REEL_BLAS=none` turned BLAS off.
+    public static var disabledByEnvironment: Bool {
+        ProcessInfo.processInfo.environment["REEL_BLAS"]?.lowercased() == "none"
+    }
+
+    /// Whether the library was named by `REEL_BLAS` (then `GEMMPath.auto` runs it without measuring).
+    public var named: Bool { path == ProcessInfo.processInfo.environment["REEL_BLAS"] }
 
     static let candidates = [
         "libopenblas.so.0", "libopenblas.so", "libopenblasp.so.0",

@@ -54,12 +54,16 @@ extension CPUBackend {
         case .own:
             SGEMM.run(transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                       beta: beta, c: c, ldc: ldc, backend: self)
-        case .blas, .auto:
-            if let blas = BLAS.shared {
+        case .blas:
+            guard let blas = BLAS.shared else {
+                throw ReelError.library(name: "BLAS", message: "no CBLAS library found; install OpenBLAS (libopenblas0) or set REEL_BLAS to a libcblas path")
+            }
+            try blas.sgemm(transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                           beta: beta, c: c, ldc: ldc, threads: threads)
+        case .auto:
+            if resolvedGEMMPath == .blas, let blas = BLAS.shared {
                 try blas.sgemm(transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                                beta: beta, c: c, ldc: ldc, threads: threads)
-            } else if gemmPath == .blas {
-                throw ReelError.library(name: "BLAS", message: "no CBLAS library found; install OpenBLAS (libopenblas0) or set REEL_BLAS to a libcblas path")
             } else {
                 SGEMM.run(transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                           beta: beta, c: c, ldc: ldc, backend: self)

@@ -91,8 +91,8 @@ final class CPUEvent: BackendEvent {}
 
 /// Which matrix-multiply implementation `matmul` (and the ops built on it) uses.
 public enum GEMMPath: String, CaseIterable, Sendable {
-    /// A run-time loaded BLAS for matmul when one is installed, the own kernel otherwise;
-    /// convolutions and attention always use the own kernel (implicit GEMM, fused tiles).
+    /// For matmul, the faster of a run-time loaded BLAS and the own kernel, measured once at first use
+    /// (`GEMMSelection`); convolutions and attention always use the own kernel (implicit GEMM, fused tiles).
     case auto
     /// `cblas_sgemm` of the BLAS found by `BLAS.shared` (convolutions through im2col); an error
     /// when none is installed.
@@ -116,6 +116,20 @@ public final class CPUBackend: HostBackend, @unchecked Sendable {
     public init(threads: Int? = nil, gemm: GEMMPath = .auto) {
         self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         self.gemmPath = gemm
+    }
+
+    /// What `gemmPath` runs for matmul (`.own` or `.blas`); `.auto` is measured on first use.
+    public var resolvedGEMMPath: GEMMPath {
+        gemmPath == .auto ? GEMMSelection.resolved(threads: threads).path : gemmPath
+    }
+
+    /// The GEMM matmul runs and why, in a sentence (`reel devices`).
+    public var gemmDescription: String {
+        switch gemmPath {
+        case .own: return "own kernel (asked for)"
+        case .blas: return "\(BLAS.shared?.path ?? "no BLAS installed") (asked for)"
+        case .auto: return GEMMSelection.resolved(threads: threads).reason
+        }
     }
 
     // MARK: Memory

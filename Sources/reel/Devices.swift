@@ -1,19 +1,27 @@
 import ArgumentParser
 import Foundation
+import ReelCPU
 import ReelCUDA
 
 /// `reel devices`: the GPUs Reel can use and the NVIDIA libraries it found, or why there are none.
 struct Devices: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "devices",
-        abstract: "List CUDA GPUs (name, memory, compute capability) and the NVIDIA library versions found.",
+        abstract: "List the CPU's matrix-multiply path, CUDA GPUs (name, memory, compute capability) and the NVIDIA library versions found.",
         discussion: """
             Libraries are searched in REEL_CUDA_PATH, LD_LIBRARY_PATH, the usual CUDA folders and pip \
-            nvidia/*/lib folders. Exits with status 1 when no GPU is usable (the reason is printed).
+            nvidia/*/lib folders. Exits with status 1 when no GPU is usable (the reason is printed). \
+            The CPU line says which GEMM the CPU backend's matmul runs (a BLAS found at run time or Reel's own \
+            kernel: the faster, timed once at first use; REEL_BLAS=none forces the own kernel).
             """
     )
 
+    @Option(help: "CPU threads the GEMM choice is measured with (default: all cores).")
+    var threads: Int?
+
     func run() throws {
+        let cpu = CPUBackend(threads: threads)
+        print("CPU: \(cpu.threads) threads; matmul GEMM: \(cpu.gemmDescription)")
         let inv = CUDAInventory.discover()
         if inv.devices.isEmpty {
             print("No CUDA GPU available: \(inv.problem ?? "unknown reason")")

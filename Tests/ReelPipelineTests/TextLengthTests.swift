@@ -9,7 +9,7 @@ import Testing
 /// A DiT file may record the cross-attention's row count (`text_len`; Wan's is 512, the tiny model's 32):
 /// Reel reads it, and prompts longer than it are cut as Wan cuts at 512 (the last id, `</s>`, kept).
 @Suite struct TextLengthTests {
-    let backend = CPUBackend(threads: 1)
+    let backend = CPUBackend(threads: 1, gemm: .own)   // embeddings compared bit for bit
     let config = WanDiTConfig(dim: 32, ffnDim: 64, heads: 2, layers: 1, textDim: 16)
 
     func ditFile(metadata: [String: String]) throws -> String {

@@ -17,7 +17,9 @@ enum TestModel {
     static func load() throws -> LoadedModel {
         try lock.withLock {
             if let cached { return cached }
-            let backend = CPUBackend(threads: 1)
+            // Reel's own GEMM: sessions are compared frame for frame (alone against beside another), which must
+            // not rest on a run-time BLAS rounding the same in both.
+            let backend = CPUBackend(threads: 1, gemm: .own)
             let tok = try Tokenizer(contentsOf: fixtures.appendingPathComponent("tokenizer/nfkc/tokenizer.json"))
             let t5 = try UMT5Encoder.load(
                 from: UMT5Encoder.randomWeights(UMT5Config(vocabulary: tok.vocabularySize, dim: 16, heads: 2, headDim: 8, ffnDim: 32, layers: 1),
