@@ -82,6 +82,17 @@ extension CPUBackend {
         }
     }
 
+    public func rgb8(_ frames: Tensor) throws -> Tensor {
+        try requireFloat(frames, "rgb8")
+        let xin = try floats(frames, "rgb8")
+        let out = try allocate(frames.shape, dtype: .uint8)
+        let dst = out.hostPointer!.assumingMemoryBound(to: UInt8.self), src = xin.pointer
+        parallelFor(frames.count, grain: 1 << 16) { r in
+            for i in r { dst[i] = RGB8.byte(src[i]) }
+        }
+        return out
+    }
+
     public func modulate(_ x: Tensor, scale: Tensor, shift: Tensor) throws -> Tensor {
         try requireFloat(x, "modulate"); try requireFloat(scale, "modulate"); try requireFloat(shift, "modulate")
         for t in [scale, shift] {

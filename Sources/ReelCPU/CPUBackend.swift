@@ -86,8 +86,29 @@ final class HostMemoryPool: @unchecked Sendable {
     }
 }
 
-/// The event of a CPU "stream": every op has finished by the time it returns.
-final class CPUEvent: BackendEvent {}
+/// The event of a CPU "stream": every op has finished by the time it returns, so the event is reached
+/// when it is recorded (its timestamp).
+public final class CPUEvent: BackendEvent {
+    let reached = ContinuousClock.now
+    public func synchronize() throws {}
+    public func seconds(since earlier: any BackendEvent) throws -> Double {
+        guard let earlier = earlier as? CPUEvent else {
+            throw ReelError.invalidArgument(op: "seconds(since:)", message: "events of different devices")
+        }
+        return (reached - earlier.reached).seconds
+    }
+}
+
+/// Host memory and cores: one device, whatever the number of `CPUBackend`s (each a "stream" whose ops
+/// run synchronously on the calling thread and its workers).
+public final class CPUDevice: Device {
+    public static let shared = CPUDevice()
+    public let name = "cpu"
+    public func makeStream() throws -> any Backend { CPUBackend() }
+    public func memoryStatistics() -> MemoryStatistics? { nil }
+    /// Host memory is readable by every host stream; a GPU's memory is not.
+    public func canRead(from other: any Device) -> Bool { other === self }
+}
 
 /// Which matrix-multiply implementation `matmul` (and the ops built on it) uses.
 public enum GEMMPath: String, CaseIterable, Sendable {
@@ -216,9 +237,11 @@ public final class CPUBackend: HostBackend, @unchecked Sendable {
 
     // MARK: Streams
 
+    public var device: any Device { CPUDevice.shared }
     public func synchronize() throws {}
     public func makeStream() throws -> any Backend { self }
     public func recordEvent() throws -> any BackendEvent { CPUEvent() }
+    public func recordTimedEvent() throws -> any BackendEvent { CPUEvent() }
     public func wait(for event: any BackendEvent) throws {}
 }
 

@@ -8,7 +8,9 @@ import ReelCore
 /// Storage is bf16/f16/f32 (plus int32/int64 ids and raw bytes for layout ops); every kernel
 /// accumulates in float32. Kernels are compiled by NVRTC on first use and cached on disk.
 public final class CUDABackend: Backend, @unchecked Sendable {
-    public let device: CUDADevice
+    /// The GPU this stream issues to: its allocator, compiled kernels and plan caches, shared by its streams.
+    public let cudaDevice: CUDADevice
+    public var device: any Device { cudaDevice }
     let driver: CUDADriver
     /// This backend's stream (non-blocking: never serialized with the legacy default stream).
     public let stream: CUhandle
@@ -41,19 +43,17 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// (`attentionSplits`); a number forces it (1: never split). Starts from `REEL_ATTN_SPLITS`.
     public var attentionSplitOverride: Int? = CUDABackend.attentionSplitDefault
     public static let attentionSplitDefault = ProcessInfo.processInfo.environment["REEL_ATTN_SPLITS"].flatMap { Int($0) }
-    var cudnnConvPlans: [CuDNNConvPlan.Key: CuDNNConvPlan] = [:]
-    var cudnnConvRefused: Set<CuDNNConvPlan.Key> = []
-    let cudnnLock = NSLock()
-    var cudnnHandle: CUhandle = nil
-    var cudnnPlans: [CuDNNAttentionPlan.Key: CuDNNAttentionPlan] = [:]
-    /// Shapes cuDNN refused, with its reason (so they are not retried on every call).
-    public internal(set) var cudnnRefusals: [String] = []
-    var cudnnRefused: Set<CuDNNAttentionPlan.Key> = []
+    /// The device's plan caches (GEMM descriptors, cuDNN plans and refusals), shared with its other streams.
+    var plans: CUDAPlanCache { cudaDevice.plans }
+    var cudnnLock: NSLock { plans.cudnnLock }
+    var gemmLock: NSLock { plans.gemmLock }
+    var cudnnHandle: CUhandle { plans.cudnnHandle }
+    /// Shapes cuDNN refused on this device, with its reason (so they are not retried on every call).
+    public var cudnnRefusals: [String] { plans.cudnnRefusals }
+    /// The cuDNN workspace of this stream (concurrent executions must not share one).
     var cudnnWorkspace: CUDAStorage?
     let ropeTableLock = NSLock()
     var ropeTables: [(key: RoPETableKey, table: Tensor)] = []
-    let gemmLock = NSLock()
-    var gemmPlans: [GemmKey: GemmPlan] = [:]
 
     /// Opens GPU `ordinal` (loading the NVIDIA libraries on first use) with a new stream.
     public convenience init(device ordinal: Int = 0) throws {
@@ -61,13 +61,13 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     }
 
     init(device: CUDADevice) throws {
-        self.device = device
-        driver = device.driver
-        try device.makeCurrent()
+        self.cudaDevice = device
+        driver = cudaDevice.driver
+        try cudaDevice.makeCurrent()
         var s: CUhandle = nil
         try driver.check(driver.cuStreamCreate(&s, CUDADriver.streamNonBlocking), "cuStreamCreate")
         stream = s
-        name = "cuda:\(device.info.ordinal)"
+        name = "cuda:\(cudaDevice.info.ordinal)"
     }
 
     deinit {
@@ -79,14 +79,14 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     public func allocate(_ shape: Shape, dtype: DType) throws -> Tensor {
         try require(shape.isValid, "allocate", "negative dimension in \(shape)")
-        try device.makeCurrent()
-        let storage = try device.allocator.allocate(shape.count * dtype.size, stream: stream)
+        try cudaDevice.makeCurrent()
+        let storage = try cudaDevice.allocator.allocate(shape.count * dtype.size, stream: stream)
         return Tensor(storage: storage, shape: shape, dtype: dtype, backend: self)
     }
 
     /// The device address of a tensor's first element; throws if it lives on another backend.
     func pointer(_ t: Tensor, _ op: String) throws -> CUdeviceptr {
-        guard let s = t.storage as? CUDAStorage, s.allocator === device.allocator else {
+        guard let s = t.storage as? CUDAStorage, s.allocator === cudaDevice.allocator else {
             throw ReelError.wrongBackend(op: op, expected: name, got: t.backend.name)
         }
         return s.pointer + UInt64(t.byteOffset)
@@ -98,7 +98,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         let t = try allocate(shape, dtype: dtype)
         if bytes.count == 0 { return t }
         let dst = try pointer(t, "upload")
-        let staging = device.staging
+        let staging = cudaDevice.staging
         staging.lock.lock()
         defer { staging.lock.unlock() }
         let bufs = try staging.acquire()
@@ -120,9 +120,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public func download(_ tensor: Tensor, into bytes: UnsafeMutableRawBufferPointer) throws {
         try require(bytes.count == tensor.byteCount, "download", "buffer of \(bytes.count) bytes for \(tensor) (\(tensor.byteCount) bytes)")
         if bytes.count == 0 { return }
-        try device.makeCurrent()
+        try cudaDevice.makeCurrent()
         let src = try pointer(tensor, "download")
-        let staging = device.staging
+        let staging = cudaDevice.staging
         staging.lock.lock()
         defer { staging.lock.unlock() }
         let bufs = try staging.acquire()
@@ -141,24 +141,25 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     }
 
     func gemmWorkspace() throws -> UInt64 {
-        if workspace == nil { workspace = try device.allocator.allocate(CUDADevice.gemmWorkspaceBytes, stream: stream) }
+        if workspace == nil { workspace = try cudaDevice.allocator.allocate(CUDADevice.gemmWorkspaceBytes, stream: stream) }
         return workspace!.pointer
     }
 
     // MARK: Streams
 
     public func synchronize() throws {
-        try device.makeCurrent()
+        try cudaDevice.makeCurrent()
         try driver.check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
     }
 
-    public func makeStream() throws -> any Backend { try CUDABackend(device: device) }
+    public func makeStream() throws -> any Backend { try CUDABackend(device: cudaDevice) }
 
     public func recordEvent() throws -> any BackendEvent { try record(timing: false) }
+    public func recordTimedEvent() throws -> any BackendEvent { try record(timing: true) }
 
     /// An event recorded on this stream; with `timing`, usable with `elapsedMilliseconds`.
     public func record(timing: Bool) throws -> CUDAEvent {
-        try device.makeCurrent()
+        try cudaDevice.makeCurrent()
         let e = try CUDAEvent(driver: driver, timing: timing)
         try driver.check(driver.cuEventRecord(e.handle, stream), "cuEventRecord")
         return e
@@ -188,15 +189,15 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// before it (weights, inputs) must outlive the graph. Inputs change by writing into them
     /// (`copy(_:into:axis:at:)`) between replays.
     public func captureGraph(_ body: () throws -> Void) throws -> CUDAGraph {
-        try device.makeCurrent()
+        try cudaDevice.makeCurrent()
         let capture = CUDAGraphCapture()
-        device.allocator.beginCapture(stream: stream, capture)
+        cudaDevice.allocator.beginCapture(stream: stream, capture)
         try driver.check(driver.cuStreamBeginCapture(stream, CUDADriver.captureModeRelaxed), "cuStreamBeginCapture_v2")
         var bodyError: Error?
         do { try body() } catch { bodyError = error }
         var graph: CUhandle = nil
         let endStatus = driver.cuStreamEndCapture(stream, &graph)
-        device.allocator.endCapture(stream: stream)
+        cudaDevice.allocator.endCapture(stream: stream)
         if let bodyError {
             if graph != nil { _ = driver.cuGraphDestroy(graph) }
             throw bodyError
@@ -225,6 +226,17 @@ public final class CUDAEvent: BackendEvent, @unchecked Sendable {
     /// Blocks the host until the work before this event has finished.
     public func synchronize() throws { try driver.check(driver.cuEventSynchronize(handle), "cuEventSynchronize") }
 
+    /// Seconds from `earlier` (a timing event of the same device) to this one; waits for this event.
+    public func seconds(since earlier: any BackendEvent) throws -> Double {
+        guard let earlier = earlier as? CUDAEvent else {
+            throw ReelError.invalidArgument(op: "seconds(since:)", message: "events of different devices")
+        }
+        try synchronize()
+        var ms: Float = 0
+        try driver.check(driver.cuEventElapsedTime(&ms, earlier.handle, handle), "cuEventElapsedTime")
+        return Double(ms) / 1000
+    }
+
     deinit { _ = driver.cuEventDestroy(handle) }
 }
 
@@ -244,7 +256,7 @@ public final class CUDAGraph: @unchecked Sendable {
 
     /// Queues every captured op again on the backend's stream.
     public func replay() throws {
-        try backend.device.makeCurrent()
+        try backend.cudaDevice.makeCurrent()
         try backend.driver.check(backend.profiled("graph replay") { backend.driver.cuGraphLaunch(exec, backend.stream) }, "cuGraphLaunch")
     }
 

@@ -65,8 +65,15 @@ public struct RoPEGrid: Sendable, Equatable {
     }
 }
 
-/// Something a stream can wait for (CUDA event; already complete on the CPU).
-public protocol BackendEvent: AnyObject, Sendable {}
+/// A point in a stream's work that other streams (of any device) can wait for and the host can wait on
+/// (a CUDA event; already reached on the CPU). Timed events also say when the point was reached.
+public protocol BackendEvent: AnyObject, Sendable {
+    /// Blocks the calling thread until the work issued before the event has run.
+    func synchronize() throws
+    /// Seconds from `earlier` to this event, both recorded with `timing` on streams of one device;
+    /// waits for this event.
+    func seconds(since earlier: any BackendEvent) throws -> Double
+}
 
 /// The op set every backend provides. Models are written once against this protocol.
 ///
@@ -95,12 +102,16 @@ public protocol Backend: AnyObject, Sendable {
 
     // MARK: Streams
 
+    /// The device this stream issues work to (its memory, allocator and plan caches).
+    var device: any Device { get }
     /// Waits until every op issued so far has finished.
     func synchronize() throws
     /// A backend for the same device whose ops run on their own stream (the CPU returns itself).
     func makeStream() throws -> any Backend
     /// Marks the point reached by this stream.
     func recordEvent() throws -> any BackendEvent
+    /// Marks the point reached by this stream, with a timestamp (`BackendEvent.seconds(since:)`).
+    func recordTimedEvent() throws -> any BackendEvent
     /// Makes later ops on this stream wait for `event`.
     func wait(for event: any BackendEvent) throws
 
@@ -141,6 +152,9 @@ public protocol Backend: AnyObject, Sendable {
     /// x * scale + bias with scalars.
     func affine(_ x: Tensor, scale: Float, bias: Float) throws -> Tensor
     func clamp(_ x: Tensor, min: Float, max: Float) throws -> Tensor
+    /// Video frames in [-1, 1] as 8-bit values (`uint8`, same shape): `RGB8.byte(_:)` of each element, so
+    /// that a frame leaves the device as one byte a channel (the Presenter stage).
+    func rgb8(_ frames: Tensor) throws -> Tensor
     /// x * (1 + scale) + shift, with scale and shift broadcast against x (DiT adaLN).
     func modulate(_ x: Tensor, scale: Tensor, shift: Tensor) throws -> Tensor
 
@@ -313,9 +327,24 @@ extension Backend {
     }
 
     public func downloadFloats(_ t: Tensor) throws -> [Float] {
+        try HostConversion.decode(try downloadBytes(t), from: t.dtype)
+    }
+
+    /// A tensor's bytes in its dtype's encoding.
+    public func downloadBytes(_ t: Tensor) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: t.byteCount)
         try bytes.withUnsafeMutableBytes { try download(t, into: $0) }
-        return try HostConversion.decode(bytes, from: t.dtype)
+        return bytes
+    }
+}
+
+/// How a model's output value in [-1, 1] becomes an 8-bit channel value: clamped, mapped to [0, 1] and
+/// rounded half away from zero (NaN gives 0). Written once here; the CUDA kernel (`rgb8`) computes the same
+/// bits (unfused multiply and add).
+public enum RGB8 {
+    @inline(__always) public static func byte(_ x: Float) -> UInt8 {
+        let v = x.isNaN ? 0 : min(max(x, -1), 1) * 0.5 + 0.5
+        return UInt8((v * 255).rounded())
     }
 }
 

@@ -24,12 +24,13 @@ public enum EngineWarmUp {
             try decodeStream.synchronize()
             decoder.reset()
         }
-        let generator = try StreamingGenerator(model: dit, prompt: prompt, latentHeight: latentHeight, latentWidth: latentWidth,
-                                               noise: PhiloxNoise(seed: 8))
-        let stream = VideoStream(generator: generator, decoder: nil, decodeBackend: decodeStream)
-        for try await _ in stream.chunks(latentFrames: 18, granularity: .block, prompt: { frame in
-            frame == 15 ? .switchTo(second) : .keep
-        }) {}
+        let parts = ModelParts(dit: dit, decoder: nil, decodeStream: decodeStream)
+        let request = PipelineRequest(geometry: BlockGeometry(width: latentWidth * 8, height: latentHeight * 8), latentFrames: 18,
+                                      decode: false)
+        let pipeline = try Pipeline(model: parts, request: request, prompt: prompt, noise: PhiloxNoise(seed: 8)) { frame in
+            frame == 15 ? second : nil
+        }
+        for try await _ in pipeline.chunks() {}
         try dit.backend.synchronize()
     }
 }
@@ -37,10 +38,9 @@ public enum EngineWarmUp {
 extension LoadedModel {
     /// `EngineWarmUp.run` for videos of `width` x `height` (prompts: the empty one, then a short one).
     public func warmUp(width: Int, height: Int) async throws {
-        let decoder = newDecoder()
-        let stride = decoder?.spatialStride ?? 8   // video pixels per latent cell
+        let geometry = BlockGeometry(width: width, height: height)
         try await EngineWarmUp.run(dit: dit, prompt: try context(for: ""), switchTo: try context(for: "warm up"),
-                                   decoder: decoder, decodeStream: decodeStream,
-                                   latentHeight: height / stride, latentWidth: width / stride)
+                                   decoder: newDecoder(), decodeStream: decodeStream,
+                                   latentHeight: geometry.latentHeight, latentWidth: geometry.latentWidth)
     }
 }

@@ -6,7 +6,7 @@ import ReelModels
 /// A model loaded once for any number of videos: tokenizer + umT5 + DiT behind a `PromptEncoder`,
 /// and the decoder's weights, from which each video makes its own streaming decoder (a decoder keeps
 /// per-video causal state; the weights are shared). Used by `reel generate` and `reel serve`.
-public final class LoadedModel: @unchecked Sendable {
+public final class LoadedModel: PipelineModel, @unchecked Sendable {
     public let prompts: PromptEncoder
     public var dit: WanDiT { prompts.model }
     private let makeDecoder: (@Sendable () -> any VideoDecoder)?

@@ -65,7 +65,7 @@ public struct LongLiveParity {
 
     static func path(_ folder: String, _ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
 
-    public func run(_ variant: Variant = Variant()) throws -> Result {
+    public func run(_ variant: Variant = Variant()) async throws -> Result {
         guard let heads = config["heads"] as? Int, let height = config["height"] as? Int, let width = config["width"] as? Int,
               let blocks = config["blocks"] as? Int, let switches = config["switch"] as? [Int] else {
             throw ReelError.badFile(path: Self.path(folder, "case.safetensors"), message: "config lacks heads, height, width, blocks or switch")
@@ -80,19 +80,21 @@ public struct LongLiveParity {
         }
         let noiseT = try caseFile.tensor("noise", on: backend, as: .f32)
         let renoiseT = try caseFile.tensor("renoise", on: backend, as: .f32)
-        let gen = try StreamingGenerator(model: dit, prompt: prompts[0], latentHeight: height, latentWidth: width,
-                                         schedule: variant.schedule, noise: try RecordedNoise(initial: noiseT, renoise: renoiseT))
-        gen.recacheOnSwitch = variant.recache
+        // Latent size given directly: a geometry of 8-pixel cells.
+        let request = PipelineRequest(geometry: BlockGeometry(width: width * 8, height: height * 8),
+                                      latentFrames: blocks * variant.schedule.framesPerBlock, decode: false,
+                                      recacheOnSwitch: variant.recache, schedule: variant.schedule)
+        // LongLive switches at the first block starting at or after each switch frame.
+        let contexts = UncheckedSendable(prompts), blockFrames = variant.schedule.framesPerBlock
+        let pipeline = try Pipeline(model: ModelParts(dit: dit, decoder: nil), request: request, prompt: prompts[0],
+                                    noise: try RecordedNoise(initial: noiseT, renoise: renoiseT)) { frame in
+            let index = switches.filter { $0 <= frame }.count
+            return index > switches.filter { $0 <= frame - blockFrames }.count ? contexts.value[index] : nil
+        }
+        let gen = pipeline.generator
         var ours: [Float] = []
-        var promptIndex = 0
-        for _ in 0..<blocks {
-            // LongLive switches at the first block starting at or after each switch frame.
-            while promptIndex < switches.count && gen.currentFrame >= switches[promptIndex] {
-                promptIndex += 1
-                gen.switchPrompt(to: prompts[promptIndex])
-            }
-            let block = try gen.nextBlock()
-            ours += try backend.permute(try backend.cast(block.latents, to: .f32), [0, 3, 1, 2]).toFloats()
+        for try await chunk in pipeline.chunks() {
+            ours += try backend.permute(try backend.cast(chunk.block.latents, to: .f32), [0, 3, 1, 2]).toFloats()
         }
         // A v = 0 model: x0 = x_t at every step, so each step only mixes in the next draw.
         let n0 = try noiseT.toFloats(), rn = try renoiseT.toFloats()

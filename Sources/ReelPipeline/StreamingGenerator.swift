@@ -8,14 +8,33 @@ public struct LatentBlock: @unchecked Sendable {
     public var index: Int
     /// Absolute index of the block's first latent frame.
     public var startFrame: Int
-    /// Clean latents `[framesPerBlock, H, W, C]` (the last step's x0).
+    /// Clean latents `[framesPerBlock, H, W, C]` (the last step's x0), on the generator's stream.
     public var latents: Tensor
     /// Index of the prompt that conditioned this block (0 for the first, +1 per switch).
     public var promptIndex: Int
+    /// The prompt text this block switched to, when a live switch started here (the pipeline's control).
+    public var switchedTo: String?
+    /// Reached on the generator's stream once `latents` are written: another stream waits for it
+    /// (`Tensor.handedOver(to:ready:)`), the host only where it must (`resolvingTimings()`).
+    public var ready: any BackendEvent
+    /// The block's costs; `seconds` is NaN until `resolvingTimings()`.
     public var timings: BlockTimings
+    /// Timed events of the block's start and of its recache (start, end), for `resolvingTimings()`.
+    var marks: (start: any BackendEvent, recache: (any BackendEvent, any BackendEvent)?)?
+
+    /// The block with its timings measured between its events: waits until the block has run.
+    public func resolvingTimings() throws -> LatentBlock {
+        guard let marks else { return self }
+        var b = self
+        b.timings.seconds = try ready.seconds(since: marks.start)
+        if let (start, end) = marks.recache { b.timings.recacheSeconds = try end.seconds(since: start) }
+        b.marks = nil
+        return b
+    }
 }
 
-/// Wall-clock cost of one block (the backend is synchronized before the clock stops).
+/// The cost of one block, measured on its stream between timed events (device time on a GPU: from the
+/// stream reaching the block's first op to its last, whatever the host was doing meanwhile).
 public struct BlockTimings: Sendable {
     /// Seconds for the whole block, recache included.
     public var seconds: Double
@@ -89,17 +108,21 @@ public final class StreamingGenerator: @unchecked Sendable {
         lock.lock(); pending = newPrompt; lock.unlock()
     }
 
-    /// Generates the next block.
-    public func nextBlock() throws -> LatentBlock {
-        let clock = ContinuousClock(), started = clock.now
+    /// Generates the next block and waits for it (its timings resolved).
+    public func nextBlock() throws -> LatentBlock { try issueBlock().resolvingTimings() }
+
+    /// Issues the next block's work on the model's stream and returns without waiting for it: the block's
+    /// `ready` event marks its latents written, and `resolvingTimings()` gives its costs once it has run.
+    public func issueBlock() throws -> LatentBlock {
         let be = model.backend
+        let started = try be.recordTimedEvent()
         let start = nextFrame, count = schedule.framesPerBlock
         var forwards = 0
-        var recacheSeconds = 0.0
+        var recacheMarks: (any BackendEvent, any BackendEvent)?
 
         lock.lock(); let switchTo = pending; pending = nil; lock.unlock()
         if let switchTo {
-            let t0 = clock.now
+            let t0 = try be.recordTimedEvent()
             if recacheOnSwitch {
                 // The recache covers the window, which holds the last block: its clean pass would only
                 // write keys that the recache overwrites before anything reads them.
@@ -110,8 +133,7 @@ public final class StreamingGenerator: @unchecked Sendable {
             prompt = switchTo
             promptIndex += 1
             if recacheOnSwitch { forwards += try recache(at: start) }
-            try be.synchronize()
-            recacheSeconds = seconds(clock.now - t0)
+            recacheMarks = (t0, try be.recordTimedEvent())
         } else {
             forwards += try runPendingCleanPass()
         }
@@ -134,11 +156,11 @@ public final class StreamingGenerator: @unchecked Sendable {
         // block starts; the latents are final now.
         pendingClean = (x0, start)
         try remember(x0)
-        try be.synchronize()
 
-        let block = LatentBlock(index: blockIndex, startFrame: start, latents: x0, promptIndex: promptIndex,
-                                timings: BlockTimings(seconds: seconds(clock.now - started),
-                                                      recacheSeconds: recacheSeconds, forwards: forwards))
+        var block = LatentBlock(index: blockIndex, startFrame: start, latents: x0, promptIndex: promptIndex,
+                                ready: try be.recordTimedEvent(),
+                                timings: BlockTimings(seconds: .nan, recacheSeconds: 0, forwards: forwards))
+        block.marks = (started, recacheMarks)
         nextFrame += count
         blockIndex += 1
         return block
@@ -186,10 +208,6 @@ public final class StreamingGenerator: @unchecked Sendable {
             recent.append(try model.backend.slice(x0, axis: 0, start: f, length: 1))
         }
         if recent.count > schedule.attentionFrames { recent.removeFirst(recent.count - schedule.attentionFrames) }
-    }
-
-    private func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
     }
 }
 

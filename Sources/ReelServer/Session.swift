@@ -18,24 +18,28 @@ enum SessionEvent: Sendable {
     case block(JSON, frames: [[UInt8]], endsBlock: Bool)
 }
 
-/// One video being generated: its own generator (KV cache) and streaming decoder over the shared
-/// model, steered between blocks. The generator thread asks `decide(frame:)` before every block;
-/// that is where prompt switches take effect, where pause and backpressure hold it, and where stop ends it.
+/// One video being generated: its own pipeline (generator with its KV cache, streaming decoder) over the
+/// shared model, steered through the pipeline's control channel: prompt switches, pause and stop take effect
+/// at the next block boundary. A watching client paces it: the session stops pulling frames while the client
+/// is `maxBlocksAhead` blocks behind, and the pipeline's bounded channels hold the generator.
 final class Session: @unchecked Sendable {
     let id: String
     let request: SessionRequest
     let createdAt = Date()
-    /// Blocks generated but not yet delivered to the watching client before the generator waits.
-    static let maxBlocksAhead = 2
+    /// Blocks received from the pipeline but not yet delivered to the watching client before the session
+    /// stops pulling. The pipeline buffers about one block more (a block waiting for the decoder), so the
+    /// generator runs at most ~2 blocks ahead of the client, as before the pipeline had stages.
+    static let maxBlocksAhead = 1
+    /// The running pipeline's controls (messages sent before it starts apply at its first block).
+    let control = ControlChannel()
 
     private let condition = NSCondition()
     // Everything below is guarded by `condition`.
     private var _state: SessionState = .queued
     private var paused = false
     private var stopRequested = false
-    private var pendingPrompt: String?
     private var prompt: String
-    private var blocksStarted = 0
+    private var blocksReceived = 0
     private var blocksDelivered = 0
     private var watcher: AsyncStream<SessionEvent>.Continuation?
     private var _queuePosition: Int?
@@ -81,7 +85,8 @@ final class Session: @unchecked Sendable {
     // MARK: - Control (any thread)
 
     func setPrompt(_ text: String) {
-        condition.withLock { pendingPrompt = text; _lastActivity = .now }
+        condition.withLock { _lastActivity = .now }
+        control.send(.switchPrompt(text))
     }
 
     func pause() {
@@ -92,7 +97,10 @@ final class Session: @unchecked Sendable {
             if _state == .running { _state = .paused }
             return true
         }
-        if changed { send(.message(statusMessage(type: "state"))) }
+        if changed {
+            control.send(.pause)
+            send(.message(statusMessage(type: "state")))
+        }
     }
 
     func resume() {
@@ -104,12 +112,16 @@ final class Session: @unchecked Sendable {
             condition.broadcast()
             return true
         }
-        if changed { send(.message(statusMessage(type: "state"))) }
+        if changed {
+            control.send(.resume)
+            send(.message(statusMessage(type: "state")))
+        }
     }
 
     /// Ends generation at the next block boundary (the block in flight is finished and sent).
     func stop() {
         condition.withLock { stopRequested = true; _lastActivity = .now; condition.broadcast() }
+        control.send(.stop)
     }
 
     /// The session has a device slot: it counts as running (or paused) from now on.
@@ -128,24 +140,22 @@ final class Session: @unchecked Sendable {
         if changed, position != nil { send(.message(statusMessage(type: "state"))) }
     }
 
-    // MARK: - The generator thread
+    // MARK: - Pacing
 
-    /// Asked before every block (on the generator's thread): waits while paused or while the watcher
-    /// is `maxBlocksAhead` blocks behind, then stops, switches prompt or keeps it.
-    func decide(frame: Int, model: LoadedModel) throws -> PromptDecision {
-        condition.lock()
-        while !stopRequested && (paused || (watcher != nil && blocksStarted - blocksDelivered >= Self.maxBlocksAhead)) {
-            condition.wait()
+    /// Waits (on a thread of its own) while the watcher is `maxBlocksAhead` blocks behind; returns at once
+    /// without a watcher or once stopped.
+    private func waitForWatcher() async throws {
+        guard condition.withLock({ watcherIsBehind }) else { return }
+        try await onThread { [self] in
+            condition.lock()
+            while watcherIsBehind { condition.wait() }
+            condition.unlock()
         }
-        if stopRequested { condition.unlock(); return .stop }
-        blocksStarted += 1
-        let text = pendingPrompt
-        pendingPrompt = nil
-        condition.unlock()
-        guard let text else { return .keep }
-        let context = try model.context(for: text)
-        condition.withLock { prompt = text; promptSwitches += 1 }
-        return .switchTo(context)
+    }
+
+    /// Call with `condition` held.
+    private var watcherIsBehind: Bool {
+        watcher != nil && !stopRequested && blocksReceived - blocksDelivered >= Self.maxBlocksAhead
     }
 
     // MARK: - Generation
@@ -162,9 +172,10 @@ final class Session: @unchecked Sendable {
             }
             let (request, id) = (self.request, self.id)
             let context = try await onThread { Unchecked(try model.context(for: request.prompt)) }.value
-            let generator = try StreamingGenerator(model: model.dit, prompt: context, latentHeight: request.height / 8,
-                                                   latentWidth: request.width / 8, noise: PhiloxNoise(seed: request.seed))
-            let stream = VideoStream(generator: generator, decoder: model.newDecoder(), decodeBackend: model.decodeStream)
+            let pipelineRequest = PipelineRequest(geometry: BlockGeometry(width: request.width, height: request.height),
+                                                  latentFrames: request.latentFrames, granularity: .latentFrame)
+            let pipeline = try Pipeline(model: model, request: pipelineRequest, prompt: context,
+                                        noise: PhiloxNoise(seed: request.seed), control: control)
             let encoder = try JPEGEncoder(quality: request.quality)
             let started = condition.withLock { () -> Bool in
                 guard !stopRequested else { return false }
@@ -174,17 +185,15 @@ final class Session: @unchecked Sendable {
             }
             if started { send(.message(statusMessage(type: "state"))) }
             // Frames go out a latent frame at a time: the first after one latent frame's decode, not a block's.
-            let chunks = stream.chunks(latentFrames: request.latentFrames, granularity: .latentFrame) { [self] frame in
-                try decide(frame: frame, model: model)
-            }
             var blockDecodeSeconds = 0.0   // the block's parts so far
-            for try await chunk in chunks {
+            for try await chunk in pipeline.chunks() {
                 let block = chunk.block, endsBlock = chunk.endsBlock
                 blockDecodeSeconds += chunk.decodeSeconds
                 if chunk.latentFrames.lowerBound == 0 {
                     metrics.add("reel_blocks_generated_total")
                     metrics.add("reel_block_seconds_total", block.timings.seconds)
                     if block.timings.recacheSeconds > 0 { metrics.add("reel_prompt_switches_total") }
+                    if let text = block.switchedTo { condition.withLock { prompt = text; promptSwitches += 1 } }
                 }
                 metrics.add("reel_decode_seconds_total", chunk.decodeSeconds)
                 guard let rgb = chunk.frames else { continue }
@@ -202,6 +211,7 @@ final class Session: @unchecked Sendable {
                     }
                     return frames
                 }
+                if endsBlock { condition.withLock { blocksReceived += 1 } }
                 guard hasWatcher else {
                     if endsBlock { delivered() }
                     continue
@@ -230,6 +240,7 @@ final class Session: @unchecked Sendable {
                     "bytes": .int(messages.reduce(0) { $0 + $1.count }),
                 ]
                 send(.block(info, frames: messages, endsBlock: endsBlock))
+                if endsBlock { try await waitForWatcher() }
             }
             let recorder = Unchecked(sink)
             try await onThread { try recorder.value?.finish() }

@@ -42,8 +42,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A model folder (e.g. Models/tiny) instead of random weights: its DiT, decoder and video size.",
                                discussion: "Prompts are encoded by its text encoder before timing starts."))
     var weights: String?
-    @Option(help: "Video size WIDTHxHEIGHT (multiples of 16; default: the --weights folder's, else 832x480).")
-    var size: String?
+    @OptionGroup var size: SizeOption
     @Option(help: "Blocks to generate (12 video frames each).")
     var blocks = 10
     @Option(help: "Block at whose start the prompt switches (with KV-recache); 0 for none.")
@@ -57,7 +56,6 @@ struct Bench: AsyncParsableCommand {
     @OptionGroup var backendOptions: BackendOptions
 
     mutating func validate() throws {
-        if let size { _ = try Generate.parseSize(size) }
         if let weights, !FileManager.default.fileExists(atPath: weights) {
             throw ValidationError("--weights: \(weights) does not exist.")
         }
@@ -77,8 +75,9 @@ struct Bench: AsyncParsableCommand {
         let backend = try backendOptions.make()
         let dtype = backendOptions.storageType
         let folder = try weights.map { try ModelFiles(folder: $0) }
-        let (width, height) = try Generate.parseSize(size ?? folder?.size ?? "832x480")
-        let (lh, lw) = (height / 8, width / 8)
+        let geometry = try size.geometry(folderSize: folder?.size)
+        let (width, height) = (geometry.width, geometry.height)
+        let (lh, lw) = (geometry.latentHeight, geometry.latentWidth)
 
         let rate = try Rates.matmul(backend, dtype: dtype)
         print(String(format: "matmul rate measured on this backend: %.2f TFLOP/s (the compute floors below use it)", rate / 1e12))
@@ -140,39 +139,42 @@ struct Bench: AsyncParsableCommand {
         // its KV cache (3.45 GB for the 1.3B model) would otherwise count in the measured peak.
         try await EngineWarmUp.run(dit: dit, prompt: first, switchTo: second, decoder: vae, decodeStream: decodeStream,
                                    latentHeight: lh, latentWidth: lw)
+        let parts = ModelParts(dit: dit, decoder: vae, decodeStream: decodeStream)
+        let request = PipelineRequest(geometry: geometry, latentFrames: 18, granularity: .latentFrame, decode: vae != nil)
         do {
-            let warm = try StreamingGenerator(model: dit, prompt: first, latentHeight: lh, latentWidth: lw, noise: PhiloxNoise(seed: 9))
-            for try await _ in VideoStream(generator: warm, decoder: vae, decodeBackend: decodeStream).chunks(latentFrames: 18, granularity: .latentFrame, prompt: { frame in
-                frame == 15 ? .switchTo(second) : .keep
-            }) {}
+            let warm = try Pipeline(model: parts, request: request, prompt: first, noise: PhiloxNoise(seed: 9)) { frame in
+                frame == 15 ? second : nil
+            }
+            for try await _ in warm.chunks() {}
         }
         try backend.synchronize()
         try decodeStream.synchronize()
         vae?.reset()
+        let twoDevices = !decodeStream.device.isSame(as: backend.device)
         (backend as? MemoryReporting)?.resetPeakMemory()
-        if decodeStream.name != backend.name { (decodeStream as? MemoryReporting)?.resetPeakMemory() }
+        if twoDevices { (decodeStream as? MemoryReporting)?.resetPeakMemory() }
         if let gpu = backend as? CUDABackend, let profiler = gpu.profiler {  // REEL_PROFILE: time the measured stream only
             profiler.reset()
             if let decoder = decodeStream as? CUDABackend, decoder !== gpu { profiler.name("DiT", for: gpu); profiler.name("decoder", for: decoder) }
         }
-        let generator = try StreamingGenerator(model: dit, prompt: first, latentHeight: lh, latentWidth: lw,
-                                               noise: PhiloxNoise(seed: 0))
-        let stream = VideoStream(generator: generator, decoder: vae, decodeBackend: decodeStream)
-        let switchFrame = switchBlock * 3
+        let switchFrame = switchBlock * geometry.latentFramesPerBlock
+        var measured = request
+        measured.latentFrames = blocks * geometry.latentFramesPerBlock
+        let pipeline = try Pipeline(model: parts, request: measured, prompt: first, noise: PhiloxNoise(seed: 0)) { frame in
+            switchBlock > 0 && frame == switchFrame ? second : nil
+        }
+        let generator = pipeline.generator
         var arrivals: [Double] = [], ditSeconds: [Double] = [], recache = 0.0, decodeSeconds: [Double] = []
         var frames: [Int] = [], firstFrame: Double?
         var blockDecode = 0.0, blockFrames = 0
         let start = ContinuousClock.now
         // Frames are handed on a latent frame at a time, so the first frame arrives after one latent
         // frame's decode; the per-block figures sum a block's chunks.
-        for try await chunk in stream.chunks(latentFrames: blocks * 3, granularity: .latentFrame, prompt: { frame in
-            switchBlock > 0 && frame == switchFrame ? .switchTo(second) : .keep
-        }) {
+        for try await chunk in pipeline.chunks() {
             if firstFrame == nil { firstFrame = seconds(ContinuousClock.now - start) }
             blockDecode += chunk.decodeSeconds
             let done = chunk.block.startFrame + chunk.latentFrames.lowerBound, count = chunk.latentFrames.count
-            blockFrames += chunk.frames?.count ?? StreamingVAEDecoder.frameCount(latentFrames: done + count)
-                - StreamingVAEDecoder.frameCount(latentFrames: done)
+            blockFrames += chunk.frames?.count ?? geometry.videoFrames(latentFrames: done + count) - geometry.videoFrames(latentFrames: done)
             guard chunk.endsBlock else { continue }
             arrivals.append(seconds(ContinuousClock.now - start))
             ditSeconds.append(chunk.block.timings.seconds)
@@ -200,7 +202,6 @@ struct Bench: AsyncParsableCommand {
         // End to end, decode overlaps generation only where the backend runs both at once; the
         // floor is the sum of both models' compute per block.
         // On two devices (--decode-device) the slower of the two bounds it.
-        let twoDevices = decodeStream.name != backend.name
         let e2eFloorFPS = 12 / (twoDevices ? max(ditFloor, vaeFloor) : ditFloor + vaeFloor)
         let switchExtra = switchBlock > 0 ? ditSeconds[switchBlock] - ditMedian : 0
 

@@ -18,7 +18,7 @@ enum CUDABench {
 
     static func run(filter: String?, repeats: Int, device ordinal: Int = 0) throws {
         let gpu = try CUDABackend(device: ordinal)
-        let info = gpu.device.info
+        let info = gpu.cudaDevice.info
         print("bench-ops: \(gpu.name) \(info.name) (\(info.arch), \(info.multiprocessors) SMs), bf16 storage, fp32 accumulation")
         // The two ceilings, measured first.
         let gemmRef = cases().first { $0.name == "gemm" }!
@@ -49,7 +49,7 @@ enum CUDABench {
                   + lpad(String(format: "%.2f", floor / t), 6))
         }
         for r in gpu.cudnnRefusals { print("cuDNN refused (own kernel used): \(r)") }
-        let s = gpu.device.allocatorStats
+        let s = gpu.cudaDevice.allocatorStats
         print("\npeak device memory in tensors: \(s.peak >> 20) MiB; cuMemAlloc calls: \(s.driverAllocations)")
     }
 

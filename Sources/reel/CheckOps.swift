@@ -27,7 +27,7 @@ struct CheckOps: ParsableCommand {
     func run() throws {
         let gpu = try CUDABackend(device: device)
         let cpu = CPUBackend()
-        let info = gpu.device.info
+        let info = gpu.cudaDevice.info
         print("check-ops: \(gpu.name) \(info.name) (\(info.arch)) against the CPU backend (\(cpu.threads) threads)")
         let selected = OpCheck.all().filter { filter == nil || "\($0.op) \($0.label) \($0.dtype)".contains(filter!) }
         let header = pad("op", 16) + pad("case", 44) + pad("dtype", 6) + lpad("nmse", 11) + lpad("tolerance", 11) + "  result"
@@ -63,12 +63,12 @@ struct CheckOps: ParsableCommand {
                 print(pad("runtime", 16) + pad(name, 44) + line)
             }
         }
-        let stats = gpu.device.allocatorStats
+        let stats = gpu.cudaDevice.allocatorStats
         print("")
         for r in gpu.cudnnRefusals { print("cuDNN refused (own kernel used): \(r)") }
         print("ops: " + counts.keys.sorted().map { "\($0) \(counts[$0]!.1)/\(counts[$0]!.0)" }.joined(separator: ", "))
         print("device memory: peak \(stats.peak >> 20) MiB in tensors, \(stats.driverAllocations) cuMemAlloc calls, "
-              + "\(gpu.device.kernelCompiles) kernel files compiled by NVRTC (the rest from the disk cache)")
+              + "\(gpu.cudaDevice.kernelCompiles) kernel files compiled by NVRTC (the rest from the disk cache)")
         if failures.isEmpty {
             print("check-ops: all \(selected.count) op checks passed")
         } else {
@@ -571,10 +571,10 @@ enum RuntimeCheck {
         let w = try gpu.randomNormal([1536, 1536], seed: 5, offset: 0, dtype: .bf16)
         func block() throws { _ = try gpu.layerNorm(gpu.unary(.geluTanh, gpu.linear(x, weight: w)), weight: nil, bias: nil, eps: 1e-6) }
         try block()
-        let before = gpu.device.allocatorStats.driverAllocations
+        let before = gpu.cudaDevice.allocatorStats.driverAllocations
         for _ in 0..<20 { try block() }
         try gpu.synchronize()
-        let after = gpu.device.allocatorStats.driverAllocations
+        let after = gpu.cudaDevice.allocatorStats.driverAllocations
         if after != before { return "FAIL: \(after - before) cuMemAlloc calls in 20 identical steps" }
         return "ok (0 cuMemAlloc calls in 20 steps)"
     }

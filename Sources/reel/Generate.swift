@@ -43,10 +43,7 @@ struct Generate: AsyncParsableCommand {
     var latentFrames: Int?
     @Option(help: "Seed of the Philox noise.")
     var seed: UInt64 = 0
-    @Option(help: "Video size WIDTHxHEIGHT, multiples of 16 (default: the model folder's, else 832x480).")
-    var size: String?
-    @Option(help: "Frames per second of the output (default: the model folder's, else 16).")
-    var fps: Int?
+    @OptionGroup var video: VideoOptions
     @Option(help: "Recorded noise (safetensors with 'initial' [frames,C,h,w] and 'renoise' [blocks,steps-1,3,C,h,w]) for parity runs.")
     var noise: String?
     @Option(name: [.short, .customLong("output")], help: "out.mp4, out.y4m, a folder, or out.safetensors.")
@@ -67,21 +64,11 @@ struct Generate: AsyncParsableCommand {
         if let latentFrames, latentFrames <= 0 || latentFrames % 3 != 0 {
             throw ValidationError("--latent-frames must be a positive multiple of 3, got \(latentFrames).")
         }
-        if let fps, fps <= 0 { throw ValidationError("--fps must be positive, got \(fps).") }
-        if let size { _ = try Self.parseSize(size) }
         for (flag, path) in [("--schedule", schedule), ("--noise", noise)] {
             if let path, !FileManager.default.fileExists(atPath: path) {
                 throw ValidationError("\(flag): \(path) does not exist.")
             }
         }
-    }
-
-    static func parseSize(_ text: String) throws -> (width: Int, height: Int) {
-        let parts = text.lowercased().split(separator: "x").compactMap { Int($0) }
-        guard parts.count == 2, parts[0] > 0, parts[1] > 0, parts[0] % 16 == 0, parts[1] % 16 == 0 else {
-            throw ValidationError("--size must be WIDTHxHEIGHT with positive multiples of 16 (e.g. 832x480), got '\(text)'.")
-        }
-        return (parts[0], parts[1])
     }
 
     func run() async throws {
@@ -95,10 +82,10 @@ struct Generate: AsyncParsableCommand {
         // Everything that can be wrong with the request is checked before any weight is read.
         let files = try models.resolve()
         let latentsOnly = output.lowercased().hasSuffix(".safetensors")
-        let (width, height) = try (size ?? files.size).map(Self.parseSize) ?? (832, 480)
-        let fps = self.fps ?? files.fps ?? 16
-        guard fps > 0 else { throw ReelError.input("the model folder's fps must be positive, got \(fps)") }
-        let totalLatent = latentFrames ?? Self.latentFrames(seconds: seconds, fps: fps)
+        let geometry = try video.geometry(folderSize: files.size)
+        let (width, height) = (geometry.width, geometry.height)
+        let fps = try video.framesPerSecond(folderFPS: files.fps)
+        let totalLatent = latentFrames ?? geometry.latentFrames(seconds: seconds, fps: fps)
         var plan = PromptSchedule(prompts: prompt.map { [$0] } ?? [], switchFrames: [])
         if let schedule {
             let frames = try switchFrames.map { text in
@@ -120,13 +107,15 @@ struct Generate: AsyncParsableCommand {
                                           backend: backend, decodeBackend: try backendOptions.makeDecodeBackend(), dtype: dtype,
                                           fp8: models.fp8)
         let dit = model.dit, textModel = model.prompts.textEncoder, prompts = model.prompts
-        let decoder = model.newDecoder()
+        let decoder = latentsOnly ? nil : model.newDecoder()
         log(String(format: "loaded DiT (%d layers, dim %d%@), umT5 (%d layers) and %@ in %.1f s", dit.config.layers,
                    dit.config.dim, dit.isFP8 ? ", FFN in FP8" : "", textModel.config.layers, decoder == nil ? "no decoder" : "the decoder",
                    Date().timeIntervalSince(loadStart)))
 
+        let control = ControlChannel()
         let live = LivePrompts()
-        if interactive { live.startReadingStandardInput() }
+        // Lines typed after the first go to the pipeline's control; with no schedule, the end of input ends the video.
+        if interactive { live.startReadingStandardInput(control: control, stopAtEnd: plan.prompts.isEmpty) }
         var first = plan.prompts.first
         if first == nil {
             log("type the first prompt and press Enter")
@@ -138,17 +127,18 @@ struct Generate: AsyncParsableCommand {
             return try RecordedNoise(initial: try f.tensor("initial", on: backend, as: .f32),
                                      renoise: try f.tensor("renoise", on: backend, as: .f32))
         } ?? PhiloxNoise(seed: seed)
-        let generator = try StreamingGenerator(model: dit, prompt: try prompts.context(for: firstPrompt),
-                                               latentHeight: height / 8, latentWidth: width / 8, noise: noiseSource)
+        let decide = ScheduledPrompts(plan: plan, encoder: prompts)
+        let pipeline = try Pipeline(model: model, request: PipelineRequest(geometry: geometry, latentFrames: totalLatent, decode: !latentsOnly),
+                                    prompt: try prompts.context(for: firstPrompt), noise: noiseSource, control: control,
+                                    script: decide.context(atFrame:))
 
         let sink = try decoder.map { _ in try VideoSinks.open(path: output, fps: fps) { log("note: " + $0) } }
-        let stream = VideoStream(generator: generator, decoder: decoder, decodeBackend: model.decodeStream)
-        let decide = PromptDecider(plan: plan, live: interactive ? live : nil, encoder: prompts)
         var latents: [Tensor] = []
         var frames = 0
         let started = Date()
-        for try await chunk in stream.chunks(latentFrames: totalLatent, prompt: decide.decision(atFrame:)) {
+        for try await chunk in pipeline.chunks() {
             let block = chunk.block
+            if let text = block.switchedTo { log("prompt from latent frame \(block.startFrame): \(text)") }
             var line = String(format: "block %d (latent frames %d-%d, prompt %d): DiT %.0f ms", block.index, block.startFrame,
                               block.startFrame + block.latents.shape[0] - 1, block.promptIndex, block.timings.seconds * 1000)
             if block.timings.recacheSeconds > 0 { line += String(format: " incl. recache %.0f ms", block.timings.recacheSeconds * 1000) }
@@ -158,7 +148,7 @@ struct Generate: AsyncParsableCommand {
                 line += String(format: ", decode %.0f ms, %d frames", chunk.decodeSeconds * 1000, rgb.count)
             } else {
                 latents.append(try backend.permute(try backend.cast(block.latents, to: .f32), [0, 3, 1, 2]))   // [3, C, h, w]
-                frames += block.index == 0 ? 9 : 12
+                frames += geometry.videoFrames(ofBlock: block.index)
             }
             let elapsed = Date().timeIntervalSince(started)
             log(line + String(format: "; %.2f frames/s overall", Double(frames) / max(elapsed, 1e-9)))
@@ -176,76 +166,64 @@ struct Generate: AsyncParsableCommand {
         }
     }
 
-    /// Latent frames for a video of `seconds`: T latents decode to 4T - 3 frames; whole blocks of 3.
-    static func latentFrames(seconds: Double, fps: Int) -> Int {
-        let videoFrames = Int((seconds * Double(fps)).rounded(.up))
-        let t = (videoFrames + 3 + 3) / 4
-        return max(3, (t + 2) / 3 * 3)
-    }
 }
 
-/// Decides at each block start whether the prompt changes: a line typed live wins, then the
-/// schedule's switch frames; with live input the video stops once input has ended.
-final class PromptDecider: @unchecked Sendable {
+/// The schedule's prompt switches: the context that starts at a block's first latent frame, if one does.
+/// Asked by the Generator stage when no live prompt switches at that block (a live one wins; the
+/// scheduled one then starts at the next block).
+final class ScheduledPrompts: @unchecked Sendable {
     let plan: PromptSchedule
-    let live: LivePrompts?
     let encoder: PromptEncoder
     private var scheduled = 0
 
-    init(plan: PromptSchedule, live: LivePrompts?, encoder: PromptEncoder) {
-        self.plan = plan; self.live = live; self.encoder = encoder
+    init(plan: PromptSchedule, encoder: PromptEncoder) {
+        self.plan = plan; self.encoder = encoder
     }
 
-    func decision(atFrame frame: Int) throws -> PromptDecision {
-        if let live {
-            if let text = live.take() {
-                log("prompt from latent frame \(frame): \(text)")
-                return .switchTo(try encoder.context(for: text))
-            }
-            if live.ended && plan.prompts.isEmpty && frame > 0 { return .stop }
-        }
+    func context(atFrame frame: Int) throws -> WanDiT.PromptContext? {
         let index = plan.promptIndex(atBlockStart: frame)
-        if index > scheduled, index < plan.prompts.count {
-            scheduled = index
-            log("prompt \(index) from latent frame \(frame): \(plan.prompts[index])")
-            return .switchTo(try encoder.context(for: plan.prompts[index]))
-        }
-        return .keep
+        guard index > scheduled, index < plan.prompts.count else { return nil }
+        scheduled = index
+        log("prompt \(index) from latent frame \(frame): \(plan.prompts[index])")
+        return try encoder.context(for: plan.prompts[index])
     }
 }
 
-/// Prompts typed on standard input while a video is generated; the newest one wins at a block start.
+/// Prompts typed on standard input: the first line starts the video, later ones switch its prompt from the
+/// next block on (the newest wins at a block start).
 final class LivePrompts: @unchecked Sendable {
     private let lock = NSLock()
-    private var pending: String?
+    private var first: String?
     private var finished = false
     private var firstWaiters: [CheckedContinuation<String?, Never>] = []
 
-    var ended: Bool { lock.withLock { finished } }
-
-    func take() -> String? { lock.withLock { defer { pending = nil }; return pending } }
-
-    func startReadingStandardInput() {
+    func startReadingStandardInput(control: ControlChannel, stopAtEnd: Bool) {
         Thread.detachNewThread { [self] in
+            var started = false
             while let line = readLine() {
                 let text = line.trimmingCharacters(in: .whitespacesAndNewlines)
                 guard !text.isEmpty else { continue }
-                lock.withLock {
-                    if let waiter = firstWaiters.popLast() { waiter.resume(returning: text) } else { pending = text }
+                let isFirst = lock.withLock { () -> Bool in
+                    guard !started else { return false }
+                    started = true
+                    if let waiter = firstWaiters.popLast() { waiter.resume(returning: text) } else { first = text }
+                    return true
                 }
+                if !isFirst { control.send(.switchPrompt(text)) }
             }
             lock.withLock {
                 finished = true
                 for w in firstWaiters { w.resume(returning: nil) }
                 firstWaiters = []
             }
+            if stopAtEnd { control.send(.stop) }
         }
     }
 
     func waitForFirst() async -> String? {
         await withCheckedContinuation { c in
             lock.withLock {
-                if let p = pending { pending = nil; c.resume(returning: p) } else if finished { c.resume(returning: nil) } else { firstWaiters.append(c) }
+                if let p = first { first = nil; c.resume(returning: p) } else if finished { c.resume(returning: nil) } else { firstWaiters.append(c) }
             }
         }
     }

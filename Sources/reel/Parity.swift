@@ -47,7 +47,7 @@ struct Parity: AsyncParsableCommand {
         print("run          whole video   worst block   x faithful   verdict (on the worst block)")
         var faithful = 0.0
         for (i, (name, variant)) in runs.enumerated() {
-            let r = try parity.run(variant)
+            let r = try await parity.run(variant)
             let e = r.maxBlockError
             if i == 0 { faithful = e }
             let verdict: String

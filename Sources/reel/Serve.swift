@@ -31,10 +31,7 @@ struct Serve: AsyncParsableCommand {
     var maxQueued = 8
     @Option(help: "Seconds after which a paused or ended session is reclaimed.")
     var idleTimeout = 300.0
-    @Option(help: "Default video size WIDTHxHEIGHT, multiples of 16 (default: the model folder's, else 832x480).")
-    var size: String?
-    @Option(help: "Frames per second the video plays at (default: the model folder's, else 16).")
-    var fps: Int?
+    @OptionGroup(title: "Default video") var video: VideoOptions
     @Option(help: "Longest prompt in UTF-8 bytes.")
     var maxPromptBytes = 2000
     @Option(help: "Longest session in seconds of video (default: live sessions run until stopped).")
@@ -48,10 +45,8 @@ struct Serve: AsyncParsableCommand {
         if !(idleTimeout > 0) { throw ValidationError("--idle-timeout must be positive, got \(idleTimeout).") }
         if !(0...65535).contains(port) { throw ValidationError("--port must be in 0...65535, got \(port).") }
         if !(1...100).contains(quality) { throw ValidationError("--quality must be in 1...100, got \(quality).") }
-        if let fps, fps <= 0 { throw ValidationError("--fps must be positive, got \(fps).") }
         if maxPromptBytes <= 0 { throw ValidationError("--max-prompt-bytes must be positive, got \(maxPromptBytes).") }
         if let maxSeconds, !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive, got \(maxSeconds).") }
-        if let size { _ = try Generate.parseSize(size) }
     }
 
     func run() async throws {
@@ -60,8 +55,9 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode.failure
         }
-        let (width, height) = try Generate.parseSize(size ?? files.size ?? "832x480")
-        let fps = self.fps ?? files.fps ?? 16
+        let geometry = try video.geometry(folderSize: files.size)
+        let (width, height) = (geometry.width, geometry.height)
+        let fps = try video.framesPerSecond(folderFPS: files.fps)
         var logger = Logger(label: "reel.serve")
         logger.logLevel = .info
         let model: LoadedModel

@@ -119,6 +119,26 @@ let gemmPaths: [GEMMPath] = BLAS.shared == nil ? [.own] : [.own, .blas]
         #expect(nmse(x, y.map(Double.init)) < 1e-12)
     }
 
+    /// `auto` runs the GEMM it reports (`GEMMSelection`), bit for bit, and keeps one choice per thread count.
+    @Test func autoRunsTheGEMMItReports() throws {
+        let auto = CPUBackend(threads: 2, gemm: .auto)
+        let choice = GEMMSelection.resolved(threads: 2)
+        #expect(choice.path == .own || choice.path == .blas)
+        #expect(GEMMSelection.resolved(threads: 2).reason == choice.reason)
+        #expect(auto.resolvedGEMMPath == choice.path && auto.gemmDescription == choice.reason)
+        if BLAS.shared == nil {
+            #expect(choice.path == .own && choice.reason.contains("no CBLAS library"))
+        } else if !BLAS.shared!.named {
+            #expect(choice.ownRate != nil && choice.blasRate != nil && choice.reason.contains("GFLOP/s"))
+            #expect((choice.path == .blas) == (choice.blasRate! >= choice.ownRate! * GEMMSelection.margin))
+        }
+        let explicit = CPUBackend(threads: 2, gemm: choice.path)
+        let (a, _) = try randomTensor(auto, [77, 300], seed: 33)
+        let (b, _) = try randomTensor(auto, [130, 300], seed: 34)
+        #expect(try auto.linear(a, weight: b).toFloats() == explicit.linear(a, weight: b).toFloats())
+        #expect(CPUBackend(gemm: .own).resolvedGEMMPath == .own)
+    }
+
     @Test func rejectsMismatchedShapes() throws {
         let cpu = CPUBackend()
         let a = try cpu.zeros([3, 4]), b = try cpu.zeros([5, 6])

@@ -69,9 +69,19 @@ final class DeviceStorage: TensorStorage, @unchecked Sendable {
     init(byteCount: Int) { self.byteCount = byteCount }
 }
 
+/// The device of `FakeDeviceBackend`s: memory the CPU cannot read.
+final class FakeDevice: Device {
+    static let shared = FakeDevice()
+    let name = "fake:0"
+    func makeStream() throws -> any Backend { FakeDeviceBackend() }
+    func memoryStatistics() -> MemoryStatistics? { nil }
+    func canRead(from other: any Device) -> Bool { other === self }
+}
+
 /// A backend whose tensors live elsewhere: only its name and tensors matter to the tests.
 final class FakeDeviceBackend: Backend, @unchecked Sendable {
     let name = "fake:0"
+    var device: any Device { FakeDevice.shared }
     struct Unused: Error {}
     func tensor(_ shape: Shape) -> Tensor {
         Tensor(storage: DeviceStorage(byteCount: shape.count * 4), shape: shape, dtype: .f32, backend: self)
@@ -84,6 +94,7 @@ final class FakeDeviceBackend: Backend, @unchecked Sendable {
     func synchronize() throws {}
     func makeStream() throws -> any Backend { self }
     func recordEvent() throws -> any BackendEvent { throw Unused() }
+    func recordTimedEvent() throws -> any BackendEvent { throw Unused() }
     func wait(for event: any BackendEvent) throws {}
     func matmul(_ a: Tensor, _ b: Tensor, transposeB: Bool, bias: Tensor?) throws -> Tensor { throw Unused() }
     func attention(query: Tensor, key: Tensor, value: Tensor, scale: Float, bias: Tensor?) throws -> Tensor { throw Unused() }
@@ -97,6 +108,7 @@ final class FakeDeviceBackend: Backend, @unchecked Sendable {
     func axpby(_ alpha: Float, _ x: Tensor, _ beta: Float, _ y: Tensor) throws -> Tensor { throw Unused() }
     func affine(_ x: Tensor, scale: Float, bias: Float) throws -> Tensor { throw Unused() }
     func clamp(_ x: Tensor, min: Float, max: Float) throws -> Tensor { throw Unused() }
+    func rgb8(_ frames: Tensor) throws -> Tensor { throw Unused() }
     func modulate(_ x: Tensor, scale: Tensor, shift: Tensor) throws -> Tensor { throw Unused() }
     func conv3d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int, Int), padding: ConvPadding) throws -> Tensor { throw Unused() }
     func upsampleNearest(_ x: Tensor, scaleH: Int, scaleW: Int) throws -> Tensor { throw Unused() }

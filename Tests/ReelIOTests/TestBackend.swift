@@ -14,6 +14,15 @@ final class TestStorage: HostStorage, @unchecked Sendable {
 
 /// A backend that only stores bytes and is not a `HostBackend`, so loaders must copy into it
 /// (the path a CUDA backend takes). Ops other than memory ones are unsupported.
+/// The device of `TestBackend`s.
+final class TestDevice: Device {
+    static let shared = TestDevice()
+    var name: String { "test" }
+    func makeStream() throws -> any Backend { TestBackend() }
+    func memoryStatistics() -> MemoryStatistics? { nil }
+    func canRead(from other: any Device) -> Bool { other === self }
+}
+
 class TestBackend: Backend, @unchecked Sendable {
     var name: String { "test" }
     private(set) var uploads = 0
@@ -36,8 +45,10 @@ class TestBackend: Backend, @unchecked Sendable {
     func copy(_ src: Tensor, into dst: Tensor, axis: Int, at offset: Int) throws { throw no("copy") }
     func fill(_ tensor: Tensor, with value: Float) throws { throw no("fill") }
     func synchronize() throws {}
+    var device: any Device { TestDevice.shared }
     func makeStream() throws -> any Backend { self }
     func recordEvent() throws -> any BackendEvent { throw no("recordEvent") }
+    func recordTimedEvent() throws -> any BackendEvent { throw no("recordTimedEvent") }
     func wait(for event: any BackendEvent) throws {}
     func matmul(_ a: Tensor, _ b: Tensor, transposeB: Bool, bias: Tensor?) throws -> Tensor { throw no("matmul") }
     func attention(query: Tensor, key: Tensor, value: Tensor, scale: Float, bias: Tensor?) throws -> Tensor { throw no("attention") }
@@ -51,6 +62,7 @@ class TestBackend: Backend, @unchecked Sendable {
     func axpby(_ alpha: Float, _ x: Tensor, _ beta: Float, _ y: Tensor) throws -> Tensor { throw no("axpby") }
     func affine(_ x: Tensor, scale: Float, bias: Float) throws -> Tensor { throw no("affine") }
     func clamp(_ x: Tensor, min: Float, max: Float) throws -> Tensor { throw no("clamp") }
+    func rgb8(_ frames: Tensor) throws -> Tensor { throw no("rgb8") }
     func modulate(_ x: Tensor, scale: Tensor, shift: Tensor) throws -> Tensor { throw no("modulate") }
     func conv3d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int, Int), padding: ConvPadding) throws -> Tensor { throw no("conv3d") }
     func upsampleNearest(_ x: Tensor, scaleH: Int, scaleW: Int) throws -> Tensor { throw no("upsampleNearest") }

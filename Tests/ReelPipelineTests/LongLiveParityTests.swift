@@ -17,14 +17,14 @@ import ReelModels
 
     init() throws { parity = try LongLiveParity(folder: Self.dir, backend: CPUBackend()) }
 
-    @Test func matchesLongLiveInFloat32() throws {
-        let err = try parity.run().relativeError
+    @Test func matchesLongLiveInFloat32() async throws {
+        let err = try await parity.run().relativeError
         print("LongLive parity (CPU float32): relative error \(err)")
         #expect(err < 1e-4)
     }
 
     /// `reel convert`'s path: canonical names, LoRA merged, heads in the metadata; same video.
-    @Test func convertedCheckpointMatchesToo() throws {
+    @Test func convertedCheckpointMatchesToo() async throws {
         let (source, lora) = try WanDiT.openCheckpoint(path: Self.dir + "/longlive_base.pt", lora: Self.dir + "/lora.pt")
         let tensors = try WanDiT.canonicalTensors(from: source, lora: lora, backend: parity.backend, dtype: .f32)
         var writer = SafetensorsWriter()
@@ -33,7 +33,7 @@ import ReelModels
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("reel-converted-\(UUID().uuidString).safetensors").path
         try writer.write(to: path)
         defer { try? FileManager.default.removeItem(atPath: path) }
-        #expect(try parity.run(.init(converted: path)).relativeError < 1e-4)
+        #expect(try await parity.run(.init(converted: path)).relativeError < 1e-4)
     }
 
     /// The FFN in FP8 moves the video by FP8's rounding: far more than float32's faithful run
@@ -41,16 +41,16 @@ import ReelModels
     /// dropping the sink (5.4e-2) and far less than dropping the LoRA (0.63). The upper bound sits
     /// below the sink's figure, so FP8 on top of a lost sink (or scales ignored or misplaced) fails;
     /// no quantization at all would be at float32's ~1e-6, below the lower bound.
-    @Test func fp8FFNStaysCloseToLongLive() throws {
-        let err = try parity.run(.init(fp8: true)).relativeError
+    @Test func fp8FFNStaysCloseToLongLive() async throws {
+        let err = try await parity.run(.init(fp8: true)).relativeError
         print("LongLive parity with the FFN in FP8 (CPU): relative error \(err)")
         #expect(err > 1e-3 && err < 3.5e-2)
     }
 
-    @Test func wrongVariantsMoveFarPastTolerance() throws {
-        let noRecache = try parity.run(.init(recache: false)).relativeError
-        let noLoRA = try parity.run(.init(lora: false)).relativeError
-        let noSink = try parity.run(.init(schedule: StreamingSchedule(sinkFrames: 0, attentionFrames: 9))).relativeError
+    @Test func wrongVariantsMoveFarPastTolerance() async throws {
+        let noRecache = try await parity.run(.init(recache: false)).relativeError
+        let noLoRA = try await parity.run(.init(lora: false)).relativeError
+        let noSink = try await parity.run(.init(schedule: StreamingSchedule(sinkFrames: 0, attentionFrames: 9))).relativeError
         print("wrong variants: no recache \(noRecache), no LoRA \(noLoRA), no sink \(noSink)")
         #expect(noRecache > 1e-2)
         #expect(noLoRA > 1e-2)

@@ -29,24 +29,30 @@ import ReelModels
         return (try PromptEncoder(tokenizer: tok, textEncoder: t5, model: dit), decoder)
     }
 
-    func run(latentFrames: Int, seed: UInt64, switchAt: Int? = nil, granularity: VideoStream.Granularity = .block,
+    func makeModel(seed: UInt64 = 1) throws -> (PromptEncoder, ModelParts) {
+        let (prompts, decoder) = try makeParts(seed: seed)
+        return (prompts, ModelParts(dit: prompts.model, decoder: decoder, conditioner: { try prompts.context(for: $0) }))
+    }
+
+    func run(latentFrames: Int, seed: UInt64, switchAt: Int? = nil, granularity: Pipeline.Granularity = .block,
              warmUp: Bool = false) async throws -> (frames: [RGBFrames], prompts: [Int]) {
-        let (prompts, decoder) = try makeParts()
+        let (prompts, model) = try makeModel()
         let first = try prompts.context(for: "a red circle moves left on a blue background")
         let other = try prompts.context(for: "a green square bounces")
         if warmUp {
-            try await EngineWarmUp.run(dit: prompts.model, prompt: other, switchTo: first, decoder: decoder, decodeStream: backend,
+            try await EngineWarmUp.run(dit: prompts.model, prompt: other, switchTo: first, decoder: model.newDecoder(), decodeStream: backend,
                                        latentHeight: 4, latentWidth: 6)
         }
-        let generator = try StreamingGenerator(model: prompts.model, prompt: first, latentHeight: 4, latentWidth: 6,
-                                               noise: PhiloxNoise(seed: seed))
-        let stream = VideoStream(generator: generator, decoder: decoder)
+        let request = PipelineRequest(geometry: BlockGeometry(width: 48, height: 32), latentFrames: latentFrames, granularity: granularity)
+        let contexts = UncheckedContexts(other)
+        let pipeline = try Pipeline(model: model, request: request, prompt: first, noise: PhiloxNoise(seed: seed)) { frame in
+            frame == switchAt ? contexts.value : nil
+        }
         var frames: [RGBFrames] = [], promptIndices: [Int] = []
-        for try await chunk in stream.chunks(latentFrames: latentFrames, granularity: granularity, prompt: { frame in
-            frame == switchAt ? .switchTo(other) : .keep
-        }) {
+        for try await chunk in pipeline.chunks() {
             frames.append(try #require(chunk.frames))
             promptIndices.append(chunk.block.promptIndex)
+            #expect(chunk.block.timings.seconds.isFinite && chunk.block.timings.seconds >= 0)
         }
         return (frames, promptIndices)
     }
@@ -150,18 +156,132 @@ import ReelModels
     }
 }
 
-/// A consumer that stops pulling stops the generator: it never runs more than two blocks ahead.
-@Suite struct VideoStreamBackpressureTests {
-    @Test func producerWaitsForTheConsumer() async throws {
-        let backend = CPUBackend()
+/// A prompt context handed to the generator's thread (read only).
+struct UncheckedContexts: @unchecked Sendable {
+    let value: WanDiT.PromptContext
+    init(_ value: WanDiT.PromptContext) { self.value = value }
+}
+
+/// The stages' channels and the control channel: backpressure, pause, resume, live prompts and stop.
+@Suite struct PipelineControlTests {
+    static func model() throws -> (ModelParts, WanDiT.PromptContext) {
+        let backend = CPUBackend(gemm: .own)
         let c = WanDiTConfig(dim: 32, ffnDim: 64, heads: 2, layers: 1, textDim: 16)
         let dit = try WanDiT.load(from: WanDiT.randomWeights(c, on: backend), heads: 2, backend: backend)
         let prompt = try dit.encodePrompt(try backend.randomNormal([4, 16], seed: 1, offset: 0, dtype: .f32))
-        let generator = try StreamingGenerator(model: dit, prompt: prompt, latentHeight: 2, latentWidth: 2, noise: PhiloxNoise(seed: 1))
-        var iterator = VideoStream(generator: generator, decoder: nil).chunks(latentFrames: nil).makeAsyncIterator()
+        let conditioner: (String) throws -> WanDiT.PromptContext = { text in
+            try dit.encodePrompt(try backend.randomNormal([4, 16], seed: UInt64(text.utf8.count), offset: 0, dtype: .f32))
+        }
+        return (ModelParts(dit: dit, decoder: nil, conditioner: conditioner), prompt)
+    }
+
+    static func pipeline(latentFrames: Int?) throws -> Pipeline {
+        let (model, prompt) = try model()
+        return try Pipeline(model: model, request: PipelineRequest(geometry: BlockGeometry(width: 16, height: 16), latentFrames: latentFrames,
+                                                                   decode: false),
+                            prompt: prompt, noise: PhiloxNoise(seed: 1))
+    }
+
+    /// A consumer that stops pulling stops the generator: it never runs more than a block or two ahead.
+    @Test func producerWaitsForTheConsumer() async throws {
+        let pipeline = try Self.pipeline(latentFrames: nil)
+        var iterator = pipeline.chunks().makeAsyncIterator()
         _ = try await iterator.next()
         try await Task.sleep(for: .milliseconds(300))   // ample time for tens of blocks at this size
-        // One block consumed, the next generated, at most one more waiting for its slot.
-        #expect(generator.currentFrame <= 9, "generator ran to frame \(generator.currentFrame)")
+        // One block consumed, one in the output channel, one in the latents channel; the next waits to reserve.
+        #expect(pipeline.generator.currentFrame <= 9, "generator ran to frame \(pipeline.generator.currentFrame)")
+    }
+
+    /// Pause holds the generator at a block boundary (before the first block too; what is in flight drains),
+    /// a live prompt switches at the next block with its text reported, resume goes on, and stop ends the
+    /// video cleanly.
+    @Test func pauseResumeSwitchAndStop() async throws {
+        let pipeline = try Self.pipeline(latentFrames: nil)
+        pipeline.control.send(.pause)
+        var iterator = pipeline.chunks().makeAsyncIterator()
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(pipeline.generator.currentFrame == 0, "a paused pipeline started")
+        pipeline.control.send(.switchPrompt("a dog"))
+        pipeline.control.send(.resume)
+        let first = try #require(try await iterator.next())
+        #expect(first.block.index == 0 && first.block.switchedTo == "a dog" && first.block.promptIndex == 1 && first.frames == nil)
+        let second = try #require(try await iterator.next())
+        #expect(second.block.index == 1 && second.block.switchedTo == nil && second.block.promptIndex == 1)
+
+        pipeline.control.send(.pause)
+        try await Task.sleep(for: .milliseconds(200))
+        let made = pipeline.generator.currentFrame / 3
+        for _ in 2..<made { _ = try #require(try await iterator.next()) }   // what was made before the pause
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(pipeline.generator.currentFrame / 3 == made, "a paused generator went on")
+        pipeline.control.send(.switchPrompt("a cat"))
+        pipeline.control.send(.switchPrompt("a bird"))                       // the newest wins
+        pipeline.control.send(.resume)
+        let resumed = try #require(try await iterator.next())
+        #expect(resumed.block.index == made && resumed.block.switchedTo == "a bird" && resumed.block.promptIndex == 2)
+        pipeline.control.send(.stop)
+        var after = 0
+        while try await iterator.next() != nil { after += 1 }
+        #expect(after <= 3)
+    }
+
+    /// A failing stage ends the video with its error (here the Conditioner: no text encoder).
+    @Test func stageErrorsReachTheConsumer() async throws {
+        let backend = CPUBackend(gemm: .own)
+        let c = WanDiTConfig(dim: 32, ffnDim: 64, heads: 2, layers: 1, textDim: 16)
+        let dit = try WanDiT.load(from: WanDiT.randomWeights(c, on: backend), heads: 2, backend: backend)
+        let prompt = try dit.encodePrompt(try backend.randomNormal([4, 16], seed: 1, offset: 0, dtype: .f32))
+        let pipeline = try Pipeline(model: ModelParts(dit: dit, decoder: nil),
+                                    request: PipelineRequest(geometry: BlockGeometry(width: 16, height: 16), latentFrames: nil, decode: false),
+                                    prompt: prompt, noise: PhiloxNoise(seed: 1))
+        pipeline.control.send(.switchPrompt("needs a text encoder"))
+        await #expect(throws: ReelError.self) { for try await _ in pipeline.chunks() {} }
+    }
+}
+
+/// The bounded channel between stages.
+@Suite struct ChannelTests {
+    @Test func orderBackpressureFinishAndCancel() async throws {
+        let channel = Channel<Int>(capacity: 2)
+        Thread.detachNewThread {
+            for i in 0..<5 { channel.send(i) }
+            channel.finish()
+        }
+        var got: [Int] = []
+        while let x = try await channel.next() { got.append(x) }
+        #expect(got == [0, 1, 2, 3, 4])
+
+        let failing = Channel<Int>(capacity: 1)
+        failing.send(7)
+        failing.finish(throwing: ReelError.input("broken"))
+        #expect(try failing.receive() == 7)
+        #expect(throws: ReelError.self) { _ = try failing.receive() }
+
+        let cancelled = Channel<Int>(capacity: 1)
+        #expect(cancelled.reserve())
+        #expect(cancelled.send(1))
+        cancelled.cancel()
+        #expect(!cancelled.send(2) && !cancelled.reserve())
+        #expect(try cancelled.receive() == nil)
+    }
+
+    /// A reservation holds the place: the producer's next reservation waits until the consumer has taken the
+    /// reserved item (so a stage never makes an item its channel cannot take yet).
+    @Test func reservationHoldsThePlace() async throws {
+        let channel = Channel<Int>(capacity: 1)
+        #expect(channel.reserve())
+        let reservedAgain = Countdown(1)
+        Thread.detachNewThread {
+            _ = channel.reserve()
+            _ = reservedAgain.take()
+            channel.send(2)
+            channel.finish()
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(reservedAgain.take(), "the second reservation waited for the reserved place")
+        channel.send(1)
+        #expect(try await channel.next() == 1)
+        #expect(try await channel.next() == 2)
+        #expect(try await channel.next() == nil)
     }
 }

@@ -75,6 +75,17 @@ extern "C" __global__ void axpby(float alpha, const void* x, float beta, const v
     GRID_STRIDE(i, n) store_f(out, i, dto, alpha * load_f(x, i, dtx) + beta * load_f(y, i, dty));
 }
 
+// The Presenter: frames in [-1, 1] to bytes, the bits of ReelCore's RGB8.byte (clamp, x 0.5 + 0.5, x 255,
+// round half away from zero; NaN -> 0). Multiply and add unfused (__fmul_rn/__fadd_rn): an FMA would round
+// once where the host rounds twice and move a value across a .5 boundary.
+extern "C" __global__ void rgb8(const void* x, unsigned char* y, i64 n, int dtx) {
+    GRID_STRIDE(i, n) {
+        float v = load_f(x, i, dtx);
+        v = isnan(v) ? 0.f : __fadd_rn(__fmul_rn(fminf(fmaxf(v, -1.f), 1.f), 0.5f), 0.5f);
+        y[i] = (unsigned char)roundf(__fmul_rn(v, 255.f));
+    }
+}
+
 extern "C" __global__ void fill(void* y, i64 n, int dt, float value) {
     GRID_STRIDE(i, n) store_f(y, i, dt, value);
 }

@@ -30,6 +30,8 @@ public struct CUDADriver: @unchecked Sendable {
     let cuMemcpyHtoDAsync: @convention(c) (CUdeviceptr, UnsafeRawPointer?, Int, CUhandle) -> CUresult
     let cuMemcpyDtoHAsync: @convention(c) (UnsafeMutableRawPointer?, CUdeviceptr, Int, CUhandle) -> CUresult
     let cuMemcpyDtoDAsync: @convention(c) (CUdeviceptr, CUdeviceptr, Int, CUhandle) -> CUresult
+    /// (dst, dst context, src, src context, bytes, stream): between GPUs, directly where peer access is on.
+    let cuMemcpyPeerAsync: @convention(c) (CUdeviceptr, CUhandle, CUdeviceptr, CUhandle, Int, CUhandle) -> CUresult
     let cuStreamCreate: @convention(c) (UnsafeMutablePointer<CUhandle>, UInt32) -> CUresult
     let cuStreamDestroy: @convention(c) (CUhandle) -> CUresult
     let cuStreamSynchronize: @convention(c) (CUhandle) -> CUresult
@@ -91,6 +93,7 @@ public struct CUDADriver: @unchecked Sendable {
         cuMemcpyHtoDAsync = try lib.symbol("cuMemcpyHtoDAsync_v2")
         cuMemcpyDtoHAsync = try lib.symbol("cuMemcpyDtoHAsync_v2")
         cuMemcpyDtoDAsync = try lib.symbol("cuMemcpyDtoDAsync_v2")
+        cuMemcpyPeerAsync = try lib.symbol("cuMemcpyPeerAsync")
         cuStreamCreate = try lib.symbol("cuStreamCreate")
         cuStreamDestroy = try lib.symbol("cuStreamDestroy_v2")
         cuStreamSynchronize = try lib.symbol("cuStreamSynchronize")

@@ -78,7 +78,7 @@ extension CUDABackend {
                         scale: Float) throws -> Bool {
         cudnnLock.lock()
         defer { cudnnLock.unlock() }
-        if cudnnRefused.contains(key) {
+        if plans.cudnnRefused.contains(key) {
             if attentionPath == .cudnn { throw ReelError.unsupported(backend: name, op: "attention", message: cudnnRefusals.last ?? "refused by cuDNN") }
             return false
         }
@@ -88,15 +88,15 @@ extension CUDABackend {
             return false
         }
         let plan: CuDNNAttentionPlan
-        if let p = cudnnPlans[key] { plan = p } else {
+        if let p = plans.cudnnPlans[key] { plan = p } else {
             do { plan = try CuDNNAttentionPlan(dnn: dnn, handle: cudnnHandle, key: key) } catch {
-                cudnnRefused.insert(key)
-                cudnnRefusals.append("B\(key.b) Lq\(key.lq) Lk\(key.lk) H\(key.h) D\(key.d) \(key.dtype): \(error)")
+                plans.cudnnRefused.insert(key)
+                plans.cudnnRefusals.append("B\(key.b) Lq\(key.lq) Lk\(key.lk) H\(key.h) D\(key.d) \(key.dtype): \(error)")
                 throw error
             }
-            cudnnPlans[key] = plan
+            plans.cudnnPlans[key] = plan
         }
-        try device.makeCurrent()
+        try cudaDevice.makeCurrent()
         try plan.execute(handle: cudnnHandle, q: q, k: k, v: v, o: o, stats: stats, scale: scale,
                          workspace: try cudnnScratch(plan.workspaceBytes), on: self, label: key.profileLabel)
         return true
@@ -110,7 +110,7 @@ extension CUDABackend {
         if let forced = attentionSplitOverride {
             return (2...4).contains(forced) && lk % forced == 0 && lk / forced >= 8 ? forced : 1  // attn_merge_v8 takes up to 4 parts
         }
-        let sms = Double(max(1, device.info.multiprocessors))
+        let sms = Double(max(1, cudaDevice.info.multiprocessors))
         let tiles = Double((lq + 127) / 128 * heads)
         func fill(_ s: Int) -> Double { let w = tiles * Double(s) / sms; return w / w.rounded(.up) }
         let candidates = (1...4).filter { $0 == 1 || (lk % $0 == 0 && lk / $0 >= 2048) }
@@ -133,14 +133,18 @@ extension CUDABackend {
         return true
     }
 
-    /// cuDNN with this stream's handle (created on first use). Call with `cudnnLock` held.
+    /// cuDNN with the device's handle (created on first use) bound to this stream: one handle per device,
+    /// so that every stream runs the plans it made. Call with `cudnnLock` held.
     func cudnnContext() throws -> CuDNN {
         let dnn = try CUDALibraries.cudnn()
-        if cudnnHandle == nil {
-            try device.makeCurrent()
+        if plans.cudnnHandle == nil {
+            try cudaDevice.makeCurrent()
             _ = try? CUDALibraries.nvrtc()  // cuDNN's runtime-compiled engines find the NVRTC already loaded
-            try dnn.check(dnn.cudnnCreate(&cudnnHandle), "cudnnCreate")
-            try dnn.check(dnn.cudnnSetStream(cudnnHandle, stream), "cudnnSetStream")
+            try dnn.check(dnn.cudnnCreate(&plans.cudnnHandle), "cudnnCreate")
+        }
+        if plans.cudnnStream != stream {
+            try dnn.check(dnn.cudnnSetStream(plans.cudnnHandle, stream), "cudnnSetStream")
+            plans.cudnnStream = stream
         }
         return dnn
     }
@@ -148,7 +152,7 @@ extension CUDABackend {
     /// A workspace of at least `bytes` on this stream (grown, never shrunk). Call with `cudnnLock` held.
     func cudnnScratch(_ bytes: Int) throws -> UInt64 {
         if bytes > (cudnnWorkspace?.byteCount ?? 0) {
-            cudnnWorkspace = try device.allocator.allocate(bytes, stream: stream)
+            cudnnWorkspace = try cudaDevice.allocator.allocate(bytes, stream: stream)
         }
         return cudnnWorkspace?.pointer ?? 0
     }

@@ -101,7 +101,7 @@ extension CUDABackend {
     func cudnnConv(key: CuDNNConvPlan.Key, out: [Int], x: UInt64, w: UInt64, y: UInt64, bias: UInt64?, residual: UInt64? = nil) throws -> Bool {
         cudnnLock.lock()
         defer { cudnnLock.unlock() }
-        if cudnnConvRefused.contains(key) {
+        if plans.cudnnConvRefused.contains(key) {
             if convolutionPath == .cudnn { throw ReelError.unsupported(backend: name, op: "conv3d", message: cudnnRefusals.last ?? "refused by cuDNN") }
             return false
         }
@@ -111,7 +111,7 @@ extension CUDABackend {
             return false
         }
         let plan: CuDNNConvPlan
-        if let p = cudnnConvPlans[key] { plan = p } else {
+        if let p = plans.cudnnConvPlans[key] { plan = p } else {
             // Each candidate engine runs on the real buffers (the output is written again below):
             // once to load it, then timed over 3 runs.
             let time: (CuDNNConvPlan, CUhandle, Int) throws -> Double = { [self] p, candidate, bytes in
@@ -124,13 +124,13 @@ extension CUDABackend {
                 return try elapsedMilliseconds(from: start, to: try record(timing: true)) / 3
             }
             do { plan = try CuDNNConvPlan(dnn: dnn, handle: cudnnHandle, key: key, out: out, time: time) } catch {
-                cudnnConvRefused.insert(key)
-                cudnnRefusals.append("conv3d x\(key.x) w\(key.w) stride \(key.stride) pad \(key.pre)/\(key.post) \(key.dtype): \(error)")
+                plans.cudnnConvRefused.insert(key)
+                plans.cudnnRefusals.append("conv3d x\(key.x) w\(key.w) stride \(key.stride) pad \(key.pre)/\(key.post) \(key.dtype): \(error)")
                 throw error
             }
-            cudnnConvPlans[key] = plan
+            plans.cudnnConvPlans[key] = plan
         }
-        try device.makeCurrent()
+        try cudaDevice.makeCurrent()
         try plan.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, residual: residual, workspace: try cudnnScratch(plan.workspaceBytes),
                          on: self, label: key.profileLabel)
         return true

@@ -57,6 +57,16 @@ extension CUDABackend {
         return try unaryLaunch(x, code: 21, p0: min, p1: max, op: "clamp")
     }
 
+    public func rgb8(_ frames: Tensor) throws -> Tensor {
+        try requireFloat(frames, "rgb8")
+        let y = try allocate(frames.shape, dtype: .uint8)
+        let px = try arg(frames, "rgb8"), py = try arg(y, "rgb8")
+        try launch1D("elementwise", "rgb8", n: frames.count) { a in
+            a.add(px); a.add(py); a.add(Int64(frames.count)); a.add(frames.dtype.kernelCode)
+        }
+        return y
+    }
+
     public func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor) throws -> Tensor {
         try requireFloat(a, op.rawValue); try requireFloat(b, op.rawValue)
         guard let shape = broadcastShapes(a.shape, b.shape) else {
@@ -111,8 +121,8 @@ extension CUDABackend {
     public func cast(_ x: Tensor, to dtype: DType) throws -> Tensor {
         let y = try allocate(x.shape, dtype: dtype)
         if dtype == .fp8e4m3 || x.dtype == .fp8e4m3 {
-            try require(device.info.computeCapability.major * 10 + device.info.computeCapability.minor >= 89, "cast",
-                        "FP8 E4M3 needs compute capability 8.9 or newer; \(device.info.name) is \(device.info.arch)")
+            try require(cudaDevice.info.computeCapability.major * 10 + cudaDevice.info.computeCapability.minor >= 89, "cast",
+                        "FP8 E4M3 needs compute capability 8.9 or newer; \(cudaDevice.info.name) is \(cudaDevice.info.arch)")
         }
         if dtype == x.dtype {
             let (py, px) = (try arg(y, "cast"), try arg(x, "cast"))

@@ -8,9 +8,9 @@ import ReelCore
 extension CUDABackend {
     /// FP8 E4M3 needs compute capability 8.9 (Ada) or newer.
     func requireFP8(_ op: String) throws {
-        let cc = device.info.computeCapability
+        let cc = cudaDevice.info.computeCapability
         try require(cc.major * 10 + cc.minor >= 89, op,
-                    "FP8 E4M3 needs compute capability 8.9 or newer; \(device.info.name) is \(device.info.arch)")
+                    "FP8 E4M3 needs compute capability 8.9 or newer; \(cudaDevice.info.name) is \(cudaDevice.info.arch)")
     }
 
     public func quantizeRows(_ x: Tensor) throws -> RowQuantized {

@@ -19,15 +19,16 @@ extension CUDABackend {
         let key = GemmKey(m: m, n: n, k: k, batch: batch, transposeB: transposeB, bias: bias != nil, gelu: gelu, accumulate: c != nil,
                           fp8: rowScales != nil, dtype: dtype, strides: [strideA, strideB, strideD],
                           alignment: [a, b, d, c ?? d].map { Int($0 % 16) })
-        // Descriptors are made once per shape and stream: per call only the bias pointer changes.
+        // Descriptors are made once per shape and device (shared by its streams; the lock is held until the
+        // GEMM is enqueued): per call only the bias and scale pointers change.
         gemmLock.lock()
         defer { gemmLock.unlock() }
         let plan: GemmPlan
-        if let p = gemmPlans[key] { plan = p } else {
+        if let p = plans.gemmPlans[key] { plan = p } else {
             plan = try GemmPlan(key: key)
-            gemmPlans[key] = plan
+            plans.gemmPlans[key] = plan
         }
-        let (lt, handle) = try device.blas()
+        let (lt, handle) = try cudaDevice.blas()
         if var biasPtr = bias {
             try lt.check(lt.cublasLtMatmulDescSetAttribute(plan.desc, CuBLASLt.descBiasPointer, &biasPtr, 8), "set BIAS_POINTER")
         }
@@ -36,7 +37,7 @@ extension CUDABackend {
             try lt.check(lt.cublasLtMatmulDescSetAttribute(plan.desc, CuBLASLt.descAScalePointer, &sa, 8), "set A_SCALE_POINTER")
             try lt.check(lt.cublasLtMatmulDescSetAttribute(plan.desc, CuBLASLt.descBScalePointer, &sb, 8), "set B_SCALE_POINTER")
         }
-        let algo = try device.gemmAlgorithm(key) { try chooseAlgorithm(plan, a: a, b: b, d: d) }
+        let algo = try cudaDevice.gemmAlgorithm(key) { try chooseAlgorithm(plan, a: a, b: b, d: d) }
         let workspace = try gemmWorkspace()
         var alpha: Float = 1, beta: Float = c == nil ? 0 : 1
         let label = (rowScales == nil ? "gemm " : "gemm fp8 ") + "\(m)x\(n)x\(k)" + (batch > 1 ? " batch \(batch)" : "") + (gelu ? " +gelu" : "") + (c == nil ? "" : " +c")
@@ -54,7 +55,7 @@ extension CUDABackend {
     /// choice is often not the fastest at the DiT's shapes, where M = 4680 leaves a partial wave.)
     /// Not possible while capturing a graph: then the heuristic's first choice stands.
     private func chooseAlgorithm(_ plan: GemmPlan, a: UInt64, b: UInt64, d: UInt64) throws -> [UInt8] {
-        let (lt, handle) = try device.blas()
+        let (lt, handle) = try cudaDevice.blas()
         let key = plan.key
         var pref: CUhandle = nil
         try lt.check(lt.cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate")

@@ -11,6 +11,8 @@ public final class CUDADevice: @unchecked Sendable {
     let staging: PinnedStaging
     /// GPU time per op and memory at the peak, recorded when `REEL_PROFILE` is set (see `CUDAProfiler`).
     public let profiler: CUDAProfiler
+    /// GEMM descriptors and cuDNN plans, made once per shape for every stream of this device.
+    let plans = CUDAPlanCache()
     private let lock = NSLock()
     private var functions: [String: CUhandle] = [:]
     private var modules: [String: CUhandle] = [:]
@@ -144,4 +146,33 @@ public enum KernelCompiler {
     public static func options(arch: String) -> [String] {
         ["--gpu-architecture=\(arch)", "--std=c++17", "-default-device", "--extra-device-vectorization", "-lineinfo"]
     }
+}
+
+/// A device's plan caches, shared by its streams. `gemmLock` guards the GEMM plans (held until a GEMM is
+/// enqueued: a plan's bias pointer is set per call); `cudnnLock` guards the rest (held until a cuDNN
+/// execution is enqueued: the one handle is bound to the calling stream first).
+final class CUDAPlanCache: @unchecked Sendable {
+    let gemmLock = NSLock()
+    var gemmPlans: [GemmKey: GemmPlan] = [:]
+    let cudnnLock = NSLock()
+    var cudnnHandle: CUhandle = nil
+    /// The stream the handle is bound to now.
+    var cudnnStream: CUhandle = nil
+    var cudnnPlans: [CuDNNAttentionPlan.Key: CuDNNAttentionPlan] = [:]
+    var cudnnRefused: Set<CuDNNAttentionPlan.Key> = []
+    var cudnnConvPlans: [CuDNNConvPlan.Key: CuDNNConvPlan] = [:]
+    var cudnnConvRefused: Set<CuDNNConvPlan.Key> = []
+    /// Shapes cuDNN refused, with its reason.
+    var cudnnRefusals: [String] = []
+}
+
+extension CUDADevice: Device {
+    public var name: String { "cuda:\(info.ordinal)" }
+    public func makeStream() throws -> any Backend { try CUDABackend(device: self) }
+    public func memoryStatistics() -> MemoryStatistics? {
+        MemoryStatistics(inUse: allocator.liveBytes, peak: allocator.peakBytes,
+                         reserved: allocator.liveBytes + allocator.cachedBytes + allocator.slabSpareBytes)
+    }
+    /// The same GPU; another GPU's memory is read through copies (`CUDABackend.copy(fromOtherDevice:)`).
+    public func canRead(from other: any Device) -> Bool { other === self }
 }

@@ -195,10 +195,10 @@ extension CUDABackend {
     /// of timing events labelled `label` (otherwise the label is never built).
     @inline(__always)
     func profiled<R>(_ label: @autoclosure () -> String, _ enqueue: () throws -> R) rethrows -> R {
-        if _slowPath(CUDAProfiler.enabled) { return try device.profiler.measured(stream, label(), enqueue) }
+        if _slowPath(CUDAProfiler.enabled) { return try cudaDevice.profiler.measured(stream, label(), enqueue) }
         return try enqueue()
     }
 
     /// The device's profiler when `REEL_PROFILE` is set, else nil.
-    public var profiler: CUDAProfiler? { CUDAProfiler.enabled ? device.profiler : nil }
+    public var profiler: CUDAProfiler? { CUDAProfiler.enabled ? cudaDevice.profiler : nil }
 }

@@ -107,8 +107,8 @@ extension CUDABackend {
     /// kernel runs) follows the kernel's name in the profiler's label.
     func launch(_ file: String, _ kernel: String, grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
                 detail: @autoclosure () -> String = "", _ build: (inout KernelArgs) -> Void) throws {
-        try device.makeCurrent()
-        let fn = try device.function(file, kernel)
+        try cudaDevice.makeCurrent()
+        let fn = try cudaDevice.function(file, kernel)
         if sharedBytes > 48 * 1024 {
             try driver.check(driver.cuFuncSetAttribute(fn, CUDADriver.funcAttrMaxDynamicSharedBytes, Int32(sharedBytes)),
                              "cuFuncSetAttribute(\(kernel), max dynamic shared = \(sharedBytes))")
@@ -129,7 +129,7 @@ extension CUDABackend {
     func launch1D(_ file: String, _ kernel: String, n: Int, detail: @autoclosure () -> String = "",
                   _ build: (inout KernelArgs) -> Void) throws {
         if n == 0 { return }
-        let blocks = min((n + 255) / 256, device.info.multiprocessors * 16)
+        let blocks = min((n + 255) / 256, cudaDevice.info.multiprocessors * 16)
         try launch(file, kernel, grid: (blocks, 1, 1), block: (256, 1, 1), detail: detail(), build)
     }
 

@@ -21,14 +21,12 @@ public struct ModelFrameSource: FrameSource {
     }
 
     public func generate(_ plan: VideoPlan, _ body: (RGBFrames) async throws -> Void) async throws {
-        let contexts = try plan.prompts.map { try model.context(for: $0) }
-        let generator = try StreamingGenerator(model: model.dit, prompt: contexts[0], latentHeight: frameSize / 8,
-                                               latentWidth: frameSize / 8, noise: PhiloxNoise(seed: plan.seed))
-        let stream = VideoStream(generator: generator, decoder: model.newDecoder(), decodeBackend: model.decodeStream)
-        let decisions = UncheckedContexts(contexts)
-        for try await chunk in stream.chunks(latentFrames: plan.latentFrames, prompt: { frame in
-            plan.promptStarting(atLatentFrame: frame).map { .switchTo(decisions.value[$0]) } ?? .keep
-        }) {
+        let contexts = UncheckedContexts(try plan.prompts.map { try model.context(for: $0) })
+        let request = PipelineRequest(geometry: BlockGeometry(width: frameSize, height: frameSize), latentFrames: plan.latentFrames)
+        let pipeline = try Pipeline(model: model, request: request, prompt: contexts.value[0], noise: PhiloxNoise(seed: plan.seed)) { frame in
+            plan.promptStarting(atLatentFrame: frame).map { contexts.value[$0] }
+        }
+        for try await chunk in pipeline.chunks() {
             guard let frames = chunk.frames else { throw ReelError.input("the stream returned no frames (no decoder)") }
             try await body(frames)
         }

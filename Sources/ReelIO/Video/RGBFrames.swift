@@ -40,12 +40,8 @@ public struct RGBFrames: Sendable, Equatable {
             throw ReelError.invalidArgument(op: "RGBFrames", message: "expected frames [1, T, H, W, 3] or [T, H, W, 3], got \(t.shape)")
         }
         let h = dims[dims.count - 3], w = dims[dims.count - 2]
-        let values = try t.toFloats()
-        var bytes = [UInt8](repeating: 0, count: values.count)
-        for i in values.indices {
-            let v = values[i].isNaN ? 0 : min(max(values[i], -1), 1) * 0.5 + 0.5
-            bytes[i] = UInt8((v * 255).rounded())
-        }
+        // Converted where the frames are (on a GPU: one download of a byte a channel).
+        let bytes = try t.backend.downloadBytes(try t.backend.rgb8(t))
         try self.init(width: w, height: h, pixels: bytes)
     }
 }

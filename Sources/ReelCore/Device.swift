@@ -1,0 +1,53 @@
+import Foundation
+
+/// A compute device: its identity, its memory and the streams that issue work to it.
+///
+/// A stream is a `Backend`: the op interface, bound to one device. A device's streams share its
+/// allocator and its plan caches (GEMM algorithms, cuDNN plans, compiled kernels); work on different
+/// streams is ordered by events (`Backend.recordEvent()`, `Backend.wait(for:)`), across devices too.
+/// Identity is the object: two streams are on one device when their `device`s are the same object.
+public protocol Device: AnyObject, Sendable {
+    /// "cpu", "cuda:0", ...
+    var name: String { get }
+    /// A new stream of this device (the CPU, whose ops are synchronous, has one).
+    func makeStream() throws -> any Backend
+    /// Memory in use and at the peak, when the device keeps count.
+    func memoryStatistics() -> MemoryStatistics?
+    /// Whether a stream of this device reads `other`'s memory directly (the same device, host memory
+    /// on the CPU, or GPU peer access).
+    func canRead(from other: any Device) -> Bool
+}
+
+extension Device {
+    /// Whether `other` is this device.
+    public func isSame(as other: any Device) -> Bool { self === other }
+}
+
+/// A copy engine between devices: a backend that can copy a tensor of another device into its own memory
+/// without going through host floats (GPU peer copies, or pinned host staging).
+public protocol DeviceCopying: Backend {
+    /// `tensor` (of another device, ready on its stream) copied into this stream's device.
+    func copy(fromOtherDevice tensor: Tensor) throws -> Tensor
+}
+
+extension Tensor {
+    /// This tensor for work on `stream`, ready once `ready` (an event of the producing stream) is reached.
+    ///
+    /// On the same device the memory is shared and `stream` waits for the event on the device (no host wait);
+    /// on another device of the same kind it is copied by the destination's copy engine (`DeviceCopying`: a
+    /// GPU peer copy, ordered by the event on the device), else through host memory (the host waits first). The caller keeps this tensor alive
+    /// until the work reading the result is done.
+    public func handedOver(to stream: any Backend, ready: (any BackendEvent)?) throws -> Tensor {
+        if stream.device.isSame(as: backend.device) {
+            if let ready { try stream.wait(for: ready) }
+            return issued(on: stream)
+        }
+        if let copier = stream as? DeviceCopying, type(of: backend.device) == type(of: stream.device) {
+            if let ready { try stream.wait(for: ready) }     // events order streams of different GPUs too
+            return try copier.copy(fromOtherDevice: self)
+        }
+        try ready?.synchronize()
+        let bytes = try backend.downloadBytes(self)
+        return try bytes.withUnsafeBytes { try stream.upload($0, shape: shape, dtype: dtype) }
+    }
+}

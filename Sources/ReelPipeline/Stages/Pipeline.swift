@@ -1,0 +1,240 @@
+import Foundation
+import ReelCore
+import ReelIO
+import ReelModels
+
+/// What a pipeline runs: the Conditioner (prompt -> DiT context), the Generator's DiT on its stream, and
+/// the decoder with the stream the Decoder stage issues on (another stream of the DiT's device, or another
+/// device: placing the stage is choosing this stream).
+public protocol PipelineModel: Sendable {
+    var dit: WanDiT { get }
+    var decodeStream: any Backend { get }
+    /// A fresh streaming decoder for one video (nil: latents only).
+    func newDecoder() -> (any VideoDecoder)?
+    /// The Conditioner: the DiT's context for a prompt (cached; safe from any thread).
+    func context(for prompt: String) throws -> WanDiT.PromptContext
+}
+
+/// Model parts put together by hand (random weights in `reel bench`, the warm-up's own decoder).
+public struct ModelParts: PipelineModel, @unchecked Sendable {
+    public let dit: WanDiT
+    public let decodeStream: any Backend
+    private let makeDecoder: (() -> (any VideoDecoder)?)
+    private let conditioner: ((String) throws -> WanDiT.PromptContext)?
+
+    /// - Parameters:
+    ///   - decoder: every pipeline of these parts decodes with this decoder (nil: latents only).
+    ///   - conditioner: the text -> context function; nil where the parts have no text encoder.
+    public init(dit: WanDiT, decoder: (any VideoDecoder)?, decodeStream: (any Backend)? = nil,
+                conditioner: ((String) throws -> WanDiT.PromptContext)? = nil) {
+        self.dit = dit
+        self.decodeStream = decodeStream ?? dit.backend
+        self.makeDecoder = { decoder }
+        self.conditioner = conditioner
+    }
+
+    public func newDecoder() -> (any VideoDecoder)? { makeDecoder() }
+
+    public func context(for prompt: String) throws -> WanDiT.PromptContext {
+        guard let conditioner else { throw ReelError.input("this model has no text encoder: prompts cannot change by text") }
+        return try conditioner(prompt)
+    }
+}
+
+/// One video's settings.
+public struct PipelineRequest: Sendable {
+    public var geometry: BlockGeometry
+    /// Latent frames to generate (nil: until stopped).
+    public var latentFrames: Int?
+    public var granularity: Pipeline.Granularity
+    /// Decode to frames (false: the chunks carry latents only).
+    public var decode: Bool
+    /// KV-recache on a prompt switch (LongLive's behaviour; off reproduces plain switching).
+    public var recacheOnSwitch: Bool
+    /// The generator's schedule (LongLive 1.0's by default).
+    public var schedule: StreamingSchedule
+
+    public init(geometry: BlockGeometry, latentFrames: Int?, granularity: Pipeline.Granularity = .block,
+                decode: Bool = true, recacheOnSwitch: Bool = true, schedule: StreamingSchedule = .longLive) {
+        self.geometry = geometry; self.latentFrames = latentFrames; self.granularity = granularity
+        self.decode = decode; self.recacheOnSwitch = recacheOnSwitch; self.schedule = schedule
+    }
+}
+
+/// One block generated and decoded (or one latent frame of it: see `Pipeline.Granularity`).
+public struct VideoChunk: Sendable {
+    /// The block, with its timings resolved.
+    public var block: LatentBlock
+    /// The block's latent frames this chunk's video frames come from (all of them per block).
+    public var latentFrames: Range<Int>
+    /// The video frames (nil when the pipeline does not decode).
+    public var frames: RGBFrames?
+    public var decodeSeconds: Double
+    /// Whether this is the block's last chunk.
+    public var endsBlock: Bool { latentFrames.upperBound == block.latents.shape[0] }
+}
+
+/// Prompt switches fixed before the video starts (a JSONL schedule, a benchmark's switch block): asked at
+/// every block start with its latent frame, it returns the context that starts there, if any. A live
+/// switch (`PipelineControl.switchPrompt`) at the same block wins.
+public typealias PromptScript = @Sendable (_ latentFrame: Int) throws -> WanDiT.PromptContext?
+
+/// A video as a pipeline of stages, each on a thread of its own issuing to its stream, joined by bounded
+/// channels that carry tensors with the events that make them ready:
+///
+///     control ─▶ Conditioner + Generator ──[latents + ready event, 1]──▶ Decoder + Presenter ──[chunk, 1]──▶ consumer
+///                (DiT's stream)                                           (decode stream)                    (sinks)
+///
+/// The Generator issues a block's DiT work and hands the block on without waiting for the device; the
+/// Decoder's stream waits for the block's event on the device, decodes, and the Presenter converts the frames
+/// to bytes where they are and downloads them once. Backpressure is the channels' capacity: a consumer that
+/// stops pulling stops the Decoder, then the Generator. See docs/architecture.md.
+public final class Pipeline: @unchecked Sendable {
+    /// How finely decoded frames are handed on.
+    public enum Granularity: Sendable {
+        /// One chunk per block (9 frames for the first block of 3 latent frames, 12 after).
+        case block
+        /// One chunk per latent frame (1 frame for the stream's first, 4 after): the first frame arrives
+        /// after one latent frame's decode instead of a block's, at no cost in throughput.
+        case latentFrame
+    }
+
+    /// Prompt switches, pause, resume and stop, from any thread.
+    public let control: ControlChannel
+    public let generator: StreamingGenerator
+    public let request: PipelineRequest
+    private let model: any PipelineModel
+    private let decoder: (any VideoDecoder)?
+    private let script: PromptScript?
+
+    /// - Parameters:
+    ///   - prompt: the first prompt's context (`model.context(for:)`).
+    ///   - noise: the noise source (Philox of a seed, or recorded noise for parity).
+    ///   - control: where control messages come from (messages sent before the start apply at the first block).
+    public init(model: any PipelineModel, request: PipelineRequest, prompt: WanDiT.PromptContext,
+                noise: any NoiseSource, control: ControlChannel = ControlChannel(), script: PromptScript? = nil) throws {
+        self.model = model
+        self.control = control
+        self.request = request
+        self.script = script
+        generator = try StreamingGenerator(model: model.dit, prompt: prompt, latentHeight: request.geometry.latentHeight,
+                                           latentWidth: request.geometry.latentWidth, schedule: request.schedule, noise: noise)
+        generator.recacheOnSwitch = request.recacheOnSwitch
+        decoder = request.decode ? model.newDecoder() : nil
+        if request.decode && decoder == nil { throw ReelError.input("the model has no decoder: ask for latents only") }
+    }
+
+    /// Starts the stages and returns the chunks in order. Call once. Ending the iteration early (or
+    /// dropping the sequence) stops every stage after the block in flight.
+    public func chunks() -> AsyncThrowingStream<VideoChunk, Error> {
+        let latents = Channel<LatentBlock>(capacity: 1)
+        let output = Channel<VideoChunk>(capacity: 1)
+        let run = PipelineRun(control: control, latents: latents, output: output)
+        let (generator, model, script, control, limit) = (self.generator, self.model, self.script, self.control, request.latentFrames)
+        Thread.detachNewThread {
+            GeneratorStage.run(generator: generator, conditioner: model, script: script, control: control,
+                               latentFrames: limit, output: latents)
+        }
+        let (decoder, stream, granularity) = (UncheckedSendable(decoder), model.decodeStream, request.granularity)
+        Thread.detachNewThread {
+            DecoderStage.run(decoder: decoder.value, stream: stream, granularity: granularity, input: latents, output: output)
+        }
+        return AsyncThrowingStream(unfolding: { try await run.output.next() })
+    }
+}
+
+/// The channels of a running pipeline; when the consumer's sequence goes, this goes and stops the stages.
+final class PipelineRun: @unchecked Sendable {
+    let control: ControlChannel
+    let latents: Channel<LatentBlock>
+    let output: Channel<VideoChunk>
+
+    init(control: ControlChannel, latents: Channel<LatentBlock>, output: Channel<VideoChunk>) {
+        self.control = control; self.latents = latents; self.output = output
+    }
+
+    deinit {
+        control.send(.stop)
+        output.cancel()
+        latents.cancel()
+    }
+}
+
+/// The Conditioner and Generator stage: between blocks it applies control messages (a live prompt is
+/// encoded here, on the DiT's stream) and the script's switches, then issues the next block.
+enum GeneratorStage {
+    static func run(generator: StreamingGenerator, conditioner: any PipelineModel, script: PromptScript?,
+                    control: ControlChannel, latentFrames limit: Int?, output: Channel<LatentBlock>) {
+        var state = ControlState()
+        do {
+            while !output.isCancelled {
+                if let limit, generator.currentFrame >= limit { break }
+                // A place for the block before its work is issued (at most one block waits for the decoder),
+                // then the control messages that came meanwhile.
+                guard output.reserve() else { break }
+                state.apply(control.take(waiting: false))
+                while state.paused && !state.stopped { state.apply(control.take(waiting: true)) }
+                if state.stopped { break }
+                let frame = generator.currentFrame
+                var switchedTo: String?
+                if let text = state.prompt {
+                    state.prompt = nil
+                    generator.switchPrompt(to: try conditioner.context(for: text))
+                    switchedTo = text
+                } else if let scripted = try script?(frame) {
+                    generator.switchPrompt(to: scripted)
+                }
+                var block = try generator.issueBlock()
+                block.switchedTo = switchedTo
+                guard output.send(block) else { break }
+            }
+            output.finish()
+        } catch {
+            output.finish(throwing: error)
+        }
+    }
+}
+
+/// The Decoder and Presenter stage: the block's latents handed to the decode stream (an event wait on the
+/// device, or a copy from another device), decoded a block or a latent frame at a time, converted to bytes
+/// on the device (`Backend.rgb8`) and downloaded once.
+enum DecoderStage {
+    static func run(decoder: (any VideoDecoder)?, stream: any Backend, granularity: Pipeline.Granularity,
+                    input: Channel<LatentBlock>, output: Channel<VideoChunk>) {
+        do {
+            // A place for the block's first chunk before taking the block: a block waits in the latents channel,
+            // not in this stage, while the consumer is behind.
+            while output.reserve(), var block = try input.receive() {
+                let count = block.latents.shape[0]
+                guard let decoder else {
+                    block = try block.resolvingTimings()
+                    guard output.send(VideoChunk(block: block, latentFrames: 0..<count, frames: nil, decodeSeconds: 0)) else { break }
+                    continue
+                }
+                let parts = granularity == .block ? [0..<count] : (0..<count).map { $0..<($0 + 1) }
+                let t0 = ContinuousClock.now
+                // `block` keeps the latents alive until the frames are downloaded (which waits for this stream).
+                let latents = try block.latents.handedOver(to: stream, ready: block.ready)
+                var handOverSeconds = (ContinuousClock.now - t0).seconds
+                for range in parts {
+                    let start = ContinuousClock.now
+                    let part = try latents.narrowed(axis: 0, start: range.lowerBound, length: range.count)
+                    let frames = try RGBFrames(modelOutput: decoder.decode(try part.reshaped([1] + part.shape.dims)))
+                    let seconds = (ContinuousClock.now - start).seconds + handOverSeconds
+                    handOverSeconds = 0
+                    // The frames are on the host, so the decode stream has passed the block's event: its
+                    // timings are final without a wait.
+                    if range.lowerBound == 0 { block = try block.resolvingTimings() }
+                    guard output.send(VideoChunk(block: block, latentFrames: range, frames: frames, decodeSeconds: seconds)) else {
+                        input.cancel()
+                        return
+                    }
+                }
+            }
+            output.finish()
+        } catch {
+            input.cancel()
+            output.finish(throwing: error)
+        }
+    }
+}
