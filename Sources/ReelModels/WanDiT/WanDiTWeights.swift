@@ -1,193 +1,33 @@
 import ReelCore
 
-/// A Linear layer's parameters: weight `[out, in]`, bias `[out]`; with `fp8`, the weight in FP8
-/// E4M3 with a scale per output channel (`weight` is then `fp8.values`).
-public struct LinearWeights: @unchecked Sendable {
-    public var weight: Tensor
-    public var bias: Tensor?
-    public var fp8: RowQuantized?
-    public init(weight: Tensor, bias: Tensor?) { self.weight = weight; self.bias = bias }
-
-    /// The layer with its weight quantized per output channel (`Backend.quantizeRows`).
-    public func quantizedFP8() throws -> LinearWeights {
-        if fp8 != nil { return self }
-        let q = try weight.backend.quantizeRows(weight)
-        var l = LinearWeights(weight: q.values, bias: bias)
-        l.fp8 = q
-        return l
-    }
-}
-
-/// Every parameter of a causal Wan DiT, bound from a checkpoint.
+/// Every layer of a causal Wan DiT, bound from a checkpoint by Wan's key names.
 struct WanDiTWeights: @unchecked Sendable {
-    struct Attention {
-        var q, k, v, o: LinearWeights
-        var normQ, normK: Tensor
-    }
-
-    struct Block {
-        /// `[6, dim]`: shift1, scale1, gate1, shift2, scale2, gate2 (added to the time projection).
-        var modulation: Tensor
-        var selfAttention: Attention
-        var crossAttention: Attention
-        /// Affine LayerNorm before cross-attention (`norm3`).
-        var norm3: LinearWeights?
-        var ffn: (LinearWeights, LinearWeights)
-    }
-
+    /// Storage type of the weights and activations.
     var dtype: DType
-    /// `[dim, p*p*C]` with input features in (kh, kw, c) order (permuted from Conv3d's (c, kt, kh, kw)).
-    var patchEmbedding: LinearWeights
-    var textEmbedding: (LinearWeights, LinearWeights)
-    var timeEmbedding: (LinearWeights, LinearWeights)
-    var timeProjection: LinearWeights
-    var blocks: [Block]
-    /// `[2, dim]`: shift, scale of the head.
-    var headModulation: Tensor
-    var head: LinearWeights
-}
+    var patchEmbedding: WanDiT.PatchEmbedding
+    var textEmbedding: WanDiT.TextEmbedding
+    var timeEmbedding: WanDiT.TimeEmbedding
+    var blocks: [WanDiT.Block]
+    var head: WanDiT.Head
 
-extension WanDiT {
-    /// Key rules from the layouts Reel reads to the original Wan names.
-    public enum Layout: String, CaseIterable, Sendable {
-        /// Wan-AI's original checkpoints and Reel's own safetensors.
-        case wan
-        /// LongLive's `longlive_base.pt` after picking its generator sub-dict: keys start with `model.`.
-        case longLive
-        /// diffusers' `WanTransformer3DModel`.
-        case diffusers
-
-        public var rules: [KeyRule] {
-            switch self {
-            case .wan: []
-            case .longLive: [.replace("_fsdp_wrapped_module.", ""), .dropPrefix("model.")]
-            case .diffusers: [
-                .rename("scale_shift_table", "head.modulation"),
-                .replace(".scale_shift_table", ".modulation"),
-                .replace("condition_embedder.time_embedder.linear_1", "time_embedding.0"),
-                .replace("condition_embedder.time_embedder.linear_2", "time_embedding.2"),
-                .replace("condition_embedder.text_embedder.linear_1", "text_embedding.0"),
-                .replace("condition_embedder.text_embedder.linear_2", "text_embedding.2"),
-                .replace("condition_embedder.time_proj", "time_projection.1"),
-                .replace("proj_out", "head.head"),
-                .replace("ffn.net.0.proj", "ffn.0"),
-                .replace("ffn.net.2", "ffn.2"),
-                // diffusers calls the cross-attention norm `norm2`; Wan calls it `norm3`.
-                .replaceIn(prefix: "blocks.", ".norm2.", ".norm3."),
-                .replace("attn1.to_out.0", "self_attn.o"),
-                .replace("attn2.to_out.0", "cross_attn.o"),
-                .replace("attn1.to_", "self_attn."),
-                .replace("attn2.to_", "cross_attn."),
-                .replace("attn1.", "self_attn."),
-                .replace("attn2.", "cross_attn."),
-            ]
-            }
-        }
-
-        /// Guesses the layout from the keys.
-        public static func detect(_ keys: [String]) -> Layout {
-            if keys.contains(where: { $0.hasPrefix("model.blocks.") || $0.contains("_fsdp_wrapped_module.") }) { return .longLive }
-            if keys.contains(where: { $0.contains("condition_embedder.") || $0.contains(".attn1.") }) { return .diffusers }
-            return .wan
-        }
+    /// Binds every layer of the model `c` (each key once, shapes checked by `w`).
+    init(_ w: WanDiTBinder, _ c: WanDiTConfig, dtype: DType) throws {
+        self.dtype = dtype
+        patchEmbedding = try WanDiT.PatchEmbedding(w, "patch_embedding", c)
+        blocks = try (0..<c.layers).map { try WanDiT.Block(w, "blocks.\($0)", c) }
+        textEmbedding = try WanDiT.TextEmbedding(w, "text_embedding", c)
+        timeEmbedding = try WanDiT.TimeEmbedding(w, c)
+        head = try WanDiT.Head(w, "head", c)
     }
 
-    /// Reads the configuration from the weights' shapes (layers, dim, heads from the RoPE-compatible
-    /// head size 128 when it divides, ffn, text dim, channels).
-    public static func detectConfig(_ binder: WeightBinder, headDim: Int? = nil) throws -> WanDiTConfig {
-        guard let patch = binder.shape("patch_embedding.weight"), patch.rank == 5 else {
-            throw ReelError.weights(message: "no 'patch_embedding.weight' of rank 5: not a Wan DiT checkpoint")
+    /// The same weights with each block's FFN in FP8 (`WanDiT.quantizedFP8`).
+    func withFP8FeedForward() throws -> WanDiTWeights {
+        var w = self
+        w.blocks = try blocks.map { b in
+            var q = b
+            q.ffn = try b.ffn.quantizedFP8()
+            return q
         }
-        let dim = patch[0], inChannels = patch[1], p = patch[3]
-        guard let ffn = binder.shape("blocks.0.ffn.0.weight")?[0],
-              let textDim = binder.shape("text_embedding.0.weight")?[1],
-              let freqDim = binder.shape("time_embedding.0.weight")?[1],
-              let headOut = binder.shape("head.head.weight")?[0] else {
-            throw ReelError.weights(message: "missing ffn, text, time or head weights: not a Wan DiT checkpoint")
-        }
-        var layers = 0
-        while binder.contains("blocks.\(layers).self_attn.q.weight") { layers += 1 }
-        let hd = headDim ?? (dim % 128 == 0 ? 128 : (dim % 64 == 0 ? 64 : dim))
-        return WanDiTConfig(dim: dim, ffnDim: ffn, heads: dim / hd, layers: layers, inChannels: inChannels,
-                            outChannels: headOut / (p * p), freqDim: freqDim, textDim: textDim, patch: p,
-                            crossAttentionNorm: binder.contains("blocks.0.norm3.weight"))
-    }
-
-    /// Loads a DiT from `source` (layout detected unless given), optionally merging a LoRA.
-    /// - Parameters:
-    ///   - heads: attention heads; detected as dim/128 when nil (true of every released Wan2.1).
-    public static func load(from source: any TensorSource, layout: Layout? = nil, heads: Int? = nil,
-                            lora: (any TensorSource)? = nil, loraScale: Float = 1,
-                            backend: any Backend, dtype: DType = .f32) throws -> WanDiT {
-        let layout = layout ?? Layout.detect(source.keys)
-        let b = try WeightBinder(source: source, rules: layout.rules, backend: backend, dtype: dtype)
-        var config = try detectConfig(b)
-        if let heads { config.heads = heads }
-        try config.validate()
-        let merger = try lora.map { try LoRAMerger(source: $0, scale: loraScale, backend: backend, dtype: dtype) }
-        let c = config, d = c.dim
-
-        func linear(_ name: String, out: Int, in inp: Int, bias: Bool = true) throws -> LinearWeights {
-            var w = try b.tensor("\(name).weight", shape: [out, inp])
-            if let merger { w = try merger.merge(into: w, module: name) }
-            return LinearWeights(weight: w, bias: bias ? try b.tensor("\(name).bias", shape: [out]) : nil)
-        }
-        func attention(_ name: String) throws -> WanDiTWeights.Attention {
-            .init(q: try linear("\(name).q", out: d, in: d), k: try linear("\(name).k", out: d, in: d),
-                  v: try linear("\(name).v", out: d, in: d), o: try linear("\(name).o", out: d, in: d),
-                  normQ: try b.tensor("\(name).norm_q.weight", shape: [d]),
-                  normK: try b.tensor("\(name).norm_k.weight", shape: [d]))
-        }
-
-        // Conv3d [dim, C, 1, p, p] -> [dim, p, p, C] -> [dim, p*p*C].
-        let pw = try b.tensor("patch_embedding.weight", shape: [d, c.inChannels, 1, c.patch, c.patch])
-        let patchWeight = try backend.permute(try pw.reshaped([d, c.inChannels, c.patch, c.patch]), [0, 2, 3, 1])
-            .reshaped([d, c.patch * c.patch * c.inChannels])
-        let blocks = try (0..<c.layers).map { i -> WanDiTWeights.Block in
-            let p = "blocks.\(i)"
-            return WanDiTWeights.Block(
-                modulation: try b.tensor("\(p).modulation", shape: [6, d]),
-                selfAttention: try attention("\(p).self_attn"),
-                crossAttention: try attention("\(p).cross_attn"),
-                norm3: c.crossAttentionNorm
-                    ? LinearWeights(weight: try b.tensor("\(p).norm3.weight", shape: [d]),
-                                    bias: try b.tensor("\(p).norm3.bias", shape: [d])) : nil,
-                ffn: (try linear("\(p).ffn.0", out: c.ffnDim, in: d), try linear("\(p).ffn.2", out: d, in: c.ffnDim)))
-        }
-        let weights = WanDiTWeights(
-            dtype: dtype,
-            patchEmbedding: LinearWeights(weight: patchWeight, bias: try b.tensor("patch_embedding.bias", shape: [d])),
-            textEmbedding: (try linear("text_embedding.0", out: d, in: c.textDim), try linear("text_embedding.2", out: d, in: d)),
-            timeEmbedding: (try linear("time_embedding.0", out: d, in: c.freqDim), try linear("time_embedding.2", out: d, in: d)),
-            timeProjection: try linear("time_projection.1", out: 6 * d, in: d),
-            blocks: blocks,
-            headModulation: try b.tensor("head.modulation", shape: [2, d]),
-            head: try linear("head.head", out: c.patch * c.patch * c.outChannels, in: d))
-        try b.finish()
-        try merger?.finish()
-        return WanDiT(config: config, weights: weights, backend: backend)
-    }
-}
-
-extension WanDiT {
-    /// The checkpoint's tensors under Reel's canonical (Wan) names, with a LoRA merged into its
-    /// Linear weights: what `reel convert` writes. Strict like `load`: unknown keys are an error.
-    public static func canonicalTensors(from source: any TensorSource, layout: Layout? = nil,
-                                        lora: (any TensorSource)? = nil, loraScale: Float = 1,
-                                        backend: any Backend, dtype: DType) throws -> [(String, Tensor)] {
-        let b = try WeightBinder(source: source, rules: (layout ?? Layout.detect(source.keys)).rules,
-                                 backend: backend, dtype: dtype)
-        _ = try detectConfig(b)  // refuses what is not a Wan DiT
-        let merger = try lora.map { try LoRAMerger(source: $0, scale: loraScale, backend: backend, dtype: dtype) }
-        let out = try b.canonicalKeys.map { name -> (String, Tensor) in
-            var t = try b.tensor(name, shape: nil)
-            if let merger, name.hasSuffix(".weight"), t.rank == 2 {
-                t = try merger.merge(into: t, module: String(name.dropLast(".weight".count)))
-            }
-            return (name, t)
-        }
-        try b.finish()
-        try merger?.finish()
-        return out
+        return w
     }
 }

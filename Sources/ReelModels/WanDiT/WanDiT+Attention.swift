@@ -1,0 +1,82 @@
+import ReelCore
+
+extension WanDiT {
+    /// Wan's attention layer (`WanSelfAttention`; `WanT2VCrossAttention` has the same weights):
+    /// q/k/v/o projections `[dim, dim]` and RMS norms of q and k over the whole dim.
+    struct Attention {
+        let q, k, v, o: Linear
+        let normQ, normK: RMSNorm
+        let heads: Int
+        let headDim: Int
+
+        init(_ w: WanDiTBinder, _ name: String, _ c: WanDiTConfig) throws {
+            let d = c.dim
+            q = try Linear(w, "\(name).q", out: d, in: d)
+            k = try Linear(w, "\(name).k", out: d, in: d)
+            v = try Linear(w, "\(name).v", out: d, in: d)
+            o = try Linear(w, "\(name).o", out: d, in: d)
+            normQ = try RMSNorm(w, "\(name).norm_q", dim: d, eps: c.eps)
+            normK = try RMSNorm(w, "\(name).norm_k", dim: d, eps: c.eps)
+            heads = c.heads
+            headDim = c.headDim
+        }
+
+        var dim: Int { heads * headDim }
+        /// Softmax scale 1 / sqrt(headDim).
+        var scale: Float { 1 / Float(headDim).squareRoot() }
+
+        /// `[1, tokens, heads, headDim]`.
+        func headShape(tokens: Int) -> [Int] { [1, tokens, heads, headDim] }
+    }
+}
+
+// MARK: - Self-attention over the KV cache
+
+extension WanDiT.Attention {
+    /// Writes the keys and values of `x` (`[1, tokens, dim]`, the adaLN output) into `cache` as
+    /// `plan` says, keys after norm_k and RoPE (one fused op; cached already rotated). Straight into
+    /// the cache when the plan's frames go to one run of slots (`WanKVCache.destination`).
+    func cacheKeysValues(_ x: WanDiT.LinearInput, tokens: Int, grid: RoPEGrid, cache: WanKVCache, layer: Int,
+                         plan: WanKVCache.WritePlan) throws {
+        let projected = try k(x).reshaped(headShape(tokens: tokens))
+        if let (kd, vd) = try cache.destination(layer: layer, plan: plan) {
+            try normK.rotated(projected, grid: grid, into: kd)
+            _ = try v(x, into: vd)
+        } else {
+            let keys = try normK.rotated(projected, grid: grid)
+            let values = try v(x).reshaped(headShape(tokens: tokens))
+            try cache.write(layer: layer, keys: keys, values: values, plan: plan)
+        }
+    }
+
+    /// Self-attention of the rows `x` (`[1, tokens, dim]`, the adaLN output) over the cached `keys`
+    /// and `values`: the output projection `[1, tokens, dim]`.
+    func callAsFunction(_ x: WanDiT.LinearInput, tokens: Int, grid: RoPEGrid, keys: Tensor,
+                        values: Tensor) throws -> Tensor {
+        let query = try normQ.rotated(try q(x).reshaped(headShape(tokens: tokens)), grid: grid)
+        let y = try query.backend.attention(query: query, key: keys, value: values, scale: scale, bias: nil)
+        return try o(.rows(try y.reshaped([1, tokens, dim])))
+    }
+}
+
+// MARK: - Cross-attention to the prompt
+
+extension WanDiT.Attention {
+    /// The prompt's keys and values of this cross-attention for the projected text `context`
+    /// `[textLength, dim]`: each `[1, textLength, heads, headDim]`.
+    func promptKeysValues(_ context: Tensor) throws -> WanDiT.KeysValues {
+        let shape = headShape(tokens: context.shape[0])
+        let keys = try normK(try k(context))
+        let values = try v(context)
+        return WanDiT.KeysValues(keys: try keys.reshaped(shape), values: try values.reshaped(shape))
+    }
+
+    /// Cross-attention of `x` (`[1, tokens, dim]`) to the prompt, its output projection added to
+    /// `residual` (`[1, tokens, dim]`).
+    func callAsFunction(_ x: Tensor, prompt: WanDiT.KeysValues, adding residual: Tensor) throws -> Tensor {
+        let tokens = x.shape[1]
+        let query = try normQ(try q(x)).reshaped(headShape(tokens: tokens))
+        let y = try x.backend.attention(query: query, key: prompt.keys, value: prompt.values, scale: scale, bias: nil)
+        return try o(.rows(try y.reshaped([1, tokens, dim])), adding: residual)
+    }
+}
