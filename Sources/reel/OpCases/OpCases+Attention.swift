@@ -1,0 +1,86 @@
+import ReelCore
+import ReelCUDA
+
+/// Attention: [B, L, heads, D] queries, keys and values, with an optional [heads, Lq, Lk] bias; on CUDA
+/// by path (cuDNN's fused flash attention, Reel's own tensor-core kernel) and by key parts.
+extension OpCaseList {
+    mutating func attention(_ dt: DType) {
+        func qkv(_ lq: Int, _ lk: Int, _ h: Int, _ d: Int, dv: Int? = nil, batch b: Int = 1) -> [InputSpec] {
+            [InputSpec(shape: [b, lq, h, d], dtype: dt), InputSpec(shape: [b, lk, h, d], dtype: dt),
+             InputSpec(shape: [b, lk, h, dv ?? d], dtype: dt)]
+        }
+        // Lq and Lk not multiples of the 64-row tiles, so the edge masking is exercised. 16-bit cases with
+        // D <= 128 run on each path: cuDNN's fused kernel (when cuDNN is installed) and Reel's own kernel.
+        let paths: [CUDABackend.AttentionPath] = dt == .f32 ? [.auto] : (cudnn ? [.cudnn, .own] : [.own])
+        for (lq, lk, h, d) in [(200, 333, 2, 128), (77, 140, 3, 64), (130, 64, 1, 128), (50, 90, 1, 384), (33, 47, 2, 40)] {
+            for path in (d <= 128 && d % 8 == 0 ? paths : [.auto]) {
+                let tag = path == .auto ? "" : "(\(path))"
+                check("attention", "q[1,\(lq),\(h),\(d)] k\(lk) \(tag)", dt, qkv(lq, lk, h, d), factor: 10) { b, t in
+                    try withAttentionPath(b, path) {
+                        try b.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(d).squareRoot(), bias: nil)
+                    }
+                }
+            }
+        }
+        if dt != .f32 && cudnn {
+            // Split keys (cuDNN, forced): parts of 1/2 and 1/3 of the keys merged by their softmax statistics.
+            for (lq, lk, h, splits) in [(200, 4096, 2, 2), (77, 1500, 3, 3), (130, 64, 1, 4)] {
+                check("attention", "q[1,\(lq),\(h),128] k\(lk) (cudnn, \(splits) key parts)", dt, qkv(lq, lk, h, 128), factor: 10) { b, t in
+                    try withAttentionPath(b, .cudnn, splits: splits) {
+                        try b.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(128).squareRoot(), bias: nil)
+                    }
+                }
+            }
+        }
+        if dt == .bf16 {
+            // The DiT's real shapes: self-attention over the window (split by the wave rule and whole),
+            // cross-attention over 512 text tokens.
+            for (lk, path, splits) in [(18720, CUDABackend.AttentionPath.auto, nil), (18720, .cudnn, 1), (18720, .own, nil),
+                                       (512, .auto, nil)] {
+                check("attention", "DiT q[1,4680,12,128] k\(lk) (\(path)\(splits == 1 ? ", keys whole" : ""))", dt, qkv(4680, lk, 12, 128),
+                      factor: 10) { b, t in
+                    try withAttentionPath(b, path, splits: splits) {
+                        try b.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(128).squareRoot(), bias: nil)
+                    }
+                }
+            }
+        }
+        check("attention", "q[2,40,4,64] k56 + bias[4,40,56], no scale", dt,
+              qkv(40, 56, 4, 64, batch: 2) + [InputSpec(shape: [4, 40, 56], dtype: dt)], factor: 10) { b, t in
+            try b.attention(query: t[0], key: t[1], value: t[2], scale: 1, bias: t[3])
+        }
+        check("attention", "q[1,64,2,64] k30 v Dv=32", dt, qkv(64, 30, 2, 64, dv: 32), factor: 10) { b, t in
+            try b.attention(query: t[0], key: t[1], value: t[2], scale: 0.125, bias: nil)
+        }
+    }
+
+    mutating func attentionPerf() {
+        // CPU, f32: self (DiT-like heads, one block of queries over a window) and cross with bias.
+        for (lq, lk, h, d, bias) in [(1560, 4680, 12, 128, false), (512, 512, 16, 64, true), (2048, 2048, 1, 384, false)] {
+            var inputs = [InputSpec(shape: [1, lq, h, d], dtype: .f32), InputSpec(shape: [1, lk, h, d], dtype: .f32),
+                          InputSpec(shape: [1, lk, h, d], dtype: .f32)]
+            if bias { inputs.append(InputSpec(shape: [h, lq, lk], dtype: .f32)) }
+            perf(.cpu, "attention", "q\(lq) k\(lk) h\(h) d\(d)\(bias ? " +bias" : "")", .f32, inputs,
+                 flops: 2.0 * Double(lq * lk * h * d) * 2,
+                 bytes: Double((lq + 2 * lk) * h * d + lq * h * d + (bias ? h * lq * lk : 0)) * 4) { b, t in
+                try b.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(d).squareRoot(), bias: bias ? t[3] : nil)
+            }
+        }
+        // CUDA, bf16; FLOPs counted as 4 * Lq * Lk * D * H (QK^T and PV). The DiT shapes run on both
+        // paths: cuDNN's fused flash attention (auto) and Reel's own tensor-core kernel.
+        let (tokens, heads, hd, window) = (4680, 12, 128, 18720)
+        for (lq, lk, h, d, what, path) in [(tokens, window, heads, hd, "DiT self", CUDABackend.AttentionPath.auto),
+                                           (tokens, window, heads, hd, "DiT self", .own),
+                                           (tokens, 512, heads, hd, "DiT cross", .auto), (tokens, 512, heads, hd, "DiT cross", .own),
+                                           (6240, 6240, 1, 384, "VAE middle", .auto)] {
+            perf(.cuda, "attention", "q\(lq) k\(lk) \(h)x\(d) (\(what), \(path))", .bf16,
+                 [InputSpec(shape: [1, lq, h, d], dtype: .bf16), InputSpec(shape: [1, lk, h, d], dtype: .bf16),
+                  InputSpec(shape: [1, lk, h, d], dtype: .bf16)],
+                 flops: 4 * Double(lq * lk * d * h), bytes: 2 * Double((2 * lq + 2 * lk) * h * d)) { b, t in
+                try withAttentionPath(b, path) {
+                    try b.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(d).squareRoot(), bias: nil)
+                }
+            }
+        }
+    }
+}
