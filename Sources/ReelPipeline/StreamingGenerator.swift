@@ -111,7 +111,7 @@ public final class StreamingGenerator: @unchecked Sendable {
             promptIndex += 1
             if recacheOnSwitch { forwards += try recache(at: start) }
             try be.synchronize()
-            recacheSeconds = seconds(clock.now - t0)
+            recacheSeconds = (clock.now - t0).seconds
         } else {
             forwards += try runPendingCleanPass()
         }
@@ -137,7 +137,7 @@ public final class StreamingGenerator: @unchecked Sendable {
         try be.synchronize()
 
         let block = LatentBlock(index: blockIndex, startFrame: start, latents: x0, promptIndex: promptIndex,
-                                timings: BlockTimings(seconds: seconds(clock.now - started),
+                                timings: BlockTimings(seconds: (clock.now - started).seconds,
                                                       recacheSeconds: recacheSeconds, forwards: forwards))
         nextFrame += count
         blockIndex += 1
@@ -186,10 +186,6 @@ public final class StreamingGenerator: @unchecked Sendable {
             recent.append(try model.backend.slice(x0, axis: 0, start: f, length: 1))
         }
         if recent.count > schedule.attentionFrames { recent.removeFirst(recent.count - schedule.attentionFrames) }
-    }
-
-    private func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
     }
 }
 

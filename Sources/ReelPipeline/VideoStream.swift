@@ -101,7 +101,7 @@ public final class VideoStream: @unchecked Sendable {
             }
             let d = ContinuousClock.now - t0
             let chunk = VideoChunk(block: block, latentFrames: range, frames: frames,
-                                   decodeSeconds: Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+                                   decodeSeconds: d.seconds)
             if chunk.endsBlock { slots.signal() }
             return chunk
         })

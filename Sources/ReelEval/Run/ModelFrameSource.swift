@@ -25,7 +25,7 @@ public struct ModelFrameSource: FrameSource {
         let generator = try StreamingGenerator(model: model.dit, prompt: contexts[0], latentHeight: frameSize / 8,
                                                latentWidth: frameSize / 8, noise: PhiloxNoise(seed: plan.seed))
         let stream = VideoStream(generator: generator, decoder: model.newDecoder(), decodeBackend: model.decodeStream)
-        let decisions = UncheckedContexts(contexts)
+        let decisions = UncheckedSendable(contexts)
         for try await chunk in stream.chunks(latentFrames: plan.latentFrames, prompt: { frame in
             plan.promptStarting(atLatentFrame: frame).map { .switchTo(decisions.value[$0]) } ?? .keep
         }) {
@@ -33,10 +33,4 @@ public struct ModelFrameSource: FrameSource {
             try await body(frames)
         }
     }
-}
-
-/// Prompt contexts handed to the generator's thread (read only).
-private struct UncheckedContexts: @unchecked Sendable {
-    let value: [WanDiT.PromptContext]
-    init(_ value: [WanDiT.PromptContext]) { self.value = value }
 }
