@@ -353,12 +353,6 @@ final class TaskCounter: @unchecked Sendable {
     }
 }
 
-/// Hands a value to the workers of `concurrentPerform`; the ops guarantee disjoint writes.
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
-
 /// float32 view of an op's input, holding the converted copy when there is one.
 final class FloatInput {
     let pointer: UnsafeMutablePointer<Float>

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import ReelCore
 
 /// What this CPU can do at best, for benchmark floors: float32 FLOP/s from its specification and
 /// measured, and a measured memory bandwidth.

@@ -74,9 +74,3 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
         try lock.withLock { try prompts.context(for: prompt) }
     }
 }
-
-/// A value whose thread safety the code guarantees (read-only model weights).
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}

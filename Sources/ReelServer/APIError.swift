@@ -1,9 +1,10 @@
 import Foundation
 import Hummingbird
+import ReelCore
 
 /// An error answered to a client: an HTTP status, a stable code and a message a person can act on.
 /// Over HTTP it is `{"error": {"code", "message"}}`; over the WebSocket `{"type": "error", "code", "message"}`.
-public struct APIError: Error, HTTPResponseError, Sendable, Equatable {
+public struct APIError: Error, HTTPResponseError, Encodable, Sendable, Equatable {
     public let status: HTTPResponse.Status
     public let code: String
     public let message: String
@@ -19,11 +20,13 @@ public struct APIError: Error, HTTPResponseError, Sendable, Equatable {
     }
     public static func notFound(_ id: String) -> APIError { APIError(.notFound, "not_found", "no session \(id)") }
 
-    var json: JSON { ["code": .string(code), "message": .string(message)] }
+    /// The status is the HTTP answer's, not part of the body.
+    private enum CodingKeys: String, CodingKey { case code, message }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        var response = Response.json(["error": json])
-        response.status = status
-        return response
+        Response.json(["error": self], status: status)
     }
+
+    /// The error as a WebSocket message.
+    var socketMessage: String { JSON.text(of: ["type": "error", "code": code, "message": message]) }
 }

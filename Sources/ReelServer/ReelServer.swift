@@ -32,10 +32,8 @@ public struct ReelServer: Sendable {
         router.get("/openapi.json") { _, _ in WebPage.response(OpenAPI.document, type: "application/json") }
         router.get("/healthz") { _, _ in
             let (total, active, queued) = await manager.counts
-            return Response.json(["status": "ok", "device": .string(config.deviceName), "sessions": .int(total),
-                                  "active": .int(active), "queued": .int(queued),
-                                  "maxActiveSessions": .int(config.maxActiveSessions),
-                                  "maxQueuedSessions": .int(config.maxQueuedSessions)])
+            return Response.json(Health(device: config.deviceName, sessions: total, active: active, queued: queued,
+                                        maxActiveSessions: config.maxActiveSessions, maxQueuedSessions: config.maxQueuedSessions))
         }
         router.get("/metrics") { _, _ in
             WebPage.response(metrics.render(), type: "text/plain; version=0.0.4; charset=utf-8")
@@ -43,19 +41,14 @@ public struct ReelServer: Sendable {
 
         router.post("/v1/sessions") { request, _ in
             var request = request
-            let body: ByteBuffer
-            do { body = try await request.collectBody(upTo: config.maxMessageBytes) } catch {
-                throw APIError(.contentTooLarge, "body_too_large", "the request body is larger than \(config.maxMessageBytes) bytes")
-            }
-            let parsed = try SessionRequest.parse(try JSON.parse(Data(body.readableBytesView)), live: false, config: config)
-            let session = try await manager.create(parsed)
-            var response = Response.json(session.statusMessage())
-            response.status = .created
+            let body = try await request.decode(as: SessionRequest.Body.self, limit: config.maxMessageBytes)
+            let session = try await manager.create(try SessionRequest(body, live: false, config: config))
+            var response = Response.json(session.statusMessage(), status: .created)
             response.headers[.location] = "/v1/sessions/\(session.id)"
             return response
         }
         router.get("/v1/sessions") { _, _ in
-            Response.json(["sessions": .array(await manager.all.map { $0.statusMessage() })])
+            Response.json(["sessions": await manager.all.map { $0.statusMessage() }])
         }
         router.get("/v1/sessions/{id}") { _, context in
             let id = try context.parameters.require("id")
@@ -150,9 +143,10 @@ struct ErrorCountingMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-extension Response {
-    /// A JSON response (200 unless changed).
-    static func json(_ value: JSON) -> Response {
-        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: value.text)))
-    }
+/// `GET /healthz`.
+private struct Health: Encodable {
+    let status = "ok"
+    let device: String
+    let sessions: Int, active: Int, queued: Int
+    let maxActiveSessions: Int, maxQueuedSessions: Int
 }

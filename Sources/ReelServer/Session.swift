@@ -11,11 +11,11 @@ public enum SessionState: String, Sendable {
 
 /// What a session sends to the client watching it.
 enum SessionEvent: Sendable {
-    /// A JSON control message.
-    case message(JSON)
+    /// A status message (`session` or `state`).
+    case message(SessionStatus)
     /// A part of a block (the frames of one latent frame: 1 for the video's first, 4 after): its JSON
     /// description, then one binary message per frame (`FrameMessage`). `endsBlock` on the block's last.
-    case block(JSON, frames: [[UInt8]], endsBlock: Bool)
+    case block(BlockMessage, frames: [[UInt8]], endsBlock: Bool)
 }
 
 /// One video being generated: its own pipeline (generator with its KV cache, streaming decoder) over the
@@ -171,7 +171,7 @@ final class Session: @unchecked Sendable {
                 sink = opened
             }
             let (request, id) = (self.request, self.id)
-            let context = try await onThread { Unchecked(try model.context(for: request.prompt)) }.value
+            let context = try await onThread { UncheckedSendable(try model.context(for: request.prompt)) }.value
             let pipelineRequest = PipelineRequest(geometry: BlockGeometry(width: request.width, height: request.height),
                                                   latentFrames: request.latentFrames, granularity: .latentFrame)
             let pipeline = try Pipeline(model: model, request: pipelineRequest, prompt: context,
@@ -198,7 +198,7 @@ final class Session: @unchecked Sendable {
                 metrics.add("reel_decode_seconds_total", chunk.decodeSeconds)
                 guard let rgb = chunk.frames else { continue }
                 // Blocking work (the pipe to ffmpeg, JPEG encoding) runs off the cooperative threads.
-                let recorder = Unchecked(sink)
+                let recorder = UncheckedSendable(sink)
                 try await onThread { try recorder.value?.write(rgb) }
                 let firstFrame = condition.withLock { () -> Int in
                     defer {
@@ -227,22 +227,21 @@ final class Session: @unchecked Sendable {
                     }
                     return slots.values
                 }
-                let encodeSeconds = seconds(ContinuousClock.now - encodeStart)
+                let encodeSeconds = (ContinuousClock.now - encodeStart).seconds
                 metrics.add("reel_encode_seconds_total", encodeSeconds)
-                let info: JSON = [
-                    "type": "block", "session": .string(id), "index": .int(block.index), "startFrame": .int(block.startFrame),
-                    "promptIndex": .int(block.promptIndex), "firstFrame": .int(firstFrame), "frames": .int(rgb.count),
-                    "latentFrame": .int(chunk.latentFrames.lowerBound), "endsBlock": .bool(endsBlock),
-                    "width": .int(rgb.width), "height": .int(rgb.height),
-                    "ditMs": .double(block.timings.seconds * 1000), "recacheMs": .double(block.timings.recacheSeconds * 1000),
-                    "decodeMs": .double(chunk.decodeSeconds * 1000),
-                    "encodeMs": .double(encodeSeconds * 1000),
-                    "bytes": .int(messages.reduce(0) { $0 + $1.count }),
-                ]
+                let info = BlockMessage(
+                    session: id, index: block.index, startFrame: block.startFrame,
+                    promptIndex: block.promptIndex, firstFrame: firstFrame, frames: rgb.count,
+                    latentFrame: chunk.latentFrames.lowerBound, endsBlock: endsBlock,
+                    width: rgb.width, height: rgb.height,
+                    ditMs: block.timings.seconds * 1000, recacheMs: block.timings.recacheSeconds * 1000,
+                    decodeMs: chunk.decodeSeconds * 1000,
+                    encodeMs: encodeSeconds * 1000,
+                    bytes: messages.reduce(0) { $0 + $1.count })
                 send(.block(info, frames: messages, endsBlock: endsBlock))
                 if endsBlock { try await waitForWatcher() }
             }
-            let recorder = Unchecked(sink)
+            let recorder = UncheckedSendable(sink)
             try await onThread { try recorder.value?.finish() }
             condition.withLock { _state = .finished; recordingComplete = sink != nil; _lastActivity = .now }
         } catch {
@@ -275,27 +274,17 @@ final class Session: @unchecked Sendable {
     // MARK: - Status
 
     /// The session as `GET /v1/sessions/{id}` and the WebSocket describe it.
-    func statusMessage(type: String? = nil) -> JSON {
+    func statusMessage(type: String? = nil) -> SessionStatus {
         condition.withLock {
-            var o: [String: JSON] = [
-                "id": .string(id), "state": .string(_state.rawValue), "prompt": .string(prompt),
-                "seed": .int(Int(truncatingIfNeeded: request.seed)),
-                "width": .int(request.width), "height": .int(request.height), "fps": .int(request.fps),
-                "seconds": request.seconds.map(JSON.double) ?? .null,
-                "blocks": .int(blocks), "frames": .int(frames), "promptIndex": .int(promptIndex),
-                "promptSwitches": .int(promptSwitches), "lastBlockMs": .double(lastBlockMs), "lastDecodeMs": .double(lastDecodeMs),
-                "queuePosition": _queuePosition.map(JSON.int) ?? .null,
-                "video": recordingComplete ? .string("/v1/sessions/\(id)/video") : .null,
-            ]
-            if let failure { o["error"] = .string(failure) }
-            if let type { o["type"] = .string(type) }
-            return .object(o)
+            SessionStatus(
+                type: type, id: id, state: _state, prompt: prompt, seed: Int(truncatingIfNeeded: request.seed),
+                width: request.width, height: request.height, fps: request.fps, seconds: request.seconds,
+                blocks: blocks, frames: frames, promptIndex: promptIndex,
+                promptSwitches: promptSwitches, lastBlockMs: lastBlockMs, lastDecodeMs: lastDecodeMs,
+                queuePosition: _queuePosition, video: recordingComplete ? "/v1/sessions/\(id)/video" : nil,
+                error: failure)
         }
     }
-}
-
-func seconds(_ d: Duration) -> Double {
-    Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
 }
 
 /// Results written by parallel workers, one slot each.
@@ -305,12 +294,6 @@ final class FrameSlots: @unchecked Sendable {
     init(count: Int) { slots = Array(repeating: [], count: count) }
     func set(_ i: Int, _ value: [UInt8]) { lock.withLock { slots[i] = value } }
     var values: [[UInt8]] { lock.withLock { slots } }
-}
-
-/// A value handed between threads whose exclusive use the code guarantees (a prompt context).
-struct Unchecked<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }
 
 /// Runs blocking work (model calls) on a thread of its own instead of a cooperative one.

@@ -1,7 +1,8 @@
 import Foundation
 
 /// What a client asks for when it starts a session (`POST /v1/sessions` or the WebSocket's `start`),
-/// checked against the server's limits. JSON: `{"prompt": "...", "seed": 0, "options": {...}}`.
+/// checked against the server's limits. JSON: `{"prompt": "...", "seed": 0, "options": {...}}`, read as a
+/// `Body`, then `init(_:live:config:)` applies the server's defaults and limits.
 public struct SessionRequest: Sendable, Equatable {
     public var prompt: String
     public var seed: UInt64
@@ -16,47 +17,10 @@ public struct SessionRequest: Sendable, Equatable {
 
     public static let optionNames = ["width", "height", "fps", "seconds", "quality", "record"]
 
-    /// Parses and checks a start request. `live`: whether a client watches (else a length is required).
-    public static func parse(_ message: JSON, live: Bool, config: ServerConfiguration) throws(APIError) -> SessionRequest {
-        guard case .object(let object) = message else { throw .badRequest("a start request is a JSON object") }
-        for key in object.keys where !["type", "prompt", "seed", "options"].contains(key) {
-            throw APIError(.badRequest, "unknown_field", "unknown field '\(key)'; a start request has prompt, seed and options")
-        }
-        let prompt = try checkPrompt(object["prompt"], config: config)
-        var seed: UInt64 = 0
-        if let value = object["seed"] {
-            guard let n = value.int, n >= 0, let s = UInt64(exactly: n) else {
-                throw .badRequest("seed must be a non-negative integer")
-            }
-            seed = s
-        }
-        var request = SessionRequest(prompt: prompt, seed: seed, width: config.defaultWidth, height: config.defaultHeight,
-                                     fps: config.defaultFPS, seconds: live ? nil : config.defaultHTTPSeconds,
-                                     quality: config.jpegQuality, record: true)
-        guard let optionsValue = object["options"] else { return try request.checked(config) }
-        guard case .object(let options) = optionsValue else { throw .badRequest("options must be an object") }
-        for (key, value) in options {
-            switch key {
-            case "width": request.width = try integer(value, key)
-            case "height": request.height = try integer(value, key)
-            case "fps": request.fps = try integer(value, key)
-            case "quality": request.quality = try integer(value, key)
-            case "seconds":
-                if value == .null { request.seconds = nil; break }
-                guard let n = value.double else { throw .badRequest("options.seconds must be a number or null") }
-                request.seconds = n
-            case "record":
-                guard case .bool(let b) = value else { throw .badRequest("options.record must be true or false") }
-                request.record = b
-            default: throw .unknownOption(key, known: optionNames)
-            }
-        }
-        return try request.checked(config)
-    }
+    static let promptNotAString = APIError.badRequest("prompt must be a string")
 
-    /// A prompt from a message: a non-empty string within the size limit.
-    static func checkPrompt(_ value: JSON?, config: ServerConfiguration) throws(APIError) -> String {
-        guard let text = value?.string else { throw .badRequest("prompt must be a string") }
+    /// A prompt from a message: non-empty once trimmed, within the size limit.
+    static func checkPrompt(_ text: String, config: ServerConfiguration) throws(APIError) -> String {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else { throw .badRequest("prompt is empty") }
         guard trimmed.utf8.count <= config.maxPromptBytes else {
@@ -96,9 +60,78 @@ public struct SessionRequest: Sendable, Equatable {
             return max(3, (t + 2) / 3 * 3)
         }
     }
+}
 
-    private static func integer(_ value: JSON, _ key: String) throws(APIError) -> Int {
-        guard let i = value.int else { throw .badRequest("options.\(key) must be an integer") }
-        return i
+extension SessionRequest {
+    /// The request a start message asks for, checked: the server's defaults fill what it leaves out.
+    /// `live`: whether a client watches (else the length defaults to `defaultHTTPSeconds`).
+    public init(_ body: Body, live: Bool, config: ServerConfiguration) throws(APIError) {
+        let options = body.options
+        self.init(prompt: try Self.checkPrompt(body.prompt, config: config), seed: body.seed ?? 0,
+                  width: options.width ?? config.defaultWidth, height: options.height ?? config.defaultHeight,
+                  fps: options.fps ?? config.defaultFPS, seconds: options.seconds ?? (live ? nil : config.defaultHTTPSeconds),
+                  quality: options.quality ?? config.jpegQuality, record: options.record ?? true)
+        self = try checked(config)
+    }
+}
+
+extension SessionRequest {
+    /// A start request as sent: each field checked for its type (unknown fields and options are refused
+    /// by name), each left-out one nil. The WebSocket's also has `"type": "start"`.
+    public struct Body: Decodable, Sendable, Equatable {
+        public var prompt: String
+        public var seed: UInt64?
+        public var options = Options()
+
+        private enum CodingKeys: String, CodingKey { case type, prompt, seed, options }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.object(keyedBy: CodingKeys.self, notAnObject: .badRequest("a start request is a JSON object"),
+                                       unknownKey: {
+                APIError(.badRequest, "unknown_field", "unknown field '\($0)'; a start request has prompt, seed and options")
+            })
+            guard let prompt = try c.field(String.self, .prompt, else: SessionRequest.promptNotAString) else {
+                throw SessionRequest.promptNotAString
+            }
+            self.prompt = prompt
+            let badSeed = APIError.badRequest("seed must be a non-negative integer")
+            if let n = try c.field(Int.self, .seed, else: badSeed) {
+                guard n >= 0 else { throw badSeed }
+                seed = UInt64(n)
+            }
+            options = try c.field(Options.self, .options, else: .badRequest("options must be an object")) ?? Options()
+        }
+    }
+}
+
+extension SessionRequest.Body {
+    /// A start request's `options`, each left-out one nil.
+    public struct Options: Decodable, Sendable, Equatable {
+        public var width, height, fps, quality: Int?
+        /// `.some(nil)`: `"seconds": null`, run until stopped.
+        public var seconds: Double??
+        public var record: Bool?
+
+        public init() {}
+
+        private enum CodingKeys: String, CodingKey { case width, height, fps, seconds, quality, record }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.object(keyedBy: CodingKeys.self, notAnObject: .badRequest("options must be an object"),
+                                       unknownKey: { .unknownOption($0, known: SessionRequest.optionNames) })
+            func integer(_ key: CodingKeys) throws(APIError) -> Int? {
+                try c.field(Int.self, key, else: .badRequest("options.\(key.stringValue) must be an integer"))
+            }
+            width = try integer(.width)
+            height = try integer(.height)
+            fps = try integer(.fps)
+            quality = try integer(.quality)
+            if (try? c.decodeNil(forKey: .seconds)) == true {
+                seconds = .some(nil)
+            } else if let n = try c.field(Double.self, .seconds, else: .badRequest("options.seconds must be a number or null")) {
+                seconds = n
+            }
+            record = try c.field(Bool.self, .record, else: .badRequest("options.record must be true or false"))
+        }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdWebSocket
+import ReelCore
 
 /// One WebSocket client (`/v1/ws`). It steers at most one session at a time; closing the socket
 /// removes that session.
@@ -20,7 +21,7 @@ struct SocketConnection: Sendable {
 
     private enum Outgoing: Sendable {
         case text(String)
-        case block(JSON, [[UInt8]], Session, endsBlock: Bool)
+        case block(BlockMessage, [[UInt8]], Session, endsBlock: Bool)
     }
 
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
@@ -40,14 +41,13 @@ struct SocketConnection: Sendable {
                                 try await handle(text, current: current, post: post)
                             } catch let error as APIError {
                                 metrics.add("reel_client_errors_total")
-                                post.yield(.text((["type": "error"] as JSON).merging(error.json).text))
+                                post.yield(.text(error.socketMessage))
                             } catch {
-                                post.yield(.text(JSON.object(["type": "error", "code": "internal", "message": .string("\(error)")]).text))
+                                post.yield(.text(APIError(.internalServerError, "internal", "\(error)").socketMessage))
                             }
                         case .binary:
                             metrics.add("reel_client_errors_total")
-                            post.yield(.text(JSON.object(["type": "error", "code": "bad_message",
-                                                          "message": "send control messages as JSON text"]).text))
+                            post.yield(.text(APIError(.badRequest, "bad_message", "send control messages as JSON text").socketMessage))
                         }
                     }
                 } catch {
@@ -59,14 +59,14 @@ struct SocketConnection: Sendable {
         }
     }
 
+    /// A message is read in steps, so that a client is told the first thing wrong in this order: its
+    /// type, then (except for `start`) that no session exists, then what its type carries.
     private func handle(_ text: String, current: CurrentSession, post: AsyncStream<Outgoing>.Continuation) async throws {
-        let message = try JSON.parse(Data(text.utf8))
-        guard let type = message["type"]?.string else {
-            throw APIError.badRequest("a message is a JSON object with a \"type\": start, prompt, pause, resume or stop")
-        }
+        let message = Data(text.utf8)
+        let type = try ControlMessage(json: message).type
         let config = manager.config
-        if type == "start" {
-            let request = try SessionRequest.parse(message, live: true, config: config)
+        if type == .start {
+            let request = try SessionRequest(SessionRequest.Body(json: message), live: true, config: config)
             if let old = current.take() { await manager.remove(old) }
             let (session, stream) = try await manager.create(request, watched: true)
             current.set(session.id)
@@ -74,27 +74,25 @@ struct SocketConnection: Sendable {
             Task {
                 for await event in events {
                     switch event {
-                    case .message(let json): post.yield(.text(json.text))
-                    case .block(let json, let frames, let endsBlock): post.yield(.block(json, frames, session, endsBlock: endsBlock))
+                    case .message(let status): post.yield(.text(JSON.text(of: status)))
+                    case .block(let info, let frames, let endsBlock): post.yield(.block(info, frames, session, endsBlock: endsBlock))
                     }
                 }
             }
             return
         }
-        guard ["prompt", "pause", "resume", "stop"].contains(type) else {
-            throw APIError(.badRequest, "unknown_type", "unknown message type '\(type)'; known: start, prompt, pause, resume, stop")
-        }
         guard let id = current.id, let session = await manager.session(id) else {
             throw APIError(.conflict, "no_session", "send {\"type\": \"start\", \"prompt\": ...} first")
         }
         switch type {
-        case "prompt":
-            let prompt = try SessionRequest.checkPrompt(message["prompt"], config: config)
+        case .prompt:
+            let prompt = try SessionRequest.checkPrompt(PromptMessage(json: message).prompt, config: config)
             session.setPrompt(prompt)
-            post.yield(.text(JSON.object(["type": "prompt", "session": .string(id), "prompt": .string(prompt)]).text))
-        case "pause": session.pause()
-        case "resume": session.resume()
-        default: await manager.stop(id)
+            post.yield(.text(JSON.text(of: ["type": "prompt", "session": id, "prompt": prompt])))
+        case .pause: session.pause()
+        case .resume: session.resume()
+        case .stop: await manager.stop(id)
+        case .start: break   // handled above
         }
     }
 
@@ -108,8 +106,8 @@ struct SocketConnection: Sendable {
                 switch item {
                 case .text(let text):
                     try await outbound.write(.text(text))
-                case .block(let json, let frames, let session, let endsBlock):
-                    try await outbound.write(.text(json.text))
+                case .block(let info, let frames, let session, let endsBlock):
+                    try await outbound.write(.text(JSON.text(of: info)))
                     for frame in frames {
                         try await outbound.writeBinaryMessage(ByteBuffer(bytes: frame))
                         metrics.add("reel_bytes_sent_total", Double(frame.count))
@@ -137,10 +135,35 @@ final class CurrentSession: @unchecked Sendable {
     func take() -> String? { lock.withLock { defer { value = nil }; return value } }
 }
 
-extension JSON {
-    func merging(_ other: JSON) -> JSON {
-        guard case .object(var a) = self, case .object(let b) = other else { return self }
-        a.merge(b) { $1 }
-        return .object(a)
+/// A control message's `type`, read first: what else the message must hold depends on it.
+struct ControlMessage: Decodable {
+    enum Kind: String { case start, prompt, pause, resume, stop }
+    let type: Kind
+
+    private enum CodingKeys: String, CodingKey { case type }
+
+    init(from decoder: any Decoder) throws {
+        guard let c = try? decoder.container(keyedBy: CodingKeys.self), let name = try? c.decode(String.self, forKey: .type) else {
+            throw APIError.badRequest("a message is a JSON object with a \"type\": start, prompt, pause, resume or stop")
+        }
+        guard let type = Kind(rawValue: name) else {
+            throw APIError(.badRequest, "unknown_type", "unknown message type '\(name)'; known: start, prompt, pause, resume, stop")
+        }
+        self.type = type
+    }
+}
+
+/// `{"type": "prompt", "prompt": "..."}`: the prompt from the next block on (other fields are ignored).
+struct PromptMessage: Decodable {
+    let prompt: String
+
+    private enum CodingKeys: String, CodingKey { case prompt }
+
+    init(from decoder: any Decoder) throws {
+        guard let c = try? decoder.container(keyedBy: CodingKeys.self),
+              let prompt = try c.field(String.self, .prompt, else: SessionRequest.promptNotAString) else {
+            throw SessionRequest.promptNotAString
+        }
+        self.prompt = prompt
     }
 }

@@ -171,12 +171,12 @@ struct Bench: AsyncParsableCommand {
         // Frames are handed on a latent frame at a time, so the first frame arrives after one latent
         // frame's decode; the per-block figures sum a block's chunks.
         for try await chunk in pipeline.chunks() {
-            if firstFrame == nil { firstFrame = seconds(ContinuousClock.now - start) }
+            if firstFrame == nil { firstFrame = (ContinuousClock.now - start).seconds }
             blockDecode += chunk.decodeSeconds
             let done = chunk.block.startFrame + chunk.latentFrames.lowerBound, count = chunk.latentFrames.count
             blockFrames += chunk.frames?.count ?? geometry.videoFrames(latentFrames: done + count) - geometry.videoFrames(latentFrames: done)
             guard chunk.endsBlock else { continue }
-            arrivals.append(seconds(ContinuousClock.now - start))
+            arrivals.append((ContinuousClock.now - start).seconds)
             ditSeconds.append(chunk.block.timings.seconds)
             decodeSeconds.append(blockDecode)
             recache += chunk.block.timings.recacheSeconds
@@ -251,7 +251,7 @@ struct Bench: AsyncParsableCommand {
             let t0 = ContinuousClock.now
             _ = try vae.decode(latents)
             try stream.synchronize()
-            if block >= 2 { times.append(seconds(ContinuousClock.now - t0)) }
+            if block >= 2 { times.append((ContinuousClock.now - t0).seconds) }
         }
         vae.reset()
         print("")
@@ -270,6 +270,4 @@ struct Bench: AsyncParsableCommand {
         let s = xs.sorted()
         return s.isEmpty ? .nan : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
-
-    private func seconds(_ d: Duration) -> Double { Rates.seconds(d) }
 }

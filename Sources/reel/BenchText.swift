@@ -51,7 +51,7 @@ struct BenchText: AsyncParsableCommand {
                 let start = ContinuousClock.now
                 _ = try encoder.encode(ids)
                 try backend.synchronize()
-                times.append(Rates.seconds(ContinuousClock.now - start))
+                times.append((ContinuousClock.now - start).seconds)
             }
             let median = times.sorted()[times.count / 2]
             let compute = UMT5Encoder.flops(config, tokens: n) / rate
@@ -101,10 +101,8 @@ enum Rates {
             let t = ContinuousClock.now
             try body()
             try backend.synchronize()
-            times.append(seconds(ContinuousClock.now - t))
+            times.append((ContinuousClock.now - t).seconds)
         }
         return times.sorted()[2]
     }
-
-    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
 }

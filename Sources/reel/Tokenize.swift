@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ReelCore
 import ReelModels
 
 /// `reel tokenize`: the umT5 token ids of each text, one line per text.
@@ -59,7 +60,7 @@ struct Tokenize: AsyncParsableCommand {
         }
         samples.sort()
         let median = samples[samples.count / 2]
-        let micros = Double(median.components.attoseconds) / 1e12 + Double(median.components.seconds) * 1e6
+        let micros = median.seconds * 1e6
         FileHandle.standardError.write(Data("\(count) ids from \(text.utf8.count) bytes: \(String(format: "%.1f", micros)) us (median of 200)\n".utf8))
     }
 }

@@ -26,7 +26,7 @@ import ReelPipeline
         guard decoder else { return LoadedModel(prompts: prompts, decoderName: "none", makeDecoder: nil) }
         let taehv = FilteredTensorSource(try WeightFileTensors(path: Self.fixtures.appendingPathComponent("vae/taehv_decoder.safetensors").path),
                                          excluding: ["input.", "output."])
-        let weights = Shared(try TinyDecoder.load(from: taehv, on: backend))
+        let weights = UncheckedSendable(try TinyDecoder.load(from: taehv, on: backend))
         return LoadedModel(prompts: prompts, decoderName: "taehv") { StreamingTinyDecoder(model: weights.value) }
     }
 
@@ -65,10 +65,4 @@ import ReelPipeline
         #expect((0..<7).map { plan.promptStarting(atLatentFrame: 3 * $0) } == [nil, nil, 1, nil, nil, 2, nil])
         #expect(plan.timeline.segments.map(\.start) == [0, 21, 57] && plan.frames == 81)
     }
-}
-
-/// Read-only weights shared with the decoders the model makes.
-private struct Shared<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

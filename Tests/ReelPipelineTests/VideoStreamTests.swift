@@ -44,7 +44,7 @@ import ReelModels
                                        latentHeight: 4, latentWidth: 6)
         }
         let request = PipelineRequest(geometry: BlockGeometry(width: 48, height: 32), latentFrames: latentFrames, granularity: granularity)
-        let contexts = UncheckedContexts(other)
+        let contexts = UncheckedSendable(other)
         let pipeline = try Pipeline(model: model, request: request, prompt: first, noise: PhiloxNoise(seed: seed)) { frame in
             frame == switchAt ? contexts.value : nil
         }
@@ -154,12 +154,6 @@ import ReelModels
         #expect(generator.cacheBytes == cacheBytes)
         #expect(generator.retainedLatentFrames <= 12)
     }
-}
-
-/// A prompt context handed to the generator's thread (read only).
-struct UncheckedContexts: @unchecked Sendable {
-    let value: WanDiT.PromptContext
-    init(_ value: WanDiT.PromptContext) { self.value = value }
 }
 
 /// The stages' channels and the control channel: backpressure, pause, resume, live prompts and stop.

@@ -4,6 +4,7 @@ import HummingbirdTesting
 import HummingbirdWebSocket
 import HummingbirdWSClient
 import Logging
+import ReelCore
 import ReelIO
 import Testing
 @testable import ReelServer
@@ -72,7 +73,7 @@ import Testing
                 #expect(stats["latencyMs"]?.double != nil)
                 print("BrowserTests: \(stats.text)")
                 if let id = stats["session"]?.string, let s = await server.manager.session(id) {
-                    #expect(s.statusMessage()["promptSwitches"] == 1)
+                    #expect(s.statusMessage().promptSwitches == 1)
                 }
 
             }
@@ -194,9 +195,9 @@ final class DevToolsSession {
     func call(_ method: String, _ params: JSON = [:], session: String? = nil) async throws -> JSON {
         let id = nextID
         nextID += 1
-        var message: JSON = ["id": .int(id), "method": .string(method), "params": params]
-        if let session { message = message.merging(["sessionId": .string(session)]) }
-        try await outbound.write(.text(message.text))
+        var message: [String: JSON] = ["id": .int(id), "method": .string(method), "params": params]
+        if let session { message["sessionId"] = .string(session) }
+        try await outbound.write(.text(JSON.object(message).text))
         while let reply = try await inbound.next() {
             guard case .text(let text) = reply else { continue }
             let json = try JSON.parse(Data(text.utf8))

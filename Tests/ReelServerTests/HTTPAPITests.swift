@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import HummingbirdWebSocket
 import Logging
+import ReelCore
 import Testing
 @testable import ReelServer
 
@@ -123,7 +124,7 @@ import Testing
         let request = SessionRequest(prompt: "a cat", seed: 0, width: 48, height: 32, fps: 16, seconds: 0.5, quality: 80, record: false)
         let a = try await manager.create(request), b = try await manager.create(request)
         #expect(b.state == .queued)
-        #expect(b.statusMessage()["queuePosition"] == 1)
+        #expect(b.statusMessage().queuePosition == 1)
         #expect(await eventually { a.state == .finished && b.state == .finished })
         await manager.reap(now: .now + .seconds(1))
         #expect(await manager.counts.total == 0)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ReelCore
 import ReelIO
 @testable import ReelServer
 
@@ -33,7 +34,7 @@ import ReelIO
             var bytes = 0
             // Best of several runs: other tests and builds share the cores.
             let times = (0..<8).map { _ in clock.measure { bytes = encoder.encode(frame, frame: 0).count } }
-            let ms = seconds(times.min()!) * 1000
+            let ms = times.min()!.seconds * 1000
             print(String(format: "JPEG q%d 832x480: %.1f ms/frame (%.0f FPS on one core), %d KB/frame, %.1f Mbit/s at 30 FPS",
                          quality, ms, 1000 / ms, bytes / 1024, Double(bytes) * 8 * 30 / 1e6))
             // A sanity bound, not the figure: it catches an unoptimized build or a 5x regression.
@@ -42,6 +43,6 @@ import ReelIO
         let t = clock.measure { _ = try? PNGEncoder.encode(width: frame.width, height: frame.height, rgb: frame.frame(0)) }
         let png = try PNGEncoder.encode(width: frame.width, height: frame.height, rgb: frame.frame(0))
         print(String(format: "PNG 832x480: %.1f ms/frame, %d KB/frame, %.1f Mbit/s at 30 FPS",
-                     seconds(t) * 1000, png.count / 1024, Double(png.count) * 8 * 30 / 1e6))
+                     t.seconds * 1000, png.count / 1024, Double(png.count) * 8 * 30 / 1e6))
     }
 }

@@ -54,7 +54,7 @@ import Testing
         // A live session (no length) runs until something stops it.
         let live = SessionRequest(prompt: "a cat", seed: 0, width: 48, height: 32, fps: 16, seconds: nil, quality: 80, record: true)
         let session = try await server.manager.create(live)
-        #expect(await eventually { session.statusMessage()["blocks"]?.int ?? 0 >= 2 })
+        #expect(await eventually { session.statusMessage().blocks >= 2 })
         await group.triggerGracefulShutdown()
         try await running.value
         #expect(session.state == .finished)

@@ -28,7 +28,7 @@ enum TestModel {
                                                                  on: backend, seed: 1), heads: 2, backend: backend)
             let taehv = FilteredTensorSource(try WeightFileTensors(path: fixtures.appendingPathComponent("vae/taehv_decoder.safetensors").path),
                                              excluding: ["input.", "output."])
-            let decoder = UncheckedModel(try TinyDecoder.load(from: taehv, on: backend))
+            let decoder = UncheckedSendable(try TinyDecoder.load(from: taehv, on: backend))
             let model = LoadedModel(prompts: try PromptEncoder(tokenizer: tok, textEncoder: t5, model: dit), decoderName: "taehv") {
                 StreamingTinyDecoder(model: decoder.value)
             }
@@ -56,11 +56,6 @@ enum TestModel {
     static func server(_ edit: (inout ServerConfiguration) -> Void = { _ in }) throws -> ReelServer {
         try ReelServer(manager: SessionManager(model: try load(), config: config(edit)))
     }
-}
-
-struct UncheckedModel<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }
 
 /// Polls `condition` until it holds or `seconds` pass (a ceiling: the whole suite shares 2 cores, and

@@ -4,6 +4,7 @@ import HummingbirdTesting
 import HummingbirdWebSocket
 import HummingbirdWSTesting
 import Logging
+import ReelCore
 import Testing
 import HummingbirdWSClient
 @testable import ReelServer

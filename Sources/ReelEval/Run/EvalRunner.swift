@@ -1,4 +1,5 @@
 import Foundation
+import ReelCore
 import ReelIO
 
 /// Runs `reel eval`: draws prompts from the grammar, has `source` make their videos, measures every
@@ -30,7 +31,7 @@ public final class EvalRunner {
         let adherence = options.prompts > 0 ? try await runAdherence() : nil
         let switches = options.switches > 0 ? try await runSwitches() : nil
         let longRun = options.longFrames > 0 ? try await runLong() : nil
-        let seconds = Self.seconds(clock.now - started)
+        let seconds = (clock.now - started).seconds
         return EvalReport(source: source.summary, frameSize: options.frameSize, seed: options.seed, adherence: adherence,
                           switches: switches, longRun: longRun, seams: seams.statistics, frames: frames, seconds: seconds,
                           framesPerSecond: Double(frames) / max(seconds, 1e-9),
@@ -99,7 +100,7 @@ public final class EvalRunner {
             let t0 = clock.now
             let m = BlockMeasurement.measure(rgb, block: block, firstFrame: VideoPlan.firstFrame(ofBlock: block),
                                              timeline: plan.timeline, analyzer: analyzer, judge: judge)
-            analysisSeconds += Self.seconds(clock.now - t0)
+            analysisSeconds += (clock.now - t0).seconds
             frames += rgb.count
             if let previous, previous.segment == m.segment {
                 seams.add(before: previous, after: m, frameSize: options.frameSize)
@@ -124,7 +125,7 @@ public final class EvalRunner {
             total.merge(tallies)
             perPrompt.append(PromptAdherence(prompt: plan.prompts[0], seed: plan.seed, rates: tallies.rates))
             log(String(format: "adherence %d/%d: %d frames, %.1f FPS: %@", i + 1, plans.count, plan.frames,
-                       Double(plan.frames) / max(Self.seconds(clock.now - t0), 1e-9), plan.prompts[0]))
+                       Double(plan.frames) / max((clock.now - t0).seconds, 1e-9), plan.prompts[0]))
         }
         return AdherenceReport(prompts: plans.count, blocksPerVideo: options.blocksPerPrompt,
                                frames: plans.count * VideoPlan.firstFrame(ofBlock: options.blocksPerPrompt),
@@ -152,7 +153,7 @@ public final class EvalRunner {
                                         heldBefore: blocks[s - 1].follows(attribute) ?? false,
                                         jump: jump?.jump, typicalStep: jump?.typical, expectedJump: expected))
             log(String(format: "switch %d/%d (%@): %d frames, %.1f FPS: %@", i + 1, plans.count, kind.rawValue,
-                       plan.frames, Double(plan.frames) / max(Self.seconds(clock.now - t0), 1e-9),
+                       plan.frames, Double(plan.frames) / max((clock.now - t0).seconds, 1e-9),
                        latency.map { "follows after \($0) blocks" } ?? "never follows"))
         }
         let byKind = SwitchKind.allCases.compactMap { kind -> SwitchKindSummary? in
@@ -196,13 +197,13 @@ public final class EvalRunner {
             if (m.index + 1) % every == 0 || m.index + 1 == plan.blocks {
                 let done = m.firstFrame + m.frames
                 var line = String(format: "long run: block %d/%d, %d/%d frames, %.1f FPS", m.index + 1, plan.blocks, done,
-                                  plan.frames, Double(done) / max(Self.seconds(clock.now - t0), 1e-9))
+                                  plan.frames, Double(done) / max((clock.now - t0).seconds, 1e-9))
                 if let rss = residentBytes() { line += String(format: ", resident %.0f MB", Double(rss) / 1e6) }
                 log(line)
             }
         }
         close()
-        let seconds = Self.seconds(clock.now - t0)
+        let seconds = (clock.now - t0).seconds
         // A short last window (the run's remainder) is noisier: drift uses the last full one when there is one.
         let first = windows[0]
         let last = windows.count > 1 && windows[windows.count - 1].blocks < options.windowBlocks ? windows[windows.count - 2] : windows[windows.count - 1]
@@ -218,9 +219,5 @@ public final class EvalRunner {
         return LongRunReport(prompt: plan.prompts[0], frames: plan.frames, blocks: plan.blocks, windowBlocks: options.windowBlocks,
                              referenceSharpness: reference, windows: windows, drift: drift,
                              framesPerSecond: Double(plan.frames) / max(seconds, 1e-9))
-    }
-
-    static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
     }
 }

@@ -21,7 +21,7 @@ public struct ModelFrameSource: FrameSource {
     }
 
     public func generate(_ plan: VideoPlan, _ body: (RGBFrames) async throws -> Void) async throws {
-        let contexts = UncheckedContexts(try plan.prompts.map { try model.context(for: $0) })
+        let contexts = UncheckedSendable(try plan.prompts.map { try model.context(for: $0) })
         let request = PipelineRequest(geometry: BlockGeometry(width: frameSize, height: frameSize), latentFrames: plan.latentFrames)
         let pipeline = try Pipeline(model: model, request: request, prompt: contexts.value[0], noise: PhiloxNoise(seed: plan.seed)) { frame in
             plan.promptStarting(atLatentFrame: frame).map { contexts.value[$0] }
@@ -31,10 +31,4 @@ public struct ModelFrameSource: FrameSource {
             try await body(frames)
         }
     }
-}
-
-/// Prompt contexts handed to the generator's thread (read only).
-private struct UncheckedContexts: @unchecked Sendable {
-    let value: [WanDiT.PromptContext]
-    init(_ value: [WanDiT.PromptContext]) { self.value = value }
 }

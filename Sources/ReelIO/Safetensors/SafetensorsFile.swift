@@ -12,6 +12,7 @@
 // is at most 100 MB, the header is a JSON object, every dtype is known, shapes are non-negative,
 // end - begin == element count * element size, every range lies in the data section, and no two
 // tensors overlap. A file that passes can be mapped and used without further checks.
+import Foundation
 import ReelCore
 
 /// A safetensors file, memory-mapped. Tensors load without a copy on a `HostBackend` when no dtype
@@ -48,9 +49,9 @@ public final class SafetensorsFile: WeightFile {
         let dataStart = 8 + n
         let dataSize = file.size - dataStart
 
-        let header: JSONValue
+        let header: JSON
         do {
-            header = try JSONValue.parse(file.bytes(at: 8, count: n))
+            header = try JSON.parse(Data(file.bytes(at: 8, count: n)))
         } catch {
             throw bad("header is not valid JSON: \(error.message)")
         }
@@ -85,7 +86,7 @@ public final class SafetensorsFile: WeightFile {
         self.keys = entries.keys.sorted()
     }
 
-    private static func entry(_ key: String, _ value: JSONValue, dataSize: Int, bad: (String) -> ReelError) throws
+    private static func entry(_ key: String, _ value: JSON, dataSize: Int, bad: (String) -> ReelError) throws
         -> (type: StoredType, shape: Shape, begin: Int, end: Int) {
         guard case .object(let e) = value else { throw bad("entry '\(key)' is \(value.kind), expected an object") }
         guard case .string(let name)? = e["dtype"] else { throw bad("tensor '\(key)' has no dtype string") }

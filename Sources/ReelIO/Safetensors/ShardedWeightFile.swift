@@ -29,10 +29,10 @@ public final class ShardedWeightFile: WeightFile {
     init(indexPath path: String, contents: Data) throws {
         self.path = path
         func bad(_ message: String) -> ReelError { .badFile(path: path, message: message) }
-        let json: JSONValue
+        let json: JSON
         do {
-            json = try contents.withUnsafeBytes { try JSONValue.parse($0) }
-        } catch let error as JSONParseError {
+            json = try JSON.parse(contents)
+        } catch {
             throw bad("index is not valid JSON: \(error.message)")
         }
         guard case .object(let root) = json else { throw bad("index is \(json.kind), expected a JSON object") }

@@ -34,14 +34,10 @@ public enum BlockDecodingLoop {
             let t2 = ContinuousClock.now
             total += frames.count
             onBlock(BlockReport(index: index, latentFrames: x.shape[1], frames: frames.count,
-                                decodeSeconds: seconds(t1 - t0), writeSeconds: seconds(t2 - t1)))
+                                decodeSeconds: (t1 - t0).seconds, writeSeconds: (t2 - t1).seconds))
             index += 1
         }
         try sink.finish()
         return total
-    }
-
-    private static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
     }
 }

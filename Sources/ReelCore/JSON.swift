@@ -1,8 +1,10 @@
 import Foundation
 
-/// A JSON value, for control messages that must be checked field by field (unknown fields and
-/// options are refused by name) and for the messages the server sends.
-public enum JSON: Codable, Sendable, Equatable {
+/// Any JSON value, for documents whose entries differ in type and are checked by hand (safetensors
+/// headers beside their `__metadata__`, sharded-checkpoint indexes) and for reading JSON in tests.
+/// Typed messages (the server's requests and answers) are `Codable` types instead; `text(of:)` writes
+/// those as this type writes itself.
+public enum JSON: Codable, Sendable, Equatable, CustomStringConvertible {
     case null
     case bool(Bool)
     case int(Int)
@@ -35,22 +37,55 @@ public enum JSON: Codable, Sendable, Equatable {
         }
     }
 
-    /// Parses a message; malformed JSON is a `bad_json` error that quotes the parser.
-    public static func parse(_ data: Data) throws(APIError) -> JSON {
+    /// A malformed document: `message` is the parser's account of what is wrong and where.
+    public struct ParseError: Error, Sendable {
+        public let message: String
+    }
+
+    /// Parses `data`; malformed JSON is a `ParseError` that quotes the parser.
+    public static func parse(_ data: Data) throws(ParseError) -> JSON {
         do {
             return try JSONDecoder().decode(JSON.self, from: data)
         } catch let DecodingError.dataCorrupted(context) {
-            throw .badJSON("malformed JSON: " + (context.underlyingError.map { "\($0)" } ?? context.debugDescription))
+            throw ParseError(message: context.underlyingError.map { "\($0)" } ?? context.debugDescription)
         } catch {
-            throw .badJSON("malformed JSON: \(error)")
+            throw ParseError(message: "\(error)")
         }
     }
 
-    /// Compact text with sorted keys.
-    public var text: String {
+    /// `value` as compact JSON text with sorted keys; "null" when it cannot be encoded (a non-finite number).
+    public static func text(of value: some Encodable) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? String(decoding: encoder.encode(self), as: UTF8.self)) ?? "null"
+        return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "null"
+    }
+
+    /// Compact text with sorted keys.
+    public var text: String { Self.text(of: self) }
+
+    /// The value for messages to a person: `{"key": value, ...}` with sorted keys.
+    public var description: String {
+        switch self {
+        case .null: "null"
+        case .bool(let b): "\(b)"
+        case .int(let i): "\(i)"
+        case .double(let d): "\(d)"
+        case .string(let s): "\"\(s)\""
+        case .array(let a): "[" + a.map(\.description).joined(separator: ", ") + "]"
+        case .object(let o): "{" + o.keys.sorted().map { "\"\($0)\": \(o[$0]!)" }.joined(separator: ", ") + "}"
+        }
+    }
+
+    /// What the value is, for messages: "a string", "an object", ...
+    public var kind: String {
+        switch self {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .int, .double: "a number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
     }
 
     public subscript(key: String) -> JSON? {

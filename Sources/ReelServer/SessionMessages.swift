@@ -1,0 +1,71 @@
+import Foundation
+
+// What a session tells its clients: its status (over HTTP and the WebSocket) and, over the WebSocket,
+// each part of a block before its frames.
+
+/// A session as `GET /v1/sessions/{id}` and the WebSocket's `session` and `state` messages describe it
+/// (the OpenAPI document's `Session`).
+struct SessionStatus: Encodable, Sendable, Equatable {
+    /// "session" or "state" over the WebSocket; left out over HTTP.
+    var type: String?
+    var id: String
+    var state: SessionState
+    var prompt: String
+    var seed: Int
+    var width: Int, height: Int, fps: Int
+    /// null: runs until stopped.
+    var seconds: Double?
+    var blocks: Int, frames: Int, promptIndex: Int, promptSwitches: Int
+    var lastBlockMs: Double, lastDecodeMs: Double
+    /// The place in the queue (from 1); null once the session has a device slot.
+    var queuePosition: Int?
+    /// The recording's path, null until it is complete.
+    var video: String?
+    /// Why generation failed; left out unless it did.
+    var error: String?
+
+    private enum CodingKeys: String, CodingKey {
+        case type, id, state, prompt, seed, width, height, fps, seconds, blocks, frames, promptIndex, promptSwitches
+        case lastBlockMs, lastDecodeMs, queuePosition, video, error
+    }
+
+    /// `seconds`, `queuePosition` and `video` are null when nil; `type` and `error` are left out.
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(type, forKey: .type)
+        try c.encode(id, forKey: .id)
+        try c.encode(state, forKey: .state)
+        try c.encode(prompt, forKey: .prompt)
+        try c.encode(seed, forKey: .seed)
+        try c.encode(width, forKey: .width)
+        try c.encode(height, forKey: .height)
+        try c.encode(fps, forKey: .fps)
+        try c.encode(seconds, forKey: .seconds)
+        try c.encode(blocks, forKey: .blocks)
+        try c.encode(frames, forKey: .frames)
+        try c.encode(promptIndex, forKey: .promptIndex)
+        try c.encode(promptSwitches, forKey: .promptSwitches)
+        try c.encode(lastBlockMs, forKey: .lastBlockMs)
+        try c.encode(lastDecodeMs, forKey: .lastDecodeMs)
+        try c.encode(queuePosition, forKey: .queuePosition)
+        try c.encode(video, forKey: .video)
+        try c.encodeIfPresent(error, forKey: .error)
+    }
+}
+
+extension SessionState: Encodable {}
+
+/// A part of a block on the WebSocket (the frames of one latent frame), sent before its frames.
+struct BlockMessage: Encodable, Sendable {
+    let type = "block"
+    let session: String
+    let index: Int, startFrame: Int, promptIndex: Int
+    /// The part's first frame (from the session's first) and its count.
+    let firstFrame: Int, frames: Int
+    let latentFrame: Int
+    let endsBlock: Bool
+    let width: Int, height: Int
+    let ditMs: Double, recacheMs: Double, decodeMs: Double, encodeMs: Double
+    /// JPEG bytes of the part's frames, headers included.
+    let bytes: Int
+}
