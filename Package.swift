@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "ReelCPU", targets: ["ReelCPU"]),
         .library(name: "ReelCUDA", targets: ["ReelCUDA"]),
         .library(name: "ReelIO", targets: ["ReelIO"]),
+        .library(name: "ReelMedia", targets: ["ReelMedia"]),
         .library(name: "ReelModels", targets: ["ReelModels"]),
         .library(name: "ReelPipeline", targets: ["ReelPipeline"]),
         .library(name: "ReelServer", targets: ["ReelServer"]),
@@ -39,17 +40,19 @@ let package = Package(
         .target(name: "ReelCPU", dependencies: ["ReelCore"], swiftSettings: cpuKernelSettings),
         // The CUDA backend: NVIDIA libraries loaded at run time, kernels compiled by NVRTC.
         .target(name: "ReelCUDA", dependencies: ["ReelCore"], resources: [.copy("Kernels")]),
-        // Weight files (safetensors, PyTorch zip checkpoints) and video sinks.
+        // Weight files: safetensors, PyTorch zip checkpoints, sharded indexes.
         .target(name: "ReelIO", dependencies: ["ReelCore"]),
+        // Media: frames and the video sinks (MP4 through ffmpeg, Y4M, PNG); input decoders next.
+        .target(name: "ReelMedia", dependencies: ["ReelCore"]),
         // Tokenizer, text encoder, DiT, VAE and tiny decoder.
         .target(name: "ReelModels", dependencies: ["ReelCore", "ReelIO"]),
         // Streaming generation: flow-matching schedule, noise, KV-cache policy, prompt switches.
-        .target(name: "ReelPipeline", dependencies: ["ReelCore", "ReelIO", "ReelModels"]),
+        .target(name: "ReelPipeline", dependencies: ["ReelCore", "ReelIO", "ReelMedia", "ReelModels"]),
         // `reel serve`: HTTP + WebSocket sessions over VideoStream, and the web page.
         .target(
             name: "ReelServer",
             dependencies: [
-                "ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline",
+                "ReelCore", "ReelCPU", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -62,13 +65,13 @@ let package = Package(
         // generated video (the per-frame analysis is optimized even in debug builds: it runs on every frame).
         .target(
             name: "ReelEval",
-            dependencies: ["ReelCore", "ReelIO", "ReelModels", "ReelPipeline"],
+            dependencies: ["ReelCore", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline"],
             swiftSettings: [.unsafeFlags(["-O"])]
         ),
         .executableTarget(
             name: "reel",
             dependencies: [
-                "ReelCore", "ReelCPU", "ReelCUDA", "ReelIO", "ReelModels", "ReelPipeline", "ReelServer", "ReelEval",
+                "ReelCore", "ReelCPU", "ReelCUDA", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline", "ReelServer", "ReelEval",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -77,18 +80,20 @@ let package = Package(
         .testTarget(name: "ReelCPUTests", dependencies: ["ReelCore", "ReelCPU"]),
         .testTarget(name: "ReelCUDATests", dependencies: ["ReelCore", "ReelCUDA"]),
         .testTarget(name: "ReelIOTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO"], exclude: ["Fixtures"]),
+        .testTarget(name: "ReelMediaTests", dependencies: ["ReelCore", "ReelCPU", "ReelMedia"]),
         .testTarget(name: "ReelModelsTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelServerTests", dependencies: [
-            "ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline", "ReelServer",
+            "ReelCore", "ReelCPU", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline", "ReelServer",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
             .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-        .testTarget(name: "ReelEvalTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline", "ReelEval"],
+        .testTarget(name: "ReelEvalTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline", "ReelEval"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "ReelPipelineTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelPipeline"], exclude: ["Fixtures"]),
+        .testTarget(name: "ReelPipelineTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline"],
+                    exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -30,19 +30,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// linearGELU: cuBLASLt's GELU epilogue (one GEMM writes GELU(x W^T + b)) or, when false, `linear`
     /// then a `geluTanh` pass. Wan's reference is PyTorch's tanh GELU, the form cuBLAS documents for its
     /// epilogue; `reel check-ops` checks that on the GPU ("linearGELU epilogue is tanh GELU").
-    public var geluEpilogue: Bool = CUDABackend.geluEpilogueDefault
-    /// `REEL_GELU_EPILOGUE=0`: backends start with the GELU epilogue off.
-    public static let geluEpilogueDefault = ProcessInfo.processInfo.environment["REEL_GELU_EPILOGUE"] != "0"
-    /// FP8 GEMMs accumulate in the tensor cores' own precision, without cuBLASLt's periodic promotion
-    /// to float32 (CUBLASLT_MATMUL_DESC_FAST_ACCUM). Measured on an H200 at the DiT's shapes: 1.4e-6 to
-    /// 5.8e-6 nmse against float32 accumulation (promoted: 2.6e-7 to 3.5e-7), a thousandth of FP8's own
-    /// rounding (~1.4e-3), for 6 ms less per DiT block (241.7 -> 235.7 ms). `REEL_FP8_FAST_ACCUM=0`
-    /// turns it off.
-    public static let fp8FastAccumulation = ProcessInfo.processInfo.environment["REEL_FP8_FAST_ACCUM"] != "0"
-    /// Split-key attention: nil picks the number of key parts by the SMs' wave fill
-    /// (`attentionSplits`); a number forces it (1: never split). Starts from `REEL_ATTN_SPLITS`.
-    public var attentionSplitOverride: Int? = CUDABackend.attentionSplitDefault
-    public static let attentionSplitDefault = ProcessInfo.processInfo.environment["REEL_ATTN_SPLITS"].flatMap { Int($0) }
+    public var geluEpilogue: Bool
+    /// Split-key attention's part count: nil picks it by the SMs' wave fill (`attentionSplits`); a number forces
+    /// it (1: never split). Starts from `tuning.attentionSplits`.
+    public var attentionSplitOverride: Int?
+    /// The performance choices this stream was made with (`Tuning`; the CLI reads them from the environment).
+    public let tuning: Tuning
     /// The device's plan caches (GEMM descriptors, cuDNN plans and refusals), shared with its other streams.
     var plans: CUDAPlanCache { cudaDevice.plans }
     var cudnnLock: NSLock { plans.cudnnLock }
@@ -56,12 +49,15 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     var ropeTables: [(key: RoPETableKey, table: Tensor)] = []
 
     /// Opens GPU `ordinal` (loading the NVIDIA libraries on first use) with a new stream.
-    public convenience init(device ordinal: Int = 0) throws {
-        try self.init(device: CUDADevice.open(ordinal))
+    public convenience init(device ordinal: Int = 0, tuning: Tuning = .standard) throws {
+        try self.init(device: CUDADevice.open(ordinal), tuning: tuning)
     }
 
-    init(device: CUDADevice) throws {
+    init(device: CUDADevice, tuning: Tuning = .standard) throws {
         self.cudaDevice = device
+        self.tuning = tuning
+        geluEpilogue = tuning.geluEpilogue
+        attentionSplitOverride = tuning.attentionSplits
         driver = cudaDevice.driver
         try cudaDevice.makeCurrent()
         var s: CUhandle = nil
@@ -152,7 +148,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         try driver.check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
     }
 
-    public func makeStream() throws -> any Backend { try CUDABackend(device: cudaDevice) }
+    public func makeStream() throws -> any Backend { try CUDABackend(device: cudaDevice, tuning: tuning) }
 
     public func recordEvent() throws -> any BackendEvent { try record(timing: false) }
     public func recordTimedEvent() throws -> any BackendEvent { try record(timing: true) }

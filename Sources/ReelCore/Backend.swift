@@ -104,6 +104,8 @@ public protocol Backend: AnyObject, Sendable {
 
     /// The device this stream issues work to (its memory, allocator and plan caches).
     var device: any Device { get }
+    /// The performance choices this stream was made with (models read theirs here).
+    var tuning: Tuning { get }
     /// Waits until every op issued so far has finished.
     func synchronize() throws
     /// A backend for the same device whose ops run on their own stream (the CPU returns itself).
@@ -336,6 +338,11 @@ extension Backend {
         try bytes.withUnsafeMutableBytes { try download(t, into: $0) }
         return bytes
     }
+}
+
+extension Backend {
+    /// The defaults, for backends without choices to make.
+    public var tuning: Tuning { .standard }
 }
 
 /// How a model's output value in [-1, 1] becomes an 8-bit channel value: clamped, mapped to [0, 1] and

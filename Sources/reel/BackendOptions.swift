@@ -32,15 +32,19 @@ struct BackendOptions: ParsableArguments {
     /// of the DiT's backend).
     func makeDecodeBackend() throws -> (any Backend)? {
         guard let decodeDevice, decodeDevice != device else { return nil }
-        return try CUDABackend(device: decodeDevice)
+        return try CUDABackend(device: decodeDevice, tuning: Self.tuning)
     }
+
+    /// The performance switches, read from the environment here and nowhere else (`Tuning.fromEnvironment`
+    /// names the variables; README "Performance switches").
+    static let tuning = Tuning.fromEnvironment()
 
     var storageType: DType { dtype.flatMap(DType.init(rawValue:)) ?? (backend == .cuda ? .bf16 : .f32) }
 
     func make() throws -> any Backend {
         switch backend {
         case .cpu: CPUBackend(threads: threads)
-        case .cuda: try CUDABackend(device: device)
+        case .cuda: try CUDABackend(device: device, tuning: Self.tuning)
         }
     }
 }

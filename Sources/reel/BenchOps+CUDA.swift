@@ -9,7 +9,7 @@ import ReelCUDA
 /// copy rate.
 enum CUDABench {
     static func run(_ selected: [OpCase], repeats: Int, device ordinal: Int = 0) throws {
-        let gpu = try CUDABackend(device: ordinal)
+        let gpu = try CUDABackend(device: ordinal, tuning: BackendOptions.tuning)
         let info = gpu.cudaDevice.info
         print("bench-ops: \(gpu.name) \(info.name) (\(info.arch), \(info.multiprocessors) SMs), bf16 storage, fp32 accumulation")
         // The two ceilings, measured first.

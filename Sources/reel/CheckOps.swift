@@ -41,7 +41,7 @@ struct CheckOps: ParsableCommand {
             printList(selected, runtime: runtime.map(\.0), cudnn: cudnn)
             return
         }
-        let gpu = try CUDABackend(device: device)
+        let gpu = try CUDABackend(device: device, tuning: BackendOptions.tuning)
         let cpu = CPUBackend()
         let info = gpu.cudaDevice.info
         print("check-ops: \(gpu.name) \(info.name) (\(info.arch)) against the CPU backend (\(cpu.threads) threads)")

@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
 import ReelCore
+import ReelMedia
 import ReelCPU
 import ReelIO
 import ReelModels
+import ReelPipeline
 
 extension LatentLayout: ExpressibleByArgument {}
 

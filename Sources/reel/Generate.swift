@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ReelCore
+import ReelMedia
 import ReelCPU
 import ReelIO
 import ReelModels

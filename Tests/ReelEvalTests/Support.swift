@@ -1,5 +1,5 @@
 import Foundation
-import ReelIO
+import ReelMedia
 @testable import ReelEval
 
 /// The data set's own output (tools/fixtures/eval/make_scene_fixture.py runs training/data).

@@ -74,7 +74,7 @@ import Testing
     /// of a whole chunk (`sliceFrames` 0), and as Wan's (above).
     @Test func pairedConvsGiveTheJoinedConvsFrames() throws {
         let (decoder, latents, expected) = try fixture()
-        #expect(WanVAEDecoder.timeTaps)
+        #expect(decoder.backend.tuning.vaeTimeTaps)
         #expect(decoder.headConv.pairTaps?.pair.count == 2)
         for layer in decoder.upsamples[decoder.sliceStart...] {
             if case let .residual(block) = layer { #expect(block.conv1.pairTaps != nil && block.conv2.pairTaps != nil) }

@@ -5,6 +5,7 @@ import HummingbirdWebSocket
 import HummingbirdWSClient
 import Logging
 import ReelCore
+import ReelMedia
 import ReelIO
 import Testing
 @testable import ReelServer

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import ReelIO
+import ReelMedia
 @testable import ReelServer
 
 @Suite struct JPEGEncoderTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ReelCore
+import ReelMedia
 import ReelIO
 @testable import ReelServer
 

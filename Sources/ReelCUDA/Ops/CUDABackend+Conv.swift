@@ -123,7 +123,10 @@ extension CUDABackend {
                 }
                 return try elapsedMilliseconds(from: start, to: try record(timing: true)) / 3
             }
-            do { plan = try CuDNNConvPlan(dnn: dnn, handle: cudnnHandle, key: key, out: out, time: time) } catch {
+            do {
+                plan = try CuDNNConvPlan(dnn: dnn, handle: cudnnHandle, key: key, out: out,
+                                         candidates: tuning.cudnnConvolutionCandidates, time: time)
+            } catch {
                 plans.cudnnConvRefused.insert(key)
                 plans.cudnnRefusals.append("conv3d x\(key.x) w\(key.w) stride \(key.stride) pad \(key.pre)/\(key.post) \(key.dtype): \(error)")
                 throw error

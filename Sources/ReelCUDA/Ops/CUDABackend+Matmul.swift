@@ -17,7 +17,7 @@ extension CUDABackend {
               rowScales: (a: UInt64, b: UInt64)? = nil) throws {
         if m == 0 || n == 0 { return }
         let key = GemmKey(m: m, n: n, k: k, batch: batch, transposeB: transposeB, bias: bias != nil, gelu: gelu, accumulate: c != nil,
-                          fp8: rowScales != nil, dtype: dtype, strides: [strideA, strideB, strideD],
+                          fp8: rowScales != nil, fastAccumulation: rowScales != nil && tuning.fp8FastAccumulation, dtype: dtype, strides: [strideA, strideB, strideD],
                           alignment: [a, b, d, c ?? d].map { Int($0 % 16) })
         // Descriptors are made once per shape and device (shared by its streams; the lock is held until the
         // GEMM is enqueued): per call only the bias and scale pointers change.
@@ -193,6 +193,8 @@ struct GemmKey: Hashable {
     var accumulate = false
     /// FP8 E4M3 operands with per-row float32 scales (`dtype` is the output's).
     var fp8 = false
+    /// FP8 with fast accumulation (`Tuning.fp8FastAccumulation`): a descriptor of its own.
+    var fastAccumulation = false
     var dtype: DType
     var strides: [Int]
     var alignment: [Int]
@@ -233,7 +235,7 @@ final class GemmPlan {
             var mode = CuBLASLt.scaleOuterVector
             try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descAScaleMode, &mode, 4), "set A_SCALE_MODE")
             try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descBScaleMode, &mode, 4), "set B_SCALE_MODE")
-            if CUDABackend.fp8FastAccumulation {
+            if key.fastAccumulation {
                 var fast: Int8 = 1
                 try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descFastAccum, &fast, 1), "set FAST_ACCUM")
             }

@@ -29,15 +29,13 @@ final class CuDNNConvPlan: CuDNNPlan, @unchecked Sendable {
     static let uidX: Int64 = 1, uidW: Int64 = 2, uidY: Int64 = 3, uidBias: Int64 = 4, uidResidual: Int64 = 5
     static let uidConv: Int64 = 10, uidBiased: Int64 = 11
 
-    /// Engine configs timed for a convolution of at least `timedFLOPs` (smaller ones take the
-    /// heuristics' first choice).
-    /// `REEL_CUDNN_CANDIDATES` sets the count.
-    static let timedCandidates = ProcessInfo.processInfo.environment["REEL_CUDNN_CANDIDATES"].flatMap { Int($0) } ?? 8
+    /// Convolutions of at least `timedFLOPs` time their first `candidates` engine configs
+    /// (`Tuning.cudnnConvolutionCandidates`); smaller ones take the heuristics' first choice.
     static let timedFLOPs = 2e9
 
     /// - Parameter time: runs the convolution with a candidate plan and returns milliseconds
     ///   (see `choosePlan`); nil keeps the heuristics' first plan.
-    init(dnn: CuDNN, handle: CUhandle, key: Key, out: [Int],
+    init(dnn: CuDNN, handle: CUhandle, key: Key, out: [Int], candidates: Int = Tuning.standard.cudnnConvolutionCandidates,
          time: ((CuDNNConvPlan, CUhandle, Int) throws -> Double)? = nil) throws {
         super.init(dnn: dnn)
         do {
@@ -45,7 +43,7 @@ final class CuDNNConvPlan: CuDNNPlan, @unchecked Sendable {
             let timer: ((CUhandle, Int) throws -> Double)? = flops < Self.timedFLOPs ? nil : time.map { t in
                 { [unowned self] plan, bytes in try t(self, plan, bytes) }
             }
-            try choosePlan(handle: handle, ops: try buildOps(key, out: out), candidates: Self.timedCandidates, time: timer)
+            try choosePlan(handle: handle, ops: try buildOps(key, out: out), candidates: candidates, time: timer)
         } catch {
             destroyDescriptors()
             throw ReelError.unsupported(backend: "cuda", op: "conv3d", message: "cuDNN: \(error)")

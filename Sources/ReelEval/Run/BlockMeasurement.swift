@@ -1,4 +1,4 @@
-import ReelIO
+import ReelMedia
 
 /// What one block of a video showed, judged against the prompt of its frames. Only sums and the edge
 /// frames' centres are kept, so a video of any length is measured in constant memory.

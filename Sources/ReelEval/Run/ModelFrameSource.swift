@@ -1,4 +1,5 @@
 import ReelCore
+import ReelMedia
 import ReelIO
 import ReelModels
 import ReelPipeline

@@ -1,4 +1,4 @@
-import ReelIO
+import ReelMedia
 
 /// A video `reel eval` asks for: prompts, the blocks where later prompts start, a length in blocks.
 ///

@@ -1,4 +1,4 @@
-import ReelIO
+import ReelMedia
 
 /// Draws ground-truth frames the way the data set does (training/data/render.py): each pixel's object
 /// coverage is clamp(0.5 - d, 0, 1) of the shape's signed distance d at the pixel centre (anti-aliased

@@ -21,10 +21,11 @@ public final class StreamingVAEDecoder: VideoDecoder {
     private var cache: CausalCache
 
     /// A new stream over `model`'s weights (several streams may share one model).
-    public init(model: WanVAEDecoder, maxLatentFramesPerChunk: Int = 1, sliceFrames: Int = WanVAEDecoder.defaultSliceFrames) {
+    /// - Parameter sliceFrames: frames per slice of the full-resolution layers (default: the backend's `Tuning`).
+    public init(model: WanVAEDecoder, maxLatentFramesPerChunk: Int = 1, sliceFrames: Int? = nil) {
         self.model = model
         self.maxLatentFramesPerChunk = max(1, maxLatentFramesPerChunk)
-        self.sliceFrames = max(0, sliceFrames)
+        self.sliceFrames = max(0, sliceFrames ?? model.backend.tuning.vaeSliceFrames)
         cache = CausalCache(count: model.slotCount)
     }
 

@@ -75,7 +75,7 @@ public final class WanVAEDecoder: @unchecked Sendable {
         // Layers past the last time upsampling get one frame at a time (sliced): their causal convs keep
         // the 2 cached frames as a pair and run a 2-frame conv over it plus a 1-frame conv over the new
         // frame, instead of joining the cached frames to the new one by a copy.
-        let taps = Self.timeTaps
+        let taps = w.backend.tuning.vaeTimeTaps
         if taps {
             for i in sliceStart..<layers.count {
                 if case let .residual(block) = layers[i] { layers[i] = .residual(try block.withTimeTaps()) }
@@ -118,14 +118,8 @@ public final class WanVAEDecoder: @unchecked Sendable {
         return decoder
     }
 
-    /// Whether the layers after the last time upsampling run their causal convs as pair + new frame
-    /// on one-frame slices (`CausalConv3d.withTimeTaps`); `REEL_VAE_TIME_TAPS=0` joins the frames instead.
-    public static let timeTaps = ProcessInfo.processInfo.environment["REEL_VAE_TIME_TAPS"] != "0"
-
-    /// Frames per slice of the layers after the last time upsampling (0: the whole chunk at once);
-    /// `REEL_VAE_SLICE_FRAMES` overrides the default of 1.
-    public static let defaultSliceFrames: Int =
-        ProcessInfo.processInfo.environment["REEL_VAE_SLICE_FRAMES"].flatMap(Int.init).map { max(0, $0) } ?? 1
+    // Whether the layers after the last time upsampling run their causal convs as pair + new frame on one-frame
+    // slices (`CausalConv3d.withTimeTaps`), and the frames per slice: the backend's `Tuning`.
 
     /// Decodes one chunk of raw latents after `conv2` ([N, t, h, w, z]) into frames, continuing `cache`.
     ///
@@ -134,7 +128,7 @@ public final class WanVAEDecoder: @unchecked Sendable {
     /// go through the full-resolution stages `sliceFrames` at a time, the caches carrying each slice into
     /// the next: the same frames as the whole chunk at once (Wan's own loop feeds its causal convs chunks
     /// of any length), with a quarter of the full-resolution activations alive at a time.
-    func forward(_ x: Tensor, cache: inout CausalCache, sliceFrames: Int = WanVAEDecoder.defaultSliceFrames) throws -> Tensor {
+    func forward(_ x: Tensor, cache: inout CausalCache, sliceFrames: Int) throws -> Tensor {
         let b = x.backend   // the stream the input lives on (the weights serve every stream)
         var y = try conv1(x, cache: &cache)                                        // [N, t, h, w, 384]
         y = try middle0(y, cache: &cache)

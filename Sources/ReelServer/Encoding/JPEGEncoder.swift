@@ -1,4 +1,5 @@
 import ReelCore
+import ReelMedia
 import ReelIO
 
 /// A baseline JPEG encoder (ITU T.81, JFIF): YCbCr 4:2:0, the Annex K quantization tables scaled

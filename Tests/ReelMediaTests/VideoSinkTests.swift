@@ -1,6 +1,6 @@
 import Foundation
 import ReelCore
-@testable import ReelIO
+@testable import ReelMedia
 import Testing
 
 private func tempPath(_ name: String) -> String {

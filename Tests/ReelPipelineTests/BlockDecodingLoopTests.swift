@@ -1,7 +1,10 @@
 import ReelCore
+import ReelMedia
 import ReelCPU
 import ReelIO
-@testable import ReelModels
+import ReelModels
+import ReelPipeline
+import Foundation
 import Testing
 
 /// A sink that keeps what it receives, block by block.
@@ -14,14 +17,15 @@ private final class RecordingSink: FrameSink {
     func finish() throws { finished = true }
 }
 
-@Suite struct VAEBlockDecodingTests {
+@Suite struct BlockDecodingLoopTests {
     @Test func blocksReachTheSinkAsTheyAreDecoded() async throws {
-        let b = VAEFixture.backend
-        let (file, weights) = try VAEFixture.open("taehv_decoder.safetensors")
-        let model = try TinyDecoder.load(from: weights, on: b)
-        let latents = try VAEFixture.tensor(file, "input.latents", permute: [0, 1, 3, 4, 2])   // [1, 5, 3, 5, 16]
+        let b = CPUBackend()
+        let path = VideoStreamTests.fixtures.appendingPathComponent("vae/taehv_decoder.safetensors").path
+        let file = try WeightFiles.open(path)
+        let model = try TinyDecoder.load(from: FilteredTensorSource(WeightFileTensors(file), excluding: ["input.", "output."]), on: b)
+        let latents = try b.permute(file.tensor("input.latents", on: b, as: .f32), [0, 1, 3, 4, 2])   // [1, 5, 3, 5, 16]
         let expected = try RGBFrames(modelOutput: b.affine(
-            VAEFixture.tensor(file, "output.video", permute: [0, 1, 3, 4, 2]), scale: 2, bias: -1))
+            b.permute(file.tensor("output.video", on: b, as: .f32), [0, 1, 3, 4, 2]), scale: 2, bias: -1))
         // Blocks as the generator yields them: [T, h, w, C].
         let parts = try [(0, 3), (3, 2)].map { try b.slice(latents, axis: 1, start: $0.0, length: $0.1).reshaped([$0.1, 3, 5, 16]) }
         let stream = AsyncStream<Tensor> { c in

@@ -1,5 +1,5 @@
 import ReelCore
-import ReelIO
+import ReelMedia
 
 /// A minimal inflater for the two block types Reel's encoder writes (stored and fixed Huffman),
 /// so the tests can read back what `Deflate` wrote.

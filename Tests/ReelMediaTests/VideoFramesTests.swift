@@ -1,6 +1,6 @@
 import ReelCore
 import ReelCPU
-import ReelIO
+import ReelMedia
 import Testing
 
 @Suite struct VideoFramesTests {

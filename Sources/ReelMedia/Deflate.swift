@@ -1,3 +1,4 @@
+import ReelCore
 /// A small DEFLATE (RFC 1951) encoder and its zlib wrapper (RFC 1950): greedy LZ77 over a 32 KiB
 /// window with a hash of the next 3 bytes, coded with the fixed Huffman codes in one block. Enough
 /// to make PNGs several times smaller than stored blocks, and simple enough to check by reading.

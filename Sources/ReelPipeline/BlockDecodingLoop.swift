@@ -1,6 +1,7 @@
 import Foundation
 import ReelCore
-import ReelIO
+import ReelMedia
+import ReelModels
 
 /// Decodes latent blocks as they arrive and hands each block's frames to a sink before taking the
 /// next one: the consumer half of streaming output. Run it on the generator's `blocks()` sequence,

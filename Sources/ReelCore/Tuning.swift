@@ -1,0 +1,42 @@
+import Foundation
+
+/// A device's performance choices, given when its streams are made (`CUDABackend(device:tuning:)`); models
+/// read them from their backend. The defaults are the measured best (docs/perf-notes.md); each switch exists
+/// to measure the alternative again. Library code never reads the environment for these: the command-line
+/// tool does, once (`fromEnvironment`).
+public struct Tuning: Sendable, Equatable {
+    /// `linearGELU` through cuBLASLt's GELU epilogue (off: a GEMM, then a GELU pass). `REEL_GELU_EPILOGUE=0`.
+    public var geluEpilogue = true
+    /// FP8 GEMMs accumulate without cuBLASLt's periodic promotion to float32 (measured ~1e-6 nmse, a
+    /// thousandth of FP8's own rounding, for 6 ms less per DiT block on an H200). `REEL_FP8_FAST_ACCUM=0`.
+    public var fp8FastAccumulation = true
+    /// Split-key attention: nil picks the number of key parts by the SMs' wave fill; a number forces it
+    /// (1: never split). `REEL_ATTN_SPLITS`.
+    public var attentionSplits: Int?
+    /// cuDNN convolution engines timed at each new shape (the rest are not tried). `REEL_CUDNN_CANDIDATES`.
+    public var cudnnConvolutionCandidates = 8
+    /// The Wan VAE decoder's full-resolution causal convs as a 2-frame pair + the new frame
+    /// (`CausalConv3d.withTimeTaps`) instead of joining the cached frames by a copy. `REEL_VAE_TIME_TAPS=0`.
+    public var vaeTimeTaps = true
+    /// Frames per slice of the Wan VAE decoder's layers after its last time upsampling (0: the whole chunk).
+    /// `REEL_VAE_SLICE_FRAMES`.
+    public var vaeSliceFrames = 1
+
+    public init() {}
+
+    /// The defaults.
+    public static let standard = Tuning()
+
+    /// The defaults with the switches set in `environment` (the variables named on each property); a value
+    /// that does not parse leaves the default.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Tuning {
+        var t = Tuning()
+        if environment["REEL_GELU_EPILOGUE"] == "0" { t.geluEpilogue = false }
+        if environment["REEL_FP8_FAST_ACCUM"] == "0" { t.fp8FastAccumulation = false }
+        if let s = environment["REEL_ATTN_SPLITS"].flatMap(Int.init), s >= 1 { t.attentionSplits = s }
+        if let c = environment["REEL_CUDNN_CANDIDATES"].flatMap(Int.init), c >= 1 { t.cudnnConvolutionCandidates = c }
+        if environment["REEL_VAE_TIME_TAPS"] == "0" { t.vaeTimeTaps = false }
+        if let s = environment["REEL_VAE_SLICE_FRAMES"].flatMap(Int.init), s >= 0 { t.vaeSliceFrames = s }
+        return t
+    }
+}
