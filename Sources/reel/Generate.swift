@@ -217,7 +217,7 @@ final class LivePrompts: @unchecked Sendable {
                 for w in firstWaiters { w.resume(returning: nil) }
                 firstWaiters = []
             }
-            if stopAtEnd { control.send(.stop) }
+            if stopAtEnd { control.send(.finish) }
         }
     }
 

@@ -220,6 +220,28 @@ import ReelModels
         #expect(after <= 3)
     }
 
+    /// `finish` (a live prompt source that ended) lets the prompts sent before it start, then ends the video;
+    /// sent before the first block, the video still gets one.
+    @Test func finishAppliesPendingPromptsThenEnds() async throws {
+        let early = try Self.pipeline(latentFrames: nil)
+        early.control.send(.switchPrompt("a dog"))
+        early.control.send(.finish)
+        var blocks: [LatentBlock] = []
+        for try await chunk in early.chunks() { blocks.append(chunk.block) }
+        #expect(blocks.map(\.index) == [0] && blocks[0].switchedTo == "a dog")
+
+        let later = try Self.pipeline(latentFrames: nil)
+        var iterator = later.chunks().makeAsyncIterator()
+        _ = try await iterator.next()
+        later.control.send(.switchPrompt("a cat"))
+        later.control.send(.finish)
+        var switched = 0, after = 0
+        while let chunk = try await iterator.next() {
+            if chunk.block.switchedTo == "a cat" { switched += 1 } else if switched > 0 { after += 1 }
+        }
+        #expect(switched == 1 && after == 0)
+    }
+
     /// A failing stage ends the video with its error (here the Conditioner: no text encoder).
     @Test func stageErrorsReachTheConsumer() async throws {
         let backend = CPUBackend(gemm: .own)

@@ -176,6 +176,7 @@ enum GeneratorStage {
                 state.apply(control.take(waiting: false))
                 while state.paused && !state.stopped { state.apply(control.take(waiting: true)) }
                 if state.stopped { break }
+                if state.finishing && state.prompt == nil && generator.currentFrame > 0 { break }
                 let frame = generator.currentFrame
                 var switchedTo: String?
                 if let text = state.prompt {

@@ -11,6 +11,9 @@ public enum PipelineControl: Sendable, Equatable {
     case resume
     /// End the video after the block in flight.
     case stop
+    /// End the video once the prompt switches sent before it have started (a live prompt source that has
+    /// ended: the last prompt gets its block, and the video at least one).
+    case finish
 }
 
 /// The control channel: any thread sends, the Generator stage reads between blocks. Unbounded and never
@@ -42,6 +45,8 @@ public final class ControlChannel: @unchecked Sendable {
 struct ControlState {
     var paused = false
     var stopped = false
+    /// `finish` came: stop at the first block boundary with no prompt left to apply.
+    var finishing = false
     /// A live prompt switch not applied yet (the newest text).
     var prompt: String?
 
@@ -52,6 +57,7 @@ struct ControlState {
             case .pause: paused = true
             case .resume: paused = false
             case .stop: stopped = true
+            case .finish: finishing = true
             }
         }
     }
