@@ -15,8 +15,14 @@ struct BackendOptions: ParsableArguments {
     var decodeDevice: Int?
     @Option(help: "CPU threads (default: all cores).")
     var threads: Int?
-    @Option(help: "Storage dtype of weights and activations: f32 or bf16 (default: f32 on cpu, bf16 on cuda).")
-    var dtype: String?
+    /// Storage dtype of weights and activations.
+    enum StorageType: String, ExpressibleByArgument, CaseIterable {
+        case f32, bf16, f16
+        var dtype: DType { switch self { case .f32: .f32; case .bf16: .bf16; case .f16: .f16 } }
+    }
+
+    @Option(help: "Storage dtype of weights and activations (default: f32 on cpu, bf16 on cuda).")
+    var dtype: StorageType?
 
     func validate() throws {
         if let threads, threads <= 0 { throw ValidationError("--threads must be positive, got \(threads).") }
@@ -25,7 +31,6 @@ struct BackendOptions: ParsableArguments {
             if backend != .cuda { throw ValidationError("--decode-device needs --backend cuda.") }
             if decodeDevice < 0 { throw ValidationError("--decode-device must be 0 or more.") }
         }
-        if let dtype, !["f32", "bf16", "f16"].contains(dtype) { throw ValidationError("--dtype must be f32, bf16 or f16, got \(dtype).") }
     }
 
     /// The decoder's backend when `--decode-device` names another GPU than `--device` (nil: a stream
@@ -39,7 +44,7 @@ struct BackendOptions: ParsableArguments {
     /// names the variables; README "Performance switches").
     static let tuning = Tuning.fromEnvironment()
 
-    var storageType: DType { dtype.flatMap(DType.init(rawValue:)) ?? (backend == .cuda ? .bf16 : .f32) }
+    var storageType: DType { dtype?.dtype ?? (backend == .cuda ? .bf16 : .f32) }
 
     func make() throws -> any Backend {
         switch backend {

@@ -66,7 +66,7 @@ struct Bench: AsyncParsableCommand {
 
     func run() async throws {
         do { try await bench() } catch let error as ReelError {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            printError(error)
             throw ExitCode.failure
         }
     }

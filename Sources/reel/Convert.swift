@@ -61,7 +61,7 @@ struct Convert: AsyncParsableCommand {
                                                        output, tensors.count, check.config.layers, check.config.dim, dtype,
                                                        Date().timeIntervalSince(started)).utf8))
         } catch let error as ReelError {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            printError(error)
             throw ExitCode.failure
         }
     }

@@ -68,7 +68,7 @@ struct Decode: AsyncParsableCommand {
 
     func run() async throws {
         do { try await decode() } catch let error as ReelError {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            printError(error)
             throw ExitCode.failure
         }
     }
@@ -132,5 +132,4 @@ struct Decode: AsyncParsableCommand {
 
     static func seconds(since start: Date) -> String { String(format: "%.2f s", Date().timeIntervalSince(start)) }
 
-    private func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 }

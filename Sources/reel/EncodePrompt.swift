@@ -60,7 +60,7 @@ struct EncodePrompt: AsyncParsableCommand {
                 print("wrote \(prompts.count) embeddings to \(output)")
             }
         } catch let error as ReelError {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            printError(error)
             throw ExitCode.failure
         }
     }

@@ -76,10 +76,10 @@ struct Eval: AsyncParsableCommand {
 
     func run() async throws {
         do { try await evaluate() } catch let error as ReelError {
-            log("error: \(error)")
+            printError(error)
             throw ExitCode.failure
         } catch let error as EvalError {
-            log("error: \(error)")
+            printError(error)
             throw ExitCode.failure
         }
     }
@@ -124,4 +124,3 @@ struct Eval: AsyncParsableCommand {
     }
 }
 
-private func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }

@@ -74,7 +74,7 @@ struct Generate: AsyncParsableCommand {
 
     func run() async throws {
         do { try await generate() } catch let error as ReelError {
-            log("error: \(error)")
+            printError(error)
             throw ExitCode.failure
         }
     }
@@ -230,4 +230,3 @@ final class LivePrompts: @unchecked Sendable {
     }
 }
 
-private func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }

@@ -40,7 +40,7 @@ struct Inspect: ParsableCommand {
                 total += try printFile(file)
             } catch {
                 failures += 1
-                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+                printError(error)
             }
         }
         if files.count > 1 && failures < files.count {

@@ -5,6 +5,13 @@ struct Reel: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reel",
         abstract: "Real-time streaming video generation from a stream of text prompts.",
-        subcommands: [Generate.self, Eval.self, Serve.self, Bench.self, BenchText.self, Parity.self, Convert.self, EncodePrompt.self, Inspect.self, Tokenize.self, Decode.self, BenchOps.self, Devices.self, CheckOps.self]
+        groupedSubcommands: [
+            CommandGroup(name: "User", subcommands: [
+                Generate.self, Serve.self, Eval.self, Bench.self, Convert.self, Decode.self, Inspect.self, Devices.self,
+            ]),
+            CommandGroup(name: "Developer tools", subcommands: [
+                Parity.self, CheckOps.self, BenchOps.self, BenchText.self, EncodePrompt.self, Tokenize.self,
+            ]),
+        ]
     )
 }

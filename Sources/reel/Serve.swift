@@ -52,7 +52,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let files: ModelFiles
         do { files = try models.resolve() } catch let error as ReelError {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            printError(error)
             throw ExitCode.failure
         }
         let geometry = try video.geometry(folderSize: files.size)
@@ -70,7 +70,7 @@ struct Serve: AsyncParsableCommand {
                                          decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
                                          fp8: models.fp8)
         } catch let error as ReelError {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            printError(error)
             throw ExitCode.failure
         }
         if !(model.dit.backend is CPUBackend) {
@@ -78,7 +78,7 @@ struct Serve: AsyncParsableCommand {
             let t0 = Date()
             logger.info("reel serve: warming up at \(width)x\(height) (compiling kernels, choosing GPU algorithms)")
             do { try await model.warmUp(width: width, height: height) } catch let error as ReelError {
-                FileHandle.standardError.write(Data("error: warm-up failed: \(error)\n".utf8))
+                printError("warm-up failed: \(error)")
                 throw ExitCode.failure
             }
             logger.info("reel serve: warm in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s")

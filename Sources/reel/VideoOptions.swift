@@ -5,7 +5,7 @@ import ReelPipeline
 struct SizeOption: ParsableArguments {
     @Option(help: "Video size WIDTHxHEIGHT, multiples of 16 (default: the model folder's, else 832x480).",
             transform: { text in
-                do { return try BlockGeometry(size: text) } catch { throw ValidationError("--size: \(error)") }
+                do { return try BlockGeometry(size: text) } catch { throw ValidationError("\(error)") }
             })
     var size: BlockGeometry?
 
