@@ -38,9 +38,6 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public let tuning: Tuning
     /// The device's plan caches (GEMM descriptors, cuDNN plans and refusals), shared with its other streams.
     var plans: CUDAPlanCache { cudaDevice.plans }
-    var cudnnLock: NSLock { plans.cudnnLock }
-    var gemmLock: NSLock { plans.gemmLock }
-    var cudnnHandle: CUhandle { plans.cudnnHandle }
     /// Shapes cuDNN refused on this device, with its reason (so they are not retried on every call).
     public var cudnnRefusals: [String] { plans.cudnnRefusals }
     /// The cuDNN workspace of this stream (concurrent executions must not share one).

@@ -25,6 +25,13 @@ public struct BlockGeometry: Sendable, Equatable, CustomStringConvertible {
         self.spatialStride = spatialStride; self.temporalStride = temporalStride
     }
 
+    /// The geometry of a latent grid given directly (fixtures, warm-ups): cells of `spatialStride` pixels.
+    public init(latentWidth: Int, latentHeight: Int, latentFramesPerBlock: Int = StreamingSchedule.longLive.framesPerBlock,
+                spatialStride: Int = 8, temporalStride: Int = 4) {
+        self.init(width: latentWidth * spatialStride, height: latentHeight * spatialStride, latentFramesPerBlock: latentFramesPerBlock,
+                  spatialStride: spatialStride, temporalStride: temporalStride)
+    }
+
     /// A video size as people type it, `WIDTHxHEIGHT` (e.g. `832x480`): positive multiples of 16 (the
     /// latent grid of 8-pixel cells must split into the DiT's 2x2 patches).
     public init(size text: String, latentFramesPerBlock: Int = StreamingSchedule.longLive.framesPerBlock) throws {

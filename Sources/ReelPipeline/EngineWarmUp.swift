@@ -24,8 +24,8 @@ public enum EngineWarmUp {
             try decodeStream.synchronize()
             decoder.reset()
         }
-        let parts = ModelParts(dit: dit, decoder: nil, decodeStream: decodeStream)
-        let request = PipelineRequest(geometry: BlockGeometry(width: latentWidth * 8, height: latentHeight * 8), latentFrames: 18,
+        let parts = ModelParts(dit: dit, decodeStream: decodeStream)
+        let request = PipelineRequest(geometry: BlockGeometry(latentWidth: latentWidth, latentHeight: latentHeight), latentFrames: 18,
                                       decode: false)
         let pipeline = try Pipeline(model: parts, request: request, prompt: prompt, noise: PhiloxNoise(seed: 8)) { frame in
             frame == 15 ? second : nil

@@ -80,13 +80,12 @@ public struct LongLiveParity {
         }
         let noiseT = try caseFile.tensor("noise", on: backend, as: .f32)
         let renoiseT = try caseFile.tensor("renoise", on: backend, as: .f32)
-        // Latent size given directly: a geometry of 8-pixel cells.
-        let request = PipelineRequest(geometry: BlockGeometry(width: width * 8, height: height * 8),
+        let request = PipelineRequest(geometry: BlockGeometry(latentWidth: width, latentHeight: height),
                                       latentFrames: blocks * variant.schedule.framesPerBlock, decode: false,
                                       recacheOnSwitch: variant.recache, schedule: variant.schedule)
         // LongLive switches at the first block starting at or after each switch frame.
         let contexts = UncheckedSendable(prompts), blockFrames = variant.schedule.framesPerBlock
-        let pipeline = try Pipeline(model: ModelParts(dit: dit, decoder: nil), request: request, prompt: prompts[0],
+        let pipeline = try Pipeline(model: ModelParts(dit: dit), request: request, prompt: prompts[0],
                                     noise: try RecordedNoise(initial: noiseT, renoise: renoiseT)) { frame in
             let index = switches.filter { $0 <= frame }.count
             return index > switches.filter { $0 <= frame - blockFrames }.count ? contexts.value[index] : nil

@@ -83,7 +83,7 @@ struct Bench: AsyncParsableCommand {
         print(String(format: "matmul rate measured on this backend: %.2f TFLOP/s (the compute floors below use it)", rate / 1e12))
 
         let t0 = Date()
-        let dit: WanDiT, vae: (any VideoDecoder)?, first: WanDiT.PromptContext, second: WanDiT.PromptContext
+        let dit: WanDiT, newDecoder: () -> (any VideoDecoder)?, first: WanDiT.PromptContext, second: WanDiT.PromptContext
         // The decoder's own stream, as LoadedModel makes one: decode runs beside the DiT on the device.
         var decodeStream = backend
         let decodeLatentFLOPs: Double
@@ -92,7 +92,7 @@ struct Bench: AsyncParsableCommand {
                                               decodeBackend: try backendOptions.makeDecodeBackend(), dtype: dtype, fp8: fp8)
             dit = loaded.dit
             decodeStream = loaded.decodeStream
-            vae = decoder == .none ? nil : loaded.newDecoder()
+            newDecoder = decoder == .none ? { nil } : { loaded.newDecoder() }
             decodeLatentFLOPs = decoder == .none ? 0 : loaded.decoderFLOPs?(lh, lw) ?? 0
             first = try loaded.context(for: "a red circle moves left on a blue background")
             second = try loaded.context(for: "a large green square bounces around on a white background")
@@ -110,15 +110,15 @@ struct Bench: AsyncParsableCommand {
             let d = decodeStream
             switch decoder {
             case .vae:
-                vae = StreamingVAEDecoder(model: try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: d, dtype: dtype),
-                                                                        on: d, dtype: dtype))
+                let model = try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: d, dtype: dtype), on: d, dtype: dtype)
+                newDecoder = { StreamingVAEDecoder(model: model) }
                 decodeLatentFLOPs = ComputeCost.vaeDecodeLatentFrame(.wan21, height: lh, width: lw)
             case .tiny:
-                vae = StreamingTinyDecoder(model: try TinyDecoder.load(from: TinyDecoder.randomWeights(on: d, dtype: dtype),
-                                                                        on: d, dtype: dtype))
+                let model = try TinyDecoder.load(from: TinyDecoder.randomWeights(on: d, dtype: dtype), on: d, dtype: dtype)
+                newDecoder = { StreamingTinyDecoder(model: model) }
                 decodeLatentFLOPs = TinyDecoder.flopsPerLatentFrame(height: lh, width: lw)
             case .none:
-                vae = nil
+                newDecoder = { nil }
                 decodeLatentFLOPs = 0
             }
             func prompt(_ seed: UInt64) throws -> WanDiT.PromptContext {
@@ -137,10 +137,10 @@ struct Bench: AsyncParsableCommand {
         // a throwaway stream of 6 blocks with a switch at block 5 running both models, as a first
         // session leaves the two streams' memory pools. It is released before the measured one starts:
         // its KV cache (3.45 GB for the 1.3B model) would otherwise count in the measured peak.
-        try await EngineWarmUp.run(dit: dit, prompt: first, switchTo: second, decoder: vae, decodeStream: decodeStream,
+        try await EngineWarmUp.run(dit: dit, prompt: first, switchTo: second, decoder: newDecoder(), decodeStream: decodeStream,
                                    latentHeight: lh, latentWidth: lw)
-        let parts = ModelParts(dit: dit, decoder: vae, decodeStream: decodeStream)
-        let request = PipelineRequest(geometry: geometry, latentFrames: 18, granularity: .latentFrame, decode: vae != nil)
+        let parts = ModelParts(dit: dit, newDecoder: newDecoder, decodeStream: decodeStream)
+        let request = PipelineRequest(geometry: geometry, latentFrames: 18, granularity: .latentFrame, decode: decoder != .none)
         do {
             let warm = try Pipeline(model: parts, request: request, prompt: first, noise: PhiloxNoise(seed: 9)) { frame in
                 frame == 15 ? second : nil
@@ -149,7 +149,6 @@ struct Bench: AsyncParsableCommand {
         }
         try backend.synchronize()
         try decodeStream.synchronize()
-        vae?.reset()
         let twoDevices = !decodeStream.device.isSame(as: backend.device)
         (backend as? MemoryReporting)?.resetPeakMemory()
         if twoDevices { (decodeStream as? MemoryReporting)?.resetPeakMemory() }
@@ -233,7 +232,7 @@ struct Bench: AsyncParsableCommand {
         print(String(format: "KV cache %.2f GB; blocks %@", Double(generator.cacheBytes) / 1e9,
                      ditSeconds.map { String(format: "%.0f", $0 * 1000) }.joined(separator: " ") + " ms (DiT)"))
         if let profiler = (backend as? CUDABackend)?.profiler { print("\n" + (try profiler.report()), terminator: "") }
-        if let vae, decoder != .none { try decoderAlone(vae, stream: decodeStream, latentHeight: lh, latentWidth: lw, floor: vaeFloor) }
+        if decoder != .none, let vae = newDecoder() { try decoderAlone(vae, stream: decodeStream, latentHeight: lh, latentWidth: lw, floor: vaeFloor) }
     }
 
     /// The decoder by itself on its stream (nothing beside it on the device): blocks of 3 random

@@ -76,8 +76,8 @@ extension CUDABackend {
     /// A split key (`splits` > 1) also writes `stats` and partial outputs to `o`.
     func cudnnAttention(key: CuDNNAttentionPlan.Key, q: UInt64, k: UInt64, v: UInt64, o: UInt64, stats: UInt64 = 0,
                         scale: Float) throws -> Bool {
-        cudnnLock.lock()
-        defer { cudnnLock.unlock() }
+        plans.cudnnLock.lock()
+        defer { plans.cudnnLock.unlock() }
         if plans.cudnnRefused.contains(key) {
             if attentionPath == .cudnn { throw ReelError.unsupported(backend: name, op: "attention", message: cudnnRefusals.last ?? "refused by cuDNN") }
             return false
@@ -89,7 +89,7 @@ extension CUDABackend {
         }
         let plan: CuDNNAttentionPlan
         if let p = plans.cudnnPlans[key] { plan = p } else {
-            do { plan = try CuDNNAttentionPlan(dnn: dnn, handle: cudnnHandle, key: key) } catch {
+            do { plan = try CuDNNAttentionPlan(dnn: dnn, handle: plans.cudnnHandle, key: key) } catch {
                 plans.cudnnRefused.insert(key)
                 plans.cudnnRefusals.append("B\(key.b) Lq\(key.lq) Lk\(key.lk) H\(key.h) D\(key.d) \(key.dtype): \(error)")
                 throw error
@@ -97,7 +97,7 @@ extension CUDABackend {
             plans.cudnnPlans[key] = plan
         }
         try cudaDevice.makeCurrent()
-        try plan.execute(handle: cudnnHandle, q: q, k: k, v: v, o: o, stats: stats, scale: scale,
+        try plan.execute(handle: plans.cudnnHandle, q: q, k: k, v: v, o: o, stats: stats, scale: scale,
                          workspace: try cudnnScratch(plan.workspaceBytes), on: self, label: key.profileLabel)
         return true
     }
@@ -134,7 +134,7 @@ extension CUDABackend {
     }
 
     /// cuDNN with the device's handle (created on first use) bound to this stream: one handle per device,
-    /// so that every stream runs the plans it made. Call with `cudnnLock` held.
+    /// so that every stream runs the plans it made. Call with `plans.cudnnLock` held.
     func cudnnContext() throws -> CuDNN {
         let dnn = try CUDALibraries.cudnn()
         if plans.cudnnHandle == nil {
@@ -149,7 +149,7 @@ extension CUDABackend {
         return dnn
     }
 
-    /// A workspace of at least `bytes` on this stream (grown, never shrunk). Call with `cudnnLock` held.
+    /// A workspace of at least `bytes` on this stream (grown, never shrunk). Call with `plans.cudnnLock` held.
     func cudnnScratch(_ bytes: Int) throws -> UInt64 {
         if bytes > (cudnnWorkspace?.byteCount ?? 0) {
             cudnnWorkspace = try cudaDevice.allocator.allocate(bytes, stream: stream)

@@ -58,7 +58,9 @@ extension CUDABackend {
         if convolutionPath == .cudnn && !half {
             throw ReelError.unsupported(backend: name, op: "conv3d", message: "the cuDNN path takes bf16/f16 tensors, got \(x.dtype)")
         }
-        if half && convolutionPath != .own {
+        if half && convolutionPath != .own && cout < CUDABackend.narrowConvOutputChannels {
+            if let y = try narrowCuDNNConvolution(x, weight: wt, bias: bt, stride: stride, padding: padding, residual: residual) { return y }
+        } else if half && convolutionPath != .own {
             let key = CuDNNConvPlan.Key(x: [n, t, h, w, cin], w: [cout, kt, kh, kw], stride: [stride.0, stride.1, stride.2],
                                         pre: [padding.t.0, padding.h.0, padding.w.0], post: [padding.t.1, padding.h.1, padding.w.1],
                                         bias: bt != nil, dtype: x.dtype, residual: residual != nil)
@@ -97,10 +99,46 @@ extension CUDABackend {
 }
 
 extension CUDABackend {
+    /// Convolutions with fewer output channels than this run on cuDNN with the filters padded by zeros to
+    /// this many: cuDNN's engines for 3 outputs are about twice as slow as for 16 (the Wan VAE's head conv at
+    /// 480x832, docs/perf-notes.md). The padded output's first channels are the result.
+    static let narrowConvOutputChannels = 16
+
+    /// A narrow convolution on cuDNN with zero-padded filters (cached per weight, `NarrowFilterCache`), then
+    /// the real channels sliced out and the residual added; nil when cuDNN refuses it (the caller falls back).
+    private func narrowCuDNNConvolution(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int, Int), padding: ConvPadding,
+                                        residual: Tensor?) throws -> Tensor? {
+        let cout = weight.shape[0], wide = CUDABackend.narrowConvOutputChannels
+        let (pw, pb) = try cudaDevice.narrowFilters.padded(weight: weight, bias: bias, to: wide) { [self] in
+            let zeros = try zeros(weight.shape.replacing(axis: 0, with: wide - cout), dtype: weight.dtype)
+            let w = try concat([weight, zeros], axis: 0)
+            let b = try bias.map { try concat([$0, try self.zeros([wide - cout], dtype: $0.dtype)], axis: 0) }
+            return (w, b)
+        }
+        let (n, t, h, w, cin) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
+        let (kt, kh, kw) = (weight.shape[1], weight.shape[2], weight.shape[3])
+        let to = (t + padding.t.0 + padding.t.1 - kt) / stride.0 + 1
+        let ho = (h + padding.h.0 + padding.h.1 - kh) / stride.1 + 1
+        let wo = (w + padding.w.0 + padding.w.1 - kw) / stride.2 + 1
+        let out = try allocate([n, to, ho, wo, wide], dtype: x.dtype)
+        let key = CuDNNConvPlan.Key(x: [n, t, h, w, cin], w: [wide, kt, kh, kw], stride: [stride.0, stride.1, stride.2],
+                                    pre: [padding.t.0, padding.h.0, padding.w.0], post: [padding.t.1, padding.h.1, padding.w.1],
+                                    bias: pb != nil, dtype: x.dtype, residual: false)
+        do {
+            guard try cudnnConv(key: key, out: [to, ho, wo], x: try arg(x, "conv3d"), w: try arg(pw, "conv3d"), y: try arg(out, "conv3d"),
+                                bias: try pb.map { try arg($0, "conv3d") }) else { return nil }
+        } catch {
+            if convolutionPath == .cudnn { throw error }
+            return nil
+        }
+        let y = try slice(out, axis: 4, start: 0, length: cout)
+        return try residual.map { try binary(.add, y, $0.dtype == y.dtype ? $0 : try cast($0, to: y.dtype)) } ?? y
+    }
+
     /// Runs cuDNN's convolution; false when cuDNN is absent or refused this shape before.
     func cudnnConv(key: CuDNNConvPlan.Key, out: [Int], x: UInt64, w: UInt64, y: UInt64, bias: UInt64?, residual: UInt64? = nil) throws -> Bool {
-        cudnnLock.lock()
-        defer { cudnnLock.unlock() }
+        plans.cudnnLock.lock()
+        defer { plans.cudnnLock.unlock() }
         if plans.cudnnConvRefused.contains(key) {
             if convolutionPath == .cudnn { throw ReelError.unsupported(backend: name, op: "conv3d", message: cudnnRefusals.last ?? "refused by cuDNN") }
             return false
@@ -116,15 +154,15 @@ extension CUDABackend {
             // once to load it, then timed over 3 runs.
             let time: (CuDNNConvPlan, CUhandle, Int) throws -> Double = { [self] p, candidate, bytes in
                 let scratch = try cudnnScratch(bytes)
-                try p.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, residual: residual, workspace: scratch, plan: candidate)
+                try p.execute(handle: plans.cudnnHandle, x: x, w: w, y: y, bias: bias, residual: residual, workspace: scratch, plan: candidate)
                 let start = try record(timing: true)
                 for _ in 0..<3 {
-                    try p.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, residual: residual, workspace: scratch, plan: candidate)
+                    try p.execute(handle: plans.cudnnHandle, x: x, w: w, y: y, bias: bias, residual: residual, workspace: scratch, plan: candidate)
                 }
                 return try elapsedMilliseconds(from: start, to: try record(timing: true)) / 3
             }
             do {
-                plan = try CuDNNConvPlan(dnn: dnn, handle: cudnnHandle, key: key, out: out,
+                plan = try CuDNNConvPlan(dnn: dnn, handle: plans.cudnnHandle, key: key, out: out,
                                          candidates: tuning.cudnnConvolutionCandidates, time: time)
             } catch {
                 plans.cudnnConvRefused.insert(key)
@@ -134,7 +172,7 @@ extension CUDABackend {
             plans.cudnnConvPlans[key] = plan
         }
         try cudaDevice.makeCurrent()
-        try plan.execute(handle: cudnnHandle, x: x, w: w, y: y, bias: bias, residual: residual, workspace: try cudnnScratch(plan.workspaceBytes),
+        try plan.execute(handle: plans.cudnnHandle, x: x, w: w, y: y, bias: bias, residual: residual, workspace: try cudnnScratch(plan.workspaceBytes),
                          on: self, label: key.profileLabel)
         return true
     }

@@ -21,8 +21,8 @@ extension CUDABackend {
                           alignment: [a, b, d, c ?? d].map { Int($0 % 16) })
         // Descriptors are made once per shape and device (shared by its streams; the lock is held until the
         // GEMM is enqueued): per call only the bias and scale pointers change.
-        gemmLock.lock()
-        defer { gemmLock.unlock() }
+        plans.gemmLock.lock()
+        defer { plans.gemmLock.unlock() }
         let plan: GemmPlan
         if let p = plans.gemmPlans[key] { plan = p } else {
             plan = try GemmPlan(key: key)

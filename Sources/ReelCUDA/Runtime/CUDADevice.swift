@@ -13,6 +13,8 @@ public final class CUDADevice: @unchecked Sendable {
     public let profiler: CUDAProfiler
     /// GEMM descriptors and cuDNN plans, made once per shape for every stream of this device.
     let plans = CUDAPlanCache()
+    /// Zero-padded copies of narrow convolution filters (`CUDABackend.narrowConvOutputChannels`).
+    let narrowFilters = NarrowFilterCache()
     private let lock = NSLock()
     private var functions: [String: CUhandle] = [:]
     private var modules: [String: CUhandle] = [:]
@@ -164,6 +166,36 @@ final class CUDAPlanCache: @unchecked Sendable {
     var cudnnConvRefused: Set<CuDNNConvPlan.Key> = []
     /// Shapes cuDNN refused, with its reason.
     var cudnnRefusals: [String] = []
+}
+
+/// Narrow convolution filters padded with zero filters, one copy per weight tensor while it lives (a weak
+/// reference: an entry whose weight is gone is dropped, and a new weight at the same address never matches it).
+final class NarrowFilterCache: @unchecked Sendable {
+    private struct Entry {
+        weak var weight: Tensor?
+        weak var bias: Tensor?
+        let hadBias: Bool
+        let padded: (weight: Tensor, bias: Tensor?)
+    }
+    private let lock = NSLock()
+    private var entries: [ObjectIdentifier: Entry] = [:]
+
+    /// The padded filters of `weight` (and `bias`), made by `make` on first use. `make` runs with the lock held,
+    /// and the stream that makes them is synchronized once so that every stream may read them.
+    func padded(weight: Tensor, bias: Tensor?, to channels: Int,
+                make: () throws -> (Tensor, Tensor?)) throws -> (weight: Tensor, bias: Tensor?) {
+        lock.lock()
+        defer { lock.unlock() }
+        let id = ObjectIdentifier(weight)
+        if let e = entries[id], e.weight === weight, e.hadBias == (bias != nil), e.bias === bias, e.padded.weight.shape[0] == channels {
+            return e.padded
+        }
+        entries = entries.filter { $0.value.weight != nil }
+        let (w, b) = try make()
+        try w.backend.synchronize()
+        entries[id] = Entry(weight: weight, bias: bias, hadBias: bias != nil, padded: (w, b))
+        return (w, b)
+    }
 }
 
 extension CUDADevice: Device {

@@ -85,23 +85,8 @@ public final class WanVAEDecoder: @unchecked Sendable {
         let last = dims[stages]
         headNorm = try ChannelRMSNorm(w, "decoder.head.0.gamma", dim: last)
         let head = try CausalConv3d(w, "decoder.head.2", cin: last, cout: 3, kernel: (3, 3, 3), padHW: 1, slots: &slots)
-        let padded = try Self.padOutputChannels(head, to: Self.headChannels)
-        headConv = taps ? try padded.withTimeTaps() : padded
+        headConv = taps ? try head.withTimeTaps() : head
         slotCount = slots.count
-    }
-
-    /// The head convolution's output channels, padded with zero filters from 3 (`forward` keeps the
-    /// first 3): cuDNN runs the full-resolution head conv faster with 16 than with 3 (H100, beside the DiT:
-    /// 341 vs 709 us per frame, measured with REEL_PROFILE).
-    static let headChannels = 16
-
-    private static func padOutputChannels(_ conv: CausalConv3d, to count: Int) throws -> CausalConv3d {
-        let b = conv.weight.backend, cout = conv.weight.shape[0]
-        guard count > cout else { return conv }
-        let zeros = try b.zeros(conv.weight.shape.replacing(axis: 0, with: count - cout), dtype: conv.weight.dtype)
-        let weight = try b.concat([conv.weight, zeros], axis: 0)
-        let bias = try conv.bias.map { try b.concat([$0, try b.zeros([count - cout], dtype: $0.dtype)], axis: 0) }
-        return CausalConv3d(weight: weight, bias: bias, kernelT: conv.kernelT, padHW: conv.padHW, stride: conv.stride, slot: conv.slot)
     }
 
     /// Loads the decoder of a Wan2.1 VAE checkpoint in either key layout (`Wan2.1_VAE.pth`, its
@@ -148,8 +133,7 @@ public final class WanVAEDecoder: @unchecked Sendable {
             var s = step == frames ? y : try b.slice(y, axis: 1, start: start, length: min(step, frames - start))
             for layer in upsamples[sliceStart...] { s = try apply(layer, s, &cache) }
             let normed = s
-            s = try headConv(like: normed, cache: &cache) { try headNorm.silu(normed, into: $0) }   // [N, slice, 8h, 8w, 16]
-            s = try b.slice(s, axis: 4, start: 0, length: 3)                       // the 3 real channels
+            s = try headConv(like: normed, cache: &cache) { try headNorm.silu(normed, into: $0) }   // [N, slice, 8h, 8w, 3]
             outputs.append(try b.clamp(s, min: -1, max: 1))
         }
         return outputs.count == 1 ? outputs[0] : try b.concat(outputs, axis: 1)

@@ -28,10 +28,15 @@ public final class Channel<Element>: @unchecked Sendable {
     public func reserve() -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        while items.count + reserved >= capacity && !cancelled { condition.wait() }
-        guard !cancelled else { return false }
+        guard waitForPlaceLocked() else { return false }
         reserved += 1
         return true
+    }
+
+    /// Waits while the channel is full; false when the consumer has cancelled. Call with the lock held.
+    private func waitForPlaceLocked() -> Bool {
+        while items.count + reserved >= capacity && !cancelled { condition.wait() }
+        return !cancelled
     }
 
     /// Hands `item` on (into the place `reserve()` held, if any), waiting while the channel is full. False when
@@ -39,11 +44,7 @@ public final class Channel<Element>: @unchecked Sendable {
     @discardableResult
     public func send(_ item: Element) -> Bool {
         condition.lock()
-        if reserved > 0 {
-            reserved -= 1
-        } else {
-            while items.count + reserved >= capacity && !cancelled { condition.wait() }
-        }
+        if reserved > 0 { reserved -= 1 } else { _ = waitForPlaceLocked() }
         guard !cancelled else { condition.unlock(); return false }
         items.append(item)
         let resume = takeWaiter()

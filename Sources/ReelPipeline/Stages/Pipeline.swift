@@ -24,13 +24,14 @@ public struct ModelParts: PipelineModel, @unchecked Sendable {
     private let conditioner: ((String) throws -> WanDiT.PromptContext)?
 
     /// - Parameters:
-    ///   - decoder: every pipeline of these parts decodes with this decoder (nil: latents only).
+    ///   - newDecoder: makes each pipeline's own streaming decoder (nil from it: latents only). A decoder
+    ///     keeps one video's causal state, so pipelines never share one.
     ///   - conditioner: the text -> context function; nil where the parts have no text encoder.
-    public init(dit: WanDiT, decoder: (any VideoDecoder)?, decodeStream: (any Backend)? = nil,
+    public init(dit: WanDiT, newDecoder: @escaping () -> (any VideoDecoder)? = { nil }, decodeStream: (any Backend)? = nil,
                 conditioner: ((String) throws -> WanDiT.PromptContext)? = nil) {
         self.dit = dit
         self.decodeStream = decodeStream ?? dit.backend
-        self.makeDecoder = { decoder }
+        self.makeDecoder = newDecoder
         self.conditioner = conditioner
     }
 

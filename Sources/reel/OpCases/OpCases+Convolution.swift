@@ -34,6 +34,13 @@ extension OpCaseList {
                     try b.conv3d(t[0], weight: t[1], bias: nil, stride: (1, 1, 1), padding: ConvPadding(h: (1, 1), w: (1, 1)), adding: t[2])
                 }
             }
+            // Fewer than 16 outputs: on cuDNN the filters are padded by zeros, the real channels sliced out.
+            check("conv3d", "[1,3,10,12,16] * [3,3,3,3,16] narrow + residual\(tag)", dt,
+                  specs([1, 3, 10, 12, 16], [3, 3, 3, 3, 16], [3], [1, 1, 10, 12, 3]), factor: 10) { b, t in
+                try withConvolutionPath(b, path) {
+                    try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: ConvPadding(h: (1, 1), w: (1, 1)), adding: t[3])
+                }
+            }
             check("conv3d", "[1,2,6,6,32] * [16,1,1,1,32] pointwise\(tag)", dt, specs([1, 2, 6, 6, 32], [16, 1, 1, 1, 32], [16]),
                   factor: 10) { b, t in
                 try withConvolutionPath(b, path) { try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: ConvPadding()) }
@@ -49,6 +56,11 @@ extension OpCaseList {
             check("conv3d", "VAE [1,3,480,832,96] * [96,3,3,3,96] + residual", dt,
                   specs([1, 3, 480, 832, 96], [96, 3, 3, 3, 96], [96], [1, 1, 480, 832, 96]), factor: 10) { b, t in
                 try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: ConvPadding(h: (1, 1), w: (1, 1)), adding: t[3])
+            }
+            // The head convolution (96 -> 3 channels at 480x832), narrow: padded to 16 filters on cuDNN.
+            check("conv3d", "VAE head [1,3,480,832,96] * [3,3,3,3,96]", dt,
+                  specs([1, 3, 480, 832, 96], [3, 3, 3, 3, 96], [3]), factor: 10) { b, t in
+                try b.conv3d(t[0], weight: t[1], bias: t[2], stride: (1, 1, 1), padding: ConvPadding(h: (1, 1), w: (1, 1)))
             }
         }
         check("conv2d", "[1,10,12,8] * [6,3,3,8] pad 1", dt, specs([1, 10, 12, 8], [6, 3, 3, 8]), factor: 10) { b, t in
