@@ -49,8 +49,8 @@ extension CPUBackend {
             let src = UnsafePointer(xin.pointer)
             if gemmPath != .blas {
                 // Implicit GEMM: the own kernel packs receptive fields straight from x, with no
-                // im2col buffer. It is the default even where a BLAS is installed: measured on a
-                // 2-core Xeon, 93 GFLOP/s against 26 for im2col + OpenBLAS (`reel bench-ops --filter conv`).
+                // im2col buffer. It is the default even where a BLAS is installed: measured faster than
+                // im2col + OpenBLAS (docs/perf-notes.md, "CPU"; `reel bench-ops --filter conv`).
                 SGEMM.run(transB: true, m: positions, n: cout, k: kDim, alpha: 1, packA: { i0, rows, p0, depth, dst in
                     geometry.packA(src, i0, rows, p0, depth, dst)
                 }, b: win.pointer, ldb: kDim, beta: beta, c: out, ldc: cout, backend: self)

@@ -7,8 +7,8 @@ import Foundation
 public struct Tuning: Sendable, Equatable {
     /// `linearGELU` through cuBLASLt's GELU epilogue (off: a GEMM, then a GELU pass). `REEL_GELU_EPILOGUE=0`.
     public var geluEpilogue = true
-    /// FP8 GEMMs accumulate without cuBLASLt's periodic promotion to float32 (measured ~1e-6 nmse, a
-    /// thousandth of FP8's own rounding, for 6 ms less per DiT block on an H200). `REEL_FP8_FAST_ACCUM=0`.
+    /// FP8 GEMMs accumulate without cuBLASLt's periodic promotion to float32 (its error is a thousandth of
+    /// FP8's own rounding, its gain measured in docs/perf-notes.md, session 6). `REEL_FP8_FAST_ACCUM=0`.
     public var fp8FastAccumulation = true
     /// Split-key attention: nil picks the number of key parts by the SMs' wave fill; a number forces it
     /// (1: never split). `REEL_ATTN_SPLITS`.

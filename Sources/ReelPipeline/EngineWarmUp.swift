@@ -6,9 +6,9 @@ import ReelModels
 ///
 /// The CUDA backend picks its GEMM algorithms and cuDNN engines by timing candidates on the first use
 /// of each shape, and compiles its kernels then. Done by the first video, the choices are timed while
-/// the decoder's stream and the DiT's run beside each other and disturb the timings: on an H100 one
-/// binary measured 24.9 to 32.2 FPS end to end from run to run. Alone, each model's choices are its
-/// own (30.5, 31.4, 30.9 FPS in three runs), and the first video no longer pays for the compiling.
+/// the decoder's stream and the DiT's run beside each other and disturb the timings, and one binary's
+/// end-to-end rate varied by a quarter from run to run; alone, each model's choices are its own and the
+/// runs agree (docs/perf-notes.md, session 4). The first video no longer pays for the compiling.
 public enum EngineWarmUp {
     /// Decodes 2 blocks of random latents, then streams 6 blocks of the DiT (the cache filling, full,
     /// and a prompt switch with its recache at block 5) with no decoder. `decoder` is reset after.

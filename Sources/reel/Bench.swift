@@ -133,7 +133,7 @@ struct Bench: AsyncParsableCommand {
 
         // A warm engine, as `reel serve` has after its start and a first session: kernels compiled and
         // GEMM / convolution algorithms chosen with each model alone (EngineWarmUp; timed beside the
-        // other model's stream, the choices varied from run to run: 24.9 to 32.2 FPS, one binary), then
+        // other model's stream, the choices varied from run to run: docs/perf-notes.md, session 4), then
         // a throwaway stream of 6 blocks with a switch at block 5 running both models, as a first
         // session leaves the two streams' memory pools. It is released before the measured one starts:
         // its KV cache (3.45 GB for the 1.3B model) would otherwise count in the measured peak.

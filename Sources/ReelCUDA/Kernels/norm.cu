@@ -75,7 +75,7 @@ extern "C" __global__ void __launch_bounds__(256) row_norm_v8(const void* x, con
 // g + G, g + 2G, g + 3G, so a row is read once and written once with every lane busy; a warp
 // instruction reads 32 / G consecutive rows, 16 G contiguous bytes of each. (The warp-wide row_norm_v8
 // would leave most lanes idle on such rows; half a warp per row left 4 of 16 lanes idle at 96 and 192
-// channels: 0.112 against 0.073 ms at 480x832x96 with SiLU on an H200.) Each group takes L2G_ROWS rows
+// channels and was slower: docs/perf-notes.md, session 7.) Each group takes L2G_ROWS rows
 // (block b, group q: rows (256 / G) (L2G_ROWS b + r) + q), all their loads issued first.
 #define L2G_ROWS 2
 extern "C" __global__ void __launch_bounds__(256) l2_norm_group_v8(const void* x, const void* w, void* y, i64 rows, int C, int G,

@@ -31,11 +31,9 @@ public final class WanDiT: @unchecked Sendable {
     /// The same model with each block's FFN in FP8 E4M3: its two layers' weights quantized per output
     /// channel now, their inputs per token as they are made (LightX2V's channel-wise FP8 weights with
     /// dynamic per-token activations; the adaLN before the FFN writes FP8 rows directly). The
-    /// attention projections stay in the model's dtype, measured (H200, DiT 1.3B; LongLive fixture):
-    /// at [4680, 1536] x [1536, 1536] an FP8 GEMM saves ~5 us of ~35, about what quantizing its input
-    /// costs, while FP8 q/k/v raised the video's error from 2.0e-2 to 3.3e-2 of the model's
-    /// contribution for 235.7 instead of 240.9 ms per block (two calls; ~1.6 ms by the per-GEMM times)
-    /// and 35.1 instead of 35.2 FPS end to end. So do the prompt's cross-attention keys and values,
+    /// attention projections stay in the model's dtype: at the DiT's 1536-wide shapes an FP8 GEMM saves
+    /// about what quantizing its input costs, while FP8 q/k/v raised the video's error on the LongLive
+    /// fixture by half for no end-to-end gain (docs/perf-notes.md, session 6). So do the prompt's cross-attention keys and values,
     /// the embeddings and the head. Outputs move away from the bf16 model's by FP8's rounding
     /// (3 mantissa bits); the parity fixtures hold the bf16 model.
     public func quantizedFP8() throws -> WanDiT {

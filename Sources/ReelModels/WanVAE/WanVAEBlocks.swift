@@ -73,8 +73,8 @@ struct CausalConv3d {
     /// into `make`'s argument when given one: the slot of the cache's pair the new frame takes, so
     /// that no copy moves it there. `like` has the new frame's shape and dtype ([N, 1, H, W, Cin]).
     /// A 2-frame conv over the pair (the older frames, with the bias and `residual`) runs first,
-    /// then `make`, then a 1-frame conv over the new frame adding the first's output. On an H200
-    /// (bench-ops, 480x832x96 with its residual) 0.467 ms against 0.538 as three 1-frame convs.
+    /// then `make`, then a 1-frame conv over the new frame adding the first's output: faster than three
+    /// 1-frame convs (docs/perf-notes.md, session 5).
     /// Without `pairTaps` or for more than one frame: `make(nil)` through the joined convolution.
     func callAsFunction(like x: Tensor, cache: inout CausalCache, adding residual: Tensor? = nil,
                         make: (Tensor?) throws -> Tensor) throws -> Tensor {
