@@ -8,10 +8,12 @@
 #
 #  bench:  `reel bench` of the 1.3B (random weights, 480x832) with the Wan VAE (twice) and DiT alone (once),
 #          interleaved (before, after, before, after) so that drift hits both alike; a summary per run.
+#  profile: `REEL_PROFILE=1 reel bench` with the Wan VAE of each build (where the GPU time went, per stream),
+#          into profile-<build>.txt.
 #  check:  `reel check-ops` of the second build (every CUDA op against the CPU backend).
 #  parity: LongLive v1.0 fixtures made on this GPU by the reference code (.ref/LongLive, carried), bf16 and
 #          fp32, then `reel parity` of both builds against each.
-# Output: at most three files in $OUT (bench.txt, check.txt, parity.txt).
+# Output in $OUT: bench.txt, profile-<build>.txt, check.txt, parity.txt.
 set -uo pipefail
 out=${OUT:-/tmp/reel-out}
 mkdir -p "$out"
@@ -33,6 +35,12 @@ for step in $steps; do
           rm -f "$log"
         done
       done
+    done ;;
+  profile)
+    for d in "$before" "$after"; do
+      REEL_PROFILE=1 "$d/reel" bench --backend cuda --model 1.3b --decoder vae --blocks 12 --warmup 4 --switch-block 10 \
+        > "$out/profile-$(basename "$d").txt" 2>&1
+      echo "== profile $(basename "$d") (exit $?)"; grep -E "$summary" "$out/profile-$(basename "$d").txt"
     done ;;
   check)
     "$after/reel" check-ops > "$out/check.txt" 2>&1
