@@ -58,7 +58,8 @@ extension CUDABackend {
         if convolutionPath == .cudnn && !half {
             throw ReelError.unsupported(backend: name, op: "conv3d", message: "the cuDNN path takes bf16/f16 tensors, got \(x.dtype)")
         }
-        if half && convolutionPath != .own && cout < CUDABackend.narrowConvOutputChannels {
+        // (Filters in another dtype are cast per call: padded copies of them could not be kept.)
+        if half && convolutionPath != .own && cout < CUDABackend.narrowConvOutputChannels && wt === weight && bt === bias {
             if let y = try narrowCuDNNConvolution(x, weight: wt, bias: bt, stride: stride, padding: padding, residual: residual) { return y }
         } else if half && convolutionPath != .own {
             let key = CuDNNConvPlan.Key(x: [n, t, h, w, cin], w: [cout, kt, kh, kw], stride: [stride.0, stride.1, stride.2],
@@ -104,17 +105,13 @@ extension CUDABackend {
     /// 480x832, docs/perf-notes.md). The padded output's first channels are the result.
     static let narrowConvOutputChannels = 16
 
-    /// A narrow convolution on cuDNN with zero-padded filters (cached per weight, `NarrowFilterCache`), then
+    /// A narrow convolution on cuDNN with zero-padded filters (kept per weight, `NarrowFilterCache`), then
     /// the real channels sliced out and the residual added; nil when cuDNN refuses it (the caller falls back).
     private func narrowCuDNNConvolution(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int, Int), padding: ConvPadding,
                                         residual: Tensor?) throws -> Tensor? {
         let cout = weight.shape[0], wide = CUDABackend.narrowConvOutputChannels
-        let (pw, pb) = try cudaDevice.narrowFilters.padded(weight: weight, bias: bias, to: wide) { [self] in
-            let zeros = try zeros(weight.shape.replacing(axis: 0, with: wide - cout), dtype: weight.dtype)
-            let w = try concat([weight, zeros], axis: 0)
-            let b = try bias.map { try concat([$0, try self.zeros([wide - cout], dtype: $0.dtype)], axis: 0) }
-            return (w, b)
-        }
+        let pw = try cudaDevice.narrowFilters.padded(weight, to: wide)
+        let pb = try bias.map { try cudaDevice.narrowFilters.padded($0, to: wide) }
         let (n, t, h, w, cin) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
         let (kt, kh, kw) = (weight.shape[1], weight.shape[2], weight.shape[3])
         let to = (t + padding.t.0 + padding.t.1 - kt) / stride.0 + 1

@@ -168,33 +168,31 @@ final class CUDAPlanCache: @unchecked Sendable {
     var cudnnRefusals: [String] = []
 }
 
-/// Narrow convolution filters padded with zero filters, one copy per weight tensor while it lives (a weak
-/// reference: an entry whose weight is gone is dropped, and a new weight at the same address never matches it).
+/// Narrow convolution filters and biases padded with zeros, one copy per tensor while it lives (a weak
+/// reference: an entry whose tensor is gone is dropped, and a new tensor at the same address never matches it).
+/// Weights and biases are kept apart: one weight serves calls with and without its bias.
 final class NarrowFilterCache: @unchecked Sendable {
     private struct Entry {
-        weak var weight: Tensor?
-        weak var bias: Tensor?
-        let hadBias: Bool
-        let padded: (weight: Tensor, bias: Tensor?)
+        weak var source: Tensor?
+        let padded: Tensor
     }
     private let lock = NSLock()
     private var entries: [ObjectIdentifier: Entry] = [:]
 
-    /// The padded filters of `weight` (and `bias`), made by `make` on first use. `make` runs with the lock held,
-    /// and the stream that makes them is synchronized once so that every stream may read them.
-    func padded(weight: Tensor, bias: Tensor?, to channels: Int,
-                make: () throws -> (Tensor, Tensor?)) throws -> (weight: Tensor, bias: Tensor?) {
+    /// `tensor` padded with zeros along axis 0 to `count` rows, made on first use on `tensor`'s backend, whose
+    /// stream is then synchronized once so that every stream may read the copy.
+    func padded(_ tensor: Tensor, to count: Int) throws -> Tensor {
         lock.lock()
         defer { lock.unlock() }
-        let id = ObjectIdentifier(weight)
-        if let e = entries[id], e.weight === weight, e.hadBias == (bias != nil), e.bias === bias, e.padded.weight.shape[0] == channels {
-            return e.padded
-        }
-        entries = entries.filter { $0.value.weight != nil }
-        let (w, b) = try make()
-        try w.backend.synchronize()
-        entries[id] = Entry(weight: weight, bias: bias, hadBias: bias != nil, padded: (w, b))
-        return (w, b)
+        let id = ObjectIdentifier(tensor)
+        if let e = entries[id], e.source === tensor, e.padded.shape[0] == count { return e.padded }
+        entries = entries.filter { $0.value.source != nil }
+        let b = tensor.backend
+        let zeros = try b.zeros(tensor.shape.replacing(axis: 0, with: count - tensor.shape[0]), dtype: tensor.dtype)
+        let padded = try b.concat([tensor, zeros], axis: 0)
+        try b.synchronize()
+        entries[id] = Entry(source: tensor, padded: padded)
+        return padded
     }
 }
 
