@@ -21,31 +21,16 @@ public final class TinyDecoder: @unchecked Sendable {
     /// Frames each TGrow makes of one (taew2_1: [1, 2, 2], so 4 frames per latent).
     public let timeUpscale: [Int]
     let stages: [Stage]
-    let inputConv: Conv2D
-    let outputConv: Conv2D
-
-    struct Conv2D {
-        let weight: Tensor   // [Cout, 1, 3, 3, Cin]
-        let bias: Tensor?
-        let pad: Int
-        func callAsFunction(_ x: Tensor) throws -> Tensor {
-            try x.backend.conv3d(x, weight: weight, bias: bias, stride: (1, 1, 1),
-                                 padding: ConvPadding(h: (pad, pad), w: (pad, pad)))
-        }
-    }
-
-    struct MemBlock {
-        let conv0: Conv2D, conv2: Conv2D, conv4: Conv2D
-        let skip: Conv2D?
-    }
+    let inputConv: TAEHVConv
+    let outputConv: TAEHVConv
 
     /// Three MemBlocks, Upsample x2, TGrow, then the conv into the next stage.
     struct Stage {
-        let blocks: [MemBlock]
+        let blocks: [TAEHVMemBlock]
         let tgrow: Tensor    // [C * stride, C] (1x1 conv without bias)
         let stride: Int
         let channels: Int
-        let conv: Conv2D     // no bias
+        let conv: TAEHVConv  // no bias
     }
 
     init(binder w: WeightBinder, timeUpscale: [Int]) throws {
@@ -70,21 +55,12 @@ public final class TinyDecoder: @unchecked Sendable {
             throw ReelError.weights(message: "decoder outputs \(out[0]) channels; Reel's tiny decoder supports patch size 1 (3 channels, taew2_1)")
         }
 
-        func conv(_ name: String, _ cin: Int, _ cout: Int, kernel: Int = 3, bias: Bool = true) throws -> Conv2D {
-            Conv2D(weight: try w.conv2dWeight(name + ".weight", cout: cout, cin: cin, kernel: kernel),
-                   bias: bias ? try w.exactTensor(name + ".bias", [cout]) : nil, pad: kernel / 2)
-        }
-        inputConv = try conv("decoder.1", latentChannels, c[0])
+        inputConv = try w.taehvConv("decoder.1", latentChannels, c[0])
         var stages: [Stage] = []
         for s in 0..<3 {
             let base = 3 + 6 * s
             let n = c[s]
-            let blocks = try (0..<3).map { j -> MemBlock in
-                let p = "decoder.\(base + j)"
-                return MemBlock(conv0: try conv(p + ".conv.0", 2 * n, n), conv2: try conv(p + ".conv.2", n, n),
-                                conv4: try conv(p + ".conv.4", n, n),
-                                skip: w.contains(p + ".skip.weight") ? try conv(p + ".skip", n, n, kernel: 1, bias: false) : nil)
-            }
+            let blocks = try (0..<3).map { try w.taehvMemBlock("decoder.\(base + $0)", n) }
             // TGrow: a checkpoint trained with more frames per step keeps its last n*stride outputs
             // (taehv's patch_tgrow_layers).
             let stride = timeUpscale[s]
@@ -99,10 +75,10 @@ public final class TinyDecoder: @unchecked Sendable {
                 tgrow = try backend.slice(tgrow, axis: 0, start: tg[0] - n * stride, length: n * stride)
             }
             stages.append(Stage(blocks: blocks, tgrow: tgrow, stride: stride, channels: n,
-                                conv: try conv("decoder.\(base + 5)", n, c[s + 1], bias: false)))
+                                conv: try w.taehvConv("decoder.\(base + 5)", n, c[s + 1], bias: false)))
         }
         self.stages = stages
-        outputConv = try conv("decoder.22", c[3], 3)
+        outputConv = try w.taehvConv("decoder.22", c[3], 3)
     }
 
     /// Loads the decoder of a TAEHV checkpoint (`taew2_1.pth` or its safetensors twin); encoder
@@ -130,7 +106,7 @@ public final class TinyDecoder: @unchecked Sendable {
         var slot = 0
         for stage in stages {
             for block in stage.blocks {
-                x = try memBlock(block, x, memory: &memory[slot])
+                x = try block(x, memory: &memory[slot])
                 slot += 1
             }
             x = try b.upsampleNearest(x, scaleH: 2, scaleW: 2)                    // [N, T, 2h, 2w, C]
@@ -139,19 +115,6 @@ public final class TinyDecoder: @unchecked Sendable {
         }
         x = try outputConv(b.unary(.relu, x))                                      // [N, T', H, W, 3]
         return try b.clamp(x, min: 0, max: 1)
-    }
-
-    /// relu(conv(cat(x, past)) + skip(x)), past = the block's input one frame earlier (zeros at the start).
-    private func memBlock(_ m: MemBlock, _ x: Tensor, memory: inout Tensor?) throws -> Tensor {
-        let b = x.backend
-        let t = x.shape[1]
-        let previous = try memory ?? b.zeros(x.shape.replacing(axis: 1, with: 1), dtype: x.dtype)
-        let past = t == 1 ? previous : try b.concat([previous, b.slice(x, axis: 1, start: 0, length: t - 1)], axis: 1)
-        memory = try b.slice(x, axis: 1, start: t - 1, length: 1)
-        var h = try m.conv0(b.concat([x, past], axis: 4))                          // [N, T, H, W, C]
-        h = try m.conv2(b.unary(.relu, h))
-        h = try m.conv4(b.unary(.relu, h))
-        return try b.unary(.relu, b.add(h, m.skip.map { try $0(x) } ?? x))
     }
 
     /// 1x1 conv C -> C*stride; output frame t*stride + s takes channels [s*C, (s+1)*C).
