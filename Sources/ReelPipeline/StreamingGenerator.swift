@@ -19,6 +19,8 @@ public struct LatentBlock: @unchecked Sendable {
     public var ready: any BackendEvent
     /// The block's costs; `seconds` is NaN until `resolvingTimings()`.
     public var timings: BlockTimings
+    /// Whether the block was made or given (`StreamingGenerator.issueContextBlock`).
+    public var role: BlockRole = .generated
     /// Timed events of the block's start and of its recache (start, end), for `resolvingTimings()`.
     var marks: (start: any BackendEvent, recache: (any BackendEvent, any BackendEvent)?)?
 
@@ -31,6 +33,16 @@ public struct LatentBlock: @unchecked Sendable {
         b.marks = nil
         return b
     }
+}
+
+/// Where a block's latents come from.
+public enum BlockRole: Sendable, Equatable {
+    /// Denoised by the generator.
+    case generated
+    /// Given as context (an image or the end of a video, encoded): written into the cache as clean frames.
+    /// `shown`: whether its decoded frames belong to the output (an image's still clip does; the frames a
+    /// continued video already has do not, though they are decoded to prime the decoder's causal state).
+    case context(shown: Bool)
 }
 
 /// The cost of one block, measured on its stream between timed events (device time on a GPU: from the
@@ -71,6 +83,10 @@ public final class StreamingGenerator: @unchecked Sendable {
     /// stream) one forward pass earlier. A recache rewrites every key that pass would write, so at a
     /// switch with recache it is skipped.
     private var pendingClean: (latents: Tensor, startFrame: Int)?
+    /// Latent frames given as context before the first generated block (`issueContextBlock`). The noise
+    /// of generated frames is drawn as if they started at frame 0, as Self-Forcing indexes its noise
+    /// without the input frames (`pipeline/causal_inference.py`: `noise[:, start - num_input_frames ...]`).
+    public private(set) var contextFrames = 0
 
     /// - Parameters:
     ///   - latentHeight, latentWidth: latent size (video size / 8), multiples of the patch.
@@ -138,7 +154,8 @@ public final class StreamingGenerator: @unchecked Sendable {
             forwards += try runPendingCleanPass()
         }
 
-        var x = try noise.initial(startFrame: start, count: count, shape: latentShape, on: be)
+        let noiseFrame = start - contextFrames
+        var x = try noise.initial(startFrame: noiseFrame, count: count, shape: latentShape, on: be)
         var x0 = x
         for (i, t) in flow.timesteps.enumerated() {
             guard let v = try model.forward(x, timestep: t, prompt: prompt, cache: cache,
@@ -147,7 +164,7 @@ public final class StreamingGenerator: @unchecked Sendable {
             // x0 = x_t - sigma_t * v (reference: float64 then cast).
             x0 = try be.axpby(1, try be.cast(x, to: v.dtype), -flow.sigmas[i], v)
             if i + 1 < flow.timesteps.count {
-                let fresh = try noise.renoise(startFrame: start, step: i, count: count, shape: latentShape, on: be)
+                let fresh = try noise.renoise(startFrame: noiseFrame, step: i, count: count, shape: latentShape, on: be)
                 let s = flow.sigmas[i + 1]
                 x = try be.axpby(1 - s, x0, s, try be.cast(fresh, to: x0.dtype))
             }
@@ -162,6 +179,38 @@ public final class StreamingGenerator: @unchecked Sendable {
                                 timings: BlockTimings(seconds: .nan, recacheSeconds: 0, forwards: forwards))
         block.marks = (started, recacheMarks)
         nextFrame += count
+        blockIndex += 1
+        return block
+    }
+
+    /// Writes clean latents `[framesPerBlock, H, W, C]` (an encoded image or video, normalized as the DiT's
+    /// latents are) into the cache as the next block, before any block is generated: one forward at timestep 0
+    /// writes their keys (Self-Forcing's `initial_latent` path, `pipeline/causal_inference.py`, which runs
+    /// each input block through the generator at timestep 0 and copies it to the output). The first context
+    /// block becomes the attention sink; the frames are kept for a recache like generated ones.
+    public func issueContextBlock(_ latents: Tensor, shown: Bool) throws -> LatentBlock {
+        let be = model.backend
+        let count = schedule.framesPerBlock
+        guard nextFrame == contextFrames else {
+            throw ReelError.input("context frames come before the first generated block (frame \(nextFrame) is generated)")
+        }
+        let expected = Shape([count, latentShape.h, latentShape.w, latentShape.c])
+        guard latents.shape == expected else {
+            throw ReelError.input("a context block is \(expected) latents (one block at this size), got \(latents.shape)")
+        }
+        let started = try be.recordTimedEvent()
+        let start = nextFrame
+        let x0 = latents.dtype == model.dtype ? latents : try be.cast(latents, to: model.dtype)
+        lock.lock(); let switchTo = pending; pending = nil; lock.unlock()
+        if let switchTo { prompt = switchTo; promptIndex += 1 }   // nothing cached yet: no recache
+        _ = try model.forward(x0, timestep: 0, prompt: prompt, cache: cache, access: .init(startFrame: start, needsOutput: false))
+        try remember(x0)
+        var block = LatentBlock(index: blockIndex, startFrame: start, latents: x0, promptIndex: promptIndex,
+                                ready: try be.recordTimedEvent(), timings: BlockTimings(seconds: .nan, recacheSeconds: 0, forwards: 1))
+        block.role = .context(shown: shown)
+        block.marks = (started, nil)
+        nextFrame += count
+        contextFrames += count
         blockIndex += 1
         return block
     }

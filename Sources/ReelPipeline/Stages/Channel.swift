@@ -39,6 +39,14 @@ public final class Channel<Element>: @unchecked Sendable {
         return !cancelled
     }
 
+    /// Gives back a place `reserve()` held, unused.
+    public func release() {
+        condition.lock()
+        if reserved > 0 { reserved -= 1 }
+        condition.broadcast()
+        condition.unlock()
+    }
+
     /// Hands `item` on (into the place `reserve()` held, if any), waiting while the channel is full. False when
     /// the consumer has cancelled.
     @discardableResult

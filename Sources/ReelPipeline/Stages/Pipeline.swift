@@ -55,11 +55,28 @@ public struct PipelineRequest: Sendable {
     public var recacheOnSwitch: Bool
     /// The generator's schedule (LongLive 1.0's by default).
     public var schedule: StreamingSchedule
+    /// Clean latents the video starts from (an image or the end of a video), written into the cache before
+    /// the first generated block; `latentFrames` counts the generated frames after them.
+    public var context: VideoContext?
 
     public init(geometry: BlockGeometry, latentFrames: Int?, granularity: Pipeline.Granularity = .block,
-                decode: Bool = true, recacheOnSwitch: Bool = true, schedule: StreamingSchedule = .longLive) {
+                decode: Bool = true, recacheOnSwitch: Bool = true, schedule: StreamingSchedule = .longLive,
+                context: VideoContext? = nil) {
         self.geometry = geometry; self.latentFrames = latentFrames; self.granularity = granularity
         self.decode = decode; self.recacheOnSwitch = recacheOnSwitch; self.schedule = schedule
+        self.context = context
+    }
+}
+
+/// Latents a video continues from (`ContextEncoder` makes them from an image or a video's last frames).
+public struct VideoContext: @unchecked Sendable {
+    /// Normalized latents `[n, H, W, C]`, n a whole number of blocks.
+    public var latents: Tensor
+    /// Whether the context's decoded frames open the output (an image: yes; a video being continued: no).
+    public var shown: Bool
+
+    public init(latents: Tensor, shown: Bool) {
+        self.latents = latents; self.shown = shown
     }
 }
 
@@ -124,6 +141,13 @@ public final class Pipeline: @unchecked Sendable {
         generator.recacheOnSwitch = request.recacheOnSwitch
         decoder = request.decode ? model.newDecoder() : nil
         if request.decode && decoder == nil { throw ReelError.input("the model has no decoder: ask for latents only") }
+        if let context = request.context {
+            let g = request.geometry, n = request.schedule.framesPerBlock, c = model.dit.config.inChannels
+            let dims = context.latents.shape.dims
+            guard dims.count == 4, dims[0] > 0, dims[0] % n == 0, dims[1] == g.latentHeight, dims[2] == g.latentWidth, dims[3] == c else {
+                throw ReelError.input("context latents must be [k * \(n), \(g.latentHeight), \(g.latentWidth), \(c)] for \(g), got \(context.latents.shape)")
+            }
+        }
     }
 
     /// Starts the stages and returns the chunks in order. Call once. Ending the iteration early (or
@@ -133,9 +157,10 @@ public final class Pipeline: @unchecked Sendable {
         let output = Channel<VideoChunk>(capacity: 1)
         let run = PipelineRun(control: control, latents: latents, output: output)
         let (generator, model, script, control, limit) = (self.generator, self.model, self.script, self.control, request.latentFrames)
+        let context = request.context
         Thread.detachNewThread {
             GeneratorStage.run(generator: generator, conditioner: model, script: script, control: control,
-                               latentFrames: limit, output: latents)
+                               context: context, latentFrames: limit, output: latents)
         }
         let (decoder, stream, granularity) = (UncheckedSendable(decoder), model.decodeStream, request.granularity)
         Thread.detachNewThread {
@@ -166,18 +191,28 @@ final class PipelineRun: @unchecked Sendable {
 /// encoded here, on the DiT's stream) and the script's switches, then issues the next block.
 enum GeneratorStage {
     static func run(generator: StreamingGenerator, conditioner: any PipelineModel, script: PromptScript?,
-                    control: ControlChannel, latentFrames limit: Int?, output: Channel<LatentBlock>) {
+                    control: ControlChannel, context: VideoContext?, latentFrames limit: Int?, output: Channel<LatentBlock>) {
         var state = ControlState()
         do {
+            if let context {
+                let n = generator.schedule.framesPerBlock, be = generator.model.backend
+                for start in stride(from: 0, to: context.latents.shape[0], by: n) {
+                    guard output.reserve() else { output.finish(); return }
+                    let part = try be.slice(context.latents, axis: 0, start: start, length: n)
+                    guard output.send(try generator.issueContextBlock(part, shown: context.shown)) else { output.finish(); return }
+                }
+            }
+            // Frames generated after the context (the limit and `finish` count these).
+            func generated() -> Int { generator.currentFrame - generator.contextFrames }
             while !output.isCancelled {
-                if let limit, generator.currentFrame >= limit { break }
+                if let limit, generated() >= limit { break }
                 // A place for the block before its work is issued (at most one block waits for the decoder),
                 // then the control messages that came meanwhile.
                 guard output.reserve() else { break }
                 state.apply(control.take(waiting: false))
                 while state.paused && !state.stopped { state.apply(control.take(waiting: true)) }
                 if state.stopped { break }
-                if state.finishing && state.prompt == nil && generator.currentFrame > 0 { break }
+                if state.finishing && state.prompt == nil && generated() > 0 { break }
                 let frame = generator.currentFrame
                 var switchedTo: String?
                 if let text = state.prompt {
@@ -210,6 +245,7 @@ enum DecoderStage {
             while output.reserve(), var block = try input.receive() {
                 let count = block.latents.shape[0]
                 guard let decoder else {
+                    if block.role == .context(shown: false) { output.release(); continue }
                     block = try block.resolvingTimings()
                     guard output.send(VideoChunk(block: block, latentFrames: 0..<count, frames: nil, decodeSeconds: 0)) else { break }
                     continue
@@ -218,6 +254,13 @@ enum DecoderStage {
                 let t0 = ContinuousClock.now
                 // `block` keeps the latents alive until the frames are downloaded (which waits for this stream).
                 let latents = try block.latents.handedOver(to: stream, ready: block.ready)
+                if block.role == .context(shown: false) {
+                    // Frames the output already has: decoded only to prime the decoder's causal state.
+                    _ = try decoder.decode(try latents.reshaped([1] + latents.shape.dims))
+                    try stream.synchronize()   // `block` (its latents) may go once the decode has read them
+                    output.release()
+                    continue
+                }
                 var handOverSeconds = (ContinuousClock.now - t0).seconds
                 for range in parts {
                     let start = ContinuousClock.now
