@@ -18,13 +18,17 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// model, so that its pool of freed device memory serves every video. The DiT's backend itself
     /// where the backend has no separate streams.
     public let decodeStream: any Backend
+    /// Makes a streaming encoder for video and image inputs, on `decodeStream` (nil: loaded without one).
+    public let makeEncoder: (@Sendable () -> any VideoEncoder)?
     private let lock = NSLock()
 
     public init(prompts: PromptEncoder, decoderName: String, decodeStream: (any Backend)? = nil,
+                makeEncoder: (@Sendable () -> any VideoEncoder)? = nil,
                 makeDecoder: (@Sendable () -> any VideoDecoder)?, decoderFLOPs: (@Sendable (Int, Int) -> Double)? = nil) {
         self.prompts = prompts
         self.decoderName = decoderName
         self.decodeStream = decodeStream ?? prompts.model.backend
+        self.makeEncoder = makeEncoder
         self.makeDecoder = makeDecoder
         self.decoderFLOPs = decoderFLOPs
     }
@@ -32,8 +36,9 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// Loads the parts `files` names. `decoder: false` skips the decoder (latents-only output).
     /// `decodeBackend`: where the decoder's weights live and its ops run (e.g. a second GPU, so that
     /// decoding does not share the DiT's); default: a new stream of `backend`. `fp8`: the DiT's block
-    /// linear layers in FP8 (`WanDiT.quantizedFP8`).
-    public static func load(files: ModelFiles, ema: Bool = false, decoder wantsDecoder: Bool = true,
+    /// linear layers in FP8 (`WanDiT.quantizedFP8`). `encoder`: also load the encoder half of the decoder's file
+    /// (the Wan VAE's, or a TAEHV file's `encoder.*`), for image and video inputs.
+    public static func load(files: ModelFiles, ema: Bool = false, decoder wantsDecoder: Bool = true, encoder wantsEncoder: Bool = false,
                             backend: any Backend, decodeBackend: (any Backend)? = nil, dtype: DType = .f32,
                             fp8: Bool = false) throws -> LoadedModel {
         guard let ditPath = files.dit else {
@@ -55,18 +60,37 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
         if let path = files.tinyDecoder {
             let model = UncheckedSendable(try TinyDecoder.load(from: WeightFileTensors(path: path), on: stream, dtype: dtype))
             let (channels, z, up) = (model.value.channels, model.value.latentChannels, model.value.timeUpscale)
-            return LoadedModel(prompts: prompts, decoderName: "taehv", decodeStream: stream, makeDecoder: { StreamingTinyDecoder(model: model.value) },
+            var makeEncoder: (@Sendable () -> any VideoEncoder)?
+            if wantsEncoder {
+                let weights = try WeightFileTensors(path: path)
+                guard weights.keys.contains(where: { $0.hasPrefix("encoder.") }) else {
+                    throw ReelError.input("\(path) has no encoder (no encoder.* weights): image and video inputs need one")
+                }
+                let encoder = UncheckedSendable(try TinyEncoder.load(from: weights, on: stream, dtype: dtype))
+                makeEncoder = { StreamingTAEHVEncoder(model: encoder.value) }
+            }
+            return LoadedModel(prompts: prompts, decoderName: "taehv", decodeStream: stream, makeEncoder: makeEncoder,
+                               makeDecoder: { StreamingTinyDecoder(model: model.value) },
                                decoderFLOPs: { h, w in
                                    TinyDecoder.flopsPerLatentFrame(channels: channels, latentChannels: z, height: h, width: w, timeUpscale: up)
                                })
         }
         let model = UncheckedSendable(try WanVAEDecoder.load(from: WeightFileTensors(path: files.vae!), on: stream, dtype: dtype))
-        return LoadedModel(prompts: prompts, decoderName: "wan-vae", decodeStream: stream, makeDecoder: { StreamingVAEDecoder(model: model.value) },
+        var makeEncoder: (@Sendable () -> any VideoEncoder)?
+        if wantsEncoder {
+            let encoder = UncheckedSendable(try WanVAEEncoder.load(from: WeightFileTensors(path: files.vae!), on: stream, dtype: dtype))
+            makeEncoder = { StreamingVAEEncoder(model: encoder.value) }
+        }
+        return LoadedModel(prompts: prompts, decoderName: "wan-vae", decodeStream: stream, makeEncoder: makeEncoder,
+                           makeDecoder: { StreamingVAEDecoder(model: model.value) },
                            decoderFLOPs: { h, w in ComputeCost.vaeDecodeLatentFrame(.wan21, height: h, width: w) })
     }
 
     /// A fresh streaming decoder for one video (nil when the model was loaded without one).
     public func newDecoder() -> (any VideoDecoder)? { makeDecoder?() }
+
+    /// A fresh streaming encoder for one input (nil when the model was loaded without one).
+    public func newEncoder() -> (any VideoEncoder)? { makeEncoder?() }
 
     /// The DiT's context for `prompt`; safe to call from several videos at once (the encoder's
     /// caches are shared, so calls are serialized).
