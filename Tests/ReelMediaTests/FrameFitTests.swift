@@ -10,6 +10,7 @@ import Testing
         // Portrait into landscape: the width sets it, the middle rows are kept.
         #expect(FrameFit.cover(width: 480, height: 832, targetWidth: 832, targetHeight: 480)
             == .init(scaledWidth: 832, scaledHeight: 1442, cropX: 0, cropY: 481))
+        #expect(FrameFit.cover(width: 0, height: 0, targetWidth: 4, targetHeight: 2).scaledWidth == 4)   // no trap
         // Same aspect: no crop.
         #expect(FrameFit.cover(width: 416, height: 240, targetWidth: 832, targetHeight: 480)
             == .init(scaledWidth: 832, scaledHeight: 480, cropX: 0, cropY: 0))

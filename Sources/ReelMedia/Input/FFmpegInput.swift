@@ -10,6 +10,7 @@ import ReelCore
 /// and carries the end of ffmpeg's stderr. `close()` (or releasing the input) stops ffmpeg.
 public final class FFmpegInput: VideoInput {
     public let source: String
+    /// The ffmpeg binary that decodes it.
     public let executable: String
     public var width: Int { reader.width }
     public var height: Int { reader.height }

@@ -5,6 +5,7 @@ import ReelCore
 /// `frameRate` (`FrameTiming`). Inputs without a stated rate (images, `F0:0` streams), or a nil target
 /// rate, pass one output frame per input frame. Skipped frames are read but never resized.
 public final class FittedInput: VideoInput {
+    /// The input being fitted.
     public let input: any VideoInput
     public let width: Int
     public let height: Int

@@ -18,7 +18,10 @@ public enum FrameFit {
     }
 
     /// The cover geometry taking a `width x height` frame to `targetWidth x targetHeight`.
+    /// Sizes below 1 are taken as 1.
     public static func cover(width: Int, height: Int, targetWidth: Int, targetHeight: Int) -> Cover {
+        let (width, height) = (max(1, width), max(1, height))
+        let (targetWidth, targetHeight) = (max(1, targetWidth), max(1, targetHeight))
         let sw: Int, sh: Int
         if targetWidth * height >= targetHeight * width {   // the width sets the scale
             sw = targetWidth

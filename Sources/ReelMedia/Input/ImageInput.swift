@@ -5,6 +5,7 @@ import ReelCore
 /// through ffmpeg's first frame. It has no frame rate; `FittedInput` shows it as one frame.
 public final class ImageInput: VideoInput {
     public let source: String
+    /// The image.
     public let frame: RGBFrames
     public var width: Int { frame.width }
     public var height: Int { frame.height }

@@ -10,13 +10,16 @@ public enum VideoInputKind: String, Sendable, CaseIterable {
     /// Anything else, decoded by ffmpeg.
     case ffmpeg
 
-    /// The kind for `path`: `-` is Y4M on stdin; the file's first bytes decide when they are a Y4M or
-    /// PNG signature; else the extension (`.y4m`, `.png`); everything else goes to ffmpeg.
+    /// The kind for `path`: `-` is Y4M on stdin. A file's first bytes decide: the Y4M or PNG signature
+    /// picks the built-in reader, anything else goes to ffmpeg (a JPEG named `.png` still opens). Only
+    /// without bytes to look at (a FIFO, a device, a URL) does the extension decide (`.y4m`, `.png`).
     public init(path: String, leadingBytes: [UInt8]) {
         if path == "-" || leadingBytes.starts(with: Array("YUV4MPEG2".utf8)) {
             self = .y4m
         } else if leadingBytes.starts(with: PNGEncoder.signature) {
             self = .png
+        } else if !leadingBytes.isEmpty {
+            self = .ffmpeg
         } else {
             switch (path as NSString).pathExtension.lowercased() {
             case "y4m": self = .y4m
@@ -28,7 +31,7 @@ public enum VideoInputKind: String, Sendable, CaseIterable {
 }
 
 /// Opens the input at `path` with the reader its kind needs (`VideoInputKind`): `-` reads Y4M from stdin,
-/// `.y4m` streams, `.png` is a one-frame input, and the rest (MP4, WebM, MOV, MKV, JPEG, URLs, devices) go
+/// Y4M streams, a PNG is a one-frame input, and the rest (MP4, WebM, MOV, MKV, JPEG, URLs, devices) go
 /// through ffmpeg. `stallTimeout` seconds without a frame make a live input throw; nil waits for ever.
 public func openVideoInput(
     path: String, stallTimeout: Double? = nil, environment: [String: String] = ProcessInfo.processInfo.environment

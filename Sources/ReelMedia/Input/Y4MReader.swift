@@ -7,6 +7,7 @@ import ReelCore
 /// before the first frame (on a pipe this waits for the header, under the stall timeout if one is set).
 public final class Y4MReader: VideoInput {
     public let source: String
+    /// The stream header, read when the reader was made.
     public let header: Y4MHeader
     public var width: Int { header.width }
     public var height: Int { header.height }
