@@ -127,6 +127,23 @@ import Testing
         }
     }
 
+    /// `-` reads Y4M from standard input (a pipe put in its place for the test; fd 0 is restored).
+    @Test func dashIsStandardInput() throws {
+        let pipe = Pipe()
+        let saved = dup(0)
+        #expect(saved >= 0 && dup2(pipe.fileHandleForReading.fileDescriptor, 0) == 0)
+        defer {
+            dup2(saved, 0)
+            close(saved)
+        }
+        try pipe.fileHandleForWriting.write(contentsOf: Data(Self.y4m("YUV4MPEG2 W1 H1 F16:1 Cmono", frames: [[235]])))
+        try pipe.fileHandleForWriting.close()
+        let input = try openVideoInput(path: "-")
+        #expect(input.source == "-" && input is Y4MReader)
+        #expect(try input.nextFrame()?.pixels == [255, 255, 255])
+        #expect(try input.nextFrame() == nil)
+    }
+
     /// A pipe delivers frames as they are written; a writer that goes quiet trips the stall timeout;
     /// closing the pipe is a clean end.
     @Test func pipeStreamingAndStallTimeout() throws {
