@@ -146,7 +146,9 @@ public final class StreamBatchGenerator: @unchecked Sendable {
             for (i, t) in steps.enumerated() {
                 x0 = try denoise(x, segments: [.init(frames: 1, startFrame: nextFrame, timestep: Float(t), row: 0)],
                                  steps: [t])
-                if i + 1 < steps.count { x = try renoise(x0, to: steps[i + 1], draw: .renoise(block: block, level: i), frames: 1) }
+                if i + 1 < steps.count {
+                    x = try renoise(x0, to: steps[i + 1], draw: .renoise(block: block, level: i), frames: 1)
+                }
             }
             lastStep = StreamV2VStep(block: block, noiseScale: s, timesteps: steps, positions: [nextFrame],
                                      refreshes: cache.takeRefreshes())
@@ -157,7 +159,8 @@ public final class StreamBatchGenerator: @unchecked Sendable {
         levels.insert((x, nextFrame, block), at: 0)
         levels.removeLast()
         let segments = levels.enumerated().map {
-            WanDiT.LevelSegment(frames: 1, startFrame: $0.element.startFrame, timestep: Float(steps[$0.offset]), row: $0.offset)
+            WanDiT.LevelSegment(frames: 1, startFrame: $0.element.startFrame, timestep: Float(steps[$0.offset]),
+                                row: $0.offset)
         }
         let x0 = try denoise(try model.backend.concat(levels.map(\.latents), axis: 0), segments: segments, steps: steps)
         var finished: StreamV2VBlock?

@@ -75,7 +75,8 @@ public struct StreamV2VParity {
             return try JSONSerialization.jsonObject(with: data)
         }
         guard let config = try json("config") as? [String: Any], let trace = try json("trace") as? [[String: Any]] else {
-            throw ReelError.badFile(path: path("case.s\(steps).safetensors"), message: "config or trace is not JSON of the expected kind")
+            throw ReelError.badFile(path: path("case.s\(steps).safetensors"),
+                                    message: "config or trace is not JSON of the expected kind")
         }
         return (file, config, trace)
     }
@@ -136,7 +137,8 @@ public struct StreamV2VParity {
         // Against another variant's output, the common frames (no stream batch has no latency).
         guard ours.shape == reference.shape || (compareTo != nil && Array(ours.shape.dims.dropFirst())
                                                 == Array(reference.shape.dims.dropFirst())) else {
-            throw ReelError.input("StreamV2VParity: Reel gave \(ours.shape), the fixture's \((compareTo ?? variant).fixtureKey) is \(reference.shape)")
+            let key = (compareTo ?? variant).fixtureKey
+            throw ReelError.input("StreamV2VParity: Reel gave \(ours.shape), the fixture's \(key) is \(reference.shape)")
         }
         return Result(ours: try ours.toFloats(), reference: try reference.toFloats(), steps: steps, queues: queues)
     }
