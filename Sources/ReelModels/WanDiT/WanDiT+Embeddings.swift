@@ -78,16 +78,25 @@ extension WanDiT {
         /// e `[F, dim]` and e0 = projection `[6, F, dim]` for timestep t on every frame (the
         /// reference's `[F, 6, dim]` permuted once, so that every layer takes its six parts as views).
         func callAsFunction(_ t: Float, frames: Int) throws -> (e: Tensor, e0: Tensor) {
+            try self(perFrame: [Float](repeating: t, count: frames))
+        }
+
+        /// e `[F, dim]` and e0 `[6, F, dim]` for a timestep per frame (StreamDiffusionV2's stream
+        /// batch: one per denoising level).
+        func callAsFunction(perFrame timesteps: [Float]) throws -> (e: Tensor, e0: Tensor) {
             let be = linear1.weight.backend
-            let half = frequencies / 2
-            var row = [Float](repeating: 0, count: frequencies)
-            for i in 0..<half {
-                // Reference sinusoidal_embedding_1d: float64, cos first.
-                let arg = Double(t) * pow(10_000, -Double(i) / Double(half))
-                row[i] = Float(cos(arg))
-                row[half + i] = Float(sin(arg))
+            let half = frequencies / 2, frames = timesteps.count
+            func row(_ t: Float) -> [Float] {
+                var row = [Float](repeating: 0, count: frequencies)
+                for i in 0..<half {
+                    // Reference sinusoidal_embedding_1d: float64, cos first.
+                    let arg = Double(t) * pow(10_000, -Double(i) / Double(half))
+                    row[i] = Float(cos(arg))
+                    row[half + i] = Float(sin(arg))
+                }
+                return row
             }
-            let sinusoid = try be.tensor(Array((0..<frames).map { _ in row }.joined()), shape: [frames, frequencies],
+            let sinusoid = try be.tensor(Array(timesteps.map(row).joined()), shape: [frames, frequencies],
                                          dtype: linear1.weight.dtype)
             var e = try linear1(sinusoid)
             e = try be.unary(.silu, e)
