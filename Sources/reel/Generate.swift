@@ -22,6 +22,13 @@ struct Generate: AsyncParsableCommand {
         line typed on standard input becomes the prompt from the next block on (with KV-recache) and the \
         video runs until input ends or --seconds is reached.
 
+        Inputs: --image FILE opens the video with the image (PNG built in; JPEG and others through ffmpeg), \
+        fitted to the video size (scaled to cover it, centre-cropped): it is encoded as a still clip of one \
+        block (9 frames), written into the model's cache as clean context (the attention sink) and shown \
+        first; generation continues from it. --continue FILE extends a video (Y4M, or anything ffmpeg reads): \
+        its last frames (up to 45, the 12 latent frames the model attends to) become the context, and the \
+        output is the continuation. Prompt switches and --switch-frames count from the first generated frame.
+
         Output by extension: .mp4 (H.264 through ffmpeg, Y4M when ffmpeg is missing), .y4m, a folder for \
         PNG frames, or .safetensors for the latents [frames, 16, H/8, W/8] without decoding.
         """
@@ -37,6 +44,11 @@ struct Generate: AsyncParsableCommand {
     var switchFrames: String?
     @Flag(help: "Read new prompts from standard input while generating.")
     var interactive = false
+
+    @Option(help: "An image to open the video with (it becomes the first frames; PNG, JPEG, ...).")
+    var image: String?
+    @Option(name: .customLong("continue"), help: "A video to continue from its last frames (the output is the continuation).")
+    var continueVideo: String?
 
     @Option(help: "Video length in seconds (rounded up to whole blocks of 12 frames).")
     var seconds: Double = 5
@@ -65,7 +77,8 @@ struct Generate: AsyncParsableCommand {
         if let latentFrames, latentFrames <= 0 || latentFrames % 3 != 0 {
             throw ValidationError("--latent-frames must be a positive multiple of 3, got \(latentFrames).")
         }
-        for (flag, path) in [("--schedule", schedule), ("--noise", noise)] {
+        if image != nil && continueVideo != nil { throw ValidationError("Give either --image or --continue, not both.") }
+        for (flag, path) in [("--schedule", schedule), ("--noise", noise), ("--image", image), ("--continue", continueVideo)] {
             if let path, !FileManager.default.fileExists(atPath: path) {
                 throw ValidationError("\(flag): \(path) does not exist.")
             }
@@ -104,7 +117,8 @@ struct Generate: AsyncParsableCommand {
         let backend = try backendOptions.make()
         let dtype = backendOptions.storageType
         let loadStart = Date()
-        let model = try LoadedModel.load(files: files, ema: models.ema, decoder: !latentsOnly,
+        let inputs = image != nil || continueVideo != nil
+        let model = try LoadedModel.load(files: files, ema: models.ema, decoder: !latentsOnly || inputs, encoder: inputs,
                                           backend: backend, decodeBackend: try backendOptions.makeDecodeBackend(), dtype: dtype,
                                           fp8: models.fp8)
         let dit = model.dit, textModel = model.prompts.textEncoder, prompts = model.prompts
@@ -112,6 +126,11 @@ struct Generate: AsyncParsableCommand {
         log(String(format: "loaded DiT (%d layers, dim %d%@), umT5 (%d layers) and %@ in %.1f s", dit.config.layers,
                    dit.config.dim, dit.isFP8 ? ", FFN in FP8" : "", textModel.config.layers, decoder == nil ? "no decoder" : "the decoder",
                    Date().timeIntervalSince(loadStart)))
+
+        let context = try makeContext(model: model, geometry: geometry, fps: fps)
+        // An image's still clip is part of the requested length; a continuation's context is not shown.
+        let generated = context.map { $0.shown ? max(geometry.latentFramesPerBlock, totalLatent - $0.latents.shape[0]) : totalLatent }
+            ?? totalLatent
 
         let control = ControlChannel()
         let live = LivePrompts()
@@ -129,7 +148,8 @@ struct Generate: AsyncParsableCommand {
                                      renoise: try f.tensor("renoise", on: backend, as: .f32))
         } ?? PhiloxNoise(seed: seed)
         let decide = ScheduledPrompts(plan: plan, encoder: prompts)
-        let pipeline = try Pipeline(model: model, request: PipelineRequest(geometry: geometry, latentFrames: totalLatent, decode: !latentsOnly),
+        let request = PipelineRequest(geometry: geometry, latentFrames: generated, decode: !latentsOnly, context: context)
+        let pipeline = try Pipeline(model: model, request: request,
                                     prompt: try prompts.context(for: firstPrompt), noise: noiseSource, control: control,
                                     script: decide.context(atFrame:))
 
@@ -156,6 +176,7 @@ struct Generate: AsyncParsableCommand {
         }
         if let sink {
             try sink.finish()
+            if continueVideo != nil { log("(the continuation only: the input's frames are not repeated)") }
             log("wrote \(frames) frames (\(width)x\(height), \(fps) fps) to \(sink.destination)")
         } else {
             var writer = SafetensorsWriter()
@@ -165,6 +186,40 @@ struct Generate: AsyncParsableCommand {
             try writer.write(to: output)
             log("wrote \(latents.count * 3) latent frames to \(output)")
         }
+    }
+
+    /// The latents the video starts from: `--image` as a still clip of one block, or `--continue`'s last frames.
+    private func makeContext(model: LoadedModel, geometry: BlockGeometry, fps: Int) throws -> VideoContext? {
+        guard image != nil || continueVideo != nil else { return nil }
+        guard let encoder = model.newEncoder() else { throw ReelError.input("the model has no encoder for image and video inputs") }
+        let start = Date()
+        let context: VideoContext
+        if let path = image {
+            let input = try FittedInput(try ImageInput(path: path), width: geometry.width, height: geometry.height, frameRate: nil)
+            defer { input.close() }
+            guard let frame = try input.nextFrame() else { throw ReelError.badFile(path: path, message: "no image in it") }
+            context = try ContextEncoder.image(frame, encoder: encoder, geometry: geometry, on: model.decodeStream, for: model.dit.backend)
+        } else {
+            let path = continueVideo!
+            let input = try FittedInput(try openVideoInput(path: path), width: geometry.width, height: geometry.height,
+                                        frameRate: try FrameRate(fps))
+            defer { input.close() }
+            // Only the last frames are kept: as many as the frames the model attends to decode to.
+            let attended = StreamingSchedule.longLive.attentionFrames
+            let keep = geometry.videoFrames(latentFrames: attended)
+            var last: [RGBFrames] = []
+            while let frame = try input.nextFrame() {
+                last.append(frame)
+                if last.count > keep { last.removeFirst() }
+            }
+            guard let first = last.first else { throw ReelError.badFile(path: path, message: "no frames in it") }
+            let video = try RGBFrames(width: first.width, height: first.height, pixels: Array(last.map(\.pixels).joined()))
+            context = try ContextEncoder.continuation(video, encoder: encoder, geometry: geometry, maxLatentFrames: attended,
+                                                      on: model.decodeStream, for: model.dit.backend)
+        }
+        log(String(format: "encoded %@ into %d latent frames of context in %.1f s", image ?? continueVideo!,
+                   context.latents.shape[0], Date().timeIntervalSince(start)))
+        return context
     }
 
 }

@@ -213,7 +213,7 @@ enum GeneratorStage {
                 while state.paused && !state.stopped { state.apply(control.take(waiting: true)) }
                 if state.stopped { break }
                 if state.finishing && state.prompt == nil && generated() > 0 { break }
-                let frame = generator.currentFrame
+                let frame = generated()   // the script counts frames from the first generated one
                 var switchedTo: String?
                 if let text = state.prompt {
                     state.prompt = nil
