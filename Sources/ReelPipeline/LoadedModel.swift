@@ -18,16 +18,19 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// model, so that its pool of freed device memory serves every video. The DiT's backend itself
     /// where the backend has no separate streams.
     public let decodeStream: any Backend
-    /// Makes a streaming encoder for video and image inputs, on `decodeStream` (nil: loaded without one).
+    /// Makes a streaming encoder for video and image inputs (nil: loaded without one). Its ops go to
+    /// `encodeStream`, a stream of the decoder's device of its own (the Input stage's).
     public let makeEncoder: (@Sendable () -> any VideoEncoder)?
+    public let encodeStream: any Backend
     private let lock = NSLock()
 
     public init(prompts: PromptEncoder, decoderName: String, decodeStream: (any Backend)? = nil,
-                makeEncoder: (@Sendable () -> any VideoEncoder)? = nil,
+                encodeStream: (any Backend)? = nil, makeEncoder: (@Sendable () -> any VideoEncoder)? = nil,
                 makeDecoder: (@Sendable () -> any VideoDecoder)?, decoderFLOPs: (@Sendable (Int, Int) -> Double)? = nil) {
         self.prompts = prompts
         self.decoderName = decoderName
         self.decodeStream = decodeStream ?? prompts.model.backend
+        self.encodeStream = encodeStream ?? decodeStream ?? prompts.model.backend
         self.makeEncoder = makeEncoder
         self.makeDecoder = makeDecoder
         self.decoderFLOPs = decoderFLOPs
@@ -61,15 +64,17 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
             let model = UncheckedSendable(try TinyDecoder.load(from: WeightFileTensors(path: path), on: stream, dtype: dtype))
             let (channels, z, up) = (model.value.channels, model.value.latentChannels, model.value.timeUpscale)
             var makeEncoder: (@Sendable () -> any VideoEncoder)?
+            let encodeStream = wantsEncoder ? try stream.makeStream() : stream
             if wantsEncoder {
                 let weights = try WeightFileTensors(path: path)
                 guard weights.keys.contains(where: { $0.hasPrefix("encoder.") }) else {
                     throw ReelError.input("\(path) has no encoder (no encoder.* weights): image and video inputs need one")
                 }
-                let encoder = UncheckedSendable(try TinyEncoder.load(from: weights, on: stream, dtype: dtype))
+                let encoder = UncheckedSendable(try TinyEncoder.load(from: weights, on: encodeStream, dtype: dtype))
                 makeEncoder = { StreamingTAEHVEncoder(model: encoder.value) }
             }
-            return LoadedModel(prompts: prompts, decoderName: "taehv", decodeStream: stream, makeEncoder: makeEncoder,
+            return LoadedModel(prompts: prompts, decoderName: "taehv", decodeStream: stream, encodeStream: encodeStream,
+                               makeEncoder: makeEncoder,
                                makeDecoder: { StreamingTinyDecoder(model: model.value) },
                                decoderFLOPs: { h, w in
                                    TinyDecoder.flopsPerLatentFrame(channels: channels, latentChannels: z, height: h, width: w, timeUpscale: up)
@@ -77,11 +82,13 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
         }
         let model = UncheckedSendable(try WanVAEDecoder.load(from: WeightFileTensors(path: files.vae!), on: stream, dtype: dtype))
         var makeEncoder: (@Sendable () -> any VideoEncoder)?
+        let encodeStream = wantsEncoder ? try stream.makeStream() : stream
         if wantsEncoder {
-            let encoder = UncheckedSendable(try WanVAEEncoder.load(from: WeightFileTensors(path: files.vae!), on: stream, dtype: dtype))
+            let encoder = UncheckedSendable(try WanVAEEncoder.load(from: WeightFileTensors(path: files.vae!), on: encodeStream, dtype: dtype))
             makeEncoder = { StreamingVAEEncoder(model: encoder.value) }
         }
-        return LoadedModel(prompts: prompts, decoderName: "wan-vae", decodeStream: stream, makeEncoder: makeEncoder,
+        return LoadedModel(prompts: prompts, decoderName: "wan-vae", decodeStream: stream, encodeStream: encodeStream,
+                           makeEncoder: makeEncoder,
                            makeDecoder: { StreamingVAEDecoder(model: model.value) },
                            decoderFLOPs: { h, w in ComputeCost.vaeDecodeLatentFrame(.wan21, height: h, width: w) })
     }

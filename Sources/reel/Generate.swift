@@ -50,8 +50,18 @@ struct Generate: AsyncParsableCommand {
     @Option(name: .customLong("continue"), help: "A video to continue from its last frames (the output is the continuation).")
     var continueVideo: String?
 
-    @Option(help: "Video length in seconds (rounded up to whole blocks of 12 frames).")
-    var seconds: Double = 5
+    @Option(help: ArgumentHelp("A video to restyle live (video-to-video, StreamDiffusionV2's schedule): a file, or - for Y4M on stdin.",
+                               discussion: "E.g. ffmpeg -f v4l2 -i /dev/video0 -f yuv4mpegpipe - | reel generate --input - --prompt ..."))
+    var input: String?
+    @Option(help: "Video-to-video: the initial noise scale s0 (StreamDiffusionV2's --noise_scale; 0.2 to 1).")
+    var noiseScale: Double = 0.8
+    @Option(help: "Video-to-video: denoising steps a block, the first N of 700, 500, 400, 200.")
+    var steps: Int = 2
+    @Option(help: "Video-to-video: stop when the input gives no frame for this many seconds (default: wait).")
+    var inputTimeout: Double?
+
+    @Option(help: "Video length in seconds (default 5; rounded up to whole blocks of 12 frames). With --input: the input's first seconds (default: all of it).")
+    var seconds: Double?
     @Option(help: "Latent frames to generate instead of --seconds (a multiple of 3).")
     var latentFrames: Int?
     @Option(help: "Seed of the Philox noise.")
@@ -73,12 +83,22 @@ struct Generate: AsyncParsableCommand {
         if let prompt, prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             throw ValidationError("--prompt is empty.")
         }
-        if seconds <= 0 || !seconds.isFinite { throw ValidationError("--seconds must be positive, got \(seconds).") }
+        if let seconds, seconds <= 0 || !seconds.isFinite { throw ValidationError("--seconds must be positive, got \(seconds).") }
+        if input != nil {
+            if image != nil || continueVideo != nil || interactive || schedule != nil {
+                throw ValidationError("--input takes one --prompt: not --image, --continue, --interactive or --schedule.")
+            }
+            if output.lowercased().hasSuffix(".safetensors") { throw ValidationError("--input makes frames: give a video output.") }
+            if !(1...4).contains(steps) { throw ValidationError("--steps must be 1 to 4, got \(steps).") }
+            if !(0.2...1).contains(noiseScale) { throw ValidationError("--noise-scale must lie in 0.2...1, got \(noiseScale).") }
+            if let inputTimeout, inputTimeout <= 0 { throw ValidationError("--input-timeout must be positive.") }
+        }
         if let latentFrames, latentFrames <= 0 || latentFrames % 3 != 0 {
             throw ValidationError("--latent-frames must be a positive multiple of 3, got \(latentFrames).")
         }
         if image != nil && continueVideo != nil { throw ValidationError("Give either --image or --continue, not both.") }
-        for (flag, path) in [("--schedule", schedule), ("--noise", noise), ("--image", image), ("--continue", continueVideo)] {
+        for (flag, path) in [("--schedule", schedule), ("--noise", noise), ("--image", image), ("--continue", continueVideo),
+                             ("--input", input == "-" || input?.contains("://") == true ? nil : input)] {
             if let path, !FileManager.default.fileExists(atPath: path) {
                 throw ValidationError("\(flag): \(path) does not exist.")
             }
@@ -99,7 +119,8 @@ struct Generate: AsyncParsableCommand {
         let geometry = try video.geometry(folderSize: files.size)
         let (width, height) = (geometry.width, geometry.height)
         let fps = try video.framesPerSecond(folderFPS: files.fps)
-        let totalLatent = latentFrames ?? geometry.latentFrames(seconds: seconds, fps: fps)
+        if input != nil { return try await videoToVideo(files: files, geometry: geometry, fps: fps) }
+        let totalLatent = latentFrames ?? geometry.latentFrames(seconds: seconds ?? 5, fps: fps)
         var plan = PromptSchedule(prompts: prompt.map { [$0] } ?? [], switchFrames: [])
         if let schedule {
             let frames = try switchFrames.map { text in
@@ -198,7 +219,7 @@ struct Generate: AsyncParsableCommand {
             let input = try FittedInput(try ImageInput(path: path), width: geometry.width, height: geometry.height, frameRate: nil)
             defer { input.close() }
             guard let frame = try input.nextFrame() else { throw ReelError.badFile(path: path, message: "no image in it") }
-            context = try ContextEncoder.image(frame, encoder: encoder, geometry: geometry, on: model.decodeStream, for: model.dit.backend)
+            context = try ContextEncoder.image(frame, encoder: encoder, geometry: geometry, on: model.encodeStream, for: model.dit.backend)
         } else {
             let path = continueVideo!
             let input = try FittedInput(try openVideoInput(path: path), width: geometry.width, height: geometry.height,
@@ -215,7 +236,7 @@ struct Generate: AsyncParsableCommand {
             guard let first = last.first else { throw ReelError.badFile(path: path, message: "no frames in it") }
             let video = try RGBFrames(width: first.width, height: first.height, pixels: Array(last.map(\.pixels).joined()))
             context = try ContextEncoder.continuation(video, encoder: encoder, geometry: geometry, maxLatentFrames: attended,
-                                                      on: model.decodeStream, for: model.dit.backend)
+                                                      on: model.encodeStream, for: model.dit.backend)
         }
         log(String(format: "encoded %@ into %d latent frames of context in %.1f s", image ?? continueVideo!,
                    context.latents.shape[0], Date().timeIntervalSince(start)))

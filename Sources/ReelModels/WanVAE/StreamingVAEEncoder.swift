@@ -11,6 +11,9 @@ public final class StreamingVAEEncoder {
     private var frameSize: (h: Int, w: Int, n: Int)?
     /// Latent frames produced since the stream started.
     public private(set) var latentFramesEncoded = 0
+    /// Whether latents are normalized as the DiT's are ((mu - mean) / std, Wan's `encode`); false gives the raw
+    /// means, as StreamDiffusionV2 feeds its DiT (`stream_encode(is_scale=False)`, docs/streamdiffusionv2.md).
+    public var normalizes = true
 
     /// A new stream over `model`'s weights.
     public init(model: WanVAEEncoder) {
@@ -58,6 +61,7 @@ public final class StreamingVAEEncoder {
         }
         pending = x
         guard !moments.isEmpty else { return nil }
-        return try model.latents(fromMoments: moments.count == 1 ? moments[0] : b.concat(moments, axis: 1))
+        let all = moments.count == 1 ? moments[0] : try b.concat(moments, axis: 1)
+        return normalizes ? try model.latents(fromMoments: all) : try model.means(fromMoments: all)
     }
 }

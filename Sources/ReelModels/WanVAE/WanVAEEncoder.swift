@@ -93,10 +93,14 @@ public final class WanVAEEncoder: @unchecked Sendable {
     /// Encoder moments `[N, t, h, w, 2z]` -> normalized means `[N, t, h, w, z]`.
     func latents(fromMoments moments: Tensor) throws -> Tensor {
         let b = backend
+        return try b.mul(b.binary(.sub, try means(fromMoments: moments), mean), invStd)
+    }
+
+    /// The raw means `mu` (before the latent normalization) of the encoder's moments.
+    func means(fromMoments moments: Tensor) throws -> Tensor {
         var empty = CausalCache(count: 0)
         let q = try quantConv(moments, cache: &empty)
-        let mu = try b.slice(q, axis: 4, start: 0, length: config.zDim)
-        return try b.mul(b.binary(.sub, mu, mean), invStd)
+        return try backend.slice(q, axis: 4, start: 0, length: config.zDim)
     }
 
     func forward(_ x: Tensor, cache: inout CausalCache) throws -> Tensor {
