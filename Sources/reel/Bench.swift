@@ -53,6 +53,11 @@ struct Bench: AsyncParsableCommand {
     var memoryEvery = 0
     @Flag(help: "The DiT's FFN in FP8 E4M3 (per-channel weights, per-token activations).")
     var fp8 = false
+    @Flag(help: ArgumentHelp("Video-to-video (StreamDiffusionV2's schedule): input frames from memory, encoded, restyled, decoded.",
+                             discussion: "Random TAEHV encoder and decoder of the real size (--decoder tiny; the Wan VAE's encoder has no random weights yet); --blocks input blocks of 4 frames."))
+    var input = false
+    @Option(help: "Video-to-video: denoising steps a block (the first N of 700, 500, 400, 200).")
+    var steps = 1
     @OptionGroup var backendOptions: BackendOptions
 
     mutating func validate() throws {
@@ -62,6 +67,11 @@ struct Bench: AsyncParsableCommand {
         if blocks < 2 { throw ValidationError("--blocks must be at least 2.") }
         if warmup < 0 || warmup >= blocks { throw ValidationError("--warmup must be in 0..<\(blocks).") }
         if switchBlock < 0 || switchBlock >= blocks { throw ValidationError("--switch-block must be in 0..<\(blocks).") }
+        if input {
+            if decoder != .tiny { throw ValidationError("--input benchmarks the TAEHV encoder and decoder: add --decoder tiny.") }
+            if weights != nil { throw ValidationError("--input runs random weights: leave out --weights.") }
+            if !(1...4).contains(steps) { throw ValidationError("--steps must be 1 to 4, got \(steps).") }
+        }
     }
 
     func run() async throws {
@@ -72,6 +82,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     private func bench() async throws {
+        if input { return try await benchVideoToVideo() }
         let backend = try backendOptions.make()
         let dtype = backendOptions.storageType
         let folder = try weights.map { try ModelFiles(folder: $0) }
@@ -258,14 +269,14 @@ struct Bench: AsyncParsableCommand {
         if let profiler { print("decoder alone, " + (try profiler.report()), terminator: "") }
     }
 
-    private func row(_ name: String, _ measured: Double, _ floor: Double, unit: String, higherIsBetter: Bool) {
+    func row(_ name: String, _ measured: Double, _ floor: Double, unit: String, higherIsBetter: Bool) {
         let ratio = higherIsBetter ? measured / floor : floor / measured
         print(name.padding(toLength: 32, withPad: " ", startingAt: 0)
               + String(format: "%9.1f %@   %9.1f %@   %5.1f%%", measured, unit.padding(toLength: 3, withPad: " ", startingAt: 0),
                        floor, unit.padding(toLength: 3, withPad: " ", startingAt: 0), ratio * 100))
     }
 
-    private func median(_ xs: [Double]) -> Double {
+    func median(_ xs: [Double]) -> Double {
         let s = xs.sorted()
         return s.isEmpty ? .nan : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }

@@ -1,0 +1,111 @@
+import Foundation
+import ReelCore
+import ReelMedia
+import ReelModels
+import ReelPipeline
+
+/// Frames made up front and handed out one at a time, each pull timed (input-to-output latency).
+final class PreparedInput: VideoInput, @unchecked Sendable {
+    let source = "memory"
+    let width: Int, height: Int
+    var frameRate: FrameRate? { nil }
+    private let frames: [RGBFrames]
+    private let lock = NSLock()
+    private var next = 0
+    private(set) var pulledAt: [ContinuousClock.Instant] = []
+
+    init(width: Int, height: Int, count: Int) throws {
+        self.width = width; self.height = height
+        // A bright square moving 8 pixels a frame over a dim gradient (the motion rule sees motion).
+        frames = try (0..<count).map { i in
+            var p = [UInt8](repeating: 0, count: width * height * 3)
+            for y in 0..<height { for x in 0..<width { p[(y * width + x) * 3 + 2] = UInt8(40 + 80 * x / width) } }
+            let x0 = (8 * i) % max(1, width - 64)
+            for y in (height / 3)..<(height / 3 + 64) { for x in x0..<(x0 + 64) { p[(y * width + x) * 3] = 230 } }
+            return try RGBFrames(width: width, height: height, pixels: p)
+        }
+    }
+
+    func nextFrame() throws -> RGBFrames? {
+        lock.withLock {
+            guard next < frames.count else { return nil }
+            defer { next += 1 }
+            pulledAt.append(.now)
+            return frames[next]
+        }
+    }
+
+    func close() {}
+    func pulled(_ frame: Int) -> ContinuousClock.Instant? { lock.withLock { frame < pulledAt.count ? pulledAt[frame] : nil } }
+}
+
+extension Bench {
+    /// `reel bench --input`: video-to-video with StreamDiffusionV2's schedule at `--steps` steps, random DiT and
+    /// TAEHV encoder and decoder of the real sizes, input frames already in memory. Prints the steady-state FPS
+    /// (frames out per second after the warm-up blocks) against its floor, the first output, and the latency from
+    /// a block's last input frame being taken to its frames coming out.
+    func benchVideoToVideo() async throws {
+        let backend = try backendOptions.make()
+        let dtype = backendOptions.storageType
+        let geometry = try size.geometry(folderSize: nil)
+        let (lh, lw) = (geometry.latentHeight, geometry.latentWidth)
+        let rate = try Rates.matmul(backend, dtype: dtype)
+        let config = model.config
+        print("reel bench --input on \(backend.name) (\(dtype)): DiT \(model.rawValue), TAEHV encoder and decoder, \(geometry), "
+              + "\(steps) step(s), \(blocks) blocks of 4 frames")
+        let dit = try WanDiT.load(from: WanDiT.randomWeights(config, on: backend, dtype: dtype), heads: config.heads,
+                                  backend: backend, dtype: dtype)
+        let decodeStream = try backendOptions.makeDecodeBackend() ?? backend.makeStream()
+        let encodeStream = try decodeStream.makeStream()
+        let tinyDecoder = try TinyDecoder.load(from: TinyDecoder.randomWeights(on: decodeStream, dtype: dtype), on: decodeStream, dtype: dtype)
+        let tinyEncoder = try TinyEncoder.load(from: TinyEncoder.randomWeights(on: encodeStream, dtype: dtype), on: encodeStream, dtype: dtype)
+        let prompt = try dit.encodePrompt(try backend.randomNormal([32, config.textDim], seed: 1, offset: 0, dtype: dtype))
+        let parts = ModelParts(dit: dit, newDecoder: { StreamingTinyDecoder(model: tinyDecoder) }, decodeStream: decodeStream)
+        var schedule = StreamV2VSchedule.streamDiffusionV2
+        schedule.denoisingSteps = Array([700, 500, 400, 200].prefix(steps))
+
+        func runOnce(blocks: Int) async throws -> (times: [ContinuousClock.Instant], latency: [Double], input: PreparedInput) {
+            let frames = VideoToVideoRequest.firstBlockFrames + VideoToVideoRequest.blockFrames * (blocks - 1)
+            let input = try PreparedInput(width: geometry.width, height: geometry.height, count: frames)
+            let pipeline = try VideoToVideoPipeline(model: parts, encoder: StreamingTAEHVEncoder(model: tinyEncoder), encodeStream: encodeStream,
+                                                    input: input, request: VideoToVideoRequest(geometry: geometry, schedule: schedule),
+                                                    prompt: prompt, noise: PhiloxStreamNoise(seed: 3))
+            var times: [ContinuousClock.Instant] = [], latency: [Double] = []
+            for try await chunk in pipeline.chunks() {
+                let now = ContinuousClock.now
+                times.append(now)
+                let k = chunk.block.index
+                let lastFrame = k == 0 ? VideoToVideoRequest.firstBlockFrames - 1 : VideoToVideoRequest.firstBlockFrames + 4 * k - 1
+                if let t = input.pulled(lastFrame) { latency.append((now - t).seconds) }
+            }
+            return (times, latency, input)
+        }
+        let t0 = ContinuousClock.now
+        _ = try await runOnce(blocks: max(4, steps + 3))   // kernels compiled, algorithms chosen, pools filled
+        print(String(format: "warm-up run in %.1f s", (ContinuousClock.now - t0).seconds))
+        let started = ContinuousClock.now
+        let (times, latency, _) = try await runOnce(blocks: blocks)
+        guard times.count > warmup + 1 else { throw ReelError.input("too few blocks came out (\(times.count)) for --warmup \(warmup)") }
+        let steadySeconds = (times[times.count - 1] - times[warmup]).seconds
+        let fps = Double(4 * (times.count - 1 - warmup)) / steadySeconds
+
+        let tokens = (lh / config.patch) * (lw / config.patch)
+        let ditFLOPs = ComputeCost.ditForward(config, queries: schedule.levels * tokens, keys: schedule.cacheFrames * tokens)
+        let codecFLOPs = TinyEncoder.flopsPerLatentFrame(height: lh, width: lw) + TinyDecoder.flopsPerLatentFrame(height: lh, width: lw)
+        let blockFloor = (ditFLOPs + codecFLOPs) / rate
+        print("")
+        row("end-to-end FPS (steady state)", fps, 4 / blockFloor, unit: "fps", higherIsBetter: true)
+        row("first output after start", (times[0] - started).seconds * 1000, blockFloor * 1000 * Double(schedule.levels), unit: "ms",
+            higherIsBetter: false)
+        let steadyLatency = Array(latency.dropFirst(warmup))
+        if !steadyLatency.isEmpty {
+            row("input-to-output latency", median(steadyLatency) * 1000, blockFloor * 1000 * Double(schedule.levels), unit: "ms",
+                higherIsBetter: false)
+        }
+        print(String(format: "DiT %.1f GFLOP a block (%d levels x %d tokens against %d cached frames), encoder + decoder %.1f GFLOP a block",
+                     ditFLOPs / 1e9, schedule.levels, tokens, schedule.cacheFrames, codecFLOPs / 1e9))
+        if let stats = backend.device.memoryStatistics() {
+            print(String(format: "peak device memory %.2f GB", Double(stats.peak) / 1e9))
+        }
+    }
+}
