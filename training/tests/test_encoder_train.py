@@ -72,7 +72,8 @@ def test_toy_recipe_trains_and_exports_swift_layout(tmp_path):
     enc = {k: v for k, v in keys.items() if k.startswith("encoder.")}
     assert enc == encoder_keys(8)                               # names and shapes TinyEncoder.swift binds
     dec = {k: v for k, v in keys.items() if not k.startswith("encoder.")}
-    assert dec == decoder_keys(DecoderConfig(**{k: tuple(v) for k, v in json.loads(meta["config"]).items()}))
+    assert dec == decoder_keys(DecoderConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                                for k, v in json.loads(meta["config"]).items()}))
     shipped = load_file(os.path.join(MODELS, "taehv.safetensors"))
     exported = load_file(str(path))
     assert all(torch.equal(shipped[k], exported[k]) for k in shipped)        # decoder untouched
