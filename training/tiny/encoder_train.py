@@ -387,7 +387,9 @@ def denoise_error(dit, t5, tok, z, captions: list[str], switch_block: int | None
                   schedule: ScheduleConfig = ScheduleConfig()):
     """How well the frozen DiT knows latents z [T, C, h, w] (T = 3*blocks) of a video with its captions:
     teacher-forced over Reel's cache (clean pass of each block's z, recache at the switch), each block is
-    noised to the sampler's step `step` and the DiT's x0 compared with z. Relative squared error."""
+    noised to the sampler's step `step` and the DiT's x0 compared with z. Returns (relative squared error,
+    MSE per element); the MSE is the fair comparison between encoders (the DiT's latents have unit variance,
+    and a relative error flatters latents of a wrong, large scale)."""
     ts, sigmas = warped_timesteps(schedule.steps, schedule.shift)
     ctx = [prompt_kv_batch(dit, t5, tok, [c], device) for c in captions]
     cache = batched_cache(dit, 1, (z.shape[-1] // dit.c.patch) ** 2, schedule, device)
@@ -407,7 +409,7 @@ def denoise_error(dit, t5, tok, z, captions: list[str], switch_block: int | None
         forward_cached_batch(dit, zb, 0.0, s, ctx[prompt], cache, needs_output=False)
         num += float(((x0 - zb) ** 2).sum())
         den += float((zb ** 2).sum())
-    return num / den
+    return num / den, num / z.numel()
 
 
 def channel_stats(z):
@@ -464,7 +466,8 @@ def evaluate(encoders: dict, dit, t5, dec, tok, held_lat, held_frames, held_caps
                                  "psnr_per_video": [round(x["psnr"], 2) for x in r],
                                  "latent_stats": channel_stats(torch.stack([x["latents"] for x in r]))}
         if args.denoise_check:
-            out["rendered"][name]["dit_x0_relative_error_t625"] = float(np.mean([x["dit_x0_error"] for x in r]))
+            out["rendered"][name]["dit_x0_relative_error_t625"] = float(np.mean([x["dit_x0_error"][0] for x in r]))
+            out["rendered"][name]["dit_x0_mse_t625"] = float(np.mean([x["dit_x0_error"][1] for x in r]))
     if shipped_eval and args.frame_size == 128 and blocks == 8:
         vids = shipped_eval["videos"][:args.eval_videos]
         out["rendered"]["lost_autoencoder_reference"] = {
@@ -475,7 +478,8 @@ def evaluate(encoders: dict, dit, t5, dec, tok, held_lat, held_frames, held_caps
         # Reference: the DiT's denoising error on its own samples (the distribution it was trained on).
         errs = [denoise_error(dit, t5, tok, held_lat[i], held_caps[i], None if len(held_caps[i]) == 1 else
                               args.held_switch[i], step=3, seed=i, device=device) for i in range(min(4, held_lat.shape[0]))]
-        out["dit_samples"]["dit_x0_relative_error_t625_on_own_samples"] = float(np.mean(errs))
+        out["dit_samples"]["dit_x0_relative_error_t625_on_own_samples"] = float(np.mean([e[0] for e in errs]))
+        out["dit_samples"]["dit_x0_mse_t625_on_own_samples"] = float(np.mean([e[1] for e in errs]))
     return out
 
 
@@ -652,7 +656,7 @@ def main(argv=None):
     np.savez_compressed(os.path.join(args.out, "samples.npz"), **samples)
     summary = {name: {"dit_latent_rel_err": round(v["latent_relative_error"], 4),
                       "render_psnr": round(ev["rendered"][name]["psnr_mean"], 2),
-                      **({"dit_x0_err": round(ev["rendered"][name]["dit_x0_relative_error_t625"], 4)}
+                      **({"dit_x0_mse": round(ev["rendered"][name]["dit_x0_mse_t625"], 4)}
                          if args.denoise_check else {})}
                for name, v in ev["dit_samples"].items() if name in encoders}
     log(f"done in {time.time() - t0:.0f}s: {json.dumps(summary)}", logf)
