@@ -18,8 +18,10 @@ struct Parity: AsyncParsableCommand {
         """
     )
 
-    @Option(help: "Fixture folder (longlive_base.pt, lora.pt, case.safetensors).")
+    @Option(help: "Fixture folder (longlive_base.pt, lora.pt, case.safetensors; with --sdv2: weights.safetensors, case.s2/s4.safetensors).")
     var fixture: String
+    @Flag(help: "A StreamDiffusionV2 fixture (tools/fixtures/dit/make_sdv2_fixture.py): video-to-video, both step counts, its wrong variants.")
+    var sdv2 = false
     @Option(help: "Largest acceptable relative error of the faithful run (default: 1e-4 in f32, 3e-2 in bf16).")
     var tolerance: Double?
     @Flag(help: "Also run the faithful video with the DiT's FFN in FP8 (--fp8 of generate): its error is reported, not judged.")
@@ -31,6 +33,7 @@ struct Parity: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if sdv2 { return try streamDiffusionV2() }
         let dtype = backendOptions.storageType
         let tolerance = self.tolerance ?? (dtype == .f32 ? 1e-4 : 3e-2)
         let parity = try LongLiveParity(folder: fixture, backend: try backendOptions.make(), dtype: dtype)
@@ -64,6 +67,37 @@ struct Parity: AsyncParsableCommand {
             }
             print(name.padding(toLength: 13, withPad: " ", startingAt: 0)
                   + String(format: "%.3e     %.3e     %8.1f     ", r.relativeError, e, e / max(faithful, 1e-30)) + verdict)
+        }
+        if failed { throw ExitCode.failure }
+    }
+
+    /// StreamDiffusionV2's fixture: the faithful run of each case against the reference's output, and each
+    /// wrong variant against the faithful output (it must land at least 10x past the tolerance).
+    private func streamDiffusionV2() throws {
+        let dtype = backendOptions.storageType
+        guard dtype == .f32 else { throw ValidationError("the StreamDiffusionV2 fixture is float32: add --dtype f32.") }
+        let tolerance = self.tolerance ?? 1e-5
+        let parity = StreamV2VParity(folder: fixture, backend: try backendOptions.make(), dtype: dtype)
+        print("StreamDiffusionV2 parity on \(parity.backend.name) in \(dtype), tolerance \(tolerance) (||reel - reference|| / ||reference||)")
+        print("steps  run               vs its output   vs faithful   verdict")
+        var failed = false
+        for steps in [2, 4] {
+            for variant in StreamV2VParity.Variant.allCases {
+                let own = try parity.run(steps: steps, variant: variant)
+                var line = "\(steps)      " + variant.rawValue.padding(toLength: 18, withPad: " ", startingAt: 0)
+                    + String(format: "%.3e", own.relativeError)
+                let ok = own.relativeError <= tolerance
+                if variant == .faithful {
+                    line += "                   " + (ok ? "ok" : "FAIL: above tolerance")
+                    failed = failed || !ok
+                } else {
+                    let apart = try parity.run(steps: steps, variant: variant, compareTo: .faithful).relativeError
+                    let caught = apart >= 10 * tolerance
+                    line += String(format: "       %.3e     ", apart) + (ok && caught ? "ok (reproduced, and apart)" : "FAIL")
+                    failed = failed || !ok || !caught
+                }
+                print(line)
+            }
         }
         if failed { throw ExitCode.failure }
     }
