@@ -1,0 +1,67 @@
+import Foundation
+import Testing
+import ReelCore
+import ReelCPU
+import ReelMedia
+import ReelModels
+import ReelPipeline
+
+/// The shipped tiny model's encoder (`Models/tiny/taehv.safetensors`, `encoder.*`): a drawn frame survives the
+/// encoder and decoder, and an image opens a video that then moves as prompted. Bounds sit below what the shipped
+/// weights measured (in the comments).
+@Suite struct ShippedEncoderTests {
+    /// A red disc (radius 14) centred at (`cx`, 64) on a blue background, 128 x 128, in the training palette's colours.
+    static func disc(cx: Int) throws -> RGBFrames {
+        var p = [UInt8](repeating: 0, count: 128 * 128 * 3)
+        for y in 0..<128 {
+            for x in 0..<128 {
+                let inside = (x - cx) * (x - cx) + (y - 64) * (y - 64) <= 14 * 14
+                let c: [UInt8] = inside ? [220, 40, 40] : [40, 70, 200]
+                p.replaceSubrange((y * 128 + x) * 3..<(y * 128 + x) * 3 + 3, with: c)
+            }
+        }
+        return try RGBFrames(width: 128, height: 128, pixels: p)
+    }
+
+    static func psnr(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Double {
+        let mse = zip(a, b).reduce(0.0) { $0 + pow(Double($1.0) - Double($1.1), 2) } / Double(a.count)
+        return 10 * log10(255 * 255 / max(mse, 1e-9))
+    }
+
+    /// The centroid's x of the reddish pixels of frame `i` (nil when there are none).
+    static func redX(_ frames: RGBFrames, _ i: Int) -> Double? {
+        let f = Array(frames.frame(i))
+        var sum = 0.0, n = 0.0
+        for p in 0..<(128 * 128) where f[3 * p] > 150 && f[3 * p + 2] < 120 { sum += Double(p % 128); n += 1 }
+        return n > 20 ? sum / n : nil
+    }
+
+    @Test func imageOpensTheVideoAndItMoves() async throws {
+        let backend = CPUBackend(threads: 2)
+        let model = try LoadedModel.load(files: try ModelFiles(folder: ShippedModelTests.folder), encoder: true, backend: backend)
+        let geometry = BlockGeometry(width: 128, height: 128)
+        let image = try Self.disc(cx: 40)
+        let encoder = try #require(model.newEncoder())
+        let context = try ContextEncoder.image(image, encoder: encoder, geometry: geometry, on: model.encodeStream, for: backend)
+
+        // Round trip: the still clip's latents decoded.
+        let decoder = try #require(model.newDecoder())
+        let still = try RGBFrames(modelOutput: decoder.decode(try context.latents.reshaped([1] + context.latents.shape.dims)))
+        let roundTrip = Self.psnr(still.frame(0), image.frame(0))
+        print("shipped encoder: round trip PSNR of a drawn frame \(roundTrip) dB")
+        #expect(roundTrip >= 22)   // measured 25.2 dB
+
+        let request = PipelineRequest(geometry: geometry, latentFrames: 9, context: context)
+        let pipeline = try Pipeline(model: model, request: request, prompt: try model.context(for: "a red circle moves right on a blue background"),
+                                    noise: PhiloxNoise(seed: 0))
+        var frames: [RGBFrames] = []
+        for try await chunk in pipeline.chunks() { frames.append(try #require(chunk.frames)) }
+        #expect(frames.map(\.count) == [9, 12, 12, 12])
+        let first = Self.psnr(frames[0].frame(0), image.frame(0))
+        let start = try #require(Self.redX(frames[0], 0)), end = try #require(Self.redX(frames[3], 11))
+        print("shipped model, --image: first frame PSNR \(first) dB against the image; red centroid x \(start) -> \(end)")
+        #expect(first >= 22)                                       // measured 25.2 dB
+        #expect(abs(start - 40) <= 4)                              // measured 39.8
+        #expect(end > start + 30, "the circle should move right")  // measured 39.8 -> 91.5
+    }
+}
