@@ -16,12 +16,13 @@ final class PreparedInput: VideoInput, @unchecked Sendable {
 
     init(width: Int, height: Int, count: Int) throws {
         self.width = width; self.height = height
-        // A bright square moving 8 pixels a frame over a dim gradient (the motion rule sees motion).
+        // A bright square (up to 64 pixels) moving 8 pixels a frame over a dim gradient (the motion rule sees motion).
         frames = try (0..<count).map { i in
             var p = [UInt8](repeating: 0, count: width * height * 3)
             for y in 0..<height { for x in 0..<width { p[(y * width + x) * 3 + 2] = UInt8(40 + 80 * x / width) } }
-            let x0 = (8 * i) % max(1, width - 64)
-            for y in (height / 3)..<(height / 3 + 64) { for x in x0..<(x0 + 64) { p[(y * width + x) * 3] = 230 } }
+            let side = max(1, min(64, width / 4, height / 4))
+            let x0 = (8 * i) % max(1, width - side)
+            for y in (height / 3)..<(height / 3 + side) { for x in x0..<(x0 + side) { p[(y * width + x) * 3] = 230 } }
             return try RGBFrames(width: width, height: height, pixels: p)
         }
     }
@@ -41,7 +42,7 @@ final class PreparedInput: VideoInput, @unchecked Sendable {
 
 extension Bench {
     /// `reel bench --input`: video-to-video with StreamDiffusionV2's schedule at `--steps` steps, random DiT and
-    /// TAEHV encoder and decoder of the real sizes, input frames already in memory. Prints the steady-state FPS
+    /// TAEHV or Wan VAE encoder and decoder of the real sizes, input frames already in memory. Prints the steady-state FPS
     /// (frames out per second after the warm-up blocks) against its floor, the first output, and the latency from
     /// a block's last input frame being taken to its frames coming out.
     func benchVideoToVideo() async throws {
@@ -51,23 +52,37 @@ extension Bench {
         let (lh, lw) = (geometry.latentHeight, geometry.latentWidth)
         let rate = try Rates.matmul(backend, dtype: dtype)
         let config = model.config
-        print("reel bench --input on \(backend.name) (\(dtype)): DiT \(model.rawValue), TAEHV encoder and decoder, \(geometry), "
+        print("reel bench --input on \(backend.name) (\(dtype)): DiT \(model.rawValue), \(decoder == .vae ? "Wan VAE" : "TAEHV") encoder and decoder, \(geometry), "
               + "\(steps) step(s), \(blocks) blocks of 4 frames")
         let dit = try WanDiT.load(from: WanDiT.randomWeights(config, on: backend, dtype: dtype), heads: config.heads,
                                   backend: backend, dtype: dtype)
         let decodeStream = try backendOptions.makeDecodeBackend() ?? backend.makeStream()
         let encodeStream = try decodeStream.makeStream()
-        let tinyDecoder = try TinyDecoder.load(from: TinyDecoder.randomWeights(on: decodeStream, dtype: dtype), on: decodeStream, dtype: dtype)
-        let tinyEncoder = try TinyEncoder.load(from: TinyEncoder.randomWeights(on: encodeStream, dtype: dtype), on: encodeStream, dtype: dtype)
+        let newEncoder: () -> any VideoEncoder, newDecoder: () -> any VideoDecoder, codecFLOPs: Double, codecNote: String
+        if decoder == .vae {
+            let d = try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: decodeStream, dtype: dtype), on: decodeStream, dtype: dtype)
+            let e = try WanVAEEncoder.load(from: WanVAEEncoder.randomWeights(.wan21, on: encodeStream, dtype: dtype), on: encodeStream, dtype: dtype)
+            newEncoder = { StreamingVAEEncoder(model: e) }
+            newDecoder = { StreamingVAEDecoder(model: d) }
+            codecFLOPs = ComputeCost.vaeDecodeLatentFrame(.wan21, height: lh, width: lw)
+            codecNote = "Wan VAE decoder (the encoder's FLOPs are not in the floor)"
+        } else {
+            let d = try TinyDecoder.load(from: TinyDecoder.randomWeights(on: decodeStream, dtype: dtype), on: decodeStream, dtype: dtype)
+            let e = try TinyEncoder.load(from: TinyEncoder.randomWeights(on: encodeStream, dtype: dtype), on: encodeStream, dtype: dtype)
+            newEncoder = { StreamingTAEHVEncoder(model: e) }
+            newDecoder = { StreamingTinyDecoder(model: d) }
+            codecFLOPs = TinyEncoder.flopsPerLatentFrame(height: lh, width: lw) + TinyDecoder.flopsPerLatentFrame(height: lh, width: lw)
+            codecNote = "TAEHV encoder + decoder"
+        }
         let prompt = try dit.encodePrompt(try backend.randomNormal([32, config.textDim], seed: 1, offset: 0, dtype: dtype))
-        let parts = ModelParts(dit: dit, newDecoder: { StreamingTinyDecoder(model: tinyDecoder) }, decodeStream: decodeStream)
+        let parts = ModelParts(dit: dit, newDecoder: newDecoder, decodeStream: decodeStream)
         var schedule = StreamV2VSchedule.streamDiffusionV2
         schedule.denoisingSteps = Array([700, 500, 400, 200].prefix(steps))
 
         func runOnce(blocks: Int) async throws -> (times: [ContinuousClock.Instant], latency: [Double], input: PreparedInput) {
             let frames = VideoToVideoRequest.firstBlockFrames + VideoToVideoRequest.blockFrames * (blocks - 1)
             let input = try PreparedInput(width: geometry.width, height: geometry.height, count: frames)
-            let pipeline = try VideoToVideoPipeline(model: parts, encoder: StreamingTAEHVEncoder(model: tinyEncoder), encodeStream: encodeStream,
+            let pipeline = try VideoToVideoPipeline(model: parts, encoder: newEncoder(), encodeStream: encodeStream,
                                                     input: input, request: VideoToVideoRequest(geometry: geometry, schedule: schedule),
                                                     prompt: prompt, noise: PhiloxStreamNoise(seed: 3))
             var times: [ContinuousClock.Instant] = [], latency: [Double] = []
@@ -91,7 +106,6 @@ extension Bench {
 
         let tokens = (lh / config.patch) * (lw / config.patch)
         let ditFLOPs = ComputeCost.ditForward(config, queries: schedule.levels * tokens, keys: schedule.cacheFrames * tokens)
-        let codecFLOPs = TinyEncoder.flopsPerLatentFrame(height: lh, width: lw) + TinyDecoder.flopsPerLatentFrame(height: lh, width: lw)
         let blockFloor = (ditFLOPs + codecFLOPs) / rate
         print("")
         row("end-to-end FPS (steady state)", fps, 4 / blockFloor, unit: "fps", higherIsBetter: true)
@@ -102,8 +116,8 @@ extension Bench {
             row("input-to-output latency", median(steadyLatency) * 1000, blockFloor * 1000 * Double(schedule.levels), unit: "ms",
                 higherIsBetter: false)
         }
-        print(String(format: "DiT %.1f GFLOP a block (%d levels x %d tokens against %d cached frames), encoder + decoder %.1f GFLOP a block",
-                     ditFLOPs / 1e9, schedule.levels, tokens, schedule.cacheFrames, codecFLOPs / 1e9))
+        print(String(format: "DiT %.1f GFLOP a block (%d levels x %d tokens against %d cached frames), %@ %.1f GFLOP a block",
+                     ditFLOPs / 1e9, schedule.levels, tokens, schedule.cacheFrames, codecNote, codecFLOPs / 1e9))
         if let stats = backend.device.memoryStatistics() {
             print(String(format: "peak device memory %.2f GB", Double(stats.peak) / 1e9))
         }

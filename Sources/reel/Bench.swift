@@ -54,7 +54,7 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "The DiT's FFN in FP8 E4M3 (per-channel weights, per-token activations).")
     var fp8 = false
     @Flag(help: ArgumentHelp("Video-to-video (StreamDiffusionV2's schedule): input frames from memory, encoded, restyled, decoded.",
-                             discussion: "Random TAEHV encoder and decoder of the real size (--decoder tiny; the Wan VAE's encoder has no random weights yet); --blocks input blocks of 4 frames."))
+                             discussion: "Random encoder and decoder of the real size (--decoder tiny: TAEHV, vae: the Wan2.1 VAE); --blocks input blocks of 4 frames."))
     var input = false
     @Option(help: "Video-to-video: denoising steps a block (the first N of 700, 500, 400, 200).")
     var steps = 1
@@ -68,7 +68,7 @@ struct Bench: AsyncParsableCommand {
         if warmup < 0 || warmup >= blocks { throw ValidationError("--warmup must be in 0..<\(blocks).") }
         if switchBlock < 0 || switchBlock >= blocks { throw ValidationError("--switch-block must be in 0..<\(blocks).") }
         if input {
-            if decoder != .tiny { throw ValidationError("--input benchmarks the TAEHV encoder and decoder: add --decoder tiny.") }
+            if decoder == .none { throw ValidationError("--input needs an encoder and decoder: --decoder tiny (TAEHV) or vae (Wan2.1).") }
             if weights != nil { throw ValidationError("--input runs random weights: leave out --weights.") }
             if !(1...4).contains(steps) { throw ValidationError("--steps must be 1 to 4, got \(steps).") }
         }

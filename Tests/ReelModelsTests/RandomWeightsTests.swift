@@ -24,6 +24,18 @@ import ReelCPU
         #expect((73_000_000..<74_000_000).contains(params))
     }
 
+    @Test func vaeEncoderRandomWeightsLoadStrictly() throws {
+        let c = WanVAEConfig(baseDim: 8)
+        let encoder = try WanVAEEncoder.load(from: WanVAEEncoder.randomWeights(c, on: backend), on: backend)
+        #expect(encoder.config.baseDim == 8)
+        let latents = try encoder.encode(try backend.randomNormal([1, 5, 16, 24, 3], seed: 1, offset: 0, dtype: .f32))
+        #expect(latents.shape == [1, 2, 2, 3, 16])
+        // The real encoder's shapes: 53.6M parameters, conv1 included (the decoder's: 73M, REFERENCE.md section 3).
+        let params = WanVAEEncoder.weightShapes(.wan21).reduce(0) { $0 + $1.1.count }
+        print("Wan2.1 VAE encoder parameters: \(params)")
+        #expect((50_000_000..<60_000_000).contains(params))
+    }
+
     @Test func umt5RandomWeightsLoadStrictly() throws {
         let c = UMT5Config(vocabulary: 100, dim: 16, heads: 2, headDim: 8, ffnDim: 24, layers: 2)
         let t5 = try UMT5Encoder.load(from: UMT5Encoder.randomWeights(c, on: backend), backend: backend)

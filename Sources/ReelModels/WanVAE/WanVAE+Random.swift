@@ -63,3 +63,68 @@ extension WanVAEDecoder {
         return InMemoryTensors(tensors)
     }
 }
+
+extension WanVAEEncoder {
+    /// Every encoder weight (Wan's key layout, PyTorch shapes) of a configuration: the layers
+    /// `WanVAEEncoder.init` binds.
+    public static func weightShapes(_ c: WanVAEConfig) -> [(String, Shape)] {
+        var out: [(String, Shape)] = []
+        func conv(_ p: String, _ cout: Int, _ cin: Int, _ k: (Int, Int, Int)) {
+            out += [(p + ".weight", [cout, cin, k.0, k.1, k.2]), (p + ".bias", [cout])]
+        }
+        func residual(_ p: String, _ cin: Int, _ cout: Int) {
+            out.append((p + ".residual.0.gamma", [cin, 1, 1, 1]))
+            conv(p + ".residual.2", cout, cin, (3, 3, 3))
+            out.append((p + ".residual.3.gamma", [cout, 1, 1, 1]))
+            conv(p + ".residual.6", cout, cout, (3, 3, 3))
+            if cin != cout { conv(p + ".shortcut", cout, cin, (1, 1, 1)) }
+        }
+        let z = c.zDim
+        conv("conv1", 2 * z, 2 * z, (1, 1, 1))
+        let dims = ([1] + c.dimMult).map { $0 * c.baseDim }
+        conv("encoder.conv1", dims[0], 3, (3, 3, 3))
+        var index = 0
+        let stages = c.dimMult.count
+        for i in 0..<stages {
+            var cin = dims[i]
+            for _ in 0..<c.numResBlocks {
+                residual("encoder.downsamples.\(index)", cin, dims[i + 1])
+                cin = dims[i + 1]
+                index += 1
+            }
+            if i != stages - 1 {
+                let p = "encoder.downsamples.\(index)", d = dims[i + 1]
+                out += [(p + ".resample.1.weight", [d, d, 3, 3]), (p + ".resample.1.bias", [d])]
+                if c.temporalDownsample[i] { conv(p + ".time_conv", d, d, (3, 1, 1)) }
+                index += 1
+            }
+        }
+        let top = dims[stages]
+        residual("encoder.middle.0", top, top)
+        out += [("encoder.middle.1.norm.gamma", [top, 1, 1]),
+                ("encoder.middle.1.to_qkv.weight", [3 * top, top, 1, 1]), ("encoder.middle.1.to_qkv.bias", [3 * top]),
+                ("encoder.middle.1.proj.weight", [top, top, 1, 1]), ("encoder.middle.1.proj.bias", [top])]
+        residual("encoder.middle.2", top, top)
+        out.append(("encoder.head.0.gamma", [top, 1, 1, 1]))
+        conv("encoder.head.2", 2 * z, top, (3, 3, 3))
+        return out
+    }
+
+    /// Random encoder weights of the real architecture (benchmarks), as `WanVAEDecoder.randomWeights`.
+    public static func randomWeights(_ c: WanVAEConfig, on backend: any Backend, seed: UInt64 = 0,
+                                     dtype: DType = .f32) throws -> InMemoryTensors {
+        var tensors: [String: Tensor] = [:]
+        for (index, (name, shape)) in weightShapes(c).enumerated() {
+            let t: Tensor
+            if name.hasSuffix("gamma") {
+                t = try backend.affine(try backend.zeros(shape), scale: 1, bias: 1)
+            } else {
+                let noise = try backend.randomNormal(shape, seed: seed &+ 0xE4C0 &+ UInt64(index) &* 0x9E37_79B9, offset: 0, dtype: .f32)
+                let fanIn = name.hasSuffix(".bias") ? 1 : shape.count / shape[0]
+                t = try backend.affine(noise, scale: name.hasSuffix(".bias") ? 0.01 : 1 / Float(fanIn).squareRoot(), bias: 0)
+            }
+            tensors[name] = dtype == .f32 ? t : try backend.cast(t, to: dtype)
+        }
+        return InMemoryTensors(tensors)
+    }
+}
