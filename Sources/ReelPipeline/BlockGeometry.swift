@@ -70,3 +70,12 @@ public struct BlockGeometry: Sendable, Equatable, CustomStringConvertible {
         return max(n, (t + n - 1) / n * n)
     }
 }
+
+extension WanDiTConfig {
+    /// Throws unless a latent grid of `height` x `width` cells splits into the DiT's patches.
+    func checkLatentSize(height: Int, width: Int) throws {
+        guard height > 0, width > 0, height % patch == 0, width % patch == 0 else {
+            throw ReelError.input("latent size \(height)x\(width) must be positive multiples of \(patch)")
+        }
+    }
+}

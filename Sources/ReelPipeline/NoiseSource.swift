@@ -27,13 +27,6 @@ public final class PhiloxNoise: NoiseSource {
         let stream = splitMix(seed ^ splitMix(UInt64(startFrame) << 8 | UInt64(step & 0xFF) | 1 << 63))
         return try backend.randomNormal([count, shape.h, shape.w, shape.c], seed: stream, offset: 0, dtype: .f32)
     }
-
-    private func splitMix(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// Noise given up front in the reference layout (for parity with recorded runs):
@@ -89,4 +82,12 @@ public final class RecordedNoise: NoiseSource {
         }
         return try channelLast(renoiseDraws[start..<(start + per)], count: count, on: backend)
     }
+}
+
+/// SplitMix64's finalizer: a seed for one noise draw from a seed and the draw's identity.
+func splitMix(_ x: UInt64) -> UInt64 {
+    var z = x &+ 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
 }

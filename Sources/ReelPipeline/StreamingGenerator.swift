@@ -95,9 +95,7 @@ public final class StreamingGenerator: @unchecked Sendable {
                 cacheDType: DType? = nil) throws {
         try schedule.validate()
         let c = model.config
-        guard latentHeight > 0, latentWidth > 0, latentHeight % c.patch == 0, latentWidth % c.patch == 0 else {
-            throw ReelError.input("latent size \(latentHeight)x\(latentWidth) must be positive multiples of \(c.patch)")
-        }
+        try c.checkLatentSize(height: latentHeight, width: latentWidth)
         self.model = model
         self.schedule = schedule
         self.flow = try FlowMatchSchedule(steps: schedule.denoisingSteps, warp: schedule.warpDenoisingSteps, shift: schedule.shift)

@@ -1,60 +1,33 @@
 import ReelCore
 
-extension WanVAEDecoder {
-    /// Every decoder weight (Wan's key layout, PyTorch shapes) of a configuration.
-    public static func weightShapes(_ c: WanVAEConfig) -> [(String, Shape)] {
-        var out: [(String, Shape)] = []
-        func conv(_ p: String, _ cout: Int, _ cin: Int, _ k: (Int, Int, Int)) {
-            out += [(p + ".weight", [cout, cin, k.0, k.1, k.2]), (p + ".bias", [cout])]
-        }
-        func residual(_ p: String, _ cin: Int, _ cout: Int) {
-            out.append((p + ".residual.0.gamma", [cin, 1, 1, 1]))
-            conv(p + ".residual.2", cout, cin, (3, 3, 3))
-            out.append((p + ".residual.3.gamma", [cout, 1, 1, 1]))
-            conv(p + ".residual.6", cout, cout, (3, 3, 3))
-            if cin != cout { conv(p + ".shortcut", cout, cin, (1, 1, 1)) }
-        }
-        let z = c.zDim
-        conv("conv2", z, z, (1, 1, 1))
-        let dims = ([c.dimMult.last ?? 1] + c.dimMult.reversed()).map { $0 * c.baseDim }
-        conv("decoder.conv1", dims[0], z, (3, 3, 3))
-        residual("decoder.middle.0", dims[0], dims[0])
-        out += [("decoder.middle.1.norm.gamma", [dims[0], 1, 1]),
-                ("decoder.middle.1.to_qkv.weight", [3 * dims[0], dims[0], 1, 1]), ("decoder.middle.1.to_qkv.bias", [3 * dims[0]]),
-                ("decoder.middle.1.proj.weight", [dims[0], dims[0], 1, 1]), ("decoder.middle.1.proj.bias", [dims[0]])]
-        residual("decoder.middle.2", dims[0], dims[0])
-        var index = 0
-        for i in 0..<c.dimMult.count {
-            var cin = i == 0 ? dims[i] : dims[i] / 2
-            let cout = dims[i + 1]
-            for _ in 0...c.numResBlocks {
-                residual("decoder.upsamples.\(index)", cin, cout)
-                cin = cout
-                index += 1
-            }
-            if i != c.dimMult.count - 1 {
-                let p = "decoder.upsamples.\(index)"
-                out += [(p + ".resample.1.weight", [cout / 2, cout, 3, 3]), (p + ".resample.1.bias", [cout / 2])]
-                if c.temporalUpsample[i] { conv(p + ".time_conv", 2 * cout, cout, (3, 1, 1)) }
-                index += 1
-            }
-        }
-        out.append(("decoder.head.0.gamma", [dims[c.dimMult.count], 1, 1, 1]))
-        conv("decoder.head.2", 3, dims[c.dimMult.count], (3, 3, 3))
-        return out
+/// Shapes of the Wan VAE's layers in Wan's key layout (PyTorch shapes), shared by the encoder's and decoder's lists.
+struct WanVAEShapeList {
+    var out: [(String, Shape)] = []
+    mutating func conv(_ p: String, _ cout: Int, _ cin: Int, _ k: (Int, Int, Int)) {
+        out += [(p + ".weight", [cout, cin, k.0, k.1, k.2]), (p + ".bias", [cout])]
+    }
+    mutating func residual(_ p: String, _ cin: Int, _ cout: Int) {
+        out.append((p + ".residual.0.gamma", [cin, 1, 1, 1]))
+        conv(p + ".residual.2", cout, cin, (3, 3, 3))
+        out.append((p + ".residual.3.gamma", [cout, 1, 1, 1]))
+        conv(p + ".residual.6", cout, cout, (3, 3, 3))
+        if cin != cout { conv(p + ".shortcut", cout, cin, (1, 1, 1)) }
+    }
+    mutating func attention(_ p: String, _ dim: Int) {
+        out += [(p + ".norm.gamma", [dim, 1, 1]),
+                (p + ".to_qkv.weight", [3 * dim, dim, 1, 1]), (p + ".to_qkv.bias", [3 * dim]),
+                (p + ".proj.weight", [dim, dim, 1, 1]), (p + ".proj.bias", [dim])]
     }
 
-    /// Random decoder weights of the real architecture (benchmarks): fan-in scaled convolutions,
-    /// unit norm gammas.
-    public static func randomWeights(_ c: WanVAEConfig, on backend: any Backend, seed: UInt64 = 0,
-                                     dtype: DType = .f32) throws -> InMemoryTensors {
+    /// Random weights for these shapes (benchmarks): fan-in scaled convolutions, unit norm gammas.
+    func randomWeights(on backend: any Backend, seed: UInt64, dtype: DType) throws -> InMemoryTensors {
         var tensors: [String: Tensor] = [:]
-        for (index, (name, shape)) in weightShapes(c).enumerated() {
+        for (index, (name, shape)) in out.enumerated() {
             let t: Tensor
             if name.hasSuffix("gamma") {
                 t = try backend.affine(try backend.zeros(shape), scale: 1, bias: 1)
             } else {
-                let noise = try backend.randomNormal(shape, seed: seed &+ 0xDEC0 &+ UInt64(index) &* 0x9E37_79B9, offset: 0, dtype: .f32)
+                let noise = try backend.randomNormal(shape, seed: seed &+ UInt64(index) &* 0x9E37_79B9, offset: 0, dtype: .f32)
                 let fanIn = name.hasSuffix(".bias") ? 1 : shape.count / shape[0]
                 t = try backend.affine(noise, scale: name.hasSuffix(".bias") ? 0.01 : 1 / Float(fanIn).squareRoot(), bias: 0)
             }
@@ -64,67 +37,87 @@ extension WanVAEDecoder {
     }
 }
 
+extension WanVAEDecoder {
+    /// Every decoder weight (Wan's key layout, PyTorch shapes) of a configuration.
+    public static func weightShapes(_ c: WanVAEConfig) -> [(String, Shape)] { shapeList(c).out }
+
+    static func shapeList(_ c: WanVAEConfig) -> WanVAEShapeList {
+        var l = WanVAEShapeList()
+        let z = c.zDim
+        l.conv("conv2", z, z, (1, 1, 1))
+        let dims = ([c.dimMult.last ?? 1] + c.dimMult.reversed()).map { $0 * c.baseDim }
+        l.conv("decoder.conv1", dims[0], z, (3, 3, 3))
+        l.residual("decoder.middle.0", dims[0], dims[0])
+        l.attention("decoder.middle.1", dims[0])
+        l.residual("decoder.middle.2", dims[0], dims[0])
+        var index = 0
+        for i in 0..<c.dimMult.count {
+            var cin = i == 0 ? dims[i] : dims[i] / 2
+            let cout = dims[i + 1]
+            for _ in 0...c.numResBlocks {
+                l.residual("decoder.upsamples.\(index)", cin, cout)
+                cin = cout
+                index += 1
+            }
+            if i != c.dimMult.count - 1 {
+                let p = "decoder.upsamples.\(index)"
+                l.out += [(p + ".resample.1.weight", [cout / 2, cout, 3, 3]), (p + ".resample.1.bias", [cout / 2])]
+                if c.temporalUpsample[i] { l.conv(p + ".time_conv", 2 * cout, cout, (3, 1, 1)) }
+                index += 1
+            }
+        }
+        l.out.append(("decoder.head.0.gamma", [dims[c.dimMult.count], 1, 1, 1]))
+        l.conv("decoder.head.2", 3, dims[c.dimMult.count], (3, 3, 3))
+        return l
+    }
+
+    /// Random decoder weights of the real architecture (benchmarks): fan-in scaled convolutions,
+    /// unit norm gammas.
+    public static func randomWeights(_ c: WanVAEConfig, on backend: any Backend, seed: UInt64 = 0,
+                                     dtype: DType = .f32) throws -> InMemoryTensors {
+        try shapeList(c).randomWeights(on: backend, seed: seed &+ 0xDEC0, dtype: dtype)
+    }
+}
+
 extension WanVAEEncoder {
     /// Every encoder weight (Wan's key layout, PyTorch shapes) of a configuration: the layers
     /// `WanVAEEncoder.init` binds.
-    public static func weightShapes(_ c: WanVAEConfig) -> [(String, Shape)] {
-        var out: [(String, Shape)] = []
-        func conv(_ p: String, _ cout: Int, _ cin: Int, _ k: (Int, Int, Int)) {
-            out += [(p + ".weight", [cout, cin, k.0, k.1, k.2]), (p + ".bias", [cout])]
-        }
-        func residual(_ p: String, _ cin: Int, _ cout: Int) {
-            out.append((p + ".residual.0.gamma", [cin, 1, 1, 1]))
-            conv(p + ".residual.2", cout, cin, (3, 3, 3))
-            out.append((p + ".residual.3.gamma", [cout, 1, 1, 1]))
-            conv(p + ".residual.6", cout, cout, (3, 3, 3))
-            if cin != cout { conv(p + ".shortcut", cout, cin, (1, 1, 1)) }
-        }
+    public static func weightShapes(_ c: WanVAEConfig) -> [(String, Shape)] { shapeList(c).out }
+
+    static func shapeList(_ c: WanVAEConfig) -> WanVAEShapeList {
+        var l = WanVAEShapeList()
         let z = c.zDim
-        conv("conv1", 2 * z, 2 * z, (1, 1, 1))
+        l.conv("conv1", 2 * z, 2 * z, (1, 1, 1))
         let dims = ([1] + c.dimMult).map { $0 * c.baseDim }
-        conv("encoder.conv1", dims[0], 3, (3, 3, 3))
+        l.conv("encoder.conv1", dims[0], 3, (3, 3, 3))
         var index = 0
         let stages = c.dimMult.count
         for i in 0..<stages {
             var cin = dims[i]
             for _ in 0..<c.numResBlocks {
-                residual("encoder.downsamples.\(index)", cin, dims[i + 1])
+                l.residual("encoder.downsamples.\(index)", cin, dims[i + 1])
                 cin = dims[i + 1]
                 index += 1
             }
             if i != stages - 1 {
                 let p = "encoder.downsamples.\(index)", d = dims[i + 1]
-                out += [(p + ".resample.1.weight", [d, d, 3, 3]), (p + ".resample.1.bias", [d])]
-                if c.temporalDownsample[i] { conv(p + ".time_conv", d, d, (3, 1, 1)) }
+                l.out += [(p + ".resample.1.weight", [d, d, 3, 3]), (p + ".resample.1.bias", [d])]
+                if c.temporalDownsample[i] { l.conv(p + ".time_conv", d, d, (3, 1, 1)) }
                 index += 1
             }
         }
         let top = dims[stages]
-        residual("encoder.middle.0", top, top)
-        out += [("encoder.middle.1.norm.gamma", [top, 1, 1]),
-                ("encoder.middle.1.to_qkv.weight", [3 * top, top, 1, 1]), ("encoder.middle.1.to_qkv.bias", [3 * top]),
-                ("encoder.middle.1.proj.weight", [top, top, 1, 1]), ("encoder.middle.1.proj.bias", [top])]
-        residual("encoder.middle.2", top, top)
-        out.append(("encoder.head.0.gamma", [top, 1, 1, 1]))
-        conv("encoder.head.2", 2 * z, top, (3, 3, 3))
-        return out
+        l.residual("encoder.middle.0", top, top)
+        l.attention("encoder.middle.1", top)
+        l.residual("encoder.middle.2", top, top)
+        l.out.append(("encoder.head.0.gamma", [top, 1, 1, 1]))
+        l.conv("encoder.head.2", 2 * z, top, (3, 3, 3))
+        return l
     }
 
     /// Random encoder weights of the real architecture (benchmarks), as `WanVAEDecoder.randomWeights`.
     public static func randomWeights(_ c: WanVAEConfig, on backend: any Backend, seed: UInt64 = 0,
                                      dtype: DType = .f32) throws -> InMemoryTensors {
-        var tensors: [String: Tensor] = [:]
-        for (index, (name, shape)) in weightShapes(c).enumerated() {
-            let t: Tensor
-            if name.hasSuffix("gamma") {
-                t = try backend.affine(try backend.zeros(shape), scale: 1, bias: 1)
-            } else {
-                let noise = try backend.randomNormal(shape, seed: seed &+ 0xE4C0 &+ UInt64(index) &* 0x9E37_79B9, offset: 0, dtype: .f32)
-                let fanIn = name.hasSuffix(".bias") ? 1 : shape.count / shape[0]
-                t = try backend.affine(noise, scale: name.hasSuffix(".bias") ? 0.01 : 1 / Float(fanIn).squareRoot(), bias: 0)
-            }
-            tensors[name] = dtype == .f32 ? t : try backend.cast(t, to: dtype)
-        }
-        return InMemoryTensors(tensors)
+        try shapeList(c).randomWeights(on: backend, seed: seed &+ 0xE4C0, dtype: dtype)
     }
 }

@@ -31,13 +31,6 @@ public final class PhiloxStreamNoise: StreamNoiseSource {
         return try backend.randomNormal([frames, shape.h, shape.w, shape.c], seed: splitMix(seed ^ splitMix(key)),
                                         offset: 0, dtype: .f32)
     }
-
-    private func splitMix(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// The reference's draws replayed in call order (a parity fixture's `draw.<i>`): each given as
