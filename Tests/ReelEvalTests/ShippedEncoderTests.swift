@@ -64,4 +64,30 @@ import ReelPipeline
         #expect(abs(start - 40) <= 4)                              // measured 39.8
         #expect(end > start + 30, "the circle should move right")  // measured 39.8 -> 91.5
     }
+
+    /// `--continue` on the shipped model: a video of a circle moving right, continued with "moves left", picks up
+    /// where it ended and then turns back.
+    @Test func continuationPicksUpWhereTheVideoEnded() async throws {
+        let backend = CPUBackend(threads: 2)
+        let model = try LoadedModel.load(files: try ModelFiles(folder: ShippedModelTests.folder), encoder: true, backend: backend)
+        let geometry = BlockGeometry(width: 128, height: 128)
+        func video(_ prompt: String, latentFrames: Int, context: VideoContext?) async throws -> RGBFrames {
+            let request = PipelineRequest(geometry: geometry, latentFrames: latentFrames, context: context)
+            let pipeline = try Pipeline(model: model, request: request, prompt: try model.context(for: prompt), noise: PhiloxNoise(seed: 1))
+            var pixels: [UInt8] = []
+            for try await chunk in pipeline.chunks() { pixels += try #require(chunk.frames).pixels }
+            return try RGBFrames(width: 128, height: 128, pixels: pixels)
+        }
+        let base = try await video("a red circle moves right on a blue background", latentFrames: 9, context: nil)
+        let encoder = try #require(model.newEncoder())
+        let context = try ContextEncoder.continuation(base, encoder: encoder, geometry: geometry, maxLatentFrames: 12,
+                                                      on: model.encodeStream, for: backend)
+        let next = try await video("a red circle moves left on a blue background", latentFrames: 9, context: context)
+        #expect(next.count == 36)
+        let end = try #require(Self.redX(base, base.count - 1))
+        let start = try #require(Self.redX(next, 0)), last = try #require(Self.redX(next, next.count - 1))
+        print("shipped model, --continue: red centroid x \(end) at the end, \(start) -> \(last) in the continuation")
+        #expect(abs(start - end) <= 8)                             // measured 110.3 -> 108.0
+        #expect(last < start - 20, "the circle should move left")  // measured 108.0 -> 61.1
+    }
 }
