@@ -59,6 +59,7 @@ from .decoder import Decoder, MemBlock, ReLU
 from .dit import RingCache, WanDiT, rope_angles
 from .export import check_keys, decoder_keys
 from .tokenizer import Tokenizer
+from .train import eval_timeline  # train.py's held-out videos: report.json's "eval" measured the lost encoder on them
 from .umt5 import UMT5Encoder, tokenize
 
 TIME_DOWNSCALE = (2, 2, 1)          # taew2_1's TPool strides: 4 frames per latent
@@ -365,21 +366,6 @@ def train(enc, contrast, dec, lat_pool, frame_pool, clip_pool, clock, device, ar
 def psnr(a, b) -> float:
     mse = F.mse_loss(a.float().clamp(0, 1), b.float()).item()
     return 10 * math.log10(1.0 / max(mse, 1e-10))
-
-
-def eval_timeline(seed: int, blocks: int, switch_block: int | None, frame_size: int):
-    """train.py's held-out eval videos (the same seeds: report.json's "eval" measured the lost encoder on them)."""
-    rng = np.random.default_rng(10 ** 9 + seed)
-    a = sample_attributes(rng)
-    segments = [Segment(0, a)]
-    switches = []
-    if switch_block is not None:
-        f = 4 * (3 * switch_block) - 3
-        b, _ = sample_switch(rng, a, timeline_state(segments, f, frame_size), frame_size)
-        segments.append(Segment(f, b))
-        switches.append(switch_block)
-    frames = 4 * 3 * blocks - 3
-    return [caption(s.attributes) for s in segments], switches, simulate(segments, np.arange(frames), frame_size)
 
 
 @torch.no_grad()
