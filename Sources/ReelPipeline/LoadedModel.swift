@@ -14,7 +14,7 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     public let decoderName: String
     /// The decoder's multiply-add FLOPs per latent frame at a latent size (height, width), for floors.
     public let decoderFLOPs: (@Sendable (Int, Int) -> Double)?
-    /// The stream every video's decoder issues its ops on (`VideoStream`'s `decodeBackend`): one per
+    /// The stream every video's decoder issues its ops on (the pipeline's Decoder stage): one per
     /// model, so that its pool of freed device memory serves every video. The DiT's backend itself
     /// where the backend has no separate streams.
     public let decodeStream: any Backend

@@ -214,7 +214,7 @@ public final class StreamingGenerator: @unchecked Sendable {
     }
 
     /// Blocks as an async sequence, each generated when the consumer asks for it (no block is ever
-    /// dropped or computed ahead; `VideoStream` overlaps generation with decoding). `limit` nil runs
+    /// dropped or computed ahead; `Pipeline` overlaps generation with decoding). `limit` nil runs
     /// until the consumer stops iterating.
     public func blocks(limit: Int? = nil) -> AsyncThrowingStream<LatentBlock, Error> {
         let remaining = Countdown(limit)

@@ -96,7 +96,10 @@ extension WanDiT {
                 }
                 return row
             }
-            let sinusoid = try be.tensor(Array(timesteps.map(row).joined()), shape: [frames, frequencies],
+            // One row per distinct timestep (a LongLive block has one for all its frames).
+            var rows: [Float: [Float]] = [:]
+            for t in timesteps where rows[t] == nil { rows[t] = row(t) }
+            let sinusoid = try be.tensor(timesteps.flatMap { rows[$0]! }, shape: [frames, frequencies],
                                          dtype: linear1.weight.dtype)
             var e = try linear1(sinusoid)
             e = try be.unary(.silu, e)
