@@ -42,6 +42,18 @@ struct Eval: AsyncParsableCommand {
     var windowBlocks = 8
     @Option(help: "Prompt of the long run, a caption of the grammar (default: one drawn that moves).")
     var longPrompt: String?
+    @Option(help: "Video-to-video videos (0: none): drawn inputs restyled by prompts that change colour, background or both.")
+    var restyle = 8
+    @Option(help: "Input frames per video-to-video video (5 + 4k).")
+    var restyleFrames = 65
+    @Option(help: "Noise scale of video-to-video (StreamDiffusionV2's default 0.8, as reel generate --input).")
+    var noiseScale = 0.8
+    @Option(help: "Denoising steps of video-to-video (1-4: 700, 500, 400, 200).")
+    var steps = 2
+    @Option(help: "Image-to-video videos (0: none): a drawn image opens each, the prompt moves its object.")
+    var animate = 8
+    @Option(help: "Blocks per image-to-video video, the image's still block included.")
+    var animateBlocks = 4
     @Flag(help: "Measure the ground truth drawn instead of a model's video (no model needed): the analysis' ceiling.")
     var reference = false
     @Option(help: "Write the full report (per prompt, per switch, per window) as JSON to this file.")
@@ -60,6 +72,12 @@ struct Eval: AsyncParsableCommand {
         o.longFrames = longFrames
         o.windowBlocks = windowBlocks
         o.longPrompt = longPrompt
+        o.restyleVideos = restyle
+        o.restyleFrames = restyleFrames
+        o.noiseScale = noiseScale
+        o.restyleSteps = steps
+        o.animateVideos = animate
+        o.animateBlocks = animateBlocks
         return o
     }
 
@@ -87,6 +105,7 @@ struct Eval: AsyncParsableCommand {
     private func evaluate() async throws {
         let source: any FrameSource
         var frameSize = size ?? 128
+        var options = evalOptions(frameSize: frameSize)
         if reference {
             source = ReferenceFrameSource(frameSize: frameSize)
         } else {
@@ -107,14 +126,22 @@ struct Eval: AsyncParsableCommand {
             }
             let backend = try backendOptions.make()
             let t0 = Date()
-            let model = try LoadedModel.load(files: files, ema: models.ema, decoder: true, backend: backend,
+            let model = try LoadedModel.load(files: files, ema: models.ema, decoder: true, encoder: restyle + animate > 0, backend: backend,
                                              decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
                                              fp8: models.fp8)
             log(String(format: "loaded the model (%@ decoder) in %.1f s", model.decoderName, Date().timeIntervalSince(t0)))
             source = try ModelFrameSource(model: model, frameSize: frameSize,
                                           summary: "model \(models.model ?? files.dit!) on \(backend.name) (\(backendOptions.storageType))")
+            options = evalOptions(frameSize: frameSize)
+            options.fps = files.fps ?? options.fps
+            if options.restyleVideos + options.animateVideos > 0, model.newEncoder() == nil {
+                log("note: the model has no encoder (encoder.* in taehv.safetensors, or a Wan VAE): skipping video-to-video and "
+                    + "image-to-video (--restyle 0 --animate 0 says so)")
+                options.restyleVideos = 0
+                options.animateVideos = 0
+            }
         }
-        let runner = try EvalRunner(source: source, options: evalOptions(frameSize: frameSize), log: log)
+        let runner = try EvalRunner(source: source, options: options, log: log)
         let report = try await runner.run()
         print(report.table)
         if let json {

@@ -78,6 +78,6 @@ def sample_view(seed: int, run_blocks: int = 6, frame_size: int = 128, p_contigu
     # The object in the first and last video frame behind each latent frame: centre x, y, radius, present.
     objects = np.stack([np.concatenate([truth["centre"][g[:, j]], truth["radius"][g[:, j], None],
                                         truth["present"][g[:, j], None]], -1) for j in (0, 3)], 1).astype(np.float32)
-    return {"objects": objects, "frame_size": frame_size, "prompts": [caption(a) for a in prompts], "latent_frames": np.array(latent_frames),
+    return {"segments": segments, "objects": objects, "frame_size": frame_size, "prompts": [caption(a) for a in prompts], "latent_frames": np.array(latent_frames),
             "groups": inverse.reshape(groups.shape), "truth": truth, "layout": lay,
             "entry_latent": np.array([index[int(f)] for f in lay.frame]), "P": P, "switch_at": switch_at}

@@ -57,6 +57,31 @@ extension EvalReport {
             if let r = d.residentMegabytes { drift += String(format: ", resident memory %+.0f MB", r) }
             out.append(drift)
         }
+        if let r = restyle {
+            out.append("")
+            out.append("Video-to-video: \(r.videos) drawn inputs of \(r.framesPerVideo) frames (object off centre), prompts changing colour, "
+                       + String(format: "background or both; noise scale %.2f, %d steps", r.noiseScale, r.steps))
+            out.append(Self.row(["attribute", "correct", "judged", "rate"], widths: [14, 9, 14, 7]))
+            for a in r.rates {
+                out.append(Self.row([a.attribute.rawValue, "\(a.correct)", "\(a.judged) \(a.unit)", Self.percent(a.rate)], widths: [14, 9, 14, 7]))
+            }
+            out.append("  input's colour kept (colour-changing prompts): \(r.inputColourKept.correct) of \(r.inputColourKept.judged) frames ("
+                       + Self.percent(r.inputColourKept.rate) + ")")
+            out.append("  centre error against the input's object: " + Self.describe(r.centreError, "px"))
+            out.append("  velocity error per block against the input's: " + Self.describe(r.velocityError, "px/frame"))
+            out.append("  latency: input frames read beyond a block's last frame when it came out: "
+                       + "\(r.latencyFramesMin.map(String.init) ?? "-") to \(r.latencyFramesMax.map(String.init) ?? "-")")
+        }
+        if let a = animate {
+            out.append("")
+            out.append("Image-to-video: \(a.videos) drawn images (object off centre), \(a.blocksPerVideo) blocks each (the image's still block first)")
+            out.append("  start error (first generated block, against the image's position moved as prompted): " + Self.describe(a.startError, "px"))
+            out.append("  centre error (every generated frame): " + Self.describe(a.centreError, "px"))
+            out.append(Self.row(["attribute", "correct", "judged", "rate"], widths: [14, 9, 14, 7]))
+            for r in a.rates {
+                out.append(Self.row([r.attribute.rawValue, "\(r.correct)", "\(r.judged) \(r.unit)", Self.percent(r.rate)], widths: [14, 9, 14, 7]))
+            }
+        }
         out.append("")
         out.append(String(format: "%d frames in %.1f s (%.1f FPS, analysis %.2f ms/frame included)", frames, seconds,
                           framesPerSecond, analysisMillisecondsPerFrame))
@@ -79,6 +104,11 @@ extension EvalReport {
         if let e = j.meanExpectedJump { s += String(format: "; the ground truth's jump mean %.2f", e) }
         s += " (\(j.measured) boundaries" + (j.unmeasured > 0 ? ", \(j.unmeasured) without an object)" : ")")
         return s
+    }
+
+    static func describe(_ e: ErrorStatistics, _ unit: String) -> String {
+        guard e.count > 0 else { return "not measured (no object found)" }
+        return String(format: "median %.2f, 90th percentile %.2f, mean %.2f %@ (%d measured)", e.median!, e.p90!, e.mean!, unit, e.count)
     }
 
     /// At most `count` items: the first, the last and evenly spaced ones between.

@@ -52,6 +52,8 @@ public struct EvalReport: Sendable, Codable {
     public var adherence: AdherenceReport?
     public var switches: SwitchReport?
     public var longRun: LongRunReport?
+    public var restyle: RestyleReport?
+    public var animate: AnimateReport?
     /// Object-centre jump at block boundaries where the prompt stays: the seams' own baseline.
     public var seams: JumpStatistics
     public var frames: Int

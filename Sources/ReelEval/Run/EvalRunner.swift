@@ -10,9 +10,9 @@ public final class EvalRunner {
     public let options: EvalOptions
     let analyzer: FrameAnalyzer
     let judge: SceneJudge
-    private let log: (String) -> Void
-    private var frames = 0
-    private var analysisSeconds = 0.0
+    let log: (String) -> Void
+    var frames = 0
+    var analysisSeconds = 0.0
     private var seams = JumpAccumulator()
     private let clock = ContinuousClock()
 
@@ -31,9 +31,12 @@ public final class EvalRunner {
         let adherence = options.prompts > 0 ? try await runAdherence() : nil
         let switches = options.switches > 0 ? try await runSwitches() : nil
         let longRun = options.longFrames > 0 ? try await runLong() : nil
+        let restyle = options.restyleVideos > 0 ? try await runRestyle() : nil
+        let animate = options.animateVideos > 0 ? try await runAnimate() : nil
         let seconds = (clock.now - started).seconds
         return EvalReport(source: source.summary, frameSize: options.frameSize, seed: options.seed, adherence: adherence,
-                          switches: switches, longRun: longRun, seams: seams.statistics, frames: frames, seconds: seconds,
+                          switches: switches, longRun: longRun, restyle: restyle, animate: animate, seams: seams.statistics,
+                          frames: frames, seconds: seconds,
                           framesPerSecond: Double(frames) / max(seconds, 1e-9),
                           analysisMillisecondsPerFrame: frames > 0 ? analysisSeconds * 1000 / Double(frames) : 0)
     }

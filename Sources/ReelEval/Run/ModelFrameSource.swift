@@ -33,3 +33,36 @@ public struct ModelFrameSource: FrameSource {
         }
     }
 }
+
+extension ModelFrameSource: InputFrameSource {
+    /// `reel generate --input`'s pipeline: StreamDiffusionV2's schedule with the eval's noise scale and steps.
+    public func restyle(_ plan: RestylePlan, input: SceneInput, options: EvalOptions, _ body: (RGBFrames) async throws -> Void) async throws {
+        guard let encoder = model.newEncoder() else { throw ReelError.input("video-to-video needs the model's encoder (encoder.* in taehv.safetensors)") }
+        var schedule = StreamV2VSchedule.streamDiffusionV2
+        schedule.denoisingSteps = Array([700, 500, 400, 200].prefix(options.restyleSteps))
+        schedule.noiseScale = options.noiseScale
+        let pipeline = try VideoToVideoPipeline(model: model, encoder: encoder, encodeStream: model.encodeStream, input: input,
+                                                request: VideoToVideoRequest(geometry: BlockGeometry(width: frameSize, height: frameSize),
+                                                                             schedule: schedule),
+                                                prompt: try model.context(for: plan.prompt.caption), noise: PhiloxStreamNoise(seed: plan.seed))
+        for try await chunk in pipeline.chunks() {
+            guard let frames = chunk.frames else { throw ReelError.input("the stream returned no frames (no decoder)") }
+            try await body(frames)
+        }
+    }
+
+    /// `reel generate --image`'s path: the image encoded as a still first block of clean context, shown.
+    public func animate(_ plan: AnimatePlan, image: RGBFrames, _ body: (RGBFrames) async throws -> Void) async throws {
+        guard let encoder = model.newEncoder() else { throw ReelError.input("image-to-video needs the model's encoder (encoder.* in taehv.safetensors)") }
+        let geometry = BlockGeometry(width: frameSize, height: frameSize)
+        let context = try ContextEncoder.image(image, encoder: encoder, geometry: geometry, on: model.encodeStream, for: model.dit.backend)
+        let generated = 3 * plan.blocks - context.latents.shape[0]
+        let request = PipelineRequest(geometry: geometry, latentFrames: generated, context: context)
+        let pipeline = try Pipeline(model: model, request: request, prompt: try model.context(for: plan.scene.caption),
+                                    noise: PhiloxNoise(seed: plan.seed)) { _ in nil }
+        for try await chunk in pipeline.chunks() {
+            guard let frames = chunk.frames else { throw ReelError.input("the stream returned no frames (no decoder)") }
+            try await body(frames)
+        }
+    }
+}
