@@ -4,8 +4,12 @@ import ReelPipeline
 
 /// Where the model's parts come from: a folder, and single files that override its parts.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Model folder (default: Models/tiny when it exists).")
+    @Option(help: ArgumentHelp("Model folder (default: Models/tiny when it exists).",
+                               discussion: "Recognised by its files: Reel's own layout, Wan-AI/Wan2.1-T2V-1.3B or -14B, their -Diffusers form, LongLive-1.3B (models/longlive_base.pt, models/lora.pt), Self-Forcing and CausVid checkpoints; docs/model-folders.md. `reel inspect DIR` says what it found."))
     var model: String?
+    @Option(help: ArgumentHelp("Wan2.1 folder for the parts a LongLive, Self-Forcing or CausVid folder lacks (text encoder, tokenizer, VAE).",
+                               discussion: "Default: wan_models/Wan2.1-T2V-1.3B inside or beside the --model folder, where those projects' instructions download it."))
+    var base: String?
     @Option(help: "DiT weights (overrides the model folder's).")
     var dit: String?
     @Option(help: "LoRA to merge into the DiT at load (LongLive lora.pt or PEFT safetensors).")
@@ -28,7 +32,7 @@ struct ModelOptions: ParsableArguments {
 
     func validate() throws {
         if let heads, heads <= 0 { throw ValidationError("--heads must be positive, got \(heads).") }
-        for (flag, path) in [("--model", model), ("--dit", dit), ("--lora", lora), ("--text-encoder", textEncoder),
+        for (flag, path) in [("--model", model), ("--base", base), ("--dit", dit), ("--lora", lora), ("--text-encoder", textEncoder),
                              ("--tokenizer", tokenizer), ("--vae", vae), ("--tiny-decoder", tinyDecoder)] {
             if let path, !FileManager.default.fileExists(atPath: path) {
                 throw ValidationError("\(flag): \(path) does not exist.")
@@ -38,11 +42,9 @@ struct ModelOptions: ParsableArguments {
 
     /// The folder's files (the shipped tiny model by default) with the single-file options on top.
     func resolve() throws -> ModelFiles {
-        let given = ModelFiles(dit: dit, lora: lora, textEncoder: textEncoder, tokenizer: tokenizer, vae: vae,
+        var given = ModelFiles(dit: dit, lora: lora, textEncoder: textEncoder, tokenizer: tokenizer, vae: vae,
                                tinyDecoder: tinyDecoder, heads: heads)
-        guard let folder = model ?? (FileManager.default.fileExists(atPath: "Models/tiny") ? "Models/tiny" : nil) else {
-            return given
-        }
-        return try ModelFiles(folder: folder).overriding(with: given)
+        given.ema = ema
+        return try ModelFiles.resolve(model: model, base: base, given: given)
     }
 }
