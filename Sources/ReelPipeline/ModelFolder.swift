@@ -162,7 +162,8 @@ extension ModelFolder {
                                  size: nil, fps: nil, prefersEMA: kind == .selfForcing)
         try folder.readConfigs()
         let nearby = folder.kind.needsBase
-            ? basePlaces.map { (path as NSString).appendingPathComponent($0) }.first(where: isDirectory) : nil
+            ? basePlaces.map { (path as NSString).appendingPathComponent($0) }.first(where: isDirectory)
+                .map { URL(fileURLWithPath: $0).standardized.path } : nil
         if let baseFolder = base ?? nearby, baseFolder != path {
             let (baseParts, _) = find(in: baseFolder)
             let added = baseParts.filter { folder.part($0.role) == nil }

@@ -49,7 +49,12 @@ public struct ModelInspection: Sendable {
                     r.describe(file, source: source)
                     let scope = Self.scope(of: file, ema: folder.files.ema)
                     let layout = WanDiT.Layout.detect(source.keys)
-                    r.layout = (scope.map { "\"\($0)\" of the checkpoint, " } ?? "") + "\(layout.rawValue) key names"
+                    let names = switch layout {
+                    case .wan: "Wan key names"
+                    case .longLive: "Wan key names under \"model.\" (the training wrapper's)"
+                    case .diffusers: "diffusers key names"
+                    }
+                    r.layout = (scope.map { "\"\($0)\" of the checkpoint, " } ?? "") + names
                     let binder = try WeightBinder(source: source, rules: layout.rules, backend: backend, dtype: .f32)
                     var config = try WanDiT.detectConfig(binder)
                     if let heads = folder.heads { config.heads = heads }
@@ -81,13 +86,15 @@ public struct ModelInspection: Sendable {
                     let source = WeightFileTensors(file)
                     r.describe(file, source: source)
                     let layout = try WanVAEKeyLayout.detect(source.keys)
+                    let binder = try WeightBinder(source: source, rules: layout.rules(config: .wan21), backend: backend, dtype: .f32)
+                    let config = try WanVAEConfig.detect(from: binder)
                     let decoderKeys = layout == .wan ? ["decoder.", "conv2."] : ["decoder.", "post_quant_conv."]
                     let decoderParameters = source.keys.filter { k in decoderKeys.contains { k.hasPrefix($0) } }
                         .reduce(0) { $0 + (source.shape(of: $1)?.count ?? 0) }
-                    r.layout = "\(layout.rawValue) key names"
-                    r.architecture = "Wan2.1 VAE: decoder \(MemoryEstimate.grouped(decoderParameters)) parameters, "
+                    r.layout = layout == .wan ? "Wan key names" : "diffusers key names"
+                    r.architecture = "Wan2.1 VAE: base width \(config.baseDim), decoder \(MemoryEstimate.grouped(decoderParameters)) parameters, "
                         + "encoder \(MemoryEstimate.grouped(r.parameters - decoderParameters))"
-                    vae = .wanVAE(.wan21, parameters: decoderParameters)
+                    vae = .wanVAE(config, parameters: decoderParameters)
                 case .tinyDecoder:
                     let file = try WeightFiles.open(part.path)
                     let source = WeightFileTensors(file)
@@ -180,12 +187,23 @@ public struct ModelInspection: Sendable {
             let w = e.items.map(\.name.count).max() ?? 0
             for item in e.items {
                 lines.append("  " + item.name.padding(toLength: w, withPad: " ", startingAt: 0)
-                    + String(format: "  %7.2f GB  ", item.bytes / 1e9) + item.detail)
+                    + "  " + Self.bytes(item.bytes).leftPadded(to: 9) + "  " + item.detail)
             }
-            lines.append(String(format: "  total %.2f GB; without the text encoder %.2f GB", e.total / 1e9, e.withoutTextEncoder / 1e9))
+            lines.append("  total \(Self.bytes(e.total)); without the text encoder \(Self.bytes(e.withoutTextEncoder))")
         }
         return lines.joined(separator: "\n")
     }
+}
+
+extension ModelInspection {
+    /// "9.57 GB", "12.3 MB".
+    static func bytes(_ n: Double) -> String {
+        n >= 1e9 ? String(format: "%.2f GB", n / 1e9) : String(format: "%.1f MB", n / 1e6)
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
 }
 
 extension ModelInspection.PartReport {

@@ -100,10 +100,8 @@ struct Eval: AsyncParsableCommand {
                 frameSize = parts[0]
             }
             if files.dit == nil {
-                let folder = models.model ?? "Models/tiny"
-                throw ReelError.input("\(folder) has no dit.safetensors: give "
-                                      + "--model FOLDER (python3 tools/dev/make_random_model.py --out DIR makes one with random weights) "
-                                      + "or --dit FILE, or --reference to measure the ground truth")
+                // python3 tools/dev/make_random_model.py --out DIR makes a folder with random weights.
+                throw files.missing(.dit, option: "--dit FILE, or --reference to measure the ground truth")
             }
             let backend = try backendOptions.make()
             let t0 = Date()
