@@ -52,7 +52,8 @@ extension MemoryEstimate {
         }
         let window = schedule.attentionFrames
         items.append(Item(name: "KV cache", bytes: Double(c.layers * 2 * window * tokens * c.dim) * b,
-                          detail: "\(c.layers) layers x K,V x \(window) frames (\(schedule.sinkFrames) sink) x \(tokens) tokens x \(c.dim) x \(dtype.size) B"))
+                          detail: "\(c.layers) layers x K,V x \(window) frames (\(schedule.sinkFrames) sink) x \(tokens) tokens"
+                              + " x \(c.dim) x \(dtype.size) B"))
         items.append(Item(name: "prompt K/V", bytes: Double(livePrompts * c.layers * 2 * c.textLength * c.dim) * b,
                           detail: "\(livePrompts) prompts x \(c.layers) layers x K,V x \(c.textLength) tokens x \(c.dim)"))
         // A forward over one block's queries (a recache runs its frames a block at a time): the FFN's
@@ -63,14 +64,17 @@ extension MemoryEstimate {
         switch decoder {
         case .wanVAE(let v, let parameters):
             let (caches, transient) = vaeDecoderActivations(v, latentHeight: g.latentHeight, latentWidth: g.latentWidth)
-            items.append(Item(name: "Wan VAE decoder weights", bytes: Double(parameters) * b, detail: "\(grouped(parameters)) parameters"))
+            items.append(Item(name: "Wan VAE decoder weights", bytes: Double(parameters) * b,
+                              detail: "\(grouped(parameters)) parameters"))
             items.append(Item(name: "Wan VAE causal caches", bytes: caches * b,
                               detail: "2 frames of every causal convolution's input, kept between latent frames"))
             items.append(Item(name: "Wan VAE activations", bytes: transient * b,
                               detail: "3 tensors of the largest stage's output"))
         case .tiny(let channels, let parameters):
-            let (memory, transient) = tinyDecoderActivations(channels, latentHeight: g.latentHeight, latentWidth: g.latentWidth)
-            items.append(Item(name: "TAEHV decoder weights", bytes: Double(parameters) * b, detail: "\(grouped(parameters)) parameters"))
+            let (memory, transient) = tinyDecoderActivations(channels, latentHeight: g.latentHeight,
+                                                             latentWidth: g.latentWidth)
+            items.append(Item(name: "TAEHV decoder weights", bytes: Double(parameters) * b,
+                              detail: "\(grouped(parameters)) parameters"))
             items.append(Item(name: "TAEHV memory and activations", bytes: (memory + transient) * b,
                               detail: "each block's previous frame, and 3 tensors of the largest stage"))
         case nil:
@@ -90,7 +94,7 @@ extension MemoryEstimate {
         let lastTimeUpsample = upsampleInTime.lastIndex(of: true) ?? -1
         var pixels = h * w, frames = 1
         causal(c.zDim, pixels: pixels)
-        for _ in 0..<2 { causal(dims[0], pixels: pixels); causal(dims[0], pixels: pixels) }   // middle residuals
+        for _ in 0..<4 { causal(dims[0], pixels: pixels) }   // the middle's two residual blocks
         for i in 0..<c.dimMult.count {
             var cin = i == 0 ? dims[i] : dims[i] / 2
             let cout = dims[i + 1]

@@ -17,7 +17,8 @@
 //                 --use_ema) on a Wan2.1 base folder (Self-Forcing inference.py, README "Download checkpoints")
 //   CausVid       model.pt in a checkpoint folder ("generator"; CausVid minimal_inference/autoregressive_inference.py)
 //                 on a Wan2.1 base folder
-//   TAEHV         taew2_1.pth beside any of them (Self-Forcing demo.py keeps it in checkpoints/)
+//   TAEHV         taew2_1.pth or taew2_1.safetensors (madebyollin/taehv) beside any of them (Self-Forcing demo.py
+//                 keeps it in checkpoints/)
 import Foundation
 import ReelCore
 import ReelIO
@@ -122,6 +123,7 @@ extension ModelFolder {
         (.vae, "vae", .diffusers),
         (.tinyDecoder, "taehv.safetensors", .reel),
         (.tinyDecoder, "taew2_1.pth", .wan),
+        (.tinyDecoder, "taew2_1.safetensors", .wan),
         (.tinyDecoder, "checkpoints/taew2_1.pth", .selfForcing),
     ]
 
@@ -140,7 +142,7 @@ extension ModelFolder {
         case .textEncoder: "models_t5_umt5-xxl-enc-bf16.pth, text_encoder/ or text_encoder.safetensors"
         case .tokenizer: "google/umt5-xxl/tokenizer.json, tokenizer/ or tokenizer.json / spiece.model"
         case .vae: "Wan2.1_VAE.pth, vae/ or vae.safetensors (or taew2_1.pth for the tiny decoder)"
-        case .tinyDecoder: "taew2_1.pth or taehv.safetensors"
+        case .tinyDecoder: "taew2_1.pth, taew2_1.safetensors or taehv.safetensors"
         }
     }
 
