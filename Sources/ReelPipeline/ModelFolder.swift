@@ -131,7 +131,8 @@ extension ModelFolder {
     /// LongLive's and Self-Forcing's instructions download it to `wan_models/Wan2.1-T2V-1.3B` beside
     /// `longlive_models/` or inside the repository that holds `checkpoints/`.
     static let basePlaces = ["wan_models/Wan2.1-T2V-1.3B", "Wan2.1-T2V-1.3B", "../wan_models/Wan2.1-T2V-1.3B",
-                             "../Wan2.1-T2V-1.3B", "wan_models/Wan2.1-T2V-14B", "../wan_models/Wan2.1-T2V-14B"]
+                             "../Wan2.1-T2V-1.3B", "../../wan_models/Wan2.1-T2V-1.3B",
+                             "wan_models/Wan2.1-T2V-14B", "../wan_models/Wan2.1-T2V-14B"]
 
     /// What the files of a role may be called, for messages.
     static func expected(_ role: Role) -> String {
@@ -183,10 +184,22 @@ extension ModelFolder {
                 folder.base = baseFolder
             }
         }
+        folder.parts.sort { a, b in Role.allCases.firstIndex(of: a.role)! < Role.allCases.firstIndex(of: b.role)! }
         return folder
     }
 
-    /// The parts at the known places of `folder`, and the kind its DiT marks.
+    /// Folders one level down that hold a DiT: where to point `--model` when `path` holds nothing.
+    public var modelFoldersInside: [String] {
+        guard parts.isEmpty else { return [] }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
+        return names.filter { name in
+            let sub = (path as NSString).appendingPathComponent(name)
+            return Self.isDirectory(sub) && Self.find(in: sub).0.contains { $0.role == .dit }
+        }
+    }
+
+    /// The parts at the known places of `folder`, and the kind its DiT marks (`.parts` without a DiT,
+    /// nil when nothing is there).
     static func find(in folder: String) -> ([Part], Kind?) {
         var parts: [Part] = []
         var kind: Kind?
@@ -196,9 +209,7 @@ extension ModelFolder {
             parts.append(Part(role: place.role, path: full, folder: folder))
             if place.role == .dit { kind = place.kind }
         }
-        if kind == nil, !parts.isEmpty { kind = parts.contains { $0.role == .textEncoder } ? .wan : .parts }
-        if kind == .wan, !parts.contains(where: { $0.role == .dit }) { kind = .parts }
-        return (parts, kind)
+        return (parts, kind ?? (parts.isEmpty ? nil : .parts))
     }
 
     /// A `*.pt` at the top of `folder` or in its `checkpoints/` whose top level holds a generator
@@ -253,7 +264,8 @@ extension ModelFolder {
     /// LoRA models/lora.pt; missing text encoder (...)".
     public var summary: String {
         let found = parts.map { "\($0.role.rawValue) \(shortName($0))" }.joined(separator: ", ")
-        return "\(path) (\(kind.rawValue)): found \(found.isEmpty ? "nothing Reel reads" : found)"
+        let inside = modelFoldersInside.isEmpty ? "" : " (model folders inside: \(modelFoldersInside.joined(separator: ", ")))"
+        return "\(path) (\(kind.rawValue)): found \(found.isEmpty ? "nothing Reel reads" + inside : found)"
     }
 
     /// The error for a part that a command needs and the folder lacks.

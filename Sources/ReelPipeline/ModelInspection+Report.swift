@@ -10,7 +10,10 @@ extension ModelInspection {
         if folder.files.ema {
             lines.append("generator: the EMA weights (generator_ema), as the checkpoint's authors run it")
         }
-        lines.append("found:")
+        lines.append("found:" + (parts.isEmpty ? " nothing Reel reads" : ""))
+        if !folder.modelFoldersInside.isEmpty {
+            lines.append("  model folders inside: " + folder.modelFoldersInside.joined(separator: ", "))
+        }
         let width = parts.map { $0.part.role.rawValue.count }.max() ?? 0
         for r in parts {
             let role = r.part.role.rawValue.padding(toLength: width, withPad: " ", startingAt: 0)

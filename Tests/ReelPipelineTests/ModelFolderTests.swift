@@ -119,6 +119,12 @@ import Testing
         #expect(report.contains("LongLive checkpoint") && report.contains("\"generator\" of the checkpoint"))
         #expect(report.contains("rank 4 on 20 linear layers"))
         #expect(report.contains("(base) models_t5_umt5-xxl-enc-bf16.pth"))
+        // Pointed at models/ inside, the base is still found; pointed at wan_models/, it names the folder inside.
+        #expect(try ModelFolder.recognise(dir + "/models").base == base)
+        let above = try ModelFolder.recognise(f.path("wan_models"))
+        #expect(above.modelFoldersInside == ["Wan2.1-T2V-1.3B"])
+        #expect(inspection(above).report(geometry: BlockGeometry(width: 64, height: 64))
+            .contains("model folders inside: Wan2.1-T2V-1.3B"))
     }
 
     @Test func longLiveWithoutBaseSaysSo() throws {
