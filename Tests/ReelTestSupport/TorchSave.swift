@@ -13,10 +13,12 @@ public indirect enum TorchValue {
     }
 }
 
-/// Writes what `torch.save(value, "<name>.pt")` writes (PyTorch >= 1.6): a stored zip archive of
+/// Writes what `torch.save(value, "<name>.pt")` writes (the entries of a PyTorch 2.x archive): a zip of
 /// `<name>/data.pkl` (pickle protocol 2; tensors as `torch._utils._rebuild_tensor_v2` over persistent
-/// storages), `<name>/byteorder`, one `<name>/data/<n>` per storage and `<name>/version`, built with
-/// `PickleBuilder` and `ZipBuilder`.
+/// storages), `<name>/byteorder`, one `<name>/data/<n>` per storage, `<name>/version` ("3") and
+/// `<name>/.data/serialization_id` (40 digits), built with `PickleBuilder` and `ZipBuilder`. Unlike
+/// PyTorch it does not pad storages to 64-byte offsets (readers must not rely on it) and pickles state
+/// dicts without their `_metadata` attribute.
 public enum TorchSave {
     public static func archive(_ value: TorchValue, name: String) -> [UInt8] {
         var p = PickleBuilder()
@@ -28,6 +30,7 @@ public enum TorchSave {
         z.add("\(name)/byteorder", Array("little".utf8))
         for (key, bytes) in storages { z.add("\(name)/data/\(key)", bytes) }
         z.add("\(name)/version", Array("3\n".utf8))
+        z.add("\(name)/.data/serialization_id", Array("0636457737946401051300000027264370494161".utf8))
         return z.build()
     }
 
