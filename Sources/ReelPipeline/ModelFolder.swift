@@ -184,7 +184,8 @@ extension ModelFolder {
                 folder.base = baseFolder
             }
         }
-        folder.parts.sort { a, b in Role.allCases.firstIndex(of: a.role)! < Role.allCases.firstIndex(of: b.role)! }
+        let order = Dictionary(uniqueKeysWithValues: Role.allCases.enumerated().map { ($1, $0) })
+        folder.parts.sort { order[$0.role, default: 0] < order[$1.role, default: 0] }
         return folder
     }
 

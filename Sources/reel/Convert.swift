@@ -13,7 +13,8 @@ struct Convert: AsyncParsableCommand {
         abstract: "Convert a DiT checkpoint (LongLive, diffusers, Wan) to Reel safetensors, merging a LoRA.",
         discussion: """
         The result loads with `reel generate --dit OUT` (or as dit.safetensors in a model folder) without \
-        --lora. LongLive's longlive_base.pt keeps the model under 'generator' (--ema: 'generator_ema'); \
+        --lora. LongLive's longlive_base.pt keeps the model under 'generator' (--ema: 'generator_ema'; a Self-Forcing \
+        folder defaults to it); \
         its lora.pt under 'generator_lora'. The output is checked by loading it back.
         """
     )
@@ -26,9 +27,9 @@ struct Convert: AsyncParsableCommand {
     var lora: String?
     @Option(help: "LoRA scale alpha / rank (LongLive: 256 / 256 = 1).")
     var loraScale: Float = 1
-    @Flag(help: "Use the EMA generator of a LongLive checkpoint.")
-    var ema = false
-    @Option(help: "Attention heads to record (default: dim / 128).")
+    @Flag(inversion: .prefixedNo, help: "The checkpoint's EMA generator (generator_ema) or not (default: Self-Forcing's EMA, others' generator).")
+    var ema: Bool?
+    @Option(help: "Attention heads to record (default: the folder's config.json, else dim / 128).")
     var heads: Int?
     @Option(help: "Storage dtype of the output: f32, bf16 or f16.")
     var dtype = "bf16"
@@ -49,10 +50,10 @@ struct Convert: AsyncParsableCommand {
             let backend = CPUBackend()
             let type = DType(rawValue: dtype) ?? .bf16
             let started = Date()
-            var given = ModelFiles(dit: dit, lora: lora, heads: heads)
-            given.ema = ema
+            let given = ModelFiles(dit: dit, lora: lora, heads: heads)
             // Only --model's folder: the shipped tiny model is no default here.
-            let files = try model.map { try ModelFiles(folder: $0).overriding(with: given) } ?? given
+            var files = try model.map { try ModelFiles(folder: $0).overriding(with: given) } ?? given
+            if let ema { files.ema = ema }
             guard let dit = files.dit else { throw files.missing(.dit, option: "--dit FILE") }
             let (source, loraSource) = try WanDiT.openCheckpoint(path: dit, lora: files.lora, ema: files.ema)
             // Merging happens in float32; the result is stored in `type`.

@@ -105,7 +105,7 @@ struct Eval: AsyncParsableCommand {
             }
             let backend = try backendOptions.make()
             let t0 = Date()
-            let model = try LoadedModel.load(files: files, ema: models.ema, decoder: true, backend: backend,
+            let model = try LoadedModel.load(files: files, decoder: true, backend: backend,
                                              decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
                                              fp8: models.fp8)
             log(String(format: "loaded the model (%@ decoder) in %.1f s", model.decoderName, Date().timeIntervalSince(t0)))

@@ -142,7 +142,7 @@ struct Generate: AsyncParsableCommand {
         let dtype = backendOptions.storageType
         let loadStart = Date()
         let inputs = image != nil || continueVideo != nil
-        let model = try LoadedModel.load(files: files, ema: models.ema, decoder: !latentsOnly || inputs, encoder: inputs,
+        let model = try LoadedModel.load(files: files, decoder: !latentsOnly || inputs, encoder: inputs,
                                           backend: backend, decodeBackend: try backendOptions.makeDecodeBackend(), dtype: dtype,
                                           fp8: models.fp8)
         let dit = model.dit, textModel = model.prompts.textEncoder, prompts = model.prompts

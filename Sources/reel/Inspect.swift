@@ -30,6 +30,9 @@ struct Inspect: ParsableCommand {
     @Option(help: "Latent frames the self-attention window holds, sink included (LongLive local_attn_size: 12).")
     var attentionFrames = StreamingSchedule.longLive.attentionFrames
 
+    @Flag(help: "The estimate with the DiT's FFN weights in FP8 (as --fp8 runs them).")
+    var fp8 = false
+
     @Flag(help: "List the tensors of a folder's weight file (a diffusers component such as transformer/).")
     var tensors = false
 
@@ -83,7 +86,7 @@ struct Inspect: ParsableCommand {
             var schedule = StreamingSchedule.longLive
             schedule.attentionFrames = attentionFrames
             let geometry = try size.geometry(folderSize: folder.size)
-            print(inspection.report(geometry: geometry, schedule: schedule, dtype: DType(rawValue: dtype) ?? .bf16))
+            print(inspection.report(geometry: geometry, schedule: schedule, dtype: DType(rawValue: dtype) ?? .bf16, fp8: fp8))
             if !inspection.isComplete { throw ExitCode.failure }
         } catch let error as ReelError {
             printError(error)

@@ -16,8 +16,9 @@ struct ModelOptions: ParsableArguments {
     var lora: String?
     @Option(help: "Attention heads of the DiT (default: from the model folder, else dim / 128).")
     var heads: Int?
-    @Flag(help: "Use the EMA generator of a LongLive checkpoint (generator_ema).")
-    var ema = false
+    @Flag(inversion: .prefixedNo,
+          help: "The checkpoint's EMA generator (generator_ema) or not (default: as its authors run it: Self-Forcing's EMA, LongLive's and CausVid's generator).")
+    var ema: Bool?
     @Flag(help: ArgumentHelp("Run the DiT's FFN in FP8 E4M3 (weights per output channel, activations per token).",
                              discussion: "Faster on GPUs with FP8 tensor cores (compute capability 8.9+: Ada, Hopper) and half the weight memory; outputs differ from the bf16 model's by FP8 rounding. On the CPU the same arithmetic is emulated (slower)."))
     var fp8 = false
@@ -42,9 +43,10 @@ struct ModelOptions: ParsableArguments {
 
     /// The folder's files (the shipped tiny model by default) with the single-file options on top.
     func resolve() throws -> ModelFiles {
-        var given = ModelFiles(dit: dit, lora: lora, textEncoder: textEncoder, tokenizer: tokenizer, vae: vae,
+        let given = ModelFiles(dit: dit, lora: lora, textEncoder: textEncoder, tokenizer: tokenizer, vae: vae,
                                tinyDecoder: tinyDecoder, heads: heads)
-        given.ema = ema
-        return try ModelFiles.resolve(model: model, base: base, given: given)
+        var files = try ModelFiles.resolve(model: model, base: base, given: given)
+        if let ema { files.ema = ema }
+        return files
     }
 }

@@ -71,6 +71,11 @@ import Testing
         #expect(inspected.parts.first { $0.part.role == .dit }?.format == "sharded index (2 shards)")
         let model = try LoadedModel.load(files: folder.files, decoder: false, backend: backend)
         #expect(model.dit.config.dim == 64)
+        // A shard missing: the index names it.
+        try FileManager.default.removeItem(atPath: dir + "/diffusion_pytorch_model-00002-of-00002.safetensors")
+        let broken = inspection(try ModelFolder.recognise(dir))
+        #expect(broken.problems.contains { $0.contains("shard 'diffusion_pytorch_model-00002-of-00002.safetensors'") })
+        #expect(broken.estimate(geometry: BlockGeometry(width: 64, height: 64)) == nil)
     }
 
     @Test func diffusersFolder() async throws {
@@ -226,6 +231,9 @@ import Testing
         let full = MemoryEstimate.streaming(dit: c, ditParameters: ditParameters, textEncoderParameters: UMT5Config.xxl.parameterCount,
                                             decoder: .wanVAE(.wan21, parameters: vaeParameters), geometry: g)
         let ditOnly = MemoryEstimate.streaming(dit: c, ditParameters: ditParameters, textEncoderParameters: nil, decoder: nil, geometry: g)
+        let fp8 = MemoryEstimate.streaming(dit: c, ditParameters: ditParameters, textEncoderParameters: nil,
+                                           decoder: .wanVAE(.wan21, parameters: vaeParameters), geometry: g, fp8: true)
+        #expect(abs(fp8.total - 8.72e9) / 8.72e9 < 0.10, "\(fp8.total / 1e9) GB")   // README: --fp8 peak 8.72 GB
         let kv = try #require(full.items.first { $0.name == "KV cache" })
         #expect(abs(kv.bytes - 3.45e9) < 0.01e9)                                   // REFERENCE.md: ~3.45 GB
         #expect(abs(full.items[0].bytes - 2.84e9) < 0.01e9)                       // perf-notes: DiT weights 2.84 GB
@@ -239,6 +247,7 @@ import Testing
         print(String(format: "14B at 832x480 bf16: estimate %.2f GB with the Wan VAE, %.2f GB with the text encoder",
                      big.withoutTextEncoder / 1e9, big.total / 1e9))
         print(String(format: "1.3B at 832x480 bf16: estimate %.2f GB with the Wan VAE (measured 9.57), %.2f GB DiT only (6.93), "
-                     + "%.2f GB with the text encoder", full.withoutTextEncoder / 1e9, ditOnly.total / 1e9, full.total / 1e9))
+                     + "%.2f GB with the text encoder, %.2f GB with the FFN in FP8 (8.72)", full.withoutTextEncoder / 1e9,
+                     ditOnly.total / 1e9, full.total / 1e9, fp8.total / 1e9))
     }
 }
