@@ -31,6 +31,11 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "TAEHV tiny decoder weights (faster decoding; used instead of the VAE).")
     var tinyDecoder: String?
 
+    /// Which decoder a folder with both (a Wan2.1 folder beside taew2_1.pth) decodes with.
+    enum Decoder: String, ExpressibleByArgument, CaseIterable { case vae, tiny }
+    @Option(help: "Decoder when the model has both: vae (Wan2.1 VAE) or tiny (TAEHV; default, unless only --vae is given).")
+    var decoder: Decoder?
+
     func validate() throws {
         if let heads, heads <= 0 { throw ValidationError("--heads must be positive, got \(heads).") }
         for (flag, path) in [("--model", model), ("--base", base), ("--dit", dit), ("--lora", lora), ("--text-encoder", textEncoder),
@@ -47,6 +52,16 @@ struct ModelOptions: ParsableArguments {
                                tinyDecoder: tinyDecoder, heads: heads)
         var files = try ModelFiles.resolve(model: model, base: base, given: given)
         if let ema { files.ema = ema }
+        switch decoder ?? (vae != nil && tinyDecoder == nil ? .vae : nil) {
+        case .vae?:
+            guard files.vae != nil else { throw files.missing(.vae, option: "--vae FILE") }
+            files.tinyDecoder = nil
+        case .tiny?:
+            guard files.tinyDecoder != nil else { throw files.missing(.tinyDecoder, option: "--tiny-decoder FILE") }
+            files.vae = nil
+        case nil:
+            break
+        }
         return files
     }
 }
