@@ -178,6 +178,18 @@ import Testing
         #expect(frames == 9)
     }
 
+    /// The one resolution path: the folder, then single files on top (what --dit, --vae, --heads give).
+    @Test func singleFilesOverrideTheFolder() throws {
+        let f = try ModelFolderFixtures()
+        defer { f.remove() }
+        let dir = try f.wanFolder("wan")
+        let files = try ModelFiles.resolve(model: dir, given: ModelFiles(vae: "/elsewhere/vae.safetensors", heads: 4))
+        #expect(files.vae == "/elsewhere/vae.safetensors" && files.heads == 4)
+        #expect(files.dit == dir + "/diffusion_pytorch_model.safetensors" && files.origin?.kind == .wan)
+        let sf = try f.selfForcingFolder("sf")
+        #expect(try ModelFiles.resolve(model: sf, base: dir).ema)
+    }
+
     /// Reel's own layout keeps working: the shipped tiny model.
     @Test func reelFolder() throws {
         let folder = try ModelFolder.recognise(ModelFolderFixtures.tokenizerFolder.path)
