@@ -27,15 +27,22 @@ struct Bench: AsyncParsableCommand {
         case wan1_3b, wan14b, small
         case folder(String)
 
-        static let names: [(String, Model)] = [("1.3b", .wan1_3b), ("14b", .wan14b), ("small", .small)]
-
         init?(argument: String) {
-            if let named = Self.names.first(where: { $0.0 == argument }) { self = named.1 } else { self = .folder(argument) }
+            switch argument {
+            case "1.3b": self = .wan1_3b
+            case "14b": self = .wan14b
+            case "small": self = .small
+            default: self = .folder(argument)
+            }
         }
 
         var name: String {
-            if case .folder(let path) = self { return path }
-            return Self.names.first { $0.1 == self }!.0
+            switch self {
+            case .wan1_3b: "1.3b"
+            case .wan14b: "14b"
+            case .small: "small"
+            case .folder(let path): path
+            }
         }
 
         /// The architecture of a named model (a folder's comes from its weights).
@@ -60,12 +67,6 @@ struct Bench: AsyncParsableCommand {
     var decoder: DecoderChoice = .vae
     @Option(help: ArgumentHelp("Same as --model FOLDER (kept for older scripts).", visibility: .hidden))
     var weights: String?
-
-    /// The model folder asked for, by --model or the older --weights.
-    var folderPath: String? {
-        if case .folder(let path) = model { return path }
-        return weights
-    }
     @OptionGroup var size: SizeOption
     @Option(help: "Blocks to generate (12 video frames each).")
     var blocks = 10
@@ -84,12 +85,17 @@ struct Bench: AsyncParsableCommand {
     var steps = 1
     @OptionGroup var backendOptions: BackendOptions
 
+    /// The model folder asked for, by --model or the older --weights.
+    var folderPath: String? {
+        if case .folder(let path) = model { return path }
+        return weights
+    }
+
     mutating func validate() throws {
-        for (flag, path) in [("--model", folderPath), ("--base", base)] {
-            if let path, !FileManager.default.fileExists(atPath: path) {
-                throw ValidationError("\(flag): \(path) is neither 1.3b, 14b, small nor an existing folder.")
-            }
+        if let folderPath, !FileManager.default.fileExists(atPath: folderPath) {
+            throw ValidationError("--model: \(folderPath) is neither 1.3b, 14b, small nor an existing folder.")
         }
+        if let base, !FileManager.default.fileExists(atPath: base) { throw ValidationError("--base: \(base) does not exist.") }
         if blocks < 2 { throw ValidationError("--blocks must be at least 2.") }
         if warmup < 0 || warmup >= blocks { throw ValidationError("--warmup must be in 0..<\(blocks).") }
         if switchBlock < 0 || switchBlock >= blocks { throw ValidationError("--switch-block must be in 0..<\(blocks).") }
