@@ -76,10 +76,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Writers of real file formats for tests (PyTorch zip checkpoints, pickles), shared by the test targets.
+        .target(name: "ReelTestSupport", dependencies: ["ReelCore"], path: "Tests/ReelTestSupport"),
         .testTarget(name: "ReelCoreTests", dependencies: ["ReelCore", "ReelCPU"]),
         .testTarget(name: "ReelCPUTests", dependencies: ["ReelCore", "ReelCPU"]),
         .testTarget(name: "ReelCUDATests", dependencies: ["ReelCore", "ReelCUDA"]),
-        .testTarget(name: "ReelIOTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO"], exclude: ["Fixtures"]),
+        .testTarget(name: "ReelIOTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelMediaTests", dependencies: ["ReelCore", "ReelCPU", "ReelMedia"]),
         .testTarget(name: "ReelModelsTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelServerTests", dependencies: [
@@ -92,7 +94,8 @@ let package = Package(
         ]),
         .testTarget(name: "ReelEvalTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline", "ReelEval"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "ReelPipelineTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline"],
+        .testTarget(name: "ReelPipelineTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline",
+                                                              "ReelTestSupport"],
                     exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

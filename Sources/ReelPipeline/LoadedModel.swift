@@ -36,7 +36,7 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
         self.decoderFLOPs = decoderFLOPs
     }
 
-    /// Loads the parts `files` names. `decoder: false` skips the decoder (latents-only output).
+    /// Loads the parts `files` names (`ema`: the checkpoint's EMA generator, as `files.ema`). `decoder: false` skips the decoder (latents-only output).
     /// `decodeBackend`: where the decoder's weights live and its ops run (e.g. a second GPU, so that
     /// decoding does not share the DiT's); default: a new stream of `backend`. `fp8`: the DiT's block
     /// linear layers in FP8 (`WanDiT.quantizedFP8`). `encoder`: also load the encoder half of the decoder's file
@@ -44,18 +44,16 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     public static func load(files: ModelFiles, ema: Bool = false, decoder wantsDecoder: Bool = true, encoder wantsEncoder: Bool = false,
                             backend: any Backend, decodeBackend: (any Backend)? = nil, dtype: DType = .f32,
                             fp8: Bool = false) throws -> LoadedModel {
-        guard let ditPath = files.dit else {
-            throw ReelError.input("no DiT weights: give --model FOLDER or --dit FILE (the shipped tiny model is not in this checkout yet)")
-        }
-        guard let encoderPath = files.textEncoder, let tokenizerPath = files.tokenizer else {
-            throw ReelError.input("no text encoder: give --text-encoder FILE and --tokenizer FILE (or a --model folder with both)")
-        }
+        guard let ditPath = files.dit else { throw files.missing(.dit, option: "--dit FILE") }
+        guard let encoderPath = files.textEncoder else { throw files.missing(.textEncoder, option: "--text-encoder FILE") }
+        guard let tokenizerPath = files.tokenizer else { throw files.missing(.tokenizer, option: "--tokenizer FILE") }
         if wantsDecoder && files.vae == nil && files.tinyDecoder == nil {
-            throw ReelError.input("no decoder: give --vae or --tiny-decoder (or a --model folder with vae.safetensors or taehv.safetensors)")
+            throw files.missing(.vae, option: "--vae FILE or --tiny-decoder FILE")
         }
         let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizerPath))
         let textModel = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: backend, dtype: dtype)
-        var dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: ema, backend: backend, dtype: dtype)
+        var dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: ema || files.ema,
+                                  backend: backend, dtype: dtype)
         if fp8 { dit = try dit.quantizedFP8() }
         let prompts = try PromptEncoder(tokenizer: tok, textEncoder: textModel, model: dit)
         guard wantsDecoder else { return LoadedModel(prompts: prompts, decoderName: "none", makeDecoder: nil) }

@@ -3,12 +3,13 @@ import ReelCore
 import ReelIO
 import ReelModels
 
-/// Where the parts of a model live. A model folder (such as `Models/tiny/`) holds
-/// `dit.safetensors` (optional `lora.safetensors`), `text_encoder.safetensors`, `tokenizer.json` or
-/// `spiece.model`, and a decoder: `vae.safetensors` (Wan VAE) or `taehv.safetensors` (tiny decoder);
-/// `reel.json` may give `{"heads": N}` for DiTs whose head count is not dim / 128, and the video
-/// `"size"` (`"WIDTHxHEIGHT"`) and `"fps"` the model was trained for.
-/// Each path can also be given on its own (a LongLive `longlive_base.pt`, a diffusers folder, ...).
+/// Where the parts of a model live: what `--model DIR` resolves to (`ModelFolder` recognises the
+/// folder: Reel's own layout, Wan2.1's, diffusers', LongLive / Self-Forcing / CausVid checkpoints on a
+/// Wan2.1 base), with single files given on their own (`--dit`, `--text-encoder`, ...) on top.
+/// Reel's own folder (such as `Models/tiny/`) holds `dit.safetensors` (optional `lora.safetensors`),
+/// `text_encoder.safetensors`, `tokenizer.json` or `spiece.model`, and a decoder: `vae.safetensors` (Wan VAE)
+/// or `taehv.safetensors` (tiny decoder); `reel.json` may give `{"heads": N}` for DiTs whose head count is
+/// not dim / 128, and the video `"size"` (`"WIDTHxHEIGHT"`) and `"fps"` the model was trained for.
 public struct ModelFiles: Sendable, Equatable {
     public var dit: String?
     public var lora: String?
@@ -21,6 +22,10 @@ public struct ModelFiles: Sendable, Equatable {
     public var size: String?
     /// Its frame rate (`reel.json` "fps").
     public var fps: Int?
+    /// Load the checkpoint's EMA generator (`generator_ema`): the folder's authors run it, or `--ema`.
+    public var ema = false
+    /// The folder the paths came from, for messages that say what was found.
+    public var origin: ModelFolder?
 
     public init(dit: String? = nil, lora: String? = nil, textEncoder: String? = nil, tokenizer: String? = nil,
                 vae: String? = nil, tinyDecoder: String? = nil, heads: Int? = nil, size: String? = nil, fps: Int? = nil) {
@@ -28,35 +33,37 @@ public struct ModelFiles: Sendable, Equatable {
         self.vae = vae; self.tinyDecoder = tinyDecoder; self.heads = heads; self.size = size; self.fps = fps
     }
 
-    /// The files of a model folder (missing ones stay nil).
-    public init(folder: String) throws {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
-            throw ReelError.input("model folder \(folder) does not exist")
+    /// The files of a model folder of any recognised layout (missing ones stay nil).
+    public init(folder: String, base: String? = nil) throws {
+        self = try ModelFolder.recognise(folder, base: base).files
+    }
+
+    /// The one way every command resolves its model: the folder `model` (else `Models/tiny` when it
+    /// exists) recognised with its `base`, and the single files of `given` on top.
+    public static func resolve(model: String?, base: String? = nil, given: ModelFiles = ModelFiles()) throws -> ModelFiles {
+        let shipped = FileManager.default.fileExists(atPath: "Models/tiny") ? "Models/tiny" : nil
+        guard let folder = model ?? shipped else {
+            if let base { return try ModelFiles(folder: base).overriding(with: given) }
+            return given
         }
-        func file(_ names: String...) -> String? {
-            names.map { (folder as NSString).appendingPathComponent($0) }.first { FileManager.default.fileExists(atPath: $0) }
-        }
-        self.init(dit: file("dit.safetensors"), lora: file("lora.safetensors"),
-                  textEncoder: file("text_encoder.safetensors"), tokenizer: file("tokenizer.json", "spiece.model"),
-                  vae: file("vae.safetensors"), tinyDecoder: file("taehv.safetensors"))
-        if let config = file("reel.json") {
-            guard let data = FileManager.default.contents(atPath: config),
-                  let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                throw ReelError.badFile(path: config, message: "not a JSON object")
-            }
-            heads = json["heads"] as? Int
-            size = json["size"] as? String
-            fps = json["fps"] as? Int
-        }
+        return try ModelFiles(folder: folder, base: base).overriding(with: given)
     }
 
     /// Overrides the folder's files with the ones given explicitly.
     public func overriding(with other: ModelFiles) -> ModelFiles {
-        ModelFiles(dit: other.dit ?? dit, lora: other.lora ?? lora, textEncoder: other.textEncoder ?? textEncoder,
-                   tokenizer: other.tokenizer ?? tokenizer, vae: other.vae ?? vae,
-                   tinyDecoder: other.tinyDecoder ?? tinyDecoder, heads: other.heads ?? heads,
-                   size: other.size ?? size, fps: other.fps ?? fps)
+        var out = ModelFiles(dit: other.dit ?? dit, lora: other.lora ?? lora, textEncoder: other.textEncoder ?? textEncoder,
+                             tokenizer: other.tokenizer ?? tokenizer, vae: other.vae ?? vae,
+                             tinyDecoder: other.tinyDecoder ?? tinyDecoder, heads: other.heads ?? heads,
+                             size: other.size ?? size, fps: other.fps ?? fps)
+        out.ema = ema || other.ema
+        out.origin = origin
+        return out
+    }
+
+    /// The error for a missing part: what the folder held and what to give.
+    public func missing(_ role: ModelFolder.Role, option: String) -> ReelError {
+        if let origin { return origin.missingError(role, option: option) }
+        return .input("no \(role.rawValue): give --model FOLDER or \(option)")
     }
 }
 

@@ -51,8 +51,8 @@ extension Bench {
         let geometry = try size.geometry(folderSize: nil)
         let (lh, lw) = (geometry.latentHeight, geometry.latentWidth)
         let rate = try Rates.matmul(backend, dtype: dtype)
-        let config = model.config
-        print("reel bench --input on \(backend.name) (\(dtype)): DiT \(model.rawValue), \(decoder == .vae ? "Wan VAE" : "TAEHV") encoder and decoder, \(geometry), "
+        guard let config = model.config else { throw ReelError.input("--input runs random weights: give --model 1.3b, 14b or small") }
+        print("reel bench --input on \(backend.name) (\(dtype)): DiT \(model.name), \(decoder == .vae ? "Wan VAE" : "TAEHV") encoder and decoder, \(geometry), "
               + "\(steps) step(s), \(blocks) blocks of 4 frames")
         let dit = try WanDiT.load(from: WanDiT.randomWeights(config, on: backend, dtype: dtype), heads: config.heads,
                                   backend: backend, dtype: dtype)

@@ -22,10 +22,33 @@ struct Bench: AsyncParsableCommand {
         """
     )
 
-    enum Model: String, ExpressibleByArgument, CaseIterable {
-        case wan1_3b = "1.3b", wan14b = "14b", small
-        var config: WanDiTConfig {
+    /// A random-weight architecture by name, or a model folder of any recognised layout.
+    enum Model: ExpressibleByArgument, Equatable {
+        case wan1_3b, wan14b, small
+        case folder(String)
+
+        init?(argument: String) {
+            switch argument {
+            case "1.3b": self = .wan1_3b
+            case "14b": self = .wan14b
+            case "small": self = .small
+            default: self = .folder(argument)
+            }
+        }
+
+        var name: String {
             switch self {
+            case .wan1_3b: "1.3b"
+            case .wan14b: "14b"
+            case .small: "small"
+            case .folder(let path): path
+            }
+        }
+
+        /// The architecture of a named model (a folder's comes from its weights).
+        var config: WanDiTConfig? {
+            switch self {
+            case .folder: nil
             case .wan1_3b: .wan1_3B
             case .wan14b: .wan14B
             case .small: WanDiTConfig(dim: 256, ffnDim: 512, heads: 2, layers: 4, textDim: 256)
@@ -35,12 +58,14 @@ struct Bench: AsyncParsableCommand {
 
     enum DecoderChoice: String, ExpressibleByArgument, CaseIterable { case vae, tiny, none }
 
-    @Option(help: "DiT: \(Model.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(help: ArgumentHelp("DiT: 1.3b, 14b or small (random weights of that architecture), or a model folder.",
+                               discussion: "A folder of any layout --model reads elsewhere (docs/model-folders.md): its DiT, decoder and video size; prompts are encoded by its text encoder before timing starts."))
     var model: Model = .small
+    @Option(help: "Wan2.1 folder for the parts a LongLive, Self-Forcing or CausVid --model folder lacks.")
+    var base: String?
     @Option(help: "Decoder: vae (Wan2.1 VAE), tiny (TAEHV taew2_1), both of the real size, or none (DiT only).")
     var decoder: DecoderChoice = .vae
-    @Option(help: ArgumentHelp("A model folder (e.g. Models/tiny) instead of random weights: its DiT, decoder and video size.",
-                               discussion: "Prompts are encoded by its text encoder before timing starts."))
+    @Option(help: ArgumentHelp("Same as --model FOLDER (kept for older scripts).", visibility: .hidden))
     var weights: String?
     @OptionGroup var size: SizeOption
     @Option(help: "Blocks to generate (12 video frames each).")
@@ -60,16 +85,23 @@ struct Bench: AsyncParsableCommand {
     var steps = 1
     @OptionGroup var backendOptions: BackendOptions
 
+    /// The model folder asked for, by --model or the older --weights.
+    var folderPath: String? {
+        if case .folder(let path) = model { return path }
+        return weights
+    }
+
     mutating func validate() throws {
-        if let weights, !FileManager.default.fileExists(atPath: weights) {
-            throw ValidationError("--weights: \(weights) does not exist.")
+        if let folderPath, !FileManager.default.fileExists(atPath: folderPath) {
+            throw ValidationError("--model: \(folderPath) is neither 1.3b, 14b, small nor an existing folder.")
         }
+        if let base, !FileManager.default.fileExists(atPath: base) { throw ValidationError("--base: \(base) does not exist.") }
         if blocks < 2 { throw ValidationError("--blocks must be at least 2.") }
         if warmup < 0 || warmup >= blocks { throw ValidationError("--warmup must be in 0..<\(blocks).") }
         if switchBlock < 0 || switchBlock >= blocks { throw ValidationError("--switch-block must be in 0..<\(blocks).") }
         if input {
             if decoder == .none { throw ValidationError("--input needs an encoder and decoder: --decoder tiny (TAEHV) or vae (Wan2.1).") }
-            if weights != nil { throw ValidationError("--input runs random weights: leave out --weights.") }
+            if folderPath != nil { throw ValidationError("--input runs random weights: give --model 1.3b, 14b or small.") }
             if !(1...4).contains(steps) { throw ValidationError("--steps must be 1 to 4, got \(steps).") }
         }
     }
@@ -85,7 +117,7 @@ struct Bench: AsyncParsableCommand {
         if input { return try await benchVideoToVideo() }
         let backend = try backendOptions.make()
         let dtype = backendOptions.storageType
-        let folder = try weights.map { try ModelFiles(folder: $0) }
+        let folder = try folderPath.map { try ModelFiles.resolve(model: $0, base: base) }
         let geometry = try size.geometry(folderSize: folder?.size)
         let (width, height) = (geometry.width, geometry.height)
         let (lh, lw) = (geometry.latentHeight, geometry.latentWidth)
@@ -107,12 +139,12 @@ struct Bench: AsyncParsableCommand {
             decodeLatentFLOPs = decoder == .none ? 0 : loaded.decoderFLOPs?(lh, lw) ?? 0
             first = try loaded.context(for: "a red circle moves left on a blue background")
             second = try loaded.context(for: "a large green square bounces around on a white background")
-            print("reel bench on \(backend.name) (\(dtype)\(fp8 ? ", FFN in FP8; floors at the bf16 rate" : "")): \(weights ?? "") (DiT \(dit.config.layers) layers, dim \(dit.config.dim)), "
+            print("reel bench on \(backend.name) (\(dtype)\(fp8 ? ", FFN in FP8; floors at the bf16 rate" : "")): \(folderPath ?? "") (DiT \(dit.config.layers) layers, dim \(dit.config.dim)), "
                   + "decoder \(decoder == .none ? "none" : loaded.decoderName), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
             print(String(format: "model loaded and prompts encoded in %.1f s", Date().timeIntervalSince(t0)))
         } else {
-            let config = model.config
-            print("reel bench on \(backend.name) (\(dtype)\(fp8 ? ", FFN in FP8; floors at the bf16 rate" : "")): DiT \(model.rawValue) (\(config.layers) layers, dim \(config.dim)), "
+            guard let config = model.config else { throw ReelError.input("no model folder and no architecture named") }
+            print("reel bench on \(backend.name) (\(dtype)\(fp8 ? ", FFN in FP8; floors at the bf16 rate" : "")): DiT \(model.name) (\(config.layers) layers, dim \(config.dim)), "
                   + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
             let plain = try WanDiT.load(from: WanDiT.randomWeights(config, on: backend, dtype: dtype), heads: config.heads,
                                         backend: backend, dtype: dtype)

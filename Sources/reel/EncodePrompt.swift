@@ -34,9 +34,8 @@ struct EncodePrompt: AsyncParsableCommand {
     func run() async throws {
         do {
             let files = try models.resolve()
-            guard let encoderPath = files.textEncoder, let tokenizerPath = files.tokenizer else {
-                throw ReelError.input("no text encoder: give --text-encoder FILE and --tokenizer FILE (or a --model folder with both)")
-            }
+            guard let encoderPath = files.textEncoder else { throw files.missing(.textEncoder, option: "--text-encoder FILE") }
+            guard let tokenizerPath = files.tokenizer else { throw files.missing(.tokenizer, option: "--tokenizer FILE") }
             let backend = CPUBackend()
             let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizerPath))
             let encoder = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: backend)

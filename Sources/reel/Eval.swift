@@ -119,14 +119,12 @@ struct Eval: AsyncParsableCommand {
                 frameSize = parts[0]
             }
             if files.dit == nil {
-                let folder = models.model ?? "Models/tiny"
-                throw ReelError.input("\(folder) has no dit.safetensors: give "
-                                      + "--model FOLDER (python3 tools/dev/make_random_model.py --out DIR makes one with random weights) "
-                                      + "or --dit FILE, or --reference to measure the ground truth")
+                // python3 tools/dev/make_random_model.py --out DIR makes a folder with random weights.
+                throw files.missing(.dit, option: "--dit FILE, or --reference to measure the ground truth")
             }
             let backend = try backendOptions.make()
             let t0 = Date()
-            let model = try LoadedModel.load(files: files, ema: models.ema, decoder: true, encoder: restyle + animate > 0, backend: backend,
+            let model = try LoadedModel.load(files: files, decoder: true, encoder: restyle + animate > 0, backend: backend,
                                              decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
                                              fp8: models.fp8)
             log(String(format: "loaded the model (%@ decoder) in %.1f s", model.decoderName, Date().timeIntervalSince(t0)))

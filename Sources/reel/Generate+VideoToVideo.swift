@@ -10,7 +10,7 @@ extension Generate {
     func videoToVideo(files: ModelFiles, geometry: BlockGeometry, fps: Int) async throws {
         let backend = try backendOptions.make()
         let loadStart = Date()
-        let model = try LoadedModel.load(files: files, ema: models.ema, decoder: true, encoder: true, backend: backend,
+        let model = try LoadedModel.load(files: files, decoder: true, encoder: true, backend: backend,
                                           decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
                                           fp8: models.fp8)
         guard let encoder = model.newEncoder() else { throw ReelError.input("the model has no encoder for video inputs") }

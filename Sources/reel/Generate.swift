@@ -12,10 +12,13 @@ struct Generate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate a video from a prompt, a prompt schedule, or prompts typed while it runs.",
         discussion: """
-        The model comes from --model (a folder with dit.safetensors, text_encoder.safetensors, \
-        tokenizer.json or spiece.model, and vae.safetensors or taehv.safetensors) and/or the single-file \
-        options, which override the folder's files. --dit takes Reel or Wan safetensors, a diffusers \
-        transformer folder or index, or LongLive's longlive_base.pt (with --lora lora.pt).
+        The model comes from --model, a folder recognised by its files: Reel's own (dit.safetensors, \
+        text_encoder.safetensors, tokenizer.json or spiece.model, vae.safetensors or taehv.safetensors), \
+        Wan-AI/Wan2.1-T2V-1.3B or -14B as downloaded, their -Diffusers form, LongLive-1.3B \
+        (models/longlive_base.pt + models/lora.pt), a Self-Forcing or CausVid checkpoint folder, each of the \
+        last three on a Wan2.1 base folder (--base, else wan_models/Wan2.1-T2V-1.3B beside it); \
+        docs/model-folders.md. The single-file options override the folder's files. `reel inspect DIR` \
+        says what a folder holds.
 
         Prompts: --prompt TEXT; or --schedule FILE.jsonl with LongLive's {"prompts": [...]} line and \
         --switch-frames (latent frame indices, one fewer than the prompts); or --interactive, where each \
@@ -139,7 +142,7 @@ struct Generate: AsyncParsableCommand {
         let dtype = backendOptions.storageType
         let loadStart = Date()
         let inputs = image != nil || continueVideo != nil
-        let model = try LoadedModel.load(files: files, ema: models.ema, decoder: !latentsOnly || inputs, encoder: inputs,
+        let model = try LoadedModel.load(files: files, decoder: !latentsOnly || inputs, encoder: inputs,
                                           backend: backend, decodeBackend: try backendOptions.makeDecodeBackend(), dtype: dtype,
                                           fp8: models.fp8)
         let dit = model.dit, textModel = model.prompts.textEncoder, prompts = model.prompts

@@ -1,21 +1,40 @@
 import ArgumentParser
 import Foundation
+import ReelCore
 import ReelCPU
 import ReelIO
+import ReelModels
+import ReelPipeline
 
-/// `reel inspect`: the tensors of weight files, without loading them.
+/// `reel inspect`: a model folder (what was found, what is missing, the device memory it will take), or
+/// the tensors of weight files, without loading them.
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List the tensors of weight files: keys (sorted), dtypes, shapes, parameter counts.",
+        abstract: "Show what a model folder holds and the memory it needs, or list the tensors of weight files.",
         discussion: """
-        Reads safetensors files, PyTorch .pt/.pth zip checkpoints and sharded \
-        *.safetensors.index.json sets; the format is detected from the content. Nested checkpoint \
-        dictionaries are shown as "."-joined keys (generator.model.blocks.0...).
+        A folder (`reel inspect DIR`) is recognised as --model recognises it (docs/model-folders.md): each part         found with its format, key layout, parameters per stored dtype and architecture; what is missing;         and an estimate of the device memory at --size (weights in --dtype, the KV cache of the attention         window, activations). It exits with failure when a part is missing or unreadable.         Files are listed tensor by tensor: safetensors, PyTorch .pt/.pth zip checkpoints and sharded         *.safetensors.index.json sets (format detected from the content); nested checkpoint dictionaries         are shown as "."-joined keys (generator.model.blocks.0...). --tensors lists a folder's tensors instead.
         """
     )
 
-    @Argument(help: "Weight files to inspect.")
+    @Argument(help: "A model folder, or weight files to list.")
     var files: [String]
+
+    @Option(help: "Wan2.1 folder for the parts a LongLive, Self-Forcing or CausVid folder lacks.")
+    var base: String?
+
+    @OptionGroup var size: SizeOption
+
+    @Option(help: "Dtype of the weights and activations on the device for the estimate: bf16, f16 or f32.")
+    var dtype = "bf16"
+
+    @Option(help: "Latent frames the self-attention window holds, sink included (LongLive local_attn_size: 12).")
+    var attentionFrames = StreamingSchedule.longLive.attentionFrames
+
+    @Flag(help: "The estimate with the DiT's FFN weights in FP8 (as --fp8 runs them).")
+    var fp8 = false
+
+    @Flag(help: "List the tensors of a folder's weight file (a diffusers component such as transformer/).")
+    var tensors = false
 
     @Option(help: "Show only keys that contain this text.")
     var filter: String?
@@ -27,11 +46,22 @@ struct Inspect: ParsableCommand {
     var stats = false
 
     mutating func validate() throws {
-        if files.isEmpty { throw ValidationError("Name at least one weight file.") }
+        if files.isEmpty { throw ValidationError("Name a model folder or at least one weight file.") }
         if summary && stats { throw ValidationError("--summary prints no tensors; drop it to see --stats.") }
+        guard ["bf16", "f16", "f32"].contains(dtype) else { throw ValidationError("--dtype must be bf16, f16 or f32, got \(dtype).") }
+        var schedule = StreamingSchedule.longLive
+        schedule.attentionFrames = attentionFrames
+        do { try schedule.validate() } catch { throw ValidationError("--attention-frames: \(error)") }
+    }
+
+    /// Whether the one argument is a model folder to report on.
+    var isModelFolder: Bool {
+        var isDir: ObjCBool = false
+        return files.count == 1 && !tensors && FileManager.default.fileExists(atPath: files[0], isDirectory: &isDir) && isDir.boolValue
     }
 
     func run() throws {
+        if isModelFolder { return try inspectFolder(files[0]) }
         var failures = 0
         var total = 0
         for path in files {
@@ -47,6 +77,21 @@ struct Inspect: ParsableCommand {
             print("total: \(Self.grouped(total)) parameters in \(files.count - failures) file(s)")
         }
         if failures > 0 { throw ExitCode.failure }
+    }
+
+    private func inspectFolder(_ path: String) throws {
+        do {
+            let folder = try ModelFolder.recognise(path, base: base)
+            let inspection = ModelInspection(folder: folder, backend: CPUBackend())
+            var schedule = StreamingSchedule.longLive
+            schedule.attentionFrames = attentionFrames
+            let geometry = try size.geometry(folderSize: folder.size)
+            print(inspection.report(geometry: geometry, schedule: schedule, dtype: DType(rawValue: dtype) ?? .bf16, fp8: fp8))
+            if !inspection.isComplete { throw ExitCode.failure }
+        } catch let error as ReelError {
+            printError(error)
+            throw ExitCode.failure
+        }
     }
 
     /// Prints one file and returns the parameter count of the keys shown.

@@ -4,16 +4,21 @@ import ReelPipeline
 
 /// Where the model's parts come from: a folder, and single files that override its parts.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Model folder (default: Models/tiny when it exists).")
+    @Option(help: ArgumentHelp("Model folder (default: Models/tiny when it exists).",
+                               discussion: "Recognised by its files: Reel's own layout, Wan-AI/Wan2.1-T2V-1.3B or -14B, their -Diffusers form, LongLive-1.3B (models/longlive_base.pt, models/lora.pt), Self-Forcing and CausVid checkpoints; docs/model-folders.md. `reel inspect DIR` says what it found."))
     var model: String?
+    @Option(help: ArgumentHelp("Wan2.1 folder for the parts a LongLive, Self-Forcing or CausVid folder lacks (text encoder, tokenizer, VAE).",
+                               discussion: "Default: wan_models/Wan2.1-T2V-1.3B inside or beside the --model folder, where those projects' instructions download it."))
+    var base: String?
     @Option(help: "DiT weights (overrides the model folder's).")
     var dit: String?
     @Option(help: "LoRA to merge into the DiT at load (LongLive lora.pt or PEFT safetensors).")
     var lora: String?
     @Option(help: "Attention heads of the DiT (default: from the model folder, else dim / 128).")
     var heads: Int?
-    @Flag(help: "Use the EMA generator of a LongLive checkpoint (generator_ema).")
-    var ema = false
+    @Flag(inversion: .prefixedNo,
+          help: "The checkpoint's EMA generator (generator_ema) or not (default: as its authors run it: Self-Forcing's EMA, LongLive's and CausVid's generator).")
+    var ema: Bool?
     @Flag(help: ArgumentHelp("Run the DiT's FFN in FP8 E4M3 (weights per output channel, activations per token).",
                              discussion: "Faster on GPUs with FP8 tensor cores (compute capability 8.9+: Ada, Hopper) and half the weight memory; outputs differ from the bf16 model's by FP8 rounding. On the CPU the same arithmetic is emulated (slower)."))
     var fp8 = false
@@ -26,9 +31,14 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "TAEHV tiny decoder weights (faster decoding; used instead of the VAE).")
     var tinyDecoder: String?
 
+    /// Which decoder a folder with both (a Wan2.1 folder beside taew2_1.pth) decodes with.
+    enum Decoder: String, ExpressibleByArgument, CaseIterable { case vae, tiny }
+    @Option(help: "Decoder when the model has both: vae (Wan2.1 VAE) or tiny (TAEHV; default, unless only --vae is given).")
+    var decoder: Decoder?
+
     func validate() throws {
         if let heads, heads <= 0 { throw ValidationError("--heads must be positive, got \(heads).") }
-        for (flag, path) in [("--model", model), ("--dit", dit), ("--lora", lora), ("--text-encoder", textEncoder),
+        for (flag, path) in [("--model", model), ("--base", base), ("--dit", dit), ("--lora", lora), ("--text-encoder", textEncoder),
                              ("--tokenizer", tokenizer), ("--vae", vae), ("--tiny-decoder", tinyDecoder)] {
             if let path, !FileManager.default.fileExists(atPath: path) {
                 throw ValidationError("\(flag): \(path) does not exist.")
@@ -40,9 +50,18 @@ struct ModelOptions: ParsableArguments {
     func resolve() throws -> ModelFiles {
         let given = ModelFiles(dit: dit, lora: lora, textEncoder: textEncoder, tokenizer: tokenizer, vae: vae,
                                tinyDecoder: tinyDecoder, heads: heads)
-        guard let folder = model ?? (FileManager.default.fileExists(atPath: "Models/tiny") ? "Models/tiny" : nil) else {
-            return given
+        var files = try ModelFiles.resolve(model: model, base: base, given: given)
+        if let ema { files.ema = ema }
+        switch decoder ?? (vae != nil && tinyDecoder == nil ? .vae : nil) {
+        case .vae?:
+            guard files.vae != nil else { throw files.missing(.vae, option: "--vae FILE") }
+            files.tinyDecoder = nil
+        case .tiny?:
+            guard files.tinyDecoder != nil else { throw files.missing(.tinyDecoder, option: "--tiny-decoder FILE") }
+            files.vae = nil
+        case nil:
+            break
         }
-        return try ModelFiles(folder: folder).overriding(with: given)
+        return files
     }
 }

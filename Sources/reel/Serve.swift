@@ -66,7 +66,7 @@ struct Serve: AsyncParsableCommand {
             let backend = try backendOptions.make()
             let decoderDevice = backendOptions.decodeDevice.flatMap { $0 == backendOptions.device ? nil : ", decoder on cuda:\($0)" } ?? ""
             device = (backend as? CPUBackend).map { "cpu (\($0.threads) threads)" } ?? "cuda:\(backendOptions.device)" + decoderDevice
-            model = try LoadedModel.load(files: files, ema: models.ema, backend: backend,
+            model = try LoadedModel.load(files: files, backend: backend,
                                          decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
                                          fp8: models.fp8)
         } catch let error as ReelError {

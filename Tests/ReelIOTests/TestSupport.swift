@@ -37,9 +37,3 @@ func badFileMessage(_ body: () throws -> Void, sourceLocation: SourceLocation = 
         return ""
     }
 }
-
-extension Array where Element == UInt8 {
-    mutating func appendLE<T: FixedWidthInteger>(_ v: T) {
-        Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) }
-    }
-}

@@ -1,6 +1,7 @@
 import Foundation
 import ReelCore
 import ReelCPU
+import ReelTestSupport
 import Testing
 @testable import ReelIO
 

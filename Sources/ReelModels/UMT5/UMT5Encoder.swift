@@ -117,24 +117,26 @@ extension UMT5Encoder {
         .replace(".layer.1.layer_norm.", ".norm2."),
     ]
 
-    /// Loads an encoder from Wan's `models_t5_umt5-xxl-enc-bf16.pth` layout or transformers' layout,
-    /// detecting the configuration from the weights.
-    public static func load(from source: any TensorSource, backend: any Backend, dtype: DType = .f32) throws -> UMT5Encoder {
-        var keys = source.keys
-        let isHF = keys.contains { $0.hasPrefix("encoder.block.") }
-        // transformers ties `encoder.embed_tokens.weight` to `shared.weight`: bind one of them.
-        var rules = isHF ? transformersRules : []
-        if isHF {
-            if keys.contains("shared.weight") {
-                keys.removeAll { $0 == "encoder.embed_tokens.weight" }
-            } else {
-                rules.insert(.rename("encoder.embed_tokens.weight", "token_embedding.weight"), at: 0)
-            }
-        }
-        let b = try WeightBinder(source: source, rules: rules, backend: backend, dtype: dtype)
-        if isHF, source.keys.contains("shared.weight"), source.keys.contains("encoder.embed_tokens.weight") {
-            b.markUsed(["encoder.embed_tokens.weight"])
-        }
+    /// Key rules for `keys`: transformers' layout renamed to Wan's (its tied `encoder.embed_tokens`
+    /// bound as the token embedding where `shared.weight` is absent), Wan's kept.
+    static func rules(for keys: [String]) -> [KeyRule] {
+        guard keys.contains(where: { $0.hasPrefix("encoder.block.") }) else { return [] }
+        return keys.contains("shared.weight") ? transformersRules
+            : [.rename("encoder.embed_tokens.weight", "token_embedding.weight")] + transformersRules
+    }
+
+    /// The configuration of the encoder in `source` (either layout), from its shapes; reads no tensor.
+    public static func detectConfig(from source: any TensorSource, backend: any Backend) throws -> UMT5Config {
+        try detectConfig(try WeightBinder(source: FilteredTensorSource(source, excluding: tiedCopy(source.keys)),
+                                          rules: rules(for: source.keys), backend: backend, dtype: .f32))
+    }
+
+    /// transformers ties `encoder.embed_tokens.weight` to `shared.weight`: the copy not bound.
+    static func tiedCopy(_ keys: [String]) -> [String] {
+        keys.contains("shared.weight") && keys.contains("encoder.embed_tokens.weight") ? ["encoder.embed_tokens.weight"] : []
+    }
+
+    static func detectConfig(_ b: WeightBinder) throws -> UMT5Config {
         guard let emb = b.shape("token_embedding.weight"), emb.rank == 2,
               let bias = b.shape("blocks.0.pos_embedding.embedding.weight"), bias.rank == 2,
               let q = b.shape("blocks.0.attn.q.weight"), let ffn = b.shape("blocks.0.ffn.fc1.weight") else {
@@ -143,10 +145,19 @@ extension UMT5Encoder {
         var layers = 0
         while b.contains("blocks.\(layers).attn.q.weight") { layers += 1 }
         let heads = bias[1]
-        let config = UMT5Config(vocabulary: emb[0], dim: emb[1], heads: heads, headDim: q[0] / heads,
-                                ffnDim: ffn[0], layers: layers, buckets: bias[0])
+        return UMT5Config(vocabulary: emb[0], dim: emb[1], heads: heads, headDim: q[0] / heads,
+                          ffnDim: ffn[0], layers: layers, buckets: bias[0])
+    }
+
+    /// Loads an encoder from Wan's `models_t5_umt5-xxl-enc-bf16.pth` layout or transformers' layout,
+    /// detecting the configuration from the weights.
+    public static func load(from source: any TensorSource, backend: any Backend, dtype: DType = .f32) throws -> UMT5Encoder {
+        let b = try WeightBinder(source: source, rules: rules(for: source.keys), backend: backend, dtype: dtype)
+        b.markUsed(tiedCopy(source.keys))
+        let config = try detectConfig(b)
+        let heads = config.heads
         let d = config.dim, inner = config.heads * config.headDim
-        let blocks = try (0..<layers).map { i -> Block in
+        let blocks = try (0..<config.layers).map { i -> Block in
             let p = "blocks.\(i)"
             let table = try b.tensor("\(p).pos_embedding.embedding.weight", shape: [config.buckets, heads])
             return Block(norm1: try b.tensor("\(p).norm1.weight", shape: [d]), norm2: try b.tensor("\(p).norm2.weight", shape: [d]),

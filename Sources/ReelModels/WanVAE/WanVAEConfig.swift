@@ -85,7 +85,7 @@ public struct WanVAEConfig: Codable, Sendable, Equatable {
     /// The Wan2.1 configuration with `baseDim` and `zDim` read from the weights (canonical Wan keys:
     /// `decoder.head.2.weight` is `[3, baseDim, 3, 3, 3]`, `conv2.weight` is `[z, z, 1, 1, 1]`).
     /// Random-weight test models of the real structure differ from Wan2.1 only in these.
-    static func detect(from binder: WeightBinder) throws -> WanVAEConfig {
+    public static func detect(from binder: WeightBinder) throws -> WanVAEConfig {
         var config = WanVAEConfig.wan21
         if let head = binder.shape("decoder.head.2.weight"), head.rank == 5 {
             config.baseDim = head[1]

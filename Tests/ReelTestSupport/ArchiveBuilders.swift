@@ -1,20 +1,21 @@
-import ReelCore
 import Foundation
-import ReelIO
+import ReelCore
 
 /// Builds pickle bytes opcode by opcode, for hand-made (often hostile) checkpoints.
-struct PickleBuilder {
-    var bytes: [UInt8] = [0x80, 2]  // PROTO 2
+public struct PickleBuilder {
+    public var bytes: [UInt8] = [0x80, 2]  // PROTO 2
 
-    mutating func op(_ code: UInt8) { bytes.append(code) }
-    mutating func mark() { op(0x28) }
-    mutating func stop() { op(0x2E) }
-    mutating func string(_ s: String) {
+    public init() {}
+
+    public mutating func op(_ code: UInt8) { bytes.append(code) }
+    public mutating func mark() { op(0x28) }
+    public mutating func stop() { op(0x2E) }
+    public mutating func string(_ s: String) {
         op(0x58)
         bytes.appendLE(UInt32(s.utf8.count))
         bytes.append(contentsOf: Array(s.utf8))
     }
-    mutating func int(_ v: Int) {
+    public mutating func int(_ v: Int) {
         if let small = Int32(exactly: v) {
             op(0x4A) // BININT
             bytes.appendLE(small)
@@ -23,18 +24,18 @@ struct PickleBuilder {
             bytes.appendLE(Int64(v))
         }
     }
-    mutating func global(_ module: String, _ name: String) {
+    public mutating func global(_ module: String, _ name: String) {
         op(0x63)
         bytes.append(contentsOf: Array("\(module)\n\(name)\n".utf8))
     }
-    mutating func ints(_ values: [Int]) {
+    public mutating func ints(_ values: [Int]) {
         mark()
         for v in values { int(v) }
         op(0x74) // TUPLE
     }
 
     /// `_rebuild_tensor_v2(storage 'key' of `numel` floats, offset, size, stride, False, OrderedDict())`.
-    mutating func tensor(storage key: String, numel: Int, offset: Int = 0, size: [Int], stride: [Int],
+    public mutating func tensor(storage key: String, numel: Int, offset: Int = 0, size: [Int], stride: [Int],
                          storageType: String = "FloatStorage") {
         global("torch._utils", "_rebuild_tensor_v2")
         mark()
@@ -50,7 +51,7 @@ struct PickleBuilder {
     }
 
     /// `{name: tensor, ...}` of float storages with contiguous shapes.
-    static func stateDict(_ tensors: [(String, String, [Int])]) -> [UInt8] {
+    public static func stateDict(_ tensors: [(String, String, [Int])]) -> [UInt8] {
         var p = PickleBuilder()
         p.op(0x7D) // EMPTY_DICT
         p.mark()
@@ -67,12 +68,14 @@ struct PickleBuilder {
 }
 
 /// Builds stored (uncompressed) zip archives, optionally with zip64 records.
-struct ZipBuilder {
-    var entries: [(name: String, data: [UInt8])] = []
+public struct ZipBuilder {
+    public var entries: [(name: String, data: [UInt8])] = []
 
-    mutating func add(_ name: String, _ data: [UInt8]) { entries.append((name, data)) }
+    public init() {}
 
-    func build(zip64: Bool = false) -> [UInt8] {
+    public mutating func add(_ name: String, _ data: [UInt8]) { entries.append((name, data)) }
+
+    public func build(zip64: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
         var central: [UInt8] = []
         for (name, data) in entries {
@@ -119,7 +122,7 @@ struct ZipBuilder {
     }
 
     /// A checkpoint archive: `archive/data.pkl`, `archive/byteorder`, `archive/data/<key>` storages.
-    static func checkpoint(pickle: [UInt8], storages: [String: [UInt8]], zip64: Bool = false) -> [UInt8] {
+    public static func checkpoint(pickle: [UInt8], storages: [String: [UInt8]], zip64: Bool = false) -> [UInt8] {
         var z = ZipBuilder()
         z.add("archive/data.pkl", pickle)
         z.add("archive/byteorder", Array("little".utf8))
@@ -128,6 +131,12 @@ struct ZipBuilder {
     }
 }
 
-func floatBytes(_ values: [Float]) -> [UInt8] {
+public func floatBytes(_ values: [Float]) -> [UInt8] {
     values.withUnsafeBytes { Array($0) }
+}
+
+extension Array where Element == UInt8 {
+    public mutating func appendLE<T: FixedWidthInteger>(_ v: T) {
+        Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) }
+    }
 }

@@ -1,0 +1,153 @@
+import ReelCore
+import ReelModels
+
+/// The device memory a model takes while it streams video of one size: weights in the run's dtype, the
+/// KV cache of the schedule's attention window, the prompts' cross-attention K/V, and the transient
+/// activations of the DiT and decoder. What `reel inspect DIR` prints; docs/model-folders.md compares it
+/// with the peaks `reel bench` measured (docs/perf-notes.md).
+public struct MemoryEstimate: Sendable, Equatable {
+    /// One line of the estimate.
+    public struct Item: Sendable, Equatable {
+        public var name: String
+        public var bytes: Double
+        /// How the figure is made ("30 layers x K,V x 12 frames x 1560 tokens x 1536 x 2 B").
+        public var detail: String
+        /// The text encoder: left out of `reel bench`'s measured peaks (it encodes no prompt there).
+        public var isTextEncoder = false
+    }
+
+    public var items: [Item]
+
+    public var total: Double { items.reduce(0) { $0 + $1.bytes } }
+    public var withoutTextEncoder: Double { items.filter { !$0.isTextEncoder }.reduce(0) { $0 + $1.bytes } }
+}
+
+extension MemoryEstimate {
+    /// The decoder a video streams through.
+    public enum Decoder: Sendable, Equatable {
+        case wanVAE(WanVAEConfig, parameters: Int)
+        case tiny(channels: [Int], parameters: Int)
+    }
+
+    /// Prompts whose cross-attention K/V are alive at once: the current one and the one a switch
+    /// recaches with.
+    static let livePrompts = 2
+
+    /// The estimate for a DiT of `dit` (with `ditParameters` weights), a text encoder of
+    /// `textEncoderParameters` (nil: none on the device) and `decoder`, streaming `geometry` under
+    /// `schedule` with weights and activations in `dtype`.
+    /// `fp8`: the FFN's weights in FP8 E4M3, 1 byte each (`--fp8`, `WanDiT.quantizedFP8`).
+    public static func streaming(dit c: WanDiTConfig, ditParameters: Int, textEncoderParameters: Int?,
+                                 decoder: Decoder?, geometry g: BlockGeometry, schedule: StreamingSchedule = .longLive,
+                                 dtype: DType = .bf16, fp8: Bool = false) -> MemoryEstimate {
+        let b = Double(dtype.size)
+        let tokens = (g.latentHeight / c.patch) * (g.latentWidth / c.patch)
+        let ffn = fp8 ? c.layers * 2 * c.dim * c.ffnDim : 0
+        var items: [Item] = [
+            Item(name: "DiT weights", bytes: Double(ditParameters - ffn) * b + Double(ffn),
+                 detail: "\(grouped(ditParameters)) parameters x \(dtype.size) B"
+                     + (fp8 ? ", the FFN's \(grouped(ffn)) x 1 B (FP8)" : "") + " (a LoRA is merged at load)"),
+        ]
+        if let textEncoderParameters {
+            items.append(Item(name: "text encoder", bytes: Double(textEncoderParameters) * b,
+                              detail: "\(grouped(textEncoderParameters)) parameters x \(dtype.size) B, on the DiT's device",
+                              isTextEncoder: true))
+        }
+        let window = schedule.attentionFrames
+        items.append(Item(name: "KV cache", bytes: Double(c.layers * 2 * window * tokens * c.dim) * b,
+                          detail: "\(c.layers) layers x K,V x \(window) frames (\(schedule.sinkFrames) sink) x \(tokens) tokens"
+                              + " x \(c.dim) x \(dtype.size) B"))
+        items.append(Item(name: "prompt K/V", bytes: Double(livePrompts * c.layers * 2 * c.textLength * c.dim) * b,
+                          detail: "\(livePrompts) prompts x \(c.layers) layers x K,V x \(c.textLength) tokens x \(c.dim)"))
+        // A forward over one block's queries (a recache runs its frames a block at a time): the FFN's
+        // hidden rows and about a dozen rows of the model's width (norms, q, k, v, attention out, residuals).
+        let queries = schedule.framesPerBlock * tokens
+        items.append(Item(name: "DiT activations", bytes: Double(queries * (c.ffnDim + 12 * c.dim)) * b,
+                          detail: "\(queries) queries x (ffn \(c.ffnDim) + 12 x \(c.dim))"))
+        switch decoder {
+        case .wanVAE(let v, let parameters):
+            let (caches, transient) = vaeDecoderActivations(v, latentHeight: g.latentHeight, latentWidth: g.latentWidth)
+            items.append(Item(name: "Wan VAE decoder weights", bytes: Double(parameters) * b,
+                              detail: "\(grouped(parameters)) parameters"))
+            items.append(Item(name: "Wan VAE causal caches", bytes: caches * b,
+                              detail: "2 frames of every causal convolution's input, kept between latent frames"))
+            items.append(Item(name: "Wan VAE activations", bytes: transient * b,
+                              detail: "3 tensors of the largest stage's output"))
+        case .tiny(let channels, let parameters):
+            let (memory, transient) = tinyDecoderActivations(channels, latentHeight: g.latentHeight,
+                                                             latentWidth: g.latentWidth)
+            items.append(Item(name: "TAEHV decoder weights", bytes: Double(parameters) * b,
+                              detail: "\(grouped(parameters)) parameters"))
+            items.append(Item(name: "TAEHV memory and activations", bytes: (memory + transient) * b,
+                              detail: "each block's previous frame, and 3 tensors of the largest stage"))
+        case nil:
+            break
+        }
+        return MemoryEstimate(items: items)
+    }
+
+    /// Elements the Wan VAE decoder keeps between latent frames (each causal 3-tap convolution's last
+    /// two input frames, Wan2.1 `vae.py` CACHE_T = 2) and its largest transient (3 tensors of the
+    /// biggest stage output; stages after the last time upsampling run one frame at a time).
+    static func vaeDecoderActivations(_ c: WanVAEConfig, latentHeight h: Int, latentWidth w: Int) -> (Double, Double) {
+        var caches = 0.0, largest = 0.0
+        func causal(_ cin: Int, pixels: Int) { caches += 2 * Double(cin * pixels) }
+        let dims = ([c.dimMult.last ?? 1] + c.dimMult.reversed()).map { $0 * c.baseDim }
+        let upsampleInTime = Array(c.temporalDownsample.reversed())
+        let lastTimeUpsample = upsampleInTime.lastIndex(of: true) ?? -1
+        var pixels = h * w, frames = 1
+        causal(c.zDim, pixels: pixels)
+        for _ in 0..<4 { causal(dims[0], pixels: pixels) }   // the middle's two residual blocks
+        for i in 0..<c.dimMult.count {
+            var cin = i == 0 ? dims[i] : dims[i] / 2
+            let cout = dims[i + 1]
+            for _ in 0...c.numResBlocks {
+                causal(cin, pixels: pixels)
+                causal(cout, pixels: pixels)
+                cin = cout
+            }
+            let together = i > lastTimeUpsample ? 1 : frames
+            largest = max(largest, Double(cout * pixels * together))
+            if i != c.dimMult.count - 1 {
+                if i < upsampleInTime.count, upsampleInTime[i] {
+                    causal(cout, pixels: pixels)   // time_conv
+                    frames *= 2
+                }
+                pixels *= 4
+            }
+        }
+        causal(dims[c.dimMult.count], pixels: pixels)   // head
+        return (caches, 3 * largest)
+    }
+
+    /// Elements of TAEHV's per-block memory (the previous frame of each MemBlock's input) and its
+    /// largest transient (3 tensors of the last stage at full size).
+    static func tinyDecoderActivations(_ channels: [Int], latentHeight h: Int, latentWidth w: Int) -> (Double, Double) {
+        var memory = 0.0, largest = 0.0, pixels = h * w
+        for (s, n) in channels.prefix(3).enumerated() {
+            memory += 3 * Double(n * pixels)
+            pixels *= 4
+            largest = max(largest, Double(channels[s + 1] * pixels))
+        }
+        return (memory, 3 * largest)
+    }
+
+    /// 1234567 -> "1,234,567".
+    public static func grouped(_ n: Int) -> String {
+        let digits = Array(String(n))
+        var out = ""
+        for (i, d) in digits.enumerated() {
+            if i > 0 && (digits.count - i) % 3 == 0 { out += "," }
+            out.append(d)
+        }
+        return out
+    }
+}
+
+extension UMT5Config {
+    /// Weights of the encoder (token table, blocks, final norm).
+    public var parameterCount: Int {
+        let inner = heads * headDim
+        return vocabulary * dim + dim + layers * (2 * dim + 4 * inner * dim + buckets * heads + 3 * ffnDim * dim)
+    }
+}
