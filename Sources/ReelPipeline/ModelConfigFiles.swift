@@ -6,13 +6,17 @@ struct ReelSettings: Decodable {
     var heads: Int?
     var size: String?
     var fps: Int?
+    /// Video-to-video's default noise scale for this model (`noise_scale`).
+    var noiseScale: Double?
+
+    enum CodingKeys: String, CodingKey { case heads, size, fps, noiseScale = "noise_scale" }
 
     static func read(_ path: String) throws -> ReelSettings {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ReelError.badFile(path: path, message: "cannot be read")
         }
         do { return try JSONDecoder().decode(ReelSettings.self, from: data) } catch {
-            throw ReelError.badFile(path: path, message: "not a JSON object of heads, size and fps (\(error))")
+            throw ReelError.badFile(path: path, message: "not a JSON object of heads, size, fps and noise_scale (\(error))")
         }
     }
 }

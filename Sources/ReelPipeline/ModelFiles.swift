@@ -22,6 +22,8 @@ public struct ModelFiles: Sendable, Equatable {
     public var size: String?
     /// Its frame rate (`reel.json` "fps").
     public var fps: Int?
+    /// Video-to-video's default noise scale for this model (`reel.json` "noise_scale"; nil: StreamDiffusionV2's 0.8).
+    public var noiseScale: Double?
     /// Load the checkpoint's EMA generator (`generator_ema`): the folder's authors run it, or `--ema`.
     public var ema = false
     /// The folder the paths came from, for messages that say what was found.
@@ -56,6 +58,7 @@ public struct ModelFiles: Sendable, Equatable {
                              tinyDecoder: other.tinyDecoder ?? tinyDecoder, heads: other.heads ?? heads,
                              size: other.size ?? size, fps: other.fps ?? fps)
         out.ema = ema || other.ema
+        out.noiseScale = other.noiseScale ?? noiseScale
         out.origin = origin
         return out
     }

@@ -69,6 +69,8 @@ public struct ModelFolder: Sendable, Equatable {
     /// `reel.json`'s video size and frame rate.
     public var size: String?
     public var fps: Int?
+    /// `reel.json`'s video-to-video noise scale.
+    public var noiseScale: Double?
     /// Whether the checkpoint's EMA generator is the one its authors run (Self-Forcing).
     public var prefersEMA: Bool
 
@@ -87,6 +89,7 @@ public struct ModelFolder: Sendable, Equatable {
                            tokenizer: part(.tokenizer)?.path, vae: part(.vae)?.path,
                            tinyDecoder: part(.tinyDecoder)?.path, heads: heads, size: size, fps: fps)
         f.ema = prefersEMA
+        f.noiseScale = noiseScale
         f.origin = self
         return f
     }
@@ -236,6 +239,7 @@ extension ModelFolder {
             heads = settings.heads
             size = settings.size
             fps = settings.fps
+            noiseScale = settings.noiseScale
         }
         for sub in ["config.json", "transformer/config.json"] {
             let file = (path as NSString).appendingPathComponent(sub)

@@ -46,8 +46,8 @@ struct Eval: AsyncParsableCommand {
     var restyle = 8
     @Option(help: "Input frames per video-to-video video (5 + 4k).")
     var restyleFrames = 65
-    @Option(help: "Noise scale of video-to-video (StreamDiffusionV2's default 0.8, as reel generate --input).")
-    var noiseScale = 0.8
+    @Option(help: "Noise scale of video-to-video (default: as reel generate --input, the model folder's reel.json noise_scale, else StreamDiffusionV2's 0.8).")
+    var noiseScale: Double?
     @Option(help: "Denoising steps of video-to-video (1-4: 700, 500, 400, 200).")
     var steps = 2
     @Option(help: "Image-to-video videos (0: none): a drawn image opens each, the prompt moves its object.")
@@ -74,7 +74,7 @@ struct Eval: AsyncParsableCommand {
         o.longPrompt = longPrompt
         o.restyleVideos = restyle
         o.restyleFrames = restyleFrames
-        o.noiseScale = noiseScale
+        o.noiseScale = noiseScale ?? o.noiseScale
         o.restyleSteps = steps
         o.animateVideos = animate
         o.animateBlocks = animateBlocks
@@ -132,6 +132,7 @@ struct Eval: AsyncParsableCommand {
                                           summary: "model \(models.model ?? files.dit!) on \(backend.name) (\(backendOptions.storageType))")
             options = evalOptions(frameSize: frameSize)
             options.fps = files.fps ?? options.fps
+            options.noiseScale = noiseScale ?? files.noiseScale ?? options.noiseScale
             if options.restyleVideos + options.animateVideos > 0, model.newEncoder() == nil {
                 log("note: the model has no encoder (encoder.* in taehv.safetensors, or a Wan VAE): skipping video-to-video and "
                     + "image-to-video (--restyle 0 --animate 0 says so)")

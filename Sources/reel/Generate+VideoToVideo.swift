@@ -22,6 +22,7 @@ extension Generate {
             + "fitted to \(geometry) at \(fps) fps (scaled to cover, centre-cropped)")
         var schedule = StreamV2VSchedule.streamDiffusionV2
         schedule.denoisingSteps = Array([700, 500, 400, 200].prefix(steps))
+        let noiseScale = self.noiseScale ?? files.noiseScale ?? StreamV2VSchedule.streamDiffusionV2.noiseScale
         schedule.noiseScale = noiseScale
         let request = VideoToVideoRequest(geometry: geometry, schedule: schedule,
                                           maxInputFrames: seconds.map { Int(($0 * Double(fps)).rounded(.up)) })

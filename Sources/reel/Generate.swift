@@ -56,8 +56,8 @@ struct Generate: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A video to restyle live (video-to-video, StreamDiffusionV2's schedule): a file, or - for Y4M on stdin.",
                                discussion: "E.g. ffmpeg -f v4l2 -i /dev/video0 -f yuv4mpegpipe - | reel generate --input - --prompt ..."))
     var input: String?
-    @Option(help: "Video-to-video: the initial noise scale s0 (StreamDiffusionV2's --noise_scale; 0.2 to 1).")
-    var noiseScale: Double = 0.8
+    @Option(help: "Video-to-video: the initial noise scale s0 (StreamDiffusionV2's --noise_scale; 0.2 to 1; default: the model folder's reel.json noise_scale, else StreamDiffusionV2's 0.8).")
+    var noiseScale: Double?
     @Option(help: "Video-to-video: denoising steps a block, the first N of 700, 500, 400, 200.")
     var steps: Int = 2
     @Option(help: "Video-to-video: stop when the input gives no frame for this many seconds (default: wait).")
@@ -93,7 +93,7 @@ struct Generate: AsyncParsableCommand {
             }
             if output.lowercased().hasSuffix(".safetensors") { throw ValidationError("--input makes frames: give a video output.") }
             if !(1...4).contains(steps) { throw ValidationError("--steps must be 1 to 4, got \(steps).") }
-            if !(0.2...1).contains(noiseScale) { throw ValidationError("--noise-scale must lie in 0.2...1, got \(noiseScale).") }
+            if let noiseScale, !(0.2...1).contains(noiseScale) { throw ValidationError("--noise-scale must lie in 0.2...1, got \(noiseScale).") }
             if let inputTimeout, inputTimeout <= 0 { throw ValidationError("--input-timeout must be positive.") }
         }
         if let latentFrames, latentFrames <= 0 || latentFrames % 3 != 0 {
