@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "ReelCPUTests", dependencies: ["ReelCore", "ReelCPU"]),
         .testTarget(name: "ReelCUDATests", dependencies: ["ReelCore", "ReelCUDA"]),
         .testTarget(name: "ReelIOTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO"], exclude: ["Fixtures"]),
-        .testTarget(name: "ReelMediaTests", dependencies: ["ReelCore", "ReelCPU", "ReelMedia"]),
+        .testTarget(name: "ReelMediaTests", dependencies: ["ReelCore", "ReelCPU", "ReelMedia"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelModelsTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelServerTests", dependencies: [
             "ReelCore", "ReelCPU", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline", "ReelServer",

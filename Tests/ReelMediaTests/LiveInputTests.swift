@@ -1,0 +1,65 @@
+import Foundation
+import ReelCore
+@testable import ReelMedia
+import Testing
+
+/// The push-fed live input: frames in order, the oldest dropped when the queue is full, a clean end, an
+/// error end, the stall timeout, and a reader blocked in `nextFrame()` woken by a push from another thread.
+@Suite struct LiveInputTests {
+    func frame(_ v: UInt8, width: Int = 4, height: Int = 2) throws -> RGBFrames { try solidFrame(width: width, height: height, [v, v, v]) }
+
+    @Test func framesInOrderOldestDroppedCleanEnd() throws {
+        let input = try LiveInput(source: "socket", capacity: 2)
+        #expect(input.width == 0 && input.frameRate == nil)
+        #expect(input.push(try frame(1)) == .queued)
+        #expect(input.push(try frame(2, width: 6)) == .queued)
+        #expect(input.push(try frame(3)) == .droppedOldest)
+        #expect(input.framesReceived == 3 && input.framesDropped == 1)
+        input.finish()
+        #expect(input.push(try frame(4)) == .ended)
+        #expect(try input.nextFrame()?.pixels.first == 2)
+        #expect(input.width == 6, "the latest frame's size")
+        #expect(try input.nextFrame()?.pixels.first == 3)
+        #expect(try input.nextFrame() == nil)
+        #expect(try input.nextFrame() == nil)
+    }
+
+    @Test func failureStallAndClose() throws {
+        let failing = try LiveInput(source: "socket")
+        failing.push(try frame(1))
+        failing.fail(ReelError.input("bad frame"))
+        #expect(throws: ReelError.input("bad frame")) { _ = try failing.nextFrame() }
+
+        let stalled = try LiveInput(source: "socket", stallTimeout: 0.05)
+        let start = Date()
+        #expect(throws: ReelError.badFile(path: "socket", message: "no frame for 0.05 s (stall timeout)")) { _ = try stalled.nextFrame() }
+        #expect(Date().timeIntervalSince(start) < 5)
+
+        let closed = try LiveInput(source: "socket")
+        closed.push(try frame(1))
+        closed.close()
+        #expect(try closed.nextFrame() == nil)
+        #expect(closed.push(try frame(2)) == .ended)
+        #expect(throws: ReelError.self) { _ = try LiveInput(source: "x", capacity: 0) }
+        #expect(throws: ReelError.self) { _ = try LiveInput(source: "x", stallTimeout: -1) }
+    }
+
+    /// A reader waiting on another thread gets frames pushed later, then nil at `finish()`; through
+    /// `FittedInput`, each frame of whatever size comes out at the target size.
+    @Test func readerWaitsForPushes() async throws {
+        let input = try LiveInput(source: "socket", stallTimeout: 30)
+        let fitted = try FittedInput(input, width: 8, height: 8, frameRate: try FrameRate(16))
+        let reader = Task.detached { () throws -> [Int] in
+            var sizes: [Int] = []
+            while let f = try fitted.nextFrame() { sizes.append(f.width * 100 + f.height) }
+            return sizes
+        }
+        for (i, size) in [(16, 8), (4, 4), (10, 30)].enumerated() {
+            try await Task.sleep(for: .milliseconds(20))
+            input.push(try frame(UInt8(i), width: size.0, height: size.1))
+        }
+        try await Task.sleep(for: .milliseconds(20))
+        input.finish()
+        #expect(try await reader.value == [808, 808, 808])
+    }
+}
