@@ -28,7 +28,20 @@ public struct ServerConfiguration: Sendable {
     public var jpegQuality = 80
     /// How far generation may run ahead of real-time playback for a watching client.
     public var playbackLead: Duration = .seconds(1)
-    /// Where recordings are written (one file per session, deleted with it).
+    /// Largest input frame a client may send over the WebSocket (a JPEG or PNG message), in bytes.
+    public var maxInputFrameBytes = 4 << 20
+    /// Largest input frame or uploaded image, in pixels (checked before decoding).
+    public var maxInputPixels = 3840 * 2160
+    /// Input frames a second a client may send; frames that come sooner after the last one taken are dropped.
+    public var maxInputFPS = 60.0
+    /// Input frames waiting for the pipeline; when more come, the oldest is dropped (a live source keeps
+    /// its latest frames).
+    public var inputQueueFrames = 8
+    /// A live input with no frame for this long ends its session with an error (as `--input-timeout`).
+    public var inputStallSeconds = 15.0
+    /// Largest upload (`POST /v1/sessions` as multipart/form-data with an input video or image), in bytes.
+    public var maxUploadBytes = 64 << 20
+    /// Where recordings (and uploaded input videos, while their session lasts) are written (one file per session, deleted with it).
     public var recordingFolder: String
     /// The device named on the page and in /healthz.
     public var deviceName = "cpu"

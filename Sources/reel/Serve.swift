@@ -11,7 +11,8 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the live studio page, the WebSocket API and the HTTP API.",
         discussion: """
-        Open http://HOST:PORT/ for the studio; the API is described at /openapi.json. Each session has its \
+        Open http://HOST:PORT/ for the studio; the API is described at /openapi.json. With an encoder in the \
+        model (the shipped tiny model has one), the studio also takes the camera, a video file or an image as input. Each session has its \
         own generator and KV cache over the shared model; --max-sessions generate at once, --max-queued \
         wait (their clients are told their place), more are refused. SIGINT or SIGTERM stops every session \
         and exits.
@@ -66,7 +67,8 @@ struct Serve: AsyncParsableCommand {
             let backend = try backendOptions.make()
             let decoderDevice = backendOptions.decodeDevice.flatMap { $0 == backendOptions.device ? nil : ", decoder on cuda:\($0)" } ?? ""
             device = (backend as? CPUBackend).map { "cpu (\($0.threads) threads)" } ?? "cuda:\(backendOptions.device)" + decoderDevice
-            model = try LoadedModel.load(files: files, ema: models.ema, backend: backend,
+            // With an encoder, sessions take video and image inputs (video-to-video, image-to-video).
+            model = try LoadedModel.load(files: files, ema: models.ema, encoder: LoadedModel.hasEncoder(files), backend: backend,
                                          decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
                                          fp8: models.fp8)
         } catch let error as ReelError {
@@ -96,7 +98,8 @@ struct Serve: AsyncParsableCommand {
         config.jpegQuality = quality
         config.deviceName = device
         let server = try ReelServer(manager: SessionManager(model: model, config: config))
-        logger.info("reel serve: http://\(host):\(port)/ (DiT \(model.dit.config.layers) layers, dim \(model.dit.config.dim); decoder \(model.decoderName))")
+        let inputs = model.makeEncoder == nil ? "prompts only: the decoder file has no encoder" : "video, camera and image inputs"
+        logger.info("reel serve: http://\(host):\(port)/ (DiT \(model.dit.config.layers) layers, dim \(model.dit.config.dim); decoder \(model.decoderName); \(inputs))")
         try await server.run(host: host, port: port, logger: logger)
     }
 }
