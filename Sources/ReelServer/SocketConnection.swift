@@ -11,7 +11,8 @@ import ReelMedia
 /// `{"type": "start", "prompt": "...", "seed": 0, "options": {"width", "height", "fps", "seconds", "quality", "record",
 /// "input", "noiseScale", "steps"}}` (replaces the socket's session), `{"type": "prompt", "prompt": "..."}` (from the
 /// next block on; not for video-to-video, whose prompt is fixed), `{"type": "pause"}`, `{"type": "resume"}`,
-/// `{"type": "stop"}` (ends the video; the recording stays downloadable while the socket is open).
+/// `{"type": "stop"}` (ends the video; the recording stays downloadable while the socket is open), `{"type": "end"}`
+/// (the input has ended: the frames sent are still converted, then the session finishes).
 ///
 /// Input frames, binary: with `options.input` "video" (video-to-video) or "image" (the video opens on it), each
 /// binary message is one frame, a JPEG (baseline: Reel's decoder; others through ffmpeg) or a PNG of at most
@@ -114,6 +115,9 @@ struct SocketConnection: Sendable {
         case .pause: session.pause()
         case .resume: session.resume()
         case .stop: await manager.stop(id)
+        case .end:
+            guard let live = session.liveInput else { throw APIError(.conflict, "no_input", "session \(id) has no input to end") }
+            live.finish()
         case .start: break   // handled above
         }
     }
@@ -220,17 +224,17 @@ final class CurrentSession: @unchecked Sendable {
 
 /// A control message's `type`, read first: what else the message must hold depends on it.
 struct ControlMessage: Decodable {
-    enum Kind: String { case start, prompt, pause, resume, stop }
+    enum Kind: String { case start, prompt, pause, resume, stop, end }
     let type: Kind
 
     private enum CodingKeys: String, CodingKey { case type }
 
     init(from decoder: any Decoder) throws {
         guard let c = try? decoder.container(keyedBy: CodingKeys.self), let name = try? c.decode(String.self, forKey: .type) else {
-            throw APIError.badRequest("a message is a JSON object with a \"type\": start, prompt, pause, resume or stop")
+            throw APIError.badRequest("a message is a JSON object with a \"type\": start, prompt, pause, resume, stop or end")
         }
         guard let type = Kind(rawValue: name) else {
-            throw APIError(.badRequest, "unknown_type", "unknown message type '\(name)'; known: start, prompt, pause, resume, stop")
+            throw APIError(.badRequest, "unknown_type", "unknown message type '\(name)'; known: start, prompt, pause, resume, stop, end")
         }
         self.type = type
     }
