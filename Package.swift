@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(name: "ReelMediaTests", dependencies: ["ReelCore", "ReelCPU", "ReelMedia"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelModelsTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelServerTests", dependencies: [
-            "ReelCore", "ReelCPU", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline", "ReelServer",
+            "ReelCore", "ReelCPU", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline", "ReelServer", "ReelEval",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
             .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),

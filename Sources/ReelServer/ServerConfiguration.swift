@@ -35,8 +35,9 @@ public struct ServerConfiguration: Sendable {
     /// Input frames a second a client may send; frames that come sooner after the last one taken are dropped.
     public var maxInputFPS = 60.0
     /// Input frames waiting for the pipeline; when more come, the oldest is dropped (a live source keeps
-    /// its latest frames).
-    public var inputQueueFrames = 8
+    /// its latest frames). The studio page keeps at most `4 * steps + 8` frames in flight (24 at 4 steps), so
+    /// that it never loses one while the session starts (prompt encoding, the first blocks).
+    public var inputQueueFrames = 24
     /// A live input with no frame for this long ends its session with an error (as `--input-timeout`).
     public var inputStallSeconds = 15.0
     /// Largest upload (`POST /v1/sessions` as multipart/form-data with an input video or image), in bytes.
