@@ -117,6 +117,7 @@ final class Session: @unchecked Sendable {
             return true
         }
         if changed {
+            liveInput?.holdStallClock(true)
             control.send(.pause)
             send(.message(statusMessage(type: "state")))
         }
@@ -132,6 +133,7 @@ final class Session: @unchecked Sendable {
             return true
         }
         if changed {
+            liveInput?.holdStallClock(false)
             control.send(.resume)
             send(.message(statusMessage(type: "state")))
         }

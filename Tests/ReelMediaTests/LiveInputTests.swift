@@ -35,6 +35,17 @@ import Testing
         #expect(throws: ReelError.badFile(path: "socket", message: "no frame for 0.05 s (stall timeout)")) { _ = try stalled.nextFrame() }
         #expect(Date().timeIntervalSince(start) < 5)
 
+        // A held clock waits past the timeout; released, it counts afresh.
+        let held = try LiveInput(source: "socket", stallTimeout: 0.1)
+        held.holdStallClock(true)
+        let got = Got()
+        Thread { got.set((try? held.nextFrame())?.pixels.first) }.start()
+        Thread.sleep(forTimeInterval: 0.3)
+        held.push(try frame(9))
+        #expect(waitFor { got.value == 9 }, "the held reader got the frame pushed after the timeout")
+        held.holdStallClock(false)
+        #expect(throws: ReelError.self) { _ = try held.nextFrame() }
+
         let closed = try LiveInput(source: "socket")
         closed.push(try frame(1))
         closed.close()
@@ -62,4 +73,20 @@ import Testing
         input.finish()
         #expect(try await reader.value == [808, 808, 808])
     }
+}
+
+final class Got: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: UInt8?
+    var value: UInt8? { lock.withLock { stored } }
+    func set(_ v: UInt8?) { lock.withLock { stored = v } }
+}
+
+func waitFor(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
+    let deadline = Date(timeIntervalSinceNow: seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        Thread.sleep(forTimeInterval: 0.01)
+    }
+    return condition()
 }

@@ -8,7 +8,8 @@ import ReelCore
 /// `framesDropped`), so a pipeline slower than the source converts the freshest frames rather than falling
 /// further behind. `finish()` ends the input cleanly (queued frames are still read, then `nextFrame()`
 /// returns nil); `fail(_:)` ends it with an error. As with the Y4M reader on a pipe, `stallTimeout` seconds
-/// without a frame make `nextFrame()` throw. Each pushed frame is one frame of the video (`frameRate` nil:
+/// without a frame make `nextFrame()` throw; `holdStallClock(true)` stops that clock while the consumer is
+/// paused on purpose (the clock starts afresh when released). Each pushed frame is one frame of the video (`frameRate` nil:
 /// the producer paces them), and frames may change size (`FittedInput` fits each on its own); `width` and
 /// `height` are the latest frame's, 0 before the first.
 public final class LiveInput: VideoInput, @unchecked Sendable {
@@ -41,6 +42,9 @@ public final class LiveInput: VideoInput, @unchecked Sendable {
     private var received = 0, dropped = 0
     private var finished = false, closed = false
     private var failure: (any Error)?
+    private var stallClockHeld = false
+    /// When the stall clock last started: a wait began, or the clock was released.
+    private var clockStart = Date()
 
     public init(source: String, capacity: Int = 8, stallTimeout: Double? = nil) throws {
         guard capacity >= 1 else { throw ReelError.invalidArgument(op: "LiveInput", message: "capacity must be at least 1, got \(capacity)") }
@@ -67,6 +71,15 @@ public final class LiveInput: VideoInput, @unchecked Sendable {
         }
     }
 
+    /// Stops (true) or restarts (false) the stall clock: a paused session waits for frames as long as it is paused.
+    public func holdStallClock(_ held: Bool) {
+        condition.withLock {
+            stallClockHeld = held
+            clockStart = Date()
+            condition.broadcast()
+        }
+    }
+
     /// Ends the input cleanly: the frames queued are still read.
     public func finish() { condition.withLock { finished = true; condition.broadcast() } }
 
@@ -81,7 +94,7 @@ public final class LiveInput: VideoInput, @unchecked Sendable {
     public func nextFrame() throws -> RGBFrames? {
         condition.lock()
         defer { condition.unlock() }
-        let deadline = stallTimeout.map { Date(timeIntervalSinceNow: $0) }
+        clockStart = Date()
         while true {
             if closed { return nil }
             if let failure { throw failure }
@@ -92,9 +105,10 @@ public final class LiveInput: VideoInput, @unchecked Sendable {
                     : try RGBFrames(width: frame.width, height: frame.height, pixels: Array(frame.frame(0)))
             }
             if finished { return nil }
-            if let deadline {
-                if !condition.wait(until: deadline), queue.isEmpty, !finished, !closed, failure == nil {
-                    throw ReelError.badFile(path: source, message: "no frame for \(stallTimeout!) s (stall timeout)")
+            if let stallTimeout, !stallClockHeld {
+                let deadline = clockStart.addingTimeInterval(stallTimeout)
+                if !condition.wait(until: deadline), Date() >= deadline, !stallClockHeld, queue.isEmpty, !finished, !closed, failure == nil {
+                    throw ReelError.badFile(path: source, message: "no frame for \(stallTimeout) s (stall timeout)")
                 }
             } else {
                 condition.wait()
