@@ -97,7 +97,8 @@ public struct ReelServer: Sendable {
         let router = self.router()
         return Application(router: router,
                            server: .http1WebSocketUpgrade(webSocketRouter: router,
-                                                          configuration: .init(ws: .init(maxFrameSize: SocketConnection.transportLimit(config), validateUTF8: true))),
+                                                          configuration: .init(ws: .init(maxFrameSize: SocketConnection.transportLimit(config),
+                                                                                         validateUTF8: true))),
                            configuration: .init(address: .hostname(host, port: port), serverName: "reel"),
                            logger: logger)
     }

@@ -42,7 +42,8 @@ public struct ServerConfiguration: Sendable {
     public var inputStallSeconds = 15.0
     /// Largest upload (`POST /v1/sessions` as multipart/form-data with an input video or image), in bytes.
     public var maxUploadBytes = 64 << 20
-    /// Where recordings (and uploaded input videos, while their session lasts) are written (one file per session, deleted with it).
+    /// Where recordings (and uploaded input videos, while their session lasts) are written (one file per session,
+    /// deleted with it).
     public var recordingFolder: String
     /// The device named on the page and in /healthz.
     public var deviceName = "cpu"

@@ -194,6 +194,7 @@ final class Session: @unchecked Sendable {
                 sink = opened
             }
             let id = self.id
+            // The pipeline object lives as long as its chunks are read (its stages and controls hang on it).
             let (chunks, pipeline) = try await makeChunks(model: model)
             defer { withExtendedLifetime(pipeline) {} }
             let encoder = try JPEGEncoder(quality: request.quality)
@@ -305,7 +306,8 @@ final class Session: @unchecked Sendable {
                 blocks: blocks, frames: frames, promptIndex: promptIndex,
                 promptSwitches: promptSwitches, lastBlockMs: lastBlockMs, lastDecodeMs: lastDecodeMs,
                 queuePosition: _queuePosition, video: recordingComplete ? "/v1/sessions/\(id)/video" : nil,
-                input: request.input?.rawValue, inputFrames: liveInput?.framesReceived, inputFramesDropped: liveInput?.framesDropped,
+                input: request.input?.rawValue, inputFrames: liveInput?.framesReceived,
+                inputFramesDropped: liveInput?.framesDropped,
                 error: failure)
         }
     }

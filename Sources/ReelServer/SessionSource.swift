@@ -23,7 +23,7 @@ enum InputImage {
             if bytes.starts(with: PNGEncoder.signature) {
                 let image = try PNGDecoder.decode(bytes, source: what)
                 guard image.width * image.height <= maxPixels else {
-                    throw ReelError.badFile(path: what, message: "\(image.width)x\(image.height) is more than \(maxPixels) pixels")
+                    throw tooLarge(image, maxPixels, what)
                 }
                 return image
             }
@@ -47,10 +47,12 @@ enum InputImage {
         try Data(bytes).write(to: URL(fileURLWithPath: path))
         defer { try? FileManager.default.removeItem(atPath: path) }
         let image = try ImageInput(path: path).frame
-        guard image.width * image.height <= maxPixels else {
-            throw ReelError.badFile(path: what, message: "\(image.width)x\(image.height) is more than \(maxPixels) pixels")
-        }
+        guard image.width * image.height <= maxPixels else { throw tooLarge(image, maxPixels, what) }
         return image
+    }
+
+    private static func tooLarge(_ image: RGBFrames, _ maxPixels: Int, _ what: String) -> ReelError {
+        .badFile(path: what, message: "\(image.width)x\(image.height) is more than \(maxPixels) pixels")
     }
 }
 
@@ -78,7 +80,9 @@ extension Session {
                 switch source.value {
                 case .image(let still): frame = still
                 case .live(let live):
-                    guard let first = try live.nextFrame() else { throw ReelError.input("the session ended before its image came") }
+                    guard let first = try live.nextFrame() else {
+                        throw ReelError.input("the session ended before its image came")
+                    }
                     live.close()
                     frame = first
                 case .videoFile, nil: throw ReelError.input("an image session has no image")
@@ -100,7 +104,8 @@ extension Session {
             case .videoFile(let path): input = try openVideoInput(path: path)
             case .image, nil: throw ReelError.input("a video session has no video")
             }
-            let fitted = try FittedInput(input, width: geometry.width, height: geometry.height, frameRate: try FrameRate(request.fps))
+            let fitted = try FittedInput(input, width: geometry.width, height: geometry.height,
+                                         frameRate: try FrameRate(request.fps))
             let v2v = VideoToVideoRequest(geometry: geometry,
                                           schedule: try .streamDiffusionV2(steps: request.steps, noiseScale: request.noiseScale),
                                           maxInputFrames: request.seconds.map { Int(($0 * Double(request.fps)).rounded(.up)) })

@@ -27,12 +27,15 @@ enum SessionUpload {
             throw MultipartForm.bad("no 'input' part, or an empty one (the video or image)")
         }
         guard file.body.count <= config.maxUploadBytes else {
-            throw APIError(.contentTooLarge, "upload_too_large", "an upload has at most \(config.maxUploadBytes) bytes, this one \(file.body.count)")
+            throw APIError(.contentTooLarge, "upload_too_large",
+                           "an upload has at most \(config.maxUploadBytes) bytes, this one \(file.body.count)")
         }
         let kind = Self.kind(of: file)
-        let sessionRequest = try SessionRequest(SessionRequest.Body(json: Data(json.body)), live: false, upload: kind, config: config)
+        let asked = try SessionRequest.Body(json: Data(json.body))
+        let sessionRequest = try SessionRequest(asked, live: false, upload: kind, config: config)
         if manager.model.makeEncoder == nil {
-            throw APIError(.notImplemented, "no_encoder", "this server's model has no encoder, so it takes no \(kind.rawValue) input (prompts only)")
+            throw APIError(.notImplemented, "no_encoder",
+                           "this server's model has no encoder, so it takes no \(kind.rawValue) input (prompts only)")
         }
         let bytes = Array(file.body)
         let source: SessionSource
@@ -42,14 +45,17 @@ enum SessionUpload {
             let decoded: RGBFrames
             do {
                 decoded = try await onThread { try InputImage.decode(bytes, maxPixels: maxPixels, what: "the uploaded image") }
-            } catch let error as APIError where error.code == "bad_frame" && !JPEGDecoder.hasSignature(bytes) && !bytes.starts(with: PNGEncoder.signature) {
+            } catch let error as APIError
+                        where error.code == "bad_frame" && !JPEGDecoder.hasSignature(bytes) && !bytes.starts(with: PNGEncoder.signature) {
                 throw APIError(.unsupportedMediaType, "unsupported_media", "an uploaded image must be a JPEG or a PNG")
             } catch let error as APIError {
                 throw APIError(.badRequest, "bad_input", error.message)
             }
             source = .image(decoded)
         case .video:
-            let ext = file.filename.map { ($0 as NSString).pathExtension }.flatMap { $0.isEmpty || $0.count > 8 ? nil : $0 } ?? "video"
+            // The file's own extension helps ffmpeg guess the container.
+            let ext = file.filename.map { ($0 as NSString).pathExtension }
+                .flatMap { $0.isEmpty || $0.count > 8 ? nil : $0 } ?? "video"
             let path = (config.recordingFolder as NSString).appendingPathComponent("upload-\(UUID().uuidString).\(ext)")
             try await onThread { try Self.check(video: bytes, at: path) }
             source = .videoFile(path)
@@ -76,12 +82,15 @@ enum SessionUpload {
             try Data(bytes).write(to: URL(fileURLWithPath: path))
             let input = try openVideoInput(path: path)
             defer { input.close() }
-            guard try input.nextFrame() != nil else { throw ReelError.badFile(path: "the uploaded video", message: "it has no frame") }
+            guard try input.nextFrame() != nil else {
+                throw ReelError.badFile(path: "the uploaded video", message: "it has no frame")
+            }
         } catch {
             try? FileManager.default.removeItem(atPath: path)
             let message = "\(error)".replacingOccurrences(of: path, with: "the uploaded video")
             if case ReelError.library(name: "ffmpeg", _) = error {
-                throw APIError(.unsupportedMediaType, "unsupported_media", message + " (without ffmpeg this server reads Y4M videos only)")
+                throw APIError(.unsupportedMediaType, "unsupported_media",
+                               message + " (without ffmpeg this server reads Y4M videos only)")
             }
             throw APIError(.badRequest, "bad_input", message)
         }

@@ -52,7 +52,8 @@ struct SocketConnection: Sendable {
                             case .text(let text):
                                 guard text.utf8.count <= config.maxMessageBytes else {
                                     throw APIError(.contentTooLarge, "message_too_large",
-                                                   "a control message has at most \(config.maxMessageBytes) bytes, this one \(text.utf8.count)")
+                                                   "a control message has at most \(config.maxMessageBytes) bytes, "
+                                                       + "this one \(text.utf8.count)")
                                 }
                                 try await handle(text, current: current, post: post)
                             case .binary(let buffer):
@@ -85,7 +86,8 @@ struct SocketConnection: Sendable {
             if let old = current.take() { await manager.remove(old) }
             var source: SessionSource?
             if let input = request.input {
-                source = .live(try LiveInput(source: "the client's \(input.rawValue)", capacity: input == .image ? 1 : config.inputQueueFrames,
+                source = .live(try LiveInput(source: "the client's \(input.rawValue)",
+                                             capacity: input == .image ? 1 : config.inputQueueFrames,
                                              stallTimeout: config.inputStallSeconds))
             }
             let (session, stream) = try await manager.create(request, source: source, watched: true)
@@ -107,7 +109,8 @@ struct SocketConnection: Sendable {
         switch type {
         case .prompt:
             guard session.request.input != .video else {
-                throw APIError(.conflict, "prompt_fixed", "a video-to-video session keeps its prompt (as StreamDiffusionV2); start a new session to change it")
+                throw APIError(.conflict, "prompt_fixed",
+                               "a video-to-video session keeps its prompt (as StreamDiffusionV2); start a new session to change it")
             }
             let prompt = try SessionRequest.checkPrompt(PromptMessage(json: message).prompt, config: config)
             session.setPrompt(prompt)
@@ -116,7 +119,9 @@ struct SocketConnection: Sendable {
         case .resume: session.resume()
         case .stop: await manager.stop(id)
         case .end:
-            guard let live = session.liveInput else { throw APIError(.conflict, "no_input", "session \(id) has no input to end") }
+            guard let live = session.liveInput else {
+                throw APIError(.conflict, "no_input", "session \(id) has no input to end")
+            }
             live.finish()
         case .start: break   // handled above
         }
@@ -234,7 +239,8 @@ struct ControlMessage: Decodable {
             throw APIError.badRequest("a message is a JSON object with a \"type\": start, prompt, pause, resume, stop or end")
         }
         guard let type = Kind(rawValue: name) else {
-            throw APIError(.badRequest, "unknown_type", "unknown message type '\(name)'; known: start, prompt, pause, resume, stop, end")
+            throw APIError(.badRequest, "unknown_type",
+                           "unknown message type '\(name)'; known: start, prompt, pause, resume, stop, end")
         }
         self.type = type
     }

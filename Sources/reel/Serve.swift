@@ -99,7 +99,8 @@ struct Serve: AsyncParsableCommand {
         config.deviceName = device
         let server = try ReelServer(manager: SessionManager(model: model, config: config))
         let inputs = model.makeEncoder == nil ? "prompts only: the decoder file has no encoder" : "video, camera and image inputs"
-        logger.info("reel serve: http://\(host):\(port)/ (DiT \(model.dit.config.layers) layers, dim \(model.dit.config.dim); decoder \(model.decoderName); \(inputs))")
+        let dit = "DiT \(model.dit.config.layers) layers, dim \(model.dit.config.dim)"
+        logger.info("reel serve: http://\(host):\(port)/ (\(dit); decoder \(model.decoderName); \(inputs))")
         try await server.run(host: host, port: port, logger: logger)
     }
 }

@@ -2,7 +2,8 @@ import Foundation
 import ReelCore
 
 /// A still image as a one-frame input: PNG decoded by `PNGDecoder`, baseline JPEG by `JPEGDecoder`, anything
-/// else (progressive JPEG, WebP, BMP, ...) through ffmpeg's first frame. It has no frame rate; `FittedInput` shows it as one frame.
+/// else (progressive JPEG, WebP, BMP, ...) through ffmpeg's first frame. It has no frame rate; `FittedInput` shows
+/// it as one frame.
 public final class ImageInput: VideoInput {
     public let source: String
     /// The image.
@@ -19,7 +20,8 @@ public final class ImageInput: VideoInput {
         if kind == .png {
             try self.init(frame: PNGDecoder.decode(path: path), source: path)
         } else if kind == .jpeg, let data = FileManager.default.contents(atPath: path),
-                  JPEGDecoder.unsupportedFeature([UInt8](data)) == nil || FFmpegSink.findFFmpeg(environment: environment) == nil {
+                  JPEGDecoder.unsupportedFeature([UInt8](data)) == nil
+                      || FFmpegSink.findFFmpeg(environment: environment) == nil {
             try self.init(frame: JPEGDecoder.decode([UInt8](data), source: path), source: path)
         } else {
             let input = try FFmpegInput(path: path, maxFrames: 1, environment: environment)

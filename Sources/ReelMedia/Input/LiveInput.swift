@@ -47,7 +47,9 @@ public final class LiveInput: VideoInput, @unchecked Sendable {
     private var clockStart = Date()
 
     public init(source: String, capacity: Int = 8, stallTimeout: Double? = nil) throws {
-        guard capacity >= 1 else { throw ReelError.invalidArgument(op: "LiveInput", message: "capacity must be at least 1, got \(capacity)") }
+        guard capacity >= 1 else {
+            throw ReelError.invalidArgument(op: "LiveInput", message: "capacity must be at least 1, got \(capacity)")
+        }
         if let t = stallTimeout, !(t > 0 && t.isFinite) {
             throw ReelError.invalidArgument(op: "LiveInput", message: "stall timeout must be positive, got \(t)")
         }
@@ -107,7 +109,8 @@ public final class LiveInput: VideoInput, @unchecked Sendable {
             if finished { return nil }
             if let stallTimeout, !stallClockHeld {
                 let deadline = clockStart.addingTimeInterval(stallTimeout)
-                if !condition.wait(until: deadline), Date() >= deadline, !stallClockHeld, queue.isEmpty, !finished, !closed, failure == nil {
+                let timedOut = !condition.wait(until: deadline) && Date() >= deadline
+                if timedOut, !stallClockHeld, queue.isEmpty, !finished, !closed, failure == nil {
                     throw ReelError.badFile(path: source, message: "no frame for \(stallTimeout) s (stall timeout)")
                 }
             } else {

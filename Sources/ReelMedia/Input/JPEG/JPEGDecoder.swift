@@ -29,7 +29,8 @@ public enum JPEGDecoder {
     public static let defaultMaxPixels = 4096 * 4096
 
     /// The image in `bytes` (one frame). `source` names it in errors.
-    public static func decode(_ bytes: [UInt8], source: String = "JPEG", maxPixels: Int = defaultMaxPixels) throws -> RGBFrames {
+    public static func decode(_ bytes: [UInt8], source: String = "JPEG",
+                              maxPixels: Int = defaultMaxPixels) throws -> RGBFrames {
         var parser = JPEGParser(data: bytes, source: source, maxPixels: maxPixels)
         try parser.parse()
         return try parser.pixels()

@@ -16,7 +16,7 @@ extension JPEGParser {
         Self.cosines.withUnsafeBufferPointer { k in
             for v in 0..<8 {
                 let r = v * 8
-                if f[r + 1] == 0 && f[r + 2] == 0 && f[r + 3] == 0 && f[r + 4] == 0 && f[r + 5] == 0 && f[r + 6] == 0 && f[r + 7] == 0 {
+                if (1..<8).allSatisfy({ f[r + $0] == 0 }) {
                     let dc = f[r] * k[0]
                     for x in 0..<8 { rows[r + x] = dc }
                     continue

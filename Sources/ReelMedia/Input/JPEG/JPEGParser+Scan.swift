@@ -128,7 +128,9 @@ extension JPEGParser {
         guard !components.isEmpty else { throw fail("a scan before the frame header") }
         guard body.count >= 1 else { throw fail("scan header too short") }
         let n = Int(data[body.lowerBound])
-        guard (1...components.count).contains(n), body.count >= 1 + 2 * n + 3 else { throw fail("scan header of \(n) components") }
+        guard (1...components.count).contains(n), body.count >= 1 + 2 * n + 3 else {
+            throw fail("scan header of \(n) components")
+        }
         var members: [Int] = []
         for i in 0..<n {
             let o = body.lowerBound + 1 + 2 * i
@@ -140,7 +142,9 @@ extension JPEGParser {
             guard dc < 4, ac < 4, dcTables[dc] != nil, acTables[ac] != nil else {
                 throw fail("scan uses Huffman tables DC \(dc) / AC \(ac), which were not defined")
             }
-            guard quant[components[c].quantTable] != nil else { throw fail("quantisation table \(components[c].quantTable) was not defined") }
+            guard quant[components[c].quantTable] != nil else {
+                throw fail("quantisation table \(components[c].quantTable) was not defined")
+            }
             components[c].dcTable = dc; components[c].acTable = ac; components[c].predictor = 0
             members.append(c)
         }

@@ -95,7 +95,9 @@ struct JPEGParser {
         case 0xDA: try scan(body)
         case 0xEE:
             // Adobe APP14: "Adobe", version (2), flags (2 + 2), transform (1).
-            if body.count >= 12, Array(data[body.prefix(5)]) == Array("Adobe".utf8) { adobeTransform = Int(data[body.lowerBound + 11]) }
+            if body.count >= 12, Array(data[body.prefix(5)]) == Array("Adobe".utf8) {
+                adobeTransform = Int(data[body.lowerBound + 11])
+            }
         case 0xDC: throw fail("DNL marker (height defined after the scan) is not supported")
         default: break   // APPn, COM, JPG extensions: skipped
         }
@@ -114,7 +116,8 @@ struct JPEGParser {
         }
         guard width * height <= maxPixels else { throw fail("image of \(width)x\(height) is larger than \(maxPixels) pixels") }
         guard count == 1 || count == 3 else {
-            throw fail(count == 4 ? "CMYK JPEG is not supported" : "\(count) components (greyscale or three-component colour only)")
+            throw fail(count == 4 ? "CMYK JPEG is not supported"
+                       : "\(count) components (greyscale or three-component colour only)")
         }
         guard body.count >= 6 + 3 * count else { throw fail("frame header too short for \(count) components") }
         var specs: [(id: UInt8, h: Int, v: Int, q: Int)] = []
@@ -161,7 +164,9 @@ struct JPEGParser {
             guard i + 17 <= body.upperBound else { throw fail("Huffman table truncated") }
             let counts = Array(data[(i + 1)..<(i + 17)])
             let total = counts.reduce(0) { $0 + Int($1) }
-            guard total <= 256, i + 17 + total <= body.upperBound else { throw fail("Huffman table of \(total) symbols truncated") }
+            guard total <= 256, i + 17 + total <= body.upperBound else {
+                throw fail("Huffman table of \(total) symbols truncated")
+            }
             let table = try JPEGHuffmanTable(counts: counts, symbols: Array(data[(i + 17)..<(i + 17 + total)]))
                 .orThrow(fail("Huffman table \(tableClass == 0 ? "DC" : "AC") \(id) has more codes than its lengths allow"))
             if tableClass == 0 { dcTables[id] = table } else { acTables[id] = table }
