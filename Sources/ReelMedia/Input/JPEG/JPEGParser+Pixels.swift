@@ -58,54 +58,66 @@ extension JPEGParser {
             }
             return try RGBFrames(width: width, height: height, pixels: out)
         }
-        let planes = components.map { upsampled($0) }
+        // Row by row: memory beyond the planes and the output stays one row a component.
+        let samplers = components.map { RowSampler($0, width: width, height: height, hmax: hmax, vmax: vmax) }
         let isRGB = adobeTransform == 0 || components.map(\.id) == Array("RGB".utf8)
-        planes[0].withUnsafeBufferPointer { p0 in
-            planes[1].withUnsafeBufferPointer { p1 in
-                planes[2].withUnsafeBufferPointer { p2 in
-                    out.withUnsafeMutableBufferPointer { o in
-                        for i in 0..<count {
-                            if isRGB {
-                                o[3 * i] = clampRound(p0[i]); o[3 * i + 1] = clampRound(p1[i]); o[3 * i + 2] = clampRound(p2[i])
-                                continue
-                            }
-                            let (yy, cb, cr) = (p0[i], p1[i] - 128, p2[i] - 128)
-                            o[3 * i] = clampRound(yy + 1.402 * cr)
-                            o[3 * i + 1] = clampRound(yy - 0.344136 * cb - 0.714136 * cr)
-                            o[3 * i + 2] = clampRound(yy + 1.772 * cb)
-                        }
+        var rows = [[Float]](repeating: [Float](repeating: 0, count: width), count: 3)
+        out.withUnsafeMutableBufferPointer { o in
+            for y in 0..<height {
+                for c in 0..<3 { samplers[c].row(y, into: &rows[c]) }
+                let base = y * width
+                for x in 0..<width {
+                    let i = 3 * (base + x)
+                    if isRGB {
+                        o[i] = clampRound(rows[0][x]); o[i + 1] = clampRound(rows[1][x]); o[i + 2] = clampRound(rows[2][x])
+                        continue
                     }
+                    let (yy, cb, cr) = (rows[0][x], rows[1][x] - 128, rows[2][x] - 128)
+                    o[i] = clampRound(yy + 1.402 * cr)
+                    o[i + 1] = clampRound(yy - 0.344136 * cb - 0.714136 * cr)
+                    o[i + 2] = clampRound(yy + 1.772 * cb)
                 }
             }
         }
         return try RGBFrames(width: width, height: height, pixels: out)
     }
+}
 
-    /// A component's samples at full image size: bilinear between sample centres, edges clamped (libjpeg's
-    /// "fancy" upsampling for 2:1, weights 3/4 and 1/4); a full-size component is copied.
-    private func upsampled(_ c: JPEGComponent) -> [Float] {
-        let stride = c.blocksWide * 8
+/// A component's samples at full image size, a row at a time: bilinear between sample centres, edges clamped
+/// (libjpeg's "fancy" upsampling for 2:1, weights 3/4 and 1/4); a full-size component is copied.
+private struct RowSampler {
+    let component: JPEGComponent
+    let stride: Int, factorY: Int, rowsUsed: Int
+    /// Per output column: the two sample columns and the weight of the second.
+    let xs: [(Int, Int, Float)]
+
+    init(_ c: JPEGComponent, width: Int, height: Int, hmax: Int, vmax: Int) {
+        component = c
+        stride = c.blocksWide * 8
         let (fx, fy) = (hmax / c.h, vmax / c.v)
-        let cw = (width + fx - 1) / fx, ch = (height + fy - 1) / fy
-        var out = [Float](repeating: 0, count: width * height)
-        func taps(_ i: Int, _ factor: Int, _ n: Int) -> (Int, Int, Float) {
-            let s = (Float(i) + 0.5) / Float(factor) - 0.5
-            let lo = Int(s.rounded(.down)), t = s - Float(lo)
-            return (min(max(lo, 0), n - 1), min(max(lo + 1, 0), n - 1), t)
-        }
-        let xs = (0..<width).map { taps($0, fx, cw) }
-        c.plane.withUnsafeBufferPointer { p in
-            for y in 0..<height {
-                let (y0, y1, ty) = taps(y, fy, ch)
-                for x in 0..<width {
-                    let (x0, x1, tx) = xs[x]
-                    let a = Float(p[y0 * stride + x0]) * (1 - tx) + Float(p[y0 * stride + x1]) * tx
-                    let b = Float(p[y1 * stride + x0]) * (1 - tx) + Float(p[y1 * stride + x1]) * tx
-                    out[y * width + x] = a * (1 - ty) + b * ty
-                }
+        factorY = fy
+        rowsUsed = (height + fy - 1) / fy
+        let cw = (width + fx - 1) / fx
+        xs = (0..<width).map { Self.taps($0, fx, cw) }
+    }
+
+    static func taps(_ i: Int, _ factor: Int, _ n: Int) -> (Int, Int, Float) {
+        if factor == 1 { return (i, i, 0) }
+        let s = (Float(i) + 0.5) / Float(factor) - 0.5
+        let lo = Int(s.rounded(.down)), t = s - Float(lo)
+        return (min(max(lo, 0), n - 1), min(max(lo + 1, 0), n - 1), t)
+    }
+
+    func row(_ y: Int, into out: inout [Float]) {
+        let (y0, y1, ty) = Self.taps(y, factorY, rowsUsed)
+        let (r0, r1) = (y0 * stride, y1 * stride)
+        component.plane.withUnsafeBufferPointer { p in
+            for (x, (x0, x1, tx)) in xs.enumerated() {
+                let a = Float(p[r0 + x0]) * (1 - tx) + Float(p[r0 + x1]) * tx
+                let b = Float(p[r1 + x0]) * (1 - tx) + Float(p[r1 + x1]) * tx
+                out[x] = a * (1 - ty) + b * ty
             }
         }
-        return out
     }
 }
 
