@@ -8,7 +8,9 @@ import ReelMedia
 import Testing
 @testable import ReelServer
 
-/// The studio's camera input in a real headless Chromium, on the shipped tiny model (with its encoder) on the CPU.
+/// The studio's inputs in a real headless Chromium, on the shipped tiny model (with its encoder) on the CPU: the
+/// camera (video-to-video) and an image file (image-to-video, `imageFileOpensTheVideo`).
+///
 /// Chromium's fake camera plays a Y4M of a drawn scene (a red circle bouncing left and right slowly on blue,
 /// starting away from the centre); the page sends it to the server for video-to-video with a prompt of another
 /// colour (green). A probe injected before the page loads measures, for every frame the page sends and every
@@ -196,6 +198,84 @@ import Testing
                     checks()
                 } else {
                     withKnownIssue("the shipped tiny model does not restyle yet (keeps the input or follows the prompt)", checks)
+                }
+            }
+        }
+        #expect(await eventually { await server.manager.counts.total == 0 }, "closing the page frees its session")
+        await server.manager.shutdown()
+    }
+
+    /// The page's File input with an image: sent once as a JPEG, the video opens on it (image-to-video). The
+    /// first block's frames are the image's own clip, encoded and decoded: its red object where the image has it.
+    @Test func imageFileOpensTheVideo() async throws {
+        guard let chromium = BrowserTests.findChromium() else { print("BrowserVideoToVideoTests: no chromium; skipped"); return }
+        let dir = NSTemporaryDirectory() + "reel-i2v-browser-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let timeline = SceneTimeline([.init(start: 0, scene: Self.scene)], frameSize: Self.frameSize, start: Point(80, 92))
+        let still = SceneRenderer(frameSize: Self.frameSize).render(timeline.truth(at: 0))
+        try Data(try PNGEncoder.encode(width: Self.frameSize, height: Self.frameSize, rgb: still[...]))
+            .write(to: URL(fileURLWithPath: dir + "/still.png"))
+
+        var config = TestModel.config { $0.defaultWidth = 128; $0.defaultHeight = 128; $0.playbackLead = .seconds(1) }
+        config.defaultFPS = Self.fps
+        config.defaultHTTPSeconds = 2
+        let server = try ReelServer(manager: SessionManager(model: try TestModel.tiny(encoder: true), config: config))
+        try await HTTPAPITests.app(server).test(.live) { client in
+            let port = try #require(client.port)
+            let browser = try DevToolsBrowser(chromium: chromium, profile: dir + "/profile", url: "about:blank")
+            defer { browser.close() }
+            var wsConfig = WebSocketClientConfiguration()
+            wsConfig.maxFrameSize = 1 << 24
+            try await WebSocketClient.connect(url: try await browser.endpoint(), configuration: wsConfig,
+                                              logger: Logger(label: "cdp")) { inbound, outbound, _ in
+                let cdp = DevToolsSession(inbound: inbound.messages(maxSize: 1 << 26).makeAsyncIterator(), outbound: outbound)
+                let targets = try await cdp.call("Target.getTargets")
+                guard case .array(let infos) = try #require(targets["targetInfos"]),
+                      let page = infos.first(where: { $0["type"] == "page" })?["targetId"] else {
+                    Issue.record("no page target: \(targets.text)"); return
+                }
+                let attached = try await cdp.call("Target.attachToTarget", ["targetId": page, "flatten": true])
+                let session = try #require(attached["sessionId"]?.string)
+                _ = try await cdp.call("Page.enable", session: session)
+                _ = try await cdp.call("Page.addScriptToEvaluateOnNewDocument", ["source": .string(Self.probe)], session: session)
+                let prompt = Self.prompt.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+                _ = try await cdp.call("Page.navigate", ["url": .string("http://127.0.0.1:\(port)/?prompt=\(prompt)&input=file")],
+                                       session: session)
+                func evaluate(_ expression: String) async throws -> JSON {
+                    let result = try await cdp.call("Runtime.evaluate", ["expression": .string("JSON.stringify(\(expression))"),
+                                                                         "returnByValue": true, "awaitPromise": true], session: session)
+                    return try result["result"]?["value"]?.string.map { try JSON.parse(Data($0.utf8)) } ?? .null
+                }
+                #expect(await eventually(30) { (try? await evaluate("document.readyState")) == "complete" })
+                let document = try await cdp.call("DOM.getDocument", session: session)
+                let root = try #require(document["root"]?["nodeId"])
+                let file = try #require(try await cdp.call("DOM.querySelector", ["nodeId": root, "selector": "#file"],
+                                                           session: session)["nodeId"])
+                _ = try await cdp.call("DOM.setFileInputFiles", ["nodeId": file, "files": [.string(dir + "/still.png")]],
+                                       session: session)
+                _ = try await evaluate("document.getElementById('start').click()")
+                var stats = JSON.null
+                let deadline = ContinuousClock.now + .seconds(180)
+                while ContinuousClock.now < deadline {
+                    stats = try await evaluate("window.reelStats || null")
+                    if stats["state"] == "finished" || (stats["framesDrawn"]?.int ?? 0) >= 24 { break }
+                    if let errors = stats["errors"], errors != .array([]) { break }
+                    try await Task.sleep(for: .milliseconds(500))
+                }
+                let probe = try await evaluate("window.reelProbe")
+                guard case .array(let sentRaw) = probe["inputs"] ?? .null, case .array(let drawnRaw) = probe["outputs"] ?? .null else {
+                    Issue.record("no probe: \(probe.text)"); return
+                }
+                let sent = sentRaw.map(Object.init), drawn = drawnRaw.map(Object.init)
+                print("BrowserVideoToVideoTests: image: \(stats.text); sent \(sent), first frames drawn \(drawn.prefix(9))")
+                #expect(stats["input"] == "image" && stats["inputSent"] == 1 && stats["errors"] == .array([]), "\(stats.text)")
+                let image = try #require(sent.first)
+                #expect(image.colour == .red && abs(image.x - 80.0 / 256) < 0.02, "the image as sent: \(image)")
+                #expect(drawn.count >= 9, "\(stats.text)")
+                for frame in drawn.prefix(9) {
+                    #expect(frame.colour == .red && hypot(frame.x - image.x, frame.y - image.y) < 0.05,
+                            "the image's clip shows its red object where it is: \(frame)")
                 }
             }
         }
