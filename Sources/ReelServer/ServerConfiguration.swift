@@ -38,7 +38,8 @@ public struct ServerConfiguration: Sendable {
     /// its latest frames). The studio page keeps at most `4 * steps + 8` frames in flight (24 at 4 steps), so
     /// that it never loses one while the session starts (prompt encoding, the first blocks).
     public var inputQueueFrames = 24
-    /// A live input with no frame for this long ends its session with an error (as `--input-timeout`).
+    /// A live input with no frame for this long, and no output sent to its client meanwhile, ends its session
+    /// with an error (`reel serve --input-timeout`; not while the session is paused).
     public var inputStallSeconds = 15.0
     /// Largest upload (`POST /v1/sessions` as multipart/form-data with an input video or image), in bytes.
     public var maxUploadBytes = 64 << 20

@@ -96,9 +96,11 @@ final class Session: @unchecked Sendable {
 
     func send(_ event: SessionEvent) { condition.withLock { _ = watcher?.yield(event) } }
 
-    /// The watcher has sent a block's last part on (its frames are out): the generator may run further.
+    /// The watcher has sent a block's last part on (its frames are out): the generator may run further. A live
+    /// input's stall clock starts afresh: its client (which holds frames back until output comes) is served.
     func delivered() {
         condition.withLock { blocksDelivered += 1; condition.broadcast() }
+        liveInput?.restartStallClock()
     }
 
     // MARK: - Control (any thread)

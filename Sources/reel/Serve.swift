@@ -39,6 +39,8 @@ struct Serve: AsyncParsableCommand {
     var maxSeconds: Double?
     @Option(help: "JPEG quality of the live frames (1-100).")
     var quality = 80
+    @Option(help: "Seconds a live input may send no frame (with no output sent to it) before its session fails.")
+    var inputTimeout = 15.0
 
     mutating func validate() throws {
         if maxSessions <= 0 { throw ValidationError("--max-sessions must be positive, got \(maxSessions).") }
@@ -46,6 +48,7 @@ struct Serve: AsyncParsableCommand {
         if !(idleTimeout > 0) { throw ValidationError("--idle-timeout must be positive, got \(idleTimeout).") }
         if !(0...65535).contains(port) { throw ValidationError("--port must be in 0...65535, got \(port).") }
         if !(1...100).contains(quality) { throw ValidationError("--quality must be in 1...100, got \(quality).") }
+        if !(inputTimeout > 0) { throw ValidationError("--input-timeout must be positive, got \(inputTimeout).") }
         if maxPromptBytes <= 0 { throw ValidationError("--max-prompt-bytes must be positive, got \(maxPromptBytes).") }
         if let maxSeconds, !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive, got \(maxSeconds).") }
     }
@@ -96,6 +99,7 @@ struct Serve: AsyncParsableCommand {
         config.maxPromptBytes = maxPromptBytes
         config.maxSeconds = maxSeconds
         config.jpegQuality = quality
+        config.inputStallSeconds = inputTimeout
         config.deviceName = device
         let server = try ReelServer(manager: SessionManager(model: model, config: config))
         let inputs = model.makeEncoder == nil ? "prompts only: the decoder file has no encoder" : "video, camera and image inputs"

@@ -46,6 +46,15 @@ import Testing
         held.holdStallClock(false)
         #expect(throws: ReelError.self) { _ = try held.nextFrame() }
 
+        // Restarted by the consumer's side: a reader waits its timeout from the restart.
+        let restarted = try LiveInput(source: "socket", stallTimeout: 0.3)
+        let started = Date()
+        Thread.detachNewThread {
+            for _ in 0..<3 { Thread.sleep(forTimeInterval: 0.2); restarted.restartStallClock() }
+        }
+        #expect(throws: ReelError.self) { _ = try restarted.nextFrame() }
+        #expect(Date().timeIntervalSince(started) > 0.7, "the clock restarted three times before it ran out")
+
         let closed = try LiveInput(source: "socket")
         closed.push(try frame(1))
         closed.close()

@@ -154,6 +154,24 @@ import Testing
         #expect(throws: APIError.self) { try InputImage.decode(Array("GIF89a".utf8), maxPixels: 100, what: "frame") }
     }
 
+    /// A live input that sends nothing fails its session after the stall timeout, with the reason in its state.
+    @Test func silentInputFailsItsSession() async throws {
+        let server = try TestModel.server { $0.inputStallSeconds = 0.5 }
+        try await HTTPAPITests.app(server).test(.live) { client in
+            try await client.ws("/v1/ws") { stream, outbound, _ in
+                var inbound = stream.messages(maxSize: 1 << 20).makeAsyncIterator()
+                let seen = Seen()
+                try await outbound.write(Self.text(["type": "start", "prompt": "a red circle", "options": ["input": "video"]]))
+                try await outbound.write(.binary(try Self.jpeg(0)))
+                try await WebSocketTests.read(&inbound, into: seen) { $0.states().last == "failed" || $0.states().last == "finished" }
+                let final = try #require(seen.messages.last { $0["type"] == "state" })
+                #expect(final["state"] == "failed" && final["error"]?.string?.contains("stall timeout") == true, "\(final.text)")
+            }
+        }
+        #expect(server.manager.metrics.value("reel_sessions_failed_total") == 1)
+        await server.manager.shutdown()
+    }
+
     @Test func pacerTakesAtMostMaxFPS() {
         let pacer = InputPacer(maxFPS: 10)
         let t0 = ContinuousClock.now

@@ -9,7 +9,8 @@ import ReelCore
 /// further behind. `finish()` ends the input cleanly (queued frames are still read, then `nextFrame()`
 /// returns nil); `fail(_:)` ends it with an error. As with the Y4M reader on a pipe, `stallTimeout` seconds
 /// without a frame make `nextFrame()` throw; `holdStallClock(true)` stops that clock while the consumer is
-/// paused on purpose (the clock starts afresh when released). Each pushed frame is one frame of the video (`frameRate` nil:
+/// paused on purpose (the clock starts afresh when released), and `restartStallClock()` starts it afresh when the
+/// producer is known to be alive (it waits for output before it sends more). Each pushed frame is one frame of the video (`frameRate` nil:
 /// the producer paces them), and frames may change size (`FittedInput` fits each on its own); `width` and
 /// `height` are the latest frame's, 0 before the first.
 public final class LiveInput: VideoInput, @unchecked Sendable {
@@ -77,6 +78,14 @@ public final class LiveInput: VideoInput, @unchecked Sendable {
     public func holdStallClock(_ held: Bool) {
         condition.withLock {
             stallClockHeld = held
+            clockStart = Date()
+            condition.broadcast()
+        }
+    }
+
+    /// Starts the stall clock afresh (a reader waiting now has `stallTimeout` seconds from here).
+    public func restartStallClock() {
+        condition.withLock {
             clockStart = Date()
             condition.broadcast()
         }
