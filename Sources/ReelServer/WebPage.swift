@@ -7,8 +7,8 @@ import Hummingbird
 /// Input: None (the prompt alone), Camera (getUserMedia) or File (a video or an image). A camera or video is
 /// drawn into the input canvas, shown beside the output, and sent as a JPEG (`canvas.toBlob`) at the session's
 /// fps (`options.input = "video"`: video-to-video, with the noise scale and steps controls); at most
-/// `4 * steps + 8` frames are in flight (sent and not yet back), beyond that capture ticks are skipped, so a
-/// slow server is never flooded and each output frame answers one sent frame. A video file's end sends
+/// `4 * steps + 8` frames are in flight (sent and not yet back), beyond that capture ticks are skipped (a video
+/// file is paused meanwhile), so a slow server is never flooded and each output frame answers one sent frame. A video file's end sends
 /// `{"type": "end"}`. An image is sent once (`options.input = "image"`: the video opens on it).
 ///
 /// The URL may start a session by itself (a shareable demo, and how the browser tests drive it):
@@ -219,15 +219,21 @@ enum WebPage {
       }, "image/jpeg", 0.85);
     }
 
-    // Frames go at the session's fps while fewer than 4 * steps + 8 are in flight (sent, not yet back).
+    // Frames go at the session's fps while fewer than 4 * steps + 8 are in flight (sent, not yet back). A camera
+    // goes on meanwhile (its frames are skipped); a video file is paused, so that none of it is lost.
     function startCapture() {
       stopCapture(false);
       if (stats.input === "image" && image) { sendFrame(image, image.width, image.height); return; }
       if (stats.input !== "video") return;
       const inFlight = 4 * Number($("steps").value) + 8;
       capture = setInterval(() => {
-        if (sending || paused || source.readyState < 2 || !source.videoWidth) return;
-        if (stats.inputSent - stats.framesReceived >= inFlight) return;
+        if (sending) return;
+        const held = paused || stats.inputSent - stats.framesReceived >= inFlight;
+        if (!camera || source.srcObject !== camera) {
+          if (held && !source.paused) source.pause();
+          if (!held && source.paused && !source.ended) source.play().catch(() => {});
+        }
+        if (held || source.readyState < 2 || !source.videoWidth) return;
         sendFrame(source, source.videoWidth, source.videoHeight);
       }, 1000 / fps);
     }
