@@ -32,7 +32,7 @@ public struct ServerConfiguration: Sendable {
     public var maxInputFrameBytes = 4 << 20
     /// Largest input frame or uploaded image, in pixels (checked before decoding).
     public var maxInputPixels = 3840 * 2160
-    /// Input frames a second a client may send; frames that come sooner after the last one taken are dropped.
+    /// Input frames a second a client may send on average (bursts of a second's worth pass); more are dropped.
     public var maxInputFPS = 60.0
     /// Input frames waiting for the pipeline; when more come, the oldest is dropped (a live source keeps
     /// its latest frames). The studio page keeps at most `4 * steps + 8` frames in flight (24 at 4 steps), so

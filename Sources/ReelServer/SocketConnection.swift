@@ -16,8 +16,8 @@ import ReelMedia
 ///
 /// Input frames, binary: with `options.input` "video" (video-to-video) or "image" (the video opens on it), each
 /// binary message is one frame, a JPEG (baseline: Reel's decoder; others through ffmpeg) or a PNG of at most
-/// `maxInputFrameBytes` and `maxInputPixels`. Video frames are taken at most `maxInputFPS` a second (sooner ones
-/// are dropped), each taken frame is one frame of the video (send them at the session's fps), fitted to its size
+/// `maxInputFrameBytes` and `maxInputPixels`. Video frames are taken at most `maxInputFPS` a second on average
+/// (bursts of up to a second's worth; beyond, frames are dropped), each taken frame is one frame of the video (send them at the session's fps), fitted to its size
 /// (scaled to cover, centre-cropped); an image session takes the first. A frame too large or not decodable is
 /// answered with an error and ends the input: the frames so far are converted and the session finishes. No frame
 /// for `inputStallSeconds` fails the session. A message over twice `maxInputFrameBytes` closes the socket.
@@ -200,19 +200,26 @@ struct SocketConnection: Sendable {
     }
 }
 
-/// Frames a socket's client may send: one taken at most every `1 / maxFPS` seconds.
+/// Frames a socket's client may send: `maxFPS` a second on average, a token bucket that holds a second's worth,
+/// so that a client's timer jitter (frames bunched after a busy moment) costs no frame while a flood is cut.
 final class InputPacer: @unchecked Sendable {
     private let lock = NSLock()
-    private let interval: Duration
+    private let rate: Double
+    private var tokens: Double
     private var last: ContinuousClock.Instant?
 
-    init(maxFPS: Double) { interval = .seconds(1 / max(maxFPS, 1e-3)) }
+    init(maxFPS: Double) {
+        rate = max(maxFPS, 1e-3)
+        tokens = max(maxFPS, 1)
+    }
 
     /// Whether a frame arriving now is taken.
     func take(now: ContinuousClock.Instant = .now) -> Bool {
         lock.withLock {
-            if let last, now - last < interval { return false }
+            if let last { tokens = min(max(rate, 1), tokens + (now - last).seconds * rate) }
             last = now
+            guard tokens >= 1 else { return false }
+            tokens -= 1
             return true
         }
     }

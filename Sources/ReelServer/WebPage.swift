@@ -105,7 +105,7 @@ enum WebPage {
     window.reelStats = stats;
     let ws = null, queue = [], fps = 16, nextDue = 0, drawTimes = [], pendingSwitch = null, paused = false;
     const inputView = $("inputView"), inputCtx = inputView.getContext("2d"), source = $("source");
-    let capture = null, camera = null, image = null, sending = false;
+    let capture = null, camera = null, image = null, sending = false, inputOpen = false;
 
     fetch("/healthz").then((r) => r.json()).then((h) => { $("device").textContent = "device: " + h.device; }).catch(() => {});
 
@@ -198,7 +198,7 @@ enum WebPage {
           return "image";
         }
         source.srcObject = null; source.src = URL.createObjectURL(file); source.loop = false;
-        source.onended = () => { if (ws && stats.input === "video") ws.send(JSON.stringify({ type: "end" })); stopCapture(); };
+        source.onended = endInput;
         await source.play();
         return "video";
       }
@@ -214,7 +214,7 @@ enum WebPage {
       sending = true;
       inputView.toBlob((blob) => {
         sending = false;
-        if (!blob || !ws || ws.readyState !== WebSocket.OPEN) return;
+        if (!blob || !inputOpen || !ws || ws.readyState !== WebSocket.OPEN) return;
         ws.send(blob); stats.inputSent++; show("inputSent", stats.inputSent);
       }, "image/jpeg", 0.85);
     }
@@ -223,6 +223,7 @@ enum WebPage {
     // goes on meanwhile (its frames are skipped); a video file is paused, so that none of it is lost.
     function startCapture() {
       stopCapture(false);
+      inputOpen = true;
       if (stats.input === "image" && image) { sendFrame(image, image.width, image.height); return; }
       if (stats.input !== "video") return;
       const inFlight = 4 * Number($("steps").value) + 8;
@@ -238,7 +239,17 @@ enum WebPage {
       }, 1000 / fps);
     }
 
+    // The end of a video file: the frame being encoded goes out, then {"type": "end"}.
+    function endInput() {
+      if (capture) { clearInterval(capture); capture = null; }
+      if (!inputOpen) return;
+      if (sending) { setTimeout(endInput, 10); return; }
+      inputOpen = false;
+      if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "end" }));
+    }
+
     function stopCapture(releaseCamera = true) {
+      if (releaseCamera) inputOpen = false;
       if (capture) { clearInterval(capture); capture = null; }
       if (releaseCamera && camera && stats.state !== "running" && stats.state !== "queued" && stats.state !== "paused") {
         camera.getTracks().forEach((t) => t.stop()); camera = null; source.srcObject = null;

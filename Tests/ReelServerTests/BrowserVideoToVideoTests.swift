@@ -298,9 +298,10 @@ import Testing
             let (sent, drawn) = try await page.measured()
             print("BrowserVideoToVideoTests: video file: \(stats.text); \(sent.count) sent, \(drawn.count) drawn")
             #expect(stats["state"] == "finished" && stats["input"] == "video" && stats["errors"] == .array([]), "\(stats.text)")
-            // About the file's 48 frames at 16 fps were sampled; 5, then 4 a block, came back.
+            // The file's 48 frames at 16 fps were sampled as it played (fewer when the machine is busy); 5, then
+            // 4 a block, came back.
             let taken = sent.count
-            #expect((40...52).contains(taken), "\(taken) frames sent of the file's 48")
+            #expect((24...52).contains(taken), "\(taken) frames sent of the file's 48")
             #expect(await eventually(10) { (try? await page.evaluate("window.reelStats.framesDrawn"))?.int == 5 + (taken - 5) / 4 * 4 },
                     "every whole block drawn: \(stats.text)")
             #expect(sent.allSatisfy { $0.colour == .red })

@@ -172,13 +172,19 @@ import Testing
         await server.manager.shutdown()
     }
 
-    @Test func pacerTakesAtMostMaxFPS() {
+    /// A burst of a second's worth passes, then frames are taken at the rate.
+    @Test func pacerTakesMaxFPSOnAverage() {
         let pacer = InputPacer(maxFPS: 10)
         let t0 = ContinuousClock.now
-        #expect(pacer.take(now: t0))
+        #expect((0..<10).allSatisfy { _ in pacer.take(now: t0) })
+        #expect(!pacer.take(now: t0))
         #expect(!pacer.take(now: t0 + .milliseconds(50)))
-        #expect(pacer.take(now: t0 + .milliseconds(100)))
+        #expect(pacer.take(now: t0 + .milliseconds(110)))
         #expect(!pacer.take(now: t0 + .milliseconds(150)))
+        // Idle for long: the bucket holds one second's worth, no more.
+        let later = t0 + .seconds(60)
+        #expect((0..<10).allSatisfy { _ in pacer.take(now: later) })
+        #expect(!pacer.take(now: later))
     }
 
     // MARK: - HTTP uploads
