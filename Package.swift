@@ -42,8 +42,9 @@ let package = Package(
         .target(name: "ReelCUDA", dependencies: ["ReelCore"], resources: [.copy("Kernels")]),
         // Weight files: safetensors, PyTorch zip checkpoints, sharded indexes.
         .target(name: "ReelIO", dependencies: ["ReelCore"]),
-        // Media: frames and the video sinks (MP4 through ffmpeg, Y4M, PNG); input decoders next.
-        .target(name: "ReelMedia", dependencies: ["ReelCore"]),
+        // Media: frames, the video sinks (MP4 through ffmpeg, Y4M, PNG) and the inputs (Y4M, PNG, JPEG, ffmpeg, live
+        // frames); optimized even in debug builds: `reel serve` decodes and fits every input frame as it arrives.
+        .target(name: "ReelMedia", dependencies: ["ReelCore"], swiftSettings: [.unsafeFlags(["-O"])]),
         // Tokenizer, text encoder, DiT, VAE and tiny decoder.
         .target(name: "ReelModels", dependencies: ["ReelCore", "ReelIO"]),
         // Streaming generation: flow-matching schedule, noise, KV-cache policy, prompt switches.
@@ -82,10 +83,10 @@ let package = Package(
         .testTarget(name: "ReelCPUTests", dependencies: ["ReelCore", "ReelCPU"]),
         .testTarget(name: "ReelCUDATests", dependencies: ["ReelCore", "ReelCUDA"]),
         .testTarget(name: "ReelIOTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "ReelMediaTests", dependencies: ["ReelCore", "ReelCPU", "ReelMedia"]),
+        .testTarget(name: "ReelMediaTests", dependencies: ["ReelCore", "ReelCPU", "ReelMedia"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelModelsTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelServerTests", dependencies: [
-            "ReelCore", "ReelCPU", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline", "ReelServer",
+            "ReelCore", "ReelCPU", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline", "ReelServer", "ReelEval",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
             .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),

@@ -91,6 +91,15 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
                            decoderFLOPs: { h, w in ComputeCost.vaeDecodeLatentFrame(.wan21, height: h, width: w) })
     }
 
+    /// Whether `files` hold an encoder for image and video inputs: a Wan VAE file always does, a TAEHV file
+    /// when it has `encoder.*` weights (reads the file's header only).
+    public static func hasEncoder(_ files: ModelFiles) -> Bool {
+        if let path = files.tinyDecoder {
+            return (try? WeightFileTensors(path: path))?.keys.contains { $0.hasPrefix("encoder.") } ?? false
+        }
+        return files.vae != nil
+    }
+
     /// A fresh streaming decoder for one video (nil when the model was loaded without one).
     public func newDecoder() -> (any VideoDecoder)? { makeDecoder?() }
 

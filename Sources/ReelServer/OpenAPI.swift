@@ -7,18 +7,26 @@ enum OpenAPI {
       "info": {
         "title": "Reel",
         "version": "1",
-        "description": "Real-time streaming video generation from a stream of text prompts. Live sessions run over the WebSocket at /v1/ws: JSON control messages {type: start|prompt|pause|resume|stop} in, JSON status and block messages plus one binary message per frame out (16-byte header 'RLF1', u32 block, u32 frame, u16 prompt index, u16 0, little-endian, then a baseline JPEG). A block is sent a latent frame at a time (1 frame for the video's first, 4 after), each part a block message with latentFrame, frames and endsBlock, then its frames."
+        "description": "Real-time streaming video generation from a stream of text prompts. Live sessions run over the WebSocket at /v1/ws: JSON control messages {type: start|prompt|pause|resume|stop} in, JSON status and block messages plus one binary message per frame out (16-byte header 'RLF1', u32 block, u32 frame, u16 prompt index, u16 0, little-endian, then a baseline JPEG). A block is sent a latent frame at a time (1 frame for the video's first, 4 after), each part a block message with latentFrame, frames and endsBlock, then its frames. Inputs (a model with an encoder): start with options.input 'video' (video-to-video, StreamDiffusionV2's schedule, options.noiseScale and options.steps) or 'image' (image-to-video), then send one binary message per input frame, a baseline JPEG or a PNG (at most 4 MiB and 3840x2160; at most 60 frames a second on average, bursts of a second's worth; beyond, frames are dropped), each one frame of the video, fitted by cover + centre crop; {type: end} ends the input (its last frames are still converted). A frame too large or not decodable is answered {type: error, code: frame_too_large | bad_frame} and ends that session's input. A video-to-video session's prompt is fixed (prompt_fixed)."
       },
       "paths": {
         "/v1/sessions": {
           "post": {
             "summary": "Start a session that records a video of options.seconds (default 10) without a watcher",
-            "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SessionRequest" } } } },
+            "description": "JSON: the prompt alone. multipart/form-data: a 'request' part with the same JSON and an 'input' part with a video or an image (curl -F 'request={\"prompt\":\"...\"}' -F input=@clip.mp4). An image (part type image/*, or PNG or JPEG bytes; JPEG or PNG) opens the video (image-to-video); anything else is a video restyled frame for frame (video-to-video), its whole length unless options.seconds says less (Y4M is read in process, other formats need ffmpeg). At most 64 MiB; the video is kept in a temporary file while the session lasts. Errors: 400 bad_upload (malformed form, missing part), 400 bad_input (the file does not decode), 400 no_upload (options.input without a file), 413 upload_too_large, 415 unsupported_media, 501 no_encoder (the model takes prompts only).",
+            "requestBody": { "required": true, "content": {
+              "application/json": { "schema": { "$ref": "#/components/schemas/SessionRequest" } },
+              "multipart/form-data": { "schema": { "type": "object", "required": ["request", "input"], "properties": {
+                "request": { "type": "string", "contentMediaType": "application/json", "description": "A SessionRequest as JSON" },
+                "input": { "type": "string", "contentMediaType": "application/octet-stream", "description": "The video or image file" } } } }
+            } },
             "responses": {
               "201": { "description": "Created (running or queued)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Session" } } } },
               "400": { "$ref": "#/components/responses/Error" },
               "413": { "$ref": "#/components/responses/Error" },
+              "415": { "$ref": "#/components/responses/Error" },
               "429": { "$ref": "#/components/responses/Error" },
+              "501": { "$ref": "#/components/responses/Error" },
               "503": { "$ref": "#/components/responses/Error" }
             }
           },
@@ -81,7 +89,10 @@ enum OpenAPI {
                   "fps": { "type": "integer", "minimum": 1, "maximum": 120 },
                   "seconds": { "type": ["number", "null"], "exclusiveMinimum": 0 },
                   "quality": { "type": "integer", "minimum": 1, "maximum": 100, "description": "JPEG quality of live frames" },
-                  "record": { "type": "boolean" }
+                  "record": { "type": "boolean" },
+                  "input": { "type": ["string", "null"], "enum": ["video", "image", null], "description": "Over the WebSocket: the client sends the frames. Over HTTP: set by the upload" },
+                  "noiseScale": { "type": "number", "minimum": 0.2, "maximum": 1, "description": "Video-to-video: initial noise scale (default 0.8)" },
+                  "steps": { "type": "integer", "minimum": 1, "maximum": 4, "description": "Video-to-video: denoising steps a block, the first of 700, 500, 400, 200 (default 2)" }
                 }
               }
             }
@@ -99,6 +110,9 @@ enum OpenAPI {
               "lastBlockMs": { "type": "number" }, "lastDecodeMs": { "type": "number" },
               "queuePosition": { "type": ["integer", "null"] },
               "video": { "type": ["string", "null"], "description": "Path of the recording once complete" },
+              "input": { "type": ["string", "null"], "enum": ["video", "image", null] },
+              "inputFrames": { "type": "integer", "description": "Live input frames taken (WebSocket input sessions only)" },
+              "inputFramesDropped": { "type": "integer", "description": "Of those, dropped unread because the pipeline fell behind" },
               "error": { "type": "string" }
             }
           },

@@ -7,7 +7,8 @@ import UnixSignals
 
 /// `reel serve`: the HTTP API, the WebSocket API and the web page over one `SessionManager`.
 ///
-/// HTTP: `POST /v1/sessions`, `GET /v1/sessions`, `GET|DELETE /v1/sessions/{id}`,
+/// HTTP: `POST /v1/sessions` (JSON, or multipart/form-data with an input video or image: `SessionUpload`),
+/// `GET /v1/sessions`, `GET|DELETE /v1/sessions/{id}`,
 /// `GET /v1/sessions/{id}/video`, `/healthz`, `/metrics`, `/openapi.json`, and the page at `/`.
 /// WebSocket: `/v1/ws` (see `SocketConnection` for its messages).
 public struct ReelServer: Sendable {
@@ -41,8 +42,13 @@ public struct ReelServer: Sendable {
 
         router.post("/v1/sessions") { request, _ in
             var request = request
-            let body = try await request.decode(as: SessionRequest.Body.self, limit: config.maxMessageBytes)
-            let session = try await manager.create(try SessionRequest(body, live: false, config: config))
+            let session: Session
+            if request.headers[.contentType]?.lowercased().hasPrefix("multipart/form-data") == true {
+                session = try await SessionUpload.create(&request, manager: manager)
+            } else {
+                let body = try await request.decode(as: SessionRequest.Body.self, limit: config.maxMessageBytes)
+                session = try await manager.create(try SessionRequest(body, live: false, config: config))
+            }
             var response = Response.json(session.statusMessage(), status: .created)
             response.headers[.location] = "/v1/sessions/\(session.id)"
             return response
@@ -91,7 +97,8 @@ public struct ReelServer: Sendable {
         let router = self.router()
         return Application(router: router,
                            server: .http1WebSocketUpgrade(webSocketRouter: router,
-                                                          configuration: .init(ws: .init(maxFrameSize: max(config.maxMessageBytes, 1 << 16), validateUTF8: true))),
+                                                          configuration: .init(ws: .init(maxFrameSize: SocketConnection.transportLimit(config),
+                                                                                         validateUTF8: true))),
                            configuration: .init(address: .hostname(host, port: port), serverName: "reel"),
                            logger: logger)
     }

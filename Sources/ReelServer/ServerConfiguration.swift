@@ -1,4 +1,5 @@
 import Foundation
+import ReelPipeline
 
 /// Limits and defaults of a `reel serve` instance.
 public struct ServerConfiguration: Sendable {
@@ -20,6 +21,9 @@ public struct ServerConfiguration: Sendable {
     public var maxPixels = 1280 * 720
     /// Frame rate the video plays at.
     public var defaultFPS = 16
+    /// Video-to-video's noise scale when a session names none (the model folder's reel.json noise_scale, else
+    /// StreamDiffusionV2's 0.8).
+    public var defaultNoiseScale = StreamV2VSchedule.streamDiffusionV2.noiseScale
     /// Length of a session created over HTTP without `seconds`, and the longest any session may ask for
     /// (nil: live sessions run until stopped).
     public var defaultHTTPSeconds = 10.0
@@ -28,7 +32,23 @@ public struct ServerConfiguration: Sendable {
     public var jpegQuality = 80
     /// How far generation may run ahead of real-time playback for a watching client.
     public var playbackLead: Duration = .seconds(1)
-    /// Where recordings are written (one file per session, deleted with it).
+    /// Largest input frame a client may send over the WebSocket (a JPEG or PNG message), in bytes.
+    public var maxInputFrameBytes = 4 << 20
+    /// Largest input frame or uploaded image, in pixels (checked before decoding).
+    public var maxInputPixels = 3840 * 2160
+    /// Input frames a second a client may send on average (bursts of a second's worth pass); more are dropped.
+    public var maxInputFPS = 60.0
+    /// Input frames waiting for the pipeline; when more come, the oldest is dropped (a live source keeps
+    /// its latest frames). The studio page keeps at most `4 * steps + 8` frames in flight (24 at 4 steps), so
+    /// that it never loses one while the session starts (prompt encoding, the first blocks).
+    public var inputQueueFrames = 24
+    /// A live input with no frame for this long, and no output sent to its client meanwhile, ends its session
+    /// with an error (`reel serve --input-timeout`; not while the session is paused).
+    public var inputStallSeconds = 15.0
+    /// Largest upload (`POST /v1/sessions` as multipart/form-data with an input video or image), in bytes.
+    public var maxUploadBytes = 64 << 20
+    /// Where recordings (and uploaded input videos, while their session lasts) are written (one file per session,
+    /// deleted with it).
     public var recordingFolder: String
     /// The device named on the page and in /healthz.
     public var deviceName = "cpu"

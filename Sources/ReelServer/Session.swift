@@ -33,6 +33,8 @@ final class Session: @unchecked Sendable {
     static let maxBlocksAhead = 1
     /// The running pipeline's controls (messages sent before it starts apply at its first block).
     let control = ControlChannel()
+    /// Where its input frames come from (nil: a prompt alone).
+    let source: SessionSource?
 
     private let condition = NSCondition()
     // Everything below is guarded by `condition`.
@@ -53,10 +55,26 @@ final class Session: @unchecked Sendable {
 
     var task: Task<Void, Never>?
 
-    init(id: String, request: SessionRequest) {
+    init(id: String, request: SessionRequest, source: SessionSource? = nil) {
         self.id = id
         self.request = request
+        self.source = source
         self.prompt = request.prompt
+    }
+
+    /// The frames a WebSocket client pushes, for a live input session.
+    var liveInput: LiveInput? {
+        if case .live(let input) = source { return input }
+        return nil
+    }
+
+    /// Ends the input and deletes an uploaded file (idempotent): the session has ended or will not run.
+    func releaseInput() {
+        switch source {
+        case .live(let input): input.close()
+        case .videoFile(let path): try? FileManager.default.removeItem(atPath: path)
+        case .image, nil: break
+        }
     }
 
     var state: SessionState { condition.withLock { _state } }
@@ -78,9 +96,11 @@ final class Session: @unchecked Sendable {
 
     func send(_ event: SessionEvent) { condition.withLock { _ = watcher?.yield(event) } }
 
-    /// The watcher has sent a block's last part on (its frames are out): the generator may run further.
+    /// The watcher has sent a block's last part on (its frames are out): the generator may run further. A live
+    /// input's stall clock starts afresh: its client (which holds frames back until output comes) is served.
     func delivered() {
         condition.withLock { blocksDelivered += 1; condition.broadcast() }
+        liveInput?.restartStallClock()
     }
 
     // MARK: - Control (any thread)
@@ -99,6 +119,7 @@ final class Session: @unchecked Sendable {
             return true
         }
         if changed {
+            liveInput?.holdStallClock(true)
             control.send(.pause)
             send(.message(statusMessage(type: "state")))
         }
@@ -114,14 +135,17 @@ final class Session: @unchecked Sendable {
             return true
         }
         if changed {
+            liveInput?.holdStallClock(false)
             control.send(.resume)
             send(.message(statusMessage(type: "state")))
         }
     }
 
-    /// Ends generation at the next block boundary (the block in flight is finished and sent).
+    /// Ends generation at the next block boundary (the block in flight is finished and sent); a live input
+    /// ends too (the frames it holds are still read).
     func stop() {
         condition.withLock { stopRequested = true; _lastActivity = .now; condition.broadcast() }
+        liveInput?.finish()
         control.send(.stop)
     }
 
@@ -171,12 +195,10 @@ final class Session: @unchecked Sendable {
                 condition.withLock { _recording = opened.destination }
                 sink = opened
             }
-            let (request, id) = (self.request, self.id)
-            let context = try await onThread { UncheckedSendable(try model.context(for: request.prompt)) }.value
-            let pipelineRequest = PipelineRequest(geometry: BlockGeometry(width: request.width, height: request.height),
-                                                  latentFrames: request.latentFrames, granularity: .latentFrame)
-            let pipeline = try Pipeline(model: model, request: pipelineRequest, prompt: context,
-                                        noise: PhiloxNoise(seed: request.seed), control: control)
+            let id = self.id
+            // The pipeline object lives as long as its chunks are read (its stages and controls hang on it).
+            let (chunks, pipeline) = try await makeChunks(model: model)
+            defer { withExtendedLifetime(pipeline) {} }
             let encoder = try JPEGEncoder(quality: request.quality)
             let started = condition.withLock { () -> Bool in
                 guard !stopRequested else { return false }
@@ -187,7 +209,7 @@ final class Session: @unchecked Sendable {
             if started { send(.message(statusMessage(type: "state"))) }
             // Frames go out a latent frame at a time: the first after one latent frame's decode, not a block's.
             var blockDecodeSeconds = 0.0   // the block's parts so far
-            for try await chunk in pipeline.chunks() {
+            for try await chunk in chunks {
                 let block = chunk.block, endsBlock = chunk.endsBlock
                 blockDecodeSeconds += chunk.decodeSeconds
                 if chunk.latentFrames.lowerBound == 0 {
@@ -244,8 +266,10 @@ final class Session: @unchecked Sendable {
             }
             let recorder = UncheckedSendable(sink)
             try await onThread { try recorder.value?.finish() }
+            releaseInput()
             condition.withLock { _state = .finished; recordingComplete = sink != nil; _lastActivity = .now }
         } catch {
+            releaseInput()
             try? sink?.finish()
             metrics.add("reel_sessions_failed_total")
             condition.withLock {
@@ -259,6 +283,7 @@ final class Session: @unchecked Sendable {
 
     /// Ends a session that never got a device slot.
     func endWithoutRunning() {
+        releaseInput()
         condition.withLock { stopRequested = true; _state = .finished; _queuePosition = nil; _lastActivity = .now }
         send(.message(statusMessage(type: "state")))
     }
@@ -283,6 +308,8 @@ final class Session: @unchecked Sendable {
                 blocks: blocks, frames: frames, promptIndex: promptIndex,
                 promptSwitches: promptSwitches, lastBlockMs: lastBlockMs, lastDecodeMs: lastDecodeMs,
                 queuePosition: _queuePosition, video: recordingComplete ? "/v1/sessions/\(id)/video" : nil,
+                input: request.input?.rawValue, inputFrames: liveInput?.framesReceived,
+                inputFramesDropped: liveInput?.framesDropped,
                 error: failure)
         }
     }

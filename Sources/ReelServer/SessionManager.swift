@@ -32,14 +32,19 @@ public actor SessionManager {
     var all: [Session] { sessions.values.sorted { $0.createdAt < $1.createdAt } }
 
     /// Creates a session and starts it when a slot is free, else queues it.
-    func create(_ request: SessionRequest) throws(APIError) -> Session {
-        try create(request, watched: false).session
+    func create(_ request: SessionRequest, source: SessionSource? = nil) throws(APIError) -> Session {
+        try create(request, source: source, watched: false).session
     }
 
     /// Creates a session; with `watched`, its events stream is attached before it can produce anything,
-    /// so the watcher sees every frame.
-    func create(_ request: SessionRequest, watched: Bool) throws(APIError) -> (session: Session, events: AsyncStream<SessionEvent>?) {
+    /// so the watcher sees every frame. A session with an input needs a model loaded with its encoder.
+    func create(_ request: SessionRequest, source: SessionSource? = nil,
+                watched: Bool) throws(APIError) -> (session: Session, events: AsyncStream<SessionEvent>?) {
         guard !shuttingDown else { throw APIError(.serviceUnavailable, "shutting_down", "the server is shutting down") }
+        if let input = request.input, model.makeEncoder == nil {
+            throw APIError(.notImplemented, "no_encoder",
+                           "this server's model has no encoder, so it takes no \(input.rawValue) input (prompts only)")
+        }
         guard active.count < config.maxActiveSessions || queue.count < config.maxQueuedSessions else {
             metrics.add("reel_sessions_rejected_total")
             throw APIError(.tooManyRequests, "too_many_sessions",
@@ -47,7 +52,7 @@ public actor SessionManager {
         }
         var id: String
         repeat { id = String(format: "%016llx", UInt64.random(in: 0...UInt64.max)) } while sessions[id] != nil
-        let session = Session(id: id, request: request)
+        let session = Session(id: id, request: request, source: source)
         let events = watched ? session.watch() : nil
         sessions[id] = session
         queue.append(session)

@@ -21,15 +21,21 @@ struct SessionStatus: Encodable, Sendable, Equatable {
     var queuePosition: Int?
     /// The recording's path, null until it is complete.
     var video: String?
+    /// "video", "image" or null (the prompt alone).
+    var input: String?
+    /// Frames a live input's client has sent that were taken, and of those, dropped unread because the
+    /// pipeline fell behind; left out for other sessions.
+    var inputFrames: Int?, inputFramesDropped: Int?
     /// Why generation failed; left out unless it did.
     var error: String?
 
     private enum CodingKeys: String, CodingKey {
         case type, id, state, prompt, seed, width, height, fps, seconds, blocks, frames, promptIndex, promptSwitches
-        case lastBlockMs, lastDecodeMs, queuePosition, video, error
+        case lastBlockMs, lastDecodeMs, queuePosition, video, input, inputFrames, inputFramesDropped, error
     }
 
-    /// `seconds`, `queuePosition` and `video` are null when nil; `type` and `error` are left out.
+    /// `seconds`, `queuePosition`, `video` and `input` are null when nil; `type`, the input counts and `error` are
+    /// left out.
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encodeIfPresent(type, forKey: .type)
@@ -49,6 +55,9 @@ struct SessionStatus: Encodable, Sendable, Equatable {
         try c.encode(lastDecodeMs, forKey: .lastDecodeMs)
         try c.encode(queuePosition, forKey: .queuePosition)
         try c.encode(video, forKey: .video)
+        try c.encode(input, forKey: .input)
+        try c.encodeIfPresent(inputFrames, forKey: .inputFrames)
+        try c.encodeIfPresent(inputFramesDropped, forKey: .inputFramesDropped)
         try c.encodeIfPresent(error, forKey: .error)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ReelPipeline
 
 /// What a client asks for when it starts a session (`POST /v1/sessions` or the WebSocket's `start`),
 /// checked against the server's limits. JSON: `{"prompt": "...", "seed": 0, "options": {...}}`, read as a
@@ -14,8 +15,14 @@ public struct SessionRequest: Sendable, Equatable {
     public var quality: Int
     /// Record the video for download (MP4 when ffmpeg exists, else Y4M).
     public var record: Bool
+    /// What the video is made from besides the prompt (nil: the prompt alone).
+    public var input: SessionInput? = nil
+    /// Video-to-video: the initial noise scale (StreamDiffusionV2's `--noise_scale`, 0.2...1) and the
+    /// denoising steps a block (1...4, the first of 700, 500, 400, 200).
+    public var noiseScale = StreamV2VSchedule.streamDiffusionV2.noiseScale
+    public var steps = StreamV2VSchedule.streamDiffusionV2.levels
 
-    public static let optionNames = ["width", "height", "fps", "seconds", "quality", "record"]
+    public static let optionNames = ["width", "height", "fps", "seconds", "quality", "record", "input", "noiseScale", "steps"]
 
     static let promptNotAString = APIError.badRequest("prompt must be a string")
 
@@ -39,6 +46,10 @@ public struct SessionRequest: Sendable, Equatable {
         }
         guard (1...120).contains(fps) else { throw .badRequest("options.fps must be in 1...120, got \(fps)") }
         guard (1...100).contains(quality) else { throw .badRequest("options.quality must be in 1...100, got \(quality)") }
+        guard (0.2...1).contains(noiseScale) else { throw .badRequest("options.noiseScale must be in 0.2...1, got \(noiseScale)") }
+        guard (1...StreamV2VSchedule.stepLadder.count).contains(steps) else {
+            throw .badRequest("options.steps must be in 1...\(StreamV2VSchedule.stepLadder.count), got \(steps)")
+        }
         if let seconds {
             guard seconds > 0, seconds.isFinite else { throw .badRequest("options.seconds must be positive, got \(seconds)") }
             if let limit = config.maxSeconds, seconds > limit {
@@ -64,13 +75,28 @@ public struct SessionRequest: Sendable, Equatable {
 
 extension SessionRequest {
     /// The request a start message asks for, checked: the server's defaults fill what it leaves out.
-    /// `live`: whether a client watches (else the length defaults to `defaultHTTPSeconds`).
-    public init(_ body: Body, live: Bool, config: ServerConfiguration) throws(APIError) {
+    /// `live`: whether a client watches (else the length defaults to `defaultHTTPSeconds`, or to the whole of an
+    /// uploaded video). `upload`: what an HTTP request's uploaded file is (the WebSocket's client names its input
+    /// in `options.input` and sends the frames itself).
+    public init(_ body: Body, live: Bool, upload: SessionInput? = nil, config: ServerConfiguration) throws(APIError) {
         let options = body.options
+        var input = options.input
+        if let upload {
+            if let named = input, named != upload {
+                throw .badRequest("options.input is '\(named.rawValue)' but the uploaded file is \(upload.article)")
+            }
+            input = upload
+        } else if !live, let named = input {
+            throw APIError(.badRequest, "no_upload", "options.input '\(named.rawValue)' needs the file: send multipart/form-data "
+                           + "with a 'request' part (this JSON) and an 'input' part (the video or image)")
+        }
+        let defaultSeconds = live || input == .video ? nil : config.defaultHTTPSeconds
         self.init(prompt: try Self.checkPrompt(body.prompt, config: config), seed: body.seed ?? 0,
                   width: options.width ?? config.defaultWidth, height: options.height ?? config.defaultHeight,
-                  fps: options.fps ?? config.defaultFPS, seconds: options.seconds ?? (live ? nil : config.defaultHTTPSeconds),
-                  quality: options.quality ?? config.jpegQuality, record: options.record ?? true)
+                  fps: options.fps ?? config.defaultFPS, seconds: options.seconds ?? defaultSeconds,
+                  quality: options.quality ?? config.jpegQuality, record: options.record ?? true, input: input,
+                  noiseScale: options.noiseScale ?? config.defaultNoiseScale,
+                  steps: options.steps ?? StreamV2VSchedule.streamDiffusionV2.levels)
         self = try checked(config)
     }
 }
@@ -111,10 +137,13 @@ extension SessionRequest.Body {
         /// `.some(nil)`: `"seconds": null`, run until stopped.
         public var seconds: Double??
         public var record: Bool?
+        public var input: SessionInput?
+        public var noiseScale: Double?
+        public var steps: Int?
 
         public init() {}
 
-        private enum CodingKeys: String, CodingKey { case width, height, fps, seconds, quality, record }
+        private enum CodingKeys: String, CodingKey { case width, height, fps, seconds, quality, record, input, noiseScale, steps }
 
         public init(from decoder: any Decoder) throws {
             let c = try decoder.object(keyedBy: CodingKeys.self, notAnObject: .badRequest("options must be an object"),
@@ -132,6 +161,25 @@ extension SessionRequest.Body {
                 seconds = n
             }
             record = try c.field(Bool.self, .record, else: .badRequest("options.record must be true or false"))
+            let badInput = APIError.badRequest("options.input must be \"video\", \"image\" or null")
+            if (try? c.decodeNil(forKey: .input)) == true {
+                input = nil
+            } else if let name = try c.field(String.self, .input, else: badInput) {
+                guard let kind = SessionInput(rawValue: name) else { throw badInput }
+                input = kind
+            }
+            noiseScale = try c.field(Double.self, .noiseScale, else: .badRequest("options.noiseScale must be a number"))
+            steps = try integer(.steps)
         }
     }
+}
+
+/// What a session's video is made from besides its prompt.
+public enum SessionInput: String, Sendable, Equatable {
+    /// Restyled frame for frame by the prompt (`VideoToVideoPipeline`, StreamDiffusionV2's schedule).
+    case video
+    /// The video's first frames (`ContextEncoder.image`), then generated from the prompt.
+    case image
+
+    var article: String { self == .video ? "a video" : "an image" }
 }

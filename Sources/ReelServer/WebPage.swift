@@ -4,8 +4,16 @@ import Hummingbird
 /// prompt changes at any time, pause/resume/stop, the recording's download, and FPS, latency, block
 /// and device. Plain HTML, CSS and JavaScript: no build step, nothing from a CDN.
 ///
-/// The URL may start a session by itself (a shareable demo, and how the browser test drives it):
-/// `/?prompt=TEXT&seed=N&autostart=1&then=TEXT&at=SECONDS` switches to `then` after `at` seconds of video.
+/// Input: None (the prompt alone), Camera (getUserMedia) or File (a video or an image). A camera or video is
+/// drawn into the input canvas, shown beside the output, and sent as a JPEG (`canvas.toBlob`) at the session's
+/// fps (`options.input = "video"`: video-to-video, with the noise scale and steps controls); at most
+/// `4 * steps + 8` frames are in flight (sent and not yet back), beyond that capture ticks are skipped (a video
+/// file is paused meanwhile), so a slow server is never flooded and each output frame answers one sent frame. A video file's end sends
+/// `{"type": "end"}`. An image is sent once (`options.input = "image"`: the video opens on it).
+///
+/// The URL may start a session by itself (a shareable demo, and how the browser tests drive it):
+/// `/?prompt=TEXT&seed=N&autostart=1&then=TEXT&at=SECONDS` switches to `then` after `at` seconds of video;
+/// `&input=camera&noise=S&steps=N` starts video-to-video from the camera.
 enum WebPage {
     static func response(_ text: String, type: String) -> Response {
         Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-cache"],
@@ -27,6 +35,18 @@ enum WebPage {
       <section class="controls">
         <textarea id="prompt" rows="3" placeholder="Describe the video; change it at any time">a red circle moves left on a blue background</textarea>
         <div class="row">
+          <label>input <select id="inputKind">
+            <option value="none">None (prompt only)</option>
+            <option value="camera">Camera</option>
+            <option value="file">File (video or image)</option>
+          </select></label>
+          <input id="file" type="file" accept="video/*,image/*" hidden>
+          <span id="v2v" hidden>
+            <label>noise scale <input id="noiseScale" type="range" min="0.2" max="1" step="0.05" value="0.8"> <b id="noiseValue">0.80</b></label>
+            <label>steps <select id="steps"><option>1</option><option selected>2</option><option>3</option><option>4</option></select></label>
+          </span>
+        </div>
+        <div class="row">
           <label>seed <input id="seed" type="number" value="0" min="0"></label>
           <button id="start">Start</button>
           <button id="send" disabled>Change prompt</button>
@@ -35,7 +55,11 @@ enum WebPage {
           <a id="download" class="button disabled" href="#" download>Download</a>
         </div>
       </section>
-      <canvas id="video" width="832" height="480"></canvas>
+      <div class="screens">
+        <figure id="inputFigure" hidden><canvas id="inputView" width="320" height="240"></canvas><figcaption>input</figcaption></figure>
+        <figure><canvas id="video" width="832" height="480"></canvas><figcaption>output</figcaption></figure>
+      </div>
+      <video id="source" muted playsinline hidden></video>
       <section class="stats">
         <span>state <b id="state">idle</b></span>
         <span>FPS <b id="fps">0</b></span>
@@ -44,6 +68,7 @@ enum WebPage {
         <span>DiT <b id="dit">-</b></span>
         <span>frames <b id="frames">0</b></span>
         <span>prompt <b id="promptIndex">0</b></span>
+        <span>input sent <b id="inputSent">0</b></span>
       </section>
       <p id="message"></p>
     </main>
@@ -63,6 +88,10 @@ enum WebPage {
     button:disabled, .button.disabled { background: #444; color: #999; pointer-events: none; }
     input { width: 6rem; background: #1c1c1c; color: #eee; border: 1px solid #444; }
     canvas { width: 100%; background: #000; display: block; }
+    select { background: #1c1c1c; color: #eee; border: 1px solid #444; }
+    .screens { display: flex; gap: 0.5rem; }
+    .screens figure { flex: 1; margin: 0; }
+    figcaption { font-size: 0.8rem; color: #999; text-align: center; }
     .stats { display: flex; gap: 1rem; flex-wrap: wrap; margin-top: 0.5rem; font-size: 0.9rem; }
     #message { color: #f77; min-height: 1.2em; }
     """#
@@ -71,17 +100,22 @@ enum WebPage {
     "use strict";
     const $ = (id) => document.getElementById(id);
     const canvas = $("video"), ctx = canvas.getContext("2d");
-    const stats = { framesDrawn: 0, framesReceived: 0, promptIndexDrawn: 0, block: -1, state: "idle", session: null, latencyMs: null, errors: [] };
+    const stats = { framesDrawn: 0, framesReceived: 0, promptIndexDrawn: 0, block: -1, state: "idle", session: null, latencyMs: null,
+                    errors: [], inputSent: 0, input: "none" };
     window.reelStats = stats;
     let ws = null, queue = [], fps = 16, nextDue = 0, drawTimes = [], pendingSwitch = null, paused = false;
+    const inputView = $("inputView"), inputCtx = inputView.getContext("2d"), source = $("source");
+    let capture = null, camera = null, image = null, sending = false, inputOpen = false;
 
     fetch("/healthz").then((r) => r.json()).then((h) => { $("device").textContent = "device: " + h.device; }).catch(() => {});
 
     function show(id, text) { $(id).textContent = text; }
-    function setState(state) {
-      stats.state = state; show("state", state);
+    function setState(label) {
+      const state = label.split(" ")[0];   // "queued (#2)" is queued
+      stats.state = state; show("state", label);
       const live = state === "running" || state === "paused" || state === "queued";
-      $("send").disabled = !live; $("pause").disabled = !live; $("stop").disabled = !live;
+      $("send").disabled = !live || stats.input === "video"; $("pause").disabled = !live; $("stop").disabled = !live;
+      if (!live && state !== "idle") stopCapture();
       $("pause").textContent = state === "paused" ? "Resume" : "Pause";
     }
 
@@ -102,11 +136,12 @@ enum WebPage {
       const m = JSON.parse(event.data);
       if (m.type === "error") { show("message", m.code + ": " + m.message); stats.errors.push(m.code); return; }
       if (m.type === "session" || m.type === "state") {
+        const first = m.type === "session";
         stats.session = m.id; fps = m.fps || fps;
         setState(m.state + (m.state === "queued" && m.queuePosition ? " (#" + m.queuePosition + ")" : ""));
-        stats.state = m.state;
         if (m.video) { const a = $("download"); a.href = m.video; a.classList.remove("disabled"); }
         if (m.error) show("message", m.error);
+        if (first) startCapture();
       } else if (m.type === "block") {
         stats.block = m.index; show("block", m.index);
         show("dit", Math.round(m.ditMs) + " ms" + (m.recacheMs > 0 ? " (recache " + Math.round(m.recacheMs) + ")" : ""));
@@ -146,13 +181,95 @@ enum WebPage {
     }
     requestAnimationFrame(tick);
 
+    // Input: what the chosen source is ("none", "video" or "image"), made ready before a session starts.
+    async function prepareInput() {
+      const kind = $("inputKind").value;
+      image = null;
+      if (kind === "camera") {
+        if (!camera) camera = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+        source.srcObject = camera; await source.play();
+        return "video";
+      }
+      if (kind === "file") {
+        const file = $("file").files[0];
+        if (!file) throw new Error("choose a video or image file first");
+        if (file.type.startsWith("image/")) {
+          image = await createImageBitmap(file);
+          return "image";
+        }
+        source.srcObject = null; source.src = URL.createObjectURL(file); source.loop = false;
+        source.onended = endInput;
+        await source.play();
+        return "video";
+      }
+      return "none";
+    }
+
+    // Draws a frame of `what` into the input canvas (at most 640 wide; the server fits it) and sends it as a JPEG.
+    function sendFrame(what, width, height) {
+      const scale = Math.min(1, 640 / width);
+      const w = Math.max(1, Math.round(width * scale)), h = Math.max(1, Math.round(height * scale));
+      if (inputView.width !== w || inputView.height !== h) { inputView.width = w; inputView.height = h; }
+      inputCtx.drawImage(what, 0, 0, w, h);
+      sending = true;
+      inputView.toBlob((blob) => {
+        sending = false;
+        if (!blob || !inputOpen || !ws || ws.readyState !== WebSocket.OPEN) return;
+        ws.send(blob); stats.inputSent++; show("inputSent", stats.inputSent);
+      }, "image/jpeg", 0.85);
+    }
+
+    // Frames go at the session's fps while fewer than 4 * steps + 8 are in flight (sent, not yet back). A camera
+    // goes on meanwhile (its frames are skipped); a video file is paused, so that none of it is lost.
+    function startCapture() {
+      stopCapture(false);
+      inputOpen = true;
+      if (stats.input === "image" && image) { sendFrame(image, image.width, image.height); return; }
+      if (stats.input !== "video") return;
+      const inFlight = 4 * Number($("steps").value) + 8;
+      capture = setInterval(() => {
+        if (sending) return;
+        const held = paused || stats.inputSent - stats.framesReceived >= inFlight;
+        if (!camera || source.srcObject !== camera) {
+          if (held && !source.paused) source.pause();
+          if (!held && source.paused && !source.ended) source.play().catch(() => {});
+        }
+        if (held || source.readyState < 2 || !source.videoWidth) return;
+        sendFrame(source, source.videoWidth, source.videoHeight);
+      }, 1000 / fps);
+    }
+
+    // The end of a video file: the frame being encoded goes out, then {"type": "end"}.
+    function endInput() {
+      if (capture) { clearInterval(capture); capture = null; }
+      if (!inputOpen) return;
+      if (sending) { setTimeout(endInput, 10); return; }
+      inputOpen = false;
+      if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "end" }));
+    }
+
+    function stopCapture(releaseCamera = true) {
+      if (releaseCamera) inputOpen = false;
+      if (capture) { clearInterval(capture); capture = null; }
+      if (releaseCamera && camera && stats.state !== "running" && stats.state !== "queued" && stats.state !== "paused") {
+        camera.getTracks().forEach((t) => t.stop()); camera = null; source.srcObject = null;
+      }
+    }
+
     async function start(prompt, seed) {
       show("message", "");
       await connect();
+      const input = await prepareInput();
+      stopCapture(false);
       queue = []; nextDue = 0; paused = false;
-      stats.framesDrawn = 0; stats.promptIndexDrawn = 0; stats.block = -1;
+      stats.framesDrawn = 0; stats.framesReceived = 0; stats.promptIndexDrawn = 0; stats.block = -1;
+      stats.inputSent = 0; stats.input = input;
+      $("inputFigure").hidden = input === "none";
       const a = $("download"); a.classList.add("disabled"); a.href = "#";
-      ws.send(JSON.stringify({ type: "start", prompt, seed: Number(seed) || 0 }));
+      const options = {};
+      if (input !== "none") options.input = input;
+      if (input === "video") { options.noiseScale = Number($("noiseScale").value); options.steps = Number($("steps").value); }
+      ws.send(JSON.stringify({ type: "start", prompt, seed: Number(seed) || 0, options }));
     }
 
     function changePrompt(prompt) {
@@ -167,12 +284,25 @@ enum WebPage {
       paused = stats.state !== "paused";
       ws.send(JSON.stringify({ type: paused ? "pause" : "resume" }));
     };
-    $("stop").onclick = () => ws.send(JSON.stringify({ type: "stop" }));
+    $("stop").onclick = () => { stopCapture(); ws.send(JSON.stringify({ type: "stop" })); };
+    function showInputControls() {
+      const kind = $("inputKind").value;
+      $("file").hidden = kind !== "file";
+      const file = $("file").files[0];
+      $("v2v").hidden = kind === "none" || (kind === "file" && (!file || file.type.startsWith("image/")));
+    }
+    $("inputKind").onchange = showInputControls;
+    $("file").onchange = showInputControls;
+    $("noiseScale").oninput = () => show("noiseValue", Number($("noiseScale").value).toFixed(2));
 
     // /?prompt=TEXT&seed=N&autostart=1&then=TEXT&at=SECONDS
     const params = new URLSearchParams(location.search);
     if (params.get("prompt")) $("prompt").value = params.get("prompt");
     if (params.get("seed")) $("seed").value = params.get("seed");
+    if (params.get("input")) $("inputKind").value = params.get("input");
+    if (params.get("noise")) { $("noiseScale").value = params.get("noise"); show("noiseValue", Number(params.get("noise")).toFixed(2)); }
+    if (params.get("steps")) $("steps").value = params.get("steps");
+    showInputControls();
     if (params.get("autostart")) {
       start($("prompt").value, $("seed").value).catch((e) => show("message", e.message));
       const then = params.get("then"), at = Number(params.get("at") || 2);

@@ -76,8 +76,8 @@ extension Bench {
         }
         let prompt = try dit.encodePrompt(try backend.randomNormal([32, config.textDim], seed: 1, offset: 0, dtype: dtype))
         let parts = ModelParts(dit: dit, newDecoder: newDecoder, decodeStream: decodeStream)
-        var schedule = StreamV2VSchedule.streamDiffusionV2
-        schedule.denoisingSteps = Array([700, 500, 400, 200].prefix(steps))
+        let schedule = try StreamV2VSchedule.streamDiffusionV2(steps: steps,
+                                                               noiseScale: StreamV2VSchedule.streamDiffusionV2.noiseScale)
 
         func runOnce(blocks: Int) async throws -> (times: [ContinuousClock.Instant], latency: [Double], input: PreparedInput) {
             let frames = VideoToVideoRequest.firstBlockFrames + VideoToVideoRequest.blockFrames * (blocks - 1)

@@ -20,10 +20,8 @@ extension Generate {
         let source = try FittedInput(raw, width: geometry.width, height: geometry.height, frameRate: try FrameRate(fps))
         log("input \(raw.source): \(raw.width)x\(raw.height)\(raw.frameRate.map { " at \($0) fps" } ?? ""), "
             + "fitted to \(geometry) at \(fps) fps (scaled to cover, centre-cropped)")
-        var schedule = StreamV2VSchedule.streamDiffusionV2
-        schedule.denoisingSteps = Array([700, 500, 400, 200].prefix(steps))
         let noiseScale = self.noiseScale ?? files.noiseScale ?? StreamV2VSchedule.streamDiffusionV2.noiseScale
-        schedule.noiseScale = noiseScale
+        let schedule = try StreamV2VSchedule.streamDiffusionV2(steps: steps, noiseScale: noiseScale)
         let request = VideoToVideoRequest(geometry: geometry, schedule: schedule,
                                           maxInputFrames: seconds.map { Int(($0 * Double(fps)).rounded(.up)) })
         let pipeline = try VideoToVideoPipeline(model: model, encoder: encoder, encodeStream: model.encodeStream, input: source,

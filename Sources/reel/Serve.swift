@@ -11,7 +11,8 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the live studio page, the WebSocket API and the HTTP API.",
         discussion: """
-        Open http://HOST:PORT/ for the studio; the API is described at /openapi.json. Each session has its \
+        Open http://HOST:PORT/ for the studio; the API is described at /openapi.json. With an encoder in the \
+        model (the shipped tiny model has one), the studio also takes the camera, a video file or an image as input. Each session has its \
         own generator and KV cache over the shared model; --max-sessions generate at once, --max-queued \
         wait (their clients are told their place), more are refused. SIGINT or SIGTERM stops every session \
         and exits.
@@ -38,6 +39,8 @@ struct Serve: AsyncParsableCommand {
     var maxSeconds: Double?
     @Option(help: "JPEG quality of the live frames (1-100).")
     var quality = 80
+    @Option(help: "Seconds a live input may send no frame (with no output sent to it) before its session fails.")
+    var inputTimeout = 15.0
 
     mutating func validate() throws {
         if maxSessions <= 0 { throw ValidationError("--max-sessions must be positive, got \(maxSessions).") }
@@ -45,6 +48,7 @@ struct Serve: AsyncParsableCommand {
         if !(idleTimeout > 0) { throw ValidationError("--idle-timeout must be positive, got \(idleTimeout).") }
         if !(0...65535).contains(port) { throw ValidationError("--port must be in 0...65535, got \(port).") }
         if !(1...100).contains(quality) { throw ValidationError("--quality must be in 1...100, got \(quality).") }
+        if !(inputTimeout > 0) { throw ValidationError("--input-timeout must be positive, got \(inputTimeout).") }
         if maxPromptBytes <= 0 { throw ValidationError("--max-prompt-bytes must be positive, got \(maxPromptBytes).") }
         if let maxSeconds, !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive, got \(maxSeconds).") }
     }
@@ -66,7 +70,8 @@ struct Serve: AsyncParsableCommand {
             let backend = try backendOptions.make()
             let decoderDevice = backendOptions.decodeDevice.flatMap { $0 == backendOptions.device ? nil : ", decoder on cuda:\($0)" } ?? ""
             device = (backend as? CPUBackend).map { "cpu (\($0.threads) threads)" } ?? "cuda:\(backendOptions.device)" + decoderDevice
-            model = try LoadedModel.load(files: files, backend: backend,
+            // With an encoder, sessions take video and image inputs (video-to-video, image-to-video).
+            model = try LoadedModel.load(files: files, encoder: LoadedModel.hasEncoder(files), backend: backend,
                                          decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
                                          fp8: models.fp8)
         } catch let error as ReelError {
@@ -91,12 +96,16 @@ struct Serve: AsyncParsableCommand {
         config.defaultHeight = height
         config.maxPixels = max(config.maxPixels, width * height)
         config.defaultFPS = fps
+        config.defaultNoiseScale = files.noiseScale ?? config.defaultNoiseScale
         config.maxPromptBytes = maxPromptBytes
         config.maxSeconds = maxSeconds
         config.jpegQuality = quality
+        config.inputStallSeconds = inputTimeout
         config.deviceName = device
         let server = try ReelServer(manager: SessionManager(model: model, config: config))
-        logger.info("reel serve: http://\(host):\(port)/ (DiT \(model.dit.config.layers) layers, dim \(model.dit.config.dim); decoder \(model.decoderName))")
+        let inputs = model.makeEncoder == nil ? "prompts only: the decoder file has no encoder" : "video, camera and image inputs"
+        let dit = "DiT \(model.dit.config.layers) layers, dim \(model.dit.config.dim)"
+        logger.info("reel serve: http://\(host):\(port)/ (\(dit); decoder \(model.decoderName); \(inputs))")
         try await server.run(host: host, port: port, logger: logger)
     }
 }

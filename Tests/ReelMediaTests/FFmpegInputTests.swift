@@ -128,7 +128,7 @@ struct FFmpegInputTests {
         #expect(VideoInputKind(path: "a.bin", leadingBytes: Array("YUV4MPEG2 W".utf8)) == .y4m)
         #expect(VideoInputKind(path: "a.jpg", leadingBytes: PNGEncoder.signature) == .png)
         #expect(VideoInputKind(path: "a.PNG", leadingBytes: []) == .png)        // a FIFO: the name decides
-        #expect(VideoInputKind(path: "a.png", leadingBytes: [0xFF, 0xD8, 0xFF]) == .ffmpeg)   // a JPEG named .png
+        #expect(VideoInputKind(path: "a.png", leadingBytes: [0xFF, 0xD8, 0xFF]) == .jpeg)   // a JPEG named .png
         #expect(VideoInputKind(path: "live.y4m", leadingBytes: []) == .y4m)
         #expect(VideoInputKind(path: "clip.mp4", leadingBytes: [0, 0, 0, 0x20]) == .ffmpeg)
         let png = inputTempPath("kind.png")

@@ -146,11 +146,11 @@ final class DevToolsBrowser: @unchecked Sendable {
     let process = Process()
     private let errors = Pipe()
 
-    init(chromium: String, profile: String, url: String) throws {
+    init(chromium: String, profile: String, url: String, arguments: [String] = []) throws {
         process.executableURL = URL(fileURLWithPath: chromium)
         process.arguments = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                              "--remote-debugging-port=0", "--remote-allow-origins=*", "--user-data-dir=\(profile)",
-                             "--window-size=1000,1400", url]
+                             "--window-size=1000,1400"] + arguments + [url]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = errors
         try process.run()

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import ReelMedia
+@testable import ReelMedia
 @testable import ReelServer
 
 @Suite struct JPEGEncoderTests {
@@ -66,5 +66,47 @@ import ReelMedia
         #expect(decoded?.block == 7 && decoded?.frame == 70_000 && decoded?.promptIndex == 3)
         #expect(decoded.map { Array($0.jpeg) } == [0xFF, 0xD8, 1, 2])
         #expect(FrameMessage.decode([1, 2, 3]) == nil)
+    }
+
+    /// Reel's encoder and Reel's decoder agree: the card comes back close to itself at every size (edge MCUs
+    /// padded, 1x1 and odd sizes included) and quality, and the decoder reads exactly what ffmpeg reads from the
+    /// same bytes (planes within a level, checked as `JPEGDecoderTests` does).
+    @Test(arguments: [(72, 40, 90), (1, 1, 80), (17, 9, 50), (128, 128, 95), (33, 65, 10)])
+    func decoderReadsTheEncodersOutput(width: Int, height: Int, quality: Int) throws {
+        let card = try Self.card(width: width, height: height)
+        let jpeg = try JPEGEncoder(quality: quality).encode(card, frame: 0)
+        let back = try JPEGDecoder.decode(jpeg)
+        #expect(back.width == width && back.height == height)
+        var sum = 0
+        for (a, b) in zip(back.pixels, card.pixels) { sum += abs(Int(a) - Int(b)) }
+        let mean = Double(sum) / Double(card.pixels.count)
+        print("JPEGEncoderTests: \(width)x\(height) q\(quality): mean error \(mean)")
+        // The card's hard red box loses most to 4:2:0 and quantisation on tiny frames at low quality.
+        let bound = quality >= 90 ? 4.0 : quality >= 50 ? 16.0 : 20.0
+        #expect(mean < bound, "\(width)x\(height) q\(quality): mean error \(mean)")
+
+        guard let ffmpeg = FFmpegSink.findFFmpeg() else { return }
+        var parser = JPEGParser(data: jpeg, source: "card", maxPixels: 1 << 20)
+        try parser.parse()
+        var planes: [UInt8] = []
+        for c in parser.components {
+            let (fx, fy) = (parser.hmax / c.h, parser.vmax / c.v)
+            let (cw, ch) = ((width + fx - 1) / fx, (height + fy - 1) / fy)
+            for y in 0..<ch { planes += c.plane[(y * c.blocksWide * 8)..<(y * c.blocksWide * 8 + cw)] }
+        }
+        let path = NSTemporaryDirectory() + "reel-card-\(UUID().uuidString).jpg"
+        try Data(jpeg).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: ffmpeg)
+        p.arguments = ["-hide_banner", "-loglevel", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "yuvj420p", "-"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let reference = [UInt8](out.fileHandleForReading.readDataToEndOfFile())
+        p.waitUntilExit()
+        #expect(reference.count == planes.count)
+        let largest = zip(planes, reference).map { abs(Int($0) - Int($1)) }.max() ?? 0
+        #expect(largest <= 2, "\(width)x\(height) q\(quality): planes differ from ffmpeg's by up to \(largest)")
     }
 }

@@ -46,4 +46,15 @@ import ReelIO
         print(String(format: "PNG 832x480: %.1f ms/frame, %d KB/frame, %.1f Mbit/s at 30 FPS",
                      t.seconds * 1000, png.count / 1024, Double(png.count) * 8 * 30 / 1e6))
     }
+
+    /// How fast Reel's decoder reads a camera-sized frame (640x480, what the studio page sends): printed, with a
+    /// loose bound (ReelMedia is built with -O even in debug builds).
+    @Test func decoderReadsACameraFrame() throws {
+        let frame = try Self.frame(width: 640, height: 480)
+        let jpeg = try JPEGEncoder(quality: 85).encode(frame, frame: 0)
+        let clock = ContinuousClock()
+        let ms = (0..<4).map { _ in clock.measure { _ = try? JPEGDecoder.decode(jpeg) } }.min()!.seconds * 1000
+        print(String(format: "JPEG decode 640x480 q85 (%d KB): %.1f ms/frame", jpeg.count / 1024, ms))
+        #expect(ms < 200, "decoding a 640x480 JPEG takes \(ms) ms")
+    }
 }

@@ -31,7 +31,14 @@ import ReelCore
         ("{\"prompt\": \"a cat\", \"options\": 3}", .badRequest, "bad_request", "options must be an object"),
         ("{\"prompt\": \"a cat\", \"options\": null}", .badRequest, "bad_request", "options must be an object"),
         ("{\"prompt\": \"a cat\", \"options\": {\"speed\": 2}}", .badRequest, "unknown_option",
-         "unknown option 'speed'; known options: width, height, fps, seconds, quality, record"),
+         "unknown option 'speed'; known options: width, height, fps, seconds, quality, record, input, noiseScale, steps"),
+        ("{\"prompt\": \"a cat\", \"options\": {\"input\": \"camera\"}}", .badRequest, "bad_request",
+         "options.input must be \"video\", \"image\" or null"),
+        ("{\"prompt\": \"a cat\", \"options\": {\"input\": \"video\"}}", .badRequest, "no_upload",
+         "options.input 'video' needs the file: send multipart/form-data with a 'request' part (this JSON) and an 'input' part (the video or image)"),
+        ("{\"prompt\": \"a cat\", \"options\": {\"noiseScale\": 0.1}}", .badRequest, "bad_request", "options.noiseScale must be in 0.2...1, got 0.1"),
+        ("{\"prompt\": \"a cat\", \"options\": {\"noiseScale\": \"high\"}}", .badRequest, "bad_request", "options.noiseScale must be a number"),
+        ("{\"prompt\": \"a cat\", \"options\": {\"steps\": 5}}", .badRequest, "bad_request", "options.steps must be in 1...4, got 5"),
         ("{\"prompt\": \"a cat\", \"options\": {\"width\": \"a\"}}", .badRequest, "bad_request", "options.width must be an integer"),
         ("{\"prompt\": \"a cat\", \"options\": {\"height\": 1.5}}", .badRequest, "bad_request", "options.height must be an integer"),
         ("{\"prompt\": \"a cat\", \"options\": {\"fps\": true}}", .badRequest, "bad_request", "options.fps must be an integer"),
@@ -88,7 +95,9 @@ import ReelCore
                 let status = try HTTPAPITests.json(response)
                 guard case .object(let fields) = status, case .object(let wanted) = expected else { Issue.record("\(body)"); continue }
                 #expect(Set(fields.keys) == ["id", "state", "prompt", "seed", "width", "height", "fps", "seconds", "blocks", "frames",
-                                             "promptIndex", "promptSwitches", "lastBlockMs", "lastDecodeMs", "queuePosition", "video"])
+                                             "promptIndex", "promptSwitches", "lastBlockMs", "lastDecodeMs", "queuePosition", "video",
+                                             "input"])
+                #expect(status["input"] == .null)
                 for (key, value) in wanted { #expect(fields[key] == value, "\(key) of \(body)") }
                 #expect(status["state"] == "queued" && status["queuePosition"] == .int(i + 1) && status["video"] == .null)
                 #expect(status["blocks"] == 0 && status["lastBlockMs"] == 0)
@@ -107,7 +116,7 @@ import ReelCore
         ["type": "error", "code": .string(code), "message": .string(message)]
     }
 
-    static let notAMessage = "a message is a JSON object with a \"type\": start, prompt, pause, resume or stop"
+    static let notAMessage = "a message is a JSON object with a \"type\": start, prompt, pause, resume, stop or end"
 
     @Test func controlMessagesAreCheckedAndAnswered() async throws {
         let server = try TestModel.server()
@@ -120,7 +129,7 @@ import ReelCore
                     ("{\"type\": 3}", Self.error("bad_request", Self.notAMessage)),
                     ("{\"prompt\": \"a cat\"}", Self.error("bad_request", Self.notAMessage)),
                     ("{\"type\": \"dance\"}",
-                     Self.error("unknown_type", "unknown message type 'dance'; known: start, prompt, pause, resume, stop")),
+                     Self.error("unknown_type", "unknown message type 'dance'; known: start, prompt, pause, resume, stop, end")),
                     ("{\"type\": \"prompt\", \"prompt\": 3}", Self.error("no_session", "send {\"type\": \"start\", \"prompt\": ...} first")),
                     ("{\"type\": \"stop\"}", Self.error("no_session", "send {\"type\": \"start\", \"prompt\": ...} first")),
                     ("{\"type\": \"start\", \"prompt\": \"a cat\", \"colour\": 1}",
@@ -135,7 +144,8 @@ import ReelCore
                 let answers = seen.messages
                 #expect(answers.first?["code"] == "bad_json" && answers.first?["message"]?.string?.hasPrefix("malformed JSON: ") == true)
                 for (i, (text, expected)) in refused.enumerated() { #expect(answers[i + 1] == expected, "\(text)") }
-                #expect(answers.last == Self.error("bad_message", "send control messages as JSON text"))
+                #expect(answers.last == Self.error("bad_message", "binary messages are input frames (JPEG or PNG) of a session started "
+                                                   + "with options.input; send control messages as JSON text"))
 
                 try await outbound.write(.text("{\"type\": \"start\", \"prompt\": \"a cat\", \"seed\": 2, \"options\": {\"record\": false}}"))
                 try await WebSocketTests.read(&inbound, into: seen) { $0.messages.contains { $0["type"] == "block" } }
@@ -143,7 +153,7 @@ import ReelCore
                 guard case .object(let fields) = session else { Issue.record("no session message"); return }
                 #expect(Set(fields.keys) == ["type", "id", "state", "prompt", "seed", "width", "height", "fps", "seconds", "blocks",
                                              "frames", "promptIndex", "promptSwitches", "lastBlockMs", "lastDecodeMs",
-                                             "queuePosition", "video"])
+                                             "queuePosition", "video", "input"])
                 #expect(session["seconds"] == .null && session["seed"] == 2 && session["prompt"] == "a cat")
                 let id = try #require(session["id"]?.string)
                 guard case .object(let block) = try #require(seen.messages.first { $0["type"] == "block" }) else { return }

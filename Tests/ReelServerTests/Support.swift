@@ -29,7 +29,10 @@ enum TestModel {
             let taehv = FilteredTensorSource(try WeightFileTensors(path: fixtures.appendingPathComponent("vae/taehv_decoder.safetensors").path),
                                              excluding: ["input.", "output."])
             let decoder = UncheckedSendable(try TinyDecoder.load(from: taehv, on: backend))
-            let model = LoadedModel(prompts: try PromptEncoder(tokenizer: tok, textEncoder: t5, model: dit), decoderName: "taehv") {
+            // A random-weights TAEHV encoder of the decoder's 16 latent channels: sessions take inputs.
+            let encoder = UncheckedSendable(try TinyEncoder.load(from: TinyEncoder.randomWeights(channels: 8, on: backend, seed: 6), on: backend))
+            let model = LoadedModel(prompts: try PromptEncoder(tokenizer: tok, textEncoder: t5, model: dit), decoderName: "taehv",
+                                    makeEncoder: { StreamingTAEHVEncoder(model: encoder.value) }) {
                 StreamingTinyDecoder(model: decoder.value)
             }
             cached = model
@@ -37,11 +40,17 @@ enum TestModel {
         }
     }
 
-    /// The shipped tiny model (`Models/tiny`), on two CPU threads.
-    static func tiny() throws -> LoadedModel {
+    /// The micro model without its encoder (a server that takes prompts only).
+    static func withoutEncoder() throws -> LoadedModel {
+        let model = try load()
+        return LoadedModel(prompts: model.prompts, decoderName: "taehv") { model.newDecoder()! }
+    }
+
+    /// The shipped tiny model (`Models/tiny`), on two CPU threads; `encoder`: with its TAEHV encoder.
+    static func tiny(encoder: Bool = false) throws -> LoadedModel {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let files = try ModelFiles(folder: root.appendingPathComponent("Models/tiny").path)
-        return try LoadedModel.load(files: files, backend: CPUBackend(threads: 2))
+        return try LoadedModel.load(files: files, encoder: encoder, backend: CPUBackend(threads: 2))
     }
 
     static func config(_ edit: (inout ServerConfiguration) -> Void = { _ in }) -> ServerConfiguration {

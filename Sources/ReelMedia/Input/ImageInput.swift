@@ -1,8 +1,9 @@
 import Foundation
 import ReelCore
 
-/// A still image as a one-frame input: PNG decoded by `PNGDecoder`, anything else (JPEG, WebP, BMP, ...)
-/// through ffmpeg's first frame. It has no frame rate; `FittedInput` shows it as one frame.
+/// A still image as a one-frame input: PNG decoded by `PNGDecoder`, baseline JPEG by `JPEGDecoder`, anything
+/// else (progressive JPEG, WebP, BMP, ...) through ffmpeg's first frame. It has no frame rate; `FittedInput` shows
+/// it as one frame.
 public final class ImageInput: VideoInput {
     public let source: String
     /// The image.
@@ -12,10 +13,16 @@ public final class ImageInput: VideoInput {
     public var frameRate: FrameRate? { nil }
     private var delivered = false
 
-    /// The image at `path`: a PNG (by its signature) is decoded in process, others through ffmpeg.
+    /// The image at `path`: a PNG or a baseline JPEG (by its signature) is decoded in process, others through
+    /// ffmpeg (a JPEG this decoder refuses names why when ffmpeg is missing).
     public convenience init(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
-        if VideoInputKind(path: path, leadingBytes: try leadingBytes(of: path)) == .png {
+        let kind = VideoInputKind(path: path, leadingBytes: try leadingBytes(of: path))
+        if kind == .png {
             try self.init(frame: PNGDecoder.decode(path: path), source: path)
+        } else if kind == .jpeg, let data = FileManager.default.contents(atPath: path),
+                  JPEGDecoder.unsupportedFeature([UInt8](data)) == nil
+                      || FFmpegSink.findFFmpeg(environment: environment) == nil {
+            try self.init(frame: JPEGDecoder.decode([UInt8](data), source: path), source: path)
         } else {
             let input = try FFmpegInput(path: path, maxFrames: 1, environment: environment)
             defer { input.close() }

@@ -7,10 +7,12 @@ public enum VideoInputKind: String, Sendable, CaseIterable {
     case y4m
     /// A PNG image, decoded in process as one frame.
     case png
+    /// A JPEG image, one frame: decoded in process when baseline (`JPEGDecoder`), else by ffmpeg.
+    case jpeg
     /// Anything else, decoded by ffmpeg.
     case ffmpeg
 
-    /// The kind for `path`: `-` is Y4M on stdin. A file's first bytes decide: the Y4M or PNG signature
+    /// The kind for `path`: `-` is Y4M on stdin. A file's first bytes decide: the Y4M, PNG or JPEG signature
     /// picks the built-in reader, anything else goes to ffmpeg (a JPEG named `.png` still opens). Only
     /// without bytes to look at (a FIFO, a device, a URL) does the extension decide (`.y4m`, `.png`).
     public init(path: String, leadingBytes: [UInt8]) {
@@ -18,6 +20,8 @@ public enum VideoInputKind: String, Sendable, CaseIterable {
             self = .y4m
         } else if leadingBytes.starts(with: PNGEncoder.signature) {
             self = .png
+        } else if JPEGDecoder.hasSignature(leadingBytes) {
+            self = .jpeg
         } else if !leadingBytes.isEmpty {
             self = .ffmpeg
         } else {
@@ -31,7 +35,7 @@ public enum VideoInputKind: String, Sendable, CaseIterable {
 }
 
 /// Opens the input at `path` with the reader its kind needs (`VideoInputKind`): `-` reads Y4M from stdin,
-/// Y4M streams, a PNG is a one-frame input, and the rest (MP4, WebM, MOV, MKV, JPEG, URLs, devices) go
+/// Y4M streams, a PNG or a JPEG is a one-frame input (`ImageInput`), and the rest (MP4, WebM, MOV, MKV, JPEG, URLs, devices) go
 /// through ffmpeg. `stallTimeout` seconds without a frame make a live input throw; nil waits for ever.
 public func openVideoInput(
     path: String, stallTimeout: Double? = nil, environment: [String: String] = ProcessInfo.processInfo.environment
@@ -44,6 +48,7 @@ public func openVideoInput(
     switch VideoInputKind(path: path, leadingBytes: isURL ? [] : try leadingBytes(of: path)) {
     case .y4m: return try Y4MReader(path: path, stallTimeout: stallTimeout)
     case .png: return try ImageInput(frame: PNGDecoder.decode(path: path), source: path)
+    case .jpeg: return try ImageInput(path: path, environment: environment)
     case .ffmpeg: return try FFmpegInput(path: path, stallTimeout: stallTimeout, environment: environment)
     }
 }

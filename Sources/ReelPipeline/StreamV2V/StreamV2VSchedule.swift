@@ -40,6 +40,20 @@ public struct StreamV2VSchedule: Codable, Sendable, Equatable {
     /// The live demo's configuration (1.3B, `--step 2`).
     public static let streamDiffusionV2 = StreamV2VSchedule()
 
+    /// The steps StreamDiffusionV2 offers (`--step 1...4`): the first `count` are used.
+    public static let stepLadder = [700, 500, 400, 200]
+
+    /// The live demo's configuration with `steps` denoising steps (1...4, the first of `stepLadder`) and an
+    /// initial noise scale; `validate()` checks the scale.
+    public static func streamDiffusionV2(steps: Int, noiseScale: Double) throws -> StreamV2VSchedule {
+        guard (1...stepLadder.count).contains(steps) else {
+            throw ReelError.input("video-to-video takes 1 to \(stepLadder.count) denoising steps, got \(steps)")
+        }
+        var schedule = StreamV2VSchedule(denoisingSteps: Array(stepLadder.prefix(steps)), noiseScale: noiseScale)
+        try schedule.validate()
+        return schedule
+    }
+
     /// Denoising levels N (steps per block).
     public var levels: Int { denoisingSteps.count }
 
