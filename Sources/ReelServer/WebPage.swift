@@ -42,7 +42,7 @@ enum WebPage {
           </select></label>
           <input id="file" type="file" accept="video/*,image/*" hidden>
           <span id="v2v" hidden>
-            <label>noise scale <input id="noiseScale" type="range" min="0.2" max="1" step="0.05" value="0.8"> <b id="noiseValue">0.80</b></label>
+            <label>noise scale <input id="noiseScale" type="range" min="0.2" max="1" step="0.05" value="0.6"> <b id="noiseValue">model default</b></label>
             <label>steps <select id="steps"><option>1</option><option selected>2</option><option>3</option><option>4</option></select></label>
           </span>
         </div>
@@ -99,6 +99,8 @@ enum WebPage {
     static let script = #"""
     "use strict";
     const $ = (id) => document.getElementById(id);
+    // The noise scale is sent once chosen; until then the server uses the model's default (reel.json noise_scale).
+    let noiseTouched = false;
     const canvas = $("video"), ctx = canvas.getContext("2d");
     const stats = { framesDrawn: 0, framesReceived: 0, promptIndexDrawn: 0, block: -1, state: "idle", session: null, latencyMs: null,
                     errors: [], inputSent: 0, input: "none" };
@@ -268,7 +270,7 @@ enum WebPage {
       const a = $("download"); a.classList.add("disabled"); a.href = "#";
       const options = {};
       if (input !== "none") options.input = input;
-      if (input === "video") { options.noiseScale = Number($("noiseScale").value); options.steps = Number($("steps").value); }
+      if (input === "video") { if (noiseTouched) options.noiseScale = Number($("noiseScale").value); options.steps = Number($("steps").value); }
       ws.send(JSON.stringify({ type: "start", prompt, seed: Number(seed) || 0, options }));
     }
 
@@ -293,14 +295,14 @@ enum WebPage {
     }
     $("inputKind").onchange = showInputControls;
     $("file").onchange = showInputControls;
-    $("noiseScale").oninput = () => show("noiseValue", Number($("noiseScale").value).toFixed(2));
+    $("noiseScale").oninput = () => { noiseTouched = true; show("noiseValue", Number($("noiseScale").value).toFixed(2)); };
 
     // /?prompt=TEXT&seed=N&autostart=1&then=TEXT&at=SECONDS
     const params = new URLSearchParams(location.search);
     if (params.get("prompt")) $("prompt").value = params.get("prompt");
     if (params.get("seed")) $("seed").value = params.get("seed");
     if (params.get("input")) $("inputKind").value = params.get("input");
-    if (params.get("noise")) { $("noiseScale").value = params.get("noise"); show("noiseValue", Number(params.get("noise")).toFixed(2)); }
+    if (params.get("noise")) { noiseTouched = true; $("noiseScale").value = params.get("noise"); show("noiseValue", Number(params.get("noise")).toFixed(2)); }
     if (params.get("steps")) $("steps").value = params.get("steps");
     showInputControls();
     if (params.get("autostart")) {
