@@ -19,14 +19,10 @@ import Testing
 /// answers the k-th frame sent.
 ///
 /// Restyling means: the output's object where the input's is (centroids within 0.08 of the frame, 10 pixels at
-/// 128) and in the prompt's colour (nearest palette colour green), in at least 80% of the frames. The shipped
-/// model does not do both yet (it is being retrained): `tinyModelRestyles` false runs those two checks as a known
-/// issue, which fails the test when they start to pass, so that the flag is turned on. `REEL_BROWSER_V2V_NOISE`
-/// (default 0.6) and `REEL_BROWSER_V2V_STEPS` (default 2) set the session's noise scale and steps.
+/// 128, in at least 70% of the frames, median within 0.08) and in the prompt's colour (nearest palette colour
+/// green, 80%). `REEL_BROWSER_V2V_NOISE` (default 0.6, the shipped model's) and `REEL_BROWSER_V2V_STEPS`
+/// (default 2) set the session's noise scale and steps.
 @Suite struct BrowserVideoToVideoTests {
-    /// Whether the shipped tiny model restyles a video (see the suite's comment).
-    static let tinyModelRestyles = true
-
     static let frameSize = 256, cameraFrames = 160, fps = 16
     static let scene = Scene(object: SceneObject(shape: .circle, colour: .red, motion: .bouncesLeftRight, speed: .slowly),
                              background: .plain(.blue))
@@ -237,15 +233,11 @@ import Testing
                          + "(median distance %.3f), green in %d; colours %@", noise, steps, pairs.count, placed, median, coloured,
                          colours.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
             for k in stride(from: 0, to: pairs.count, by: 8) { print("  frame \(k): input \(pairs[k].0), output \(pairs[k].1)") }
-            let checks = {
-                #expect(Double(placed) >= 0.8 * Double(pairs.count), "the output's object follows the input's")
-                #expect(Double(coloured) >= 0.8 * Double(pairs.count), "the output's object has the prompt's colour")
-            }
-            if Self.tinyModelRestyles {
-                checks()
-            } else {
-                withKnownIssue("the shipped tiny model does not restyle yet (keeps the input or follows the prompt)", checks)
-            }
+            // Measured with the shipped model (noise 0.6, 2 steps): 54 of 65 frames within 0.08 (median 0.045), 65 green.
+            // The camera's frames jump where Chromium's fake device loops its file; the output catches up a block later.
+            #expect(Double(placed) >= 0.7 * Double(pairs.count), "the output's object follows the input's")
+            #expect(median <= 0.08, "median distance \(median)")
+            #expect(Double(coloured) >= 0.8 * Double(pairs.count), "the output's object has the prompt's colour")
         }
     }
 
