@@ -74,7 +74,7 @@ struct Inspect: ParsableCommand {
             }
         }
         if files.count > 1 && failures < files.count {
-            print("total: \(Self.grouped(total)) parameters in \(files.count - failures) file(s)")
+            print("total: \(MemoryEstimate.grouped(total)) parameters in \(files.count - failures) file(s)")
         }
         if failures > 0 { throw ExitCode.failure }
     }
@@ -108,7 +108,7 @@ struct Inspect: ParsableCommand {
             rows.append((key, dtype, info.shape.description, line))
         }
         let shown = filter == nil ? "" : " matching '\(filter!)'"
-        print("\(file.path): \(file.format), \(keys.count) \(keys.count == 1 ? "tensor" : "tensors")\(shown), \(Self.grouped(parameters)) parameters")
+        print("\(file.path): \(file.format), \(keys.count) \(keys.count == 1 ? "tensor" : "tensors")\(shown), \(MemoryEstimate.grouped(parameters)) parameters")
         if summary { return parameters }
         for (k, v) in file.metadata.sorted(by: { $0.key < $1.key }) where filter.map({ k.contains($0) }) ?? true {
             print("  metadata \(k) = \(v.count > 200 ? String(v.prefix(200)) + "..." : v)")
@@ -139,16 +139,5 @@ struct Inspect: ParsableCommand {
         let n = Double(finite)
         return "min \(f(Double(lo))) max \(f(Double(hi))) mean \(f(sum / n)) rms \(f((squares / n).squareRoot()))"
             + (bad > 0 ? "  \(bad) NaN/Inf" : "")
-    }
-
-    /// 1234567 -> "1,234,567".
-    static func grouped(_ n: Int) -> String {
-        let digits = Array(String(n))
-        var out = ""
-        for (i, d) in digits.enumerated() {
-            if i > 0 && (digits.count - i) % 3 == 0 { out += "," }
-            out.append(d)
-        }
-        return out
     }
 }
