@@ -1,5 +1,6 @@
 import Foundation
 import ReelCore
+import ReelCUDA
 import ReelMedia
 import ReelModels
 import ReelPipeline
@@ -98,6 +99,13 @@ extension Bench {
         let t0 = ContinuousClock.now
         _ = try await runOnce(blocks: max(4, steps + 3))   // kernels compiled, algorithms chosen, pools filled
         print(String(format: "warm-up run in %.1f s", (ContinuousClock.now - t0).seconds))
+        let profiler = (backend as? CUDABackend)?.profiler            // REEL_PROFILE: the measured run, per stream
+        if let profiler, let gpu = backend as? CUDABackend {
+            profiler.reset()
+            profiler.name("DiT", for: gpu)
+            if let d = decodeStream as? CUDABackend, d !== gpu { profiler.name("decoder", for: d) }
+            if let e = encodeStream as? CUDABackend, e !== gpu { profiler.name("encoder", for: e) }
+        }
         let started = ContinuousClock.now
         let (times, latency, _) = try await runOnce(blocks: blocks)
         guard times.count > warmup + 1 else { throw ReelError.input("too few blocks came out (\(times.count)) for --warmup \(warmup)") }
@@ -121,5 +129,6 @@ extension Bench {
         if let stats = backend.device.memoryStatistics() {
             print(String(format: "peak device memory %.2f GB", Double(stats.peak) / 1e9))
         }
+        if let profiler { print("\n" + (try profiler.report()), terminator: "") }
     }
 }
