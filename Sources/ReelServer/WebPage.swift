@@ -201,7 +201,9 @@ enum WebPage {
         }
         source.srcObject = null; source.src = URL.createObjectURL(file); source.loop = false;
         source.onended = endInput;
-        await source.play();
+        // Loaded and held at its start: the capture plays it once the session runs (a slow start must not let
+        // the file end before its first frame is sent).
+        await source.play(); source.pause(); source.currentTime = 0;
         return "video";
       }
       return "none";
@@ -233,6 +235,7 @@ enum WebPage {
         if (sending) return;
         const held = paused || stats.inputSent - stats.framesReceived >= inFlight;
         if (!camera || source.srcObject !== camera) {
+          if (source.ended) { endInput(); return; }
           if (held && !source.paused) source.pause();
           if (!held && source.paused && !source.ended) source.play().catch(() => {});
         }
