@@ -210,9 +210,9 @@ public final class WanVAEDecoder: @unchecked Sendable {
 
 extension WanVAEConfig {
     /// The decoder's widths before and after each stage: dim * [mult[-1]] + mult reversed.
-    var decoderDims: [Int] { ([dimMult.last ?? 1] + dimMult.reversed()).map { $0 * decoderBaseDim } }
+    public var decoderDims: [Int] { ([dimMult.last ?? 1] + dimMult.reversed()).map { $0 * decoderBaseDim } }
     /// The encoder's widths: dim * [1] + mult.
-    var encoderDims: [Int] { ([1] + dimMult).map { $0 * baseDim } }
+    public var encoderDims: [Int] { ([1] + dimMult).map { $0 * baseDim } }
 
     /// Wan's key of a decoder stage's block: flat for Wan2.1 (`decoder.upsamples.N`), nested for Wan2.2
     /// (`decoder.upsamples.i.upsamples.j`, vae2_2.py `Up_ResidualBlock`).
