@@ -8,17 +8,13 @@ import ReelCore
 /// block's entries ordered (c, t, h, w) and cut into `out` runs of `group`.
 struct AvgDown3D {
     let cin: Int, cout: Int, factorT: Int, factorS: Int
-    /// [1, group] of 1 / group: the mean as a matmul (1 / group is exact for the power-of-two groups).
-    let meanWeight: Tensor
 
     var factor: Int { factorT * factorS * factorS }
     var group: Int { cin * factor / cout }
 
-    init(cin: Int, cout: Int, factorT: Int, factorS: Int, backend: any Backend, dtype: DType) throws {
+    init(cin: Int, cout: Int, factorT: Int, factorS: Int) {
         precondition(cin * factorT * factorS * factorS % cout == 0, "AvgDown3D: \(cin) x factor not a multiple of \(cout)")
         self.cin = cin; self.cout = cout; self.factorT = factorT; self.factorS = factorS
-        let g = cin * factorT * factorS * factorS / cout
-        meanWeight = try backend.tensor([Float](repeating: 1 / Float(g), count: g), shape: [1, g], dtype: dtype)
     }
 
     func callAsFunction(_ x: Tensor) throws -> Tensor {
@@ -28,11 +24,14 @@ struct AvgDown3D {
         let padT = (factorT - x.shape[1] % factorT) % factorT
         if padT > 0 { x = try b.concat([try b.zeros(x.shape.replacing(axis: 1, with: padT), dtype: x.dtype), x], axis: 1) }
         let (n, t, h, w, c) = (x.shape[0], x.shape[1] / factorT, x.shape[2] / factorS, x.shape[3] / factorS, x.shape[4])
-        if group == 1 && factor == 1 { return x }
+        if factor == 1 && group == 1 { return x }   // the identity (Wan2.2's last encoder stage)
         let blocks = try x.reshaped([n * t, factorT, h, factorS, w, factorS, c])
         let ordered = try b.permute(blocks, [0, 2, 4, 6, 1, 3, 5])            // [NT, h, w, C, ft, fs, fs]
         let groups = try ordered.reshaped([n * t * h * w * cout, group])
-        return try b.linear(groups, weight: meanWeight).reshaped([n, t, h, w, cout])
+        // The mean as a sum of the group's columns times 1 / group (elementwise ops only; Wan: `x.mean(dim=2)`).
+        var sum = try b.slice(groups, axis: 1, start: 0, length: 1)
+        for g in 1..<group { sum = try b.add(sum, try b.slice(groups, axis: 1, start: g, length: 1)) }
+        return try b.affine(sum, scale: 1 / Float(group), bias: 0).reshaped([n, t, h, w, cout])
     }
 }
 
