@@ -81,7 +81,7 @@ public struct WanVAEConfig: Codable, Sendable, Equatable {
     ]
 
     /// Wan2.2's VAE (`Wan2.2_VAE.pth`; `Wan2_2_VAE` in Wan2.2 `wan/modules/vae2_2.py`: c_dim 160, dec_dim 256,
-    /// z_dim 48, temperal_downsample [False, True, True]; 1.26M... see `WanVAEDecoder.weightShapes` for counts).
+    /// z_dim 48, temperal_downsample [False, True, True]): 555.1M decoder and 149.6M encoder parameters.
     public static let wan22 = WanVAEConfig(baseDim: 160, zDim: 48, latentsMean: wan22Mean, latentsStd: wan22Std,
                                            decoderBaseDim: 256, patchSize: 2, isResidual: true)
 
