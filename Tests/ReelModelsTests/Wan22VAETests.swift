@@ -158,6 +158,10 @@ import Testing
         let err = try VAEFixture.nmse(video, expected)
         print("Wan2.2 decode without the DupUp3D shortcuts: nmse \(err)")
         #expect(err > 1e-2)
+        let latents2 = try encoder().withoutShortcuts().encode(tensor("input.video"))
+        let encErr = try VAEFixture.nmse(latents2, tensor("output.latents"))
+        print("Wan2.2 encode without the AvgDown3D shortcuts: nmse \(encErr)")
+        #expect(encErr > 1e-2)
     }
 
     /// Latents not de-normalized (the decoder fed them as raw latents) and the encoder's raw means.

@@ -37,7 +37,7 @@ public final class WanVAEEncoder: @unchecked Sendable {
 
     struct Stage {
         let layers: Range<Int>
-        let shortcut: AvgDown3D?
+        var shortcut: AvgDown3D?
     }
 
     init(config: WanVAEConfig, binder w: WeightBinder) throws {
@@ -124,6 +124,21 @@ public final class WanVAEEncoder: @unchecked Sendable {
         return try backend.slice(q, axis: 4, start: 0, length: config.zDim)
     }
 
+    /// A copy without Wan2.2's `AvgDown3D` shortcuts (tests: shows they matter).
+    func withoutShortcuts() -> WanVAEEncoder {
+        WanVAEEncoder(copying: self, stages: stages.map {
+            var s = $0
+            s.shortcut?.enabled = false
+            return s
+        })
+    }
+
+    private init(copying o: WanVAEEncoder, stages: [Stage]) {
+        config = o.config; backend = o.backend; mean = o.mean; invStd = o.invStd; quantConv = o.quantConv; conv1 = o.conv1
+        downsamples = o.downsamples; self.stages = stages; middle0 = o.middle0; middleAttention = o.middleAttention
+        middle2 = o.middle2; headNorm = o.headNorm; headConv = o.headConv; slotCount = o.slotCount
+    }
+
     /// Encodes one chunk of frames `[N, t, H, W, 3]` (1 frame first, then 4 at a time) into moments, continuing `cache`.
     func forward(_ x: Tensor, cache: inout CausalCache) throws -> Tensor {
         var y = try conv1(Patchify.pack(x, patch: config.patchSize), cache: &cache)   // [N, t, H/p, W/p, dim]
@@ -135,7 +150,7 @@ public final class WanVAEEncoder: @unchecked Sendable {
                 case let .resample(r): y = try r(y, cache: &cache)               // /2 in H, W (and T)
                 }
             }
-            if let shortcut = stage.shortcut { y = try input.backend.add(y, try shortcut(input)) }
+            if let shortcut = stage.shortcut, shortcut.enabled { y = try input.backend.add(y, try shortcut(input)) }
         }
         y = try middle0(y, cache: &cache)
         y = try middleAttention(y)

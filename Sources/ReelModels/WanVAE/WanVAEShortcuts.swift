@@ -8,6 +8,8 @@ import ReelCore
 /// block's entries ordered (c, t, h, w) and cut into `out` runs of `group`.
 struct AvgDown3D {
     let cin: Int, cout: Int, factorT: Int, factorS: Int
+    /// Off only in tests (a model without the shortcut).
+    var enabled = true
 
     var factor: Int { factorT * factorS * factorS }
     var group: Int { cin * factor / cout }
