@@ -81,8 +81,8 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
         let model = UncheckedSendable(try WanVAEDecoder.load(from: WeightFileTensors(path: files.vae!), on: stream, dtype: dtype))
         let vae = model.value.config
         guard vae.zDim == dit.config.outChannels else {
-            throw ReelError.input("\(files.vae!) is a \(vae.name) (\(vae.zDim) latent channels) but the DiT makes \(dit.config.outChannels): "
-                                  + "pair a Wan2.1 DiT with Wan2.1_VAE.pth, a Wan2.2-TI2V-5B DiT with Wan2.2_VAE.pth")
+            throw ReelError.input("\(files.vae!) is a \(vae.name) (\(vae.zDim) latent channels) but the DiT makes "
+                                  + "\(dit.config.outChannels): pair a Wan2.1 DiT with Wan2.1_VAE.pth, a Wan2.2-TI2V-5B DiT with Wan2.2_VAE.pth")
         }
         var makeEncoder: (@Sendable () -> any VideoEncoder)?
         let encodeStream = wantsEncoder ? try stream.makeStream() : stream

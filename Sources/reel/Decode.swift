@@ -17,10 +17,12 @@ struct Decode: AsyncParsableCommand {
         The latents are the DiT's normalized latents (16 channels; 48 for the Wan2.2 VAE), in a safetensors file; the layout \
         ([N,C,T,h,w], [N,T,C,h,w] or [N,T,h,w,C]) is detected unless --layout says it. They are decoded \
         --block latent frames at a time, as a stream: each block's frames reach the output before the \
-        next block is decoded. Latent 0 gives 1 frame, every later latent 4 (of 8x8 pixels per latent cell; 16x16 for Wan2.2).
+        next block is decoded. Latent 0 gives 1 frame, every later latent 4 (a latent cell is 8x8 pixels; \
+        16x16 for Wan2.2).
 
-        --vae takes Wan2.1_VAE.pth or Wan2.2_VAE.pth (which one is read from the weights), a safetensors file \
-        with the same keys, or diffusers' vae/ folder (or its diffusion_pytorch_model.safetensors); with --tiny it takes taew2_1.pth (or .safetensors). \
+        --vae takes Wan2.1_VAE.pth or Wan2.2_VAE.pth (which one is read from the weights), a safetensors \
+        file with the same keys, or diffusers' vae/ folder (or its diffusion_pytorch_model.safetensors); \
+        with --tiny it takes taew2_1.pth (or .safetensors). \
         The output format follows the extension: .mp4 (H.264 through ffmpeg; Y4M when ffmpeg is \
         missing), .y4m, or anything else for a folder of PNG frames. Runs on the CPU backend.
         """

@@ -160,8 +160,8 @@ public struct WanVAEConfig: Codable, Sendable, Equatable {
         }
         let pixels = head?.rank == 5 ? head![0] : input![1]
         guard pixels == config.pixelChannels else {
-            throw ReelError.weights(message: "\(config.name) takes \(config.pixelChannels) pixel channels (patch \(config.patchSize)), "
-                                    + "the weights have \(pixels)")
+            throw ReelError.weights(message: "\(config.name) takes \(config.pixelChannels) pixel channels "
+                                    + "(patch \(config.patchSize)), the weights have \(pixels)")
         }
         if let conv2 = binder.shape("conv2.weight"), conv2.rank == 5 {
             config.zDim = conv2[0]
@@ -169,7 +169,8 @@ public struct WanVAEConfig: Codable, Sendable, Equatable {
             config.zDim = conv1[0] / 2
         }
         if config.zDim != config.latentsMean.count {
-            throw ReelError.weights(message: "z dim \(config.zDim) has no latent statistics (\(config.name) has \(config.latentsMean.count))")
+            throw ReelError.weights(message: "z dim \(config.zDim) has no latent statistics "
+                                    + "(\(config.name) has \(config.latentsMean.count))")
         }
         return config
     }

@@ -70,7 +70,8 @@ public final class WanVAEEncoder: @unchecked Sendable {
                 let key = config.encoderLayerKey(stage: i, block: config.numResBlocks, flatIndex: layers.count)
                 layers.append(.resample(try Resample(w, key, dim: cout, mode: mode, slots: &slots)))
             }
-            let shortcut = config.isResidual ? AvgDown3D(cin: dims[i], cout: cout, factorT: temporal ? 2 : 1, factorS: down ? 2 : 1) : nil
+            let shortcut = config.isResidual
+                ? AvgDown3D(cin: dims[i], cout: cout, factorT: temporal ? 2 : 1, factorS: down ? 2 : 1) : nil
             stageList.append(Stage(layers: first..<layers.count, shortcut: shortcut))
         }
         downsamples = layers

@@ -56,13 +56,12 @@ public enum WanVAEKeyLayout: String, Sendable {
                     stages.append(.replace("decoder.up_blocks.\(i).resnets.\(j).", key + "."))
                 }
                 let resample = config.decoderLayerKey(stage: i, block: r + 1, flatIndex: i * perStage + r + 1)
-                stages.append(.replace(config.isResidual ? "decoder.up_blocks.\(i).upsampler." : "decoder.up_blocks.\(i).upsamplers.0.",
-                                       resample + "."))
+                let upsampler = config.isResidual ? "decoder.up_blocks.\(i).upsampler." : "decoder.up_blocks.\(i).upsamplers.0."
+                stages.append(.replace(upsampler, resample + "."))
                 if config.isResidual {
-                    for j in 0..<r {
-                        encoder.append(.replace("encoder.down_blocks.\(i).resnets.\(j).", config.encoderLayerKey(stage: i, block: j, flatIndex: 0) + "."))
-                    }
-                    encoder.append(.replace("encoder.down_blocks.\(i).downsampler.", config.encoderLayerKey(stage: i, block: r, flatIndex: 0) + "."))
+                    func wan(_ j: Int) -> String { config.encoderLayerKey(stage: i, block: j, flatIndex: 0) + "." }
+                    for j in 0..<r { encoder.append(.replace("encoder.down_blocks.\(i).resnets.\(j).", wan(j))) }
+                    encoder.append(.replace("encoder.down_blocks.\(i).downsampler.", wan(r)))
                 }
             }
             return encoder + [
