@@ -21,7 +21,8 @@ public enum ComputeCost {
         return Double(schedule.denoisingSteps.count + 1) * ditForward(c, queries: q, keys: k)
     }
 
-    /// Wan VAE decoding of one latent frame in steady state (4 video frames) at latent size h x w.
+    /// Wan VAE decoding of one latent frame in steady state (4 video frames) at latent size h x w (Wan2.1 or
+    /// Wan2.2; the parameter-free shortcuts and the patch unpacking are not counted).
     public static func vaeDecodeLatentFrame(_ c: WanVAEConfig, height h: Int, width w: Int) -> Double {
         var flops = 0.0
         func conv(_ cout: Int, _ cin: Int, _ k: Int, pixels: Int, frames: Int) {
@@ -32,7 +33,7 @@ public enum ComputeCost {
             conv(cout, cout, 27, pixels: pixels, frames: frames)
             if cin != cout { conv(cout, cin, 1, pixels: pixels, frames: frames) }
         }
-        let dims = ([c.dimMult.last ?? 1] + c.dimMult.reversed()).map { $0 * c.baseDim }
+        let dims = c.decoderDims
         var (pixels, frames) = (h * w, 1)
         conv(c.zDim, c.zDim, 1, pixels: pixels, frames: 1)
         conv(dims[0], c.zDim, 27, pixels: pixels, frames: 1)
@@ -41,7 +42,7 @@ public enum ComputeCost {
         flops += 2 * n * cm * cm * 4 + 4 * n * n * cm        // attention: qkv + proj, QK^T + PV
         residual(dims[0], dims[0], pixels: pixels, frames: 1)
         for i in 0..<c.dimMult.count {
-            var cin = i == 0 ? dims[i] : dims[i] / 2
+            var cin = i == 0 || c.isResidual ? dims[i] : dims[i] / 2
             let cout = dims[i + 1]
             for _ in 0...c.numResBlocks {
                 residual(cin, cout, pixels: pixels, frames: frames)
@@ -53,10 +54,10 @@ public enum ComputeCost {
                     frames *= 2
                 }
                 pixels *= 4
-                conv(cout / 2, cout, 9, pixels: pixels, frames: frames)
+                conv(c.isResidual ? cout : cout / 2, cout, 9, pixels: pixels, frames: frames)
             }
         }
-        conv(3, dims[c.dimMult.count], 27, pixels: pixels, frames: frames)
+        conv(c.pixelChannels, dims[c.dimMult.count], 27, pixels: pixels, frames: frames)
         return flops
     }
 }

@@ -79,16 +79,21 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
                                })
         }
         let model = UncheckedSendable(try WanVAEDecoder.load(from: WeightFileTensors(path: files.vae!), on: stream, dtype: dtype))
+        let vae = model.value.config
+        guard vae.zDim == dit.config.outChannels else {
+            throw ReelError.input("\(files.vae!) is a \(vae.name) (\(vae.zDim) latent channels) but the DiT makes "
+                                  + "\(dit.config.outChannels): pair a Wan2.1 DiT with Wan2.1_VAE.pth, a Wan2.2-TI2V-5B DiT with Wan2.2_VAE.pth")
+        }
         var makeEncoder: (@Sendable () -> any VideoEncoder)?
         let encodeStream = wantsEncoder ? try stream.makeStream() : stream
         if wantsEncoder {
             let encoder = UncheckedSendable(try WanVAEEncoder.load(from: WeightFileTensors(path: files.vae!), on: encodeStream, dtype: dtype))
             makeEncoder = { StreamingVAEEncoder(model: encoder.value) }
         }
-        return LoadedModel(prompts: prompts, decoderName: "wan-vae", decodeStream: stream, encodeStream: encodeStream,
-                           makeEncoder: makeEncoder,
+        return LoadedModel(prompts: prompts, decoderName: vae.isResidual ? "wan2.2-vae" : "wan-vae", decodeStream: stream,
+                           encodeStream: encodeStream, makeEncoder: makeEncoder,
                            makeDecoder: { StreamingVAEDecoder(model: model.value) },
-                           decoderFLOPs: { h, w in ComputeCost.vaeDecodeLatentFrame(.wan21, height: h, width: w) })
+                           decoderFLOPs: { h, w in ComputeCost.vaeDecodeLatentFrame(vae, height: h, width: w) })
     }
 
     /// Whether `files` hold an encoder for image and video inputs: a Wan VAE file always does, a TAEHV file

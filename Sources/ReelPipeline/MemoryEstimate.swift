@@ -92,14 +92,14 @@ extension MemoryEstimate {
     static func vaeDecoderActivations(_ c: WanVAEConfig, latentHeight h: Int, latentWidth w: Int) -> (Double, Double) {
         var caches = 0.0, largest = 0.0
         func causal(_ cin: Int, pixels: Int) { caches += 2 * Double(cin * pixels) }
-        let dims = ([c.dimMult.last ?? 1] + c.dimMult.reversed()).map { $0 * c.baseDim }
+        let dims = c.decoderDims
         let upsampleInTime = Array(c.temporalDownsample.reversed())
         let lastTimeUpsample = upsampleInTime.lastIndex(of: true) ?? -1
         var pixels = h * w, frames = 1
         causal(c.zDim, pixels: pixels)
         for _ in 0..<4 { causal(dims[0], pixels: pixels) }   // the middle's two residual blocks
         for i in 0..<c.dimMult.count {
-            var cin = i == 0 ? dims[i] : dims[i] / 2
+            var cin = i == 0 || c.isResidual ? dims[i] : dims[i] / 2
             let cout = dims[i + 1]
             for _ in 0...c.numResBlocks {
                 causal(cin, pixels: pixels)

@@ -123,6 +123,7 @@ extension ModelFolder {
         (.tokenizer, "tokenizer/spiece.model", .diffusers),
         (.vae, "vae.safetensors", .reel),
         (.vae, "Wan2.1_VAE.pth", .wan),
+        (.vae, "Wan2.2_VAE.pth", .wan),
         (.vae, "vae", .diffusers),
         (.tinyDecoder, "taehv.safetensors", .reel),
         (.tinyDecoder, "taew2_1.pth", .wan),
@@ -145,7 +146,7 @@ extension ModelFolder {
         case .lora: "lora.safetensors or models/lora.pt"
         case .textEncoder: "models_t5_umt5-xxl-enc-bf16.pth, text_encoder/ or text_encoder.safetensors"
         case .tokenizer: "google/umt5-xxl/tokenizer.json, tokenizer/ or tokenizer.json / spiece.model"
-        case .vae: "Wan2.1_VAE.pth, vae/ or vae.safetensors (or taew2_1.pth for the tiny decoder)"
+        case .vae: "Wan2.1_VAE.pth, Wan2.2_VAE.pth, vae/ or vae.safetensors (or taew2_1.pth for the tiny decoder)"
         case .tinyDecoder: "taew2_1.pth, taew2_1.safetensors or taehv.safetensors"
         }
     }

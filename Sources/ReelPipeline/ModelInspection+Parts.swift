@@ -57,12 +57,15 @@ extension ModelInspection {
         let source = WeightFileTensors(file)
         r.describe(file, source: source)
         let layout = try WanVAEKeyLayout.detect(source.keys)
-        let binder = try WeightBinder(source: source, rules: layout.rules(config: .wan21), backend: backend, dtype: .f32)
-        let config = try WanVAEConfig.detect(from: binder)
+        let base = WanVAEConfig.family(keys: source.keys)
+        let binder = try WeightBinder(source: source, rules: layout.rules(config: base), backend: backend, dtype: .f32)
+        let config = try WanVAEConfig.detect(from: binder, base: base)
         let decoderKeys = layout == .wan ? ["decoder.", "conv2."] : ["decoder.", "post_quant_conv."]
         let decoder = parameters(of: source) { k in decoderKeys.contains { k.hasPrefix($0) } }
         r.layout = layout == .wan ? "Wan key names" : "diffusers key names"
-        r.architecture = "Wan2.1 VAE: base width \(config.baseDim), decoder \(MemoryEstimate.grouped(decoder)) parameters, "
+        let widths = config.isResidual ? "widths \(config.baseDim) / \(config.decoderBaseDim), z \(config.zDim), stride 4x16x16"
+            : "base width \(config.baseDim)"
+        r.architecture = "\(config.name): \(widths), decoder \(MemoryEstimate.grouped(decoder)) parameters, "
             + "encoder \(MemoryEstimate.grouped(r.parameters - decoder))"
         return .wanVAE(config, parameters: decoder)
     }

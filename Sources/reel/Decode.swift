@@ -14,13 +14,15 @@ struct Decode: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Decode a latent video to MP4, Y4M or PNG frames with the Wan VAE or the TAEHV tiny decoder.",
         discussion: """
-        The latents are the DiT's normalized latents (16 channels), in a safetensors file; the layout \
+        The latents are the DiT's normalized latents (16 channels; 48 for the Wan2.2 VAE), in a safetensors file; the layout \
         ([N,C,T,h,w], [N,T,C,h,w] or [N,T,h,w,C]) is detected unless --layout says it. They are decoded \
         --block latent frames at a time, as a stream: each block's frames reach the output before the \
-        next block is decoded. Latent 0 gives 1 frame, every later latent 4.
+        next block is decoded. Latent 0 gives 1 frame, every later latent 4 (a latent cell is 8x8 pixels; \
+        16x16 for Wan2.2).
 
-        --vae takes Wan2.1_VAE.pth, a safetensors file with the same keys, or diffusers' vae/ folder \
-        (or its diffusion_pytorch_model.safetensors); with --tiny it takes taew2_1.pth (or .safetensors). \
+        --vae takes Wan2.1_VAE.pth or Wan2.2_VAE.pth (which one is read from the weights), a safetensors \
+        file with the same keys, or diffusers' vae/ folder (or its diffusion_pytorch_model.safetensors); \
+        with --tiny it takes taew2_1.pth (or .safetensors). \
         The output format follows the extension: .mp4 (H.264 through ffmpeg; Y4M when ffmpeg is \
         missing), .y4m, or anything else for a folder of PNG frames. Runs on the CPU backend.
         """
@@ -35,7 +37,7 @@ struct Decode: AsyncParsableCommand {
     @Option(help: "Latent layout: \(LatentLayout.allCases.map(\.rawValue).joined(separator: ", ")) (default: detected).")
     var layout: LatentLayout?
 
-    @Option(help: "VAE weights (Wan2.1_VAE.pth, safetensors, or a diffusers vae/ folder); TAEHV weights with --tiny.")
+    @Option(help: "VAE weights (Wan2.1_VAE.pth, Wan2.2_VAE.pth, safetensors, or a diffusers vae/ folder); TAEHV weights with --tiny.")
     var vae: String
 
     @Flag(help: "Use the TAEHV tiny decoder (taew2_1) instead of the Wan VAE.")
@@ -77,10 +79,12 @@ struct Decode: AsyncParsableCommand {
         let backend = CPUBackend(threads: threads)
         let started = Date()
         let decoder: any VideoDecoder
+        var name = "TAEHV tiny decoder"
         if tiny {
             decoder = StreamingTinyDecoder(model: try TinyDecoder.load(from: WeightFileTensors(path: vae), on: backend))
         } else {
             let model = try WanVAEDecoder.load(from: WeightFileTensors(path: vae), on: backend)
+            name = model.config.name + " decoder"
             decoder = StreamingVAEDecoder(model: model, maxLatentFramesPerChunk: chunk)
         }
         let z = try LatentLayout.channelLast(readLatents(backend), channels: decoder.latentChannels, layout: layout)
@@ -89,7 +93,7 @@ struct Decode: AsyncParsableCommand {
         }
         let total = z.shape[1]
         let (h, w) = (z.shape[2] * decoder.spatialStride, z.shape[3] * decoder.spatialStride)
-        log("\(tiny ? "TAEHV tiny decoder" : "Wan VAE decoder") loaded in \(Self.seconds(since: started)); "
+        log("\(name) loaded in \(Self.seconds(since: started)); "
             + "\(total) latent frames -> \(4 * total - 3) frames of \(w)x\(h) at \(fps) fps")
         let sink = try VideoSinks.open(path: output, fps: fps) { log("note: " + $0) }
         let blocks = AsyncThrowingStream<Tensor, Error> { c in

@@ -108,7 +108,8 @@ struct Inspect: ParsableCommand {
             rows.append((key, dtype, info.shape.description, line))
         }
         let shown = filter == nil ? "" : " matching '\(filter!)'"
-        print("\(file.path): \(file.format), \(keys.count) \(keys.count == 1 ? "tensor" : "tensors")\(shown), \(MemoryEstimate.grouped(parameters)) parameters")
+        print("\(file.path): \(file.format), \(keys.count) \(keys.count == 1 ? "tensor" : "tensors")\(shown), \(MemoryEstimate.grouped(parameters)) parameters"
+            + (Self.vaeName(file.keys).map { ", \($0)" } ?? ""))
         if summary { return parameters }
         for (k, v) in file.metadata.sorted(by: { $0.key < $1.key }) where filter.map({ k.contains($0) }) ?? true {
             print("  metadata \(k) = \(v.count > 200 ? String(v.prefix(200)) + "..." : v)")
@@ -123,6 +124,12 @@ struct Inspect: ParsableCommand {
                 + (stats ? r.shape.padding(toLength: shapeWidth, withPad: " ", startingAt: 0) + "  " + r.stats : r.shape))
         }
         return parameters
+    }
+
+    /// "Wan2.2 VAE (Wan key names)" when the keys are a Wan VAE's (from the names alone), else nil.
+    static func vaeName(_ keys: [String]) -> String? {
+        guard let layout = try? WanVAEKeyLayout.detect(keys) else { return nil }
+        return "\(WanVAEConfig.family(keys: keys).name) (\(layout == .wan ? "Wan" : "diffusers") key names)"
     }
 
     /// "min -0.1 max 0.2 mean 0.001 rms 0.05" over the finite values, plus the count of the others.

@@ -1,6 +1,6 @@
 import ReelCore
 
-/// Decodes a stream of latents with the Wan2.1 VAE, block by block, with Wan's exact chunked-causal
+/// Decodes a stream of latents with a Wan VAE (Wan2.1's or Wan2.2's), block by block, with Wan's exact chunked-causal
 /// state machine: latent 0 alone gives 1 frame, every later latent 4 frames (T latents -> 4T - 3
 /// frames in total), the same frames as decoding the whole latent video at once with Wan's `decode`.
 ///
@@ -49,8 +49,8 @@ public final class StreamingVAEDecoder: VideoDecoder {
         latentFramesDecoded = 0
     }
 
-    /// Decodes the next block `[N, T, h, w, z]` of normalized latents into `[N, T', 8h, 8w, 3]`
-    /// frames in [-1, 1] (T' = 4T, or 4T - 3 for the stream's first block).
+    /// Decodes the next block `[N, T, h, w, z]` of normalized latents into `[N, T', sh, sw, 3]`
+    /// frames in [-1, 1] (s = `spatialStride`, 8 or 16; T' = 4T, or 4T - 3 for the stream's first block).
     public func decode(_ latents: Tensor) throws -> Tensor {
         try checkLatents(latents, op: "StreamingVAEDecoder.decode")
         let b = latents.backend   // ops run on the stream the latents are issued on

@@ -1,6 +1,6 @@
 import ReelCore
 
-/// Encodes a stream of video frames with the Wan2.1 VAE encoder, block by block, for live
+/// Encodes a stream of video frames with a Wan VAE encoder (Wan2.1's or Wan2.2's), block by block, for live
 /// video-to-video: frame 0 alone gives latent 0, then every 4 frames give one latent (Wan's chunks
 /// of 1, 4, 4, ...). Frames that do not complete a chunk wait for the next call. Between calls it
 /// keeps the causal convs' last frames, so memory is flat over long streams.
@@ -32,9 +32,9 @@ public final class StreamingVAEEncoder {
         latentFramesEncoded = 0
     }
 
-    /// Takes the next frames `[N, T, H, W, 3]` in [-1, 1] (H and W multiples of 8, the same in every
-    /// call) and returns the latents `[N, k, H/8, W/8, z]` of every chunk they complete, or nil when
-    /// they complete none yet.
+    /// Takes the next frames `[N, T, H, W, 3]` in [-1, 1] (H and W multiples of the spatial stride s, 8 or 16,
+    /// the same in every call) and returns the latents `[N, k, H/s, W/s, z]` of every chunk they complete, or nil
+    /// when they complete none yet.
     public func encode(_ frames: Tensor) throws -> Tensor? {
         let s = model.config.spatialStride, ts = model.config.temporalStride
         try require(frames.rank == 5 && frames.shape[4] == 3 && frames.shape[1] >= 1, "StreamingVAEEncoder.encode",

@@ -45,29 +45,30 @@ extension WanVAEDecoder {
         var l = WanVAEShapeList()
         let z = c.zDim
         l.conv("conv2", z, z, (1, 1, 1))
-        let dims = ([c.dimMult.last ?? 1] + c.dimMult.reversed()).map { $0 * c.baseDim }
+        let dims = c.decoderDims
         l.conv("decoder.conv1", dims[0], z, (3, 3, 3))
         l.residual("decoder.middle.0", dims[0], dims[0])
         l.attention("decoder.middle.1", dims[0])
         l.residual("decoder.middle.2", dims[0], dims[0])
         var index = 0
         for i in 0..<c.dimMult.count {
-            var cin = i == 0 ? dims[i] : dims[i] / 2
+            var cin = i == 0 || c.isResidual ? dims[i] : dims[i] / 2
             let cout = dims[i + 1]
-            for _ in 0...c.numResBlocks {
-                l.residual("decoder.upsamples.\(index)", cin, cout)
+            for j in 0...c.numResBlocks {
+                l.residual(c.decoderLayerKey(stage: i, block: j, flatIndex: index), cin, cout)
                 cin = cout
                 index += 1
             }
             if i != c.dimMult.count - 1 {
-                let p = "decoder.upsamples.\(index)"
-                l.out += [(p + ".resample.1.weight", [cout / 2, cout, 3, 3]), (p + ".resample.1.bias", [cout / 2])]
+                let p = c.decoderLayerKey(stage: i, block: c.numResBlocks + 1, flatIndex: index)
+                let up = c.isResidual ? cout : cout / 2
+                l.out += [(p + ".resample.1.weight", [up, cout, 3, 3]), (p + ".resample.1.bias", [up])]
                 if c.temporalUpsample[i] { l.conv(p + ".time_conv", 2 * cout, cout, (3, 1, 1)) }
                 index += 1
             }
         }
         l.out.append(("decoder.head.0.gamma", [dims[c.dimMult.count], 1, 1, 1]))
-        l.conv("decoder.head.2", 3, dims[c.dimMult.count], (3, 3, 3))
+        l.conv("decoder.head.2", c.pixelChannels, dims[c.dimMult.count], (3, 3, 3))
         return l
     }
 
@@ -88,19 +89,19 @@ extension WanVAEEncoder {
         var l = WanVAEShapeList()
         let z = c.zDim
         l.conv("conv1", 2 * z, 2 * z, (1, 1, 1))
-        let dims = ([1] + c.dimMult).map { $0 * c.baseDim }
-        l.conv("encoder.conv1", dims[0], 3, (3, 3, 3))
+        let dims = c.encoderDims
+        l.conv("encoder.conv1", dims[0], c.pixelChannels, (3, 3, 3))
         var index = 0
         let stages = c.dimMult.count
         for i in 0..<stages {
             var cin = dims[i]
-            for _ in 0..<c.numResBlocks {
-                l.residual("encoder.downsamples.\(index)", cin, dims[i + 1])
+            for j in 0..<c.numResBlocks {
+                l.residual(c.encoderLayerKey(stage: i, block: j, flatIndex: index), cin, dims[i + 1])
                 cin = dims[i + 1]
                 index += 1
             }
             if i != stages - 1 {
-                let p = "encoder.downsamples.\(index)", d = dims[i + 1]
+                let p = c.encoderLayerKey(stage: i, block: c.numResBlocks, flatIndex: index), d = dims[i + 1]
                 l.out += [(p + ".resample.1.weight", [d, d, 3, 3]), (p + ".resample.1.bias", [d])]
                 if c.temporalDownsample[i] { l.conv(p + ".time_conv", d, d, (3, 1, 1)) }
                 index += 1

@@ -1,6 +1,6 @@
 import ReelCore
 
-// The building blocks of the Wan2.1 VAE, channel-last: activations are [N, T, H, W, C].
+// The building blocks of the Wan VAEs (2.1 and 2.2), channel-last: activations are [N, T, H, W, C].
 // Each block binds its weights by Wan's key names under a prefix (`decoder.middle.0.`).
 
 /// Wan's `CausalConv3d`: zero padding of 2 frames in front only (for a kernel of 3 frames), replaced
@@ -249,13 +249,16 @@ struct Resample {
     /// Off only in tests: run the decoder's time conv on the first chunk too (a naive causal decode).
     var repFirstChunk = true
 
-    init(_ w: WeightBinder, _ p: String, dim: Int, mode: Mode, slots: inout SlotAllocator) throws {
+    /// - Parameter halvesOnUpsample: whether the upsampling modes' 2D conv halves the channels (Wan2.1's
+    ///   `Resample`); Wan2.2's decoder keeps them (vae2_2.py `Resample`: `nn.Conv2d(dim, dim, 3)`).
+    init(_ w: WeightBinder, _ p: String, dim: Int, mode: Mode, halvesOnUpsample: Bool = true,
+         slots: inout SlotAllocator) throws {
         self.mode = mode
         let up = mode == .upsample2d || mode == .upsample3d
         // The time conv's stream state is this Resample's own slot (its phases differ from a plain
         // causal conv's), so the conv itself takes none.
         var noSlots = SlotAllocator()
-        let cout = up ? dim / 2 : dim
+        let cout = up && halvesOnUpsample ? dim / 2 : dim
         let weight = try w.conv2dWeight(p + ".resample.1.weight", cout: cout, cin: dim, kernel: 3)
         let bias = try w.exactTensor(p + ".resample.1.bias", [cout])
         conv = CausalConv3d(weight: weight, bias: bias, kernelT: 1, padHW: 0,
@@ -295,7 +298,7 @@ struct Resample {
         }
     }
 
-    /// Nearest x2 in H and W, then the 3x3 conv (C -> C/2).
+    /// Nearest x2 in H and W, then the 3x3 conv (C -> C/2; Wan2.2: C -> C).
     private func upsample(_ x: Tensor) throws -> Tensor {
         let u = try x.backend.upsampleNearest(x, scaleH: 2, scaleW: 2)   // [N, T, 2H, 2W, C]
         return try x.backend.conv3d(u, weight: conv.weight, bias: conv.bias, stride: (1, 1, 1),

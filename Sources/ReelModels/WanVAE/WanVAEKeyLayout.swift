@@ -1,6 +1,6 @@
 import ReelCore
 
-/// The two key layouts of Wan2.1 VAE checkpoints. Reel binds Wan's own names (canonical);
+/// The two key layouts of Wan VAE checkpoints (Wan2.1 and Wan2.2). Reel binds Wan's own names (canonical);
 /// diffusers' names are renamed into them by rules.
 ///
 /// Wan (`Wan2.1_VAE.pth`, or a safetensors file with the same keys):
@@ -12,6 +12,12 @@ import ReelCore
 /// `quant_conv`, `post_quant_conv`, `conv_in`, `mid_block.{resnets,attentions}`, `down_blocks.N`,
 /// `up_blocks.i.{resnets.j,upsamplers.0}`, `norm_out`, `conv_out`; residual blocks hold
 /// `norm1`, `conv1`, `norm2`, `conv2`, `conv_shortcut`.
+///
+/// Wan2.2 (`Wan2.2_VAE.pth`, vae2_2.py) nests each stage: `encoder.downsamples.i.downsamples.j` (j < r: residual
+/// blocks, j = r: the resample), `decoder.upsamples.i.upsamples.j` (j <= r, then j = r + 1: the resample); the
+/// shortcuts have no weights. diffusers (`AutoencoderKLWan(is_residual=True)`, autoencoder_kl_wan.py
+/// `WanResidualDownBlock` / `WanResidualUpBlock`): `encoder.down_blocks.i.{resnets.j, downsampler}`,
+/// `decoder.up_blocks.i.{resnets.j, upsampler}`.
 public enum WanVAEKeyLayout: String, Sendable {
     case wan
     case diffusers
@@ -41,15 +47,24 @@ public enum WanVAEKeyLayout: String, Sendable {
         case .diffusers:
             let r = config.numResBlocks
             let perStage = r + 2   // decoder: (r + 1) residual blocks + 1 resample per stage
-            // diffusers nests the decoder's flat list as up_blocks.i.{resnets.j, upsamplers.0}.
-            var stages: [KeyRule] = []
+            // diffusers nests the decoder's flat list as up_blocks.i.{resnets.j, upsamplers.0}; Wan2.2's nesting
+            // (both stacks) is up_blocks.i.{resnets.j, upsampler} and down_blocks.i.{resnets.j, downsampler}.
+            var stages: [KeyRule] = [], encoder: [KeyRule] = []   // (Wan2.2's encoder stages: before Wan2.1's flat rule)
             for i in 0..<config.dimMult.count {
                 for j in 0...r {
-                    stages.append(.replace("decoder.up_blocks.\(i).resnets.\(j).", "decoder.upsamples.\(i * perStage + j)."))
+                    let key = config.decoderLayerKey(stage: i, block: j, flatIndex: i * perStage + j)
+                    stages.append(.replace("decoder.up_blocks.\(i).resnets.\(j).", key + "."))
                 }
-                stages.append(.replace("decoder.up_blocks.\(i).upsamplers.0.", "decoder.upsamples.\(i * perStage + r + 1)."))
+                let resample = config.decoderLayerKey(stage: i, block: r + 1, flatIndex: i * perStage + r + 1)
+                let upsampler = config.isResidual ? "decoder.up_blocks.\(i).upsampler." : "decoder.up_blocks.\(i).upsamplers.0."
+                stages.append(.replace(upsampler, resample + "."))
+                if config.isResidual {
+                    func wan(_ j: Int) -> String { config.encoderLayerKey(stage: i, block: j, flatIndex: 0) + "." }
+                    for j in 0..<r { encoder.append(.replace("encoder.down_blocks.\(i).resnets.\(j).", wan(j))) }
+                    encoder.append(.replace("encoder.down_blocks.\(i).downsampler.", wan(r)))
+                }
             }
-            return [
+            return encoder + [
                 // inside residual blocks (before the top-level conv renames below)
                 .replace(".norm1.gamma", ".residual.0.gamma"),
                 .replace(".conv1.", ".residual.2."),
