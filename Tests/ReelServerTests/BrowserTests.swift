@@ -14,7 +14,9 @@ import Testing
 /// test is skipped where none is found), on the shipped tiny model on the CPU. The page starts a
 /// session from its URL ("a red circle ... on a blue background") and switches the prompt to a green
 /// square after two seconds of video; the test follows it through the DevTools protocol and takes a
-/// screenshot before and after the switch: the canvas must show the red object, then the green one.
+/// screenshot before and after the switch: the canvas must show the red object, then the green one. The server
+/// needs an API key, which the page takes from its address (`?key=`) and sends as the WebSocket's key parameter
+/// (BrowserVideoToVideoTests runs the page on a server without one).
 @Suite struct BrowserTests {
     static func findChromium() -> String? {
         if let path = ProcessInfo.processInfo.environment["REEL_CHROMIUM"], FileManager.default.isExecutableFile(atPath: path) { return path }
@@ -24,7 +26,10 @@ import Testing
     @Test func pageStartsDrawsAndSwitchesPrompt() async throws {
         guard let chromium = Self.findChromium() else { print("BrowserTests: no chromium; skipped"); return }
         // Real-time pacing as in production: the page's buffer holds about a second of video.
-        var config = TestModel.config { $0.defaultWidth = 128; $0.defaultHeight = 128; $0.playbackLead = .seconds(1) }
+        let key = "browser-key/\(UUID().uuidString)"
+        var config = TestModel.config {
+            $0.defaultWidth = 128; $0.defaultHeight = 128; $0.playbackLead = .seconds(1); $0.access.apiKey = key
+        }
         config.defaultFPS = 16
         let server = try ReelServer(manager: SessionManager(model: try TestModel.tiny(), config: config))
         let app = HTTPAPITests.app(server)
@@ -33,7 +38,8 @@ import Testing
             let profile = NSTemporaryDirectory() + "reel-chromium-\(UUID().uuidString)"
             defer { try? FileManager.default.removeItem(atPath: profile) }
             func query(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text }
-            let url = "http://127.0.0.1:\(port)/?prompt=\(query("a red circle stays still on a blue background"))&seed=2&autostart=1"
+            let url = "http://127.0.0.1:\(port)/?key=\(query(key))&prompt=\(query("a red circle stays still on a blue background"))"
+                + "&seed=2&autostart=1"
                 + "&then=\(query("a green square stays still on a blue background"))&at=2"
             let browser = try DevToolsBrowser(chromium: chromium, profile: profile, url: url)
             defer { browser.close() }
@@ -64,6 +70,8 @@ import Testing
                     try await Task.sleep(for: .milliseconds(200))
                 }
                 let after = try await canvasColours(cdp, session, name: "serve-page.png")
+                let address = try await cdp.call("Runtime.evaluate", ["expression": "location.href", "returnByValue": true], session: session)
+                #expect(address["result"]?["value"]?.string?.contains("key=") == false, "the key is taken out of the address")
                 print("BrowserTests: before the switch \(before.map { "\($0)" } ?? "none"), after \(after)")
                 let first = try #require(before, "a screenshot of the first prompt's video: \(stats.text)")
                 #expect(first.red > 0.01 && first.green < 0.002 && first.blue > 0.5, "a red object on blue: \(first)")
