@@ -158,6 +158,7 @@ struct AccessOptions: ParsableArguments {
             throw ValidationError("--allow-origin takes an origin such as https://studio.example.com (scheme and host, "
                                   + "no path) or *, got '\(origin)'.")
         }
+        _ = try policy()   // the key file and REEL_API_KEY, checked before the model loads
     }
 
     /// The policy, its key read from --api-key, --api-key-file or REEL_API_KEY (in that order).
