@@ -34,14 +34,16 @@ struct AccessMiddleware: RouterMiddleware {
         self.metrics = metrics
     }
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context,
+                next: (Request, Context) async throws -> Response) async throws -> Response {
         let origin = request.headers[.origin]
         var cors: HTTPFields = [:]
         if let origin {
             guard policy.allowsAll(origins: origin, host: request.head.authority) else {
                 metrics.add("reel_requests_forbidden_total")
                 throw APIError(.forbidden, "origin_not_allowed",
-                               "pages from \(origin) may not use this server; allow them with `reel serve --allow-origin \(origin)`")
+                               "pages from \(origin) may not use this server; allow them with "
+                                   + "`reel serve --allow-origin \(origin)`")
             }
             cors = [.accessControlAllowOrigin: origin, .vary: "Origin"]
         }

@@ -27,7 +27,7 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var models: ModelOptions
     @OptionGroup var backendOptions: BackendOptions
 
-    @Option(help: "Address to listen on (0.0.0.0: every interface; without an API key, anyone who reaches it may use it).")
+    @Option(help: "Address to listen on (0.0.0.0: every interface; then set an API key).")
     var host = "127.0.0.1"
     @OptionGroup(title: "Access") var access: AccessOptions
     @Option(help: "Port to listen on (0: any free port).")
@@ -116,7 +116,9 @@ struct Serve: AsyncParsableCommand {
                 (set --api-key-file or REEL_API_KEY)
                 """)
         }
-        if config.access.apiKey != nil { logger.info("reel serve: the API needs its key (/healthz and the page stay open)") }
+        if config.access.apiKey != nil {
+            logger.info("reel serve: the API needs its key (/healthz and the page stay open)")
+        }
         let server = try ReelServer(manager: SessionManager(model: model, config: config))
         let inputs = model.makeEncoder == nil ? "prompts only: the decoder file has no encoder" : "video, camera and image inputs"
         let dit = "DiT \(model.dit.config.layers) layers, dim \(model.dit.config.dim)"

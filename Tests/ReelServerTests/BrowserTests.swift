@@ -70,7 +70,8 @@ import Testing
                     try await Task.sleep(for: .milliseconds(200))
                 }
                 let after = try await canvasColours(cdp, session, name: "serve-page.png")
-                let address = try await cdp.call("Runtime.evaluate", ["expression": "location.href", "returnByValue": true], session: session)
+                let address = try await cdp.call("Runtime.evaluate", ["expression": "location.href", "returnByValue": true],
+                                                 session: session)
                 #expect(address["result"]?["value"]?.string?.contains("key=") == false, "the key is taken out of the address")
                 print("BrowserTests: before the switch \(before.map { "\($0)" } ?? "none"), after \(after)")
                 let first = try #require(before, "a screenshot of the first prompt's video: \(stats.text)")
