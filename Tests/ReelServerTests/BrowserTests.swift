@@ -92,6 +92,59 @@ import Testing
         await server.manager.shutdown()
     }
 
+    /// A page opened without the key on a server that needs one asks for it (a JavaScript prompt, answered through
+    /// DevTools), then streams with it; a wrong answer first is asked again.
+    @Test func pageAsksForTheKey() async throws {
+        guard let chromium = Self.findChromium() else { print("BrowserTests: no chromium; skipped"); return }
+        let key = "asked-\(UUID().uuidString)"
+        let config = TestModel.config { $0.defaultWidth = 128; $0.defaultHeight = 128; $0.access.apiKey = key }
+        let server = try ReelServer(manager: SessionManager(model: try TestModel.tiny(), config: config))
+        try await HTTPAPITests.app(server).test(.live) { client in
+            let port = try #require(client.port)
+            let profile = NSTemporaryDirectory() + "reel-chromium-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: profile) }
+            let browser = try DevToolsBrowser(chromium: chromium, profile: profile,
+                                              url: "http://127.0.0.1:\(port)/?prompt=a%20red%20circle&autostart=1")
+            defer { browser.close() }
+            var wsConfig = WebSocketClientConfiguration()
+            wsConfig.maxFrameSize = 1 << 24
+            try await WebSocketClient.connect(url: try await browser.endpoint(), configuration: wsConfig,
+                                              logger: Logger(label: "cdp")) { inbound, outbound, _ in
+                let cdp = DevToolsSession(inbound: inbound.messages(maxSize: 1 << 26).makeAsyncIterator(), outbound: outbound)
+                let targets = try await cdp.call("Target.getTargets")
+                guard case .array(let infos) = try #require(targets["targetInfos"]),
+                      let page = infos.first(where: { $0["type"] == "page" })?["targetId"] else {
+                    Issue.record("no page target: \(targets.text)"); return
+                }
+                let attached = try await cdp.call("Target.attachToTarget", ["targetId": page, "flatten": true])
+                let session = try #require(attached["sessionId"]?.string)
+                _ = try await cdp.call("Page.enable", session: session)
+                // Answer the page's prompts: a wrong key, then the key.
+                var answers = ["wrong", key]
+                var stats = JSON.null
+                let deadline = ContinuousClock.now + .seconds(90)
+                while ContinuousClock.now < deadline, (stats["framesDrawn"]?.int ?? 0) < 12 {
+                    if let answer = answers.first,
+                       (try? await cdp.call("Page.handleJavaScriptDialog", ["accept": true, "promptText": .string(answer)],
+                                            session: session)) != nil {
+                        answers.removeFirst()
+                        continue
+                    }
+                    // The page's script waits while a prompt is open, and so would an evaluation: none until answered.
+                    guard answers.isEmpty else { try await Task.sleep(for: .milliseconds(100)); continue }
+                    let result = try? await cdp.call("Runtime.evaluate", [
+                        "expression": "JSON.stringify(window.reelStats || null)", "returnByValue": true], session: session)
+                    if let text = result?["result"]?["value"]?.string { stats = try JSON.parse(Data(text.utf8)) }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                #expect(answers.isEmpty, "the page asked twice (a wrong key, then the key)")
+                #expect((stats["framesDrawn"]?.int ?? 0) >= 12 && stats["errors"] == .array([]), "\(stats.text)")
+            }
+        }
+        #expect(server.manager.metrics.value("reel_requests_unauthorized_total") == 2, "the page's first check, the wrong key")
+        await server.manager.shutdown()
+    }
+
     /// Fractions of the canvas's pixels in the tiny model's red, green and blue (its palette: red
     /// (220, 40, 40), green (40, 170, 60), blue (40, 80, 220)), from a screenshot of the page.
     struct CanvasColours: CustomStringConvertible {
