@@ -115,7 +115,7 @@ import Testing
                 process.standardError = FileHandle.nullDevice
                 try process.run()
                 defer { process.terminate(); process.waitUntilExit() }
-                #expect(await eventually(10) { FileManager.default.fileExists(atPath: prefix + "/nginx.pid") })
+                #expect(await eventually(30) { FileManager.default.fileExists(atPath: prefix + "/nginx.pid") })
                 try await Task.sleep(for: .milliseconds(200))
                 let seen = WebSocketTests.Seen()
                 var config = WebSocketClientConfiguration()
