@@ -8,9 +8,11 @@ public struct APIError: Error, HTTPResponseError, Encodable, Sendable, Equatable
     public let status: HTTPResponse.Status
     public let code: String
     public let message: String
+    /// Header fields of the HTTP answer (`WWW-Authenticate`, `Retry-After`, CORS).
+    public var headers: HTTPFields = [:]
 
-    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
-        self.status = status; self.code = code; self.message = message
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String, headers: HTTPFields = [:]) {
+        self.status = status; self.code = code; self.message = message; self.headers = headers
     }
 
     public static func badJSON(_ detail: String) -> APIError { APIError(.badRequest, "bad_json", detail) }
@@ -24,7 +26,9 @@ public struct APIError: Error, HTTPResponseError, Encodable, Sendable, Equatable
     private enum CodingKeys: String, CodingKey { case code, message }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        Response.json(["error": self], status: status)
+        var response = Response.json(["error": self], status: status)
+        for field in headers { response.headers[field.name] = field.value }
+        return response
     }
 
     /// The error as a WebSocket message.

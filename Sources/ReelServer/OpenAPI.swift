@@ -7,8 +7,9 @@ enum OpenAPI {
       "info": {
         "title": "Reel",
         "version": "1",
-        "description": "Real-time streaming video generation from a stream of text prompts. Live sessions run over the WebSocket at /v1/ws: JSON control messages {type: start|prompt|pause|resume|stop} in, JSON status and block messages plus one binary message per frame out (16-byte header 'RLF1', u32 block, u32 frame, u16 prompt index, u16 0, little-endian, then a baseline JPEG). A block is sent a latent frame at a time (1 frame for the video's first, 4 after), each part a block message with latentFrame, frames and endsBlock, then its frames. Inputs (a model with an encoder): start with options.input 'video' (video-to-video, StreamDiffusionV2's schedule, options.noiseScale and options.steps) or 'image' (image-to-video), then send one binary message per input frame, a baseline JPEG or a PNG (at most 4 MiB and 3840x2160; at most 60 frames a second on average, bursts of a second's worth; beyond, frames are dropped), each one frame of the video, fitted by cover + centre crop; {type: end} ends the input (its last frames are still converted). A frame too large or not decodable is answered {type: error, code: frame_too_large | bad_frame} and ends that session's input. A video-to-video session's prompt is fixed (prompt_fixed)."
+        "description": "Real-time streaming video generation from a stream of text prompts. Live sessions run over the WebSocket at /v1/ws: JSON control messages {type: start|prompt|pause|resume|stop} in, JSON status and block messages plus one binary message per frame out (16-byte header 'RLF1', u32 block, u32 frame, u16 prompt index, u16 0, little-endian, then a baseline JPEG). A block is sent a latent frame at a time (1 frame for the video's first, 4 after), each part a block message with latentFrame, frames and endsBlock, then its frames. Inputs (a model with an encoder): start with options.input 'video' (video-to-video, StreamDiffusionV2's schedule, options.noiseScale and options.steps) or 'image' (image-to-video), then send one binary message per input frame, a baseline JPEG or a PNG (at most 4 MiB and 3840x2160; at most 60 frames a second on average, bursts of a second's worth; beyond, frames are dropped), each one frame of the video, fitted by cover + centre crop; {type: end} ends the input (its last frames are still converted). A frame too large or not decodable is answered {type: error, code: frame_too_large | bad_frame} and ends that session's input. A video-to-video session's prompt is fixed (prompt_fixed). Access: a server started with an API key (reel serve --api-key, REEL_API_KEY or --api-key-file) answers 401 unauthorized to API requests and WebSocket upgrades without 'Authorization: Bearer KEY' (the WebSocket may pass ?key=KEY instead); /healthz, /openapi.json and the page need no key, /metrics needs it unless --metrics-open. A page from another origin than the server's gets 403 origin_not_allowed unless allowed (--allow-origin). Requests beyond a client's rate get 429 rate_limited with Retry-After; control messages beyond it get {type: error, code: rate_limited}."
       },
+      "security": [ { "bearer": [] } ],
       "paths": {
         "/v1/sessions": {
           "post": {
@@ -62,20 +63,21 @@ enum OpenAPI {
           }
         },
         "/healthz": {
-          "get": { "summary": "Liveness, device and session counts", "responses": { "200": { "description": "OK", "content": { "application/json": { "schema": {
+          "get": { "summary": "Liveness, device and session counts (no key needed)", "security": [], "responses": { "200": { "description": "OK", "content": { "application/json": { "schema": {
             "type": "object", "required": ["status", "device"], "properties": {
               "status": { "type": "string" }, "device": { "type": "string" }, "sessions": { "type": "integer" },
               "active": { "type": "integer" }, "queued": { "type": "integer" },
               "maxActiveSessions": { "type": "integer" }, "maxQueuedSessions": { "type": "integer" } } } } } } } }
         },
         "/metrics": {
-          "get": { "summary": "Prometheus metrics (text format 0.0.4)", "responses": { "200": { "description": "Metrics", "content": { "text/plain": {} } } } }
+          "get": { "summary": "Prometheus metrics (text format 0.0.4; the key unless --metrics-open)", "responses": { "200": { "description": "Metrics", "content": { "text/plain": {} } } } }
         },
         "/openapi.json": {
-          "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1", "content": { "application/json": {} } } } }
+          "get": { "summary": "This document", "security": [], "responses": { "200": { "description": "OpenAPI 3.1", "content": { "application/json": {} } } } }
         }
       },
       "components": {
+        "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "The server's API key, when it has one" } },
         "schemas": {
           "SessionRequest": {
             "type": "object", "required": ["prompt"], "additionalProperties": false,

@@ -10,7 +10,7 @@ import UnixSignals
 /// HTTP: `POST /v1/sessions` (JSON, or multipart/form-data with an input video or image: `SessionUpload`),
 /// `GET /v1/sessions`, `GET|DELETE /v1/sessions/{id}`,
 /// `GET /v1/sessions/{id}/video`, `/healthz`, `/metrics`, `/openapi.json`, and the page at `/`.
-/// WebSocket: `/v1/ws` (see `SocketConnection` for its messages).
+/// WebSocket: `/v1/ws` (see `SocketConnection` for its messages). Who may call what: `AccessPolicy`.
 public struct ReelServer: Sendable {
     public let manager: SessionManager
     public var config: ServerConfiguration { manager.config }
@@ -21,10 +21,11 @@ public struct ReelServer: Sendable {
     }
 
     /// The router serving HTTP and WebSocket upgrades.
-    public func router() -> Router<BasicWebSocketRequestContext> {
-        let router = Router(context: BasicWebSocketRequestContext.self)
+    public func router() -> Router<ReelRequestContext> {
+        let router = Router(context: ReelRequestContext.self)
         let manager = self.manager, config = self.config, metrics = manager.metrics
         router.middlewares.add(ErrorCountingMiddleware(metrics: metrics))
+        router.middlewares.add(AccessMiddleware(policy: config.access, metrics: metrics))
 
         router.get("/") { _, _ in WebPage.response(WebPage.html, type: "text/html; charset=utf-8") }
         router.get("/app.js") { _, _ in WebPage.response(WebPage.script, type: "text/javascript; charset=utf-8") }
@@ -86,14 +87,16 @@ public struct ReelServer: Sendable {
             return Response(status: .ok, headers: headers, body: body)
         }
 
-        router.ws("/v1/ws") { _, _ in .upgrade() } onUpgrade: { inbound, outbound, _ in
-            await SocketConnection(manager: manager).run(inbound: inbound, outbound: outbound)
+        let messageLimiter = ClientRateLimiter(rate: config.access.messagesPerSecond, burstSeconds: config.access.burstSeconds)
+        router.ws("/v1/ws") { _, _ in .upgrade() } onUpgrade: { inbound, outbound, context in
+            await SocketConnection(manager: manager, client: context.requestContext.client, limiter: messageLimiter)
+                .run(inbound: inbound, outbound: outbound)
         }
         return router
     }
 
     /// The application listening on `host:port`.
-    public func application(host: String, port: Int, logger: Logger) -> Application<RouterResponder<BasicWebSocketRequestContext>> {
+    public func application(host: String, port: Int, logger: Logger) -> Application<RouterResponder<ReelRequestContext>> {
         let router = self.router()
         return Application(router: router,
                            server: .http1WebSocketUpgrade(webSocketRouter: router,

@@ -50,6 +50,8 @@ public struct ServerConfiguration: Sendable {
     /// Where recordings (and uploaded input videos, while their session lasts) are written (one file per session,
     /// deleted with it).
     public var recordingFolder: String
+    /// The API key, allowed origins and per-client rates.
+    public var access = AccessPolicy()
     /// The device named on the page and in /healthz.
     public var deviceName = "cpu"
 

@@ -26,8 +26,14 @@ import ReelMedia
 /// session has `queuePosition`), `{"type": "block", ...}` followed by one binary message per frame
 /// (`FrameMessage`: 16-byte header + JPEG), `{"type": "prompt", "prompt"}` acknowledging a prompt, and
 /// `{"type": "error", "code", "message"}`; errors leave the socket open.
+///
+/// Control messages count against the client's `AccessPolicy.messagesPerSecond` (by its address, over all its
+/// sockets); one over it is answered `rate_limited` and dropped.
 struct SocketConnection: Sendable {
     let manager: SessionManager
+    /// The client's address, and the control-message rates of all clients.
+    var client = "unknown"
+    var limiter = ClientRateLimiter(rate: 0, burstSeconds: 1)
 
     private enum Outgoing: Sendable {
         case text(String)
@@ -54,6 +60,12 @@ struct SocketConnection: Sendable {
                                     throw APIError(.contentTooLarge, "message_too_large",
                                                    "a control message has at most \(config.maxMessageBytes) bytes, "
                                                        + "this one \(text.utf8.count)")
+                                }
+                                guard limiter.take(client) else {
+                                    metrics.add("reel_requests_rate_limited_total")
+                                    throw APIError(.tooManyRequests, "rate_limited",
+                                                   "more than \(AccessMiddleware.figure(config.access.messagesPerSecond)) "
+                                                       + "control messages a second; this one was dropped")
                                 }
                                 try await handle(text, current: current, post: post)
                             case .binary(let buffer):

@@ -109,6 +109,28 @@ enum WebPage {
     const inputView = $("inputView"), inputCtx = inputView.getContext("2d"), source = $("source");
     let capture = null, camera = null, image = null, sending = false, inputOpen = false;
 
+    // A server started with an API key: the key comes from the address (?key=KEY, then removed from it and kept for
+    // this tab) or, when the server refuses the page's first request, from a prompt. It is sent as the WebSocket's
+    // key parameter and as `Authorization: Bearer` on HTTP requests.
+    const params = new URLSearchParams(location.search);
+    let apiKey = params.get("key") || sessionStorage.getItem("reelKey") || "", keyChecked = false;
+    if (params.has("key")) {
+      sessionStorage.setItem("reelKey", apiKey); params.delete("key");
+      history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
+    }
+    const authorized = () => (apiKey ? { Authorization: "Bearer " + apiKey } : {});
+    async function checkKey() {
+      if (keyChecked) return;
+      for (let tries = 0; tries < 3; tries++) {
+        const r = await fetch("/v1/sessions", { headers: authorized() });
+        if (r.status !== 401) { keyChecked = true; return; }
+        const key = window.prompt(tries === 0 && !apiKey ? "This server needs its API key:" : "Wrong key; the API key:");
+        if (!key) break;
+        apiKey = key; sessionStorage.setItem("reelKey", key);
+      }
+      throw new Error("this server needs its API key (open the page as /?key=KEY)");
+    }
+
     fetch("/healthz").then((r) => r.json()).then((h) => { $("device").textContent = "device: " + h.device; }).catch(() => {});
 
     function show(id, text) { $(id).textContent = text; }
@@ -121,10 +143,12 @@ enum WebPage {
       $("pause").textContent = state === "paused" ? "Resume" : "Pause";
     }
 
-    function connect() {
+    async function connect() {
+      if (ws && ws.readyState === WebSocket.OPEN) return ws;
+      await checkKey();
       return new Promise((resolve, reject) => {
-        if (ws && ws.readyState === WebSocket.OPEN) { resolve(ws); return; }
-        ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/v1/ws");
+        const key = apiKey ? "?key=" + encodeURIComponent(apiKey) : "";
+        ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/v1/ws" + key);
         ws.binaryType = "arraybuffer";
         ws.onopen = () => resolve(ws);
         ws.onerror = () => reject(new Error("WebSocket failed"));
@@ -296,12 +320,25 @@ enum WebPage {
       const file = $("file").files[0];
       $("v2v").hidden = kind === "none" || (kind === "file" && (!file || file.type.startsWith("image/")));
     }
+    // The recording through fetch when a key is needed: a plain link cannot send the Authorization header.
+    $("download").onclick = async (event) => {
+      const a = $("download");
+      if (!apiKey || a.classList.contains("disabled")) return;
+      event.preventDefault();
+      try {
+        const r = await fetch(a.href, { headers: authorized() });
+        if (!r.ok) throw new Error("download: HTTP " + r.status);
+        const name = (r.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/);
+        const link = document.createElement("a");
+        link.href = URL.createObjectURL(await r.blob()); link.download = name ? name[1] : "reel-video";
+        link.click(); setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+      } catch (e) { show("message", e.message); }
+    };
     $("inputKind").onchange = showInputControls;
     $("file").onchange = showInputControls;
     $("noiseScale").oninput = () => { noiseTouched = true; show("noiseValue", Number($("noiseScale").value).toFixed(2)); };
 
-    // /?prompt=TEXT&seed=N&autostart=1&then=TEXT&at=SECONDS
-    const params = new URLSearchParams(location.search);
+    // /?prompt=TEXT&seed=N&autostart=1&then=TEXT&at=SECONDS (and key=KEY, read above)
     if (params.get("prompt")) $("prompt").value = params.get("prompt");
     if (params.get("seed")) $("seed").value = params.get("seed");
     if (params.get("input")) $("inputKind").value = params.get("input");

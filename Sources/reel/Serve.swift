@@ -16,14 +16,20 @@ struct Serve: AsyncParsableCommand {
         own generator and KV cache over the shared model; --max-sessions generate at once, --max-queued \
         wait (their clients are told their place), more are refused. SIGINT or SIGTERM stops every session \
         and exits.
+
+        On a network: it listens on 127.0.0.1 unless --host says otherwise (--host 0.0.0.0: every interface). With an \
+        API key (--api-key, REEL_API_KEY or --api-key-file), the API and /metrics need `Authorization: Bearer KEY` \
+        (the WebSocket also takes ?key=KEY; the page takes ?key=KEY in its address, or asks); the page, \
+        /openapi.json and /healthz stay open. TLS: put a reverse proxy in front (docs/deploy.md).
         """
     )
 
     @OptionGroup var models: ModelOptions
     @OptionGroup var backendOptions: BackendOptions
 
-    @Option(help: "Address to listen on.")
+    @Option(help: "Address to listen on (0.0.0.0: every interface; then set an API key).")
     var host = "127.0.0.1"
+    @OptionGroup(title: "Access") var access: AccessOptions
     @Option(help: "Port to listen on (0: any free port).")
     var port = 8080
     @Option(help: "Sessions generating at once on the device.")
@@ -51,6 +57,7 @@ struct Serve: AsyncParsableCommand {
         if !(inputTimeout > 0) { throw ValidationError("--input-timeout must be positive, got \(inputTimeout).") }
         if maxPromptBytes <= 0 { throw ValidationError("--max-prompt-bytes must be positive, got \(maxPromptBytes).") }
         if let maxSeconds, !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive, got \(maxSeconds).") }
+        try access.validate()
     }
 
     func run() async throws {
@@ -102,10 +109,80 @@ struct Serve: AsyncParsableCommand {
         config.jpegQuality = quality
         config.inputStallSeconds = inputTimeout
         config.deviceName = device
+        config.access = try access.policy()
+        if !Self.isLoopback(host), config.access.apiKey == nil {
+            logger.warning("""
+                reel serve: listening on \(host) without an API key: anyone who reaches this port may use the device \
+                (set --api-key-file or REEL_API_KEY)
+                """)
+        }
+        if config.access.apiKey != nil {
+            logger.info("reel serve: the API needs its key (/healthz and the page stay open)")
+        }
         let server = try ReelServer(manager: SessionManager(model: model, config: config))
         let inputs = model.makeEncoder == nil ? "prompts only: the decoder file has no encoder" : "video, camera and image inputs"
         let dit = "DiT \(model.dit.config.layers) layers, dim \(model.dit.config.dim)"
         logger.info("reel serve: http://\(host):\(port)/ (\(dit); decoder \(model.decoderName); \(inputs))")
         try await server.run(host: host, port: port, logger: logger)
+    }
+}
+
+extension Serve {
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+}
+
+/// Who may use the server: the API key, allowed origins, per-client rates.
+struct AccessOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The key API requests must carry (also REEL_API_KEY). Visible to other users in `ps`: "
+                               + "prefer REEL_API_KEY or --api-key-file.", valueName: "key"))
+    var apiKey: String?
+    @Option(help: ArgumentHelp("A file whose content (trailing newline removed) is the API key.", valueName: "path"))
+    var apiKeyFile: String?
+    @Option(name: .customLong("allow-origin"),
+            help: ArgumentHelp("An origin (https://studio.example.com) whose pages may call the API; repeatable, * for any. "
+                               + "The server's own origin is always allowed.", valueName: "origin"))
+    var allowedOrigins: [String] = []
+    @Flag(help: "Serve /metrics without the API key (for a scraper that holds none).")
+    var metricsOpen = false
+    @Option(help: "HTTP requests a second per client address, in bursts of two seconds' worth; more get 429 (0: no limit).")
+    var requestRate = 100.0
+    @Option(help: "WebSocket control messages a second per client address; more are refused (0: no limit).")
+    var messageRate = 50.0
+
+    func validate() throws {
+        if apiKey != nil, apiKeyFile != nil { throw ValidationError("give the API key once: --api-key or --api-key-file.") }
+        if let apiKey, apiKey.isEmpty { throw ValidationError("--api-key must not be empty.") }
+        if !(requestRate >= 0) { throw ValidationError("--request-rate must not be negative, got \(requestRate).") }
+        if !(messageRate >= 0) { throw ValidationError("--message-rate must not be negative, got \(messageRate).") }
+        for origin in allowedOrigins where origin != "*" && !(origin.hasPrefix("http://") || origin.hasPrefix("https://")) {
+            throw ValidationError("--allow-origin takes an origin such as https://studio.example.com (scheme and host, "
+                                  + "no path) or *, got '\(origin)'.")
+        }
+        _ = try policy()   // the key file and REEL_API_KEY, checked before the model loads
+    }
+
+    /// The policy, its key read from --api-key, --api-key-file or REEL_API_KEY (in that order).
+    func policy(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> AccessPolicy {
+        var policy = AccessPolicy()
+        if let apiKey {
+            policy.apiKey = apiKey
+        } else if let apiKeyFile {
+            guard let text = try? String(contentsOfFile: apiKeyFile, encoding: .utf8) else {
+                throw ValidationError("cannot read the API key file \(apiKeyFile).")
+            }
+            let key = text.trimmingCharacters(in: .newlines)
+            if key.isEmpty { throw ValidationError("the API key file \(apiKeyFile) is empty.") }
+            policy.apiKey = key
+        } else if let key = environment["REEL_API_KEY"] {
+            if key.isEmpty { throw ValidationError("REEL_API_KEY is set but empty; unset it or give it a key.") }
+            policy.apiKey = key
+        }
+        policy.allowedOrigins = allowedOrigins
+        policy.metricsOpen = metricsOpen
+        policy.requestsPerSecond = requestRate
+        policy.messagesPerSecond = messageRate
+        return policy
     }
 }

@@ -14,7 +14,9 @@ import Testing
 /// test is skipped where none is found), on the shipped tiny model on the CPU. The page starts a
 /// session from its URL ("a red circle ... on a blue background") and switches the prompt to a green
 /// square after two seconds of video; the test follows it through the DevTools protocol and takes a
-/// screenshot before and after the switch: the canvas must show the red object, then the green one.
+/// screenshot before and after the switch: the canvas must show the red object, then the green one. The server
+/// needs an API key, which the page takes from its address (`?key=`) and sends as the WebSocket's key parameter
+/// (BrowserVideoToVideoTests runs the page on a server without one).
 @Suite struct BrowserTests {
     static func findChromium() -> String? {
         if let path = ProcessInfo.processInfo.environment["REEL_CHROMIUM"], FileManager.default.isExecutableFile(atPath: path) { return path }
@@ -24,7 +26,10 @@ import Testing
     @Test func pageStartsDrawsAndSwitchesPrompt() async throws {
         guard let chromium = Self.findChromium() else { print("BrowserTests: no chromium; skipped"); return }
         // Real-time pacing as in production: the page's buffer holds about a second of video.
-        var config = TestModel.config { $0.defaultWidth = 128; $0.defaultHeight = 128; $0.playbackLead = .seconds(1) }
+        let key = "browser-key/\(UUID().uuidString)"
+        var config = TestModel.config {
+            $0.defaultWidth = 128; $0.defaultHeight = 128; $0.playbackLead = .seconds(1); $0.access.apiKey = key
+        }
         config.defaultFPS = 16
         let server = try ReelServer(manager: SessionManager(model: try TestModel.tiny(), config: config))
         let app = HTTPAPITests.app(server)
@@ -33,7 +38,8 @@ import Testing
             let profile = NSTemporaryDirectory() + "reel-chromium-\(UUID().uuidString)"
             defer { try? FileManager.default.removeItem(atPath: profile) }
             func query(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text }
-            let url = "http://127.0.0.1:\(port)/?prompt=\(query("a red circle stays still on a blue background"))&seed=2&autostart=1"
+            let url = "http://127.0.0.1:\(port)/?key=\(query(key))&prompt=\(query("a red circle stays still on a blue background"))"
+                + "&seed=2&autostart=1"
                 + "&then=\(query("a green square stays still on a blue background"))&at=2"
             let browser = try DevToolsBrowser(chromium: chromium, profile: profile, url: url)
             defer { browser.close() }
@@ -64,6 +70,9 @@ import Testing
                     try await Task.sleep(for: .milliseconds(200))
                 }
                 let after = try await canvasColours(cdp, session, name: "serve-page.png")
+                let address = try await cdp.call("Runtime.evaluate", ["expression": "location.href", "returnByValue": true],
+                                                 session: session)
+                #expect(address["result"]?["value"]?.string?.contains("key=") == false, "the key is taken out of the address")
                 print("BrowserTests: before the switch \(before.map { "\($0)" } ?? "none"), after \(after)")
                 let first = try #require(before, "a screenshot of the first prompt's video: \(stats.text)")
                 #expect(first.red > 0.01 && first.green < 0.002 && first.blue > 0.5, "a red object on blue: \(first)")
@@ -80,6 +89,59 @@ import Testing
             }
         }
         #expect(await eventually { await server.manager.counts.total == 0 }, "closing the page frees its session")
+        await server.manager.shutdown()
+    }
+
+    /// A page opened without the key on a server that needs one asks for it (a JavaScript prompt, answered through
+    /// DevTools), then streams with it; a wrong answer first is asked again.
+    @Test func pageAsksForTheKey() async throws {
+        guard let chromium = Self.findChromium() else { print("BrowserTests: no chromium; skipped"); return }
+        let key = "asked-\(UUID().uuidString)"
+        let config = TestModel.config { $0.defaultWidth = 128; $0.defaultHeight = 128; $0.access.apiKey = key }
+        let server = try ReelServer(manager: SessionManager(model: try TestModel.tiny(), config: config))
+        try await HTTPAPITests.app(server).test(.live) { client in
+            let port = try #require(client.port)
+            let profile = NSTemporaryDirectory() + "reel-chromium-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: profile) }
+            let browser = try DevToolsBrowser(chromium: chromium, profile: profile,
+                                              url: "http://127.0.0.1:\(port)/?prompt=a%20red%20circle&autostart=1")
+            defer { browser.close() }
+            var wsConfig = WebSocketClientConfiguration()
+            wsConfig.maxFrameSize = 1 << 24
+            try await WebSocketClient.connect(url: try await browser.endpoint(), configuration: wsConfig,
+                                              logger: Logger(label: "cdp")) { inbound, outbound, _ in
+                let cdp = DevToolsSession(inbound: inbound.messages(maxSize: 1 << 26).makeAsyncIterator(), outbound: outbound)
+                let targets = try await cdp.call("Target.getTargets")
+                guard case .array(let infos) = try #require(targets["targetInfos"]),
+                      let page = infos.first(where: { $0["type"] == "page" })?["targetId"] else {
+                    Issue.record("no page target: \(targets.text)"); return
+                }
+                let attached = try await cdp.call("Target.attachToTarget", ["targetId": page, "flatten": true])
+                let session = try #require(attached["sessionId"]?.string)
+                _ = try await cdp.call("Page.enable", session: session)
+                // Answer the page's prompts: a wrong key, then the key.
+                var answers = ["wrong", key]
+                var stats = JSON.null
+                let deadline = ContinuousClock.now + .seconds(90)
+                while ContinuousClock.now < deadline, (stats["framesDrawn"]?.int ?? 0) < 12 {
+                    if let answer = answers.first,
+                       (try? await cdp.call("Page.handleJavaScriptDialog", ["accept": true, "promptText": .string(answer)],
+                                            session: session)) != nil {
+                        answers.removeFirst()
+                        continue
+                    }
+                    // The page's script waits while a prompt is open, and so would an evaluation: none until answered.
+                    guard answers.isEmpty else { try await Task.sleep(for: .milliseconds(100)); continue }
+                    let result = try? await cdp.call("Runtime.evaluate", [
+                        "expression": "JSON.stringify(window.reelStats || null)", "returnByValue": true], session: session)
+                    if let text = result?["result"]?["value"]?.string { stats = try JSON.parse(Data(text.utf8)) }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                #expect(answers.isEmpty, "the page asked twice (a wrong key, then the key)")
+                #expect((stats["framesDrawn"]?.int ?? 0) >= 12 && stats["errors"] == .array([]), "\(stats.text)")
+            }
+        }
+        #expect(server.manager.metrics.value("reel_requests_unauthorized_total") == 2, "the page's first check, the wrong key")
         await server.manager.shutdown()
     }
 

@@ -9,7 +9,7 @@ import Testing
 
 /// The HTTP API driven in process (HummingbirdTesting's router mode).
 @Suite struct HTTPAPITests {
-    static func app(_ server: ReelServer) -> Application<RouterResponder<BasicWebSocketRequestContext>> {
+    static func app(_ server: ReelServer) -> Application<RouterResponder<ReelRequestContext>> {
         server.application(host: "127.0.0.1", port: 0, logger: Logger(label: "test"))
     }
 
