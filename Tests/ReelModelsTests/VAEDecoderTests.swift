@@ -20,15 +20,6 @@ import Testing
         return (decoder, latents, video)
     }
 
-    func decode(_ d: StreamingVAEDecoder, _ latents: Tensor, blocks: [Int]) throws -> Tensor {
-        var start = 0, parts: [Tensor] = []
-        for n in blocks {
-            parts.append(try d.decode(b.slice(latents, axis: 1, start: start, length: n)))
-            start += n
-        }
-        return try b.concat(parts, axis: 1)
-    }
-
     @Test func configDetectedFromWeights() throws {
         let (decoder, _, _) = try fixture()
         #expect(decoder.config.baseDim == 8)
@@ -53,19 +44,19 @@ import Testing
     @Test func blockAndChunkSizesDoNotChangeTheFrames() throws {
         let (decoder, latents, expected) = try fixture()
         let perLatent = StreamingVAEDecoder(model: decoder, maxLatentFramesPerChunk: 1)
-        let a = try decode(perLatent, latents, blocks: [1, 1, 1, 1, 1])
+        let a = try VAEFixture.decode(perLatent, latents, blocks: [1, 1, 1, 1, 1])
         let whole = StreamingVAEDecoder(model: decoder, maxLatentFramesPerChunk: 8)
-        let c = try decode(whole, latents, blocks: [5])
+        let c = try VAEFixture.decode(whole, latents, blocks: [5])
         #expect(try VAEFixture.nmse(a, expected) < 1e-9)
         #expect(try VAEFixture.nmse(c, a) < 1e-10)
         // The full-resolution stages a frame at a time (default), two at a time, or the chunk at once.
         for slice in [0, 2, 3] {
             let sliced = StreamingVAEDecoder(model: decoder, maxLatentFramesPerChunk: 2, sliceFrames: slice)
-            #expect(try VAEFixture.nmse(decode(sliced, latents, blocks: [2, 3]), a) < 1e-10, "sliceFrames \(slice)")
+            #expect(try VAEFixture.nmse(VAEFixture.decode(sliced, latents, blocks: [2, 3]), a) < 1e-10, "sliceFrames \(slice)")
         }
         // reset() starts a new video: the same frames again.
         whole.reset()
-        #expect(try VAEFixture.nmse(decode(whole, latents, blocks: [3, 2]), a) < 1e-10)
+        #expect(try VAEFixture.nmse(VAEFixture.decode(whole, latents, blocks: [3, 2]), a) < 1e-10)
     }
 
     /// The layers after the last time upsampling get one frame at a time and run their causal convs
@@ -82,8 +73,8 @@ import Testing
         for layer in decoder.upsamples[..<decoder.sliceStart] {
             if case let .residual(block) = layer { #expect(block.conv1.pairTaps == nil) }
         }
-        let paired = try decode(StreamingVAEDecoder(model: decoder, sliceFrames: 1), latents, blocks: [1, 2, 2])
-        let joined = try decode(StreamingVAEDecoder(model: decoder, sliceFrames: 0), latents, blocks: [1, 2, 2])
+        let paired = try VAEFixture.decode(StreamingVAEDecoder(model: decoder, sliceFrames: 1), latents, blocks: [1, 2, 2])
+        let joined = try VAEFixture.decode(StreamingVAEDecoder(model: decoder, sliceFrames: 0), latents, blocks: [1, 2, 2])
         #expect(try VAEFixture.nmse(paired, joined) < 1e-10)
         #expect(try VAEFixture.nmse(paired, expected) < 1e-9)
     }
@@ -110,7 +101,7 @@ import Testing
     @Test func naiveCausalDecodeDiffers() throws {
         let (decoder, latents, expected) = try fixture()
         let naive = StreamingVAEDecoder(model: decoder.withoutRepFirstChunk())
-        let video = try decode(naive, latents, blocks: [5])
+        let video = try VAEFixture.decode(naive, latents, blocks: [5])
         #expect(video.shape == [1, 20, 24, 40, 3])
         let aligned = try b.slice(video, axis: 1, start: 3, length: 17)
         let early = try VAEFixture.nmse(b.slice(aligned, axis: 1, start: 0, length: 5), b.slice(expected, axis: 1, start: 0, length: 5))

@@ -32,6 +32,17 @@ enum VAEFixture {
     }
 
     /// Normalized error mse(a, b) / mse(b, 0), as the op harness reports it.
+    /// Decodes `latents` through one stream in blocks of the given latent frame counts; the frames joined.
+    static func decode(_ d: StreamingVAEDecoder, _ latents: Tensor, blocks: [Int]) throws -> Tensor {
+        let b = latents.backend
+        var start = 0, parts: [Tensor] = []
+        for n in blocks {
+            parts.append(try d.decode(b.slice(latents, axis: 1, start: start, length: n)))
+            start += n
+        }
+        return try b.concat(parts, axis: 1)
+    }
+
     static func nmse(_ a: Tensor, _ b: Tensor) throws -> Double {
         let x = try a.toFloats(), y = try b.toFloats()
         guard x.count == y.count, a.shape == b.shape else { return .infinity }

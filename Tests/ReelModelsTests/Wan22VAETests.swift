@@ -24,15 +24,6 @@ import Testing
 
     func tensor(_ key: String) throws -> Tensor { try VAEFixture.tensor(open().0, key, permute: [0, 2, 3, 4, 1]) }
 
-    func decode(_ d: StreamingVAEDecoder, _ latents: Tensor, blocks: [Int]) throws -> Tensor {
-        var start = 0, parts: [Tensor] = []
-        for n in blocks {
-            parts.append(try d.decode(b.slice(latents, axis: 1, start: start, length: n)))
-            start += n
-        }
-        return try b.concat(parts, axis: 1)
-    }
-
     @Test func configDetectedFromWeights() throws {
         let c = try decoder().config
         #expect(c.isResidual && c.patchSize == 2 && c.zDim == 48)
@@ -58,11 +49,11 @@ import Testing
     @Test func blockChunkAndSliceSizesDoNotChangeTheFrames() throws {
         let (latents, expected) = (try tensor("input.latents"), try tensor("output.video"))
         let d = try decoder()
-        let perLatent = try decode(StreamingVAEDecoder(model: d), latents, blocks: [1, 1, 1, 1])
+        let perLatent = try VAEFixture.decode(StreamingVAEDecoder(model: d), latents, blocks: [1, 1, 1, 1])
         #expect(try VAEFixture.nmse(perLatent, expected) < Self.tolerance)
         for (chunk, slice) in [(4, 0), (2, 1), (3, 2)] {
             let s = StreamingVAEDecoder(model: d, maxLatentFramesPerChunk: chunk, sliceFrames: slice)
-            #expect(try VAEFixture.nmse(decode(s, latents, blocks: [3, 1]), expected) < Self.tolerance, "chunk \(chunk) slice \(slice)")
+            #expect(try VAEFixture.nmse(VAEFixture.decode(s, latents, blocks: [3, 1]), expected) < Self.tolerance, "chunk \(chunk) slice \(slice)")
         }
     }
 

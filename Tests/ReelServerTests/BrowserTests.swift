@@ -48,13 +48,7 @@ import Testing
             config.maxFrameSize = 1 << 24
             try await WebSocketClient.connect(url: endpoint, configuration: config, logger: Logger(label: "cdp")) { inbound, outbound, _ in
                 let cdp = DevToolsSession(inbound: inbound.messages(maxSize: 1 << 26).makeAsyncIterator(), outbound: outbound)
-                let targets = try await cdp.call("Target.getTargets")
-                guard case .array(let infos) = try #require(targets["targetInfos"]),
-                      let page = infos.first(where: { $0["type"] == "page" })?["targetId"] else {
-                    Issue.record("no page target: \(targets.text)"); return
-                }
-                let attached = try await cdp.call("Target.attachToTarget", ["targetId": page, "flatten": true])
-                let session = try #require(attached["sessionId"]?.string)
+                guard let session = try await cdp.attachToPage() else { return }
                 // Frames of the first prompt drawn (screenshot), then a second of the second prompt (screenshot).
                 var stats = JSON.null
                 var before: CanvasColours?, switchedAt: Int?
@@ -111,13 +105,7 @@ import Testing
             try await WebSocketClient.connect(url: try await browser.endpoint(), configuration: wsConfig,
                                               logger: Logger(label: "cdp")) { inbound, outbound, _ in
                 let cdp = DevToolsSession(inbound: inbound.messages(maxSize: 1 << 26).makeAsyncIterator(), outbound: outbound)
-                let targets = try await cdp.call("Target.getTargets")
-                guard case .array(let infos) = try #require(targets["targetInfos"]),
-                      let page = infos.first(where: { $0["type"] == "page" })?["targetId"] else {
-                    Issue.record("no page target: \(targets.text)"); return
-                }
-                let attached = try await cdp.call("Target.attachToTarget", ["targetId": page, "flatten": true])
-                let session = try #require(attached["sessionId"]?.string)
+                guard let session = try await cdp.attachToPage() else { return }
                 _ = try await cdp.call("Page.enable", session: session)
                 // Answer the page's prompts: a wrong key, then the key.
                 var answers = ["wrong", key]
@@ -253,6 +241,17 @@ final class DevToolsSession {
     init(inbound: WebSocketInboundMessageStream.AsyncIterator, outbound: WebSocketOutboundWriter) {
         self.inbound = inbound
         self.outbound = outbound
+    }
+
+    /// Attaches to the browser's first page target: its session id, nil (with the issue recorded) when there is none.
+    func attachToPage() async throws -> String? {
+        let targets = try await call("Target.getTargets")
+        guard case .array(let infos) = try #require(targets["targetInfos"]),
+              let page = infos.first(where: { $0["type"] == "page" })?["targetId"] else {
+            Issue.record("no page target: \(targets.text)"); return nil
+        }
+        let attached = try await call("Target.attachToTarget", ["targetId": page, "flatten": true])
+        return try #require(attached["sessionId"]?.string)
     }
 
     func call(_ method: String, _ params: JSON = [:], session: String? = nil) async throws -> JSON {

@@ -164,13 +164,8 @@ import Testing
             try await WebSocketClient.connect(url: try await browser.endpoint(), configuration: wsConfig,
                                               logger: Logger(label: "cdp")) { inbound, outbound, _ in
                 let cdp = DevToolsSession(inbound: inbound.messages(maxSize: 1 << 26).makeAsyncIterator(), outbound: outbound)
-                let targets = try await cdp.call("Target.getTargets")
-                guard case .array(let infos) = try #require(targets["targetInfos"]),
-                      let target = infos.first(where: { $0["type"] == "page" })?["targetId"] else {
-                    Issue.record("no page target: \(targets.text)"); return
-                }
-                let attached = try await cdp.call("Target.attachToTarget", ["targetId": target, "flatten": true])
-                let page = Page(cdp: cdp, session: try #require(attached["sessionId"]?.string))
+                guard let session = try await cdp.attachToPage() else { return }
+                let page = Page(cdp: cdp, session: session)
                 _ = try await page.call("Page.enable")
                 _ = try await page.call("Page.addScriptToEvaluateOnNewDocument", ["source": .string(probe)])
                 _ = try await page.call("Page.navigate", ["url": .string("http://127.0.0.1:\(port)/?\(query)")])
