@@ -60,4 +60,44 @@ public enum ComputeCost {
         conv(c.pixelChannels, dims[c.dimMult.count], 27, pixels: pixels, frames: frames)
         return flops
     }
+    /// Wan VAE encoding of one latent frame in steady state (4 video frames in) at latent size h x w (Wan2.1 or
+    /// Wan2.2; the parameter-free shortcuts and the patch packing are not counted).
+    public static func vaeEncodeLatentFrame(_ c: WanVAEConfig, height h: Int, width w: Int) -> Double {
+        var flops = 0.0
+        func conv(_ cout: Int, _ cin: Int, _ k: Int, pixels: Int, frames: Int) {
+            flops += 2 * Double(cout * cin * k) * Double(pixels) * Double(frames)
+        }
+        func residual(_ cin: Int, _ cout: Int, pixels: Int, frames: Int) {
+            conv(cout, cin, 27, pixels: pixels, frames: frames)
+            conv(cout, cout, 27, pixels: pixels, frames: frames)
+            if cin != cout { conv(cout, cin, 1, pixels: pixels, frames: frames) }
+        }
+        let dims = c.encoderDims, stages = c.dimMult.count
+        let scale = c.spatialStride / c.patchSize
+        var (pixels, frames) = (h * scale * w * scale, c.temporalStride)
+        conv(dims[0], c.pixelChannels, 27, pixels: pixels, frames: frames)
+        for i in 0..<stages {
+            var cin = dims[i]
+            let cout = dims[i + 1]
+            for _ in 0..<c.numResBlocks {
+                residual(cin, cout, pixels: pixels, frames: frames)
+                cin = cout
+            }
+            if i != stages - 1 {
+                pixels /= 4
+                conv(cout, cout, 9, pixels: pixels, frames: frames)              // 3x3, stride 2
+                if c.temporalDownsample[i] {
+                    frames /= 2
+                    conv(cout, cout, 3, pixels: pixels, frames: frames)          // 3x1x1, stride 2 in time
+                }
+            }
+        }
+        let top = dims[stages], n = Double(pixels), cm = Double(top)
+        residual(top, top, pixels: pixels, frames: frames)
+        flops += 2 * n * cm * cm * 4 + 4 * n * n * cm        // attention: qkv + proj, QK^T + PV
+        residual(top, top, pixels: pixels, frames: frames)
+        conv(2 * c.zDim, top, 27, pixels: pixels, frames: frames)
+        conv(2 * c.zDim, 2 * c.zDim, 1, pixels: pixels, frames: frames)
+        return flops
+    }
 }

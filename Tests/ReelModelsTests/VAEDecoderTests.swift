@@ -219,6 +219,24 @@ import Testing
         #expect(throws: ReelError.self) { try stream.encode(b.zeros([1, 1, 16, 40, 3])) }
         #expect(throws: ReelError.self) { try encoder.encode(b.zeros([1, 5, 20, 40, 3])) }
     }
+
+    /// A bf16 encoder given f32 frames (as pipelines once uploaded them) computes in bf16, the weights' dtype:
+    /// on the GPU f32 activations sent every conv down the im2col path (~4x slower a block, perf-notes session 11).
+    @Test func bf16EncoderCastsFramesToItsDType() throws {
+        let (file, weights) = try VAEFixture.open("wan_vae_encoder.safetensors")
+        let encoder = try WanVAEEncoder.load(from: weights, on: b, dtype: .bf16)
+        #expect(encoder.dtype == .bf16)
+        let video = try VAEFixture.tensor(file, "input.video", permute: [0, 2, 3, 4, 1])
+        let expected = try VAEFixture.tensor(file, "output.latents", permute: [0, 2, 3, 4, 1])
+        let fromF32 = try StreamingVAEEncoder(model: encoder).encode(video)
+        let fromBF16 = try StreamingVAEEncoder(model: encoder).encode(b.cast(video, to: .bf16))
+        #expect(fromF32?.dtype == .bf16)
+        let (x, y) = (try #require(fromF32), try #require(fromBF16))
+        #expect(try b.downloadBytes(x) == b.downloadBytes(y))
+        let err = try VAEFixture.nmse(b.cast(x, to: .f32), expected)
+        print("Wan VAE encode with bf16 weights and activations: nmse \(err)")
+        #expect(err < 3e-3)
+    }
 }
 
 @Suite struct VAELatentLayoutTests {

@@ -18,4 +18,12 @@ import ReelModels
         let perFrame = ComputeCost.vaeDecodeLatentFrame(.wan21, height: 60, width: 104) / 4
         #expect(abs(perFrame / 1e12 - 3.4) < 0.3, "\(perFrame / 1e12) TFLOP per frame")
     }
+
+    @Test func vaeEncodeAt480x832() {
+        // ~2.0 TFLOP per input frame (4 frames make a latent frame): 96 channels at full resolution dominate
+        // (stage 0's four 3x3x3 convs are 3.2 TFLOP of the 8.1 a latent frame).
+        let perFrame = ComputeCost.vaeEncodeLatentFrame(.wan21, height: 60, width: 104) / 4
+        #expect(abs(perFrame / 1e12 - 2.0) < 0.1, "\(perFrame / 1e12) TFLOP per frame")
+        #expect(perFrame < ComputeCost.vaeDecodeLatentFrame(.wan21, height: 60, width: 104) / 4)
+    }
 }

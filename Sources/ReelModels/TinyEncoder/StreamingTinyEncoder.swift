@@ -60,7 +60,10 @@ public final class StreamingTinyEncoder {
             frameSize = (h, w, n)
         }
         let b = frames.backend
-        let x = try b.affine(frames, scale: 0.5, bias: 0.5)                       // [-1, 1] -> taehv's [0, 1]
+        // (Frames in another dtype than the weights' would run every conv in that dtype: f32 on a bf16 GPU
+        // model is ~10x slower, docs/perf-notes.md, session 11.)
+        let input = frames.dtype == model.dtype ? frames : try b.cast(frames, to: model.dtype)
+        let x = try b.affine(input, scale: 0.5, bias: 0.5)                        // [-1, 1] -> taehv's [0, 1]
         lastFrame = try b.slice(x, axis: 1, start: t - 1, length: 1)
         framesEncoded += t
         return try model.forward(x, state: &state)

@@ -17,6 +17,8 @@ import ReelCore
 /// Immutable; the per-stream state lives in `StreamingTinyEncoder`.
 public final class TinyEncoder: @unchecked Sendable {
     public let backend: any Backend
+    /// The dtype its weights compute in; frames in another dtype are cast to it first.
+    public let dtype: DType
     /// Latent channels (16).
     public let latentChannels: Int
     /// Width of every layer after the input conv (64).
@@ -73,6 +75,7 @@ public final class TinyEncoder: @unchecked Sendable {
 
     init(binder w: WeightBinder) throws {
         backend = w.backend
+        dtype = w.dtype
         guard let first = w.shape("encoder.0.weight"), first.rank == 4 else {
             throw ReelError.weights(message: "no encoder.0.weight: not a TAEHV checkpoint with an encoder")
         }

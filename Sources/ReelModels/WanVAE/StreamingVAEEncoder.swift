@@ -49,7 +49,10 @@ public final class StreamingVAEEncoder {
             frameSize = (h, w, n)
         }
         let b = model.backend
-        var x: Tensor? = try pending.map { try b.concat([$0, frames], axis: 1) } ?? frames
+        // (Frames in another dtype than the weights' would run every conv in that dtype: f32 through a bf16 GPU
+        // model takes the im2col path at full resolution, several times slower, docs/perf-notes.md, session 11.)
+        let input = frames.dtype == model.dtype ? frames : try b.cast(frames, to: model.dtype)
+        var x: Tensor? = try pending.map { try b.concat([$0, input], axis: 1) } ?? input
         var moments: [Tensor] = []
         while let rest = x {
             let need = latentFramesEncoded == 0 ? 1 : ts                          // chunks of 1, 4, 4, ...

@@ -9,6 +9,8 @@ public protocol VideoEncoder: AnyObject {
     var latentChannels: Int { get }
     /// Video pixels per latent cell along H and W (8).
     var spatialStride: Int { get }
+    /// The dtype its weights compute in: frames uploaded in it skip a cast (frames in another dtype are cast).
+    var dtype: DType { get }
 
     /// Takes the next frames `[N, T, H, W, 3]` in [-1, 1] and returns the normalized latents
     /// `[N, k, H/8, W/8, C]` of every latent frame they complete (nil when none yet).
@@ -21,6 +23,7 @@ public protocol VideoEncoder: AnyObject {
 extension StreamingVAEEncoder: VideoEncoder {
     public var latentChannels: Int { model.config.zDim }
     public var spatialStride: Int { model.config.spatialStride }
+    public var dtype: DType { model.dtype }
 }
 
 /// The TAEHV encoder with the stream start that Reel's TAEHV decoder undoes: taehv.py makes latent j from
@@ -35,6 +38,7 @@ public final class StreamingTAEHVEncoder: VideoEncoder {
 
     public var latentChannels: Int { stream.latentChannels }
     public var spatialStride: Int { stream.spatialStride }
+    public var dtype: DType { stream.model.dtype }
 
     public func encode(_ frames: Tensor) throws -> Tensor? {
         try require(frames.rank == 5 && frames.shape[1] >= 1, "StreamingTAEHVEncoder.encode",

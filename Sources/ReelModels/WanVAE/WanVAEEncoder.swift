@@ -16,6 +16,8 @@ import ReelCore
 public final class WanVAEEncoder: @unchecked Sendable {
     public let config: WanVAEConfig
     public let backend: any Backend
+    /// The dtype its weights compute in; frames in another dtype are cast to it first.
+    public let dtype: DType
     let mean: Tensor
     let invStd: Tensor
     let quantConv: CausalConv3d
@@ -44,6 +46,7 @@ public final class WanVAEEncoder: @unchecked Sendable {
         try config.validate()
         self.config = config
         backend = w.backend
+        dtype = w.dtype
         let z = config.zDim
         mean = try w.backend.tensor(config.latentsMean, shape: [z], dtype: w.dtype)
         invStd = try w.backend.tensor(config.latentsStd.map { 1 / $0 }, shape: [z], dtype: w.dtype)
@@ -135,7 +138,7 @@ public final class WanVAEEncoder: @unchecked Sendable {
     }
 
     private init(copying o: WanVAEEncoder, stages: [Stage]) {
-        config = o.config; backend = o.backend; mean = o.mean; invStd = o.invStd; quantConv = o.quantConv; conv1 = o.conv1
+        config = o.config; backend = o.backend; dtype = o.dtype; mean = o.mean; invStd = o.invStd; quantConv = o.quantConv; conv1 = o.conv1
         downsamples = o.downsamples; self.stages = stages; middle0 = o.middle0; middleAttention = o.middleAttention
         middle2 = o.middle2; headNorm = o.headNorm; headConv = o.headConv; slotCount = o.slotCount
     }

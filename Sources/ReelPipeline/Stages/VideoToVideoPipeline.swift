@@ -137,7 +137,7 @@ enum InputStage {
                 let motion = try previousLast.map { try MotionAwareNoise.frameDifference([$0] + values) } ?? 0
                 previousLast = values.last
                 let (h, w) = (frames[0].height, frames[0].width)
-                let x = try stream.tensor(Array(values.joined()), shape: [1, want, h, w, 3])
+                let x = try stream.tensor(Array(values.joined()), shape: [1, want, h, w, 3], dtype: encoder.dtype)
                 guard let z = try encoder.encode(x) else {
                     throw ReelError.input("the encoder made no latent frame from \(want) frames")
                 }
