@@ -5,18 +5,23 @@ import ReelMedia
 import ReelModels
 import ReelPipeline
 
-/// Frames made up front and handed out one at a time, each pull timed (input-to-output latency).
+/// Frames made up front and handed out one at a time, each timed: as fast as they are pulled, or (`interval`)
+/// released at a camera's pace, frame i not before the first pull + i x interval. A frame's time is when it was
+/// pulled, or its release when paced (a live camera's frame exists from then, however late it is read).
 final class PreparedInput: VideoInput, @unchecked Sendable {
     let source = "memory"
     let width: Int, height: Int
     var frameRate: FrameRate? { nil }
     private let frames: [RGBFrames]
+    private let interval: Duration?
     private let lock = NSLock()
     private var next = 0
+    private var firstPull: ContinuousClock.Instant?
     private(set) var pulledAt: [ContinuousClock.Instant] = []
 
-    init(width: Int, height: Int, count: Int) throws {
+    init(width: Int, height: Int, count: Int, interval: Duration? = nil) throws {
         self.width = width; self.height = height
+        self.interval = interval
         // A bright square (up to 64 pixels) moving 8 pixels a frame over a dim gradient (the motion rule sees motion).
         frames = try (0..<count).map { i in
             var p = [UInt8](repeating: 0, count: width * height * 3)
@@ -29,11 +34,17 @@ final class PreparedInput: VideoInput, @unchecked Sendable {
     }
 
     func nextFrame() throws -> RGBFrames? {
-        lock.withLock {
-            guard next < frames.count else { return nil }
+        let (index, release): (Int, ContinuousClock.Instant?) = lock.withLock {
+            let start = firstPull ?? .now
+            firstPull = start
+            return (next, interval.map { start + $0 * next })
+        }
+        guard index < frames.count else { return nil }
+        if let release, release > .now { Thread.sleep(forTimeInterval: (release - .now).seconds) }
+        return lock.withLock {
             defer { next += 1 }
-            pulledAt.append(.now)
-            return frames[next]
+            pulledAt.append(release ?? .now)
+            return frames[index]
         }
     }
 
@@ -81,9 +92,10 @@ extension Bench {
         let schedule = try StreamV2VSchedule.streamDiffusionV2(steps: steps,
                                                                noiseScale: StreamV2VSchedule.streamDiffusionV2.noiseScale)
 
-        func runOnce(blocks: Int) async throws -> (times: [ContinuousClock.Instant], latency: [Double], input: PreparedInput) {
+        func runOnce(blocks: Int, paced: Duration? = nil) async throws
+            -> (times: [ContinuousClock.Instant], latency: [Double], input: PreparedInput) {
             let frames = VideoToVideoRequest.firstBlockFrames + VideoToVideoRequest.blockFrames * (blocks - 1)
-            let input = try PreparedInput(width: geometry.width, height: geometry.height, count: frames)
+            let input = try PreparedInput(width: geometry.width, height: geometry.height, count: frames, interval: paced)
             let pipeline = try VideoToVideoPipeline(model: parts, encoder: newEncoder(), encodeStream: encodeStream,
                                                     input: input, request: VideoToVideoRequest(geometry: geometry, schedule: schedule),
                                                     prompt: prompt, noise: PhiloxStreamNoise(seed: 3))
@@ -124,6 +136,18 @@ extension Bench {
         if !steadyLatency.isEmpty {
             row("input-to-output latency", median(steadyLatency) * 1000, blockFloor * 1000 * Double(schedule.levels), unit: "ms",
                 higherIsBetter: false)
+        }
+        if inputFPS > 0 {
+            // A live camera: frames at --input-fps; latency from a block's last frame's release to its output.
+            let (pacedTimes, pacedLatency, _) = try await runOnce(blocks: blocks, paced: .seconds(1 / inputFPS))
+            let steady = Array(pacedLatency.dropFirst(warmup))
+            if !steady.isEmpty {
+                let rate = Double(4 * (pacedTimes.count - 1 - warmup)) / (pacedTimes[pacedTimes.count - 1] - pacedTimes[warmup]).seconds
+                let keepsUp = fps >= inputFPS * 0.98
+                print(String(format: "live input at %.0f FPS: latency median %.1f ms, p90 %.1f ms, output %.1f FPS%@", inputFPS,
+                             median(steady) * 1000, percentile(steady, 0.9) * 1000, rate,
+                             keepsUp ? "" : " (the pipeline is slower than the input: its backlog grows, so does the latency)"))
+            }
         }
         print(String(format: "DiT %.1f GFLOP a block (%d levels x %d tokens against %d cached frames), %@ %.1f GFLOP a block",
                      ditFLOPs / 1e9, schedule.levels, tokens, schedule.cacheFrames, codecNote, codecFLOPs / 1e9))

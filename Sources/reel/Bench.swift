@@ -83,6 +83,9 @@ struct Bench: AsyncParsableCommand {
     var input = false
     @Option(help: "Video-to-video: denoising steps a block (the first N of 700, 500, 400, 200).")
     var steps = 1
+    @Option(help: ArgumentHelp("Video-to-video: the live input's frame rate for the latency run (0: no paced run).",
+                               discussion: "After the throughput run (frames as fast as the pipeline takes them), a second run releases the frames at this rate, as a camera does, and measures each block's latency from its last frame's release."))
+    var inputFPS = 30.0
     @OptionGroup var backendOptions: BackendOptions
 
     /// The model folder asked for, by --model or the older --weights.
@@ -103,6 +106,7 @@ struct Bench: AsyncParsableCommand {
             if decoder == .none { throw ValidationError("--input needs an encoder and decoder: --decoder tiny (TAEHV) or vae (Wan2.1).") }
             if folderPath != nil { throw ValidationError("--input runs random weights: give --model 1.3b, 14b or small.") }
             if !(1...4).contains(steps) { throw ValidationError("--steps must be 1 to 4, got \(steps).") }
+            if !(inputFPS >= 0 && inputFPS <= 240) { throw ValidationError("--input-fps must be 0 to 240, got \(inputFPS).") }
         }
     }
 
@@ -311,5 +315,11 @@ struct Bench: AsyncParsableCommand {
     func median(_ xs: [Double]) -> Double {
         let s = xs.sorted()
         return s.isEmpty ? .nan : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    /// The value below which a fraction `q` of `xs` lies (nearest rank).
+    func percentile(_ xs: [Double], _ q: Double) -> Double {
+        let s = xs.sorted()
+        return s.isEmpty ? .nan : s[min(s.count - 1, max(0, Int((q * Double(s.count)).rounded(.up)) - 1))]
     }
 }
