@@ -45,8 +45,7 @@ public enum ContextEncoder {
                        on stream: any Backend, for target: any Backend) throws -> Tensor {
         encoder.reset()
         defer { encoder.reset() }
-        let values = frames.pixels.map { Float($0) / 127.5 - 1 }
-        let x = try stream.tensor(values, shape: [1, frames.count, frames.height, frames.width, 3], dtype: encoder.dtype)
+        let x = try frames.modelInput(on: stream, dtype: encoder.dtype)
         guard let latents = try encoder.encode(x) else { throw ReelError.input("\(frames.count) frames made no latent frame") }
         let t = latents.shape[1]
         try require(geometry.videoFrames(latentFrames: t) == frames.count, "ContextEncoder",

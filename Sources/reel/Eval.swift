@@ -56,6 +56,8 @@ struct Eval: AsyncParsableCommand {
     var animateBlocks = 4
     @Flag(help: "Measure the ground truth drawn instead of a model's video (no model needed): the analysis' ceiling.")
     var reference = false
+    @Flag(help: "Measure the ground truth drawn, passed through the model's encoder and decoder: the autoencoder's ceiling (no DiT).")
+    var autoencoded = false
     @Option(help: "Write the full report (per prompt, per switch, per window) as JSON to this file.")
     var json: String?
     @OptionGroup var backendOptions: BackendOptions
@@ -83,6 +85,7 @@ struct Eval: AsyncParsableCommand {
 
     mutating func validate() throws {
         do { try evalOptions(frameSize: size ?? 128).validate() } catch { throw ValidationError(error.message) }
+        if reference && autoencoded { throw ValidationError("--reference and --autoencoded are two different sources: give one.") }
         if let json {
             let folder = (json as NSString).deletingLastPathComponent
             var isDirectory: ObjCBool = false
@@ -103,13 +106,13 @@ struct Eval: AsyncParsableCommand {
     }
 
     private func evaluate() async throws {
-        let source: any FrameSource
-        var frameSize = size ?? 128
-        var options = evalOptions(frameSize: frameSize)
+        let source: any FrameSource, options: EvalOptions
         if reference {
-            source = ReferenceFrameSource(frameSize: frameSize)
+            source = ReferenceFrameSource(frameSize: size ?? 128)
+            options = evalOptions(frameSize: size ?? 128)
         } else {
             let files = try models.resolve()
+            var frameSize = size ?? 128
             if size == nil, let folderSize = files.size {
                 let parts = folderSize.lowercased().split(separator: "x").compactMap { Int($0) }
                 guard parts.count == 2, parts[0] == parts[1] else {
@@ -118,27 +121,8 @@ struct Eval: AsyncParsableCommand {
                 }
                 frameSize = parts[0]
             }
-            if files.dit == nil {
-                // python3 tools/dev/make_random_model.py --out DIR makes a folder with random weights.
-                throw files.missing(.dit, option: "--dit FILE, or --reference to measure the ground truth")
-            }
-            let backend = try backendOptions.make()
-            let t0 = Date()
-            let model = try LoadedModel.load(files: files, decoder: true, encoder: restyle + animate > 0, backend: backend,
-                                             decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
-                                             fp8: models.fp8)
-            log(String(format: "loaded the model (%@ decoder) in %.1f s", model.decoderName, Date().timeIntervalSince(t0)))
-            source = try ModelFrameSource(model: model, frameSize: frameSize,
-                                          summary: "model \(models.model ?? files.dit!) on \(backend.name) (\(backendOptions.storageType))")
-            options = evalOptions(frameSize: frameSize)
-            options.fps = files.fps ?? options.fps
-            options.noiseScale = noiseScale ?? files.noiseScale ?? options.noiseScale
-            if options.restyleVideos + options.animateVideos > 0, model.newEncoder() == nil {
-                log("note: the model has no encoder (encoder.* in taehv.safetensors, or a Wan VAE): skipping video-to-video and "
-                    + "image-to-video (--restyle 0 --animate 0 says so)")
-                options.restyleVideos = 0
-                options.animateVideos = 0
-            }
+            (source, options) = autoencoded ? try autoencodedSource(files: files, frameSize: frameSize)
+                                            : try modelSource(files: files, frameSize: frameSize)
         }
         let runner = try EvalRunner(source: source, options: options, log: log)
         let report = try await runner.run()
@@ -147,6 +131,50 @@ struct Eval: AsyncParsableCommand {
             try report.json().write(to: URL(fileURLWithPath: json))
             log("wrote \(json)")
         }
+    }
+
+    /// The model's frames, with the options the model folder sets (fps, noise scale).
+    private func modelSource(files: ModelFiles, frameSize: Int) throws -> (any FrameSource, EvalOptions) {
+        if files.dit == nil {
+            // python3 tools/dev/make_random_model.py --out DIR makes a folder with random weights.
+            throw files.missing(.dit, option: "--dit FILE, or --reference to measure the ground truth")
+        }
+        let backend = try backendOptions.make()
+        let t0 = Date()
+        let model = try LoadedModel.load(files: files, decoder: true, encoder: restyle + animate > 0, backend: backend,
+                                         decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
+                                         fp8: models.fp8)
+        log(String(format: "loaded the model (%@ decoder) in %.1f s", model.decoderName, Date().timeIntervalSince(t0)))
+        let source = try ModelFrameSource(model: model, frameSize: frameSize,
+                                          summary: "model \(models.model ?? files.dit!) on \(backend.name) (\(backendOptions.storageType))")
+        var options = evalOptions(frameSize: frameSize)
+        options.fps = files.fps ?? options.fps
+        options.noiseScale = noiseScale ?? files.noiseScale ?? options.noiseScale
+        if options.restyleVideos + options.animateVideos > 0, model.newEncoder() == nil {
+            log("note: the model has no encoder (encoder.* in taehv.safetensors, or a Wan VAE): skipping video-to-video and "
+                + "image-to-video (--restyle 0 --animate 0 says so)")
+            options.restyleVideos = 0
+            options.animateVideos = 0
+        }
+        return (source, options)
+    }
+
+    /// `--autoencoded`: the ground truth through the model's encoder and decoder (text-to-video plans only).
+    private func autoencodedSource(files: ModelFiles, frameSize: Int) throws -> (any FrameSource, EvalOptions) {
+        let backend = try backendOptions.make()
+        let model = try LoadedModel.load(files: files, decoder: true, encoder: true, backend: backend,
+                                         decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
+                                         fp8: false)
+        let source = try AutoencodedFrameSource(model: model, frameSize: frameSize,
+                                                summary: "the ground truth through the \(model.decoderName) encoder and decoder (the autoencoder's ceiling)")
+        var options = evalOptions(frameSize: frameSize)
+        options.fps = files.fps ?? options.fps
+        if options.restyleVideos + options.animateVideos > 0 {
+            log("note: --autoencoded measures the text-to-video plans only: video-to-video and image-to-video skipped")
+            options.restyleVideos = 0
+            options.animateVideos = 0
+        }
+        return (source, options)
     }
 }
 

@@ -66,3 +66,36 @@ extension ModelFrameSource: InputFrameSource {
         }
     }
 }
+
+/// The ground truth drawn, passed through a model's encoder and decoder (streaming, block by block): what a DiT
+/// that made the data set's latents exactly would show, the autoencoder's ceiling on every figure.
+public struct AutoencodedFrameSource: FrameSource {
+    public let renderer: SceneRenderer
+    public let model: LoadedModel
+    public let summary: String
+
+    public init(model: LoadedModel, frameSize: Int, summary: String) throws {
+        guard model.decoderName != "none", model.newEncoder() != nil else {
+            throw ReelError.input("--autoencoded needs the model's encoder and decoder (encoder.* and decoder.* in taehv.safetensors)")
+        }
+        self.model = model
+        renderer = SceneRenderer(frameSize: frameSize)
+        self.summary = summary
+    }
+
+    public func generate(_ plan: VideoPlan, _ body: (RGBFrames) async throws -> Void) async throws {
+        guard let encoder = model.newEncoder(), let decoder = model.newDecoder() else {
+            throw ReelError.input("--autoencoded needs the model's encoder and decoder")
+        }
+        let (stream, decodeStream) = (model.encodeStream, model.decodeStream)
+        for b in 0..<plan.blocks {
+            let first = VideoPlan.firstFrame(ofBlock: b)
+            let frames = try renderer.render(plan.timeline, frames: first..<(first + VideoPlan.frames(inBlock: b)))
+            let x = try frames.modelInput(on: stream, dtype: encoder.dtype)
+            guard let latents = try encoder.encode(x) else { throw ReelError.input("block \(b) made no latent frame") }
+            let z = try latents.handedOver(to: decodeStream, ready: try stream.recordEvent())
+            let video = try decoder.decode(z)
+            try await body(try RGBFrames(modelOutput: video))
+        }
+    }
+}

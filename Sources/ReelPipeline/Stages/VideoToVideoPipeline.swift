@@ -119,25 +119,28 @@ enum InputStage {
         do {
             encoder.reset()
             var read = 0, index = 0
-            var previousLast: [Float]?
+            var previousLast: ArraySlice<UInt8>?
             while !output.isCancelled {
                 let want = index == 0 ? VideoToVideoRequest.firstBlockFrames : VideoToVideoRequest.blockFrames
                 if let maxFrames, read + want > maxFrames { break }
+                // Frames are taken once the generator has room for their block: read ahead, they would wait in
+                // the channel, and a live input's latency with them.
+                guard output.reserve() else { break }
                 var frames: [RGBFrames] = []
                 while frames.count < want, let frame = try input.nextFrame() { frames.append(frame) }
                 read += frames.count
                 if frames.count < want {
+                    output.release()
                     if index == 0 {
                         throw ReelError.input("\(input.source): video-to-video needs at least \(want) frames, the input had \(frames.count)")
                     }
                     break   // a trailing partial group: not converted
                 }
-                guard output.reserve() else { break }
-                let values = frames.map { $0.pixels.map { Float($0) / 127.5 - 1 } }     // [-1, 1]
-                let motion = try previousLast.map { try MotionAwareNoise.frameDifference([$0] + values) } ?? 0
-                previousLast = values.last
-                let (h, w) = (frames[0].height, frames[0].width)
-                let x = try stream.tensor(Array(values.joined()), shape: [1, want, h, w, 3], dtype: encoder.dtype)
+                let block = try RGBFrames(width: frames[0].width, height: frames[0].height, pixels: Array(frames.map(\.pixels).joined()))
+                let slices = (0..<block.count).map { block.frame($0) }
+                let motion = try previousLast.map { try MotionAwareNoise.frameDifference(bytes: [$0] + slices) } ?? 0
+                previousLast = slices.last
+                let x = try block.modelInput(on: stream, dtype: encoder.dtype)       // [1, want, H, W, 3] in [-1, 1]
                 guard let z = try encoder.encode(x) else {
                     throw ReelError.input("the encoder made no latent frame from \(want) frames")
                 }

@@ -45,6 +45,31 @@ public struct MotionAwareNoise: Sendable, Equatable {
         return Double(worst)
     }
 
+    /// `frameDifference` of 8-bit frames (values v standing for v / 127.5 - 1), each in any layout (the same for
+    /// all): the differences are integers, summed exactly, so only the final scaling rounds.
+    public static func frameDifference(bytes frames: [ArraySlice<UInt8>]) throws -> Double {
+        guard frames.count >= 2, let n = frames.first?.count, n > 0, frames.allSatisfy({ $0.count == n }) else {
+            throw ReelError.input("the motion rule needs at least two frames of the same size")
+        }
+        var worst: Float = 0
+        for k in 1..<frames.count {
+            let sum = frames[k].withUnsafeBufferPointer { a in
+                frames[k - 1].withUnsafeBufferPointer { b in
+                    var total = 0, i = 0
+                    while i < n {                                     // runs of 4096: an Int32 sum cannot overflow
+                        let end = min(n, i + 4096)
+                        var run: Int32 = 0
+                        while i < end { let d = Int32(a[i]) - Int32(b[i]); run &+= d &* d; i += 1 }
+                        total += Int(run)
+                    }
+                    return total
+                }
+            }
+            worst = max(worst, Float(Double(sum) / (127.5 * 127.5) / Double(n)).squareRoot())
+        }
+        return Double(worst)
+    }
+
     /// `frameDifference` of frames `[T, ...]` (axis 0 is time) on any backend: downloads them.
     public static func frameDifference(_ frames: Tensor) throws -> Double {
         try require(frames.rank >= 2 && frames.shape[0] >= 2, "MotionAwareNoise",
