@@ -110,6 +110,7 @@ struct SocketConnection: Sendable {
                     switch event {
                     case .message(let status): post.yield(.text(JSON.text(of: status)))
                     case .block(let info, let frames, let endsBlock): post.yield(.block(info, frames, session, endsBlock: endsBlock))
+                    case .codec(let info): post.yield(.text(JSON.text(of: info)))
                     }
                 }
             }
