@@ -1,8 +1,5 @@
 import Foundation
 import ReelCore
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Writes an H.264 MP4 (yuv420p, plays everywhere) through the system `ffmpeg`: raw RGB frames are
 /// piped to its stdin as they arrive, no temporary files. ffmpeg starts with the first block (when
@@ -14,9 +11,7 @@ public final class FFmpegSink: FrameSink {
     public let destination: String
     public let fps: Int
     public let executable: String
-    private var process: Process?
-    private var stdin: FileHandle?
-    private var stderrCollector: StderrCollector?
+    private var process: FFmpegProcess?
     private var sizeGuard = FrameSizeGuard()
     private var finished = false
     public private(set) var framesWritten = 0
@@ -50,24 +45,12 @@ public final class FFmpegSink: FrameSink {
     }
 
     private func start(width: Int, height: Int) throws {
-        // A reader that died must not kill us with SIGPIPE: writes then fail with EPIPE instead.
-        signal(SIGPIPE, SIG_IGN)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = ["-hide_banner", "-loglevel", "error", "-y",
-                       "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "\(width)x\(height)", "-r", "\(fps)", "-i", "-",
-                       "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
-                       "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", destination]
-        let input = Pipe(), errors = Pipe()
-        p.standardInput = input
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = errors
-        do { try p.run() } catch {
-            throw ReelError.library(name: "ffmpeg", message: "could not start \(executable): \(error.localizedDescription)")
-        }
-        process = p
-        stdin = input.fileHandleForWriting
-        stderrCollector = StderrCollector(errors.fileHandleForReading)
+        process = try FFmpegProcess(executable: executable, arguments: [
+            "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "\(width)x\(height)", "-r", "\(fps)", "-i", "-",
+            "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", destination],
+            stallTimeout: 300)   // a file: only a wedged ffmpeg takes this long for a block or the faststart rewrite
     }
 
     public func write(_ frames: RGBFrames) throws {
@@ -75,10 +58,10 @@ public final class FFmpegSink: FrameSink {
         try sizeGuard.check(frames, sink: "FFmpegSink")
         if process == nil { try start(width: frames.width, height: frames.height) }
         do {
-            try stdin?.write(contentsOf: Data(frames.pixels))
+            try process?.write(Data(frames.pixels))
         } catch {
             finished = true
-            let message = (try? finishProcess()) ?? ""
+            let message = finishProcess()
             throw ReelError.library(name: "ffmpeg", message: message.isEmpty
                 ? "could not pipe frames to \(executable): \(error.localizedDescription)"
                 : "stopped taking frames: \(message)")
@@ -90,41 +73,16 @@ public final class FFmpegSink: FrameSink {
         guard !finished else { return }
         finished = true
         guard process != nil else { return }
-        let message = try finishProcess()
+        let message = finishProcess()
         if !message.isEmpty { throw ReelError.library(name: "ffmpeg", message: message) }
     }
 
-    /// Closes stdin, waits for ffmpeg, and returns an error message ("" when it succeeded).
-    private func finishProcess() throws -> String {
-        try? stdin?.close()
-        stdin = nil
+    /// Closes ffmpeg's input, waits for it, and returns an error message ("" when it succeeded).
+    private func finishProcess() -> String {
         guard let p = process else { return "" }
-        p.waitUntilExit()
         process = nil
-        let text = stderrCollector?.wait() ?? ""
-        if p.terminationStatus != 0 {
-            let detail = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            return "exited with status \(p.terminationStatus) writing \(destination)" + (detail.isEmpty ? "" : ": " + detail)
-        }
-        return ""
+        let message = p.finish()
+        return message.isEmpty ? "" : message + " writing \(destination)"
     }
 }
 
-/// Drains a child's stderr on its own thread (a full pipe would block the child), keeping the text.
-final class StderrCollector: @unchecked Sendable {
-    private let done = DispatchSemaphore(value: 0)
-    private var data = Data()
-
-    init(_ handle: FileHandle) {
-        Thread.detachNewThread { [self] in
-            let all = handle.readDataToEndOfFile()
-            data = all.count > 8192 ? all.suffix(8192) : all
-            done.signal()
-        }
-    }
-
-    func wait() -> String {
-        done.wait()
-        return String(decoding: data, as: UTF8.self)
-    }
-}

@@ -23,12 +23,21 @@ public enum VideoFormat: String, CaseIterable, Sendable {
 
 /// Opens the right sink for an output path.
 public enum VideoSinks {
-    /// A sink for `path`, chosen by `VideoFormat(path:)` unless `format` is given. When MP4 is asked
-    /// for and ffmpeg is missing, it says so through `notice` and writes Y4M next to it
+    /// A sink for `path`: a live output when it is a URL (`LiveDestination`: rtmp://, rtmps://, srt://, udp://,
+    /// encoded as `live` says; ffmpeg is required), else a file chosen by `VideoFormat(path:)` unless `format` is
+    /// given. When MP4 is asked for and ffmpeg is missing, it says so through `notice` and writes Y4M next to it
     /// (`out.mp4` -> `out.y4m`), which opens without installing anything.
-    public static func open(path: String, format: VideoFormat? = nil, fps: Int = 16,
+    public static func open(path: String, format: VideoFormat? = nil, fps: Int = 16, live: LiveStreamOptions = LiveStreamOptions(),
                             environment: [String: String] = ProcessInfo.processInfo.environment,
                             notice: (String) -> Void = { _ in }) throws -> any FrameSink {
+        if format == nil, LiveDestination.isURL(path) {
+            let destination = try LiveDestination(url: path)
+            guard let ffmpeg = FFmpegSink.findFFmpeg(environment: environment) else {
+                throw ReelError.library(name: "ffmpeg", message: "not found on PATH, needed to stream to \(destination) "
+                    + "(install it, e.g. apt-get install ffmpeg, or set REEL_FFMPEG)")
+            }
+            return try LiveStreamSink(destination: destination, fps: fps, options: live, executable: ffmpeg)
+        }
         switch format ?? VideoFormat(path: path) {
         case .y4m:
             return try Y4MSink(path: path, fps: fps)

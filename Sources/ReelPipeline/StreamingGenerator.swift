@@ -272,3 +272,11 @@ final class Countdown: @unchecked Sendable {
         }
     }
 }
+
+extension LatentBlock {
+    /// A block made outside a generator (`reel serve --test-pattern`): its timings as given, no events to resolve.
+    public init(index: Int, startFrame: Int, latents: Tensor, promptIndex: Int, ready: any BackendEvent, seconds: Double) {
+        self.init(index: index, startFrame: startFrame, latents: latents, promptIndex: promptIndex, ready: ready,
+                  timings: BlockTimings(seconds: seconds, recacheSeconds: 0, forwards: 0))
+    }
+}

@@ -94,7 +94,8 @@ enum OpenAPI {
                   "record": { "type": "boolean" },
                   "input": { "type": ["string", "null"], "enum": ["video", "image", null], "description": "Over the WebSocket: the client sends the frames. Over HTTP: set by the upload" },
                   "noiseScale": { "type": "number", "minimum": 0.2, "maximum": 1, "description": "Video-to-video: initial noise scale (default 0.8)" },
-                  "steps": { "type": "integer", "minimum": 1, "maximum": 4, "description": "Video-to-video: denoising steps a block, the first of 700, 500, 400, 200 (default 2)" }
+                  "steps": { "type": "integer", "minimum": 1, "maximum": 4, "description": "Video-to-video: denoising steps a block, the first of 700, 500, 400, 200 (default 2)" },
+                  "codec": { "type": "string", "enum": ["jpeg", "h264"], "description": "Over the WebSocket: each frame a JPEG (default) or one H.264 stream for WebCodecs (needs ffmpeg on the server, else 501 codec_unavailable)" }
                 }
               }
             }

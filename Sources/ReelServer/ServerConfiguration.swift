@@ -52,6 +52,8 @@ public struct ServerConfiguration: Sendable {
     public var recordingFolder: String
     /// The API key, allowed origins and per-client rates.
     public var access = AccessPolicy()
+    /// Sessions show `TestPattern` instead of the model's video (`reel serve --test-pattern`: transport checks).
+    public var testPattern = false
     /// The device named on the page and in /healthz.
     public var deviceName = "cpu"
 

@@ -17,6 +17,8 @@ enum SessionEvent: Sendable {
     /// A part of a block (the frames of one latent frame: 1 for the video's first, 4 after): its JSON
     /// description, then one binary message per frame (`FrameMessage`). `endsBlock` on the block's last.
     case block(BlockMessage, frames: [[UInt8]], endsBlock: Bool)
+    /// An H.264 session's decoder configuration, before its first frame.
+    case codec(CodecMessage)
 }
 
 /// One video being generated: its own pipeline (generator with its KV cache, streaming decoder) over the
@@ -178,6 +180,9 @@ final class Session: @unchecked Sendable {
         }
     }
 
+    /// Whether a stop was asked for.
+    var isStopping: Bool { condition.withLock { stopRequested } }
+
     /// Call with `condition` held.
     private var watcherIsBehind: Bool {
         watcher != nil && !stopRequested && blocksReceived - blocksDelivered >= Self.maxBlocksAhead
@@ -197,9 +202,15 @@ final class Session: @unchecked Sendable {
             }
             let id = self.id
             // The pipeline object lives as long as its chunks are read (its stages and controls hang on it).
-            let (chunks, pipeline) = try await makeChunks(model: model)
+            let (chunks, pipeline) = try await config.testPattern
+                ? (TestPattern.chunks(width: request.width, height: request.height, fps: request.fps,
+                                      latentFrames: request.latentFrames, backend: model.dit.backend,
+                                      isStopped: { [weak self] in self?.isStopping ?? true }), self)
+                : makeChunks(model: model)
             defer { withExtendedLifetime(pipeline) {} }
             let encoder = try JPEGEncoder(quality: request.quality)
+            var h264: H264StreamEncoder?
+            defer { h264?.close() }
             let started = condition.withLock { () -> Bool in
                 guard !stopRequested else { return false }
                 _state = paused ? .paused : .running
@@ -220,6 +231,7 @@ final class Session: @unchecked Sendable {
                 }
                 metrics.add("reel_decode_seconds_total", chunk.decodeSeconds)
                 guard let rgb = chunk.frames else { continue }
+                let madeAt = Date().timeIntervalSince1970 * 1000   // the frames are made: glass-to-glass starts here
                 // Blocking work (the pipe to ffmpeg, JPEG encoding) runs off the cooperative threads.
                 let recorder = UncheckedSendable(sink)
                 try await onThread { try recorder.value?.write(rgb) }
@@ -240,15 +252,31 @@ final class Session: @unchecked Sendable {
                     continue
                 }
                 let encodeStart = ContinuousClock.now
-                // Frames encode in parallel (each is independent; 10-20 ms per 832x480 frame on one core).
                 let (blockIndex, blockPrompt) = (block.index, block.promptIndex)
-                let messages = try await onThread {
-                    let slots = FrameSlots(count: rgb.count)
-                    DispatchQueue.concurrentPerform(iterations: rgb.count) { i in
-                        slots.set(i, FrameMessage.encode(block: blockIndex, frame: firstFrame + i, promptIndex: blockPrompt,
-                                                         jpeg: encoder.encode(rgb, frame: i)))
+                let messages: [[UInt8]]
+                switch request.codec {
+                case .jpeg:
+                    // Frames encode in parallel (each is independent; 10-20 ms per 832x480 frame on one core).
+                    messages = try await onThread {
+                        let slots = FrameSlots(count: rgb.count)
+                        DispatchQueue.concurrentPerform(iterations: rgb.count) { i in
+                            slots.set(i, FrameMessage.encode(block: blockIndex, frame: firstFrame + i, promptIndex: blockPrompt,
+                                                             jpeg: encoder.encode(rgb, frame: i)))
+                        }
+                        return slots.values
                     }
-                    return slots.values
+                case .h264:
+                    let stream = try h264 ?? H264StreamEncoder(width: rgb.width, height: rgb.height, fps: request.fps)
+                    let started = h264 != nil
+                    h264 = stream
+                    let encoded = try await onThread { try stream.encode(rgb) }
+                    if !started, let description = stream.decoderConfiguration, let codec = stream.codecString {
+                        send(.codec(CodecMessage(session: id, codec: codec, description: Data(description).base64EncodedString(),
+                                                 width: rgb.width, height: rgb.height)))
+                    }
+                    messages = encoded.enumerated().map { i, frame in
+                        FrameMessage.encode(block: blockIndex, frame: firstFrame + i, promptIndex: blockPrompt, h264: frame)
+                    }
                 }
                 let encodeSeconds = (ContinuousClock.now - encodeStart).seconds
                 metrics.add("reel_encode_seconds_total", encodeSeconds)
@@ -260,7 +288,7 @@ final class Session: @unchecked Sendable {
                     ditMs: block.timings.seconds * 1000, recacheMs: block.timings.recacheSeconds * 1000,
                     decodeMs: chunk.decodeSeconds * 1000,
                     encodeMs: encodeSeconds * 1000,
-                    bytes: messages.reduce(0) { $0 + $1.count })
+                    bytes: messages.reduce(0) { $0 + $1.count }, codec: request.codec.rawValue, madeAt: madeAt)
                 send(.block(info, frames: messages, endsBlock: endsBlock))
                 if endsBlock { try await waitForWatcher() }
             }
@@ -331,25 +359,36 @@ func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async thr
     }
 }
 
-/// One video frame on the WebSocket: a 16-byte little-endian header, then a baseline JPEG.
+/// One video frame on the WebSocket: a 16-byte little-endian header, then a baseline JPEG ("RLF1") or an H.264
+/// access unit in AVCC form ("RLH1", decoded with the session's `codec` message).
 ///
-///     0  u32  magic "RLF1"      4  u32  block index
+///     0  u32  magic "RLF1" | "RLH1"   4  u32  block index
 ///     8  u32  frame index (from the session's first frame)
-///    12  u16  prompt index      14  u16  reserved (0)
+///    12  u16  prompt index      14  u8  flags (bit 0: H.264 keyframe)   15  u8  reserved (0)
 enum FrameMessage {
     static let magic: [UInt8] = Array("RLF1".utf8)
+    static let h264Magic: [UInt8] = Array("RLH1".utf8)
     static let headerBytes = 16
 
     static func encode(block: Int, frame: Int, promptIndex: Int, jpeg: [UInt8]) -> [UInt8] {
-        var out = magic
-        out.reserveCapacity(headerBytes + jpeg.count)
-        func u32(_ v: Int) { let x = UInt32(truncatingIfNeeded: v); for s in [0, 8, 16, 24] { out.append(UInt8(truncatingIfNeeded: x >> UInt32(s))) } }
-        u32(block); u32(frame)
-        out += [UInt8(truncatingIfNeeded: promptIndex), UInt8(truncatingIfNeeded: promptIndex >> 8), 0, 0]
-        return out + jpeg
+        header(magic, block: block, frame: frame, promptIndex: promptIndex, flags: 0, payload: jpeg.count) + jpeg
     }
 
-    /// (block, frame, prompt index, JPEG bytes) of a message, or nil when it is not a frame.
+    static func encode(block: Int, frame: Int, promptIndex: Int, h264: H264Frame) -> [UInt8] {
+        header(h264Magic, block: block, frame: frame, promptIndex: promptIndex, flags: h264.isKey ? 1 : 0,
+               payload: h264.data.count) + h264.data
+    }
+
+    private static func header(_ magic: [UInt8], block: Int, frame: Int, promptIndex: Int, flags: UInt8, payload: Int) -> [UInt8] {
+        var out = magic
+        out.reserveCapacity(headerBytes + payload)
+        func u32(_ v: Int) { let x = UInt32(truncatingIfNeeded: v); for s in [0, 8, 16, 24] { out.append(UInt8(truncatingIfNeeded: x >> UInt32(s))) } }
+        u32(block); u32(frame)
+        out += [UInt8(truncatingIfNeeded: promptIndex), UInt8(truncatingIfNeeded: promptIndex >> 8), flags, 0]
+        return out
+    }
+
+    /// (block, frame, prompt index, JPEG bytes) of a JPEG frame message, or nil when it is not one.
     static func decode(_ bytes: [UInt8]) -> (block: Int, frame: Int, promptIndex: Int, jpeg: ArraySlice<UInt8>)? {
         guard bytes.count > headerBytes, Array(bytes[0..<4]) == magic else { return nil }
         func u32(_ o: Int) -> Int { (0..<4).reduce(0) { $0 | Int(bytes[o + $1]) << (8 * $1) } }

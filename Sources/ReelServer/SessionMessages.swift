@@ -75,6 +75,21 @@ struct BlockMessage: Encodable, Sendable {
     let endsBlock: Bool
     let width: Int, height: Int
     let ditMs: Double, recacheMs: Double, decodeMs: Double, encodeMs: Double
-    /// JPEG bytes of the part's frames, headers included.
+    /// Encoded bytes of the part's frames (JPEG or H.264), headers included.
     let bytes: Int
+    /// "jpeg" or "h264".
+    let codec: String
+    /// When the part's frames came out of the decoder, in milliseconds since 1970 (the page measures
+    /// glass-to-glass latency from it: it runs on the same clock when it runs on the same machine).
+    let madeAt: Double
+}
+
+/// An H.264 session's decoder configuration, sent once before its first frame: WebCodecs'
+/// `VideoDecoderConfig` (`codec`, and `description`: the AVCDecoderConfigurationRecord, base64).
+struct CodecMessage: Encodable, Sendable {
+    let type = "codec"
+    let session: String
+    let codec: String
+    let description: String
+    let width: Int, height: Int
 }

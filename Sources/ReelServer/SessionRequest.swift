@@ -1,4 +1,5 @@
 import Foundation
+import ReelMedia
 import ReelPipeline
 
 /// What a client asks for when it starts a session (`POST /v1/sessions` or the WebSocket's `start`),
@@ -21,8 +22,11 @@ public struct SessionRequest: Sendable, Equatable {
     /// denoising steps a block (1...4, the first of 700, 500, 400, 200).
     public var noiseScale = StreamV2VSchedule.streamDiffusionV2.noiseScale
     public var steps = StreamV2VSchedule.streamDiffusionV2.levels
+    /// How the frames travel to a WebSocket client.
+    public var codec = FrameCodec.jpeg
 
-    public static let optionNames = ["width", "height", "fps", "seconds", "quality", "record", "input", "noiseScale", "steps"]
+    public static let optionNames = ["width", "height", "fps", "seconds", "quality", "record", "input", "noiseScale", "steps",
+                                     "codec"]
 
     static let promptNotAString = APIError.badRequest("prompt must be a string")
 
@@ -47,6 +51,10 @@ public struct SessionRequest: Sendable, Equatable {
         guard (1...120).contains(fps) else { throw .badRequest("options.fps must be in 1...120, got \(fps)") }
         guard (1...100).contains(quality) else { throw .badRequest("options.quality must be in 1...100, got \(quality)") }
         guard (0.2...1).contains(noiseScale) else { throw .badRequest("options.noiseScale must be in 0.2...1, got \(noiseScale)") }
+        if codec == .h264, FFmpegSink.findFFmpeg() == nil {
+            throw APIError(.notImplemented, "codec_unavailable",
+                           "this server has no ffmpeg to encode H.264; ask for \"codec\": \"jpeg\"")
+        }
         guard (1...StreamV2VSchedule.stepLadder.count).contains(steps) else {
             throw .badRequest("options.steps must be in 1...\(StreamV2VSchedule.stepLadder.count), got \(steps)")
         }
@@ -96,7 +104,7 @@ extension SessionRequest {
                   fps: options.fps ?? config.defaultFPS, seconds: options.seconds ?? defaultSeconds,
                   quality: options.quality ?? config.jpegQuality, record: options.record ?? true, input: input,
                   noiseScale: options.noiseScale ?? config.defaultNoiseScale,
-                  steps: options.steps ?? StreamV2VSchedule.streamDiffusionV2.levels)
+                  steps: options.steps ?? StreamV2VSchedule.streamDiffusionV2.levels, codec: options.codec ?? .jpeg)
         self = try checked(config)
     }
 }
@@ -140,10 +148,13 @@ extension SessionRequest.Body {
         public var input: SessionInput?
         public var noiseScale: Double?
         public var steps: Int?
+        public var codec: FrameCodec?
 
         public init() {}
 
-        private enum CodingKeys: String, CodingKey { case width, height, fps, seconds, quality, record, input, noiseScale, steps }
+        private enum CodingKeys: String, CodingKey {
+            case width, height, fps, seconds, quality, record, input, noiseScale, steps, codec
+        }
 
         public init(from decoder: any Decoder) throws {
             let c = try decoder.object(keyedBy: CodingKeys.self, notAnObject: .badRequest("options must be an object"),
@@ -170,6 +181,11 @@ extension SessionRequest.Body {
             }
             noiseScale = try c.field(Double.self, .noiseScale, else: .badRequest("options.noiseScale must be a number"))
             steps = try integer(.steps)
+            let badCodec = APIError.badRequest("options.codec must be \"jpeg\" or \"h264\"")
+            if let name = try c.field(String.self, .codec, else: badCodec) {
+                guard let kind = FrameCodec(rawValue: name) else { throw badCodec }
+                codec = kind
+            }
         }
     }
 }
@@ -182,4 +198,13 @@ public enum SessionInput: String, Sendable, Equatable {
     case image
 
     var article: String { self == .video ? "a video" : "an image" }
+}
+
+/// How a session's frames travel over the WebSocket (`options.codec`).
+public enum FrameCodec: String, Sendable, Equatable {
+    /// Each frame a baseline JPEG (`FrameMessage`, "RLF1"): every browser draws it; ~40 KB a frame at 832x480.
+    case jpeg
+    /// One H.264 stream per session (`H264StreamEncoder`: a `codec` message with the decoder configuration, then
+    /// each frame's access unit, "RLH1"): the page decodes it with WebCodecs' `VideoDecoder`. Needs ffmpeg.
+    case h264
 }

@@ -9,7 +9,7 @@ import ReelMedia
 ///
 /// Client -> server, JSON text:
 /// `{"type": "start", "prompt": "...", "seed": 0, "options": {"width", "height", "fps", "seconds", "quality", "record",
-/// "input", "noiseScale", "steps"}}` (replaces the socket's session), `{"type": "prompt", "prompt": "..."}` (from the
+/// "input", "noiseScale", "steps", "codec"}}` (replaces the socket's session), `{"type": "prompt", "prompt": "..."}` (from the
 /// next block on; not for video-to-video, whose prompt is fixed), `{"type": "pause"}`, `{"type": "resume"}`,
 /// `{"type": "stop"}` (ends the video; the recording stays downloadable while the socket is open), `{"type": "end"}`
 /// (the input has ended: the frames sent are still converted, then the session finishes).
@@ -24,7 +24,8 @@ import ReelMedia
 ///
 /// Server -> client: `{"type": "session" | "state", ...status}` (see `GET /v1/sessions/{id}`; a queued
 /// session has `queuePosition`), `{"type": "block", ...}` followed by one binary message per frame
-/// (`FrameMessage`: 16-byte header + JPEG), `{"type": "prompt", "prompt"}` acknowledging a prompt, and
+/// (`FrameMessage`: 16-byte header + JPEG, or with `options.codec` "h264" an H.264 access unit, after one
+/// `{"type": "codec", "codec", "description"}` message), `{"type": "prompt", "prompt"}` acknowledging a prompt, and
 /// `{"type": "error", "code", "message"}`; errors leave the socket open.
 ///
 /// Control messages count against the client's `AccessPolicy.messagesPerSecond` (by its address, over all its
@@ -110,6 +111,7 @@ struct SocketConnection: Sendable {
                     switch event {
                     case .message(let status): post.yield(.text(JSON.text(of: status)))
                     case .block(let info, let frames, let endsBlock): post.yield(.block(info, frames, session, endsBlock: endsBlock))
+                    case .codec(let info): post.yield(.text(JSON.text(of: info)))
                     }
                 }
             }

@@ -13,7 +13,13 @@ import Hummingbird
 ///
 /// The URL may start a session by itself (a shareable demo, and how the browser tests drive it):
 /// `/?prompt=TEXT&seed=N&autostart=1&then=TEXT&at=SECONDS` switches to `then` after `at` seconds of video;
-/// `&input=camera&noise=S&steps=N` starts video-to-video from the camera.
+/// `&input=camera&noise=S&steps=N` starts video-to-video from the camera; `&codec=h264` streams H.264.
+///
+/// Stream: JPEG frames (each drawn through `createImageBitmap`) or H.264 (`options.codec = "h264"`: the server's
+/// `codec` message configures a WebCodecs `VideoDecoder`, each frame message is one access unit). A browser without
+/// WebCodecs' H.264, or a server without ffmpeg (`codec_unavailable`), falls back to JPEG with a note. The page
+/// measures what it receives (`window.reelStats`: bytes, and per frame made -> decoded and made -> drawn, from the
+/// `block` messages' `madeAt`) and shows the last second's bit rate and the glass-to-glass median.
 enum WebPage {
     static func response(_ text: String, type: String) -> Response {
         Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-cache"],
@@ -39,6 +45,10 @@ enum WebPage {
             <option value="none">None (prompt only)</option>
             <option value="camera">Camera</option>
             <option value="file">File (video or image)</option>
+          </select></label>
+          <label>stream <select id="codec">
+            <option value="jpeg">JPEG frames</option>
+            <option value="h264">H.264 (WebCodecs)</option>
           </select></label>
           <input id="file" type="file" accept="video/*,image/*" hidden>
           <span id="v2v" hidden>
@@ -69,6 +79,8 @@ enum WebPage {
         <span>frames <b id="frames">0</b></span>
         <span>prompt <b id="promptIndex">0</b></span>
         <span>input sent <b id="inputSent">0</b></span>
+        <span>stream <b id="bandwidth">-</b></span>
+        <span>glass-to-glass <b id="glass">-</b></span>
       </section>
       <p id="message"></p>
     </main>
@@ -102,12 +114,18 @@ enum WebPage {
     // The noise scale is sent once chosen; until then the server uses the model's default (reel.json noise_scale).
     let noiseTouched = false;
     const canvas = $("video"), ctx = canvas.getContext("2d");
+    // bytesReceived: frame messages' bytes; glassMs: per drawn frame, made on the server -> drawn (the page and the
+    // server share a clock when they share a machine); readyMs: made -> decoded, ready to draw.
     const stats = { framesDrawn: 0, framesReceived: 0, promptIndexDrawn: 0, block: -1, state: "idle", session: null, latencyMs: null,
-                    errors: [], inputSent: 0, input: "none" };
+                    errors: [], inputSent: 0, input: "none", codec: "jpeg", bytesReceived: 0, firstFrameAt: null, lastFrameAt: null,
+                    glassMs: [], readyMs: [] };
     window.reelStats = stats;
     let ws = null, queue = [], fps = 16, nextDue = 0, drawTimes = [], pendingSwitch = null, paused = false;
     const inputView = $("inputView"), inputCtx = inputView.getContext("2d"), source = $("source");
     let capture = null, camera = null, image = null, sending = false, inputOpen = false;
+    // H.264: one WebCodecs decoder per session; queue items wait in `decoding` (by frame index) for its output.
+    let decoder = null;
+    const decoding = new Map(), madeAt = new Map(), received = [];
 
     // A server started with an API key: the key comes from the address (?key=KEY, then removed from it and kept for
     // this tab) or, when the server refuses the page's first request, from a prompt. It is sent as the WebSocket's
@@ -160,7 +178,15 @@ enum WebPage {
     function onMessage(event) {
       if (typeof event.data !== "string") { onFrame(event.data); return; }
       const m = JSON.parse(event.data);
-      if (m.type === "error") { show("message", m.code + ": " + m.message); stats.errors.push(m.code); return; }
+      if (m.type === "error") {
+        if (m.code === "codec_unavailable" && stats.codec === "h264") {   // the server has no ffmpeg: JPEG it is
+          $("codec").value = "jpeg"; show("message", "H.264 is not available on this server; JPEG frames instead");
+          start($("prompt").value, $("seed").value, true).catch((e) => show("message", e.message));
+          return;
+        }
+        show("message", m.code + ": " + m.message); stats.errors.push(m.code); return;
+      }
+      if (m.type === "codec") { configureDecoder(m); return; }
       if (m.type === "session" || m.type === "state") {
         const first = m.type === "session";
         stats.session = m.id; fps = m.fps || fps;
@@ -172,26 +198,76 @@ enum WebPage {
         stats.block = m.index; show("block", m.index);
         show("dit", Math.round(m.ditMs) + " ms" + (m.recacheMs > 0 ? " (recache " + Math.round(m.recacheMs) + ")" : ""));
         if (canvas.width !== m.width || canvas.height !== m.height) { canvas.width = m.width; canvas.height = m.height; }
+        for (let k = 0; k < m.frames; k++) madeAt.set(m.firstFrame + k, m.madeAt);
       }
+    }
+
+    function configureDecoder(m) {
+      if (decoder && decoder.state !== "closed") decoder.close();
+      decoder = new VideoDecoder({
+        output: (frame) => {
+          const item = decoding.get(frame.timestamp);
+          decoding.delete(frame.timestamp);
+          if (item) { item.bitmap = frame; item.readyAt = performance.now(); } else frame.close();
+        },
+        error: (e) => {
+          stats.errors.push("h264"); show("message", "H.264 decoding failed: " + e.message);
+          for (const item of decoding.values()) item.bitmap = "bad";
+          decoding.clear();
+        },
+      });
+      const description = Uint8Array.from(atob(m.description), (c) => c.charCodeAt(0));
+      decoder.configure({ codec: m.codec, description, optimizeForLatency: true });
+    }
+
+    // Whether this browser decodes the server's H.264 (WebCodecs; Constrained Baseline up to level 4).
+    async function canDecodeH264() {
+      if (!("VideoDecoder" in window)) return false;
+      try { return (await VideoDecoder.isConfigSupported({ codec: "avc1.42c028", optimizeForLatency: true })).supported; }
+      catch (e) { return false; }
     }
 
     function onFrame(buffer) {
       const view = new DataView(buffer);
-      if (buffer.byteLength < 16 || view.getUint32(0, false) !== 0x524c4631) return;   // "RLF1"
+      const magic = buffer.byteLength < 16 ? 0 : view.getUint32(0, false);
+      if (magic !== 0x524c4631 && magic !== 0x524c4831) return;   // "RLF1" (JPEG), "RLH1" (H.264)
       const frame = view.getUint32(8, true), promptIndex = view.getUint16(12, true);
-      stats.framesReceived++;
-      const item = { frame, promptIndex, bitmap: null };
+      const now = performance.now();
+      stats.framesReceived++; stats.bytesReceived += buffer.byteLength;
+      if (stats.firstFrameAt === null) stats.firstFrameAt = now;
+      stats.lastFrameAt = now;
+      received.push([now, buffer.byteLength]);
+      while (received.length > 0 && received[0][0] < now - 1000) received.shift();
+      show("bandwidth", Math.round(received.reduce((sum, r) => sum + r[1], 0) * 8 / 1000) + " kbit/s");
+      const item = { frame, promptIndex, bitmap: null, readyAt: null };
       queue.push(item);
+      if (magic === 0x524c4831) {
+        if (!decoder || decoder.state !== "configured") { item.bitmap = "bad"; stats.errors.push("h264-unconfigured"); return; }
+        decoding.set(frame, item);
+        const key = (view.getUint8(14) & 1) === 1;
+        decoder.decode(new EncodedVideoChunk({ type: key ? "key" : "delta", timestamp: frame, data: new Uint8Array(buffer, 16) }));
+        return;
+      }
       createImageBitmap(new Blob([buffer.slice(16)], { type: "image/jpeg" }))
-        .then((bitmap) => { item.bitmap = bitmap; })
+        .then((bitmap) => { item.bitmap = bitmap; item.readyAt = performance.now(); })
         .catch(() => { item.bitmap = "bad"; stats.errors.push("decode"); });
     }
+
+    function record(list, value) { list.push(Math.round(value * 10) / 10); if (list.length > 900) list.shift(); }
 
     function tick(now) {
       if (!paused && queue.length > 0 && queue[0].bitmap && now >= nextDue) {
         const item = queue.shift();
         if (item.bitmap !== "bad") { ctx.drawImage(item.bitmap, 0, 0, canvas.width, canvas.height); item.bitmap.close(); }
         stats.framesDrawn++; stats.promptIndexDrawn = item.promptIndex;
+        const made = madeAt.get(item.frame);
+        madeAt.delete(item.frame);
+        if (made !== undefined && item.bitmap !== "bad") {
+          record(stats.glassMs, performance.timeOrigin + performance.now() - made);
+          record(stats.readyMs, performance.timeOrigin + item.readyAt - made);
+          const recent = stats.glassMs.slice(-30).sort((a, b) => a - b);
+          show("glass", Math.round(recent[recent.length >> 1]) + " ms");
+        }
         show("frames", stats.framesDrawn); show("promptIndex", item.promptIndex);
         nextDue = Math.max(nextDue + 1000 / fps, now - 1000 / fps);
         drawTimes.push(now);
@@ -285,17 +361,25 @@ enum WebPage {
       }
     }
 
-    async function start(prompt, seed) {
-      show("message", "");
+    async function start(prompt, seed, keepMessage = false) {
+      if (!keepMessage) show("message", "");
+      let codec = $("codec").value;
+      if (codec === "h264" && !(await canDecodeH264())) {
+        codec = "jpeg"; $("codec").value = "jpeg";
+        show("message", "this browser cannot decode H.264 through WebCodecs; JPEG frames instead");
+      }
       await connect();
       const input = await prepareInput();
       stopCapture(false);
       queue = []; nextDue = 0; paused = false;
       stats.framesDrawn = 0; stats.framesReceived = 0; stats.promptIndexDrawn = 0; stats.block = -1;
-      stats.inputSent = 0; stats.input = input;
+      stats.inputSent = 0; stats.input = input; stats.codec = codec;
+      stats.bytesReceived = 0; stats.firstFrameAt = null; stats.lastFrameAt = null; stats.glassMs = []; stats.readyMs = [];
+      if (decoder && decoder.state !== "closed") decoder.close();
+      decoder = null; decoding.clear(); madeAt.clear();
       $("inputFigure").hidden = input === "none";
       const a = $("download"); a.classList.add("disabled"); a.href = "#";
-      const options = {};
+      const options = { codec };
       if (input !== "none") options.input = input;
       if (input === "video") { if (noiseTouched) options.noiseScale = Number($("noiseScale").value); options.steps = Number($("steps").value); }
       ws.send(JSON.stringify({ type: "start", prompt, seed: Number(seed) || 0, options }));
@@ -344,6 +428,7 @@ enum WebPage {
     if (params.get("input")) $("inputKind").value = params.get("input");
     if (params.get("noise")) { noiseTouched = true; $("noiseScale").value = params.get("noise"); show("noiseValue", Number(params.get("noise")).toFixed(2)); }
     if (params.get("steps")) $("steps").value = params.get("steps");
+    if (params.get("codec")) $("codec").value = params.get("codec");
     showInputControls();
     if (params.get("autostart")) {
       start($("prompt").value, $("seed").value).catch((e) => show("message", e.message));

@@ -27,7 +27,7 @@ extension Generate {
         let pipeline = try VideoToVideoPipeline(model: model, encoder: encoder, encodeStream: model.encodeStream, input: source,
                                                 request: request, prompt: try model.context(for: prompt!),
                                                 noise: PhiloxStreamNoise(seed: seed))
-        let sink = try VideoSinks.open(path: output, fps: fps) { log("note: " + $0) }
+        let sink = try VideoSinks.open(path: output, fps: fps, live: liveOptions) { log("note: " + $0) }
         var frames = 0
         let started = Date()
         do {

@@ -33,7 +33,10 @@ struct Generate: AsyncParsableCommand {
         output is the continuation. Prompt switches and --switch-frames count from the first generated frame.
 
         Output by extension: .mp4 (H.264 through ffmpeg, Y4M when ffmpeg is missing), .y4m, a folder for \
-        PNG frames, or .safetensors for the latents [frames, 16, H/8, W/8] without decoding.
+        PNG frames, or .safetensors for the latents [frames, 16, H/8, W/8] without decoding. A live output \
+        streams H.264 through ffmpeg while the video is made, at most at its frame rate: -o rtmp://HOST/APP/KEY \
+        (FLV; OBS, nginx-rtmp, MediaMTX, YouTube, Twitch), srt://HOST:PORT or udp://HOST:PORT (MPEG-TS); \
+        --bitrate sets its rate (docs/streaming.md).
         """
     )
 
@@ -72,8 +75,11 @@ struct Generate: AsyncParsableCommand {
     @OptionGroup var video: VideoOptions
     @Option(help: "Recorded noise (safetensors with 'initial' [frames,C,h,w] and 'renoise' [blocks,steps-1,3,C,h,w]) for parity runs.")
     var noise: String?
-    @Option(name: [.short, .customLong("output")], help: "out.mp4, out.y4m, a folder, or out.safetensors.")
+    @Option(name: [.short, .customLong("output")],
+            help: "out.mp4, out.y4m, a folder, out.safetensors, or a live output: rtmp://HOST/APP/KEY, srt://HOST:PORT, udp://HOST:PORT.")
     var output = "out.mp4"
+    @Option(help: "A live output's H.264 bitrate in kbit/s (default 2500).")
+    var bitrate: Int?
     @OptionGroup var backendOptions: BackendOptions
 
     mutating func validate() throws {
@@ -100,6 +106,14 @@ struct Generate: AsyncParsableCommand {
             throw ValidationError("--latent-frames must be a positive multiple of 3, got \(latentFrames).")
         }
         if image != nil && continueVideo != nil { throw ValidationError("Give either --image or --continue, not both.") }
+        if LiveDestination.isURL(output) {
+            do { _ = try LiveDestination(url: output) } catch { throw ValidationError("\(error)") }
+        } else if bitrate != nil {
+            throw ValidationError("--bitrate is for live outputs (-o rtmp://..., srt://..., udp://...).")
+        }
+        if let bitrate, !(100...100_000).contains(bitrate) {
+            throw ValidationError("--bitrate is in kbit/s, 100 to 100000; got \(bitrate).")
+        }
         for (flag, path) in [("--schedule", schedule), ("--noise", noise), ("--image", image), ("--continue", continueVideo),
                              ("--input", input == "-" || input?.contains("://") == true ? nil : input)] {
             if let path, !FileManager.default.fileExists(atPath: path) {
@@ -177,26 +191,32 @@ struct Generate: AsyncParsableCommand {
                                     prompt: try prompts.context(for: firstPrompt), noise: noiseSource, control: control,
                                     script: decide.context(atFrame:))
 
-        let sink = try decoder.map { _ in try VideoSinks.open(path: output, fps: fps) { log("note: " + $0) } }
+        let sink = try decoder.map { _ in try VideoSinks.open(path: output, fps: fps, live: liveOptions) { log("note: " + $0) } }
         var latents: [Tensor] = []
         var frames = 0
         let started = Date()
-        for try await chunk in pipeline.chunks() {
-            let block = chunk.block
-            if let text = block.switchedTo { log("prompt from latent frame \(block.startFrame): \(text)") }
-            var line = String(format: "block %d (latent frames %d-%d, prompt %d): DiT %.0f ms", block.index, block.startFrame,
-                              block.startFrame + block.latents.shape[0] - 1, block.promptIndex, block.timings.seconds * 1000)
-            if block.timings.recacheSeconds > 0 { line += String(format: " incl. recache %.0f ms", block.timings.recacheSeconds * 1000) }
-            if let rgb = chunk.frames, let sink {
-                try sink.write(rgb)
-                frames += rgb.count
-                line += String(format: ", decode %.0f ms, %d frames", chunk.decodeSeconds * 1000, rgb.count)
-            } else {
-                latents.append(try backend.permute(try backend.cast(block.latents, to: .f32), [0, 3, 1, 2]))   // [3, C, h, w]
-                frames += geometry.videoFrames(ofBlock: block.index)
+        do {
+            for try await chunk in pipeline.chunks() {
+                let block = chunk.block
+                if let text = block.switchedTo { log("prompt from latent frame \(block.startFrame): \(text)") }
+                var line = String(format: "block %d (latent frames %d-%d, prompt %d): DiT %.0f ms", block.index, block.startFrame,
+                                  block.startFrame + block.latents.shape[0] - 1, block.promptIndex, block.timings.seconds * 1000)
+                if block.timings.recacheSeconds > 0 { line += String(format: " incl. recache %.0f ms", block.timings.recacheSeconds * 1000) }
+                if let rgb = chunk.frames, let sink {
+                    try sink.write(rgb)
+                    frames += rgb.count
+                    line += String(format: ", decode %.0f ms, %d frames", chunk.decodeSeconds * 1000, rgb.count)
+                } else {
+                    latents.append(try backend.permute(try backend.cast(block.latents, to: .f32), [0, 3, 1, 2]))   // [3, C, h, w]
+                    frames += geometry.videoFrames(ofBlock: block.index)
+                }
+                let elapsed = Date().timeIntervalSince(started)
+                log(line + String(format: "; %.2f frames/s overall", Double(frames) / max(elapsed, 1e-9)))
             }
-            let elapsed = Date().timeIntervalSince(started)
-            log(line + String(format: "; %.2f frames/s overall", Double(frames) / max(elapsed, 1e-9)))
+        } catch {
+            try? sink?.finish()   // a file stays playable; a live output's ffmpeg is reaped
+            if let sink { log("wrote \(frames) frames to \(sink.destination) before the error") }
+            throw error
         }
         if let sink {
             try sink.finish()
@@ -211,6 +231,9 @@ struct Generate: AsyncParsableCommand {
             log("wrote \(latents.count * 3) latent frames to \(output)")
         }
     }
+
+    /// How a live output (-o rtmp://...) is encoded.
+    var liveOptions: LiveStreamOptions { LiveStreamOptions(bitrateKbps: bitrate ?? LiveStreamOptions().bitrateKbps) }
 
     /// The latents the video starts from: `--image` as a still clip of one block, or `--continue`'s last frames.
     private func makeContext(model: LoadedModel, geometry: BlockGeometry, fps: Int) throws -> VideoContext? {

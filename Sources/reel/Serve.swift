@@ -47,6 +47,9 @@ struct Serve: AsyncParsableCommand {
     var quality = 80
     @Option(help: "Seconds a live input may send no frame (with no output sent to it) before its session fails.")
     var inputTimeout = 15.0
+    @Flag(help: ArgumentHelp("Sessions show a moving test pattern made in real time instead of the model's video "
+                             + "(to measure the studio's JPEG and H.264 streams; docs/streaming.md). The model still loads."))
+    var testPattern = false
 
     mutating func validate() throws {
         if maxSessions <= 0 { throw ValidationError("--max-sessions must be positive, got \(maxSessions).") }
@@ -108,6 +111,7 @@ struct Serve: AsyncParsableCommand {
         config.maxSeconds = maxSeconds
         config.jpegQuality = quality
         config.inputStallSeconds = inputTimeout
+        config.testPattern = testPattern
         config.deviceName = device
         config.access = try access.policy()
         if !Self.isLoopback(host), config.access.apiKey == nil {

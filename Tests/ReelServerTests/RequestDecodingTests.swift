@@ -31,7 +31,7 @@ import ReelCore
         ("{\"prompt\": \"a cat\", \"options\": 3}", .badRequest, "bad_request", "options must be an object"),
         ("{\"prompt\": \"a cat\", \"options\": null}", .badRequest, "bad_request", "options must be an object"),
         ("{\"prompt\": \"a cat\", \"options\": {\"speed\": 2}}", .badRequest, "unknown_option",
-         "unknown option 'speed'; known options: width, height, fps, seconds, quality, record, input, noiseScale, steps"),
+         "unknown option 'speed'; known options: width, height, fps, seconds, quality, record, input, noiseScale, steps, codec"),
         ("{\"prompt\": \"a cat\", \"options\": {\"input\": \"camera\"}}", .badRequest, "bad_request",
          "options.input must be \"video\", \"image\" or null"),
         ("{\"prompt\": \"a cat\", \"options\": {\"input\": \"video\"}}", .badRequest, "no_upload",
@@ -54,6 +54,8 @@ import ReelCore
         ("{\"prompt\": \"a cat\", \"options\": {\"fps\": 0}}", .badRequest, "bad_request", "options.fps must be in 1...120, got 0"),
         ("{\"prompt\": \"a cat\", \"options\": {\"quality\": 101}}", .badRequest, "bad_request",
          "options.quality must be in 1...100, got 101"),
+        ("{\"prompt\": \"a cat\", \"options\": {\"codec\": \"vp9\"}}", .badRequest, "bad_request",
+         "options.codec must be \"jpeg\" or \"h264\""),
         ("{\"prompt\": \"a cat\", \"options\": {\"seconds\": 0}}", .badRequest, "bad_request", "options.seconds must be positive, got 0.0"),
         ("{\"prompt\": \"a cat\", \"options\": {\"seconds\": 200}}", .badRequest, "bad_request",
          "options.seconds is 200.0; this server allows at most 100.0"),
@@ -159,7 +161,7 @@ import ReelCore
                 guard case .object(let block) = try #require(seen.messages.first { $0["type"] == "block" }) else { return }
                 #expect(Set(block.keys) == ["type", "session", "index", "startFrame", "promptIndex", "firstFrame", "frames",
                                             "latentFrame", "endsBlock", "width", "height", "ditMs", "recacheMs", "decodeMs",
-                                            "encodeMs", "bytes"])
+                                            "encodeMs", "bytes", "codec", "madeAt"])
                 #expect(block["session"] == .string(id) && block["index"] == 0 && block["firstFrame"] == 0 && block["width"] == 48)
 
                 let before = seen.messages.count

@@ -284,3 +284,10 @@ enum DecoderStage {
         }
     }
 }
+
+extension VideoChunk {
+    /// A chunk made outside a pipeline (`reel serve --test-pattern`).
+    public init(block: LatentBlock, latentFrames: Range<Int>, frames: RGBFrames, decodeSeconds: Double) {
+        self.init(block: block, latentFrames: latentFrames, frames: Optional(frames), decodeSeconds: decodeSeconds)
+    }
+}
