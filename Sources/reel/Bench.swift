@@ -132,7 +132,8 @@ struct Bench: AsyncParsableCommand {
         let decodeLatentFLOPs: Double
         if let folder {
             let loaded = try LoadedModel.load(files: folder, decoder: decoder != .none, backend: backend,
-                                              decodeBackend: try backendOptions.makeDecodeBackend(), dtype: dtype, fp8: fp8)
+                                              decodeBackend: try backendOptions.makeDecodeBackend(),
+                                              communicator: try backendOptions.makeCommunicator(), dtype: dtype, fp8: fp8)
             dit = loaded.dit
             decodeStream = loaded.decodeStream
             newDecoder = decoder == .none ? { nil } : { loaded.newDecoder() }
@@ -146,8 +147,10 @@ struct Bench: AsyncParsableCommand {
             guard let config = model.config else { throw ReelError.input("no model folder and no architecture named") }
             print("reel bench on \(backend.name) (\(dtype)\(fp8 ? ", FFN in FP8; floors at the bf16 rate" : "")): DiT \(model.name) (\(config.layers) layers, dim \(config.dim)), "
                   + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
-            let plain = try WanDiT.load(from: WanDiT.randomWeights(config, on: backend, dtype: dtype), heads: config.heads,
-                                        backend: backend, dtype: dtype)
+            let weights = try WanDiT.randomWeights(config, on: backend, dtype: dtype)
+            let plain = try backendOptions.makeCommunicator().map {
+                try WanDiT.loadSequenceParallel(from: weights, heads: config.heads, communicator: $0, dtype: dtype)
+            } ?? WanDiT.load(from: weights, heads: config.heads, backend: backend, dtype: dtype)
             dit = fp8 ? try plain.quantizedFP8() : plain
             decodeStream = try backendOptions.makeDecodeBackend() ?? backend.makeStream()
             let d = decodeStream
@@ -172,6 +175,7 @@ struct Bench: AsyncParsableCommand {
             print(String(format: "random weights built in %.1f s", Date().timeIntervalSince(t0)))
         }
         let config = dit.config
+        if let p = dit.parallelism { print("DiT spread over \(p.communicator.name) by sequence parallelism") }
         (backend as? MemoryReporting)?.resetPeakMemory()
 
         // A warm engine, as `reel serve` has after its start and a first session: kernels compiled and
