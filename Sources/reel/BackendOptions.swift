@@ -35,7 +35,8 @@ struct BackendOptions: ParsableArguments {
         if let threads, threads <= 0 { throw ValidationError("--threads must be positive, got \(threads).") }
         if device < 0 { throw ValidationError("--device must be 0 or more.") }
         if let devices, device != 0, device != devices.ordinals[0] {
-            throw ValidationError("--device \(device) and --devices \(devices) disagree: the DiT's main device is the first of --devices.")
+            throw ValidationError("--device \(device) and --devices \(devices) disagree: the DiT's main device is "
+                                  + "the first of --devices.")
         }
         if let decodeDevice {
             if backend != .cuda { throw ValidationError("--decode-device needs --backend cuda.") }

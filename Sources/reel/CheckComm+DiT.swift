@@ -27,8 +27,9 @@ struct SequenceParallelCheck {
         let (lh, lw) = (geometry.latentHeight, geometry.latentWidth)
         let tokensPerFrame = (lh / config.patch) * (lw / config.patch)
         let shards = TokenShards(tokensPerFrame: tokensPerFrame, ranks: n)
+        let padding = shards.padded > tokensPerFrame ? ", \(shards.padded - tokensPerFrame) padding" : ""
         print("DiT: \(config.layers) layers, dim \(config.dim), \(config.heads) heads, \(geometry.width)x\(geometry.height) "
-              + "(\(tokensPerFrame) tokens a frame: \(shards.perRank) rows a rank\(shards.padded > tokensPerFrame ? ", \(shards.padded - tokensPerFrame) padding" : "")), "
+              + "(\(tokensPerFrame) tokens a frame: \(shards.perRank) rows a rank\(padding)), "
               + "\(dtype), cuda:\(gpus.gpus[0].cudaDevice.info.ordinal) alone against \(gpus.name)")
 
         let embedding = try single.randomNormal([32, config.textDim], seed: 1, offset: 0, dtype: dtype)
@@ -41,8 +42,9 @@ struct SequenceParallelCheck {
         let passes: [(Tensor, Float, Int, Bool)] = [(block, 1000, 0, true), (block, 0, 0, false), (next, 750, 3, true)]
         var failures: [String] = []
         for (x, t, start, needsOutput) in passes {
-            let a = try one.forward(x, timestep: t, prompt: p1, cache: c1, access: .init(startFrame: start, needsOutput: needsOutput))
-            let b = try spread.forward(x, timestep: t, prompt: pN, cache: cN, access: .init(startFrame: start, needsOutput: needsOutput))
+            let access = WanDiT.CacheAccess(startFrame: start, needsOutput: needsOutput)
+            let a = try one.forward(x, timestep: t, prompt: p1, cache: c1, access: access)
+            let b = try spread.forward(x, timestep: t, prompt: pN, cache: cN, access: access)
             guard let a, let b else { print("  pass at frame \(start), t = \(Int(t)): cache only"); continue }
             let e = OpCase.nmse(try b.toFloats(), try a.toFloats())
             let ok = e <= Self.tolerance

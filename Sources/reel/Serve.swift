@@ -64,7 +64,8 @@ struct Serve: AsyncParsableCommand {
         if maxPromptBytes <= 0 { throw ValidationError("--max-prompt-bytes must be positive, got \(maxPromptBytes).") }
         if let maxSeconds, !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive, got \(maxSeconds).") }
         if sessionDevices != nil, backendOptions.devices != nil || backendOptions.decodeDevice != nil {
-            throw ValidationError("--session-devices places whole engines; it does not combine with --devices or --decode-device yet.")
+            throw ValidationError("--session-devices places whole engines; it does not combine with --devices or "
+                                  + "--decode-device yet.")
         }
         try access.validate()
     }
@@ -84,7 +85,8 @@ struct Serve: AsyncParsableCommand {
         let device: String
         do {
             // With an encoder, sessions take video and image inputs (video-to-video, image-to-video).
-            func load(on backend: any Backend, decodeBackend: (any Backend)?, communicator: (any Communicator)?) throws -> LoadedModel {
+            func load(on backend: any Backend, decodeBackend: (any Backend)?,
+                      communicator: (any Communicator)?) throws -> LoadedModel {
                 try LoadedModel.load(files: files, encoder: LoadedModel.hasEncoder(files), backend: backend,
                                      decodeBackend: decodeBackend, communicator: communicator,
                                      dtype: backendOptions.storageType, fp8: models.fp8)
@@ -100,11 +102,14 @@ struct Serve: AsyncParsableCommand {
                 device = engines.map { $0.dit.backend.name }.joined(separator: ", ")
             } else {
                 let backend = try backendOptions.make()
-                let decoderDevice = backendOptions.decodeDevice.flatMap { $0 == backendOptions.device ? nil : ", decoder on cuda:\($0)" } ?? ""
+                let decoderDevice = backendOptions.decodeDevice
+                    .flatMap { $0 == backendOptions.device ? nil : ", decoder on cuda:\($0)" } ?? ""
                 let communicator = try backendOptions.makeCommunicator()
                 device = communicator.map { "DiT over \($0.name)" }
-                    ?? (backend as? CPUBackend).map { "cpu (\($0.threads) threads)" } ?? "cuda:\(backendOptions.device)" + decoderDevice
-                engines.append(try load(on: backend, decodeBackend: try backendOptions.makeDecodeBackend(), communicator: communicator))
+                    ?? (backend as? CPUBackend).map { "cpu (\($0.threads) threads)" }
+                    ?? "cuda:\(backendOptions.device)" + decoderDevice
+                engines.append(try load(on: backend, decodeBackend: try backendOptions.makeDecodeBackend(),
+                                        communicator: communicator))
             }
         } catch let error as ReelError {
             printError(error)
@@ -113,7 +118,8 @@ struct Serve: AsyncParsableCommand {
         for model in engines where !(model.dit.backend is CPUBackend) {
             // GPU kernels compiled and algorithms chosen now, each model alone, not by the first video.
             let t0 = Date()
-            logger.info("reel serve: warming up \(model.dit.backend.name) at \(width)x\(height) (compiling kernels, choosing GPU algorithms)")
+            let what = "\(model.dit.backend.name) at \(width)x\(height) (compiling kernels, choosing GPU algorithms)"
+            logger.info("reel serve: warming up \(what)")
             do { try await model.warmUp(width: width, height: height) } catch let error as ReelError {
                 printError("warm-up failed: \(error)")
                 throw ExitCode.failure

@@ -5,7 +5,9 @@ import ReelCore
 // self-attention is token-local and runs on the rank's rows; around self-attention an all-to-all turns the
 // rows' q, k, v (all heads) into all rows of 1/N of the heads, and back after. Each rank keeps its heads'
 // KV cache (sink + window), so the cache's memory is split too. The arithmetic of each output element is
-// the one-device model's, op for op (`SequenceParallelTests` checks bit for bit on the CPU).
+// the one-device model's, op for op (`SequenceParallelTests` checks bit for bit on the CPU). One thread issues
+// every rank's part in turn, binding each rank's device first (`Backend.bindDevice`); on GPUs the ranks' streams
+// then run at once.
 
 /// Which token rows a rank holds: each frame's `tokensPerFrame` rows padded with zero rows to a multiple
 /// of the ranks, rank r holding rows `r * perRank ..< (r + 1) * perRank` of every frame. Every frame is
@@ -87,7 +89,11 @@ public final class SequenceParallelism: @unchecked Sendable {
 
     func encodePrompt(_ embedding: Tensor) throws -> WanDiT.PromptContext {
         let copies = try communicator.broadcast(try onRankZero(embedding, "WanDiT.encodePrompt"), from: 0)
-        let contexts = try replicas.indices.map { try replicas[$0].encodePrompt(copies[$0]) }
+        let contexts = try replicas.indices.map { r in
+            try communicator.streams[r].bindDevice()
+            return try replicas[r].encodePrompt(copies[r])
+        }
+        try communicator.streams[0].bindDevice()
         return WanDiT.PromptContext(crossKV: contexts[0].crossKV, ranks: contexts)
     }
 
@@ -111,6 +117,7 @@ public final class SequenceParallelism: @unchecked Sendable {
         let inputs = try communicator.broadcast(try onRankZero(latents, op), from: 0)
         var x: [Tensor] = [], e: [Tensor] = [], e0: [Tensor] = []
         for r in 0..<n {
+            try communicator.streams[r].bindDevice()
             let w = replicas[r].weights
             let tokens = try w.patchEmbedding(inputs[r], grid: grid)                  // [1, L, dim]
             x.append(try shards.rows(of: try tokens.reshaped([frames, grid.tokensPerFrame, c.dim]), rank: r))
@@ -126,13 +133,16 @@ public final class SequenceParallelism: @unchecked Sendable {
                                  prompt: prompt, cache: cache, written: written, skipOutput: skipOutput)
         }
         cache.commit(written)
+        defer { try? communicator.streams[0].bindDevice() }      // the caller goes on with rank 0's stream
         guard access.needsOutput else { return nil }
         // The head is token-local: each rank projects its rows, rank 0 gathers and unpatchifies.
         let parts = try (0..<n).map { r in
+            try communicator.streams[r].bindDevice()
             let h = try replicas[r].weights.head.projected(x[r], timeEmbedding: e[r])  // [F, perRank, p*p*C]
             return try communicator.send(h, from: r, to: 0)
         }
         let head = replicas[0].weights.head
+        try communicator.streams[0].bindDevice()
         return try head.unpatchified(try shards.joined(parts, on: communicator.streams[0]), grid: grid)
     }
 
@@ -151,6 +161,7 @@ public final class SequenceParallelism: @unchecked Sendable {
         var outgoing: [[Tensor]] = []             // [i][j]: rank i's rows of rank j's heads
         for r in 0..<n {
             let b = replicas[r].weights.blocks[layer], a = b.selfAttention, be = streams[r]
+            try be.bindDevice()
             let mod = try b.modulation(e0[r])                                              // [6, F, dim]
             modulations.append(mod)
             let h = try a.k.modulatedInput(x[r], scale: try mod(.attentionScale, frames: everyFrame),
@@ -168,6 +179,7 @@ public final class SequenceParallelism: @unchecked Sendable {
         var answers: [[Tensor]] = []              // [j][i]: rank j's heads of rank i's rows
         for j in 0..<n {
             let be = streams[j], shard = cache.shards[j], a = replicas[j].weights.blocks[layer].selfAttention
+            try be.bindDevice()
             let all = try shards.joined(incoming[j], on: be)                                // [P*F, tpf, H/N, D]
             func projection(_ p: Int) throws -> Tensor {                                    // [1, L, H/N, D]
                 try all.narrowed(axis: 0, start: p * frames, length: frames)
@@ -190,6 +202,7 @@ public final class SequenceParallelism: @unchecked Sendable {
         // Token-local again: output projection, cross-attention and feed-forward on the rank's rows.
         return try (0..<n).map { i in
             let b = replicas[i].weights.blocks[layer], be = streams[i], mod = modulations[i]
+            try be.bindDevice()
             let heads = try be.concat(returned[i], axis: 2).reshaped(flat)                 // [1, F*rows, dim]
             let y = try b.selfAttention.o(.rows(heads))
             var out = try be.gatedResidual(x[i], try y.reshaped(framed), gate: try mod(.attentionGate, frames: everyFrame))
