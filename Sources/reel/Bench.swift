@@ -175,7 +175,9 @@ struct Bench: AsyncParsableCommand {
             print(String(format: "random weights built in %.1f s", Date().timeIntervalSince(t0)))
         }
         let config = dit.config
-        if let p = dit.parallelism { print("DiT spread over \(p.communicator.name) by sequence parallelism") }
+        if let p = dit.parallelism {
+            print("DiT spread over \(p.communicator.name) by sequence parallelism (its floors at \(p.replicas.count)x the rate)")
+        }
         (backend as? MemoryReporting)?.resetPeakMemory()
 
         // A warm engine, as `reel serve` has after its start and a first session: kernels compiled and
@@ -243,7 +245,9 @@ struct Bench: AsyncParsableCommand {
         let ditMedian = median(plainBlocks.map { ditSeconds[$0] })
         let decodeMedian = median(plainBlocks.map { decodeSeconds[$0] })
         let tokensPerFrame = (lh / 2) * (lw / 2)
-        let ditFloor = ComputeCost.ditBlock(config, schedule: .longLive, tokensPerFrame: tokensPerFrame) / rate
+        // A DiT spread over N devices (--devices) has N times one device's rate (its exchange is the cost).
+        let ditRate = rate * Double(dit.parallelism?.replicas.count ?? 1)
+        let ditFloor = ComputeCost.ditBlock(config, schedule: .longLive, tokensPerFrame: tokensPerFrame) / ditRate
         let vaeFloor = 3 * decodeLatentFLOPs / rate
         // End to end, decode overlaps generation only where the backend runs both at once; the
         // floor is the sum of both models' compute per block.
@@ -261,10 +265,10 @@ struct Bench: AsyncParsableCommand {
         // a quarter of one latent frame's decode (1 frame of 4).
         let firstForward: Double = ComputeCost.ditForward(config, queries: 3 * tokensPerFrame, keys: 3 * tokensPerFrame)
         let firstSteps = Double(StreamingSchedule.longLive.denoisingSteps.count)
-        let firstFloor: Double = (firstForward * firstSteps + decodeLatentFLOPs * 0.25) / rate
+        let firstFloor: Double = firstForward * firstSteps / ditRate + decodeLatentFLOPs * 0.25 / rate
         row("time to first frame", (firstFrame ?? arrivals[0]) * 1000, firstFloor * 1000, unit: "ms", higherIsBetter: false)
         if switchBlock > 0 {
-            let recacheFloor = ComputeCost.ditForward(config, queries: 9 * tokensPerFrame, keys: 12 * tokensPerFrame) / rate
+            let recacheFloor = ComputeCost.ditForward(config, queries: 9 * tokensPerFrame, keys: 12 * tokensPerFrame) / ditRate
             row("prompt switch: recache", recache * 1000, recacheFloor * 1000, unit: "ms", higherIsBetter: false)
             print(String(format: "prompt switch adds %.0f ms to its block (%.2f of a block's DiT time)", switchExtra * 1000, switchExtra / ditMedian))
         }
