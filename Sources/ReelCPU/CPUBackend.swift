@@ -101,12 +101,24 @@ public final class CPUEvent: BackendEvent {
 
 /// Host memory and cores: one device, whatever the number of `CPUBackend`s (each a "stream" whose ops
 /// run synchronously on the calling thread and its workers).
+///
+/// `shared` is the CPU. Further instances (`CPUDevice(ordinal:)`) stand for devices of their own in one
+/// process, so that code spread over several devices (a `Communicator`'s ranks) runs and is checked on
+/// the CPU: their streams share the host's memory and cores, but a tensor crosses between them as it would
+/// between GPUs (`Tensor.handedOver(to:ready:)` copies it).
 public final class CPUDevice: Device {
-    public static let shared = CPUDevice()
-    public let name = "cpu"
-    public func makeStream() throws -> any Backend { CPUBackend() }
+    public static let shared = CPUDevice(name: "cpu")
+    public let name: String
+
+    private init(name: String) { self.name = name }
+
+    /// A CPU device distinct from `shared` and from every other instance, named "cpu:<ordinal>".
+    public convenience init(ordinal: Int) { self.init(name: "cpu:\(ordinal)") }
+
+    public func makeStream() throws -> any Backend { CPUBackend(device: self) }
     public func memoryStatistics() -> MemoryStatistics? { nil }
-    /// Host memory is readable by every host stream; a GPU's memory is not.
+    /// Host memory is readable by every host stream; a GPU's memory is not. Instances other than `shared`
+    /// read only their own, as separate devices do.
     public func canRead(from other: any Device) -> Bool { other === self }
 }
 
@@ -128,13 +140,18 @@ public enum GEMMPath: String, CaseIterable, Sendable {
 ///
 /// Ops are synchronous: a "stream" is the backend itself and events are already complete.
 public final class CPUBackend: HostBackend, @unchecked Sendable {
-    public let name = "cpu"
+    /// The device's name: "cpu", or "cpu:<ordinal>" for another in-process device.
+    public let name: String
+    /// The device this stream belongs to (`CPUDevice.shared` unless made by another `CPUDevice`).
+    private let cpuDevice: CPUDevice
     /// Worker count for the parallel loops (the active core count unless set).
     public let threads: Int
     /// Matrix-multiply implementation.
     public let gemmPath: GEMMPath
 
-    public init(threads: Int? = nil, gemm: GEMMPath = .auto) {
+    public init(threads: Int? = nil, gemm: GEMMPath = .auto, device: CPUDevice = .shared) {
+        self.cpuDevice = device
+        self.name = device.name
         self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         self.gemmPath = gemm
     }
@@ -237,7 +254,7 @@ public final class CPUBackend: HostBackend, @unchecked Sendable {
 
     // MARK: Streams
 
-    public var device: any Device { CPUDevice.shared }
+    public var device: any Device { cpuDevice }
     public func synchronize() throws {}
     public func makeStream() throws -> any Backend { self }
     public func recordEvent() throws -> any BackendEvent { CPUEvent() }

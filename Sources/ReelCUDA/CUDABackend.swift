@@ -265,3 +265,8 @@ struct RoPETableKey: Equatable {
     var grid: RoPEGrid
     var headDim: Int
 }
+
+extension CUDABackend: ThreadBoundStream {
+    /// Binds this GPU's context to the calling thread.
+    public func bindToCallingThread() throws { try cudaDevice.makeCurrent() }
+}

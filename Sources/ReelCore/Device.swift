@@ -51,3 +51,18 @@ extension Tensor {
         return try bytes.withUnsafeBytes { try stream.upload($0, shape: shape, dtype: dtype) }
     }
 }
+
+/// A stream whose device must be bound to the calling thread before work is issued to it (a CUDA context).
+/// Its ops bind it themselves where they need to; code that issues to streams of several devices in turn from
+/// one thread (a `Communicator`'s ranks) binds each before its part (`Backend.bindDevice()`), so that no
+/// call lands on the previous device.
+public protocol ThreadBoundStream: Backend {
+    /// Makes this stream's device the calling thread's current one.
+    func bindToCallingThread() throws
+}
+
+extension Backend {
+    /// Binds this stream's device to the calling thread where the backend needs it (`ThreadBoundStream`);
+    /// nothing otherwise.
+    public func bindDevice() throws { try (self as? any ThreadBoundStream)?.bindToCallingThread() }
+}

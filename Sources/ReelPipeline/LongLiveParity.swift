@@ -51,10 +51,15 @@ public struct LongLiveParity {
     public let folder: String
     public let backend: any Backend
     public let dtype: DType
+    /// The DiT spread over these ranks by sequence parallelism (`backend` is then its rank 0's stream).
+    public let communicator: (any Communicator)?
     let config: [String: Any]
 
-    public init(folder: String, backend: any Backend, dtype: DType = .f32) throws {
-        self.folder = folder; self.backend = backend; self.dtype = dtype
+    public init(folder: String, backend: any Backend, communicator: (any Communicator)? = nil, dtype: DType = .f32) throws {
+        self.folder = folder; self.backend = backend; self.dtype = dtype; self.communicator = communicator
+        if let communicator, communicator.streams[0] !== backend {
+            throw ReelError.input("parity: the backend must be rank 0's stream of \(communicator.name)")
+        }
         let meta = try WeightFiles.open(Self.path(folder, "case.safetensors")).metadata
         guard let text = meta["config"], let data = text.data(using: .utf8),
               let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
@@ -71,9 +76,10 @@ public struct LongLiveParity {
             throw ReelError.badFile(path: Self.path(folder, "case.safetensors"), message: "config lacks heads, height, width, blocks or switch")
         }
         let caseFile = try WeightFiles.open(Self.path(folder, "case.safetensors"))
-        var dit = try variant.converted.map { try WanDiT.load(path: $0, backend: backend, dtype: dtype) } ?? WanDiT.load(
-            path: Self.path(folder, "longlive_base.pt"), lora: variant.lora ? Self.path(folder, "lora.pt") : nil,
-            heads: heads, backend: backend, dtype: dtype)
+        var dit = try variant.converted.map {
+            try WanDiT.load(path: $0, backend: backend, communicator: communicator, dtype: dtype)
+        } ?? WanDiT.load(path: Self.path(folder, "longlive_base.pt"), lora: variant.lora ? Self.path(folder, "lora.pt") : nil,
+                         heads: heads, backend: backend, communicator: communicator, dtype: dtype)
         if variant.fp8 { dit = try dit.quantizedFP8() }
         let prompts = try (0...switches.count).map {
             try dit.encodePrompt(try caseFile.tensor("prompt.\($0)", on: backend, as: dtype))

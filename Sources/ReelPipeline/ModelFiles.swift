@@ -73,12 +73,17 @@ public struct ModelFiles: Sendable, Equatable {
 extension WanDiT {
     /// Loads a DiT from a weight file of any supported format and layout. LongLive checkpoints keep the
     /// model under `generator` (or `generator_ema` with `ema`, or `model`); that level is picked here.
+    /// With `communicator`, the model is spread over its ranks by sequence parallelism
+    /// (`loadSequenceParallel`; `backend` is then unused: rank 0's stream takes its place).
     public static func load(path: String, lora: String? = nil, heads: Int? = nil, ema: Bool = false,
-                            backend: any Backend, dtype: DType = .f32) throws -> WanDiT {
+                            backend: any Backend, communicator: (any Communicator)? = nil,
+                            dtype: DType = .f32) throws -> WanDiT {
         let (source, loraSource) = try openCheckpoint(path: path, lora: lora, ema: ema)
         let file = try WeightFiles.open(path)
         let recorded = file.metadata["heads"].flatMap(Int.init)
-        var model = try load(from: source, heads: heads ?? recorded, lora: loraSource, backend: backend, dtype: dtype)
+        var model = try communicator.map {
+            try loadSequenceParallel(from: source, heads: heads ?? recorded, lora: loraSource, communicator: $0, dtype: dtype)
+        } ?? load(from: source, heads: heads ?? recorded, lora: loraSource, backend: backend, dtype: dtype)
         // The cross-attention's row count (Wan: 512) shapes no weight; a file may record another.
         if let textLength = file.metadata["text_len"] {
             guard let n = Int(textLength), n >= 1 else {

@@ -103,9 +103,8 @@ public final class StreamingGenerator: @unchecked Sendable {
         self.noise = noise
         self.prompt = prompt
         let tokensPerFrame = (latentHeight / c.patch) * (latentWidth / c.patch)
-        self.cache = try WanKVCache(backend: model.backend, layers: c.layers, tokensPerFrame: tokensPerFrame,
-                                    heads: c.heads, headDim: c.headDim, sinkFrames: schedule.sinkFrames,
-                                    windowFrames: schedule.windowFrames, dtype: cacheDType ?? model.dtype)
+        self.cache = try model.makeCache(tokensPerFrame: tokensPerFrame, sinkFrames: schedule.sinkFrames,
+                                         windowFrames: schedule.windowFrames, dtype: cacheDType)
     }
 
     /// Bytes of the self-attention cache (fixed for the generator's life).

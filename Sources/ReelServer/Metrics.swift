@@ -34,10 +34,19 @@ public final class Metrics: @unchecked Sendable {
         "reel_sessions_queued": ("gauge", "Sessions waiting for a device slot."),
         "reel_sessions": ("gauge", "Sessions the server holds (any state)."),
         "reel_websockets_open": ("gauge", "Open WebSocket connections."),
+        "reel_device_sessions_active": ("gauge", "Sessions generating on a device (its engine's slots in use)."),
+        "reel_device_sessions_started_total": ("counter", "Sessions started on a device."),
+        "reel_device_memory_bytes": ("gauge", "Device memory held by live tensors, where the device keeps count."),
     ]
 
+    /// Families whose series carry a device label (`labelled(_:device:)`): no unlabelled series of them.
+    static let perDevice: Set<String> = ["reel_device_sessions_active", "reel_device_sessions_started_total",
+                                         "reel_device_memory_bytes"]
+
     public init() {
-        for (name, info) in Self.help { if info.type == "counter" { counters[name] = 0 } else { gauges[name] = 0 } }
+        for (name, info) in Self.help where !Self.perDevice.contains(name) {
+            if info.type == "counter" { counters[name] = 0 } else { gauges[name] = 0 }
+        }
     }
 
     func add(_ name: String, _ value: Double = 1) { lock.withLock { counters[name, default: 0] += value } }
@@ -46,12 +55,23 @@ public final class Metrics: @unchecked Sendable {
 
     public func value(_ name: String) -> Double { lock.withLock { counters[name] ?? gauges[name] ?? 0 } }
 
+    /// `name{device="cuda:1"}`: a series of a labelled family (`add`, `set` and `value` take it as the name).
+    static func labelled(_ name: String, device: String) -> String {
+        let escaped = device.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        return "\(name){device=\"\(escaped)\"}"
+    }
+
     /// The Prometheus text exposition.
     public func render() -> String {
         let (c, g) = lock.withLock { (counters, gauges) }
         var out = ""
+        var described: Set<Substring> = []
         for (name, value) in c.merging(g, uniquingKeysWith: { a, _ in a }).sorted(by: { $0.key < $1.key }) {
-            if let info = Self.help[name] { out += "# HELP \(name) \(info.help)\n# TYPE \(name) \(info.type)\n" }
+            // A family's HELP and TYPE once, before its first series (`name` or `name{labels}`).
+            let family = name.prefix { $0 != "{" }
+            if let info = Self.help[String(family)], described.insert(family).inserted {
+                out += "# HELP \(family) \(info.help)\n# TYPE \(family) \(info.type)\n"
+            }
             out += "\(name) \(value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value))\n"
         }
         return out

@@ -38,7 +38,8 @@ public struct ReelServer: Sendable {
                                         maxActiveSessions: config.maxActiveSessions, maxQueuedSessions: config.maxQueuedSessions))
         }
         router.get("/metrics") { _, _ in
-            WebPage.response(metrics.render(), type: "text/plain; version=0.0.4; charset=utf-8")
+            manager.updateDeviceMemory()
+            return WebPage.response(metrics.render(), type: "text/plain; version=0.0.4; charset=utf-8")
         }
 
         router.post("/v1/sessions") { request, _ in

@@ -1,23 +1,54 @@
 import Foundation
 import ReelPipeline
 
-/// All sessions of a server: at most `maxActiveSessions` generate at once (each with its own KV
-/// cache); later ones wait in a FIFO queue whose positions their clients are told; beyond
+/// All sessions of a server: at most `maxActiveSessions` generate at once on each engine (each session with
+/// its own KV cache); later ones wait in a FIFO queue whose positions their clients are told; beyond
 /// `maxQueuedSessions` requests are refused. Ended and paused sessions untouched for `idleTimeout`
 /// are reclaimed, and a watcher that disconnects removes its session.
+///
+/// Engines are copies of one model, each on a device of its own (`reel serve --session-devices 0,1`): a session
+/// starts on the engine with the fewest sessions generating (the lowest index among equals) and stays there;
+/// /metrics reports each device's sessions and memory.
 public actor SessionManager {
-    public nonisolated let model: LoadedModel
+    /// The engines, one per device; every engine holds the same model (weights, decoder, encoder).
+    public nonisolated let engines: [LoadedModel]
     public nonisolated let config: ServerConfiguration
     public nonisolated let metrics: Metrics
     private var sessions: [String: Session] = [:]
     private var queue: [Session] = []
-    private var active: Set<String> = []
+    /// Sessions generating, by id, with the engine each runs on.
+    private var active: [String: Int] = [:]
     private var shuttingDown = false
 
+    /// The first engine's model (what every engine holds).
+    public nonisolated var model: LoadedModel { engines[0] }
+
     public init(model: LoadedModel, config: ServerConfiguration, metrics: Metrics = Metrics()) {
-        self.model = model
+        self.init(engines: [model], config: config, metrics: metrics)
+    }
+
+    /// A manager over `engines` (at least one).
+    public init(engines: [LoadedModel], config: ServerConfiguration, metrics: Metrics = Metrics()) {
+        precondition(!engines.isEmpty, "SessionManager needs at least one engine")
+        self.engines = engines
         self.config = config
         self.metrics = metrics
+        for name in deviceNames { metrics.set(Metrics.labelled("reel_device_sessions_active", device: name), 0) }
+    }
+
+    /// The device of each engine ("cuda:1"), as /metrics labels it.
+    public nonisolated var deviceNames: [String] { engines.map { $0.dit.backend.device.name } }
+
+    /// The engine a generating session runs on (nil when it is queued or over).
+    func engine(of id: String) -> Int? { active[id] }
+
+    /// Each engine's device memory in use, into the metrics (where the device keeps count); /metrics calls it.
+    public nonisolated func updateDeviceMemory() {
+        for (engine, name) in zip(engines, deviceNames) {
+            if let stats = engine.dit.backend.device.memoryStatistics() {
+                metrics.set(Metrics.labelled("reel_device_memory_bytes", device: name), Double(stats.inUse))
+            }
+        }
     }
 
     /// Sessions held, active (holding a device slot) and queued.
@@ -45,7 +76,7 @@ public actor SessionManager {
             throw APIError(.notImplemented, "no_encoder",
                            "this server's model has no encoder, so it takes no \(input.rawValue) input (prompts only)")
         }
-        guard active.count < config.maxActiveSessions || queue.count < config.maxQueuedSessions else {
+        guard active.count < config.maxActiveSessions * engines.count || queue.count < config.maxQueuedSessions else {
             metrics.add("reel_sessions_rejected_total")
             throw APIError(.tooManyRequests, "too_many_sessions",
                            "\(active.count) sessions are generating and \(queue.count) waiting, the most this server takes; try again later")
@@ -109,23 +140,35 @@ public actor SessionManager {
     }
 
     private func generationEnded(_ session: Session) {
-        active.remove(session.id)
+        active.removeValue(forKey: session.id)
         schedule()
+    }
+
+    /// The engine with the fewest sessions generating and a free slot (the lowest index among equals), or nil.
+    private func leastLoadedEngine() -> Int? {
+        var load = [Int](repeating: 0, count: engines.count)
+        for engine in active.values { load[engine] += 1 }
+        return load.indices.filter { load[$0] < config.maxActiveSessions }.min { load[$0] < load[$1] }
     }
 
     /// Starts queued sessions while slots are free and tells the others their place.
     private func schedule() {
-        while active.count < config.maxActiveSessions, !queue.isEmpty, !shuttingDown {
+        while !queue.isEmpty, !shuttingDown, let engine = leastLoadedEngine() {
             let session = queue.removeFirst()
-            active.insert(session.id)
+            active[session.id] = engine
             session.markStarted()
-            let (model, config, metrics) = (self.model, self.config, self.metrics)
+            metrics.add(Metrics.labelled("reel_device_sessions_started_total", device: deviceNames[engine]))
+            let (model, config, metrics) = (engines[engine], self.config, self.metrics)
             session.task = Task {
                 await session.run(model: model, config: config, metrics: metrics)
                 self.generationEnded(session)
             }
         }
         for (i, s) in queue.enumerated() { s.setQueuePosition(i + 1) }
+        for (index, name) in deviceNames.enumerated() {
+            metrics.set(Metrics.labelled("reel_device_sessions_active", device: name),
+                        Double(active.values.filter { $0 == index }.count))
+        }
         metrics.set("reel_sessions_active", Double(active.count))
         metrics.set("reel_sessions_queued", Double(queue.count))
         metrics.set("reel_sessions", Double(sessions.count))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import ReelCore
 import ReelCPU
 import ReelCUDA
@@ -15,6 +16,12 @@ struct BackendOptions: ParsableArguments {
     var decodeDevice: Int?
     @Option(help: "CPU threads (default: all cores).")
     var threads: Int?
+    @Option(help: ArgumentHelp(
+        "Spread the DiT over these devices by sequence parallelism (Ulysses, exact), e.g. 0,1: CUDA GPUs through NCCL, "
+            + "or with --backend cpu that many in-process CPU devices (for checks). The first is the DiT's main device.",
+        discussion: "The attention heads (12 for Wan 1.3B, 40 for 14B) must divide by the count. docs/multi-gpu.md"),
+            transform: { try DeviceList(parsing: $0) })
+    var devices: DeviceList?
     /// Storage dtype of weights and activations.
     enum StorageType: String, ExpressibleByArgument, CaseIterable {
         case f32, bf16, f16
@@ -27,6 +34,10 @@ struct BackendOptions: ParsableArguments {
     func validate() throws {
         if let threads, threads <= 0 { throw ValidationError("--threads must be positive, got \(threads).") }
         if device < 0 { throw ValidationError("--device must be 0 or more.") }
+        if let devices, device != 0, device != devices.ordinals[0] {
+            throw ValidationError("--device \(device) and --devices \(devices) disagree: the DiT's main device is "
+                                  + "the first of --devices.")
+        }
         if let decodeDevice {
             if backend != .cuda { throw ValidationError("--decode-device needs --backend cuda.") }
             if decodeDevice < 0 { throw ValidationError("--decode-device must be 0 or more.") }
@@ -47,9 +58,55 @@ struct BackendOptions: ParsableArguments {
     var storageType: DType { dtype?.dtype ?? (backend == .cuda ? .bf16 : .f32) }
 
     func make() throws -> any Backend {
+        if let communicator = try makeCommunicator() { return communicator.streams[0] }
         switch backend {
-        case .cpu: CPUBackend(threads: threads)
-        case .cuda: try CUDABackend(device: device, tuning: Self.tuning)
+        case .cpu: return CPUBackend(threads: threads)
+        case .cuda: return try CUDABackend(device: device, tuning: Self.tuning)
+        }
+    }
+
+    /// The ranks of `--devices` (made once: `make()` returns its rank 0's stream), or nil without it.
+    func makeCommunicator() throws -> (any Communicator)? {
+        guard let devices else { return nil }
+        return try CommunicatorCache.shared.communicator(for: devices.ordinals, backend: backend, threads: threads)
+    }
+}
+
+/// `--devices 0,1,2,3`: distinct device ordinals.
+struct DeviceList: Sendable, CustomStringConvertible {
+    let ordinals: [Int]
+
+    init(parsing text: String) throws {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let values = parts.map { Int($0) }
+        guard !parts.isEmpty, values.allSatisfy({ ($0 ?? -1) >= 0 }) else {
+            throw ValidationError("--devices takes device ordinals separated by commas, e.g. 0,1; got '\(text)'.")
+        }
+        ordinals = values.map { $0! }
+        guard Set(ordinals).count == ordinals.count else {
+            throw ValidationError("--devices \(text) names a device twice; each rank needs a device of its own.")
+        }
+    }
+
+    var description: String { ordinals.map(String.init).joined(separator: ",") }
+}
+
+/// One communicator per process and device list: `make()` and `makeCommunicator()` give the same ranks.
+final class CommunicatorCache: @unchecked Sendable {
+    static let shared = CommunicatorCache()
+    private let lock = NSLock()
+    private var made: [String: any Communicator] = [:]
+
+    func communicator(for ordinals: [Int], backend: BackendOptions.Kind, threads: Int?) throws -> any Communicator {
+        try lock.withLock {
+            let key = "\(backend.rawValue):\(ordinals)"
+            if let c = made[key] { return c }
+            let c: any Communicator = switch backend {
+            case .cpu: try CPUCommunicator(ranks: ordinals.count, threads: threads)
+            case .cuda: try NCCLCommunicator(devices: ordinals, tuning: BackendOptions.tuning)
+            }
+            made[key] = c
+            return c
         }
     }
 }

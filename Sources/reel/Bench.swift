@@ -136,7 +136,8 @@ struct Bench: AsyncParsableCommand {
         let decodeLatentFLOPs: Double
         if let folder {
             let loaded = try LoadedModel.load(files: folder, decoder: decoder != .none, backend: backend,
-                                              decodeBackend: try backendOptions.makeDecodeBackend(), dtype: dtype, fp8: fp8)
+                                              decodeBackend: try backendOptions.makeDecodeBackend(),
+                                              communicator: try backendOptions.makeCommunicator(), dtype: dtype, fp8: fp8)
             dit = loaded.dit
             decodeStream = loaded.decodeStream
             newDecoder = decoder == .none ? { nil } : { loaded.newDecoder() }
@@ -150,8 +151,10 @@ struct Bench: AsyncParsableCommand {
             guard let config = model.config else { throw ReelError.input("no model folder and no architecture named") }
             print("reel bench on \(backend.name) (\(dtype)\(fp8 ? ", FFN in FP8; floors at the bf16 rate" : "")): DiT \(model.name) (\(config.layers) layers, dim \(config.dim)), "
                   + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
-            let plain = try WanDiT.load(from: WanDiT.randomWeights(config, on: backend, dtype: dtype), heads: config.heads,
-                                        backend: backend, dtype: dtype)
+            let weights = try WanDiT.randomWeights(config, on: backend, dtype: dtype)
+            let plain = try backendOptions.makeCommunicator().map {
+                try WanDiT.loadSequenceParallel(from: weights, heads: config.heads, communicator: $0, dtype: dtype)
+            } ?? WanDiT.load(from: weights, heads: config.heads, backend: backend, dtype: dtype)
             dit = fp8 ? try plain.quantizedFP8() : plain
             decodeStream = try backendOptions.makeDecodeBackend() ?? backend.makeStream()
             let d = decodeStream
@@ -176,6 +179,9 @@ struct Bench: AsyncParsableCommand {
             print(String(format: "random weights built in %.1f s", Date().timeIntervalSince(t0)))
         }
         let config = dit.config
+        if let p = dit.parallelism {
+            print("DiT spread over \(p.communicator.name) by sequence parallelism (its floors at \(p.replicas.count)x the rate)")
+        }
         (backend as? MemoryReporting)?.resetPeakMemory()
 
         // A warm engine, as `reel serve` has after its start and a first session: kernels compiled and
@@ -243,7 +249,9 @@ struct Bench: AsyncParsableCommand {
         let ditMedian = median(plainBlocks.map { ditSeconds[$0] })
         let decodeMedian = median(plainBlocks.map { decodeSeconds[$0] })
         let tokensPerFrame = (lh / 2) * (lw / 2)
-        let ditFloor = ComputeCost.ditBlock(config, schedule: .longLive, tokensPerFrame: tokensPerFrame) / rate
+        // A DiT spread over N devices (--devices) has N times one device's rate (its exchange is the cost).
+        let ditRate = rate * Double(dit.parallelism?.replicas.count ?? 1)
+        let ditFloor = ComputeCost.ditBlock(config, schedule: .longLive, tokensPerFrame: tokensPerFrame) / ditRate
         let vaeFloor = 3 * decodeLatentFLOPs / rate
         // End to end, decode overlaps generation only where the backend runs both at once; the
         // floor is the sum of both models' compute per block.
@@ -261,10 +269,10 @@ struct Bench: AsyncParsableCommand {
         // a quarter of one latent frame's decode (1 frame of 4).
         let firstForward: Double = ComputeCost.ditForward(config, queries: 3 * tokensPerFrame, keys: 3 * tokensPerFrame)
         let firstSteps = Double(StreamingSchedule.longLive.denoisingSteps.count)
-        let firstFloor: Double = (firstForward * firstSteps + decodeLatentFLOPs * 0.25) / rate
+        let firstFloor: Double = firstForward * firstSteps / ditRate + decodeLatentFLOPs * 0.25 / rate
         row("time to first frame", (firstFrame ?? arrivals[0]) * 1000, firstFloor * 1000, unit: "ms", higherIsBetter: false)
         if switchBlock > 0 {
-            let recacheFloor = ComputeCost.ditForward(config, queries: 9 * tokensPerFrame, keys: 12 * tokensPerFrame) / rate
+            let recacheFloor = ComputeCost.ditForward(config, queries: 9 * tokensPerFrame, keys: 12 * tokensPerFrame) / ditRate
             row("prompt switch: recache", recache * 1000, recacheFloor * 1000, unit: "ms", higherIsBetter: false)
             print(String(format: "prompt switch adds %.0f ms to its block (%.2f of a block's DiT time)", switchExtra * 1000, switchExtra / ditMedian))
         }

@@ -157,7 +157,8 @@ struct Generate: AsyncParsableCommand {
         let loadStart = Date()
         let inputs = image != nil || continueVideo != nil
         let model = try LoadedModel.load(files: files, decoder: !latentsOnly || inputs, encoder: inputs,
-                                          backend: backend, decodeBackend: try backendOptions.makeDecodeBackend(), dtype: dtype,
+                                          backend: backend, decodeBackend: try backendOptions.makeDecodeBackend(),
+                                              communicator: try backendOptions.makeCommunicator(), dtype: dtype,
                                           fp8: models.fp8)
         let dit = model.dit, textModel = model.prompts.textEncoder, prompts = model.prompts
         let decoder = latentsOnly ? nil : model.newDecoder()

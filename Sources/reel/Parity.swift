@@ -36,8 +36,10 @@ struct Parity: AsyncParsableCommand {
         if sdv2 { return try streamDiffusionV2() }
         let dtype = backendOptions.storageType
         let tolerance = self.tolerance ?? (dtype == .f32 ? 1e-4 : 3e-2)
-        let parity = try LongLiveParity(folder: fixture, backend: try backendOptions.make(), dtype: dtype)
-        print("LongLive parity on \(parity.backend.name) in \(dtype), tolerance \(tolerance)")
+        let parity = try LongLiveParity(folder: fixture, backend: try backendOptions.make(),
+                                        communicator: try backendOptions.makeCommunicator(), dtype: dtype)
+        let spread = parity.communicator.map { ", DiT over \($0.name)" } ?? ""
+        print("LongLive parity on \(parity.backend.name)\(spread) in \(dtype), tolerance \(tolerance)")
         var runs: [(String, LongLiveParity.Variant)] = [
             ("faithful", .init()), ("no recache", .init(recache: false)), ("no LoRA", .init(lora: false)),
             ("no sink", .init(schedule: StreamingSchedule(sinkFrames: 0, attentionFrames: 9))),

@@ -10,7 +10,7 @@ struct Reel: AsyncParsableCommand {
                 Generate.self, Serve.self, Eval.self, Bench.self, Convert.self, Decode.self, Inspect.self, Devices.self,
             ]),
             CommandGroup(name: "Developer tools", subcommands: [
-                Parity.self, CheckOps.self, BenchOps.self, BenchText.self, EncodePrompt.self, Tokenize.self,
+                Parity.self, CheckOps.self, CheckComm.self, BenchOps.self, BenchText.self, EncodePrompt.self, Tokenize.self,
             ]),
         ]
     )

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ReelCore
 import ReelCPU
+import ReelCUDA
 import ReelPipeline
 import ReelServer
 
@@ -32,8 +33,13 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup(title: "Access") var access: AccessOptions
     @Option(help: "Port to listen on (0: any free port).")
     var port = 8080
-    @Option(help: "Sessions generating at once on the device.")
+    @Option(help: "Sessions generating at once on the device (on each device with --session-devices).")
     var maxSessions = 1
+    @Option(help: ArgumentHelp(
+        "Spread sessions over these devices, e.g. 0,1,2,3: one engine (the whole model) on each, every new session on the "
+            + "least busy; /metrics reports each device's sessions and memory. With --backend cpu: in-process CPU devices.",
+        valueName: "devices"), transform: { try DeviceList(parsing: $0) })
+    var sessionDevices: DeviceList?
     @Option(help: "Sessions waiting for a slot before requests are refused.")
     var maxQueued = 8
     @Option(help: "Seconds after which a paused or ended session is reclaimed.")
@@ -60,6 +66,10 @@ struct Serve: AsyncParsableCommand {
         if !(inputTimeout > 0) { throw ValidationError("--input-timeout must be positive, got \(inputTimeout).") }
         if maxPromptBytes <= 0 { throw ValidationError("--max-prompt-bytes must be positive, got \(maxPromptBytes).") }
         if let maxSeconds, !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive, got \(maxSeconds).") }
+        if sessionDevices != nil, backendOptions.devices != nil || backendOptions.decodeDevice != nil {
+            throw ValidationError("--session-devices places whole engines; it does not combine with --devices or "
+                                  + "--decode-device yet.")
+        }
         try access.validate()
     }
 
@@ -74,30 +84,52 @@ struct Serve: AsyncParsableCommand {
         let fps = try video.framesPerSecond(folderFPS: files.fps)
         var logger = Logger(label: "reel.serve")
         logger.logLevel = .info
-        let model: LoadedModel
+        var engines: [LoadedModel] = []
         let device: String
         do {
-            let backend = try backendOptions.make()
-            let decoderDevice = backendOptions.decodeDevice.flatMap { $0 == backendOptions.device ? nil : ", decoder on cuda:\($0)" } ?? ""
-            device = (backend as? CPUBackend).map { "cpu (\($0.threads) threads)" } ?? "cuda:\(backendOptions.device)" + decoderDevice
             // With an encoder, sessions take video and image inputs (video-to-video, image-to-video).
-            model = try LoadedModel.load(files: files, encoder: LoadedModel.hasEncoder(files), backend: backend,
-                                         decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
-                                         fp8: models.fp8)
+            func load(on backend: any Backend, decodeBackend: (any Backend)?,
+                      communicator: (any Communicator)?) throws -> LoadedModel {
+                try LoadedModel.load(files: files, encoder: LoadedModel.hasEncoder(files), backend: backend,
+                                     decodeBackend: decodeBackend, communicator: communicator,
+                                     dtype: backendOptions.storageType, fp8: models.fp8)
+            }
+            if let sessionDevices {
+                for ordinal in sessionDevices.ordinals {
+                    let backend: any Backend = switch backendOptions.backend {
+                    case .cpu: CPUBackend(threads: backendOptions.threads, device: CPUDevice(ordinal: ordinal))
+                    case .cuda: try CUDABackend(device: ordinal, tuning: BackendOptions.tuning)
+                    }
+                    engines.append(try load(on: backend, decodeBackend: nil, communicator: nil))
+                }
+                device = engines.map { $0.dit.backend.name }.joined(separator: ", ")
+            } else {
+                let backend = try backendOptions.make()
+                let decoderDevice = backendOptions.decodeDevice
+                    .flatMap { $0 == backendOptions.device ? nil : ", decoder on cuda:\($0)" } ?? ""
+                let communicator = try backendOptions.makeCommunicator()
+                device = communicator.map { "DiT over \($0.name)" }
+                    ?? (backend as? CPUBackend).map { "cpu (\($0.threads) threads)" }
+                    ?? "cuda:\(backendOptions.device)" + decoderDevice
+                engines.append(try load(on: backend, decodeBackend: try backendOptions.makeDecodeBackend(),
+                                        communicator: communicator))
+            }
         } catch let error as ReelError {
             printError(error)
             throw ExitCode.failure
         }
-        if !(model.dit.backend is CPUBackend) {
+        for model in engines where !(model.dit.backend is CPUBackend) {
             // GPU kernels compiled and algorithms chosen now, each model alone, not by the first video.
             let t0 = Date()
-            logger.info("reel serve: warming up at \(width)x\(height) (compiling kernels, choosing GPU algorithms)")
+            let what = "\(model.dit.backend.name) at \(width)x\(height) (compiling kernels, choosing GPU algorithms)"
+            logger.info("reel serve: warming up \(what)")
             do { try await model.warmUp(width: width, height: height) } catch let error as ReelError {
                 printError("warm-up failed: \(error)")
                 throw ExitCode.failure
             }
             logger.info("reel serve: warm in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s")
         }
+        let model = engines[0]
         var config = ServerConfiguration()
         config.maxActiveSessions = maxSessions
         config.maxQueuedSessions = maxQueued
@@ -123,7 +155,7 @@ struct Serve: AsyncParsableCommand {
         if config.access.apiKey != nil {
             logger.info("reel serve: the API needs its key (/healthz and the page stay open)")
         }
-        let server = try ReelServer(manager: SessionManager(model: model, config: config))
+        let server = try ReelServer(manager: SessionManager(engines: engines, config: config))
         let inputs = model.makeEncoder == nil ? "prompts only: the decoder file has no encoder" : "video, camera and image inputs"
         let dit = "DiT \(model.dit.config.layers) layers, dim \(model.dit.config.dim)"
         logger.info("reel serve: http://\(host):\(port)/ (\(dit); decoder \(model.decoderName); \(inputs))")

@@ -47,6 +47,20 @@ import ReelModels
         #expect(err > 1e-3 && err < 3.5e-2)
     }
 
+    /// The DiT spread over 2 CPU ranks by sequence parallelism (the fixture's 2 heads, one a rank): the same
+    /// video as one device bit for bit (both on Reel's own GEMM), so the same parity, recache and LoRA included.
+    @Test func sequenceParallelOnTwoRanksMakesTheSameVideo() async throws {
+        let comm = try CPUCommunicator(ranks: 2, gemm: .own)
+        let spread = try await LongLiveParity(folder: Self.dir, backend: comm.streams[0], communicator: comm).run()
+        let single = try await LongLiveParity(folder: Self.dir, backend: CPUBackend(gemm: .own)).run()
+        print("LongLive parity, DiT over 2 CPU ranks: relative error \(spread.relativeError)")
+        #expect(spread.ours == single.ours)
+        #expect(spread.relativeError < 1e-4)
+        await #expect(throws: ReelError.self) {
+            _ = try await LongLiveParity(folder: Self.dir, backend: comm.streams[1], communicator: comm).run()
+        }
+    }
+
     @Test func wrongVariantsMoveFarPastTolerance() async throws {
         let noRecache = try await parity.run(.init(recache: false)).relativeError
         let noLoRA = try await parity.run(.init(lora: false)).relativeError

@@ -19,24 +19,28 @@ enum TestModel {
             if let cached { return cached }
             // Reel's own GEMM: sessions are compared frame for frame (alone against beside another), which must
             // not rest on a run-time BLAS rounding the same in both.
-            let backend = CPUBackend(threads: 1, gemm: .own)
-            let tok = try Tokenizer(contentsOf: fixtures.appendingPathComponent("tokenizer/nfkc/tokenizer.json"))
-            let t5 = try UMT5Encoder.load(
-                from: UMT5Encoder.randomWeights(UMT5Config(vocabulary: tok.vocabularySize, dim: 16, heads: 2, headDim: 8, ffnDim: 32, layers: 1),
-                                                on: backend), backend: backend)
-            let dit = try WanDiT.load(from: WanDiT.randomWeights(WanDiTConfig(dim: 32, ffnDim: 64, heads: 2, layers: 2, textDim: 16),
-                                                                 on: backend, seed: 1), heads: 2, backend: backend)
-            let taehv = FilteredTensorSource(try WeightFileTensors(path: fixtures.appendingPathComponent("vae/taehv_decoder.safetensors").path),
-                                             excluding: ["input.", "output."])
-            let decoder = UncheckedSendable(try TinyDecoder.load(from: taehv, on: backend))
-            // A random-weights TAEHV encoder of the decoder's 16 latent channels: sessions take inputs.
-            let encoder = UncheckedSendable(try TinyEncoder.load(from: TinyEncoder.randomWeights(channels: 8, on: backend, seed: 6), on: backend))
-            let model = LoadedModel(prompts: try PromptEncoder(tokenizer: tok, textEncoder: t5, model: dit), decoderName: "taehv",
-                                    makeEncoder: { StreamingTAEHVEncoder(model: encoder.value) }) {
-                StreamingTinyDecoder(model: decoder.value)
-            }
+            let model = try make(on: CPUBackend(threads: 1, gemm: .own))
             cached = model
             return model
+        }
+    }
+
+    /// The micro model on `backend` (the same weights on every backend).
+    static func make(on backend: CPUBackend) throws -> LoadedModel {
+        let tok = try Tokenizer(contentsOf: fixtures.appendingPathComponent("tokenizer/nfkc/tokenizer.json"))
+        let t5 = try UMT5Encoder.load(
+            from: UMT5Encoder.randomWeights(UMT5Config(vocabulary: tok.vocabularySize, dim: 16, heads: 2, headDim: 8, ffnDim: 32, layers: 1),
+                                            on: backend), backend: backend)
+        let dit = try WanDiT.load(from: WanDiT.randomWeights(WanDiTConfig(dim: 32, ffnDim: 64, heads: 2, layers: 2, textDim: 16),
+                                                             on: backend, seed: 1), heads: 2, backend: backend)
+        let taehv = FilteredTensorSource(try WeightFileTensors(path: fixtures.appendingPathComponent("vae/taehv_decoder.safetensors").path),
+                                         excluding: ["input.", "output."])
+        let decoder = UncheckedSendable(try TinyDecoder.load(from: taehv, on: backend))
+        // A random-weights TAEHV encoder of the decoder's 16 latent channels: sessions take inputs.
+        let encoder = UncheckedSendable(try TinyEncoder.load(from: TinyEncoder.randomWeights(channels: 8, on: backend, seed: 6), on: backend))
+        return LoadedModel(prompts: try PromptEncoder(tokenizer: tok, textEncoder: t5, model: dit), decoderName: "taehv",
+                           makeEncoder: { StreamingTAEHVEncoder(model: encoder.value) }) {
+            StreamingTinyDecoder(model: decoder.value)
         }
     }
 

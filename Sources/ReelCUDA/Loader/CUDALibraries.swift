@@ -22,6 +22,10 @@ public enum CUDALibraries {
         try CuDNN(library: LibrarySearch().open("cuDNN", names: ["libcudnn.so.9", "libcudnn.so"]))
     }
 
+    private static let ncclResult: Result<NCCL, ReelError> = load {
+        try NCCL(library: LibrarySearch().open("NCCL (collectives between GPUs)", names: ["libnccl.so.2", "libnccl.so"]))
+    }
+
     private static func load<T>(_ body: () throws -> T) -> Result<T, ReelError> {
         do { return .success(try body()) } catch let e as ReelError { return .failure(e) } catch {
             return .failure(.library(name: "CUDA", message: "\(error)"))
@@ -34,6 +38,8 @@ public enum CUDALibraries {
     public static func cublasLt() throws -> CuBLASLt { try cublasLtResult.get() }
     /// Optional: used for the fused attention fast path when present.
     public static func cudnn() throws -> CuDNN { try cudnnResult.get() }
+    /// Needed only to spread work over several GPUs (`NCCLCommunicator`).
+    public static func nccl() throws -> NCCL { try ncclResult.get() }
 }
 
 /// One GPU as `reel devices` reports it.
@@ -81,6 +87,10 @@ public struct CUDAInventory: Sendable {
             let c = try CUDALibraries.cudnn()
             inv.libraries.append(("cuDNN", "\(c.versionString) (\(c.library.path))", true))
         } catch { inv.libraries.append(("cuDNN", "\(error) (optional: attention then uses Reel's own kernel)", false)) }
+        do {
+            let n = try CUDALibraries.nccl()
+            inv.libraries.append(("NCCL", "\(n.versionString) (\(n.library.path))", true))
+        } catch { inv.libraries.append(("NCCL", "\(error) (optional: needed only to spread the DiT over several GPUs)", false)) }
         return inv
     }
 

@@ -131,15 +131,25 @@ extension WanDiT {
         /// The flow velocity `[F, H, W, C]` from the last block's output `x` `[1, L, dim]` and the
         /// un-projected time embedding `e` `[F, dim]`.
         func callAsFunction(_ x: Tensor, timeEmbedding e: Tensor, grid g: PatchGrid) throws -> Tensor {
+            let h = try projected(try x.reshaped([g.frames, g.tokensPerFrame, modulation.shape[1]]), timeEmbedding: e)
+            return try unpatchified(h, grid: g)
+        }
+
+        /// The adaLN and Linear of the head, token by token: `x` `[F, R, dim]` (any R rows of each frame)
+        /// -> `[F, R, p*p*C]`.
+        func projected(_ x: Tensor, timeEmbedding e: Tensor) throws -> Tensor {
             let be = x.backend, dim = modulation.shape[1]
-            let perFrame = try e.reshaped([g.frames, 1, dim])
+            let perFrame = try e.reshaped([x.shape[0], 1, dim])
             let shift = try be.add(perFrame, try be.slice(modulation, axis: 0, start: 0, length: 1))
             let scale = try be.add(perFrame, try be.slice(modulation, axis: 0, start: 1, length: 1))
-            var h = try be.modulatedLayerNorm(try x.reshaped([g.frames, g.tokensPerFrame, dim]), scale: scale,
-                                              shift: shift, eps: eps)
-            h = try linear(h)                                                    // [F, gh*gw, p*p*C]
+            return try linear(try be.modulatedLayerNorm(x, scale: scale, shift: shift, eps: eps))
+        }
+
+        /// The velocity `[F, H, W, C]` from the head's projection `h` `[F, gh*gw, p*p*C]`.
+        func unpatchified(_ h: Tensor, grid g: PatchGrid) throws -> Tensor {
+            let be = h.backend
             // Unpatchify: output channel (q*p + r)*C + c -> pixel (row*p + q, col*p + r).
-            h = try h.reshaped([g.frames, g.height, g.width, patch, patch, channels])
+            var h = try h.reshaped([g.frames, g.height, g.width, patch, patch, channels])
             h = try be.permute(h, [0, 1, 3, 2, 4, 5])                            // [F, gh, p, gw, p, C]
             return try h.reshaped([g.frames, g.height * patch, g.width * patch, channels])
         }

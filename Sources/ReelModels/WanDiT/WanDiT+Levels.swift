@@ -25,6 +25,10 @@ extension WanDiT {
     /// velocity `[S, H, W, C]`.
     public func forward(levels latents: Tensor, segments: [LevelSegment], prompt: PromptContext,
                         cache: SinkRefreshKVCache) throws -> Tensor {
+        guard parallelism == nil else {
+            throw ReelError.unsupported(backend: backend.name, op: "WanDiT.forward(levels:)",
+                                        message: "the stream-batch pass runs on one device, not sequence parallel")
+        }
         let c = config
         try require(latents.rank == 4 && latents.shape[3] == c.inChannels, "WanDiT.forward(levels:)",
                     "expected latents [frames, H, W, \(c.inChannels)], got \(latents.shape)")

@@ -21,11 +21,14 @@ public final class WanDiT: @unchecked Sendable {
     /// memory) runs as 3 chunks. Chunks are whole frames: RoPE positions and modulation are per
     /// frame. 0: never chunk.
     public var chunkFrames = 3
+    /// The ranks this model is spread over (`sequenceParallel(_:communicator:)`); nil on one device.
+    public let parallelism: SequenceParallelism?
 
-    init(config: WanDiTConfig, weights: WanDiTWeights, backend: any Backend) {
+    init(config: WanDiTConfig, weights: WanDiTWeights, backend: any Backend, parallelism: SequenceParallelism? = nil) {
         self.config = config
         self.weights = weights
         self.backend = backend
+        self.parallelism = parallelism
     }
 
     /// The same model with each block's FFN in FP8 E4M3: its two layers' weights quantized per output
@@ -37,6 +40,7 @@ public final class WanDiT: @unchecked Sendable {
     /// the embeddings and the head. Outputs move away from the bf16 model's by FP8's rounding
     /// (3 mantissa bits); the parity fixtures hold the bf16 model.
     public func quantizedFP8() throws -> WanDiT {
+        if let parallelism { return try parallelism.map { try $0.quantizedFP8() } }
         let model = WanDiT(config: config, weights: try weights.withFP8FeedForward(), backend: backend)
         model.chunkFrames = chunkFrames
         return model
@@ -48,6 +52,7 @@ public final class WanDiT: @unchecked Sendable {
     /// The same weights with cross-attention over `textLength` rows (prompt tokens, then zero rows).
     /// Wan pads to 512; a model trained with another length records it (`text_len` metadata).
     public func withTextLength(_ textLength: Int) -> WanDiT {
+        if let parallelism { return parallelism.map { $0.withTextLength(textLength) } }
         var c = config
         c.textLength = textLength
         let model = WanDiT(config: c, weights: weights, backend: backend)
@@ -66,12 +71,16 @@ public final class WanDiT: @unchecked Sendable {
     public final class PromptContext: @unchecked Sendable {
         /// `[layers]` of the cross-attention's keys and values, each `[1, textLength, heads, headDim]`.
         let crossKV: [KeysValues]
-        init(crossKV: [KeysValues]) { self.crossKV = crossKV }
+        /// Rank r's context of a sequence-parallel model (on rank r's stream; rank 0's is this one's);
+        /// empty on one device.
+        let ranks: [PromptContext]
+        init(crossKV: [KeysValues], ranks: [PromptContext] = []) { self.crossKV = crossKV; self.ranks = ranks }
     }
 
     /// Projects a prompt embedding (`[tokens, textDim]`, tokens <= textLength, rows past the real tokens
     /// zero) and precomputes every layer's cross-attention keys and values.
     public func encodePrompt(_ embedding: Tensor) throws -> PromptContext {
+        if let parallelism { return try parallelism.encodePrompt(embedding) }
         let be = backend
         try require(embedding.rank == 2 && embedding.shape[1] == config.textDim, "WanDiT.encodePrompt",
                     "expected [tokens, \(config.textDim)], got \(embedding.shape)")
@@ -105,6 +114,9 @@ public final class WanDiT: @unchecked Sendable {
     /// Returns the flow velocity `[F, H, W, C]`, or nil when `access.needsOutput` is false.
     public func forward(_ latents: Tensor, timestep t: Float, prompt: PromptContext,
                         cache: WanKVCache, access: CacheAccess) throws -> Tensor? {
+        if let parallelism {
+            return try parallelism.forward(latents, timestep: t, prompt: prompt, cache: cache, access: access)
+        }
         let c = config
         try require(latents.rank == 4 && latents.shape[3] == c.inChannels, "WanDiT.forward",
                     "expected latents [F, H, W, \(c.inChannels)], got \(latents.shape)")
@@ -131,5 +143,19 @@ public final class WanDiT: @unchecked Sendable {
         guard access.needsOutput else { return nil }
         // Head: modulation from the un-projected time embedding e.
         return try weights.head(x, timeEmbedding: e, grid: grid)
+    }
+
+    /// A self-attention cache for this model (sink + rolling window of `tokensPerFrame`-token frames),
+    /// sharded by heads over the ranks of a sequence-parallel model.
+    public func makeCache(tokensPerFrame: Int, sinkFrames: Int, windowFrames: Int, dtype: DType? = nil) throws -> WanKVCache {
+        let c = config
+        if let parallelism {
+            return try WanKVCache(shardedOver: parallelism.communicator.streams, layers: c.layers,
+                                  tokensPerFrame: tokensPerFrame, heads: c.heads, headDim: c.headDim,
+                                  sinkFrames: sinkFrames, windowFrames: windowFrames, dtype: dtype ?? self.dtype)
+        }
+        return try WanKVCache(backend: backend, layers: c.layers, tokensPerFrame: tokensPerFrame, heads: c.heads,
+                              headDim: c.headDim, sinkFrames: sinkFrames, windowFrames: windowFrames,
+                              dtype: dtype ?? self.dtype)
     }
 }

@@ -16,6 +16,10 @@ public final class WanKVCache: @unchecked Sendable {
     public let windowFrames: Int
     let keys: [Tensor]
     let values: [Tensor]
+    /// A cache sharded by heads (a sequence-parallel `WanDiT`): shard r holds heads `r * h ..< (r + 1) * h`
+    /// (h = heads / shards) of every layer on rank r's stream, written and read with this cache's plans;
+    /// this cache keeps the bookkeeping (`endFrame`) and no tensors of its own. Empty for a one-device cache.
+    public let shards: [WanKVCache]
     /// One past the newest frame whose keys were written by a generating (not recomputing) pass
     /// (LongLive `global_end_index / frame_seq_length`).
     public private(set) var endFrame = 0
@@ -29,10 +33,29 @@ public final class WanKVCache: @unchecked Sendable {
         let shape: Shape = [1, (sinkFrames + windowFrames) * tokensPerFrame, heads, headDim]
         keys = try (0..<layers).map { _ in try backend.zeros(shape, dtype: dtype) }
         values = try (0..<layers).map { _ in try backend.zeros(shape, dtype: dtype) }
+        shards = []
+    }
+
+    /// A cache of `heads` heads sharded over `backends` (one per rank, `heads` divisible by their count).
+    public init(shardedOver backends: [any Backend], layers: Int, tokensPerFrame: Int, heads: Int, headDim: Int,
+                sinkFrames: Int, windowFrames: Int, dtype: DType) throws {
+        try require(!backends.isEmpty && heads % backends.count == 0, "WanKVCache",
+                    "\(heads) heads do not split over \(backends.count) ranks")
+        shards = try backends.map {
+            try WanKVCache(backend: $0, layers: layers, tokensPerFrame: tokensPerFrame, heads: heads / backends.count,
+                           headDim: headDim, sinkFrames: sinkFrames, windowFrames: windowFrames, dtype: dtype)
+        }
+        self.layers = layers; self.tokensPerFrame = tokensPerFrame; self.heads = heads; self.headDim = headDim
+        self.sinkFrames = sinkFrames; self.windowFrames = windowFrames
+        keys = []
+        values = []
     }
 
     public var slots: Int { sinkFrames + windowFrames }
-    public var byteCount: Int { 2 * layers * slots * tokensPerFrame * heads * headDim * (keys.first?.dtype.size ?? 0) }
+    public var byteCount: Int {
+        shards.isEmpty ? 2 * layers * slots * tokensPerFrame * heads * headDim * (keys.first?.dtype.size ?? 0)
+            : shards.map(\.byteCount).reduce(0, +)
+    }
 
     public func slot(ofFrame f: Int) -> Int { f < sinkFrames ? f : sinkFrames + (f - sinkFrames) % windowFrames }
 

@@ -1,0 +1,46 @@
+import Foundation
+import Testing
+import ReelCore
+import ReelCPU
+@testable import ReelServer
+
+/// Sessions spread over engines on two devices (in-process CPU devices standing for GPUs): each new session
+/// goes to the least busy engine, a session makes the same frames on either, and /metrics reports each
+/// device's sessions.
+@Suite struct PlacementTests {
+    @Test func sessionsGoToTheLeastBusyDeviceAndReportPerDeviceLoad() async throws {
+        let engines = try (0..<2).map { try TestModel.make(on: CPUBackend(threads: 1, gemm: .own, device: CPUDevice(ordinal: $0))) }
+        let manager = SessionManager(engines: engines, config: TestModel.config { $0.maxActiveSessions = 1 })
+        #expect(manager.deviceNames == ["cpu:0", "cpu:1"])
+        let request = SessionRequest(prompt: "a red circle", seed: 4, width: 48, height: 32, fps: 16, seconds: 2, quality: 90,
+                                     record: false)
+        let a = try await manager.create(request, watched: true)
+        let b = try await manager.create(request, watched: true)
+        let c = try await manager.create(request, watched: true)
+        #expect(await manager.engine(of: a.session.id) == 0)
+        #expect(await manager.engine(of: b.session.id) == 1)
+        #expect(await manager.engine(of: c.session.id) == nil)          // both devices full: queued
+        let counts = await manager.counts
+        #expect(counts.active == 2 && counts.queued == 1)
+        let metrics = manager.metrics
+        #expect(metrics.value(Metrics.labelled("reel_device_sessions_active", device: "cpu:0")) == 1)
+        #expect(metrics.value(Metrics.labelled("reel_device_sessions_active", device: "cpu:1")) == 1)
+
+        async let fa = SessionTests.frames(of: a)
+        async let fb = SessionTests.frames(of: b)
+        let (framesA, framesB) = await (fa, fb)
+        let framesC = await SessionTests.frames(of: c)
+        #expect(framesA.count == 33 && framesA == framesB && framesC == framesA,
+                "the same request makes the same frames on either device")
+        let started = ["cpu:0", "cpu:1"].map { metrics.value(Metrics.labelled("reel_device_sessions_started_total", device: $0)) }
+        #expect(started.reduce(0, +) == 3)
+        #expect(await eventually { metrics.value(Metrics.labelled("reel_device_sessions_active", device: "cpu:0")) == 0
+                                   && metrics.value(Metrics.labelled("reel_device_sessions_active", device: "cpu:1")) == 0 })
+
+        let text = metrics.render()
+        #expect(text.contains("reel_device_sessions_active{device=\"cpu:1\"} 0\n"))
+        #expect(text.components(separatedBy: "# TYPE reel_device_sessions_active gauge").count == 2, "one TYPE line a family")
+        #expect(!text.contains("reel_device_sessions_active 0"), "no unlabelled series of a per-device family")
+        await manager.shutdown()
+    }
+}
