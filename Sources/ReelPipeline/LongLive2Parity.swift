@@ -42,7 +42,8 @@ public struct LongLive2Parity {
 
         /// The largest relative error of any one block (a variant that only changes late blocks shows there).
         public var maxBlockError: Double {
-            stride(from: 0, to: ours.count, by: blockSize).map { relativeError(in: $0..<min($0 + blockSize, ours.count)) }.max() ?? 0
+            stride(from: 0, to: ours.count, by: blockSize)
+                .map { relativeError(in: $0..<min($0 + blockSize, ours.count)) }.max() ?? 0
         }
 
         func relativeError(in range: Range<Int>) -> Double {
@@ -105,7 +106,9 @@ public struct LongLive2Parity {
         // A v = 0 model leaves the noise unchanged through UniPC (x0 = x_t is exact for a constant x0); the image
         // frame stays the image.
         var baseline = Array(try noise.toFloats()[0..<(frames * perFrame)])
-        if c == .i2v { baseline.replaceSubrange(0..<perFrame, with: try file.tensor("image", on: backend, as: .f32).toFloats()) }
+        if c == .i2v {
+            baseline.replaceSubrange(0..<perFrame, with: try file.tensor("image", on: backend, as: .f32).toFloats())
+        }
         return Result(ours: ours, reference: try file.tensor("latents.\(c.rawValue)", on: backend, as: .f32).toFloats(),
                       baseline: baseline, blockSize: variant.schedule.framesPerBlock * perFrame)
     }

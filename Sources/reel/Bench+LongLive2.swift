@@ -14,11 +14,13 @@ extension Bench {
         // The Wan2.2 VAE's stride: 16 pixels a latent, 4 video frames a latent frame (the first latent gives 1).
         let (width, height) = size.size.map { ($0.width, $0.height) } ?? (1280, 704)
         guard width % 32 == 0, height % 32 == 0 else {
-            throw ReelError.input("--size for the 5B must be multiples of 32 (16-pixel latents, 2x2 patches), got \(width)x\(height)")
+            throw ReelError.input("--size for the 5B must be multiples of 32 (16-pixel latents, 2x2 patches), "
+                                  + "got \(width)x\(height)")
         }
         let (lh, lw) = (height / 16, width / 16)
         let rate = try Rates.matmul(backend, dtype: dtype)
-        print(String(format: "matmul rate measured on this backend: %.2f TFLOP/s (the compute floors below use it)", rate / 1e12))
+        print(String(format: "matmul rate measured on this backend: %.2f TFLOP/s (the compute floors below use it)",
+                     rate / 1e12))
         print("reel bench on \(backend.name) (\(dtype)): DiT \(model.name) (\(config.layers) layers, dim \(config.dim), "
               + "\(config.inChannels) channels), LongLive 2.0 schedule, decoder none, \(width)x\(height), \(blocks) blocks, "
               + "scene cut at block \(switchBlock)")
@@ -46,7 +48,8 @@ extension Bench {
 
         let tokensPerFrame = (lh / config.patch) * (lw / config.patch)
         let frames = schedule.framesPerBlock
-        let forward = ComputeCost.ditForward(config, queries: frames * tokensPerFrame, keys: schedule.attentionFrames * tokensPerFrame)
+        let forward = ComputeCost.ditForward(config, queries: frames * tokensPerFrame,
+                                             keys: schedule.attentionFrames * tokensPerFrame)
         let floor = Double(schedule.steps + 1) * forward / rate
         let steady = Array(min(warmup, blocks - 1)..<blocks).filter { $0 != switchBlock }
         let perBlock = median(steady.map { seconds[$0] })

@@ -15,7 +15,8 @@ import ReelModels
 ///
 /// Errors are relative to the model's contribution (the reference's latents minus what a v = 0 model gives).
 @Suite struct LongLive2ParityTests {
-    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/longlive2").path
+    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/longlive2").path
     let parity: LongLive2Parity
 
     init() throws { parity = try LongLive2Parity(folder: Self.dir, backend: CPUBackend()) }
@@ -50,7 +51,8 @@ import ReelModels
                                                             imageAtTimestepZero: false)).maxBlockError
         print("LongLive 2.0 wrong variants (worst block): no sink \(noSink), no pinned shot sink \(noPin), "
               + "no shot RoPE offset \(noShotOffset), relative RoPE for absolute \(relativeForAbsolute), "
-              + "absolute RoPE for relative \(absoluteForRelative), image frame at the step's timestep \(imageAtStepTimestep)")
+              + "absolute RoPE for relative \(absoluteForRelative), "
+              + "image frame at the step's timestep \(imageAtStepTimestep)")
         for e in [noSink, noPin, noShotOffset, relativeForAbsolute, absoluteForRelative, imageAtStepTimestep] {
             #expect(e > 1e-2)
         }

@@ -111,7 +111,8 @@ public final class LongLive2KVCache: @unchecked Sendable {
         try be.copy(k, into: keys[layer], axis: 1, at: plan.writeStart * t)
         try be.copy(v, into: values[layer], axis: 1, at: plan.writeStart * t)
         let n = plan.attended * t
-        return (try keys[layer].narrowed(axis: 1, start: 0, length: n), try values[layer].narrowed(axis: 1, start: 0, length: n))
+        return (try keys[layer].narrowed(axis: 1, start: 0, length: n),
+                try values[layer].narrowed(axis: 1, start: 0, length: n))
     }
 
     /// Records the pass (`_apply_cache_updates`: global end, local end, and the pinned start's shift).
