@@ -113,6 +113,9 @@ struct Bench: AsyncParsableCommand {
         if blocks < 2 { throw ValidationError("--blocks must be at least 2.") }
         if warmup < 0 || warmup >= blocks { throw ValidationError("--warmup must be in 0..<\(blocks).") }
         if switchBlock < 0 || switchBlock >= blocks { throw ValidationError("--switch-block must be in 0..<\(blocks).") }
+        if model.isLongLive2 && decoder == .tiny {
+            throw ValidationError("TAEHV decodes Wan2.1 latents: --model \(model.name) takes --decoder vae (Wan2.2) or none.")
+        }
         if input {
             if decoder == .none { throw ValidationError("--input needs an encoder and decoder: --decoder tiny (TAEHV) or vae (Wan2.1).") }
             if folderPath != nil || model.isLongLive2 { throw ValidationError("--input runs random weights: give --model 1.3b, 14b or small.") }

@@ -108,8 +108,9 @@ public final class LongLive2KVCache: @unchecked Sendable {
             }
             moved += count
         }
-        try be.copy(k, into: keys[layer], axis: 1, at: plan.writeStart * t)
-        try be.copy(v, into: values[layer], axis: 1, at: plan.writeStart * t)
+        let dtype = keys[layer].dtype
+        try be.copy(k.dtype == dtype ? k : try be.cast(k, to: dtype), into: keys[layer], axis: 1, at: plan.writeStart * t)
+        try be.copy(v.dtype == dtype ? v : try be.cast(v, to: dtype), into: values[layer], axis: 1, at: plan.writeStart * t)
         let n = plan.attended * t
         return (try keys[layer].narrowed(axis: 1, start: 0, length: n),
                 try values[layer].narrowed(axis: 1, start: 0, length: n))
