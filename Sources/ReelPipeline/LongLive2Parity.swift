@@ -78,6 +78,34 @@ public struct LongLive2Parity {
         return s
     }
 
+    /// One run of the suite: a case with Reel's variant, faithful or deliberately wrong.
+    public struct Run: Sendable {
+        public var name: String
+        public var testCase: Case
+        public var variant: Variant
+        public var isFaithful: Bool
+    }
+
+    /// The faithful run of every case, then each piece of the schedule dropped or swapped (each must land far from
+    /// the reference): the list `reel parity --longlive2` and the tests share.
+    public static var runs: [Run] {
+        func wrong(_ name: String, _ c: Case, _ edit: (inout LongLive2Schedule) -> Void) -> Run {
+            var s = referenceSchedule(c)
+            edit(&s)
+            return Run(name: name, testCase: c, variant: Variant(schedule: s), isFaithful: false)
+        }
+        return Case.allCases.map { Run(name: "faithful, \($0)", testCase: $0, variant: Variant(schedule: referenceSchedule($0)),
+                                       isFaithful: true) } + [
+            wrong("no sink", .absolute) { $0.sinkFrames = 0; $0.multiShotSink = false },
+            wrong("no pinned shot sink", .absolute) { $0.multiShotSink = false },
+            wrong("no shot RoPE offset", .absolute) { $0.shotRoPEOffset = 0 },
+            wrong("relative RoPE for absolute", .absolute) { $0.relativeRoPE = true },
+            wrong("absolute RoPE for relative", .relative) { $0.relativeRoPE = false },
+            Run(name: "image at the step's t", testCase: .i2v,
+                variant: Variant(schedule: referenceSchedule(.i2v), imageAtTimestepZero: false), isFaithful: false),
+        ]
+    }
+
     public func run(_ c: Case, _ variant: Variant? = nil) throws -> Result {
         let variant = variant ?? Variant(schedule: Self.referenceSchedule(c))
         let path = (folder as NSString).appendingPathComponent("case.safetensors")
