@@ -51,6 +51,17 @@ public final class RecordedNoise: NoiseSource {
         stepsPerBlock = renoise.shape[1]
     }
 
+    /// Only initial noise (`[frames, C, H, W]`): a sampler that draws nothing else (LongLive 2.0's UniPC).
+    public init(initial: Tensor) throws {
+        try require(initial.rank == 4, "RecordedNoise", "initial noise must be [frames, C, H, W], got \(initial.shape)")
+        initialNoise = try initial.toFloats()
+        renoiseDraws = []
+        frames = initial.shape[0]
+        chw = (initial.shape[1], initial.shape[2], initial.shape[3])
+        framesPerBlock = 1
+        stepsPerBlock = 0
+    }
+
     private func channelLast(_ values: ArraySlice<Float>, count: Int, on backend: any Backend) throws -> Tensor {
         let t = try backend.tensor(Array(values), shape: [count, chw.c, chw.h, chw.w])
         return try backend.permute(t, [0, 2, 3, 1])

@@ -25,6 +25,8 @@ struct Bench: AsyncParsableCommand {
     /// A random-weight architecture by name, or a model folder of any recognised layout.
     enum Model: ExpressibleByArgument, Equatable {
         case wan1_3b, wan14b, small
+        /// Wan2.2-TI2V-5B under LongLive 2.0's schedule, and a small model of its structure (48 channels).
+        case wan5b, small5b
         case folder(String)
 
         init?(argument: String) {
@@ -32,6 +34,8 @@ struct Bench: AsyncParsableCommand {
             case "1.3b": self = .wan1_3b
             case "14b": self = .wan14b
             case "small": self = .small
+            case "5b": self = .wan5b
+            case "5b-small": self = .small5b
             default: self = .folder(argument)
             }
         }
@@ -41,6 +45,8 @@ struct Bench: AsyncParsableCommand {
             case .wan1_3b: "1.3b"
             case .wan14b: "14b"
             case .small: "small"
+            case .wan5b: "5b"
+            case .small5b: "5b-small"
             case .folder(let path): path
             }
         }
@@ -52,13 +58,18 @@ struct Bench: AsyncParsableCommand {
             case .wan1_3b: .wan1_3B
             case .wan14b: .wan14B
             case .small: WanDiTConfig(dim: 256, ffnDim: 512, heads: 2, layers: 4, textDim: 256)
+            case .wan5b: .wan5B
+            case .small5b: WanDiTConfig(dim: 256, ffnDim: 512, heads: 2, layers: 4, inChannels: 48, outChannels: 48, textDim: 256)
             }
         }
+
+        /// Whether the model runs LongLive 2.0's schedule (`Bench+LongLive2`).
+        var isLongLive2: Bool { self == .wan5b || self == .small5b }
     }
 
     enum DecoderChoice: String, ExpressibleByArgument, CaseIterable { case vae, tiny, none }
 
-    @Option(help: ArgumentHelp("DiT: 1.3b, 14b or small (random weights of that architecture), or a model folder.",
+    @Option(help: ArgumentHelp("DiT: 1.3b, 14b or small (random weights of that architecture), 5b or 5b-small (LongLive 2.0, DiT only, default 1280x704), or a model folder.",
                                discussion: "A folder of any layout --model reads elsewhere (docs/model-folders.md): its DiT, decoder and video size; prompts are encoded by its text encoder before timing starts."))
     var model: Model = .small
     @Option(help: "Wan2.1 folder for the parts a LongLive, Self-Forcing or CausVid --model folder lacks.")
@@ -96,15 +107,18 @@ struct Bench: AsyncParsableCommand {
 
     mutating func validate() throws {
         if let folderPath, !FileManager.default.fileExists(atPath: folderPath) {
-            throw ValidationError("--model: \(folderPath) is neither 1.3b, 14b, small nor an existing folder.")
+            throw ValidationError("--model: \(folderPath) is neither 1.3b, 14b, small, 5b, 5b-small nor an existing folder.")
         }
         if let base, !FileManager.default.fileExists(atPath: base) { throw ValidationError("--base: \(base) does not exist.") }
         if blocks < 2 { throw ValidationError("--blocks must be at least 2.") }
         if warmup < 0 || warmup >= blocks { throw ValidationError("--warmup must be in 0..<\(blocks).") }
         if switchBlock < 0 || switchBlock >= blocks { throw ValidationError("--switch-block must be in 0..<\(blocks).") }
+        if model.isLongLive2 && decoder == .tiny {
+            throw ValidationError("TAEHV decodes Wan2.1 latents: --model \(model.name) takes --decoder vae (Wan2.2) or none.")
+        }
         if input {
             if decoder == .none { throw ValidationError("--input needs an encoder and decoder: --decoder tiny (TAEHV) or vae (Wan2.1).") }
-            if folderPath != nil { throw ValidationError("--input runs random weights: give --model 1.3b, 14b or small.") }
+            if folderPath != nil || model.isLongLive2 { throw ValidationError("--input runs random weights: give --model 1.3b, 14b or small.") }
             if !(1...4).contains(steps) { throw ValidationError("--steps must be 1 to 4, got \(steps).") }
             if !(inputFPS >= 0 && inputFPS <= 240) { throw ValidationError("--input-fps must be 0 to 240, got \(inputFPS).") }
         }
@@ -119,6 +133,7 @@ struct Bench: AsyncParsableCommand {
 
     private func bench() async throws {
         if input { return try await benchVideoToVideo() }
+        if model.isLongLive2, let config = model.config { return try benchLongLive2(config) }
         let backend = try backendOptions.make()
         let dtype = backendOptions.storageType
         let folder = try folderPath.map { try ModelFiles.resolve(model: $0, base: base) }

@@ -22,6 +22,8 @@ struct Parity: AsyncParsableCommand {
     var fixture: String
     @Flag(help: "A StreamDiffusionV2 fixture (tools/fixtures/dit/make_sdv2_fixture.py): video-to-video, both step counts, its wrong variants.")
     var sdv2 = false
+    @Flag(help: "A LongLive 2.0 fixture (tools/fixtures/dit/make_longlive2_fixture.py): absolute, relative-RoPE and i2v runs, its wrong variants.")
+    var longlive2 = false
     @Option(help: "Largest acceptable relative error of the faithful run (default: 1e-4 in f32, 3e-2 in bf16).")
     var tolerance: Double?
     @Flag(help: "Also run the faithful video with the DiT's FFN in FP8 (--fp8 of generate): its error is reported, not judged.")
@@ -30,10 +32,12 @@ struct Parity: AsyncParsableCommand {
 
     func validate() throws {
         guard FileManager.default.fileExists(atPath: fixture) else { throw ValidationError("--fixture: \(fixture) does not exist.") }
+        if sdv2 && longlive2 { throw ValidationError("--sdv2 and --longlive2 name different fixtures: give one.") }
     }
 
     func run() async throws {
         if sdv2 { return try streamDiffusionV2() }
+        if longlive2 { return try longLive2() }
         let dtype = backendOptions.storageType
         let tolerance = self.tolerance ?? (dtype == .f32 ? 1e-4 : 3e-2)
         let parity = try LongLiveParity(folder: fixture, backend: try backendOptions.make(),

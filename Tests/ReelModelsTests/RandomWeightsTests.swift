@@ -15,6 +15,17 @@ import ReelCPU
         #expect(WanDiT.weightShapes(.wan1_3B).reduce(0) { $0 + $1.1.count } == 1_418_996_800)
     }
 
+    /// Wan2.2-TI2V-5B (LongLive 2.0): the reference's `CausalWanModel` of wan_ti2v_5B.py's configuration, built on
+    /// PyTorch's meta device, has 825 tensors and 4,999,787,712 parameters; its configuration is detected from the
+    /// shapes alone (48 channels, 24 heads of 128).
+    @Test func wan5BShapesMatchTheReferenceAndAreDetected() throws {
+        let shapes = WanDiT.weightShapes(.wan5B)
+        #expect(shapes.count == 825)
+        #expect(shapes.reduce(0) { $0 + $1.1.count } == 4_999_787_712)
+        let binder = try WeightBinder(source: ShapesOnly(shapes), rules: [], backend: backend, dtype: .f32)
+        #expect(try WanDiT.detectConfig(binder) == .wan5B)
+    }
+
     @Test func vaeDecoderRandomWeightsLoadStrictly() throws {
         let c = WanVAEConfig(baseDim: 8)
         let vae = try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(c, on: backend), on: backend)
@@ -54,5 +65,16 @@ import ReelCPU
         // ~136 GFLOP per frame at 480x832 (REFERENCE.md section 3).
         let perFrame = TinyDecoder.flopsPerLatentFrame(height: 60, width: 104) / 4
         #expect(abs(perFrame / 1e9 - 136) < 25, "\(perFrame / 1e9) GFLOP per frame")
+    }
+}
+
+/// Names and shapes without data (a checkpoint's index, for detection).
+final class ShapesOnly: TensorSource {
+    let shapes: [String: Shape]
+    init(_ list: [(String, Shape)]) { shapes = Dictionary(uniqueKeysWithValues: list) }
+    var keys: [String] { shapes.keys.sorted() }
+    func shape(of key: String) -> Shape? { shapes[key] }
+    func load(_ key: String, on backend: any Backend, as dtype: DType?) throws -> Tensor {
+        throw ReelError.weights(message: "\(key): shapes only")
     }
 }

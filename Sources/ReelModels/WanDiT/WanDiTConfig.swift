@@ -1,6 +1,7 @@
 import ReelCore
 
-/// The shape of a causal Wan2.1 text-to-video DiT (LongLive `CausalWanModel`).
+/// The shape of a causal Wan DiT (LongLive `CausalWanModel`): Wan2.1 T2V (LongLive 1.0) or Wan2.2 TI2V-5B
+/// (LongLive 2.0, whose blocks are the same layers with 48 latent channels; docs/longlive2.md).
 public struct WanDiTConfig: Codable, Sendable, Equatable {
     public var dim: Int
     public var ffnDim: Int
@@ -35,6 +36,9 @@ public struct WanDiTConfig: Codable, Sendable, Equatable {
     public static let wan1_3B = WanDiTConfig(dim: 1536, ffnDim: 8960, heads: 12, layers: 30)
     /// Wan2.1-T2V-14B.
     public static let wan14B = WanDiTConfig(dim: 5120, ffnDim: 13824, heads: 40, layers: 40)
+    /// Wan2.2-TI2V-5B (LongLive 2.0's base model; NVlabs/LongLive `wan_5b/configs/wan_ti2v_5B.py`): the Wan2.2
+    /// VAE's 48 latent channels in and out, heads of 128.
+    public static let wan5B = WanDiTConfig(dim: 3072, ffnDim: 14336, heads: 24, layers: 30, inChannels: 48, outChannels: 48)
 
     /// Checks the invariants the model code relies on.
     public func validate() throws {

@@ -1,0 +1,136 @@
+import ReelCore
+import ReelModels
+
+/// LongLive 2.0's streaming schedule (NVlabs/LongLive main, `configs/inference.yaml` read by
+/// `pipeline/causal_diffusion_inference.py`), beside LongLive 1.0's `StreamingSchedule`.
+public struct LongLive2Schedule: Codable, Sendable, Equatable {
+    /// Latent frames generated together (`num_frame_per_block`: 8).
+    public var framesPerBlock: Int
+    /// Frames of the self-attention buffer, which is also the attention window (`local_attn_size`: 32).
+    public var attentionFrames: Int
+    /// Frames kept at the buffer's front (`sink_size`: 8).
+    public var sinkFrames: Int
+    /// UniPC steps (`sampling_steps`: 4) and their timestep shift (`timestep_shift`: 5).
+    public var steps: Int
+    public var shift: Double
+    /// The multi-shot sink (`multi_shot_sink: true`): the first `sinkFrames` frames anchored for good and each
+    /// scene cut's block pinned as the shot's sink.
+    public var multiShotSink: Bool
+    /// RoPE frames added per shot (`multi_shot_rope_offset`: 8; absolute RoPE only).
+    public var shotRoPEOffset: Int
+    /// RoPE relative to the buffer (`use_relative_rope`; off in the shipped configs).
+    public var relativeRoPE: Bool
+
+    public init(framesPerBlock: Int = 8, attentionFrames: Int = 32, sinkFrames: Int = 8, steps: Int = 4,
+                shift: Double = 5, multiShotSink: Bool = true, shotRoPEOffset: Int = 8, relativeRoPE: Bool = false) {
+        self.framesPerBlock = framesPerBlock; self.attentionFrames = attentionFrames; self.sinkFrames = sinkFrames
+        self.steps = steps; self.shift = shift; self.multiShotSink = multiShotSink
+        self.shotRoPEOffset = shotRoPEOffset; self.relativeRoPE = relativeRoPE
+    }
+
+    /// configs/inference.yaml (and inference_i2v.yaml, which adds the image).
+    public static let longLive2 = LongLive2Schedule()
+
+    /// Frames anchored for good (`global_sink_size`).
+    public var globalSinkFrames: Int { multiShotSink ? sinkFrames : 0 }
+
+    public func validate() throws {
+        guard framesPerBlock > 0, steps > 0, shift > 0 else {
+            throw ReelError.input("frames per block, steps and shift must be positive")
+        }
+        // The buffer must take a block after its protected prefix (sink plus a pinned shot sink).
+        guard sinkFrames >= 0, attentionFrames >= 2 * sinkFrames + framesPerBlock else {
+            throw ReelError.input("a \(attentionFrames)-frame window cannot hold a sink of \(sinkFrames), "
+                                  + "a pinned shot sink and a block of \(framesPerBlock)")
+        }
+    }
+}
+
+/// LongLive 2.0's generation loop (`CausalDiffusionInferencePipeline._inference_inner`, no guidance): per block
+/// a fresh UniPC sampler over the KV cache, then a clean pass at t = 0 with the block's prompt. A block's
+/// prompt is simply used (cross-attention only): 2.0 has no KV-recache. A scene cut (a prompt that starts a new
+/// shot; the reference marks it with the prefix "The scene transitions. ") advances the shot's RoPE offset and,
+/// after its clean pass, pins the block as the shot's sink. With an image, the first latent frame is the image's
+/// latent, held clean at t = 0 through the first block (`independent_first_frame` with an `initial_latent`).
+public final class LongLive2Generator: @unchecked Sendable {
+    public let model: WanDiT
+    public let schedule: LongLive2Schedule
+    public let latentShape: (h: Int, w: Int, c: Int)
+    let cache: LongLive2KVCache
+    let noise: any NoiseSource
+    /// The image's latent `[1, H, W, C]` for the first frame, until the first block is made.
+    private var image: Tensor?
+    private var nextFrame = 0
+    private var blockIndex = 0
+    private var shot = 0
+    /// Run the image frame at t = 0 in the first block, as TI2V conditioning does (the reference); false gives it
+    /// the step's timestep like the other frames, a wrong variant the parity tests must catch.
+    public var imageAtTimestepZero = true
+
+    public init(model: WanDiT, latentHeight: Int, latentWidth: Int, schedule: LongLive2Schedule = .longLive2,
+                noise: any NoiseSource, image: Tensor? = nil, cacheDType: DType? = nil) throws {
+        try schedule.validate()
+        let c = model.config
+        try c.checkLatentSize(height: latentHeight, width: latentWidth)
+        if let image {
+            try require(image.shape == Shape([1, latentHeight, latentWidth, c.inChannels]), "LongLive2Generator",
+                        "the image latent must be [1, \(latentHeight), \(latentWidth), \(c.inChannels)], got \(image.shape)")
+        }
+        self.model = model
+        self.schedule = schedule
+        self.latentShape = (latentHeight, latentWidth, c.inChannels)
+        self.noise = noise
+        self.image = try image.map { try model.backend.cast($0, to: model.dtype) }
+        cache = try LongLive2KVCache(backend: model.backend, layers: c.layers,
+                                     tokensPerFrame: (latentHeight / c.patch) * (latentWidth / c.patch),
+                                     heads: c.heads, headDim: c.headDim, frames: schedule.attentionFrames,
+                                     sinkFrames: schedule.sinkFrames, globalSinkFrames: schedule.globalSinkFrames,
+                                     dtype: cacheDType ?? model.dtype)
+    }
+
+    /// Bytes of the self-attention cache.
+    public var cacheBytes: Int { cache.byteCount }
+
+    /// Index of the next block's first latent frame.
+    public var currentFrame: Int { nextFrame }
+
+    /// Generates the next block's clean latents `[framesPerBlock, H, W, C]` under `prompt`; `sceneCut` marks the
+    /// first block of a new shot (ignored on the first block, as the reference's `_is_shot_boundary`).
+    public func nextBlock(prompt: WanDiT.PromptContext, sceneCut: Bool = false) throws -> Tensor {
+        let be = model.backend, start = nextFrame, count = schedule.framesPerBlock
+        let cut = sceneCut && blockIndex > 0
+        if cut && schedule.shotRoPEOffset != 0 { shot += 1 }
+        let rope: WanDiT.LongLive2RoPE = schedule.relativeRoPE ? .relative
+            : .absolute(shotOffset: shot * schedule.shotRoPEOffset)
+        let conditioning = image
+        image = nil
+
+        var solver = try FlowUniPCSolver(steps: schedule.steps, shift: schedule.shift)
+        var x = try be.cast(try noise.initial(startFrame: start, count: count, shape: latentShape, on: be), to: model.dtype)
+        for t in solver.timesteps {
+            var timesteps = [Float](repeating: t, count: count)
+            if let conditioning {
+                // _overwrite_i2v_context / _zero_i2v_context_timestep: the image frame, clean, at t = 0.
+                x = try withFirstFrame(conditioning, x)
+                if imageAtTimestepZero { timesteps[0] = 0 }
+            }
+            let v = try model.forwardLongLive2(x, timesteps: timesteps, startFrame: start, rope: rope, prompt: prompt,
+                                               cache: cache)
+            x = try solver.step(velocity: v, sample: x)
+            if let conditioning { x = try withFirstFrame(conditioning, x) }
+        }
+        // The clean pass: the block's keys and values from its final latents at t = 0.
+        _ = try model.forwardLongLive2(x, timesteps: [Float](repeating: 0, count: count), startFrame: start, rope: rope,
+                                       prompt: prompt, cache: cache)
+        if cut && schedule.multiShotSink && schedule.sinkFrames > 0 { cache.pinNewest(blockFrames: count) }
+        nextFrame += count
+        blockIndex += 1
+        return x
+    }
+
+    /// `x` `[F, H, W, C]` with its first frame replaced by `frame` `[1, H, W, C]`.
+    private func withFirstFrame(_ frame: Tensor, _ x: Tensor) throws -> Tensor {
+        let be = model.backend
+        return try be.concat([frame, try be.slice(x, axis: 0, start: 1, length: x.shape[0] - 1)], axis: 0)
+    }
+}

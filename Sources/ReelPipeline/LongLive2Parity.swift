@@ -1,0 +1,143 @@
+import Foundation
+import ReelCore
+import ReelIO
+import ReelModels
+
+/// Runs Reel's LongLive 2.0 generator on the parity fixture made by LongLive 2.0's own code
+/// (`tools/fixtures/dit/make_longlive2_fixture.py`) and measures the difference, on any backend. The folder holds
+/// `weights.safetensors` (the small random model, Wan key names; `weights.diffusers.safetensors` the same in diffusers'
+/// layout) and `case.safetensors` (noise, image latent,
+/// prompt embeddings, the reference's latents of each case, and the run's configuration in the metadata).
+public struct LongLive2Parity {
+    /// The fixture's runs.
+    public enum Case: String, Sendable, CaseIterable {
+        /// configs/inference.yaml: absolute RoPE, a plain switch and a scene cut.
+        case absolute
+        /// The same with `use_relative_rope: true`.
+        case relative
+        /// configs/inference_i2v.yaml: the first frame from an image.
+        case i2v
+    }
+
+    /// What Reel runs: the schedule, and the image conditioning's timestep rule.
+    public struct Variant: Sendable {
+        public var schedule: LongLive2Schedule
+        /// Run the image frame at t = 0 (the reference); false gives it the step's timestep (a wrong variant).
+        public var imageAtTimestepZero = true
+        /// The weights file in the folder: `weights.safetensors` (Wan's names) or `weights.diffusers.safetensors`.
+        public var weights = "weights.safetensors"
+        public init(schedule: LongLive2Schedule, imageAtTimestepZero: Bool = true, weights: String = "weights.safetensors") {
+            self.schedule = schedule; self.imageAtTimestepZero = imageAtTimestepZero; self.weights = weights
+        }
+    }
+
+    public struct Result: Sendable {
+        /// Reel's latents, the reference's, and what a v = 0 model gives from the same noise; [frames, C, H, W].
+        public var ours: [Float], reference: [Float], baseline: [Float]
+        /// Elements per block (8 latent frames).
+        public var blockSize: Int
+
+        /// ||ours - reference|| / ||reference - baseline||: the error relative to the model's contribution.
+        public var relativeError: Double { relativeError(in: ours.indices) }
+
+        /// The largest relative error of any one block (a variant that only changes late blocks shows there).
+        public var maxBlockError: Double {
+            stride(from: 0, to: ours.count, by: blockSize)
+                .map { relativeError(in: $0..<min($0 + blockSize, ours.count)) }.max() ?? 0
+        }
+
+        func relativeError(in range: Range<Int>) -> Double {
+            var num = 0.0, den = 0.0
+            for i in range {
+                num += Double(ours[i] - reference[i]) * Double(ours[i] - reference[i])
+                den += Double(reference[i] - baseline[i]) * Double(reference[i] - baseline[i])
+            }
+            return (num / den).squareRoot()
+        }
+    }
+
+    public let folder: String
+    public let backend: any Backend
+    public let dtype: DType
+    let config: [String: Any]
+
+    public init(folder: String, backend: any Backend, dtype: DType = .f32) throws {
+        self.folder = folder; self.backend = backend; self.dtype = dtype
+        let path = (folder as NSString).appendingPathComponent("case.safetensors")
+        guard let text = try WeightFiles.open(path).metadata["config"], let data = text.data(using: .utf8),
+              let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ReelError.badFile(path: path, message: "no 'config' JSON in the metadata")
+        }
+        config = json
+    }
+
+    /// The schedule the reference ran for `c`.
+    public static func referenceSchedule(_ c: Case) -> LongLive2Schedule {
+        var s = LongLive2Schedule.longLive2
+        s.relativeRoPE = c == .relative
+        return s
+    }
+
+    /// One run of the suite: a case with Reel's variant, faithful or deliberately wrong.
+    public struct Run: Sendable {
+        public var name: String
+        public var testCase: Case
+        public var variant: Variant
+        public var isFaithful: Bool
+    }
+
+    /// The faithful run of every case, then each piece of the schedule dropped or swapped (each must land far from
+    /// the reference): the list `reel parity --longlive2` and the tests share.
+    public static var runs: [Run] {
+        func wrong(_ name: String, _ c: Case, _ edit: (inout LongLive2Schedule) -> Void) -> Run {
+            var s = referenceSchedule(c)
+            edit(&s)
+            return Run(name: name, testCase: c, variant: Variant(schedule: s), isFaithful: false)
+        }
+        return Case.allCases.map { Run(name: "faithful, \($0)", testCase: $0, variant: Variant(schedule: referenceSchedule($0)),
+                                       isFaithful: true) } + [
+            wrong("no sink", .absolute) { $0.sinkFrames = 0; $0.multiShotSink = false },
+            wrong("no pinned shot sink", .absolute) { $0.multiShotSink = false },
+            wrong("no shot RoPE offset", .absolute) { $0.shotRoPEOffset = 0 },
+            wrong("relative RoPE for absolute", .absolute) { $0.relativeRoPE = true },
+            wrong("absolute RoPE for relative", .relative) { $0.relativeRoPE = false },
+            Run(name: "image at the step's t", testCase: .i2v,
+                variant: Variant(schedule: referenceSchedule(.i2v), imageAtTimestepZero: false), isFaithful: false),
+        ]
+    }
+
+    public func run(_ c: Case, _ variant: Variant? = nil) throws -> Result {
+        let variant = variant ?? Variant(schedule: Self.referenceSchedule(c))
+        let path = (folder as NSString).appendingPathComponent("case.safetensors")
+        guard let heads = config["heads"] as? Int, let height = config["height"] as? Int,
+              let width = config["width"] as? Int, let cuts = config["scene_cut"] as? [Bool],
+              let order = config[c == .i2v ? "i2v_prompts" : "block_prompts"] as? [Int] else {
+            throw ReelError.badFile(path: path, message: "config lacks heads, height, width, scene_cut or the block prompts")
+        }
+        let file = try WeightFiles.open(path)
+        let dit = try WanDiT.load(path: (folder as NSString).appendingPathComponent(variant.weights), heads: heads,
+                                  backend: backend, dtype: dtype)
+        let prompts = try cuts.indices.map { try dit.encodePrompt(try file.tensor("prompt.\($0)", on: backend, as: dtype)) }
+        let noise = try file.tensor("noise", on: backend, as: .f32)                       // [F, C, H, W]
+        let image = c == .i2v ? try backend.permute(try file.tensor("image", on: backend, as: .f32), [0, 2, 3, 1]) : nil
+        let generator = try LongLive2Generator(model: dit, latentHeight: height, latentWidth: width,
+                                               schedule: variant.schedule, noise: try RecordedNoise(initial: noise),
+                                               image: image)
+        generator.imageAtTimestepZero = variant.imageAtTimestepZero
+        var ours: [Float] = []
+        for p in order {
+            let block = try generator.nextBlock(prompt: prompts[p], sceneCut: cuts[p])
+            ours += try backend.permute(try backend.cast(block, to: .f32), [0, 3, 1, 2]).toFloats()
+        }
+        let frames = order.count * variant.schedule.framesPerBlock
+        let perFrame = dit.config.inChannels * height * width
+        // A v = 0 model leaves the noise unchanged through UniPC (x0 = x_t is exact for a constant x0); the image
+        // frame stays the image.
+        var baseline = Array(try noise.toFloats()[0..<(frames * perFrame)])
+        if c == .i2v {
+            baseline.replaceSubrange(0..<perFrame, with: try file.tensor("image", on: backend, as: .f32).toFloats())
+        }
+        return Result(ours: ours, reference: try file.tensor("latents.\(c.rawValue)", on: backend, as: .f32).toFloats(),
+                      baseline: baseline, blockSize: variant.schedule.framesPerBlock * perFrame)
+    }
+}
