@@ -58,7 +58,7 @@ extension CUDABackend {
             }
             return out
         }
-        try require(d <= 384 && dv <= 384, "attention", "head dims up to 384 are supported, got D = \(d), Dv = \(dv)")
+        if d > 384 || dv > 384 { return try wideHeadAttention(query: query, key: key, value: value, scale: scale, bias: bias, into: out) }
         let shared = 16 * (d + dv) * 4
         try launch("attention", "attn_generic", grid: ((lq + 7) / 8, h, b), block: (256, 1, 1), sharedBytes: shared) { k in
             k.add(pq); k.add(pk); k.add(pv); k.add(pb); k.add(po)
@@ -71,6 +71,52 @@ extension CUDABackend {
 }
 
 extension CUDABackend {
+    /// Score rows of one wide-head attention pass held at once, at most (float32: 128 MiB).
+    static let wideHeadScoreBytes = 128 << 20
+
+    /// Attention with heads wider than the fused kernels take (the Wan2.2 VAE's middle attention: one head of 640 in
+    /// the encoder, 1024 in the decoder): per batch and head, a tile of query rows at a time, scores in float32
+    /// through GEMMs, softmax, then the weighted values. The score tile is bounded (`wideHeadScoreBytes`), never the
+    /// whole Lq x Lk matrix of a long sequence; these layers have one head over one frame's latents (3520 at 704x1280).
+    func wideHeadAttention(query: Tensor, key: Tensor, value: Tensor, scale: Float, bias: Tensor?, into out: Tensor) throws -> Tensor {
+        let (b, lq, h, d) = (query.shape[0], query.shape[1], query.shape[2], query.shape[3])
+        let (lk, dv) = (key.shape[1], value.shape[3])
+        // [B, L, H, D] -> one head's [L, D] rows, float32.
+        func head(_ x: Tensor, _ n: Int, _ j: Int) throws -> Tensor {
+            let rows = h == 1 ? try x.reshaped([x.shape[0], x.shape[1], x.shape[3]])
+                : try permute(x, [0, 2, 1, 3]).reshaped([x.shape[0] * h, x.shape[1], x.shape[3]])
+            let one = try slice(rows, axis: 0, start: n * h + j, length: 1).reshaped([x.shape[1], x.shape[3]])
+            return one.dtype == .f32 ? one : try cast(one, to: .f32)
+        }
+        let tile = max(1, min(lq, CUDABackend.wideHeadScoreBytes / max(4 * lk, 1)))
+        var heads: [Tensor] = []
+        for n in 0..<b {
+            for j in 0..<h {
+                let (q, k, v) = (try head(query, n, j), try head(key, n, j), try head(value, n, j))
+                var parts: [Tensor] = []
+                var start = 0
+                while start < lq {
+                    let rows = min(tile, lq - start)
+                    let qt = rows == lq ? q : try slice(q, axis: 0, start: start, length: rows)
+                    var scores = try affine(try matmul(qt, k, transposeB: true, bias: nil), scale: scale, bias: 0)   // [rows, Lk]
+                    if let bias {
+                        let bh = try slice(bias, axis: 0, start: j, length: 1).reshaped([lq, lk])
+                        let bt = rows == lq ? bh : try slice(bh, axis: 0, start: start, length: rows)
+                        scores = try binary(.add, scores, bt.dtype == .f32 ? bt : try cast(bt, to: .f32))
+                    }
+                    parts.append(try matmul(try softmax(scores), v, transposeB: false, bias: nil))                  // [rows, Dv]
+                    start += rows
+                }
+                heads.append(parts.count == 1 ? parts[0] : try concat(parts, axis: 0))
+            }
+        }
+        // [B * H, Lq, Dv] -> [B, Lq, H, Dv] in the output's dtype.
+        let stacked = try concat(try heads.map { try $0.reshaped([1, lq, dv]) }, axis: 0).reshaped([b, h, lq, dv])
+        let ordered = h == 1 ? try stacked.reshaped([b, lq, 1, dv]) : try permute(stacked, [0, 2, 1, 3])
+        try copy(ordered.dtype == out.dtype ? ordered : try cast(ordered, to: out.dtype), into: out, axis: 0, at: 0)
+        return out
+    }
+
     /// Runs cuDNN's fused attention; false when cuDNN is absent or refused this shape before
     /// (the reason is kept in `cudnnRefusals`), so the caller uses Reel's own kernel.
     /// A split key (`splits` > 1) also writes `stats` and partial outputs to `o`.

@@ -52,6 +52,15 @@ extension OpCaseList {
         check("attention", "q[1,64,2,64] k30 v Dv=32", dt, qkv(64, 30, 2, 64, dv: 32), factor: 10) { b, t in
             try b.attention(query: t[0], key: t[1], value: t[2], scale: 0.125, bias: nil)
         }
+        // Heads wider than the fused kernels (the Wan2.2 VAE's middle attention: 640 in the encoder, 1024 in the
+        // decoder), a score tile at a time; two heads and a bias exercise the permutes and the bias slices.
+        for (lq, lk, h, d, withBias) in [(90, 90, 1, 640, false), (200, 200, 1, 1024, false), (33, 50, 2, 512, true)] {
+            let inputs = qkv(lq, lk, h, d, batch: withBias ? 2 : 1) + (withBias ? [InputSpec(shape: [h, lq, lk], dtype: dt)] : [])
+            check("attention", "wide head q[\(withBias ? 2 : 1),\(lq),\(h),\(d)] k\(lk)\(withBias ? " + bias" : "")", dt, inputs,
+                  factor: 10) { b, t in
+                try b.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(d).squareRoot(), bias: withBias ? t[3] : nil)
+            }
+        }
     }
 
     mutating func attentionPerf() {
