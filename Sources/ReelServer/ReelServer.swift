@@ -65,7 +65,7 @@ public struct ReelServer: Sendable {
         router.delete("/v1/sessions/{id}") { _, context in
             let id = try context.parameters.require("id")
             guard await manager.session(id) != nil else { throw APIError.notFound(id) }
-            await manager.remove(id)
+            await manager.remove(id, reason: .deleted)
             return Response(status: .noContent)
         }
         router.get("/v1/sessions/{id}/video") { _, context in

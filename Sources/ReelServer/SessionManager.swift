@@ -13,6 +13,8 @@ public actor SessionManager {
     private var queue: [Session] = []
     private var active: Set<String> = []
     private var shuttingDown = false
+    /// Sessions created so far (the fault injection counts them).
+    private var createdCount = 0
 
     public init(model: LoadedModel, config: ServerConfiguration, metrics: Metrics = Metrics()) {
         self.model = model
@@ -52,7 +54,9 @@ public actor SessionManager {
         }
         var id: String
         repeat { id = String(format: "%016llx", UInt64.random(in: 0...UInt64.max)) } while sessions[id] != nil
-        let session = Session(id: id, request: request, source: source)
+        createdCount += 1
+        let session = Session(id: id, request: request, source: source,
+                              injectedFault: config.faults.fault(forSession: createdCount))
         let events = watched ? session.watch() : nil
         sessions[id] = session
         queue.append(session)
@@ -62,11 +66,12 @@ public actor SessionManager {
     }
 
     /// Stops a session, waits for its generation to end, and forgets it (its recording is deleted).
-    func remove(_ id: String) async {
+    func remove(_ id: String, reason: Metrics.RemovalReason) async {
         guard let session = sessions.removeValue(forKey: id) else { return }
+        metrics.removed(reason)
         if let i = queue.firstIndex(where: { $0 === session }) {
             queue.remove(at: i)
-            session.endWithoutRunning()
+            session.endWithoutRunning(metrics: metrics)
         }
         session.stop()
         session.closeWatcher()
@@ -80,7 +85,7 @@ public actor SessionManager {
         guard let session = sessions[id] else { return }
         if let i = queue.firstIndex(where: { $0 === session }) {
             queue.remove(at: i)
-            session.endWithoutRunning()
+            session.endWithoutRunning(metrics: metrics)
             schedule()
         } else {
             session.stop()
@@ -94,14 +99,14 @@ public actor SessionManager {
         }
         for s in idle {
             metrics.add("reel_sessions_reclaimed_total")
-            await remove(s.id)
+            await remove(s.id, reason: .reclaimed)
         }
     }
 
     /// Refuses new sessions, removes every session, and removes the recording folder if it is empty.
     public func shutdown() async {
         shuttingDown = true
-        for id in Array(sessions.keys) { await remove(id) }
+        for id in Array(sessions.keys) { await remove(id, reason: .shutdown) }
         let folder = config.recordingFolder
         if (try? FileManager.default.contentsOfDirectory(atPath: folder))?.isEmpty == true {
             try? FileManager.default.removeItem(atPath: folder)
@@ -119,6 +124,7 @@ public actor SessionManager {
             let session = queue.removeFirst()
             active.insert(session.id)
             session.markStarted()
+            metrics.add("reel_sessions_started_total")
             let (model, config, metrics) = (self.model, self.config, self.metrics)
             session.task = Task {
                 await session.run(model: model, config: config, metrics: metrics)

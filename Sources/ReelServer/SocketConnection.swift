@@ -25,7 +25,9 @@ import ReelMedia
 /// Server -> client: `{"type": "session" | "state", ...status}` (see `GET /v1/sessions/{id}`; a queued
 /// session has `queuePosition`), `{"type": "block", ...}` followed by one binary message per frame
 /// (`FrameMessage`: 16-byte header + JPEG), `{"type": "prompt", "prompt"}` acknowledging a prompt, and
-/// `{"type": "error", "code", "message"}`; errors leave the socket open.
+/// `{"type": "error", "code", "message"}`; errors leave the socket open. A session whose generation fails
+/// (`out_of_memory`, `input_failed`, `generation_failed`) sends such an error, then its `failed` state (with `error`);
+/// the socket stays open for another `start`, and other sessions run on.
 ///
 /// Control messages count against the client's `AccessPolicy.messagesPerSecond` (by its address, over all its
 /// sockets); one over it is answered `rate_limited` and dropped.
@@ -43,6 +45,7 @@ struct SocketConnection: Sendable {
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
         let metrics = manager.metrics
         metrics.adjust("reel_websockets_open", by: 1)
+        metrics.add("reel_websockets_opened_total")
         defer { metrics.adjust("reel_websockets_open", by: -1) }
         let (outbox, post) = AsyncStream<Outgoing>.makeStream()
         let current = CurrentSession()
@@ -53,6 +56,7 @@ struct SocketConnection: Sendable {
             group.addTask {
                 do {
                     for try await message in inbound.messages(maxSize: Self.transportLimit(config)) {
+                        metrics.add("reel_websocket_messages_total")
                         do {
                             switch message {
                             case .text(let text):
@@ -81,7 +85,7 @@ struct SocketConnection: Sendable {
                 } catch {
                     // A message over the size limit or a broken connection ends the socket.
                 }
-                if let id = current.take() { await manager.remove(id) }
+                if let id = current.take() { await manager.remove(id, reason: .disconnected) }
                 post.finish()
             }
         }
@@ -95,7 +99,7 @@ struct SocketConnection: Sendable {
         let config = manager.config
         if type == .start {
             let request = try SessionRequest(SessionRequest.Body(json: message), live: true, config: config)
-            if let old = current.take() { await manager.remove(old) }
+            if let old = current.take() { await manager.remove(old, reason: .replaced) }
             var source: SessionSource?
             if let input = request.input {
                 source = .live(try LiveInput(source: "the client's \(input.rawValue)",
@@ -110,6 +114,7 @@ struct SocketConnection: Sendable {
                     switch event {
                     case .message(let status): post.yield(.text(JSON.text(of: status)))
                     case .block(let info, let frames, let endsBlock): post.yield(.block(info, frames, session, endsBlock: endsBlock))
+                    case .error(let error): post.yield(.text(error.socketMessage))
                     }
                 }
             }
