@@ -57,7 +57,7 @@ class Closed(Exception):
 class WebSocket:
     """A client socket to /v1/ws: raw frames out, whole messages in."""
 
-    def __init__(self, port, key=None, timeout=30):
+    def __init__(self, port, key=None, timeout=60):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         nonce = base64.b64encode(os.urandom(16)).decode()
         path = "/v1/ws" + (f"?key={key}" if key else "")
@@ -91,14 +91,19 @@ class WebSocket:
         return out
 
     def recv(self):
-        """(opcode, payload) of the next frame (the server sends whole messages, unfragmented)."""
-        b0, b1 = self._exact(2)
-        n = b1 & 0x7F
-        if n == 126:
-            n = struct.unpack(">H", self._exact(2))[0]
-        elif n == 127:
-            n = struct.unpack(">Q", self._exact(8))[0]
-        return b0 & 0x0F, self._exact(n)
+        """(opcode, payload) of the next frame other than a ping, which is answered (the server sends whole
+        messages, unfragmented, and closes a socket whose pings go unanswered)."""
+        while True:
+            b0, b1 = self._exact(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", self._exact(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", self._exact(8))[0]
+            opcode, payload = b0 & 0x0F, self._exact(n)
+            if opcode != 9:
+                return opcode, payload
+            self.sock.sendall(frame(10, payload))
 
     def close(self, clean=True):
         try:
@@ -226,7 +231,7 @@ class SessionClient:
                 self.ledger.add("client_connection_errors")
                 if not self.soak.server_alive():
                     return
-                self.ledger.add(f"client_error:{type(error).__name__}")
+                self.ledger.add(f"client_error:{scenario.__name__}:{type(error).__name__}:{error}")
 
     def messages_until(self, ws, sid, done, timeout=60):
         """Reads until `done(message)` (a JSON message) is true; counts frames; returns the last message."""
@@ -242,7 +247,7 @@ class SessionClient:
                     return None
                 continue
             if opcode == 8:
-                raise Closed("close frame")
+                raise Closed(f"close frame {payload[:2].hex()} {payload[2:60]!r} after {self.ledger.sessions.get(sid[0], {}).get('states')}")
             if opcode != 1:
                 continue
             message = json.loads(payload)
@@ -286,8 +291,8 @@ class SessionClient:
                 ledger.add("start_refused")
                 ws.close()
                 return
-            ending = rng.choices(["wait", "stop", "abrupt", "midframe", "restart", "reconnect"],
-                                 [3, 2, 2, 2, 1, 1])[0]
+            ending = rng.choices(["wait", "stop", "abrupt", "midframe", "restart", "reconnect", "stall", "paused"],
+                                 [3, 2, 2, 2, 1, 1, 1, 1])[0]
             ledger.session(sid[0], ending=ending)
             for _ in range(rng.randrange(0, 4)):
                 self.steer(ws, sid)
@@ -318,6 +323,19 @@ class SessionClient:
                     ledger.session(old, replaced=True)
                     ledger.session(sid[0], ending="wait")
                     self.messages_until(ws, sid, terminal, 120)
+                ws.close()
+            elif ending == "stall":
+                # A client that stops reading: the server must not hold its slot (or memory) for ever.
+                time.sleep(rng.uniform(5, 45))
+                ws.close(clean=False)
+            elif ending == "paused":
+                # Paused and left: reclaimed after the idle timeout, and told so.
+                ws.send({"type": "pause"})
+                ledger.add("messages_sent")
+                self.messages_until(ws, sid, lambda m: m is not None and (
+                    m.get("type") == "error" and m.get("code") == "session_reclaimed"
+                    or m.get("type") == "state" and m.get("state") in ("finished", "failed")),
+                    self.soak.args.idle_timeout + 60)
                 ws.close()
             elif ending == "reconnect":
                 self.read_some(ws, sid)
@@ -455,7 +473,7 @@ class Fuzzer:
     # WebSocket faults: each on a fresh socket, then a read of what the server does.
 
     def _ws(self, send, session=False, reads=3):
-        ws = WebSocket(self.port, self.key, timeout=10)
+        ws = WebSocket(self.port, self.key, timeout=3)
         try:
             if session:
                 ws.send({"type": "start", "prompt": "fuzzed", "options": {"width": 64, "height": 64, "seconds": 1,
@@ -588,12 +606,12 @@ class Fuzzer:
 
     def _http_raw(self, data, read=True):
         status, _ = raw_http(self.port, data, timeout=10, read=read)
-        self.ledger.add(f"fuzz_http:{status}")
+        self.ledger.add(f"fuzz_http:{sys._getframe(1).f_code.co_name}:{status}")
         self.ledger.add("http_requests")
 
     def _req(self, method, path, body=None, headers=None, key=True):
         status, answer = http(self.port, method, path, body, headers, key=self.key if key else None, timeout=10)
-        self.ledger.add(f"fuzz_http:{status}")
+        self.ledger.add(f"fuzz_http:{sys._getframe(1).f_code.co_name}:{status}")
         self.ledger.add("http_requests")
         if status == 201 and isinstance(answer, dict) and "id" in answer:
             self.ledger.add("sessions_created_fuzzer")

@@ -74,6 +74,7 @@ public actor SessionManager {
             session.endWithoutRunning(metrics: metrics)
         }
         session.stop()
+        if let notice = notice(removing: id, reason) { session.send(.error(notice)) }
         session.closeWatcher()
         await session.task?.value
         if let path = session.recordingPath { try? FileManager.default.removeItem(atPath: path) }
@@ -110,6 +111,18 @@ public actor SessionManager {
         let folder = config.recordingFolder
         if (try? FileManager.default.contentsOfDirectory(atPath: folder))?.isEmpty == true {
             try? FileManager.default.removeItem(atPath: folder)
+        }
+    }
+
+    /// What a watcher is told when its session is removed by the server, not by itself.
+    private func notice(removing id: String, _ reason: Metrics.RemovalReason) -> APIError? {
+        switch reason {
+        case .reclaimed:
+            APIError(.gone, "session_reclaimed",
+                     "session \(id) was idle for more than \(config.idleTimeout) and was removed; start a new one")
+        case .deleted: APIError(.gone, "session_deleted", "session \(id) was deleted (DELETE /v1/sessions/\(id))")
+        case .shutdown: APIError(.serviceUnavailable, "shutting_down", "the server is shutting down")
+        case .disconnected, .replaced: nil
         }
     }
 

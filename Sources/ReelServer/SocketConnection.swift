@@ -27,7 +27,9 @@ import ReelMedia
 /// (`FrameMessage`: 16-byte header + JPEG), `{"type": "prompt", "prompt"}` acknowledging a prompt, and
 /// `{"type": "error", "code", "message"}`; errors leave the socket open. A session whose generation fails
 /// (`out_of_memory`, `input_failed`, `generation_failed`) sends such an error, then its `failed` state (with `error`);
-/// the socket stays open for another `start`, and other sessions run on.
+/// the socket stays open for another `start`, and other sessions run on. A session the server removes (idle past
+/// the idle timeout, deleted over HTTP, the server shutting down) is announced as `session_reclaimed`,
+/// `session_deleted` or `shutting_down`.
 ///
 /// Control messages count against the client's `AccessPolicy.messagesPerSecond` (by its address, over all its
 /// sockets); one over it is answered `rate_limited` and dropped.
