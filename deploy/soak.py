@@ -21,7 +21,7 @@ every check passed.
 
     deploy/soak.py --reel .build/release/reel --minutes 30 --seed 1 --report soak-report.json
 """
-import argparse, base64, json, os, random, re, socket, struct, subprocess, sys, tempfile, threading, time, zlib
+import argparse, base64, faulthandler, signal, json, os, random, re, socket, struct, subprocess, sys, tempfile, threading, time, zlib
 
 PROMPTS = ["a red ball rolling on grass", "a blue square drifting left", "waves at sunset", "a green circle",
            "snow falling on a dark street", "a yellow triangle spinning", "clouds over hills", "a small boat"]
@@ -90,7 +90,7 @@ class WebSocket:
         out, self.buffer = self.buffer[:n], self.buffer[n:]
         return out
 
-    def recv(self):
+    def recv(self, deadline=None):
         """(opcode, payload) of the next frame other than a ping, which is answered (the server sends whole
         messages, unfragmented, and closes a socket whose pings go unanswered)."""
         while True:
@@ -104,6 +104,8 @@ class WebSocket:
             if opcode != 9:
                 return opcode, payload
             self.sock.sendall(frame(10, payload))
+            if deadline and time.time() > deadline:
+                raise TimeoutError("only pings came")
 
     def close(self, clean=True):
         try:
@@ -237,7 +239,7 @@ class SessionClient:
         """Reads until `done(message)` (a JSON message) is true; counts frames; returns the last message."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            opcode, payload = ws.recv()
+            opcode, payload = ws.recv(deadline)
             self.ledger.add("messages_received")
             if opcode == 2:
                 self.ledger.add("frames_received")
@@ -269,7 +271,7 @@ class SessionClient:
     def start(self, ws, sid, options=None):
         options = options or {}
         rng = self.rng
-        size = rng.choice([64, 128])
+        size = rng.choice([64, 64, 64, 128])
         options.setdefault("width", size)
         options.setdefault("height", size)
         options.setdefault("seconds", rng.choice([1, 2, 4, None]))
@@ -293,6 +295,8 @@ class SessionClient:
                 return
             ending = rng.choices(["wait", "stop", "abrupt", "midframe", "restart", "reconnect", "stall", "paused"],
                                  [3, 2, 2, 2, 1, 1, 1, 1])[0]
+            if ending == "wait" and first.get("seconds") is None:
+                ending = "stop"   # it would run until stopped
             ledger.session(sid[0], ending=ending)
             for _ in range(rng.randrange(0, 4)):
                 self.steer(ws, sid)
@@ -321,8 +325,10 @@ class SessionClient:
                 second = self.start(ws, sid)
                 if second.get("type") == "session":
                     ledger.session(old, replaced=True)
-                    ledger.session(sid[0], ending="wait")
-                    self.messages_until(ws, sid, terminal, 120)
+                    ledger.session(sid[0], ending="stop")
+                    self.read_some(ws, sid)
+                    ws.send({"type": "stop"})
+                    self.messages_until(ws, sid, terminal, 60)
                 ws.close()
             elif ending == "stall":
                 # A client that stops reading: the server must not hold its slot (or memory) for ever.
@@ -335,7 +341,7 @@ class SessionClient:
                 self.messages_until(ws, sid, lambda m: m is not None and (
                     m.get("type") == "error" and m.get("code") == "session_reclaimed"
                     or m.get("type") == "state" and m.get("state") in ("finished", "failed")),
-                    self.soak.args.idle_timeout + 60)
+                    self.soak.args.idle_timeout + 30)
                 ws.close()
             elif ending == "reconnect":
                 self.read_some(ws, sid)
@@ -352,7 +358,9 @@ class SessionClient:
                     self.messages_until(ws, sid, terminal, 60)
                 ws.close()
         except TimeoutError as error:
-            ledger.finding(f"session {sid[0]}: {error}")
+            record = ledger.sessions.get(sid[0], {})
+            ledger.finding(f"session {sid[0]} ({record.get('ending')}, states {record.get('states')}, "
+                           f"errors {record.get('errors')}): {error}")
             ws.close(clean=False)
 
     def read_some(self, ws, sid):
@@ -790,14 +798,18 @@ class Soak:
         while time.time() < end and self.server_alive():
             time.sleep(1)
         self.stopping.set()
+        print("stopping: waiting for the clients to end", flush=True)
+        deadline = time.time() + 240
         for t in workers:
-            t.join(timeout=180)
-            if t.is_alive():
-                self.ledger.finding("a client thread did not end within 3 minutes of the stop (a hung socket?)")
+            t.join(timeout=max(0, deadline - time.time()))
+        hung = sum(t.is_alive() for t in workers)
+        if hung:
+            self.ledger.finding(f"{hung} client threads did not end within 4 minutes of the stop (a hung socket?)")
         crashed = not self.server_alive()
         # HTTP sessions left to be reclaimed: delete those still held, then wait for the server to hold nothing.
         quiet = None
         if not crashed:
+            print("stopping: deleting what is left, waiting for the server to hold nothing", flush=True)
             status, listing = http(self.port, "GET", "/v1/sessions", key=self.key)
             for s in (listing.get("sessions", []) if isinstance(listing, dict) else []):
                 http(self.port, "DELETE", f"/v1/sessions/{s['id']}", key=self.key)
@@ -925,6 +937,7 @@ def machine():
 
 
 def main():
+    faulthandler.register(signal.SIGUSR1, all_threads=True)   # kill -USR1: every thread's stack
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reel", default=".build/release/reel")
     p.add_argument("--model", default="Models/tiny")

@@ -91,9 +91,21 @@ public struct ReelServer: Sendable {
         router.ws("/v1/ws") { _, _ in .upgrade() } onUpgrade: { inbound, outbound, context in
             await SocketConnection(manager: manager, client: context.requestContext.client, limiter: messageLimiter)
                 .run(inbound: inbound, outbound: outbound)
+            // The WebSocket library then closes the connection after a close handshake of at most its close timeout,
+            // but not when the handshake's reading hangs: a peer still sending a message over the size limit fills
+            // the server's receive buffer, its close frame never arrives, and the connection stayed open for ever
+            // (FIN-WAIT-2, one file descriptor each; found by deploy/soak.py). Closing again is harmless.
+            let channel = context.requestContext.channel
+            Task {
+                try? await Task.sleep(for: Self.webSocketCloseTimeout + .seconds(5))
+                try? await channel.close()
+            }
         }
         return router
     }
+
+    /// How long a WebSocket's close handshake may take before the server closes the connection.
+    static let webSocketCloseTimeout: Duration = .seconds(15)
 
     /// The application listening on `host:port`.
     public func application(host: String, port: Int, logger: Logger) -> Application<RouterResponder<ReelRequestContext>> {
@@ -101,6 +113,7 @@ public struct ReelServer: Sendable {
         return Application(router: router,
                            server: .http1WebSocketUpgrade(webSocketRouter: router,
                                                           configuration: .init(ws: .init(maxFrameSize: SocketConnection.transportLimit(config),
+                                                                                         closeTimeout: Self.webSocketCloseTimeout,
                                                                                          validateUTF8: true))),
                            configuration: .init(address: .hostname(host, port: port), serverName: "reel"),
                            logger: logger)
