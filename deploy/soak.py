@@ -268,6 +268,17 @@ class SessionClient:
                 return message
         raise TimeoutError("no expected message within %s s" % timeout)
 
+    def ended(self, sid):
+        """Whether the session has ended (its end may have come while it was steered) or was reclaimed."""
+        record = self.ledger.sessions.get(sid[0], {})
+        return record.get("states", [])[-1:] in (["finished"], ["failed"]) or "session_reclaimed" in record.get("errors", [])
+
+    def wait_end(self, ws, sid, timeout):
+        if not self.ended(sid):
+            self.messages_until(ws, sid, lambda m: m is not None and (
+                m.get("type") == "state" and m.get("state") in ("finished", "failed")
+                or m.get("type") == "error" and m.get("code") == "session_reclaimed"), timeout)
+
     def start(self, ws, sid, options=None):
         options = options or {}
         rng = self.rng
@@ -300,14 +311,13 @@ class SessionClient:
             ledger.session(sid[0], ending=ending)
             for _ in range(rng.randrange(0, 4)):
                 self.steer(ws, sid)
-            terminal = lambda m: m is not None and m.get("type") == "state" and m.get("state") in ("finished", "failed")
             if ending == "wait":
-                self.messages_until(ws, sid, terminal, 120)
+                self.wait_end(ws, sid, 120)
                 ws.close()
             elif ending == "stop":
                 ws.send({"type": "stop"})
                 ledger.add("messages_sent")
-                self.messages_until(ws, sid, terminal, 60)
+                self.wait_end(ws, sid, 60)
                 ws.close()
             elif ending == "abrupt":
                 self.read_some(ws, sid)
@@ -328,7 +338,7 @@ class SessionClient:
                     ledger.session(sid[0], ending="stop")
                     self.read_some(ws, sid)
                     ws.send({"type": "stop"})
-                    self.messages_until(ws, sid, terminal, 60)
+                    self.wait_end(ws, sid, 60)
                 ws.close()
             elif ending == "stall":
                 # A client that stops reading: the server must not hold its slot (or memory) for ever.
@@ -338,10 +348,7 @@ class SessionClient:
                 # Paused and left: reclaimed after the idle timeout, and told so.
                 ws.send({"type": "pause"})
                 ledger.add("messages_sent")
-                self.messages_until(ws, sid, lambda m: m is not None and (
-                    m.get("type") == "error" and m.get("code") == "session_reclaimed"
-                    or m.get("type") == "state" and m.get("state") in ("finished", "failed")),
-                    self.soak.args.idle_timeout + 30)
+                self.wait_end(ws, sid, self.soak.args.idle_timeout + 30)
                 ws.close()
             elif ending == "reconnect":
                 self.read_some(ws, sid)
@@ -355,7 +362,7 @@ class SessionClient:
                     ledger.session(sid[0], ending="stop")
                     self.read_some(ws, sid)
                     ws.send({"type": "stop"})
-                    self.messages_until(ws, sid, terminal, 60)
+                    self.wait_end(ws, sid, 60)
                 ws.close()
         except TimeoutError as error:
             record = ledger.sessions.get(sid[0], {})
@@ -372,8 +379,9 @@ class SessionClient:
             if m is None:
                 seen[0] += 1
                 return seen[0] >= want
-            return m.get("type") == "state" and m.get("state") in ("finished", "failed")
-        self.messages_until(ws, sid, done, 60)
+            return self.ended(sid)
+        if not self.ended(sid):
+            self.messages_until(ws, sid, done, 60)
 
     def steer(self, ws, sid):
         rng = self.rng
