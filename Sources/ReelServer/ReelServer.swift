@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import ServiceLifecycle
@@ -110,11 +111,16 @@ public struct ReelServer: Sendable {
     /// The application listening on `host:port`.
     public func application(host: String, port: Int, logger: Logger) -> Application<RouterResponder<ReelRequestContext>> {
         let router = self.router()
-        return Application(router: router,
-                           server: .http1WebSocketUpgrade(webSocketRouter: router,
-                                                          configuration: .init(ws: .init(maxFrameSize: SocketConnection.transportLimit(config),
-                                                                                         closeTimeout: Self.webSocketCloseTimeout,
-                                                                                         validateUTF8: true))),
+        let webSocketResponder = router.buildResponder()
+        let ws = WebSocketServerConfiguration(maxFrameSize: SocketConnection.transportLimit(config),
+                                              closeTimeout: Self.webSocketCloseTimeout, validateUTF8: true)
+        let idleTimeout = config.connectionIdleTimeout
+        let server = HTTPServerBuilder { responder in
+            IdleClosingChannel(base: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder,
+                                                                  configuration: .init(ws: ws)),
+                               idleTimeout: idleTimeout)
+        }
+        return Application(router: router, server: server,
                            configuration: .init(address: .hostname(host, port: port), serverName: "reel"),
                            logger: logger)
     }

@@ -55,6 +55,9 @@ public struct ServerConfiguration: Sendable {
     public var access = AccessPolicy()
     /// The device named on the page and in /healthz.
     public var deviceName = "cpu"
+    /// A connection with nothing read or written for this long is closed (a request never completed; WebSockets are
+    /// pinged every 30 s).
+    public var connectionIdleTimeout: Duration = .seconds(60)
     /// Failures injected into sessions, for tests and soaks (none by default; no client can set it).
     public var faults = FaultInjection()
 

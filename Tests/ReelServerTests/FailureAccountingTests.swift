@@ -175,3 +175,47 @@ import Testing
         #expect(m.value("reel_sessions_failed_total") == 1)
     }
 }
+
+/// Connections the HTTP layer leaves unanswered are closed once idle (each held a descriptor for ever).
+@Suite struct IdleConnectionTests {
+    /// Sends `bytes` on a fresh loopback connection and returns the seconds until the server closes it (nil: not
+    /// within `wait`).
+    static func secondsUntilClosed(port: Int, sending bytes: [UInt8], wait: Double) -> Double? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return nil }
+        var timeout = timeval(tv_sec: Int(wait.rounded(.up)), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        let start = ContinuousClock.now
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while (ContinuousClock.now - start).seconds < wait {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n == 0 { return (ContinuousClock.now - start).seconds }   // closed by the server
+            if n < 0 { return nil }                                        // the receive timed out
+        }
+        return nil
+    }
+
+    @Test func unansweredConnectionsAreClosedWhenIdle() async throws {
+        let server = try TestModel.server { $0.connectionIdleTimeout = .seconds(1) }
+        let app = HTTPAPITests.app(server)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
+            for request in ["", "GET /healthz HTTP/1.1\r\nHo", "GET / HTTP/9.9\r\n\r\n"] {
+                let closed = Self.secondsUntilClosed(port: port, sending: Array(request.utf8), wait: 30)
+                #expect(closed != nil, "'\(request)' was held open")
+            }
+            // (The test client's own keep-alive connection, idle meanwhile, is closed too: no request after this.)
+        }
+        await server.manager.shutdown()
+    }
+}
