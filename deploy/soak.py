@@ -23,6 +23,9 @@ every check passed.
 """
 import argparse, base64, faulthandler, signal, json, os, random, re, socket, struct, subprocess, sys, tempfile, threading, time, zlib
 
+# Error codes that answer a start instead of a session.
+START_REFUSALS = ("too_many_sessions", "rate_limited", "shutting_down", "message_too_large")
+
 PROMPTS = ["a red ball rolling on grass", "a blue square drifting left", "waves at sunset", "a green circle",
            "snow falling on a dark street", "a yellow triangle spinning", "clouds over hills", "a small boat"]
 
@@ -290,8 +293,9 @@ class SessionClient:
         ws.send({"type": "start", "prompt": rng.choice(PROMPTS), "seed": rng.randrange(1 << 31), "options": options})
         self.ledger.add("messages_sent")
         self.ledger.add("sessions_requested")
-        return self.messages_until(ws, sid, lambda m: m is not None and (m.get("type") == "session" or
-                                                                           m.get("type") == "error"), 60)
+        # Errors for messages sent before (steering) may still be on their way: only a refusal answers a start.
+        return self.messages_until(ws, sid, lambda m: m is not None and (
+            m.get("type") == "session" or m.get("type") == "error" and m.get("code") in START_REFUSALS), 60)
 
     def websocket(self):
         rng, ledger = self.rng, self.ledger
@@ -873,7 +877,7 @@ class Soak:
             check("no session, socket or slot left", end["reel_sessions"] == 0 and end["reel_websockets_open"] == 0
                   and end["reel_sessions_active"] == 0, "sessions %.0f, websockets %.0f, active %.0f" % (
                       end["reel_sessions"], end["reel_websockets_open"], end["reel_sessions_active"]))
-            refused = counts.get("error:too_many_sessions", 0)
+            refused = counts.get("error:too_many_sessions", 0) + counts.get("fuzz_error:too_many_sessions", 0)
             check("every refusal counted", end["reel_sessions_rejected_total"] == refused,
                   f"clients were refused {refused}; /metrics {end['reel_sessions_rejected_total']:.0f}")
             failed_seen = sum(1 for r in ledger.sessions.values() if "failed" in r["states"])
