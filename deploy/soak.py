@@ -21,7 +21,8 @@ every check passed.
 
     deploy/soak.py --reel .build/release/reel --minutes 30 --seed 1 --report soak-report.json
 """
-import argparse, base64, faulthandler, signal, json, os, random, re, socket, struct, subprocess, sys, tempfile, threading, time, zlib
+import argparse, base64, faulthandler, json, os, random, re, signal, socket, struct, subprocess, sys, tempfile
+import threading, time, zlib
 
 # Error codes that answer a start instead of a session.
 START_REFUSALS = ("too_many_sessions", "rate_limited", "shutting_down", "message_too_large")
@@ -65,7 +66,8 @@ class WebSocket:
         nonce = base64.b64encode(os.urandom(16)).decode()
         path = "/v1/ws" + (f"?key={key}" if key else "")
         self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {nonce}\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.sock.recv(1)
@@ -252,7 +254,8 @@ class SessionClient:
                     return None
                 continue
             if opcode == 8:
-                raise Closed(f"close frame {payload[:2].hex()} {payload[2:60]!r} after {self.ledger.sessions.get(sid[0], {}).get('states')}")
+                states = self.ledger.sessions.get(sid[0], {}).get("states")
+                raise Closed(f"close frame {payload[:2].hex()} {payload[2:60]!r} after {states}")
             if opcode != 1:
                 continue
             message = json.loads(payload)
@@ -274,7 +277,8 @@ class SessionClient:
     def ended(self, sid):
         """Whether the session has ended (its end may have come while it was steered) or was reclaimed."""
         record = self.ledger.sessions.get(sid[0], {})
-        return record.get("states", [])[-1:] in (["finished"], ["failed"]) or "session_reclaimed" in record.get("errors", [])
+        return (record.get("states", [])[-1:] in (["finished"], ["failed"])
+                or "session_reclaimed" in record.get("errors", []))
 
     def wait_end(self, ws, sid, timeout):
         if not self.ended(sid):
@@ -612,7 +616,8 @@ class Fuzzer:
 
     def ws_bad_upgrade(self):
         requests = [
-            "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n",
             "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: !!\r\n"
             "Sec-WebSocket-Version: 99\r\n\r\n",
             "POST /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -700,8 +705,8 @@ class Fuzzer:
         self._req(self.rng.choice(["GET", "DELETE"]), path)
 
     def http_wrong_key(self):
-        self._req("GET", "/v1/sessions", headers={"Authorization": self.rng.choice(["Bearer nope", "Basic abc", "Bearer"])},
-                  key=False)
+        wrong = self.rng.choice(["Bearer nope", "Basic abc", "Bearer"])
+        self._req("GET", "/v1/sessions", headers={"Authorization": wrong}, key=False)
 
     def http_half_request(self):
         self._http_raw(b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Len", read=False)
@@ -791,7 +796,8 @@ class Soak:
             if s is None:
                 self.ledger.finding("the server process is gone")
                 return
-            print(f"[{s['t']:7.0f} s] rss {s['rss_kib'] / 1024:6.1f} MiB  threads {s['threads']:3d}  fds {s['fds']:3d}  "
+            print(f"[{s['t']:7.0f} s] rss {s['rss_kib'] / 1024:6.1f} MiB  threads {s['threads']:3d}  "
+                  f"fds {s['fds']:3d}  "
                   f"sessions {s['sessions']} (active {s['active']}, queued {s['queued']})  ws {s['websockets']}  "
                   f"created {s['created']}  faults {self.ledger.counts.get('faults_injected', 0)}", flush=True)
 
@@ -868,8 +874,8 @@ class Soak:
                   f"clients saw {seen} created; /metrics reel_sessions_created_total {created:.0f}")
             ended = sum(v for k, v in end.items() if k.startswith("reel_sessions_ended_total{"))
             removed = sum(v for k, v in end.items() if k.startswith("reel_sessions_removed_total{"))
-            check("created = ended + active + queued",
-                  end["reel_sessions_created_total"] == ended + end["reel_sessions_active"] + end["reel_sessions_queued"],
+            busy = end["reel_sessions_active"] + end["reel_sessions_queued"]
+            check("created = ended + active + queued", end["reel_sessions_created_total"] == ended + busy,
                   f"{end['reel_sessions_created_total']:.0f} = {ended:.0f} + {end['reel_sessions_active']:.0f} + "
                   f"{end['reel_sessions_queued']:.0f}")
             check("created = removed + held", end["reel_sessions_created_total"] == removed + end["reel_sessions"],
@@ -893,7 +899,8 @@ class Soak:
             unfinished = [r["id"] for r in ledger.sessions.values()
                           if r.get("ending") in ("wait", "stop") and r["states"][-1:] not in (["finished"], ["failed"])
                           and not r.get("replaced")]
-            check("every session watched to its end ended", not unfinished, f"{len(unfinished)} did not: {unfinished[:5]}")
+            check("every session watched to its end ended", not unfinished,
+                  f"{len(unfinished)} did not: {unfinished[:5]}")
         rss = [s["rss_kib"] for s in self.samples]
         settled = [s for s in self.samples if s["t"] >= min(300, args.minutes * 60 / 4)]
         trend = slope([(s["t"], s["rss_kib"]) for s in settled]) * 3600 / 1024 if len(settled) > 2 else None

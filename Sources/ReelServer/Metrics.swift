@@ -91,9 +91,12 @@ public final class Metrics: @unchecked Sendable {
         for series in ["reel_sessions_ended_total", "reel_sessions_failed_total", "reel_sessions_removed_total"] {
             counters[series] = nil
         }
-        for o in Outcome.allCases { counters[Self.series("reel_sessions_ended_total", "outcome", o.rawValue)] = 0 }
-        for c in FailureCause.allCases { counters[Self.series("reel_sessions_failed_total", "cause", c.rawValue)] = 0 }
-        for r in RemovalReason.allCases { counters[Self.series("reel_sessions_removed_total", "reason", r.rawValue)] = 0 }
+        let labelled = [("reel_sessions_ended_total", "outcome", Outcome.allCases.map(\.rawValue)),
+                        ("reel_sessions_failed_total", "cause", FailureCause.allCases.map(\.rawValue)),
+                        ("reel_sessions_removed_total", "reason", RemovalReason.allCases.map(\.rawValue))]
+        for (name, label, values) in labelled {
+            for value in values { counters[Self.series(name, label, value)] = 0 }
+        }
     }
 
     static func series(_ name: String, _ label: String, _ value: String) -> String { "\(name){\(label)=\"\(value)\"}" }

@@ -116,9 +116,9 @@ public struct ReelServer: Sendable {
                                               closeTimeout: Self.webSocketCloseTimeout, validateUTF8: true)
         let idleTimeout = config.connectionIdleTimeout
         let server = HTTPServerBuilder { responder in
-            IdleClosingChannel(base: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder,
-                                                                  configuration: .init(ws: ws)),
-                               idleTimeout: idleTimeout)
+            let base = HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder,
+                                                    configuration: .init(ws: ws))
+            return IdleClosingChannel(base: base, idleTimeout: idleTimeout)
         }
         return Application(router: router, server: server,
                            configuration: .init(address: .hostname(host, port: port), serverName: "reel"),

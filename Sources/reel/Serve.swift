@@ -47,8 +47,8 @@ struct Serve: AsyncParsableCommand {
     var quality = 80
     @Option(help: "Seconds a live input may send no frame (with no output sent to it) before its session fails.")
     var inputTimeout = 15.0
-    @Option(help: ArgumentHelp("Fail every Nth session with an injected device out-of-memory error (soak tests; 0: none).",
-                               visibility: .private))
+    @Option(help: ArgumentHelp("Fail every Nth session with an injected device out-of-memory error "
+                                   + "(soak tests; 0: none).", visibility: .private))
     var injectOomEvery = 0
 
     mutating func validate() throws {
@@ -59,7 +59,9 @@ struct Serve: AsyncParsableCommand {
         if !(1...100).contains(quality) { throw ValidationError("--quality must be in 1...100, got \(quality).") }
         if !(inputTimeout > 0) { throw ValidationError("--input-timeout must be positive, got \(inputTimeout).") }
         if maxPromptBytes <= 0 { throw ValidationError("--max-prompt-bytes must be positive, got \(maxPromptBytes).") }
-        if injectOomEvery < 0 { throw ValidationError("--inject-oom-every must not be negative, got \(injectOomEvery).") }
+        if injectOomEvery < 0 {
+            throw ValidationError("--inject-oom-every must not be negative, got \(injectOomEvery).")
+        }
         if let maxSeconds, !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive, got \(maxSeconds).") }
         try access.validate()
     }

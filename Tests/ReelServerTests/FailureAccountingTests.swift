@@ -25,8 +25,6 @@ import Testing
         #expect(m.value("reel_sessions") == Double(held), sourceLocation: sourceLocation)
     }
 
-    static func series(_ name: String, _ label: String, _ value: String) -> String { Metrics.series(name, label, value) }
-
     /// Client B's session runs out of device memory (injected) at its second block while client A's runs:
     /// B is told (`out_of_memory`, then its `failed` state with the error), its socket stays open and takes a new
     /// session, and A's video comes out whole.
@@ -74,12 +72,12 @@ import Testing
         #expect(!a.messages.contains { $0["type"] == "error" })
 
         let m = server.manager.metrics
-        #expect(m.value(Self.series("reel_sessions_failed_total", "cause", "out_of_memory")) == 1)
+        #expect(m.value(Metrics.series("reel_sessions_failed_total", "cause", "out_of_memory")) == 1)
         #expect(m.value("reel_sessions_failed_total") == 1)
-        #expect(m.value(Self.series("reel_sessions_ended_total", "outcome", "failed")) == 1)
-        #expect(m.value(Self.series("reel_sessions_ended_total", "outcome", "finished")) == 2)
-        #expect(m.value(Self.series("reel_sessions_removed_total", "reason", "replaced")) == 1)
-        #expect(m.value(Self.series("reel_sessions_removed_total", "reason", "disconnected")) == 2)
+        #expect(m.value(Metrics.series("reel_sessions_ended_total", "outcome", "failed")) == 1)
+        #expect(m.value(Metrics.series("reel_sessions_ended_total", "outcome", "finished")) == 2)
+        #expect(m.value(Metrics.series("reel_sessions_removed_total", "reason", "replaced")) == 1)
+        #expect(m.value(Metrics.series("reel_sessions_removed_total", "reason", "disconnected")) == 2)
         #expect(m.value("reel_websockets_opened_total") == 2 && m.value("reel_websockets_open") == 0)
         await Self.expectAccounted(server.manager, "after the sockets closed")
         await server.manager.shutdown()
@@ -125,12 +123,13 @@ import Testing
         await Self.expectAccounted(manager, "after shutdown")
 
         let m = manager.metrics
-        let ended = { m.value(Self.series("reel_sessions_ended_total", "outcome", $0)) }
-        let removed = { m.value(Self.series("reel_sessions_removed_total", "reason", $0)) }
+        let ended = { m.value(Metrics.series("reel_sessions_ended_total", "outcome", $0)) }
+        let removed = { m.value(Metrics.series("reel_sessions_removed_total", "reason", $0)) }
         #expect(m.value("reel_sessions_created_total") == 6 && m.value("reel_sessions_started_total") == 4)
         #expect([ended("finished"), ended("stopped"), ended("failed"), ended("cancelled")] == [1, 2, 1, 2])
-        #expect([removed("deleted"), removed("reclaimed"), removed("shutdown"), removed("disconnected")] == [2, 2, 2, 0])
-        #expect(m.value(Self.series("reel_sessions_failed_total", "cause", "out_of_memory")) == 1)
+        #expect([removed("deleted"), removed("reclaimed"), removed("shutdown"), removed("disconnected")]
+                    == [2, 2, 2, 0])
+        #expect(m.value(Metrics.series("reel_sessions_failed_total", "cause", "out_of_memory")) == 1)
         #expect(m.value("reel_sessions_reclaimed_total") == 2)
     }
 
@@ -152,10 +151,13 @@ import Testing
                 })
                 try await WebSocketTests.read(&inbound, into: seen) { $0.messages.contains { $0["type"] == "error" } }
                 try await outbound.write(WebSocketTests.text(["type": "resume"]))
-                try await WebSocketTests.read(&inbound, into: seen) { $0.messages.filter { $0["type"] == "error" }.count == 2 }
+                try await WebSocketTests.read(&inbound, into: seen) {
+                    $0.messages.filter { $0["type"] == "error" }.count == 2
+                }
             }
         }
-        #expect(seen.messages.filter { $0["type"] == "error" }.map { $0["code"]?.string } == ["session_reclaimed", "no_session"])
+        let codes = seen.messages.filter { $0["type"] == "error" }.map { $0["code"]?.string }
+        #expect(codes == ["session_reclaimed", "no_session"])
         await Self.expectAccounted(server.manager, "after the reclaim")
         await server.manager.shutdown()
     }
@@ -188,7 +190,9 @@ import Testing
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else { return nil }
         var timeout = timeval(tv_sec: Int(wait.rounded(.up)), tv_usec: 0)
