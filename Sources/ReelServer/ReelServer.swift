@@ -92,10 +92,9 @@ public struct ReelServer: Sendable {
         router.ws("/v1/ws") { _, _ in .upgrade() } onUpgrade: { inbound, outbound, context in
             await SocketConnection(manager: manager, client: context.requestContext.client, limiter: messageLimiter)
                 .run(inbound: inbound, outbound: outbound)
-            // The WebSocket library then closes the connection after a close handshake of at most its close timeout,
-            // but not when the handshake's reading hangs: a peer still sending a message over the size limit fills
-            // the server's receive buffer, its close frame never arrives, and the connection stayed open for ever
-            // (FIN-WAIT-2, one file descriptor each; found by deploy/soak.py). Closing again is harmless.
+            // The WebSocket library then closes the connection after a close handshake of at most its close timeout.
+            // Should that handshake's reading hang (a peer still sending a message over the size limit fills the
+            // receive buffer and its close frame never arrives), close it anyway; closing again is harmless.
             let channel = context.requestContext.channel
             Task {
                 try? await Task.sleep(for: Self.webSocketCloseTimeout + .seconds(5))
