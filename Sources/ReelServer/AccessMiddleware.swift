@@ -9,11 +9,14 @@ public struct ReelRequestContext: RequestContext, WebSocketRequestContext, Remot
     public var coreContext: CoreRequestContextStorage
     public let webSocket: WebSocketHandlerReference<Self>
     public let remoteAddress: SocketAddress?
+    /// The connection (a WebSocket's is closed by force if its close handshake hangs).
+    let channel: any Channel
 
     public init(source: Source) {
         coreContext = .init(source: source)
         webSocket = .init()
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
     }
 
     /// The client as rate limits count it: its IP address (behind a reverse proxy, the proxy's).

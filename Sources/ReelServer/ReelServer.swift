@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import ServiceLifecycle
@@ -66,7 +67,7 @@ public struct ReelServer: Sendable {
         router.delete("/v1/sessions/{id}") { _, context in
             let id = try context.parameters.require("id")
             guard await manager.session(id) != nil else { throw APIError.notFound(id) }
-            await manager.remove(id)
+            await manager.remove(id, reason: .deleted)
             return Response(status: .noContent)
         }
         router.get("/v1/sessions/{id}/video") { _, context in
@@ -92,17 +93,34 @@ public struct ReelServer: Sendable {
         router.ws("/v1/ws") { _, _ in .upgrade() } onUpgrade: { inbound, outbound, context in
             await SocketConnection(manager: manager, client: context.requestContext.client, limiter: messageLimiter)
                 .run(inbound: inbound, outbound: outbound)
+            // The WebSocket library then closes the connection after a close handshake of at most its close timeout.
+            // Should that handshake's reading hang (a peer still sending a message over the size limit fills the
+            // receive buffer and its close frame never arrives), close it anyway; closing again is harmless.
+            let channel = context.requestContext.channel
+            Task {
+                try? await Task.sleep(for: Self.webSocketCloseTimeout + .seconds(5))
+                try? await channel.close()
+            }
         }
         return router
     }
 
+    /// How long a WebSocket's close handshake may take before the server closes the connection.
+    static let webSocketCloseTimeout: Duration = .seconds(15)
+
     /// The application listening on `host:port`.
     public func application(host: String, port: Int, logger: Logger) -> Application<RouterResponder<ReelRequestContext>> {
         let router = self.router()
-        return Application(router: router,
-                           server: .http1WebSocketUpgrade(webSocketRouter: router,
-                                                          configuration: .init(ws: .init(maxFrameSize: SocketConnection.transportLimit(config),
-                                                                                         validateUTF8: true))),
+        let webSocketResponder = router.buildResponder()
+        let ws = WebSocketServerConfiguration(maxFrameSize: SocketConnection.transportLimit(config),
+                                              closeTimeout: Self.webSocketCloseTimeout, validateUTF8: true)
+        let idleTimeout = config.connectionIdleTimeout
+        let server = HTTPServerBuilder { responder in
+            let base = HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder,
+                                                    configuration: .init(ws: ws))
+            return IdleClosingChannel(base: base, idleTimeout: idleTimeout)
+        }
+        return Application(router: router, server: server,
                            configuration: .init(address: .hostname(host, port: port), serverName: "reel"),
                            logger: logger)
     }

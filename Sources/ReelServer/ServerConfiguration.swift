@@ -1,4 +1,5 @@
 import Foundation
+import ReelCore
 import ReelPipeline
 
 /// Limits and defaults of a `reel serve` instance.
@@ -56,8 +57,39 @@ public struct ServerConfiguration: Sendable {
     public var testPattern = false
     /// The device named on the page and in /healthz.
     public var deviceName = "cpu"
+    /// A connection with nothing read or written for this long is closed (a request never completed; WebSockets are
+    /// pinged every 30 s).
+    public var connectionIdleTimeout: Duration = .seconds(60)
+    /// Failures injected into sessions, for tests and soaks (none by default; no client can set it).
+    public var faults = FaultInjection()
 
     public init(recordingFolder: String = NSTemporaryDirectory() + "reel-serve-\(ProcessInfo.processInfo.processIdentifier)") {
         self.recordingFolder = recordingFolder
     }
+}
+
+/// Failures injected into sessions, to check that a failing session tells its client and leaves the others
+/// running. Set by whoever starts the server (tests; `reel serve`'s hidden `--inject-oom-every`), never by a request.
+public struct FaultInjection: Sendable, Equatable {
+    /// Every this many sessions (the Nth, 2Nth, ... created) fails with a device out-of-memory error; 0: none.
+    public var outOfMemoryEvery = 0
+    /// The block (from 0) at whose start an injected failure happens.
+    public var atBlock = 1
+
+    public init(outOfMemoryEvery: Int = 0, atBlock: Int = 1) {
+        self.outOfMemoryEvery = outOfMemoryEvery
+        self.atBlock = atBlock
+    }
+
+    /// The failure for the session created `ordinal`-th (from 1), and the block it strikes at; nil for most.
+    func fault(forSession ordinal: Int) -> InjectedFault? {
+        guard outOfMemoryEvery > 0, ordinal % outOfMemoryEvery == 0 else { return nil }
+        return InjectedFault(block: atBlock, error: .outOfMemory(backend: "injected", bytes: 1 << 30))
+    }
+}
+
+/// A failure a session raises at the start of a block, as the device would.
+struct InjectedFault: Sendable {
+    let block: Int
+    let error: ReelError
 }

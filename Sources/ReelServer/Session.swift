@@ -19,6 +19,8 @@ enum SessionEvent: Sendable {
     case block(BlockMessage, frames: [[UInt8]], endsBlock: Bool)
     /// An H.264 session's decoder configuration, before its first frame.
     case codec(CodecMessage)
+    /// Generation failed: the client is told why (then the `failed` state follows).
+    case error(APIError)
 }
 
 /// One video being generated: its own pipeline (generator with its KV cache, streaming decoder) over the
@@ -37,6 +39,8 @@ final class Session: @unchecked Sendable {
     let control = ControlChannel()
     /// Where its input frames come from (nil: a prompt alone).
     let source: SessionSource?
+    /// A failure to raise as the device would (`ServerConfiguration.faults`).
+    let injectedFault: InjectedFault?
 
     private let condition = NSCondition()
     // Everything below is guarded by `condition`.
@@ -57,10 +61,11 @@ final class Session: @unchecked Sendable {
 
     var task: Task<Void, Never>?
 
-    init(id: String, request: SessionRequest, source: SessionSource? = nil) {
+    init(id: String, request: SessionRequest, source: SessionSource? = nil, injectedFault: InjectedFault? = nil) {
         self.id = id
         self.request = request
         self.source = source
+        self.injectedFault = injectedFault
         self.prompt = request.prompt
     }
 
@@ -222,6 +227,7 @@ final class Session: @unchecked Sendable {
             var blockDecodeSeconds = 0.0   // the block's parts so far
             for try await chunk in chunks {
                 let block = chunk.block, endsBlock = chunk.endsBlock
+                if let fault = injectedFault, block.index == fault.block { throw fault.error }
                 blockDecodeSeconds += chunk.decodeSeconds
                 if chunk.latentFrames.lowerBound == 0 {
                     metrics.add("reel_blocks_generated_total")
@@ -295,22 +301,48 @@ final class Session: @unchecked Sendable {
             let recorder = UncheckedSendable(sink)
             try await onThread { try recorder.value?.finish() }
             releaseInput()
-            condition.withLock { _state = .finished; recordingComplete = sink != nil; _lastActivity = .now }
+            let stopped = condition.withLock { () -> Bool in
+                _state = .finished; recordingComplete = sink != nil; _lastActivity = .now
+                return stopRequested
+            }
+            metrics.ended(stopped ? .stopped : .finished)
         } catch {
             releaseInput()
             try? sink?.finish()
-            metrics.add("reel_sessions_failed_total")
+            let (cause, message) = Self.describe(error)
+            metrics.ended(.failed)
+            metrics.failed(cause)
             condition.withLock {
                 _state = .failed
-                failure = (error as? ReelError).map { "\($0)" } ?? "\(error)"
+                failure = message
                 _lastActivity = .now
             }
+            send(.error(APIError(.internalServerError, Self.errorCode(cause), "session \(id) failed: \(message)")))
         }
         send(.message(statusMessage(type: "state")))
     }
 
+    /// Why a generation failed, for /metrics, and what its client is told.
+    static func describe(_ error: any Error) -> (Metrics.FailureCause, String) {
+        switch error as? ReelError {
+        case .outOfMemory?: (.outOfMemory, "\(error)")
+        case .input?, .badFile?: (.input, "\(error)")
+        default: (.internalError, "\(error)")
+        }
+    }
+
+    /// The WebSocket error code of a failed session.
+    static func errorCode(_ cause: Metrics.FailureCause) -> String {
+        switch cause {
+        case .outOfMemory: "out_of_memory"
+        case .input: "input_failed"
+        case .internalError: "generation_failed"
+        }
+    }
+
     /// Ends a session that never got a device slot.
-    func endWithoutRunning() {
+    func endWithoutRunning(metrics: Metrics) {
+        metrics.ended(.cancelled)
         releaseInput()
         condition.withLock { stopRequested = true; _state = .finished; _queuePosition = nil; _lastActivity = .now }
         send(.message(statusMessage(type: "state")))

@@ -19,6 +19,8 @@ public actor SessionManager {
     /// Sessions generating, by id, with the engine each runs on.
     private var active: [String: Int] = [:]
     private var shuttingDown = false
+    /// Sessions created so far (the fault injection counts them).
+    private var createdCount = 0
 
     /// The first engine's model (what every engine holds).
     public nonisolated var model: LoadedModel { engines[0] }
@@ -83,7 +85,9 @@ public actor SessionManager {
         }
         var id: String
         repeat { id = String(format: "%016llx", UInt64.random(in: 0...UInt64.max)) } while sessions[id] != nil
-        let session = Session(id: id, request: request, source: source)
+        createdCount += 1
+        let session = Session(id: id, request: request, source: source,
+                              injectedFault: config.faults.fault(forSession: createdCount))
         let events = watched ? session.watch() : nil
         sessions[id] = session
         queue.append(session)
@@ -93,13 +97,15 @@ public actor SessionManager {
     }
 
     /// Stops a session, waits for its generation to end, and forgets it (its recording is deleted).
-    func remove(_ id: String) async {
+    func remove(_ id: String, reason: Metrics.RemovalReason) async {
         guard let session = sessions.removeValue(forKey: id) else { return }
+        metrics.removed(reason)
         if let i = queue.firstIndex(where: { $0 === session }) {
             queue.remove(at: i)
-            session.endWithoutRunning()
+            session.endWithoutRunning(metrics: metrics)
         }
         session.stop()
+        if let notice = notice(removing: id, reason) { session.send(.error(notice)) }
         session.closeWatcher()
         await session.task?.value
         if let path = session.recordingPath { try? FileManager.default.removeItem(atPath: path) }
@@ -111,7 +117,7 @@ public actor SessionManager {
         guard let session = sessions[id] else { return }
         if let i = queue.firstIndex(where: { $0 === session }) {
             queue.remove(at: i)
-            session.endWithoutRunning()
+            session.endWithoutRunning(metrics: metrics)
             schedule()
         } else {
             session.stop()
@@ -125,17 +131,29 @@ public actor SessionManager {
         }
         for s in idle {
             metrics.add("reel_sessions_reclaimed_total")
-            await remove(s.id)
+            await remove(s.id, reason: .reclaimed)
         }
     }
 
     /// Refuses new sessions, removes every session, and removes the recording folder if it is empty.
     public func shutdown() async {
         shuttingDown = true
-        for id in Array(sessions.keys) { await remove(id) }
+        for id in Array(sessions.keys) { await remove(id, reason: .shutdown) }
         let folder = config.recordingFolder
         if (try? FileManager.default.contentsOfDirectory(atPath: folder))?.isEmpty == true {
             try? FileManager.default.removeItem(atPath: folder)
+        }
+    }
+
+    /// What a watcher is told when its session is removed by the server, not by itself.
+    private func notice(removing id: String, _ reason: Metrics.RemovalReason) -> APIError? {
+        switch reason {
+        case .reclaimed:
+            APIError(.gone, "session_reclaimed",
+                     "session \(id) was idle for more than \(config.idleTimeout) and was removed; start a new one")
+        case .deleted: APIError(.gone, "session_deleted", "session \(id) was deleted (DELETE /v1/sessions/\(id))")
+        case .shutdown: APIError(.serviceUnavailable, "shutting_down", "the server is shutting down")
+        case .disconnected, .replaced: nil
         }
     }
 
@@ -157,6 +175,7 @@ public actor SessionManager {
             let session = queue.removeFirst()
             active[session.id] = engine
             session.markStarted()
+            metrics.add("reel_sessions_started_total")
             metrics.add(Metrics.labelled("reel_device_sessions_started_total", device: deviceNames[engine]))
             let (model, config, metrics) = (engines[engine], self.config, self.metrics)
             session.task = Task {

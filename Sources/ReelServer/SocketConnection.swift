@@ -26,7 +26,11 @@ import ReelMedia
 /// session has `queuePosition`), `{"type": "block", ...}` followed by one binary message per frame
 /// (`FrameMessage`: 16-byte header + JPEG, or with `options.codec` "h264" an H.264 access unit, after one
 /// `{"type": "codec", "codec", "description"}` message), `{"type": "prompt", "prompt"}` acknowledging a prompt, and
-/// `{"type": "error", "code", "message"}`; errors leave the socket open.
+/// `{"type": "error", "code", "message"}`; errors leave the socket open. A session whose generation fails
+/// (`out_of_memory`, `input_failed`, `generation_failed`) sends such an error, then its `failed` state (with `error`);
+/// the socket stays open for another `start`, and other sessions run on. A session the server removes (idle past
+/// the idle timeout, deleted over HTTP, the server shutting down) is announced as `session_reclaimed`,
+/// `session_deleted` or `shutting_down`.
 ///
 /// Control messages count against the client's `AccessPolicy.messagesPerSecond` (by its address, over all its
 /// sockets); one over it is answered `rate_limited` and dropped.
@@ -44,6 +48,7 @@ struct SocketConnection: Sendable {
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
         let metrics = manager.metrics
         metrics.adjust("reel_websockets_open", by: 1)
+        metrics.add("reel_websockets_opened_total")
         defer { metrics.adjust("reel_websockets_open", by: -1) }
         let (outbox, post) = AsyncStream<Outgoing>.makeStream()
         let current = CurrentSession()
@@ -54,6 +59,7 @@ struct SocketConnection: Sendable {
             group.addTask {
                 do {
                     for try await message in inbound.messages(maxSize: Self.transportLimit(config)) {
+                        metrics.add("reel_websocket_messages_total")
                         do {
                             switch message {
                             case .text(let text):
@@ -82,7 +88,7 @@ struct SocketConnection: Sendable {
                 } catch {
                     // A message over the size limit or a broken connection ends the socket.
                 }
-                if let id = current.take() { await manager.remove(id) }
+                if let id = current.take() { await manager.remove(id, reason: .disconnected) }
                 post.finish()
             }
         }
@@ -96,7 +102,7 @@ struct SocketConnection: Sendable {
         let config = manager.config
         if type == .start {
             let request = try SessionRequest(SessionRequest.Body(json: message), live: true, config: config)
-            if let old = current.take() { await manager.remove(old) }
+            if let old = current.take() { await manager.remove(old, reason: .replaced) }
             var source: SessionSource?
             if let input = request.input {
                 source = .live(try LiveInput(source: "the client's \(input.rawValue)",
@@ -112,6 +118,7 @@ struct SocketConnection: Sendable {
                     case .message(let status): post.yield(.text(JSON.text(of: status)))
                     case .block(let info, let frames, let endsBlock): post.yield(.block(info, frames, session, endsBlock: endsBlock))
                     case .codec(let info): post.yield(.text(JSON.text(of: info)))
+                    case .error(let error): post.yield(.text(error.socketMessage))
                     }
                 }
             }

@@ -56,6 +56,9 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: ArgumentHelp("Sessions show a moving test pattern made in real time instead of the model's video "
                              + "(to measure the studio's JPEG and H.264 streams; docs/streaming.md). The model still loads."))
     var testPattern = false
+    @Option(help: ArgumentHelp("Fail every Nth session with an injected device out-of-memory error "
+                                   + "(soak tests; 0: none).", visibility: .private))
+    var injectOomEvery = 0
 
     mutating func validate() throws {
         if maxSessions <= 0 { throw ValidationError("--max-sessions must be positive, got \(maxSessions).") }
@@ -65,6 +68,9 @@ struct Serve: AsyncParsableCommand {
         if !(1...100).contains(quality) { throw ValidationError("--quality must be in 1...100, got \(quality).") }
         if !(inputTimeout > 0) { throw ValidationError("--input-timeout must be positive, got \(inputTimeout).") }
         if maxPromptBytes <= 0 { throw ValidationError("--max-prompt-bytes must be positive, got \(maxPromptBytes).") }
+        if injectOomEvery < 0 {
+            throw ValidationError("--inject-oom-every must not be negative, got \(injectOomEvery).")
+        }
         if let maxSeconds, !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive, got \(maxSeconds).") }
         if sessionDevices != nil, backendOptions.devices != nil || backendOptions.decodeDevice != nil {
             throw ValidationError("--session-devices places whole engines; it does not combine with --devices or "
@@ -145,6 +151,10 @@ struct Serve: AsyncParsableCommand {
         config.inputStallSeconds = inputTimeout
         config.testPattern = testPattern
         config.deviceName = device
+        config.faults = FaultInjection(outOfMemoryEvery: injectOomEvery)
+        if injectOomEvery > 0 {
+            logger.warning("reel serve: every \(injectOomEvery)th session fails with an injected out-of-memory error")
+        }
         config.access = try access.policy()
         if !Self.isLoopback(host), config.access.apiKey == nil {
             logger.warning("""
