@@ -28,7 +28,7 @@ struct H264SessionTests {
                 frames += parts
                 codecs.insert(info.codec)
                 if endsBlock { created.session.delivered() }
-            case .message: break
+            case .message, .error: break
             }
             if [.finished, .failed].contains(created.session.state), case .message = event { break }
         }
