@@ -24,22 +24,16 @@ public enum ComputeCost {
     /// Wan VAE decoding of one latent frame in steady state (4 video frames) at latent size h x w (Wan2.1 or
     /// Wan2.2; the parameter-free shortcuts and the patch unpacking are not counted).
     public static func vaeDecodeLatentFrame(_ c: WanVAEConfig, height h: Int, width w: Int) -> Double {
-        var flops = 0.0
-        func conv(_ cout: Int, _ cin: Int, _ k: Int, pixels: Int, frames: Int) {
-            flops += 2 * Double(cout * cin * k) * Double(pixels) * Double(frames)
-        }
-        func residual(_ cin: Int, _ cout: Int, pixels: Int, frames: Int) {
-            conv(cout, cin, 27, pixels: pixels, frames: frames)
-            conv(cout, cout, 27, pixels: pixels, frames: frames)
-            if cin != cout { conv(cout, cin, 1, pixels: pixels, frames: frames) }
-        }
+        var count = ConvCount()
+        func conv(_ cout: Int, _ cin: Int, _ k: Int, pixels: Int, frames: Int) { count.conv(cout, cin, k, pixels: pixels, frames: frames) }
+        func residual(_ cin: Int, _ cout: Int, pixels: Int, frames: Int) { count.residual(cin, cout, pixels: pixels, frames: frames) }
         let dims = c.decoderDims
         var (pixels, frames) = (h * w, 1)
         conv(c.zDim, c.zDim, 1, pixels: pixels, frames: 1)
         conv(dims[0], c.zDim, 27, pixels: pixels, frames: 1)
         residual(dims[0], dims[0], pixels: pixels, frames: 1)
         let n = Double(pixels), cm = Double(dims[0])
-        flops += 2 * n * cm * cm * 4 + 4 * n * n * cm        // attention: qkv + proj, QK^T + PV
+        count.flops += 2 * n * cm * cm * 4 + 4 * n * n * cm  // attention: qkv + proj, QK^T + PV
         residual(dims[0], dims[0], pixels: pixels, frames: 1)
         for i in 0..<c.dimMult.count {
             var cin = i == 0 || c.isResidual ? dims[i] : dims[i] / 2
@@ -58,20 +52,14 @@ public enum ComputeCost {
             }
         }
         conv(c.pixelChannels, dims[c.dimMult.count], 27, pixels: pixels, frames: frames)
-        return flops
+        return count.flops
     }
     /// Wan VAE encoding of one latent frame in steady state (4 video frames in) at latent size h x w (Wan2.1 or
     /// Wan2.2; the parameter-free shortcuts and the patch packing are not counted).
     public static func vaeEncodeLatentFrame(_ c: WanVAEConfig, height h: Int, width w: Int) -> Double {
-        var flops = 0.0
-        func conv(_ cout: Int, _ cin: Int, _ k: Int, pixels: Int, frames: Int) {
-            flops += 2 * Double(cout * cin * k) * Double(pixels) * Double(frames)
-        }
-        func residual(_ cin: Int, _ cout: Int, pixels: Int, frames: Int) {
-            conv(cout, cin, 27, pixels: pixels, frames: frames)
-            conv(cout, cout, 27, pixels: pixels, frames: frames)
-            if cin != cout { conv(cout, cin, 1, pixels: pixels, frames: frames) }
-        }
+        var count = ConvCount()
+        func conv(_ cout: Int, _ cin: Int, _ k: Int, pixels: Int, frames: Int) { count.conv(cout, cin, k, pixels: pixels, frames: frames) }
+        func residual(_ cin: Int, _ cout: Int, pixels: Int, frames: Int) { count.residual(cin, cout, pixels: pixels, frames: frames) }
         let dims = c.encoderDims, stages = c.dimMult.count
         let scale = c.spatialStride / c.patchSize
         var (pixels, frames) = (h * scale * w * scale, c.temporalStride)
@@ -94,10 +82,27 @@ public enum ComputeCost {
         }
         let top = dims[stages], n = Double(pixels), cm = Double(top)
         residual(top, top, pixels: pixels, frames: frames)
-        flops += 2 * n * cm * cm * 4 + 4 * n * n * cm        // attention: qkv + proj, QK^T + PV
+        count.flops += 2 * n * cm * cm * 4 + 4 * n * n * cm  // attention: qkv + proj, QK^T + PV
         residual(top, top, pixels: pixels, frames: frames)
         conv(2 * c.zDim, top, 27, pixels: pixels, frames: frames)
         conv(2 * c.zDim, 2 * c.zDim, 1, pixels: pixels, frames: frames)
-        return flops
+        return count.flops
+    }
+}
+
+/// FLOPs of the Wan VAE's convolutions, counted layer by layer.
+private struct ConvCount {
+    var flops = 0.0
+
+    /// A convolution of `k` taps from `cin` to `cout` channels over `pixels` x `frames` outputs.
+    mutating func conv(_ cout: Int, _ cin: Int, _ k: Int, pixels: Int, frames: Int) {
+        flops += 2 * Double(cout * cin * k) * Double(pixels) * Double(frames)
+    }
+
+    /// A residual block: two 3x3x3 convolutions and, between widths, a 1x1x1 shortcut.
+    mutating func residual(_ cin: Int, _ cout: Int, pixels: Int, frames: Int) {
+        conv(cout, cin, 27, pixels: pixels, frames: frames)
+        conv(cout, cout, 27, pixels: pixels, frames: frames)
+        if cin != cout { conv(cout, cin, 1, pixels: pixels, frames: frames) }
     }
 }
