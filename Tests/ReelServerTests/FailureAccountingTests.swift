@@ -212,13 +212,13 @@ import Testing
         let server = try TestModel.server { $0.connectionIdleTimeout = .seconds(1) }
         let app = HTTPAPITests.app(server)
         try await app.test(.live) { client in
+            // Raw sockets only: the test client's own keep-alive connection would be closed by the idle timeout too,
+            // and its shutdown then fails with "I/O on closed channel" (seen under CI load).
             let port = try #require(client.port)
-            #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
             for request in ["", "GET /healthz HTTP/1.1\r\nHo", "GET / HTTP/9.9\r\n\r\n"] {
                 let closed = Self.secondsUntilClosed(port: port, sending: Array(request.utf8), wait: 30)
                 #expect(closed != nil, "'\(request)' was held open")
             }
-            // (The test client's own keep-alive connection, idle meanwhile, is closed too: no request after this.)
         }
         await server.manager.shutdown()
     }
