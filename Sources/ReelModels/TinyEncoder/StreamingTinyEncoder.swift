@@ -61,7 +61,8 @@ public final class StreamingTinyEncoder {
         }
         let b = frames.backend
         // (Frames in another dtype than the weights' would run every conv in that dtype: f32 on a bf16 GPU
-        // model is ~10x slower, docs/perf-notes.md, session 11.)
+        // model takes the im2col path on CUDA; the bf16 fix doubled end-to-end video-to-video with TAEHV on an H100,
+        // 52.9 -> 104.5 FPS at 2 steps, docs/perf-notes.md, sessions 10 and 11.)
         let input = frames.dtype == model.dtype ? frames : try b.cast(frames, to: model.dtype)
         let x = try b.affine(input, scale: 0.5, bias: 0.5)                        // [-1, 1] -> taehv's [0, 1]
         lastFrame = try b.slice(x, axis: 1, start: t - 1, length: 1)
