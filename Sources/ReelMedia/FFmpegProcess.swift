@@ -63,7 +63,7 @@ final class FFmpegProcess: @unchecked Sendable {
         try? stdin?.close()
         stdin = nil
         let watchdog = stallWatchdog()
-        process.waitUntilExit()
+        process.waitForExit()
         watchdog.cancel()
         let already = lock.withLock { defer { reaped = true }; return reaped }
         if already { return "" }
@@ -81,7 +81,7 @@ final class FFmpegProcess: @unchecked Sendable {
         let pid = process.processIdentifier
         let kill = DispatchWorkItem { [process] in if process.isRunning { Glibc.kill(pid, SIGKILL) } }
         DispatchQueue.global().asyncAfter(deadline: .now() + 2, execute: kill)
-        process.waitUntilExit()
+        process.waitForExit()
         kill.cancel()
     }
 

@@ -384,13 +384,6 @@ final class FrameSlots: @unchecked Sendable {
     var values: [[UInt8]] { lock.withLock { slots } }
 }
 
-/// Runs blocking work (model calls) on a thread of its own instead of a cooperative one.
-func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
-    }
-}
-
 /// One video frame on the WebSocket: a 16-byte little-endian header, then a baseline JPEG ("RLF1") or an H.264
 /// access unit in AVCC form ("RLH1", decoded with the session's `codec` message).
 ///

@@ -5,6 +5,7 @@ import ReelCPU
 import ReelMedia
 import ReelModels
 import ReelPipeline
+import ReelTestSupport
 @testable import ReelEval
 
 /// The shipped tiny model's encoder (`Models/tiny/taehv.safetensors`, `encoder.*`): a drawn frame survives the
@@ -43,11 +44,15 @@ import ReelPipeline
         let geometry = BlockGeometry(width: 128, height: 128)
         let image = try Self.disc(cx: 40)
         let encoder = try #require(model.newEncoder())
-        let context = try ContextEncoder.image(image, encoder: encoder, geometry: geometry, on: model.encodeStream, for: backend)
+        let context = try await offThePool {
+            try ContextEncoder.image(image, encoder: encoder, geometry: geometry, on: model.encodeStream, for: backend)
+        }
 
         // Round trip: the still clip's latents decoded.
         let decoder = try #require(model.newDecoder())
-        let still = try RGBFrames(modelOutput: decoder.decode(try context.latents.reshaped([1] + context.latents.shape.dims)))
+        let still = try await offThePool {
+            try RGBFrames(modelOutput: decoder.decode(try context.latents.reshaped([1] + context.latents.shape.dims)))
+        }
         let roundTrip = Self.psnr(still.frame(0), image.frame(0))
         print("shipped encoder: round trip PSNR of a drawn frame \(roundTrip) dB")
         #expect(roundTrip >= 22)   // measured 25.2 dB
@@ -81,8 +86,10 @@ import ReelPipeline
         }
         let base = try await video("a red circle moves right on a blue background", latentFrames: 9, context: nil)
         let encoder = try #require(model.newEncoder())
-        let context = try ContextEncoder.continuation(base, encoder: encoder, geometry: geometry, maxLatentFrames: 12,
-                                                      on: model.encodeStream, for: backend)
+        let context = try await offThePool {
+            try ContextEncoder.continuation(base, encoder: encoder, geometry: geometry, maxLatentFrames: 12,
+                                            on: model.encodeStream, for: backend)
+        }
         let next = try await video("a red circle moves left on a blue background", latentFrames: 9, context: context)
         #expect(next.count == 36)
         let end = try #require(Self.redX(base, base.count - 1))

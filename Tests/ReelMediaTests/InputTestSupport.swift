@@ -120,7 +120,7 @@ func runFFmpeg(_ arguments: [String]) throws -> [UInt8] {
     p.standardError = FileHandle.nullDevice
     try p.run()
     let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
+    p.waitForExit()
     guard p.terminationStatus == 0 else { throw ReelError.library(name: "ffmpeg", message: "\(arguments)") }
     return [UInt8](data)
 }

@@ -69,10 +69,13 @@ import Testing
     @Test func readerWaitsForPushes() async throws {
         let input = try LiveInput(source: "socket", stallTimeout: 30)
         let fitted = try FittedInput(input, width: 8, height: 8, frameRate: try FrameRate(16))
-        let reader = Task.detached { () throws -> [Int] in
-            var sizes: [Int] = []
-            while let f = try fitted.nextFrame() { sizes.append(f.width * 100 + f.height) }
-            return sizes
+        let reading = UncheckedSendable(fitted)   // only the reader uses it
+        let reader = Task {   // the reads block: on a thread of their own
+            try await onThread { () throws -> [Int] in
+                var sizes: [Int] = []
+                while let f = try reading.value.nextFrame() { sizes.append(f.width * 100 + f.height) }
+                return sizes
+            }
         }
         for (i, size) in [(16, 8), (4, 4), (10, 30)].enumerated() {
             try await Task.sleep(for: .milliseconds(20))

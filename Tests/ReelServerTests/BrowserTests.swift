@@ -184,7 +184,7 @@ import Testing
         p.executableURL = URL(fileURLWithPath: ffmpeg)
         p.arguments = ["-hide_banner", "-loglevel", "error", "-y", "-i", dir + "/shot.png", "-f", "rawvideo", "-pix_fmt", "rgb24", dir + "/shot.rgb"]
         try p.run()
-        p.waitUntilExit()
+        p.waitForExit()
         let pixels = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/shot.rgb")))
         try #require(pixels.count == width * height * 3)
         return (width, height, pixels)
@@ -213,6 +213,9 @@ final class DevToolsBrowser: @unchecked Sendable {
             var text = ""
             let deadline = Date().addingTimeInterval(30)
             while Date() < deadline {
+                // Wait for output at most until the deadline: a browser that hangs silently must not hang the test.
+                var wait = pollfd(fd: handle.fileDescriptor, events: Int16(POLLIN), revents: 0)
+                guard poll(&wait, 1, Int32(max(0, deadline.timeIntervalSinceNow) * 1000)) > 0 else { break }
                 let data = handle.availableData
                 if data.isEmpty { break }
                 text += String(decoding: data, as: UTF8.self)
@@ -228,7 +231,7 @@ final class DevToolsBrowser: @unchecked Sendable {
 
     func close() {
         if process.isRunning { process.terminate() }
-        process.waitUntilExit()
+        process.waitForExit(timeout: 10)
     }
 }
 

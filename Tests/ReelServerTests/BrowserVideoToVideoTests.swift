@@ -180,7 +180,7 @@ import Testing
 
     /// Chooses `path` in the page's file input (once the page has loaded) and presses Start.
     static func startWithFile(_ page: Page, _ path: String) async throws {
-        #expect(await eventually(30) { (try? await page.evaluate("document.readyState")) == "complete" })
+        #expect(await eventually(300) { (try? await page.evaluate("document.readyState")) == "complete" })
         let root = try #require(try await page.call("DOM.getDocument")["root"]?["nodeId"])
         let file = try #require(try await page.call("DOM.querySelector", ["nodeId": root, "selector": "#file"])["nodeId"])
         _ = try await page.call("DOM.setFileInputFiles", ["nodeId": file, "files": [.string(path)]])
@@ -279,7 +279,7 @@ import Testing
         p.arguments = ["-hide_banner", "-loglevel", "error", "-i", dir + "/clip.y4m", "-c:v", "libvpx", "-b:v", "1M",
                        "-deadline", "realtime", dir + "/clip.webm"]
         try p.run()
-        p.waitUntilExit()
+        p.waitForExit()
         try #require(p.terminationStatus == 0, "ffmpeg made the WebM")
         try await Self.withStudio("prompt=\(Self.query(Self.prompt))&input=file&steps=1", profile: dir + "/profile") { page, server in
             try await Self.startWithFile(page, dir + "/clip.webm")
@@ -291,7 +291,7 @@ import Testing
             // 4 a block, came back.
             let taken = sent.count
             #expect((24...52).contains(taken), "\(taken) frames sent of the file's 48")
-            #expect(await eventually(10) { (try? await page.evaluate("window.reelStats.framesDrawn"))?.int == 5 + (taken - 5) / 4 * 4 },
+            #expect(await eventually(120) { (try? await page.evaluate("window.reelStats.framesDrawn"))?.int == 5 + (taken - 5) / 4 * 4 },
                     "every whole block drawn: \(stats.text)")
             #expect(sent.allSatisfy { $0.colour == .red })
             let status = try #require(await server.manager.all.first).statusMessage()

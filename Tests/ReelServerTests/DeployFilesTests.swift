@@ -107,15 +107,15 @@ import Testing
                 check.executableURL = URL(fileURLWithPath: nginx)
                 check.arguments = ["-t", "-q", "-p", prefix, "-c", prefix + "/nginx.conf"]
                 try check.run()
-                check.waitUntilExit()
+                check.waitForExit()
                 #expect(check.terminationStatus == 0, "nginx -t accepts the loopback configuration")
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: nginx)
                 process.arguments = ["-p", prefix, "-c", prefix + "/nginx.conf"]
                 process.standardError = FileHandle.nullDevice
                 try process.run()
-                defer { process.terminate(); process.waitUntilExit() }
-                #expect(await eventually(30) { FileManager.default.fileExists(atPath: prefix + "/nginx.pid") })
+                defer { process.terminate(); process.waitForExit() }
+                #expect(await eventually(120) { FileManager.default.fileExists(atPath: prefix + "/nginx.pid") })
                 try await Task.sleep(for: .milliseconds(200))
                 let seen = WebSocketTests.Seen()
                 var config = WebSocketClientConfiguration()

@@ -216,7 +216,8 @@ import Testing
             // and its shutdown then fails with "I/O on closed channel" (seen under CI load).
             let port = try #require(client.port)
             for request in ["", "GET /healthz HTTP/1.1\r\nHo", "GET / HTTP/9.9\r\n\r\n"] {
-                let closed = Self.secondsUntilClosed(port: port, sending: Array(request.utf8), wait: 30)
+                // A blocking socket read: on a thread of its own, never one of the cooperative pool's.
+                let closed = try await onThread { Self.secondsUntilClosed(port: port, sending: Array(request.utf8), wait: 300) }
                 #expect(closed != nil, "'\(request)' was held open")
             }
         }

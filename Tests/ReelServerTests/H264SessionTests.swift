@@ -1,6 +1,7 @@
 import Foundation
 import ReelCore
 import ReelMedia
+import ReelTestSupport
 import Testing
 @testable import ReelServer
 
@@ -45,9 +46,7 @@ struct H264SessionTests {
         let references = try jpeg.map { try JPEGDecoder.decode(Array(try #require(FrameMessage.decode($0)).jpeg)).pixels }
         var total = 0.0, worst = 0.0
         for (i, h264) in decoded.enumerated() {
-            let errors = references.map { reference in
-                Double(zip(h264, reference).reduce(0) { $0 + abs(Int($1.0) - Int($1.1)) }) / Double(h264.count)
-            }
+            let errors = references.map { meanAbsoluteDifference(h264, $0) }
             #expect(errors.indices.min { errors[$0] < errors[$1] } == i, "decoded frame \(i) is closest to its own JPEG frame")
             total += errors[i]
             worst = max(worst, errors[i])
@@ -97,7 +96,7 @@ struct H264SessionTests {
         process.standardOutput = out
         try process.run()
         let bytes = [UInt8](out.fileHandleForReading.readDataToEndOfFile())
-        process.waitUntilExit()
+        process.waitForExit()
         let size = width * height * 3
         try #require(bytes.count % size == 0)
         return stride(from: 0, to: bytes.count, by: size).map { bytes[$0..<($0 + size)] }

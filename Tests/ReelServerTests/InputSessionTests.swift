@@ -264,7 +264,7 @@ import Testing
                 p.executableURL = URL(fileURLWithPath: ffmpeg)
                 p.arguments = ["-hide_banner", "-loglevel", "error", "-i", dir + "/clip.y4m", "-c:v", "mpeg4", "-q:v", "2", dir + "/clip.mp4"]
                 try p.run()
-                p.waitUntilExit()
+                p.waitForExit()
                 let mp4 = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/clip.mp4")))
                 let response = try await Self.upload(client, [Self.request(["prompt": "a red circle"]),
                                                               FormPart(name: "input", filename: "clip.mp4", type: "video/mp4", body: mp4)])

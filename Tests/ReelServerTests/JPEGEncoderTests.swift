@@ -1,4 +1,5 @@
 import Foundation
+import ReelCore
 import Testing
 @testable import ReelMedia
 @testable import ReelServer
@@ -49,7 +50,7 @@ import Testing
             p.executableURL = URL(fileURLWithPath: ffmpeg)
             p.arguments = ["-hide_banner", "-loglevel", "error", "-y", "-i", input.path, "-f", "rawvideo", "-pix_fmt", "rgb24", output.path]
             try p.run()
-            p.waitUntilExit()
+            p.waitForExit()
             #expect(p.terminationStatus == 0)
             let decoded = [UInt8](try Data(contentsOf: output))
             #expect(decoded.count == card.pixels.count)
@@ -104,7 +105,7 @@ import Testing
         p.standardOutput = out
         try p.run()
         let reference = [UInt8](out.fileHandleForReading.readDataToEndOfFile())
-        p.waitUntilExit()
+        p.waitForExit()
         #expect(reference.count == planes.count)
         let largest = zip(planes, reference).map { abs(Int($0) - Int($1)) }.max() ?? 0
         #expect(largest <= 2, "\(width)x\(height) q\(quality): planes differ from ffmpeg's by up to \(largest)")

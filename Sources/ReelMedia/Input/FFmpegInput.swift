@@ -66,7 +66,7 @@ public final class FFmpegInput: VideoInput {
             throw failure(after: error)
         }
         // A clean end of the pipe: ffmpeg must also have succeeded.
-        process.waitUntilExit()
+        process.waitForExit()
         if process.terminationStatus != 0 { throw failure(after: nil) }
         close()
         return nil
@@ -94,7 +94,7 @@ public final class FFmpegInput: VideoInput {
         process.terminate()
         waitExit(0.5)
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        process.waitForExit()
         return true
     }
 
