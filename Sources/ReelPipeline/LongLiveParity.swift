@@ -14,11 +14,11 @@ public struct LongLiveParity {
         public var schedule = StreamingSchedule.longLive
         /// A converted checkpoint (LoRA merged) to load instead of the fixture's .pt files.
         public var converted: String?
-        /// The DiT's FFN in FP8 (`WanDiT.quantizedFP8`, after the LoRA is merged): how far
+        /// The DiT's layers in FP8 (`WanDiT.quantizedFP8`, after the LoRA is merged): how far
         /// FP8's rounding moves the video, relative to the model's contribution.
-        public var fp8 = false
+        public var fp8: FP8Layers?
         public init(lora: Bool = true, recache: Bool = true, schedule: StreamingSchedule = .longLive, converted: String? = nil,
-                    fp8: Bool = false) {
+                    fp8: FP8Layers? = nil) {
             self.lora = lora; self.recache = recache; self.schedule = schedule; self.converted = converted; self.fp8 = fp8
         }
     }
@@ -80,7 +80,7 @@ public struct LongLiveParity {
             try WanDiT.load(path: $0, backend: backend, communicator: communicator, dtype: dtype)
         } ?? WanDiT.load(path: Self.path(folder, "longlive_base.pt"), lora: variant.lora ? Self.path(folder, "lora.pt") : nil,
                          heads: heads, backend: backend, communicator: communicator, dtype: dtype)
-        if variant.fp8 { dit = try dit.quantizedFP8() }
+        if let fp8 = variant.fp8 { dit = try dit.quantizedFP8(fp8) }
         let prompts = try (0...switches.count).map {
             try dit.encodePrompt(try caseFile.tensor("prompt.\($0)", on: backend, as: dtype))
         }

@@ -36,17 +36,19 @@ extension MemoryEstimate {
     /// The estimate for a DiT of `dit` (with `ditParameters` weights), a text encoder of
     /// `textEncoderParameters` (nil: none on the device) and `decoder`, streaming `geometry` under
     /// `schedule` with weights and activations in `dtype`.
-    /// `fp8`: the FFN's weights in FP8 E4M3, 1 byte each (`--fp8`, `WanDiT.quantizedFP8`).
+    /// `fp8`: those block weights in FP8 E4M3, 1 byte each (`--fp8`, `--fp8-layers`, `WanDiT.quantizedFP8`).
     public static func streaming(dit c: WanDiTConfig, ditParameters: Int, textEncoderParameters: Int?,
                                  decoder: Decoder?, geometry g: BlockGeometry, schedule: StreamingSchedule = .longLive,
-                                 dtype: DType = .bf16, fp8: Bool = false) -> MemoryEstimate {
+                                 dtype: DType = .bf16, fp8: FP8Layers? = nil) -> MemoryEstimate {
         let b = Double(dtype.size)
         let tokens = (g.latentHeight / c.patch) * (g.latentWidth / c.patch)
-        let ffn = fp8 ? c.layers * 2 * c.dim * c.ffnDim : 0
+        // FFN: up and down; attention: q, k, v, o of self- and cross-attention.
+        let quantized = fp8.map { c.layers * (2 * c.dim * c.ffnDim + ($0 == .allLinears ? 8 * c.dim * c.dim : 0)) } ?? 0
         var items: [Item] = [
-            Item(name: "DiT weights", bytes: Double(ditParameters - ffn) * b + Double(ffn),
+            Item(name: "DiT weights", bytes: Double(ditParameters - quantized) * b + Double(quantized),
                  detail: "\(grouped(ditParameters)) parameters x \(dtype.size) B"
-                     + (fp8 ? ", the FFN's \(grouped(ffn)) x 1 B (FP8)" : "") + " (a LoRA is merged at load)"),
+                     + (fp8.map { ", the \($0 == .allLinears ? "block linears'" : "FFN's") \(grouped(quantized)) x 1 B (FP8)" } ?? "")
+                     + " (a LoRA is merged at load)"),
         ]
         if let textEncoderParameters {
             items.append(Item(name: "text encoder", bytes: Double(textEncoderParameters) * b,

@@ -62,7 +62,7 @@ public struct ModelInspection: Sendable {
 
     /// The device memory of streaming at `geometry` (nil without a readable DiT).
     public func estimate(geometry: BlockGeometry, schedule: StreamingSchedule = .longLive,
-                         dtype: DType = .bf16, fp8: Bool = false) -> MemoryEstimate? {
+                         dtype: DType = .bf16, fp8: FP8Layers? = nil) -> MemoryEstimate? {
         guard let dit, let ditReport = parts.first(where: { $0.part.role == .dit && $0.problem == nil }) else {
             return nil
         }

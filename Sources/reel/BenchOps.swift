@@ -116,3 +116,4 @@ private func fmt(_ v: Double, _ digits: Int) -> String { String(format: "%.\(dig
 
 extension GEMMPath: ExpressibleByArgument {}
 extension OpBackend: ExpressibleByArgument {}
+

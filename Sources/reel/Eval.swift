@@ -164,7 +164,7 @@ struct Eval: AsyncParsableCommand {
         let backend = try backendOptions.make()
         let model = try LoadedModel.load(files: files, decoder: true, encoder: true, backend: backend,
                                          decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
-                                         fp8: false)
+                                         fp8: nil)
         let source = try AutoencodedFrameSource(model: model, frameSize: frameSize,
                                                 summary: "the ground truth through the \(model.decoderName) encoder and decoder (the autoencoder's ceiling)")
         var options = evalOptions(frameSize: frameSize)

@@ -26,7 +26,7 @@ struct Parity: AsyncParsableCommand {
     var longlive2 = false
     @Option(help: "Largest acceptable relative error of the faithful run (default: 1e-4 in f32, 3e-2 in bf16).")
     var tolerance: Double?
-    @Flag(help: "Also run the faithful video with the DiT's FFN in FP8 (--fp8 of generate): its error is reported, not judged.")
+    @Flag(help: "Also run the faithful video with the DiT's FFN in FP8, then every block linear in FP8 (--fp8, --fp8-layers all of generate): their errors are reported, not judged.")
     var fp8 = false
     @OptionGroup var backendOptions: BackendOptions
 
@@ -48,7 +48,7 @@ struct Parity: AsyncParsableCommand {
             ("faithful", .init()), ("no recache", .init(recache: false)), ("no LoRA", .init(lora: false)),
             ("no sink", .init(schedule: StreamingSchedule(sinkFrames: 0, attentionFrames: 9))),
         ]
-        if fp8 { runs.append(("FP8 FFN", .init(fp8: true))) }
+        if fp8 { runs += [("FP8 FFN", .init(fp8: .feedForward)), ("FP8 all", .init(fp8: .allLinears))] }
         var failed = false
         // The proof that the fixture can tell right from wrong is the float32 run: there a wrong variant
         // must land at least 10x past the tolerance. In bf16 the faithful error is both sides' rounding,
@@ -63,7 +63,7 @@ struct Parity: AsyncParsableCommand {
             if i == 0 {
                 verdict = e <= tolerance ? "ok" : "FAIL: above tolerance \(tolerance)"
                 failed = failed || e > tolerance
-            } else if variant.fp8 {
+            } else if variant.fp8 != nil {
                 verdict = "(FP8 rounding: reported, not judged)"
             } else if dtype == .f32 {
                 verdict = e >= 10 * tolerance ? "ok (wrong, and caught)" : "FAIL: a wrong run within 10x of the tolerance"

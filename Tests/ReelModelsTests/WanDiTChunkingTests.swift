@@ -160,17 +160,20 @@ import ReelCPU
     }
 }
 
-/// The DiT with its FFN in FP8 (`quantizedFP8`): the same model up to FP8 rounding.
+/// The DiT with its FFN, or every block linear, in FP8 (`quantizedFP8`): the same model up to FP8 rounding.
 @Suite struct WanDiTFP8Tests {
     let backend = CPUBackend()
 
-    @Test func fp8ModelFollowsTheFloatModel() throws {
+    @Test(arguments: FP8Layers.allCases)
+    func fp8ModelFollowsTheFloatModel(layers: FP8Layers) throws {
         let c = WanDiTConfig(dim: 64, ffnDim: 128, heads: 2, layers: 2, textDim: 16)
         let plain = try WanDiT.load(from: WanDiT.randomWeights(c, on: backend, seed: 4), heads: 2, backend: backend).withTextLength(8)
-        let fp8 = try plain.quantizedFP8()
+        let fp8 = try plain.quantizedFP8(layers)
         #expect(!plain.isFP8 && fp8.isFP8 && fp8.withTextLength(8).isFP8)
-        let prompt = try plain.encodePrompt(try backend.randomNormal([5, c.textDim], seed: 9, offset: 0, dtype: .f32))
+        #expect(plain.fp8Layers == nil && fp8.fp8Layers == layers && fp8.withTextLength(8).fp8Layers == layers)
+        let text = try backend.randomNormal([5, c.textDim], seed: 9, offset: 0, dtype: .f32)
         func run(_ model: WanDiT) throws -> [Float] {
+            let prompt = try model.encodePrompt(text)   // the prompt's keys and values through the model's own layers
             let cache = try WanKVCache(backend: backend, layers: c.layers, tokensPerFrame: 2 * 3, heads: 2, headDim: c.headDim,
                                        sinkFrames: 3, windowFrames: 9, dtype: .f32)
             let latents = try backend.randomNormal([3, 4, 6, 16], seed: 11, offset: 0, dtype: .f32)
@@ -178,10 +181,20 @@ import ReelCPU
             let next = try backend.randomNormal([3, 4, 6, 16], seed: 12, offset: 0, dtype: .f32)
             return try model.forward(next, timestep: 750, prompt: prompt, cache: cache, access: .init(startFrame: 3))!.toFloats()
         }
+        func nmse(_ a: [Float], _ b: [Float]) -> Double {
+            var num = 0.0, den = 0.0
+            for i in a.indices { num += Double(b[i] - a[i]) * Double(b[i] - a[i]); den += Double(a[i]) * Double(a[i]) }
+            return num / den
+        }
         let (a, b) = (try run(plain), try run(fp8))
-        var num = 0.0, den = 0.0
-        for i in a.indices { num += Double(b[i] - a[i]) * Double(b[i] - a[i]); den += Double(a[i]) * Double(a[i]) }
-        print("FP8 DiT vs float32 DiT: nmse \(num / den)")
-        #expect(num / den > 1e-7 && num / den < 1e-2)
+        let e = nmse(a, b)
+        print("FP8 DiT (\(layers.rawValue)) vs float32 DiT: nmse \(e)")
+        // Measured: FFN 3.1e-4, every block linear 1.0e-2 (this random model's attention is sharp); scales lost or
+        // misplaced are of order 1.
+        #expect(e > 1e-7 && e < (layers == .allLinears ? 3e-2 : 1e-2))
+        if layers == .allLinears {
+            // More layers rounded move the output further than the FFN alone.
+            #expect(e > nmse(a, try run(try plain.quantizedFP8(.feedForward))))
+        }
     }
 }

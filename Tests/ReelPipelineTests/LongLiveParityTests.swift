@@ -42,9 +42,21 @@ import ReelModels
     /// below the sink's figure, so FP8 on top of a lost sink (or scales ignored or misplaced) fails;
     /// no quantization at all would be at float32's ~1e-6, below the lower bound.
     @Test func fp8FFNStaysCloseToLongLive() async throws {
-        let err = try await parity.run(.init(fp8: true)).relativeError
+        let err = try await parity.run(.init(fp8: .feedForward)).relativeError
         print("LongLive parity with the FFN in FP8 (CPU): relative error \(err)")
         #expect(err > 1e-3 && err < 3.5e-2)
+    }
+
+    /// Every block linear in FP8 (`--fp8 --fp8-layers all`): the attention projections and the prompt's keys and values
+    /// rounded too. Measured on the CPU: 7.3e-2 of the model's contribution (FFN + self-attention 4.0e-2, FFN +
+    /// cross-attention 4.9e-2, FFN alone 2.0e-2) - more than dropping the sink (5.4e-2) on this fixture, whose attention
+    /// is deliberately sharp: an option for memory (the 14B's weights), never the default. The bound sits between that
+    /// figure and FP8 on top of a lost sink (~9e-2), and far below scales misplaced (order 1).
+    @Test func fp8AllLinearsStaysCloseToLongLive() async throws {
+        let all = try await parity.run(.init(fp8: .allLinears)).relativeError
+        let ffn = try await parity.run(.init(fp8: .feedForward)).relativeError
+        print("LongLive parity with every block linear in FP8 (CPU): relative error \(all) (FFN only: \(ffn))")
+        #expect(all > ffn && all < 8.5e-2)
     }
 
     /// The DiT spread over 2 CPU ranks by sequence parallelism (the fixture's 2 heads, one a rank): the same

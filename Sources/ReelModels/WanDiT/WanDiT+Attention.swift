@@ -4,7 +4,7 @@ extension WanDiT {
     /// Wan's attention layer (`WanSelfAttention`; `WanT2VCrossAttention` has the same weights):
     /// q/k/v/o projections `[dim, dim]` and RMS norms of q and k over the whole dim.
     struct Attention {
-        let q, k, v, o: Linear
+        var q, k, v, o: Linear
         let normQ, normK: RMSNorm
         let heads: Int
         let headDim: Int
@@ -27,6 +27,16 @@ extension WanDiT {
 
         /// `[1, tokens, heads, headDim]`.
         func headShape(tokens: Int) -> [Int] { [1, tokens, heads, headDim] }
+
+        /// The four projections in FP8 (`Linear.quantizedFP8`); the norms stay as they are.
+        func quantizedFP8() throws -> Attention {
+            var a = self
+            a.q = try q.quantizedFP8()
+            a.k = try k.quantizedFP8()
+            a.v = try v.quantizedFP8()
+            a.o = try o.quantizedFP8()
+            return a
+        }
     }
 }
 

@@ -5,10 +5,10 @@ extension WanDiT {
     /// cache, cross-attention to the prompt, adaLN, feed-forward, with gated residuals.
     struct Block {
         let modulation: Modulation
-        let selfAttention: Attention
+        var selfAttention: Attention
         /// Affine LayerNorm before cross-attention (`norm3`; `WanDiTConfig.crossAttentionNorm`).
         let crossAttentionNorm: LayerNorm?
-        let crossAttention: Attention
+        var crossAttention: Attention
         var ffn: FeedForward
 
         init(_ w: WanDiTBinder, _ name: String, _ c: WanDiTConfig) throws {

@@ -31,23 +31,32 @@ public final class WanDiT: @unchecked Sendable {
         self.parallelism = parallelism
     }
 
-    /// The same model with each block's FFN in FP8 E4M3: its two layers' weights quantized per output
-    /// channel now, their inputs per token as they are made (LightX2V's channel-wise FP8 weights with
-    /// dynamic per-token activations; the adaLN before the FFN writes FP8 rows directly). The
-    /// attention projections stay in the model's dtype: at the DiT's 1536-wide shapes an FP8 GEMM saves
-    /// about what quantizing its input costs, while FP8 q/k/v raised the video's error on the LongLive
-    /// fixture by half for no end-to-end gain (docs/perf-notes.md, session 6). So do the prompt's cross-attention keys and values,
-    /// the embeddings and the head. Outputs move away from the bf16 model's by FP8's rounding
-    /// (3 mantissa bits); the parity fixtures hold the bf16 model.
-    public func quantizedFP8() throws -> WanDiT {
-        if let parallelism { return try parallelism.map { try $0.quantizedFP8() } }
-        let model = WanDiT(config: config, weights: try weights.withFP8FeedForward(), backend: backend)
+    /// The same model with the blocks' `layers` in FP8 E4M3: weights quantized per output channel now,
+    /// inputs per token as they are made (LightX2V's channel-wise FP8 weights with dynamic per-token
+    /// activations; an adaLN before an FP8 layer writes FP8 rows directly). Outputs move away from the
+    /// bf16 model's by FP8's rounding (3 mantissa bits); the parity fixtures hold the bf16 model.
+    ///
+    /// `.feedForward` (the default) keeps the attention projections in the model's dtype: at the 1.3B's
+    /// 1536-wide shapes an FP8 GEMM saves about what quantizing its input costs, while FP8 q/k/v raised the
+    /// video's error on the LongLive fixture by half for no end-to-end gain (docs/perf-notes.md, session 6).
+    /// `.allLinears` also quantizes every attention projection (self and cross, the prompt's keys and values
+    /// included): the weights' memory halves again (the 14B's attention is 8.4 of its 14 billion), at the
+    /// error `LongLiveParityTests` measures. The embeddings and the head stay in the model's dtype.
+    public func quantizedFP8(_ layers: FP8Layers = .feedForward) throws -> WanDiT {
+        if let parallelism { return try parallelism.map { try $0.quantizedFP8(layers) } }
+        let model = WanDiT(config: config, weights: try weights.withFP8(layers), backend: backend)
         model.chunkFrames = chunkFrames
         return model
     }
 
     /// Whether the blocks' FFN layers run in FP8 (`quantizedFP8`).
     public var isFP8: Bool { weights.blocks.first?.ffn.isFP8 ?? false }
+
+    /// Which of the blocks' layers run in FP8, nil for none.
+    public var fp8Layers: FP8Layers? {
+        guard let b = weights.blocks.first, b.ffn.isFP8 else { return nil }
+        return b.selfAttention.q.fp8 != nil ? .allLinears : .feedForward
+    }
 
     /// The same weights with cross-attention over `textLength` rows (prompt tokens, then zero rows).
     /// Wan pads to 512; a model trained with another length records it (`text_len` metadata).
@@ -158,4 +167,12 @@ public final class WanDiT: @unchecked Sendable {
                               headDim: c.headDim, sinkFrames: sinkFrames, windowFrames: windowFrames,
                               dtype: dtype ?? self.dtype)
     }
+}
+
+/// Which of a DiT's block layers `WanDiT.quantizedFP8` puts in FP8 (`--fp8-layers`).
+public enum FP8Layers: String, Sendable, CaseIterable {
+    /// The feed-forward network's two layers (the default of `--fp8`).
+    case feedForward = "ffn"
+    /// Every linear of the blocks: the FFN and the self- and cross-attention projections.
+    case allLinears = "all"
 }

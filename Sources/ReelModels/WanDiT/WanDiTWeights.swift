@@ -20,12 +20,16 @@ struct WanDiTWeights: @unchecked Sendable {
         head = try WanDiT.Head(w, "head", c)
     }
 
-    /// The same weights with each block's FFN in FP8 (`WanDiT.quantizedFP8`).
-    func withFP8FeedForward() throws -> WanDiTWeights {
+    /// The same weights with each block's `layers` in FP8 (`WanDiT.quantizedFP8`).
+    func withFP8(_ layers: FP8Layers) throws -> WanDiTWeights {
         var w = self
         w.blocks = try blocks.map { b in
             var q = b
             q.ffn = try b.ffn.quantizedFP8()
+            if layers == .allLinears {
+                q.selfAttention = try b.selfAttention.quantizedFP8()
+                q.crossAttention = try b.crossAttention.quantizedFP8()
+            }
             return q
         }
         return w
