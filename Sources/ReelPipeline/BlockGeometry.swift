@@ -71,6 +71,22 @@ public struct BlockGeometry: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+extension BlockGeometry {
+    /// The geometry of this video size for the model whose DiT is `config`: LongLive 2.0's blocks of 8 latent
+    /// frames of 16 pixels (the Wan2.2 VAE's stride; sizes in multiples of 32 so the latents split into 2x2
+    /// patches) for a 2.0 model, this geometry (LongLive 1.0's blocks of 3 latent frames of 8 pixels) otherwise.
+    public func matching(_ config: WanDiTConfig, longLive2: LongLive2Schedule = .longLive2) throws -> BlockGeometry {
+        guard config.runsLongLive2 else { return self }
+        let stride = 16 * config.patch
+        guard width % stride == 0, height % stride == 0 else {
+            throw ReelError.input("a LongLive 2.0 model (Wan2.2 VAE, 16-pixel latents in \(config.patch)x\(config.patch) "
+                                  + "patches) needs a size in multiples of \(stride), got \(self) (e.g. 1280x704)")
+        }
+        return BlockGeometry(width: width, height: height, latentFramesPerBlock: longLive2.framesPerBlock,
+                             spatialStride: 16, temporalStride: 4)
+    }
+}
+
 extension WanDiTConfig {
     /// Throws unless a latent grid of `height` x `width` cells splits into the DiT's patches.
     func checkLatentSize(height: Int, width: Int) throws {

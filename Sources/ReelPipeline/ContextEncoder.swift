@@ -21,6 +21,15 @@ public enum ContextEncoder {
         return VideoContext(latents: try encode(clip, encoder: encoder, geometry: geometry, on: stream, for: target), shown: true)
     }
 
+    /// An image as a LongLive 2.0 model's first frame (`inference_i2v.yaml`'s `initial_latent` of one frame): the
+    /// image alone, encoded to one latent frame `[1, h, w, C]` (a causal VAE's first latent is its first frame).
+    public static func firstFrame(_ image: RGBFrames, encoder: any VideoEncoder, geometry: BlockGeometry,
+                                  on stream: any Backend, for target: any Backend) throws -> VideoContext {
+        try check(image, geometry, "the image")
+        guard image.count == 1 else { throw ReelError.input("an image is one frame, got \(image.count)") }
+        return VideoContext(latents: try encode(image, encoder: encoder, geometry: geometry, on: stream, for: target), shown: true)
+    }
+
     /// The end of a video to continue: its last frames, as many whole blocks of latents as fit in
     /// `maxLatentFrames` (the frames the generator attends to), at least one block. Its frames are not
     /// shown again: the output is the continuation.

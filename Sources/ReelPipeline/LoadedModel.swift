@@ -68,6 +68,10 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
         if let path = files.tinyDecoder {
             let model = UncheckedSendable(try TinyDecoder.load(from: WeightFileTensors(path: path), on: stream, dtype: dtype))
             let (channels, z, up) = (model.value.channels, model.value.latentChannels, model.value.timeUpscale)
+            guard z == dit.config.outChannels else {
+                throw ReelError.input("\(path) is a TAEHV of \(z) latent channels but the DiT makes \(dit.config.outChannels): "
+                                      + "a Wan2.2-TI2V-5B (LongLive 2.0) DiT decodes with the Wan2.2 VAE (--vae Wan2.2_VAE.pth)")
+            }
             var makeEncoder: (@Sendable () -> any VideoEncoder)?
             let encodeStream = wantsEncoder ? try stream.makeStream() : stream
             if wantsEncoder {

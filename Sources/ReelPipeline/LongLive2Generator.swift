@@ -31,6 +31,10 @@ public struct LongLive2Schedule: Codable, Sendable, Equatable {
     /// configs/inference.yaml (and inference_i2v.yaml, which adds the image).
     public static let longLive2 = LongLive2Schedule()
 
+    /// The prefix that marks a prompt as a new shot's first (`_is_shot_boundary`, pipeline l. 974-987, with
+    /// `utils/dataset.py`'s `DEFAULT_SCENE_CUT_PREFIX`): `PromptEncoder` marks such contexts `startsShot`.
+    public static let sceneCutPrefix = "The scene transitions. "
+
     /// Frames anchored for good (`global_sink_size`).
     public var globalSinkFrames: Int { multiShotSink ? sinkFrames : 0 }
 

@@ -96,14 +96,14 @@ public struct LongLiveParity {
             let index = switches.filter { $0 <= frame }.count
             return index > switches.filter { $0 <= frame - blockFrames }.count ? contexts.value[index] : nil
         }
-        let gen = pipeline.generator
         var ours: [Float] = []
         for try await chunk in pipeline.chunks() {
             ours += try backend.permute(try backend.cast(chunk.block.latents, to: .f32), [0, 3, 1, 2]).toFloats()
         }
         // A v = 0 model: x0 = x_t at every step, so each step only mixes in the next draw.
         let n0 = try noiseT.toFloats(), rn = try renoiseT.toFloats()
-        let sigmas = gen.flow.sigmas
+        let sigmas = try FlowMatchSchedule(steps: variant.schedule.denoisingSteps, warp: variant.schedule.warpDenoisingSteps,
+                                           shift: variant.schedule.shift).sigmas
         let steps = sigmas.count - 1
         let perBlock = 3 * 16 * height * width
         var baseline = [Float](repeating: 0, count: n0.count)

@@ -63,6 +63,17 @@ public struct ModelFiles: Sendable, Equatable {
         return out
     }
 
+    /// The DiT's architecture from its file's shapes alone (no weight is read), with the folder's heads: what a
+    /// command checks a request against before loading.
+    public func ditConfig(backend: any Backend) throws -> WanDiTConfig {
+        guard let path = dit else { throw missing(.dit, option: "--dit FILE") }
+        let (source, _) = try WanDiT.openCheckpoint(path: path, ema: ema)
+        let layout = WanDiT.Layout.detect(source.keys)
+        var config = try WanDiT.detectConfig(try WeightBinder(source: source, rules: layout.rules, backend: backend, dtype: .f32))
+        if let heads { config.heads = heads }
+        return config
+    }
+
     /// The error for a missing part: what the folder held and what to give.
     public func missing(_ role: ModelFolder.Role, option: String) -> ReelError {
         if let origin { return origin.missingError(role, option: option) }

@@ -77,6 +77,7 @@ public final class PromptEncoder: @unchecked Sendable {
     public func context(for prompt: String) throws -> WanDiT.PromptContext {
         if let c = contexts.get(prompt) { return c }
         let c = try model.encodePrompt(try embedding(for: prompt))
+            .startingShot(prompt.hasPrefix(LongLive2Schedule.sceneCutPrefix))
         contexts.set(prompt, c)
         return c
     }

@@ -20,6 +20,12 @@ struct Generate: AsyncParsableCommand {
         docs/model-folders.md. The single-file options override the folder's files. `reel inspect DIR` \
         says what a folder holds.
 
+        The model picks the schedule: a LongLive 2.0 model (a Wan2.2-TI2V-5B DiT, 48 latent channels, with the \
+        Wan2.2 VAE) runs LongLive 2.0's (blocks of 8 latent frames, 4 UniPC steps, sizes in multiples of 32, 24 fps \
+        unless the folder says otherwise; docs/longlive2.md): a prompt switch changes only the cross-attention (no \
+        KV-recache), a prompt that starts with "The scene transitions. " is a scene cut, --image is the first frame; \
+        --continue and --input are LongLive 1.0's and refused.
+
         Prompts: --prompt TEXT; or --schedule FILE.jsonl with LongLive's {"prompts": [...]} line and \
         --switch-frames (latent frame indices, one fewer than the prompts); or --interactive, where each \
         line typed on standard input becomes the prompt from the next block on (with KV-recache) and the \
@@ -33,7 +39,8 @@ struct Generate: AsyncParsableCommand {
         output is the continuation. Prompt switches and --switch-frames count from the first generated frame.
 
         Output by extension: .mp4 (H.264 through ffmpeg, Y4M when ffmpeg is missing), .y4m, a folder for \
-        PNG frames, or .safetensors for the latents [frames, 16, H/8, W/8] without decoding. A live output \
+        PNG frames, or .safetensors for the latents [frames, C, h, w] without decoding (16 channels at H/8; LongLive \
+        2.0: 48 at H/16). A live output \
         streams H.264 through ffmpeg while the video is made, at most at its frame rate: -o rtmp://HOST/APP/KEY \
         (FLV; OBS, nginx-rtmp, MediaMTX, YouTube, Twitch), srt://HOST:PORT or udp://HOST:PORT (MPEG-TS); \
         --bitrate sets its rate (docs/streaming.md).
@@ -68,7 +75,7 @@ struct Generate: AsyncParsableCommand {
 
     @Option(help: "Video length in seconds (default 5; rounded up to whole blocks of 12 frames). With --input: the input's first seconds (default: all of it).")
     var seconds: Double?
-    @Option(help: "Latent frames to generate instead of --seconds (a multiple of 3).")
+    @Option(help: "Latent frames to generate instead of --seconds (a multiple of the block: 3, or 8 for LongLive 2.0).")
     var latentFrames: Int?
     @Option(help: "Seed of the Philox noise.")
     var seed: UInt64 = 0
@@ -102,9 +109,7 @@ struct Generate: AsyncParsableCommand {
             if let noiseScale, !(0.2...1).contains(noiseScale) { throw ValidationError("--noise-scale must lie in 0.2...1, got \(noiseScale).") }
             if let inputTimeout, inputTimeout <= 0 { throw ValidationError("--input-timeout must be positive.") }
         }
-        if let latentFrames, latentFrames <= 0 || latentFrames % 3 != 0 {
-            throw ValidationError("--latent-frames must be a positive multiple of 3, got \(latentFrames).")
-        }
+        if let latentFrames, latentFrames <= 0 { throw ValidationError("--latent-frames must be positive, got \(latentFrames).") }
         if image != nil && continueVideo != nil { throw ValidationError("Give either --image or --continue, not both.") }
         if LiveDestination.isURL(output) {
             do { _ = try LiveDestination(url: output) } catch { throw ValidationError("\(error)") }
@@ -133,10 +138,22 @@ struct Generate: AsyncParsableCommand {
         // Everything that can be wrong with the request is checked before any weight is read.
         let files = try models.resolve()
         let latentsOnly = output.lowercased().hasSuffix(".safetensors")
-        let geometry = try video.geometry(folderSize: files.size)
+        // The DiT's shapes pick the schedule (LongLive 2.0's for a 48-channel DiT) and with it the geometry.
+        let config = try files.ditConfig(backend: CPUBackend())
+        let geometry = try video.geometry(folderSize: files.size).matching(config)
         let (width, height) = (geometry.width, geometry.height)
-        let fps = try video.framesPerSecond(folderFPS: files.fps)
+        let fps = try video.framesPerSecond(folderFPS: files.fps ?? (config.runsLongLive2 ? 24 : nil))
+        if config.runsLongLive2 && (input != nil || continueVideo != nil) {
+            throw ReelError.input("\(input != nil ? "--input (StreamDiffusionV2's video-to-video)" : "--continue") is LongLive "
+                                  + "1.0's: this DiT has 48 latent channels (LongLive 2.0), which takes a --prompt, a "
+                                  + "--schedule or --interactive, and --image as the first frame")
+        }
         if input != nil { return try await videoToVideo(files: files, geometry: geometry, fps: fps) }
+        let block = geometry.latentFramesPerBlock
+        if let latentFrames, latentFrames % block != 0 {
+            throw ReelError.input("--latent-frames must be a multiple of the model's block of \(block) latent frames, "
+                                  + "got \(latentFrames)")
+        }
         let totalLatent = latentFrames ?? geometry.latentFrames(seconds: seconds ?? 5, fps: fps)
         var plan = PromptSchedule(prompts: prompt.map { [$0] } ?? [], switchFrames: [])
         if let schedule {
@@ -167,9 +184,11 @@ struct Generate: AsyncParsableCommand {
                    Date().timeIntervalSince(loadStart)))
 
         let context = try makeContext(model: model, geometry: geometry, fps: fps)
-        // An image's still clip is part of the requested length; a continuation's context is not shown.
-        let generated = context.map { $0.shown ? max(geometry.latentFramesPerBlock, totalLatent - $0.latents.shape[0]) : totalLatent }
-            ?? totalLatent
+        // An image's still clip is part of the requested length; a continuation's context is not shown; a LongLive
+        // 2.0 model's image is the first generated frame.
+        let generated = context.map {
+            $0.shown && !config.runsLongLive2 ? max(block, totalLatent - $0.latents.shape[0]) : totalLatent
+        } ?? totalLatent
 
         let control = ControlChannel()
         let live = LivePrompts()
@@ -208,7 +227,7 @@ struct Generate: AsyncParsableCommand {
                     frames += rgb.count
                     line += String(format: ", decode %.0f ms, %d frames", chunk.decodeSeconds * 1000, rgb.count)
                 } else {
-                    latents.append(try backend.permute(try backend.cast(block.latents, to: .f32), [0, 3, 1, 2]))   // [3, C, h, w]
+                    latents.append(try backend.permute(try backend.cast(block.latents, to: .f32), [0, 3, 1, 2]))   // [n, C, h, w]
                     frames += geometry.videoFrames(ofBlock: block.index)
                 }
                 let elapsed = Date().timeIntervalSince(started)
@@ -229,7 +248,7 @@ struct Generate: AsyncParsableCommand {
             writer.metadata = ["layout": "[frames, channels, height, width]", "seed": String(seed),
                                "prompts": plan.prompts.joined(separator: " | ")]
             try writer.write(to: output)
-            log("wrote \(latents.count * 3) latent frames to \(output)")
+            log("wrote \(latents.reduce(0) { $0 + $1.shape[0] }) latent frames to \(output)")
         }
     }
 
@@ -246,7 +265,11 @@ struct Generate: AsyncParsableCommand {
             let input = try FittedInput(try ImageInput(path: path), width: geometry.width, height: geometry.height, frameRate: nil)
             defer { input.close() }
             guard let frame = try input.nextFrame() else { throw ReelError.badFile(path: path, message: "no image in it") }
-            context = try ContextEncoder.image(frame, encoder: encoder, geometry: geometry, on: model.encodeStream, for: model.dit.backend)
+            context = model.dit.config.runsLongLive2
+                ? try ContextEncoder.firstFrame(frame, encoder: encoder, geometry: geometry, on: model.encodeStream,
+                                                for: model.dit.backend)
+                : try ContextEncoder.image(frame, encoder: encoder, geometry: geometry, on: model.encodeStream,
+                                           for: model.dit.backend)
         } else {
             let path = continueVideo!
             let input = try FittedInput(try openVideoInput(path: path), width: geometry.width, height: geometry.height,

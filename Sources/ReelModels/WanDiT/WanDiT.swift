@@ -83,7 +83,17 @@ public final class WanDiT: @unchecked Sendable {
         /// Rank r's context of a sequence-parallel model (on rank r's stream; rank 0's is this one's);
         /// empty on one device.
         let ranks: [PromptContext]
-        init(crossKV: [KeysValues], ranks: [PromptContext] = []) { self.crossKV = crossKV; self.ranks = ranks }
+        /// Whether the prompt opens a new shot (LongLive 2.0's scene cut: the prompt starts with "The scene
+        /// transitions. "); LongLive 1.0's schedule ignores it.
+        public let startsShot: Bool
+        init(crossKV: [KeysValues], ranks: [PromptContext] = [], startsShot: Bool = false) {
+            self.crossKV = crossKV; self.ranks = ranks; self.startsShot = startsShot
+        }
+
+        /// The same context marked as opening a shot (or not); the keys and values are shared.
+        public func startingShot(_ value: Bool = true) -> PromptContext {
+            value == startsShot ? self : PromptContext(crossKV: crossKV, ranks: ranks, startsShot: value)
+        }
     }
 
     /// Projects a prompt embedding (`[tokens, textDim]`, tokens <= textLength, rows past the real tokens

@@ -51,20 +51,25 @@ public struct PipelineRequest: Sendable {
     public var granularity: Pipeline.Granularity
     /// Decode to frames (false: the chunks carry latents only).
     public var decode: Bool
-    /// KV-recache on a prompt switch (LongLive's behaviour; off reproduces plain switching).
+    /// KV-recache on a prompt switch (LongLive 1.0's behaviour; off reproduces plain switching). A LongLive 2.0
+    /// model never recaches: turning it off is refused there as a 1.0 option.
     public var recacheOnSwitch: Bool
-    /// The generator's schedule (LongLive 1.0's by default).
+    /// LongLive 1.0's schedule (a 1.0 model's; a 2.0 model refuses one other than the default).
     public var schedule: StreamingSchedule
+    /// LongLive 2.0's schedule for a 2.0 model (nil: `.longLive2`; refused for a 1.0 model).
+    public var longLive2Schedule: LongLive2Schedule?
     /// Clean latents the video starts from (an image or the end of a video), written into the cache before
-    /// the first generated block; `latentFrames` counts the generated frames after them.
+    /// the first generated block; `latentFrames` counts the generated frames after them. A LongLive 2.0 model
+    /// takes only an image, one latent frame `[1, H, W, C]`, as the first generated frame (and `latentFrames`
+    /// counts it).
     public var context: VideoContext?
 
     public init(geometry: BlockGeometry, latentFrames: Int?, granularity: Pipeline.Granularity = .block,
                 decode: Bool = true, recacheOnSwitch: Bool = true, schedule: StreamingSchedule = .longLive,
-                context: VideoContext? = nil) {
+                longLive2Schedule: LongLive2Schedule? = nil, context: VideoContext? = nil) {
         self.geometry = geometry; self.latentFrames = latentFrames; self.granularity = granularity
         self.decode = decode; self.recacheOnSwitch = recacheOnSwitch; self.schedule = schedule
-        self.context = context
+        self.longLive2Schedule = longLive2Schedule; self.context = context
     }
 }
 
@@ -120,7 +125,8 @@ public final class Pipeline: @unchecked Sendable {
 
     /// Prompt switches, pause, resume and stop, from any thread.
     public let control: ControlChannel
-    public let generator: StreamingGenerator
+    /// LongLive 1.0's `StreamingGenerator`, or `LongLive2BlockGenerator` for a LongLive 2.0 model.
+    public let generator: any BlockGenerator
     public let request: PipelineRequest
     private let model: any PipelineModel
     private let decoder: (any VideoDecoder)?
@@ -130,24 +136,68 @@ public final class Pipeline: @unchecked Sendable {
     ///   - prompt: the first prompt's context (`model.context(for:)`).
     ///   - noise: the noise source (Philox of a seed, or recorded noise for parity).
     ///   - control: where control messages come from (messages sent before the start apply at the first block).
+    ///
+    /// The model picks the schedule: LongLive 2.0's (`LongLive2BlockGenerator`) for a DiT with the Wan2.2 VAE's 48
+    /// latent channels, LongLive 1.0's (`StreamingGenerator`) otherwise.
     public init(model: any PipelineModel, request: PipelineRequest, prompt: WanDiT.PromptContext,
                 noise: any NoiseSource, control: ControlChannel = ControlChannel(), script: PromptScript? = nil) throws {
         self.model = model
         self.control = control
         self.request = request
         self.script = script
-        generator = try StreamingGenerator(model: model.dit, prompt: prompt, latentHeight: request.geometry.latentHeight,
+        if model.dit.config.runsLongLive2 {
+            generator = try Self.longLive2Generator(model: model.dit, request: request, prompt: prompt, noise: noise)
+        } else {
+            if request.longLive2Schedule != nil {
+                throw ReelError.input("a LongLive 2.0 schedule needs a LongLive 2.0 model (a DiT of 48 latent channels); "
+                                      + "this DiT takes \(model.dit.config.inChannels) and runs LongLive 1.0's schedule")
+            }
+            let g = try StreamingGenerator(model: model.dit, prompt: prompt, latentHeight: request.geometry.latentHeight,
                                            latentWidth: request.geometry.latentWidth, schedule: request.schedule, noise: noise)
-        generator.recacheOnSwitch = request.recacheOnSwitch
+            g.recacheOnSwitch = request.recacheOnSwitch
+            generator = g
+        }
         decoder = request.decode ? model.newDecoder() : nil
         if request.decode && decoder == nil { throw ReelError.input("the model has no decoder: ask for latents only") }
-        if let context = request.context {
+        if let context = request.context, !model.dit.config.runsLongLive2 {
             let g = request.geometry, n = request.schedule.framesPerBlock, c = model.dit.config.inChannels
             let dims = context.latents.shape.dims
             guard dims.count == 4, dims[0] > 0, dims[0] % n == 0, dims[1] == g.latentHeight, dims[2] == g.latentWidth, dims[3] == c else {
                 throw ReelError.input("context latents must be [k * \(n), \(g.latentHeight), \(g.latentWidth), \(c)] for \(g), got \(context.latents.shape)")
             }
         }
+    }
+
+    /// LongLive 2.0's generator for `request`, refusing LongLive 1.0's options: its own block, sink and window
+    /// (`LongLive2Schedule`), no recache, and an image (one latent frame) as its only context.
+    static func longLive2Generator(model dit: WanDiT, request: PipelineRequest, prompt: WanDiT.PromptContext,
+                                   noise: any NoiseSource) throws -> LongLive2BlockGenerator {
+        let schedule = request.longLive2Schedule ?? .longLive2
+        if !request.recacheOnSwitch || request.schedule != .longLive {
+            throw ReelError.input("KV-recache and LongLive 1.0's schedule are LongLive 1.0 options: a LongLive 2.0 model "
+                                  + "(48 latent channels) runs LongLive 2.0's schedule, where a new prompt changes only the "
+                                  + "cross-attention; set longLive2Schedule instead")
+        }
+        let g = request.geometry
+        guard g.latentFramesPerBlock == schedule.framesPerBlock, g.spatialStride == 16 else {
+            throw ReelError.input("a LongLive 2.0 model makes blocks of \(schedule.framesPerBlock) latent frames of "
+                                  + "16 pixels (the Wan2.2 VAE's); the request's geometry has blocks of "
+                                  + "\(g.latentFramesPerBlock) and \(g.spatialStride)-pixel latents "
+                                  + "(BlockGeometry.matching(_:) makes it)")
+        }
+        var image: Tensor?
+        if let context = request.context {
+            let (h, w, c) = (g.latentHeight, g.latentWidth, dit.config.inChannels)
+            guard context.shown, context.latents.shape == Shape([1, h, w, c]) else {
+                throw ReelError.input("a LongLive 2.0 model takes an image as its first frame (latents [1, \(h), \(w), "
+                                      + "\(c)]), got \(context.latents.shape)\(context.shown ? "" : " to continue"): "
+                                      + "continuing a video is LongLive 1.0's")
+            }
+            image = context.latents
+        }
+        let generator = try LongLive2Generator(model: dit, latentHeight: g.latentHeight, latentWidth: g.latentWidth,
+                                               schedule: schedule, noise: noise, image: image)
+        return LongLive2BlockGenerator(generator: generator, prompt: prompt)
     }
 
     /// Starts the stages and returns the chunks in order. Call once. Ending the iteration early (or
@@ -157,7 +207,8 @@ public final class Pipeline: @unchecked Sendable {
         let output = Channel<VideoChunk>(capacity: 1)
         let run = PipelineRun(control: control, latents: latents, output: output)
         let (generator, model, script, control, limit) = (self.generator, self.model, self.script, self.control, request.latentFrames)
-        let context = request.context
+        // A LongLive 2.0 model's image is its generator's first frame, not a context block.
+        let context = generator is LongLive2BlockGenerator ? nil : request.context
         Thread.detachNewThread {
             GeneratorStage.run(generator: generator, conditioner: model, script: script, control: control,
                                context: context, latentFrames: limit, output: latents)
@@ -190,12 +241,12 @@ final class PipelineRun: @unchecked Sendable {
 /// The Conditioner and Generator stage: between blocks it applies control messages (a live prompt is
 /// encoded here, on the DiT's stream) and the script's switches, then issues the next block.
 enum GeneratorStage {
-    static func run(generator: StreamingGenerator, conditioner: any PipelineModel, script: PromptScript?,
+    static func run(generator: any BlockGenerator, conditioner: any PipelineModel, script: PromptScript?,
                     control: ControlChannel, context: VideoContext?, latentFrames limit: Int?, output: Channel<LatentBlock>) {
         var state = ControlState()
         do {
             if let context {
-                let n = generator.schedule.framesPerBlock, be = generator.model.backend
+                let n = generator.framesPerBlock, be = generator.model.backend
                 for start in stride(from: 0, to: context.latents.shape[0], by: n) {
                     guard output.reserve() else { output.finish(); return }
                     let part = try be.slice(context.latents, axis: 0, start: start, length: n)
