@@ -1,4 +1,5 @@
 import Foundation
+import ReelCore
 import ReelPipeline
 
 /// All sessions of a server: at most `maxActiveSessions` generate at once on each engine (each session with
@@ -44,12 +45,17 @@ public actor SessionManager {
     /// The engine a generating session runs on (nil when it is queued or over).
     func engine(of id: String) -> Int? { active[id] }
 
-    /// Each engine's device memory in use, into the metrics (where the device keeps count); /metrics calls it.
+    /// Each engine's device memory in use (where the device keeps count) and the C heap's figures, into the
+    /// metrics; /metrics calls it.
     public nonisolated func updateDeviceMemory() {
         for (engine, name) in zip(engines, deviceNames) {
             if let stats = engine.dit.backend.device.memoryStatistics() {
                 metrics.set(Metrics.labelled("reel_device_memory_bytes", device: name), Double(stats.inUse))
             }
+        }
+        if let heap = HeapStatistics.current() {
+            metrics.set("reel_heap_in_use_bytes", Double(heap.inUseBytes))
+            metrics.set("reel_heap_free_bytes", Double(heap.freeBytes))
         }
     }
 
