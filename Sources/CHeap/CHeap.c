@@ -1,4 +1,5 @@
 #include "CHeap.h"
+#include <stdlib.h>   // defines __GLIBC__ where the C library is glibc
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif

@@ -22,6 +22,8 @@ public actor SessionManager {
     private var shuttingDown = false
     /// Sessions created so far (the fault injection counts them).
     private var createdCount = 0
+    /// Gives freed memory back after sessions end (`ServerConfiguration.trimsHeapAfterSessions`).
+    nonisolated let heapTrimmer = HeapTrimmer()
 
     /// The first engine's model (what every engine holds).
     public nonisolated var model: LoadedModel { engines[0] }
@@ -166,6 +168,9 @@ public actor SessionManager {
     private func generationEnded(_ session: Session) {
         active.removeValue(forKey: session.id)
         schedule()
+        // The session's pipeline (KV cache, decoder state, frames) is released by now, but for a stage still
+        // finishing its block in flight: what that lets go of soon after, the next session's trim takes.
+        if config.trimsHeapAfterSessions { heapTrimmer.request() }
     }
 
     /// The engine with the fewest sessions generating and a free slot (the lowest index among equals), or nil.
