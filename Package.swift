@@ -35,7 +35,9 @@ let package = Package(
     ],
     targets: [
         // Tensors, the backend protocol, dtypes, the shared RNG.
-        .target(name: "ReelCore"),
+        .target(name: "ReelCore", dependencies: ["CHeap"]),
+        // glibc's heap figures and trim (<malloc.h>), for the server's memory.
+        .target(name: "CHeap"),
         // The CPU backend: float32 math, multithreaded, the oracle for every other backend.
         .target(name: "ReelCPU", dependencies: ["ReelCore"], swiftSettings: cpuKernelSettings),
         // The CUDA backend: NVIDIA libraries loaded at run time, kernels compiled by NVRTC.

@@ -784,7 +784,8 @@ class Soak:
                   "threads": proc["Threads"], "fds": proc["fds"], "healthz": status, "healthz_s": round(answered, 3),
                   "sessions": m.get("reel_sessions"), "active": m.get("reel_sessions_active"),
                   "queued": m.get("reel_sessions_queued"), "websockets": m.get("reel_websockets_open"),
-                  "created": m.get("reel_sessions_created_total"), "blocks": m.get("reel_blocks_generated_total")}
+                  "created": m.get("reel_sessions_created_total"), "blocks": m.get("reel_blocks_generated_total"),
+                  "heap_in_use_kib": kib(m.get("reel_heap_in_use_bytes")), "heap_free_kib": kib(m.get("reel_heap_free_bytes"))}
         self.samples.append(sample)
         if status != 200:
             self.ledger.finding(f"/healthz answered {status} at t={sample['t']} s")
@@ -796,7 +797,9 @@ class Soak:
             if s is None:
                 self.ledger.finding("the server process is gone")
                 return
-            print(f"[{s['t']:7.0f} s] rss {s['rss_kib'] / 1024:6.1f} MiB  threads {s['threads']:3d}  "
+            heap = (f"heap {s['heap_in_use_kib'] / 1024:6.1f} in use {s['heap_free_kib'] / 1024:6.1f} free  "
+                    if s["heap_in_use_kib"] is not None else "")
+            print(f"[{s['t']:7.0f} s] rss {s['rss_kib'] / 1024:6.1f} MiB  {heap}threads {s['threads']:3d}  "
                   f"fds {s['fds']:3d}  "
                   f"sessions {s['sessions']} (active {s['active']}, queued {s['queued']})  ws {s['websockets']}  "
                   f"created {s['created']}  faults {self.ledger.counts.get('faults_injected', 0)}", flush=True)
@@ -910,6 +913,17 @@ class Soak:
                   "rss_trend_mib_per_hour_after_settle": round(trend, 1) if trend is not None else None,
                   "threads_start_end": [self.samples[0]["threads"], self.samples[-1]["threads"]],
                   "fds_start_end": [self.samples[0]["fds"], self.samples[-1]["fds"]]}
+        # The C heap (glibc's mallinfo2 through /metrics): RSS that grows while the bytes in use do not is memory
+        # malloc keeps in its arenas, not objects kept alive.
+        heap = [s for s in settled if s.get("heap_in_use_kib") is not None]
+        if heap:
+            memory["heap_in_use_mib_settle_end"] = [round(heap[0]["heap_in_use_kib"] / 1024, 1),
+                                                    round(heap[-1]["heap_in_use_kib"] / 1024, 1)]
+            memory["heap_free_mib_settle_end"] = [round(heap[0]["heap_free_kib"] / 1024, 1),
+                                                  round(heap[-1]["heap_free_kib"] / 1024, 1)]
+            if len(heap) > 2:
+                memory["heap_in_use_trend_mib_per_hour_after_settle"] = round(
+                    slope([(s["t"], s["heap_in_use_kib"]) for s in heap]) * 3600 / 1024, 1)
         return {"command": " ".join(sys.argv), "server_command": " ".join(self.command),
                 "minutes": round((time.time() - t0) / 60, 1), "seed": args.seed, "clients": args.clients,
                 "fuzzers": args.fuzzers, "max_sessions": args.max_sessions, "machine": machine(),
@@ -929,6 +943,10 @@ class Soak:
         print(f"RSS: {m['rss_start_mib']} MiB at start, {m['rss_at_settle_mib']} settled, {m['rss_end_mib']} at end, "
               f"max {m['rss_max_mib']}; trend after settling {m['rss_trend_mib_per_hour_after_settle']} MiB/h; "
               f"threads {m['threads_start_end']}, fds {m['fds_start_end']}")
+        if "heap_in_use_mib_settle_end" in m:
+            print(f"C heap (settled -> end): in use {m['heap_in_use_mib_settle_end']} MiB "
+                  f"(trend {m.get('heap_in_use_trend_mib_per_hour_after_settle')} MiB/h), "
+                  f"free in arenas {m['heap_free_mib_settle_end']} MiB")
         for k in sorted(report["metrics_end"]):
             if k.startswith("reel_sessions") or k.startswith("reel_websocket"):
                 print(f"  {k} {report['metrics_end'][k]:.0f}")
@@ -937,6 +955,11 @@ class Soak:
         for f in report["findings"]:
             print("finding:", f["what"])
         print("PASSED" if report["passed"] else "FAILED", "- report:", self.args.report)
+
+
+def kib(nbytes):
+    """A byte count from /metrics in KiB (None stays None: the server's C library gives no heap figures)."""
+    return None if nbytes is None else round(nbytes / 1024)
 
 
 def slope(points):

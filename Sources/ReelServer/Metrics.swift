@@ -86,6 +86,8 @@ public final class Metrics: @unchecked Sendable {
         "reel_device_sessions_active": ("gauge", "Sessions generating on a device (its engine's slots in use)."),
         "reel_device_sessions_started_total": ("counter", "Sessions started on a device."),
         "reel_device_memory_bytes": ("gauge", "Device memory held by live tensors, where the device keeps count."),
+        "reel_heap_in_use_bytes": ("gauge", "Bytes the C heap (malloc) has allocated, host tensors included."),
+        "reel_heap_free_bytes": ("gauge", "Bytes free inside the C heap's arenas, kept by malloc rather than given back."),
     ]
 
     /// Families whose series carry a device label (`labelled(_:device:)`): no unlabelled series of them.

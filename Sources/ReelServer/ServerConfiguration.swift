@@ -62,6 +62,9 @@ public struct ServerConfiguration: Sendable {
     public var connectionIdleTimeout: Duration = .seconds(60)
     /// Failures injected into sessions, for tests and soaks (none by default; no client can set it).
     public var faults = FaultInjection()
+    /// Give the C heap's free pages back to the system after each session's generation ends (`HeapTrimmer`):
+    /// without it glibc's arenas keep them and the resident size grows over hours of sessions.
+    public var trimsHeapAfterSessions = true
 
     public init(recordingFolder: String = NSTemporaryDirectory() + "reel-serve-\(ProcessInfo.processInfo.processIdentifier)") {
         self.recordingFolder = recordingFolder

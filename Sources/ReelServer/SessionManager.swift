@@ -1,4 +1,5 @@
 import Foundation
+import ReelCore
 import ReelPipeline
 
 /// All sessions of a server: at most `maxActiveSessions` generate at once on each engine (each session with
@@ -21,6 +22,8 @@ public actor SessionManager {
     private var shuttingDown = false
     /// Sessions created so far (the fault injection counts them).
     private var createdCount = 0
+    /// Gives freed memory back after sessions end (`ServerConfiguration.trimsHeapAfterSessions`).
+    nonisolated let heapTrimmer = HeapTrimmer()
 
     /// The first engine's model (what every engine holds).
     public nonisolated var model: LoadedModel { engines[0] }
@@ -44,12 +47,17 @@ public actor SessionManager {
     /// The engine a generating session runs on (nil when it is queued or over).
     func engine(of id: String) -> Int? { active[id] }
 
-    /// Each engine's device memory in use, into the metrics (where the device keeps count); /metrics calls it.
+    /// Each engine's device memory in use (where the device keeps count) and the C heap's figures, into the
+    /// metrics; /metrics calls it.
     public nonisolated func updateDeviceMemory() {
         for (engine, name) in zip(engines, deviceNames) {
             if let stats = engine.dit.backend.device.memoryStatistics() {
                 metrics.set(Metrics.labelled("reel_device_memory_bytes", device: name), Double(stats.inUse))
             }
+        }
+        if let heap = HeapStatistics.current() {
+            metrics.set("reel_heap_in_use_bytes", Double(heap.inUseBytes))
+            metrics.set("reel_heap_free_bytes", Double(heap.freeBytes))
         }
     }
 
@@ -160,6 +168,9 @@ public actor SessionManager {
     private func generationEnded(_ session: Session) {
         active.removeValue(forKey: session.id)
         schedule()
+        // The session's pipeline (KV cache, decoder state, frames) is released by now, but for a stage still
+        // finishing its block in flight: what that lets go of soon after, the next session's trim takes.
+        if config.trimsHeapAfterSessions { heapTrimmer.request() }
     }
 
     /// The engine with the fewest sessions generating and a free slot (the lowest index among equals), or nil.
