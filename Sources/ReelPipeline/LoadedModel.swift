@@ -43,10 +43,12 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// (the Wan VAE's, or a TAEHV file's `encoder.*`), for image and video inputs. `communicator`: the DiT
     /// spread over its ranks by sequence parallelism (`backend` must be its rank 0's stream, where the text
     /// encoder runs).
+    /// `textBackend`: where the text encoder's weights live and it runs (e.g. the CPU beside a GPU DiT: no device
+    /// memory for umT5, seconds per new prompt); default: `backend`.
     public static func load(files: ModelFiles, ema: Bool = false, decoder wantsDecoder: Bool = true, encoder wantsEncoder: Bool = false,
                             backend: any Backend, decodeBackend: (any Backend)? = nil,
                             communicator: (any Communicator)? = nil, dtype: DType = .f32,
-                            fp8: FP8Layers? = nil) throws -> LoadedModel {
+                            fp8: FP8Layers? = nil, textBackend: (any Backend)? = nil) throws -> LoadedModel {
         if let communicator, communicator.streams[0] !== backend {
             throw ReelError.input("the DiT's first rank (\(communicator.streams[0].name)) must be the backend the text "
                                   + "encoder runs on (\(backend.name))")
@@ -58,7 +60,7 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
             throw files.missing(.vae, option: "--vae FILE or --tiny-decoder FILE")
         }
         let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizerPath))
-        let textModel = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: backend, dtype: dtype)
+        let textModel = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: textBackend ?? backend, dtype: dtype)
         var dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: ema || files.ema,
                                   backend: backend, communicator: communicator, dtype: dtype)
         if let fp8 { dit = try dit.quantizedFP8(fp8) }

@@ -46,6 +46,9 @@ public final class PromptEncoder: @unchecked Sendable {
     private var contexts: LRUCache<String, WanDiT.PromptContext>
     /// Encodes run (cache misses), for inspection and tests.
     public private(set) var textEncoderRuns = 0
+    /// Seconds the text encoder took for its last run (a prompt not seen before; with the encoder on the CPU beside a
+    /// GPU DiT, what a switch to a new prompt waits for), nil before the first.
+    public private(set) var lastEncodeSeconds: Double?
 
     public init(tokenizer: any PromptTokenizer, textEncoder: UMT5Encoder, model: WanDiT,
                 embeddingCapacity: Int = 64, contextCapacity: Int = 4) throws {
@@ -67,10 +70,21 @@ public final class PromptEncoder: @unchecked Sendable {
         if ids.count > limit, let end = ids.last {
             ids = Array(ids.prefix(limit - 1)) + [end]        // as Wan truncates at its text length: keep `</s>`
         }
-        let e = try textEncoder.encode(ids)
+        let start = ContinuousClock.now
+        let e = try Self.moved(try textEncoder.encode(ids), to: model.backend, as: model.dtype)
+        lastEncodeSeconds = (ContinuousClock.now - start).seconds
         textEncoderRuns += 1
         embeddings.set(prompt, e)
         return e
+    }
+
+    /// `x` on `backend` in `dtype`: itself when it is there already; else cast where it is and copied through the
+    /// host (the text encoder on the CPU beside a GPU DiT: `[tokens, textDim]`, a few MB).
+    static func moved(_ x: Tensor, to backend: any Backend, as dtype: DType) throws -> Tensor {
+        guard x.backend !== backend else { return x }
+        let cast = x.dtype == dtype ? x : try x.backend.cast(x, to: dtype)
+        let bytes = try cast.backend.downloadBytes(cast)
+        return try bytes.withUnsafeBytes { try backend.upload($0, shape: cast.shape, dtype: dtype) }
     }
 
     /// The DiT's context for `prompt`.

@@ -14,6 +14,9 @@ struct BackendOptions: ParsableArguments {
     var device = 0
     @Option(help: "CUDA device ordinal of the video decoder (default: the DiT's device, on a stream of its own). A second GPU decodes beside the DiT instead of sharing its device.")
     var decodeDevice: Int?
+    @Option(help: ArgumentHelp("Where the umT5 text encoder runs: cpu or cuda (default: --backend).",
+                               discussion: "--text-backend cpu beside --backend cuda keeps umT5 off the GPU (umT5-XXL: 11 GB in bf16); a prompt not seen before then takes seconds to encode (printed), once per prompt."))
+    var textBackend: Kind?
     @Option(help: "CPU threads (default: all cores).")
     var threads: Int?
     @Option(help: ArgumentHelp(
@@ -38,6 +41,7 @@ struct BackendOptions: ParsableArguments {
             throw ValidationError("--device \(device) and --devices \(devices) disagree: the DiT's main device is "
                                   + "the first of --devices.")
         }
+        if textBackend == .cuda && backend == .cpu { throw ValidationError("--text-backend cuda needs --backend cuda.") }
         if let decodeDevice {
             if backend != .cuda { throw ValidationError("--decode-device needs --backend cuda.") }
             if decodeDevice < 0 { throw ValidationError("--decode-device must be 0 or more.") }
@@ -49,6 +53,12 @@ struct BackendOptions: ParsableArguments {
     func makeDecodeBackend() throws -> (any Backend)? {
         guard let decodeDevice, decodeDevice != device else { return nil }
         return try CUDABackend(device: decodeDevice, tuning: Self.tuning)
+    }
+
+    /// The text encoder's backend when `--text-backend` differs from `--backend` (nil: the DiT's).
+    func makeTextBackend() -> (any Backend)? {
+        guard let textBackend, textBackend != backend else { return nil }
+        return CPUBackend(threads: threads)
     }
 
     /// The performance switches, read from the environment here and nowhere else (`Tuning.fromEnvironment`

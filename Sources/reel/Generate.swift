@@ -176,7 +176,7 @@ struct Generate: AsyncParsableCommand {
         let model = try LoadedModel.load(files: files, decoder: !latentsOnly || inputs, encoder: inputs,
                                           backend: backend, decodeBackend: try backendOptions.makeDecodeBackend(),
                                               communicator: try backendOptions.makeCommunicator(), dtype: dtype,
-                                          fp8: models.fp8)
+                                          fp8: models.fp8, textBackend: backendOptions.makeTextBackend())
         let dit = model.dit, textModel = model.prompts.textEncoder, prompts = model.prompts
         let decoder = latentsOnly ? nil : model.newDecoder()
         log(String(format: "loaded DiT (%d layers, dim %d%@), umT5 (%d layers) and %@ in %.1f s", dit.config.layers,
@@ -207,8 +207,11 @@ struct Generate: AsyncParsableCommand {
         } ?? PhiloxNoise(seed: seed)
         let decide = ScheduledPrompts(plan: plan, encoder: prompts)
         let request = PipelineRequest(geometry: geometry, latentFrames: generated, decode: !latentsOnly, context: context)
-        let pipeline = try Pipeline(model: model, request: request,
-                                    prompt: try prompts.context(for: firstPrompt), noise: noiseSource, control: control,
+        let firstContext = try prompts.context(for: firstPrompt)
+        if textModel.backend !== backend, let seconds = prompts.lastEncodeSeconds {
+            log(String(format: "text encoder on %@: the first prompt took %.0f ms (each new prompt does)", textModel.backend.name, seconds * 1000))
+        }
+        let pipeline = try Pipeline(model: model, request: request, prompt: firstContext, noise: noiseSource, control: control,
                                     script: decide.context(atFrame:))
 
         let sink = try decoder.map { _ in try VideoSinks.open(path: output, fps: fps, live: liveOptions) { log("note: " + $0) } }
@@ -312,7 +315,12 @@ final class ScheduledPrompts: @unchecked Sendable {
         guard index > scheduled, index < plan.prompts.count else { return nil }
         scheduled = index
         log("prompt \(index) from latent frame \(frame): \(plan.prompts[index])")
-        return try encoder.context(for: plan.prompts[index])
+        let runs = encoder.textEncoderRuns
+        let context = try encoder.context(for: plan.prompts[index])
+        if encoder.textEncoderRuns > runs, let seconds = encoder.lastEncodeSeconds {
+            log(String(format: "  text encoder: %.0f ms", seconds * 1000))
+        }
+        return context
     }
 }
 

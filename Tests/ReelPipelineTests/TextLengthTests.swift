@@ -2,7 +2,7 @@ import Foundation
 import ReelCore
 import ReelCPU
 import ReelIO
-import ReelModels
+@testable import ReelModels
 import Testing
 @testable import ReelPipeline
 
@@ -59,5 +59,29 @@ import Testing
         #expect(try embedding.toFloats() == expected.toFloats())
         _ = try prompts.context(for: "a long prompt")
         #expect(throws: ReelError.self) { try dit.encodePrompt(try t5.encode(ids)) }
+    }
+
+    /// `--text-backend cpu`: the text encoder on a backend of its own (another CPU backend here, standing for the CPU
+    /// beside a GPU DiT). The embedding arrives on the DiT's backend in the DiT's dtype, and the context is the one the
+    /// encoder on the DiT's own backend makes, bit for bit.
+    @Test func theTextEncoderMayRunOnABackendOfItsOwn() throws {
+        struct Fixed: PromptTokenizer {
+            func ids(for text: String) throws -> [Int32] { [5, 6, 7, 1] }
+        }
+        let path = try ditFile(metadata: ["heads": "2", "text_len": "8"])
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let dit = try WanDiT.load(path: path, backend: backend)
+        let t5Weights = try UMT5Encoder.randomWeights(UMT5Config(vocabulary: 40, dim: 16, heads: 2, headDim: 8, ffnDim: 32, layers: 1),
+                                                      on: backend)
+        let other = CPUBackend(threads: 1, gemm: .own)
+        let here = try PromptEncoder(tokenizer: Fixed(), textEncoder: try UMT5Encoder.load(from: t5Weights, backend: backend), model: dit)
+        let apart = try PromptEncoder(tokenizer: Fixed(), textEncoder: try UMT5Encoder.load(from: t5Weights, backend: other), model: dit)
+        let e = try apart.embedding(for: "a cat")
+        #expect(e.backend === backend && e.dtype == dit.dtype)
+        #expect(apart.textEncoderRuns == 1 && (apart.lastEncodeSeconds ?? -1) >= 0)
+        #expect(try e.toFloats() == here.embedding(for: "a cat").toFloats())
+        let (a, b) = (try apart.context(for: "a cat"), try here.context(for: "a cat"))
+        #expect(try a.crossKV[0].keys.toFloats() == b.crossKV[0].keys.toFloats())
+        #expect(try a.crossKV[0].values.toFloats() == b.crossKV[0].values.toFloats())
     }
 }
