@@ -18,8 +18,8 @@ public enum EngineWarmUp {
         let n = geometry.latentFramesPerBlock
         if let decoder {
             for block in 0..<2 {
-                let latents = try decodeStream.randomNormal([1, n, geometry.latentHeight, geometry.latentWidth, decoder.latentChannels],
-                                                            seed: 50 + UInt64(block), offset: 0, dtype: dit.dtype)
+                let shape = Shape([1, n, geometry.latentHeight, geometry.latentWidth, decoder.latentChannels])
+                let latents = try decodeStream.randomNormal(shape, seed: 50 + UInt64(block), offset: 0, dtype: dit.dtype)
                 _ = try decoder.decode(latents)
             }
             try decodeStream.synchronize()

@@ -209,7 +209,8 @@ final class Session: @unchecked Sendable {
             // The pipeline object lives as long as its chunks are read (its stages and controls hang on it).
             let (chunks, pipeline) = try await config.testPattern
                 ? (TestPattern.chunks(width: request.width, height: request.height, fps: request.fps,
-                                      latentFrames: request.latentFrames(in: BlockGeometry(width: request.width, height: request.height)),
+                                      latentFrames: request.latentFrames(in: BlockGeometry(width: request.width,
+                                                                                           height: request.height)),
                                       backend: model.dit.backend,
                                       isStopped: { [weak self] in self?.isStopping ?? true }), self)
                 : makeChunks(model: model)
@@ -233,7 +234,7 @@ final class Session: @unchecked Sendable {
                 if chunk.latentFrames.lowerBound == 0 {
                     metrics.add("reel_blocks_generated_total")
                     metrics.add("reel_block_seconds_total", block.timings.seconds)
-                    // A live switch (with a KV-recache for LongLive 1.0; a 2.0 model's changes only the cross-attention).
+                    // A live switch (a KV-recache for LongLive 1.0; 2.0's changes only the cross-attention).
                     if let text = block.switchedTo {
                         metrics.add("reel_prompt_switches_total")
                         condition.withLock { prompt = text; promptSwitches += 1 }

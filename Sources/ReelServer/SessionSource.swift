@@ -66,8 +66,9 @@ extension Session {
         let longLive2 = model.dit.config.runsLongLive2
         let context = try await onThread { UncheckedSendable(try model.context(for: request.prompt)) }.value
         guard let kind = request.input else {
-            let pipeline = try Pipeline(model: model, request: PipelineRequest(geometry: geometry, latentFrames: request.latentFrames(in: geometry),
-                                                                               granularity: .latentFrame),
+            let video = PipelineRequest(geometry: geometry, latentFrames: request.latentFrames(in: geometry),
+                                        granularity: .latentFrame)
+            let pipeline = try Pipeline(model: model, request: video,
                                         prompt: context, noise: PhiloxNoise(seed: request.seed), control: control)
             return (pipeline.chunks(), pipeline)
         }

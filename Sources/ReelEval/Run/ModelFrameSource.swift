@@ -49,13 +49,16 @@ public struct ModelFrameSource: FrameSource {
             pending += frames.pixels
             while block < blocks, pending.count >= VideoPlan.frames(inBlock: block) * frames.frameBytes {
                 let bytes = VideoPlan.frames(inBlock: block) * frames.frameBytes
-                try await body(try RGBFrames(width: frames.width, height: frames.height, pixels: Array(pending[..<bytes])))
+                let part = Array(pending[..<bytes])
+                try await body(try RGBFrames(width: frames.width, height: frames.height, pixels: part))
                 pending.removeFirst(bytes)
                 block += 1
             }
             if block == blocks { break }
         }
-        guard block == blocks else { throw ReelError.input("the stream ended after \(block) of the plan's \(blocks) blocks") }
+        guard block == blocks else {
+            throw ReelError.input("the stream ended after \(block) of the plan's \(blocks) blocks")
+        }
     }
 
     /// Throws for a LongLive 2.0 model: the input evals are built on LongLive 1.0's still first block and
