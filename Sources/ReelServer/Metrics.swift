@@ -60,7 +60,7 @@ public final class Metrics: @unchecked Sendable {
         "reel_blocks_generated_total": ("counter", "Blocks generated and decoded."),
         "reel_frames_sent_total": ("counter", "Video frames sent over WebSockets."),
         "reel_bytes_sent_total": ("counter", "Bytes of video frames sent over WebSockets."),
-        "reel_prompt_switches_total": ("counter", "Prompt switches (each a KV-recache)."),
+        "reel_prompt_switches_total": ("counter", "Prompt switches (each a KV-recache for a LongLive 1.0 model)."),
         "reel_client_errors_total": ("counter", "Requests and messages answered with an error."),
         "reel_block_seconds_total": ("counter", "Seconds spent generating blocks (DiT)."),
         "reel_decode_seconds_total": ("counter", "Seconds spent decoding blocks."),

@@ -209,7 +209,9 @@ final class Session: @unchecked Sendable {
             // The pipeline object lives as long as its chunks are read (its stages and controls hang on it).
             let (chunks, pipeline) = try await config.testPattern
                 ? (TestPattern.chunks(width: request.width, height: request.height, fps: request.fps,
-                                      latentFrames: request.latentFrames, backend: model.dit.backend,
+                                      latentFrames: request.latentFrames(in: BlockGeometry(width: request.width,
+                                                                                           height: request.height)),
+                                      backend: model.dit.backend,
                                       isStopped: { [weak self] in self?.isStopping ?? true }), self)
                 : makeChunks(model: model)
             defer { withExtendedLifetime(pipeline) {} }
@@ -232,8 +234,11 @@ final class Session: @unchecked Sendable {
                 if chunk.latentFrames.lowerBound == 0 {
                     metrics.add("reel_blocks_generated_total")
                     metrics.add("reel_block_seconds_total", block.timings.seconds)
-                    if block.timings.recacheSeconds > 0 { metrics.add("reel_prompt_switches_total") }
-                    if let text = block.switchedTo { condition.withLock { prompt = text; promptSwitches += 1 } }
+                    // A live switch (a KV-recache for LongLive 1.0; 2.0's changes only the cross-attention).
+                    if let text = block.switchedTo {
+                        metrics.add("reel_prompt_switches_total")
+                        condition.withLock { prompt = text; promptSwitches += 1 }
+                    }
                 }
                 metrics.add("reel_decode_seconds_total", chunk.decodeSeconds)
                 guard let rgb = chunk.frames else { continue }

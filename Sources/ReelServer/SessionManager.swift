@@ -78,7 +78,8 @@ public actor SessionManager {
     }
 
     /// Creates a session; with `watched`, its events stream is attached before it can produce anything,
-    /// so the watcher sees every frame. A session with an input needs a model loaded with its encoder.
+    /// so the watcher sees every frame. A session with an input needs a model loaded with its encoder; one the model
+    /// cannot make (its size, a LongLive 2.0 model's video input) is refused here, before it queues.
     func create(_ request: SessionRequest, source: SessionSource? = nil,
                 watched: Bool) throws(APIError) -> (session: Session, events: AsyncStream<SessionEvent>?) {
         guard !shuttingDown else { throw APIError(.serviceUnavailable, "shutting_down", "the server is shutting down") }
@@ -86,6 +87,7 @@ public actor SessionManager {
             throw APIError(.notImplemented, "no_encoder",
                            "this server's model has no encoder, so it takes no \(input.rawValue) input (prompts only)")
         }
+        try request.check(for: model.dit.config)
         guard active.count < config.maxActiveSessions * engines.count || queue.count < config.maxQueuedSessions else {
             metrics.add("reel_sessions_rejected_total")
             throw APIError(.tooManyRequests, "too_many_sessions",

@@ -1,5 +1,6 @@
 import Foundation
 import ReelMedia
+import ReelModels
 import ReelPipeline
 
 /// What a client asks for when it starts a session (`POST /v1/sessions` or the WebSocket's `start`),
@@ -70,13 +71,33 @@ public struct SessionRequest: Sendable, Equatable {
         }
         return self
     }
+}
 
-    /// Latent frames for `seconds` of video: T latents decode to 4T - 3 frames, in whole blocks of 3.
-    var latentFrames: Int? {
-        seconds.map { seconds in
-            let videoFrames = Int((seconds * Double(fps)).rounded(.up))
-            let t = (videoFrames + 3 + 3) / 4
-            return max(3, (t + 2) / 3 * 3)
+extension SessionRequest {
+    /// This request's size as blocks of `config`'s model: LongLive 1.0's blocks of 3 latent frames of 8 pixels, or a
+    /// LongLive 2.0 model's blocks of 8 of 16 pixels (`BlockGeometry.matching`). A size the model cannot make is the
+    /// client's error.
+    func geometry(for config: WanDiTConfig) throws(APIError) -> BlockGeometry {
+        do {
+            return try BlockGeometry(width: width, height: height).matching(config)
+        } catch {
+            throw APIError(.badRequest, "bad_size", "options.width and options.height: \(error)")
+        }
+    }
+
+    /// Latent frames for `seconds` of video in `geometry`'s whole blocks (nil: until stopped).
+    func latentFrames(in geometry: BlockGeometry) -> Int? {
+        seconds.map { geometry.latentFrames(seconds: $0, fps: fps) }
+    }
+
+    /// Throws unless `config`'s model can make this session: its size, and for a LongLive 2.0 model no video input
+    /// (StreamDiffusionV2's video-to-video runs LongLive 1.0's DiT; 2.0 takes an image as its first frame).
+    func check(for config: WanDiTConfig) throws(APIError) {
+        _ = try geometry(for: config)
+        if config.runsLongLive2, input == .video {
+            throw APIError(.badRequest, "unsupported_input",
+                           "options.input 'video' (video-to-video) is LongLive 1.0's; this server's model is LongLive 2.0 "
+                           + "(48 latent channels), which takes a prompt, or an image as its first frame")
         }
     }
 }

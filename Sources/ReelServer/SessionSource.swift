@@ -62,11 +62,13 @@ extension Session {
     /// frame for frame (`VideoToVideoPipeline` over the input fitted to the session's size and frame rate).
     func makeChunks(model: LoadedModel) async throws -> (chunks: AsyncThrowingStream<VideoChunk, Error>, pipeline: AnyObject) {
         let request = self.request
-        let geometry = BlockGeometry(width: request.width, height: request.height)
+        let geometry = try request.geometry(for: model.dit.config)
+        let longLive2 = model.dit.config.runsLongLive2
         let context = try await onThread { UncheckedSendable(try model.context(for: request.prompt)) }.value
         guard let kind = request.input else {
-            let pipeline = try Pipeline(model: model, request: PipelineRequest(geometry: geometry, latentFrames: request.latentFrames,
-                                                                               granularity: .latentFrame),
+            let video = PipelineRequest(geometry: geometry, latentFrames: request.latentFrames(in: geometry),
+                                        granularity: .latentFrame)
+            let pipeline = try Pipeline(model: model, request: video,
                                         prompt: context, noise: PhiloxNoise(seed: request.seed), control: control)
             return (pipeline.chunks(), pipeline)
         }
@@ -88,16 +90,21 @@ extension Session {
                 case .videoFile, nil: throw ReelError.input("an image session has no image")
                 }
                 let fitted = try FrameFit.cover(frame, width: geometry.width, height: geometry.height)
-                return UncheckedSendable(try ContextEncoder.image(fitted, encoder: encoder.value, geometry: geometry,
-                                                                  on: model.encodeStream, for: model.dit.backend))
+                // LongLive 2.0: the image alone is the first generated latent frame; 1.0: a still clip of one block.
+                let encode = longLive2 ? ContextEncoder.firstFrame : ContextEncoder.image
+                return UncheckedSendable(try encode(fitted, encoder.value, geometry, model.encodeStream, model.dit.backend))
             }.value
-            // The image's still clip is part of the requested length (as `reel generate --image`).
-            let generated = request.latentFrames.map { max(geometry.latentFramesPerBlock, $0 - image.latents.shape[0]) }
+            // The image is part of the requested length (as `reel generate --image`): 1.0's still clip as context
+            // blocks before the generated ones, 2.0's first frame counted among the generated.
+            let total = request.latentFrames(in: geometry)
+            let generated = longLive2 ? total : total.map { max(geometry.latentFramesPerBlock, $0 - image.latents.shape[0]) }
             let pipeline = try Pipeline(model: model, request: PipelineRequest(geometry: geometry, latentFrames: generated,
                                                                                granularity: .latentFrame, context: image),
                                         prompt: context, noise: PhiloxNoise(seed: request.seed), control: control)
             return (pipeline.chunks(), pipeline)
         case .video:
+            // `SessionManager.create` refuses it first; a LongLive 2.0 DiT must not reach StreamDiffusionV2's schedule.
+            if longLive2 { try request.check(for: model.dit.config) }
             let input: any VideoInput
             switch source.value {
             case .live(let live): input = live

@@ -211,7 +211,7 @@ struct Bench: AsyncParsableCommand {
         // session leaves the two streams' memory pools. It is released before the measured one starts:
         // its KV cache (3.45 GB for the 1.3B model) would otherwise count in the measured peak.
         try await EngineWarmUp.run(dit: dit, prompt: first, switchTo: second, decoder: newDecoder(), decodeStream: decodeStream,
-                                   latentHeight: lh, latentWidth: lw)
+                                   geometry: geometry)
         let parts = ModelParts(dit: dit, newDecoder: newDecoder, decodeStream: decodeStream)
         let request = PipelineRequest(geometry: geometry, latentFrames: 18, granularity: .latentFrame, decode: decoder != .none)
         do {

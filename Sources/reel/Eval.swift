@@ -148,7 +148,12 @@ struct Eval: AsyncParsableCommand {
         let source = try ModelFrameSource(model: model, frameSize: frameSize,
                                           summary: "model \(models.model ?? files.dit!) on \(backend.name) (\(backendOptions.storageType))")
         var options = evalOptions(frameSize: frameSize)
-        options.fps = files.fps ?? options.fps
+        options.fps = files.fps ?? (model.dit.config.runsLongLive2 ? 24 : options.fps)
+        if options.restyleVideos + options.animateVideos > 0, model.dit.config.runsLongLive2 {
+            log("note: LongLive 2.0 model: skipping video-to-video and image-to-video (measured on LongLive 1.0's schedule)")
+            options.restyleVideos = 0
+            options.animateVideos = 0
+        }
         options.noiseScale = noiseScale ?? files.noiseScale ?? options.noiseScale
         if options.restyleVideos + options.animateVideos > 0, model.newEncoder() == nil {
             log("note: the model has no encoder (encoder.* in taehv.safetensors, or a Wan VAE): skipping video-to-video and "
@@ -168,7 +173,12 @@ struct Eval: AsyncParsableCommand {
         let source = try AutoencodedFrameSource(model: model, frameSize: frameSize,
                                                 summary: "the ground truth through the \(model.decoderName) encoder and decoder (the autoencoder's ceiling)")
         var options = evalOptions(frameSize: frameSize)
-        options.fps = files.fps ?? options.fps
+        options.fps = files.fps ?? (model.dit.config.runsLongLive2 ? 24 : options.fps)
+        if options.restyleVideos + options.animateVideos > 0, model.dit.config.runsLongLive2 {
+            log("note: LongLive 2.0 model: skipping video-to-video and image-to-video (measured on LongLive 1.0's schedule)")
+            options.restyleVideos = 0
+            options.animateVideos = 0
+        }
         if options.restyleVideos + options.animateVideos > 0 {
             log("note: --autoencoded measures the text-to-video plans only: video-to-video and image-to-video skipped")
             options.restyleVideos = 0

@@ -4,6 +4,7 @@ import Logging
 import ReelCore
 import ReelCPU
 import ReelCUDA
+import ReelModels
 import ReelPipeline
 import ReelServer
 
@@ -85,9 +86,19 @@ struct Serve: AsyncParsableCommand {
             printError(error)
             throw ExitCode.failure
         }
-        let geometry = try video.geometry(folderSize: files.size)
+        // The DiT's shapes (headers only) pick the blocks: the default size must be one the model can make, and a
+        // LongLive 2.0 model plays at 24 fps unless told otherwise.
+        let ditConfig: WanDiTConfig
+        let geometry: BlockGeometry
+        do {
+            ditConfig = try files.ditConfig(backend: CPUBackend())
+            geometry = try video.geometry(folderSize: files.size).matching(ditConfig)
+        } catch let error as ReelError {
+            printError(error)
+            throw ExitCode.failure
+        }
         let (width, height) = (geometry.width, geometry.height)
-        let fps = try video.framesPerSecond(folderFPS: files.fps)
+        let fps = try video.framesPerSecond(folderFPS: files.fps ?? (ditConfig.runsLongLive2 ? 24 : nil))
         var logger = Logger(label: "reel.serve")
         logger.logLevel = .info
         var engines: [LoadedModel] = []
@@ -167,8 +178,10 @@ struct Serve: AsyncParsableCommand {
             logger.info("reel serve: the API needs its key (/healthz and the page stay open)")
         }
         let server = try ReelServer(manager: SessionManager(engines: engines, config: config))
-        let inputs = model.makeEncoder == nil ? "prompts only: the decoder file has no encoder" : "video, camera and image inputs"
+        let inputs = model.makeEncoder == nil ? "prompts only: the decoder file has no encoder"
+            : ditConfig.runsLongLive2 ? "image inputs (no video-to-video: LongLive 2.0)" : "video, camera and image inputs"
         let dit = "DiT \(model.dit.config.layers) layers, dim \(model.dit.config.dim)"
+            + (ditConfig.runsLongLive2 ? ", LongLive 2.0 (blocks of \(geometry.latentFramesPerBlock) latent frames)" : "")
         logger.info("reel serve: http://\(host):\(port)/ (\(dit); decoder \(model.decoderName); \(inputs))")
         try await server.run(host: host, port: port, logger: logger)
     }

@@ -43,3 +43,66 @@ import Testing
         #expect(badSize.status != 0 && badSize.errors.contains("multiples of 32"), "\(badSize.errors)")
     }
 }
+
+/// `reel serve --model FOLDER` on the tiny LongLive 2.0 folder, as the built executable: a 1.0 size is refused before
+/// loading, and a session made over HTTP (curl) runs in 2.0's blocks at 24 fps.
+@Suite(.serialized) struct LongLive2ServeCommandTests {
+    static let curlPath = "/usr/bin/curl"
+
+    /// curl's output, or nil when it fails (the server not up yet).
+    func curl(_ arguments: [String]) throws -> String? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.curlPath)
+        p.arguments = ["-sf", "--max-time", "10"] + arguments
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return p.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
+    }
+
+    func json(_ text: String?) -> [String: Any] {
+        text.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] } ?? [:]
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: LongLive2GenerateCommandTests.executable)
+                   && FileManager.default.isExecutableFile(atPath: curlPath)))
+    func serveRunsASessionInTheModelsBlocks() throws {
+        let f = try ModelFolderFixtures()
+        defer { f.remove() }
+        let dir = try f.longLive2Folder("LongLive2-tiny")
+        let badSize = try LongLive2GenerateCommandTests().reel(["serve", "--model", dir, "--size", "48x48", "--port", "0"])
+        #expect(badSize.status != 0 && badSize.errors.contains("multiples of 32"), "\(badSize.errors)")
+
+        let port = Int.random(in: 20_000...60_000)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: LongLive2GenerateCommandTests.executable)
+        server.arguments = ["serve", "--model", dir, "--size", "64x64", "--port", "\(port)", "--threads", "2"]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { server.terminate(); server.waitUntilExit() }
+        let base = "http://127.0.0.1:\(port)"
+        let deadline = Date().addingTimeInterval(300)
+        while try curl(["\(base)/healthz"]) == nil, Date() < deadline, server.isRunning { Thread.sleep(forTimeInterval: 0.2) }
+        let created = json(try curl(["-X", "POST", "-H", "Content-Type: application/json", "-d",
+                                     "{\"prompt\": \"a red circle\", \"options\": {\"seconds\": 1, \"record\": false}}",
+                                     "\(base)/v1/sessions"]))
+        let id = try #require(created["id"] as? String, "\(created)")
+        var status: [String: Any] = [:]
+        while Date() < deadline {
+            status = json(try curl(["\(base)/v1/sessions/\(id)"]))
+            if let state = status["state"] as? String, state != "queued", state != "running" { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        // 1 s at the 2.0 default of 24 fps: 24 frames, one block of 8 latent frames (29 frames) at the default size.
+        #expect(status["state"] as? String == "finished", "\(status)")
+        #expect(status["frames"] as? Int == 29 && status["blocks"] as? Int == 1, "\(status)")
+        #expect(status["fps"] as? Int == 24 && status["width"] as? Int == 64, "\(status)")
+        let refused = try curl(["-X", "POST", "-H", "Content-Type: application/json", "-d",
+                                "{\"prompt\": \"a cat\", \"options\": {\"width\": 48, \"height\": 32}}", "\(base)/v1/sessions"])
+        #expect(refused == nil, "curl -f fails on the 400")
+    }
+}

@@ -44,7 +44,7 @@ import ReelModels
             // The warm-up's decoder is the one the video then decodes with: its reset is under test too.
             let decoder = model.newDecoder()
             try await EngineWarmUp.run(dit: prompts.model, prompt: other, switchTo: first, decoder: decoder, decodeStream: backend,
-                                       latentHeight: 4, latentWidth: 6)
+                                       geometry: BlockGeometry(latentWidth: 6, latentHeight: 4))
             model = ModelParts(dit: prompts.model, newDecoder: { decoder }, conditioner: { try prompts.context(for: $0) })
         }
         let request = PipelineRequest(geometry: BlockGeometry(width: 48, height: 32), latentFrames: latentFrames, granularity: granularity)

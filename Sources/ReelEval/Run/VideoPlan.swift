@@ -37,6 +37,11 @@ public struct VideoPlan: Sendable {
     public static func firstFrame(ofBlock b: Int) -> Int { b == 0 ? 0 : 12 * b - 3 }
     public static func frames(inBlock b: Int) -> Int { b == 0 ? 9 : 12 }
 
+    /// The prompt index in effect at latent frame `frame` (scene i + 1 from latent frame 3 * switchBlocks[i]).
+    public func promptIndex(atLatentFrame frame: Int) -> Int {
+        switchBlocks.prefix { 3 * $0 <= frame }.count
+    }
+
     /// The prompt index that starts at latent frame `frame` (a block start), if one does.
     public func promptStarting(atLatentFrame frame: Int) -> Int? {
         switchBlocks.firstIndex(of: frame / 3).map { $0 + 1 }
