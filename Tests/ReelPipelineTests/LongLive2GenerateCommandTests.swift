@@ -1,4 +1,5 @@
 import Foundation
+import ReelCore
 import Testing
 
 /// `reel generate --model FOLDER` on a tiny LongLive 2.0 folder, run as the built executable (`swift build` builds
@@ -17,7 +18,7 @@ import Testing
         p.standardOutput = FileHandle.nullDevice
         try p.run()
         let data = errors.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        p.waitForExit()
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
@@ -59,7 +60,7 @@ import Testing
         p.standardError = FileHandle.nullDevice
         try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        p.waitForExit()
         return p.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
     }
 
@@ -83,7 +84,7 @@ import Testing
         server.standardOutput = FileHandle.nullDevice
         server.standardError = FileHandle.nullDevice
         try server.run()
-        defer { server.terminate(); server.waitUntilExit() }
+        defer { server.terminate(); server.waitForExit() }
         let base = "http://127.0.0.1:\(port)"
         let deadline = Date().addingTimeInterval(300)
         while try curl(["\(base)/healthz"]) == nil, Date() < deadline, server.isRunning { Thread.sleep(forTimeInterval: 0.2) }
