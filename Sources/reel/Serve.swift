@@ -80,6 +80,14 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        var logger = Logger(label: "reel.serve")
+        logger.logLevel = .info
+        // Before the model loads and the sessions' threads allocate: the heap's settings hold for what comes after.
+        let heapPolicy = try Self.heapPolicy()
+        do { try heapPolicy.apply() } catch {
+            logger.warning("reel serve: heap policy \(heapPolicy) not applied: \(error)")
+        }
+        logger.info("reel serve: heap policy \(heapPolicy)")
         let files: ModelFiles
         do { files = try models.resolve() } catch let error as ReelError {
             printError(error)
@@ -88,8 +96,6 @@ struct Serve: AsyncParsableCommand {
         let geometry = try video.geometry(folderSize: files.size)
         let (width, height) = (geometry.width, geometry.height)
         let fps = try video.framesPerSecond(folderFPS: files.fps)
-        var logger = Logger(label: "reel.serve")
-        logger.logLevel = .info
         var engines: [LoadedModel] = []
         let device: String
         do {
@@ -174,6 +180,15 @@ struct Serve: AsyncParsableCommand {
 }
 
 extension Serve {
+    /// The C heap's tuning: REEL_HEAP_POLICY (`system` for glibc's defaults, or e.g. `mmap-threshold=256K,arenas=2`),
+    /// else `HeapPolicy.server`.
+    static func heapPolicy(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> HeapPolicy {
+        guard let text = environment["REEL_HEAP_POLICY"] else { return .server }
+        do { return try HeapPolicy(parsing: text) } catch let error as HeapPolicy.ParseError {
+            throw ValidationError("REEL_HEAP_POLICY: \(error)")
+        }
+    }
+
     static func isLoopback(_ host: String) -> Bool {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
