@@ -26,7 +26,7 @@ public struct HeapPolicy: Sendable, Equatable, CustomStringConvertible {
     public static let system = HeapPolicy()
 
     /// `reel serve`'s policy, chosen by soak runs (docs/deploy.md, "Soak").
-    public static let server = HeapPolicy(mmapThreshold: 1 << 20, arenaMax: nil)
+    public static let server = HeapPolicy(mmapThreshold: 256 << 10, arenaMax: nil)
 
     /// What could not be set.
     public struct Refused: Error, Equatable, CustomStringConvertible {
