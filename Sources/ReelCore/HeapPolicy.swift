@@ -49,6 +49,7 @@ public struct HeapPolicy: Sendable, Equatable, CustomStringConvertible {
     public init(parsing text: String) throws {
         self.init()
         if text == "system" { return }
+        if text.isEmpty { throw ParseError(text: text, item: text) }
         for item in text.split(separator: ",") {
             let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard parts.count == 2 else { throw ParseError(text: text, item: String(item)) }

@@ -22,8 +22,8 @@ reel_heap_stats reel_heap_stats_now(void);
 int reel_heap_trim(void);
 
 /// mallopt(M_MMAP_THRESHOLD, bytes): allocations of at least `bytes` get pages of their own, unmapped on free.
-/// Setting it stops glibc from raising the threshold by itself (up to 32 MiB). 1 on success; 0 where glibc
-/// refuses it (over 32 MiB on 64-bit) or the C library is not glibc.
+/// Setting it stops glibc from raising the threshold by itself (up to 32 MiB). 1 on success; 0 for a value over
+/// INT_MAX or where the C library is not glibc (glibc 2.36 takes any other value).
 int reel_heap_set_mmap_threshold(size_t bytes);
 
 /// mallopt(M_ARENA_MAX, count): at most `count` arenas (glibc's default: 8 per core). Arenas already made stay.
