@@ -22,6 +22,10 @@ struct Serve: AsyncParsableCommand {
         API key (--api-key, REEL_API_KEY or --api-key-file), the API and /metrics need `Authorization: Bearer KEY` \
         (the WebSocket also takes ?key=KEY; the page takes ?key=KEY in its address, or asks); the page, \
         /openapi.json and /healthz stay open. TLS: put a reverse proxy in front (docs/deploy.md).
+
+        Memory: buffers over 256 KiB get pages of their own, given back when freed, so that the resident size does \
+        not creep up with each session; REEL_HEAP_POLICY overrides it (`system` for glibc's defaults, or e.g. \
+        `mmap-threshold=1M,arenas=2`; docs/deploy.md, "Soak").
         """
     )
 
@@ -77,6 +81,7 @@ struct Serve: AsyncParsableCommand {
                                   + "--decode-device yet.")
         }
         try access.validate()
+        _ = try Self.heapPolicy()   // REEL_HEAP_POLICY, checked before the model loads
     }
 
     func run() async throws {
