@@ -25,3 +25,23 @@ int reel_heap_trim(void) {
     return 0;
 #endif
 }
+
+int reel_heap_set_mmap_threshold(size_t bytes) {
+#if defined(__GLIBC__)
+    if (bytes > (size_t)0x7fffffff) return 0;   // mallopt takes an int
+    return mallopt(M_MMAP_THRESHOLD, (int)bytes);
+#else
+    (void)bytes;
+    return 0;
+#endif
+}
+
+int reel_heap_set_arena_max(int count) {
+#if defined(__GLIBC__)
+    if (count < 1) return 0;
+    return mallopt(M_ARENA_MAX, count);
+#else
+    (void)count;
+    return 0;
+#endif
+}

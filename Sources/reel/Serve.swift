@@ -23,6 +23,10 @@ struct Serve: AsyncParsableCommand {
         API key (--api-key, REEL_API_KEY or --api-key-file), the API and /metrics need `Authorization: Bearer KEY` \
         (the WebSocket also takes ?key=KEY; the page takes ?key=KEY in its address, or asks); the page, \
         /openapi.json and /healthz stay open. TLS: put a reverse proxy in front (docs/deploy.md).
+
+        Memory: buffers over 256 KiB get pages of their own, given back when freed, so that the resident size does \
+        not creep up with each session; REEL_HEAP_POLICY overrides it (`system` for glibc's defaults, or e.g. \
+        `mmap-threshold=1M,arenas=2`; docs/deploy.md, "Soak").
         """
     )
 
@@ -78,9 +82,18 @@ struct Serve: AsyncParsableCommand {
                                   + "--decode-device yet.")
         }
         try access.validate()
+        _ = try Self.heapPolicy()   // REEL_HEAP_POLICY, checked before the model loads
     }
 
     func run() async throws {
+        var logger = Logger(label: "reel.serve")
+        logger.logLevel = .info
+        // Before the model loads and the sessions' threads allocate: the heap's settings hold for what comes after.
+        let heapPolicy = try Self.heapPolicy()
+        do { try heapPolicy.apply() } catch {
+            logger.warning("reel serve: heap policy \(heapPolicy) not applied: \(error)")
+        }
+        logger.info("reel serve: heap policy \(heapPolicy)")
         let files: ModelFiles
         do { files = try models.resolve() } catch let error as ReelError {
             printError(error)
@@ -99,8 +112,6 @@ struct Serve: AsyncParsableCommand {
         }
         let (width, height) = (geometry.width, geometry.height)
         let fps = try video.framesPerSecond(folderFPS: files.fps ?? (ditConfig.runsLongLive2 ? 24 : nil))
-        var logger = Logger(label: "reel.serve")
-        logger.logLevel = .info
         var engines: [LoadedModel] = []
         let device: String
         do {
@@ -188,6 +199,15 @@ struct Serve: AsyncParsableCommand {
 }
 
 extension Serve {
+    /// The C heap's tuning: REEL_HEAP_POLICY (`system` for glibc's defaults, or e.g. `mmap-threshold=256K,arenas=2`),
+    /// else `HeapPolicy.server`.
+    static func heapPolicy(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> HeapPolicy {
+        guard let text = environment["REEL_HEAP_POLICY"] else { return .server }
+        do { return try HeapPolicy(parsing: text) } catch let error as HeapPolicy.ParseError {
+            throw ValidationError("REEL_HEAP_POLICY: \(error)")
+        }
+    }
+
     static func isLoopback(_ host: String) -> Bool {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
