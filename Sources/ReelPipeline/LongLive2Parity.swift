@@ -26,8 +26,13 @@ public struct LongLive2Parity {
         public var imageAtTimestepZero = true
         /// The weights file in the folder: `weights.safetensors` (Wan's names) or `weights.diffusers.safetensors`.
         public var weights = "weights.safetensors"
-        public init(schedule: LongLive2Schedule, imageAtTimestepZero: Bool = true, weights: String = "weights.safetensors") {
+        /// The DiT's block linears in FP8 (LongLive 2.0's own FP8 PTQ, `utils/fp8.py`, quantizes every block linear
+        /// per row and keeps the embeddings and the head in bf16: `.allLinears`); nil: the checkpoint's dtype.
+        public var fp8: FP8Layers?
+        public init(schedule: LongLive2Schedule, imageAtTimestepZero: Bool = true, weights: String = "weights.safetensors",
+                    fp8: FP8Layers? = nil) {
             self.schedule = schedule; self.imageAtTimestepZero = imageAtTimestepZero; self.weights = weights
+            self.fp8 = fp8
         }
     }
 
@@ -84,6 +89,9 @@ public struct LongLive2Parity {
         public var testCase: Case
         public var variant: Variant
         public var isFaithful: Bool
+        public init(name: String, testCase: Case, variant: Variant, isFaithful: Bool) {
+            self.name = name; self.testCase = testCase; self.variant = variant; self.isFaithful = isFaithful
+        }
     }
 
     /// The faithful run of every case, then each piece of the schedule dropped or swapped (each must land far from
@@ -115,8 +123,9 @@ public struct LongLive2Parity {
             throw ReelError.badFile(path: path, message: "config lacks heads, height, width, scene_cut or the block prompts")
         }
         let file = try WeightFiles.open(path)
-        let dit = try WanDiT.load(path: (folder as NSString).appendingPathComponent(variant.weights), heads: heads,
+        var dit = try WanDiT.load(path: (folder as NSString).appendingPathComponent(variant.weights), heads: heads,
                                   backend: backend, dtype: dtype)
+        if let fp8 = variant.fp8 { dit = try dit.quantizedFP8(fp8) }
         let prompts = try cuts.indices.map { try dit.encodePrompt(try file.tensor("prompt.\($0)", on: backend, as: dtype)) }
         let noise = try file.tensor("noise", on: backend, as: .f32)                       // [F, C, H, W]
         let image = c == .i2v ? try backend.permute(try file.tensor("image", on: backend, as: .f32), [0, 2, 3, 1]) : nil

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ReelModels
 import ReelPipeline
 
 /// `reel parity --longlive2`: Reel against the LongLive 2.0 fixture (tools/fixtures/dit/make_longlive2_fixture.py).
@@ -12,13 +13,25 @@ extension Parity {
         // As for 1.0: the float32 run proves the fixture tells right from wrong (wrong runs at least 10x past the
         // tolerance); in bf16 the faithful error is both sides' rounding, so wrong runs are only reported.
         var failed = false
-        for run in LongLive2Parity.runs {
+        var runs = LongLive2Parity.runs
+        if fp8 {
+            // LongLive 2.0's FP8 PTQ (every block linear, per row) and the FFN alone: reported, not judged; the
+            // wrong runs above say how far a real mistake lands.
+            for (name, layers) in [("FP8 all linears, absolute", FP8Layers.allLinears), ("FP8 FFN, absolute", .feedForward)] {
+                runs.append(.init(name: name, testCase: .absolute,
+                                  variant: .init(schedule: LongLive2Parity.referenceSchedule(.absolute), fp8: layers),
+                                  isFaithful: false))
+            }
+        }
+        for run in runs {
             let r = try parity.run(run.testCase, run.variant)
             let e = r.maxBlockError
             let verdict: String
             if run.isFaithful {
                 verdict = e <= tolerance ? "ok" : "FAIL: above tolerance \(tolerance)"
                 failed = failed || e > tolerance
+            } else if run.variant.fp8 != nil {
+                verdict = "(FP8 rounding: reported, not judged)"
             } else if dtype == .f32 {
                 verdict = e >= 10 * tolerance ? "ok (wrong, and caught)" : "FAIL: a wrong run within 10x of the tolerance"
                 failed = failed || e < 10 * tolerance

@@ -26,7 +26,7 @@ struct Parity: AsyncParsableCommand {
     var longlive2 = false
     @Option(help: "Largest acceptable relative error of the faithful run (default: 1e-4 in f32, 3e-2 in bf16).")
     var tolerance: Double?
-    @Flag(help: "Also run the faithful video with the DiT's FFN in FP8, then every block linear in FP8 (--fp8, --fp8-layers all of generate): their errors are reported, not judged.")
+    @Flag(help: "Also run the faithful video with the DiT's FFN in FP8, then every block linear in FP8 (--fp8, --fp8-layers all of generate; for --longlive2 the latter is LongLive 2.0's own FP8 PTQ): their errors are reported, not judged.")
     var fp8 = false
     @OptionGroup var backendOptions: BackendOptions
 

@@ -22,7 +22,7 @@ import ReelCore
 /// 4. the pass attends to slots `0 ..< localEnd` of its row.
 ///
 /// The token-means of the sink slots are kept on the host as they are written, so a check downloads only
-/// the new frame's two means (`dim` values each), not the sink.
+/// the new frame's two means (`dim` values each, in one download), not the sink.
 public final class SinkRefreshKVCache: @unchecked Sendable {
     public let layers: Int
     /// Rows allocated: one per denoising level of the stream batch.
@@ -134,7 +134,7 @@ public final class SinkRefreshKVCache: @unchecked Sendable {
         var means: [Int: (k: [Double], v: [Double])] = [:]
         func frameMeans(_ f: Int) throws -> (k: [Double], v: [Double]) {
             if let m = means[f] { return m }
-            let m = (try tokenMean(k, frame: f), try tokenMean(v, frame: f))
+            let m = try tokenMeans(k, v, frame: f)
             means[f] = m
             return m
         }
@@ -198,17 +198,21 @@ public final class SinkRefreshKVCache: @unchecked Sendable {
                 try values[layer][row].narrowed(axis: 1, start: 0, length: attended))
     }
 
-    /// The mean over frame `f`'s tokens of `x [1, n * tokensPerFrame, heads, headDim]`, heads and head dim
-    /// flattened (`dim` values): one GEMM with a row of ones on the device, `dim` values downloaded.
-    private func tokenMean(_ x: Tensor, frame f: Int) throws -> [Double] {
-        let be = x.backend, dim = heads * headDim
-        if ones == nil || ones?.dtype != x.dtype || ones?.backend !== be {
-            ones = try be.tensor([Float](repeating: 1, count: tokensPerFrame), shape: [1, tokensPerFrame], dtype: x.dtype)
+    /// The means over frame `f`'s tokens of the keys and of the values `[1, n * tokensPerFrame, heads, headDim]`,
+    /// heads and head dim flattened (`dim` values each): a GEMM each with a row of ones on the device, both
+    /// downloaded at once (one host wait instead of two).
+    private func tokenMeans(_ k: Tensor, _ v: Tensor, frame f: Int) throws -> (k: [Double], v: [Double]) {
+        let be = k.backend, dim = heads * headDim
+        if ones == nil || ones?.dtype != k.dtype || ones?.backend !== be {
+            ones = try be.tensor([Float](repeating: 1, count: tokensPerFrame), shape: [1, tokensPerFrame], dtype: k.dtype)
         }
-        let rows = try x.narrowed(axis: 1, start: f * tokensPerFrame, length: tokensPerFrame)
-            .reshaped([tokensPerFrame, dim])
-        let sum = try be.matmul(ones!, rows, transposeB: false, bias: nil)       // [1, dim]
-        return try be.cast(sum, to: .f32).toFloats().map { Double($0) / Double(tokensPerFrame) }
+        let sums = try [k, v].map { x in
+            let rows = try x.narrowed(axis: 1, start: f * tokensPerFrame, length: tokensPerFrame)
+                .reshaped([tokensPerFrame, dim])
+            return try be.matmul(ones!, rows, transposeB: false, bias: nil)       // [1, dim]
+        }
+        let both = try be.cast(try be.concat(sums, axis: 1), to: .f32).toFloats().map { Double($0) / Double(tokensPerFrame) }
+        return (Array(both[..<dim]), Array(both[dim...]))
     }
 
     /// torch.cosine_similarity: x.y / max(|x| |y|, 1e-8); 0 against a zero vector.
