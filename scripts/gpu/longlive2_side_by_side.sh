@@ -8,7 +8,8 @@
 #   reel_dit 110  reel bench --backend cuda --model 5b --decoder none
 #   reel_vae 140  reel bench --backend cuda --model 5b --decoder vae
 # Both sides run the same blocks: BLOCKS (8), WARMUP (4: blocks left out of the steady median) and SWITCH (6: the
-# scene-cut block, also left out). STEPS="ref_dit reel_dit" runs a subset (e.g. to split over two calls).
+# scene-cut block, also left out). STEPS="ref_dit reel_dit" runs a subset (e.g. to split over two calls); REF_EXTRA
+# adds arguments to the reference's runs (e.g. "--eager", or "--tiny --device cpu" to try this script without a GPU).
 #
 # Needs, carried to the GPU machine (carry: .gpu, .ref/LongLive2, .whl/longlive2; ~6 + 19 + 7 MB):
 #   .gpu/go.sh + .gpu/lead.tar.xz  the static reel at /tmp/g/reel (as .gpu/call4.sh uses it)
@@ -28,6 +29,7 @@ BLOCKS=${BLOCKS:-8}
 WARMUP=${WARMUP:-4}
 SWITCH=${SWITCH:-6}
 STEPS=${STEPS:-"ref_dit ref_vae reel_dit reel_vae"}
+REF_EXTRA=${REF_EXTRA:-}
 export PYTHONUNBUFFERED=1
 
 if [ -d .whl/longlive2 ]; then
@@ -36,7 +38,7 @@ if [ -d .whl/longlive2 ]; then
 fi
 python3 - <<'EOF' 2>&1 | tee "$OUT/env.txt"
 import importlib
-for name in ["torch", "triton", "flash_attn", "diffusers", "omegaconf", "transformers", "einops", "regex", "ftfy", "peft"]:
+for name in "torch triton flash_attn diffusers omegaconf transformers einops regex ftfy peft".split():
     try:
         m = importlib.import_module(name)
         print(f"{name} {getattr(m, '__version__', '?')}")
@@ -49,12 +51,15 @@ if [ -f .gpu/go.sh ]; then
   source .gpu/go.sh && have_reel=1
 fi
 R=/tmp/g/reel
-t() { local name=$1; shift; echo "=== $name: $*"; timeout "$@" 2>&1 | tee "$OUT/$name.txt"; echo "=== $name exit ${PIPESTATUS[0]}"; }
+t() {
+  local name=$1; shift
+  echo "=== $name: $*"; timeout "$@" 2>&1 | tee "$OUT/$name.txt"; echo "=== $name exit ${PIPESTATUS[0]}"
+}
 geometry="--blocks $BLOCKS --warmup $WARMUP --switch-block $SWITCH"
 for step in $STEPS; do
   case $step in
-    ref_dit) t ref_dit 130 python3 tools/gpu/longlive2_speed.py --longlive .ref/LongLive2 $geometry ;;
-    ref_vae) t ref_vae 170 python3 tools/gpu/longlive2_speed.py --longlive .ref/LongLive2 $geometry --decode ;;
+    ref_dit) t ref_dit 130 python3 tools/gpu/longlive2_speed.py --longlive .ref/LongLive2 $geometry $REF_EXTRA ;;
+    ref_vae) t ref_vae 170 python3 tools/gpu/longlive2_speed.py --longlive .ref/LongLive2 $geometry --decode $REF_EXTRA ;;
     reel_dit) [ $have_reel = 1 ] && t reel_dit 110 $R bench --backend cuda --model 5b --decoder none $geometry ;;
     reel_vae) [ $have_reel = 1 ] && t reel_vae 140 $R bench --backend cuda --model 5b --decoder vae $geometry ;;
     *) echo "unknown step $step" ;;

@@ -1,4 +1,5 @@
-"""Speed of the LongLive 2.0 reference code (NVlabs/LongLive main), for side-by-side ratios with `reel bench --model 5b`.
+"""Speed of the LongLive 2.0 reference code (NVlabs/LongLive main), for side-by-side ratios with `reel bench
+--model 5b`.
 
 What runs, all of it the reference's own code from the checkout given by --longlive (unmodified; what is replaced
 in-process is listed in tools/fixtures/dit/longlive2_shim.py):
@@ -61,7 +62,7 @@ The checkout (git-ignored, never committed), from the repository root:
 
 Usage (GPU machine, repository root; diffusers and omegaconf must import: the GPU image lacks them, carry the wheels
 as scripts/gpu/longlive2_side_by_side.sh says, which also runs `reel bench` beside this):
-  python3 tools/gpu/longlive2_speed.py --longlive .ref/LongLive2 [--blocks 8 --warmup 4 --switch-block 6] [--decode]
+  python3 tools/gpu/longlive2_speed.py --longlive .ref/LongLive2 [--blocks 10 --warmup 4 --switch-block 6] [--decode]
   python3 tools/gpu/longlive2_speed.py --longlive .ref/LongLive2 --tiny --device cpu [--decode]   # a CPU smoke test
 """
 import os
@@ -77,7 +78,7 @@ import torch.nn as nn  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--longlive", required=True, help="an export of NVlabs/LongLive main")
-ap.add_argument("--blocks", type=int, default=8, help="blocks of 8 latent frames in the measured call")
+ap.add_argument("--blocks", type=int, default=10, help="blocks of 8 latent frames in the measured call (as reel bench)")
 ap.add_argument("--warmup", type=int, default=4, help="leading blocks left out of the steady state (reel bench's)")
 ap.add_argument("--switch-block", type=int, default=6, help="block that starts a scene cut to a second prompt; 0: none")
 ap.add_argument("--warmup-call-blocks", type=int, default=5, help="blocks of the untimed first call; 0: none")
@@ -270,7 +271,8 @@ def run(blocks, decode):
     loop_end = marks["decode_start"] if decode else end
     bounds = starts + [loop_end]
     r = {"blocks": [clock.seconds(bounds[i], bounds[i + 1]) for i in range(blocks)],
-         "first": clock.seconds(t0, bounds[1]), "total": clock.seconds(t0, end), "finite": bool(torch.isfinite(out).all())}
+         "first": clock.seconds(t0, bounds[1]), "total": clock.seconds(t0, end),
+         "finite": bool(torch.isfinite(out).all())}
     if decode:
         r["decode"] = clock.seconds(marks["decode_start"], marks["decode_end"])
         r["frames"] = marks["decoded_frames"]
@@ -333,7 +335,8 @@ if cold is not None:
     print(f"first block latency (cold, first call of the process): {cold['first'] * 1000:.1f} ms")
 if args.switch_block:
     cut = res["blocks"][args.switch_block]
-    print(f"scene-cut block {args.switch_block}: {cut * 1000:.1f} ms (prompt switch cost {1000 * (cut - per_block):+.1f} ms "
+    print(f"scene-cut block {args.switch_block}: {cut * 1000:.1f} ms "
+          f"(prompt switch cost {1000 * (cut - per_block):+.1f} ms "
           f"against the steady block; prompts are encoded before the loop)")
 if cuda:
     print(f"peak GPU memory (max_memory_allocated, measured call): {gb(peak):.2f} GB")
@@ -346,6 +349,7 @@ if args.decode:
     print(f"decode per latent frame: {res['decode'] / n_lat * 1000:.1f} ms")
     print(f"end-to-end FPS (steady: {frames_per_block} / (DiT block + decode per block)): "
           f"{frames_per_block / (per_block + decode_per_block):.2f} fps")
-    print(f"end-to-end FPS (whole call: {res['frames']} frames / {res['total']:.2f} s): {res['frames'] / res['total']:.2f} fps")
+    print(f"end-to-end FPS (whole call: {res['frames']} frames / {res['total']:.2f} s): "
+          f"{res['frames'] / res['total']:.2f} fps")
     if cuda:
         print(f"peak GPU memory before the decode: {gb(res['peak_before_decode']):.2f} GB")
