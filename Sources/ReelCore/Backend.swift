@@ -187,20 +187,23 @@ public protocol Backend: AnyObject, Sendable {
     /// causal cache, so that no copy follows).
     func l2NormSiLU(_ x: Tensor, weight: Tensor?, scale: Float, eps: Float, into out: Tensor) throws
 
-    // MARK: FP8
+    // MARK: Quantized linears (FP8, INT8)
 
-    /// Each row of `x [..., K]` in FP8 E4M3 with a float32 scale of its own: scale = max|row| / 448
-    /// (1 for a row of zeros), values = x * (448 / max|row|) rounded to nearest even (`RowQuantized`).
-    func quantizeRows(_ x: Tensor) throws -> RowQuantized
-    /// `x W^T + b` from FP8 operands quantized per row (`x [..., K]` per token, the Linear weight
-    /// `[N, K]` per output channel): the products summed in float32, then times both rows' scales,
-    /// plus the bias, through the tanh GELU with `gelu`, plus `residual` (the output's shape), in
-    /// x's source dtype; written into `out` when given (the result's element count and dtype).
+    /// Each row of `x [..., K]` as 8-bit codes of `format` (FP8 E4M3 or INT8) with a float32 scale of
+    /// its own: scale = max|row| / Q (1 for a row of zeros), values = x * (Q / max|row|) rounded to
+    /// nearest even, Q = 448 for FP8 E4M3, 127 for INT8 (codes in [-127, 127]) (`RowQuantized`).
+    func quantizeRows(_ x: Tensor, to format: DType) throws -> RowQuantized
+    /// `x W^T + b` from operands quantized per row to the same format (`x [..., K]` per token, the Linear
+    /// weight `[N, K]` per output channel): the products summed (float32 for FP8, exactly in int32 for
+    /// INT8), then times both rows' scales, plus the bias, through the tanh GELU with `gelu`, plus
+    /// `residual` (the output's shape), in x's source dtype; written into `out` when given (the
+    /// result's element count and dtype).
     func quantizedLinear(_ x: RowQuantized, weight: RowQuantized, bias: Tensor?, gelu: Bool,
                          adding residual: Tensor?, into out: Tensor?) throws -> Tensor
-    /// `quantizeRows(modulatedLayerNorm(x, ...))`, the same codes and scales, where the backend can
-    /// without writing the 16-bit rows (the DiT's adaLN before its FP8 FFN).
-    func modulatedLayerNormQuantized(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float) throws -> RowQuantized
+    /// `quantizeRows(modulatedLayerNorm(x, ...), to: format)`, the same codes and scales, where the
+    /// backend can without writing the 16-bit rows (the DiT's adaLN before a quantized layer).
+    func modulatedLayerNormQuantized(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float,
+                                     to format: DType) throws -> RowQuantized
 
     // MARK: Convolution
 

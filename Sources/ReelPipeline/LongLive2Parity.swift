@@ -28,11 +28,12 @@ public struct LongLive2Parity {
         public var weights = "weights.safetensors"
         /// The DiT's block linears in FP8 (LongLive 2.0's own FP8 PTQ, `utils/fp8.py`, quantizes every block linear
         /// per row and keeps the embeddings and the head in bf16: `.allLinears`); nil: the checkpoint's dtype.
-        public var fp8: FP8Layers?
+        /// INT8 (`.int8(.allLinears)`) is the same W8A8 recipe with INT8 codes.
+        public var quantization: LinearQuantization?
         public init(schedule: LongLive2Schedule, imageAtTimestepZero: Bool = true, weights: String = "weights.safetensors",
-                    fp8: FP8Layers? = nil) {
+                    quantization: LinearQuantization? = nil) {
             self.schedule = schedule; self.imageAtTimestepZero = imageAtTimestepZero; self.weights = weights
-            self.fp8 = fp8
+            self.quantization = quantization
         }
     }
 
@@ -125,7 +126,7 @@ public struct LongLive2Parity {
         let file = try WeightFiles.open(path)
         var dit = try WanDiT.load(path: (folder as NSString).appendingPathComponent(variant.weights), heads: heads,
                                   backend: backend, dtype: dtype)
-        if let fp8 = variant.fp8 { dit = try dit.quantizedFP8(fp8) }
+        if let q = variant.quantization { dit = try dit.quantized(q) }
         let prompts = try cuts.indices.map { try dit.encodePrompt(try file.tensor("prompt.\($0)", on: backend, as: dtype)) }
         let noise = try file.tensor("noise", on: backend, as: .f32)                       // [F, C, H, W]
         let image = c == .i2v ? try backend.permute(try file.tensor("image", on: backend, as: .f32), [0, 2, 3, 1]) : nil

@@ -14,12 +14,13 @@ public struct LongLiveParity {
         public var schedule = StreamingSchedule.longLive
         /// A converted checkpoint (LoRA merged) to load instead of the fixture's .pt files.
         public var converted: String?
-        /// The DiT's layers in FP8 (`WanDiT.quantizedFP8`, after the LoRA is merged): how far
-        /// FP8's rounding moves the video, relative to the model's contribution.
-        public var fp8: FP8Layers?
+        /// The DiT's layers in FP8 or INT8 (`WanDiT.quantized`, after the LoRA is merged): how far
+        /// the codes' rounding moves the video, relative to the model's contribution.
+        public var quantization: LinearQuantization?
         public init(lora: Bool = true, recache: Bool = true, schedule: StreamingSchedule = .longLive, converted: String? = nil,
-                    fp8: FP8Layers? = nil) {
-            self.lora = lora; self.recache = recache; self.schedule = schedule; self.converted = converted; self.fp8 = fp8
+                    quantization: LinearQuantization? = nil) {
+            self.lora = lora; self.recache = recache; self.schedule = schedule; self.converted = converted
+            self.quantization = quantization
         }
     }
 
@@ -80,7 +81,7 @@ public struct LongLiveParity {
             try WanDiT.load(path: $0, backend: backend, communicator: communicator, dtype: dtype)
         } ?? WanDiT.load(path: Self.path(folder, "longlive_base.pt"), lora: variant.lora ? Self.path(folder, "lora.pt") : nil,
                          heads: heads, backend: backend, communicator: communicator, dtype: dtype)
-        if let fp8 = variant.fp8 { dit = try dit.quantizedFP8(fp8) }
+        if let q = variant.quantization { dit = try dit.quantized(q) }
         let prompts = try (0...switches.count).map {
             try dit.encodePrompt(try caseFile.tensor("prompt.\($0)", on: backend, as: dtype))
         }

@@ -36,18 +36,23 @@ extension MemoryEstimate {
     /// The estimate for a DiT of `dit` (with `ditParameters` weights), a text encoder of
     /// `textEncoderParameters` (nil: none on the device) and `decoder`, streaming `geometry` under
     /// `schedule` with weights and activations in `dtype`.
-    /// `fp8`: those block weights in FP8 E4M3, 1 byte each (`--fp8`, `--fp8-layers`, `WanDiT.quantizedFP8`).
+    /// `quantization`: those block weights in FP8 E4M3 or INT8, 1 byte each plus a float32 scale per output
+    /// channel (`--fp8` or `--int8`, `--fp8-layers`, `WanDiT.quantized`).
     public static func streaming(dit c: WanDiTConfig, ditParameters: Int, textEncoderParameters: Int?,
                                  decoder: Decoder?, geometry g: BlockGeometry, schedule: StreamingSchedule = .longLive,
-                                 dtype: DType = .bf16, fp8: FP8Layers? = nil) -> MemoryEstimate {
+                                 dtype: DType = .bf16, quantization: LinearQuantization? = nil) -> MemoryEstimate {
         let b = Double(dtype.size)
         let tokens = (g.latentHeight / c.patch) * (g.latentWidth / c.patch)
         // FFN: up and down; attention: q, k, v, o of self- and cross-attention.
-        let quantized = fp8.map { c.layers * (2 * c.dim * c.ffnDim + ($0 == .allLinears ? 8 * c.dim * c.dim : 0)) } ?? 0
+        // Their output channels (one float32 scale each): FFN up and down; 8 projections of dim.
+        let all = quantization?.layers == .allLinears
+        let quantized = quantization.map { _ in c.layers * (2 * c.dim * c.ffnDim + (all ? 8 * c.dim * c.dim : 0)) } ?? 0
+        let scales = quantization.map { _ in c.layers * (c.ffnDim + c.dim + (all ? 8 * c.dim : 0)) } ?? 0
         var items: [Item] = [
-            Item(name: "DiT weights", bytes: Double(ditParameters - quantized) * b + Double(quantized),
+            Item(name: "DiT weights", bytes: Double(ditParameters - quantized) * b + Double(quantized) + 4 * Double(scales),
                  detail: "\(grouped(ditParameters)) parameters x \(dtype.size) B"
-                     + (fp8.map { ", the \($0 == .allLinears ? "block linears'" : "FFN's") \(grouped(quantized)) x 1 B (FP8)" } ?? "")
+                     + (quantization.map { ", the \(all ? "block linears'" : "FFN's") \(grouped(quantized)) x 1 B (\($0.format.name))"
+                         + " + \(grouped(scales)) scales x 4 B" } ?? "")
                      + " (a LoRA is merged at load)"),
         ]
         if let textEncoderParameters {

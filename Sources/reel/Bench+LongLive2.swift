@@ -22,15 +22,15 @@ extension Bench {
         let rate = try Rates.matmul(backend, dtype: dtype)
         print(String(format: "matmul rate measured on this backend: %.2f TFLOP/s (the compute floors below use it)",
                      rate / 1e12))
-        let fp8Note = fp8.map { ", \($0 == .allLinears ? "every block linear (LongLive 2.0's FP8 PTQ)" : "FFN") in FP8; floors at the bf16 rate" } ?? ""
-        print("reel bench on \(backend.name) (\(dtype)\(fp8Note)): DiT \(model.name) (\(config.layers) layers, dim \(config.dim), "
+        let note = quantizationNote(allLinears: "every block linear (LongLive 2.0's W8A8 PTQ)")
+        print("reel bench on \(backend.name) (\(dtype)\(note)): DiT \(model.name) (\(config.layers) layers, dim \(config.dim), "
               + "\(config.inChannels) channels), LongLive 2.0 schedule, decoder \(decoder == .vae ? "Wan2.2 VAE" : "none"), "
               + "\(width)x\(height), \(blocks) blocks, scene cut at block \(switchBlock)")
         let t0 = Date()
         let dit: WanDiT = try {     // the bf16 weights are released once quantized
             let plain = try WanDiT.load(from: WanDiT.randomWeights(config, on: backend, dtype: dtype), heads: config.heads,
                                         backend: backend, dtype: dtype)
-            return try fp8.map { try plain.quantizedFP8($0) } ?? plain
+            return try quantization.map { try plain.quantized($0) } ?? plain
         }()
         func prompt(_ seed: UInt64) throws -> WanDiT.PromptContext {
             try dit.encodePrompt(try backend.randomNormal([32, config.textDim], seed: seed, offset: 0, dtype: dtype))

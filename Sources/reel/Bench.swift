@@ -87,12 +87,13 @@ struct Bench: AsyncParsableCommand {
     var warmup = 4
     @Option(help: "Print device memory every this many blocks (0: only at the end), to show it stays flat.")
     var memoryEvery = 0
-    @Flag(name: .customLong("fp8"), help: "The DiT's FFN in FP8 E4M3 (per-channel weights, per-token activations).")
-    var fp8Flag = false
-    @Option(help: ArgumentHelp("With --fp8: ffn (the default) or all (every linear of the DiT's blocks).", valueName: "ffn|all"))
-    var fp8Layers: FP8Layers?
-    /// The DiT's layers in FP8, nil for none.
-    var fp8: FP8Layers? { fp8Flag ? (fp8Layers ?? .feedForward) : nil }
+    @OptionGroup var quantizationOptions: QuantizationOptions
+    /// The DiT's quantized layers, nil for none (`--fp8` or `--int8`, `--fp8-layers`).
+    var quantization: LinearQuantization? { quantizationOptions.quantization }
+    /// ", FFN in INT8; floors at the bf16 rate" for the headline (`allLinears`: what every block linear reads as).
+    func quantizationNote(allLinears: String = "every block linear") -> String {
+        quantization.map { ", \($0.layers == .allLinears ? allLinears : "FFN") in \($0.format.name); floors at the bf16 rate" } ?? ""
+    }
     @Flag(help: ArgumentHelp("Video-to-video (StreamDiffusionV2's schedule): input frames from memory, encoded, restyled, decoded.",
                              discussion: "Random encoder and decoder of the real size (--decoder tiny: TAEHV, vae: the Wan2.1 VAE); --blocks input blocks of 4 frames."))
     var input = false
@@ -110,7 +111,6 @@ struct Bench: AsyncParsableCommand {
     }
 
     mutating func validate() throws {
-        if fp8Layers != nil && !fp8Flag { throw ValidationError("--fp8-layers chooses which layers --fp8 quantizes: give --fp8 too.") }
         if let folderPath, !FileManager.default.fileExists(atPath: folderPath) {
             throw ValidationError("--model: \(folderPath) is neither 1.3b, 14b, small, 5b, 5b-small nor an existing folder.")
         }
@@ -157,25 +157,25 @@ struct Bench: AsyncParsableCommand {
         if let folder {
             let loaded = try LoadedModel.load(files: folder, decoder: decoder != .none, backend: backend,
                                               decodeBackend: try backendOptions.makeDecodeBackend(),
-                                              communicator: try backendOptions.makeCommunicator(), dtype: dtype, fp8: fp8)
+                                              communicator: try backendOptions.makeCommunicator(), dtype: dtype, quantization: quantization)
             dit = loaded.dit
             decodeStream = loaded.decodeStream
             newDecoder = decoder == .none ? { nil } : { loaded.newDecoder() }
             decodeLatentFLOPs = decoder == .none ? 0 : loaded.decoderFLOPs?(lh, lw) ?? 0
             first = try loaded.context(for: "a red circle moves left on a blue background")
             second = try loaded.context(for: "a large green square bounces around on a white background")
-            print("reel bench on \(backend.name) (\(dtype)\(fp8.map { ", \($0 == .allLinears ? "every block linear" : "FFN") in FP8; floors at the bf16 rate" } ?? "")): \(folderPath ?? "") (DiT \(dit.config.layers) layers, dim \(dit.config.dim)), "
+            print("reel bench on \(backend.name) (\(dtype)\(quantizationNote())): \(folderPath ?? "") (DiT \(dit.config.layers) layers, dim \(dit.config.dim)), "
                   + "decoder \(decoder == .none ? "none" : loaded.decoderName), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
             print(String(format: "model loaded and prompts encoded in %.1f s", Date().timeIntervalSince(t0)))
         } else {
             guard let config = model.config else { throw ReelError.input("no model folder and no architecture named") }
-            print("reel bench on \(backend.name) (\(dtype)\(fp8.map { ", \($0 == .allLinears ? "every block linear" : "FFN") in FP8; floors at the bf16 rate" } ?? "")): DiT \(model.name) (\(config.layers) layers, dim \(config.dim)), "
+            print("reel bench on \(backend.name) (\(dtype)\(quantizationNote())): DiT \(model.name) (\(config.layers) layers, dim \(config.dim)), "
                   + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
             let weights = try WanDiT.randomWeights(config, on: backend, dtype: dtype)
             let plain = try backendOptions.makeCommunicator().map {
                 try WanDiT.loadSequenceParallel(from: weights, heads: config.heads, communicator: $0, dtype: dtype)
             } ?? WanDiT.load(from: weights, heads: config.heads, backend: backend, dtype: dtype)
-            dit = try fp8.map { try plain.quantizedFP8($0) } ?? plain
+            dit = try quantization.map { try plain.quantized($0) } ?? plain
             decodeStream = try backendOptions.makeDecodeBackend() ?? backend.makeStream()
             let d = decodeStream
             switch decoder {

@@ -143,7 +143,7 @@ struct Eval: AsyncParsableCommand {
         let t0 = Date()
         let model = try LoadedModel.load(files: files, decoder: true, encoder: restyle + animate > 0, backend: backend,
                                          decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
-                                         fp8: models.fp8, textBackend: backendOptions.makeTextBackend())
+                                         quantization: models.quantization, textBackend: backendOptions.makeTextBackend())
         log(String(format: "loaded the model (%@ decoder) in %.1f s", model.decoderName, Date().timeIntervalSince(t0)))
         let source = try ModelFrameSource(model: model, frameSize: frameSize,
                                           summary: "model \(models.model ?? files.dit!) on \(backend.name) (\(backendOptions.storageType))")
@@ -168,8 +168,7 @@ struct Eval: AsyncParsableCommand {
     private func autoencodedSource(files: ModelFiles, frameSize: Int) throws -> (any FrameSource, EvalOptions) {
         let backend = try backendOptions.make()
         let model = try LoadedModel.load(files: files, decoder: true, encoder: true, backend: backend,
-                                         decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
-                                         fp8: nil)
+                                         decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType)
         let source = try AutoencodedFrameSource(model: model, frameSize: frameSize,
                                                 summary: "the ground truth through the \(model.decoderName) encoder and decoder (the autoencoder's ceiling)")
         var options = evalOptions(frameSize: frameSize)

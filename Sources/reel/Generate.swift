@@ -176,11 +176,11 @@ struct Generate: AsyncParsableCommand {
         let model = try LoadedModel.load(files: files, decoder: !latentsOnly || inputs, encoder: inputs,
                                           backend: backend, decodeBackend: try backendOptions.makeDecodeBackend(),
                                               communicator: try backendOptions.makeCommunicator(), dtype: dtype,
-                                          fp8: models.fp8, textBackend: backendOptions.makeTextBackend())
+                                          quantization: models.quantization, textBackend: backendOptions.makeTextBackend())
         let dit = model.dit, textModel = model.prompts.textEncoder, prompts = model.prompts
         let decoder = latentsOnly ? nil : model.newDecoder()
         log(String(format: "loaded DiT (%d layers, dim %d%@), umT5 (%d layers) and %@ in %.1f s", dit.config.layers,
-                   dit.config.dim, dit.isFP8 ? ", FFN in FP8" : "", textModel.config.layers, decoder == nil ? "no decoder" : "the decoder",
+                   dit.config.dim, dit.quantization.map { ", \($0.layers == .allLinears ? "block linears" : "FFN") in \($0.format.name)" } ?? "", textModel.config.layers, decoder == nil ? "no decoder" : "the decoder",
                    Date().timeIntervalSince(loadStart)))
 
         let context = try makeContext(model: model, geometry: geometry, fps: fps)

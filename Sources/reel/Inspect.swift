@@ -30,10 +30,8 @@ struct Inspect: ParsableCommand {
     @Option(help: "Latent frames the self-attention window holds, sink included (LongLive local_attn_size: 12).")
     var attentionFrames = StreamingSchedule.longLive.attentionFrames
 
-    @Flag(name: .customLong("fp8"), help: "The estimate with the DiT's FFN weights in FP8 (as --fp8 runs them).")
-    var fp8Flag = false
-    @Option(help: ArgumentHelp("With --fp8: ffn (the default) or all (every linear of the DiT's blocks).", valueName: "ffn|all"))
-    var fp8Layers: FP8Layers?
+    /// The estimate with the DiT's block weights in FP8 or INT8 (as generate's --fp8 or --int8 runs them).
+    @OptionGroup var quantizationOptions: QuantizationOptions
 
     @Flag(help: "List the tensors of a folder's weight file (a diffusers component such as transformer/).")
     var tensors = false
@@ -50,7 +48,6 @@ struct Inspect: ParsableCommand {
     mutating func validate() throws {
         if files.isEmpty { throw ValidationError("Name a model folder or at least one weight file.") }
         if summary && stats { throw ValidationError("--summary prints no tensors; drop it to see --stats.") }
-        if fp8Layers != nil && !fp8Flag { throw ValidationError("--fp8-layers chooses which layers --fp8 quantizes: give --fp8 too.") }
         guard ["bf16", "f16", "f32"].contains(dtype) else { throw ValidationError("--dtype must be bf16, f16 or f32, got \(dtype).") }
         var schedule = StreamingSchedule.longLive
         schedule.attentionFrames = attentionFrames
@@ -90,7 +87,7 @@ struct Inspect: ParsableCommand {
             schedule.attentionFrames = attentionFrames
             let geometry = try size.geometry(folderSize: folder.size)
             print(inspection.report(geometry: geometry, schedule: schedule, dtype: DType(rawValue: dtype) ?? .bf16,
-                                    fp8: fp8Flag ? (fp8Layers ?? .feedForward) : nil))
+                                    quantization: quantizationOptions.quantization))
             if !inspection.isComplete { throw ExitCode.failure }
         } catch let error as ReelError {
             printError(error)

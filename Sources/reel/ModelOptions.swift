@@ -20,16 +20,10 @@ struct ModelOptions: ParsableArguments {
     @Flag(inversion: .prefixedNo,
           help: "The checkpoint's EMA generator (generator_ema) or not (default: as its authors run it: Self-Forcing's EMA, LongLive's and CausVid's generator).")
     var ema: Bool?
-    @Flag(name: .customLong("fp8"),
-          help: ArgumentHelp("Run the DiT's FFN in FP8 E4M3 (weights per output channel, activations per token).",
-                             discussion: "Faster on GPUs with FP8 tensor cores (compute capability 8.9+: Ada, Hopper) and half the weight memory; outputs differ from the bf16 model's by FP8 rounding. On the CPU the same arithmetic is emulated (slower)."))
-    var fp8Flag = false
-    @Option(help: ArgumentHelp("With --fp8: ffn (the default) or all (every linear of the DiT's blocks: the attention projections too, for the least memory).",
-                               valueName: "ffn|all"))
-    var fp8Layers: FP8Layers?
+    @OptionGroup var quantizationOptions: QuantizationOptions
 
-    /// The DiT's layers in FP8, nil for none (`--fp8`, `--fp8-layers`).
-    var fp8: FP8Layers? { fp8Flag ? (fp8Layers ?? .feedForward) : nil }
+    /// The DiT's quantized layers, nil for none (`--fp8` or `--int8`, `--fp8-layers`).
+    var quantization: LinearQuantization? { quantizationOptions.quantization }
 
     @Option(help: "umT5 text encoder weights (Wan .pth, transformers or Reel safetensors).")
     var textEncoder: String?
@@ -47,8 +41,6 @@ struct ModelOptions: ParsableArguments {
 
     func validate() throws {
         if let heads, heads <= 0 { throw ValidationError("--heads must be positive, got \(heads).") }
-        // --fp8-layers without --fp8 is a mistake, not a silent no-op.
-        if fp8Layers != nil && !fp8Flag { throw ValidationError("--fp8-layers chooses which layers --fp8 quantizes: give --fp8 too.") }
         for (flag, path) in [("--model", model), ("--base", base), ("--dit", dit), ("--lora", lora), ("--text-encoder", textEncoder),
                              ("--tokenizer", tokenizer), ("--vae", vae), ("--tiny-decoder", tinyDecoder)] {
             if let path, !FileManager.default.fileExists(atPath: path) {
@@ -76,4 +68,4 @@ struct ModelOptions: ParsableArguments {
         return files
     }
 }
-extension FP8Layers: ExpressibleByArgument {}
+extension QuantizedLayers: ExpressibleByArgument {}

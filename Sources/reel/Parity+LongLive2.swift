@@ -14,12 +14,13 @@ extension Parity {
         // tolerance); in bf16 the faithful error is both sides' rounding, so wrong runs are only reported.
         var failed = false
         var runs = LongLive2Parity.runs
-        if fp8 {
-            // LongLive 2.0's FP8 PTQ (every block linear, per row) and the FFN alone: reported, not judged; the
-            // wrong runs above say how far a real mistake lands.
-            for (name, layers) in [("FP8 all linears, absolute", FP8Layers.allLinears), ("FP8 FFN, absolute", .feedForward)] {
-                runs.append(.init(name: name, testCase: .absolute,
-                                  variant: .init(schedule: LongLive2Parity.referenceSchedule(.absolute), fp8: layers),
+        // LongLive 2.0's FP8 PTQ (every block linear, per row) and the FFN alone, and the same in INT8: reported,
+        // not judged; the wrong runs above say how far a real mistake lands.
+        for (format, on) in [(QuantizedFormat.fp8, fp8), (.int8, int8)] where on {
+            for (name, layers) in [("all linears", QuantizedLayers.allLinears), ("FFN", .feedForward)] {
+                runs.append(.init(name: "\(format.name) \(name), absolute", testCase: .absolute,
+                                  variant: .init(schedule: LongLive2Parity.referenceSchedule(.absolute),
+                                                 quantization: LinearQuantization(format: format, layers: layers)),
                                   isFaithful: false))
             }
         }
@@ -30,8 +31,8 @@ extension Parity {
             if run.isFaithful {
                 verdict = e <= tolerance ? "ok" : "FAIL: above tolerance \(tolerance)"
                 failed = failed || e > tolerance
-            } else if run.variant.fp8 != nil {
-                verdict = "(FP8 rounding: reported, not judged)"
+            } else if let q = run.variant.quantization {
+                verdict = "(\(q.format.name) rounding: reported, not judged)"
             } else if dtype == .f32 {
                 verdict = e >= 10 * tolerance ? "ok (wrong, and caught)" : "FAIL: a wrong run within 10x of the tolerance"
                 failed = failed || e < 10 * tolerance

@@ -28,6 +28,8 @@ struct Parity: AsyncParsableCommand {
     var tolerance: Double?
     @Flag(help: "Also run the faithful video with the DiT's FFN in FP8, then every block linear in FP8 (--fp8, --fp8-layers all of generate; for --longlive2 the latter is LongLive 2.0's own FP8 PTQ): their errors are reported, not judged.")
     var fp8 = false
+    @Flag(help: "Also run the faithful video with the DiT's FFN in INT8, then every block linear in INT8 (--int8, --int8 --fp8-layers all of generate; W8A8 for GPUs without FP8): their errors are reported, not judged.")
+    var int8 = false
     @OptionGroup var backendOptions: BackendOptions
 
     func validate() throws {
@@ -48,7 +50,12 @@ struct Parity: AsyncParsableCommand {
             ("faithful", .init()), ("no recache", .init(recache: false)), ("no LoRA", .init(lora: false)),
             ("no sink", .init(schedule: StreamingSchedule(sinkFrames: 0, attentionFrames: 9))),
         ]
-        if fp8 { runs += [("FP8 FFN", .init(fp8: .feedForward)), ("FP8 all", .init(fp8: .allLinears))] }
+        for (format, on) in [(QuantizedFormat.fp8, fp8), (.int8, int8)] where on {
+            runs += [QuantizedLayers.feedForward, .allLinears].map { layers in
+                let q = LinearQuantization(format: format, layers: layers)
+                return (q.description, .init(quantization: q))
+            }
+        }
         var failed = false
         // The proof that the fixture can tell right from wrong is the float32 run: there a wrong variant
         // must land at least 10x past the tolerance. In bf16 the faithful error is both sides' rounding,
@@ -63,8 +70,8 @@ struct Parity: AsyncParsableCommand {
             if i == 0 {
                 verdict = e <= tolerance ? "ok" : "FAIL: above tolerance \(tolerance)"
                 failed = failed || e > tolerance
-            } else if variant.fp8 != nil {
-                verdict = "(FP8 rounding: reported, not judged)"
+            } else if let q = variant.quantization {
+                verdict = "(\(q.format.name) rounding: reported, not judged)"
             } else if dtype == .f32 {
                 verdict = e >= 10 * tolerance ? "ok (wrong, and caught)" : "FAIL: a wrong run within 10x of the tolerance"
                 failed = failed || e < 10 * tolerance

@@ -164,13 +164,12 @@ import ReelCPU
 @Suite struct WanDiTFP8Tests {
     let backend = CPUBackend()
 
-    @Test(arguments: FP8Layers.allCases)
-    func fp8ModelFollowsTheFloatModel(layers: FP8Layers) throws {
+    @Test(arguments: QuantizedLayers.allCases)
+    func fp8ModelFollowsTheFloatModel(layers: QuantizedLayers) throws {
         let c = WanDiTConfig(dim: 64, ffnDim: 128, heads: 2, layers: 2, textDim: 16)
         let plain = try WanDiT.load(from: WanDiT.randomWeights(c, on: backend, seed: 4), heads: 2, backend: backend).withTextLength(8)
         let fp8 = try plain.quantizedFP8(layers)
-        #expect(!plain.isFP8 && fp8.isFP8 && fp8.withTextLength(8).isFP8)
-        #expect(plain.fp8Layers == nil && fp8.fp8Layers == layers && fp8.withTextLength(8).fp8Layers == layers)
+        #expect(plain.quantization == nil && fp8.quantization == .fp8(layers) && fp8.withTextLength(8).quantization == .fp8(layers))
         let text = try backend.randomNormal([5, c.textDim], seed: 9, offset: 0, dtype: .f32)
         func run(_ model: WanDiT) throws -> [Float] {
             let prompt = try model.encodePrompt(text)   // the prompt's keys and values through the model's own layers

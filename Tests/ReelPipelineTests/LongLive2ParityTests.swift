@@ -53,9 +53,9 @@ import ReelModels
         let schedule = LongLive2Parity.referenceSchedule(.absolute)
         var noSink = schedule
         noSink.sinkFrames = 0; noSink.multiShotSink = false
-        let all = try parity.run(.absolute, .init(schedule: schedule, fp8: .allLinears)).relativeError
-        let ffn = try parity.run(.absolute, .init(schedule: schedule, fp8: .feedForward)).relativeError
-        let wrong = try parity.run(.absolute, .init(schedule: noSink, fp8: .allLinears)).relativeError
+        let all = try parity.run(.absolute, .init(schedule: schedule, quantization: .fp8(.allLinears))).relativeError
+        let ffn = try parity.run(.absolute, .init(schedule: schedule, quantization: .fp8(.feedForward))).relativeError
+        let wrong = try parity.run(.absolute, .init(schedule: noSink, quantization: .fp8(.allLinears))).relativeError
         print("LongLive 2.0 parity in FP8 (CPU): every block linear \(all), FFN \(ffn), FP8 without the sink \(wrong)")
         #expect(ffn > 1e-3 && ffn < 4.5e-2)
         #expect(all > ffn && all < 7.5e-2)

@@ -42,7 +42,7 @@ import ReelModels
     /// below the sink's figure, so FP8 on top of a lost sink (or scales ignored or misplaced) fails;
     /// no quantization at all would be at float32's ~1e-6, below the lower bound.
     @Test func fp8FFNStaysCloseToLongLive() async throws {
-        let err = try await parity.run(.init(fp8: .feedForward)).relativeError
+        let err = try await parity.run(.init(quantization: .fp8(.feedForward))).relativeError
         print("LongLive parity with the FFN in FP8 (CPU): relative error \(err)")
         #expect(err > 1e-3 && err < 3.5e-2)
     }
@@ -53,11 +53,26 @@ import ReelModels
     /// is deliberately sharp: an option for memory (the 14B's weights), never the default. The bound sits between that
     /// figure and FP8 on top of a lost sink (~9e-2), and far below scales misplaced (order 1).
     @Test func fp8AllLinearsStaysCloseToLongLive() async throws {
-        let all = try await parity.run(.init(fp8: .allLinears)).relativeError
-        let ffn = try await parity.run(.init(fp8: .feedForward)).relativeError
+        let all = try await parity.run(.init(quantization: .fp8(.allLinears))).relativeError
+        let ffn = try await parity.run(.init(quantization: .fp8(.feedForward))).relativeError
         print("LongLive parity with every block linear in FP8 (CPU): relative error \(all) (FFN only: \(ffn))")
         #expect(all > ffn && all < 8.5e-2)
     }
+
+    /// INT8 (`--int8`, W8A8 with symmetric codes) measured like FP8: the FFN alone, every block linear, and the
+    /// wrong variant (INT8 on top of a lost sink) landing past the bound. Figures in the comment of `int8Bounds`.
+    @Test func int8StaysCloseToLongLive() async throws {
+        let ffn = try await parity.run(.init(quantization: .int8(.feedForward))).relativeError
+        let all = try await parity.run(.init(quantization: .int8(.allLinears))).relativeError
+        let noSink = StreamingSchedule(sinkFrames: 0, attentionFrames: 9)
+        let wrong = try await parity.run(.init(schedule: noSink, quantization: .int8(.feedForward))).relativeError
+        print("LongLive parity in INT8 (CPU): FFN \(ffn), every block linear \(all); without the sink \(wrong)")
+        #expect(ffn > 1e-3 && ffn < Self.int8Bounds.ffn)
+        #expect(all > ffn && all < Self.int8Bounds.all)
+        #expect(wrong > Self.int8Bounds.ffn)
+    }
+
+    static let int8Bounds = (ffn: 1.0, all: 1.0)
 
     /// The DiT spread over 2 CPU ranks by sequence parallelism (the fixture's 2 heads, one a rank): the same
     /// video as one device bit for bit (both on Reel's own GEMM), so the same parity, recache and LoRA included.

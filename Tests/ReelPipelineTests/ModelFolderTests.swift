@@ -244,7 +244,7 @@ import Testing
                                             decoder: .wanVAE(.wan21, parameters: vaeParameters), geometry: g)
         let ditOnly = MemoryEstimate.streaming(dit: c, ditParameters: ditParameters, textEncoderParameters: nil, decoder: nil, geometry: g)
         let fp8 = MemoryEstimate.streaming(dit: c, ditParameters: ditParameters, textEncoderParameters: nil,
-                                           decoder: .wanVAE(.wan21, parameters: vaeParameters), geometry: g, fp8: .feedForward)
+                                           decoder: .wanVAE(.wan21, parameters: vaeParameters), geometry: g, quantization: .fp8(.feedForward))
         #expect(abs(fp8.total - 8.72e9) / 8.72e9 < 0.10, "\(fp8.total / 1e9) GB")   // README: --fp8 peak 8.72 GB
         let kv = try #require(full.items.first { $0.name == "KV cache" })
         #expect(abs(kv.bytes - 3.45e9) < 0.01e9)                                   // REFERENCE.md: ~3.45 GB

@@ -185,6 +185,31 @@ __device__ __forceinline__ uint2 fp8x8(const float* v, float inv) {
 #endif
 }
 
+// Row quantization formats (Backend.quantizeRows): FP8 E4M3 (largest code 448) or symmetric INT8
+// (codes in [-127, 127]).
+#define Q_FP8 0
+#define Q_INT8 1
+__device__ __forceinline__ float q_max(int fmt) { return fmt == Q_INT8 ? 127.f : 448.f; }
+
+// f as an INT8 code: rounded to nearest even (cvt.rni), clamped to [-127, 127] (the host's arithmetic).
+__device__ __forceinline__ signed char f32_to_i8(float f) {
+    return (signed char)max(-127, min(127, __float2int_rn(f)));
+}
+__device__ __forceinline__ unsigned char f32_to_q8(float f, int fmt) {
+    return fmt == Q_INT8 ? (unsigned char)f32_to_i8(f) : f32_to_fp8(f);
+}
+
+// Eight values times `inv` as INT8 codes, packed in element order (little-endian bytes).
+__device__ __forceinline__ uint2 int8x8(const float* v, float inv) {
+    u32 w[2] = {0u, 0u};
+    #pragma unroll
+    for (int e = 0; e < 8; e++) w[e / 4] |= (u32)(unsigned char)f32_to_i8(v[e] * inv) << (8 * (e % 4));
+    return make_uint2(w[0], w[1]);
+}
+__device__ __forceinline__ uint2 q8x8(const float* v, float inv, int fmt) {
+    return fmt == Q_INT8 ? int8x8(v, inv) : fp8x8(v, inv);
+}
+
 // A row of C <= 2048 (nv = C / 8 vectors of 8) held by one warp: lane `lane` holds vectors
 // lane + 32 i. 16-bit rows stay in registers as their packed 16-byte vectors (4 registers per 8
 // values; all loads issued before the first use); f32 rows are read again from memory (L1) at each

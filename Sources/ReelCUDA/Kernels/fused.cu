@@ -62,18 +62,18 @@ extern "C" __global__ void __launch_bounds__(256) mod_layer_norm_v8(
     }
 }
 
-// mod_layer_norm_v8 with its rows quantized for an FP8 GEMM: each output value rounded to `dtr`
-// (the dtype the plain op writes), then the row's max |value| gives the scale and the values go
-// out as FP8 E4M3 (quantize_rows_fp8's arithmetic), so the codes and scales are those of the two
+// mod_layer_norm_v8 with its rows quantized for an FP8 or INT8 GEMM: each output value rounded to
+// `dtr` (the dtype the plain op writes), then the row's max |value| gives the scale and the values go
+// out as `fmt` codes (quantize_rows's arithmetic), so the codes and scales are those of the two
 // ops in turn, without the 16-bit rows written and read back. The modulated row is computed twice
 // (for the max, then for the codes): the row stays in registers, scale and shift come from L1.
 __device__ __forceinline__ float round_to(int dt, float v) {
     return dt == DT_BF16 ? bf16_to_f32(f32_to_bf16(v)) : dt == DT_F16 ? f16_to_f32(f32_to_f16(v)) : v;
 }
-extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_fp8_v8(
+extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_quantized_v8(
     const void* __restrict__ x, const void* __restrict__ scale, const void* __restrict__ shift,
     unsigned char* __restrict__ q, float* __restrict__ qscales,
-    i64 rows, int R, int C, i64 scaleStride, i64 shiftStride, float eps, int dtx, int dtsc, int dtsh, int dtr) {
+    i64 rows, int R, int C, i64 scaleStride, i64 shiftStride, float eps, int dtx, int dtsc, int dtsh, int dtr, int fmt) {
     i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
@@ -89,8 +89,8 @@ extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_fp8_v8(
         }
     }
     for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float inv = amax > 0.f ? 448.f / amax : 1.f;
-    if (lane == 0) qscales[row] = amax > 0.f ? amax / 448.f : 1.f;
+    const float qm = q_max(fmt), inv = amax > 0.f ? qm / amax : 1.f;
+    if (lane == 0) qscales[row] = amax > 0.f ? amax / qm : 1.f;
     #pragma unroll
     for (int i = 0; i < 8; i++) {
         if (m.has(i)) {
@@ -98,7 +98,7 @@ extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_fp8_v8(
             m.get(i, o);
             #pragma unroll
             for (int e = 0; e < 8; e++) o[e] = round_to(dtr, o[e]);
-            ((uint2*)q)[m.index(i)] = fp8x8(o, inv);
+            ((uint2*)q)[m.index(i)] = q8x8(o, inv, fmt);
         }
     }
 }
@@ -240,29 +240,29 @@ extern "C" __global__ void __launch_bounds__(256) rms_norm_rope_v8(
     }
 }
 
-// Rows of x [rows, K] in FP8 E4M3 with a float32 scale each (Backend.quantizeRows): scale =
-// max|row| / 448 (1 for a row of zeros), q = x * (448 / max|row|) rounded to nearest even and
-// saturated, as the host encoder does.
+// Rows of x [rows, K] as 8-bit codes with a float32 scale each (Backend.quantizeRows), `fmt` FP8 E4M3
+// (Q = 448) or INT8 (Q = 127): scale = max|row| / Q (1 for a row of zeros), q = x * (Q / max|row|)
+// rounded to nearest even and saturated (FP8) or clamped to [-127, 127] (INT8), as the host does.
 
 // Any K and alignment: one warp per row, the row read twice (the second time from L1/L2).
-extern "C" __global__ void __launch_bounds__(256) quantize_rows_fp8(
-    const void* __restrict__ x, unsigned char* __restrict__ q, float* __restrict__ scales, i64 rows, int K, int dtx) {
+extern "C" __global__ void __launch_bounds__(256) quantize_rows(
+    const void* __restrict__ x, unsigned char* __restrict__ q, float* __restrict__ scales, i64 rows, int K, int dtx, int fmt) {
     i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
     float amax = 0.f;
     for (int i = lane; i < K; i += 32) amax = fmaxf(amax, fabsf(load_f(x, row * K + i, dtx)));
     for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float inv = amax > 0.f ? 448.f / amax : 1.f;
-    if (lane == 0) scales[row] = amax > 0.f ? amax / 448.f : 1.f;
-    for (int i = lane; i < K; i += 32) q[row * K + i] = f32_to_fp8(load_f(x, row * K + i, dtx) * inv);
+    const float qm = q_max(fmt), inv = amax > 0.f ? qm / amax : 1.f;
+    if (lane == 0) scales[row] = amax > 0.f ? amax / qm : 1.f;
+    for (int i = lane; i < K; i += 32) q[row * K + i] = f32_to_q8(load_f(x, row * K + i, dtx) * inv, fmt);
 }
 
 // 16-bit rows, K a multiple of 8 and at most 8 x 8 x blockDim.x, 16-byte aligned (8-byte for q):
 // one row per block, each thread holding up to 8 packed vectors (all loads issued first), so the
 // row is read from memory once. The block's warps meet in shared memory for the row's maximum.
-extern "C" __global__ void __launch_bounds__(1024) quantize_rows_fp8_v8(
-    const void* __restrict__ x, unsigned char* __restrict__ q, float* __restrict__ scales, i64 rows, int K, int dtx) {
+extern "C" __global__ void __launch_bounds__(1024) quantize_rows_v8(
+    const void* __restrict__ x, unsigned char* __restrict__ q, float* __restrict__ scales, i64 rows, int K, int dtx, int fmt) {
     __shared__ float warpMax[32];
     const i64 row = blockIdx.x;
     const int t = threadIdx.x, T = blockDim.x, nv = K / 8;
@@ -286,15 +286,15 @@ extern "C" __global__ void __launch_bounds__(1024) quantize_rows_fp8_v8(
     __syncthreads();
     amax = 0.f;
     for (int w = 0; w < T / 32; w++) amax = fmaxf(amax, warpMax[w]);
-    const float inv = amax > 0.f ? 448.f / amax : 1.f;
-    if (t == 0) scales[row] = amax > 0.f ? amax / 448.f : 1.f;
+    const float qm = q_max(fmt), inv = amax > 0.f ? qm / amax : 1.f;
+    if (t == 0) scales[row] = amax > 0.f ? amax / qm : 1.f;
     #pragma unroll
     for (int i = 0; i < 8; i++) {
         int vi = t + T * i;
         if (vi < nv) {
             float v[8];
             unpack8(raw[i], dtx, v);
-            ((uint2*)q)[base8 + vi] = fp8x8(v, inv);
+            ((uint2*)q)[base8 + vi] = q8x8(v, inv, fmt);
         }
     }
 }

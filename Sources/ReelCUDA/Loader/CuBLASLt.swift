@@ -30,6 +30,9 @@ public struct CuBLASLt: @unchecked Sendable {
     static let dataF16: Int32 = 2              // CUDA_R_16F
     static let dataBF16: Int32 = 14            // CUDA_R_16BF
     static let dataFP8E4M3: Int32 = 28         // CUDA_R_8F_E4M3
+    static let computeI32: Int32 = 72          // CUBLAS_COMPUTE_32I
+    static let dataI8: Int32 = 3               // CUDA_R_8I
+    static let dataI32: Int32 = 10             // CUDA_R_32I
     static let opN: Int32 = 0, opT: Int32 = 1
     static let descTransA: Int32 = 3, descTransB: Int32 = 4, descEpilogue: Int32 = 7
     static let descBiasPointer: Int32 = 8, descBiasDataType: Int32 = 26

@@ -25,23 +25,25 @@ extension CUDABackend {
         return y
     }
 
-    /// `mod_layer_norm_fp8_v8` for the rows `mod_layer_norm_v8` takes; otherwise the two ops in turn.
-    public func modulatedLayerNormQuantized(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float) throws -> RowQuantized {
+    /// `mod_layer_norm_quantized_v8` for the rows `mod_layer_norm_v8` takes; otherwise the two ops in turn.
+    public func modulatedLayerNormQuantized(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float,
+                                            to format: DType) throws -> RowQuantized {
         let op = "modulatedLayerNormQuantized"
         let (g, r, c) = try groupedShape(x, [scale, shift], op)
         let px = try arg(x, op), ps = try arg(scale, op), ph = try arg(shift, op)
         guard c % 8 == 0 && c >= 256 && c <= 2048 && Self.aligned(px, ps, ph) else {
-            return try quantizeRows(try modulatedLayerNorm(x, scale: scale, shift: shift, eps: eps))
+            return try quantizeRows(try modulatedLayerNorm(x, scale: scale, shift: shift, eps: eps), to: format)
         }
-        try requireFP8(op)
+        try requireQuantized(format, op)
         let rows = g * r
-        let values = try allocate(x.shape, dtype: .fp8e4m3), scales = try allocate([rows], dtype: .f32)
+        let values = try allocate(x.shape, dtype: format), scales = try allocate([rows], dtype: .f32)
         if rows > 0 {
             let (pq, pqs) = (try arg(values, op), try arg(scales, op))
-            try launch("fused", "mod_layer_norm_fp8_v8", grid: ((rows + 3) / 4, 1, 1), block: (128, 1, 1)) { k in
+            try launch("fused", "mod_layer_norm_quantized_v8", grid: ((rows + 3) / 4, 1, 1), block: (128, 1, 1)) { k in
                 k.add(px); k.add(ps); k.add(ph); k.add(pq); k.add(pqs); k.add(Int64(rows)); k.add(Int32(r)); k.add(Int32(c))
                 k.add(Int64(scale.shape[0] == 1 ? 0 : c)); k.add(Int64(shift.shape[0] == 1 ? 0 : c)); k.add(eps)
                 k.add(x.dtype.kernelCode); k.add(scale.dtype.kernelCode); k.add(shift.dtype.kernelCode); k.add(x.dtype.kernelCode)
+                k.add(Self.quantizedFormatCode(format))
             }
         }
         return try RowQuantized(values: values, scales: scales, sourceType: x.dtype)

@@ -11,14 +11,16 @@ extension CUDABackend {
     /// With `gelu`, D = GELU(D) (tanh form) in the epilogue, after the bias. With `c` (a matrix laid out
     /// as D), D = A x op(B) + C (+ bias): cuBLASLt's beta = 1. With `rowScales` (float32 vectors of M
     /// and N, for A and B), A and B are FP8 E4M3 and the product's (i, j) is scaled by both (`dtype`
-    /// is then D's and C's type).
+    /// is then D's and C's type). With `int8`, A and B are INT8 and D int32, the exact sums of the
+    /// products (CUBLAS_COMPUTE_32I; `dtype` is .int32; no bias, GELU or C: `CUDABackend.int8Linear`).
     func gemm(a: UInt64, b: UInt64, d: UInt64, c: UInt64? = nil, bias: UInt64?, m: Int, n: Int, k: Int, transposeB: Bool,
               batch: Int = 1, strideA: Int = 0, strideB: Int = 0, strideD: Int = 0, gelu: Bool = false, dtype: DType,
-              rowScales: (a: UInt64, b: UInt64)? = nil) throws {
+              rowScales: (a: UInt64, b: UInt64)? = nil, int8: Bool = false) throws {
         if m == 0 || n == 0 { return }
+        precondition(!int8 || (dtype == .int32 && bias == nil && !gelu && c == nil && rowScales == nil), "gemm: INT8 is the plain product")
         let key = GemmKey(m: m, n: n, k: k, batch: batch, transposeB: transposeB, bias: bias != nil, gelu: gelu, accumulate: c != nil,
-                          fp8: rowScales != nil, fastAccumulation: rowScales != nil && tuning.fp8FastAccumulation, dtype: dtype, strides: [strideA, strideB, strideD],
-                          alignment: [a, b, d, c ?? d].map { Int($0 % 16) })
+                          fp8: rowScales != nil, fastAccumulation: rowScales != nil && tuning.fp8FastAccumulation, int8: int8,
+                          dtype: dtype, strides: [strideA, strideB, strideD], alignment: [a, b, d, c ?? d].map { Int($0 % 16) })
         // Descriptors are made once per shape and device (shared by its streams; the lock is held until the
         // GEMM is enqueued): per call only the bias and scale pointers change.
         plans.gemmLock.lock()
@@ -39,8 +41,8 @@ extension CUDABackend {
         }
         let algo = try cudaDevice.gemmAlgorithm(key) { try chooseAlgorithm(plan, a: a, b: b, d: d) }
         let workspace = try gemmWorkspace()
-        var alpha: Float = 1, beta: Float = c == nil ? 0 : 1
-        let label = (rowScales == nil ? "gemm " : "gemm fp8 ") + "\(m)x\(n)x\(k)" + (batch > 1 ? " batch \(batch)" : "") + (gelu ? " +gelu" : "") + (c == nil ? "" : " +c")
+        var alpha = key.one, beta = c == nil ? 0 : key.one
+        let label = (rowScales != nil ? "gemm fp8 " : int8 ? "gemm int8 " : "gemm ") + "\(m)x\(n)x\(k)" + (batch > 1 ? " batch \(batch)" : "") + (gelu ? " +gelu" : "") + (c == nil ? "" : " +c")
         let status = profiled(label) {
             algo.withUnsafeBytes { algoPtr in
                 lt.cublasLtMatmul(handle, plan.desc, &alpha, b, plan.la, a, plan.lb, &beta, c ?? d, plan.ld, d, plan.ld, algoPtr.baseAddress!,
@@ -72,7 +74,7 @@ extension CUDABackend {
         guard found > 0 else {
             let what = key.gelu ? " with the GELU epilogue (REEL_GELU_EPILOGUE=0 turns it off)" : ""
             throw ReelError.unsupported(backend: "cuda", op: "matmul", message: "cuBLASLt \(lt.versionString) has no algorithm for "
-                                        + "\(key.m)x\(key.n)x\(key.k) \(key.fp8 ? "FP8 E4M3 (per-row scales) to " : "")\(key.dtype)\(what)")
+                                        + "\(key.m)x\(key.n)x\(key.k) \(key.fp8 ? "FP8 E4M3 (per-row scales) to " : key.int8 ? "INT8 to " : "")\(key.dtype)\(what)")
         }
         let candidates = (0..<Int(found)).map { i in
             Array(results[(i * CuBLASLt.heuristicResultSize)..<((i + 1) * CuBLASLt.heuristicResultSize)])
@@ -85,7 +87,7 @@ extension CUDABackend {
         let scratch = try gemmWorkspace()
         var best = candidates[0], bestTime = Double.infinity
         for algo in candidates {
-            var alpha: Float = 1, beta: Float = 0
+            var alpha = key.one, beta: UInt32 = 0
             func runOnce() -> Int32 {
                 algo.withUnsafeBytes { p in
                     lt.cublasLtMatmul(handle, plan.desc, &alpha, b, plan.la, a, plan.lb, &beta, d, plan.ld, d, plan.ld, p.baseAddress!,
@@ -195,9 +197,14 @@ struct GemmKey: Hashable {
     var fp8 = false
     /// FP8 with fast accumulation (`Tuning.fp8FastAccumulation`): a descriptor of its own.
     var fastAccumulation = false
+    /// INT8 operands, int32 sums and int32 alpha and beta (CUBLAS_COMPUTE_32I; `dtype` is .int32).
+    var int8 = false
     var dtype: DType
     var strides: [Int]
     var alignment: [Int]
+
+    /// The bits of 1 in the scale type: float32, or int32 for INT8.
+    var one: UInt32 { int8 ? 1 : Float(1).bitPattern }
 }
 
 extension CUDADevice {
@@ -215,9 +222,13 @@ final class GemmPlan {
     init(key: GemmKey) throws {
         self.key = key
         lt = try CUDALibraries.cublasLt()
-        let dataType: Int32 = key.dtype == .f32 ? CuBLASLt.dataF32 : key.dtype == .f16 ? CuBLASLt.dataF16 : CuBLASLt.dataBF16
-        let inputType = key.fp8 ? CuBLASLt.dataFP8E4M3 : dataType
-        try lt.check(lt.cublasLtMatmulDescCreate(&desc, CuBLASLt.computeF32, CuBLASLt.dataF32), "cublasLtMatmulDescCreate")
+        let dataType: Int32 = key.int8 ? CuBLASLt.dataI32 : key.dtype == .f32 ? CuBLASLt.dataF32
+            : key.dtype == .f16 ? CuBLASLt.dataF16 : CuBLASLt.dataBF16
+        let inputType = key.fp8 ? CuBLASLt.dataFP8E4M3 : key.int8 ? CuBLASLt.dataI8 : dataType
+        // INT8: int32 compute and int32 alpha/beta (the only scale type cuBLASLt pairs with CUBLAS_COMPUTE_32I and
+        // int32 D); the operands must be "TN" (transposeB: our weight [N, K] as cuBLAS's transposed A).
+        try lt.check(lt.cublasLtMatmulDescCreate(&desc, key.int8 ? CuBLASLt.computeI32 : CuBLASLt.computeF32,
+                                                 key.int8 ? CuBLASLt.dataI32 : CuBLASLt.dataF32), "cublasLtMatmulDescCreate")
         var opA: Int32 = key.transposeB ? CuBLASLt.opT : CuBLASLt.opN
         var opB: Int32 = CuBLASLt.opN
         try lt.check(lt.cublasLtMatmulDescSetAttribute(desc, CuBLASLt.descTransA, &opA, 4), "set TRANSA")

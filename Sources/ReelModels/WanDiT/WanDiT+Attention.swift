@@ -28,13 +28,13 @@ extension WanDiT {
         /// `[1, tokens, heads, headDim]`.
         func headShape(tokens: Int) -> [Int] { [1, tokens, heads, headDim] }
 
-        /// The four projections in FP8 (`Linear.quantizedFP8`); the norms stay as they are.
-        func quantizedFP8() throws -> Attention {
+        /// The four projections quantized to `format` (`Linear.quantized`); the norms stay as they are.
+        func quantized(to format: QuantizedFormat) throws -> Attention {
             var a = self
-            a.q = try q.quantizedFP8()
-            a.k = try k.quantizedFP8()
-            a.v = try v.quantizedFP8()
-            a.o = try o.quantizedFP8()
+            a.q = try q.quantized(to: format)
+            a.k = try k.quantized(to: format)
+            a.v = try v.quantized(to: format)
+            a.o = try o.quantized(to: format)
             return a
         }
     }

@@ -34,7 +34,7 @@ extension WanDiT {
             try x.narrowed(axis: 1, start: r.lowerBound * perFrame, length: r.count * perFrame)
                 .reshaped([r.count, perFrame, c.dim])
         }
-        // adaLN before q/k/v: straight to FP8 rows when the layer reading it is FP8.
+        // adaLN before q/k/v: straight to quantized rows when the layer reading it is quantized.
         func attentionInput(_ r: Range<Int>) throws -> LinearInput {          // [1, n * perFrame, dim]
             try b.selfAttention.k.modulatedInput(try rows(r), scale: try mod(.attentionScale, frames: r),
                                                  shift: try mod(.attentionShift, frames: r), eps: c.eps,

@@ -13,19 +13,19 @@ struct WanDiTBinder {
 }
 
 extension WanDiT {
-    /// A linear layer's input: 16-bit rows, or FP8 rows where the adaLN before an FP8 layer wrote
-    /// them directly (`modulatedLayerNormQuantized`).
+    /// A linear layer's input: 16-bit rows, or quantized rows (FP8 or INT8) where the adaLN before a
+    /// quantized layer wrote them directly (`modulatedLayerNormQuantized`).
     enum LinearInput {
         case rows(Tensor)
-        case fp8(RowQuantized)
+        case quantized(RowQuantized)
     }
 
-    /// A Linear layer: weight `[out, in]`, bias `[out]`; with `fp8`, the weight in FP8 E4M3 with a
-    /// scale per output channel (`weight` is then `fp8.values`).
+    /// A Linear layer: weight `[out, in]`, bias `[out]`; with `quantized`, the weight in FP8 E4M3 or
+    /// INT8 with a scale per output channel (`weight` is then `quantized.values`).
     struct Linear: @unchecked Sendable {
         var weight: Tensor
         var bias: Tensor?
-        var fp8: RowQuantized?
+        var quantized: RowQuantized?
 
         init(weight: Tensor, bias: Tensor?) { self.weight = weight; self.bias = bias }
 
@@ -36,22 +36,29 @@ extension WanDiT {
             self.init(weight: weight, bias: try w.tensor("\(name).bias", [out]))
         }
 
-        /// The layer with its weight quantized per output channel (`Backend.quantizeRows`).
-        func quantizedFP8() throws -> Linear {
-            if fp8 != nil { return self }
-            let q = try weight.backend.quantizeRows(weight)
+        /// The layer with its weight quantized per output channel to `format` (`Backend.quantizeRows`).
+        func quantized(to format: QuantizedFormat) throws -> Linear {
+            if let quantized {
+                precondition(quantized.values.dtype == format.dtype, "Linear: already quantized to another format")
+                return self
+            }
+            let q = try weight.backend.quantizeRows(weight, to: format.dtype)
             var l = Linear(weight: q.values, bias: bias)
-            l.fp8 = q
+            l.quantized = q
             return l
         }
 
+        /// The format of this layer's weight, nil when it is not quantized.
+        var format: QuantizedFormat? { quantized.flatMap { QuantizedFormat(dtype: $0.values.dtype) } }
+
         /// The adaLN `x * (1 + scale) + shift` of `x`, reshaped to `dims`, as this layer's input:
-        /// straight to FP8 rows when this layer is FP8.
+        /// straight to quantized rows when this layer is quantized.
         func modulatedInput(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float,
                             as dims: [Int]) throws -> LinearInput {
             let be = weight.backend
-            if fp8 != nil {
-                return .fp8(try be.modulatedLayerNormQuantized(x, scale: scale, shift: shift, eps: eps).reshaped(dims))
+            if let quantized {
+                return .quantized(try be.modulatedLayerNormQuantized(x, scale: scale, shift: shift, eps: eps,
+                                                                     to: quantized.values.dtype).reshaped(dims))
             }
             return .rows(try be.modulatedLayerNorm(x, scale: scale, shift: shift, eps: eps).reshaped(dims))
         }
@@ -59,23 +66,23 @@ extension WanDiT {
         /// `x W^T + b`.
         func callAsFunction(_ x: Tensor) throws -> Tensor { try self(.rows(x)) }
 
-        /// `x W^T + b`: the FP8 GEMM when this layer is quantized (16-bit rows quantized per token
-        /// first), else the plain one; with GELU (tanh), a residual added, or written into `out` (at
+        /// `x W^T + b`: the FP8 or INT8 GEMM when this layer is quantized (16-bit rows quantized per
+        /// token first), else the plain one; with GELU (tanh), a residual added, or written into `out` (at
         /// most one of the last two).
         func callAsFunction(_ input: LinearInput, gelu: Bool = false, adding residual: Tensor? = nil,
                             into out: Tensor? = nil) throws -> Tensor {
             let be = weight.backend
-            if let fp8 {
+            if let quantized {
                 let xq: RowQuantized
                 switch input {
-                case .rows(let x): xq = try be.quantizeRows(x)
-                case .fp8(let q): xq = q
+                case .rows(let x): xq = try be.quantizeRows(x, to: quantized.values.dtype)
+                case .quantized(let q): xq = q
                 }
-                return try be.quantizedLinear(xq, weight: fp8, bias: bias, gelu: gelu, adding: residual, into: out)
+                return try be.quantizedLinear(xq, weight: quantized, bias: bias, gelu: gelu, adding: residual, into: out)
             }
             guard case .rows(let x) = input else {
                 throw ReelError.invalidArgument(op: "WanDiT",
-                                                message: "a layer without FP8 weights read an input made only in FP8")
+                                                message: "a layer without quantized weights read an input made only quantized")
             }
             precondition(!(gelu && (residual != nil || out != nil)) && !(residual != nil && out != nil),
                          "Linear: one variant at a time")
@@ -142,13 +149,10 @@ extension WanDiT {
             down = try Linear(w, "\(name).2", out: dim, in: hidden)
         }
 
-        /// Both layers in FP8 (`Linear.quantizedFP8`).
-        func quantizedFP8() throws -> FeedForward {
-            FeedForward(up: try up.quantizedFP8(), down: try down.quantizedFP8())
+        /// Both layers quantized to `format` (`Linear.quantized`).
+        func quantized(to format: QuantizedFormat) throws -> FeedForward {
+            FeedForward(up: try up.quantized(to: format), down: try down.quantized(to: format))
         }
-
-        /// Whether the layers run in FP8.
-        var isFP8: Bool { up.fp8 != nil }
 
         func callAsFunction(_ x: LinearInput) throws -> Tensor {
             let hidden = try up(x, gelu: true)                // GELU(approximate="tanh"), as Wan

@@ -235,8 +235,8 @@ extension WanDiT {
                 throw ReelError.input("replica \(r) runs on \(m.backend.name); rank \(r) of \(communicator.name) is "
                                       + "\(communicator.streams[r].name): load each replica on its rank's stream")
             }
-            guard m.config == first.config, m.fp8Layers == first.fp8Layers, m.dtype == first.dtype else {
-                throw ReelError.input("replica \(r) differs from replica 0 (configuration, dtype or FP8)")
+            guard m.config == first.config, m.quantization == first.quantization, m.dtype == first.dtype else {
+                throw ReelError.input("replica \(r) differs from replica 0 (configuration, dtype or quantization)")
             }
         }
         return SequenceParallelism(communicator: communicator, replicas: replicas).map { $0 }

@@ -31,10 +31,12 @@ public final class WanDiT: @unchecked Sendable {
         self.parallelism = parallelism
     }
 
-    /// The same model with the blocks' `layers` in FP8 E4M3: weights quantized per output channel now,
-    /// inputs per token as they are made (LightX2V's channel-wise FP8 weights with dynamic per-token
-    /// activations; an adaLN before an FP8 layer writes FP8 rows directly). Outputs move away from the
-    /// bf16 model's by FP8's rounding (3 mantissa bits); the parity fixtures hold the bf16 model.
+    /// The same model with the blocks' `layers` quantized to `format`, FP8 E4M3 or INT8 (W8A8): weights
+    /// per output channel now, inputs per token as they are made (LightX2V's channel-wise FP8 weights with
+    /// dynamic per-token activations; SmoothQuant's W8A8 INT8 without its smoothing; an adaLN before a
+    /// quantized layer writes quantized rows directly). Outputs move away from the bf16 model's by the
+    /// codes' rounding (FP8: 3 mantissa bits; INT8: a step of max|row| / 127); the parity fixtures hold
+    /// the bf16 model. INT8 is for GPUs without FP8 (compute capability 7.5 to 8.6: Turing, Ampere).
     ///
     /// `.feedForward` (the default) keeps the attention projections in the model's dtype: at the 1.3B's
     /// 1536-wide shapes an FP8 GEMM saves about what quantizing its input costs, while FP8 q/k/v raised the
@@ -42,20 +44,25 @@ public final class WanDiT: @unchecked Sendable {
     /// `.allLinears` also quantizes every attention projection (self and cross, the prompt's keys and values
     /// included): the weights' memory halves again (the 14B's attention is 8.4 of its 14 billion), at the
     /// error `LongLiveParityTests` measures. The embeddings and the head stay in the model's dtype.
-    public func quantizedFP8(_ layers: FP8Layers = .feedForward) throws -> WanDiT {
-        if let parallelism { return try parallelism.map { try $0.quantizedFP8(layers) } }
-        let model = WanDiT(config: config, weights: try weights.withFP8(layers), backend: backend)
+    public func quantized(_ quantization: LinearQuantization) throws -> WanDiT {
+        if let parallelism { return try parallelism.map { try $0.quantized(quantization) } }
+        if let current = self.quantization {
+            try require(current == quantization, "WanDiT.quantized",
+                        "the model is already quantized (\(current)); load it again for \(quantization)")
+            return self
+        }
+        let model = WanDiT(config: config, weights: try weights.quantized(quantization), backend: backend)
         model.chunkFrames = chunkFrames
         return model
     }
 
-    /// Whether the blocks' FFN layers run in FP8 (`quantizedFP8`).
-    public var isFP8: Bool { weights.blocks.first?.ffn.isFP8 ?? false }
+    /// `quantized(.fp8(layers))`.
+    public func quantizedFP8(_ layers: QuantizedLayers = .feedForward) throws -> WanDiT { try quantized(.fp8(layers)) }
 
-    /// Which of the blocks' layers run in FP8, nil for none.
-    public var fp8Layers: FP8Layers? {
-        guard let b = weights.blocks.first, b.ffn.isFP8 else { return nil }
-        return b.selfAttention.q.fp8 != nil ? .allLinears : .feedForward
+    /// Which of the blocks' layers are quantized and to what, nil for none.
+    public var quantization: LinearQuantization? {
+        guard let b = weights.blocks.first, let format = b.ffn.up.format else { return nil }
+        return LinearQuantization(format: format, layers: b.selfAttention.q.quantized != nil ? .allLinears : .feedForward)
     }
 
     /// The same weights with cross-attention over `textLength` rows (prompt tokens, then zero rows).
@@ -179,10 +186,47 @@ public final class WanDiT: @unchecked Sendable {
     }
 }
 
-/// Which of a DiT's block layers `WanDiT.quantizedFP8` puts in FP8 (`--fp8-layers`).
-public enum FP8Layers: String, Sendable, CaseIterable {
-    /// The feed-forward network's two layers (the default of `--fp8`).
+/// Which of a DiT's block layers `WanDiT.quantized` quantizes (`--fp8-layers`, for `--fp8` and `--int8`).
+public enum QuantizedLayers: String, Sendable, CaseIterable {
+    /// The feed-forward network's two layers (the default of `--fp8` and `--int8`).
     case feedForward = "ffn"
     /// Every linear of the blocks: the FFN and the self- and cross-attention projections.
     case allLinears = "all"
+}
+
+/// The code type of a DiT's quantized linears.
+public enum QuantizedFormat: String, Sendable, CaseIterable {
+    /// FP8 E4M3 (`--fp8`): compute capability 8.9 or newer (Ada, Hopper, Blackwell).
+    case fp8
+    /// Symmetric INT8, codes in [-127, 127] (`--int8`): compute capability 7.5 or newer (Turing, Ampere).
+    case int8
+
+    /// The codes' storage type.
+    public var dtype: DType { self == .int8 ? .int8 : .fp8e4m3 }
+
+    public init?(dtype: DType) {
+        switch dtype {
+        case .fp8e4m3: self = .fp8
+        case .int8: self = .int8
+        default: return nil
+        }
+    }
+
+    /// "FP8" or "INT8", as reports name it.
+    public var name: String { rawValue.uppercased() }
+}
+
+/// Which of a DiT's block linears are quantized, and to what (`WanDiT.quantized`; `--fp8` or `--int8`
+/// with `--fp8-layers`).
+public struct LinearQuantization: Sendable, Hashable, CustomStringConvertible {
+    public var format: QuantizedFormat
+    public var layers: QuantizedLayers
+
+    public init(format: QuantizedFormat, layers: QuantizedLayers) { self.format = format; self.layers = layers }
+
+    public static func fp8(_ layers: QuantizedLayers) -> LinearQuantization { .init(format: .fp8, layers: layers) }
+    public static func int8(_ layers: QuantizedLayers) -> LinearQuantization { .init(format: .int8, layers: layers) }
+
+    /// "INT8 FFN", "FP8 all".
+    public var description: String { "\(format.name) \(layers == .feedForward ? "FFN" : "all")" }
 }

@@ -20,15 +20,16 @@ struct WanDiTWeights: @unchecked Sendable {
         head = try WanDiT.Head(w, "head", c)
     }
 
-    /// The same weights with each block's `layers` in FP8 (`WanDiT.quantizedFP8`).
-    func withFP8(_ layers: FP8Layers) throws -> WanDiTWeights {
+    /// The same weights with each block's layers quantized as `quantization` says (`WanDiT.quantized`).
+    func quantized(_ quantization: LinearQuantization) throws -> WanDiTWeights {
         var w = self
+        let format = quantization.format
         w.blocks = try blocks.map { b in
             var q = b
-            q.ffn = try b.ffn.quantizedFP8()
-            if layers == .allLinears {
-                q.selfAttention = try b.selfAttention.quantizedFP8()
-                q.crossAttention = try b.crossAttention.quantizedFP8()
+            q.ffn = try b.ffn.quantized(to: format)
+            if quantization.layers == .allLinears {
+                q.selfAttention = try b.selfAttention.quantized(to: format)
+                q.crossAttention = try b.crossAttention.quantized(to: format)
             }
             return q
         }
