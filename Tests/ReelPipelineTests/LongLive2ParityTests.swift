@@ -62,6 +62,22 @@ import ReelModels
         #expect(wrong > 7.5e-2)
     }
 
+    /// The same W8A8 recipe with INT8 codes (`--int8 --fp8-layers all`, for GPUs without FP8) and the FFN alone.
+    /// Measured on the CPU: all 2.0e-2 of the model's contribution, FFN 8.3e-3 (FP8: 6.6e-2 and 3.5e-2), INT8 on
+    /// top of a dropped sink 8.5e-2. The bounds (1.75x the figures) sit below every wrong variant (3.7e-2 and up).
+    @Test func int8StaysCloserThanDroppingTheSink() throws {
+        let schedule = LongLive2Parity.referenceSchedule(.absolute)
+        var noSink = schedule
+        noSink.sinkFrames = 0; noSink.multiShotSink = false
+        let all = try parity.run(.absolute, .init(schedule: schedule, quantization: .int8(.allLinears))).relativeError
+        let ffn = try parity.run(.absolute, .init(schedule: schedule, quantization: .int8(.feedForward))).relativeError
+        let wrong = try parity.run(.absolute, .init(schedule: noSink, quantization: .int8(.allLinears))).relativeError
+        print("LongLive 2.0 parity in INT8 (CPU): every block linear \(all), FFN \(ffn), INT8 without the sink \(wrong)")
+        #expect(ffn > 1e-3 && ffn < 1.5e-2)
+        #expect(all > ffn && all < 3.5e-2)
+        #expect(wrong > 3.5e-2)
+    }
+
     /// The sampler's tables: 4 steps, shift 5 (`FlowUniPCMultistepScheduler.set_timesteps(4, shift=5)`).
     @Test func uniPCTimestepsMatchTheReference() throws {
         let s = try FlowUniPCSolver(steps: 4, shift: 5)

@@ -59,20 +59,21 @@ import ReelModels
         #expect(all > ffn && all < 8.5e-2)
     }
 
-    /// INT8 (`--int8`, W8A8 with symmetric codes) measured like FP8: the FFN alone, every block linear, and the
-    /// wrong variant (INT8 on top of a lost sink) landing past the bound. Figures in the comment of `int8Bounds`.
+    /// INT8 (`--int8`, W8A8: symmetric codes, a step of max|row| / 127) measured like FP8 on the CPU: the FFN alone
+    /// 4.8e-3 of the model's contribution, every block linear 1.5e-2 (FP8: 2.0e-2 and 7.3e-2; 7 bits of the row's
+    /// range against FP8's 3 mantissa bits), INT8 on top of a lost sink 5.4e-2. The bounds sit at 2.5x and 2x the
+    /// figures, below the sink's 5.4e-2, so INT8 without the sink fails both; scales ignored or misplaced land
+    /// at order 1 (`QuantizationTests`), no quantization at float32's ~1e-6, below the lower bound.
     @Test func int8StaysCloseToLongLive() async throws {
         let ffn = try await parity.run(.init(quantization: .int8(.feedForward))).relativeError
         let all = try await parity.run(.init(quantization: .int8(.allLinears))).relativeError
         let noSink = StreamingSchedule(sinkFrames: 0, attentionFrames: 9)
         let wrong = try await parity.run(.init(schedule: noSink, quantization: .int8(.feedForward))).relativeError
         print("LongLive parity in INT8 (CPU): FFN \(ffn), every block linear \(all); without the sink \(wrong)")
-        #expect(ffn > 1e-3 && ffn < Self.int8Bounds.ffn)
-        #expect(all > ffn && all < Self.int8Bounds.all)
-        #expect(wrong > Self.int8Bounds.ffn)
+        #expect(ffn > 1e-3 && ffn < 1.2e-2)
+        #expect(all > ffn && all < 3e-2)
+        #expect(wrong > 3e-2)
     }
-
-    static let int8Bounds = (ffn: 1.0, all: 1.0)
 
     /// The DiT spread over 2 CPU ranks by sequence parallelism (the fixture's 2 heads, one a rank): the same
     /// video as one device bit for bit (both on Reel's own GEMM), so the same parity, recache and LoRA included.
