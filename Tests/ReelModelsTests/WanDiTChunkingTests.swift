@@ -160,16 +160,20 @@ import ReelCPU
     }
 }
 
-/// The DiT with its FFN, or every block linear, in FP8 (`quantizedFP8`): the same model up to FP8 rounding.
+/// The DiT with its FFN, or every block linear, in FP8 or INT8 (`quantized`): the same model up to the codes' rounding.
 @Suite struct WanDiTFP8Tests {
     let backend = CPUBackend()
 
-    @Test(arguments: QuantizedLayers.allCases)
-    func fp8ModelFollowsTheFloatModel(layers: QuantizedLayers) throws {
+    static let cases = QuantizedFormat.allCases.flatMap { f in QuantizedLayers.allCases.map { LinearQuantization(format: f, layers: $0) } }
+
+    @Test(arguments: cases)
+    func quantizedModelFollowsTheFloatModel(quantization q: LinearQuantization) throws {
         let c = WanDiTConfig(dim: 64, ffnDim: 128, heads: 2, layers: 2, textDim: 16)
         let plain = try WanDiT.load(from: WanDiT.randomWeights(c, on: backend, seed: 4), heads: 2, backend: backend).withTextLength(8)
-        let fp8 = try plain.quantizedFP8(layers)
-        #expect(plain.quantization == nil && fp8.quantization == .fp8(layers) && fp8.withTextLength(8).quantization == .fp8(layers))
+        let quantized = try plain.quantized(q)
+        #expect(plain.quantization == nil && quantized.quantization == q && quantized.withTextLength(8).quantization == q)
+        #expect(try quantized.quantized(q).quantization == q)
+        #expect(throws: ReelError.self) { try quantized.quantized(.init(format: q.format == .fp8 ? .int8 : .fp8, layers: q.layers)) }
         let text = try backend.randomNormal([5, c.textDim], seed: 9, offset: 0, dtype: .f32)
         func run(_ model: WanDiT) throws -> [Float] {
             let prompt = try model.encodePrompt(text)   // the prompt's keys and values through the model's own layers
@@ -185,15 +189,21 @@ import ReelCPU
             for i in a.indices { num += Double(b[i] - a[i]) * Double(b[i] - a[i]); den += Double(a[i]) * Double(a[i]) }
             return num / den
         }
-        let (a, b) = (try run(plain), try run(fp8))
+        let (a, b) = (try run(plain), try run(quantized))
         let e = nmse(a, b)
-        print("FP8 DiT (\(layers.rawValue)) vs float32 DiT: nmse \(e)")
-        // Measured: FFN 3.1e-4, every block linear 1.0e-2 (this random model's attention is sharp); scales lost or
-        // misplaced are of order 1.
-        #expect(e > 1e-7 && e < (layers == .allLinears ? 3e-2 : 1e-2))
-        if layers == .allLinears {
+        print("\(q) DiT vs float32 DiT: nmse \(e)")
+        // Measured: FP8 FFN 3.1e-4, every block linear 1.0e-2 (this random model's attention is sharp); INT8 FFN
+        // 3.1e-5, every block linear 6.6e-4; scales lost or misplaced are of order 1.
+        let bound: Double = switch (q.format, q.layers) {
+        case (.fp8, .feedForward): 1e-2
+        case (.fp8, .allLinears): 3e-2
+        case (.int8, .feedForward): 1e-3
+        case (.int8, .allLinears): 3e-3
+        }
+        #expect(e > 1e-8 && e < bound)
+        if q.layers == .allLinears {
             // More layers rounded move the output further than the FFN alone.
-            #expect(e > nmse(a, try run(try plain.quantizedFP8(.feedForward))))
+            #expect(e > nmse(a, try run(try plain.quantized(.init(format: q.format, layers: .feedForward)))))
         }
     }
 }
