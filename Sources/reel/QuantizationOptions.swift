@@ -10,7 +10,7 @@ struct QuantizationOptions: ParsableArguments {
     var fp8 = false
     @Flag(name: .customLong("int8"),
           help: ArgumentHelp("Run the DiT's FFN in INT8 (W8A8: symmetric codes, weights per output channel, activations per token).",
-                             discussion: "For GPUs without FP8 (compute capability 7.5+: Turing, Ampere such as the A100 and RTX 30xx): int8 tensor cores with exact int32 sums, half the weight memory; outputs differ from the bf16 model's by INT8 rounding. On the CPU the same arithmetic is emulated (slower). Not with --fp8."))
+                             discussion: "For GPUs without FP8 (Ampere, compute capability 8.0+: the A100, RTX 30xx): int8 tensor cores with exact int32 sums, half the weight memory; outputs differ from the bf16 model's by INT8 rounding. On the CPU the same arithmetic is emulated (slower). Not with --fp8."))
     var int8 = false
     @Option(help: ArgumentHelp("With --fp8 or --int8: ffn (the default) or all (every linear of the DiT's blocks: the attention projections too, for the least memory).",
                                valueName: "ffn|all"))

@@ -96,7 +96,7 @@ import Testing
 
     @Test func sourcesAreFoundAndMissingSourcesAreAnError() throws {
         let sources = try KernelSources.locate(environment: [:])
-        for file in ["common.cuh", "elementwise.cu", "norm.cu", "softmax.cu", "rope.cu", "layout.cu", "conv.cu", "random.cu", "attention.cu", "fused.cu"] {
+        for file in ["common.cuh", "elementwise.cu", "norm.cu", "softmax.cu", "rope.cu", "layout.cu", "conv.cu", "random.cu", "attention.cu", "fused.cu", "int8.cu"] {
             #expect(!(try sources.source(file)).isEmpty)
         }
         #expect(throws: ReelError.self) { _ = try sources.source("nope.cu") }

@@ -1,7 +1,7 @@
 import Foundation
 import ReelCore
 
-// INT8 linear layers (W8A8, for GPUs without FP8: compute capability 7.5 and up). Rows quantized by
+// INT8 linear layers (W8A8, for GPUs without FP8: Ampere, compute capability 8.0 and up). Rows quantized by
 // `quantize_rows` (Kernels/fused.cu) to symmetric INT8, one float32 scale per row (per token of x,
 // per output channel of the weight). cuBLASLt's int8 GEMM (CUBLAS_COMPUTE_32I) sums the codes'
 // products exactly in int32; cuBLASLt has no per-row scales or bias epilogue for int32 outputs, so

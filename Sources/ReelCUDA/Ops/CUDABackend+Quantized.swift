@@ -10,15 +10,16 @@ extension CUDABackend {
     func requireFP8(_ op: String) throws {
         let cc = cudaDevice.info.computeCapability
         try require(cc.major * 10 + cc.minor >= 89, op,
-                    "FP8 E4M3 needs compute capability 8.9 or newer (--int8 runs from 7.5); \(cudaDevice.info.name) is "
+                    "FP8 E4M3 needs compute capability 8.9 or newer (--int8 runs from 8.0); \(cudaDevice.info.name) is "
                     + cudaDevice.info.arch)
     }
 
-    /// INT8 tensor cores (IMMA) need compute capability 7.5 (Turing) or newer.
+    /// INT8 tensor cores (IMMA) start at compute capability 7.5 (Turing), but Reel's kernels take bf16, which
+    /// needs 8.0 (Ampere).
     func requireINT8(_ op: String) throws {
         let cc = cudaDevice.info.computeCapability
-        try require(cc.major * 10 + cc.minor >= 75, op,
-                    "INT8 linears need compute capability 7.5 or newer; \(cudaDevice.info.name) is \(cudaDevice.info.arch)")
+        try require(cc.major * 10 + cc.minor >= 80, op,
+                    "INT8 linears need compute capability 8.0 or newer; \(cudaDevice.info.name) is \(cudaDevice.info.arch)")
     }
 
     /// FP8 E4M3 or INT8 (`RowQuantized.formats`), on a GPU that has it.

@@ -36,7 +36,7 @@ public final class WanDiT: @unchecked Sendable {
     /// dynamic per-token activations; SmoothQuant's W8A8 INT8 without its smoothing; an adaLN before a
     /// quantized layer writes quantized rows directly). Outputs move away from the bf16 model's by the
     /// codes' rounding (FP8: 3 mantissa bits; INT8: a step of max|row| / 127); the parity fixtures hold
-    /// the bf16 model. INT8 is for GPUs without FP8 (compute capability 7.5 to 8.6: Turing, Ampere).
+    /// the bf16 model. INT8 is for GPUs without FP8 (compute capability 8.0 to 8.6: Ampere).
     ///
     /// `.feedForward` (the default) keeps the attention projections in the model's dtype: at the 1.3B's
     /// 1536-wide shapes an FP8 GEMM saves about what quantizing its input costs, while FP8 q/k/v raised the
@@ -198,7 +198,7 @@ public enum QuantizedLayers: String, Sendable, CaseIterable {
 public enum QuantizedFormat: String, Sendable, CaseIterable {
     /// FP8 E4M3 (`--fp8`): compute capability 8.9 or newer (Ada, Hopper, Blackwell).
     case fp8
-    /// Symmetric INT8, codes in [-127, 127] (`--int8`): compute capability 7.5 or newer (Turing, Ampere).
+    /// Symmetric INT8, codes in [-127, 127] (`--int8`): compute capability 8.0 or newer (Ampere).
     case int8
 
     /// The codes' storage type.
