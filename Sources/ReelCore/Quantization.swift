@@ -79,6 +79,9 @@ extension Backend {
         return try RowQuantized(values: values, scales: try tensor(scales, shape: [rows]), sourceType: x.dtype)
     }
 
+    /// `quantizeRows(x, to: .fp8e4m3)`: FP8 rows, as before INT8 (the FP8 KV cache's writes).
+    public func quantizeRows(_ x: Tensor) throws -> RowQuantized { try quantizeRows(x, to: .fp8e4m3) }
+
     public func modulatedLayerNormQuantized(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float,
                                             to format: DType) throws -> RowQuantized {
         try quantizeRows(try modulatedLayerNorm(x, scale: scale, shift: shift, eps: eps), to: format)
