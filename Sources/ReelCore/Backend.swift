@@ -201,6 +201,9 @@ public protocol Backend: AnyObject, Sendable {
     /// `quantizeRows(modulatedLayerNorm(x, ...))`, the same codes and scales, where the backend can
     /// without writing the 16-bit rows (the DiT's adaLN before its FP8 FFN).
     func modulatedLayerNormQuantized(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float) throws -> RowQuantized
+    /// `q`'s rows back as floats, written into `out` (q's element count, a float dtype): each value
+    /// times its row's scale in float32, rounded once to `out`'s dtype (the FP8 KV cache read before attention).
+    func dequantizeRows(_ q: RowQuantized, into out: Tensor) throws
 
     // MARK: Convolution
 

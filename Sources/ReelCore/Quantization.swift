@@ -61,6 +61,14 @@ extension Backend {
         return try RowQuantized(values: values, scales: try tensor(scales, shape: [rows]), sourceType: x.dtype)
     }
 
+    /// On the host: `q.dequantized()` (float32 products) cast to `out`'s dtype. Backends with a device
+    /// kernel override it with the same arithmetic.
+    public func dequantizeRows(_ q: RowQuantized, into out: Tensor) throws {
+        try require(out.dtype.isFloatingPoint && out.dtype != .fp8e4m3 && out.count == q.values.count, "dequantizeRows",
+                    "output \(out.shape) \(out.dtype) does not hold the rows \(q.values.shape) as floats")
+        try copyWhole(try cast(try q.dequantized(), to: out.dtype), into: out, op: "dequantizeRows")
+    }
+
     public func modulatedLayerNormQuantized(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float) throws -> RowQuantized {
         try quantizeRows(try modulatedLayerNorm(x, scale: scale, shift: shift, eps: eps))
     }

@@ -74,6 +74,11 @@ public final class LongLive2Generator: @unchecked Sendable {
     public init(model: WanDiT, latentHeight: Int, latentWidth: Int, schedule: LongLive2Schedule = .longLive2,
                 noise: any NoiseSource, image: Tensor? = nil, cacheDType: DType? = nil) throws {
         try schedule.validate()
+        if model.kvCache != .model {
+            throw ReelError.input("--kv-cache \(model.kvCache.rawValue) is LongLive 1.0's ring cache only; "
+                                  + "LongLive 2.0's cache (LongLive2KVCache) stores keys and values in the model's "
+                                  + "dtype: leave --kv-cache at bf16")
+        }
         let c = model.config
         try c.checkLatentSize(height: latentHeight, width: latentWidth)
         if let image {

@@ -17,9 +17,13 @@ public struct LongLiveParity {
         /// The DiT's layers in FP8 (`WanDiT.quantizedFP8`, after the LoRA is merged): how far
         /// FP8's rounding moves the video, relative to the model's contribution.
         public var fp8: FP8Layers?
+        /// How the self-attention cache stores keys and values (`WanDiT.kvCache`): FP8 moves the video by the
+        /// rounding of every cached key and value.
+        public var kvCache: KVCacheStorage
         public init(lora: Bool = true, recache: Bool = true, schedule: StreamingSchedule = .longLive, converted: String? = nil,
-                    fp8: FP8Layers? = nil) {
+                    fp8: FP8Layers? = nil, kvCache: KVCacheStorage = .model) {
             self.lora = lora; self.recache = recache; self.schedule = schedule; self.converted = converted; self.fp8 = fp8
+            self.kvCache = kvCache
         }
     }
 
@@ -81,6 +85,7 @@ public struct LongLiveParity {
         } ?? WanDiT.load(path: Self.path(folder, "longlive_base.pt"), lora: variant.lora ? Self.path(folder, "lora.pt") : nil,
                          heads: heads, backend: backend, communicator: communicator, dtype: dtype)
         if let fp8 = variant.fp8 { dit = try dit.quantizedFP8(fp8) }
+        dit.kvCache = variant.kvCache
         let prompts = try (0...switches.count).map {
             try dit.encodePrompt(try caseFile.tensor("prompt.\($0)", on: backend, as: dtype))
         }

@@ -5,7 +5,7 @@ import ReelModels
 extension ModelInspection {
     /// The report `reel inspect DIR` prints.
     public func report(geometry: BlockGeometry, schedule: StreamingSchedule = .longLive, dtype: DType = .bf16,
-                       fp8: FP8Layers? = nil) -> String {
+                       fp8: FP8Layers? = nil, kvCache: KVCacheStorage = .model) -> String {
         var lines = ["\(folder.path): \(folder.kind.rawValue)"]
         if let base = folder.base { lines.append("base: \(base) (supplies the parts the folder lacks)") }
         if folder.files.ema {
@@ -42,8 +42,10 @@ extension ModelInspection {
             lines.append("  a \(folder.kind.rawValue) holds only the DiT: give its Wan2.1 base folder with --base DIR")
         }
         for p in problems { lines.append("problem: \(p)") }
-        if let e = estimate(geometry: geometry, schedule: schedule, dtype: dtype, fp8: fp8) {
-            lines.append("device memory at \(geometry.width)x\(geometry.height), \(dtype)\(fp8.map { $0 == .allLinears ? " (block linears in FP8)" : " (FFN in FP8)" } ?? ""), "
+        if let e = estimate(geometry: geometry, schedule: schedule, dtype: dtype, fp8: fp8, kvCache: kvCache) {
+            let fp8Note = fp8.map { $0 == .allLinears ? " (block linears in FP8)" : " (FFN in FP8)" } ?? ""
+            lines.append("device memory at \(geometry.width)x\(geometry.height), \(dtype)\(fp8Note)"
+                + (kvCache == .fp8 ? " (KV cache in FP8)" : "") + ", "
                 + "attention window \(schedule.attentionFrames) latent frames:")
             let w = e.items.map(\.name.count).max() ?? 0
             for item in e.items {

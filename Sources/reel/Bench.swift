@@ -93,6 +93,10 @@ struct Bench: AsyncParsableCommand {
     var fp8Layers: FP8Layers?
     /// The DiT's layers in FP8, nil for none.
     var fp8: FP8Layers? { fp8Flag ? (fp8Layers ?? .feedForward) : nil }
+    @Option(name: .customLong("kv-cache"),
+            help: ArgumentHelp("The DiT's self-attention KV cache in bf16 (the model's dtype; default) or fp8 (E4M3, a scale per token and head).",
+                               valueName: "bf16|fp8"))
+    var kvCache = KVCacheStorage.model
     @Flag(help: ArgumentHelp("Video-to-video (StreamDiffusionV2's schedule): input frames from memory, encoded, restyled, decoded.",
                              discussion: "Random encoder and decoder of the real size (--decoder tiny: TAEHV, vae: the Wan2.1 VAE); --blocks input blocks of 4 frames."))
     var input = false
@@ -157,25 +161,26 @@ struct Bench: AsyncParsableCommand {
         if let folder {
             let loaded = try LoadedModel.load(files: folder, decoder: decoder != .none, backend: backend,
                                               decodeBackend: try backendOptions.makeDecodeBackend(),
-                                              communicator: try backendOptions.makeCommunicator(), dtype: dtype, fp8: fp8)
+                                              communicator: try backendOptions.makeCommunicator(), dtype: dtype, fp8: fp8,
+                                              kvCache: kvCache)
             dit = loaded.dit
             decodeStream = loaded.decodeStream
             newDecoder = decoder == .none ? { nil } : { loaded.newDecoder() }
             decodeLatentFLOPs = decoder == .none ? 0 : loaded.decoderFLOPs?(lh, lw) ?? 0
             first = try loaded.context(for: "a red circle moves left on a blue background")
             second = try loaded.context(for: "a large green square bounces around on a white background")
-            print("reel bench on \(backend.name) (\(dtype)\(fp8.map { ", \($0 == .allLinears ? "every block linear" : "FFN") in FP8; floors at the bf16 rate" } ?? "")): \(folderPath ?? "") (DiT \(dit.config.layers) layers, dim \(dit.config.dim)), "
+            print("reel bench on \(backend.name) (\(dtype)\(fp8.map { ", \($0 == .allLinears ? "every block linear" : "FFN") in FP8; floors at the bf16 rate" } ?? "")\(kvCache == .fp8 ? ", KV cache in FP8" : "")): \(folderPath ?? "") (DiT \(dit.config.layers) layers, dim \(dit.config.dim)), "
                   + "decoder \(decoder == .none ? "none" : loaded.decoderName), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
             print(String(format: "model loaded and prompts encoded in %.1f s", Date().timeIntervalSince(t0)))
         } else {
             guard let config = model.config else { throw ReelError.input("no model folder and no architecture named") }
-            print("reel bench on \(backend.name) (\(dtype)\(fp8.map { ", \($0 == .allLinears ? "every block linear" : "FFN") in FP8; floors at the bf16 rate" } ?? "")): DiT \(model.name) (\(config.layers) layers, dim \(config.dim)), "
+            print("reel bench on \(backend.name) (\(dtype)\(fp8.map { ", \($0 == .allLinears ? "every block linear" : "FFN") in FP8; floors at the bf16 rate" } ?? "")\(kvCache == .fp8 ? ", KV cache in FP8" : "")): DiT \(model.name) (\(config.layers) layers, dim \(config.dim)), "
                   + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
             let weights = try WanDiT.randomWeights(config, on: backend, dtype: dtype)
             let plain = try backendOptions.makeCommunicator().map {
                 try WanDiT.loadSequenceParallel(from: weights, heads: config.heads, communicator: $0, dtype: dtype)
             } ?? WanDiT.load(from: weights, heads: config.heads, backend: backend, dtype: dtype)
-            dit = try fp8.map { try plain.quantizedFP8($0) } ?? plain
+            dit = try (fp8.map { try plain.quantizedFP8($0) } ?? plain).withKVCache(kvCache)
             decodeStream = try backendOptions.makeDecodeBackend() ?? backend.makeStream()
             let d = decodeStream
             switch decoder {

@@ -34,6 +34,10 @@ struct Inspect: ParsableCommand {
     var fp8Flag = false
     @Option(help: ArgumentHelp("With --fp8: ffn (the default) or all (every linear of the DiT's blocks).", valueName: "ffn|all"))
     var fp8Layers: FP8Layers?
+    @Option(name: .customLong("kv-cache"),
+            help: ArgumentHelp("The estimate with the self-attention KV cache in bf16 (the model's dtype) or fp8 (as --kv-cache fp8 runs it).",
+                               valueName: "bf16|fp8"))
+    var kvCache = KVCacheStorage.model
 
     @Flag(help: "List the tensors of a folder's weight file (a diffusers component such as transformer/).")
     var tensors = false
@@ -90,7 +94,7 @@ struct Inspect: ParsableCommand {
             schedule.attentionFrames = attentionFrames
             let geometry = try size.geometry(folderSize: folder.size)
             print(inspection.report(geometry: geometry, schedule: schedule, dtype: DType(rawValue: dtype) ?? .bf16,
-                                    fp8: fp8Flag ? (fp8Layers ?? .feedForward) : nil))
+                                    fp8: fp8Flag ? (fp8Layers ?? .feedForward) : nil, kvCache: kvCache))
             if !inspection.isComplete { throw ExitCode.failure }
         } catch let error as ReelError {
             printError(error)

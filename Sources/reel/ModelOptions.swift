@@ -31,6 +31,12 @@ struct ModelOptions: ParsableArguments {
     /// The DiT's layers in FP8, nil for none (`--fp8`, `--fp8-layers`).
     var fp8: FP8Layers? { fp8Flag ? (fp8Layers ?? .feedForward) : nil }
 
+    @Option(name: .customLong("kv-cache"),
+            help: ArgumentHelp("How the DiT's self-attention KV cache stores keys and values: bf16 (the model's dtype; default) or fp8.",
+                               discussion: "fp8: E4M3 values with a float32 scale per token and head, dequantized one layer at a time before attention: about half the cache's memory, at a small error (the README's FP8 paragraph). LongLive 1.0's schedule only (not LongLive 2.0 models or video-to-video).",
+                               valueName: "bf16|fp8"))
+    var kvCache = KVCacheStorage.model
+
     @Option(help: "umT5 text encoder weights (Wan .pth, transformers or Reel safetensors).")
     var textEncoder: String?
     @Option(help: "Tokenizer: tokenizer.json or spiece.model.")
@@ -77,3 +83,4 @@ struct ModelOptions: ParsableArguments {
     }
 }
 extension FP8Layers: ExpressibleByArgument {}
+extension KVCacheStorage: ExpressibleByArgument {}

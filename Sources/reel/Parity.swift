@@ -28,11 +28,18 @@ struct Parity: AsyncParsableCommand {
     var tolerance: Double?
     @Flag(help: "Also run the faithful video with the DiT's FFN in FP8, then every block linear in FP8 (--fp8, --fp8-layers all of generate; for --longlive2 the latter is LongLive 2.0's own FP8 PTQ): their errors are reported, not judged.")
     var fp8 = false
+    @Option(name: .customLong("kv-cache"),
+            help: ArgumentHelp("fp8: also run the faithful video with the self-attention KV cache in FP8 (--kv-cache fp8 of generate): its error is reported, not judged.",
+                               valueName: "bf16|fp8"))
+    var kvCache = KVCacheStorage.model
     @OptionGroup var backendOptions: BackendOptions
 
     func validate() throws {
         guard FileManager.default.fileExists(atPath: fixture) else { throw ValidationError("--fixture: \(fixture) does not exist.") }
         if sdv2 && longlive2 { throw ValidationError("--sdv2 and --longlive2 name different fixtures: give one.") }
+        if kvCache == .fp8 && (sdv2 || longlive2) {
+            throw ValidationError("--kv-cache fp8 runs on LongLive 1.0's fixture only (its ring cache); drop --sdv2 / --longlive2.")
+        }
     }
 
     func run() async throws {
@@ -49,6 +56,7 @@ struct Parity: AsyncParsableCommand {
             ("no sink", .init(schedule: StreamingSchedule(sinkFrames: 0, attentionFrames: 9))),
         ]
         if fp8 { runs += [("FP8 FFN", .init(fp8: .feedForward)), ("FP8 all", .init(fp8: .allLinears))] }
+        if kvCache == .fp8 { runs.append(("FP8 KV cache", .init(kvCache: .fp8))) }
         var failed = false
         // The proof that the fixture can tell right from wrong is the float32 run: there a wrong variant
         // must land at least 10x past the tolerance. In bf16 the faithful error is both sides' rounding,
@@ -63,7 +71,7 @@ struct Parity: AsyncParsableCommand {
             if i == 0 {
                 verdict = e <= tolerance ? "ok" : "FAIL: above tolerance \(tolerance)"
                 failed = failed || e > tolerance
-            } else if variant.fp8 != nil {
+            } else if variant.fp8 != nil || variant.kvCache != .model {
                 verdict = "(FP8 rounding: reported, not judged)"
             } else if dtype == .f32 {
                 verdict = e >= 10 * tolerance ? "ok (wrong, and caught)" : "FAIL: a wrong run within 10x of the tolerance"

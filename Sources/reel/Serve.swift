@@ -120,7 +120,7 @@ struct Serve: AsyncParsableCommand {
                       communicator: (any Communicator)?) throws -> LoadedModel {
                 try LoadedModel.load(files: files, encoder: LoadedModel.hasEncoder(files), backend: backend,
                                      decodeBackend: decodeBackend, communicator: communicator,
-                                     dtype: backendOptions.storageType, fp8: models.fp8,
+                                     dtype: backendOptions.storageType, fp8: models.fp8, kvCache: models.kvCache,
                                      textBackend: backendOptions.makeTextBackend())
             }
             if let sessionDevices {

@@ -51,6 +51,19 @@ import Testing
         }
     }
 
+    /// `--kv-cache fp8` is LongLive 1.0's ring cache only: LongLive 2.0's generator refuses it, naming the option.
+    @Test func fp8KVCacheIsRefused() async throws {
+        try await withModel { model, _ in
+            let dit = model.dit.withTextLength(model.dit.config.textLength).withKVCache(.fp8)   // a copy: model.dit stays
+            do {
+                _ = try LongLive2Generator(model: dit, latentHeight: 4, latentWidth: 4, noise: PhiloxNoise(seed: 5))
+                Issue.record("LongLive 2.0's generator accepted an FP8 KV cache")
+            } catch {
+                #expect("\(error)".contains("--kv-cache fp8"), "\(error)")
+            }
+        }
+    }
+
     /// The pipeline equals `LongLive2Generator` run directly (same noise, prompts, scene cut), bit for bit, over
     /// three blocks: a plain switch at block 1 and a scene cut at block 2. Negative control: the same direct run
     /// without the scene cut differs at block 2 only.

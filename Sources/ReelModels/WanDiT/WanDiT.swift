@@ -21,6 +21,9 @@ public final class WanDiT: @unchecked Sendable {
     /// memory) runs as 3 chunks. Chunks are whole frames: RoPE positions and modulation are per
     /// frame. 0: never chunk.
     public var chunkFrames = 3
+    /// How the caches this model makes (`makeCache`) store keys and values: the model's dtype (the
+    /// default), or FP8 (`--kv-cache fp8`). LongLive 2.0's and StreamDiffusionV2's caches take only the former.
+    public var kvCache = KVCacheStorage.model
     /// The ranks this model is spread over (`sequenceParallel(_:communicator:)`); nil on one device.
     public let parallelism: SequenceParallelism?
 
@@ -43,10 +46,18 @@ public final class WanDiT: @unchecked Sendable {
     /// included): the weights' memory halves again (the 14B's attention is 8.4 of its 14 billion), at the
     /// error `LongLiveParityTests` measures. The embeddings and the head stay in the model's dtype.
     public func quantizedFP8(_ layers: FP8Layers = .feedForward) throws -> WanDiT {
-        if let parallelism { return try parallelism.map { try $0.quantizedFP8(layers) } }
+        if let parallelism { return try parallelism.map { try $0.quantizedFP8(layers) }.withKVCache(kvCache) }
         let model = WanDiT(config: config, weights: try weights.withFP8(layers), backend: backend)
         model.chunkFrames = chunkFrames
+        model.kvCache = kvCache
         return model
+    }
+
+    /// This model (no copy) with `kvCache` set: the caches it makes store keys and values as `storage`.
+    @discardableResult
+    public func withKVCache(_ storage: KVCacheStorage) -> WanDiT {
+        kvCache = storage
+        return self
     }
 
     /// Whether the blocks' FFN layers run in FP8 (`quantizedFP8`).
@@ -61,11 +72,12 @@ public final class WanDiT: @unchecked Sendable {
     /// The same weights with cross-attention over `textLength` rows (prompt tokens, then zero rows).
     /// Wan pads to 512; a model trained with another length records it (`text_len` metadata).
     public func withTextLength(_ textLength: Int) -> WanDiT {
-        if let parallelism { return parallelism.map { $0.withTextLength(textLength) } }
+        if let parallelism { return parallelism.map { $0.withTextLength(textLength) }.withKVCache(kvCache) }
         var c = config
         c.textLength = textLength
         let model = WanDiT(config: c, weights: weights, backend: backend)
         model.chunkFrames = chunkFrames
+        model.kvCache = kvCache
         return model
     }
 
@@ -165,17 +177,19 @@ public final class WanDiT: @unchecked Sendable {
     }
 
     /// A self-attention cache for this model (sink + rolling window of `tokensPerFrame`-token frames),
-    /// sharded by heads over the ranks of a sequence-parallel model.
-    public func makeCache(tokensPerFrame: Int, sinkFrames: Int, windowFrames: Int, dtype: DType? = nil) throws -> WanKVCache {
+    /// sharded by heads over the ranks of a sequence-parallel model, stored as `storage` (default: `kvCache`).
+    public func makeCache(tokensPerFrame: Int, sinkFrames: Int, windowFrames: Int, dtype: DType? = nil,
+                          storage: KVCacheStorage? = nil) throws -> WanKVCache {
         let c = config
         if let parallelism {
             return try WanKVCache(shardedOver: parallelism.communicator.streams, layers: c.layers,
                                   tokensPerFrame: tokensPerFrame, heads: c.heads, headDim: c.headDim,
-                                  sinkFrames: sinkFrames, windowFrames: windowFrames, dtype: dtype ?? self.dtype)
+                                  sinkFrames: sinkFrames, windowFrames: windowFrames, dtype: dtype ?? self.dtype,
+                                  storage: storage ?? kvCache)
         }
         return try WanKVCache(backend: backend, layers: c.layers, tokensPerFrame: tokensPerFrame, heads: c.heads,
                               headDim: c.headDim, sinkFrames: sinkFrames, windowFrames: windowFrames,
-                              dtype: dtype ?? self.dtype)
+                              dtype: dtype ?? self.dtype, storage: storage ?? kvCache)
     }
 }
 

@@ -181,6 +181,7 @@ struct OpCaseList {
         for dt in floats { list.fp8(dt) }
         list.layoutOtherTypes()
         list.presenter()
+        for dt in floats { list.fp8KVCache(dt) }
         list.gemmPerf()
         list.attentionPerf()
         list.convolutionPerf()
@@ -188,6 +189,7 @@ struct OpCaseList {
         list.elementwisePerf()
         list.fusedPerf()
         list.layoutPerf()
+        list.fp8KVCachePerf()
         return list.cases
     }
 
