@@ -42,7 +42,35 @@ public final class CUDAAllocator: @unchecked Sendable {
     /// The live blocks are copied each time the peak rises this far past the last copy.
     static let peakCountStep = 64 << 20
 
-    init(driver: CUDADriver) { self.driver = driver }
+    init(driver: CUDADriver, device: String) { self.driver = driver; self.device = device }
+
+    /// "cuda:0", in the cap's error.
+    private let device: String
+    /// The most device memory this allocator may hold (`--gpu-memory`): live, cached and unused slab bytes,
+    /// everything it has from the driver. nil: no cap (the GPU's memory is the limit).
+    public var cap: Int? {
+        get { lock.withLock { capBytes } }
+        set { lock.withLock { capBytes = newValue } }
+    }
+    private var capBytes: Int?
+    /// What the allocator holds from the driver. Call with the lock held.
+    private var heldBytes: Int { liveBytes + cachedBytes + slabSpareBytes }
+
+    /// Throws `ReelError.overMemoryCap` when `size` more bytes from the driver would pass the cap, after
+    /// giving the cached blocks back once. `requested`: the tensor's bytes, for the message.
+    private func admit(_ size: Int, requested: Int) throws {
+        guard let cap = lock.withLock({ capBytes }) else { return }
+        if lock.withLock({ heldBytes + size <= cap }) { return }
+        try emptyCache()
+        try lock.withLock {
+            guard heldBytes + size <= cap else {
+                throw ReelError.overMemoryCap(device: device, requested: requested, inUse: liveBytes, cap: cap)
+            }
+        }
+    }
+
+    /// Whether a new slab fits under the cap (else a slab-sized block is allocated on its own). Call with the lock held.
+    private var slabFitsCap: Bool { capBytes.map { heldBytes + Self.slabBytes <= $0 } ?? true }
 
     /// Starts a new peak measurement at the bytes live now.
     public func resetPeak() {
@@ -96,6 +124,7 @@ public final class CUDAAllocator: @unchecked Sendable {
             slabSpareBytes -= size
             return s.base + UInt64(s.used)
         }
+        if !slabFitsCap { return 0 }   // near the cap: the block is an allocation of its own
         var base: CUdeviceptr = 0
         let status = driver.cuMemAlloc(&base, Self.slabBytes)
         if status == 2 { throw ReelError.outOfMemory(backend: "cuda", bytes: size) }
@@ -128,6 +157,7 @@ public final class CUDAAllocator: @unchecked Sendable {
             ptr = try carve(size)
         }
         if ptr == 0 {
+            try admit(size, requested: bytes)
             var status = driver.cuMemAlloc(&ptr, size)
             if status == 2 {  // out of memory: give the cached blocks back and try once more
                 try emptyCache()
