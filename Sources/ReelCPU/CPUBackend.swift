@@ -456,3 +456,13 @@ func encodeFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutableRawPointer, _
                               into: UnsafeMutableRawBufferPointer(start: dst, count: n * dtype.size))
     }
 }
+
+extension CPUBackend: HostToDeviceCopying {
+    /// Host memory outside any `memoryBudget`: streamed weights live beside the device, not on it.
+    public func makeHostBuffer(bytes: Int) throws -> any HostStorage { try CPUStorage(byteCount: bytes) }
+
+    public func copy(fromHost source: UnsafeRawPointer, into tensor: Tensor) throws {
+        let dst = try host(tensor, "copy(fromHost:into:)")
+        if tensor.byteCount > 0 { dst.copyMemory(from: source, byteCount: tensor.byteCount) }
+    }
+}

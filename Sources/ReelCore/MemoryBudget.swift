@@ -5,8 +5,12 @@ import Foundation
 /// asks `admits`; the CPU backend, which has no allocator of its own, takes and gives through `take`/`give`, so
 /// that a test on the CPU runs under the same cap.
 public final class MemoryBudget: @unchecked Sendable {
-    /// The cap in bytes.
-    public let cap: Int
+    /// The cap in bytes (settable: `reel bench` builds its random weights before the cap applies).
+    public var cap: Int {
+        get { lock.withLock { capBytes } }
+        set { lock.withLock { capBytes = newValue } }
+    }
+    private var capBytes: Int
     /// The device's name in error messages ("cuda:0", "cpu").
     public let device: String
     private let lock = NSLock()
@@ -14,7 +18,7 @@ public final class MemoryBudget: @unchecked Sendable {
     private var highest = 0
 
     public init(cap: Int, device: String) {
-        self.cap = cap
+        self.capBytes = cap
         self.device = device
     }
 
@@ -30,8 +34,8 @@ public final class MemoryBudget: @unchecked Sendable {
     /// Counts `bytes` in, or throws `ReelError.overMemoryCap` (counting nothing) when they would pass the cap.
     public func take(_ bytes: Int) throws {
         try lock.withLock {
-            guard held + bytes <= cap else {
-                throw ReelError.overMemoryCap(device: device, requested: bytes, inUse: held, cap: cap)
+            guard held + bytes <= capBytes else {
+                throw ReelError.overMemoryCap(device: device, requested: bytes, inUse: held, cap: capBytes)
             }
             held += bytes
             highest = max(highest, held)

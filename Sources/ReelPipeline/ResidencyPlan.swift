@@ -53,7 +53,6 @@ public struct ResidencyPlan: Sendable, Equatable {
                             dtype: DType = .bf16, fp8: FP8Layers? = nil) throws -> ResidencyPlan {
         precondition(slots >= 1, "ResidencyPlan: at least one slot")
         let layerBytes = blockBytes(dit, dtype: dtype, fp8: fp8)
-        let text = estimate.items.filter(\.isTextEncoder).reduce(0) { $0 + $1.bytes }
         let hasText = estimate.items.contains(where: \.isTextEncoder)
         let fixed = estimate.withoutTextEncoder - Double(dit.layers) * layerBytes
         let capacity = Double(cap)

@@ -34,6 +34,9 @@ struct BackendOptions: ParsableArguments {
     @Option(help: "Storage dtype of weights and activations (default: f32 on cpu, bf16 on cuda).")
     var dtype: StorageType?
 
+    @Option(help: "With --gpu-memory: device slots that streamed DiT blocks pass through (2: one uploads while one computes; 3 hides slower uploads).")
+    var streamSlots = 2
+
     @Option(name: .customLong("gpu-memory"), help: ArgumentHelp(
         "Cap Reel's device memory at this many GB (10^9 bytes) on each GPU it uses (with --backend cpu: the memory "
             + "its tensors hold, for checks).",
@@ -52,6 +55,7 @@ struct BackendOptions: ParsableArguments {
             throw ValidationError("--device \(device) and --devices \(devices) disagree: the DiT's main device is "
                                   + "the first of --devices.")
         }
+        if !(1...4).contains(streamSlots) { throw ValidationError("--stream-slots must be 1 to 4, got \(streamSlots).") }
         if let gpuMemory, !(gpuMemory > 0) { throw ValidationError("--gpu-memory must be a positive number of GB.") }
         if textBackend == .cuda && backend == .cpu { throw ValidationError("--text-backend cuda needs --backend cuda.") }
         if let decodeDevice {
@@ -91,6 +95,20 @@ struct BackendOptions: ParsableArguments {
             try capDevice(device)
             return try CUDABackend(device: device, tuning: Self.tuning)
         }
+    }
+
+    /// Runs `body` with `backend`'s cap lifted, then sets `--gpu-memory` again: `reel bench` builds its random
+    /// weights on the device before placing them under the cap (a model folder loads the same way: docs/memory.md).
+    func withoutCap<T>(on backend: any Backend, _ body: () throws -> T) throws -> T {
+        guard let memoryCap else { return try body() }
+        let cuda = (backend as? CUDABackend)?.cudaDevice, cpu = (backend as? CPUBackend)?.memoryBudget
+        cuda?.setMemoryCap(nil)
+        cpu?.cap = Int.max / 2
+        defer {
+            cuda?.setMemoryCap(memoryCap)
+            cpu?.cap = memoryCap
+        }
+        return try body()
     }
 
     /// Sets `--gpu-memory` on GPU `ordinal` (no cap without it).

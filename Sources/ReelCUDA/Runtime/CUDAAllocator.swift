@@ -46,8 +46,10 @@ public final class CUDAAllocator: @unchecked Sendable {
 
     /// "cuda:0", in the cap's error.
     private let device: String
-    /// The most device memory this allocator may hold (`--gpu-memory`): live, cached and unused slab bytes,
-    /// everything it has from the driver. nil: no cap (the GPU's memory is the limit).
+    /// The most device memory this allocator may hold for live tensors (`--gpu-memory`). Before a new driver
+    /// allocation passes it counting cached and slab bytes too, the cached blocks of their own go back to the
+    /// driver; slab blocks stay cached (they are never given back), so `reserved` may sit above the cap by the
+    /// slab memory that is free. nil: no cap (the GPU's memory is the limit).
     public var cap: Int? {
         get { lock.withLock { capBytes } }
         set { lock.withLock { capBytes = newValue } }
@@ -56,21 +58,20 @@ public final class CUDAAllocator: @unchecked Sendable {
     /// What the allocator holds from the driver. Call with the lock held.
     private var heldBytes: Int { liveBytes + cachedBytes + slabSpareBytes }
 
-    /// Throws `ReelError.overMemoryCap` when `size` more bytes from the driver would pass the cap, after
-    /// giving the cached blocks back once. `requested`: the tensor's bytes, for the message.
+    /// Throws `ReelError.overMemoryCap` when `size` more live bytes would pass the cap; gives the cached blocks
+    /// back first when what it holds would. `requested`: the tensor's bytes, for the message.
     private func admit(_ size: Int, requested: Int) throws {
         guard let cap = lock.withLock({ capBytes }) else { return }
-        if lock.withLock({ heldBytes + size <= cap }) { return }
-        try emptyCache()
+        if lock.withLock({ heldBytes + size > cap }) { try emptyCache() }
         try lock.withLock {
-            guard heldBytes + size <= cap else {
+            guard liveBytes + size <= cap else {
                 throw ReelError.overMemoryCap(device: device, requested: requested, inUse: liveBytes, cap: cap)
             }
         }
     }
 
     /// Whether a new slab fits under the cap (else a slab-sized block is allocated on its own). Call with the lock held.
-    private var slabFitsCap: Bool { capBytes.map { heldBytes + Self.slabBytes <= $0 } ?? true }
+    private var slabFitsCap: Bool { capBytes.map { liveBytes + slabSpareBytes + Self.slabBytes <= $0 } ?? true }
 
     /// Starts a new peak measurement at the bytes live now.
     public func resetPeak() {
@@ -138,6 +139,7 @@ public final class CUDAAllocator: @unchecked Sendable {
     func allocate(_ bytes: Int, stream: CUhandle) throws -> CUDAStorage {
         let size = CUDAAllocator.blockSize(for: bytes)
         let key = BinKey(stream: UInt(bitPattern: stream), size: size)
+        try admit(size, requested: bytes)
         lock.lock()
         var ptr: CUdeviceptr = 0
         if var list = free[key], let p = list.popLast() {
@@ -157,7 +159,6 @@ public final class CUDAAllocator: @unchecked Sendable {
             ptr = try carve(size)
         }
         if ptr == 0 {
-            try admit(size, requested: bytes)
             var status = driver.cuMemAlloc(&ptr, size)
             if status == 2 {  // out of memory: give the cached blocks back and try once more
                 try emptyCache()
