@@ -115,6 +115,10 @@ struct Bench: AsyncParsableCommand {
 
     mutating func validate() throws {
         if fp8Layers != nil && !fp8Flag { throw ValidationError("--fp8-layers chooses which layers --fp8 quantizes: give --fp8 too.") }
+        if backendOptions.gpuMemory != nil && (folderPath != nil || input || model.isLongLive2 || backendOptions.devices != nil) {
+            throw ValidationError("--gpu-memory in reel bench places random weights of --model 1.3b, 14b or small on one device "
+                                  + "(a folder's placement: reel inspect DIR --gpu-memory GB).")
+        }
         if let folderPath, !FileManager.default.fileExists(atPath: folderPath) {
             throw ValidationError("--model: \(folderPath) is neither 1.3b, 14b, small, 5b, 5b-small nor an existing folder.")
         }
@@ -158,6 +162,7 @@ struct Bench: AsyncParsableCommand {
         // The decoder's own stream, as LoadedModel makes one: decode runs beside the DiT on the device.
         var decodeStream = backend
         let decodeLatentFLOPs: Double
+        var linkRate: Double?     // the host-to-device rate, measured when DiT blocks stream (--gpu-memory)
         if let folder {
             let loaded = try LoadedModel.load(files: folder, decoder: decoder != .none, backend: backend,
                                               decodeBackend: try backendOptions.makeDecodeBackend(),
@@ -176,11 +181,25 @@ struct Bench: AsyncParsableCommand {
             guard let config = model.config else { throw ReelError.input("no model folder and no architecture named") }
             print("reel bench on \(backend.name) (\(dtype)\(fp8.map { ", \($0 == .allLinears ? "every block linear" : "FFN") in FP8; floors at the bf16 rate" } ?? "")\(kvCache == .fp8 ? ", KV cache in FP8" : "")): DiT \(model.name) (\(config.layers) layers, dim \(config.dim)), "
                   + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
+<<<<<<< HEAD
             let weights = try WanDiT.randomWeights(config, on: backend, dtype: dtype)
             let plain = try backendOptions.makeCommunicator().map {
                 try WanDiT.loadSequenceParallel(from: weights, heads: config.heads, communicator: $0, dtype: dtype)
             } ?? WanDiT.load(from: weights, heads: config.heads, backend: backend, dtype: dtype)
             dit = try (fp8.map { try plain.quantizedFP8($0) } ?? plain).withKVCache(kvCache)
+=======
+            // Under --gpu-memory the weights are made on the device with the cap lifted, then placed under it.
+            let placed = try backendOptions.withoutCap(on: backend) {
+                let weights = try WanDiT.randomWeights(config, on: backend, dtype: dtype)
+                let plain = try backendOptions.makeCommunicator().map {
+                    try WanDiT.loadSequenceParallel(from: weights, heads: config.heads, communicator: $0, dtype: dtype)
+                } ?? WanDiT.load(from: weights, heads: config.heads, backend: backend, dtype: dtype)
+                return try placedUnderCap(try fp8.map { try plain.quantizedFP8($0) } ?? plain, backend: backend,
+                                          geometry: geometry)
+            }
+            dit = placed.0
+            linkRate = placed.1
+>>>>>>> stream
             decodeStream = try backendOptions.makeDecodeBackend() ?? backend.makeStream()
             let d = decodeStream
             switch decoder {
@@ -241,6 +260,7 @@ struct Bench: AsyncParsableCommand {
             switchBlock > 0 && frame == switchFrame ? second : nil
         }
         let generator = pipeline.generator
+        let uploadedBefore = dit.weightStreaming?.bytesUploaded ?? 0
         var arrivals: [Double] = [], ditSeconds: [Double] = [], recache = 0.0, decodeSeconds: [Double] = []
         var frames: [Int] = [], firstFrame: Double?
         var blockDecode = 0.0, blockFrames = 0
@@ -311,6 +331,8 @@ struct Bench: AsyncParsableCommand {
         }
         print(String(format: "KV cache %.2f GB; blocks %@", Double(generator.cacheBytes) / 1e9,
                      ditSeconds.map { String(format: "%.0f", $0 * 1000) }.joined(separator: " ") + " ms (DiT)"))
+        if let line = Self.streamingReport(dit, uploadedBefore: uploadedBefore, blocks: blocks, rate: linkRate,
+                                           ditMedian: ditMedian) { print(line) }
         if let profiler = (backend as? CUDABackend)?.profiler { print("\n" + (try profiler.report()), terminator: "") }
         if decoder != .none, let vae = newDecoder() { try decoderAlone(vae, stream: decodeStream, latentHeight: lh, latentWidth: lw, floor: vaeFloor) }
     }

@@ -39,6 +39,14 @@ struct Inspect: ParsableCommand {
                                valueName: "bf16|fp8"))
     var kvCache = KVCacheStorage.model
 
+    @Option(name: .customLong("gpu-memory"), help: ArgumentHelp(
+        "Also print the placement under this device-memory cap in GB: DiT blocks resident and streamed, where the "
+            + "text encoder runs, or why the cap cannot hold the request.", valueName: "GB"))
+    var gpuMemory: Double?
+
+    @Option(help: "Device slots streamed DiT blocks pass through (with --gpu-memory): 2 or 3.")
+    var streamSlots = 2
+
     @Flag(help: "List the tensors of a folder's weight file (a diffusers component such as transformer/).")
     var tensors = false
 
@@ -55,6 +63,8 @@ struct Inspect: ParsableCommand {
         if files.isEmpty { throw ValidationError("Name a model folder or at least one weight file.") }
         if summary && stats { throw ValidationError("--summary prints no tensors; drop it to see --stats.") }
         if fp8Layers != nil && !fp8Flag { throw ValidationError("--fp8-layers chooses which layers --fp8 quantizes: give --fp8 too.") }
+        if let gpuMemory, !(gpuMemory > 0) { throw ValidationError("--gpu-memory must be a positive number of GB.") }
+        if !(1...4).contains(streamSlots) { throw ValidationError("--stream-slots must be 1 to 4, got \(streamSlots).") }
         guard ["bf16", "f16", "f32"].contains(dtype) else { throw ValidationError("--dtype must be bf16, f16 or f32, got \(dtype).") }
         var schedule = StreamingSchedule.longLive
         schedule.attentionFrames = attentionFrames
@@ -93,8 +103,14 @@ struct Inspect: ParsableCommand {
             var schedule = StreamingSchedule.longLive
             schedule.attentionFrames = attentionFrames
             let geometry = try size.geometry(folderSize: folder.size)
-            print(inspection.report(geometry: geometry, schedule: schedule, dtype: DType(rawValue: dtype) ?? .bf16,
-                                    fp8: fp8Flag ? (fp8Layers ?? .feedForward) : nil, kvCache: kvCache))
+            let fp8 = fp8Flag ? (fp8Layers ?? .feedForward) : nil, type = DType(rawValue: dtype) ?? .bf16
+            print(inspection.report(geometry: geometry, schedule: schedule, dtype: type, fp8: fp8, kvCache: kvCache))
+            if let gpuMemory, let dit = inspection.dit,
+               let estimate = inspection.estimate(geometry: geometry, schedule: schedule, dtype: type, fp8: fp8,
+                                                  kvCache: kvCache) {
+                print(try ResidencyPlan.make(estimate: estimate, dit: dit, cap: Int(gpuMemory * 1e9), slots: streamSlots,
+                                             dtype: type, fp8: fp8).description)
+            }
             if !inspection.isComplete { throw ExitCode.failure }
         } catch let error as ReelError {
             printError(error)

@@ -26,12 +26,16 @@ public final class WanDiT: @unchecked Sendable {
     public var kvCache = KVCacheStorage.model
     /// The ranks this model is spread over (`sequenceParallel(_:communicator:)`); nil on one device.
     public let parallelism: SequenceParallelism?
+    /// The blocks streamed from host memory (`streamingBlocks(from:slots:)`); nil when every block is resident.
+    let streamer: BlockStreamer?
 
-    init(config: WanDiTConfig, weights: WanDiTWeights, backend: any Backend, parallelism: SequenceParallelism? = nil) {
+    init(config: WanDiTConfig, weights: WanDiTWeights, backend: any Backend, parallelism: SequenceParallelism? = nil,
+         streamer: BlockStreamer? = nil) {
         self.config = config
         self.weights = weights
         self.backend = backend
         self.parallelism = parallelism
+        self.streamer = streamer
     }
 
     /// The same model with the blocks' `layers` in FP8 E4M3: weights quantized per output channel now,
@@ -46,7 +50,12 @@ public final class WanDiT: @unchecked Sendable {
     /// included): the weights' memory halves again (the 14B's attention is 8.4 of its 14 billion), at the
     /// error `LongLiveParityTests` measures. The embeddings and the head stay in the model's dtype.
     public func quantizedFP8(_ layers: FP8Layers = .feedForward) throws -> WanDiT {
+<<<<<<< HEAD
         if let parallelism { return try parallelism.map { try $0.quantizedFP8(layers) }.withKVCache(kvCache) }
+=======
+        if let parallelism { return try parallelism.map { try $0.quantizedFP8(layers) } }
+        try require(streamer == nil, "WanDiT.quantizedFP8", "quantize before streaming blocks (streamingBlocks)")
+>>>>>>> stream
         let model = WanDiT(config: config, weights: try weights.withFP8(layers), backend: backend)
         model.chunkFrames = chunkFrames
         model.kvCache = kvCache
@@ -75,7 +84,7 @@ public final class WanDiT: @unchecked Sendable {
         if let parallelism { return parallelism.map { $0.withTextLength(textLength) }.withKVCache(kvCache) }
         var c = config
         c.textLength = textLength
-        let model = WanDiT(config: c, weights: weights, backend: backend)
+        let model = WanDiT(config: c, weights: weights, backend: backend, streamer: streamer)
         model.chunkFrames = chunkFrames
         model.kvCache = kvCache
         return model
@@ -125,7 +134,9 @@ public final class WanDiT: @unchecked Sendable {
         }
         ctx = try be.cast(ctx, to: weights.dtype)
         let c = try weights.textEmbedding(ctx)                              // [textLength, dim]
-        return PromptContext(crossKV: try weights.blocks.map { try $0.crossAttention.promptKeysValues(c) })
+        var crossKV: [KeysValues] = []
+        try forEachBlock { _, block in crossKV.append(try block.crossAttention.promptKeysValues(c)) }
+        return PromptContext(crossKV: crossKV)
     }
 
     /// What a forward pass does with the self-attention cache.
@@ -165,7 +176,7 @@ public final class WanDiT: @unchecked Sendable {
         let rope = RoPEGrid(frames: frames, height: gh, width: gw, frameOffset: access.startFrame)
         let written = cache.plan(startFrame: access.startFrame, frames: frames)
 
-        for (index, block) in weights.blocks.enumerated() {
+        try forEachBlock { index, block in
             let isLast = index == weights.blocks.count - 1
             x = try blockForward(block, layer: index, x: x, e0: e0, grid: grid, rope: rope, prompt: prompt,
                                  cache: cache, written: written, skipOutput: isLast && !access.needsOutput)
