@@ -16,7 +16,7 @@ extension Bench {
             ? .wanVAE(.wan21, parameters: WanVAEDecoder.weightShapes(.wan21).reduce(0) { $0 + $1.1.count }) : nil
         let estimate = MemoryEstimate.streaming(dit: c, ditParameters: WanDiT.weightShapes(c).reduce(0) { $0 + $1.1.count },
                                                 textEncoderParameters: nil, decoder: vae, geometry: geometry, dtype: dtype,
-                                                fp8: dit.fp8Layers)
+                                                fp8: dit.fp8Layers, kvCache: dit.kvCache)
         let plan = try ResidencyPlan.make(estimate: estimate, dit: c, cap: cap, slots: backendOptions.streamSlots,
                                           dtype: dtype, fp8: dit.fp8Layers)
         print(plan.description)

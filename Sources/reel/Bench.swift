@@ -181,25 +181,17 @@ struct Bench: AsyncParsableCommand {
             guard let config = model.config else { throw ReelError.input("no model folder and no architecture named") }
             print("reel bench on \(backend.name) (\(dtype)\(fp8.map { ", \($0 == .allLinears ? "every block linear" : "FFN") in FP8; floors at the bf16 rate" } ?? "")\(kvCache == .fp8 ? ", KV cache in FP8" : "")): DiT \(model.name) (\(config.layers) layers, dim \(config.dim)), "
                   + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
-<<<<<<< HEAD
-            let weights = try WanDiT.randomWeights(config, on: backend, dtype: dtype)
-            let plain = try backendOptions.makeCommunicator().map {
-                try WanDiT.loadSequenceParallel(from: weights, heads: config.heads, communicator: $0, dtype: dtype)
-            } ?? WanDiT.load(from: weights, heads: config.heads, backend: backend, dtype: dtype)
-            dit = try (fp8.map { try plain.quantizedFP8($0) } ?? plain).withKVCache(kvCache)
-=======
             // Under --gpu-memory the weights are made on the device with the cap lifted, then placed under it.
             let placed = try backendOptions.withoutCap(on: backend) {
                 let weights = try WanDiT.randomWeights(config, on: backend, dtype: dtype)
                 let plain = try backendOptions.makeCommunicator().map {
                     try WanDiT.loadSequenceParallel(from: weights, heads: config.heads, communicator: $0, dtype: dtype)
                 } ?? WanDiT.load(from: weights, heads: config.heads, backend: backend, dtype: dtype)
-                return try placedUnderCap(try fp8.map { try plain.quantizedFP8($0) } ?? plain, backend: backend,
+                return try placedUnderCap(try (fp8.map { try plain.quantizedFP8($0) } ?? plain).withKVCache(kvCache), backend: backend,
                                           geometry: geometry)
             }
             dit = placed.0
             linkRate = placed.1
->>>>>>> stream
             decodeStream = try backendOptions.makeDecodeBackend() ?? backend.makeStream()
             let d = decodeStream
             switch decoder {

@@ -31,6 +31,7 @@ extension WanDiT {
         w.blocks = Array(weights.blocks[..<first]) + streamer.hostBlocks
         let model = WanDiT(config: config, weights: w, backend: backend, streamer: streamer)
         model.chunkFrames = chunkFrames
+        model.kvCache = kvCache
         return model
     }
 

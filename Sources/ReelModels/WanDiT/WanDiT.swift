@@ -50,12 +50,8 @@ public final class WanDiT: @unchecked Sendable {
     /// included): the weights' memory halves again (the 14B's attention is 8.4 of its 14 billion), at the
     /// error `LongLiveParityTests` measures. The embeddings and the head stay in the model's dtype.
     public func quantizedFP8(_ layers: FP8Layers = .feedForward) throws -> WanDiT {
-<<<<<<< HEAD
         if let parallelism { return try parallelism.map { try $0.quantizedFP8(layers) }.withKVCache(kvCache) }
-=======
-        if let parallelism { return try parallelism.map { try $0.quantizedFP8(layers) } }
         try require(streamer == nil, "WanDiT.quantizedFP8", "quantize before streaming blocks (streamingBlocks)")
->>>>>>> stream
         let model = WanDiT(config: config, weights: try weights.withFP8(layers), backend: backend)
         model.chunkFrames = chunkFrames
         model.kvCache = kvCache
