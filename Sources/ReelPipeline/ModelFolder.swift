@@ -313,7 +313,7 @@ extension ModelFolder {
         guard let ditPart = part(.dit), let base else { return }
         let (source, _) = try WanDiT.openCheckpoint(path: ditPart.path, ema: prefersEMA)
         let key = source.keys.first { $0 == "patch_embedding.weight" || $0.hasSuffix(".patch_embedding.weight") }
-        guard let key, let shape = source.shape(of: key), shape.count == 5 else {
+        guard let key, let shape = source.shape(of: key), shape.rank == 5 else {
             throw ReelError.badFile(path: ditPart.path, message: "no patch_embedding.weight [dim, 48, 1, 2, 2]: "
                                     + "not a LongLive 2.0 generator checkpoint")
         }
