@@ -72,7 +72,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: ArgumentHelp("DiT: 1.3b, 14b or small (random weights of that architecture), 5b or 5b-small (LongLive 2.0 with the Wan2.2 VAE, default 1280x704), or a model folder.",
                                discussion: "A folder of any layout --model reads elsewhere (docs/model-folders.md): its DiT, decoder and video size; prompts are encoded by its text encoder before timing starts."))
     var model: Model = .small
-    @Option(help: "Wan2.1 folder for the parts a LongLive, Self-Forcing or CausVid --model folder lacks.")
+    @Option(help: "Base folder for the parts a LongLive, Self-Forcing or CausVid --model folder lacks (Wan2.1; LongLive 2.0: Wan2.2-TI2V-5B).")
     var base: String?
     @Option(help: "Decoder: vae (Wan2.1 VAE; Wan2.2's for 5b), tiny (TAEHV taew2_1), both of the real size, or none (DiT only).")
     var decoder: DecoderChoice = .vae
