@@ -39,7 +39,7 @@ extension ModelInspection {
         lines.append("missing: " + (missing.isEmpty ? "nothing"
             : missing.map { "\($0.rawValue) (\(ModelFolder.expected($0)))" }.joined(separator: "; ")))
         if folder.kind.needsBase && folder.base == nil {
-            lines.append("  a \(folder.kind.rawValue) holds only the DiT: give its Wan2.1 base folder with --base DIR")
+            lines.append("  a \(folder.kind.rawValue) holds only the DiT: give its \(folder.kind.baseName) base folder with --base DIR")
         }
         for p in problems { lines.append("problem: \(p)") }
         if let e = estimate(geometry: geometry, schedule: schedule, dtype: dtype, fp8: fp8, kvCache: kvCache) {

@@ -69,19 +69,19 @@ struct Bench: AsyncParsableCommand {
 
     enum DecoderChoice: String, ExpressibleByArgument, CaseIterable { case vae, tiny, none }
 
-    @Option(help: ArgumentHelp("DiT: 1.3b, 14b or small (random weights of that architecture), 5b or 5b-small (LongLive 2.0, DiT only, default 1280x704), or a model folder.",
+    @Option(help: ArgumentHelp("DiT: 1.3b, 14b or small (random weights of that architecture), 5b or 5b-small (LongLive 2.0 with the Wan2.2 VAE, default 1280x704), or a model folder.",
                                discussion: "A folder of any layout --model reads elsewhere (docs/model-folders.md): its DiT, decoder and video size; prompts are encoded by its text encoder before timing starts."))
     var model: Model = .small
-    @Option(help: "Wan2.1 folder for the parts a LongLive, Self-Forcing or CausVid --model folder lacks.")
+    @Option(help: "Base folder for the parts a LongLive, Self-Forcing or CausVid --model folder lacks (Wan2.1; LongLive 2.0: Wan2.2-TI2V-5B).")
     var base: String?
-    @Option(help: "Decoder: vae (Wan2.1 VAE), tiny (TAEHV taew2_1), both of the real size, or none (DiT only).")
+    @Option(help: "Decoder: vae (Wan2.1 VAE; Wan2.2's for 5b), tiny (TAEHV taew2_1), both of the real size, or none (DiT only).")
     var decoder: DecoderChoice = .vae
     @Option(help: ArgumentHelp("Same as --model FOLDER (kept for older scripts).", visibility: .hidden))
     var weights: String?
     @OptionGroup var size: SizeOption
-    @Option(help: "Blocks to generate (12 video frames each).")
+    @Option(help: "Blocks to generate (12 video frames each; 32 for 5b).")
     var blocks = 10
-    @Option(help: "Block at whose start the prompt switches (with KV-recache); 0 for none.")
+    @Option(help: "Block at whose start the prompt switches (with KV-recache; 5b: a scene cut); 0 for none.")
     var switchBlock = 6
     @Option(help: "Blocks left out of the steady state at the start (the cache is filling).")
     var warmup = 4
@@ -115,6 +115,9 @@ struct Bench: AsyncParsableCommand {
 
     mutating func validate() throws {
         if fp8Layers != nil && !fp8Flag { throw ValidationError("--fp8-layers chooses which layers --fp8 quantizes: give --fp8 too.") }
+        if kvCache == .fp8 && (model.isLongLive2 || input) {
+            throw ValidationError("--kv-cache fp8 is LongLive 1.0's cache: LongLive 2.0 (--model 5b) and --input (video-to-video) keep theirs in the model's dtype.")
+        }
         if backendOptions.gpuMemory != nil && (folderPath != nil || input || model.isLongLive2 || backendOptions.devices != nil) {
             throw ValidationError("--gpu-memory in reel bench places random weights of --model 1.3b, 14b or small on one device "
                                   + "(a folder's placement: reel inspect DIR --gpu-memory GB).")
@@ -146,7 +149,7 @@ struct Bench: AsyncParsableCommand {
 
     private func bench() async throws {
         if input { return try await benchVideoToVideo() }
-        if model.isLongLive2, let config = model.config { return try benchLongLive2(config) }
+        if model.isLongLive2, let config = model.config { return try await benchLongLive2(config) }
         let backend = try backendOptions.make()
         let dtype = backendOptions.storageType
         let folder = try folderPath.map { try ModelFiles.resolve(model: $0, base: base) }
@@ -253,29 +256,8 @@ struct Bench: AsyncParsableCommand {
         }
         let generator = pipeline.generator
         let uploadedBefore = dit.weightStreaming?.bytesUploaded ?? 0
-        var arrivals: [Double] = [], ditSeconds: [Double] = [], recache = 0.0, decodeSeconds: [Double] = []
-        var frames: [Int] = [], firstFrame: Double?
-        var blockDecode = 0.0, blockFrames = 0
-        let start = ContinuousClock.now
-        // Frames are handed on a latent frame at a time, so the first frame arrives after one latent
-        // frame's decode; the per-block figures sum a block's chunks.
-        for try await chunk in pipeline.chunks() {
-            if firstFrame == nil { firstFrame = (ContinuousClock.now - start).seconds }
-            blockDecode += chunk.decodeSeconds
-            let done = chunk.block.startFrame + chunk.latentFrames.lowerBound, count = chunk.latentFrames.count
-            blockFrames += chunk.frames?.count ?? geometry.videoFrames(latentFrames: done + count) - geometry.videoFrames(latentFrames: done)
-            guard chunk.endsBlock else { continue }
-            arrivals.append((ContinuousClock.now - start).seconds)
-            ditSeconds.append(chunk.block.timings.seconds)
-            decodeSeconds.append(blockDecode)
-            recache += chunk.block.timings.recacheSeconds
-            frames.append(blockFrames)
-            blockDecode = 0; blockFrames = 0
-            if memoryEvery > 0, (chunk.block.index + 1) % memoryEvery == 0, let m = (backend as? MemoryReporting)?.memoryStatistics() {
-                print(String(format: "block %d: %.0f video frames, device memory in use %.3f GB, peak %.3f GB, %.1f s",
-                             chunk.block.index, Double(frames.reduce(0, +)), Double(m.inUse) / 1e9, Double(m.peak) / 1e9, arrivals.last ?? 0))
-            }
-        }
+        let (arrivals, ditSeconds, recache, decodeSeconds, frames, firstFrame) = try await measure(pipeline, geometry: geometry,
+                                                                                                   backend: backend)
 
         // Steady state: blocks after the warm-up, the switch block left out of per-block medians.
         let steady = Array(warmup..<blocks)
@@ -329,22 +311,57 @@ struct Bench: AsyncParsableCommand {
         if decoder != .none, let vae = newDecoder() { try decoderAlone(vae, stream: decodeStream, latentHeight: lh, latentWidth: lw, floor: vaeFloor) }
     }
 
-    /// The decoder by itself on its stream (nothing beside it on the device): blocks of 3 random
-    /// latent frames after 2 warm blocks, each timed to its last frame on the host. With REEL_PROFILE
+    /// Per-block figures of a measured stream (`measure`).
+    typealias StreamTimes = (arrivals: [Double], ditSeconds: [Double], recache: Double, decodeSeconds: [Double],
+                             frames: [Int], firstFrame: Double?)
+
+    /// Runs `pipeline` to its end and times it: each block's arrival on the host (from the start), DiT time (from
+    /// its events), decode time and video frames, the recaches' total and the first frame's arrival. With
+    /// --memory-every, prints the device memory as it goes.
+    func measure(_ pipeline: Pipeline, geometry: BlockGeometry, backend: any Backend) async throws -> StreamTimes {
+        var arrivals: [Double] = [], ditSeconds: [Double] = [], recache = 0.0, decodeSeconds: [Double] = []
+        var frames: [Int] = [], firstFrame: Double?
+        var blockDecode = 0.0, blockFrames = 0
+        let start = ContinuousClock.now
+        // Frames are handed on a latent frame at a time, so the first frame arrives after one latent
+        // frame's decode; the per-block figures sum a block's chunks.
+        for try await chunk in pipeline.chunks() {
+            if firstFrame == nil { firstFrame = (ContinuousClock.now - start).seconds }
+            blockDecode += chunk.decodeSeconds
+            let done = chunk.block.startFrame + chunk.latentFrames.lowerBound, count = chunk.latentFrames.count
+            blockFrames += chunk.frames?.count ?? geometry.videoFrames(latentFrames: done + count) - geometry.videoFrames(latentFrames: done)
+            guard chunk.endsBlock else { continue }
+            arrivals.append((ContinuousClock.now - start).seconds)
+            ditSeconds.append(chunk.block.timings.seconds)
+            decodeSeconds.append(blockDecode)
+            recache += chunk.block.timings.recacheSeconds
+            frames.append(blockFrames)
+            blockDecode = 0; blockFrames = 0
+            if memoryEvery > 0, (chunk.block.index + 1) % memoryEvery == 0, let m = (backend as? MemoryReporting)?.memoryStatistics() {
+                print(String(format: "block %d: %.0f video frames, device memory in use %.3f GB, peak %.3f GB, %.1f s",
+                             chunk.block.index, Double(frames.reduce(0, +)), Double(m.inUse) / 1e9, Double(m.peak) / 1e9, arrivals.last ?? 0))
+            }
+        }
+        return (arrivals, ditSeconds, recache, decodeSeconds, frames, firstFrame)
+    }
+
+    /// The decoder by itself on its stream (nothing beside it on the device): blocks of `latentFrames` random
+    /// latent frames after `warm` blocks, `timed` more each timed to its last frame on the host. With REEL_PROFILE
     /// its ops get a report of their own.
-    private func decoderAlone(_ vae: any VideoDecoder, stream: any Backend, latentHeight lh: Int, latentWidth lw: Int,
-                              floor: Double) throws {
+    func decoderAlone(_ vae: any VideoDecoder, stream: any Backend, latentHeight lh: Int, latentWidth lw: Int,
+                      latentFrames: Int = 3, warm: Int = 2, timed: Int = 4, floor: Double) throws {
         vae.reset()
         let profiler = (stream as? CUDABackend)?.profiler
         var times: [Double] = []
-        for block in 0..<6 {
-            if block == 2 { profiler?.reset() }
-            let latents = try stream.randomNormal([1, 3, lh, lw, vae.latentChannels], seed: 100 + UInt64(block), offset: 0, dtype: backendOptions.storageType)
+        for block in 0..<(warm + timed) {
+            if block == warm { profiler?.reset() }
+            let latents = try stream.randomNormal([1, latentFrames, lh, lw, vae.latentChannels], seed: 100 + UInt64(block),
+                                                  offset: 0, dtype: backendOptions.storageType)
             try stream.synchronize()
             let t0 = ContinuousClock.now
             _ = try vae.decode(latents)
             try stream.synchronize()
-            if block >= 2 { times.append((ContinuousClock.now - t0).seconds) }
+            if block >= warm { times.append((ContinuousClock.now - t0).seconds) }
         }
         vae.reset()
         print("")

@@ -19,7 +19,7 @@ struct Inspect: ParsableCommand {
     @Argument(help: "A model folder, or weight files to list.")
     var files: [String]
 
-    @Option(help: "Wan2.1 folder for the parts a LongLive, Self-Forcing or CausVid folder lacks.")
+    @Option(help: "Base folder for the parts a LongLive, Self-Forcing or CausVid folder lacks (Wan2.1; LongLive 2.0: Wan2.2-TI2V-5B).")
     var base: String?
 
     @OptionGroup var size: SizeOption

@@ -8,7 +8,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Model folder (default: Models/tiny when it exists).",
                                discussion: "Recognised by its files: Reel's own layout, Wan-AI/Wan2.1-T2V-1.3B or -14B, their -Diffusers form, LongLive-1.3B (models/longlive_base.pt, models/lora.pt), Self-Forcing and CausVid checkpoints; docs/model-folders.md. `reel inspect DIR` says what it found."))
     var model: String?
-    @Option(help: ArgumentHelp("Wan2.1 folder for the parts a LongLive, Self-Forcing or CausVid folder lacks (text encoder, tokenizer, VAE).",
+    @Option(help: ArgumentHelp("Base folder for the parts a LongLive, Self-Forcing or CausVid folder lacks (text encoder, tokenizer, VAE): Wan2.1; LongLive 2.0: Wan2.2-TI2V-5B.",
                                discussion: "Default: wan_models/Wan2.1-T2V-1.3B inside or beside the --model folder, where those projects' instructions download it."))
     var base: String?
     @Option(help: "DiT weights (overrides the model folder's).")
