@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "ReelCUDATests", dependencies: ["ReelCore", "ReelCUDA"]),
         .testTarget(name: "ReelIOTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelMediaTests", dependencies: ["ReelCore", "ReelCPU", "ReelMedia", "ReelTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "ReelModelsTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels"], exclude: ["Fixtures"]),
+        .testTarget(name: "ReelModelsTests", dependencies: ["ReelCore", "ReelCPU", "ReelIO", "ReelModels", "ReelTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ReelServerTests", dependencies: [
             "ReelCore", "ReelCPU", "ReelIO", "ReelMedia", "ReelModels", "ReelPipeline", "ReelServer", "ReelEval", "ReelTestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

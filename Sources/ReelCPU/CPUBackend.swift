@@ -7,13 +7,25 @@ public final class CPUStorage: HostStorage, @unchecked Sendable {
     public let baseAddress: UnsafeMutableRawPointer
     public let byteCount: Int
     private let capacity: Int
+    /// The cap this allocation counts against (`CPUBackend.memoryBudget`), nil for none.
+    private let budget: MemoryBudget?
 
-    public init(byteCount: Int) throws {
-        (baseAddress, capacity) = try HostMemoryPool.shared.take(byteCount)
+    public init(byteCount: Int, budget: MemoryBudget? = nil) throws {
+        try budget?.take(byteCount)
+        do {
+            (baseAddress, capacity) = try HostMemoryPool.shared.take(byteCount)
+        } catch {
+            budget?.give(byteCount)
+            throw error
+        }
         self.byteCount = byteCount
+        self.budget = budget
     }
 
-    deinit { HostMemoryPool.shared.give(baseAddress, capacity: capacity) }
+    deinit {
+        HostMemoryPool.shared.give(baseAddress, capacity: capacity)
+        budget?.give(byteCount)
+    }
 }
 
 /// Keeps freed large blocks for reuse. A model allocates the same activation sizes block after
@@ -148,12 +160,17 @@ public final class CPUBackend: HostBackend, @unchecked Sendable {
     public let threads: Int
     /// Matrix-multiply implementation.
     public let gemmPath: GEMMPath
+    /// A cap on the memory this stream's tensors hold (`--gpu-memory` with `--backend cpu`, and tests of the cap
+    /// and of weight streaming); nil for none. Memory-mapped weights wrap file bytes and do not count.
+    public let memoryBudget: MemoryBudget?
 
-    public init(threads: Int? = nil, gemm: GEMMPath = .auto, device: CPUDevice = .shared) {
+    public init(threads: Int? = nil, gemm: GEMMPath = .auto, device: CPUDevice = .shared,
+                memoryBudget: MemoryBudget? = nil) {
         self.cpuDevice = device
         self.name = device.name
         self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         self.gemmPath = gemm
+        self.memoryBudget = memoryBudget
     }
 
     /// What `gemmPath` runs for matmul (`.own` or `.blas`); `.auto` is measured on first use.
@@ -174,7 +191,7 @@ public final class CPUBackend: HostBackend, @unchecked Sendable {
 
     public func allocate(_ shape: Shape, dtype: DType) throws -> Tensor {
         try require(shape.isValid, "allocate", "negative dimension in \(shape)")
-        let storage = try CPUStorage(byteCount: shape.count * dtype.size)
+        let storage = try CPUStorage(byteCount: shape.count * dtype.size, budget: memoryBudget)
         return Tensor(storage: storage, shape: shape, dtype: dtype, backend: self)
     }
 
@@ -437,5 +454,15 @@ func encodeFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutableRawPointer, _
     default:
         HostConversion.encode(UnsafeBufferPointer(start: src, count: n), as: dtype,
                               into: UnsafeMutableRawBufferPointer(start: dst, count: n * dtype.size))
+    }
+}
+
+extension CPUBackend: HostToDeviceCopying {
+    /// Host memory outside any `memoryBudget`: streamed weights live beside the device, not on it.
+    public func makeHostBuffer(bytes: Int) throws -> any HostStorage { try CPUStorage(byteCount: bytes) }
+
+    public func copy(fromHost source: UnsafeRawPointer, into tensor: Tensor) throws {
+        let dst = try host(tensor, "copy(fromHost:into:)")
+        if tensor.byteCount > 0 { dst.copyMemory(from: source, byteCount: tensor.byteCount) }
     }
 }

@@ -31,3 +31,40 @@ extension CUDABackend: DeviceCopying {
         return out
     }
 }
+
+/// Page-locked host memory (cuMemAllocHost): the GPU's copy engines read it by DMA at the link's rate, and a
+/// copy from it is asynchronous. Streamed DiT blocks live here (`HostToDeviceCopying`).
+public final class PinnedHostStorage: HostStorage, @unchecked Sendable {
+    public let baseAddress: UnsafeMutableRawPointer
+    public let byteCount: Int
+    private let driver: CUDADriver
+
+    init(byteCount: Int, driver: CUDADriver) throws {
+        var p: UnsafeMutableRawPointer?
+        let status = driver.cuMemAllocHost(&p, max(byteCount, 1))
+        if status == 2 { throw ReelError.outOfMemory(backend: "cuda (page-locked host memory)", bytes: byteCount) }
+        try driver.check(status, "cuMemAllocHost_v2(\(byteCount))")
+        baseAddress = p!
+        self.byteCount = byteCount
+        self.driver = driver
+    }
+
+    deinit { _ = driver.cuMemFreeHost(baseAddress) }
+}
+
+extension CUDABackend: HostToDeviceCopying {
+    public func makeHostBuffer(bytes: Int) throws -> any HostStorage {
+        try cudaDevice.makeCurrent()
+        return try PinnedHostStorage(byteCount: bytes, driver: driver)
+    }
+
+    /// One cuMemcpyHtoDAsync on this stream: from page-locked memory the host does not wait.
+    public func copy(fromHost source: UnsafeRawPointer, into tensor: Tensor) throws {
+        guard tensor.byteCount > 0 else { return }
+        let dst = try pointer(tensor, "copy(fromHost:into:)")
+        try cudaDevice.makeCurrent()
+        try driver.check(profiled("stream weights " + ProfileTable.bytes(tensor.byteCount)) {
+            driver.cuMemcpyHtoDAsync(dst, source, tensor.byteCount, stream)
+        }, "cuMemcpyHtoDAsync_v2")
+    }
+}

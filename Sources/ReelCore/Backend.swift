@@ -204,6 +204,10 @@ public protocol Backend: AnyObject, Sendable {
     /// backend can without writing the 16-bit rows (the DiT's adaLN before a quantized layer).
     func modulatedLayerNormQuantized(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float,
                                      to format: DType) throws -> RowQuantized
+    /// `q`'s rows back as floats, written into `out` (q's element count, a float dtype): each value
+    /// times its row's scale in float32, rounded once to `out`'s dtype (the FP8 KV cache read before attention).
+    /// FP8 E4M3 or INT8 rows.
+    func dequantizeRows(_ q: RowQuantized, into out: Tensor) throws
 
     // MARK: Convolution
 

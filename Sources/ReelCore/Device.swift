@@ -66,3 +66,14 @@ extension Backend {
     /// nothing otherwise.
     public func bindDevice() throws { try (self as? any ThreadBoundStream)?.bindToCallingThread() }
 }
+
+/// A stream that copies host memory into tensors of its device without the host waiting: how streamed
+/// weights reach the device (`WanDiT.streamingBlocks`). The CPU's "copy" is a memcpy, so the same code runs
+/// and is checked there.
+public protocol HostToDeviceCopying: Backend {
+    /// Host memory of `bytes` that this device copies from at the link's full rate (page-locked on CUDA).
+    func makeHostBuffer(bytes: Int) throws -> any HostStorage
+    /// Queues a copy of `tensor.byteCount` bytes at `source` into `tensor` on this stream. `source` must stay
+    /// alive and unchanged until the stream has run the copy (an event recorded after it).
+    func copy(fromHost source: UnsafeRawPointer, into tensor: Tensor) throws
+}

@@ -82,6 +82,14 @@ extension Backend {
     /// `quantizeRows(x, to: .fp8e4m3)`: FP8 rows, as before INT8 (the FP8 KV cache's writes).
     public func quantizeRows(_ x: Tensor) throws -> RowQuantized { try quantizeRows(x, to: .fp8e4m3) }
 
+    /// On the host: `q.dequantized()` (float32 products) cast to `out`'s dtype. Backends with a device
+    /// kernel override it with the same arithmetic.
+    public func dequantizeRows(_ q: RowQuantized, into out: Tensor) throws {
+        try require(out.dtype.isFloatingPoint && out.dtype != .fp8e4m3 && out.count == q.values.count, "dequantizeRows",
+                    "output \(out.shape) \(out.dtype) does not hold the rows \(q.values.shape) as floats")
+        try copyWhole(try cast(try q.dequantized(), to: out.dtype), into: out, op: "dequantizeRows")
+    }
+
     public func modulatedLayerNormQuantized(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float,
                                             to format: DType) throws -> RowQuantized {
         try quantizeRows(try modulatedLayerNorm(x, scale: scale, shift: shift, eps: eps), to: format)

@@ -8,6 +8,9 @@ public enum ReelError: Error, CustomStringConvertible, Equatable {
     case wrongBackend(op: String, expected: String, got: String)
     /// Memory could not be obtained.
     case outOfMemory(backend: String, bytes: Int)
+    /// An allocation would take a device past its memory cap (`--gpu-memory`): the bytes asked for,
+    /// the bytes the device holds already and the cap.
+    case overMemoryCap(device: String, requested: Int, inUse: Int, cap: Int)
     /// A file could not be read as what it claims to be.
     case badFile(path: String, message: String)
     /// A weight the model needs is missing, has the wrong shape, or is left over.
@@ -23,6 +26,10 @@ public enum ReelError: Error, CustomStringConvertible, Equatable {
         case let .unsupported(backend, op, message): "\(backend) backend does not support \(op): \(message)"
         case let .wrongBackend(op, expected, got): "\(op): tensor lives on \(got), expected \(expected)"
         case let .outOfMemory(backend, bytes): "\(backend): out of memory allocating \(bytes) bytes"
+        case let .overMemoryCap(device, requested, inUse, cap):
+            "\(device): allocating \(MemoryBudget.gigabytes(requested)) would pass the memory cap of "
+                + "\(MemoryBudget.gigabytes(cap)) (\(MemoryBudget.gigabytes(inUse)) in use); raise --gpu-memory "
+                + "or lower the request (`reel inspect DIR --gpu-memory GB` prints what fits)"
         case let .badFile(path, message): "\(path): \(message)"
         case let .weights(message): "weights: \(message)"
         case let .library(name, message): "\(name): \(message)"

@@ -39,7 +39,8 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// Loads the parts `files` names (`ema`: the checkpoint's EMA generator, as `files.ema`). `decoder: false` skips the decoder (latents-only output).
     /// `decodeBackend`: where the decoder's weights live and its ops run (e.g. a second GPU, so that
     /// decoding does not share the DiT's); default: a new stream of `backend`. `quantization`: the DiT's
-    /// block layers in FP8 or INT8 (`WanDiT.quantized`). `encoder`: also load the encoder half of the decoder's file
+    /// block layers in FP8 or INT8 (`WanDiT.quantized`). `kvCache`: how the DiT's self-attention caches store
+    /// keys and values (`WanDiT.kvCache`). `encoder`: also load the encoder half of the decoder's file
     /// (the Wan VAE's, or a TAEHV file's `encoder.*`), for image and video inputs. `communicator`: the DiT
     /// spread over its ranks by sequence parallelism (`backend` must be its rank 0's stream, where the text
     /// encoder runs).
@@ -48,7 +49,8 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     public static func load(files: ModelFiles, ema: Bool = false, decoder wantsDecoder: Bool = true, encoder wantsEncoder: Bool = false,
                             backend: any Backend, decodeBackend: (any Backend)? = nil,
                             communicator: (any Communicator)? = nil, dtype: DType = .f32,
-                            quantization: LinearQuantization? = nil, textBackend: (any Backend)? = nil) throws -> LoadedModel {
+                            quantization: LinearQuantization? = nil, kvCache: KVCacheStorage = .model,
+                            textBackend: (any Backend)? = nil) throws -> LoadedModel {
         if let communicator, communicator.streams[0] !== backend {
             throw ReelError.input("the DiT's first rank (\(communicator.streams[0].name)) must be the backend the text "
                                   + "encoder runs on (\(backend.name))")
@@ -64,6 +66,7 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
         var dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: ema || files.ema,
                                   backend: backend, communicator: communicator, dtype: dtype)
         if let quantization { dit = try dit.quantized(quantization) }
+        dit.kvCache = kvCache
         let prompts = try PromptEncoder(tokenizer: tok, textEncoder: textModel, model: dit)
         guard wantsDecoder else { return LoadedModel(prompts: prompts, decoderName: "none", makeDecoder: nil) }
         let stream = try decodeBackend ?? backend.makeStream()

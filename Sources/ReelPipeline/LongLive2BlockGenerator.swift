@@ -5,8 +5,9 @@ import ReelModels
 /// `LongLive2Generator` behind the pipeline: the prompt in force, switches that arrive from any thread, and each
 /// block handed on as a `LatentBlock` with its events. A switch only changes the cross-attention from its block on
 /// (2.0 has no KV-recache); a context marked `startsShot` (a prompt that starts with "The scene transitions. ")
-/// makes that block a scene cut. The block's clean pass runs before its latents are handed on (1.0's generator
-/// defers it to the next block; here it stays where the reference's loop runs it).
+/// makes that block a scene cut. A block's latents are handed on after its denoising steps: its clean pass runs
+/// at the next block's start (`LongLive2Generator.defersCleanPass`, as 1.0's generator does), so the decoder starts
+/// a pass earlier and the block's DiT time counts the previous block's clean pass and its own steps.
 public final class LongLive2BlockGenerator: BlockGenerator, @unchecked Sendable {
     public let generator: LongLive2Generator
     public var model: WanDiT { generator.model }
@@ -42,11 +43,12 @@ public final class LongLive2BlockGenerator: BlockGenerator, @unchecked Sendable 
             prompt = switchTo
             promptIndex += 1
         }
+        let cleanPass = generator.hasPendingCleanPass ? 1 : 0
         let latents = try generator.nextBlock(prompt: prompt, sceneCut: switchTo?.startsShot ?? false)
         var block = LatentBlock(index: blockIndex, startFrame: start, latents: latents, promptIndex: promptIndex,
                                 ready: try be.recordTimedEvent(),
                                 timings: BlockTimings(seconds: .nan, recacheSeconds: 0,
-                                                      forwards: generator.schedule.steps + 1))
+                                                      forwards: generator.schedule.steps + cleanPass))
         block.marks = (started, nil)
         blockIndex += 1
         return block

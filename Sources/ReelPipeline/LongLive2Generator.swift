@@ -56,6 +56,11 @@ public struct LongLive2Schedule: Codable, Sendable, Equatable {
 /// shot; the reference marks it with the prefix "The scene transitions. ") advances the shot's RoPE offset and,
 /// after its clean pass, pins the block as the shot's sink. With an image, the first latent frame is the image's
 /// latent, held clean at t = 0 through the first block (`independent_first_frame` with an `initial_latent`).
+///
+/// The clean pass of a block is deferred to the start of the next one (as `StreamingGenerator` does for 1.0): its
+/// only output is the cache, which the next block's first forward reads, so the block's latents can leave for
+/// decoding before it. The stream runs the same ops in the same order (clean pass, pin, next block's steps), so the
+/// latents are the same bit for bit; `defersCleanPass = false` runs it before returning, as the reference's loop.
 public final class LongLive2Generator: @unchecked Sendable {
     public let model: WanDiT
     public let schedule: LongLive2Schedule
@@ -70,10 +75,20 @@ public final class LongLive2Generator: @unchecked Sendable {
     /// Run the image frame at t = 0 in the first block, as TI2V conditioning does (the reference); false gives it
     /// the step's timestep like the other frames, a wrong variant the parity tests must catch.
     public var imageAtTimestepZero = true
+    /// Leave each block's clean pass to the next block's start (`runPendingCleanPass`); false runs it at once.
+    public var defersCleanPass = true
+    /// The last block's clean pass, not yet run: its latents, first frame, RoPE, prompt and whether it is pinned.
+    private var pendingClean: (latents: Tensor, start: Int, rope: WanDiT.LongLive2RoPE, prompt: WanDiT.PromptContext,
+                               pins: Bool)?
 
     public init(model: WanDiT, latentHeight: Int, latentWidth: Int, schedule: LongLive2Schedule = .longLive2,
                 noise: any NoiseSource, image: Tensor? = nil, cacheDType: DType? = nil) throws {
         try schedule.validate()
+        if model.kvCache != .model {
+            throw ReelError.input("--kv-cache \(model.kvCache.rawValue) is LongLive 1.0's ring cache only; "
+                                  + "LongLive 2.0's cache (LongLive2KVCache) stores keys and values in the model's "
+                                  + "dtype: leave --kv-cache at bf16")
+        }
         let c = model.config
         try c.checkLatentSize(height: latentHeight, width: latentWidth)
         if let image {
@@ -100,7 +115,10 @@ public final class LongLive2Generator: @unchecked Sendable {
 
     /// Generates the next block's clean latents `[framesPerBlock, H, W, C]` under `prompt`; `sceneCut` marks the
     /// first block of a new shot (ignored on the first block, as the reference's `_is_shot_boundary`).
+    /// The block's clean pass has not run when this returns (unless `defersCleanPass` is off): the next call runs
+    /// it first, or `runPendingCleanPass()`.
     public func nextBlock(prompt: WanDiT.PromptContext, sceneCut: Bool = false) throws -> Tensor {
+        try runPendingCleanPass()
         let be = model.backend, start = nextFrame, count = schedule.framesPerBlock
         let cut = sceneCut && blockIndex > 0
         if cut && schedule.shotRoPEOffset != 0 { shot += 1 }
@@ -123,13 +141,27 @@ public final class LongLive2Generator: @unchecked Sendable {
             x = try solver.step(velocity: v, sample: x)
             if let conditioning { x = try withFirstFrame(conditioning, x) }
         }
-        // The clean pass: the block's keys and values from its final latents at t = 0.
-        _ = try model.forwardLongLive2(x, timesteps: [Float](repeating: 0, count: count), startFrame: start, rope: rope,
-                                       prompt: prompt, cache: cache)
-        if cut && schedule.multiShotSink && schedule.sinkFrames > 0 { cache.pinNewest(blockFrames: count) }
+        pendingClean = (x, start, rope, prompt, cut && schedule.multiShotSink && schedule.sinkFrames > 0)
+        if !defersCleanPass { try runPendingCleanPass() }
         nextFrame += count
         blockIndex += 1
         return x
+    }
+
+    /// Forgets the pending clean pass (a wrong variant for tests: the block's keys are never written).
+    func dropPendingCleanPass() { pendingClean = nil }
+
+    /// Whether the last block's clean pass is still to run.
+    public var hasPendingCleanPass: Bool { pendingClean != nil }
+
+    /// The last block's clean pass, if it has not run (pipeline l. 620-664): its keys and values from its final
+    /// latents at t = 0 with its own prompt and RoPE, then, for a scene cut, the block pinned as the shot's sink.
+    public func runPendingCleanPass() throws {
+        guard let p = pendingClean else { return }
+        pendingClean = nil
+        _ = try model.forwardLongLive2(p.latents, timesteps: [Float](repeating: 0, count: p.latents.shape[0]),
+                                       startFrame: p.start, rope: p.rope, prompt: p.prompt, cache: cache)
+        if p.pins { cache.pinNewest(blockFrames: p.latents.shape[0]) }
     }
 
     /// `x` `[F, H, W, C]` with its first frame replaced by `frame` `[1, H, W, C]`.

@@ -17,10 +17,14 @@ public struct LongLiveParity {
         /// The DiT's layers in FP8 or INT8 (`WanDiT.quantized`, after the LoRA is merged): how far
         /// the codes' rounding moves the video, relative to the model's contribution.
         public var quantization: LinearQuantization?
+        /// How the self-attention cache stores keys and values (`WanDiT.kvCache`): FP8 moves the video by the
+        /// rounding of every cached key and value.
+        public var kvCache: KVCacheStorage
         public init(lora: Bool = true, recache: Bool = true, schedule: StreamingSchedule = .longLive, converted: String? = nil,
-                    quantization: LinearQuantization? = nil) {
+                    quantization: LinearQuantization? = nil, kvCache: KVCacheStorage = .model) {
             self.lora = lora; self.recache = recache; self.schedule = schedule; self.converted = converted
             self.quantization = quantization
+            self.kvCache = kvCache
         }
     }
 
@@ -82,6 +86,7 @@ public struct LongLiveParity {
         } ?? WanDiT.load(path: Self.path(folder, "longlive_base.pt"), lora: variant.lora ? Self.path(folder, "lora.pt") : nil,
                          heads: heads, backend: backend, communicator: communicator, dtype: dtype)
         if let q = variant.quantization { dit = try dit.quantized(q) }
+        dit.kvCache = variant.kvCache
         let prompts = try (0...switches.count).map {
             try dit.encodePrompt(try caseFile.tensor("prompt.\($0)", on: backend, as: dtype))
         }

@@ -38,9 +38,12 @@ extension MemoryEstimate {
     /// `schedule` with weights and activations in `dtype`.
     /// `quantization`: those block weights in FP8 E4M3 or INT8, 1 byte each plus a float32 scale per output
     /// channel (`--fp8` or `--int8`, `--fp8-layers`, `WanDiT.quantized`).
+    /// `kvCache`: how the KV cache stores keys and values (`--kv-cache`; FP8: 1 byte a value and a 4-byte scale
+    /// per headDim row, plus one layer's K,V in `dtype` that attention reads them from).
     public static func streaming(dit c: WanDiTConfig, ditParameters: Int, textEncoderParameters: Int?,
                                  decoder: Decoder?, geometry g: BlockGeometry, schedule: StreamingSchedule = .longLive,
-                                 dtype: DType = .bf16, quantization: LinearQuantization? = nil) -> MemoryEstimate {
+                                 dtype: DType = .bf16, quantization: LinearQuantization? = nil,
+                                 kvCache: KVCacheStorage = .model) -> MemoryEstimate {
         let b = Double(dtype.size)
         let tokens = (g.latentHeight / c.patch) * (g.latentWidth / c.patch)
         // FFN: up and down; attention: q, k, v, o of self- and cross-attention.
@@ -61,9 +64,18 @@ extension MemoryEstimate {
                               isTextEncoder: true))
         }
         let window = schedule.attentionFrames
-        items.append(Item(name: "KV cache", bytes: Double(c.layers * 2 * window * tokens * c.dim) * b,
-                          detail: "\(c.layers) layers x K,V x \(window) frames (\(schedule.sinkFrames) sink) x \(tokens) tokens"
-                              + " x \(c.dim) x \(dtype.size) B"))
+        let cacheRows = "\(c.layers) layers x K,V x \(window) frames (\(schedule.sinkFrames) sink) x \(tokens) tokens"
+        switch kvCache {
+        case .model:
+            items.append(Item(name: "KV cache", bytes: Double(c.layers * 2 * window * tokens * c.dim) * b,
+                              detail: cacheRows + " x \(c.dim) x \(dtype.size) B"))
+        case .fp8:
+            let stored = Double(c.layers * 2 * window * tokens * c.heads * (c.headDim + 4))
+            let scratch = Double(2 * window * tokens * c.dim) * b
+            items.append(Item(name: "KV cache", bytes: stored + scratch,
+                              detail: cacheRows + " x \(c.heads) heads x (\(c.headDim) x 1 B + 4 B scale) (FP8)"
+                                  + ", + 1 layer's K,V x \(dtype.size) B read by attention"))
+        }
         items.append(Item(name: "prompt K/V", bytes: Double(livePrompts * c.layers * 2 * c.textLength * c.dim) * b,
                           detail: "\(livePrompts) prompts x \(c.layers) layers x K,V x \(c.textLength) tokens x \(c.dim)"))
         // A forward over one block's queries (a recache runs its frames a block at a time): the FFN's

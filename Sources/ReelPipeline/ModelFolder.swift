@@ -15,6 +15,12 @@
 //                 generator_ckpt, lora_ckpt, use_ema false; inference.py)
 //   Self-Forcing  checkpoints/self_forcing_dmd.pt ("generator", "generator_ema"; the README's command passes
 //                 --use_ema) on a Wan2.1 base folder (Self-Forcing inference.py, README "Download checkpoints")
+//   LongLive 2.0  model_bf16.pt (the merged bf16 generator: the wrapper's state dict, `model.` names, under "generator",
+//                 with string and bool metadata beside it; scripts/merge_lora_generator.py, README "BF16",
+//                 configs/fp8/inference_fp8.yaml `generator_ckpt: /path/to/LongLive-2.0-5B/model_bf16.pt`), or an
+//                 unmerged generator_checkpoint.pt + lora_checkpoint.pt (configs/inference.yaml `generator_ckpt`,
+//                 `lora_ckpt`; the LoRA under "generator_lora"), on a Wan2.2-TI2V-5B base folder (utils/wan_5b_wrapper.py
+//                 `CausalWanModel.from_pretrained("wan_models/Wan2.2-TI2V-5B/")`; LongLive main)
 //   CausVid       model.pt in a checkpoint folder ("generator"; CausVid minimal_inference/autoregressive_inference.py)
 //                 on a Wan2.1 base folder
 //   TAEHV         taew2_1.pth or taew2_1.safetensors (madebyollin/taehv) beside any of them (Self-Forcing demo.py
@@ -22,6 +28,7 @@
 import Foundation
 import ReelCore
 import ReelIO
+import ReelModels
 
 /// A model folder recognised by its files: which kind it is, where each part of the model is,
 /// what is missing, and the folder the parts it lacks came from (a Wan2.1 base under a
@@ -33,13 +40,17 @@ public struct ModelFolder: Sendable, Equatable {
         case wan = "Wan2.1 (Wan-AI layout)"
         case diffusers = "Wan2.1 diffusers pipeline"
         case longLive = "LongLive checkpoint"
+        case longLive2 = "LongLive 2.0 checkpoint"
         case selfForcing = "Self-Forcing checkpoint"
         case causVid = "CausVid checkpoint"
         /// A folder with parts but no DiT (a text encoder and VAE only, say).
         case parts = "model parts"
 
-        /// Checkpoints that hold only the DiT and take the rest from a Wan2.1 base folder.
-        public var needsBase: Bool { [.longLive, .selfForcing, .causVid].contains(self) }
+        /// Checkpoints that hold only the DiT and take the rest from a base folder (Wan2.1; LongLive 2.0: Wan2.2-TI2V-5B).
+        public var needsBase: Bool { [.longLive, .longLive2, .selfForcing, .causVid].contains(self) }
+
+        /// The base folder such a checkpoint takes, for messages.
+        public var baseName: String { self == .longLive2 ? "Wan2.2-TI2V-5B" : "Wan2.1" }
     }
 
     /// One part of a model.
@@ -107,11 +118,14 @@ extension ModelFolder {
         (.dit, "longlive_base.pt", .longLive),
         (.dit, "checkpoints/self_forcing_dmd.pt", .selfForcing),
         (.dit, "self_forcing_dmd.pt", .selfForcing),
+        (.dit, "model_bf16.pt", .longLive2),
+        (.dit, "generator_checkpoint.pt", .longLive2),
         (.dit, "model.pt", .causVid),
         (.dit, "autoregressive_checkpoint/model.pt", .causVid),
         (.lora, "lora.safetensors", .reel),
         (.lora, "models/lora.pt", .longLive),
         (.lora, "lora.pt", .longLive),
+        (.lora, "lora_checkpoint.pt", .longLive2),
         (.textEncoder, "text_encoder.safetensors", .reel),
         (.textEncoder, "models_t5_umt5-xxl-enc-bf16.pth", .wan),
         (.textEncoder, "text_encoder", .diffusers),
@@ -137,13 +151,18 @@ extension ModelFolder {
     static let basePlaces = ["wan_models/Wan2.1-T2V-1.3B", "Wan2.1-T2V-1.3B", "../wan_models/Wan2.1-T2V-1.3B",
                              "../Wan2.1-T2V-1.3B", "../../wan_models/Wan2.1-T2V-1.3B",
                              "wan_models/Wan2.1-T2V-14B", "../wan_models/Wan2.1-T2V-14B"]
+    /// LongLive 2.0's: its wrapper loads `wan_models/Wan2.2-TI2V-5B/` (utils/wan_5b_wrapper.py).
+    static let base2Places = ["wan_models/Wan2.2-TI2V-5B", "Wan2.2-TI2V-5B", "../wan_models/Wan2.2-TI2V-5B",
+                              "../Wan2.2-TI2V-5B", "../../wan_models/Wan2.2-TI2V-5B"]
+
+    static func basePlaces(for kind: Kind) -> [String] { kind == .longLive2 ? base2Places : basePlaces }
 
     /// What the files of a role may be called, for messages.
     static func expected(_ role: Role) -> String {
         switch role {
         case .dit: "dit.safetensors, diffusion_pytorch_model*.safetensors, transformer/, models/longlive_base.pt, "
-            + "checkpoints/self_forcing_dmd.pt or model.pt"
-        case .lora: "lora.safetensors or models/lora.pt"
+            + "model_bf16.pt, checkpoints/self_forcing_dmd.pt or model.pt"
+        case .lora: "lora.safetensors, models/lora.pt or lora_checkpoint.pt"
         case .textEncoder: "models_t5_umt5-xxl-enc-bf16.pth, text_encoder/ or text_encoder.safetensors"
         case .tokenizer: "google/umt5-xxl/tokenizer.json, tokenizer/ or tokenizer.json / spiece.model"
         case .vae: "Wan2.1_VAE.pth, Wan2.2_VAE.pth, vae/ or vae.safetensors (or taew2_1.pth for the tiny decoder)"
@@ -169,7 +188,7 @@ extension ModelFolder {
                                  size: nil, fps: nil, prefersEMA: kind == .selfForcing)
         try folder.readConfigs()
         let nearby = folder.kind.needsBase
-            ? basePlaces.map { (path as NSString).appendingPathComponent($0) }.first(where: isDirectory)
+            ? basePlaces(for: folder.kind).map { (path as NSString).appendingPathComponent($0) }.first(where: isDirectory)
                 .map { URL(fileURLWithPath: $0).standardized.path } : nil
         if let baseFolder = base ?? nearby, baseFolder != path {
             let (baseParts, _) = find(in: baseFolder)
@@ -184,6 +203,7 @@ extension ModelFolder {
                     folder.heads = folder.heads ?? b.heads
                     folder.ditConfig = folder.ditConfig ?? b.ditConfig
                 }
+                if folder.kind == .longLive2 { try folder.checkLongLive2Base() }
             } else if base != nil {
                 folder.base = baseFolder
             }
@@ -278,9 +298,39 @@ extension ModelFolder {
     public func missingError(_ role: Role, option: String) -> ReelError {
         var hint = "give \(option)"
         if kind.needsBase && base == nil && role != .dit && role != .lora {
-            hint = "a \(kind.rawValue) holds only the DiT: give the Wan2.1 base folder with --base DIR "
-                + "(looked for \(Self.basePlaces.prefix(4).joined(separator: ", ")) beside it), or \(option)"
+            hint = "a \(kind.rawValue) holds only the DiT: give the \(kind.baseName) base folder with --base DIR "
+                + "(looked for \(Self.basePlaces(for: kind).prefix(4).joined(separator: ", ")) beside it), or \(option)"
         }
         return .input("no \(role.rawValue) in \(summary); expected \(Self.expected(role)): \(hint)")
+    }
+}
+
+extension ModelFolder {
+    /// A LongLive 2.0 checkpoint's base must be Wan2.2-TI2V-5B's: its config.json (the heads the checkpoint is
+    /// loaded with) must describe the checkpoint's DiT, a model of the Wan2.2 VAE's 48 latent channels. Reads the
+    /// checkpoint's header only (`patch_embedding.weight` `[dim, 48, 1, 2, 2]`).
+    func checkLongLive2Base() throws {
+        guard let ditPart = part(.dit), let base else { return }
+        let (source, _) = try WanDiT.openCheckpoint(path: ditPart.path, ema: prefersEMA)
+        let key = source.keys.first { $0 == "patch_embedding.weight" || $0.hasSuffix(".patch_embedding.weight") }
+        guard let key, let shape = source.shape(of: key), shape.rank == 5 else {
+            throw ReelError.badFile(path: ditPart.path, message: "no patch_embedding.weight [dim, 48, 1, 2, 2]: "
+                                    + "not a LongLive 2.0 generator checkpoint")
+        }
+        let (dim, channels) = (shape[0], shape[1])
+        guard channels == 48 else {
+            throw ReelError.badFile(path: ditPart.path, message: "\(key) is \(shape): a DiT of \(channels) latent channels, "
+                                    + "not LongLive 2.0's 48 (the Wan2.2 VAE's); a LongLive 1.0 checkpoint is "
+                                    + "models/longlive_base.pt on a Wan2.1 base")
+        }
+        if let config = ditConfig {
+            let wrong = [("in_dim", config.inChannels, channels), ("dim", config.dim, dim)]
+                .filter { $0.1 != nil && $0.1 != $0.2 }
+            if !wrong.isEmpty {
+                let what = wrong.map { "\($0.0) \($0.1!) (the checkpoint's \($0.2))" }.joined(separator: ", ")
+                throw ReelError.input("--base \(base) does not fit \(shortName(ditPart)): its config.json has \(what); "
+                                      + "a LongLive 2.0 checkpoint takes the Wan2.2-TI2V-5B folder as its base")
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@ import ReelModels
 extension ModelInspection {
     /// The report `reel inspect DIR` prints.
     public func report(geometry: BlockGeometry, schedule: StreamingSchedule = .longLive, dtype: DType = .bf16,
-                       quantization: LinearQuantization? = nil) -> String {
+                       quantization: LinearQuantization? = nil, kvCache: KVCacheStorage = .model) -> String {
         var lines = ["\(folder.path): \(folder.kind.rawValue)"]
         if let base = folder.base { lines.append("base: \(base) (supplies the parts the folder lacks)") }
         if folder.files.ema {
@@ -39,12 +39,13 @@ extension ModelInspection {
         lines.append("missing: " + (missing.isEmpty ? "nothing"
             : missing.map { "\($0.rawValue) (\(ModelFolder.expected($0)))" }.joined(separator: "; ")))
         if folder.kind.needsBase && folder.base == nil {
-            lines.append("  a \(folder.kind.rawValue) holds only the DiT: give its Wan2.1 base folder with --base DIR")
+            lines.append("  a \(folder.kind.rawValue) holds only the DiT: give its \(folder.kind.baseName) base folder with --base DIR")
         }
         for p in problems { lines.append("problem: \(p)") }
-        if let e = estimate(geometry: geometry, schedule: schedule, dtype: dtype, quantization: quantization) {
+        if let e = estimate(geometry: geometry, schedule: schedule, dtype: dtype, quantization: quantization, kvCache: kvCache) {
             lines.append("device memory at \(geometry.width)x\(geometry.height), \(dtype)"
-                         + (quantization.map { " (\($0.layers == .allLinears ? "block linears" : "FFN") in \($0.format.name))" } ?? "") + ", "
+                         + (quantization.map { " (\($0.layers == .allLinears ? "block linears" : "FFN") in \($0.format.name))" } ?? "")
+                         + (kvCache == .fp8 ? " (KV cache in FP8)" : "") + ", "
                 + "attention window \(schedule.attentionFrames) latent frames:")
             let w = e.items.map(\.name.count).max() ?? 0
             for item in e.items {

@@ -62,13 +62,15 @@ public struct ModelInspection: Sendable {
 
     /// The device memory of streaming at `geometry` (nil without a readable DiT).
     public func estimate(geometry: BlockGeometry, schedule: StreamingSchedule = .longLive,
-                         dtype: DType = .bf16, quantization: LinearQuantization? = nil) -> MemoryEstimate? {
+                         dtype: DType = .bf16, quantization: LinearQuantization? = nil,
+                         kvCache: KVCacheStorage = .model) -> MemoryEstimate? {
         guard let dit, let ditReport = parts.first(where: { $0.part.role == .dit && $0.problem == nil }) else {
             return nil
         }
         return MemoryEstimate.streaming(dit: dit, ditParameters: ditReport.parameters,
                                         textEncoderParameters: textEncoder?.parameterCount, decoder: decoder,
-                                        geometry: geometry, schedule: schedule, dtype: dtype, quantization: quantization)
+                                        geometry: geometry, schedule: schedule, dtype: dtype, quantization: quantization,
+                                        kvCache: kvCache)
     }
 
     /// Whether every part a video needs is there and readable.

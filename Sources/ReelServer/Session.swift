@@ -330,7 +330,7 @@ final class Session: @unchecked Sendable {
     /// Why a generation failed, for /metrics, and what its client is told.
     static func describe(_ error: any Error) -> (Metrics.FailureCause, String) {
         switch error as? ReelError {
-        case .outOfMemory?: (.outOfMemory, "\(error)")
+        case .outOfMemory?, .overMemoryCap?: (.outOfMemory, "\(error)")
         case .input?, .badFile?: (.input, "\(error)")
         default: (.internalError, "\(error)")
         }

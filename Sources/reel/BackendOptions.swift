@@ -34,6 +34,20 @@ struct BackendOptions: ParsableArguments {
     @Option(help: "Storage dtype of weights and activations (default: f32 on cpu, bf16 on cuda).")
     var dtype: StorageType?
 
+    @Option(help: "With --gpu-memory: device slots that streamed DiT blocks pass through (2: one uploads while one computes; 3 hides slower uploads).")
+    var streamSlots = 2
+
+    @Option(name: .customLong("gpu-memory"), help: ArgumentHelp(
+        "Cap Reel's device memory at this many GB (10^9 bytes) on each GPU it uses (with --backend cpu: the memory "
+            + "its tensors hold, for checks).",
+        discussion: "DiT layers that do not fit stream from page-locked host memory on a copy stream; the text encoder "
+            + "moves to the CPU when the GPU cannot hold it. A request that cannot fit is refused with the memory it "
+            + "needs. `reel inspect DIR --gpu-memory GB` prints the plan. docs/memory.md", valueName: "GB"))
+    var gpuMemory: Double?
+
+    /// `--gpu-memory` in bytes, nil without it.
+    var memoryCap: Int? { gpuMemory.map { Int($0 * 1e9) } }
+
     func validate() throws {
         if let threads, threads <= 0 { throw ValidationError("--threads must be positive, got \(threads).") }
         if device < 0 { throw ValidationError("--device must be 0 or more.") }
@@ -41,6 +55,8 @@ struct BackendOptions: ParsableArguments {
             throw ValidationError("--device \(device) and --devices \(devices) disagree: the DiT's main device is "
                                   + "the first of --devices.")
         }
+        if !(1...4).contains(streamSlots) { throw ValidationError("--stream-slots must be 1 to 4, got \(streamSlots).") }
+        if let gpuMemory, !(gpuMemory > 0) { throw ValidationError("--gpu-memory must be a positive number of GB.") }
         if textBackend == .cuda && backend == .cpu { throw ValidationError("--text-backend cuda needs --backend cuda.") }
         if let decodeDevice {
             if backend != .cuda { throw ValidationError("--decode-device needs --backend cuda.") }
@@ -52,6 +68,7 @@ struct BackendOptions: ParsableArguments {
     /// of the DiT's backend).
     func makeDecodeBackend() throws -> (any Backend)? {
         guard let decodeDevice, decodeDevice != device else { return nil }
+        try capDevice(decodeDevice)
         return try CUDABackend(device: decodeDevice, tuning: Self.tuning)
     }
 
@@ -68,11 +85,36 @@ struct BackendOptions: ParsableArguments {
     var storageType: DType { dtype?.dtype ?? (backend == .cuda ? .bf16 : .f32) }
 
     func make() throws -> any Backend {
-        if let communicator = try makeCommunicator() { return communicator.streams[0] }
-        switch backend {
-        case .cpu: return CPUBackend(threads: threads)
-        case .cuda: return try CUDABackend(device: device, tuning: Self.tuning)
+        if let communicator = try makeCommunicator() {
+            if backend == .cuda { for d in devices?.ordinals ?? [] { try capDevice(d) } }
+            return communicator.streams[0]
         }
+        switch backend {
+        case .cpu: return CPUBackend(threads: threads, memoryBudget: memoryCap.map { MemoryBudget(cap: $0, device: "cpu") })
+        case .cuda:
+            try capDevice(device)
+            return try CUDABackend(device: device, tuning: Self.tuning)
+        }
+    }
+
+    /// Runs `body` with `backend`'s cap lifted, then sets `--gpu-memory` again: `reel bench` builds its random
+    /// weights on the device before placing them under the cap (a model folder loads the same way: docs/memory.md).
+    func withoutCap<T>(on backend: any Backend, _ body: () throws -> T) throws -> T {
+        guard let memoryCap else { return try body() }
+        let cuda = (backend as? CUDABackend)?.cudaDevice, cpu = (backend as? CPUBackend)?.memoryBudget
+        cuda?.setMemoryCap(nil)
+        cpu?.cap = Int.max / 2
+        defer {
+            cuda?.setMemoryCap(memoryCap)
+            cpu?.cap = memoryCap
+        }
+        return try body()
+    }
+
+    /// Sets `--gpu-memory` on GPU `ordinal` (no cap without it).
+    private func capDevice(_ ordinal: Int) throws {
+        guard let memoryCap else { return }
+        try CUDADevice.open(ordinal).setMemoryCap(memoryCap)
     }
 
     /// The ranks of `--devices` (made once: `make()` returns its rank 0's stream), or nil without it.

@@ -69,19 +69,19 @@ struct Bench: AsyncParsableCommand {
 
     enum DecoderChoice: String, ExpressibleByArgument, CaseIterable { case vae, tiny, none }
 
-    @Option(help: ArgumentHelp("DiT: 1.3b, 14b or small (random weights of that architecture), 5b or 5b-small (LongLive 2.0, DiT only, default 1280x704), or a model folder.",
+    @Option(help: ArgumentHelp("DiT: 1.3b, 14b or small (random weights of that architecture), 5b or 5b-small (LongLive 2.0 with the Wan2.2 VAE, default 1280x704), or a model folder.",
                                discussion: "A folder of any layout --model reads elsewhere (docs/model-folders.md): its DiT, decoder and video size; prompts are encoded by its text encoder before timing starts."))
     var model: Model = .small
-    @Option(help: "Wan2.1 folder for the parts a LongLive, Self-Forcing or CausVid --model folder lacks.")
+    @Option(help: "Base folder for the parts a LongLive, Self-Forcing or CausVid --model folder lacks (Wan2.1; LongLive 2.0: Wan2.2-TI2V-5B).")
     var base: String?
-    @Option(help: "Decoder: vae (Wan2.1 VAE), tiny (TAEHV taew2_1), both of the real size, or none (DiT only).")
+    @Option(help: "Decoder: vae (Wan2.1 VAE; Wan2.2's for 5b), tiny (TAEHV taew2_1), both of the real size, or none (DiT only).")
     var decoder: DecoderChoice = .vae
     @Option(help: ArgumentHelp("Same as --model FOLDER (kept for older scripts).", visibility: .hidden))
     var weights: String?
     @OptionGroup var size: SizeOption
-    @Option(help: "Blocks to generate (12 video frames each).")
+    @Option(help: "Blocks to generate (12 video frames each; 32 for 5b).")
     var blocks = 10
-    @Option(help: "Block at whose start the prompt switches (with KV-recache); 0 for none.")
+    @Option(help: "Block at whose start the prompt switches (with KV-recache; 5b: a scene cut); 0 for none.")
     var switchBlock = 6
     @Option(help: "Blocks left out of the steady state at the start (the cache is filling).")
     var warmup = 4
@@ -90,10 +90,16 @@ struct Bench: AsyncParsableCommand {
     @OptionGroup var quantizationOptions: QuantizationOptions
     /// The DiT's quantized layers, nil for none (`--fp8` or `--int8`, `--fp8-layers`).
     var quantization: LinearQuantization? { quantizationOptions.quantization }
-    /// ", FFN in INT8; floors at the bf16 rate" for the headline (`allLinears`: what every block linear reads as).
+    /// ", FFN in INT8; floors at the bf16 rate" for the headline (`allLinears`: what every block linear reads as),
+    /// then ", KV cache in FP8" with `--kv-cache fp8`.
     func quantizationNote(allLinears: String = "every block linear") -> String {
-        quantization.map { ", \($0.layers == .allLinears ? allLinears : "FFN") in \($0.format.name); floors at the bf16 rate" } ?? ""
+        (quantization.map { ", \($0.layers == .allLinears ? allLinears : "FFN") in \($0.format.name); floors at the bf16 rate" } ?? "")
+            + (kvCache == .fp8 ? ", KV cache in FP8" : "")
     }
+    @Option(name: .customLong("kv-cache"),
+            help: ArgumentHelp("The DiT's self-attention KV cache in bf16 (the model's dtype; default) or fp8 (E4M3, a scale per token and head).",
+                               valueName: "bf16|fp8"))
+    var kvCache = KVCacheStorage.model
     @Flag(help: ArgumentHelp("Video-to-video (StreamDiffusionV2's schedule): input frames from memory, encoded, restyled, decoded.",
                              discussion: "Random encoder and decoder of the real size (--decoder tiny: TAEHV, vae: the Wan2.1 VAE); --blocks input blocks of 4 frames."))
     var input = false
@@ -111,6 +117,13 @@ struct Bench: AsyncParsableCommand {
     }
 
     mutating func validate() throws {
+        if kvCache == .fp8 && (model.isLongLive2 || input) {
+            throw ValidationError("--kv-cache fp8 is LongLive 1.0's cache: LongLive 2.0 (--model 5b) and --input (video-to-video) keep theirs in the model's dtype.")
+        }
+        if backendOptions.gpuMemory != nil && (folderPath != nil || input || model.isLongLive2 || backendOptions.devices != nil) {
+            throw ValidationError("--gpu-memory in reel bench places random weights of --model 1.3b, 14b or small on one device "
+                                  + "(a folder's placement: reel inspect DIR --gpu-memory GB).")
+        }
         if let folderPath, !FileManager.default.fileExists(atPath: folderPath) {
             throw ValidationError("--model: \(folderPath) is neither 1.3b, 14b, small, 5b, 5b-small nor an existing folder.")
         }
@@ -138,7 +151,7 @@ struct Bench: AsyncParsableCommand {
 
     private func bench() async throws {
         if input { return try await benchVideoToVideo() }
-        if model.isLongLive2, let config = model.config { return try benchLongLive2(config) }
+        if model.isLongLive2, let config = model.config { return try await benchLongLive2(config) }
         let backend = try backendOptions.make()
         let dtype = backendOptions.storageType
         let folder = try folderPath.map { try ModelFiles.resolve(model: $0, base: base) }
@@ -154,10 +167,12 @@ struct Bench: AsyncParsableCommand {
         // The decoder's own stream, as LoadedModel makes one: decode runs beside the DiT on the device.
         var decodeStream = backend
         let decodeLatentFLOPs: Double
+        var linkRate: Double?     // the host-to-device rate, measured when DiT blocks stream (--gpu-memory)
         if let folder {
             let loaded = try LoadedModel.load(files: folder, decoder: decoder != .none, backend: backend,
                                               decodeBackend: try backendOptions.makeDecodeBackend(),
-                                              communicator: try backendOptions.makeCommunicator(), dtype: dtype, quantization: quantization)
+                                              communicator: try backendOptions.makeCommunicator(), dtype: dtype, quantization: quantization,
+                                              kvCache: kvCache)
             dit = loaded.dit
             decodeStream = loaded.decodeStream
             newDecoder = decoder == .none ? { nil } : { loaded.newDecoder() }
@@ -171,11 +186,17 @@ struct Bench: AsyncParsableCommand {
             guard let config = model.config else { throw ReelError.input("no model folder and no architecture named") }
             print("reel bench on \(backend.name) (\(dtype)\(quantizationNote())): DiT \(model.name) (\(config.layers) layers, dim \(config.dim)), "
                   + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
-            let weights = try WanDiT.randomWeights(config, on: backend, dtype: dtype)
-            let plain = try backendOptions.makeCommunicator().map {
-                try WanDiT.loadSequenceParallel(from: weights, heads: config.heads, communicator: $0, dtype: dtype)
-            } ?? WanDiT.load(from: weights, heads: config.heads, backend: backend, dtype: dtype)
-            dit = try quantization.map { try plain.quantized($0) } ?? plain
+            // Under --gpu-memory the weights are made on the device with the cap lifted, then placed under it.
+            let placed = try backendOptions.withoutCap(on: backend) {
+                let weights = try WanDiT.randomWeights(config, on: backend, dtype: dtype)
+                let plain = try backendOptions.makeCommunicator().map {
+                    try WanDiT.loadSequenceParallel(from: weights, heads: config.heads, communicator: $0, dtype: dtype)
+                } ?? WanDiT.load(from: weights, heads: config.heads, backend: backend, dtype: dtype)
+                return try placedUnderCap(try (quantization.map { try plain.quantized($0) } ?? plain).withKVCache(kvCache),
+                                          backend: backend, geometry: geometry)
+            }
+            dit = placed.0
+            linkRate = placed.1
             decodeStream = try backendOptions.makeDecodeBackend() ?? backend.makeStream()
             let d = decodeStream
             switch decoder {
@@ -236,29 +257,9 @@ struct Bench: AsyncParsableCommand {
             switchBlock > 0 && frame == switchFrame ? second : nil
         }
         let generator = pipeline.generator
-        var arrivals: [Double] = [], ditSeconds: [Double] = [], recache = 0.0, decodeSeconds: [Double] = []
-        var frames: [Int] = [], firstFrame: Double?
-        var blockDecode = 0.0, blockFrames = 0
-        let start = ContinuousClock.now
-        // Frames are handed on a latent frame at a time, so the first frame arrives after one latent
-        // frame's decode; the per-block figures sum a block's chunks.
-        for try await chunk in pipeline.chunks() {
-            if firstFrame == nil { firstFrame = (ContinuousClock.now - start).seconds }
-            blockDecode += chunk.decodeSeconds
-            let done = chunk.block.startFrame + chunk.latentFrames.lowerBound, count = chunk.latentFrames.count
-            blockFrames += chunk.frames?.count ?? geometry.videoFrames(latentFrames: done + count) - geometry.videoFrames(latentFrames: done)
-            guard chunk.endsBlock else { continue }
-            arrivals.append((ContinuousClock.now - start).seconds)
-            ditSeconds.append(chunk.block.timings.seconds)
-            decodeSeconds.append(blockDecode)
-            recache += chunk.block.timings.recacheSeconds
-            frames.append(blockFrames)
-            blockDecode = 0; blockFrames = 0
-            if memoryEvery > 0, (chunk.block.index + 1) % memoryEvery == 0, let m = (backend as? MemoryReporting)?.memoryStatistics() {
-                print(String(format: "block %d: %.0f video frames, device memory in use %.3f GB, peak %.3f GB, %.1f s",
-                             chunk.block.index, Double(frames.reduce(0, +)), Double(m.inUse) / 1e9, Double(m.peak) / 1e9, arrivals.last ?? 0))
-            }
-        }
+        let uploadedBefore = dit.weightStreaming?.bytesUploaded ?? 0
+        let (arrivals, ditSeconds, recache, decodeSeconds, frames, firstFrame) = try await measure(pipeline, geometry: geometry,
+                                                                                                   backend: backend)
 
         // Steady state: blocks after the warm-up, the switch block left out of per-block medians.
         let steady = Array(warmup..<blocks)
@@ -306,26 +307,63 @@ struct Bench: AsyncParsableCommand {
         }
         print(String(format: "KV cache %.2f GB; blocks %@", Double(generator.cacheBytes) / 1e9,
                      ditSeconds.map { String(format: "%.0f", $0 * 1000) }.joined(separator: " ") + " ms (DiT)"))
+        if let line = Self.streamingReport(dit, uploadedBefore: uploadedBefore, blocks: blocks, rate: linkRate,
+                                           ditMedian: ditMedian) { print(line) }
         if let profiler = (backend as? CUDABackend)?.profiler { print("\n" + (try profiler.report()), terminator: "") }
         if decoder != .none, let vae = newDecoder() { try decoderAlone(vae, stream: decodeStream, latentHeight: lh, latentWidth: lw, floor: vaeFloor) }
     }
 
-    /// The decoder by itself on its stream (nothing beside it on the device): blocks of 3 random
-    /// latent frames after 2 warm blocks, each timed to its last frame on the host. With REEL_PROFILE
+    /// Per-block figures of a measured stream (`measure`).
+    typealias StreamTimes = (arrivals: [Double], ditSeconds: [Double], recache: Double, decodeSeconds: [Double],
+                             frames: [Int], firstFrame: Double?)
+
+    /// Runs `pipeline` to its end and times it: each block's arrival on the host (from the start), DiT time (from
+    /// its events), decode time and video frames, the recaches' total and the first frame's arrival. With
+    /// --memory-every, prints the device memory as it goes.
+    func measure(_ pipeline: Pipeline, geometry: BlockGeometry, backend: any Backend) async throws -> StreamTimes {
+        var arrivals: [Double] = [], ditSeconds: [Double] = [], recache = 0.0, decodeSeconds: [Double] = []
+        var frames: [Int] = [], firstFrame: Double?
+        var blockDecode = 0.0, blockFrames = 0
+        let start = ContinuousClock.now
+        // Frames are handed on a latent frame at a time, so the first frame arrives after one latent
+        // frame's decode; the per-block figures sum a block's chunks.
+        for try await chunk in pipeline.chunks() {
+            if firstFrame == nil { firstFrame = (ContinuousClock.now - start).seconds }
+            blockDecode += chunk.decodeSeconds
+            let done = chunk.block.startFrame + chunk.latentFrames.lowerBound, count = chunk.latentFrames.count
+            blockFrames += chunk.frames?.count ?? geometry.videoFrames(latentFrames: done + count) - geometry.videoFrames(latentFrames: done)
+            guard chunk.endsBlock else { continue }
+            arrivals.append((ContinuousClock.now - start).seconds)
+            ditSeconds.append(chunk.block.timings.seconds)
+            decodeSeconds.append(blockDecode)
+            recache += chunk.block.timings.recacheSeconds
+            frames.append(blockFrames)
+            blockDecode = 0; blockFrames = 0
+            if memoryEvery > 0, (chunk.block.index + 1) % memoryEvery == 0, let m = (backend as? MemoryReporting)?.memoryStatistics() {
+                print(String(format: "block %d: %.0f video frames, device memory in use %.3f GB, peak %.3f GB, %.1f s",
+                             chunk.block.index, Double(frames.reduce(0, +)), Double(m.inUse) / 1e9, Double(m.peak) / 1e9, arrivals.last ?? 0))
+            }
+        }
+        return (arrivals, ditSeconds, recache, decodeSeconds, frames, firstFrame)
+    }
+
+    /// The decoder by itself on its stream (nothing beside it on the device): blocks of `latentFrames` random
+    /// latent frames after `warm` blocks, `timed` more each timed to its last frame on the host. With REEL_PROFILE
     /// its ops get a report of their own.
-    private func decoderAlone(_ vae: any VideoDecoder, stream: any Backend, latentHeight lh: Int, latentWidth lw: Int,
-                              floor: Double) throws {
+    func decoderAlone(_ vae: any VideoDecoder, stream: any Backend, latentHeight lh: Int, latentWidth lw: Int,
+                      latentFrames: Int = 3, warm: Int = 2, timed: Int = 4, floor: Double) throws {
         vae.reset()
         let profiler = (stream as? CUDABackend)?.profiler
         var times: [Double] = []
-        for block in 0..<6 {
-            if block == 2 { profiler?.reset() }
-            let latents = try stream.randomNormal([1, 3, lh, lw, vae.latentChannels], seed: 100 + UInt64(block), offset: 0, dtype: backendOptions.storageType)
+        for block in 0..<(warm + timed) {
+            if block == warm { profiler?.reset() }
+            let latents = try stream.randomNormal([1, latentFrames, lh, lw, vae.latentChannels], seed: 100 + UInt64(block),
+                                                  offset: 0, dtype: backendOptions.storageType)
             try stream.synchronize()
             let t0 = ContinuousClock.now
             _ = try vae.decode(latents)
             try stream.synchronize()
-            if block >= 2 { times.append((ContinuousClock.now - t0).seconds) }
+            if block >= warm { times.append((ContinuousClock.now - t0).seconds) }
         }
         vae.reset()
         print("")

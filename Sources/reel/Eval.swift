@@ -143,7 +143,7 @@ struct Eval: AsyncParsableCommand {
         let t0 = Date()
         let model = try LoadedModel.load(files: files, decoder: true, encoder: restyle + animate > 0, backend: backend,
                                          decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
-                                         quantization: models.quantization, textBackend: backendOptions.makeTextBackend())
+                                         quantization: models.quantization, kvCache: models.kvCache, textBackend: backendOptions.makeTextBackend())
         log(String(format: "loaded the model (%@ decoder) in %.1f s", model.decoderName, Date().timeIntervalSince(t0)))
         let source = try ModelFrameSource(model: model, frameSize: frameSize,
                                           summary: "model \(models.model ?? files.dit!) on \(backend.name) (\(backendOptions.storageType))")

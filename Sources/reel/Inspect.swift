@@ -19,7 +19,7 @@ struct Inspect: ParsableCommand {
     @Argument(help: "A model folder, or weight files to list.")
     var files: [String]
 
-    @Option(help: "Wan2.1 folder for the parts a LongLive, Self-Forcing or CausVid folder lacks.")
+    @Option(help: "Base folder for the parts a LongLive, Self-Forcing or CausVid folder lacks (Wan2.1; LongLive 2.0: Wan2.2-TI2V-5B).")
     var base: String?
 
     @OptionGroup var size: SizeOption
@@ -32,6 +32,18 @@ struct Inspect: ParsableCommand {
 
     /// The estimate with the DiT's block weights in FP8 or INT8 (as generate's --fp8 or --int8 runs them).
     @OptionGroup var quantizationOptions: QuantizationOptions
+    @Option(name: .customLong("kv-cache"),
+            help: ArgumentHelp("The estimate with the self-attention KV cache in bf16 (the model's dtype) or fp8 (as --kv-cache fp8 runs it).",
+                               valueName: "bf16|fp8"))
+    var kvCache = KVCacheStorage.model
+
+    @Option(name: .customLong("gpu-memory"), help: ArgumentHelp(
+        "Also print the placement under this device-memory cap in GB: DiT blocks resident and streamed, where the "
+            + "text encoder runs, or why the cap cannot hold the request.", valueName: "GB"))
+    var gpuMemory: Double?
+
+    @Option(help: "Device slots streamed DiT blocks pass through (with --gpu-memory): 2 or 3.")
+    var streamSlots = 2
 
     @Flag(help: "List the tensors of a folder's weight file (a diffusers component such as transformer/).")
     var tensors = false
@@ -48,6 +60,8 @@ struct Inspect: ParsableCommand {
     mutating func validate() throws {
         if files.isEmpty { throw ValidationError("Name a model folder or at least one weight file.") }
         if summary && stats { throw ValidationError("--summary prints no tensors; drop it to see --stats.") }
+        if let gpuMemory, !(gpuMemory > 0) { throw ValidationError("--gpu-memory must be a positive number of GB.") }
+        if !(1...4).contains(streamSlots) { throw ValidationError("--stream-slots must be 1 to 4, got \(streamSlots).") }
         guard ["bf16", "f16", "f32"].contains(dtype) else { throw ValidationError("--dtype must be bf16, f16 or f32, got \(dtype).") }
         var schedule = StreamingSchedule.longLive
         schedule.attentionFrames = attentionFrames
@@ -86,8 +100,15 @@ struct Inspect: ParsableCommand {
             var schedule = StreamingSchedule.longLive
             schedule.attentionFrames = attentionFrames
             let geometry = try size.geometry(folderSize: folder.size)
-            print(inspection.report(geometry: geometry, schedule: schedule, dtype: DType(rawValue: dtype) ?? .bf16,
-                                    quantization: quantizationOptions.quantization))
+            let quantization = quantizationOptions.quantization, type = DType(rawValue: dtype) ?? .bf16
+            print(inspection.report(geometry: geometry, schedule: schedule, dtype: type, quantization: quantization,
+                                    kvCache: kvCache))
+            if let gpuMemory, let dit = inspection.dit,
+               let estimate = inspection.estimate(geometry: geometry, schedule: schedule, dtype: type,
+                                                  quantization: quantization, kvCache: kvCache) {
+                print(try ResidencyPlan.make(estimate: estimate, dit: dit, cap: Int(gpuMemory * 1e9), slots: streamSlots,
+                                             dtype: type, quantization: quantization).description)
+            }
             if !inspection.isComplete { throw ExitCode.failure }
         } catch let error as ReelError {
             printError(error)

@@ -8,7 +8,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Model folder (default: Models/tiny when it exists).",
                                discussion: "Recognised by its files: Reel's own layout, Wan-AI/Wan2.1-T2V-1.3B or -14B, their -Diffusers form, LongLive-1.3B (models/longlive_base.pt, models/lora.pt), Self-Forcing and CausVid checkpoints; docs/model-folders.md. `reel inspect DIR` says what it found."))
     var model: String?
-    @Option(help: ArgumentHelp("Wan2.1 folder for the parts a LongLive, Self-Forcing or CausVid folder lacks (text encoder, tokenizer, VAE).",
+    @Option(help: ArgumentHelp("Base folder for the parts a LongLive, Self-Forcing or CausVid folder lacks (text encoder, tokenizer, VAE): Wan2.1; LongLive 2.0: Wan2.2-TI2V-5B.",
                                discussion: "Default: wan_models/Wan2.1-T2V-1.3B inside or beside the --model folder, where those projects' instructions download it."))
     var base: String?
     @Option(help: "DiT weights (overrides the model folder's).")
@@ -24,6 +24,12 @@ struct ModelOptions: ParsableArguments {
 
     /// The DiT's quantized layers, nil for none (`--fp8` or `--int8`, `--fp8-layers`).
     var quantization: LinearQuantization? { quantizationOptions.quantization }
+
+    @Option(name: .customLong("kv-cache"),
+            help: ArgumentHelp("How the DiT's self-attention KV cache stores keys and values: bf16 (the model's dtype; default) or fp8.",
+                               discussion: "fp8: E4M3 values with a float32 scale per token and head, dequantized one layer at a time before attention: about half the cache's memory, at a small error (the README's FP8 paragraph). LongLive 1.0's schedule only (not LongLive 2.0 models or video-to-video).",
+                               valueName: "bf16|fp8"))
+    var kvCache = KVCacheStorage.model
 
     @Option(help: "umT5 text encoder weights (Wan .pth, transformers or Reel safetensors).")
     var textEncoder: String?
@@ -69,3 +75,4 @@ struct ModelOptions: ParsableArguments {
     }
 }
 extension QuantizedLayers: ExpressibleByArgument {}
+extension KVCacheStorage: ExpressibleByArgument {}

@@ -120,7 +120,7 @@ struct Serve: AsyncParsableCommand {
                       communicator: (any Communicator)?) throws -> LoadedModel {
                 try LoadedModel.load(files: files, encoder: LoadedModel.hasEncoder(files), backend: backend,
                                      decodeBackend: decodeBackend, communicator: communicator,
-                                     dtype: backendOptions.storageType, quantization: models.quantization,
+                                     dtype: backendOptions.storageType, quantization: models.quantization, kvCache: models.kvCache,
                                      textBackend: backendOptions.makeTextBackend())
             }
             if let sessionDevices {

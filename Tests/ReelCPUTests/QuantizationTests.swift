@@ -36,6 +36,23 @@ import ReelCPU
         #expect(try q.dequantized().toFloats() == [0, 0, 0, 0, 1, -2, 0.5, 4])
     }
 
+    /// `dequantizeRows` (the FP8 KV cache's read) gives each code times its row's scale, rounded once to the
+    /// output's dtype, for FP8 and INT8 rows alike; it refuses an output that is not floats of the rows' size.
+    @Test(arguments: [DType.fp8e4m3, .int8]) func dequantizeRowsWritesTheScaledCodes(_ format: DType) throws {
+        let (x, _) = try randomTensor(cpu, [6, 16], .f32, seed: 11, scale: 3)
+        let q = try cpu.quantizeRows(x, to: format)
+        let expected = try q.dequantized().toFloats()
+        for dtype in [DType.f32, .bf16] {
+            let out = try cpu.allocate([6, 16], dtype: dtype)
+            try cpu.dequantizeRows(q, into: out)
+            let got = try out.toFloats()
+            let want = try cpu.cast(try cpu.tensor(expected, shape: [6, 16]), to: dtype).toFloats()
+            #expect(got == want, "\(format) into \(dtype)")
+        }
+        #expect(throws: ReelError.self) { try cpu.dequantizeRows(q, into: try cpu.allocate([6, 15], dtype: .f32)) }
+        #expect(throws: ReelError.self) { try cpu.dequantizeRows(q, into: try cpu.allocate([6, 16], dtype: .int8)) }
+    }
+
     /// The FP8 linear layer is the float32 product of the dequantized operands, then bias, GELU and
     /// residual: computed here by hand in float64 from the codes and scales.
     @Test(arguments: [false, true]) func linearIsTheProductOfTheDequantizedRows(gelu: Bool) throws {

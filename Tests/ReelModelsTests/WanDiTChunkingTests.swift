@@ -104,6 +104,39 @@ import ReelCPU
         }
     }
 
+    /// FP8 storage: writes (a run that wraps around the ring included) keep each (token, head) row as codes and a
+    /// scale, and `attended` reads back exactly `quantizeRows` of what the exact cache holds, in the model's dtype,
+    /// for any layer; the projections never write into it directly (no destination views).
+    @Test func fp8StorageReadsBackTheQuantizedRows() throws {
+        func make(_ storage: KVCacheStorage) throws -> WanKVCache {
+            try WanKVCache(backend: backend, layers: 2, tokensPerFrame: 2, heads: 2, headDim: 8, sinkFrames: 1,
+                           windowFrames: 3, dtype: .f32, storage: storage)
+        }
+        let (exact, fp8) = (try make(.model), try make(.fp8))
+        #expect(exact.byteCount == 2 * 2 * 16 * 8 * 4)
+        #expect(fp8.byteCount == 2 * 2 * 16 * (8 + 4) + 2 * 16 * 8 * 4)      // codes and scales, one layer's scratch
+        #expect(try fp8.destination(layer: 0, plan: fp8.plan(startFrame: 0, frames: 3)) == nil)
+        for (start, frames) in [(0, 3), (3, 2)] {                            // frames 3, 4 go to slots 3, 1
+            let plan = exact.plan(startFrame: start, frames: frames)
+            #expect(plan == fp8.plan(startFrame: start, frames: frames))
+            for layer in 0..<2 {
+                let seed = UInt64(10 * start + layer)
+                let k = try backend.randomNormal([1, frames * 2, 2, 8], seed: seed, offset: 0, dtype: .f32)
+                let v = try backend.randomNormal([1, frames * 2, 2, 8], seed: seed + 100, offset: 0, dtype: .f32)
+                for cache in [exact, fp8] { try cache.write(layer: layer, keys: k, values: v, plan: plan) }
+            }
+            exact.commit(plan); fp8.commit(plan)
+        }
+        let plan = exact.plan(startFrame: 5, frames: 1)
+        for layer in [1, 0] {
+            let (ek, ev) = try exact.attended(layer: layer, plan: plan), (fk, fv) = try fp8.attended(layer: layer, plan: plan)
+            #expect(fk.shape == ek.shape && fk.dtype == .f32)
+            #expect(try fk.toFloats() == (try backend.quantizeRows(ek).dequantized().toFloats()))
+            #expect(try fv.toFloats() == (try backend.quantizeRows(ev).dequantized().toFloats()))
+            #expect(try fk.toFloats() != (try ek.toFloats()))                  // rounded, not copied
+        }
+    }
+
     /// A pass whose frames all go to consecutive slots gets the cache views to write them into (the
     /// DiT's projections write there, no copy); one that wraps around the ring or skips frames does not.
     @Test func destinationOnlyForOneRunOfAllFrames() throws {

@@ -3,6 +3,7 @@ import ReelCore
 import ReelCPU
 import ReelIO
 import ReelMedia
+import ReelTestSupport
 import ReelModels
 @testable import ReelPipeline
 import Testing
@@ -51,6 +52,19 @@ import Testing
         }
     }
 
+    /// `--kv-cache fp8` is LongLive 1.0's ring cache only: LongLive 2.0's generator refuses it, naming the option.
+    @Test func fp8KVCacheIsRefused() async throws {
+        try await withModel { model, _ in
+            let dit = model.dit.withTextLength(model.dit.config.textLength).withKVCache(.fp8)   // a copy: model.dit stays
+            do {
+                _ = try LongLive2Generator(model: dit, latentHeight: 4, latentWidth: 4, noise: PhiloxNoise(seed: 5))
+                Issue.record("LongLive 2.0's generator accepted an FP8 KV cache")
+            } catch {
+                #expect("\(error)".contains("--kv-cache fp8"), "\(error)")
+            }
+        }
+    }
+
     /// The pipeline equals `LongLive2Generator` run directly (same noise, prompts, scene cut), bit for bit, over
     /// three blocks: a plain switch at block 1 and a scene cut at block 2. Negative control: the same direct run
     /// without the scene cut differs at block 2 only.
@@ -70,6 +84,38 @@ import Testing
             #expect(ours == reference)
             let noCut = try direct(sceneCut: false)
             #expect(noCut[0] == reference[0] && noCut[1] == reference[1] && noCut[2] != reference[2])
+        }
+    }
+
+    /// The clean pass deferred to the next block's start (the default: the latents leave before it) gives the same
+    /// latents, bit for bit, as running it before the block returns (the reference's order), over 4 blocks with a
+    /// switch at block 1 and a scene cut at block 2 (whose pin now happens at block 3's start). Negative control:
+    /// a generator whose deferred clean pass of block 2 is lost (no keys for it, no pin) differs from block 3.
+    @Test func deferredCleanPassGivesTheSameLatents() async throws {
+        try await withModel { model, _ in
+            let texts = ["a red circle moves left", "a blue square moves right", Self.cut, Self.cut]
+            let contexts = try texts.map { try model.context(for: $0) }
+            let blocks = try await offThePool { () throws -> [[[Float]]] in
+                try [true, false].map { defers in
+                    let g = try LongLive2Generator(model: model.dit, latentHeight: 4, latentWidth: 4, noise: PhiloxNoise(seed: 5))
+                    g.defersCleanPass = defers
+                    return try (0..<4).map { b in
+                        let latents = try g.nextBlock(prompt: contexts[b], sceneCut: b == 2).toFloats()
+                        #expect(g.hasPendingCleanPass == defers)
+                        return latents
+                    }
+                }
+            }
+            #expect(blocks[0] == blocks[1])
+            let lost = try await offThePool { () throws -> [[Float]] in
+                let g = try LongLive2Generator(model: model.dit, latentHeight: 4, latentWidth: 4, noise: PhiloxNoise(seed: 5))
+                return try (0..<4).map { b in
+                    let latents = try g.nextBlock(prompt: contexts[b], sceneCut: b == 2).toFloats()
+                    if b == 2 { g.dropPendingCleanPass() }
+                    return latents
+                }
+            }
+            #expect(Array(lost.prefix(3)) == Array(blocks[0].prefix(3)) && lost[3] != blocks[0][3])
         }
     }
 

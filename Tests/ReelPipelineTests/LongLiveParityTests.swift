@@ -75,6 +75,32 @@ import ReelModels
         #expect(wrong > 3e-2)
     }
 
+    /// The self-attention KV cache in FP8 (`--kv-cache fp8`): every cached key and value rounded to E4M3 with a
+    /// float32 scale per token and head, read back before attention. Measured on the CPU: 3.9e-3 of the model's
+    /// contribution (worst block 5.9e-3), 14x below dropping the sink (5.4e-2); on top of the FFN in FP8 1.97e-2 (FFN
+    /// alone 1.98e-2); in bf16 on the CPU 1.03e-2 against bf16's own 8.9e-3. The upper bound, 2x the measurement,
+    /// stays far below the sink's figure, so a cache read from the wrong layer or with misplaced scales fails; no
+    /// quantization at all would be at float32's ~1e-6, below the lower bound.
+    @Test func fp8KVCacheStaysCloseToLongLive() async throws {
+        let kv = try await parity.run(.init(kvCache: .fp8))
+        let noSink = try await parity.run(.init(schedule: StreamingSchedule(sinkFrames: 0, attentionFrames: 9))).relativeError
+        print("LongLive parity with the KV cache in FP8 (CPU): relative error \(kv.relativeError), worst block "
+              + "\(kv.maxBlockError) (no sink: \(noSink))")
+        #expect(kv.relativeError > 1e-3 && kv.relativeError < 8e-3)
+        #expect(kv.relativeError < noSink / 5)
+    }
+
+    /// The FP8 cache sharded by heads over 2 CPU ranks: each (token, head) row is quantized alike wherever its head
+    /// lives, so the video is the one-device FP8 cache's bit for bit (both on Reel's own GEMM).
+    @Test func fp8KVCacheOverTwoRanksMakesTheSameVideo() async throws {
+        let comm = try CPUCommunicator(ranks: 2, gemm: .own)
+        let spread = try await LongLiveParity(folder: Self.dir, backend: comm.streams[0], communicator: comm)
+            .run(.init(kvCache: .fp8))
+        let single = try await LongLiveParity(folder: Self.dir, backend: CPUBackend(gemm: .own)).run(.init(kvCache: .fp8))
+        #expect(spread.ours == single.ours)
+        #expect(spread.relativeError > 1e-3)   // the FP8 cache, not the exact one
+    }
+
     /// The DiT spread over 2 CPU ranks by sequence parallelism (the fixture's 2 heads, one a rank): the same
     /// video as one device bit for bit (both on Reel's own GEMM), so the same parity, recache and LoRA included.
     @Test func sequenceParallelOnTwoRanksMakesTheSameVideo() async throws {

@@ -58,8 +58,8 @@ struct ModelFolderFixtures {
 
     /// A PEFT LoRA of rank 4 on every Linear inside the blocks (LongLive's utils/lora_utils.py targets
     /// the Linear layers of each attention block), under PEFT's `base_model.model.` names.
-    func loraWeights() throws -> [(String, Tensor)] {
-        let c = Self.dit, r = 4
+    func loraWeights(_ c: WanDiTConfig = Self.dit) throws -> [(String, Tensor)] {
+        let r = 4
         var out: [(String, Tensor)] = []
         for i in 0..<c.layers {
             var modules: [(String, Int, Int)] = []

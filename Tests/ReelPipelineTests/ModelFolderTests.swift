@@ -248,6 +248,10 @@ import Testing
         #expect(abs(fp8.total - 8.72e9) / 8.72e9 < 0.10, "\(fp8.total / 1e9) GB")   // README: --fp8 peak 8.72 GB
         let kv = try #require(full.items.first { $0.name == "KV cache" })
         #expect(abs(kv.bytes - 3.45e9) < 0.01e9)                                   // REFERENCE.md: ~3.45 GB
+        // --kv-cache fp8: 1 B a value and a 4 B scale per (token, head) row of 128, plus one layer's bf16 K,V scratch.
+        let kv8 = try #require(MemoryEstimate.streaming(dit: c, ditParameters: ditParameters, textEncoderParameters: nil,
+                                                        decoder: nil, geometry: g, kvCache: .fp8).items.first { $0.name == "KV cache" })
+        #expect(kv8.bytes == Double(30 * 2 * 12 * 1560 * 12 * (128 + 4) + 2 * 12 * 1560 * 1536 * 2))   // 1.89 GB
         #expect(abs(full.items[0].bytes - 2.84e9) < 0.01e9)                       // perf-notes: DiT weights 2.84 GB
         #expect(abs(full.withoutTextEncoder - 9.57e9) / 9.57e9 < 0.10, "\(full.withoutTextEncoder / 1e9) GB")
         #expect(abs(ditOnly.total - 6.93e9) / 6.93e9 < 0.10, "\(ditOnly.total / 1e9) GB")

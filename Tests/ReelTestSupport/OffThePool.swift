@@ -9,7 +9,21 @@ import ReelCore
 /// touches that state meanwhile.
 public func offThePool<T>(_ work: () throws -> T) async throws -> T {
     try await withoutActuallyEscaping(work) { escapable in
-        let job = UncheckedSendable(escapable)   // runs while the caller waits: one user at a time
-        return try await onThread { UncheckedSendable(try job.value()) }.value
+        // The thread lets go of the closure before it hands the result over: a thread object that still held it when
+        // the caller resumed made withoutActuallyEscaping trap ("non-escaping closure has escaped"), now and then.
+        let job = Job(escapable)
+        return try await onThread { UncheckedSendable(try job.run()) }.value
+    }
+}
+
+/// The work of one `offThePool` call, dropped as soon as it has run.
+private final class Job<T>: @unchecked Sendable {
+    private var work: (() throws -> T)?
+    init(_ work: @escaping () throws -> T) { self.work = work }
+
+    func run() throws -> T {
+        let w = work!
+        work = nil
+        return try w()
     }
 }

@@ -6,6 +6,9 @@ public indirect enum TorchValue {
     case tensor(dtype: DType, shape: [Int], bytes: [UInt8])
     case stateDict([(String, TorchValue)])
     case dict([(String, TorchValue)])
+    /// Metadata beside the tensors (a merged LongLive checkpoint's `checkpoint_format`, `merged_lora`).
+    case string(String)
+    case bool(Bool)
 
     /// A tensor of `values` stored as `dtype` (f32, bf16 or f16).
     public static func tensor(_ values: [Float], shape: [Int], as dtype: DType) throws -> TorchValue {
@@ -42,6 +45,10 @@ public enum TorchSave {
             var strides = [Int](repeating: 1, count: shape.count)
             for i in stride(from: shape.count - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * shape[i + 1] }
             p.tensor(storage: key, numel: shape.reduce(1, *), size: shape, stride: strides, storageType: storageType(dtype))
+        case let .string(text):
+            p.string(text)
+        case let .bool(value):
+            p.op(value ? 0x88 : 0x89)  // NEWTRUE / NEWFALSE
         case let .stateDict(items), let .dict(items):
             if case .stateDict = value {
                 p.global("collections", "OrderedDict"); p.op(0x29); p.op(0x52)  // OrderedDict()

@@ -6,7 +6,7 @@
 #   ref_dit  130  python3 tools/gpu/longlive2_speed.py (the reference's DiT loop, no decode)
 #   ref_vae  170  the same with --decode (the reference's Wan2.2 VAE, whole video after the loop, as inference.yaml)
 #   reel_dit 110  reel bench --backend cuda --model 5b --decoder none
-#   reel_vae 140  reel bench --backend cuda --model 5b --decoder vae
+#   reel_vae 180  reel bench --backend cuda --model 5b --decoder vae (through Pipeline: warm-up, decoder alone)
 # Both sides run the same blocks: BLOCKS (8), WARMUP (4: blocks left out of the steady median) and SWITCH (6: the
 # scene-cut block, also left out). STEPS="ref_dit reel_dit" runs a subset (e.g. to split over two calls); REF_EXTRA
 # adds arguments to the reference's runs (e.g. "--eager", or "--tiny --device cpu" to try this script without a GPU).
@@ -61,7 +61,7 @@ for step in $STEPS; do
     ref_dit) t ref_dit 130 python3 tools/gpu/longlive2_speed.py --longlive .ref/LongLive2 $geometry $REF_EXTRA ;;
     ref_vae) t ref_vae 170 python3 tools/gpu/longlive2_speed.py --longlive .ref/LongLive2 $geometry --decode $REF_EXTRA ;;
     reel_dit) [ $have_reel = 1 ] && t reel_dit 110 $R bench --backend cuda --model 5b --decoder none $geometry ;;
-    reel_vae) [ $have_reel = 1 ] && t reel_vae 140 $R bench --backend cuda --model 5b --decoder vae $geometry ;;
+    reel_vae) [ $have_reel = 1 ] && t reel_vae 180 $R bench --backend cuda --model 5b --decoder vae $geometry ;;
     *) echo "unknown step $step" ;;
   esac
 done
@@ -72,7 +72,7 @@ done
     [ -f "$OUT/$f.txt" ] && { echo "--- $f"; sed -n '/^LongLive 2.0 reference/,$p' "$OUT/$f.txt"; }
   done
   for f in reel_dit reel_vae; do
-    [ -f "$OUT/$f.txt" ] && { echo "--- $f"; grep -E "^reel bench|FPS|per block|peak device|KV cache" "$OUT/$f.txt"; }
+    [ -f "$OUT/$f.txt" ] && { echo "--- $f"; grep -E "^reel bench|FPS|per block|first frame|scene cut|peak device|KV cache" "$OUT/$f.txt"; }
   done
 } > "$OUT/summary.txt"
 cat "$OUT/summary.txt"

@@ -298,3 +298,28 @@ extern "C" __global__ void __launch_bounds__(1024) quantize_rows_v8(
         }
     }
 }
+
+// FP8 rows back to floats (Backend.dequantizeRows; the FP8 KV cache read into the model's dtype right
+// before attention): y = code * scale[row] in float32, rounded once to y's dtype, as the host does.
+// Memory-bound (1 byte in, 2 out a value): the scale is a broadcast read that stays in L1.
+
+// Any K and alignment: one value per thread.
+extern "C" __global__ void dequantize_rows_fp8(const unsigned char* __restrict__ q, const float* __restrict__ scales,
+                                               void* __restrict__ y, i64 n, int K, int dty) {
+    GRID_STRIDE(i, n) store_f(y, i, dty, fp8_to_f32(q[i]) * scales[i / K]);
+}
+
+// K a multiple of 8, q 8-byte and y 16-byte aligned: 8 codes (one 8-byte load, all in one row) a thread,
+// stored as one 16-byte vector (32 bytes for f32).
+extern "C" __global__ void dequantize_rows_fp8_v8(const unsigned char* __restrict__ q, const float* __restrict__ scales,
+                                                  void* __restrict__ y, i64 n8, int K, int dty) {
+    GRID_STRIDE(j, n8) {
+        const uint2 raw = __ldg((const uint2*)q + j);
+        const float s = __ldg(scales + (j * 8) / K);
+        const u32 w[2] = {raw.x, raw.y};
+        float v[8];
+        #pragma unroll
+        for (int e = 0; e < 8; e++) v[e] = fp8_to_f32((unsigned char)((w[e / 4] >> (8 * (e % 4))) & 0xFF)) * s;
+        store8(y, j, dty, v);
+    }
+}

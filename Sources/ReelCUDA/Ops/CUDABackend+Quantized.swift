@@ -56,6 +56,31 @@ extension CUDABackend {
         return try RowQuantized(values: values, scales: scales, sourceType: x.dtype)
     }
 
+    /// `dequantize_rows_fp8` (Kernels/fused.cu): eight codes a thread where the rows and pointers allow.
+    /// Decoding FP8 needs no sm_89 instruction (older GPUs take the kernel's bit arithmetic).
+    public func dequantizeRows(_ q: RowQuantized, into out: Tensor) throws {
+        let op = "dequantizeRows"
+        try require(out.dtype.isFloatingPoint && out.dtype != .fp8e4m3 && out.count == q.values.count, op,
+                    "output \(out.shape) \(out.dtype) does not hold the rows \(q.values.shape) as floats")
+        if q.values.dtype == .int8 {
+            // INT8 rows (not written by the KV cache, which stores FP8): the host arithmetic on the device.
+            try copyWhole(try cast(try q.dequantized(), to: out.dtype), into: out, op: op)
+            return
+        }
+        let n = out.count, k = q.columns
+        if n == 0 { return }
+        let (pq, ps, py) = (try arg(q.values, op), try arg(q.scales, op), try arg(out, op))
+        if k % 8 == 0 && pq % 8 == 0 && py % 16 == 0 {
+            try launch1D("fused", "dequantize_rows_fp8_v8", n: n / 8) { l in
+                l.add(pq); l.add(ps); l.add(py); l.add(Int64(n / 8)); l.add(Int32(k)); l.add(out.dtype.kernelCode)
+            }
+        } else {
+            try launch1D("fused", "dequantize_rows_fp8", n: n) { l in
+                l.add(pq); l.add(ps); l.add(py); l.add(Int64(n)); l.add(Int32(k)); l.add(out.dtype.kernelCode)
+            }
+        }
+    }
+
     /// FP8: cuBLASLt's FP8 GEMM when the operands suit it (bf16 or f16 output, K a multiple of 16 and N
     /// of 8: rows of 16-byte multiples); otherwise the dequantized float32 product (`dequantizedLinear`), the
     /// same arithmetic more slowly. INT8: `int8Linear`.

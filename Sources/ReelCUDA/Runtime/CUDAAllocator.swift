@@ -42,7 +42,36 @@ public final class CUDAAllocator: @unchecked Sendable {
     /// The live blocks are copied each time the peak rises this far past the last copy.
     static let peakCountStep = 64 << 20
 
-    init(driver: CUDADriver) { self.driver = driver }
+    init(driver: CUDADriver, device: String) { self.driver = driver; self.device = device }
+
+    /// "cuda:0", in the cap's error.
+    private let device: String
+    /// The most device memory this allocator may hold for live tensors (`--gpu-memory`). Before a new driver
+    /// allocation passes it counting cached and slab bytes too, the cached blocks of their own go back to the
+    /// driver; slab blocks stay cached (they are never given back), so `reserved` may sit above the cap by the
+    /// slab memory that is free. nil: no cap (the GPU's memory is the limit).
+    public var cap: Int? {
+        get { lock.withLock { capBytes } }
+        set { lock.withLock { capBytes = newValue } }
+    }
+    private var capBytes: Int?
+    /// What the allocator holds from the driver. Call with the lock held.
+    private var heldBytes: Int { liveBytes + cachedBytes + slabSpareBytes }
+
+    /// Throws `ReelError.overMemoryCap` when `size` more live bytes would pass the cap; gives the cached blocks
+    /// back first when what it holds would. `requested`: the tensor's bytes, for the message.
+    private func admit(_ size: Int, requested: Int) throws {
+        guard let cap = lock.withLock({ capBytes }) else { return }
+        if lock.withLock({ heldBytes + size > cap }) { try emptyCache() }
+        try lock.withLock {
+            guard liveBytes + size <= cap else {
+                throw ReelError.overMemoryCap(device: device, requested: requested, inUse: liveBytes, cap: cap)
+            }
+        }
+    }
+
+    /// Whether a new slab fits under the cap (else a slab-sized block is allocated on its own). Call with the lock held.
+    private var slabFitsCap: Bool { capBytes.map { liveBytes + slabSpareBytes + Self.slabBytes <= $0 } ?? true }
 
     /// Starts a new peak measurement at the bytes live now.
     public func resetPeak() {
@@ -96,6 +125,7 @@ public final class CUDAAllocator: @unchecked Sendable {
             slabSpareBytes -= size
             return s.base + UInt64(s.used)
         }
+        if !slabFitsCap { return 0 }   // near the cap: the block is an allocation of its own
         var base: CUdeviceptr = 0
         let status = driver.cuMemAlloc(&base, Self.slabBytes)
         if status == 2 { throw ReelError.outOfMemory(backend: "cuda", bytes: size) }
@@ -109,6 +139,7 @@ public final class CUDAAllocator: @unchecked Sendable {
     func allocate(_ bytes: Int, stream: CUhandle) throws -> CUDAStorage {
         let size = CUDAAllocator.blockSize(for: bytes)
         let key = BinKey(stream: UInt(bitPattern: stream), size: size)
+        try admit(size, requested: bytes)
         lock.lock()
         var ptr: CUdeviceptr = 0
         if var list = free[key], let p = list.popLast() {

@@ -52,7 +52,7 @@ public final class CUDADevice: @unchecked Sendable {
         var ctx: CUhandle = nil
         try driver.check(driver.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain")
         context = ctx
-        allocator = CUDAAllocator(driver: driver)
+        allocator = CUDAAllocator(driver: driver, device: "cuda:\(ordinal)")
         staging = PinnedStaging(driver: driver)
         profiler = CUDAProfiler(driver: driver, context: ctx, allocator: allocator)
         try makeCurrent()
@@ -71,6 +71,13 @@ public final class CUDADevice: @unchecked Sendable {
         try driver.check(driver.cuMemGetInfo(&f, &t), "cuMemGetInfo_v2")
         return (f, t)
     }
+
+    /// Caps the device memory Reel holds on this GPU at `bytes` (`--gpu-memory`; nil: no cap). An allocation
+    /// that would pass it throws `ReelError.overMemoryCap` after the allocator has given its cached blocks back.
+    public func setMemoryCap(_ bytes: Int?) { allocator.cap = bytes }
+
+    /// The cap set by `setMemoryCap`.
+    public var memoryCap: Int? { allocator.cap }
 
     /// Bytes held by live tensors, the most ever held, and how many times cuMemAlloc was called.
     public var allocatorStats: (live: Int, peak: Int, cached: Int, driverAllocations: Int) {

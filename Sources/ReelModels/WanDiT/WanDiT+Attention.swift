@@ -5,7 +5,7 @@ extension WanDiT {
     /// q/k/v/o projections `[dim, dim]` and RMS norms of q and k over the whole dim.
     struct Attention {
         var q, k, v, o: Linear
-        let normQ, normK: RMSNorm
+        var normQ, normK: RMSNorm
         let heads: Int
         let headDim: Int
 

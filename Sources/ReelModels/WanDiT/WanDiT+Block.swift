@@ -4,10 +4,10 @@ extension WanDiT {
     /// One transformer block (LongLive `CausalWanAttentionBlock`): adaLN, self-attention over the KV
     /// cache, cross-attention to the prompt, adaLN, feed-forward, with gated residuals.
     struct Block {
-        let modulation: Modulation
+        var modulation: Modulation
         var selfAttention: Attention
         /// Affine LayerNorm before cross-attention (`norm3`; `WanDiTConfig.crossAttentionNorm`).
-        let crossAttentionNorm: LayerNorm?
+        var crossAttentionNorm: LayerNorm?
         var crossAttention: Attention
         var ffn: FeedForward
 

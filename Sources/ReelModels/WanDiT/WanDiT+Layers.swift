@@ -99,7 +99,7 @@ extension WanDiT {
     /// RMSNorm over the last axis with a learned weight (Wan's `WanRMSNorm`, q and k norms over the
     /// whole dim).
     struct RMSNorm {
-        let weight: Tensor
+        var weight: Tensor
         let eps: Float
 
         init(_ w: WanDiTBinder, _ name: String, dim: Int, eps: Float) throws {
@@ -122,8 +122,8 @@ extension WanDiT {
 
     /// LayerNorm with affine weight and bias (Wan's `norm3` before cross-attention).
     struct LayerNorm {
-        let weight: Tensor
-        let bias: Tensor
+        var weight: Tensor
+        var bias: Tensor
         let eps: Float
 
         init(_ w: WanDiTBinder, _ name: String, dim: Int, eps: Float) throws {
@@ -168,7 +168,7 @@ extension WanDiT {
         }
 
         /// The table `[6, dim]`.
-        let table: Tensor
+        var table: Tensor
 
         init(_ w: WanDiTBinder, _ name: String, dim: Int) throws {
             table = try w.tensor(name, [6, dim])

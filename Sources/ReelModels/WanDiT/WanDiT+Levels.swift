@@ -50,7 +50,7 @@ extension WanDiT {
         let (e, e0) = try weights.timeEmbedding(perFrame: segments.flatMap {
             [Float](repeating: $0.timestep, count: $0.frames)
         })                                                                          // [S, dim], [6, S, dim]
-        for (index, block) in weights.blocks.enumerated() {
+        try forEachBlock { index, block in
             x = try levelBlockForward(block, layer: index, x: x, e0: e0, grid: grid, segments: segments,
                                       prompt: prompt, cache: cache)
         }

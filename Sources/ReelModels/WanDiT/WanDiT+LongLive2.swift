@@ -39,7 +39,7 @@ extension WanDiT {
         // Reference: t is [B, F]; the sinusoid in float64, one row per frame.
         let (e, e0) = try weights.timeEmbedding(perFrame: timesteps)                 // [F, dim], [6, F, dim]
         let plan = try cache.plan(startFrame: startFrame, newFrames: frames)
-        for (index, block) in weights.blocks.enumerated() {
+        try forEachBlock { index, block in
             x = try longLive2BlockForward(block, layer: index, x: x, e0: e0, grid: grid, rope: rope, plan: plan,
                                           prompt: prompt, cache: cache)
         }

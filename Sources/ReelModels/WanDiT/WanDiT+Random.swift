@@ -90,3 +90,12 @@ extension UMT5Encoder {
         return InMemoryTensors(tensors)
     }
 }
+
+extension WanDiT {
+    /// Weights of one transformer block (`blocks.N.*`): what a streamed block uploads, in elements.
+    public static func blockParameters(_ c: WanDiTConfig) -> Int {
+        var one = c
+        one.layers = 1
+        return weightShapes(one).filter { $0.0.hasPrefix("blocks.0.") }.reduce(0) { $0 + $1.1.count }
+    }
+}

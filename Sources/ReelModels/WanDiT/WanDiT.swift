@@ -21,14 +21,21 @@ public final class WanDiT: @unchecked Sendable {
     /// memory) runs as 3 chunks. Chunks are whole frames: RoPE positions and modulation are per
     /// frame. 0: never chunk.
     public var chunkFrames = 3
+    /// How the caches this model makes (`makeCache`) store keys and values: the model's dtype (the
+    /// default), or FP8 (`--kv-cache fp8`). LongLive 2.0's and StreamDiffusionV2's caches take only the former.
+    public var kvCache = KVCacheStorage.model
     /// The ranks this model is spread over (`sequenceParallel(_:communicator:)`); nil on one device.
     public let parallelism: SequenceParallelism?
+    /// The blocks streamed from host memory (`streamingBlocks(from:slots:)`); nil when every block is resident.
+    let streamer: BlockStreamer?
 
-    init(config: WanDiTConfig, weights: WanDiTWeights, backend: any Backend, parallelism: SequenceParallelism? = nil) {
+    init(config: WanDiTConfig, weights: WanDiTWeights, backend: any Backend, parallelism: SequenceParallelism? = nil,
+         streamer: BlockStreamer? = nil) {
         self.config = config
         self.weights = weights
         self.backend = backend
         self.parallelism = parallelism
+        self.streamer = streamer
     }
 
     /// The same model with the blocks' `layers` quantized to `format`, FP8 E4M3 or INT8 (W8A8): weights
@@ -45,19 +52,28 @@ public final class WanDiT: @unchecked Sendable {
     /// included): the weights' memory halves again (the 14B's attention is 8.4 of its 14 billion), at the
     /// error `LongLiveParityTests` measures. The embeddings and the head stay in the model's dtype.
     public func quantized(_ quantization: LinearQuantization) throws -> WanDiT {
-        if let parallelism { return try parallelism.map { try $0.quantized(quantization) } }
+        if let parallelism { return try parallelism.map { try $0.quantized(quantization) }.withKVCache(kvCache) }
         if let current = self.quantization {
             try require(current == quantization, "WanDiT.quantized",
                         "the model is already quantized (\(current)); load it again for \(quantization)")
             return self
         }
+        try require(streamer == nil, "WanDiT.quantized", "quantize before streaming blocks (streamingBlocks)")
         let model = WanDiT(config: config, weights: try weights.quantized(quantization), backend: backend)
         model.chunkFrames = chunkFrames
+        model.kvCache = kvCache
         return model
     }
 
     /// `quantized(.fp8(layers))`.
     public func quantizedFP8(_ layers: QuantizedLayers = .feedForward) throws -> WanDiT { try quantized(.fp8(layers)) }
+
+    /// This model (no copy) with `kvCache` set: the caches it makes store keys and values as `storage`.
+    @discardableResult
+    public func withKVCache(_ storage: KVCacheStorage) -> WanDiT {
+        kvCache = storage
+        return self
+    }
 
     /// Which of the blocks' layers are quantized and to what, nil for none.
     public var quantization: LinearQuantization? {
@@ -68,11 +84,12 @@ public final class WanDiT: @unchecked Sendable {
     /// The same weights with cross-attention over `textLength` rows (prompt tokens, then zero rows).
     /// Wan pads to 512; a model trained with another length records it (`text_len` metadata).
     public func withTextLength(_ textLength: Int) -> WanDiT {
-        if let parallelism { return parallelism.map { $0.withTextLength(textLength) } }
+        if let parallelism { return parallelism.map { $0.withTextLength(textLength) }.withKVCache(kvCache) }
         var c = config
         c.textLength = textLength
-        let model = WanDiT(config: c, weights: weights, backend: backend)
+        let model = WanDiT(config: c, weights: weights, backend: backend, streamer: streamer)
         model.chunkFrames = chunkFrames
+        model.kvCache = kvCache
         return model
     }
 
@@ -120,7 +137,9 @@ public final class WanDiT: @unchecked Sendable {
         }
         ctx = try be.cast(ctx, to: weights.dtype)
         let c = try weights.textEmbedding(ctx)                              // [textLength, dim]
-        return PromptContext(crossKV: try weights.blocks.map { try $0.crossAttention.promptKeysValues(c) })
+        var crossKV: [KeysValues] = []
+        try forEachBlock { _, block in crossKV.append(try block.crossAttention.promptKeysValues(c)) }
+        return PromptContext(crossKV: crossKV)
     }
 
     /// What a forward pass does with the self-attention cache.
@@ -160,7 +179,7 @@ public final class WanDiT: @unchecked Sendable {
         let rope = RoPEGrid(frames: frames, height: gh, width: gw, frameOffset: access.startFrame)
         let written = cache.plan(startFrame: access.startFrame, frames: frames)
 
-        for (index, block) in weights.blocks.enumerated() {
+        try forEachBlock { index, block in
             let isLast = index == weights.blocks.count - 1
             x = try blockForward(block, layer: index, x: x, e0: e0, grid: grid, rope: rope, prompt: prompt,
                                  cache: cache, written: written, skipOutput: isLast && !access.needsOutput)
@@ -172,17 +191,19 @@ public final class WanDiT: @unchecked Sendable {
     }
 
     /// A self-attention cache for this model (sink + rolling window of `tokensPerFrame`-token frames),
-    /// sharded by heads over the ranks of a sequence-parallel model.
-    public func makeCache(tokensPerFrame: Int, sinkFrames: Int, windowFrames: Int, dtype: DType? = nil) throws -> WanKVCache {
+    /// sharded by heads over the ranks of a sequence-parallel model, stored as `storage` (default: `kvCache`).
+    public func makeCache(tokensPerFrame: Int, sinkFrames: Int, windowFrames: Int, dtype: DType? = nil,
+                          storage: KVCacheStorage? = nil) throws -> WanKVCache {
         let c = config
         if let parallelism {
             return try WanKVCache(shardedOver: parallelism.communicator.streams, layers: c.layers,
                                   tokensPerFrame: tokensPerFrame, heads: c.heads, headDim: c.headDim,
-                                  sinkFrames: sinkFrames, windowFrames: windowFrames, dtype: dtype ?? self.dtype)
+                                  sinkFrames: sinkFrames, windowFrames: windowFrames, dtype: dtype ?? self.dtype,
+                                  storage: storage ?? kvCache)
         }
         return try WanKVCache(backend: backend, layers: c.layers, tokensPerFrame: tokensPerFrame, heads: c.heads,
                               headDim: c.headDim, sinkFrames: sinkFrames, windowFrames: windowFrames,
-                              dtype: dtype ?? self.dtype)
+                              dtype: dtype ?? self.dtype, storage: storage ?? kvCache)
     }
 }
 

@@ -7,6 +7,10 @@ import ReelCore
 /// slot `sinkFrames + (f - sinkFrames) mod windowFrames` otherwise. Attention has no mask, so the order
 /// of keys does not matter, and this ring is exactly LongLive's shifting buffer: it evicts the oldest
 /// window frame and never re-applies RoPE. Positions are absolute and unbounded; memory is fixed.
+///
+/// With `KVCacheStorage.fp8` each (token, head) row of headDim is stored as FP8 E4M3 codes with a float32
+/// scale (`Backend.quantizeRows`): a write quantizes, and `attended` dequantizes the layer's attended rows
+/// into one scratch K/V of the model's dtype shared by every layer, right before the attention reads them.
 public final class WanKVCache: @unchecked Sendable {
     public let layers: Int
     public let tokensPerFrame: Int
@@ -14,8 +18,16 @@ public final class WanKVCache: @unchecked Sendable {
     public let headDim: Int
     public let sinkFrames: Int
     public let windowFrames: Int
+    public let storage: KVCacheStorage
+    /// `[layers]` of `[1, slots * tokensPerFrame, heads, headDim]`: the model's dtype, or FP8 codes.
     let keys: [Tensor]
     let values: [Tensor]
+    /// FP8 storage: `[layers]` of the rows' float32 scales `[1, slots * tokensPerFrame, heads]`; else empty.
+    let keyScales: [Tensor]
+    let valueScales: [Tensor]
+    /// FP8 storage: one layer's keys and values in the model's dtype, `[1, slots * tokensPerFrame, heads,
+    /// headDim]` each, that `attended` dequantizes into (every layer reuses them); nil otherwise.
+    let scratch: (keys: Tensor, values: Tensor)?
     /// A cache sharded by heads (a sequence-parallel `WanDiT`): shard r holds heads `r * h ..< (r + 1) * h`
     /// (h = heads / shards) of every layer on rank r's stream, written and read with this cache's plans;
     /// this cache keeps the bookkeeping (`endFrame`) and no tensors of its own. Empty for a one-device cache.
@@ -24,37 +36,52 @@ public final class WanKVCache: @unchecked Sendable {
     /// (LongLive `global_end_index / frame_seq_length`).
     public private(set) var endFrame = 0
 
+    /// - Parameters:
+    ///   - dtype: the model's dtype: the stored keys and values (`.model`), or the scratch they are read
+    ///     into (`.fp8`).
     public init(backend: any Backend, layers: Int, tokensPerFrame: Int, heads: Int, headDim: Int,
-                sinkFrames: Int, windowFrames: Int, dtype: DType) throws {
+                sinkFrames: Int, windowFrames: Int, dtype: DType, storage: KVCacheStorage = .model) throws {
         try require(windowFrames > 0 && sinkFrames >= 0 && tokensPerFrame > 0, "WanKVCache",
                     "invalid sizes: sink \(sinkFrames), window \(windowFrames), \(tokensPerFrame) tokens per frame")
         self.layers = layers; self.tokensPerFrame = tokensPerFrame; self.heads = heads; self.headDim = headDim
-        self.sinkFrames = sinkFrames; self.windowFrames = windowFrames
-        let shape: Shape = [1, (sinkFrames + windowFrames) * tokensPerFrame, heads, headDim]
-        keys = try (0..<layers).map { _ in try backend.zeros(shape, dtype: dtype) }
-        values = try (0..<layers).map { _ in try backend.zeros(shape, dtype: dtype) }
+        self.sinkFrames = sinkFrames; self.windowFrames = windowFrames; self.storage = storage
+        let rows = (sinkFrames + windowFrames) * tokensPerFrame
+        let shape: Shape = [1, rows, heads, headDim]
+        let stored = storage == .fp8 ? DType.fp8e4m3 : dtype
+        keys = try (0..<layers).map { _ in try backend.zeros(shape, dtype: stored) }
+        values = try (0..<layers).map { _ in try backend.zeros(shape, dtype: stored) }
+        if storage == .fp8 {
+            keyScales = try (0..<layers).map { _ in try backend.zeros([1, rows, heads], dtype: .f32) }
+            valueScales = try (0..<layers).map { _ in try backend.zeros([1, rows, heads], dtype: .f32) }
+            scratch = (try backend.zeros(shape, dtype: dtype), try backend.zeros(shape, dtype: dtype))
+        } else {
+            keyScales = []; valueScales = []; scratch = nil
+        }
         shards = []
     }
 
     /// A cache of `heads` heads sharded over `backends` (one per rank, `heads` divisible by their count).
     public init(shardedOver backends: [any Backend], layers: Int, tokensPerFrame: Int, heads: Int, headDim: Int,
-                sinkFrames: Int, windowFrames: Int, dtype: DType) throws {
+                sinkFrames: Int, windowFrames: Int, dtype: DType, storage: KVCacheStorage = .model) throws {
         try require(!backends.isEmpty && heads % backends.count == 0, "WanKVCache",
                     "\(heads) heads do not split over \(backends.count) ranks")
         shards = try backends.map {
             try WanKVCache(backend: $0, layers: layers, tokensPerFrame: tokensPerFrame, heads: heads / backends.count,
-                           headDim: headDim, sinkFrames: sinkFrames, windowFrames: windowFrames, dtype: dtype)
+                           headDim: headDim, sinkFrames: sinkFrames, windowFrames: windowFrames, dtype: dtype,
+                           storage: storage)
         }
         self.layers = layers; self.tokensPerFrame = tokensPerFrame; self.heads = heads; self.headDim = headDim
-        self.sinkFrames = sinkFrames; self.windowFrames = windowFrames
-        keys = []
-        values = []
+        self.sinkFrames = sinkFrames; self.windowFrames = windowFrames; self.storage = storage
+        keys = []; values = []; keyScales = []; valueScales = []; scratch = nil
     }
 
     public var slots: Int { sinkFrames + windowFrames }
+    /// Device bytes of the cache: its keys and values, and with FP8 storage their scales and the scratch.
     public var byteCount: Int {
-        shards.isEmpty ? 2 * layers * slots * tokensPerFrame * heads * headDim * (keys.first?.dtype.size ?? 0)
-            : shards.map(\.byteCount).reduce(0, +)
+        guard shards.isEmpty else { return shards.map(\.byteCount).reduce(0, +) }
+        let rows = slots * tokensPerFrame * heads
+        let scratchBytes = scratch.map { 2 * $0.keys.count * $0.keys.dtype.size } ?? 0
+        return 2 * layers * rows * (headDim * (keys.first?.dtype.size ?? 0) + (storage == .fp8 ? 4 : 0)) + scratchBytes
     }
 
     public func slot(ofFrame f: Int) -> Int { f < sinkFrames ? f : sinkFrames + (f - sinkFrames) % windowFrames }
@@ -116,34 +143,67 @@ public final class WanKVCache: @unchecked Sendable {
 
     /// Writes one layer's keys and values `[1, frames * tokensPerFrame, heads, headDim]` as planned:
     /// one copy each per run of consecutive frames and slots.
+    /// FP8 storage quantizes each run's rows and copies their codes and scales.
     public func write(layer: Int, keys k: Tensor, values v: Tensor, plan: WritePlan) throws {
         let backend = keys[layer].backend
         for run in plan.runs {
             let src = run.input * tokensPerFrame, dst = run.slot * tokensPerFrame, n = run.count * tokensPerFrame
-            try backend.copy(try k.narrowed(axis: 1, start: src, length: n), into: keys[layer], axis: 1, at: dst)
-            try backend.copy(try v.narrowed(axis: 1, start: src, length: n), into: values[layer], axis: 1, at: dst)
+            let kr = try k.narrowed(axis: 1, start: src, length: n), vr = try v.narrowed(axis: 1, start: src, length: n)
+            guard storage == .fp8 else {
+                try backend.copy(kr, into: keys[layer], axis: 1, at: dst)
+                try backend.copy(vr, into: values[layer], axis: 1, at: dst)
+                continue
+            }
+            for (rows, codes, scales) in [(kr, keys[layer], keyScales[layer]), (vr, values[layer], valueScales[layer])] {
+                let q = try backend.quantizeRows(rows)                                    // [1, n, heads, headDim]
+                try backend.copy(q.values, into: codes, axis: 1, at: dst)
+                try backend.copy(try q.scales.reshaped([1, n, heads]), into: scales, axis: 1, at: dst)
+            }
         }
     }
 
     /// Where a pass writes all its frames' keys and values when they go to consecutive slots in one
     /// run (every generation pass; not one that wraps around the ring or skips frames): views of the
     /// layer's K and V `[1, frames * tokensPerFrame, heads, headDim]` for the projections to write
-    /// into, so that no copy follows. nil: compute them and `write`.
+    /// into, so that no copy follows. nil: compute them and `write` (always with FP8 storage, which quantizes).
     public func destination(layer: Int, plan: WritePlan) throws -> (Tensor, Tensor)? {
+        guard storage == .model else { return nil }
         let runs = plan.runs
         guard runs.count == 1, runs[0].input == 0, runs[0].count == plan.frames else { return nil }
         let start = runs[0].slot * tokensPerFrame, n = plan.frames * tokensPerFrame
         return (try keys[layer].narrowed(axis: 1, start: start, length: n), try values[layer].narrowed(axis: 1, start: start, length: n))
     }
 
-    /// The keys and values a pass attends to (views, no copy).
+    /// The keys and values a pass attends to, `[1, attendedSlots * tokensPerFrame, heads, headDim]` each:
+    /// views of the cache, or with FP8 storage the rows dequantized into the scratch, valid until the next
+    /// `attended` of any layer (ops on the cache's stream run in order, so the next layer's overwrite
+    /// follows this layer's attention).
     public func attended(layer: Int, plan: WritePlan) throws -> (Tensor, Tensor) {
         let n = plan.attendedSlots * tokensPerFrame
-        return (try keys[layer].narrowed(axis: 1, start: 0, length: n),
-                try values[layer].narrowed(axis: 1, start: 0, length: n))
+        let (k, v) = (try keys[layer].narrowed(axis: 1, start: 0, length: n),
+                      try values[layer].narrowed(axis: 1, start: 0, length: n))
+        guard let scratch else { return (k, v) }
+        let backend = k.backend
+        let out = (try scratch.keys.narrowed(axis: 1, start: 0, length: n),
+                   try scratch.values.narrowed(axis: 1, start: 0, length: n))
+        for (codes, scales, into) in [(k, keyScales[layer], out.0), (v, valueScales[layer], out.1)] {
+            let q = try RowQuantized(values: codes, scales: try scales.narrowed(axis: 1, start: 0, length: n),
+                                     sourceType: into.dtype)
+            try backend.dequantizeRows(q, into: into)
+        }
+        return out
     }
 
     public func commit(_ plan: WritePlan) {
         if plan.advancesEnd { endFrame = max(endFrame, plan.startFrame + plan.frames) }
     }
+}
+
+/// How a `WanKVCache` stores the self-attention's keys and values (`--kv-cache`).
+public enum KVCacheStorage: String, Sendable, CaseIterable {
+    /// The model's dtype (bf16 on the GPU, float32 in the CPU's parity runs): the reference's cache, exact.
+    case model = "bf16"
+    /// FP8 E4M3 codes with a float32 scale per (token, head) row of headDim: about half a bf16 cache's memory
+    /// (one byte a value, four a row), at the error `LongLiveParityTests` measures. An option, never the default.
+    case fp8
 }

@@ -66,6 +66,11 @@ public final class StreamBatchGenerator: @unchecked Sendable {
                 schedule: StreamV2VSchedule = .streamDiffusionV2, noise: any StreamNoiseSource,
                 cacheDType: DType? = nil) throws {
         try schedule.validate()
+        if model.kvCache != .model {
+            throw ReelError.input("--kv-cache \(model.kvCache.rawValue) is LongLive 1.0's ring cache only; "
+                                  + "StreamDiffusionV2's sink-refresh cache (SinkRefreshKVCache, video-to-video) stores "
+                                  + "keys and values in the model's dtype: leave --kv-cache at bf16")
+        }
         let c = model.config
         try c.checkLatentSize(height: latentHeight, width: latentWidth)
         self.model = model

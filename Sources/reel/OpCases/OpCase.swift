@@ -181,6 +181,7 @@ struct OpCaseList {
         for dt in floats { list.fp8(dt) }
         list.layoutOtherTypes()
         list.presenter()
+        for dt in floats { list.fp8KVCache(dt) }
         for dt in floats { list.int8(dt) }  // after the cases above: their inputs stay those of earlier runs
         list.gemmPerf()
         list.attentionPerf()
@@ -189,6 +190,7 @@ struct OpCaseList {
         list.elementwisePerf()
         list.fusedPerf()
         list.layoutPerf()
+        list.fp8KVCachePerf()
         return list.cases
     }
 

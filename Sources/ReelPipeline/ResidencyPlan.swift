@@ -1,0 +1,125 @@
+import ReelCore
+import ReelModels
+
+/// Where a model's parts live under a device-memory cap (`--gpu-memory`): how many of the DiT's blocks stay on
+/// the device and how many stream from host memory through a ring of device slots, and where the text
+/// encoder runs. Made from a `MemoryEstimate`; `reel inspect DIR --gpu-memory GB` prints it.
+///
+/// The order of choices: every DiT block resident with the text encoder on the device; then the text encoder on
+/// the CPU (it runs once per prompt: a prompt switch pays its encode time, printed); then DiT blocks streamed,
+/// from the last block back, each step freeing one block's bytes and costing one upload per block pass.
+/// What always stays on the device: the embeddings and head, the KV cache, the prompts' K/V, the activations,
+/// the decoder and `slots` streamed blocks. When even that does not fit, the plan refuses with what it needs.
+public struct ResidencyPlan: Sendable, Equatable {
+    /// Where the text encoder runs.
+    public enum TextEncoderPlace: String, Sendable {
+        /// On the DiT's device, in the run's dtype.
+        case device
+        /// On the CPU (`--text-backend cpu`), in host memory.
+        case cpu
+        /// The model has no text encoder (a benchmark's random DiT, a precomputed embedding).
+        case none
+    }
+
+    /// The cap in bytes.
+    public var cap: Int
+    /// The DiT's blocks (transformer layers).
+    public var layers: Int
+    /// Blocks kept on the device: blocks 0..<residentLayers; the rest stream.
+    public var residentLayers: Int
+    /// Device slots the streamed blocks pass through (0 when none stream).
+    public var slots: Int
+    /// One block's weights in bytes.
+    public var layerBytes: Double
+    /// Where the text encoder runs.
+    public var textEncoder: TextEncoderPlace
+    /// The device bytes of the plan (the estimate's, with streamed blocks counted as their slots).
+    public var deviceBytes: Double
+    /// The estimate the plan was made from.
+    public var estimate: MemoryEstimate
+
+    /// Blocks streamed from host memory.
+    public var streamedLayers: Int { layers - residentLayers }
+    /// Bytes of host memory (page-locked on CUDA) the streamed blocks take.
+    public var hostBytes: Double { Double(streamedLayers) * layerBytes }
+    /// Bytes uploaded per pass of the DiT over a block's frames (one denoising step, a clean pass).
+    public var bytesPerPass: Double { hostBytes }
+
+    /// The plan for `estimate` of a DiT `dit` under `cap` bytes, streaming through `slots` device slots
+    /// (2: one block computes while the next uploads; 3 hides an upload slower than one block's compute).
+    /// `quantization`: the blocks' layers in FP8 or INT8, as the estimate was made.
+    /// Throws `ReelError.overMemoryCap` naming what the smallest placement needs when it does not fit.
+    public static func make(estimate: MemoryEstimate, dit: WanDiTConfig, cap: Int, slots: Int = 2,
+                            dtype: DType = .bf16, quantization: LinearQuantization? = nil) throws -> ResidencyPlan {
+        precondition(slots >= 1, "ResidencyPlan: at least one slot")
+        let layerBytes = blockBytes(dit, dtype: dtype, quantization: quantization)
+        let hasText = estimate.items.contains(where: \.isTextEncoder)
+        let fixed = estimate.withoutTextEncoder - Double(dit.layers) * layerBytes
+        let capacity = Double(cap)
+        var plan = ResidencyPlan(cap: cap, layers: dit.layers, residentLayers: dit.layers, slots: 0,
+                                 layerBytes: layerBytes, textEncoder: hasText ? .device : .none,
+                                 deviceBytes: estimate.total, estimate: estimate)
+        if estimate.total <= capacity { return plan }
+        if hasText { plan.textEncoder = .cpu }
+        plan.deviceBytes = estimate.withoutTextEncoder
+        if plan.deviceBytes <= capacity { return plan }
+        // Stream the blocks from the last back: the most resident blocks whose bytes and the slots fit.
+        for resident in stride(from: dit.layers - 1, through: 0, by: -1) {
+            let ring = min(slots, dit.layers - resident)
+            let bytes = fixed + Double(resident + ring) * layerBytes
+            if bytes <= capacity {
+                plan.residentLayers = resident
+                plan.slots = ring
+                plan.deviceBytes = bytes
+                return plan
+            }
+        }
+        let least = fixed + Double(min(slots, dit.layers)) * layerBytes
+        throw ReelError.input(
+            "--gpu-memory \(MemoryBudget.gigabytes(cap)) cannot hold this request: with every DiT block streamed "
+                + "through \(min(slots, dit.layers)) slots\(hasText ? " and the text encoder on the CPU" : "") it needs "
+                + "\(MemoryBudget.gigabytes(Int(least))) on the device (\(needs(estimate, fixed: fixed)), "
+                + "\(min(slots, dit.layers)) x \(MemoryBudget.gigabytes(Int(layerBytes))) block slots); "
+                + "raise --gpu-memory to at least that, or lower --size")
+    }
+
+    /// "KV cache 2.10 GB, DiT activations 1.2 GB, ...": the items that stay on the device.
+    static func needs(_ e: MemoryEstimate, fixed: Double) -> String {
+        e.items.filter { !$0.isTextEncoder && $0.name != "DiT weights" }
+            .map { "\($0.name) \(MemoryBudget.gigabytes(Int($0.bytes)))" }.joined(separator: ", ")
+            + ", DiT embeddings and head"
+    }
+
+    /// One DiT block's weights in bytes (`WanDiT.blockParameters`), its quantized layers (FP8 or INT8) at
+    /// 1 byte a weight plus a float32 scale per output channel (as `MemoryEstimate.streaming` counts them).
+    public static func blockBytes(_ c: WanDiTConfig, dtype: DType, quantization: LinearQuantization?) -> Double {
+        let all = WanDiT.blockParameters(c), every = quantization?.layers == .allLinears
+        let quantized = quantization.map { _ in 2 * c.dim * c.ffnDim + (every ? 8 * c.dim * c.dim : 0) } ?? 0
+        let scales = quantization.map { _ in c.ffnDim + c.dim + (every ? 8 * c.dim : 0) } ?? 0
+        return Double(all - quantized) * Double(dtype.size) + Double(quantized) + 4 * Double(scales)
+    }
+
+    /// The lines `reel inspect --gpu-memory` prints.
+    public var description: String {
+        var lines = ["placement under --gpu-memory \(MemoryBudget.gigabytes(cap)):"]
+        if streamedLayers == 0 {
+            lines.append("  DiT: all \(layers) blocks on the device")
+        } else {
+            lines.append("  DiT: blocks 0..<\(residentLayers) on the device, \(streamedLayers) streamed from page-locked "
+                         + "host memory (\(MemoryBudget.gigabytes(Int(hostBytes)))) through \(slots) device slots of "
+                         + "\(MemoryBudget.gigabytes(Int(layerBytes)))")
+            lines.append("  uploads: \(MemoryBudget.gigabytes(Int(bytesPerPass))) per DiT pass (each denoising step "
+                         + "and the clean pass of a block)")
+        }
+        switch textEncoder {
+        case .device: lines.append("  text encoder: on the device")
+        case .cpu: lines.append("  text encoder: on the CPU (--text-backend cpu; a new prompt's encode time is printed)")
+        case .none: break
+        }
+        lines.append("  device memory planned: \(MemoryBudget.gigabytes(Int(deviceBytes))) of \(MemoryBudget.gigabytes(cap))")
+        lines.append("  not placed off the device: the KV cache (\(MemoryBudget.gigabytes(Int(kvCacheBytes)))) stays on it")
+        return lines.joined(separator: "\n")
+    }
+
+    var kvCacheBytes: Double { estimate.items.first { $0.name == "KV cache" }?.bytes ?? 0 }
+}

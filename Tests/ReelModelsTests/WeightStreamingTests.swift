@@ -1,0 +1,102 @@
+import Foundation
+import ReelCore
+import ReelCPU
+@testable import ReelModels
+import ReelTestSupport
+import Testing
+
+/// Weight streaming (`WanDiT.streamingBlocks`, `--gpu-memory`): a DiT whose blocks pass through a ring of slots
+/// equals the all-resident model bit for bit (the same weights, bytes copied, the same ops in the same order on
+/// the same backend), over passes that fill the KV cache, wrap it, recache it and generate again; the prompt's
+/// cross-attention K/V come through the slots too. Reel's own GEMM (`.own`), so no BLAS kernel choice enters.
+@Suite struct WeightStreamingTests {
+    static let config = WanDiTConfig(dim: 96, ffnDim: 128, heads: 12, layers: 4, textDim: 16)
+
+    /// Runs the same passes on `a` and `b` and expects the same velocities and caches.
+    func expectSamePasses(_ a: WanDiT, _ b: WanDiT, backend: CPUBackend, label: String) throws {
+        let embedding = try backend.randomNormal([5, Self.config.textDim], seed: 9, offset: 0, dtype: .f32)
+        let (p1, p2) = (try a.encodePrompt(embedding), try b.encodePrompt(embedding))
+        let c1 = try a.makeCache(tokensPerFrame: 6, sinkFrames: 3, windowFrames: 6)
+        let c2 = try b.makeCache(tokensPerFrame: 6, sinkFrames: 3, windowFrames: 6)
+        let latents = try backend.randomNormal([9, 4, 6, 16], seed: 11, offset: 0, dtype: .f32)
+        let block = try backend.slice(latents, axis: 0, start: 0, length: 3)
+        // (start, latents, timestep, needs output): fill the ring; wrap it; recompute as a recache; two blocks.
+        let passes: [(Int, Tensor, Float, Bool)] = [(0, latents, 900, true), (9, latents, 500, true),
+                                                    (9, latents, 0, false), (18, block, 250, true), (21, block, 0, true)]
+        for (start, x, t, needsOutput) in passes {
+            let va = try a.forward(x, timestep: t, prompt: p1, cache: c1, access: .init(startFrame: start, needsOutput: needsOutput))
+            let vb = try b.forward(x, timestep: t, prompt: p2, cache: c2, access: .init(startFrame: start, needsOutput: needsOutput))
+            #expect((va == nil) == (vb == nil))
+            if let va, let vb { #expect(try vb.toFloats() == va.toFloats(), "\(label): pass at frame \(start)") }
+            for layer in 0..<Self.config.layers {
+                #expect(try c2.keys[layer].toFloats() == c1.keys[layer].toFloats(), "\(label): keys, layer \(layer)")
+                #expect(try c2.values[layer].toFloats() == c1.values[layer].toFloats(), "\(label): values, layer \(layer)")
+            }
+        }
+    }
+
+    @Test(arguments: [(0, 2), (0, 3), (1, 2), (3, 2), (2, 1)])
+    func streamedBlocksEqualResidentOnes(first: Int, slots: Int) async throws {
+        try await offThePool {
+            let backend = CPUBackend(gemm: .own)
+            let resident = try WanDiT.load(from: WanDiT.randomWeights(Self.config, on: backend, seed: 4), heads: 12,
+                                           backend: backend).withTextLength(8)
+            let streamed = try resident.streamingBlocks(from: first, slots: slots)
+            let stats = try #require(streamed.weightStreaming)
+            #expect(stats.layers == 4 - first && stats.firstLayer == first && stats.slots == min(slots, 4 - first))
+            let blockBytes = WanDiT.blockParameters(Self.config) * 4
+            #expect(stats.bytesPerPass >= (4 - first) * blockBytes
+                    && stats.bytesPerPass < (4 - first) * (blockBytes + 40 * BlockStreamer.alignment))
+            try expectSamePasses(resident, streamed, backend: backend, label: "blocks \(first)... through \(slots) slots")
+            // 1 prompt + 5 passes, each every streamed block once, and the uploads issued ahead for the next pass.
+            let after = try #require(streamed.weightStreaming)
+            #expect(after.bytesUploaded >= 6 * stats.bytesPerPass)
+            #expect(after.bytesUploaded <= 7 * stats.bytesPerPass)
+        }
+    }
+
+    @Test(arguments: [QuantizedFormat.fp8, .int8])
+    func quantizedBlocksStreamToo(_ format: QuantizedFormat) async throws {
+        try await offThePool {
+            let backend = CPUBackend(gemm: .own)
+            let quantization = LinearQuantization(format: format, layers: .allLinears)
+            let resident = try WanDiT.load(from: WanDiT.randomWeights(Self.config, on: backend, seed: 5), heads: 12,
+                                           backend: backend).withTextLength(8).quantized(quantization)
+            let streamed = try resident.streamingBlocks(from: 1, slots: 2)
+            #expect(streamed.quantization == quantization)
+            try expectSamePasses(resident, streamed, backend: backend, label: format.name)
+            #expect(throws: ReelError.self) { _ = try streamed.quantized(.init(format: format, layers: .feedForward)) }
+        }
+    }
+
+    /// A pass that ends early (an error inside a block) leaves the ring in a state the next pass recovers from.
+    @Test func aPassCutShortStartsTheRingOver() async throws {
+        try await offThePool {
+            let backend = CPUBackend(gemm: .own)
+            let resident = try WanDiT.load(from: WanDiT.randomWeights(Self.config, on: backend, seed: 6), heads: 12,
+                                           backend: backend).withTextLength(8)
+            let streamed = try resident.streamingBlocks(from: 0, slots: 2)
+            struct Stop: Error {}
+            #expect(throws: Stop.self) { try streamed.forEachBlock { i, _ in if i == 2 { throw Stop() } } }
+            try expectSamePasses(resident, streamed, backend: backend, label: "after a cut pass")
+        }
+    }
+
+    /// The slots are the only device memory streaming adds: under a cap that holds the resident blocks and two
+    /// slots, the model is made and runs; the host copies do not count.
+    @Test func slotsCountAgainstTheCapAndHostCopiesDoNot() async throws {
+        try await offThePool {
+            let budget = MemoryBudget(cap: 1 << 40, device: "cpu")
+            let backend = CPUBackend(gemm: .own, memoryBudget: budget)
+            let before = budget.inUse
+            let model = try WanDiT.load(from: WanDiT.randomWeights(Self.config, on: backend, seed: 7), heads: 12,
+                                        backend: backend)
+            _ = model
+            let weights = budget.inUse - before
+            let streamed = try model.streamingBlocks(from: 0, slots: 2)
+            let slots = try #require(streamed.weightStreaming).slotBytes
+            #expect(budget.inUse - before == weights + slots)
+            #expect(slots < weights / 2)
+        }
+    }
+}
