@@ -11,7 +11,8 @@ random generator:
 - a fuzzer (--fuzzers of them) sending malformed WebSocket frames (bad opcodes, unmasked frames, reserved bits,
   huge lengths, fragmented or oversized control frames, invalid UTF-8, bad JSON, wrong fields, garbage and
   oversized binary frames) and malformed HTTP (bad methods and request lines, huge headers and bodies, lying
-  lengths, bad multipart, bad paths, bad upgrades, wrong keys);
+  lengths and chunks, bad multipart, bad paths, bad upgrades, wrong keys, other protocols' bytes), each counted by
+  the status it was answered with (every malformed request must be answered, unless the fault itself prevents it);
 - a monitor sampling the server's RSS (/proc/PID/status), threads, open files and /metrics.
 
 At the end it closes every client, waits for the server to hold no session, checks that every session it saw
@@ -135,19 +136,26 @@ def http(port, method, path, body=None, headers=None, key=None, timeout=30):
 
 
 def raw_http(port, data, timeout=30, read=True):
+    """(status, parsed JSON or raw bytes) of what the server answered `data` with; status 0 when it answered nothing.
+    The answer counts even when the connection then timed out (a keep-alive connection after a well-formed request)
+    or was reset, and when the server answered before it had read all of `data` (an early 413 or 431)."""
+    response = b""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(data)
+            try:
+                s.sendall(data)
+            except OSError:
+                pass   # the server may answer, then close, before it has read everything
             if not read:
                 return 0, b""
-            response = b""
             while True:
                 chunk = s.recv(65536)
                 if not chunk:
                     break
                 response += chunk
     except OSError:
-        return 0, b""
+        if not response:
+            return 0, b""
     match = re.match(rb"HTTP/1\.[01] (\d{3})", response)
     if not match:
         return 0, response
@@ -624,6 +632,13 @@ class Fuzzer:
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 3\r\n\r\nabc",
             "GET /v1/ws?key=wrong HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n\r\n",   # a key of 5 bytes
+            "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            "HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+            "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n",
         ]
         self._http_raw(self.rng.choice(requests).encode())
 
@@ -652,7 +667,14 @@ class Fuzzer:
         self._http_raw(self.rng.choice([b"GET\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"\x00\x01\x02\r\n\r\n",
                                         b"GET /" + b"a" * 100 + b"\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n",
                                         b"GET / HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n",
-                                        b"G" * 70000 + b" / HTTP/1.1\r\n\r\n"]))
+                                        b"G" * 70000 + b" / HTTP/1.1\r\n\r\n", b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n",
+                                        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n"]))
+
+    def http_not_http(self):
+        # Bytes of other protocols: a TLS client hello, an HTTP/2 preface, SSH's banner, noise.
+        self._http_raw(self.rng.choice([bytes.fromhex("16030100a5010000a10303") + os.urandom(160),
+                                        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"SSH-2.0-OpenSSH_9.6\r\n",
+                                        os.urandom(self.rng.randrange(1, 3000))]))
 
     def http_huge_header(self):
         size = self.rng.choice([20000, 100000, 1 << 20])
@@ -673,8 +695,14 @@ class Fuzzer:
     def http_bad_chunked(self):
         head = (f"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {self.key}\r\n"
                 "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
-        body = self.rng.choice([b"zz\r\nabc\r\n0\r\n\r\n", b"ffffffffffff\r\nabc", b"5\r\nabc\r\n0\r\n\r\n"])
+        body = self.rng.choice([b"zz\r\nabc\r\n0\r\n\r\n", b"5\r\nabc\r\n0\r\n\r\n"])
         self._http_raw(head.encode() + body)
+
+    def http_lying_chunk(self):
+        # A chunk of 281 TB that never comes: the server waits for it (until the idle timeout).
+        head = (f"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {self.key}\r\n"
+                "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        self._http_raw(head.encode() + b"ffffffffffff\r\nabc")
 
     def http_bad_json(self):
         self._req("POST", "/v1/sessions", self.rng.choice([b"{", b"[]", b"null", b'{"prompt": 1}', b"\xff\xfe",
@@ -904,6 +932,31 @@ class Soak:
                           and not r.get("replaced")]
             check("every session watched to its end ended", not unfinished,
                   f"{len(unfinished)} did not: {unfinished[:5]}")
+        # The fuzzer's HTTP faults, by the status they were answered with (0: none). Every malformed request must be
+        # answered, except where the fault itself prevents it (it sends half a request or reads nothing, lies about
+        # its length so the server waits for the rest, or is still sending a body the server refused).
+        by_design = ("http_half_request", "http_lying_length", "http_lying_chunk", "http_huge_body")
+        http_faults = {"sent": 0, "answered_4xx": 0, "answered_other": 0, "unanswered": 0, "unanswered_expected": 0,
+                       "statuses": {}, "unanswered_by_fault": {}}
+        for name, n in counts.items():
+            if not name.startswith("fuzz_http:"):
+                continue
+            _, fault, status = name.split(":")
+            http_faults["sent"] += n
+            http_faults["statuses"][status] = http_faults["statuses"].get(status, 0) + n
+            if status.startswith("4"):
+                http_faults["answered_4xx"] += n
+            elif status == "0":
+                http_faults["unanswered"] += n
+                if fault in by_design:
+                    http_faults["unanswered_expected"] += n
+                else:
+                    http_faults["unanswered_by_fault"][fault] = http_faults["unanswered_by_fault"].get(fault, 0) + n
+            else:
+                http_faults["answered_other"] += n
+        check("every malformed HTTP request answered", not http_faults["unanswered_by_fault"],
+              f"{http_faults['answered_4xx']} of {http_faults['sent']} answered 4xx; unanswered, not by design: "
+              f"{http_faults['unanswered_by_fault'] or 'none'}")
         rss = [s["rss_kib"] for s in self.samples]
         settled = [s for s in self.samples if s["t"] >= min(300, args.minutes * 60 / 4)]
         trend = slope([(s["t"], s["rss_kib"]) for s in settled]) * 3600 / 1024 if len(settled) > 2 else None
@@ -927,7 +980,7 @@ class Soak:
         return {"command": " ".join(sys.argv), "server_command": " ".join(self.command),
                 "minutes": round((time.time() - t0) / 60, 1), "seed": args.seed, "clients": args.clients,
                 "fuzzers": args.fuzzers, "max_sessions": args.max_sessions, "machine": machine(),
-                "counts": counts, "memory": memory, "checks": checks,
+                "counts": counts, "http_faults": http_faults, "memory": memory, "checks": checks,
                 "metrics_end": {k: v for k, v in (end or {}).items() if k.startswith("reel_")},
                 "sessions": list(ledger.sessions.values()), "samples": self.samples}
 
@@ -940,6 +993,10 @@ class Soak:
               f"({c.get('frames_received', 0)} frames); {c.get('http_requests', 0)} HTTP requests")
         print(f"faults injected: {c.get('faults_injected', 0)} by the fuzzer, {c.get('frames_cut_mid', 0)} frames cut "
               f"mid-write, {c.get('reconnects', 0)} reconnects")
+        h = report["http_faults"]
+        print(f"HTTP faults: {h['sent']} sent, {h['answered_4xx']} answered 4xx, {h['answered_other']} other statuses, "
+              f"{h['unanswered']} unanswered ({h['unanswered_expected']} of them by design: half requests, lying "
+              f"lengths and chunks, bodies cut by an early 413); statuses {h['statuses']}")
         print(f"RSS: {m['rss_start_mib']} MiB at start, {m['rss_at_settle_mib']} settled, {m['rss_end_mib']} at end, "
               f"max {m['rss_max_mib']}; trend after settling {m['rss_trend_mib_per_hour_after_settle']} MiB/h; "
               f"threads {m['threads_start_end']}, fds {m['fds_start_end']}")

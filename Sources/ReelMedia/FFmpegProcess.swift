@@ -13,7 +13,7 @@ import Glibc
 /// The child is always reaped.
 final class FFmpegProcess: @unchecked Sendable {
     let executable: String
-    /// The child's stdout when `readOutput` was asked for.
+    /// The child's stdout when `readOutput` was asked for; whoever reads it closes it.
     let output: FileHandle?
     private let process = Process()
     private var stdin: FileHandle?
@@ -101,7 +101,11 @@ final class FFmpegProcess: @unchecked Sendable {
     }
 }
 
-/// Drains a child's stderr on its own thread (a full pipe would block the child), keeping the text.
+/// Drains a child's stderr on its own thread (a full pipe would block the child), keeping the text, then closes it.
+///
+/// The close is explicit: on Linux a `Pipe`'s read end stayed open after its `Process`, `Pipe` and `FileHandle`
+/// were all released (one descriptor for each ffmpeg run: `reel serve` went from 17 to 89-125 descriptors in
+/// 6-minute soaks; `FFmpegProcessTests`).
 final class StderrCollector: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private var data = Data()
@@ -109,6 +113,7 @@ final class StderrCollector: @unchecked Sendable {
     init(_ handle: FileHandle) {
         Thread.detachNewThread { [self] in
             let all = handle.readDataToEndOfFile()
+            try? handle.close()
             data = all.count > 8192 ? all.suffix(8192) : all
             done.signal()
         }

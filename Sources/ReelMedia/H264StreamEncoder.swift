@@ -98,6 +98,7 @@ public final class H264StreamEncoder: @unchecked Sendable {
 
     /// Reads FLV from ffmpeg's stdout until it ends, keeping the configuration and the frames.
     private func readTags(_ handle: FileHandle) {
+        defer { try? handle.close() }   // explicitly: see `StderrCollector`
         var buffer: [UInt8] = []
         var position = 0, headerRead = false
         func u24(_ o: Int) -> Int { Int(buffer[o]) << 16 | Int(buffer[o + 1]) << 8 | Int(buffer[o + 2]) }

@@ -7,9 +7,9 @@ import NIOCore
 /// The server's connections with one more rule: a connection on which nothing is read or written for `idleTimeout`
 /// is closed.
 ///
-/// Without it, a connection whose first request never completes (nothing sent, half a request line, a header over
-/// the size limit, a malformed request line or upgrade: the HTTP layer answers these with nothing) was held open for
-/// ever, one file descriptor each (found by `deploy/soak.py`). A WebSocket stays busy while it is open (the server
+/// Without it, a connection whose first request never completes (nothing sent, half a request line; before
+/// `MalformedRequestAnsweringChannel`, also a header over the size limit or a malformed request line, which the HTTP
+/// layer answered with nothing) was held open for ever, one file descriptor each (found by `deploy/soak.py`). A WebSocket stays busy while it is open (the server
 /// pings every 30 s) and an HTTP request is read and answered, so only such connections reach the limit.
 struct IdleClosingChannel<Base: ServerChildChannel>: ServerChildChannel {
     let base: Base

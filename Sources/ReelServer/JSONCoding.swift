@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOCore
 import ReelCore
 
 // JSON in and out of the API. Requests and control messages are `Decodable` types whose `init(from:)`
@@ -27,11 +28,23 @@ extension Request {
     /// (its own answer HTTPErrors in its words, past the context's upload limit). A body over `limit`
     /// bytes is 413 `body_too_large`; the rest as `init(json:)`.
     mutating func decode<T: Decodable>(as type: T.Type, limit: Int) async throws -> T {
-        let body: ByteBuffer
-        do { body = try await collectBody(upTo: limit) } catch {
-            throw APIError(.contentTooLarge, "body_too_large", "the request body is larger than \(limit) bytes")
-        }
+        let body = try await collectBody(limit: limit, tooLarge: APIError(
+            .contentTooLarge, "body_too_large", "the request body is larger than \(limit) bytes"))
         return try T(json: Data(body.readableBytesView))
+    }
+
+    /// The body, at most `limit` bytes: `tooLarge` when it is longer, at once when its `Content-Length` says so
+    /// (without reading it: a client announcing a terabyte is not waited for); 400 `bad_body` when it cannot be read
+    /// (malformed chunks).
+    mutating func collectBody(limit: Int, tooLarge: APIError) async throws -> ByteBuffer {
+        if let length = headers[.contentLength].flatMap(Int.init), length > limit { throw tooLarge }
+        do {
+            return try await collectBody(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw tooLarge
+        } catch {
+            throw APIError(.badRequest, "bad_body", "the request body could not be read (\(error))")
+        }
     }
 }
 

@@ -118,7 +118,7 @@ public struct ReelServer: Sendable {
         let server = HTTPServerBuilder { responder in
             let base = HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder,
                                                     configuration: .init(ws: ws))
-            return IdleClosingChannel(base: base, idleTimeout: idleTimeout)
+            return IdleClosingChannel(base: MalformedRequestAnsweringChannel(base: base), idleTimeout: idleTimeout)
         }
         return Application(router: router, server: server,
                            configuration: .init(address: .hostname(host, port: port), serverName: "reel"),

@@ -15,10 +15,8 @@ import ReelMedia
 enum SessionUpload {
     static func create(_ request: inout Request, manager: SessionManager) async throws -> Session {
         let config = manager.config
-        let body: ByteBuffer
-        do { body = try await request.collectBody(upTo: config.maxUploadBytes + 64 * 1024) } catch {
-            throw APIError(.contentTooLarge, "upload_too_large", "an upload has at most \(config.maxUploadBytes) bytes")
-        }
+        let body = try await request.collectBody(limit: config.maxUploadBytes + 64 * 1024, tooLarge: APIError(
+            .contentTooLarge, "upload_too_large", "an upload has at most \(config.maxUploadBytes) bytes"))
         let form = try MultipartForm([UInt8](body.readableBytesView), contentType: request.headers[.contentType] ?? "")
         guard let json = form.part("request") else {
             throw MultipartForm.bad("no 'request' part (the session request's JSON)")

@@ -1,0 +1,116 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import NIOHTTP1
+import ReelCore
+import Testing
+@testable import ReelServer
+
+/// Requests the HTTP layer cannot serve are answered with a 4xx status and a JSON body, then closed
+/// (`MalformedRequestHandler`; before it, each got no answer: closed at once or held until the idle timeout).
+@Suite struct MalformedRequestTests {
+    /// What the server sent on a fresh loopback connection after `bytes`, and the seconds until it closed the
+    /// connection (nil: still open after `wait`).
+    struct Exchange {
+        let answer: String
+        let closedAfter: Double?
+        var statusLine: String { answer.components(separatedBy: "\r\n").first ?? "" }
+        var body: String { answer.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n") }
+    }
+
+    static func exchange(port: Int, sending bytes: [UInt8], wait: Double = 30) -> Exchange {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { return Exchange(answer: "(no connection)", closedAfter: nil) }
+        var timeout = timeval(tv_sec: Int(wait.rounded(.up)), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        let start = ContinuousClock.now
+        var received = [UInt8](), buffer = [UInt8](repeating: 0, count: 4096)
+        while (ContinuousClock.now - start).seconds < wait {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 {
+                // 0: closed by the server; < 0: reset (after its answer) or the receive timed out.
+                let closed = n == 0 || errno == ECONNRESET
+                return Exchange(answer: String(decoding: received, as: UTF8.self),
+                                closedAfter: closed ? (ContinuousClock.now - start).seconds : nil)
+            }
+            received += buffer[..<n]
+        }
+        return Exchange(answer: String(decoding: received, as: UTF8.self), closedAfter: nil)
+    }
+
+    static let upgrade = "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    static let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    static let post = "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+    /// Each request and the status it is answered with.
+    static let cases: [(name: String, request: String, status: Int)] = [
+        ("no request line", "GET\r\n\r\n", 400),
+        ("another HTTP version", "GET / HTTP/9.9\r\n\r\n", 400),
+        ("a header line without a colon", "GET / HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n", 400),
+        ("an unknown method", "FOO / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        ("binary bytes", "\u{0}\u{1}\u{2}\r\n\r\n", 400),
+        ("a TLS client hello", "\u{16}\u{3}\u{1}\u{2}\u{0}\u{1}\u{0}\u{1}" + String(repeating: "\u{0}", count: 64), 400),
+        ("a negative Content-Length", post + "Content-Length: -5\r\n\r\nabc", 400),
+        ("a 100 KiB header", "GET /healthz HTTP/1.1\r\nX-Big: \(String(repeating: "h", count: 100_000))\r\n\r\n", 431),
+        ("5,000 header fields", "GET /healthz HTTP/1.1\r\n" + (0..<5000).map { "X-H\($0): \($0)\r\n" }.joined() + "\r\n",
+         431),
+        ("an upgrade without Sec-WebSocket-Key", upgrade + "Sec-WebSocket-Version: 13\r\n\r\n", 400),
+        ("an upgrade with a key of 1 byte", upgrade + "Sec-WebSocket-Key: IQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 400),
+        ("an upgrade without a version", upgrade + key + "\r\n", 400),
+        ("an upgrade to version 99", upgrade + key + "Sec-WebSocket-Version: 99\r\n\r\n", 426),
+        ("an upgrade by POST with a body", "POST" + upgrade.dropFirst(3) + key
+            + "Sec-WebSocket-Version: 13\r\nContent-Length: 3\r\n\r\nabc", 400),
+        ("an upgrade to another protocol", "GET /healthz HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n", 400),
+        ("a body announced over the limit", post + "Content-Length: 1000000000000\r\n\r\n{}", 413),
+        ("a malformed chunk", post + "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400),
+    ]
+
+    @Test func malformedRequestsAreAnsweredThenClosed() async throws {
+        let server = try TestModel.server()
+        let app = HTTPAPITests.app(server)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            for (name, request, status) in Self.cases {
+                // A blocking socket read: on a thread of its own, never one of the cooperative pool's.
+                let seen = try await onThread { Self.exchange(port: port, sending: Array(request.utf8)) }
+                #expect(seen.statusLine.hasPrefix("HTTP/1.1 \(status) "), "\(name): answered '\(seen.statusLine)'")
+                #expect(seen.body.hasPrefix("{\"error\":{\"code\":"), "\(name): body '\(seen.body.prefix(200))'")
+                // Closed at once, or after the linger time for the parse errors (the idle timeout is 60 s).
+                #expect((seen.closedAfter ?? .infinity) < 10,
+                        "\(name): closed after \(seen.closedAfter.map { "\($0) s" } ?? "never")")
+            }
+            // The server serves on: a well-formed request, then a malformed one on the same connection.
+            let pair = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + "GET / HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n"
+            let seen = try await onThread { Self.exchange(port: port, sending: Array(pair.utf8)) }
+            #expect(seen.statusLine == "HTTP/1.1 200 OK")
+            #expect(seen.answer.contains("HTTP/1.1 400 Bad Request"), "the second request: '\(seen.answer.suffix(300))'")
+            let healthy = try await client.execute(uri: "/healthz", method: .get)
+            #expect(healthy.status == .ok)
+        }
+        await server.manager.shutdown()
+    }
+
+    /// The checks on an upgrade request take what NIO's upgrader takes (a browser's handshake is upgraded).
+    @Test func wellFormedUpgradesPass() throws {
+        var headers = HTTPHeaders([("Host", "x"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                   ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")])
+        #expect(MalformedRequestHandler.refusal(ofUpgrade: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/v1/ws",
+                                                                           headers: headers)) == nil)
+        headers.replaceOrAdd(name: "Upgrade", value: "WebSocket")
+        #expect(MalformedRequestHandler.refusal(ofUpgrade: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/v1/ws",
+                                                                           headers: headers)) == nil)
+        #expect(MalformedRequestHandler.refusal(ofUpgrade: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/",
+                                                                           headers: ["Host": "x"])) == nil)
+    }
+}
