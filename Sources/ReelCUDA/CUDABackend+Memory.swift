@@ -38,8 +38,11 @@ public final class PinnedHostStorage: HostStorage, @unchecked Sendable {
     public let baseAddress: UnsafeMutableRawPointer
     public let byteCount: Int
     private let driver: CUDADriver
+    /// The context it was allocated in: made current again to free it, since the last owner may let go of it on
+    /// any thread (a stage thread, the main thread after an error), where no context is current.
+    private let device: CUDADevice
 
-    init(byteCount: Int, driver: CUDADriver) throws {
+    init(byteCount: Int, device: CUDADevice, driver: CUDADriver) throws {
         var p: UnsafeMutableRawPointer?
         let status = driver.cuMemAllocHost(&p, max(byteCount, 1))
         if status == 2 { throw ReelError.outOfMemory(backend: "cuda (page-locked host memory)", bytes: byteCount) }
@@ -47,15 +50,19 @@ public final class PinnedHostStorage: HostStorage, @unchecked Sendable {
         baseAddress = p!
         self.byteCount = byteCount
         self.driver = driver
+        self.device = device
     }
 
-    deinit { _ = driver.cuMemFreeHost(baseAddress) }
+    deinit {
+        try? device.makeCurrent()
+        _ = driver.cuMemFreeHost(baseAddress)
+    }
 }
 
 extension CUDABackend: HostToDeviceCopying {
     public func makeHostBuffer(bytes: Int) throws -> any HostStorage {
         try cudaDevice.makeCurrent()
-        return try PinnedHostStorage(byteCount: bytes, driver: driver)
+        return try PinnedHostStorage(byteCount: bytes, device: cudaDevice, driver: driver)
     }
 
     /// One cuMemcpyHtoDAsync on this stream: from page-locked memory the host does not wait.
