@@ -29,12 +29,18 @@ import Testing
         memset(larger, 1, 24 << 20)
         free(larger)
         let size = 16 << 20
-        let buffer = malloc(size)!
-        memset(buffer, 1, size)
-        // Only the resident size around the free is compared: other tests allocate meanwhile.
-        let before = try HeapStatisticsTests.residentBytes()
-        free(buffer)
-        let after = try HeapStatisticsTests.residentBytes()
-        #expect(before - after >= size * 3 / 4, "resident \(before >> 20) MiB before the free, \(after >> 20) MiB after")
+        // Only the resident size around the free is compared, up to five times: other tests allocate meanwhile and
+        // can hide one free's drop (a CI run failed so). Without `apply()` no attempt drops: the buffer stays in an arena.
+        var drops: [Int] = []
+        for _ in 0..<5 {
+            let buffer = malloc(size)!
+            memset(buffer, 1, size)
+            let before = try HeapStatisticsTests.residentBytes()
+            free(buffer)
+            let after = try HeapStatisticsTests.residentBytes()
+            drops.append(before - after)
+            if before - after >= size * 3 / 4 { break }
+        }
+        #expect(drops.contains { $0 >= size * 3 / 4 }, "resident drops around the free: \(drops.map { $0 >> 20 }) MiB")
     }
 }
