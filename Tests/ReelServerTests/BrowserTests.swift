@@ -97,8 +97,10 @@ import Testing
             let port = try #require(client.port)
             let profile = NSTemporaryDirectory() + "reel-chromium-\(UUID().uuidString)"
             defer { try? FileManager.default.removeItem(atPath: profile) }
-            let browser = try DevToolsBrowser(chromium: chromium, profile: profile,
-                                              url: "http://127.0.0.1:\(port)/?prompt=a%20red%20circle&autostart=1")
+            // The page opens on a blank tab and is navigated once the Page domain is on: a page loaded first may
+            // open its prompt before Page.enable arrives, and Page.enable then waits behind the open dialog for ever
+            // (a fresh-clone CI run hung there until the browser's watchdog ended it).
+            let browser = try DevToolsBrowser(chromium: chromium, profile: profile, url: "about:blank")
             defer { browser.close() }
             var wsConfig = WebSocketClientConfiguration()
             wsConfig.maxFrameSize = 1 << 24
@@ -107,6 +109,8 @@ import Testing
                 let cdp = DevToolsSession(inbound: inbound.messages(maxSize: 1 << 26).makeAsyncIterator(), outbound: outbound)
                 guard let session = try await cdp.attachToPage() else { return }
                 _ = try await cdp.call("Page.enable", session: session)
+                _ = try await cdp.call("Page.navigate", ["url": .string("http://127.0.0.1:\(port)/?prompt=a%20red%20circle&autostart=1")],
+                                       session: session)
                 // Answer the page's prompts: a wrong key, then the key (and the key again should it ask more: an
                 // evaluation while a prompt is open would never return).
                 var answered: [String] = []
