@@ -91,7 +91,7 @@ extension MemoryEstimate {
             items.append(Item(name: "Wan VAE causal caches", bytes: caches * b,
                               detail: "2 frames of every causal convolution's input, kept between latent frames"))
             items.append(Item(name: "Wan VAE activations", bytes: transient * b,
-                              detail: "3 tensors of the largest stage's output"))
+                              detail: "the largest of 3 stage outputs, or a resample's input, x2 copy and output"))
         case .tiny(let channels, let parameters):
             let (memory, transient) = tinyDecoderActivations(channels, latentHeight: g.latentHeight,
                                                              latentWidth: g.latentWidth)
@@ -107,7 +107,8 @@ extension MemoryEstimate {
 
     /// Elements the Wan VAE decoder keeps between latent frames (each causal 3-tap convolution's last
     /// two input frames, Wan2.1 `vae.py` CACHE_T = 2) and its largest transient (3 tensors of the
-    /// biggest stage output; stages after the last time upsampling run one frame at a time).
+    /// biggest stage output, or a resample's input, upsampled copy and output; stages after the last time
+    /// upsampling run one frame at a time).
     static func vaeDecoderActivations(_ c: WanVAEConfig, latentHeight h: Int, latentWidth w: Int) -> (Double, Double) {
         var caches = 0.0, largest = 0.0
         func causal(_ cin: Int, pixels: Int) { caches += 2 * Double(cin * pixels) }
@@ -126,17 +127,25 @@ extension MemoryEstimate {
                 cin = cout
             }
             let together = i > lastTimeUpsample ? 1 : frames
-            largest = max(largest, Double(cout * pixels * together))
+            largest = max(largest, 3 * Double(cout * pixels * together))
             if i != c.dimMult.count - 1 {
+                var after = together
                 if i < upsampleInTime.count, upsampleInTime[i] {
                     causal(cout, pixels: pixels)   // time_conv
                     frames *= 2
+                    after *= 2
                 }
+                // The resample's peak: its input (time-upsampled), the nearest x2 copy at full width and the 3x3
+                // conv's output (half the width in Wan2.1) at once. The largest transient of the Wan2.1 decoder:
+                // at 832x480, stage 1's copy is [4 frames, 240 x 416, 384] (306.7 MB in bf16; a 14B bench under a
+                // cap failed allocating it when this estimate counted stage outputs only).
+                let out = c.isResidual ? cout : cout / 2
+                largest = max(largest, Double(after * pixels * (cout + 4 * cout + 4 * out)))
                 pixels *= 4
             }
         }
         causal(dims[c.dimMult.count], pixels: pixels)   // head
-        return (caches, 3 * largest)
+        return (caches, largest)
     }
 
     /// Elements of TAEHV's per-block memory (the previous frame of each MemBlock's input) and its

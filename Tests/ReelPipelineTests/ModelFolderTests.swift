@@ -253,6 +253,11 @@ import Testing
                                                         decoder: nil, geometry: g, kvCache: .fp8).items.first { $0.name == "KV cache" })
         #expect(kv8.bytes == Double(30 * 2 * 12 * 1560 * 12 * (128 + 4) + 2 * 12 * 1560 * 1536 * 2))   // 1.89 GB
         #expect(abs(full.items[0].bytes - 2.84e9) < 0.01e9)                       // perf-notes: DiT weights 2.84 GB
+        // The Wan VAE's largest transient: stage 1's resample (4 frames after its time upsampling) holds its input
+        // [4, 120, 208, 384], the nearest x2 copy [4, 240, 416, 384] (306.7 MB, the allocation that passed a 14B
+        // bench's cap when only stage outputs were counted) and the conv's output [4, 240, 416, 192] at once.
+        let vae = try #require(full.items.first { $0.name == "Wan VAE activations" })
+        #expect(vae.bytes == Double(4 * 120 * 208 * (384 + 4 * 384 + 4 * 192) * 2))   // 0.54 GB
         #expect(abs(full.withoutTextEncoder - 9.57e9) / 9.57e9 < 0.10, "\(full.withoutTextEncoder / 1e9) GB")
         #expect(abs(ditOnly.total - 6.93e9) / 6.93e9 < 0.10, "\(ditOnly.total / 1e9) GB")
         #expect(abs(Double(UMT5Config.xxl.parameterCount) - 5.68e9) < 0.05e9)    // umT5-XXL's encoder

@@ -268,6 +268,65 @@ import ReelModels
         pipeline.control.send(.switchPrompt("needs a text encoder"))
         await #expect(throws: ReelError.self) { for try await _ in pipeline.chunks() {} }
     }
+
+    /// When something last happened, set on one thread and read on another.
+    final class TimeMark: @unchecked Sendable {
+        private let lock = NSLock()
+        private var _instant: ContinuousClock.Instant?
+        func mark() { lock.withLock { _instant = .now } }
+        var instant: ContinuousClock.Instant? { lock.withLock { _instant } }
+    }
+
+    /// A decoder that decodes its first block, then waits until the generator stage is inside the script for a
+    /// later block, then fails.
+    final class FailingDecoder: VideoDecoder {
+        let inner: any VideoDecoder
+        let generatorBusy: DispatchSemaphore
+        var decoded = 0
+        init(_ inner: any VideoDecoder, generatorBusy: DispatchSemaphore) { self.inner = inner; self.generatorBusy = generatorBusy }
+        var latentChannels: Int { inner.latentChannels }
+        var spatialStride: Int { inner.spatialStride }
+        func decode(_ latents: Tensor) throws -> Tensor {
+            decoded += 1
+            guard decoded > 1 else { return try inner.decode(latents) }
+            generatorBusy.wait()
+            throw ReelError.input("the decoder failed (on purpose)")
+        }
+        func reset() { inner.reset() }
+    }
+
+    /// An error leaves the pipeline only once its stages have returned: when the decoder fails while the generator
+    /// stage is busy (here in its prompt script, for 0.6 s), the consumer sees the error after the generator stage
+    /// has left the script. Before, the error arrived at once, and a command that exited on it could find a stage
+    /// thread still issuing device work (a segmentation fault on a GPU).
+    @Test func anErrorArrivesAfterTheStagesStopped() async throws {
+        let (prompts, model) = try VideoStreamTests().makeModel()
+        let busy = DispatchSemaphore(value: 0)
+        let decoder = FailingDecoder(try #require(model.newDecoder()), generatorBusy: busy)
+        let parts = ModelParts(dit: prompts.model, newDecoder: { decoder })
+        let scriptLeft = TimeMark()
+        let request = PipelineRequest(geometry: BlockGeometry(width: 48, height: 32), latentFrames: 12)
+        let pipeline = try Pipeline(model: parts, request: request, prompt: try prompts.context(for: "a red circle"),
+                                    noise: PhiloxNoise(seed: 1)) { frame in
+            if frame >= 6 {
+                busy.signal()
+                Thread.sleep(forTimeInterval: 0.6)
+                scriptLeft.mark()
+            }
+            return nil
+        }
+        var chunks = 0
+        var failedAt: ContinuousClock.Instant?
+        do {
+            for try await _ in pipeline.chunks() { chunks += 1 }
+        } catch {
+            failedAt = .now
+            #expect("\(error)".contains("on purpose"))
+        }
+        #expect(chunks == 1)
+        let left = try #require(scriptLeft.instant, "the generator stage left its script before the error arrived")
+        #expect(try #require(failedAt) >= left)
+    }
 }
 
 /// The bounded channel between stages.

@@ -183,29 +183,7 @@ import Testing
     /// Sends `bytes` on a fresh loopback connection and returns the seconds until the server closes it (nil: not
     /// within `wait`).
     static func secondsUntilClosed(port: Int, sending bytes: [UInt8], wait: Double) -> Double? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard connected == 0 else { return nil }
-        var timeout = timeval(tv_sec: Int(wait.rounded(.up)), tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-        let start = ContinuousClock.now
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while (ContinuousClock.now - start).seconds < wait {
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n == 0 { return (ContinuousClock.now - start).seconds }   // closed by the server
-            if n < 0 { return nil }                                        // the receive timed out
-        }
-        return nil
+        MalformedRequestTests.exchange(port: port, sending: bytes, wait: wait).closedAfter
     }
 
     @Test func unansweredConnectionsAreClosedWhenIdle() async throws {

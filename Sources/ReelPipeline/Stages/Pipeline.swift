@@ -209,15 +209,15 @@ public final class Pipeline: @unchecked Sendable {
         let (generator, model, script, control, limit) = (self.generator, self.model, self.script, self.control, request.latentFrames)
         // A LongLive 2.0 model's image is its generator's first frame, not a context block.
         let context = generator is LongLive2BlockGenerator ? nil : request.context
-        Thread.detachNewThread {
+        run.stages.start {
             GeneratorStage.run(generator: generator, conditioner: model, script: script, control: control,
                                context: context, latentFrames: limit, output: latents)
         }
         let (decoder, stream, granularity) = (UncheckedSendable(decoder), model.decodeStream, request.granularity)
-        Thread.detachNewThread {
+        run.stages.start {
             DecoderStage.run(decoder: decoder.value, stream: stream, granularity: granularity, input: latents, output: output)
         }
-        return AsyncThrowingStream(unfolding: { try await run.output.next() })
+        return AsyncThrowingStream(unfolding: { try await run.next() })
     }
 }
 
@@ -226,16 +226,30 @@ final class PipelineRun: @unchecked Sendable {
     let control: ControlChannel
     let latents: Channel<LatentBlock>
     let output: Channel<VideoChunk>
+    let stages = StageThreads()
 
     init(control: ControlChannel, latents: Channel<LatentBlock>, output: Channel<VideoChunk>) {
         self.control = control; self.latents = latents; self.output = output
     }
 
-    deinit {
+    /// The next chunk; an error is thrown once the stages have stopped (`StageThreads`).
+    func next() async throws -> VideoChunk? {
+        do {
+            return try await output.next()
+        } catch {
+            stop()
+            await stages.ended()
+            throw error
+        }
+    }
+
+    func stop() {
         control.send(.stop)
         output.cancel()
         latents.cancel()
     }
+
+    deinit { stop() }
 }
 
 /// The Conditioner and Generator stage: between blocks it applies control messages (a live prompt is

@@ -79,18 +79,19 @@ public final class VideoToVideoPipeline {
         let output = Channel<VideoChunk>(capacity: 1)
         let run = VideoToVideoRun(control: control, channels: [encoded.cancel, latents.cancel, output.cancel], output: output)
         let (input, encoder, stream, limit) = (self.input, self.encoder, encodeStream, request.maxInputFrames)
-        Thread.detachNewThread {
+        // Not awaited on an error: a live input's read may block for ever (the encoder's work is then not in flight).
+        run.stages.start(awaited: false) {
             InputStage.run(input: input.value, encoder: encoder.value, stream: stream, maxFrames: limit, output: encoded)
         }
         let (generator, control) = (self.generator, self.control)
-        Thread.detachNewThread {
+        run.stages.start {
             StreamGeneratorStage.run(generator: generator, control: control, input: encoded, output: latents)
         }
         let (decoder, decodeStream) = (UncheckedSendable(decoder), model.decodeStream)
-        Thread.detachNewThread {
+        run.stages.start {
             DecoderStage.run(decoder: decoder.value, stream: decodeStream, granularity: .block, input: latents, output: output)
         }
-        return AsyncThrowingStream(unfolding: { try await run.output.next() })
+        return AsyncThrowingStream(unfolding: { try await run.next() })
     }
 }
 
@@ -99,15 +100,29 @@ final class VideoToVideoRun: @unchecked Sendable {
     let control: ControlChannel
     let cancels: [() -> Void]
     let output: Channel<VideoChunk>
+    let stages = StageThreads()
 
     init(control: ControlChannel, channels: [() -> Void], output: Channel<VideoChunk>) {
         self.control = control; self.cancels = channels; self.output = output
     }
 
-    deinit {
+    /// The next chunk; an error is thrown once the generator and decoder stages have stopped (`StageThreads`).
+    func next() async throws -> VideoChunk? {
+        do {
+            return try await output.next()
+        } catch {
+            stop()
+            await stages.ended()
+            throw error
+        }
+    }
+
+    func stop() {
         control.send(.stop)
         for cancel in cancels.reversed() { cancel() }
     }
+
+    deinit { stop() }
 }
 
 /// The Input stage: frames read (already fitted), grouped (5, then 4), their motion measured on the host, and
