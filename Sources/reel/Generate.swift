@@ -28,7 +28,7 @@ struct Generate: AsyncParsableCommand {
 
         Prompts: --prompt TEXT; or --schedule FILE.jsonl with LongLive's {"prompts": [...]} line and \
         --switch-frames (latent frame indices, one fewer than the prompts); or --interactive, where each \
-        line typed on standard input becomes the prompt from the next block on (with KV-recache) and the \
+        line typed on standard input becomes the prompt from the next block on (LongLive 1.0: with KV-recache) and the \
         video runs until input ends or --seconds is reached.
 
         Inputs: --image FILE opens the video with the image (PNG built in; JPEG and others through ffmpeg), \

@@ -38,6 +38,9 @@ import Testing
             }
         }
         #expect(try Self.text(".gitignore").contains("/deploy/stage/"))
+        // The build context admits exactly what the Dockerfile copies (everything else: several GB of build folders).
+        let admitted = Self.matches(#"^!(\S+)$"#, in: try Self.text(".dockerignore"))
+        #expect(try Self.text(".dockerignore").contains("\n*\n") && admitted == sources, "\(admitted)")
         #expect(docker.contains("ENTRYPOINT [\"/opt/reel/reel\", \"serve\", \"--host\", \"0.0.0.0\", \"--port\", \"8080\"]"))
         #expect(docker.contains("COPY Models/tiny /opt/reel/Models/tiny") && docker.contains("\"--model\", \"/opt/reel/Models/tiny\""))
         #expect(docker.contains("COPY deploy/stage/Reel_ReelCUDA.resources /opt/reel/Reel_ReelCUDA.resources"),
