@@ -78,6 +78,11 @@ final class TimestepForcingStep: @unchecked Sendable {
     private var promptIndex = -1
     /// This step's inputs of the newest frames (at most `schedule.attentionFrames`), oldest first, `[1, H, W, C]`.
     private var recent: [Tensor] = []
+    /// What another device's tensors this stage copied from must outlive: each source with an event recorded
+    /// on this stage's stream after its copy. Released at the next block, once the event has passed (a copy
+    /// between GPUs runs on this stream later than the host issues it; the source's memory must not be reused
+    /// before).
+    private var copySources: [(source: Any, copied: any BackendEvent)] = []
     /// Timed events of each block on this stage (start, end), newest last, at most `keptMarks`.
     private var marks: [(any BackendEvent, any BackendEvent)] = []
     private let marksLock = NSLock()
@@ -108,6 +113,8 @@ final class TimestepForcingStep: @unchecked Sendable {
     /// Returns the item for the next stage (the clean latents from the last).
     func run(_ item: TimestepForcingItem, sink: SinkBoard) throws -> TimestepForcingItem {
         let be = backend
+        for kept in copySources { try kept.copied.synchronize() }
+        copySources.removeAll()
         let started = try be.recordTimedEvent()
         var out = item
         out.latents = nil
@@ -117,6 +124,7 @@ final class TimestepForcingStep: @unchecked Sendable {
             let recacheStart = try be.recordTimedEvent()
             let first = prompt == nil
             prompt = try item.prompt.handedOver(to: be)
+            copySources.append((item.prompt, try be.recordEvent()))
             promptIndex = item.promptIndex
             if !first && recacheOnSwitch, try recache(at: item.startFrame) > 0 {
                 out.forwards += 1
@@ -133,6 +141,7 @@ final class TimestepForcingStep: @unchecked Sendable {
         let x: Tensor
         if let given = item.latents {
             x = try given.handedOver(to: be, ready: item.ready)
+            copySources.append((given, try be.recordEvent()))
         } else {
             x = try noise.initial(startFrame: start, count: count, shape: latentShape, on: be)
         }
@@ -179,6 +188,7 @@ final class TimestepForcingStep: @unchecked Sendable {
     private func refreshSink(_ clean: Tensor, ready: any BackendEvent, prompt: WanDiT.PromptContext) throws -> Int {
         guard schedule.sinkFrames > 0 else { return 0 }
         let x0 = try clean.handedOver(to: backend, ready: ready)
+        copySources.append((clean, try backend.recordEvent()))
         let alone = try model.makeCache(tokensPerFrame: tokensPerFrame, sinkFrames: schedule.sinkFrames,
                                         windowFrames: max(1, schedule.framesPerBlock - schedule.sinkFrames),
                                         dtype: cacheDType)
