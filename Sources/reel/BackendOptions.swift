@@ -21,10 +21,24 @@ struct BackendOptions: ParsableArguments {
     var threads: Int?
     @Option(help: ArgumentHelp(
         "Spread the DiT over these devices by sequence parallelism (Ulysses, exact), e.g. 0,1: CUDA GPUs through NCCL, "
-            + "or with --backend cpu that many in-process CPU devices (for checks). The first is the DiT's main device.",
+            + "or with --backend cpu that many in-process CPU devices (for checks). The first is the DiT's main device. "
+            + "With --pipeline timestep-forcing: one device per denoising step instead.",
         discussion: "The attention heads (12 for Wan 1.3B, 40 for 14B) must divide by the count. docs/multi-gpu.md"),
             transform: { try DeviceList(parsing: $0) })
     var devices: DeviceList?
+    /// How the DiT's work is spread over `--devices`.
+    enum PipelineKind: String, ExpressibleByArgument, CaseIterable {
+        /// LongLive's exact schedule (the DiT spread by sequence parallelism where --devices is given).
+        case exact
+        /// LiveAvatar's timestep-forcing pipeline: a whole DiT per device, device i always runs step i.
+        case timestepForcing = "timestep-forcing"
+    }
+    @Option(help: ArgumentHelp(
+        "exact (LongLive's schedule; default) or timestep-forcing (LiveAvatar's pipeline: a whole DiT and KV cache per "
+            + "device of --devices, device i always runs denoising step i; an approximation, docs/multi-gpu.md).",
+        discussion: "timestep-forcing needs one device per step: --devices 0,1,2,3 for LongLive's 4 steps; the "
+            + "decoder goes on --decode-device (default: a stream of the first device)."))
+    var pipeline: PipelineKind = .exact
     /// Storage dtype of weights and activations.
     enum StorageType: String, ExpressibleByArgument, CaseIterable {
         case f32, bf16, f16
@@ -58,6 +72,10 @@ struct BackendOptions: ParsableArguments {
         if !(1...4).contains(streamSlots) { throw ValidationError("--stream-slots must be 1 to 4, got \(streamSlots).") }
         if let gpuMemory, !(gpuMemory > 0) { throw ValidationError("--gpu-memory must be a positive number of GB.") }
         if textBackend == .cuda && backend == .cpu { throw ValidationError("--text-backend cuda needs --backend cuda.") }
+        if pipeline == .timestepForcing && devices == nil {
+            throw ValidationError("--pipeline timestep-forcing runs a DiT per denoising step: name the devices, "
+                                  + "e.g. --devices 0,1,2,3 for LongLive's 4 steps.")
+        }
         if let decodeDevice {
             if backend != .cuda { throw ValidationError("--decode-device needs --backend cuda.") }
             if decodeDevice < 0 { throw ValidationError("--decode-device must be 0 or more.") }
@@ -85,6 +103,7 @@ struct BackendOptions: ParsableArguments {
     var storageType: DType { dtype?.dtype ?? (backend == .cuda ? .bf16 : .f32) }
 
     func make() throws -> any Backend {
+        if let stages = try makeStageBackends() { return stages[0] }
         if let communicator = try makeCommunicator() {
             if backend == .cuda { for d in devices?.ordinals ?? [] { try capDevice(d) } }
             return communicator.streams[0]
@@ -119,8 +138,38 @@ struct BackendOptions: ParsableArguments {
 
     /// The ranks of `--devices` (made once: `make()` returns its rank 0's stream), or nil without it.
     func makeCommunicator() throws -> (any Communicator)? {
-        guard let devices else { return nil }
+        guard let devices, pipeline == .exact else { return nil }
         return try CommunicatorCache.shared.communicator(for: devices.ordinals, backend: backend, threads: threads)
+    }
+
+    /// The streams of `--pipeline timestep-forcing`, one per device of `--devices` (made once: `make()` returns the
+    /// first), or nil for the exact schedule.
+    func makeStageBackends() throws -> [any Backend]? {
+        guard let devices, pipeline == .timestepForcing else { return nil }
+        if backend == .cuda { for d in devices.ordinals { try capDevice(d) } }
+        return try StageBackendCache.shared.backends(for: devices.ordinals, backend: backend, threads: threads)
+    }
+}
+
+/// One stream per device of `--devices` for the timestep-forcing stages, made once per process.
+final class StageBackendCache: @unchecked Sendable {
+    static let shared = StageBackendCache()
+    private let lock = NSLock()
+    private var made: [String: [any Backend]] = [:]
+
+    func backends(for ordinals: [Int], backend: BackendOptions.Kind, threads: Int?) throws -> [any Backend] {
+        try lock.withLock {
+            let key = "\(backend.rawValue):\(ordinals)"
+            if let b = made[key] { return b }
+            let b: [any Backend] = try ordinals.map { ordinal in
+                switch backend {
+                case .cpu: CPUBackend(threads: threads, device: CPUDevice(ordinal: ordinal))
+                case .cuda: try CUDABackend(device: ordinal, tuning: BackendOptions.tuning)
+                }
+            }
+            made[key] = b
+            return b
+        }
     }
 }
 

@@ -150,6 +150,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     private func bench() async throws {
+        if backendOptions.pipeline == .timestepForcing { return try await benchTimestepForcing() }
         if input { return try await benchVideoToVideo() }
         if model.isLongLive2, let config = model.config { return try await benchLongLive2(config) }
         let backend = try backendOptions.make()

@@ -80,7 +80,7 @@ extension UMT5Encoder {
 enum Rates {
     /// FLOP/s of a square matrix multiply (8192 on a GPU, 1024 on the CPU), median of 5.
     static func matmul(_ backend: any Backend, dtype: DType) throws -> Double {
-        let n = backend.name == "cpu" ? 1024 : 8192
+        let n = backend.name.hasPrefix("cpu") ? 1024 : 8192    // "cpu", or "cpu:1" for an in-process CPU device
         let a = try backend.randomNormal([n, n], seed: 1, offset: 0, dtype: dtype)
         let b = try backend.randomNormal([n, n], seed: 2, offset: 0, dtype: dtype)
         return 2 * pow(Double(n), 3) / (try time(backend) { _ = try backend.matmul(a, b, transposeB: true, bias: nil) })
@@ -88,7 +88,7 @@ enum Rates {
 
     /// Bytes/s of a device copy, counting bytes read and written, median of 5.
     static func copy(_ backend: any Backend, dtype: DType) throws -> Double {
-        let n = backend.name == "cpu" ? 1 << 24 : 1 << 28
+        let n = backend.name.hasPrefix("cpu") ? 1 << 24 : 1 << 28
         let src = try backend.zeros([n], dtype: dtype), dst = try backend.zeros([n], dtype: dtype)
         return Double(2 * n * dtype.size) / (try time(backend) { try backend.copy(src, into: dst, axis: 0, at: 0) })
     }

@@ -211,8 +211,16 @@ struct Generate: AsyncParsableCommand {
         if textModel.backend !== backend, let seconds = prompts.lastEncodeSeconds {
             log(String(format: "text encoder on %@: the first prompt took %.0f ms (each new prompt does)", textModel.backend.name, seconds * 1000))
         }
+        let replicas = try backendOptions.makeStageBackends().map {
+            try TimestepForcingReplicas.load(files: files, first: dit, on: $0, dtype: dtype, quantization: models.quantization,
+                                             kvCache: models.kvCache)
+        }
+        if let replicas {
+            log("timestep forcing (LiveAvatar's pipeline, an approximation of LongLive's schedule): step i on "
+                + replicas.map(\.backend.device.name).joined(separator: ", ") + "; decoder on \(model.decodeStream.name)")
+        }
         let pipeline = try Pipeline(model: model, request: request, prompt: firstContext, noise: noiseSource, control: control,
-                                    script: decide.context(atFrame:))
+                                    script: decide.context(atFrame:), timestepForcing: replicas)
 
         let sink = try decoder.map { _ in try VideoSinks.open(path: output, fps: fps, live: liveOptions) { log("note: " + $0) } }
         var latents: [Tensor] = []

@@ -136,16 +136,31 @@ public final class Pipeline: @unchecked Sendable {
     ///   - prompt: the first prompt's context (`model.context(for:)`).
     ///   - noise: the noise source (Philox of a seed, or recorded noise for parity).
     ///   - control: where control messages come from (messages sent before the start apply at the first block).
+    ///   - timestepForcing: replicas of the DiT, one per denoising step, each on a device of its own (the first is
+    ///     `model.dit`): LiveAvatar's timestep-forcing pipeline over LongLive's schedule (`TimestepForcingGenerator`,
+    ///     an approximation by name) instead of the exact schedule on one device.
     ///
     /// The model picks the schedule: LongLive 2.0's (`LongLive2BlockGenerator`) for a DiT with the Wan2.2 VAE's 48
     /// latent channels, LongLive 1.0's (`StreamingGenerator`) otherwise.
     public init(model: any PipelineModel, request: PipelineRequest, prompt: WanDiT.PromptContext,
-                noise: any NoiseSource, control: ControlChannel = ControlChannel(), script: PromptScript? = nil) throws {
+                noise: any NoiseSource, control: ControlChannel = ControlChannel(), script: PromptScript? = nil,
+                timestepForcing replicas: [WanDiT]? = nil) throws {
         self.model = model
         self.control = control
         self.request = request
-        self.script = script
-        if model.dit.config.runsLongLive2 {
+        self.script = replicas == nil ? script : nil   // the pipelined generator asks the script as it feeds
+        if let replicas {
+            guard replicas.first === model.dit else {
+                throw ReelError.input("timestep forcing: the first replica must be the pipeline's DiT (prompts are encoded with it)")
+            }
+            if request.context != nil || request.longLive2Schedule != nil {
+                throw ReelError.input("timestep forcing runs LongLive 1.0's schedule from noise: no context and no LongLive 2.0 schedule")
+            }
+            generator = try TimestepForcingGenerator(replicas: replicas, prompt: prompt, latentHeight: request.geometry.latentHeight,
+                                                     latentWidth: request.geometry.latentWidth, schedule: request.schedule,
+                                                     noise: noise, recacheOnSwitch: request.recacheOnSwitch,
+                                                     latentFrames: request.latentFrames, script: script)
+        } else if model.dit.config.runsLongLive2 {
             generator = try Self.longLive2Generator(model: model.dit, request: request, prompt: prompt, noise: noise)
         } else {
             if request.longLive2Schedule != nil {
@@ -280,7 +295,11 @@ enum GeneratorStage {
                 if state.finishing && state.prompt == nil && generated() > 0 { break }
                 let frame = generated()   // the script counts frames from the first generated one
                 var switchedTo: String?
-                if let text = state.prompt {
+                if let text = state.prompt, let pipelined = generator as? TimestepForcingGenerator {
+                    // Applies to the next block fed, which leaves the stages later: the generator labels it.
+                    state.prompt = nil
+                    pipelined.switchPrompt(to: try conditioner.context(for: text), text: text)
+                } else if let text = state.prompt {
                     state.prompt = nil
                     generator.switchPrompt(to: try conditioner.context(for: text))
                     switchedTo = text
@@ -288,11 +307,13 @@ enum GeneratorStage {
                     generator.switchPrompt(to: scripted)
                 }
                 var block = try generator.issueBlock()
-                block.switchedTo = switchedTo
+                if let switchedTo { block.switchedTo = switchedTo }
                 guard output.send(block) else { break }
             }
+            (generator as? TimestepForcingGenerator)?.stop()
             output.finish()
         } catch {
+            (generator as? TimestepForcingGenerator)?.stop()
             output.finish(throwing: error)
         }
     }
