@@ -68,6 +68,9 @@ final class MalformedRequestHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var pending: APIError?
     /// The response being written ends the connection.
     private var closeAfterResponse = false
+    /// Requests (counted from 1) whose responses end the connection: HTTP/1.0 ones without `Connection: keep-alive`
+    /// (Hummingbird closes after an HTTP/1.1 `Connection: close` itself, but kept HTTP/1.0 connections open).
+    private var closingRequests: Set<Int> = []
     private var inputEnded = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -84,6 +87,7 @@ final class MalformedRequestHandler: ChannelDuplexHandler, RemovableChannelHandl
             if requests == 0 && head.headers.contains(name: "upgrade") { state = .upgrading }
             requests += 1
             inRequest = true
+            if head.version.major == 1 && head.version.minor == 0 && !head.isKeepAlive { closingRequests.insert(requests) }
         case .end:
             inRequest = false
         case .body:
@@ -124,6 +128,10 @@ final class MalformedRequestHandler: ChannelDuplexHandler, RemovableChannelHandl
         case .head(var head):
             if head.status == .switchingProtocols {
                 state = .upgraded
+            } else if closingRequests.remove(responses + 1) != nil {
+                head.headers.replaceOrAdd(name: "Connection", value: "close")
+                part = .head(head)
+                closeAfterResponse = true
             } else if head.status.code == 413 && inRequest && state == .http {
                 // A body refused before it was read (its Content-Length is over the limit): Hummingbird would read it
                 // to its end before the next request. The connection ends after this answer instead.

@@ -101,6 +101,31 @@ import Testing
         await server.manager.shutdown()
     }
 
+    /// HTTP/1.0 without `Connection: keep-alive` ends the connection after its answer (it was held until the idle
+    /// timeout); with it, and HTTP/1.1, the connection stays; HTTP/1.1 with `Connection: close` ends it.
+    @Test func connectionsCloseWhenTheRequestSaysSo() async throws {
+        let server = try TestModel.server()
+        try await HTTPAPITests.app(server).test(.live) { client in
+            let port = try #require(client.port)
+            let cases: [(request: String, closes: Bool)] = [
+                ("GET /healthz HTTP/1.0\r\n\r\n", true),
+                ("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", false),
+                ("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", false),
+                ("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", true),
+            ]
+            for (request, closes) in cases {
+                let seen = try await onThread { Self.exchange(port: port, sending: Array(request.utf8), wait: 3) }
+                let line = request.components(separatedBy: "\r\n").dropFirst().first ?? ""
+                #expect(seen.statusLine == "HTTP/1.1 200 OK", "\(line): \(seen.statusLine)")
+                #expect((seen.closedAfter != nil) == closes, "\(request.prefix(40)): closed after \(String(describing: seen.closedAfter))")
+                if closes && request.contains("HTTP/1.0") {
+                    #expect(seen.answer.lowercased().contains("connection: close"), "\(seen.answer.prefix(300))")
+                }
+            }
+        }
+        await server.manager.shutdown()
+    }
+
     /// The checks on an upgrade request take what NIO's upgrader takes (a browser's handshake is upgraded).
     @Test func wellFormedUpgradesPass() throws {
         var headers = HTTPHeaders([("Host", "x"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
