@@ -81,8 +81,11 @@ extension MemoryEstimate {
         // A forward over one block's queries (a recache runs its frames a block at a time): the FFN's
         // hidden rows and about a dozen rows of the model's width (norms, q, k, v, attention out, residuals).
         let queries = schedule.framesPerBlock * tokens
-        items.append(Item(name: "DiT activations", bytes: Double(queries * (c.ffnDim + 12 * c.dim)) * b,
-                          detail: "\(queries) queries x (ffn \(c.ffnDim) + 12 x \(c.dim))"))
+        // INT8 linears: cuBLASLt's int32 sums of the widest one (the FFN's up projection), 4 B each, before the epilogue.
+        let int8Sums = quantization?.format == .int8 ? Double(queries * c.ffnDim * 4) : 0
+        items.append(Item(name: "DiT activations", bytes: Double(queries * (c.ffnDim + 12 * c.dim)) * b + int8Sums,
+                          detail: "\(queries) queries x (ffn \(c.ffnDim) + 12 x \(c.dim))"
+                              + (int8Sums > 0 ? ", + the INT8 GEMM's int32 sums (\(queries) x \(c.ffnDim) x 4 B)" : "")))
         switch decoder {
         case .wanVAE(let v, let parameters):
             let (caches, transient) = vaeDecoderActivations(v, latentHeight: g.latentHeight, latentWidth: g.latentWidth)

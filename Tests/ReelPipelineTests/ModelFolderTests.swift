@@ -256,6 +256,12 @@ import Testing
         // The Wan VAE's largest transient: stage 1's resample (4 frames after its time upsampling) holds its input
         // [4, 120, 208, 384], the nearest x2 copy [4, 240, 416, 384] (306.7 MB, the allocation that passed a 14B
         // bench's cap when only stage outputs were counted) and the conv's output [4, 240, 416, 192] at once.
+        // --int8: cuBLASLt's int32 sums of the FFN's up projection (4680 queries x 8960) on top of FP8's activations.
+        let int8 = MemoryEstimate.streaming(dit: c, ditParameters: ditParameters, textEncoderParameters: nil, decoder: nil,
+                                            geometry: g, quantization: .int8(.feedForward))
+        let fp8Only = MemoryEstimate.streaming(dit: c, ditParameters: ditParameters, textEncoderParameters: nil, decoder: nil,
+                                               geometry: g, quantization: .fp8(.feedForward))
+        #expect(int8.total - fp8Only.total == Double(4680 * 8960 * 4))
         let vae = try #require(full.items.first { $0.name == "Wan VAE activations" })
         #expect(vae.bytes == Double(4 * 120 * 208 * (384 + 4 * 384 + 4 * 192) * 2))   // 0.54 GB
         #expect(abs(full.withoutTextEncoder - 9.57e9) / 9.57e9 < 0.10, "\(full.withoutTextEncoder / 1e9) GB")
