@@ -34,6 +34,8 @@ public final class TimestepForcingGenerator: BlockGenerator, @unchecked Sendable
     private let output: Channel<TimestepForcingItem>
     private let sink = SinkBoard()
     private var front: TimestepForcingFront
+    /// The stages' threads while they run (`stop` waits for them).
+    private let stageThreads = DispatchGroup()
     private let lock = NSLock()
     private var running = false
     private var returnedFrames = 0
@@ -134,11 +136,13 @@ public final class TimestepForcingGenerator: BlockGenerator, @unchecked Sendable
         return block
     }
 
-    /// Stops every stage after the block in work (the generator is done with).
+    /// Stops every stage after the block in work (the generator is done with) and returns once their threads have:
+    /// the caller may then act on an error (a command exits) without a stage still issuing device work.
     public func stop() {
         for c in inputs { c.cancel() }
         output.cancel()
         sink.cancel()
+        stageThreads.wait()
     }
 
     /// Seconds of each of the newest blocks (at most 512) on each stage, `[stage][block]`: waits for them to have run.
@@ -153,9 +157,11 @@ public final class TimestepForcingGenerator: BlockGenerator, @unchecked Sendable
     private func startStages() {
         guard lock.withLock({ let was = running; running = true; return !was }) else { return }
         for (i, step) in steps.enumerated() {
-            let (input, next, sink) = (inputs[i], i + 1 < steps.count ? inputs[i + 1] : output, sink)
+            let (input, next, sink, threads) = (inputs[i], i + 1 < steps.count ? inputs[i + 1] : output, sink, stageThreads)
+            threads.enter()
             Thread.detachNewThread {
                 Self.runStage(step, input: input, next: next, sink: sink)
+                threads.leave()
             }
         }
     }
