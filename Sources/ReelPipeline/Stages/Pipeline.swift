@@ -220,7 +220,7 @@ public final class Pipeline: @unchecked Sendable {
     public func chunks() -> AsyncThrowingStream<VideoChunk, Error> {
         let latents = Channel<LatentBlock>(capacity: 1)
         let output = Channel<VideoChunk>(capacity: 1)
-        let run = PipelineRun(control: control, latents: latents, output: output)
+        let run = PipelineRun(control: control, output: output, channels: [latents.cancel])
         let (generator, model, script, control, limit) = (self.generator, self.model, self.script, self.control, request.latentFrames)
         // A LongLive 2.0 model's image is its generator's first frame, not a context block.
         let context = generator is LongLive2BlockGenerator ? nil : request.context
@@ -236,15 +236,17 @@ public final class Pipeline: @unchecked Sendable {
     }
 }
 
-/// The channels of a running pipeline; when the consumer's sequence goes, this goes and stops the stages.
+/// A running pipeline: its output, its stages' threads, and how to stop them (a control message and every channel
+/// cancelled, the output first). When the consumer's sequence goes, this goes and stops the stages.
 final class PipelineRun: @unchecked Sendable {
-    let control: ControlChannel
-    let latents: Channel<LatentBlock>
     let output: Channel<VideoChunk>
     let stages = StageThreads()
+    private let control: ControlChannel
+    private let channels: [() -> Void]
 
-    init(control: ControlChannel, latents: Channel<LatentBlock>, output: Channel<VideoChunk>) {
-        self.control = control; self.latents = latents; self.output = output
+    /// `channels`: the cancels of the channels between the stages, the output's excluded.
+    init(control: ControlChannel, output: Channel<VideoChunk>, channels: [() -> Void]) {
+        self.control = control; self.output = output; self.channels = channels
     }
 
     /// The next chunk; an error is thrown once the stages have stopped (`StageThreads`).
@@ -261,7 +263,7 @@ final class PipelineRun: @unchecked Sendable {
     func stop() {
         control.send(.stop)
         output.cancel()
-        latents.cancel()
+        for cancel in channels.reversed() { cancel() }
     }
 
     deinit { stop() }

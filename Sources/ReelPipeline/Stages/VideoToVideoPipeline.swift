@@ -77,7 +77,7 @@ public final class VideoToVideoPipeline {
         let encoded = Channel<EncodedInput>(capacity: 1)
         let latents = Channel<LatentBlock>(capacity: 1)
         let output = Channel<VideoChunk>(capacity: 1)
-        let run = VideoToVideoRun(control: control, channels: [encoded.cancel, latents.cancel, output.cancel], output: output)
+        let run = PipelineRun(control: control, output: output, channels: [encoded.cancel, latents.cancel])
         let (input, encoder, stream, limit) = (self.input, self.encoder, encodeStream, request.maxInputFrames)
         // Not awaited on an error: a live input's read may block for ever (the encoder's work is then not in flight).
         run.stages.start(awaited: false) {
@@ -93,36 +93,6 @@ public final class VideoToVideoPipeline {
         }
         return AsyncThrowingStream(unfolding: { try await run.next() })
     }
-}
-
-/// The channels of a running video-to-video pipeline; when the consumer's sequence goes, this stops the stages.
-final class VideoToVideoRun: @unchecked Sendable {
-    let control: ControlChannel
-    let cancels: [() -> Void]
-    let output: Channel<VideoChunk>
-    let stages = StageThreads()
-
-    init(control: ControlChannel, channels: [() -> Void], output: Channel<VideoChunk>) {
-        self.control = control; self.cancels = channels; self.output = output
-    }
-
-    /// The next chunk; an error is thrown once the generator and decoder stages have stopped (`StageThreads`).
-    func next() async throws -> VideoChunk? {
-        do {
-            return try await output.next()
-        } catch {
-            stop()
-            await stages.ended()
-            throw error
-        }
-    }
-
-    func stop() {
-        control.send(.stop)
-        for cancel in cancels.reversed() { cancel() }
-    }
-
-    deinit { stop() }
 }
 
 /// The Input stage: frames read (already fitted), grouped (5, then 4), their motion measured on the host, and
