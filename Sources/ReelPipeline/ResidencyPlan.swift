@@ -23,6 +23,9 @@ public struct ResidencyPlan: Sendable, Equatable {
 
     /// The cap in bytes.
     public var cap: Int
+    /// Bytes of the cap kept back from the plan for what the estimate leaves out (allocator slack, a backend's own
+    /// temporaries): the plan places the model in `cap - reserve`; the allocator still stops at `cap`.
+    public var reserve = 0
     /// The DiT's blocks (transformer layers).
     public var layers: Int
     /// Blocks kept on the device: blocks 0..<residentLayers; the rest stream.
@@ -49,16 +52,19 @@ public struct ResidencyPlan: Sendable, Equatable {
     /// (2: one block computes while the next uploads; 3 hides an upload slower than one block's compute).
     /// `quantization`: the blocks' layers in FP8 or INT8, as the estimate was made.
     /// Throws `ReelError.overMemoryCap` naming what the smallest placement needs when it does not fit.
+    /// `reserve`: bytes of the cap the plan leaves free (`reserve`).
     public static func make(estimate: MemoryEstimate, dit: WanDiTConfig, cap: Int, slots: Int = 2,
-                            dtype: DType = .bf16, quantization: LinearQuantization? = nil) throws -> ResidencyPlan {
+                            dtype: DType = .bf16, quantization: LinearQuantization? = nil,
+                            reserve: Int = 0) throws -> ResidencyPlan {
         precondition(slots >= 1, "ResidencyPlan: at least one slot")
         let layerBytes = blockBytes(dit, dtype: dtype, quantization: quantization)
         let hasText = estimate.items.contains(where: \.isTextEncoder)
         let fixed = estimate.withoutTextEncoder - Double(dit.layers) * layerBytes
-        let capacity = Double(cap)
+        let capacity = Double(cap - reserve)
         var plan = ResidencyPlan(cap: cap, layers: dit.layers, residentLayers: dit.layers, slots: 0,
                                  layerBytes: layerBytes, textEncoder: hasText ? .device : .none,
                                  deviceBytes: estimate.total, estimate: estimate)
+        plan.reserve = reserve
         if estimate.total <= capacity { return plan }
         if hasText { plan.textEncoder = .cpu }
         plan.deviceBytes = estimate.withoutTextEncoder
@@ -78,9 +84,42 @@ public struct ResidencyPlan: Sendable, Equatable {
         throw ReelError.input(
             "--gpu-memory \(MemoryBudget.gigabytes(cap)) cannot hold this request: with every DiT block streamed "
                 + "through \(min(slots, dit.layers)) slots\(hasText ? " and the text encoder on the CPU" : "") it needs "
-                + "\(MemoryBudget.gigabytes(Int(least))) on the device (\(needs(estimate, fixed: fixed)), "
-                + "\(min(slots, dit.layers)) x \(MemoryBudget.gigabytes(Int(layerBytes))) block slots); "
+                + "\(MemoryBudget.gigabytes(Int(least) + reserve)) on the device (\(needs(estimate, fixed: fixed)), "
+                + "\(min(slots, dit.layers)) x \(MemoryBudget.gigabytes(Int(layerBytes))) block slots"
+                + (reserve > 0 ? ", \(MemoryBudget.gigabytes(reserve)) kept back" : "") + "); "
                 + "raise --gpu-memory to at least that, or lower --size")
+    }
+
+    /// The device bytes of this placement (the same resident blocks, slots and text encoder place) for `estimate`,
+    /// the same model's at another video size.
+    public func deviceBytes(for estimate: MemoryEstimate) -> Double {
+        let fixed = estimate.withoutTextEncoder - Double(layers) * layerBytes
+        let text = textEncoder == .device ? estimate.total - estimate.withoutTextEncoder : 0
+        return fixed + Double(residentLayers + slots) * layerBytes + text
+    }
+
+    /// Throws unless this placement holds `estimate` (the same model at the video size `what` names) under the
+    /// cap: a clear refusal naming the device memory it needs (a larger session size in `reel serve`).
+    public func check(_ estimate: MemoryEstimate, what: String) throws {
+        let needed = deviceBytes(for: estimate) + Double(reserve)
+        guard needed > Double(cap) else { return }
+        let fixed = estimate.withoutTextEncoder - Double(layers) * layerBytes
+        throw ReelError.input(
+            "--gpu-memory \(MemoryBudget.gigabytes(cap)) cannot hold \(what): with the model placed as it is (\(placement)) "
+                + "it needs \(MemoryBudget.gigabytes(Int(needed))) on the device (\(Self.needs(estimate, fixed: fixed))); "
+                + "ask for a smaller size, or start the server with a larger --gpu-memory")
+    }
+
+    /// "blocks 0..<25 on the device, 5 streamed through 2 slots, the text encoder on the CPU".
+    public var placement: String {
+        var parts = [streamedLayers == 0 ? "all \(layers) DiT blocks on the device"
+                     : "DiT blocks 0..<\(residentLayers) on the device, \(streamedLayers) streamed through \(slots) slots"]
+        switch textEncoder {
+        case .device: parts.append("the text encoder on the device")
+        case .cpu: parts.append("the text encoder on the CPU")
+        case .none: break
+        }
+        return parts.joined(separator: ", ")
     }
 
     /// "KV cache 2.10 GB, DiT activations 1.2 GB, ...": the items that stay on the device.
@@ -116,7 +155,8 @@ public struct ResidencyPlan: Sendable, Equatable {
         case .cpu: lines.append("  text encoder: on the CPU (--text-backend cpu; a new prompt's encode time is printed)")
         case .none: break
         }
-        lines.append("  device memory planned: \(MemoryBudget.gigabytes(Int(deviceBytes))) of \(MemoryBudget.gigabytes(cap))")
+        lines.append("  device memory planned: \(MemoryBudget.gigabytes(Int(deviceBytes))) of \(MemoryBudget.gigabytes(cap))"
+                     + (reserve > 0 ? " (\(MemoryBudget.gigabytes(reserve)) kept back)" : ""))
         lines.append("  not placed off the device: the KV cache (\(MemoryBudget.gigabytes(Int(kvCacheBytes)))) stays on it")
         return lines.joined(separator: "\n")
     }

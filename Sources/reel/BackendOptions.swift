@@ -3,6 +3,7 @@ import Foundation
 import ReelCore
 import ReelCPU
 import ReelCUDA
+import ReelPipeline
 
 /// Which backend runs the models, and in which storage dtype.
 struct BackendOptions: ParsableArguments {
@@ -76,6 +77,12 @@ struct BackendOptions: ParsableArguments {
     func makeTextBackend() -> (any Backend)? {
         guard let textBackend, textBackend != backend else { return nil }
         return CPUBackend(threads: threads)
+    }
+
+    /// `--gpu-memory`'s placement of a model folder made for videos of `geometry` (nil without a cap): the text
+    /// encoder and streamed DiT blocks' weights go to a CPU backend of `--threads` (docs/memory.md).
+    func residency(geometry: BlockGeometry) -> Residency? {
+        memoryCap.map { Residency(cap: $0, slots: streamSlots, geometry: geometry, host: CPUBackend(threads: threads)) }
     }
 
     /// The performance switches, read from the environment here and nowhere else (`Tuning.fromEnvironment`

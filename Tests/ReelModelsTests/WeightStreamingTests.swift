@@ -82,6 +82,35 @@ import Testing
         }
     }
 
+    /// `WanDiT.load(streaming:)` binds the streamed blocks on a host backend and copies them straight into host
+    /// buffers: the model equals one loaded onto the device, quantized and then streamed, bit for bit, and the
+    /// device holds only the resident blocks, the embeddings and head, and the slots, never a streamed block.
+    @Test(arguments: [nil, LinearQuantization(format: .fp8, layers: .allLinears)])
+    func blocksLoadStraightIntoHostMemory(_ quantization: LinearQuantization?) async throws {
+        try await offThePool {
+            let source = try WanDiT.randomWeights(Self.config, on: CPUBackend(), seed: 8)
+            let backend = CPUBackend(gemm: .own)
+            var reference = try WanDiT.load(from: source, heads: 12, backend: backend).withTextLength(8)
+            if let quantization { reference = try reference.quantized(quantization) }
+            reference = try reference.streamingBlocks(from: 1, slots: 2)
+            let budget = MemoryBudget(cap: 1 << 40, device: "cpu")
+            let device = CPUBackend(gemm: .own, memoryBudget: budget)
+            let streaming = BlockStreaming(first: 1, slots: 2, copyStream: device, host: CPUBackend(gemm: .own))
+            let loaded = try WanDiT.load(from: source, heads: 12, backend: device, quantization: quantization,
+                                         streaming: streaming).withTextLength(8)
+            #expect(loaded.quantization == quantization)
+            let stats = try #require(loaded.weightStreaming)
+            #expect(stats.firstLayer == 1 && stats.layers == 3 && stats.slots == 2)
+            // The device: the embeddings, the head and block 0 (quantized or not), and the slots; while loading at
+            // most one block more (block 0 before its quantization), never the three streamed blocks.
+            let all = WanDiT.weightShapes(Self.config).reduce(0) { $0 + $1.1.count } * 4
+            let block = WanDiT.blockParameters(Self.config) * 4
+            #expect(budget.inUse <= stats.slotBytes + all - 3 * block)
+            #expect(budget.peak <= budget.inUse + block, "peak \(budget.peak), in use \(budget.inUse)")
+            try expectSamePasses(reference, loaded, backend: backend, label: "loaded streaming, \(String(describing: quantization))")
+        }
+    }
+
     /// The slots are the only device memory streaming adds: under a cap that holds the resident blocks and two
     /// slots, the model is made and runs; the host copies do not count.
     @Test func slotsCountAgainstTheCapAndHostCopiesDoNot() async throws {

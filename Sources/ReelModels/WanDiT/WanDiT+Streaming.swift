@@ -21,12 +21,9 @@ extension WanDiT {
         try require(first >= 0 && first <= config.layers && slots >= 1, "WanDiT.streamingBlocks",
                     "first streamed block \(first) of \(config.layers), \(slots) slots")
         if first == config.layers { return self }
-        let stream = try copyStream ?? backend.device.makeStream()
-        guard let copier = stream as? any HostToDeviceCopying else {
-            throw ReelError.unsupported(backend: stream.name, op: "streamingBlocks", message: "no host-to-device copies")
-        }
-        let streamer = try BlockStreamer(blocks: Array(weights.blocks[first...]), first: first,
-                                         slots: min(slots, config.layers - first), compute: backend, copier: copier)
+        let copier = try BlockStreamer.copier(copyStream ?? backend.device.makeStream())
+        let streamer = try BlockStreamer(hostBlocks: try weights.blocks[first...].map { try BlockStreamer.hostCopy(of: $0, copier: copier) },
+                                         first: first, slots: min(slots, config.layers - first), compute: backend, copier: copier)
         var w = weights
         w.blocks = Array(weights.blocks[..<first]) + streamer.hostBlocks
         let model = WanDiT(config: config, weights: w, backend: backend, streamer: streamer)
@@ -54,6 +51,27 @@ extension WanDiT {
             try body(i, block)
             try streamer.release(slot)
         }
+    }
+}
+
+/// Where `WanDiT.load(streaming:)` puts the DiT's last blocks: in host memory, streamed through device slots.
+public struct BlockStreaming: @unchecked Sendable {
+    /// The first streamed block: blocks `0..<first` load onto the device, `first...` into host memory.
+    public var first: Int
+    /// Device slots the streamed blocks pass through (2 or 3).
+    public var slots: Int
+    /// The stream that uploads them: a stream of the model's device (`HostToDeviceCopying`).
+    public var copyStream: any Backend
+    /// A backend computing in host memory (the CPU's), where each streamed block's weights are read from the file,
+    /// converted to the model's dtype, merged with a LoRA and quantized, one block at a time, before their bytes go
+    /// to the block's host buffer (page-locked on CUDA). None of it touches the device.
+    public var host: any Backend
+
+    public init(first: Int, slots: Int, copyStream: any Backend, host: any Backend) {
+        self.first = first
+        self.slots = slots
+        self.copyStream = copyStream
+        self.host = host
     }
 }
 
@@ -93,34 +111,48 @@ final class BlockStreamer: @unchecked Sendable {
     /// Tensors of a block start at multiples of this in its buffer and slot.
     static let alignment = 256
 
-    init(blocks: [WanDiT.Block], first: Int, slots count: Int, compute: any Backend, copier: any HostToDeviceCopying) throws {
+    /// `hostBlocks`: each streamed block's host copy (`hostCopy(of:copier:)`), from block `first` on.
+    init(hostBlocks: [(block: WanDiT.Block, buffer: any HostStorage)], first: Int, slots count: Int, compute: any Backend,
+         copier: any HostToDeviceCopying) throws {
         self.first = first
         self.compute = compute
         self.copier = copier
-        var hostBlocks: [WanDiT.Block] = [], buffers: [any HostStorage] = []
-        for block in blocks {
-            var size = 0
-            _ = try block.mapTensors { t in
-                size = Self.aligned(size) + t.byteCount
-                return t
-            }
-            let buffer = try copier.makeHostBuffer(bytes: size)
-            var offset = 0
-            hostBlocks.append(try block.mapTensors { t in
-                offset = Self.aligned(offset)
-                let bytes = UnsafeMutableRawBufferPointer(start: buffer.baseAddress + offset, count: t.byteCount)
-                try t.backend.download(t, into: bytes)
-                let view = Tensor(storage: buffer, byteOffset: offset, shape: t.shape, dtype: t.dtype, backend: copier)
-                offset += t.byteCount
-                return view
-            })
-            buffers.append(buffer)
-        }
-        self.hostBlocks = hostBlocks
-        self.buffers = buffers
+        self.hostBlocks = hostBlocks.map(\.block)
+        self.buffers = hostBlocks.map(\.buffer)
         let slotBytes = buffers.map(\.byteCount).max() ?? 0
         self.slots = try (0..<count).map { _ in try compute.allocate([slotBytes], dtype: .uint8) }
         released = Array(repeating: nil, count: count)
+    }
+
+    /// `stream` as the copier of streamed blocks, or an error naming it when it cannot copy from the host.
+    static func copier(_ stream: any Backend) throws -> any HostToDeviceCopying {
+        guard let copier = stream as? any HostToDeviceCopying else {
+            throw ReelError.unsupported(backend: stream.name, op: "streamingBlocks", message: "no host-to-device copies")
+        }
+        return copier
+    }
+
+    /// `block` laid out in one host buffer of `copier`'s (page-locked on CUDA), each tensor at a multiple of
+    /// `alignment`, and the block viewing it (its tensors' `backend` is `copier`; no op runs on them). `block`'s
+    /// tensors may live anywhere (the device, the host, a mapped file): their bytes are downloaded.
+    static func hostCopy(of block: WanDiT.Block, copier: any HostToDeviceCopying) throws
+        -> (block: WanDiT.Block, buffer: any HostStorage) {
+        var size = 0
+        _ = try block.mapTensors { t in
+            size = aligned(size) + t.byteCount
+            return t
+        }
+        let buffer = try copier.makeHostBuffer(bytes: size)
+        var offset = 0
+        let view = try block.mapTensors { t in
+            offset = aligned(offset)
+            let bytes = UnsafeMutableRawBufferPointer(start: buffer.baseAddress + offset, count: t.byteCount)
+            try t.backend.download(t, into: bytes)
+            let view = Tensor(storage: buffer, byteOffset: offset, shape: t.shape, dtype: t.dtype, backend: copier)
+            offset += t.byteCount
+            return view
+        }
+        return (view, buffer)
     }
 
     static func aligned(_ n: Int) -> Int { (n + alignment - 1) / alignment * alignment }
