@@ -91,7 +91,8 @@ public struct ModelPlacement: Sendable {
                                                 geometry: residency.geometry, schedule: residency.schedule, dtype: dtype,
                                                 quantization: quantization, kvCache: kvCache)
         let plan = try ResidencyPlan.make(estimate: estimate, dit: config, cap: residency.cap, slots: residency.slots,
-                                          dtype: dtype, quantization: quantization, reserve: residency.reserve)
+                                          dtype: dtype, quantization: quantization, reserve: residency.reserve,
+                                          hostKVCache: kvCache == .model && !config.runsLongLive2)
         return ModelPlacement(plan: plan, dit: config, ditParameters: ditParameters,
                               textEncoderParameters: textEncoderParameters, decoder: decoder, schedule: residency.schedule,
                               dtype: dtype, quantization: quantization, kvCache: kvCache)

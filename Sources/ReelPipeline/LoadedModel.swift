@@ -85,6 +85,9 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
                                   backend: backend, communicator: communicator, dtype: dtype, quantization: quantization,
                                   streaming: streaming)
         dit.kvCache = kvCache
+        if let streaming, placement?.plan.kvCacheOnHost == true {
+            dit.hostKVCache = streaming.copyStream as? any HostToDeviceCopying
+        }
         let prompts = try PromptEncoder(tokenizer: tok, textEncoder: textModel, model: dit)
         let model = try loadDecoder(files: files, prompts: prompts, decoder: wantsDecoder, encoder: wantsEncoder,
                                     backend: backend, decodeBackend: decodeBackend, dtype: dtype)

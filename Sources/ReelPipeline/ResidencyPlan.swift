@@ -36,6 +36,9 @@ public struct ResidencyPlan: Sendable, Equatable {
     public var layerBytes: Double
     /// Where the text encoder runs.
     public var textEncoder: TextEncoderPlace
+    /// The KV cache in host memory, each layer's K/V passing through two device scratches of one layer's
+    /// (`WanKVCache.init(hostCopier:)`): the step after every block streams.
+    public var kvCacheOnHost = false
     /// The device bytes of the plan (the estimate's, with streamed blocks counted as their slots).
     public var deviceBytes: Double
     /// The estimate the plan was made from.
@@ -52,10 +55,11 @@ public struct ResidencyPlan: Sendable, Equatable {
     /// (2: one block computes while the next uploads; 3 hides an upload slower than one block's compute).
     /// `quantization`: the blocks' layers in FP8 or INT8, as the estimate was made.
     /// Throws `ReelError.overMemoryCap` naming what the smallest placement needs when it does not fit.
-    /// `reserve`: bytes of the cap the plan leaves free (`reserve`).
+    /// `reserve`: bytes of the cap the plan leaves free (`reserve`). `hostKVCache`: whether the KV cache may move
+    /// to host memory as the last step (a cache of the model's dtype: not FP8, not LongLive 2.0's).
     public static func make(estimate: MemoryEstimate, dit: WanDiTConfig, cap: Int, slots: Int = 2,
                             dtype: DType = .bf16, quantization: LinearQuantization? = nil,
-                            reserve: Int = 0) throws -> ResidencyPlan {
+                            reserve: Int = 0, hostKVCache: Bool = false) throws -> ResidencyPlan {
         precondition(slots >= 1, "ResidencyPlan: at least one slot")
         let layerBytes = blockBytes(dit, dtype: dtype, quantization: quantization)
         let hasText = estimate.items.contains(where: \.isTextEncoder)
@@ -80,10 +84,22 @@ public struct ResidencyPlan: Sendable, Equatable {
                 return plan
             }
         }
-        let least = fixed + Double(min(slots, dit.layers)) * layerBytes
+        // Every block streamed and the KV cache in host memory: two scratches of one layer's K/V stay.
+        let kv = estimate.items.first { $0.name == "KV cache" }?.bytes ?? 0
+        let ring = Double(min(slots, dit.layers)) * layerBytes
+        let hostKV = fixed - kv + 2 * kv / Double(dit.layers) + ring
+        if hostKVCache && kv > 0 && hostKV <= capacity {
+            plan.residentLayers = 0
+            plan.slots = min(slots, dit.layers)
+            plan.kvCacheOnHost = true
+            plan.deviceBytes = hostKV
+            return plan
+        }
+        let least = hostKVCache && kv > 0 ? hostKV : fixed + ring
         throw ReelError.input(
             "--gpu-memory \(MemoryBudget.gigabytes(cap)) cannot hold this request: with every DiT block streamed "
-                + "through \(min(slots, dit.layers)) slots\(hasText ? " and the text encoder on the CPU" : "") it needs "
+                + "through \(min(slots, dit.layers)) slots\(hasText ? " and the text encoder on the CPU" : "")"
+                + (hostKVCache && kv > 0 ? " and the KV cache in host memory" : "") + " it needs "
                 + "\(MemoryBudget.gigabytes(Int(least) + reserve)) on the device (\(needs(estimate, fixed: fixed)), "
                 + "\(min(slots, dit.layers)) x \(MemoryBudget.gigabytes(Int(layerBytes))) block slots"
                 + (reserve > 0 ? ", \(MemoryBudget.gigabytes(reserve)) kept back" : "") + "); "
@@ -95,7 +111,9 @@ public struct ResidencyPlan: Sendable, Equatable {
     public func deviceBytes(for estimate: MemoryEstimate) -> Double {
         let fixed = estimate.withoutTextEncoder - Double(layers) * layerBytes
         let text = textEncoder == .device ? estimate.total - estimate.withoutTextEncoder : 0
-        return fixed + Double(residentLayers + slots) * layerBytes + text
+        let kv = estimate.items.first { $0.name == "KV cache" }?.bytes ?? 0
+        let hostKV = kvCacheOnHost ? 2 * kv / Double(layers) - kv : 0
+        return fixed + Double(residentLayers + slots) * layerBytes + text + hostKV
     }
 
     /// Throws unless this placement holds `estimate` (the same model at the video size `what` names) under the
@@ -114,6 +132,7 @@ public struct ResidencyPlan: Sendable, Equatable {
     public var placement: String {
         var parts = [streamedLayers == 0 ? "all \(layers) DiT blocks on the device"
                      : "DiT blocks 0..<\(residentLayers) on the device, \(streamedLayers) streamed through \(slots) slots"]
+        if kvCacheOnHost { parts.append("the KV cache in host memory") }
         switch textEncoder {
         case .device: parts.append("the text encoder on the device")
         case .cpu: parts.append("the text encoder on the CPU")
@@ -157,7 +176,13 @@ public struct ResidencyPlan: Sendable, Equatable {
         }
         lines.append("  device memory planned: \(MemoryBudget.gigabytes(Int(deviceBytes))) of \(MemoryBudget.gigabytes(cap))"
                      + (reserve > 0 ? " (\(MemoryBudget.gigabytes(reserve)) kept back)" : ""))
-        lines.append("  not placed off the device: the KV cache (\(MemoryBudget.gigabytes(Int(kvCacheBytes)))) stays on it")
+        if kvCacheOnHost {
+            lines.append("  KV cache: in host memory (\(MemoryBudget.gigabytes(Int(kvCacheBytes)))), each layer's K/V through 2 "
+                         + "device scratches of \(MemoryBudget.gigabytes(Int(kvCacheBytes / Double(layers)))), uploaded "
+                         + "before its attention and its new rows written back")
+        } else {
+            lines.append("  KV cache: on the device (\(MemoryBudget.gigabytes(Int(kvCacheBytes))))")
+        }
         return lines.joined(separator: "\n")
     }
 

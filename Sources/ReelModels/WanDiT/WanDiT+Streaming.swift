@@ -29,6 +29,7 @@ extension WanDiT {
         let model = WanDiT(config: config, weights: w, backend: backend, streamer: streamer)
         model.chunkFrames = chunkFrames
         model.kvCache = kvCache
+        model.hostKVCache = hostKVCache
         return model
     }
 
