@@ -18,15 +18,31 @@ public struct Residency: @unchecked Sendable {
     public var host: any Backend
     /// Bytes of the cap the plan leaves free for what its estimate does not count (`ResidencyPlan.reserve`).
     public var reserve: Int
+    /// Host memory the streamed blocks' copies may take (`--host-memory GB`, `REEL_HOST_MEMORY_GB`); when they
+    /// would not fit, they stream from the memory-mapped weight file. Default: `availableHostMemory()`.
+    public var hostMemory: Int?
 
     public init(cap: Int, slots: Int = 2, geometry: BlockGeometry, schedule: StreamingSchedule = .longLive,
-                host: any Backend, reserve: Int = 0) {
+                host: any Backend, reserve: Int = 0, hostMemory: Int? = Residency.availableHostMemory()) {
         self.cap = cap
         self.reserve = reserve
+        self.hostMemory = hostMemory
         self.slots = slots
         self.geometry = geometry
         self.schedule = schedule
         self.host = host
+    }
+}
+
+extension Residency {
+    /// MemAvailable of /proc/meminfo in bytes (Linux), nil where it cannot be read.
+    public static func availableHostMemory() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            let fields = line.split(separator: " ")
+            if fields.count >= 2, let kb = Int(fields[1]) { return kb * 1024 }
+        }
+        return nil
     }
 }
 
@@ -92,7 +108,8 @@ public struct ModelPlacement: Sendable {
                                                 quantization: quantization, kvCache: kvCache)
         let plan = try ResidencyPlan.make(estimate: estimate, dit: config, cap: residency.cap, slots: residency.slots,
                                           dtype: dtype, quantization: quantization, reserve: residency.reserve,
-                                          hostKVCache: kvCache == .model && !config.runsLongLive2)
+                                          hostKVCache: kvCache == .model && !config.runsLongLive2,
+                                          hostMemory: residency.hostMemory)
         return ModelPlacement(plan: plan, dit: config, ditParameters: ditParameters,
                               textEncoderParameters: textEncoderParameters, decoder: decoder, schedule: residency.schedule,
                               dtype: dtype, quantization: quantization, kvCache: kvCache)

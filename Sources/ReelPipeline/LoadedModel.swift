@@ -75,7 +75,8 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
             if placed.plan.textEncoder == .cpu { textPlace = residency.host }
             if placed.plan.streamedLayers > 0 {
                 streaming = BlockStreaming(first: placed.plan.residentLayers, slots: placed.plan.slots,
-                                           copyStream: try backend.device.makeStream(), host: residency.host)
+                                           copyStream: try backend.device.makeStream(), host: residency.host,
+                                           fromMappedFile: placed.plan.streamsFromFile)
             }
             placement = placed
         }

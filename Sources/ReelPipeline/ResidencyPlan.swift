@@ -39,6 +39,11 @@ public struct ResidencyPlan: Sendable, Equatable {
     /// The KV cache in host memory, each layer's K/V passing through two device scratches of one layer's
     /// (`WanKVCache.init(hostCopier:)`): the step after every block streams.
     public var kvCacheOnHost = false
+    /// Host memory the plan may use (`--host-memory`, default MemAvailable); nil: not asked.
+    public var hostMemory: Int?
+    /// The streamed blocks' host copies (`hostBytes`) would not fit `hostMemory`: they stream from the memory-mapped
+    /// weight file instead, through a page-locked bounce buffer per slot.
+    public var streamsFromFile: Bool { streamedLayers > 0 && hostMemory.map { Double($0) < hostBytes } == true }
     /// The device bytes of the plan (the estimate's, with streamed blocks counted as their slots).
     public var deviceBytes: Double
     /// The estimate the plan was made from.
@@ -59,7 +64,7 @@ public struct ResidencyPlan: Sendable, Equatable {
     /// to host memory as the last step (a cache of the model's dtype: not FP8, not LongLive 2.0's).
     public static func make(estimate: MemoryEstimate, dit: WanDiTConfig, cap: Int, slots: Int = 2,
                             dtype: DType = .bf16, quantization: LinearQuantization? = nil,
-                            reserve: Int = 0, hostKVCache: Bool = false) throws -> ResidencyPlan {
+                            reserve: Int = 0, hostKVCache: Bool = false, hostMemory: Int? = nil) throws -> ResidencyPlan {
         precondition(slots >= 1, "ResidencyPlan: at least one slot")
         let layerBytes = blockBytes(dit, dtype: dtype, quantization: quantization)
         let hasText = estimate.items.contains(where: \.isTextEncoder)
@@ -69,6 +74,7 @@ public struct ResidencyPlan: Sendable, Equatable {
                                  layerBytes: layerBytes, textEncoder: hasText ? .device : .none,
                                  deviceBytes: estimate.total, estimate: estimate)
         plan.reserve = reserve
+        plan.hostMemory = hostMemory
         if estimate.total <= capacity { return plan }
         if hasText { plan.textEncoder = .cpu }
         plan.deviceBytes = estimate.withoutTextEncoder
@@ -163,9 +169,13 @@ public struct ResidencyPlan: Sendable, Equatable {
         if streamedLayers == 0 {
             lines.append("  DiT: all \(layers) blocks on the device")
         } else {
-            lines.append("  DiT: blocks 0..<\(residentLayers) on the device, \(streamedLayers) streamed from page-locked "
-                         + "host memory (\(MemoryBudget.gigabytes(Int(hostBytes)))) through \(slots) device slots of "
-                         + "\(MemoryBudget.gigabytes(Int(layerBytes)))")
+            let source = streamsFromFile
+                ? "the memory-mapped weight file (their \(MemoryBudget.gigabytes(Int(hostBytes))) do not fit the "
+                    + "\(MemoryBudget.gigabytes(hostMemory ?? 0)) of host memory available; through a page-locked "
+                    + "bounce buffer per slot)"
+                : "page-locked host memory (\(MemoryBudget.gigabytes(Int(hostBytes))))"
+            lines.append("  DiT: blocks 0..<\(residentLayers) on the device, \(streamedLayers) streamed from \(source) "
+                         + "through \(slots) device slots of \(MemoryBudget.gigabytes(Int(layerBytes)))")
             lines.append("  uploads: \(MemoryBudget.gigabytes(Int(bytesPerPass))) per DiT pass (each denoising step "
                          + "and the clean pass of a block)")
         }

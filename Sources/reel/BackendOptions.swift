@@ -46,6 +46,14 @@ struct BackendOptions: ParsableArguments {
             + "needs. `reel inspect DIR --gpu-memory GB` prints the plan. docs/memory.md", valueName: "GB"))
     var gpuMemory: Double?
 
+    @Option(name: .customLong("host-memory"), help: ArgumentHelp(
+        "With --gpu-memory: host memory (GB) the streamed DiT blocks' page-locked copies may take (default: "
+            + "MemAvailable of /proc/meminfo, or REEL_HOST_MEMORY_GB).",
+        discussion: "When the copies would not fit, the blocks stream from the memory-mapped weight file through a "
+            + "page-locked bounce buffer per slot (the file must store them in the run's dtype). docs/memory.md",
+        valueName: "GB"))
+    var hostMemory: Double?
+
     /// `--gpu-memory` in bytes, nil without it.
     var memoryCap: Int? { gpuMemory.map { Int($0 * 1e9) } }
 
@@ -58,6 +66,7 @@ struct BackendOptions: ParsableArguments {
         }
         if !(1...4).contains(streamSlots) { throw ValidationError("--stream-slots must be 1 to 4, got \(streamSlots).") }
         if let gpuMemory, !(gpuMemory > 0) { throw ValidationError("--gpu-memory must be a positive number of GB.") }
+        if let hostMemory, !(hostMemory >= 0) { throw ValidationError("--host-memory must be 0 or more GB.") }
         if textBackend == .cuda && backend == .cpu { throw ValidationError("--text-backend cuda needs --backend cuda.") }
         if let decodeDevice {
             if backend != .cuda { throw ValidationError("--decode-device needs --backend cuda.") }
@@ -82,7 +91,11 @@ struct BackendOptions: ParsableArguments {
     /// `--gpu-memory`'s placement of a model folder made for videos of `geometry` (nil without a cap): the text
     /// encoder and streamed DiT blocks' weights go to a CPU backend of `--threads` (docs/memory.md).
     func residency(geometry: BlockGeometry) -> Residency? {
-        memoryCap.map { Residency(cap: $0, slots: streamSlots, geometry: geometry, host: CPUBackend(threads: threads)) }
+        let environment = ProcessInfo.processInfo.environment["REEL_HOST_MEMORY_GB"].flatMap(Double.init)
+        let host = (hostMemory ?? environment).map { Int($0 * 1e9) } ?? Residency.availableHostMemory()
+        return memoryCap.map {
+            Residency(cap: $0, slots: streamSlots, geometry: geometry, host: CPUBackend(threads: threads), hostMemory: host)
+        }
     }
 
     /// The performance switches, read from the environment here and nowhere else (`Tuning.fromEnvironment`

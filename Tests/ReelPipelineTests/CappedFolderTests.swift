@@ -111,4 +111,44 @@ import Testing
         #expect(error.description.contains("cannot hold a 512x512 video"), "\(error.description)")
         #expect(error.description.contains("it needs") && error.description.contains("KV cache"), "\(error.description)")
     }
+
+    /// Host memory short (`Residency.hostMemory` 0): the streamed blocks stream from the memory-mapped weight file
+    /// through a bounce buffer per slot, with no host copy, and the video is the same bit for bit. The tiny model's
+    /// file stores float32, the run's dtype here; in bf16 the blocks would be converted copies, which is refused.
+    @Test func streamedFromTheMappedFileEqualsUncapped() async throws {
+        let files = try ModelFiles(folder: Self.folder)
+        let (plain, plainBudget) = Self.backend(cap: 1 << 40)
+        let uncapped = try await Self.video(try LoadedModel.load(files: files, backend: plain))
+        let placement = try ModelPlacement.make(files: files, ema: false, decoder: true, residency: Self.residency(cap: 1 << 40),
+                                                dtype: .f32, quantization: nil, kvCache: .model, textEncoderChosen: false)
+        let estimate = placement.estimate(Self.geometry)
+        // Float32 weights map the file and do not count on the CPU: a generous reserve, the plan still streams 6.
+        let reserve = 2 * plainBudget.peak
+        let cap = Int(estimate.withoutTextEncoder - 4 * placement.plan.layerBytes) + reserve
+        let (capped, budget) = Self.backend(cap: cap)
+        func residency() -> Residency {
+            Residency(cap: cap, geometry: Self.geometry, host: CPUBackend(threads: 2, gemm: .own), reserve: reserve,
+                      hostMemory: 0)
+        }
+        let model = try LoadedModel.load(files: files, backend: capped, residency: residency())
+        let plan = try #require(model.placement?.plan)
+        #expect(plan.streamsFromFile && plan.streamedLayers == 6, "\(plan.description)")
+        #expect(plan.description.contains("streamed from the memory-mapped weight file"))
+        let stats = try #require(model.dit.weightStreaming)
+        #expect(stats.fromMappedFile && stats.layers == 6)
+        let video = try await Self.video(model)
+        #expect(video.latents.count == 5)
+        #expect(video.latents == uncapped.latents)
+        #expect(video.pixels == uncapped.pixels)
+        #expect(budget.peak <= cap)
+        // bf16 from a float32 file: the blocks would be converted copies, not the file's bytes.
+        let bf16 = try Self.placement()
+        let bf16Cap = Int(bf16.estimate(Self.geometry).withoutTextEncoder - 4 * bf16.plan.layerBytes) + reserve
+        let error = try #require(throws: ReelError.self) {
+            _ = try LoadedModel.load(files: files, backend: Self.backend(cap: bf16Cap).0, dtype: .bf16,
+                                     residency: Residency(cap: bf16Cap, geometry: Self.geometry, host: CPUBackend(threads: 2),
+                                                          reserve: reserve, hostMemory: 0))
+        }
+        #expect(error.description.contains("mapped weight file"), "\(error.description)")
+    }
 }

@@ -89,7 +89,7 @@ extension WanDiT {
         let merger = try lora.map { try LoRAMerger(source: $0, scale: loraScale, backend: backend, dtype: dtype) }
         let binder = WanDiTBinder(weights: b, lora: merger)
         let copier = try streaming.map { try BlockStreamer.copier($0.copyStream) }
-        var hostBlocks: [(block: Block, buffer: any HostStorage)] = []
+        var hostBlocks: [(block: Block, source: HostBlockSource)] = []
         let weights = try WanDiTWeights(binder, config, dtype: dtype) { i in
             guard let streaming, let copier, i >= streaming.first else {
                 let block = try Block(binder, "blocks.\(i)", config)
@@ -97,6 +97,12 @@ extension WanDiT {
             }
             // Read, converted, merged and quantized on the host; its bytes go to its host buffer; the host tensors go.
             var block = try Block(binder.on(streaming.host), "blocks.\(i)", config)
+            if streaming.fromMappedFile {
+                try require(quantization == nil && merger == nil, "WanDiT.load", "blocks streamed from the mapped file "
+                            + "are used as stored: no LoRA merge, no --fp8/--int8")
+                hostBlocks.append(try BlockStreamer.mappedLayout(of: block))
+                return hostBlocks[hostBlocks.count - 1].block
+            }
             if let quantization { block = try block.quantized(quantization) }
             hostBlocks.append(try BlockStreamer.hostCopy(of: block, copier: copier))
             return hostBlocks[hostBlocks.count - 1].block
