@@ -87,8 +87,11 @@ public struct ModelPlacement: Sendable {
         if let heads = files.heads ?? file.metadata["heads"].flatMap(Int.init) { config.heads = heads }
         if let n = file.metadata["text_len"].flatMap(Int.init) { config.textLength = n }
         let ditParameters = ModelInspection.parameters(of: source) { _ in true }
-        let textParameters = try files.textEncoder.map { path in
-            ModelInspection.parameters(of: try WeightFileTensors(path: path)) { _ in true }
+        let textSource = try files.textEncoder.map { try WeightFileTensors(path: $0) }
+        let textParameters = textSource.map { ModelInspection.parameters(of: $0) { _ in true } }
+        let textFP8 = try textSource.map { source in
+            ResidencyPlan.textEncoderFP8Bytes(try UMT5Encoder.detectConfig(from: source, backend: residency.host),
+                                              parameters: textParameters ?? 0, dtype: dtype)
         }
         var decoder: MemoryEstimate.Decoder?
         if wantsDecoder {
@@ -109,7 +112,8 @@ public struct ModelPlacement: Sendable {
         let plan = try ResidencyPlan.make(estimate: estimate, dit: config, cap: residency.cap, slots: residency.slots,
                                           dtype: dtype, quantization: quantization, reserve: residency.reserve,
                                           hostKVCache: kvCache == .model && !config.runsLongLive2,
-                                          hostMemory: residency.hostMemory)
+                                          hostMemory: residency.hostMemory,
+                                          textEncoderFP8Bytes: textEncoderChosen ? nil : textFP8)
         return ModelPlacement(plan: plan, dit: config, ditParameters: ditParameters,
                               textEncoderParameters: textEncoderParameters, decoder: decoder, schedule: residency.schedule,
                               dtype: dtype, quantization: quantization, kvCache: kvCache)

@@ -81,7 +81,8 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
             placement = placed
         }
         let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizerPath))
-        let textModel = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: textPlace, dtype: dtype)
+        let textModel = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: textPlace, dtype: dtype,
+                                             quantization: placement?.plan.textEncoder == .deviceFP8 ? .fp8 : nil)
         let dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: ema || files.ema,
                                   backend: backend, communicator: communicator, dtype: dtype, quantization: quantization,
                                   streaming: streaming)

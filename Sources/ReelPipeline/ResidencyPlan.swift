@@ -15,6 +15,8 @@ public struct ResidencyPlan: Sendable, Equatable {
     public enum TextEncoderPlace: String, Sendable {
         /// On the DiT's device, in the run's dtype.
         case device
+        /// On the DiT's device with its blocks' linears in FP8 E4M3 per output channel (`UMT5Encoder.load(quantization:)`).
+        case deviceFP8
         /// On the CPU (`--text-backend cpu`), in host memory.
         case cpu
         /// The model has no text encoder (a benchmark's random DiT, a precomputed embedding).
@@ -39,6 +41,8 @@ public struct ResidencyPlan: Sendable, Equatable {
     /// The KV cache in host memory, each layer's K/V passing through two device scratches of one layer's
     /// (`WanKVCache.init(hostCopier:)`): the step after every block streams.
     public var kvCacheOnHost = false
+    /// The text encoder's device bytes in FP8 (`textEncoder == .deviceFP8`), nil otherwise.
+    public var textEncoderFP8Bytes: Double?
     /// Host memory the plan may use (`--host-memory`, default MemAvailable); nil: not asked.
     public var hostMemory: Int?
     /// The streamed blocks' host copies (`hostBytes`) would not fit `hostMemory`: they stream from the memory-mapped
@@ -64,7 +68,8 @@ public struct ResidencyPlan: Sendable, Equatable {
     /// to host memory as the last step (a cache of the model's dtype: not FP8, not LongLive 2.0's).
     public static func make(estimate: MemoryEstimate, dit: WanDiTConfig, cap: Int, slots: Int = 2,
                             dtype: DType = .bf16, quantization: LinearQuantization? = nil,
-                            reserve: Int = 0, hostKVCache: Bool = false, hostMemory: Int? = nil) throws -> ResidencyPlan {
+                            reserve: Int = 0, hostKVCache: Bool = false, hostMemory: Int? = nil,
+                            textEncoderFP8Bytes: Double? = nil) throws -> ResidencyPlan {
         precondition(slots >= 1, "ResidencyPlan: at least one slot")
         let layerBytes = blockBytes(dit, dtype: dtype, quantization: quantization)
         let hasText = estimate.items.contains(where: \.isTextEncoder)
@@ -76,6 +81,13 @@ public struct ResidencyPlan: Sendable, Equatable {
         plan.reserve = reserve
         plan.hostMemory = hostMemory
         if estimate.total <= capacity { return plan }
+        // The text encoder in FP8 on the device, before it leaves for the CPU (no prompt pays a CPU encode).
+        if hasText, let fp8 = textEncoderFP8Bytes, estimate.withoutTextEncoder + fp8 <= capacity {
+            plan.textEncoder = .deviceFP8
+            plan.textEncoderFP8Bytes = fp8
+            plan.deviceBytes = estimate.withoutTextEncoder + fp8
+            return plan
+        }
         if hasText { plan.textEncoder = .cpu }
         plan.deviceBytes = estimate.withoutTextEncoder
         if plan.deviceBytes <= capacity { return plan }
@@ -116,7 +128,11 @@ public struct ResidencyPlan: Sendable, Equatable {
     /// the same model's at another video size.
     public func deviceBytes(for estimate: MemoryEstimate) -> Double {
         let fixed = estimate.withoutTextEncoder - Double(layers) * layerBytes
-        let text = textEncoder == .device ? estimate.total - estimate.withoutTextEncoder : 0
+        let text = switch textEncoder {
+        case .device: estimate.total - estimate.withoutTextEncoder
+        case .deviceFP8: textEncoderFP8Bytes ?? 0
+        case .cpu, .none: 0.0
+        }
         let kv = estimate.items.first { $0.name == "KV cache" }?.bytes ?? 0
         let hostKV = kvCacheOnHost ? 2 * kv / Double(layers) - kv : 0
         return fixed + Double(residentLayers + slots) * layerBytes + text + hostKV
@@ -141,6 +157,7 @@ public struct ResidencyPlan: Sendable, Equatable {
         if kvCacheOnHost { parts.append("the KV cache in host memory") }
         switch textEncoder {
         case .device: parts.append("the text encoder on the device")
+        case .deviceFP8: parts.append("the text encoder on the device in FP8")
         case .cpu: parts.append("the text encoder on the CPU")
         case .none: break
         }
@@ -152,6 +169,15 @@ public struct ResidencyPlan: Sendable, Equatable {
         e.items.filter { !$0.isTextEncoder && $0.name != "DiT weights" }
             .map { "\($0.name) \(MemoryBudget.gigabytes(Int($0.bytes)))" }.joined(separator: ", ")
             + ", DiT embeddings and head"
+    }
+
+    /// umT5's bytes with its blocks' linears in FP8 (1 byte a weight, a float32 scale per output channel) and the
+    /// rest (`parameters` in all) in `dtype`.
+    public static func textEncoderFP8Bytes(_ c: UMT5Config, parameters: Int, dtype: DType) -> Double {
+        let inner = c.heads * c.headDim
+        let linear = c.layers * (4 * inner * c.dim + 3 * c.ffnDim * c.dim)
+        let scales = c.layers * (3 * inner + 2 * c.dim + 2 * c.ffnDim)
+        return Double(parameters - linear) * Double(dtype.size) + Double(linear) + 4 * Double(scales)
     }
 
     /// One DiT block's weights in bytes (`WanDiT.blockParameters`), its quantized layers (FP8 or INT8) at
@@ -181,6 +207,9 @@ public struct ResidencyPlan: Sendable, Equatable {
         }
         switch textEncoder {
         case .device: lines.append("  text encoder: on the device")
+        case .deviceFP8:
+            lines.append("  text encoder: on the device in FP8 (\(MemoryBudget.gigabytes(Int(textEncoderFP8Bytes ?? 0))); its "
+                         + "linears per output channel, the embedding and norms in the run's dtype)")
         case .cpu: lines.append("  text encoder: on the CPU (--text-backend cpu; a new prompt's encode time is printed)")
         case .none: break
         }

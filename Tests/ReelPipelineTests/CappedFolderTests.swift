@@ -151,4 +151,24 @@ import Testing
         }
         #expect(error.description.contains("mapped weight file"), "\(error.description)")
     }
+
+    /// A cap that holds the model with umT5 in FP8 but not in bf16: umT5 loads on the device with its linears in FP8
+    /// (block by block, under the cap), not on the CPU.
+    @Test func theTextEncoderLoadsInFP8OnTheDeviceWhenThatFits() throws {
+        let files = try ModelFiles(folder: Self.folder)
+        let placement = try Self.placement()
+        let inBF16 = try #require(placement.plan.estimate.items.first { $0.isTextEncoder }).bytes
+        let e = placement.estimate(Self.geometry)
+        let config = try UMT5Encoder.detectConfig(from: WeightFileTensors(path: try #require(files.textEncoder)),
+                                                  backend: CPUBackend())
+        let bytes = ResidencyPlan.textEncoderFP8Bytes(config, parameters: config.parameterCount, dtype: .bf16)
+        #expect(bytes < inBF16)
+        let cap = Int(e.withoutTextEncoder + bytes) + 1
+        let (backend, budget) = Self.backend(cap: cap)
+        let model = try LoadedModel.load(files: files, backend: backend, dtype: .bf16, residency: Self.residency(cap: cap))
+        let plan = try #require(model.placement?.plan)
+        #expect(plan.textEncoder == .deviceFP8 && plan.streamedLayers == 0, "\(plan.description)")
+        #expect(model.prompts.textEncoder.backend === backend && model.prompts.textEncoder.quantization == .fp8)
+        #expect(budget.peak <= cap)
+    }
 }

@@ -93,4 +93,20 @@ import Testing
         }
         #expect("\(small)".contains("and the KV cache in host memory it needs"), "\(small)")
     }
+
+    /// The text encoder in FP8 on the device comes between the device in bf16 and the CPU.
+    @Test func theTextEncoderTriesFP8BeforeTheCPU() throws {
+        let c = WanDiTConfig.wan1_3B, e = Self.estimate(c)
+        let fp8 = ResidencyPlan.textEncoderFP8Bytes(.xxl, parameters: UMT5Config.xxl.parameterCount, dtype: .bf16)
+        let text = e.total - e.withoutTextEncoder
+        #expect(fp8 < text * 0.6 && fp8 > text * 0.5)
+        let plan = try ResidencyPlan.make(estimate: e, dit: c, cap: Int(e.withoutTextEncoder + fp8) + 1,
+                                          textEncoderFP8Bytes: fp8)
+        #expect(plan.textEncoder == .deviceFP8 && plan.streamedLayers == 0, "\(plan.description)")
+        #expect(plan.deviceBytes(for: e) == plan.deviceBytes)
+        #expect(plan.description.contains("text encoder: on the device in FP8"))
+        let tighter = try ResidencyPlan.make(estimate: e, dit: c, cap: Int(e.withoutTextEncoder + fp8) - 1,
+                                             textEncoderFP8Bytes: fp8)
+        #expect(tighter.textEncoder == .cpu)
+    }
 }
