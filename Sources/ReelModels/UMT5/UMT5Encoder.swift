@@ -42,7 +42,9 @@ public final class UMT5Encoder: @unchecked Sendable {
         /// The seven linears quantized per output channel to `format` (the norms and position bias stay).
         func quantized(to format: QuantizedFormat) throws -> Block {
             var b = self
-            for path in [\Block.q, \.k, \.v, \.o, \.gate, \.fc1, \.fc2] { b[keyPath: path] = try self[keyPath: path].quantized(to: format) }
+            for path in [\Block.q, \.k, \.v, \.o, \.gate, \.fc1, \.fc2] {
+                b[keyPath: path] = try self[keyPath: path].quantized(to: format)
+            }
             return b
         }
     }
@@ -198,7 +200,8 @@ extension UMT5Encoder {
             func linear(_ name: String, _ shape: Shape) throws -> Linear {
                 Linear(weight: try b.tensor("\(p).\(name).weight", shape: shape), quantized: nil)
             }
-            let block = Block(norm1: try b.tensor("\(p).norm1.weight", shape: [d]), norm2: try b.tensor("\(p).norm2.weight", shape: [d]),
+            let block = Block(norm1: try b.tensor("\(p).norm1.weight", shape: [d]),
+                              norm2: try b.tensor("\(p).norm2.weight", shape: [d]),
                               q: try linear("attn.q", [inner, d]), k: try linear("attn.k", [inner, d]),
                               v: try linear("attn.v", [inner, d]), o: try linear("attn.o", [d, inner]),
                               positionBias: table,

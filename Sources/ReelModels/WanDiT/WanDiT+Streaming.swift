@@ -23,8 +23,9 @@ extension WanDiT {
                     "first streamed block \(first) of \(config.layers), \(slots) slots")
         if first == config.layers { return self }
         let copier = try BlockStreamer.copier(copyStream ?? backend.device.makeStream())
-        let streamer = try BlockStreamer(hostBlocks: try weights.blocks[first...].map { try BlockStreamer.hostCopy(of: $0, copier: copier) },
-                                         first: first, slots: min(slots, config.layers - first), compute: backend, copier: copier)
+        let hostBlocks = try weights.blocks[first...].map { try BlockStreamer.hostCopy(of: $0, copier: copier) }
+        let streamer = try BlockStreamer(hostBlocks: hostBlocks, first: first, slots: min(slots, config.layers - first),
+                                         compute: backend, copier: copier)
         var w = weights
         w.blocks = Array(weights.blocks[..<first]) + streamer.hostBlocks
         let model = WanDiT(config: config, weights: w, backend: backend, streamer: streamer)

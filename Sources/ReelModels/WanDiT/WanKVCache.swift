@@ -235,7 +235,8 @@ public final class WanKVCache: @unchecked Sendable {
     public func endLayer(_ layer: Int, plan: WritePlan) throws {
         guard let host else { return }
         let rowBytes = heads * headDim * (keys.first?.dtype.size ?? 0)
-        try host.end(layer, rows: plan.runs.map { ($0.slot * tokensPerFrame, $0.count * tokensPerFrame) }, rowBytes: rowBytes)
+        let rows = plan.runs.map { (start: $0.slot * tokensPerFrame, count: $0.count * tokensPerFrame) }
+        try host.end(layer, rows: rows, rowBytes: rowBytes)
     }
 
     public func commit(_ plan: WritePlan) {
@@ -266,7 +267,9 @@ final class HostResidentKV: @unchecked Sendable {
             memset(v.baseAddress, 0, bytes)
             return (k, v)
         }
-        scratches = try (0..<2).map { _ in (try compute.allocate(shape, dtype: dtype), try compute.allocate(shape, dtype: dtype)) }
+        scratches = try (0..<2).map { _ in
+            (try compute.allocate(shape, dtype: dtype), try compute.allocate(shape, dtype: dtype))
+        }
         released = [nil, nil]
     }
 
