@@ -465,4 +465,9 @@ extension CPUBackend: HostToDeviceCopying {
         let dst = try host(tensor, "copy(fromHost:into:)")
         if tensor.byteCount > 0 { dst.copyMemory(from: source, byteCount: tensor.byteCount) }
     }
+
+    public func copy(_ tensor: Tensor, toHost destination: UnsafeMutableRawPointer) throws {
+        let src = try host(tensor, "copy(_:toHost:)")
+        if tensor.byteCount > 0 { destination.copyMemory(from: src, byteCount: tensor.byteCount) }
+    }
 }

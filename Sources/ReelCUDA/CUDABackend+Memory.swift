@@ -74,4 +74,14 @@ extension CUDABackend: HostToDeviceCopying {
             driver.cuMemcpyHtoDAsync(dst, source, tensor.byteCount, stream)
         }, "cuMemcpyHtoDAsync_v2")
     }
+
+    /// One cuMemcpyDtoHAsync on this stream (asynchronous into page-locked memory).
+    public func copy(_ tensor: Tensor, toHost destination: UnsafeMutableRawPointer) throws {
+        guard tensor.byteCount > 0 else { return }
+        let src = try pointer(tensor, "copy(_:toHost:)")
+        try cudaDevice.makeCurrent()
+        try driver.check(profiled("KV cache to host " + ProfileTable.bytes(tensor.byteCount)) {
+            driver.cuMemcpyDtoHAsync(destination, src, tensor.byteCount, stream)
+        }, "cuMemcpyDtoHAsync_v2")
+    }
 }

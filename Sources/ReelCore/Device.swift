@@ -76,4 +76,8 @@ public protocol HostToDeviceCopying: Backend {
     /// Queues a copy of `tensor.byteCount` bytes at `source` into `tensor` on this stream. `source` must stay
     /// alive and unchanged until the stream has run the copy (an event recorded after it).
     func copy(fromHost source: UnsafeRawPointer, into tensor: Tensor) throws
+    /// Queues a copy of `tensor`'s bytes (a tensor of this device) into host memory at `destination` on this
+    /// stream (a KV cache in host memory writes its new rows back so). `destination` must stay alive until the
+    /// stream has run it; from page-locked memory the host does not wait.
+    func copy(_ tensor: Tensor, toHost destination: UnsafeMutableRawPointer) throws
 }

@@ -22,6 +22,8 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// `encodeStream`, a stream of the decoder's device of its own (the Input stage's).
     public let makeEncoder: (@Sendable () -> any VideoEncoder)?
     public let encodeStream: any Backend
+    /// Where `load(residency:)` placed the model under `--gpu-memory` (nil: loaded without a cap to place by).
+    public private(set) var placement: ModelPlacement?
     private let lock = NSLock()
 
     public init(prompts: PromptEncoder, decoderName: String, decodeStream: (any Backend)? = nil,
@@ -46,11 +48,15 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// encoder runs).
     /// `textBackend`: where the text encoder's weights live and it runs (e.g. the CPU beside a GPU DiT: no device
     /// memory for umT5, seconds per new prompt); default: `backend`.
+    /// `residency`: place the model under `--gpu-memory` by `ResidencyPlan` (one device: ignored with a
+    /// `communicator`): umT5 on `residency.host` when the plan says so (unless `textBackend` chose), and the DiT's
+    /// last blocks loaded from the file straight into host memory (page-locked on CUDA) and streamed through device
+    /// slots, so a DiT larger than the cap loads. A model that cannot fit is refused with what it needs.
     public static func load(files: ModelFiles, ema: Bool = false, decoder wantsDecoder: Bool = true, encoder wantsEncoder: Bool = false,
                             backend: any Backend, decodeBackend: (any Backend)? = nil,
                             communicator: (any Communicator)? = nil, dtype: DType = .f32,
                             quantization: LinearQuantization? = nil, kvCache: KVCacheStorage = .model,
-                            textBackend: (any Backend)? = nil) throws -> LoadedModel {
+                            textBackend: (any Backend)? = nil, residency: Residency? = nil) throws -> LoadedModel {
         if let communicator, communicator.streams[0] !== backend {
             throw ReelError.input("the DiT's first rank (\(communicator.streams[0].name)) must be the backend the text "
                                   + "encoder runs on (\(backend.name))")
@@ -61,13 +67,41 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
         if wantsDecoder && files.vae == nil && files.tinyDecoder == nil {
             throw files.missing(.vae, option: "--vae FILE or --tiny-decoder FILE")
         }
+        var placement: ModelPlacement?, streaming: BlockStreaming?, textPlace = textBackend ?? backend
+        if let residency, communicator == nil {
+            let placed = try ModelPlacement.make(files: files, ema: ema || files.ema, decoder: wantsDecoder,
+                                                 residency: residency, dtype: dtype, quantization: quantization,
+                                                 kvCache: kvCache, textEncoderChosen: textPlace !== backend)
+            if placed.plan.textEncoder == .cpu { textPlace = residency.host }
+            if placed.plan.streamedLayers > 0 {
+                streaming = BlockStreaming(first: placed.plan.residentLayers, slots: placed.plan.slots,
+                                           copyStream: try backend.device.makeStream(), host: residency.host,
+                                           fromMappedFile: placed.plan.streamsFromFile)
+            }
+            placement = placed
+        }
         let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizerPath))
-        let textModel = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: textBackend ?? backend, dtype: dtype)
-        var dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: ema || files.ema,
-                                  backend: backend, communicator: communicator, dtype: dtype)
-        if let quantization { dit = try dit.quantized(quantization) }
+        let textModel = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: textPlace, dtype: dtype,
+                                             quantization: placement?.plan.textEncoder == .deviceFP8 ? .fp8 : nil)
+        let dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: ema || files.ema,
+                                  backend: backend, communicator: communicator, dtype: dtype, quantization: quantization,
+                                  streaming: streaming)
         dit.kvCache = kvCache
+        if let streaming, placement?.plan.kvCacheOnHost == true {
+            dit.hostKVCache = streaming.copyStream as? any HostToDeviceCopying
+        }
         let prompts = try PromptEncoder(tokenizer: tok, textEncoder: textModel, model: dit)
+        let model = try loadDecoder(files: files, prompts: prompts, decoder: wantsDecoder, encoder: wantsEncoder,
+                                    backend: backend, decodeBackend: decodeBackend, dtype: dtype)
+        model.placement = placement
+        return model
+    }
+
+    /// The decoder (and encoder) half of `load`.
+    private static func loadDecoder(files: ModelFiles, prompts: PromptEncoder, decoder wantsDecoder: Bool,
+                                    encoder wantsEncoder: Bool, backend: any Backend, decodeBackend: (any Backend)?,
+                                    dtype: DType) throws -> LoadedModel {
+        let dit = prompts.model
         guard wantsDecoder else { return LoadedModel(prompts: prompts, decoderName: "none", makeDecoder: nil) }
         let stream = try decodeBackend ?? backend.makeStream()
         if let path = files.tinyDecoder {

@@ -86,15 +86,23 @@ extension WanDiT {
     /// model under `generator` (or `generator_ema` with `ema`, or `model`); that level is picked here.
     /// With `communicator`, the model is spread over its ranks by sequence parallelism
     /// (`loadSequenceParallel`; `backend` is then unused: rank 0's stream takes its place).
+    /// `quantization` and `streaming`: as `load(from:...)` (one device; a sequence-parallel model quantizes after).
     public static func load(path: String, lora: String? = nil, heads: Int? = nil, ema: Bool = false,
                             backend: any Backend, communicator: (any Communicator)? = nil,
-                            dtype: DType = .f32) throws -> WanDiT {
+                            dtype: DType = .f32, quantization: LinearQuantization? = nil,
+                            streaming: BlockStreaming? = nil) throws -> WanDiT {
         let (source, loraSource) = try openCheckpoint(path: path, lora: lora, ema: ema)
         let file = try WeightFiles.open(path)
         let recorded = file.metadata["heads"].flatMap(Int.init)
+        if communicator != nil, streaming != nil {
+            throw ReelError.input("a DiT spread over several devices (--devices) streams no blocks: drop --gpu-memory "
+                                  + "or --devices")
+        }
         var model = try communicator.map {
             try loadSequenceParallel(from: source, heads: heads ?? recorded, lora: loraSource, communicator: $0, dtype: dtype)
-        } ?? load(from: source, heads: heads ?? recorded, lora: loraSource, backend: backend, dtype: dtype)
+        } ?? load(from: source, heads: heads ?? recorded, lora: loraSource, backend: backend, dtype: dtype,
+                  quantization: quantization, streaming: streaming)
+        if let quantization { model = try model.quantized(quantization) }
         // The cross-attention's row count (Wan: 512) shapes no weight; a file may record another.
         if let textLength = file.metadata["text_len"] {
             guard let n = Int(textLength), n >= 1 else {

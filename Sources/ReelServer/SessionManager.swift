@@ -88,6 +88,7 @@ public actor SessionManager {
                            "this server's model has no encoder, so it takes no \(input.rawValue) input (prompts only)")
         }
         try request.check(for: model.dit.config)
+        if let placement = model.placement { try request.checkFits(placement, config: model.dit.config) }
         guard active.count < config.maxActiveSessions * engines.count || queue.count < config.maxQueuedSessions else {
             metrics.add("reel_sessions_rejected_total")
             throw APIError(.tooManyRequests, "too_many_sessions",

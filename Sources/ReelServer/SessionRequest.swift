@@ -1,4 +1,5 @@
 import Foundation
+import ReelCore
 import ReelMedia
 import ReelModels
 import ReelPipeline
@@ -98,6 +99,18 @@ extension SessionRequest {
             throw APIError(.badRequest, "unsupported_input",
                            "options.input 'video' (video-to-video) is LongLive 1.0's; this server's model is LongLive 2.0 "
                            + "(48 latent channels), which takes a prompt, or an image as its first frame")
+        }
+    }
+}
+
+extension SessionRequest {
+    /// Throws unless this session's size fits the server's `--gpu-memory` with the model placed as it is
+    /// (`ModelPlacement.check`): a larger size than the one the plan was made for may need more device memory
+    /// (KV cache, activations, decoder) than the cap leaves. The error names what it needs.
+    func checkFits(_ placement: ModelPlacement, config: WanDiTConfig) throws(APIError) {
+        let size = try geometry(for: config)
+        do { try placement.check(size) } catch {
+            throw APIError(.contentTooLarge, "does_not_fit", (error as? ReelError)?.description ?? "\(error)")
         }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import ReelCore
 import ReelCPU
 import ReelCUDA
+import ReelPipeline
 
 /// Which backend runs the models, and in which storage dtype.
 struct BackendOptions: ParsableArguments {
@@ -59,6 +60,14 @@ struct BackendOptions: ParsableArguments {
             + "needs. `reel inspect DIR --gpu-memory GB` prints the plan. docs/memory.md", valueName: "GB"))
     var gpuMemory: Double?
 
+    @Option(name: .customLong("host-memory"), help: ArgumentHelp(
+        "With --gpu-memory: host memory (GB) the streamed DiT blocks' page-locked copies may take (default: "
+            + "MemAvailable of /proc/meminfo, or REEL_HOST_MEMORY_GB).",
+        discussion: "When the copies would not fit, the blocks stream from the memory-mapped weight file through a "
+            + "page-locked bounce buffer per slot (the file must store them in the run's dtype). docs/memory.md",
+        valueName: "GB"))
+    var hostMemory: Double?
+
     /// `--gpu-memory` in bytes, nil without it.
     var memoryCap: Int? { gpuMemory.map { Int($0 * 1e9) } }
 
@@ -71,6 +80,7 @@ struct BackendOptions: ParsableArguments {
         }
         if !(1...4).contains(streamSlots) { throw ValidationError("--stream-slots must be 1 to 4, got \(streamSlots).") }
         if let gpuMemory, !(gpuMemory > 0) { throw ValidationError("--gpu-memory must be a positive number of GB.") }
+        if let hostMemory, !(hostMemory >= 0) { throw ValidationError("--host-memory must be 0 or more GB.") }
         if textBackend == .cuda && backend == .cpu { throw ValidationError("--text-backend cuda needs --backend cuda.") }
         if pipeline == .timestepForcing && devices == nil {
             throw ValidationError("--pipeline timestep-forcing runs a DiT per denoising step: name the devices, "
@@ -94,6 +104,16 @@ struct BackendOptions: ParsableArguments {
     func makeTextBackend() -> (any Backend)? {
         guard let textBackend, textBackend != backend else { return nil }
         return CPUBackend(threads: threads)
+    }
+
+    /// `--gpu-memory`'s placement of a model folder made for videos of `geometry` (nil without a cap): the text
+    /// encoder and streamed DiT blocks' weights go to a CPU backend of `--threads` (docs/memory.md).
+    func residency(geometry: BlockGeometry) -> Residency? {
+        let environment = ProcessInfo.processInfo.environment["REEL_HOST_MEMORY_GB"].flatMap(Double.init)
+        let host = (hostMemory ?? environment).map { Int($0 * 1e9) } ?? Residency.availableHostMemory()
+        return memoryCap.map {
+            Residency(cap: $0, slots: streamSlots, geometry: geometry, host: CPUBackend(threads: threads), hostMemory: host)
+        }
     }
 
     /// The performance switches, read from the environment here and nowhere else (`Tuning.fromEnvironment`

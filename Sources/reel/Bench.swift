@@ -120,9 +120,9 @@ struct Bench: AsyncParsableCommand {
         if kvCache == .fp8 && (model.isLongLive2 || input) {
             throw ValidationError("--kv-cache fp8 is LongLive 1.0's cache: LongLive 2.0 (--model 5b) and --input (video-to-video) keep theirs in the model's dtype.")
         }
-        if backendOptions.gpuMemory != nil && (folderPath != nil || input || model.isLongLive2 || backendOptions.devices != nil) {
-            throw ValidationError("--gpu-memory in reel bench places random weights of --model 1.3b, 14b or small on one device "
-                                  + "(a folder's placement: reel inspect DIR --gpu-memory GB).")
+        if backendOptions.gpuMemory != nil && (input || model.isLongLive2 || backendOptions.devices != nil) {
+            throw ValidationError("--gpu-memory in reel bench places a model folder, or random weights of --model 1.3b, 14b "
+                                  + "or small, on one device.")
         }
         if let folderPath, !FileManager.default.fileExists(atPath: folderPath) {
             throw ValidationError("--model: \(folderPath) is neither 1.3b, 14b, small, 5b, 5b-small nor an existing folder.")
@@ -173,7 +173,15 @@ struct Bench: AsyncParsableCommand {
             let loaded = try LoadedModel.load(files: folder, decoder: decoder != .none, backend: backend,
                                               decodeBackend: try backendOptions.makeDecodeBackend(),
                                               communicator: try backendOptions.makeCommunicator(), dtype: dtype, quantization: quantization,
-                                              kvCache: kvCache)
+                                              kvCache: kvCache, residency: backendOptions.residency(geometry: geometry))
+            if let plan = loaded.placement?.plan {
+                print(plan.description)
+                if plan.streamedLayers > 0 {
+                    let rate = try Self.hostToDeviceRate(try backend.device.makeStream())
+                    print(String(format: "host-to-device rate measured with page-locked memory: %.1f GB/s", rate / 1e9))
+                    linkRate = rate
+                }
+            }
             dit = loaded.dit
             decodeStream = loaded.decodeStream
             newDecoder = decoder == .none ? { nil } : { loaded.newDecoder() }

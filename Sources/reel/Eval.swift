@@ -143,8 +143,18 @@ struct Eval: AsyncParsableCommand {
         let t0 = Date()
         let model = try LoadedModel.load(files: files, decoder: true, encoder: restyle + animate > 0, backend: backend,
                                          decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
-                                         quantization: models.quantization, kvCache: models.kvCache, textBackend: backendOptions.makeTextBackend())
+                                         quantization: models.quantization, kvCache: models.kvCache, textBackend: backendOptions.makeTextBackend(),
+                                         residency: backendOptions.residency(geometry: BlockGeometry(width: frameSize,
+                                                                                                       height: frameSize)))
+        if let plan = model.placement?.plan { log(plan.description) }
         log(String(format: "loaded the model (%@ decoder) in %.1f s", model.decoderName, Date().timeIntervalSince(t0)))
+        if model.prompts.textEncoder.backend !== model.dit.backend {
+            _ = try model.context(for: "a red circle moves left on a blue background")
+            if let seconds = model.prompts.lastEncodeSeconds {
+                log(String(format: "text encoder on %@: a new prompt took %.0f ms (each new prompt and switch does)",
+                           model.prompts.textEncoder.backend.name, seconds * 1000))
+            }
+        }
         let source = try ModelFrameSource(model: model, frameSize: frameSize,
                                           summary: "model \(models.model ?? files.dit!) on \(backend.name) (\(backendOptions.storageType))")
         var options = evalOptions(frameSize: frameSize)

@@ -176,7 +176,9 @@ struct Generate: AsyncParsableCommand {
         let model = try LoadedModel.load(files: files, decoder: !latentsOnly || inputs, encoder: inputs,
                                           backend: backend, decodeBackend: try backendOptions.makeDecodeBackend(),
                                               communicator: try backendOptions.makeCommunicator(), dtype: dtype,
-                                          quantization: models.quantization, kvCache: models.kvCache, textBackend: backendOptions.makeTextBackend())
+                                          quantization: models.quantization, kvCache: models.kvCache, textBackend: backendOptions.makeTextBackend(),
+                                          residency: backendOptions.residency(geometry: geometry))
+        if let plan = model.placement?.plan { log(plan.description) }
         let dit = model.dit, textModel = model.prompts.textEncoder, prompts = model.prompts
         let decoder = latentsOnly ? nil : model.newDecoder()
         log(String(format: "loaded DiT (%d layers, dim %d%@), umT5 (%d layers) and %@ in %.1f s", dit.config.layers,

@@ -121,7 +121,8 @@ struct Serve: AsyncParsableCommand {
                 try LoadedModel.load(files: files, encoder: LoadedModel.hasEncoder(files), backend: backend,
                                      decodeBackend: decodeBackend, communicator: communicator,
                                      dtype: backendOptions.storageType, quantization: models.quantization, kvCache: models.kvCache,
-                                     textBackend: backendOptions.makeTextBackend())
+                                     textBackend: backendOptions.makeTextBackend(),
+                                     residency: backendOptions.residency(geometry: geometry))
             }
             if let sessionDevices {
                 for ordinal in sessionDevices.ordinals {
@@ -146,6 +147,23 @@ struct Serve: AsyncParsableCommand {
         } catch let error as ReelError {
             printError(error)
             throw ExitCode.failure
+        }
+        if let plan = engines[0].placement?.plan {
+            logger.info("reel serve: \(plan.description)")
+            logger.info("reel serve: sessions larger than \(width)x\(height) are refused when the cap cannot hold them")
+        }
+        for model in engines where model.prompts.textEncoder.backend !== model.dit.backend {
+            // The text encoder off the DiT's device: each new prompt pays its encode time (a prompt switch too).
+            do {
+                _ = try model.context(for: "a red circle moves left on a blue background")
+                if let seconds = model.prompts.lastEncodeSeconds {
+                    let (name, ms) = (model.prompts.textEncoder.backend.name, String(format: "%.0f", seconds * 1000))
+                    logger.info("reel serve: text encoder on \(name): a new prompt takes \(ms) ms to encode (each session's new prompts do)")
+                }
+            } catch let error as ReelError {
+                printError("text encoder failed: \(error)")
+                throw ExitCode.failure
+            }
         }
         for model in engines where !(model.dit.backend is CPUBackend) {
             // GPU kernels compiled and algorithms chosen now, each model alone, not by the first video.

@@ -82,6 +82,35 @@ import Testing
         }
     }
 
+    /// `WanDiT.load(streaming:)` binds the streamed blocks on a host backend and copies them straight into host
+    /// buffers: the model equals one loaded onto the device, quantized and then streamed, bit for bit, and the
+    /// device holds only the resident blocks, the embeddings and head, and the slots, never a streamed block.
+    @Test(arguments: [nil, LinearQuantization(format: .fp8, layers: .allLinears)])
+    func blocksLoadStraightIntoHostMemory(_ quantization: LinearQuantization?) async throws {
+        try await offThePool {
+            let source = try WanDiT.randomWeights(Self.config, on: CPUBackend(), seed: 8)
+            let backend = CPUBackend(gemm: .own)
+            var reference = try WanDiT.load(from: source, heads: 12, backend: backend).withTextLength(8)
+            if let quantization { reference = try reference.quantized(quantization) }
+            reference = try reference.streamingBlocks(from: 1, slots: 2)
+            let budget = MemoryBudget(cap: 1 << 40, device: "cpu")
+            let device = CPUBackend(gemm: .own, memoryBudget: budget)
+            let streaming = BlockStreaming(first: 1, slots: 2, copyStream: device, host: CPUBackend(gemm: .own))
+            let loaded = try WanDiT.load(from: source, heads: 12, backend: device, quantization: quantization,
+                                         streaming: streaming).withTextLength(8)
+            #expect(loaded.quantization == quantization)
+            let stats = try #require(loaded.weightStreaming)
+            #expect(stats.firstLayer == 1 && stats.layers == 3 && stats.slots == 2)
+            // The device: the embeddings, the head and block 0 (quantized or not), and the slots; while loading at
+            // most one block more (block 0 before its quantization), never the three streamed blocks.
+            let all = WanDiT.weightShapes(Self.config).reduce(0) { $0 + $1.1.count } * 4
+            let block = WanDiT.blockParameters(Self.config) * 4
+            #expect(budget.inUse <= stats.slotBytes + all - 3 * block)
+            #expect(budget.peak <= budget.inUse + block, "peak \(budget.peak), in use \(budget.inUse)")
+            try expectSamePasses(reference, loaded, backend: backend, label: "loaded streaming, \(String(describing: quantization))")
+        }
+    }
+
     /// The slots are the only device memory streaming adds: under a cap that holds the resident blocks and two
     /// slots, the model is made and runs; the host copies do not count.
     @Test func slotsCountAgainstTheCapAndHostCopiesDoNot() async throws {
@@ -98,5 +127,65 @@ import Testing
             #expect(budget.inUse - before == weights + slots)
             #expect(slots < weights / 2)
         }
+    }
+}
+
+/// The KV cache in host memory (`WanDiT.hostKVCache`, `--gpu-memory`'s step after every block streams): each
+/// layer's K/V uploaded into one of two device scratches before the layer and its new rows written back after.
+@Suite struct HostKVCacheTests {
+    @Test(arguments: [0, 2])
+    func hostCacheEqualsDeviceCacheBitForBit(chunkFrames: Int) async throws {
+        try await offThePool {
+            let backend = CPUBackend(gemm: .own)
+            let resident = try WanDiT.load(from: WanDiT.randomWeights(WeightStreamingTests.config, on: backend, seed: 4),
+                                           heads: 12, backend: backend).withTextLength(8)
+            resident.chunkFrames = chunkFrames
+            let streamed = try resident.streamingBlocks(from: 0, slots: 2)
+            streamed.hostKVCache = try backend.makeStream() as? any HostToDeviceCopying
+            streamed.chunkFrames = chunkFrames
+            // Passes that fill, wrap and recache; the host cache read after them equals the device one.
+            try WeightStreamingTests().expectSamePasses(resident, streamed, backend: backend,
+                                                         label: "host KV cache, chunks of \(chunkFrames)")
+        }
+    }
+
+    /// Only the two scratches count against the cap; the cache's layers live in host memory.
+    @Test func onlyTheScratchesCountAgainstTheCap() throws {
+        let budget = MemoryBudget(cap: 1 << 40, device: "cpu")
+        let backend = CPUBackend(gemm: .own, memoryBudget: budget)
+        let c = WeightStreamingTests.config
+        let before = budget.inUse
+        let device = try WanKVCache(backend: backend, layers: c.layers, tokensPerFrame: 6, heads: c.heads,
+                                    headDim: c.headDim, sinkFrames: 3, windowFrames: 6, dtype: .f32)
+        let onDevice = budget.inUse - before
+        let host = try WanKVCache(backend: backend, layers: c.layers, tokensPerFrame: 6, heads: c.heads,
+                                  headDim: c.headDim, sinkFrames: 3, windowFrames: 6, dtype: .f32,
+                                  hostCopier: try backend.makeStream() as? any HostToDeviceCopying)
+        #expect(budget.inUse - before - onDevice == 2 * onDevice / c.layers)
+        #expect(host.byteCount == 2 * device.byteCount / c.layers)
+        // Outside beginLayer/endLayer a layer of the host cache is not readable by a pass.
+        #expect(throws: ReelError.self) { _ = try host.live(0) }
+    }
+
+    /// Negative control: without the write-back the host cache keeps zeros and the next pass differs.
+    @Test func withoutWriteBackTheCacheDiffers() throws {
+        let backend = CPUBackend(gemm: .own)
+        let model = try WanDiT.load(from: WanDiT.randomWeights(WeightStreamingTests.config, on: backend, seed: 4),
+                                    heads: 12, backend: backend).withTextLength(8)
+        model.hostKVCache = try backend.makeStream() as? any HostToDeviceCopying
+        let cache = try model.makeCache(tokensPerFrame: 6, sinkFrames: 3, windowFrames: 6)
+        let prompt = try model.encodePrompt(try backend.randomNormal([5, 16], seed: 9, offset: 0, dtype: .f32))
+        let latents = try backend.randomNormal([3, 4, 6, 16], seed: 11, offset: 0, dtype: .f32)
+        _ = try model.forward(latents, timestep: 900, prompt: prompt, cache: cache, access: .init(startFrame: 0, needsOutput: true))
+        #expect(try cache.keys[0].toFloats().contains { $0 != 0 })
+        // The same layer used without endLayer: its rows never reach host memory.
+        let fresh = try model.makeCache(tokensPerFrame: 6, sinkFrames: 3, windowFrames: 6)
+        let plan = fresh.plan(startFrame: 0, frames: 3)
+        try fresh.beginLayer(0)
+        let (k, _) = try fresh.live(0)
+        try backend.fill(k, with: 1)
+        #expect(try fresh.keys[0].toFloats().allSatisfy { $0 == 0 })
+        try fresh.endLayer(0, plan: plan)
+        #expect(try fresh.keys[0].toFloats().contains { $0 == 1 })
     }
 }

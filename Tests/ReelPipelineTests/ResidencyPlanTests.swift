@@ -72,4 +72,41 @@ import Testing
             #expect(message.contains("raise --gpu-memory"))
         }
     }
+
+    /// The step after every block streams: the KV cache in host memory, two scratches of one layer's K/V on the
+    /// device; only when asked (a cache of the model's dtype), and the refusal below it says it was tried.
+    @Test func theKVCacheMovesToHostMemoryAfterEveryBlockStreams() throws {
+        let c = WanDiTConfig.wan1_3B, e = Self.estimate(c)
+        let layer = ResidencyPlan.blockBytes(c, dtype: .bf16, quantization: nil)
+        let kv = try #require(e.items.first { $0.name == "KV cache" }).bytes
+        let allStreamed = e.withoutTextEncoder - Double(c.layers - 2) * layer
+        let cap = Int(allStreamed - kv / 2)
+        #expect(throws: ReelError.self) { _ = try ResidencyPlan.make(estimate: e, dit: c, cap: cap) }
+        let plan = try ResidencyPlan.make(estimate: e, dit: c, cap: cap, hostKVCache: true)
+        #expect(plan.kvCacheOnHost && plan.residentLayers == 0 && plan.slots == 2 && plan.textEncoder == .cpu)
+        #expect(abs(plan.deviceBytes - (allStreamed - kv + 2 * kv / Double(c.layers))) < 1)
+        #expect(plan.deviceBytes(for: e) == plan.deviceBytes)
+        #expect(plan.description.contains("KV cache: in host memory"), "\(plan.description)")
+        #expect(plan.placement.contains("the KV cache in host memory"))
+        let small = try #require(throws: ReelError.self) {
+            _ = try ResidencyPlan.make(estimate: e, dit: c, cap: 1_000_000_000, hostKVCache: true)
+        }
+        #expect("\(small)".contains("and the KV cache in host memory it needs"), "\(small)")
+    }
+
+    /// The text encoder in FP8 on the device comes between the device in bf16 and the CPU.
+    @Test func theTextEncoderTriesFP8BeforeTheCPU() throws {
+        let c = WanDiTConfig.wan1_3B, e = Self.estimate(c)
+        let fp8 = ResidencyPlan.textEncoderFP8Bytes(.xxl, parameters: UMT5Config.xxl.parameterCount, dtype: .bf16)
+        let text = e.total - e.withoutTextEncoder
+        #expect(fp8 < text * 0.6 && fp8 > text * 0.5)
+        let plan = try ResidencyPlan.make(estimate: e, dit: c, cap: Int(e.withoutTextEncoder + fp8) + 1,
+                                          textEncoderFP8Bytes: fp8)
+        #expect(plan.textEncoder == .deviceFP8 && plan.streamedLayers == 0, "\(plan.description)")
+        #expect(plan.deviceBytes(for: e) == plan.deviceBytes)
+        #expect(plan.description.contains("text encoder: on the device in FP8"))
+        let tighter = try ResidencyPlan.make(estimate: e, dit: c, cap: Int(e.withoutTextEncoder + fp8) - 1,
+                                             textEncoderFP8Bytes: fp8)
+        #expect(tighter.textEncoder == .cpu)
+    }
 }

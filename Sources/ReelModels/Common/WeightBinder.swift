@@ -76,8 +76,10 @@ public final class WeightBinder {
     public func contains(_ name: String) -> Bool { index[name] != nil }
     public func shape(_ name: String) -> Shape? { index[name].flatMap { source.shape(of: $0) } }
 
-    /// The tensor named `name`, checked against `shape` (nil: any shape).
-    public func tensor(_ name: String, shape: Shape?) throws -> Tensor {
+    /// The tensor named `name`, checked against `shape` (nil: any shape), loaded onto `target` (default: `backend`;
+    /// e.g. a host backend for weights that live in host memory, `WanDiT.load(streaming:)`).
+    public func tensor(_ name: String, shape: Shape?, on target: (any Backend)? = nil) throws -> Tensor {
+        let backend = target ?? self.backend
         guard let key = index[name] else { throw ReelError.weights(message: "missing weight '\(name)'") }
         if let shape, let actual = source.shape(of: key), actual.count == shape.count, actual != shape {
             // Same element count, other rank (e.g. modulation [1, 6, C] as [6, C]): a reshape is fine.

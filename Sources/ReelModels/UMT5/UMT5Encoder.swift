@@ -35,9 +35,43 @@ public final class UMT5Encoder: @unchecked Sendable {
 
     struct Block {
         var norm1, norm2: Tensor
-        var q, k, v, o: Tensor              // [heads*headDim, dim] / [dim, heads*headDim]
+        var q, k, v, o: Linear              // [heads*headDim, dim] / [dim, heads*headDim]
         var positionBias: Tensor            // [buckets, heads]
-        var gate, fc1, fc2: Tensor          // [ffn, dim], [ffn, dim], [dim, ffn]
+        var gate, fc1, fc2: Linear          // [ffn, dim], [ffn, dim], [dim, ffn]
+
+        /// The seven linears quantized per output channel to `format` (the norms and position bias stay).
+        func quantized(to format: QuantizedFormat) throws -> Block {
+            var b = self
+            for path in [\Block.q, \.k, \.v, \.o, \.gate, \.fc1, \.fc2] {
+                b[keyPath: path] = try self[keyPath: path].quantized(to: format)
+            }
+            return b
+        }
+    }
+
+    /// A bias-free linear layer `x W^T`, W `[out, in]`; with `quantized`, W in FP8 E4M3 or INT8 per output channel
+    /// and the input rows quantized per row as they come (the DiT's W8A8 path, `Backend.quantizedLinear`).
+    struct Linear {
+        var weight: Tensor
+        var quantized: RowQuantized?
+
+        func callAsFunction(_ x: Tensor) throws -> Tensor {
+            let be = weight.backend
+            guard let quantized else { return try be.linear(x, weight: weight) }
+            return try be.quantizedLinear(try be.quantizeRows(x, to: quantized.values.dtype), weight: quantized, bias: nil,
+                                          gelu: false, adding: nil, into: nil)
+        }
+
+        func quantized(to format: QuantizedFormat) throws -> Linear {
+            if quantized != nil { return self }
+            let q = try weight.backend.quantizeRows(weight, to: format.dtype)
+            return Linear(weight: q.values, quantized: q)
+        }
+    }
+
+    /// The format of the blocks' linears, nil when they are in the model's dtype.
+    public var quantization: QuantizedFormat? {
+        blocks.first?.q.quantized.flatMap { QuantizedFormat(dtype: $0.values.dtype) }
     }
 
     init(config: UMT5Config, backend: any Backend, tokenEmbedding: Tensor, blocks: [Block], finalNorm: Tensor) {
@@ -64,15 +98,15 @@ public final class UMT5Encoder: @unchecked Sendable {
             let gathered = try be.embedding(buckets, table: b.positionBias)          // [n*n, heads]
             let biasT = try be.permute(try gathered.reshaped([n, n, c.heads]), [2, 0, 1])
             let h = try be.rmsNorm(x, weight: b.norm1, eps: c.eps)
-            let q = try be.linear(h, weight: b.q).reshaped(heads)
-            let k = try be.linear(h, weight: b.k).reshaped(heads)
-            let v = try be.linear(h, weight: b.v).reshaped(heads)
+            let q = try b.q(h).reshaped(heads)
+            let k = try b.k(h).reshaped(heads)
+            let v = try b.v(h).reshaped(heads)
             // T5 does not scale the scores by 1/sqrt(d); softmax in float32.
             let a = try be.attention(query: q, key: k, value: v, scale: 1, bias: biasT)
-            x = try be.add(x, try be.linear(try a.reshaped([n, c.heads * c.headDim]), weight: b.o))
+            x = try be.add(x, try b.o(try a.reshaped([n, c.heads * c.headDim])))
             let f = try be.rmsNorm(x, weight: b.norm2, eps: c.eps)
-            let gated = try be.mul(try be.linear(f, weight: b.fc1), try be.unary(.geluTanh, try be.linear(f, weight: b.gate)))
-            x = try be.add(x, try be.linear(gated, weight: b.fc2))
+            let gated = try be.mul(try b.fc1(f), try be.unary(.geluTanh, try b.gate(f)))
+            x = try be.add(x, try b.fc2(gated))
         }
         return try be.rmsNorm(x, weight: finalNorm, eps: c.eps)
     }
@@ -151,7 +185,10 @@ extension UMT5Encoder {
 
     /// Loads an encoder from Wan's `models_t5_umt5-xxl-enc-bf16.pth` layout or transformers' layout,
     /// detecting the configuration from the weights.
-    public static func load(from source: any TensorSource, backend: any Backend, dtype: DType = .f32) throws -> UMT5Encoder {
+    /// `quantization`: the blocks' linears quantized to FP8 or INT8 as each block loads (`--gpu-memory`'s text
+    /// encoder step on the device: about half its bf16 bytes), so the whole model is never on the device in `dtype`.
+    public static func load(from source: any TensorSource, backend: any Backend, dtype: DType = .f32,
+                            quantization: QuantizedFormat? = nil) throws -> UMT5Encoder {
         let b = try WeightBinder(source: source, rules: rules(for: source.keys), backend: backend, dtype: dtype)
         b.markUsed(tiedCopy(source.keys))
         let config = try detectConfig(b)
@@ -160,13 +197,17 @@ extension UMT5Encoder {
         let blocks = try (0..<config.layers).map { i -> Block in
             let p = "blocks.\(i)"
             let table = try b.tensor("\(p).pos_embedding.embedding.weight", shape: [config.buckets, heads])
-            return Block(norm1: try b.tensor("\(p).norm1.weight", shape: [d]), norm2: try b.tensor("\(p).norm2.weight", shape: [d]),
-                         q: try b.tensor("\(p).attn.q.weight", shape: [inner, d]), k: try b.tensor("\(p).attn.k.weight", shape: [inner, d]),
-                         v: try b.tensor("\(p).attn.v.weight", shape: [inner, d]), o: try b.tensor("\(p).attn.o.weight", shape: [d, inner]),
-                         positionBias: table,
-                         gate: try b.tensor("\(p).ffn.gate.0.weight", shape: [config.ffnDim, d]),
-                         fc1: try b.tensor("\(p).ffn.fc1.weight", shape: [config.ffnDim, d]),
-                         fc2: try b.tensor("\(p).ffn.fc2.weight", shape: [d, config.ffnDim]))
+            func linear(_ name: String, _ shape: Shape) throws -> Linear {
+                Linear(weight: try b.tensor("\(p).\(name).weight", shape: shape), quantized: nil)
+            }
+            let block = Block(norm1: try b.tensor("\(p).norm1.weight", shape: [d]),
+                              norm2: try b.tensor("\(p).norm2.weight", shape: [d]),
+                              q: try linear("attn.q", [inner, d]), k: try linear("attn.k", [inner, d]),
+                              v: try linear("attn.v", [inner, d]), o: try linear("attn.o", [d, inner]),
+                              positionBias: table,
+                              gate: try linear("ffn.gate.0", [config.ffnDim, d]), fc1: try linear("ffn.fc1", [config.ffnDim, d]),
+                              fc2: try linear("ffn.fc2", [d, config.ffnDim]))
+            return try quantization.map { try block.quantized(to: $0) } ?? block
         }
         let encoder = UMT5Encoder(config: config, backend: backend,
                                   tokenEmbedding: try b.tensor("token_embedding.weight", shape: [config.vocabulary, d]),

@@ -32,8 +32,10 @@ final class LoRAMerger {
     }
 
     /// `weight` plus the LoRA update for `module` (e.g. "blocks.3.self_attn.q"), or unchanged.
+    /// The merge runs on the weight's backend (the device's, or the host's for a streamed block).
     func merge(into weight: Tensor, module: String) throws -> Tensor {
         guard let (ka, kb) = pairs[module] else { return weight }
+        let backend = weight.backend
         let a = try source.load(ka, on: backend, as: .f32)   // [r, in]
         let b = try source.load(kb, on: backend, as: .f32)   // [out, r]
         guard a.rank == 2, b.rank == 2, a.shape[0] == b.shape[1], b.shape[0] == weight.shape[0], a.shape[1] == weight.shape[1] else {

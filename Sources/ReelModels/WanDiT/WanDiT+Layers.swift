@@ -7,9 +7,14 @@ import ReelCore
 struct WanDiTBinder {
     let weights: WeightBinder
     let lora: LoRAMerger?
+    /// Where the tensors load (nil: the binder's backend): a host backend for streamed blocks.
+    var target: (any Backend)? = nil
 
     /// The tensor `name`, checked against `shape` (a reshape of the same element count is fine).
-    func tensor(_ name: String, _ shape: Shape) throws -> Tensor { try weights.tensor(name, shape: shape) }
+    func tensor(_ name: String, _ shape: Shape) throws -> Tensor { try weights.tensor(name, shape: shape, on: target) }
+
+    /// The same binder loading onto `backend`.
+    func on(_ backend: any Backend) -> WanDiTBinder { WanDiTBinder(weights: weights, lora: lora, target: backend) }
 }
 
 extension WanDiT {

@@ -69,19 +69,52 @@ extension WanDiT {
     /// Loads a DiT from `source` (layout detected unless given), optionally merging a LoRA.
     /// - Parameters:
     ///   - heads: attention heads; detected as dim/128 when nil (true of every released Wan2.1).
+    ///   - quantization: the blocks' layers quantized as they load, one block at a time (`quantized(_:)`).
+    ///   - streaming: blocks `streaming.first...` loaded straight into host memory and streamed through device
+    ///     slots (`BlockStreaming`); the model equals `load(...).quantized(q).streamingBlocks(from:slots:)` without
+    ///     those blocks ever being on the device, so a DiT larger than the device memory loads.
     public static func load(from source: any TensorSource, layout: Layout? = nil, heads: Int? = nil,
                             lora: (any TensorSource)? = nil, loraScale: Float = 1,
-                            backend: any Backend, dtype: DType = .f32) throws -> WanDiT {
+                            backend: any Backend, dtype: DType = .f32, quantization: LinearQuantization? = nil,
+                            streaming: BlockStreaming? = nil) throws -> WanDiT {
         let layout = layout ?? Layout.detect(source.keys)
         let b = try WeightBinder(source: source, rules: layout.rules, backend: backend, dtype: dtype)
         var config = try detectConfig(b)
         if let heads { config.heads = heads }
         try config.validate()
+        if let streaming {
+            try require(streaming.first >= 0 && streaming.first <= config.layers && streaming.slots >= 1, "WanDiT.load",
+                        "first streamed block \(streaming.first) of \(config.layers), \(streaming.slots) slots")
+        }
         let merger = try lora.map { try LoRAMerger(source: $0, scale: loraScale, backend: backend, dtype: dtype) }
-        let weights = try WanDiTWeights(WanDiTBinder(weights: b, lora: merger), config, dtype: dtype)
+        let binder = WanDiTBinder(weights: b, lora: merger)
+        let copier = try streaming.map { try BlockStreamer.copier($0.copyStream) }
+        var hostBlocks: [(block: Block, source: HostBlockSource)] = []
+        let weights = try WanDiTWeights(binder, config, dtype: dtype) { i in
+            guard let streaming, let copier, i >= streaming.first else {
+                let block = try Block(binder, "blocks.\(i)", config)
+                return try quantization.map { try block.quantized($0) } ?? block
+            }
+            // Read, converted, merged and quantized on the host; its bytes go to its host buffer; the host tensors go.
+            var block = try Block(binder.on(streaming.host), "blocks.\(i)", config)
+            if streaming.fromMappedFile {
+                try require(quantization == nil && merger == nil, "WanDiT.load", "blocks streamed from the mapped file "
+                            + "are used as stored: no LoRA merge, no --fp8/--int8")
+                hostBlocks.append(try BlockStreamer.mappedLayout(of: block))
+                return hostBlocks[hostBlocks.count - 1].block
+            }
+            if let quantization { block = try block.quantized(quantization) }
+            hostBlocks.append(try BlockStreamer.hostCopy(of: block, copier: copier))
+            return hostBlocks[hostBlocks.count - 1].block
+        }
         try b.finish()
         try merger?.finish()
-        return WanDiT(config: config, weights: weights, backend: backend)
+        guard let streaming, let copier, !hostBlocks.isEmpty else {
+            return WanDiT(config: config, weights: weights, backend: backend)
+        }
+        let streamer = try BlockStreamer(hostBlocks: hostBlocks, first: streaming.first,
+                                         slots: min(streaming.slots, hostBlocks.count), compute: backend, copier: copier)
+        return WanDiT(config: config, weights: weights, backend: backend, streamer: streamer)
     }
 }
 

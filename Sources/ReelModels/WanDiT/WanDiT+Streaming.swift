@@ -1,5 +1,6 @@
 import Foundation
 import ReelCore
+import ReelIO
 
 /// Weight streaming (`--gpu-memory`, `ResidencyPlan`): the DiT's last blocks live in host memory (page-locked on
 /// CUDA) and pass through a ring of `slots` device buffers, one upload per block per pass.
@@ -21,17 +22,16 @@ extension WanDiT {
         try require(first >= 0 && first <= config.layers && slots >= 1, "WanDiT.streamingBlocks",
                     "first streamed block \(first) of \(config.layers), \(slots) slots")
         if first == config.layers { return self }
-        let stream = try copyStream ?? backend.device.makeStream()
-        guard let copier = stream as? any HostToDeviceCopying else {
-            throw ReelError.unsupported(backend: stream.name, op: "streamingBlocks", message: "no host-to-device copies")
-        }
-        let streamer = try BlockStreamer(blocks: Array(weights.blocks[first...]), first: first,
-                                         slots: min(slots, config.layers - first), compute: backend, copier: copier)
+        let copier = try BlockStreamer.copier(copyStream ?? backend.device.makeStream())
+        let hostBlocks = try weights.blocks[first...].map { try BlockStreamer.hostCopy(of: $0, copier: copier) }
+        let streamer = try BlockStreamer(hostBlocks: hostBlocks, first: first, slots: min(slots, config.layers - first),
+                                         compute: backend, copier: copier)
         var w = weights
         w.blocks = Array(weights.blocks[..<first]) + streamer.hostBlocks
         let model = WanDiT(config: config, weights: w, backend: backend, streamer: streamer)
         model.chunkFrames = chunkFrames
         model.kvCache = kvCache
+        model.hostKVCache = hostKVCache
         return model
     }
 
@@ -57,6 +57,31 @@ extension WanDiT {
     }
 }
 
+/// Where `WanDiT.load(streaming:)` puts the DiT's last blocks: in host memory, streamed through device slots.
+public struct BlockStreaming: @unchecked Sendable {
+    /// The first streamed block: blocks `0..<first` load onto the device, `first...` into host memory.
+    public var first: Int
+    /// Device slots the streamed blocks pass through (2 or 3).
+    public var slots: Int
+    /// The stream that uploads them: a stream of the model's device (`HostToDeviceCopying`).
+    public var copyStream: any Backend
+    /// A backend computing in host memory (the CPU's), where each streamed block's weights are read from the file,
+    /// converted to the model's dtype, merged with a LoRA and quantized, one block at a time, before their bytes go
+    /// to the block's host buffer (page-locked on CUDA). None of it touches the device.
+    public var host: any Backend
+    /// Stream the blocks from the memory-mapped weight file instead of host copies (host memory is short): the
+    /// file must store them in the run's dtype, with no LoRA and no quantization (`BlockStreamer.mappedLayout`).
+    public var fromMappedFile: Bool
+
+    public init(first: Int, slots: Int, copyStream: any Backend, host: any Backend, fromMappedFile: Bool = false) {
+        self.fromMappedFile = fromMappedFile
+        self.first = first
+        self.slots = slots
+        self.copyStream = copyStream
+        self.host = host
+    }
+}
+
 /// What weight streaming moved.
 public struct WeightStreamingStatistics: Sendable, Equatable {
     /// Blocks streamed, and the first of them.
@@ -70,6 +95,8 @@ public struct WeightStreamingStatistics: Sendable, Equatable {
     public var bytesUploaded: Int
     /// Device bytes of the slots.
     public var slotBytes: Int
+    /// Whether the blocks stream from the memory-mapped weight file (through bounce buffers), not host copies.
+    public var fromMappedFile = false
 }
 
 /// The host copies of the streamed blocks, the device slots and the events that order them (`WanDiT.forEachBlock`).
@@ -80,8 +107,12 @@ final class BlockStreamer: @unchecked Sendable {
     /// Each streamed block with its tensors viewing its host buffer (their `backend` is the copy stream; no op
     /// runs on them).
     let hostBlocks: [WanDiT.Block]
-    private let buffers: [any HostStorage]
+    private let sources: [HostBlockSource]
     private let slots: [Tensor]
+    /// Blocks streamed from the mapped file pass through these page-locked buffers, one per slot (empty when none
+    /// does), and the upload that last read each.
+    private let bounces: [any HostStorage]
+    private var bounceUploads: [(any BackendEvent)?]
     private var released: [(any BackendEvent)?]
     /// Uploads issued and not yet taken, oldest first.
     private var ready: [(slot: Int, event: any BackendEvent)] = []
@@ -93,43 +124,92 @@ final class BlockStreamer: @unchecked Sendable {
     /// Tensors of a block start at multiples of this in its buffer and slot.
     static let alignment = 256
 
-    init(blocks: [WanDiT.Block], first: Int, slots count: Int, compute: any Backend, copier: any HostToDeviceCopying) throws {
+    /// `hostBlocks`: each streamed block's host copy (`hostCopy(of:copier:)`) or its layout over the mapped file
+    /// (`mappedLayout(of:)`), from block `first` on.
+    init(hostBlocks: [(block: WanDiT.Block, source: HostBlockSource)], first: Int, slots count: Int, compute: any Backend,
+         copier: any HostToDeviceCopying) throws {
         self.first = first
         self.compute = compute
         self.copier = copier
-        var hostBlocks: [WanDiT.Block] = [], buffers: [any HostStorage] = []
-        for block in blocks {
-            var size = 0
-            _ = try block.mapTensors { t in
-                size = Self.aligned(size) + t.byteCount
-                return t
-            }
-            let buffer = try copier.makeHostBuffer(bytes: size)
-            var offset = 0
-            hostBlocks.append(try block.mapTensors { t in
-                offset = Self.aligned(offset)
-                let bytes = UnsafeMutableRawBufferPointer(start: buffer.baseAddress + offset, count: t.byteCount)
-                try t.backend.download(t, into: bytes)
-                let view = Tensor(storage: buffer, byteOffset: offset, shape: t.shape, dtype: t.dtype, backend: copier)
-                offset += t.byteCount
-                return view
-            })
-            buffers.append(buffer)
-        }
-        self.hostBlocks = hostBlocks
-        self.buffers = buffers
-        let slotBytes = buffers.map(\.byteCount).max() ?? 0
+        self.hostBlocks = hostBlocks.map(\.block)
+        self.sources = hostBlocks.map(\.source)
+        let slotBytes = sources.map(\.byteCount).max() ?? 0
         self.slots = try (0..<count).map { _ in try compute.allocate([slotBytes], dtype: .uint8) }
         released = Array(repeating: nil, count: count)
+        let mapped = sources.contains { if case .mapped = $0 { true } else { false } }
+        bounces = mapped ? try (0..<count).map { _ in try copier.makeHostBuffer(bytes: slotBytes) } : []
+        bounceUploads = Array(repeating: nil, count: mapped ? count : 0)
+    }
+
+    /// `block` (its tensors read from a memory-mapped weight file, in the run's dtype) laid out as its slot will
+    /// hold it, without a copy: the upload copies each tensor's mapped bytes into the slot's bounce buffer, then the
+    /// bounce buffer to the slot. Throws naming the tensor when one is not a view of the mapped file (the file
+    /// stores another dtype, or the weight was merged with a LoRA or quantized).
+    static func mappedLayout(of block: WanDiT.Block) throws -> (block: WanDiT.Block, source: HostBlockSource) {
+        var pieces: [(source: Tensor, offset: Int)] = [], offset = 0
+        let layout = try block.mapTensors { t in
+            guard t.storage is MappedRegion, t.hostPointer != nil else {
+                throw ReelError.input("streaming DiT blocks from the mapped weight file needs each weight in the run's "
+                                      + "dtype as the file stores it: a \(t.dtype) \(t.shape) tensor is a converted copy "
+                                      + "(convert the file to the run's dtype with reel convert, drop the LoRA or "
+                                      + "--fp8/--int8, or give Reel more host memory)")
+            }
+            offset = aligned(offset)
+            pieces.append((t, offset))
+            defer { offset += t.byteCount }
+            return t
+        }
+        let size = offset
+        let storage = BlockLayout(byteCount: size)
+        var placed = 0
+        let views = try layout.mapTensors { t in
+            let view = Tensor(storage: storage, byteOffset: pieces[placed].offset, shape: t.shape, dtype: t.dtype,
+                              backend: t.backend)
+            placed += 1
+            return view
+        }
+        return (views, .mapped(bytes: size, pieces: pieces))
+    }
+
+    /// `stream` as the copier of streamed blocks, or an error naming it when it cannot copy from the host.
+    static func copier(_ stream: any Backend) throws -> any HostToDeviceCopying {
+        guard let copier = stream as? any HostToDeviceCopying else {
+            throw ReelError.unsupported(backend: stream.name, op: "streamingBlocks", message: "no host-to-device copies")
+        }
+        return copier
+    }
+
+    /// `block` laid out in one host buffer of `copier`'s (page-locked on CUDA), each tensor at a multiple of
+    /// `alignment`, and the block viewing it (its tensors' `backend` is `copier`; no op runs on them). `block`'s
+    /// tensors may live anywhere (the device, the host, a mapped file): their bytes are downloaded.
+    static func hostCopy(of block: WanDiT.Block, copier: any HostToDeviceCopying) throws
+        -> (block: WanDiT.Block, source: HostBlockSource) {
+        var size = 0
+        _ = try block.mapTensors { t in
+            size = aligned(size) + t.byteCount
+            return t
+        }
+        let buffer = try copier.makeHostBuffer(bytes: size)
+        var offset = 0
+        let view = try block.mapTensors { t in
+            offset = aligned(offset)
+            let bytes = UnsafeMutableRawBufferPointer(start: buffer.baseAddress + offset, count: t.byteCount)
+            try t.backend.download(t, into: bytes)
+            let view = Tensor(storage: buffer, byteOffset: offset, shape: t.shape, dtype: t.dtype, backend: copier)
+            offset += t.byteCount
+            return view
+        }
+        return (view, .buffer(buffer))
     }
 
     static func aligned(_ n: Int) -> Int { (n + alignment - 1) / alignment * alignment }
 
     var statistics: WeightStreamingStatistics {
         lock.withLock {
-            WeightStreamingStatistics(layers: buffers.count, firstLayer: first, slots: slots.count,
-                                      bytesPerPass: buffers.reduce(0) { $0 + $1.byteCount }, bytesUploaded: uploaded,
-                                      slotBytes: slots.reduce(0) { $0 + $1.byteCount })
+            WeightStreamingStatistics(layers: sources.count, firstLayer: first, slots: slots.count,
+                                      bytesPerPass: sources.reduce(0) { $0 + $1.byteCount }, bytesUploaded: uploaded,
+                                      slotBytes: slots.reduce(0) { $0 + $1.byteCount },
+                                      fromMappedFile: !bounces.isEmpty)
         }
     }
 
@@ -137,13 +217,14 @@ final class BlockStreamer: @unchecked Sendable {
     /// `release` after that work is issued. Blocks are taken in order, pass after pass.
     func take(_ index: Int) throws -> (WanDiT.Block, Int) {
         try lock.withLock {
-            let count = buffers.count
+            let count = sources.count
             if taken % count != index {
                 // A pass ended early (an error): start over once everything queued is done.
                 try copier.synchronize()
                 try compute.synchronize()
                 ready = []
                 released = Array(repeating: nil, count: slots.count)
+                bounceUploads = Array(repeating: nil, count: bounceUploads.count)
                 taken = index
                 issued = index
             }
@@ -168,15 +249,53 @@ final class BlockStreamer: @unchecked Sendable {
 
     /// Queues the next upload on the copy stream. Call with the lock held.
     private func issue() throws {
-        let slot = issued % slots.count, index = issued % buffers.count
+        let slot = issued % slots.count, index = issued % sources.count
         if let free = released[slot] { try copier.wait(for: free) }
-        let buffer = buffers[index]
-        let target = try slots[slot].narrowed(axis: 0, start: 0, length: buffer.byteCount)
-        try copier.copy(fromHost: buffer.baseAddress, into: target)
-        ready.append((slot, try copier.recordEvent()))
-        uploaded += buffer.byteCount
+        let source = sources[index]
+        let target = try slots[slot].narrowed(axis: 0, start: 0, length: source.byteCount)
+        switch source {
+        case .buffer(let buffer):
+            try copier.copy(fromHost: buffer.baseAddress, into: target)
+            ready.append((slot, try copier.recordEvent()))
+        case .mapped(_, let pieces):
+            // The one host wait of streaming: the slot's bounce buffer is refilled once its last upload has read it
+            // (issued `slots` uploads ago, normally long done).
+            if let last = bounceUploads[slot] { try last.synchronize() }
+            let bounce = bounces[slot].baseAddress
+            for (tensor, offset) in pieces {
+                (bounce + offset).copyMemory(from: tensor.hostPointer!, byteCount: tensor.byteCount)
+            }
+            try copier.copy(fromHost: bounce, into: target)
+            let done = try copier.recordEvent()
+            bounceUploads[slot] = done
+            ready.append((slot, done))
+        }
+        uploaded += source.byteCount
         issued += 1
     }
+}
+
+/// Where a streamed block's bytes live on their way to a slot.
+enum HostBlockSource {
+    /// Its own host buffer laid out as the slot (page-locked on CUDA): one upload.
+    case buffer(any HostStorage)
+    /// The memory-mapped weight file: each tensor's bytes copied into the slot's bounce buffer at `offset`, then
+    /// one upload of the bounce buffer. No host copy of the block is kept.
+    case mapped(bytes: Int, pieces: [(source: Tensor, offset: Int)])
+
+    var byteCount: Int {
+        switch self {
+        case .buffer(let b): b.byteCount
+        case .mapped(let bytes, _): bytes
+        }
+    }
+}
+
+/// The layout of a block streamed from the mapped file: no bytes of its own (its tensors' offsets say where each
+/// goes in the bounce buffer and the slot; no op reads them).
+final class BlockLayout: TensorStorage, @unchecked Sendable {
+    let byteCount: Int
+    init(byteCount: Int) { self.byteCount = byteCount }
 }
 
 extension WanDiT.Block {

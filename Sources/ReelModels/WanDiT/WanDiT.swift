@@ -24,6 +24,10 @@ public final class WanDiT: @unchecked Sendable {
     /// How the caches this model makes (`makeCache`) store keys and values: the model's dtype (the
     /// default), or FP8 (`--kv-cache fp8`). LongLive 2.0's and StreamDiffusionV2's caches take only the former.
     public var kvCache = KVCacheStorage.model
+    /// The copy stream of the model's device when the caches this model makes (`makeCache`) keep keys and values
+    /// in host memory (`--gpu-memory`, `ResidencyPlan.kvCacheOnHost`; `WanKVCache.init(hostCopier:)`); nil: on the
+    /// device.
+    public var hostKVCache: (any HostToDeviceCopying)?
     /// The ranks this model is spread over (`sequenceParallel(_:communicator:)`); nil on one device.
     public let parallelism: SequenceParallelism?
     /// The blocks streamed from host memory (`streamingBlocks(from:slots:)`); nil when every block is resident.
@@ -62,6 +66,7 @@ public final class WanDiT: @unchecked Sendable {
         let model = WanDiT(config: config, weights: try weights.quantized(quantization), backend: backend)
         model.chunkFrames = chunkFrames
         model.kvCache = kvCache
+        model.hostKVCache = hostKVCache
         return model
     }
 
@@ -90,6 +95,7 @@ public final class WanDiT: @unchecked Sendable {
         let model = WanDiT(config: c, weights: weights, backend: backend, streamer: streamer)
         model.chunkFrames = chunkFrames
         model.kvCache = kvCache
+        model.hostKVCache = hostKVCache
         return model
     }
 
@@ -181,8 +187,10 @@ public final class WanDiT: @unchecked Sendable {
 
         try forEachBlock { index, block in
             let isLast = index == weights.blocks.count - 1
+                try cache.beginLayer(index)
             x = try blockForward(block, layer: index, x: x, e0: e0, grid: grid, rope: rope, prompt: prompt,
                                  cache: cache, written: written, skipOutput: isLast && !access.needsOutput)
+            try cache.endLayer(index, plan: written)
         }
         cache.commit(written)
         guard access.needsOutput else { return nil }
@@ -203,7 +211,7 @@ public final class WanDiT: @unchecked Sendable {
         }
         return try WanKVCache(backend: backend, layers: c.layers, tokensPerFrame: tokensPerFrame, heads: c.heads,
                               headDim: c.headDim, sinkFrames: sinkFrames, windowFrames: windowFrames,
-                              dtype: dtype ?? self.dtype, storage: storage ?? kvCache)
+                              dtype: dtype ?? self.dtype, storage: storage ?? kvCache, hostCopier: hostKVCache)
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import ReelCore
 
 /// LongLive's self-attention KV cache (attention sink + rolling window) as a ring with no shifting.
@@ -11,6 +12,13 @@ import ReelCore
 /// With `KVCacheStorage.fp8` each (token, head) row of headDim is stored as FP8 E4M3 codes with a float32
 /// scale (`Backend.quantizeRows`): a write quantizes, and `attended` dequantizes the layer's attended rows
 /// into one scratch K/V of the model's dtype shared by every layer, right before the attention reads them.
+///
+/// With `hostCopier` (`--gpu-memory`: the KV cache in host memory) every layer's K/V live in host memory
+/// (page-locked on CUDA) and pass through two device scratches of one layer's K/V: `beginLayer` uploads the
+/// layer's rows into the next scratch on the copy stream (after the compute stream released that scratch) and
+/// the compute stream waits for it; the pass writes and attends in the scratch; `endLayer` writes only the rows
+/// the pass wrote back to host memory on the copy stream, after the compute stream's writes. Events order it
+/// all; the host never waits.
 public final class WanKVCache: @unchecked Sendable {
     public let layers: Int
     public let tokensPerFrame: Int
@@ -19,7 +27,8 @@ public final class WanKVCache: @unchecked Sendable {
     public let sinkFrames: Int
     public let windowFrames: Int
     public let storage: KVCacheStorage
-    /// `[layers]` of `[1, slots * tokensPerFrame, heads, headDim]`: the model's dtype, or FP8 codes.
+    /// `[layers]` of `[1, slots * tokensPerFrame, heads, headDim]`: the model's dtype, or FP8 codes. In host
+    /// memory (views of `host`'s buffers, for reading after a synchronize) with `hostCopier`.
     let keys: [Tensor]
     let values: [Tensor]
     /// FP8 storage: `[layers]` of the rows' float32 scales `[1, slots * tokensPerFrame, heads]`; else empty.
@@ -32,6 +41,8 @@ public final class WanKVCache: @unchecked Sendable {
     /// (h = heads / shards) of every layer on rank r's stream, written and read with this cache's plans;
     /// this cache keeps the bookkeeping (`endFrame`) and no tensors of its own. Empty for a one-device cache.
     public let shards: [WanKVCache]
+    /// The host-memory cache's buffers and device scratches (nil: the cache is on the device).
+    let host: HostResidentKV?
     /// One past the newest frame whose keys were written by a generating (not recomputing) pass
     /// (LongLive `global_end_index / frame_seq_length`).
     public private(set) var endFrame = 0
@@ -40,13 +51,25 @@ public final class WanKVCache: @unchecked Sendable {
     ///   - dtype: the model's dtype: the stored keys and values (`.model`), or the scratch they are read
     ///     into (`.fp8`).
     public init(backend: any Backend, layers: Int, tokensPerFrame: Int, heads: Int, headDim: Int,
-                sinkFrames: Int, windowFrames: Int, dtype: DType, storage: KVCacheStorage = .model) throws {
+                sinkFrames: Int, windowFrames: Int, dtype: DType, storage: KVCacheStorage = .model,
+                hostCopier: (any HostToDeviceCopying)? = nil) throws {
         try require(windowFrames > 0 && sinkFrames >= 0 && tokensPerFrame > 0, "WanKVCache",
                     "invalid sizes: sink \(sinkFrames), window \(windowFrames), \(tokensPerFrame) tokens per frame")
         self.layers = layers; self.tokensPerFrame = tokensPerFrame; self.heads = heads; self.headDim = headDim
         self.sinkFrames = sinkFrames; self.windowFrames = windowFrames; self.storage = storage
+        shards = []
         let rows = (sinkFrames + windowFrames) * tokensPerFrame
         let shape: Shape = [1, rows, heads, headDim]
+        if let hostCopier {
+            try require(storage == .model, "WanKVCache", "a KV cache in host memory stores the model's dtype (not FP8)")
+            let host = try HostResidentKV(layers: layers, shape: shape, dtype: dtype, compute: backend, copier: hostCopier)
+            self.host = host
+            keys = host.buffers.map { Tensor(storage: $0.keys, shape: shape, dtype: dtype, backend: hostCopier) }
+            values = host.buffers.map { Tensor(storage: $0.values, shape: shape, dtype: dtype, backend: hostCopier) }
+            keyScales = []; valueScales = []; scratch = nil
+            return
+        }
+        host = nil
         let stored = storage == .fp8 ? DType.fp8e4m3 : dtype
         keys = try (0..<layers).map { _ in try backend.zeros(shape, dtype: stored) }
         values = try (0..<layers).map { _ in try backend.zeros(shape, dtype: stored) }
@@ -57,7 +80,6 @@ public final class WanKVCache: @unchecked Sendable {
         } else {
             keyScales = []; valueScales = []; scratch = nil
         }
-        shards = []
     }
 
     /// A cache of `heads` heads sharded over `backends` (one per rank, `heads` divisible by their count).
@@ -72,13 +94,15 @@ public final class WanKVCache: @unchecked Sendable {
         }
         self.layers = layers; self.tokensPerFrame = tokensPerFrame; self.heads = heads; self.headDim = headDim
         self.sinkFrames = sinkFrames; self.windowFrames = windowFrames; self.storage = storage
-        keys = []; values = []; keyScales = []; valueScales = []; scratch = nil
+        keys = []; values = []; keyScales = []; valueScales = []; scratch = nil; host = nil
     }
 
     public var slots: Int { sinkFrames + windowFrames }
     /// Device bytes of the cache: its keys and values, and with FP8 storage their scales and the scratch.
+    /// In host memory: the two scratches.
     public var byteCount: Int {
         guard shards.isEmpty else { return shards.map(\.byteCount).reduce(0, +) }
+        if let host { return host.scratches.reduce(0) { $0 + $1.keys.byteCount + $1.values.byteCount } }
         let rows = slots * tokensPerFrame * heads
         let scratchBytes = scratch.map { 2 * $0.keys.count * $0.keys.dtype.size } ?? 0
         return 2 * layers * rows * (headDim * (keys.first?.dtype.size ?? 0) + (storage == .fp8 ? 4 : 0)) + scratchBytes
@@ -145,13 +169,14 @@ public final class WanKVCache: @unchecked Sendable {
     /// one copy each per run of consecutive frames and slots.
     /// FP8 storage quantizes each run's rows and copies their codes and scales.
     public func write(layer: Int, keys k: Tensor, values v: Tensor, plan: WritePlan) throws {
-        let backend = keys[layer].backend
+        let (layerKeys, layerValues) = try live(layer)
+        let backend = layerKeys.backend
         for run in plan.runs {
             let src = run.input * tokensPerFrame, dst = run.slot * tokensPerFrame, n = run.count * tokensPerFrame
             let kr = try k.narrowed(axis: 1, start: src, length: n), vr = try v.narrowed(axis: 1, start: src, length: n)
             guard storage == .fp8 else {
-                try backend.copy(kr, into: keys[layer], axis: 1, at: dst)
-                try backend.copy(vr, into: values[layer], axis: 1, at: dst)
+                try backend.copy(kr, into: layerKeys, axis: 1, at: dst)
+                try backend.copy(vr, into: layerValues, axis: 1, at: dst)
                 continue
             }
             for (rows, codes, scales) in [(kr, keys[layer], keyScales[layer]), (vr, values[layer], valueScales[layer])] {
@@ -171,7 +196,8 @@ public final class WanKVCache: @unchecked Sendable {
         let runs = plan.runs
         guard runs.count == 1, runs[0].input == 0, runs[0].count == plan.frames else { return nil }
         let start = runs[0].slot * tokensPerFrame, n = plan.frames * tokensPerFrame
-        return (try keys[layer].narrowed(axis: 1, start: start, length: n), try values[layer].narrowed(axis: 1, start: start, length: n))
+        let (k, v) = try live(layer)
+        return (try k.narrowed(axis: 1, start: start, length: n), try v.narrowed(axis: 1, start: start, length: n))
     }
 
     /// The keys and values a pass attends to, `[1, attendedSlots * tokensPerFrame, heads, headDim]` each:
@@ -180,8 +206,9 @@ public final class WanKVCache: @unchecked Sendable {
     /// follows this layer's attention).
     public func attended(layer: Int, plan: WritePlan) throws -> (Tensor, Tensor) {
         let n = plan.attendedSlots * tokensPerFrame
-        let (k, v) = (try keys[layer].narrowed(axis: 1, start: 0, length: n),
-                      try values[layer].narrowed(axis: 1, start: 0, length: n))
+        let (layerKeys, layerValues) = try live(layer)
+        let (k, v) = (try layerKeys.narrowed(axis: 1, start: 0, length: n),
+                      try layerValues.narrowed(axis: 1, start: 0, length: n))
         guard let scratch else { return (k, v) }
         let backend = k.backend
         let out = (try scratch.keys.narrowed(axis: 1, start: 0, length: n),
@@ -194,8 +221,94 @@ public final class WanKVCache: @unchecked Sendable {
         return out
     }
 
+    /// Layer `layer`'s K and V where the pass reads and writes them: the cache's own, or in host memory the
+    /// scratch `beginLayer` filled.
+    func live(_ layer: Int) throws -> (Tensor, Tensor) {
+        guard let host else { return (keys[layer], values[layer]) }
+        return try host.live(layer)
+    }
+
+    /// Before a pass uses layer `layer` (`WanDiT.forward`): in host memory, its K/V uploaded into a scratch.
+    public func beginLayer(_ layer: Int) throws { try host?.begin(layer) }
+
+    /// After a pass has issued its work on layer `layer` as `plan` says: in host memory, the rows it wrote go back.
+    public func endLayer(_ layer: Int, plan: WritePlan) throws {
+        guard let host else { return }
+        let rowBytes = heads * headDim * (keys.first?.dtype.size ?? 0)
+        let rows = plan.runs.map { (start: $0.slot * tokensPerFrame, count: $0.count * tokensPerFrame) }
+        try host.end(layer, rows: rows, rowBytes: rowBytes)
+    }
+
     public func commit(_ plan: WritePlan) {
         if plan.advancesEnd { endFrame = max(endFrame, plan.startFrame + plan.frames) }
+    }
+}
+
+/// A `WanKVCache` in host memory: each layer's K and V in host buffers of the copier (page-locked on CUDA), and
+/// two device scratches of one layer's K and V that layers take in turn.
+final class HostResidentKV: @unchecked Sendable {
+    let compute: any Backend
+    let copier: any HostToDeviceCopying
+    let buffers: [(keys: any HostStorage, values: any HostStorage)]
+    let scratches: [(keys: Tensor, values: Tensor)]
+    /// The compute stream's event after the last layer that used each scratch (the next upload into it waits).
+    private var released: [(any BackendEvent)?]
+    /// Layers begun so far (layer uses take scratches in turn), and the one in use.
+    private var begun = 0
+    private var current: (layer: Int, scratch: Int)?
+
+    init(layers: Int, shape: Shape, dtype: DType, compute: any Backend, copier: any HostToDeviceCopying) throws {
+        self.compute = compute
+        self.copier = copier
+        let bytes = shape.count * dtype.size
+        buffers = try (0..<layers).map { _ in
+            let (k, v) = (try copier.makeHostBuffer(bytes: bytes), try copier.makeHostBuffer(bytes: bytes))
+            memset(k.baseAddress, 0, bytes)
+            memset(v.baseAddress, 0, bytes)
+            return (k, v)
+        }
+        scratches = try (0..<2).map { _ in
+            (try compute.allocate(shape, dtype: dtype), try compute.allocate(shape, dtype: dtype))
+        }
+        released = [nil, nil]
+    }
+
+    func live(_ layer: Int) throws -> (Tensor, Tensor) {
+        guard let current, current.layer == layer else {
+            throw ReelError.unsupported(backend: compute.name, op: "WanKVCache",
+                                        message: "layer \(layer) of a host-memory KV cache used outside beginLayer/endLayer")
+        }
+        return scratches[current.scratch]
+    }
+
+    /// Uploads layer `layer`'s K and V into the next scratch on the copy stream, once the compute stream has
+    /// released it; the compute stream waits for the upload.
+    func begin(_ layer: Int) throws {
+        let s = begun % scratches.count
+        if let free = released[s] { try copier.wait(for: free) }
+        try copier.copy(fromHost: buffers[layer].keys.baseAddress, into: scratches[s].keys)
+        try copier.copy(fromHost: buffers[layer].values.baseAddress, into: scratches[s].values)
+        try compute.wait(for: try copier.recordEvent())
+        begun += 1
+        current = (layer, s)
+    }
+
+    /// Copies the rows `rows` (start, count) of the scratch back to layer `layer`'s host buffers on the copy stream
+    /// after the compute stream's work so far, and releases the scratch (the copy stream runs the write-back before
+    /// any later upload into it).
+    func end(_ layer: Int, rows: [(start: Int, count: Int)], rowBytes: Int) throws {
+        guard let current, current.layer == layer else { return }
+        let done = try compute.recordEvent()
+        if !rows.isEmpty { try copier.wait(for: done) }
+        let (k, v) = scratches[current.scratch]
+        for (start, count) in rows {
+            try copier.copy(try k.narrowed(axis: 1, start: start, length: count),
+                            toHost: buffers[layer].keys.baseAddress + start * rowBytes)
+            try copier.copy(try v.narrowed(axis: 1, start: start, length: count),
+                            toHost: buffers[layer].values.baseAddress + start * rowBytes)
+        }
+        released[current.scratch] = done
+        self.current = nil
     }
 }
 
