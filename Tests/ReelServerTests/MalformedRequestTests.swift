@@ -18,7 +18,9 @@ import Testing
         var body: String { answer.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n") }
     }
 
-    static func exchange(port: Int, sending bytes: [UInt8], wait: Double = 30) -> Exchange {
+    /// Sends `bytes` on a fresh loopback connection and reads until the server closes it or `wait` seconds pass; with
+    /// `afterAnswer`, at most that many seconds more once a whole answer (its head and `Content-Length` bytes) came.
+    static func exchange(port: Int, sending bytes: [UInt8], wait: Double = 30, afterAnswer: Double? = nil) -> Exchange {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
@@ -36,7 +38,8 @@ import Testing
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         let start = ContinuousClock.now
         var received = [UInt8](), buffer = [UInt8](repeating: 0, count: 4096)
-        while (ContinuousClock.now - start).seconds < wait {
+        var deadline = wait
+        while (ContinuousClock.now - start).seconds < deadline {
             let n = recv(fd, &buffer, buffer.count, 0)
             if n <= 0 {
                 // 0: closed by the server; < 0: reset (after its answer) or the receive timed out.
@@ -45,8 +48,23 @@ import Testing
                                 closedAfter: closed ? (ContinuousClock.now - start).seconds : nil)
             }
             received += buffer[..<n]
+            if let afterAnswer, deadline == wait, Self.isWholeAnswer(received) {
+                deadline = (ContinuousClock.now - start).seconds + afterAnswer
+                var shorter = timeval(tv_sec: Int(afterAnswer.rounded(.up)), tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &shorter, socklen_t(MemoryLayout<timeval>.size))
+            }
         }
         return Exchange(answer: String(decoding: received, as: UTF8.self), closedAfter: nil)
+    }
+
+    /// Whether `bytes` hold an answer's head and as many body bytes as its `Content-Length` says.
+    static func isWholeAnswer(_ bytes: [UInt8]) -> Bool {
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard let end = text.range(of: "\r\n\r\n") else { return false }
+        let head = text[..<end.lowerBound].lowercased()
+        let length = head.components(separatedBy: "\r\n").first { $0.hasPrefix("content-length:") }
+            .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+        return text[end.upperBound...].utf8.count >= length
     }
 
     static let upgrade = "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -114,7 +132,10 @@ import Testing
                 ("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", true),
             ]
             for (request, closes) in cases {
-                let seen = try await onThread { Self.exchange(port: port, sending: Array(request.utf8), wait: 3) }
+                // The answer may take seconds under load; then a close comes at once, or never (2 s are watched).
+                let seen = try await onThread {
+                    Self.exchange(port: port, sending: Array(request.utf8), wait: 60, afterAnswer: closes ? 20 : 2)
+                }
                 let line = request.components(separatedBy: "\r\n").dropFirst().first ?? ""
                 #expect(seen.statusLine == "HTTP/1.1 200 OK", "\(line): \(seen.statusLine)")
                 #expect((seen.closedAfter != nil) == closes, "\(request.prefix(40)): closed after \(String(describing: seen.closedAfter))")
