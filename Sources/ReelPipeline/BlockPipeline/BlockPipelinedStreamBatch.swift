@@ -139,22 +139,31 @@ public final class BlockPipelinedStreamBatch: @unchecked Sendable {
         var x = try noisy(z, scale: schedule.noiseScale, block: 0, frames: n)
         let steps = schedule.denoisingSteps
         var x0 = x
+        var copied: [Tensor] = []       // every copy's source and result, kept until the devices are done (below)
         for (i, t) in steps.enumerated() {
             let segments = [WanDiT.LevelSegment(frames: n, startFrame: 0, timestep: Float(t), row: 0)]
             var h = x
             for s in stages.indices {
-                if s > 0 { h = try h.handedOver(to: stages[s].backend, ready: try h.backend.recordEvent()) }
+                if s > 0 {
+                    copied.append(h)
+                    h = try h.handedOver(to: stages[s].backend, ready: try h.backend.recordEvent())
+                    copied.append(h)
+                }
                 h = try stages[s].forwardStage(levels: h, latentHeight: latentShape.h, latentWidth: latentShape.w,
                                                segments: segments, prompt: prompts[s], cache: caches[s],
                                                embeds: s == 0, head: s == stages.count - 1)
             }
             let xl = try x.handedOver(to: last, ready: try first.recordEvent())
+            copied += [x, xl]
             x0 = try StreamBatchGenerator.x0(xl, velocity: h, segments: segments, steps: [t], sigmaOfStep: sigmaOfStep)
             if i + 1 < steps.count {
                 let renoised = try renoise(x0, to: steps[i + 1], draw: .renoise(block: 0, level: i), frames: n)
                 x = try renoised.handedOver(to: first, ready: try last.recordEvent())
+                copied += [renoised, x]
             }
         }
+        for m in stages { try m.backend.synchronize() }
+        copied.removeAll()
         for cache in caches { try cache.replicateFirstRow() }
         nextFrame = n
         blocksIn = 1
@@ -304,7 +313,10 @@ final class BlockPipelineStage: @unchecked Sendable {
     let index: Int
     var batches: [[BlockPipelineLevel]]
     var fed: [Bool]
+    /// The tensors a call copied between devices (sources and results) and an event after the copies: kept
+    /// until that event has passed, at the stage's next call (a GPU copy runs later than it is issued).
     var held: [Tensor] = []
+    var heldReady: (any BackendEvent)?
 
     init(owner: BlockPipelinedStreamBatch, index: Int, initial: [BlockPipelineLevel]) {
         self.owner = owner; self.index = index
@@ -338,6 +350,9 @@ final class BlockPipelineStage: @unchecked Sendable {
         var item = item
         var hidden: Tensor
         var keep: [Tensor] = []
+        try heldReady?.synchronize()
+        held = []
+        heldReady = nil
         if index == 0 {
             // The chain's stream batch: from the last stage's re-noising of its previous call (or start's zeros).
             if fed[item.chain] {
@@ -345,7 +360,7 @@ final class BlockPipelineStage: @unchecked Sendable {
                 precondition(back.call == item.call - o.chains, "block pipeline: stream batches out of order")
                 batches[item.chain] = try back.levels.map {
                     let moved = try $0.latents.handedOver(to: be, ready: back.ready)
-                    keep.append(moved)
+                    keep += [$0.latents, moved]
                     return BlockPipelineLevel(latents: moved, startFrame: $0.startFrame, block: $0.block)
                 }
             }
@@ -363,13 +378,14 @@ final class BlockPipelineStage: @unchecked Sendable {
             hidden = x
         } else {
             hidden = try item.input.handedOver(to: be, ready: item.ready)
-            keep.append(hidden)
+            keep += [item.input, hidden]
         }
+        if !keep.isEmpty { heldReady = try be.recordEvent() }
         let out = try model.forwardStage(levels: hidden, latentHeight: o.latentShape.h, latentWidth: o.latentShape.w,
                                          segments: item.segments, prompt: o.prompts[index], cache: o.caches[index],
                                          embeds: index == 0, head: last)
         let ready = try be.recordEvent()
-        held = keep + [out]            // alive until this stage's next call
+        held = keep + [out]
         if index == 0 { item.latentsReady = ready }
         if !last {
             item.input = out
@@ -378,13 +394,16 @@ final class BlockPipelineStage: @unchecked Sendable {
         }
         // The last stage: x0 per level, re-noised to the next step; the chain goes back to the first stage.
         let x = index == 0 ? item.latents! : try item.latents!.handedOver(to: be, ready: item.latentsReady)
+        if index > 0 {
+            held += [item.latents!, x]
+            heldReady = try be.recordEvent()
+        }
         let x0 = try StreamBatchGenerator.x0(x, velocity: out, segments: item.segments, steps: item.steps,
                                             sigmaOfStep: o.sigmaOfStep)
         var levels = item.levels.map { (latents: $0.latents, startFrame: $0.startFrame, block: $0.block) }
         let finished = try StreamBatchGenerator.advance(&levels, x0: x0, steps: item.steps, call: item.call) {
             try o.renoise($0, to: $1, draw: $2, frames: 1)
         }
-        held.append(x)
         let back = BlockPipelineLevels(call: item.call, levels: levels.map {
             BlockPipelineLevel(latents: $0.latents, startFrame: $0.startFrame, block: $0.block)
         }, ready: try be.recordEvent())
