@@ -24,6 +24,8 @@ import ReelModels
 /// one-device stream batch itself. The reference's warm-up differs (its first N calls shift rank 0's own
 /// inputs, so block 1 enters a second chain un-denoised); here every chain starts from the zero levels of
 /// `start`. docs/multi-gpu.md.
+///
+/// The stage threads hold the generator until `stop()`: call it when done (a session's end).
 public final class BlockPipelinedStreamBatch: @unchecked Sendable {
     public let stages: [WanDiT]
     public let ranges: [Range<Int>]
@@ -179,7 +181,7 @@ public final class BlockPipelinedStreamBatch: @unchecked Sendable {
             throw ReelError.input("motion must be a finite non-negative RMS difference, got \(motion)")
         }
         _ = try checkLatents(z, frames: 1)
-        startStages()
+        try startStages()
         let block = blocksIn
         let (s, step) = motionRule.next(motion: motion)
         let x = try noisy(z, scale: s, block: block, frames: 1)
@@ -226,12 +228,12 @@ public final class BlockPipelinedStreamBatch: @unchecked Sendable {
         return ReelError.input("block pipeline: the stages stopped")
     }
 
-    private func startStages() {
+    private func startStages() throws {
         guard !running else { return }
+        let zeros = try stages[0].backend.zeros([1, latentShape.h, latentShape.w, latentShape.c], dtype: stages[0].dtype)
+        let initial = Array(repeating: BlockPipelineLevel(latents: zeros, startFrame: nextFrame, block: -1),
+                            count: schedule.levels)
         running = true
-        let zeros = try? stages[0].backend.zeros([1, latentShape.h, latentShape.w, latentShape.c], dtype: stages[0].dtype)
-        let initial: [BlockPipelineLevel] = Array(repeating: BlockPipelineLevel(latents: zeros!, startFrame: nextFrame, block: -1),
-                                                   count: schedule.levels)
         for s in stages.indices {
             let stage = BlockPipelineStage(owner: self, index: s, initial: initial)
             let (input, next) = (inputs[s], s + 1 < stages.count ? inputs[s + 1] : nil)
@@ -357,7 +359,10 @@ final class BlockPipelineStage: @unchecked Sendable {
             // The chain's stream batch: from the last stage's re-noising of its previous call (or start's zeros).
             if fed[item.chain] {
                 guard let back = try feedback.receive() else { throw ReelError.input("block pipeline: the stages stopped") }
-                precondition(back.call == item.call - o.chains, "block pipeline: stream batches out of order")
+                guard back.call == item.call - o.chains else {
+                    throw ReelError.input("block pipeline: call \(item.call) got the stream batch of call \(back.call), "
+                                          + "expected \(item.call - o.chains)")
+                }
                 batches[item.chain] = try back.levels.map {
                     let moved = try $0.latents.handedOver(to: be, ready: back.ready)
                     keep += [$0.latents, moved]
