@@ -33,10 +33,14 @@ struct BackendOptions: ParsableArguments {
         case exact
         /// LiveAvatar's timestep-forcing pipeline: a whole DiT per device, device i always runs step i.
         case timestepForcing = "timestep-forcing"
+        /// StreamDiffusionV2's block pipelining: the DiT's layers in contiguous ranges over the devices, the stream
+        /// batch handed from device to device (`reel bench` only for now).
+        case blockPipeline = "block-pipeline"
     }
     @Option(help: ArgumentHelp(
         "exact (LongLive's schedule; default) or timestep-forcing (LiveAvatar's pipeline: a whole DiT and KV cache per "
-            + "device of --devices, device i always runs denoising step i; an approximation, docs/multi-gpu.md).",
+            + "device of --devices, device i always runs denoising step i; an approximation, docs/multi-gpu.md), or "
+            + "block-pipeline (StreamDiffusionV2's: the DiT's layers split over --devices, video-to-video; reel bench only for now).",
         discussion: "timestep-forcing needs one device per step: --devices 0,1,2,3 for LongLive's 4 steps; the "
             + "decoder goes on --decode-device (default: a stream of the first device)."))
     var pipeline: PipelineKind = .exact
@@ -82,6 +86,9 @@ struct BackendOptions: ParsableArguments {
         if let gpuMemory, !(gpuMemory > 0) { throw ValidationError("--gpu-memory must be a positive number of GB.") }
         if let hostMemory, !(hostMemory >= 0) { throw ValidationError("--host-memory must be 0 or more GB.") }
         if textBackend == .cuda && backend == .cpu { throw ValidationError("--text-backend cuda needs --backend cuda.") }
+        if pipeline == .blockPipeline && devices == nil {
+            throw ValidationError("--pipeline block-pipeline splits the DiT's layers over devices: name them, e.g. --devices 0,1.")
+        }
         if pipeline == .timestepForcing && devices == nil {
             throw ValidationError("--pipeline timestep-forcing runs a DiT per denoising step: name the devices, "
                                   + "e.g. --devices 0,1,2,3 for LongLive's 4 steps.")
@@ -123,6 +130,9 @@ struct BackendOptions: ParsableArguments {
     var storageType: DType { dtype?.dtype ?? (backend == .cuda ? .bf16 : .f32) }
 
     func make() throws -> any Backend {
+        if pipeline == .blockPipeline {
+            throw ReelError.input("--pipeline block-pipeline runs only in `reel bench` for now (random weights, DiT only; docs/multi-gpu.md)")
+        }
         if let stages = try makeStageBackends() { return stages[0] }
         if let communicator = try makeCommunicator() {
             if backend == .cuda { for d in devices?.ordinals ?? [] { try capDevice(d) } }
@@ -166,6 +176,16 @@ struct BackendOptions: ParsableArguments {
     /// first), or nil for the exact schedule.
     func makeStageBackends() throws -> [any Backend]? {
         guard let devices, pipeline == .timestepForcing else { return nil }
+        return try makeDeviceStreams(devices)
+    }
+
+    /// The streams of `--pipeline block-pipeline`, one per device of `--devices`, or nil for another pipeline.
+    func makeBlockPipelineBackends() throws -> [any Backend]? {
+        guard let devices, pipeline == .blockPipeline else { return nil }
+        return try makeDeviceStreams(devices)
+    }
+
+    private func makeDeviceStreams(_ devices: DeviceList) throws -> [any Backend] {
         if backend == .cuda { for d in devices.ordinals { try capDevice(d) } }
         return try StageBackendCache.shared.backends(for: devices.ordinals, backend: backend, threads: threads)
     }

@@ -108,6 +108,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Video-to-video: the live input's frame rate for the latency run (0: no paced run).",
                                discussion: "After the throughput run (frames as fast as the pipeline takes them), a second run releases the frames at this rate, as a camera does, and measures each block's latency from its last frame's release."))
     var inputFPS = 30.0
+    @Option(help: ArgumentHelp("With --pipeline block-pipeline: each device's DiT layers, e.g. 0-15,15-30 (default: "
+                               + "balanced from each layer's measured time on the first device).", valueName: "ranges"))
+    var layerRanges: String?
     @OptionGroup var backendOptions: BackendOptions
 
     /// The model folder asked for, by --model or the older --weights.
@@ -151,6 +154,7 @@ struct Bench: AsyncParsableCommand {
 
     private func bench() async throws {
         if backendOptions.pipeline == .timestepForcing { return try await benchTimestepForcing() }
+        if backendOptions.pipeline == .blockPipeline { return try benchBlockPipeline() }
         if input { return try await benchVideoToVideo() }
         if model.isLongLive2, let config = model.config { return try await benchLongLive2(config) }
         let backend = try backendOptions.make()

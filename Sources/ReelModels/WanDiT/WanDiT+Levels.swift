@@ -32,20 +32,48 @@ extension WanDiT {
         let c = config
         try require(latents.rank == 4 && latents.shape[3] == c.inChannels, "WanDiT.forward(levels:)",
                     "expected latents [frames, H, W, \(c.inChannels)], got \(latents.shape)")
-        let (frames, height, width) = (latents.shape[0], latents.shape[1], latents.shape[2])
-        try require(!segments.isEmpty && segments.allSatisfy({ $0.frames > 0 })
-                    && segments.reduce(0, { $0 + $1.frames }) == frames, "WanDiT.forward(levels:)",
-                    "segments of \(segments.map(\.frames)) frames do not cover the \(frames) latent frames")
+        return try forwardStage(levels: latents, latentHeight: latents.shape[1], latentWidth: latents.shape[2],
+                                segments: segments, prompt: prompt, cache: cache, embeds: true, head: true)
+    }
+
+    /// A stage of a level-batched pass over this model's layers (the whole pass when `embeds` and `head`):
+    /// with `embeds`, `input` is the latents `[S, H, W, C]` and the patch embedding runs first, else it is the
+    /// hidden state `[1, S * F, dim]` a previous stage returned; with `head` the output is the velocity
+    /// `[S, H, W, C]`, else the hidden state after this model's last layer. The block pipeline
+    /// (`BlockPipelinedStreamBatch`) loads each device's contiguous range of layers as a model of its own
+    /// (`loadLayers`) and chains these stages; the time embedding is recomputed on every stage (the same ops,
+    /// so the same values). `layerDone` is called after each layer (for timing).
+    public func forwardStage(levels input: Tensor, latentHeight height: Int, latentWidth width: Int,
+                             segments: [LevelSegment], prompt: PromptContext, cache: SinkRefreshKVCache,
+                             embeds: Bool, head: Bool, layerDone: ((Int) throws -> Void)? = nil) throws -> Tensor {
+        guard parallelism == nil else {
+            throw ReelError.unsupported(backend: backend.name, op: "WanDiT.forward(levels:)",
+                                        message: "the stream-batch pass runs on one device, not sequence parallel")
+        }
+        let c = config
+        let frames = segments.reduce(0, { $0 + $1.frames })
+        try require(!segments.isEmpty && segments.allSatisfy({ $0.frames > 0 }), "WanDiT.forward(levels:)",
+                    "segments of \(segments.map(\.frames)) frames")
         try require(height % c.patch == 0 && width % c.patch == 0, "WanDiT.forward(levels:)",
                     "latent size \(height)x\(width) is not a multiple of the patch \(c.patch)")
         let (gh, gw) = (height / c.patch, width / c.patch)
+        if embeds {
+            try require(input.shape[0] == frames, "WanDiT.forward(levels:)",
+                        "segments of \(segments.map(\.frames)) frames do not cover the \(input.shape[0]) latent frames")
+        } else {
+            try require(input.shape == [1, frames * gh * gw, c.dim], "WanDiT.forwardStage",
+                        "expected a hidden state [1, \(frames * gh * gw), \(c.dim)], got \(input.shape)")
+        }
         try require(gh * gw == cache.tokensPerFrame && cache.layers == c.layers && cache.heads == c.heads
                     && cache.headDim == c.headDim, "WanDiT.forward(levels:)",
                     "the cache (\(cache.layers) layers, \(cache.tokensPerFrame) tokens per frame, \(cache.heads) heads) "
                     + "does not fit the model (\(c.layers) layers, \(gh * gw) tokens per frame, \(c.heads) heads)")
+        try require(prompt.crossKV.count == c.layers, "WanDiT.forwardStage",
+                    "the prompt was encoded for \(prompt.crossKV.count) layers, the model has \(c.layers): "
+                    + "encode it with this model")
         let grid = PatchGrid(frames: frames, height: gh, width: gw)
 
-        var x = try weights.patchEmbedding(latents, grid: grid)                     // [1, S*F, dim]
+        var x = embeds ? try weights.patchEmbedding(input, grid: grid) : input     // [1, S*F, dim]
         // Reference: the time embedding per (level, frame) (`t` is [levels, frames]).
         let (e, e0) = try weights.timeEmbedding(perFrame: segments.flatMap {
             [Float](repeating: $0.timestep, count: $0.frames)
@@ -53,8 +81,9 @@ extension WanDiT {
         try forEachBlock { index, block in
             x = try levelBlockForward(block, layer: index, x: x, e0: e0, grid: grid, segments: segments,
                                       prompt: prompt, cache: cache)
+            try layerDone?(index)
         }
-        return try weights.head(x, timeEmbedding: e, grid: grid)
+        return head ? try weights.head(x, timeEmbedding: e, grid: grid) : x
     }
 
     /// One transformer block over the levels of a pass (the same layers as `blockForward`).

@@ -52,8 +52,13 @@ public final class StreamBatchGenerator: @unchecked Sendable {
     private var motionRule: MotionAwareNoise
     /// sigma(t) for t = 0...1000: the grid point nearest t (no warp; the reference's argmin).
     private let sigmaOfStep: [Float]
-    /// The stream batch, level 0 first: each level's latents `[1, H, W, C]` and its block's position.
-    private var levels: [(latents: Tensor, startFrame: Int, block: Int)] = []
+    /// Interleaved stream batches (1: StreamDiffusionV2's one-device schedule): call k (block k) continues
+    /// stream batch `(k - 1) % chains`, so it depends on call k - chains, not k - 1. `BlockPipelinedStreamBatch`
+    /// over N devices runs N of them (as StreamDiffusionV2's pipeline does); this generator with `chains: N` is
+    /// its one-device emulation.
+    public let chains: Int
+    /// Each stream batch, level 0 first: each level's latents `[1, H, W, C]` and its block's position.
+    private var batches: [[(latents: Tensor, startFrame: Int, block: Int)]] = []
     private var nextFrame = 0
     private var blocksIn = 0
     /// The last call's trace.
@@ -64,8 +69,13 @@ public final class StreamBatchGenerator: @unchecked Sendable {
     ///   - cacheDType: the cache's dtype (default: the model's).
     public init(model: WanDiT, prompt: WanDiT.PromptContext, latentHeight: Int, latentWidth: Int,
                 schedule: StreamV2VSchedule = .streamDiffusionV2, noise: any StreamNoiseSource,
-                cacheDType: DType? = nil) throws {
+                cacheDType: DType? = nil, chains: Int = 1) throws {
         try schedule.validate()
+        guard chains >= 1 else { throw ReelError.input("the stream batch needs at least one chain, got \(chains)") }
+        guard chains == 1 || schedule.streamBatch else {
+            throw ReelError.input("interleaved stream batches (\(chains)) need the stream batch on")
+        }
+        self.chains = chains
         if model.kvCache != .model {
             throw ReelError.input("--kv-cache \(model.kvCache.rawValue) is LongLive 1.0's ring cache only; "
                                   + "StreamDiffusionV2's sink-refresh cache (SinkRefreshKVCache, video-to-video) stores "
@@ -117,7 +127,7 @@ public final class StreamBatchGenerator: @unchecked Sendable {
             // position (causal_stream_inference.py:221-249).
             try cache.replicateFirstRow()
             let zeros = try model.backend.zeros([1, latentShape.h, latentShape.w, latentShape.c], dtype: x0.dtype)
-            levels = Array(repeating: (zeros, n, -1), count: schedule.levels)
+            batches = Array(repeating: Array(repeating: (zeros, n, -1), count: schedule.levels), count: chains)
         }
         nextFrame = n
         blocksIn = 1
@@ -159,6 +169,9 @@ public final class StreamBatchGenerator: @unchecked Sendable {
         }
 
         // inference_stream: shift the levels, one forward over all of them, re-noise each to its next step.
+        let chain = (block - 1) % chains
+        var levels = batches[chain]
+        defer { batches[chain] = levels }
         levels.insert((x, nextFrame, block), at: 0)
         levels.removeLast()
         let segments = levels.enumerated().map {
@@ -166,15 +179,8 @@ public final class StreamBatchGenerator: @unchecked Sendable {
                                 row: $0.offset)
         }
         let x0 = try denoise(try model.backend.concat(levels.map(\.latents), axis: 0), segments: segments, steps: steps)
-        var finished: StreamV2VBlock?
-        for i in levels.indices {
-            let level = try model.backend.slice(x0, axis: 0, start: i, length: 1)
-            if i + 1 < levels.count {
-                levels[i].latents = try renoise(level, to: steps[i + 1], draw: .renoise(block: block, level: i), frames: 1)
-            } else if levels[i].block > 0 {
-                levels[i].latents = level
-                finished = StreamV2VBlock(index: levels[i].block, latents: level)
-            }
+        let finished = try Self.advance(&levels, x0: x0, steps: steps, call: block) {
+            try self.renoise($0, to: $1, draw: $2, frames: 1)
         }
         lastStep = StreamV2VStep(block: block, noiseScale: s, timesteps: steps, positions: segments.map(\.startFrame),
                                  refreshes: cache.takeRefreshes())
@@ -199,8 +205,31 @@ public final class StreamBatchGenerator: @unchecked Sendable {
     /// One forward over `x [S, H, W, C]` and x0 = x - sigma(t) v per segment (`wan_wrapper.py:174-198`;
     /// the reference in float64, here in the model's dtype as LongLive's path).
     private func denoise(_ x: Tensor, segments: [WanDiT.LevelSegment], steps: [Int]) throws -> Tensor {
-        let be = model.backend
         let v = try model.forward(levels: x, segments: segments, prompt: prompt, cache: cache)
+        return try Self.x0(x, velocity: v, segments: segments, steps: steps, sigmaOfStep: sigmaOfStep)
+    }
+
+    /// The levels after a forward made `x0` (level 0 first): each re-noised to its next step, the last kept
+    /// clean and returned when it holds a block (shared with the block pipeline's last stage).
+    static func advance(_ levels: inout [(latents: Tensor, startFrame: Int, block: Int)], x0: Tensor, steps: [Int],
+                        call: Int, renoise: (Tensor, Int, StreamNoiseDraw) throws -> Tensor) throws -> StreamV2VBlock? {
+        var finished: StreamV2VBlock?
+        for i in levels.indices {
+            let level = try x0.backend.slice(x0, axis: 0, start: i, length: 1)
+            if i + 1 < levels.count {
+                levels[i].latents = try renoise(level, steps[i + 1], .renoise(block: call, level: i))
+            } else if levels[i].block > 0 {
+                levels[i].latents = level
+                finished = StreamV2VBlock(index: levels[i].block, latents: level)
+            }
+        }
+        return finished
+    }
+
+    /// x0 = x - sigma(t) v per segment, from a forward's velocity `v` over `x` (`wan_wrapper.py:174-198`).
+    static func x0(_ x: Tensor, velocity v: Tensor, segments: [WanDiT.LevelSegment], steps: [Int],
+                   sigmaOfStep: [Float]) throws -> Tensor {
+        let be = v.backend
         if segments.count == 1 { return try be.axpby(1, try be.cast(x, to: v.dtype), -sigmaOfStep[steps[0]], v) }
         var parts: [Tensor] = []
         var offset = 0
