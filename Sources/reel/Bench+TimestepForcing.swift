@@ -32,21 +32,7 @@ extension Bench {
         let replicas = try TimestepForcingReplicas.random(config, on: stages, dtype: dtype, quantization: quantization,
                                                           kvCache: kvCache)
         let decodeStream = try backendOptions.makeDecodeBackend() ?? stages[0].makeStream()
-        let newDecoder: () -> (any VideoDecoder)?, decodeLatentFLOPs: Double
-        switch decoder {
-        case .vae:
-            let m = try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: decodeStream, dtype: dtype),
-                                           on: decodeStream, dtype: dtype)
-            newDecoder = { StreamingVAEDecoder(model: m) }
-            decodeLatentFLOPs = ComputeCost.vaeDecodeLatentFrame(.wan21, height: lh, width: lw)
-        case .tiny:
-            let m = try TinyDecoder.load(from: TinyDecoder.randomWeights(on: decodeStream, dtype: dtype), on: decodeStream, dtype: dtype)
-            newDecoder = { StreamingTinyDecoder(model: m) }
-            decodeLatentFLOPs = TinyDecoder.flopsPerLatentFrame(height: lh, width: lw)
-        case .none:
-            newDecoder = { nil }
-            decodeLatentFLOPs = 0
-        }
+        let (newDecoder, decodeLatentFLOPs) = try decoder.random(on: decodeStream, dtype: dtype, lh: lh, lw: lw)
         let dit = replicas[0]
         let first = try dit.encodePrompt(try stages[0].randomNormal([32, config.textDim], seed: 1, offset: 0, dtype: dtype))
         let second = try dit.encodePrompt(try stages[0].randomNormal([32, config.textDim], seed: 2, offset: 0, dtype: dtype))

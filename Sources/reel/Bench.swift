@@ -67,7 +67,26 @@ struct Bench: AsyncParsableCommand {
         var isLongLive2: Bool { self == .wan5b || self == .small5b }
     }
 
-    enum DecoderChoice: String, ExpressibleByArgument, CaseIterable { case vae, tiny, none }
+    enum DecoderChoice: String, ExpressibleByArgument, CaseIterable {
+        case vae, tiny, none
+
+        /// Random weights of this decoder on `stream` (a new streaming decoder per video) and its FLOPs per latent
+        /// frame at `lh` x `lw` latents.
+        func random(on stream: any Backend, dtype: DType, lh: Int, lw: Int) throws
+            -> (newDecoder: () -> (any VideoDecoder)?, latentFLOPs: Double) {
+            switch self {
+            case .vae:
+                let model = try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: stream, dtype: dtype), on: stream,
+                                                   dtype: dtype)
+                return ({ StreamingVAEDecoder(model: model) }, ComputeCost.vaeDecodeLatentFrame(.wan21, height: lh, width: lw))
+            case .tiny:
+                let model = try TinyDecoder.load(from: TinyDecoder.randomWeights(on: stream, dtype: dtype), on: stream, dtype: dtype)
+                return ({ StreamingTinyDecoder(model: model) }, TinyDecoder.flopsPerLatentFrame(height: lh, width: lw))
+            case .none:
+                return ({ nil }, 0)
+            }
+        }
+    }
 
     @Option(help: ArgumentHelp("DiT: 1.3b, 14b or small (random weights of that architecture), 5b or 5b-small (LongLive 2.0 with the Wan2.2 VAE, default 1280x704), or a model folder.",
                                discussion: "A folder of any layout --model reads elsewhere (docs/model-folders.md): its DiT, decoder and video size; prompts are encoded by its text encoder before timing starts."))
@@ -211,20 +230,9 @@ struct Bench: AsyncParsableCommand {
             dit = placed.0
             linkRate = placed.1
             decodeStream = try backendOptions.makeDecodeBackend() ?? backend.makeStream()
-            let d = decodeStream
-            switch decoder {
-            case .vae:
-                let model = try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: d, dtype: dtype), on: d, dtype: dtype)
-                newDecoder = { StreamingVAEDecoder(model: model) }
-                decodeLatentFLOPs = ComputeCost.vaeDecodeLatentFrame(.wan21, height: lh, width: lw)
-            case .tiny:
-                let model = try TinyDecoder.load(from: TinyDecoder.randomWeights(on: d, dtype: dtype), on: d, dtype: dtype)
-                newDecoder = { StreamingTinyDecoder(model: model) }
-                decodeLatentFLOPs = TinyDecoder.flopsPerLatentFrame(height: lh, width: lw)
-            case .none:
-                newDecoder = { nil }
-                decodeLatentFLOPs = 0
-            }
+            let random = try decoder.random(on: decodeStream, dtype: dtype, lh: lh, lw: lw)
+            newDecoder = random.newDecoder
+            decodeLatentFLOPs = random.latentFLOPs
             func prompt(_ seed: UInt64) throws -> WanDiT.PromptContext {
                 try dit.encodePrompt(try backend.randomNormal([32, config.textDim], seed: seed, offset: 0, dtype: dtype))
             }
