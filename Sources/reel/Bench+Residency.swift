@@ -18,7 +18,7 @@ extension Bench {
                                                 textEncoderParameters: nil, decoder: vae, geometry: geometry, dtype: dtype,
                                                 quantization: dit.quantization, kvCache: dit.kvCache)
         let plan = try ResidencyPlan.make(estimate: estimate, dit: c, cap: cap, slots: backendOptions.streamSlots,
-                                          dtype: dtype, quantization: dit.quantization)
+                                          dtype: dtype, quantization: dit.quantization, reserve: backendOptions.memoryReserve)
         print(plan.description)
         guard plan.streamedLayers > 0 else { return (dit, nil) }
         let copyStream = try backend.device.makeStream()

@@ -39,7 +39,8 @@ struct Inspect: ParsableCommand {
 
     @Option(name: .customLong("gpu-memory"), help: ArgumentHelp(
         "Also print the placement under this device-memory cap in GB: DiT blocks resident and streamed, where the "
-            + "text encoder runs, or why the cap cannot hold the request.", valueName: "GB"))
+            + "text encoder runs, or why the cap cannot hold the request (5% of the cap kept back, as --gpu-memory-reserve's "
+            + "default).", valueName: "GB"))
     var gpuMemory: Double?
 
     @Option(help: "Device slots streamed DiT blocks pass through (with --gpu-memory): 2 or 3.")
@@ -106,8 +107,10 @@ struct Inspect: ParsableCommand {
             if let gpuMemory, let dit = inspection.dit,
                let estimate = inspection.estimate(geometry: geometry, schedule: schedule, dtype: type,
                                                   quantization: quantization, kvCache: kvCache) {
-                print(try ResidencyPlan.make(estimate: estimate, dit: dit, cap: Int(gpuMemory * 1e9), slots: streamSlots,
-                                             dtype: type, quantization: quantization).description)
+                let cap = Int(gpuMemory * 1e9)
+                print(try ResidencyPlan.make(estimate: estimate, dit: dit, cap: cap, slots: streamSlots,
+                                             dtype: type, quantization: quantization,
+                                             reserve: Int(Double(cap) * BackendOptions.defaultReserveFraction)).description)
             }
             if !inspection.isComplete { throw ExitCode.failure }
         } catch let error as ReelError {
