@@ -89,6 +89,7 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
         dit.kvCache = kvCache
         if let streaming, placement?.plan.kvCacheOnHost == true {
             dit.hostKVCache = streaming.copyStream as? any HostToDeviceCopying
+            dit.hostKVCacheFrom = placement?.plan.kvDeviceLayers ?? 0
         }
         let prompts = try PromptEncoder(tokenizer: tok, textEncoder: textModel, model: dit)
         let model = try loadDecoder(files: files, prompts: prompts, decoder: wantsDecoder, encoder: wantsEncoder,

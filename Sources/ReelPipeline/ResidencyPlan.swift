@@ -41,6 +41,9 @@ public struct ResidencyPlan: Sendable, Equatable {
     /// The KV cache in host memory, each layer's K/V passing through two device scratches of one layer's
     /// (`WanKVCache.init(hostCopier:)`): the step after every block streams.
     public var kvCacheOnHost = false
+    /// With `kvCacheOnHost`: layers `0..<kvDeviceLayers` keep their K/V on the device (as many as the cap holds
+    /// beside the scratches); the rest pass through the scratches.
+    public var kvDeviceLayers = 0
     /// The text encoder's device bytes in FP8 (`textEncoder == .deviceFP8`), nil otherwise.
     public var textEncoderFP8Bytes: Double?
     /// Host memory the plan may use (`--host-memory`, default MemAvailable); nil: not asked.
@@ -102,15 +105,18 @@ public struct ResidencyPlan: Sendable, Equatable {
                 return plan
             }
         }
-        // Every block streamed and the KV cache in host memory: two scratches of one layer's K/V stay.
+        // Every block streamed and the KV cache in host memory: two scratches of one layer's K/V stay, and the
+        // first layers' K/V as far as the cap holds them (each layer kept saves its upload every pass).
         let kv = estimate.items.first { $0.name == "KV cache" }?.bytes ?? 0
         let ring = Double(min(slots, dit.layers)) * layerBytes
-        let hostKV = fixed - kv + 2 * kv / Double(dit.layers) + ring
+        let layerKV = kv / Double(dit.layers)
+        let hostKV = fixed - kv + 2 * layerKV + ring
         if hostKVCache && kv > 0 && hostKV <= capacity {
             plan.residentLayers = 0
             plan.slots = min(slots, dit.layers)
             plan.kvCacheOnHost = true
-            plan.deviceBytes = hostKV
+            plan.kvDeviceLayers = min(dit.layers - 1, Int((capacity - hostKV) / layerKV))
+            plan.deviceBytes = hostKV + Double(plan.kvDeviceLayers) * layerKV
             return plan
         }
         let least = hostKVCache && kv > 0 ? hostKV : fixed + ring
@@ -134,7 +140,7 @@ public struct ResidencyPlan: Sendable, Equatable {
         case .cpu, .none: 0.0
         }
         let kv = estimate.items.first { $0.name == "KV cache" }?.bytes ?? 0
-        let hostKV = kvCacheOnHost ? 2 * kv / Double(layers) - kv : 0
+        let hostKV = kvCacheOnHost ? Double(2 + kvDeviceLayers) * kv / Double(layers) - kv : 0
         return fixed + Double(residentLayers + slots) * layerBytes + text + hostKV
     }
 
@@ -216,9 +222,13 @@ public struct ResidencyPlan: Sendable, Equatable {
         lines.append("  device memory planned: \(MemoryBudget.gigabytes(Int(deviceBytes))) of \(MemoryBudget.gigabytes(cap))"
                      + (reserve > 0 ? " (\(MemoryBudget.gigabytes(reserve)) kept back)" : ""))
         if kvCacheOnHost {
-            lines.append("  KV cache: in host memory (\(MemoryBudget.gigabytes(Int(kvCacheBytes)))), each layer's K/V through 2 "
-                         + "device scratches of \(MemoryBudget.gigabytes(Int(kvCacheBytes / Double(layers)))), uploaded "
-                         + "before its attention and its new rows written back")
+            let layerKV = kvCacheBytes / Double(layers), onHost = layers - kvDeviceLayers
+            lines.append("  KV cache: " + (kvDeviceLayers > 0
+                    ? "layers 0..<\(kvDeviceLayers) on the device (\(MemoryBudget.gigabytes(Int(Double(kvDeviceLayers) * layerKV)))), "
+                        + "layers \(kvDeviceLayers)..<\(layers) in host memory (\(MemoryBudget.gigabytes(Int(Double(onHost) * layerKV))))"
+                    : "in host memory (\(MemoryBudget.gigabytes(Int(kvCacheBytes))))")
+                + ", each host layer's K/V through 2 device scratches of \(MemoryBudget.gigabytes(Int(layerKV))), uploaded "
+                + "before its attention and its new rows written back")
         } else {
             lines.append("  KV cache: on the device (\(MemoryBudget.gigabytes(Int(kvCacheBytes))))")
         }

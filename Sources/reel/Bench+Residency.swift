@@ -18,13 +18,18 @@ extension Bench {
                                                 textEncoderParameters: nil, decoder: vae, geometry: geometry, dtype: dtype,
                                                 quantization: dit.quantization, kvCache: dit.kvCache)
         let plan = try ResidencyPlan.make(estimate: estimate, dit: c, cap: cap, slots: backendOptions.streamSlots,
-                                          dtype: dtype, quantization: dit.quantization, reserve: backendOptions.memoryReserve)
+                                          dtype: dtype, quantization: dit.quantization, reserve: backendOptions.memoryReserve,
+                                          hostKVCache: dit.kvCache == .model)
         print(plan.description)
         guard plan.streamedLayers > 0 else { return (dit, nil) }
         let copyStream = try backend.device.makeStream()
         let rate = try Self.hostToDeviceRate(copyStream)
         print(String(format: "host-to-device rate measured with page-locked memory: %.1f GB/s (%@)", rate / 1e9, copyStream.name))
         let streamed = try dit.streamingBlocks(from: plan.residentLayers, slots: plan.slots, copyStream: copyStream)
+        if plan.kvCacheOnHost {
+            streamed.hostKVCache = copyStream as? any HostToDeviceCopying
+            streamed.hostKVCacheFrom = plan.kvDeviceLayers
+        }
         try backend.synchronize()
         return (streamed, rate)
     }

@@ -274,13 +274,15 @@ struct Bench: AsyncParsableCommand {
         let switchFrame = switchBlock * geometry.latentFramesPerBlock
         var measured = request
         measured.latentFrames = blocks * geometry.latentFramesPerBlock
-        let pipeline = try Pipeline(model: parts, request: measured, prompt: first, noise: PhiloxNoise(seed: 0)) { frame in
+        // Optional so that the measured stream's KV cache and decoder are released before the decoder runs alone
+        // (under --gpu-memory both would not fit beside a second decoder).
+        var pipeline: Pipeline? = try Pipeline(model: parts, request: measured, prompt: first, noise: PhiloxNoise(seed: 0)) { frame in
             switchBlock > 0 && frame == switchFrame ? second : nil
         }
-        let generator = pipeline.generator
         let uploadedBefore = dit.weightStreaming?.bytesUploaded ?? 0
-        let (arrivals, ditSeconds, recache, decodeSeconds, frames, firstFrame) = try await measure(pipeline, geometry: geometry,
+        let (arrivals, ditSeconds, recache, decodeSeconds, frames, firstFrame) = try await measure(pipeline!, geometry: geometry,
                                                                                                    backend: backend)
+        let cacheBytes = pipeline!.generator.cacheBytes
 
         // Steady state: blocks after the warm-up, the switch block left out of per-block medians.
         let steady = Array(warmup..<blocks)
@@ -326,11 +328,13 @@ struct Bench: AsyncParsableCommand {
             print(String(format: "decoder's device (%@): peak %.2f GB (in use at the end %.2f GB)", decodeStream.name,
                          Double(memory.peak) / 1e9, Double(memory.inUse) / 1e9))
         }
-        print(String(format: "KV cache %.2f GB; blocks %@", Double(generator.cacheBytes) / 1e9,
+        print(String(format: "KV cache %.2f GB; blocks %@", Double(cacheBytes) / 1e9,
                      ditSeconds.map { String(format: "%.0f", $0 * 1000) }.joined(separator: " ") + " ms (DiT)"))
         if let line = Self.streamingReport(dit, uploadedBefore: uploadedBefore, blocks: blocks, rate: linkRate,
                                            ditMedian: ditMedian) { print(line) }
         if let profiler = (backend as? CUDABackend)?.profiler { print("\n" + (try profiler.report()), terminator: "") }
+        pipeline = nil
+        try backend.synchronize()
         if decoder != .none, let vae = newDecoder() { try decoderAlone(vae, stream: decodeStream, latentHeight: lh, latentWidth: lw, floor: vaeFloor) }
     }
 

@@ -110,7 +110,8 @@ struct Inspect: ParsableCommand {
                 let cap = Int(gpuMemory * 1e9)
                 print(try ResidencyPlan.make(estimate: estimate, dit: dit, cap: cap, slots: streamSlots,
                                              dtype: type, quantization: quantization,
-                                             reserve: Int(Double(cap) * BackendOptions.defaultReserveFraction)).description)
+                                             reserve: Int(Double(cap) * BackendOptions.defaultReserveFraction),
+                                             hostKVCache: kvCache == .model && !dit.runsLongLive2).description)
             }
             if !inspection.isComplete { throw ExitCode.failure }
         } catch let error as ReelError {

@@ -133,8 +133,9 @@ import Testing
 /// The KV cache in host memory (`WanDiT.hostKVCache`, `--gpu-memory`'s step after every block streams): each
 /// layer's K/V uploaded into one of two device scratches before the layer and its new rows written back after.
 @Suite struct HostKVCacheTests {
-    @Test(arguments: [0, 2])
-    func hostCacheEqualsDeviceCacheBitForBit(chunkFrames: Int) async throws {
+    /// `hostFrom`: layers before it keep their K/V on the device (`ResidencyPlan.kvDeviceLayers`).
+    @Test(arguments: [(0, 0), (2, 0), (0, 1), (2, 3)])
+    func hostCacheEqualsDeviceCacheBitForBit(chunkFrames: Int, hostFrom: Int) async throws {
         try await offThePool {
             let backend = CPUBackend(gemm: .own)
             let resident = try WanDiT.load(from: WanDiT.randomWeights(WeightStreamingTests.config, on: backend, seed: 4),
@@ -142,10 +143,11 @@ import Testing
             resident.chunkFrames = chunkFrames
             let streamed = try resident.streamingBlocks(from: 0, slots: 2)
             streamed.hostKVCache = try backend.makeStream() as? any HostToDeviceCopying
+            streamed.hostKVCacheFrom = hostFrom
             streamed.chunkFrames = chunkFrames
             // Passes that fill, wrap and recache; the host cache read after them equals the device one.
             try WeightStreamingTests().expectSamePasses(resident, streamed, backend: backend,
-                                                         label: "host KV cache, chunks of \(chunkFrames)")
+                                                         label: "host KV cache from layer \(hostFrom), chunks of \(chunkFrames)")
         }
     }
 
@@ -165,6 +167,15 @@ import Testing
         #expect(host.byteCount == 2 * device.byteCount / c.layers)
         // Outside beginLayer/endLayer a layer of the host cache is not readable by a pass.
         #expect(throws: ReelError.self) { _ = try host.live(0) }
+        // Layers 0 and 1 kept on the device: they count too, and are readable as a device cache's are.
+        let inUse = budget.inUse
+        let part = try WanKVCache(backend: backend, layers: c.layers, tokensPerFrame: 6, heads: c.heads,
+                                  headDim: c.headDim, sinkFrames: 3, windowFrames: 6, dtype: .f32,
+                                  hostCopier: try backend.makeStream() as? any HostToDeviceCopying, hostFrom: 2)
+        #expect(budget.inUse - inUse == 4 * onDevice / c.layers)
+        #expect(part.byteCount == 4 * device.byteCount / c.layers)
+        _ = try part.live(1)
+        #expect(throws: ReelError.self) { _ = try part.live(2) }
     }
 
     /// Negative control: without the write-back the host cache keeps zeros and the next pass differs.

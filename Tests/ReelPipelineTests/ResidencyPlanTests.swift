@@ -84,10 +84,18 @@ import Testing
         #expect(throws: ReelError.self) { _ = try ResidencyPlan.make(estimate: e, dit: c, cap: cap) }
         let plan = try ResidencyPlan.make(estimate: e, dit: c, cap: cap, hostKVCache: true)
         #expect(plan.kvCacheOnHost && plan.residentLayers == 0 && plan.slots == 2 && plan.textEncoder == .cpu)
-        #expect(abs(plan.deviceBytes - (allStreamed - kv + 2 * kv / Double(c.layers))) < 1)
+        // Half the cache's room is left: 15 layers' K/V, less the two scratches, stay on the device.
+        let layerKV = kv / Double(c.layers)
+        #expect(plan.kvDeviceLayers == c.layers / 2 - 2)
+        #expect(abs(plan.deviceBytes - (allStreamed - kv + Double(2 + plan.kvDeviceLayers) * layerKV)) < 1)
+        #expect(plan.deviceBytes <= Double(cap))
         #expect(plan.deviceBytes(for: e) == plan.deviceBytes)
-        #expect(plan.description.contains("KV cache: in host memory"), "\(plan.description)")
+        #expect(plan.description.contains("KV cache: layers 0..<13 on the device"), "\(plan.description)")
         #expect(plan.placement.contains("the KV cache in host memory"))
+        // Room for the scratches and nothing more: every layer's K/V in host memory.
+        let tight = try ResidencyPlan.make(estimate: e, dit: c, cap: Int(allStreamed - kv + 2.5 * layerKV), hostKVCache: true)
+        #expect(tight.kvCacheOnHost && tight.kvDeviceLayers == 0)
+        #expect(tight.description.contains("KV cache: in host memory"), "\(tight.description)")
         let small = try #require(throws: ReelError.self) {
             _ = try ResidencyPlan.make(estimate: e, dit: c, cap: 1_000_000_000, hostKVCache: true)
         }

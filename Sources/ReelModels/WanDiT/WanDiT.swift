@@ -28,6 +28,9 @@ public final class WanDiT: @unchecked Sendable {
     /// in host memory (`--gpu-memory`, `ResidencyPlan.kvCacheOnHost`; `WanKVCache.init(hostCopier:)`); nil: on the
     /// device.
     public var hostKVCache: (any HostToDeviceCopying)?
+    /// With `hostKVCache`: the first layer whose K/V live in host memory; layers before it keep theirs on the
+    /// device (`ResidencyPlan.kvDeviceLayers`).
+    public var hostKVCacheFrom = 0
     /// The ranks this model is spread over (`sequenceParallel(_:communicator:)`); nil on one device.
     public let parallelism: SequenceParallelism?
     /// The blocks streamed from host memory (`streamingBlocks(from:slots:)`); nil when every block is resident.
@@ -67,6 +70,7 @@ public final class WanDiT: @unchecked Sendable {
         model.chunkFrames = chunkFrames
         model.kvCache = kvCache
         model.hostKVCache = hostKVCache
+        model.hostKVCacheFrom = hostKVCacheFrom
         return model
     }
 
@@ -96,6 +100,7 @@ public final class WanDiT: @unchecked Sendable {
         model.chunkFrames = chunkFrames
         model.kvCache = kvCache
         model.hostKVCache = hostKVCache
+        model.hostKVCacheFrom = hostKVCacheFrom
         return model
     }
 
@@ -211,7 +216,8 @@ public final class WanDiT: @unchecked Sendable {
         }
         return try WanKVCache(backend: backend, layers: c.layers, tokensPerFrame: tokensPerFrame, heads: c.heads,
                               headDim: c.headDim, sinkFrames: sinkFrames, windowFrames: windowFrames,
-                              dtype: dtype ?? self.dtype, storage: storage ?? kvCache, hostCopier: hostKVCache)
+                              dtype: dtype ?? self.dtype, storage: storage ?? kvCache, hostCopier: hostKVCache,
+                              hostFrom: hostKVCacheFrom)
     }
 }
 

@@ -13,8 +13,9 @@ import ReelCore
 /// scale (`Backend.quantizeRows`): a write quantizes, and `attended` dequantizes the layer's attended rows
 /// into one scratch K/V of the model's dtype shared by every layer, right before the attention reads them.
 ///
-/// With `hostCopier` (`--gpu-memory`: the KV cache in host memory) every layer's K/V live in host memory
-/// (page-locked on CUDA) and pass through two device scratches of one layer's K/V: `beginLayer` uploads the
+/// With `hostCopier` (`--gpu-memory`: the KV cache in host memory) the K/V of layers `hostFrom...` live in host
+/// memory (page-locked on CUDA; layers before `hostFrom` keep theirs on the device) and pass through two device
+/// scratches of one layer's K/V: `beginLayer` uploads the
 /// layer's rows into the next scratch on the copy stream (after the compute stream released that scratch) and
 /// the compute stream waits for it; the pass writes and attends in the scratch; `endLayer` writes only the rows
 /// the pass wrote back to host memory on the copy stream, after the compute stream's writes. Events order it
@@ -27,8 +28,8 @@ public final class WanKVCache: @unchecked Sendable {
     public let sinkFrames: Int
     public let windowFrames: Int
     public let storage: KVCacheStorage
-    /// `[layers]` of `[1, slots * tokensPerFrame, heads, headDim]`: the model's dtype, or FP8 codes. In host
-    /// memory (views of `host`'s buffers, for reading after a synchronize) with `hostCopier`.
+    /// `[layers]` of `[1, slots * tokensPerFrame, heads, headDim]`: the model's dtype, or FP8 codes. From layer
+    /// `hostFrom` on, in host memory (views of `host`'s buffers, for reading after a synchronize) with `hostCopier`.
     let keys: [Tensor]
     let values: [Tensor]
     /// FP8 storage: `[layers]` of the rows' float32 scales `[1, slots * tokensPerFrame, heads]`; else empty.
@@ -43,6 +44,8 @@ public final class WanKVCache: @unchecked Sendable {
     public let shards: [WanKVCache]
     /// The host-memory cache's buffers and device scratches (nil: the cache is on the device).
     let host: HostResidentKV?
+    /// The first layer whose K/V live in host memory (`layers` when none do).
+    public let hostFrom: Int
     /// One past the newest frame whose keys were written by a generating (not recomputing) pass
     /// (LongLive `global_end_index / frame_seq_length`).
     public private(set) var endFrame = 0
@@ -52,7 +55,7 @@ public final class WanKVCache: @unchecked Sendable {
     ///     into (`.fp8`).
     public init(backend: any Backend, layers: Int, tokensPerFrame: Int, heads: Int, headDim: Int,
                 sinkFrames: Int, windowFrames: Int, dtype: DType, storage: KVCacheStorage = .model,
-                hostCopier: (any HostToDeviceCopying)? = nil) throws {
+                hostCopier: (any HostToDeviceCopying)? = nil, hostFrom: Int = 0) throws {
         try require(windowFrames > 0 && sinkFrames >= 0 && tokensPerFrame > 0, "WanKVCache",
                     "invalid sizes: sink \(sinkFrames), window \(windowFrames), \(tokensPerFrame) tokens per frame")
         self.layers = layers; self.tokensPerFrame = tokensPerFrame; self.heads = heads; self.headDim = headDim
@@ -60,16 +63,21 @@ public final class WanKVCache: @unchecked Sendable {
         shards = []
         let rows = (sinkFrames + windowFrames) * tokensPerFrame
         let shape: Shape = [1, rows, heads, headDim]
-        if let hostCopier {
+        if let hostCopier, hostFrom < layers {
             try require(storage == .model, "WanKVCache", "a KV cache in host memory stores the model's dtype (not FP8)")
-            let host = try HostResidentKV(layers: layers, shape: shape, dtype: dtype, compute: backend, copier: hostCopier)
+            try require(hostFrom >= 0, "WanKVCache", "the first host-memory layer must be 0 or more, got \(hostFrom)")
+            let host = try HostResidentKV(layers: hostFrom..<layers, shape: shape, dtype: dtype, compute: backend,
+                                          copier: hostCopier)
             self.host = host
-            keys = host.buffers.map { Tensor(storage: $0.keys, shape: shape, dtype: dtype, backend: hostCopier) }
-            values = host.buffers.map { Tensor(storage: $0.values, shape: shape, dtype: dtype, backend: hostCopier) }
+            self.hostFrom = hostFrom
+            let onDevice = try (0..<hostFrom).map { _ in (try backend.zeros(shape, dtype: dtype), try backend.zeros(shape, dtype: dtype)) }
+            keys = onDevice.map(\.0) + host.buffers.map { Tensor(storage: $0.keys, shape: shape, dtype: dtype, backend: hostCopier) }
+            values = onDevice.map(\.1) + host.buffers.map { Tensor(storage: $0.values, shape: shape, dtype: dtype, backend: hostCopier) }
             keyScales = []; valueScales = []; scratch = nil
             return
         }
         host = nil
+        self.hostFrom = layers
         let stored = storage == .fp8 ? DType.fp8e4m3 : dtype
         keys = try (0..<layers).map { _ in try backend.zeros(shape, dtype: stored) }
         values = try (0..<layers).map { _ in try backend.zeros(shape, dtype: stored) }
@@ -94,15 +102,18 @@ public final class WanKVCache: @unchecked Sendable {
         }
         self.layers = layers; self.tokensPerFrame = tokensPerFrame; self.heads = heads; self.headDim = headDim
         self.sinkFrames = sinkFrames; self.windowFrames = windowFrames; self.storage = storage
-        keys = []; values = []; keyScales = []; valueScales = []; scratch = nil; host = nil
+        keys = []; values = []; keyScales = []; valueScales = []; scratch = nil; host = nil; hostFrom = layers
     }
 
     public var slots: Int { sinkFrames + windowFrames }
     /// Device bytes of the cache: its keys and values, and with FP8 storage their scales and the scratch.
-    /// In host memory: the two scratches.
+    /// In host memory: the two scratches and the layers kept on the device.
     public var byteCount: Int {
         guard shards.isEmpty else { return shards.map(\.byteCount).reduce(0, +) }
-        if let host { return host.scratches.reduce(0) { $0 + $1.keys.byteCount + $1.values.byteCount } }
+        if let host {
+            return host.scratches.reduce(0) { $0 + $1.keys.byteCount + $1.values.byteCount }
+                + keys[..<hostFrom].reduce(0) { $0 + 2 * $1.byteCount }
+        }
         let rows = slots * tokensPerFrame * heads
         let scratchBytes = scratch.map { 2 * $0.keys.count * $0.keys.dtype.size } ?? 0
         return 2 * layers * rows * (headDim * (keys.first?.dtype.size ?? 0) + (storage == .fp8 ? 4 : 0)) + scratchBytes
@@ -224,16 +235,16 @@ public final class WanKVCache: @unchecked Sendable {
     /// Layer `layer`'s K and V where the pass reads and writes them: the cache's own, or in host memory the
     /// scratch `beginLayer` filled.
     func live(_ layer: Int) throws -> (Tensor, Tensor) {
-        guard let host else { return (keys[layer], values[layer]) }
+        guard let host, layer >= hostFrom else { return (keys[layer], values[layer]) }
         return try host.live(layer)
     }
 
     /// Before a pass uses layer `layer` (`WanDiT.forward`): in host memory, its K/V uploaded into a scratch.
-    public func beginLayer(_ layer: Int) throws { try host?.begin(layer) }
+    public func beginLayer(_ layer: Int) throws { if layer >= hostFrom { try host?.begin(layer) } }
 
     /// After a pass has issued its work on layer `layer` as `plan` says: in host memory, the rows it wrote go back.
     public func endLayer(_ layer: Int, plan: WritePlan) throws {
-        guard let host else { return }
+        guard let host, layer >= hostFrom else { return }
         let rowBytes = heads * headDim * (keys.first?.dtype.size ?? 0)
         let rows = plan.runs.map { (start: $0.slot * tokensPerFrame, count: $0.count * tokensPerFrame) }
         try host.end(layer, rows: rows, rowBytes: rowBytes)
@@ -244,11 +255,13 @@ public final class WanKVCache: @unchecked Sendable {
     }
 }
 
-/// A `WanKVCache` in host memory: each layer's K and V in host buffers of the copier (page-locked on CUDA), and
-/// two device scratches of one layer's K and V that layers take in turn.
+/// The host-memory part of a `WanKVCache`: each of `layers`' K and V in host buffers of the copier (page-locked on
+/// CUDA), and two device scratches of one layer's K and V that those layers take in turn.
 final class HostResidentKV: @unchecked Sendable {
     let compute: any Backend
     let copier: any HostToDeviceCopying
+    /// The layers held here, in order (`buffers[i]` is layer `layers.lowerBound + i`).
+    let layers: Range<Int>
     let buffers: [(keys: any HostStorage, values: any HostStorage)]
     let scratches: [(keys: Tensor, values: Tensor)]
     /// The compute stream's event after the last layer that used each scratch (the next upload into it waits).
@@ -257,11 +270,12 @@ final class HostResidentKV: @unchecked Sendable {
     private var begun = 0
     private var current: (layer: Int, scratch: Int)?
 
-    init(layers: Int, shape: Shape, dtype: DType, compute: any Backend, copier: any HostToDeviceCopying) throws {
+    init(layers: Range<Int>, shape: Shape, dtype: DType, compute: any Backend, copier: any HostToDeviceCopying) throws {
+        self.layers = layers
         self.compute = compute
         self.copier = copier
         let bytes = shape.count * dtype.size
-        buffers = try (0..<layers).map { _ in
+        buffers = try layers.map { _ in
             let (k, v) = (try copier.makeHostBuffer(bytes: bytes), try copier.makeHostBuffer(bytes: bytes))
             memset(k.baseAddress, 0, bytes)
             memset(v.baseAddress, 0, bytes)
@@ -286,8 +300,9 @@ final class HostResidentKV: @unchecked Sendable {
     func begin(_ layer: Int) throws {
         let s = begun % scratches.count
         if let free = released[s] { try copier.wait(for: free) }
-        try copier.copy(fromHost: buffers[layer].keys.baseAddress, into: scratches[s].keys)
-        try copier.copy(fromHost: buffers[layer].values.baseAddress, into: scratches[s].values)
+        let buffer = buffers[layer - layers.lowerBound]
+        try copier.copy(fromHost: buffer.keys.baseAddress, into: scratches[s].keys)
+        try copier.copy(fromHost: buffer.values.baseAddress, into: scratches[s].values)
         try compute.wait(for: try copier.recordEvent())
         begun += 1
         current = (layer, s)
@@ -301,11 +316,12 @@ final class HostResidentKV: @unchecked Sendable {
         let done = try compute.recordEvent()
         if !rows.isEmpty { try copier.wait(for: done) }
         let (k, v) = scratches[current.scratch]
+        let buffer = buffers[layer - layers.lowerBound]
         for (start, count) in rows {
             try copier.copy(try k.narrowed(axis: 1, start: start, length: count),
-                            toHost: buffers[layer].keys.baseAddress + start * rowBytes)
+                            toHost: buffer.keys.baseAddress + start * rowBytes)
             try copier.copy(try v.narrowed(axis: 1, start: start, length: count),
-                            toHost: buffers[layer].values.baseAddress + start * rowBytes)
+                            toHost: buffer.values.baseAddress + start * rowBytes)
         }
         released[current.scratch] = done
         self.current = nil
