@@ -92,4 +92,27 @@ import ReelCPU
         #expect(other.count == one.count && other != one, "negative control: another seed, other frames")
         await single.shutdown()
     }
+
+    /// Two sessions at once on one group's engine (`--max-sessions 2`): their threads share the group's ranks and
+    /// communicator, and each makes the frames it makes alone.
+    @Test func twoSessionsShareAGroupsEngine() async throws {
+        let engine = try TestModel.make(spreadOver: try CPUCommunicator(streams: [0, 1].map {
+            CPUBackend(threads: 1, gemm: .own, device: CPUDevice(ordinal: $0))
+        }))
+        let manager = SessionManager(engines: [engine], config: TestModel.config { $0.maxActiveSessions = 2 })
+        let first = SessionRequest(prompt: "a red circle", seed: 4, width: 48, height: 32, fps: 16, seconds: 2, quality: 90,
+                                   record: false)
+        var second = first
+        second.seed = 6
+        let alone = await SessionTests.frames(of: try await manager.create(first, watched: true))
+        #expect(await eventually { await manager.counts.active == 0 })
+        let a = try await manager.create(first, watched: true), b = try await manager.create(second, watched: true)
+        #expect(await manager.engine(of: a.session.id) == 0)
+        #expect(await manager.engine(of: b.session.id) == 0)
+        async let fa = SessionTests.frames(of: a)
+        async let fb = SessionTests.frames(of: b)
+        let (together, other) = await (fa, fb)
+        #expect(together == alone && other.count == alone.count && other != alone)
+        await manager.shutdown()
+    }
 }
