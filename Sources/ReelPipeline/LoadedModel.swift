@@ -19,7 +19,8 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// where the backend has no separate streams.
     public let decodeStream: any Backend
     /// Makes a streaming encoder for video and image inputs (nil: loaded without one). Its ops go to
-    /// `encodeStream`, a stream of the decoder's device of its own (the Input stage's).
+    /// `encodeStream` (the Input stage's): by default a stream of the decoder's device of its own, or a device of
+    /// its own (`load(encodeBackend:)`); its latents reach the DiT's device ordered by an event (`handedOver`).
     public let makeEncoder: (@Sendable () -> any VideoEncoder)?
     public let encodeStream: any Backend
     /// Where `load(residency:)` placed the model under `--gpu-memory` (nil: loaded without a cap to place by).
@@ -43,7 +44,8 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// decoding does not share the DiT's); default: a new stream of `backend`. `quantization`: the DiT's
     /// block layers in FP8 or INT8 (`WanDiT.quantized`). `kvCache`: how the DiT's self-attention caches store
     /// keys and values (`WanDiT.kvCache`). `encoder`: also load the encoder half of the decoder's file
-    /// (the Wan VAE's, or a TAEHV file's `encoder.*`), for image and video inputs. `communicator`: the DiT
+    /// (the Wan VAE's, or a TAEHV file's `encoder.*`), for image and video inputs; `encodeBackend`: where the
+    /// encoder's weights live and its ops run (default: a new stream of the decoder's). `communicator`: the DiT
     /// spread over its ranks by sequence parallelism (`backend` must be its rank 0's stream, where the text
     /// encoder runs).
     /// `textBackend`: where the text encoder's weights live and it runs (e.g. the CPU beside a GPU DiT: no device
@@ -53,7 +55,7 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// last blocks loaded from the file straight into host memory (page-locked on CUDA) and streamed through device
     /// slots, so a DiT larger than the cap loads. A model that cannot fit is refused with what it needs.
     public static func load(files: ModelFiles, ema: Bool = false, decoder wantsDecoder: Bool = true, encoder wantsEncoder: Bool = false,
-                            backend: any Backend, decodeBackend: (any Backend)? = nil,
+                            backend: any Backend, decodeBackend: (any Backend)? = nil, encodeBackend: (any Backend)? = nil,
                             communicator: (any Communicator)? = nil, dtype: DType = .f32,
                             quantization: LinearQuantization? = nil, kvCache: KVCacheStorage = .model,
                             textBackend: (any Backend)? = nil, residency: Residency? = nil) throws -> LoadedModel {
@@ -93,7 +95,7 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
         }
         let prompts = try PromptEncoder(tokenizer: tok, textEncoder: textModel, model: dit)
         let model = try loadDecoder(files: files, prompts: prompts, decoder: wantsDecoder, encoder: wantsEncoder,
-                                    backend: backend, decodeBackend: decodeBackend, dtype: dtype)
+                                    backend: backend, decodeBackend: decodeBackend, encodeBackend: encodeBackend, dtype: dtype)
         model.placement = placement
         return model
     }
@@ -101,7 +103,7 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// The decoder (and encoder) half of `load`.
     private static func loadDecoder(files: ModelFiles, prompts: PromptEncoder, decoder wantsDecoder: Bool,
                                     encoder wantsEncoder: Bool, backend: any Backend, decodeBackend: (any Backend)?,
-                                    dtype: DType) throws -> LoadedModel {
+                                    encodeBackend: (any Backend)?, dtype: DType) throws -> LoadedModel {
         let dit = prompts.model
         guard wantsDecoder else { return LoadedModel(prompts: prompts, decoderName: "none", makeDecoder: nil) }
         let stream = try decodeBackend ?? backend.makeStream()
@@ -113,7 +115,7 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
                                       + "a Wan2.2-TI2V-5B (LongLive 2.0) DiT decodes with the Wan2.2 VAE (--vae Wan2.2_VAE.pth)")
             }
             var makeEncoder: (@Sendable () -> any VideoEncoder)?
-            let encodeStream = wantsEncoder ? try stream.makeStream() : stream
+            let encodeStream = wantsEncoder ? try encodeBackend ?? stream.makeStream() : stream
             if wantsEncoder {
                 let weights = try WeightFileTensors(path: path)
                 guard weights.keys.contains(where: { $0.hasPrefix("encoder.") }) else {
@@ -136,7 +138,7 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
                                   + "\(dit.config.outChannels): pair a Wan2.1 DiT with Wan2.1_VAE.pth, a Wan2.2-TI2V-5B DiT with Wan2.2_VAE.pth")
         }
         var makeEncoder: (@Sendable () -> any VideoEncoder)?
-        let encodeStream = wantsEncoder ? try stream.makeStream() : stream
+        let encodeStream = wantsEncoder ? try encodeBackend ?? stream.makeStream() : stream
         if wantsEncoder {
             let encoder = UncheckedSendable(try WanVAEEncoder.load(from: WeightFileTensors(path: files.vae!), on: encodeStream, dtype: dtype))
             makeEncoder = { StreamingVAEEncoder(model: encoder.value) }

@@ -86,13 +86,17 @@ public final class Metrics: @unchecked Sendable {
         "reel_device_sessions_active": ("gauge", "Sessions generating on a device (its engine's slots in use)."),
         "reel_device_sessions_started_total": ("counter", "Sessions started on a device."),
         "reel_device_memory_bytes": ("gauge", "Device memory held by live tensors, where the device keeps count."),
+        "reel_group_sessions_active": ("gauge", "Sessions generating on an engine's group of devices (its slots in use)."),
+        "reel_group_sessions_started_total": ("counter", "Sessions started on an engine's group of devices."),
         "reel_heap_in_use_bytes": ("gauge", "Bytes the C heap (malloc) has allocated, host tensors included."),
         "reel_heap_free_bytes": ("gauge", "Bytes free inside the C heap's arenas, kept by malloc rather than given back."),
     ]
 
-    /// Families whose series carry a device label (`labelled(_:device:)`): no unlabelled series of them.
+    /// Families whose series carry a device or group label (`labelled(_:device:)`, `labelled(_:group:)`): no
+    /// unlabelled series of them.
     static let perDevice: Set<String> = ["reel_device_sessions_active", "reel_device_sessions_started_total",
-                                         "reel_device_memory_bytes"]
+                                         "reel_device_memory_bytes", "reel_group_sessions_active",
+                                         "reel_group_sessions_started_total"]
 
     public init() {
         for (name, info) in Self.help where !Self.perDevice.contains(name) {
@@ -121,9 +125,14 @@ public final class Metrics: @unchecked Sendable {
     func removed(_ reason: RemovalReason) { add(Self.series("reel_sessions_removed_total", "reason", reason.rawValue)) }
 
     /// `name{device="cuda:1"}`: a series of a labelled family (`add`, `set` and `value` take it as the name).
-    static func labelled(_ name: String, device: String) -> String {
-        let escaped = device.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-        return "\(name){device=\"\(escaped)\"}"
+    static func labelled(_ name: String, device: String) -> String { labelled(name, "device", device) }
+
+    /// `name{group="cuda:0+cuda:1"}`: a series of an engine's group of devices (`reel serve --session-devices 0+1`).
+    static func labelled(_ name: String, group: String) -> String { labelled(name, "group", group) }
+
+    private static func labelled(_ name: String, _ label: String, _ value: String) -> String {
+        let escaped = value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        return "\(name){\(label)=\"\(escaped)\"}"
     }
 
     /// A series' value; a name without labels sums all its labelled series.

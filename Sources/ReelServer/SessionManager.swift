@@ -7,11 +7,12 @@ import ReelPipeline
 /// `maxQueuedSessions` requests are refused. Ended and paused sessions untouched for `idleTimeout`
 /// are reclaimed, and a watcher that disconnects removes its session.
 ///
-/// Engines are copies of one model, each on a device of its own (`reel serve --session-devices 0,1`): a session
-/// starts on the engine with the fewest sessions generating (the lowest index among equals) and stays there;
-/// /metrics reports each device's sessions and memory.
+/// Engines are copies of one model, each on a device of its own (`reel serve --session-devices 0,1`) or on a group
+/// of devices with its DiT spread over them by sequence parallelism (`--session-devices 0+1,2+3`): a session starts
+/// on the engine with the fewest sessions generating (the lowest index among equals) and stays there; /metrics
+/// reports each group's sessions and each device's sessions (its engine's) and memory.
 public actor SessionManager {
-    /// The engines, one per device; every engine holds the same model (weights, decoder, encoder).
+    /// The engines, one per device or group of devices; every engine holds the same model (weights, decoder, encoder).
     public nonisolated let engines: [LoadedModel]
     public nonisolated let config: ServerConfiguration
     public nonisolated let metrics: Metrics
@@ -39,10 +40,19 @@ public actor SessionManager {
         self.config = config
         self.metrics = metrics
         for name in deviceNames { metrics.set(Metrics.labelled("reel_device_sessions_active", device: name), 0) }
+        for name in groupNames { metrics.set(Metrics.labelled("reel_group_sessions_active", group: name), 0) }
     }
 
-    /// The device of each engine ("cuda:1"), as /metrics labels it.
-    public nonisolated var deviceNames: [String] { engines.map { $0.dit.backend.device.name } }
+    /// Each engine's devices, the DiT's ranks in order (one device for an engine not spread).
+    public nonisolated var engineDevices: [[any Device]] {
+        engines.map { e in e.dit.parallelism?.communicator.streams.map(\.device) ?? [e.dit.backend.device] }
+    }
+
+    /// Every engine's devices ("cuda:1"), engine after engine, as /metrics labels them.
+    public nonisolated var deviceNames: [String] { engineDevices.flatMap { $0.map(\.name) } }
+
+    /// Each engine's group of devices ("cuda:0+cuda:1"; "cuda:2" for an engine on one device), as /metrics labels it.
+    public nonisolated var groupNames: [String] { engineDevices.map { $0.map(\.name).joined(separator: "+") } }
 
     /// The engine a generating session runs on (nil when it is queued or over).
     func engine(of id: String) -> Int? { active[id] }
@@ -50,9 +60,9 @@ public actor SessionManager {
     /// Each engine's device memory in use (where the device keeps count) and the C heap's figures, into the
     /// metrics; /metrics calls it.
     public nonisolated func updateDeviceMemory() {
-        for (engine, name) in zip(engines, deviceNames) {
-            if let stats = engine.dit.backend.device.memoryStatistics() {
-                metrics.set(Metrics.labelled("reel_device_memory_bytes", device: name), Double(stats.inUse))
+        for device in engineDevices.joined() {
+            if let stats = device.memoryStatistics() {
+                metrics.set(Metrics.labelled("reel_device_memory_bytes", device: device.name), Double(stats.inUse))
             }
         }
         if let heap = HeapStatistics.current() {
@@ -190,7 +200,10 @@ public actor SessionManager {
             active[session.id] = engine
             session.markStarted()
             metrics.add("reel_sessions_started_total")
-            metrics.add(Metrics.labelled("reel_device_sessions_started_total", device: deviceNames[engine]))
+            metrics.add(Metrics.labelled("reel_group_sessions_started_total", group: groupNames[engine]))
+            for device in engineDevices[engine] {
+                metrics.add(Metrics.labelled("reel_device_sessions_started_total", device: device.name))
+            }
             let (model, config, metrics) = (engines[engine], self.config, self.metrics)
             session.task = Task {
                 await session.run(model: model, config: config, metrics: metrics)
@@ -198,9 +211,10 @@ public actor SessionManager {
             }
         }
         for (i, s) in queue.enumerated() { s.setQueuePosition(i + 1) }
-        for (index, name) in deviceNames.enumerated() {
-            metrics.set(Metrics.labelled("reel_device_sessions_active", device: name),
-                        Double(active.values.filter { $0 == index }.count))
+        for (index, devices) in engineDevices.enumerated() {
+            let load = Double(active.values.filter { $0 == index }.count)
+            metrics.set(Metrics.labelled("reel_group_sessions_active", group: groupNames[index]), load)
+            for device in devices { metrics.set(Metrics.labelled("reel_device_sessions_active", device: device.name), load) }
         }
         metrics.set("reel_sessions_active", Double(active.count))
         metrics.set("reel_sessions_queued", Double(queue.count))

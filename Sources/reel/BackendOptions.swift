@@ -13,8 +13,23 @@ struct BackendOptions: ParsableArguments {
     var backend: Kind = .cpu
     @Option(help: "CUDA device ordinal.")
     var device = 0
-    @Option(help: "CUDA device ordinal of the video decoder (default: the DiT's device, on a stream of its own). A second GPU decodes beside the DiT instead of sharing its device.")
+    @Option(help: ArgumentHelp(
+        "Device ordinal of the video decoder (default: the DiT's device, on a stream of its own). A second GPU decodes "
+            + "beside the DiT instead of sharing its device. With --backend cpu: an in-process CPU device (for checks).",
+        valueName: "ordinal"))
     var decodeDevice: Int?
+    @Option(help: ArgumentHelp(
+        "Device ordinal of the input encoder (video and image inputs: --input, --image, --continue, the server's input "
+            + "sessions; default: the decoder's device, on a stream of its own). With --backend cpu: an in-process CPU device.",
+        discussion: "The encoded latents reach the DiT's device ordered by an event, as the decoder's do. docs/multi-gpu.md",
+        valueName: "ordinal"))
+    var encodeDevice: Int?
+    @Option(help: ArgumentHelp(
+        "Device ordinal of the umT5 text encoder (default: the DiT's device, or the CPU with --text-backend cpu). "
+            + "With --backend cpu: an in-process CPU device.",
+        discussion: "A prompt's embedding is copied to the DiT's device once per new prompt. docs/multi-gpu.md",
+        valueName: "ordinal"))
+    var textDevice: Int?
     @Option(help: ArgumentHelp("Where the umT5 text encoder runs: cpu or cuda (default: --backend).",
                                discussion: "--text-backend cpu beside --backend cuda keeps umT5 off the GPU (umT5-XXL: 11 GB in bf16); a prompt not seen before then takes seconds to encode (printed), once per prompt."))
     var textBackend: Kind?
@@ -116,24 +131,64 @@ struct BackendOptions: ParsableArguments {
             throw ValidationError("--pipeline timestep-forcing runs a DiT per denoising step: name the devices, "
                                   + "e.g. --devices 0,1,2,3 for LongLive's 4 steps.")
         }
-        if let decodeDevice {
-            if backend != .cuda { throw ValidationError("--decode-device needs --backend cuda.") }
-            if decodeDevice < 0 { throw ValidationError("--decode-device must be 0 or more.") }
+        for (option, ordinal) in [("--decode-device", decodeDevice), ("--encode-device", encodeDevice),
+                                  ("--text-device", textDevice)] {
+            if let ordinal, ordinal < 0 { throw ValidationError("\(option) must be 0 or more, got \(ordinal).") }
+        }
+        if let textDevice, textBackend == .cpu, backend == .cuda {
+            throw ValidationError("--text-device \(textDevice) puts umT5 on cuda:\(textDevice) and --text-backend cpu on "
+                                  + "the CPU: give one of them.")
+        }
+        if pipeline != .exact, encodeDevice != nil {
+            throw ValidationError("--encode-device places the input encoder, which --pipeline \(pipeline.rawValue) does "
+                                  + "not take (no video or image input).")
         }
     }
 
-    /// The decoder's backend when `--decode-device` names another GPU than `--device` (nil: a stream
+    /// The DiT's main device: the first of `--devices`, else `--device`.
+    var mainDevice: Int { devices?.ordinals[0] ?? device }
+
+    /// The decoder's backend when `--decode-device` names another device than the DiT's (nil: a stream
     /// of the DiT's backend).
     func makeDecodeBackend() throws -> (any Backend)? {
-        guard let decodeDevice, decodeDevice != device else { return nil }
-        try capDevice(decodeDevice)
-        return try CUDABackend(device: decodeDevice, tuning: Self.tuning)
+        guard let decodeDevice, decodeDevice != mainDevice else { return nil }
+        return try makePlacedBackend(decodeDevice, option: "--decode-device")
     }
 
-    /// The text encoder's backend when `--text-backend` differs from `--backend` (nil: the DiT's).
-    func makeTextBackend() -> (any Backend)? {
+    /// The input encoder's backend for `--encode-device` (nil: a stream of its own on the decoder's device, the
+    /// default, also when it names that device); `dit` is the DiT's backend, whose device a new stream serves
+    /// when `--encode-device` names it while the decoder is elsewhere.
+    func makeEncodeBackend(beside dit: any Backend) throws -> (any Backend)? {
+        guard let encodeDevice, encodeDevice != (decodeDevice ?? mainDevice) else { return nil }
+        if encodeDevice == mainDevice { return try dit.makeStream() }
+        return try makePlacedBackend(encodeDevice, option: "--encode-device")
+    }
+
+    /// The text encoder's backend: `--text-device`'s when it names another device than the DiT's, the CPU when
+    /// `--text-backend` differs from `--backend` (nil: the DiT's).
+    func makeTextBackend() throws -> (any Backend)? {
+        if let textDevice {
+            return textDevice == mainDevice ? nil : try makePlacedBackend(textDevice, option: "--text-device")
+        }
         guard let textBackend, textBackend != backend else { return nil }
         return CPUBackend(threads: threads)
+    }
+
+    /// A stream on device `ordinal` for a placement option (`--decode-device`, `--encode-device`, `--text-device`):
+    /// a GPU under `--gpu-memory`, or with `--backend cpu` the in-process CPU device of that ordinal (one per
+    /// process, so that two options naming it share it).
+    private func makePlacedBackend(_ ordinal: Int, option: String) throws -> any Backend {
+        switch backend {
+        case .cpu:
+            return CPUBackend(threads: threads, device: CPUDeviceCache.shared.device(ordinal))
+        case .cuda:
+            do {
+                try capDevice(ordinal)
+                return try CUDABackend(device: ordinal, tuning: Self.tuning)
+            } catch let error as ReelError {
+                throw ReelError.input("\(option) \(ordinal): \(error)")
+            }
+        }
     }
 
     /// `--gpu-memory`'s placement of a model folder made for videos of `geometry` (nil without a cap): the text
@@ -190,6 +245,27 @@ struct BackendOptions: ParsableArguments {
         try CUDADevice.open(ordinal).setMemoryCap(memoryCap)
     }
 
+    /// An engine's devices for `reel serve --session-devices`: a stream of the one device of a group of one, else a
+    /// communicator over the group's devices (its rank 0's stream is the engine's backend; the DiT is spread over its
+    /// ranks), each GPU under `--gpu-memory`.
+    func makeEngineDevices(_ ordinals: [Int]) throws -> (backend: any Backend, communicator: (any Communicator)?) {
+        let streams: [any Backend]
+        switch backend {
+        case .cpu:
+            streams = ordinals.map { CPUBackend(threads: threads, device: CPUDeviceCache.shared.device($0)) }
+        case .cuda:
+            for d in ordinals { try capDevice(d) }
+            if ordinals.count > 1 {
+                let communicator = try NCCLCommunicator(devices: ordinals, tuning: Self.tuning)
+                return (communicator.streams[0], communicator)
+            }
+            streams = [try CUDABackend(device: ordinals[0], tuning: Self.tuning)]
+        }
+        guard streams.count > 1 else { return (streams[0], nil) }
+        let communicator = try CPUCommunicator(streams: streams)
+        return (streams[0], communicator)
+    }
+
     /// The ranks of `--devices` (made once: `make()` returns its rank 0's stream), or nil without it.
     func makeCommunicator() throws -> (any Communicator)? {
         guard let devices, pipeline == .exact else { return nil }
@@ -215,6 +291,29 @@ struct BackendOptions: ParsableArguments {
     }
 }
 
+/// `reel serve --session-devices`: engines separated by commas, each one device or a group of devices joined by +
+/// (`0,1,2,3`: four whole-model engines; `0+1,2+3`: two engines, each DiT spread over its two devices).
+struct SessionGroups: Sendable, CustomStringConvertible {
+    let groups: [[Int]]
+
+    init(parsing text: String) throws {
+        let engines = text.split(separator: ",", omittingEmptySubsequences: false).map { engine in
+            engine.split(separator: "+", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        }
+        guard !engines.isEmpty, engines.allSatisfy({ $0.allSatisfy { ($0 ?? -1) >= 0 } }) else {
+            throw ValidationError("--session-devices takes device ordinals, an engine's separated by commas and a group's "
+                                  + "joined by +, e.g. 0,1 or 0+1,2+3; got '\(text)'.")
+        }
+        groups = engines.map { $0.map { $0! } }
+        let all = groups.flatMap { $0 }
+        guard Set(all).count == all.count else {
+            throw ValidationError("--session-devices \(text) names a device twice; each engine needs devices of its own.")
+        }
+    }
+
+    var description: String { groups.map { $0.map(String.init).joined(separator: "+") }.joined(separator: ",") }
+}
+
 /// One stream per device of `--devices` for the timestep-forcing stages, made once per process.
 final class StageBackendCache: @unchecked Sendable {
     static let shared = StageBackendCache()
@@ -233,6 +332,22 @@ final class StageBackendCache: @unchecked Sendable {
             }
             made[key] = b
             return b
+        }
+    }
+}
+
+/// The in-process CPU devices of `--backend cpu`'s placement options, one per ordinal and process.
+final class CPUDeviceCache: @unchecked Sendable {
+    static let shared = CPUDeviceCache()
+    private let lock = NSLock()
+    private var made: [Int: CPUDevice] = [:]
+
+    func device(_ ordinal: Int) -> CPUDevice {
+        lock.withLock {
+            if let d = made[ordinal] { return d }
+            let d = CPUDevice(ordinal: ordinal)
+            made[ordinal] = d
+            return d
         }
     }
 }

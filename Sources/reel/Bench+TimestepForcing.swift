@@ -79,8 +79,10 @@ extension Bench {
             row("step \(i) (\(stages[i].device.name))", m * 1000, stepFloor * 1000, unit: "ms", higherIsBetter: false)
         }
         if decoder != .none {
-            row("decode (\(decodeStream.name))", median(plain.map { decodeSeconds[$0] }) * 1000, vaeFloor * 1000, unit: "ms",
-                higherIsBetter: false)
+            let decodeMedian = median(plain.map { decodeSeconds[$0] })
+            row("decode (\(decodeStream.name))", decodeMedian * 1000, vaeFloor * 1000, unit: "ms", higherIsBetter: false)
+            printDecoderPlacement(stepSeconds: stageMedians, decodeSeconds: decodeMedian, stages: stages,
+                                  decodeDevice: decodeStream.device.name)
         }
         print("")
         print("figure                          measured      floor         measured/floor")
@@ -98,5 +100,32 @@ extension Bench {
                 print(String(format: "%@: peak device memory %.2f GB", s.device.name, Double(m.peak) / 1e9))
             }
         }
+    }
+
+    /// The decoder's place chosen from this run's measured times (`TimestepForcingPlacement`): each place's predicted
+    /// block interval, a shared device taking the sum of its step's and the decoder's times, and the option that
+    /// gives the best.
+    private func printDecoderPlacement(stepSeconds: [Double], decodeSeconds: Double, stages: [any Backend],
+                                       decodeDevice: String) {
+        guard stepSeconds.allSatisfy({ $0.isFinite }), decodeSeconds.isFinite else { return }
+        let ordinals = backendOptions.devices?.ordinals ?? []
+        func describe(_ place: TimestepForcingPlacement.DecoderPlace) -> String {
+            switch place {
+            case .ownDevice: "a device of its own (--decode-device: a GPU no step uses)"
+            case .besideStep(let i):
+                "beside step \(i) (\(stages[i].device.name)\(i < ordinals.count ? ", --decode-device \(ordinals[i])" : ""))"
+            }
+        }
+        print("")
+        print("decoder placement by measured latency (times above, decoder measured on \(decodeDevice); a shared device "
+              + "is taken to need the sum of its step's and the decoder's times):")
+        for c in TimestepForcingPlacement.candidates(stepSeconds: stepSeconds, decodeSeconds: decodeSeconds, spareDevice: true) {
+            print("  " + describe(c.decoder).padding(toLength: 64, withPad: " ", startingAt: 0)
+                  + String(format: "%8.1f ms a block (%.2f FPS)", c.interval * 1000, 12 / c.interval))
+        }
+        let shared = TimestepForcingPlacement.best(stepSeconds: stepSeconds, decodeSeconds: decodeSeconds, spareDevice: false)
+        let any = TimestepForcingPlacement.best(stepSeconds: stepSeconds, decodeSeconds: decodeSeconds, spareDevice: true)
+        print("  best on the steps' devices: \(describe(shared.decoder))"
+              + (any == shared ? "" : "; best with a spare GPU: \(describe(any.decoder))"))
     }
 }

@@ -69,7 +69,8 @@ extension Bench {
         let dit = try WanDiT.load(from: WanDiT.randomWeights(config, on: backend, dtype: dtype), heads: config.heads,
                                   backend: backend, dtype: dtype)
         let decodeStream = try backendOptions.makeDecodeBackend() ?? backend.makeStream()
-        let encodeStream = try decodeStream.makeStream()
+        let encodeStream = try backendOptions.makeEncodeBackend(beside: backend) ?? decodeStream.makeStream()
+        print("DiT on \(backend.device.name), encoder on \(encodeStream.device.name), decoder on \(decodeStream.device.name)")
         let newEncoder: () -> any VideoEncoder, newDecoder: () -> any VideoDecoder, codecFLOPs: Double, codecNote: String
         if decoder == .vae {
             let d = try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: decodeStream, dtype: dtype), on: decodeStream, dtype: dtype)

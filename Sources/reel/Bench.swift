@@ -156,6 +156,9 @@ struct Bench: AsyncParsableCommand {
         if model.isLongLive2 && decoder == .tiny {
             throw ValidationError("TAEHV decodes Wan2.1 latents: --model \(model.name) takes --decoder vae (Wan2.2) or none.")
         }
+        if backendOptions.encodeDevice != nil && !input {
+            throw ValidationError("--encode-device places the input encoder: reel bench runs one with --input.")
+        }
         if input {
             if decoder == .none { throw ValidationError("--input needs an encoder and decoder: --decoder tiny (TAEHV) or vae (Wan2.1).") }
             if folderPath != nil || model.isLongLive2 { throw ValidationError("--input runs random weights: give --model 1.3b, 14b or small.") }

@@ -142,7 +142,8 @@ struct Eval: AsyncParsableCommand {
         let backend = try backendOptions.make()
         let t0 = Date()
         let model = try LoadedModel.load(files: files, decoder: true, encoder: restyle + animate > 0, backend: backend,
-                                         decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
+                                         decodeBackend: try backendOptions.makeDecodeBackend(),
+                                         encodeBackend: try backendOptions.makeEncodeBackend(beside: backend), dtype: backendOptions.storageType,
                                          quantization: models.quantization, kvCache: models.kvCache, textBackend: backendOptions.makeTextBackend(),
                                          residency: backendOptions.residency(geometry: BlockGeometry(width: frameSize,
                                                                                                        height: frameSize)))
@@ -178,7 +179,8 @@ struct Eval: AsyncParsableCommand {
     private func autoencodedSource(files: ModelFiles, frameSize: Int) throws -> (any FrameSource, EvalOptions) {
         let backend = try backendOptions.make()
         let model = try LoadedModel.load(files: files, decoder: true, encoder: true, backend: backend,
-                                         decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType)
+                                         decodeBackend: try backendOptions.makeDecodeBackend(),
+                                         encodeBackend: try backendOptions.makeEncodeBackend(beside: backend), dtype: backendOptions.storageType)
         let source = try AutoencodedFrameSource(model: model, frameSize: frameSize,
                                                 summary: "the ground truth through the \(model.decoderName) encoder and decoder (the autoencoder's ceiling)")
         var options = evalOptions(frameSize: frameSize)

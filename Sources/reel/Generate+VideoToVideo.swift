@@ -11,7 +11,8 @@ extension Generate {
         let backend = try backendOptions.make()
         let loadStart = Date()
         let model = try LoadedModel.load(files: files, decoder: true, encoder: true, backend: backend,
-                                          decodeBackend: try backendOptions.makeDecodeBackend(), dtype: backendOptions.storageType,
+                                          decodeBackend: try backendOptions.makeDecodeBackend(),
+                                          encodeBackend: try backendOptions.makeEncodeBackend(beside: backend), dtype: backendOptions.storageType,
                                           quantization: models.quantization, kvCache: models.kvCache, textBackend: backendOptions.makeTextBackend(),
                                           residency: backendOptions.residency(geometry: geometry))
         if let plan = model.placement?.plan { log(plan.description) }

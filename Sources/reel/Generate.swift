@@ -109,6 +109,9 @@ struct Generate: AsyncParsableCommand {
             if let noiseScale, !(0.2...1).contains(noiseScale) { throw ValidationError("--noise-scale must lie in 0.2...1, got \(noiseScale).") }
             if let inputTimeout, inputTimeout <= 0 { throw ValidationError("--input-timeout must be positive.") }
         }
+        if backendOptions.encodeDevice != nil && input == nil && image == nil && continueVideo == nil {
+            throw ValidationError("--encode-device places the input encoder: it needs --input, --image or --continue.")
+        }
         if let latentFrames, latentFrames <= 0 { throw ValidationError("--latent-frames must be positive, got \(latentFrames).") }
         if image != nil && continueVideo != nil { throw ValidationError("Give either --image or --continue, not both.") }
         if LiveDestination.isURL(output) {
@@ -175,6 +178,7 @@ struct Generate: AsyncParsableCommand {
         let inputs = image != nil || continueVideo != nil
         let model = try LoadedModel.load(files: files, decoder: !latentsOnly || inputs, encoder: inputs,
                                           backend: backend, decodeBackend: try backendOptions.makeDecodeBackend(),
+                                          encodeBackend: try backendOptions.makeEncodeBackend(beside: backend),
                                               communicator: try backendOptions.makeCommunicator(), dtype: dtype,
                                           quantization: models.quantization, kvCache: models.kvCache, textBackend: backendOptions.makeTextBackend(),
                                           residency: backendOptions.residency(geometry: geometry))

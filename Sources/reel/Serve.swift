@@ -38,13 +38,16 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup(title: "Access") var access: AccessOptions
     @Option(help: "Port to listen on (0: any free port).")
     var port = 8080
-    @Option(help: "Sessions generating at once on the device (on each device with --session-devices).")
+    @Option(help: "Sessions generating at once on the device (on each engine with --session-devices).")
     var maxSessions = 1
     @Option(help: ArgumentHelp(
-        "Spread sessions over these devices, e.g. 0,1,2,3: one engine (the whole model) on each, every new session on the "
-            + "least busy; /metrics reports each device's sessions and memory. With --backend cpu: in-process CPU devices.",
-        valueName: "devices"), transform: { try DeviceList(parsing: $0) })
-    var sessionDevices: DeviceList?
+        "Spread sessions over engines: 0,1,2,3 puts one engine (the whole model) on each device; 0+1,2+3 puts one on "
+            + "each group of devices joined by +, its DiT spread over them by sequence parallelism (exact, as --devices). "
+            + "Every new session goes to the least busy engine; /metrics reports each group's and device's sessions and "
+            + "memory. With --backend cpu: in-process CPU devices.",
+        discussion: "A group's size must divide the DiT's attention heads (12 for Wan 1.3B, 40 for 14B). docs/multi-gpu.md",
+        valueName: "devices"), transform: { try SessionGroups(parsing: $0) })
+    var sessionDevices: SessionGroups?
     @Option(help: "Sessions waiting for a slot before requests are refused.")
     var maxQueued = 8
     @Option(help: "Seconds after which a paused or ended session is reclaimed.")
@@ -77,9 +80,21 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--inject-oom-every must not be negative, got \(injectOomEvery).")
         }
         if let maxSeconds, !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive, got \(maxSeconds).") }
-        if sessionDevices != nil, backendOptions.devices != nil || backendOptions.decodeDevice != nil {
-            throw ValidationError("--session-devices places whole engines; it does not combine with --devices or "
-                                  + "--decode-device yet.")
+        if let sessionDevices {
+            let o = backendOptions
+            if o.devices != nil || o.decodeDevice != nil || o.encodeDevice != nil || o.textDevice != nil || o.pipeline != .exact {
+                throw ValidationError("--session-devices \(sessionDevices) places whole engines (each group's DiT spread "
+                                      + "by --session-devices itself); it does not combine with --devices, --pipeline, "
+                                      + "--decode-device, --encode-device or --text-device yet.")
+            }
+            if o.gpuMemory != nil, sessionDevices.groups.contains(where: { $0.count > 1 }) {
+                throw ValidationError("--gpu-memory places a model on one device; the groups of --session-devices "
+                                      + "\(sessionDevices) spread the DiT (give one device an engine, or no cap).")
+            }
+        }
+        if backendOptions.pipeline != .exact {
+            throw ValidationError("reel serve runs LongLive's exact schedule; --pipeline \(backendOptions.pipeline.rawValue) "
+                                  + "is for reel generate and reel bench.")
         }
         try access.validate()
         _ = try Self.heapPolicy()   // REEL_HEAP_POLICY, checked before the model loads
@@ -116,33 +131,42 @@ struct Serve: AsyncParsableCommand {
         let device: String
         do {
             // With an encoder, sessions take video and image inputs (video-to-video, image-to-video).
-            func load(on backend: any Backend, decodeBackend: (any Backend)?,
+            func load(on backend: any Backend, decodeBackend: (any Backend)?, encodeBackend: (any Backend)? = nil,
                       communicator: (any Communicator)?) throws -> LoadedModel {
                 try LoadedModel.load(files: files, encoder: LoadedModel.hasEncoder(files), backend: backend,
-                                     decodeBackend: decodeBackend, communicator: communicator,
+                                     decodeBackend: decodeBackend, encodeBackend: encodeBackend, communicator: communicator,
                                      dtype: backendOptions.storageType, quantization: models.quantization, kvCache: models.kvCache,
                                      textBackend: backendOptions.makeTextBackend(),
                                      residency: backendOptions.residency(geometry: geometry))
             }
             if let sessionDevices {
-                for ordinal in sessionDevices.ordinals {
-                    let backend: any Backend = switch backendOptions.backend {
-                    case .cpu: CPUBackend(threads: backendOptions.threads, device: CPUDevice(ordinal: ordinal))
-                    case .cuda: try CUDABackend(device: ordinal, tuning: BackendOptions.tuning)
-                    }
-                    engines.append(try load(on: backend, decodeBackend: nil, communicator: nil))
+                for group in sessionDevices.groups {
+                    let (backend, communicator) = try backendOptions.makeEngineDevices(group)
+                    engines.append(try load(on: backend, decodeBackend: nil, communicator: communicator))
                 }
-                device = engines.map { $0.dit.backend.name }.joined(separator: ", ")
+                device = engines.map { e in
+                    e.dit.parallelism.map { "DiT over \($0.communicator.name)" } ?? e.dit.backend.name
+                }.joined(separator: ", ")
             } else {
                 let backend = try backendOptions.make()
-                let decoderDevice = backendOptions.decodeDevice
-                    .flatMap { $0 == backendOptions.device ? nil : ", decoder on cuda:\($0)" } ?? ""
+                if backendOptions.encodeDevice != nil, !LoadedModel.hasEncoder(files) {
+                    throw ReelError.input("--encode-device places the input encoder, but the model has none (no "
+                                          + "encoder.* weights in its TAEHV file)")
+                }
                 let communicator = try backendOptions.makeCommunicator()
-                device = communicator.map { "DiT over \($0.name)" }
+                let model = try load(on: backend, decodeBackend: try backendOptions.makeDecodeBackend(),
+                                     encodeBackend: try backendOptions.makeEncodeBackend(beside: backend),
+                                     communicator: communicator)
+                engines.append(model)
+                let decoderDevice = model.decodeStream.device.isSame(as: backend.device)
+                    ? "" : ", decoder on \(model.decodeStream.device.name)"
+                device = (communicator.map { "DiT over \($0.name)" }
                     ?? (backend as? CPUBackend).map { "cpu (\($0.threads) threads)" }
-                    ?? "cuda:\(backendOptions.device)" + decoderDevice
-                engines.append(try load(on: backend, decodeBackend: try backendOptions.makeDecodeBackend(),
-                                        communicator: communicator))
+                    ?? "cuda:\(backendOptions.device)") + decoderDevice
+                let placed = "DiT on \(backend.device.name), text encoder on \(model.prompts.textEncoder.backend.device.name), "
+                    + "decoder on \(model.decodeStream.device.name)"
+                    + (model.makeEncoder == nil ? "" : ", input encoder on \(model.encodeStream.device.name)")
+                logger.info("reel serve: \(placed)")
             }
         } catch let error as ReelError {
             printError(error)

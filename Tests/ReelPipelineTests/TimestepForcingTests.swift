@@ -151,3 +151,23 @@ import ReelModels
         zip(a, b).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) } / Double(max(a.count, 1))
     }
 }
+
+/// The decoder's place in a timestep-forcing pipeline from measured times (made-up latencies: no timing is measured).
+@Suite struct TimestepForcingPlacementTests {
+    @Test func decoderGoesBesideTheFastestStepOrOnASpareDevice() {
+        // Step 2 is fastest: beside it the slowest device takes max(40, 42, 30 + 15) = 45 ms.
+        let steps = [0.040, 0.042, 0.030, 0.041]
+        let candidates = TimestepForcingPlacement.candidates(stepSeconds: steps, decodeSeconds: 0.015, spareDevice: true)
+        #expect(candidates.map(\.decoder) == [.besideStep(0), .besideStep(1), .besideStep(2), .besideStep(3), .ownDevice])
+        #expect(zip(candidates.map(\.interval), [0.055, 0.057, 0.045, 0.056, 0.042]).allSatisfy { abs($0 - $1) < 1e-12 })
+        let shared = TimestepForcingPlacement.best(stepSeconds: steps, decodeSeconds: 0.015, spareDevice: false)
+        #expect(shared.decoder == .besideStep(2) && abs(shared.interval - 0.045) < 1e-12)
+        #expect(TimestepForcingPlacement.best(stepSeconds: steps, decodeSeconds: 0.015, spareDevice: true).decoder == .ownDevice)
+        // A decoder small enough to hide beside the fastest step: a spare device gains nothing, so it is not taken.
+        let hidden = TimestepForcingPlacement.best(stepSeconds: steps, decodeSeconds: 0.005, spareDevice: true)
+        #expect(hidden.decoder == .besideStep(2) && abs(hidden.interval - 0.042) < 1e-12)
+        // Equal steps (as by construction): the first among equals.
+        #expect(TimestepForcingPlacement.best(stepSeconds: [0.04, 0.04], decodeSeconds: 0.01, spareDevice: false).decoder
+                == .besideStep(0))
+    }
+}

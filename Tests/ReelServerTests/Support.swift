@@ -26,13 +26,22 @@ enum TestModel {
     }
 
     /// The micro model on `backend` (the same weights on every backend).
-    static func make(on backend: CPUBackend) throws -> LoadedModel {
+    static func make(on backend: CPUBackend) throws -> LoadedModel { try make(on: backend, communicator: nil) }
+
+    /// The micro model with its DiT spread over `communicator`'s ranks by sequence parallelism (2 heads: 1 or 2
+    /// ranks), the rest on rank 0: a `reel serve --session-devices 0+1` engine.
+    static func make(spreadOver communicator: CPUCommunicator) throws -> LoadedModel {
+        try make(on: communicator.streams[0] as! CPUBackend, communicator: communicator)
+    }
+
+    private static func make(on backend: CPUBackend, communicator: CPUCommunicator?) throws -> LoadedModel {
         let tok = try Tokenizer(contentsOf: fixtures.appendingPathComponent("tokenizer/nfkc/tokenizer.json"))
         let t5 = try UMT5Encoder.load(
             from: UMT5Encoder.randomWeights(UMT5Config(vocabulary: tok.vocabularySize, dim: 16, heads: 2, headDim: 8, ffnDim: 32, layers: 1),
                                             on: backend), backend: backend)
-        let dit = try WanDiT.load(from: WanDiT.randomWeights(WanDiTConfig(dim: 32, ffnDim: 64, heads: 2, layers: 2, textDim: 16),
-                                                             on: backend, seed: 1), heads: 2, backend: backend)
+        let weights = try WanDiT.randomWeights(WanDiTConfig(dim: 32, ffnDim: 64, heads: 2, layers: 2, textDim: 16), on: backend, seed: 1)
+        let dit = try communicator.map { try WanDiT.loadSequenceParallel(from: weights, heads: 2, communicator: $0) }
+            ?? WanDiT.load(from: weights, heads: 2, backend: backend)
         let taehv = FilteredTensorSource(try WeightFileTensors(path: fixtures.appendingPathComponent("vae/taehv_decoder.safetensors").path),
                                          excluding: ["input.", "output."])
         let decoder = UncheckedSendable(try TinyDecoder.load(from: taehv, on: backend))

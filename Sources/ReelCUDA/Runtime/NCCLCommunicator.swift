@@ -11,6 +11,11 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     public let gpus: [CUDABackend]
     let nccl: NCCL
     private let comms: [NCCL.Comm]
+    /// Held while one collective is issued for every rank: threads sharing the communicator (two sessions on one
+    /// `reel serve` engine) then queue whole collectives in one order on every rank. NCCL requires that order (a
+    /// collective issued on rank 0 before another and after it on rank 1 deadlocks) and its communicators are not
+    /// safe to issue on from several threads at once.
+    private let issueLock = NSLock()
 
     public var name: String { "nccl cuda:" + gpus.map { String($0.cudaDevice.info.ordinal) }.joined(separator: ",") }
 
@@ -58,6 +63,8 @@ public final class NCCLCommunicator: Communicator, @unchecked Sendable {
     /// Runs `body` between ncclGroupStart and ncclGroupEnd, then binds rank 0's context again (NCCL switches
     /// devices as it issues each rank's part).
     private func group(_ what: String, _ body: () throws -> Void) throws {
+        issueLock.lock()
+        defer { issueLock.unlock() }
         try nccl.check(nccl.ncclGroupStart(), "ncclGroupStart (\(what))")
         var failure: Error?
         do { try body() } catch { failure = error }
