@@ -195,7 +195,8 @@ struct Bench: AsyncParsableCommand {
         if let folder {
             let loaded = try LoadedModel.load(files: folder, decoder: decoder != .none, backend: backend,
                                               decodeBackend: try backendOptions.makeDecodeBackend(),
-                                              communicator: try backendOptions.makeCommunicator(), dtype: dtype, quantization: quantization,
+                                              communicator: try backendOptions.makeCommunicator(),
+                                              parallelism: backendOptions.parallelism.scheme, dtype: dtype, quantization: quantization,
                                               kvCache: kvCache, residency: backendOptions.residency(geometry: geometry))
             if let plan = loaded.placement?.plan {
                 print(plan.description)
@@ -222,7 +223,8 @@ struct Bench: AsyncParsableCommand {
             let placed = try backendOptions.withoutCap(on: backend) {
                 let weights = try WanDiT.randomWeights(config, on: backend, dtype: dtype)
                 let plain = try backendOptions.makeCommunicator().map {
-                    try WanDiT.loadSequenceParallel(from: weights, heads: config.heads, communicator: $0, dtype: dtype)
+                    try WanDiT.loadParallel(backendOptions.parallelism.scheme, from: weights, heads: config.heads,
+                                            communicator: $0, dtype: dtype)
                 } ?? WanDiT.load(from: weights, heads: config.heads, backend: backend, dtype: dtype)
                 return try placedUnderCap(try (quantization.map { try plain.quantized($0) } ?? plain).withKVCache(kvCache),
                                           backend: backend, geometry: geometry)
@@ -242,7 +244,7 @@ struct Bench: AsyncParsableCommand {
         }
         let config = dit.config
         if let p = dit.parallelism {
-            print("DiT spread over \(p.communicator.name) by sequence parallelism (its floors at \(p.replicas.count)x the rate)")
+            print("DiT spread over \(p.communicator.name) by \(p.scheme.name) (its floors at \(p.replicas.count)x the rate)")
         }
         (backend as? MemoryReporting)?.resetPeakMemory()
 

@@ -120,7 +120,7 @@ struct Serve: AsyncParsableCommand {
                       communicator: (any Communicator)?) throws -> LoadedModel {
                 try LoadedModel.load(files: files, encoder: LoadedModel.hasEncoder(files), backend: backend,
                                      decodeBackend: decodeBackend, communicator: communicator,
-                                     dtype: backendOptions.storageType, quantization: models.quantization, kvCache: models.kvCache,
+                                     parallelism: backendOptions.parallelism.scheme, dtype: backendOptions.storageType, quantization: models.quantization, kvCache: models.kvCache,
                                      textBackend: backendOptions.makeTextBackend(),
                                      residency: backendOptions.residency(geometry: geometry))
             }
@@ -138,7 +138,7 @@ struct Serve: AsyncParsableCommand {
                 let decoderDevice = backendOptions.decodeDevice
                     .flatMap { $0 == backendOptions.device ? nil : ", decoder on cuda:\($0)" } ?? ""
                 let communicator = try backendOptions.makeCommunicator()
-                device = communicator.map { "DiT over \($0.name)" }
+                device = communicator.map { "DiT over \($0.name) (\(backendOptions.parallelism.rawValue) parallel)" }
                     ?? (backend as? CPUBackend).map { "cpu (\($0.threads) threads)" }
                     ?? "cuda:\(backendOptions.device)" + decoderDevice
                 engines.append(try load(on: backend, decodeBackend: try backendOptions.makeDecodeBackend(),
