@@ -111,9 +111,12 @@ struct BackendOptions: ParsableArguments {
             throw ValidationError("--device \(device) and --devices \(devices) disagree: the DiT's main device is "
                                   + "the first of --devices.")
         }
-        if parallelism == .tensor && (devices == nil || pipeline != .exact) {
-            throw ValidationError("--parallelism tensor spreads the DiT over --devices with the exact schedule: give "
-                                  + "--devices (and no --pipeline \(pipeline.rawValue)).")
+        if parallelism == .tensor && devices == nil {
+            throw ValidationError("--parallelism tensor spreads the DiT over --devices: give --devices too.")
+        }
+        if parallelism == .tensor && pipeline != .exact {
+            throw ValidationError("--parallelism tensor is for the exact schedule; --pipeline \(pipeline.rawValue) "
+                                  + "places whole models (or layer ranges) on the devices instead.")
         }
         if !(1...4).contains(streamSlots) { throw ValidationError("--stream-slots must be 1 to 4, got \(streamSlots).") }
         if let gpuMemory, !(gpuMemory > 0) { throw ValidationError("--gpu-memory must be a positive number of GB.") }

@@ -328,7 +328,11 @@ struct Bench: AsyncParsableCommand {
             print(String(format: "decoder's device (%@): peak %.2f GB (in use at the end %.2f GB)", decodeStream.name,
                          Double(memory.peak) / 1e9, Double(memory.inUse) / 1e9))
         }
-        print(String(format: "KV cache %.2f GB; blocks %@", Double(generator.cacheBytes) / 1e9,
+        // Spread over N devices (either scheme) each holds its heads' 1/N of the cache.
+        let ranks = dit.parallelism?.ranks ?? 1
+        let perDevice = ranks > 1 ? String(format: " (%.2f GB on each of %d devices)",
+                                           Double(generator.cacheBytes) / Double(ranks) / 1e9, ranks) : ""
+        print(String(format: "KV cache %.2f GB%@; blocks %@", Double(generator.cacheBytes) / 1e9, perDevice,
                      ditSeconds.map { String(format: "%.0f", $0 * 1000) }.joined(separator: " ") + " ms (DiT)"))
         if let line = Self.streamingReport(dit, uploadedBefore: uploadedBefore, blocks: blocks, rate: linkRate,
                                            ditMedian: ditMedian) { print(line) }

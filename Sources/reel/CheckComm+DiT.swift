@@ -30,8 +30,9 @@ struct ParallelDiTCheck {
         let shards = TokenShards(tokensPerFrame: tokensPerFrame, ranks: n)
         let padding = shards.padded > tokensPerFrame ? ", \(shards.padded - tokensPerFrame) padding" : ""
         print("DiT: \(config.layers) layers, dim \(config.dim), \(config.heads) heads, ffn \(config.ffnDim), "
-              + "\(geometry.width)x\(geometry.height) (\(tokensPerFrame) tokens a frame; sequence: \(shards.perRank) rows "
-              + "a rank\(padding)), \(dtype), cuda:\(gpus.gpus[0].cudaDevice.info.ordinal) alone against \(gpus.name)")
+              + "\(geometry.width)x\(geometry.height) (\(tokensPerFrame) tokens a frame; sequence: "
+              + "\(shards.perRank) rows a rank\(padding)), \(dtype), "
+              + "cuda:\(gpus.gpus[0].cudaDevice.info.ordinal) alone against \(gpus.name)")
 
         let embedding = try single.randomNormal([32, config.textDim], seed: 1, offset: 0, dtype: dtype)
         let block = try single.randomNormal([3, lh, lw, config.inChannels], seed: 2, offset: 0, dtype: dtype)
@@ -42,7 +43,8 @@ struct ParallelDiTCheck {
         let passes: [(Tensor, Float, Int, Bool)] = [(block, 1000, 0, true), (block, 0, 0, false), (next, 750, 3, true)]
         var reference: [[Float]] = []
         for (x, t, start, needsOutput) in passes {
-            let a = try one.forward(x, timestep: t, prompt: p1, cache: c1, access: .init(startFrame: start, needsOutput: needsOutput))
+            let access = WanDiT.CacheAccess(startFrame: start, needsOutput: needsOutput)
+            let a = try one.forward(x, timestep: t, prompt: p1, cache: c1, access: access)
             reference.append(try a?.toFloats() ?? [])
         }
 
@@ -60,7 +62,8 @@ struct ParallelDiTCheck {
         var failures: [String] = [], rows: [String] = []
         /// The scheme's model checked pass by pass against one GPU; its time per forward.
         func check(_ scheme: DiTParallelScheme) throws -> Double {
-            let spread = try WanDiT.loadParallel(scheme, from: weights, heads: config.heads, communicator: gpus, dtype: dtype)
+            let spread = try WanDiT.loadParallel(scheme, from: weights, heads: config.heads, communicator: gpus,
+                                                 dtype: dtype)
             let live = gpus.gpus.map { Double($0.cudaDevice.allocatorStats.live) / Double(1 << 30) }
             print("\(scheme.name): memory held after loading (weights, one GPU's model on cuda:0 besides): "
                   + live.map { String(format: "%.2f GiB", $0) }.joined(separator: ", "))
@@ -90,7 +93,9 @@ struct ParallelDiTCheck {
             }
             for g in gpus.gpus { g.resetPeakMemory() }
             let tN = try check(scheme)      // the spread model and its cache are released on return
-            let peaks = gpus.gpus.map { String(format: "%.2f", Double($0.cudaDevice.allocatorStats.peak) / Double(1 << 30)) }
+            let peaks = gpus.gpus.map {
+                String(format: "%.2f", Double($0.cudaDevice.allocatorStats.peak) / Double(1 << 30))
+            }
             rows.append("  " + Column.left(scheme.name, 34)
                         + String(format: "%8.1f ms  %5.2fx  %4.0f%% of %dx   peak GiB per GPU: %@", tN * 1e3, t1 / tN,
                                  100 * t1 / tN / Double(n), n, peaks.joined(separator: ", ")))

@@ -141,7 +141,8 @@ public final class TensorParallelism: DiTParallelism, @unchecked Sendable {
                     "the cache (\(cache.shards.count) shards, \(cache.tokensPerFrame) tokens per frame) is not this "
                     + "model's over \(n) ranks at \(grid.tokensPerFrame) tokens per frame: make it with WanDiT.makeCache")
         try require(prompt.ranks.count == n && prompt.scheme == .tensor, op,
-                    "the prompt was not encoded by this tensor-parallel model (its encodePrompt gives every rank its heads)")
+                    "the prompt was not encoded by this tensor-parallel model (its encodePrompt gives every rank "
+                    + "its heads)")
 
         let inputs = try communicator.broadcast(try onRankZero(latents, op), from: 0)
         var x: [Tensor] = [], e: [Tensor] = [], e0: [Tensor] = []
@@ -185,7 +186,8 @@ public final class TensorParallelism: DiTParallelism, @unchecked Sendable {
             try be.bindDevice()
             let mod = try b.modulation(e0[r])                                              // [6, F, dim]
             modulations.append(mod)
-            let h = try a.k.modulatedInput(try x[r].reshaped(framed), scale: try mod(.attentionScale, frames: everyFrame),
+            let h = try a.k.modulatedInput(try x[r].reshaped(framed),
+                                           scale: try mod(.attentionScale, frames: everyFrame),
                                            shift: try mod(.attentionShift, frames: everyFrame), eps: c.eps, as: flat)
             k.append(try a.k(h))                                                           // [1, L, dim/N]
             v.append(try a.v(h))
@@ -304,7 +306,8 @@ extension WanDiT.Block {
         var b = self
         b.selfAttention = try selfAttention.headShare(part, of: parts)
         b.crossAttention = try crossAttention.headShare(part, of: parts)
-        b.ffn = WanDiT.FeedForward(up: try ffn.up.outputShare(part, of: parts), down: try ffn.down.inputShare(part, of: parts))
+        b.ffn = WanDiT.FeedForward(up: try ffn.up.outputShare(part, of: parts),
+                                   down: try ffn.down.inputShare(part, of: parts))
         return b
     }
 }
