@@ -244,7 +244,9 @@ struct Bench: AsyncParsableCommand {
         }
         let config = dit.config
         if let p = dit.parallelism {
-            print("DiT spread over \(p.communicator.name) by \(p.scheme.name) (its floors at \(p.replicas.count)x the rate)")
+            let gb = try p.blockWeightBytes().map { String(format: "%.2f", Double($0) / 1e9) }.joined(separator: ", ")
+            print("DiT spread over \(p.communicator.name) by \(p.scheme.name) (its floors at \(p.replicas.count)x the rate); "
+                  + "blocks' weights per device: \(gb) GB")
         }
         (backend as? MemoryReporting)?.resetPeakMemory()
 

@@ -111,6 +111,13 @@ import ReelCPU
             #expect((b.selfAttention.o.bias != nil) == (r == 0) && (b.ffn.down.bias != nil) == (r == 0))
             #expect(replica.weights.head.modulation.shape == single.weights.head.modulation.shape)
         }
+        // The blocks' weights: a third each, less the modulation tables and norm3 every rank holds whole and the
+        // row-parallel biases only rank 0 holds.
+        let whole = try #require(try SequenceParallelism(communicator: p.communicator, replicas: [single])
+            .blockWeightBytes().first)
+        let shares = try p.blockWeightBytes()
+        let replicated = c.layers * 4 * (6 * c.dim + 2 * c.dim), biases = c.layers * 4 * 3 * c.dim
+        #expect(shares == [biases, 0, 0].map { (whole - replicated - biases) / 3 + replicated + $0 })
         let c1 = try single.makeCache(tokensPerFrame: 6, sinkFrames: 3, windowFrames: 6)
         let c2 = try parallel.makeCache(tokensPerFrame: 6, sinkFrames: 3, windowFrames: 6)
         #expect(c2.shards.count == 3 && c2.shards.allSatisfy { $0.byteCount * 3 == c1.byteCount })

@@ -41,6 +41,21 @@ public protocol DiTParallelism: AnyObject, Sendable {
 extension DiTParallelism {
     public var ranks: Int { replicas.count }
 
+    /// The bytes of the blocks' weights each rank holds (all of them with sequence parallelism, 1/N of them with
+    /// tensor parallelism; the small non-block weights left out).
+    public func blockWeightBytes() throws -> [Int] {
+        try replicas.map { replica in
+            var bytes = 0
+            for block in replica.weights.blocks {
+                _ = try block.mapTensors { t in
+                    bytes += t.byteCount
+                    return t
+                }
+            }
+            return bytes
+        }
+    }
+
     /// `tensor` on rank 0's stream: waited for there when it is on rank 0's device, else handed over.
     func onRankZero(_ tensor: Tensor, _ op: String) throws -> Tensor {
         let stream = communicator.streams[0]
