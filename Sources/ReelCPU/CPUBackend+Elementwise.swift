@@ -20,6 +20,7 @@ extension CPUBackend {
                 case .exp: map8(src, out, r) { exp8($0) }
                 case .neg: map8(src, out, r) { -$0 }
                 case .square: map8(src, out, r) { $0 * $0 }
+                case .rsqrt: for i in r { out[i] = 1 / src[i].squareRoot() }
                 }
             }
         }

@@ -13,6 +13,8 @@ public enum UnaryOp: String, CaseIterable, Sendable {
     case exp
     case neg
     case square
+    /// 1 / sqrt(x) (x > 0; the DiT's q/k norm split over tensor-parallel ranks).
+    case rsqrt
 }
 
 /// Elementwise functions of two tensors, with NumPy broadcasting.

@@ -46,8 +46,8 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// keys and values (`WanDiT.kvCache`). `encoder`: also load the encoder half of the decoder's file
     /// (the Wan VAE's, or a TAEHV file's `encoder.*`), for image and video inputs; `encodeBackend`: where the
     /// encoder's weights live and its ops run (default: a new stream of the decoder's). `communicator`: the DiT
-    /// spread over its ranks by sequence parallelism (`backend` must be its rank 0's stream, where the text
-    /// encoder runs).
+    /// spread over its ranks by `parallelism` (`backend` must be its rank 0's stream, where the text encoder
+    /// runs).
     /// `textBackend`: where the text encoder's weights live and it runs (e.g. the CPU beside a GPU DiT: no device
     /// memory for umT5, seconds per new prompt); default: `backend`.
     /// `residency`: place the model under `--gpu-memory` by `ResidencyPlan` (one device: ignored with a
@@ -56,7 +56,8 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// slots, so a DiT larger than the cap loads. A model that cannot fit is refused with what it needs.
     public static func load(files: ModelFiles, ema: Bool = false, decoder wantsDecoder: Bool = true, encoder wantsEncoder: Bool = false,
                             backend: any Backend, decodeBackend: (any Backend)? = nil, encodeBackend: (any Backend)? = nil,
-                            communicator: (any Communicator)? = nil, dtype: DType = .f32,
+                            communicator: (any Communicator)? = nil, parallelism: DiTParallelScheme = .sequence,
+                            dtype: DType = .f32,
                             quantization: LinearQuantization? = nil, kvCache: KVCacheStorage = .model,
                             textBackend: (any Backend)? = nil, residency: Residency? = nil) throws -> LoadedModel {
         if let communicator, communicator.streams[0] !== backend {
@@ -86,7 +87,8 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
         let textModel = try UMT5Encoder.load(from: WeightFileTensors(path: encoderPath), backend: textPlace, dtype: dtype,
                                              quantization: placement?.plan.textEncoder == .deviceFP8 ? .fp8 : nil)
         let dit = try WanDiT.load(path: ditPath, lora: files.lora, heads: files.heads, ema: ema || files.ema,
-                                  backend: backend, communicator: communicator, dtype: dtype, quantization: quantization,
+                                  backend: backend, communicator: communicator, parallelism: parallelism, dtype: dtype,
+                                  quantization: quantization,
                                   streaming: streaming)
         dit.kvCache = kvCache
         if let streaming, placement?.plan.kvCacheOnHost == true {

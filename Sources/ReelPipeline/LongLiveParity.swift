@@ -56,12 +56,15 @@ public struct LongLiveParity {
     public let folder: String
     public let backend: any Backend
     public let dtype: DType
-    /// The DiT spread over these ranks by sequence parallelism (`backend` is then its rank 0's stream).
+    /// The DiT spread over these ranks by `parallelism` (`backend` is then its rank 0's stream).
     public let communicator: (any Communicator)?
+    public let parallelism: DiTParallelScheme
     let config: [String: Any]
 
-    public init(folder: String, backend: any Backend, communicator: (any Communicator)? = nil, dtype: DType = .f32) throws {
+    public init(folder: String, backend: any Backend, communicator: (any Communicator)? = nil,
+                parallelism: DiTParallelScheme = .sequence, dtype: DType = .f32) throws {
         self.folder = folder; self.backend = backend; self.dtype = dtype; self.communicator = communicator
+        self.parallelism = parallelism
         if let communicator, communicator.streams[0] !== backend {
             throw ReelError.input("parity: the backend must be rank 0's stream of \(communicator.name)")
         }
@@ -82,9 +85,10 @@ public struct LongLiveParity {
         }
         let caseFile = try WeightFiles.open(Self.path(folder, "case.safetensors"))
         var dit = try variant.converted.map {
-            try WanDiT.load(path: $0, backend: backend, communicator: communicator, dtype: dtype)
+            try WanDiT.load(path: $0, backend: backend, communicator: communicator, parallelism: parallelism, dtype: dtype)
         } ?? WanDiT.load(path: Self.path(folder, "longlive_base.pt"), lora: variant.lora ? Self.path(folder, "lora.pt") : nil,
-                         heads: heads, backend: backend, communicator: communicator, dtype: dtype)
+                         heads: heads, backend: backend, communicator: communicator, parallelism: parallelism,
+                         dtype: dtype)
         if let q = variant.quantization { dit = try dit.quantized(q) }
         dit.kvCache = variant.kvCache
         let prompts = try (0...switches.count).map {

@@ -84,12 +84,12 @@ public struct ModelFiles: Sendable, Equatable {
 extension WanDiT {
     /// Loads a DiT from a weight file of any supported format and layout. LongLive checkpoints keep the
     /// model under `generator` (or `generator_ema` with `ema`, or `model`); that level is picked here.
-    /// With `communicator`, the model is spread over its ranks by sequence parallelism
-    /// (`loadSequenceParallel`; `backend` is then unused: rank 0's stream takes its place).
+    /// With `communicator`, the model is spread over its ranks by `parallelism` (`loadSequenceParallel` or
+    /// `loadTensorParallel`; `backend` is then unused: rank 0's stream takes its place).
     /// `quantization` and `streaming`: as `load(from:...)` (one device; a sequence-parallel model quantizes after).
     public static func load(path: String, lora: String? = nil, heads: Int? = nil, ema: Bool = false,
                             backend: any Backend, communicator: (any Communicator)? = nil,
-                            dtype: DType = .f32, quantization: LinearQuantization? = nil,
+                            parallelism: DiTParallelScheme = .sequence, dtype: DType = .f32, quantization: LinearQuantization? = nil,
                             streaming: BlockStreaming? = nil) throws -> WanDiT {
         let (source, loraSource) = try openCheckpoint(path: path, lora: lora, ema: ema)
         let file = try WeightFiles.open(path)
@@ -99,7 +99,8 @@ extension WanDiT {
                                   + "or --devices")
         }
         var model = try communicator.map {
-            try loadSequenceParallel(from: source, heads: heads ?? recorded, lora: loraSource, communicator: $0, dtype: dtype)
+            try loadParallel(parallelism, from: source, heads: heads ?? recorded, lora: loraSource, communicator: $0,
+                             dtype: dtype)
         } ?? load(from: source, heads: heads ?? recorded, lora: loraSource, backend: backend, dtype: dtype,
                   quantization: quantization, streaming: streaming)
         if let quantization { model = try model.quantized(quantization) }

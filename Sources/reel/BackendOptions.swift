@@ -3,6 +3,7 @@ import Foundation
 import ReelCore
 import ReelCPU
 import ReelCUDA
+import ReelModels
 import ReelPipeline
 
 /// Which backend runs the models, and in which storage dtype.
@@ -36,12 +37,23 @@ struct BackendOptions: ParsableArguments {
     @Option(help: "CPU threads (default: all cores).")
     var threads: Int?
     @Option(help: ArgumentHelp(
-        "Spread the DiT over these devices by sequence parallelism (Ulysses, exact), e.g. 0,1: CUDA GPUs through NCCL, "
+        "Spread the DiT over these devices by --parallelism (default: sequence, Ulysses), e.g. 0,1: CUDA GPUs through NCCL, "
             + "or with --backend cpu that many in-process CPU devices (for checks). The first is the DiT's main device. "
             + "With --pipeline timestep-forcing: one device per denoising step instead.",
         discussion: "The attention heads (12 for Wan 1.3B, 40 for 14B) must divide by the count. docs/multi-gpu.md"),
             transform: { try DeviceList(parsing: $0) })
     var devices: DeviceList?
+    /// How the DiT is spread over `--devices` with the exact schedule.
+    enum ParallelismKind: String, ExpressibleByArgument, CaseIterable {
+        case sequence, tensor
+        var scheme: DiTParallelScheme { self == .sequence ? .sequence : .tensor }
+    }
+    @Option(help: ArgumentHelp(
+        "With --devices: sequence (Ulysses: all the weights on every device, 1/N of the tokens; default) or tensor "
+            + "(Megatron: 1/N of the heads and FFN units, so 1/N of the blocks' weights, on every device).",
+        discussion: "Both split the KV cache by heads. tensor needs the FFN's hidden units (8960 for 1.3B, 13824 for "
+            + "14B) to divide by the device count too; it refuses --fp8/--int8. docs/multi-gpu.md"))
+    var parallelism: ParallelismKind = .sequence
     /// How the DiT's work is spread over `--devices`.
     enum PipelineKind: String, ExpressibleByArgument, CaseIterable {
         /// LongLive's exact schedule (the DiT spread by sequence parallelism where --devices is given).
@@ -113,6 +125,13 @@ struct BackendOptions: ParsableArguments {
         if let devices, device != 0, device != devices.ordinals[0] {
             throw ValidationError("--device \(device) and --devices \(devices) disagree: the DiT's main device is "
                                   + "the first of --devices.")
+        }
+        if parallelism == .tensor && devices == nil {
+            throw ValidationError("--parallelism tensor spreads the DiT over --devices: give --devices too.")
+        }
+        if parallelism == .tensor && pipeline != .exact {
+            throw ValidationError("--parallelism tensor is for the exact schedule; --pipeline \(pipeline.rawValue) "
+                                  + "places whole models (or layer ranges) on the devices instead.")
         }
         if !(1...4).contains(streamSlots) { throw ValidationError("--stream-slots must be 1 to 4, got \(streamSlots).") }
         if let gpuMemory, !(gpuMemory > 0) { throw ValidationError("--gpu-memory must be a positive number of GB.") }

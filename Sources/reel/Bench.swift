@@ -198,7 +198,8 @@ struct Bench: AsyncParsableCommand {
         if let folder {
             let loaded = try LoadedModel.load(files: folder, decoder: decoder != .none, backend: backend,
                                               decodeBackend: try backendOptions.makeDecodeBackend(),
-                                              communicator: try backendOptions.makeCommunicator(), dtype: dtype, quantization: quantization,
+                                              communicator: try backendOptions.makeCommunicator(),
+                                              parallelism: backendOptions.parallelism.scheme, dtype: dtype, quantization: quantization,
                                               kvCache: kvCache, residency: backendOptions.residency(geometry: geometry))
             if let plan = loaded.placement?.plan {
                 print(plan.description)
@@ -225,7 +226,8 @@ struct Bench: AsyncParsableCommand {
             let placed = try backendOptions.withoutCap(on: backend) {
                 let weights = try WanDiT.randomWeights(config, on: backend, dtype: dtype)
                 let plain = try backendOptions.makeCommunicator().map {
-                    try WanDiT.loadSequenceParallel(from: weights, heads: config.heads, communicator: $0, dtype: dtype)
+                    try WanDiT.loadParallel(backendOptions.parallelism.scheme, from: weights, heads: config.heads,
+                                            communicator: $0, dtype: dtype)
                 } ?? WanDiT.load(from: weights, heads: config.heads, backend: backend, dtype: dtype)
                 return try placedUnderCap(try (quantization.map { try plain.quantized($0) } ?? plain).withKVCache(kvCache),
                                           backend: backend, geometry: geometry)
@@ -245,7 +247,9 @@ struct Bench: AsyncParsableCommand {
         }
         let config = dit.config
         if let p = dit.parallelism {
-            print("DiT spread over \(p.communicator.name) by sequence parallelism (its floors at \(p.replicas.count)x the rate)")
+            let gb = try p.blockWeightBytes().map { String(format: "%.2f", Double($0) / 1e9) }.joined(separator: ", ")
+            print("DiT spread over \(p.communicator.name) by \(p.scheme.name) (its floors at \(p.replicas.count)x the rate); "
+                  + "blocks' weights per device: \(gb) GB")
         }
         (backend as? MemoryReporting)?.resetPeakMemory()
 
@@ -331,7 +335,11 @@ struct Bench: AsyncParsableCommand {
             print(String(format: "decoder's device (%@): peak %.2f GB (in use at the end %.2f GB)", decodeStream.name,
                          Double(memory.peak) / 1e9, Double(memory.inUse) / 1e9))
         }
-        print(String(format: "KV cache %.2f GB; blocks %@", Double(cacheBytes) / 1e9,
+        // Spread over N devices (either scheme) each holds its heads' 1/N of the cache.
+        let ranks = dit.parallelism?.ranks ?? 1
+        let perDevice = ranks > 1 ? String(format: " (%.2f GB on each of %d devices)",
+                                           Double(cacheBytes) / Double(ranks) / 1e9, ranks) : ""
+        print(String(format: "KV cache %.2f GB%@; blocks %@", Double(cacheBytes) / 1e9, perDevice,
                      ditSeconds.map { String(format: "%.0f", $0 * 1000) }.joined(separator: " ") + " ms (DiT)"))
         if let line = Self.streamingReport(dit, uploadedBefore: uploadedBefore, blocks: blocks, rate: linkRate,
                                            ditMedian: ditMedian) { print(line) }

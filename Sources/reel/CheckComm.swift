@@ -6,12 +6,13 @@ import ReelCUDA
 import ReelModels
 
 /// `reel check-comm`: NCCL's collectives over the GPUs of this machine against the CPU communicator (the
-/// oracle) on the same inputs, timed; then the Wan DiT spread over the GPUs by sequence parallelism against
-/// the same model on one GPU (velocities of a block, a clean pass and the next block), timed per forward.
+/// oracle) on the same inputs, timed, with each scheme's exchange of a DiT layer; then the Wan DiT spread over
+/// the GPUs by sequence (Ulysses) and tensor (Megatron) parallelism against the same model on one GPU
+/// (velocities of a block, a clean pass and the next block), each timed per forward, side by side.
 struct CheckComm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-comm",
-        abstract: "Check NCCL's collectives and the sequence-parallel DiT over several GPUs against the CPU and one GPU.",
+        abstract: "Check NCCL's collectives and the DiT spread over several GPUs (sequence and tensor parallel) against the CPU and one GPU.",
         discussion: """
             With one GPU the collectives run as a one-rank communicator and the DiT on one rank (the code path, \
             not the speed); spreading work needs two or more GPUs. Data movement (gather, all-to-all, send) must \
@@ -36,6 +37,18 @@ struct CheckComm: ParsableCommand {
     var iterations = 5
     @Flag(help: "Check the collectives only.")
     var noDit = false
+    enum Schemes: String, ExpressibleByArgument, CaseIterable {
+        case both, sequence, tensor
+        var schemes: [DiTParallelScheme] {
+            switch self {
+            case .both: [.sequence, .tensor]
+            case .sequence: [.sequence]
+            case .tensor: [.tensor]
+            }
+        }
+    }
+    @Option(help: "Which ways of spreading the DiT to check and time: both (side by side), sequence or tensor.")
+    var parallelism: Schemes = .both
 
     func validate() throws {
         if let layers, layers < 1 { throw ValidationError("--layers must be at least 1.") }
@@ -67,8 +80,8 @@ struct CheckComm: ParsableCommand {
         if !noDit {
             var config = model.config
             if let layers { config.layers = layers }
-            failures += try SequenceParallelCheck(gpus: gpus, config: config, geometry: size.geometry(folderSize: nil),
-                                                  iterations: iterations).run()
+            failures += try ParallelDiTCheck(gpus: gpus, config: config, geometry: size.geometry(folderSize: nil),
+                                             iterations: iterations, schemes: parallelism.schemes).run()
         }
         if !failures.isEmpty {
             print("FAILED: \(failures.joined(separator: ", "))")
@@ -143,22 +156,45 @@ struct CollectiveCheck {
         return failures
     }
 
-    /// The all-to-all of the 1.3B DiT's q, k, v of one block at 832x480 (3 frames x 1560 tokens x 1536, bf16,
-    /// three of them; the same again returns after attention, a third of it), timed on rank 0's stream.
+    /// One layer's exchange of the 1.3B DiT at 832x480 (a block: 3 frames x 1560 tokens, dim 1536, bf16) by
+    /// each scheme, timed on rank 0's stream. Sequence (Ulysses): the all-to-all of q, k, v (three [3, 1560/N,
+    /// 1536] a rank), and of the attention's output back (a third of it). Tensor (Megatron): three all-reduces of
+    /// [4680, 1536] (self-attention's output projection, cross-attention's, the FFN's second layer) and two of
+    /// the q/k norms' float32 sums of squares ([2 x 4680] and [4680]).
     func timeExchange() throws {
-        let n = gpus.ranks, rows = (1560 + n - 1) / n
-        let chunks = try (0..<n).map { i in
-            try (0..<n).map { _ in try gpus.streams[i].zeros([9, rows, (1536 + n - 1) / n], dtype: .bf16) }
+        let n = gpus.ranks, rows = (1560 + n - 1) / n, share = (1536 + n - 1) / n
+        func seconds(_ body: () throws -> Void) throws -> Double {
+            try body()
+            for s in gpus.streams { try s.synchronize() }
+            let start = try gpus.streams[0].recordTimedEvent()
+            let repeats = 10
+            for _ in 0..<repeats { try body() }
+            return try gpus.streams[0].recordTimedEvent().seconds(since: start) / Double(repeats)
         }
-        _ = try gpus.allToAll(chunks)
-        for s in gpus.streams { try s.synchronize() }
-        let start = try gpus.streams[0].recordTimedEvent()
-        let repeats = 10
-        for _ in 0..<repeats { _ = try gpus.allToAll(chunks) }
-        let end = try gpus.streams[0].recordTimedEvent()
-        let seconds = try end.seconds(since: start) / Double(repeats)
-        let bytes = chunks[0].reduce(0) { $0 + $1.byteCount } * (n - 1) / n
+        func zeros(_ shape: Shape, _ dtype: DType) throws -> [Tensor] {
+            try gpus.streams.map { try $0.zeros(shape, dtype: dtype) }
+        }
+        func rate(_ bytes: Int, _ s: Double) -> Double { s > 0 ? Double(bytes) / s / 1e9 : 0 }
+        let qkv = try (0..<n).map { i in try (0..<n).map { _ in try gpus.streams[i].zeros([9, rows, share], dtype: .bf16) } }
+        let back = try (0..<n).map { i in try (0..<n).map { _ in try gpus.streams[i].zeros([3, rows, share], dtype: .bf16) } }
+        let toAll = try seconds { _ = try gpus.allToAll(qkv) }
+        let toAllBack = try seconds { _ = try gpus.allToAll(back) }
+        let qkvBytes = qkv[0].reduce(0) { $0 + $1.byteCount } * (n - 1) / n
         print(String(format: "all-to-all of a block's q, k, v (1.3B, 832x480): %.3f ms, %.1f MB leave each GPU, %.1f GB/s per GPU",
-                     seconds * 1e3, Double(bytes) / 1e6, seconds > 0 ? Double(bytes) / seconds / 1e9 : 0))
+                     toAll * 1e3, Double(qkvBytes) / 1e6, rate(qkvBytes, toAll)))
+        let activations = try zeros([4680, 1536], .bf16), normSums = try zeros([2 * 4680, 1], .f32)
+        let crossSums = try zeros([4680, 1], .f32)
+        let reduce = try seconds { _ = try gpus.allReduceSum(activations) }
+        let small = try seconds {
+            _ = try gpus.allReduceSum(normSums)
+            _ = try gpus.allReduceSum(crossSums)
+        }
+        print(String(format: "all-reduce of a block's activations [4680, 1536] bf16: %.3f ms (%.1f MB a GPU, %.1f GB/s "
+                     + "algorithm bandwidth); the q/k norms' sums: %.3f ms", reduce * 1e3, Double(activations[0].byteCount) / 1e6,
+                     rate(activations[0].byteCount, reduce), small * 1e3))
+        print(String(format: "exchange per layer over %d GPUs: sequence (Ulysses) %.3f ms (q, k, v out, attention back); "
+                     + "tensor (Megatron) %.3f ms (3 all-reduces and the norms' sums); x%d layers for 1.3B: %.1f / %.1f ms",
+                     n, (toAll + toAllBack) * 1e3, (3 * reduce + small) * 1e3, 30, 30 * (toAll + toAllBack) * 1e3,
+                     30 * (3 * reduce + small) * 1e3))
     }
 }

@@ -179,7 +179,8 @@ struct Generate: AsyncParsableCommand {
         let model = try LoadedModel.load(files: files, decoder: !latentsOnly || inputs, encoder: inputs,
                                           backend: backend, decodeBackend: try backendOptions.makeDecodeBackend(),
                                           encodeBackend: try backendOptions.makeEncodeBackend(beside: backend),
-                                              communicator: try backendOptions.makeCommunicator(), dtype: dtype,
+                                          communicator: try backendOptions.makeCommunicator(),
+                                          parallelism: backendOptions.parallelism.scheme, dtype: dtype,
                                           quantization: models.quantization, kvCache: models.kvCache, textBackend: backendOptions.makeTextBackend(),
                                           residency: backendOptions.residency(geometry: geometry))
         if let plan = model.placement?.plan { log(plan.description) }

@@ -50,8 +50,9 @@ struct Parity: AsyncParsableCommand {
         let dtype = backendOptions.storageType
         let tolerance = self.tolerance ?? (dtype == .f32 ? 1e-4 : 3e-2)
         let parity = try LongLiveParity(folder: fixture, backend: try backendOptions.make(),
-                                        communicator: try backendOptions.makeCommunicator(), dtype: dtype)
-        let spread = parity.communicator.map { ", DiT over \($0.name)" } ?? ""
+                                        communicator: try backendOptions.makeCommunicator(),
+                                        parallelism: backendOptions.parallelism.scheme, dtype: dtype)
+        let spread = parity.communicator.map { ", DiT over \($0.name) by \(parity.parallelism.name)" } ?? ""
         print("LongLive parity on \(parity.backend.name)\(spread) in \(dtype), tolerance \(tolerance)")
         var runs: [(String, LongLiveParity.Variant)] = [
             ("faithful", .init()), ("no recache", .init(recache: false)), ("no LoRA", .init(lora: false)),

@@ -135,7 +135,8 @@ struct Serve: AsyncParsableCommand {
                       communicator: (any Communicator)?) throws -> LoadedModel {
                 try LoadedModel.load(files: files, encoder: LoadedModel.hasEncoder(files), backend: backend,
                                      decodeBackend: decodeBackend, encodeBackend: encodeBackend, communicator: communicator,
-                                     dtype: backendOptions.storageType, quantization: models.quantization, kvCache: models.kvCache,
+                                     parallelism: backendOptions.parallelism.scheme, dtype: backendOptions.storageType,
+                                     quantization: models.quantization, kvCache: models.kvCache,
                                      textBackend: backendOptions.makeTextBackend(),
                                      residency: backendOptions.residency(geometry: geometry))
             }
@@ -160,7 +161,7 @@ struct Serve: AsyncParsableCommand {
                 engines.append(model)
                 let decoderDevice = model.decodeStream.device.isSame(as: backend.device)
                     ? "" : ", decoder on \(model.decodeStream.device.name)"
-                device = (communicator.map { "DiT over \($0.name)" }
+                device = (communicator.map { "DiT over \($0.name) (\(backendOptions.parallelism.rawValue) parallel)" }
                     ?? (backend as? CPUBackend).map { "cpu (\($0.threads) threads)" }
                     ?? "cuda:\(backendOptions.device)") + decoderDevice
                 let placed = "DiT on \(backend.device.name), text encoder on \(model.prompts.textEncoder.backend.device.name), "

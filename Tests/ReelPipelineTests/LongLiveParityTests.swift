@@ -115,6 +115,26 @@ import ReelModels
         }
     }
 
+    /// The DiT spread over 2 CPU ranks by tensor parallelism (the fixture's 2 heads, one a rank; its FFN units
+    /// halved): the one-device video up to float rounding (the all-reduces' order), so the same parity.
+    @Test func tensorParallelOnTwoRanksMakesTheSameVideoUpToRounding() async throws {
+        let comm = try CPUCommunicator(ranks: 2, gemm: .own)
+        let spread = try await LongLiveParity(folder: Self.dir, backend: comm.streams[0], communicator: comm,
+                                              parallelism: .tensor).run()
+        let single = try await LongLiveParity(folder: Self.dir, backend: CPUBackend(gemm: .own)).run()
+        // ||spread - single|| relative to the model's contribution on one device (its video minus the v = 0 one).
+        var num = 0.0, den = 0.0
+        for i in single.ours.indices where i < spread.ours.count {
+            num += Double(spread.ours[i] - single.ours[i]) * Double(spread.ours[i] - single.ours[i])
+            den += Double(single.ours[i] - single.baseline[i]) * Double(single.ours[i] - single.baseline[i])
+        }
+        let againstOneDevice = (num / den).squareRoot()
+        print("LongLive parity, DiT over 2 CPU ranks by tensor parallelism: relative error \(spread.relativeError), "
+              + "against one device \(againstOneDevice)")
+        #expect(spread.ours.count == single.ours.count && againstOneDevice < 1e-5)
+        #expect(spread.relativeError < 1e-4)
+    }
+
     @Test func wrongVariantsMoveFarPastTolerance() async throws {
         let noRecache = try await parity.run(.init(recache: false)).relativeError
         let noLoRA = try await parity.run(.init(lora: false)).relativeError

@@ -12,6 +12,7 @@
 #define U_EXP 6
 #define U_NEG 7
 #define U_SQUARE 8
+#define U_RSQRT 9
 #define U_AFFINE 20
 #define U_CLAMP 21
 
@@ -27,6 +28,7 @@ __device__ __forceinline__ float unary_f(int op, float x, float p0, float p1) {
     case U_EXP: return expf(x);
     case U_NEG: return -x;
     case U_SQUARE: return x * x;
+    case U_RSQRT: return rsqrtf(x);
     case U_AFFINE: return x * p0 + p1;
     default: return fminf(fmaxf(x, p0), p1);  // U_CLAMP
     }

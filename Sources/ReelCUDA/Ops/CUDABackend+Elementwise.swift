@@ -15,6 +15,7 @@ extension CUDABackend {
         case .exp: 6
         case .neg: 7
         case .square: 8
+        case .rsqrt: 9
         }
     }
 

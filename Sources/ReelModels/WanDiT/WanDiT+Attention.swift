@@ -6,7 +6,7 @@ extension WanDiT {
     struct Attention {
         var q, k, v, o: Linear
         var normQ, normK: RMSNorm
-        let heads: Int
+        var heads: Int
         let headDim: Int
 
         init(_ w: WanDiTBinder, _ name: String, _ c: WanDiTConfig) throws {

@@ -27,7 +27,7 @@ extension WanDiT {
                         cache: SinkRefreshKVCache) throws -> Tensor {
         guard parallelism == nil else {
             throw ReelError.unsupported(backend: backend.name, op: "WanDiT.forward(levels:)",
-                                        message: "the stream-batch pass runs on one device, not sequence parallel")
+                                        message: "the stream-batch pass runs on one device, not spread over devices")
         }
         let c = config
         try require(latents.rank == 4 && latents.shape[3] == c.inChannels, "WanDiT.forward(levels:)",
@@ -48,7 +48,7 @@ extension WanDiT {
                              embeds: Bool, head: Bool, layerDone: ((Int) throws -> Void)? = nil) throws -> Tensor {
         guard parallelism == nil else {
             throw ReelError.unsupported(backend: backend.name, op: "WanDiT.forward(levels:)",
-                                        message: "the stream-batch pass runs on one device, not sequence parallel")
+                                        message: "the stream-batch pass runs on one device, not spread over devices")
         }
         let c = config
         let frames = segments.reduce(0, { $0 + $1.frames })

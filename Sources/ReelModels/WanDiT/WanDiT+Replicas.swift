@@ -6,9 +6,9 @@ import ReelCore
 extension WanDiT.PromptContext {
     /// The same context on `stream` (its cross-attention keys and values copied there, ordered after the work
     /// that made them): how a prompt encoded once reaches a replica of the model on another device. Bytes are
-    /// copied, so the context is exactly the original. A sequence-parallel model's context is refused.
+    /// copied, so the context is exactly the original. A context of a model spread over devices is refused.
     public func handedOver(to stream: any Backend) throws -> WanDiT.PromptContext {
-        try require(ranks.isEmpty, "PromptContext.handedOver", "a sequence-parallel model's context stays on its ranks")
+        try require(ranks.isEmpty, "PromptContext.handedOver", "the context of a model spread over devices stays on its ranks")
         guard let first = crossKV.first, first.keys.backend !== stream else { return self }
         let ready = try first.keys.backend.recordEvent()
         let moved = try crossKV.map {

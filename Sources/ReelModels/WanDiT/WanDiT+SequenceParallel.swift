@@ -49,7 +49,7 @@ public struct TokenShards: Sendable, Equatable {
 /// A Wan DiT spread over the ranks of a `Communicator` by sequence parallelism (see the top of this file).
 /// The model (`WanDiT.sequenceParallel`) takes its inputs and gives its outputs on rank 0's stream, so the
 /// generator around it is the one-device generator.
-public final class SequenceParallelism: @unchecked Sendable {
+public final class SequenceParallelism: DiTParallelism, @unchecked Sendable {
     public let communicator: any Communicator
     /// Rank r's model: all the weights, on rank r's stream.
     public let replicas: [WanDiT]
@@ -59,11 +59,11 @@ public final class SequenceParallelism: @unchecked Sendable {
         self.replicas = replicas
     }
 
-    var ranks: Int { replicas.count }
+    public var scheme: DiTParallelScheme { .sequence }
     var config: WanDiTConfig { replicas[0].config }
 
     /// The model again with each replica transformed alike (FP8, text length).
-    func map(_ transform: (WanDiT) throws -> WanDiT) rethrows -> WanDiT {
+    public func map(_ transform: (WanDiT) throws -> WanDiT) rethrows -> WanDiT {
         let p = SequenceParallelism(communicator: communicator, replicas: try replicas.map(transform))
         let r0 = p.replicas[0]
         let model = WanDiT(config: r0.config, weights: r0.weights, backend: r0.backend, parallelism: p)
@@ -80,25 +80,18 @@ public final class SequenceParallelism: @unchecked Sendable {
             + "do not divide by \(ranks) ranks (ranks that fit: \(fits))"
     }
 
-    /// `tensor` on rank 0's stream: waited for there when it is on rank 0's device, else handed over.
-    private func onRankZero(_ tensor: Tensor, _ op: String) throws -> Tensor {
-        let stream = communicator.streams[0]
-        if tensor.backend.device.isSame(as: stream.device) { return try communicator.prepared(tensor, rank: 0, op) }
-        return try tensor.handedOver(to: stream, ready: try tensor.backend.recordEvent())
-    }
-
-    func encodePrompt(_ embedding: Tensor) throws -> WanDiT.PromptContext {
+    public func encodePrompt(_ embedding: Tensor) throws -> WanDiT.PromptContext {
         let copies = try communicator.broadcast(try onRankZero(embedding, "WanDiT.encodePrompt"), from: 0)
         let contexts = try replicas.indices.map { r in
             try communicator.streams[r].bindDevice()
             return try replicas[r].encodePrompt(copies[r])
         }
         try communicator.streams[0].bindDevice()
-        return WanDiT.PromptContext(crossKV: contexts[0].crossKV, ranks: contexts)
+        return WanDiT.PromptContext(crossKV: contexts[0].crossKV, ranks: contexts, scheme: .sequence)
     }
 
     /// `WanDiT.forward` over the ranks: latents given on (or handed to) rank 0, the velocity on rank 0.
-    func forward(_ latents: Tensor, timestep t: Float, prompt: WanDiT.PromptContext, cache: WanKVCache,
+    public func forward(_ latents: Tensor, timestep t: Float, prompt: WanDiT.PromptContext, cache: WanKVCache,
                  access: WanDiT.CacheAccess) throws -> Tensor? {
         let c = config, n = ranks, op = "WanDiT.forward (sequence parallel)"
         try require(latents.rank == 4 && latents.shape[3] == c.inChannels, op,
@@ -110,7 +103,7 @@ public final class SequenceParallelism: @unchecked Sendable {
         try require(cache.shards.count == n && cache.tokensPerFrame == grid.tokensPerFrame, op,
                     "the cache (\(cache.shards.count) shards, \(cache.tokensPerFrame) tokens per frame) is not this "
                     + "model's over \(n) ranks at \(grid.tokensPerFrame) tokens per frame: make it with WanDiT.makeCache")
-        try require(prompt.ranks.count == n, op,
+        try require(prompt.ranks.count == n && prompt.scheme == .sequence, op,
                     "the prompt was not encoded by this sequence-parallel model (its encodePrompt gives every rank a copy)")
         let shards = TokenShards(tokensPerFrame: grid.tokensPerFrame, ranks: n)
 
@@ -230,7 +223,7 @@ extension WanDiT {
             throw ReelError.input(problem)
         }
         for (r, m) in replicas.enumerated() {
-            guard m.parallelism == nil else { throw ReelError.input("replica \(r) is already sequence parallel") }
+            guard m.parallelism == nil else { throw ReelError.input("replica \(r) is already spread over devices") }
             guard m.backend === communicator.streams[r] else {
                 throw ReelError.input("replica \(r) runs on \(m.backend.name); rank \(r) of \(communicator.name) is "
                                       + "\(communicator.streams[r].name): load each replica on its rank's stream")

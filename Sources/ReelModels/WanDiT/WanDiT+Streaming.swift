@@ -17,7 +17,7 @@ extension WanDiT {
     /// uploaded on `copyStream` (default: a new stream of the model's device). The blocks' device tensors are
     /// copied to host memory now; they are freed when the caller drops this model's source. One device.
     public func streamingBlocks(from first: Int, slots: Int = 2, copyStream: (any Backend)? = nil) throws -> WanDiT {
-        try require(parallelism == nil, "WanDiT.streamingBlocks", "a sequence-parallel model keeps its blocks on its devices")
+        try require(parallelism == nil, "WanDiT.streamingBlocks", "a model spread over devices keeps its blocks on them")
         try require(streamer == nil, "WanDiT.streamingBlocks", "the model streams already")
         try require(first >= 0 && first <= config.layers && slots >= 1, "WanDiT.streamingBlocks",
                     "first streamed block \(first) of \(config.layers), \(slots) slots")

@@ -31,12 +31,13 @@ public final class WanDiT: @unchecked Sendable {
     /// With `hostKVCache`: the first layer whose K/V live in host memory; layers before it keep theirs on the
     /// device (`ResidencyPlan.kvDeviceLayers`).
     public var hostKVCacheFrom = 0
-    /// The ranks this model is spread over (`sequenceParallel(_:communicator:)`); nil on one device.
-    public let parallelism: SequenceParallelism?
+    /// The ranks this model is spread over (`sequenceParallel(_:communicator:)`, `loadTensorParallel`); nil on
+    /// one device.
+    public let parallelism: (any DiTParallelism)?
     /// The blocks streamed from host memory (`streamingBlocks(from:slots:)`); nil when every block is resident.
     let streamer: BlockStreamer?
 
-    init(config: WanDiTConfig, weights: WanDiTWeights, backend: any Backend, parallelism: SequenceParallelism? = nil,
+    init(config: WanDiTConfig, weights: WanDiTWeights, backend: any Backend, parallelism: (any DiTParallelism)? = nil,
          streamer: BlockStreamer? = nil) {
         self.config = config
         self.weights = weights
@@ -59,7 +60,13 @@ public final class WanDiT: @unchecked Sendable {
     /// included): the weights' memory halves again (the 14B's attention is 8.4 of its 14 billion), at the
     /// error `LongLiveParityTests` measures. The embeddings and the head stay in the model's dtype.
     public func quantized(_ quantization: LinearQuantization) throws -> WanDiT {
-        if let parallelism { return try parallelism.map { try $0.quantized(quantization) }.withKVCache(kvCache) }
+        if let parallelism {
+            // Slicing a quantized layer's input columns changes its per-row scales: not the one-device model.
+            try require(parallelism.scheme == .sequence, "WanDiT.quantized",
+                        "\(quantization) is not written for tensor parallelism (its row-parallel layers would "
+                        + "quantize each rank's share of a row apart): use --parallelism sequence")
+            return try parallelism.map { try $0.quantized(quantization) }.withKVCache(kvCache)
+        }
         if let current = self.quantization {
             try require(current == quantization, "WanDiT.quantized",
                         "the model is already quantized (\(current)); load it again for \(quantization)")
@@ -115,19 +122,22 @@ public final class WanDiT: @unchecked Sendable {
     public final class PromptContext: @unchecked Sendable {
         /// `[layers]` of the cross-attention's keys and values, each `[1, textLength, heads, headDim]`.
         let crossKV: [KeysValues]
-        /// Rank r's context of a sequence-parallel model (on rank r's stream; rank 0's is this one's);
-        /// empty on one device.
+        /// Rank r's context of a model spread over ranks (on rank r's stream; with sequence parallelism
+        /// rank 0's is this one's, with tensor parallelism each holds its rank's heads); empty on one device.
         let ranks: [PromptContext]
+        /// The scheme of the model that made `ranks` (nil on one device).
+        let scheme: DiTParallelScheme?
         /// Whether the prompt opens a new shot (LongLive 2.0's scene cut: the prompt starts with "The scene
         /// transitions. "); LongLive 1.0's schedule ignores it.
         public let startsShot: Bool
-        init(crossKV: [KeysValues], ranks: [PromptContext] = [], startsShot: Bool = false) {
-            self.crossKV = crossKV; self.ranks = ranks; self.startsShot = startsShot
+        init(crossKV: [KeysValues], ranks: [PromptContext] = [], scheme: DiTParallelScheme? = nil,
+             startsShot: Bool = false) {
+            self.crossKV = crossKV; self.ranks = ranks; self.scheme = scheme; self.startsShot = startsShot
         }
 
         /// The same context marked as opening a shot (or not); the keys and values are shared.
         public func startingShot(_ value: Bool = true) -> PromptContext {
-            value == startsShot ? self : PromptContext(crossKV: crossKV, ranks: ranks, startsShot: value)
+            value == startsShot ? self : PromptContext(crossKV: crossKV, ranks: ranks, scheme: scheme, startsShot: value)
         }
     }
 
@@ -135,6 +145,14 @@ public final class WanDiT: @unchecked Sendable {
     /// zero) and precomputes every layer's cross-attention keys and values.
     public func encodePrompt(_ embedding: Tensor) throws -> PromptContext {
         if let parallelism { return try parallelism.encodePrompt(embedding) }
+        let c = try textContext(embedding)                                  // [textLength, dim]
+        var crossKV: [KeysValues] = []
+        try forEachBlock { _, block in crossKV.append(try block.crossAttention.promptKeysValues(c)) }
+        return PromptContext(crossKV: crossKV)
+    }
+
+    /// The prompt embedding zero-padded to the text length and projected: `[textLength, dim]`.
+    func textContext(_ embedding: Tensor) throws -> Tensor {
         let be = backend
         try require(embedding.rank == 2 && embedding.shape[1] == config.textDim, "WanDiT.encodePrompt",
                     "expected [tokens, \(config.textDim)], got \(embedding.shape)")
@@ -147,10 +165,7 @@ public final class WanDiT: @unchecked Sendable {
             ctx = try be.concat([embedding, pad], axis: 0)
         }
         ctx = try be.cast(ctx, to: weights.dtype)
-        let c = try weights.textEmbedding(ctx)                              // [textLength, dim]
-        var crossKV: [KeysValues] = []
-        try forEachBlock { _, block in crossKV.append(try block.crossAttention.promptKeysValues(c)) }
-        return PromptContext(crossKV: crossKV)
+        return try weights.textEmbedding(ctx)
     }
 
     /// What a forward pass does with the self-attention cache.
@@ -204,7 +219,7 @@ public final class WanDiT: @unchecked Sendable {
     }
 
     /// A self-attention cache for this model (sink + rolling window of `tokensPerFrame`-token frames),
-    /// sharded by heads over the ranks of a sequence-parallel model, stored as `storage` (default: `kvCache`).
+    /// sharded by heads over the ranks of a model spread over devices (either scheme), stored as `storage` (default: `kvCache`).
     public func makeCache(tokensPerFrame: Int, sinkFrames: Int, windowFrames: Int, dtype: DType? = nil,
                           storage: KVCacheStorage? = nil) throws -> WanKVCache {
         let c = config

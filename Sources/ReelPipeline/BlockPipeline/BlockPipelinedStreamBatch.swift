@@ -91,7 +91,7 @@ public final class BlockPipelinedStreamBatch: @unchecked Sendable {
                 throw ReelError.input("block pipeline: stage \(i) holds \(m.config.layers) layers, its range \(r.lowerBound)..<\(r.upperBound) has \(r.count)")
             }
             guard m.parallelism == nil, m.kvCache == .model else {
-                throw ReelError.input("block pipeline: stage \(i) is sequence parallel or has a quantized cache; neither combines with it")
+                throw ReelError.input("block pipeline: stage \(i) is spread over devices or has a quantized cache; neither combines with it")
             }
             var a = m.config, b = stages[0].config
             a.layers = 0; b.layers = 0
