@@ -42,7 +42,7 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// `decodeBackend`: where the decoder's weights live and its ops run (e.g. a second GPU, so that
     /// decoding does not share the DiT's); default: a new stream of `backend`. `quantization`: the DiT's
     /// block layers in FP8 or INT8 (`WanDiT.quantized`). `kvCache`: how the DiT's self-attention caches store
-    /// keys and values (`WanDiT.kvCache`). `encoder`: also load the encoder half of the decoder's file
+    /// keys and values (`WanDiT.kvCache`). `attention`: how its self-attention computes (`WanDiT.attentionPrecision`). `encoder`: also load the encoder half of the decoder's file
     /// (the Wan VAE's, or a TAEHV file's `encoder.*`), for image and video inputs. `communicator`: the DiT
     /// spread over its ranks by sequence parallelism (`backend` must be its rank 0's stream, where the text
     /// encoder runs).
@@ -56,7 +56,7 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
                             backend: any Backend, decodeBackend: (any Backend)? = nil,
                             communicator: (any Communicator)? = nil, dtype: DType = .f32,
                             quantization: LinearQuantization? = nil, kvCache: KVCacheStorage = .model,
-                            textBackend: (any Backend)? = nil, residency: Residency? = nil) throws -> LoadedModel {
+                            attention: AttentionPrecision = .model, textBackend: (any Backend)? = nil, residency: Residency? = nil) throws -> LoadedModel {
         if let communicator, communicator.streams[0] !== backend {
             throw ReelError.input("the DiT's first rank (\(communicator.streams[0].name)) must be the backend the text "
                                   + "encoder runs on (\(backend.name))")
@@ -87,6 +87,7 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
                                   backend: backend, communicator: communicator, dtype: dtype, quantization: quantization,
                                   streaming: streaming)
         dit.kvCache = kvCache
+        dit.attentionPrecision = attention
         if let streaming, placement?.plan.kvCacheOnHost == true {
             dit.hostKVCache = streaming.copyStream as? any HostToDeviceCopying
         }

@@ -121,7 +121,7 @@ struct Serve: AsyncParsableCommand {
                 try LoadedModel.load(files: files, encoder: LoadedModel.hasEncoder(files), backend: backend,
                                      decodeBackend: decodeBackend, communicator: communicator,
                                      dtype: backendOptions.storageType, quantization: models.quantization, kvCache: models.kvCache,
-                                     textBackend: backendOptions.makeTextBackend(),
+                                     attention: models.attention, textBackend: backendOptions.makeTextBackend(),
                                      residency: backendOptions.residency(geometry: geometry))
             }
             if let sessionDevices {

@@ -32,6 +32,7 @@ extension WanDiT {
         model.chunkFrames = chunkFrames
         model.kvCache = kvCache
         model.hostKVCache = hostKVCache
+        model.attentionPrecision = attentionPrecision
         return model
     }
 
