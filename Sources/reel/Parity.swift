@@ -75,7 +75,7 @@ struct Parity: AsyncParsableCommand {
         // The proof that the fixture can tell right from wrong is the float32 run: there a wrong variant
         // must land at least 10x past the tolerance. In bf16 the faithful error is both sides' rounding,
         // so wrong variants are reported as a multiple of it without a verdict.
-        print("run          whole video   worst block   x faithful   verdict (on the worst block)")
+        print("run            whole video   worst block   x faithful   verdict (on the worst block)")
         var faithful = 0.0, worst: [String: Double] = [:]
         for (i, (name, variant)) in runs.enumerated() {
             let r = try await parity.run(variant)
@@ -96,7 +96,7 @@ struct Parity: AsyncParsableCommand {
             } else {
                 verdict = "(bf16: see the f32 run for the verdict)"
             }
-            print(name.padding(toLength: 13, withPad: " ", startingAt: 0)
+            print(name.padding(toLength: 15, withPad: " ", startingAt: 0)
                   + String(format: "%.3e     %.3e     %8.1f     ", r.relativeError, e, e / max(faithful, 1e-30)) + verdict)
         }
         // FP8's error against a wrong model's: dropping the sink is the smallest deliberate mistake of the table.
