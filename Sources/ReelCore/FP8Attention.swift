@@ -31,7 +31,61 @@ public enum FP8Attention {
     }
 }
 
+extension FP8Attention {
+    /// One call's scalars: Q's, K's and V's descales (`descale(amax:)`), O's scale and descale (`outputScale`).
+    public struct Scales: Sendable, Equatable {
+        public var descaleQ, descaleK, descaleV, outputScale, outputDescale: Float
+        public init(descaleQ: Float, descaleK: Float, descaleV: Float, outputScale: Float, outputDescale: Float) {
+            self.descaleQ = descaleQ; self.descaleK = descaleK; self.descaleV = descaleV
+            self.outputScale = outputScale; self.outputDescale = outputDescale
+        }
+    }
+}
+
 extension Backend {
+    /// FP8 attention composed of this backend's ops from E4M3 codes already made (`q8 [B, Lq, H, D]`, `k8` and `v8`
+    /// `[B, Lk, H, D]`, FP8 tensors at their per-tensor scales): the reference's arithmetic (CPUBackend+FP8Attention)
+    /// through float32 GEMMs, softmax and casts to E4M3 and back, one head and one tile of queries (scores of at most
+    /// `scoreBytes`) at a time, written into `out` (`[B, Lq, H, D]`, a float dtype). CUDA's path where cuDNN refuses
+    /// a shape's FP8 graph.
+    public func composedFP8Attention(q8: Tensor, k8: Tensor, v8: Tensor, scales: FP8Attention.Scales, scale: Float,
+                                     into out: Tensor, scoreBytes: Int = 128 << 20) throws -> Tensor {
+        let (b, lq, h, d) = (q8.shape[0], q8.shape[1], q8.shape[2], q8.shape[3])
+        let lk = k8.shape[1]
+        // [B, L, H, D] codes -> [B * H, L, D] float32 codes.
+        func heads(_ x8: Tensor) throws -> Tensor {
+            try permute(try cast(x8, to: .f32), [0, 2, 1, 3]).reshaped([b * h, x8.shape[1], d])
+        }
+        func rounded(_ x: Tensor) throws -> Tensor { try cast(try cast(x, to: .fp8e4m3), to: .f32) }
+        func scaled(_ x: Tensor, _ factors: Float...) throws -> Tensor {
+            try factors.reduce(x) { try affine($0, scale: $1, bias: 0) }
+        }
+        let (qh, kh, vh) = (try heads(q8), try heads(k8), try heads(v8))
+        let tile = max(1, min(lq, scoreBytes / max(4 * lk, 1)))
+        var outputs: [Tensor] = []
+        for i in 0..<(b * h) {
+            let q = try slice(qh, axis: 0, start: i, length: 1).reshaped([lq, d])
+            let k = try slice(kh, axis: 0, start: i, length: 1).reshaped([lk, d])
+            let v = try slice(vh, axis: 0, start: i, length: 1).reshaped([lk, d])
+            var parts: [Tensor] = []
+            var start = 0
+            while start < lq {
+                let rows = min(tile, lq - start)
+                let qt = rows == lq ? q : try slice(q, axis: 0, start: start, length: rows)
+                let scores = try scaled(try matmul(qt, k, transposeB: true, bias: nil), scale, scales.descaleQ, scales.descaleK)
+                let p8 = try rounded(try scaled(try softmax(scores), FP8Attention.probabilityScale))
+                let o = try scaled(try matmul(p8, v, transposeB: false, bias: nil), FP8Attention.probabilityDescale,
+                                   scales.descaleV, scales.outputScale)
+                parts.append(try scaled(try rounded(o), scales.outputDescale))                       // [rows, D]
+                start += rows
+            }
+            outputs.append(try (parts.count == 1 ? parts[0] : try concat(parts, axis: 0)).reshaped([1, lq, d]))
+        }
+        let stacked = try concat(outputs, axis: 0).reshaped([b, h, lq, d])
+        try copy(try cast(try permute(stacked, [0, 2, 1, 3]), to: out.dtype), into: out, axis: 0, at: 0)
+        return out
+    }
+
     /// Backends without FP8 attention refuse it.
     public func fp8Attention(query: Tensor, key: Tensor, value: Tensor, scale: Float) throws -> Tensor {
         throw ReelError.unsupported(backend: name, op: "fp8Attention", message: "FP8 attention runs on the CPU (reference) and CUDA backends")

@@ -54,6 +54,34 @@ import ReelCPU
         for i in 0..<5 { #expect(Array(got[(i * 32)..<((i + 1) * 32)]) == row, "query \(i)") }
     }
 
+    /// CUDA's path where cuDNN refuses a shape (`Backend.composedFP8Attention`, composed of ops), run on the CPU from
+    /// codes made by its ops, against the reference: the same roundings, so only the GEMMs' summation order parts them
+    /// (nmse below 1e-6, four orders under FP8's own error; measured 0, bit for bit on Reel's own GEMM); fed K's
+    /// descale as 1 (the control) it lands at 6.
+    /// Two query tiles (a score budget of 100 rows) exercise the tiling.
+    @Test func composedOpsMatchTheReference() throws {
+        let t = try inputs(keyScale: 2), scale = 1 / Float(64).squareRoot()
+        let want = try cpu.fp8Attention(query: t.q, key: t.k, value: t.v, scale: scale).toFloats().map(Double.init)
+        func codes(_ x: Tensor) throws -> (Tensor, Float) {
+            let amax = try x.toFloats().map(abs).max()!
+            return (try cpu.cast(try cpu.affine(x, scale: FP8Attention.scale(amax: amax), bias: 0), to: .fp8e4m3), amax)
+        }
+        let (q8, aq) = try codes(t.q), (k8, ak) = try codes(t.k), (v8, av) = try codes(t.v)
+        let scales = FP8Attention.Scales(descaleQ: FP8Attention.descale(amax: aq), descaleK: FP8Attention.descale(amax: ak),
+                                         descaleV: FP8Attention.descale(amax: av), outputScale: FP8Attention.outputScale(valueAmax: av),
+                                         outputDescale: FP8Attention.outputDescale(valueAmax: av))
+        func composed(_ s: FP8Attention.Scales) throws -> [Float] {
+            try cpu.composedFP8Attention(q8: q8, k8: k8, v8: v8, scales: s, scale: scale, into: try cpu.allocate([1, 64, 2, 64], dtype: .f32),
+                                         scoreBytes: 100 * 200 * 4).toFloats()
+        }
+        var wrong = scales
+        wrong.descaleK = 1
+        let err = nmse(try composed(scales), want), off = nmse(try composed(wrong), want)
+        print("FP8 attention composed of ops against the reference: nmse \(err); K's descale missing: \(off)")
+        #expect(err < 1e-6)
+        #expect(off > 0.1)
+    }
+
     @Test func refusesDifferentValueWidth() throws {
         let (q, _) = try randomTensor(cpu, [1, 4, 1, 8], seed: 1)
         let (v, _) = try randomTensor(cpu, [1, 6, 1, 4], seed: 2)

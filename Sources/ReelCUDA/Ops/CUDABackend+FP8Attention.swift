@@ -40,7 +40,9 @@ extension CUDABackend {
         }
         var planKey = CuDNNAttentionPlan.Key(b: b, lq: lq, lk: lk, h: h, d: d, dtype: query.dtype)
         planKey.fp8 = true
-        try cudnnFP8Attention(key: planKey, q: pq8, k: pk8, v: pv8, o: po8, stats: try arg(stats, op), slots: ps, scale: scale)
+        let ran = try cudnnFP8Attention(key: planKey, q: pq8, k: pk8, v: pv8, o: po8, stats: try arg(stats, op), slots: ps,
+                                        scale: scale)
+        if !ran { return try emulatedFP8Attention(q8: q8, k8: k8, v8: v8, slots: slots, scale: scale, into: out) }
         let n = out.count
         try launch("attention", "fp8_attn_output", grid: (max(1, min((n + 255) / 256, 16 * max(1, cudaDevice.info.multiprocessors))), 1, 1),
                    block: (256, 1, 1)) { a in
@@ -49,10 +51,11 @@ extension CUDABackend {
         return out
     }
 
-    /// cuDNN's FP8 graph for `key` (built once per shape, kept with the bf16 plans), enqueued on this stream.
-    /// Throws, naming the versions, where cuDNN or the GPU cannot run it; never falls back.
+    /// cuDNN's FP8 graph for `key` (built once per shape, kept with the bf16 plans), enqueued on this stream: true.
+    /// Throws, naming the versions, where cuDNN or the GPU cannot run FP8 attention at all; false where cuDNN refused
+    /// this shape's graph (said once on standard error, kept in `cudnnRefusals`), so the caller emulates it.
     func cudnnFP8Attention(key: CuDNNAttentionPlan.Key, q: UInt64, k: UInt64, v: UInt64, o: UInt64, stats: UInt64, slots: UInt64,
-                           scale: Float) throws {
+                           scale: Float) throws -> Bool {
         plans.cudnnLock.lock()
         defer { plans.cudnnLock.unlock() }
         let info = cudaDevice.info
@@ -66,20 +69,30 @@ extension CUDABackend {
                                         message: "--attention fp8 needs cuDNN >= 9.13 on a GPU of compute capability >= 9.0 (Hopper); "
                                             + "found cuDNN \(dnn.versionString) on \(gpu)")
         }
-        if plans.cudnnRefused.contains(key) {
-            throw ReelError.unsupported(backend: name, op: "fp8Attention", message: plans.cudnnRefusals.last { $0.contains("fp8") } ?? "refused by cuDNN")
-        }
+        if plans.cudnnRefused.contains(key) { return false }
         let plan: CuDNNAttentionPlan
         if let p = plans.cudnnPlans[key] { plan = p } else {
             do { plan = try CuDNNAttentionPlan(dnn: dnn, handle: plans.cudnnHandle, key: key) } catch {
                 plans.cudnnRefused.insert(key)
-                plans.cudnnRefusals.append("B\(key.b) Lq\(key.lq) Lk\(key.lk) H\(key.h) D\(key.d) fp8 on \(gpu): \(error)")
-                throw error
+                let refusal = "B\(key.b) Lq\(key.lq) Lk\(key.lk) H\(key.h) D\(key.d) fp8 on \(gpu): \(error)"
+                plans.cudnnRefusals.append(refusal)
+                FileHandle.standardError.write(Data("cuDNN refused FP8 attention at \(refusal); emulated by composed ops (slower)\n".utf8))
+                return false
             }
             plans.cudnnPlans[key] = plan
         }
         try cudaDevice.makeCurrent()
         try plan.executeFP8(handle: plans.cudnnHandle, q: q, k: k, v: v, o: o, stats: stats, slots: slots, scale: scale,
                             workspace: try cudnnScratch(plan.workspaceBytes), on: self, label: key.profileLabel)
+        return true
+    }
+
+    /// FP8 attention where cuDNN refused the shape's graph: `Backend.composedFP8Attention` from the same codes and
+    /// the scales `fp8_attn_quantize` wrote (read back to the host: one sync).
+    func emulatedFP8Attention(q8: Tensor, k8: Tensor, v8: Tensor, slots: Tensor, scale: Float, into out: Tensor) throws -> Tensor {
+        let s = try slots.toFloats()
+        let scales = FP8Attention.Scales(descaleQ: s[12], descaleK: s[16], descaleV: s[20], outputScale: s[32], outputDescale: s[36])
+        return try composedFP8Attention(q8: q8, k8: k8, v8: v8, scales: scales, scale: scale, into: out,
+                                        scoreBytes: CUDABackend.wideHeadScoreBytes)
     }
 }
