@@ -31,6 +31,28 @@ extension OpCaseList {
         }
     }
 
+    /// CUDA's path where cuDNN refuses a shape's FP8 graph (`Backend.composedFP8Attention`, casts to E4M3 among its
+    /// ops), forced: codes made by each backend's ops from the same inputs, against the CPU's; same tolerance.
+    mutating func composedFP8Attention() {
+        guard cudnn else { return }
+        check("fp8Attention", "q[1,200,2,128] k333 (composed ops, cuDNN's refusal path)", .bf16,
+              [InputSpec(shape: [1, 200, 2, 128], dtype: .bf16), InputSpec(shape: [1, 333, 2, 128], dtype: .bf16),
+               InputSpec(shape: [1, 333, 2, 128], dtype: .bf16)], factor: 100) { b, t in
+            var codes: [Tensor] = [], amax: [Float] = []
+            for x in t {
+                let a = try x.toFloats().map(abs).max() ?? 0
+                codes.append(try b.cast(try b.affine(try b.cast(x, to: .f32), scale: FP8Attention.scale(amax: a), bias: 0), to: .fp8e4m3))
+                amax.append(a)
+            }
+            let scales = FP8Attention.Scales(descaleQ: FP8Attention.descale(amax: amax[0]), descaleK: FP8Attention.descale(amax: amax[1]),
+                                             descaleV: FP8Attention.descale(amax: amax[2]),
+                                             outputScale: FP8Attention.outputScale(valueAmax: amax[2]),
+                                             outputDescale: FP8Attention.outputDescale(valueAmax: amax[2]))
+            return try b.composedFP8Attention(q8: codes[0], k8: codes[1], v8: codes[2], scales: scales, scale: 1 / Float(128).squareRoot(),
+                                              into: try b.allocate([1, 200, 2, 128], dtype: .bf16))
+        }
+    }
+
     /// CUDA: the DiT's self-attention shape in FP8 (amax, quantize, cuDNN's FP8 graph, O back to bf16), beside the
     /// bf16 cases of `attentionPerf`; FLOPs as there.
     mutating func fp8AttentionPerf() {
