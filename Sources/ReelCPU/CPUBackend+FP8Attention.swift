@@ -9,13 +9,16 @@ extension CPUBackend {
     public func fp8Attention(query: Tensor, key: Tensor, value: Tensor, scale: Float) throws -> Tensor {
         let op = "fp8Attention"
         for t in [query, key, value] { try requireFloat(t, op) }
-        try require(query.rank == 4 && key.rank == 4, op, "expected q [B, Lq, H, D], k and v [B, Lk, H, D], got \(query.shape), \(key.shape)")
+        try require(query.rank == 4 && key.rank == 4, op,
+                    "expected q [B, Lq, H, D], k and v [B, Lk, H, D], got \(query.shape), \(key.shape)")
         let (bsz, lq, heads, d) = (query.shape[0], query.shape[1], query.shape[2], query.shape[3])
         let lk = key.shape[1]
         try require(key.shape == [bsz, lk, heads, d] && value.shape == key.shape, op,
-                    "k \(key.shape) and v \(value.shape) must both be [B, Lk, H, D] of q \(query.shape) (FP8 attention takes D = Dv)")
+                    "k \(key.shape) and v \(value.shape) must both be [B, Lk, H, D] of q \(query.shape) "
+                        + "(FP8 attention takes D = Dv)")
         let q = try fp8Codes(query, op), k = try fp8Codes(key, op), v = try fp8Codes(value, op)
-        let (dq, dk, dv) = (FP8Attention.descale(amax: q.amax), FP8Attention.descale(amax: k.amax), FP8Attention.descale(amax: v.amax))
+        let dq = FP8Attention.descale(amax: q.amax), dk = FP8Attention.descale(amax: k.amax)
+        let dv = FP8Attention.descale(amax: v.amax)
         let (sp, dp) = (FP8Attention.probabilityScale, FP8Attention.probabilityDescale)
         let (so, dOut) = (FP8Attention.outputScale(valueAmax: v.amax), FP8Attention.outputDescale(valueAmax: v.amax))
         let tile = max(1, min(lq, (16 << 20) / max(lk, 1)))
@@ -62,7 +65,8 @@ extension CPUBackend {
     }
 
     /// `t`'s values as E4M3 codes (as floats) at the scale of its largest magnitude, and that magnitude.
-    private func fp8Codes(_ t: Tensor, _ op: String) throws -> (codes: UnsafeMutablePointer<Float>, storage: CPUStorage, amax: Float) {
+    private func fp8Codes(_ t: Tensor, _ op: String) throws
+        -> (codes: UnsafeMutablePointer<Float>, storage: CPUStorage, amax: Float) {
         let x = try floats(t, op), n = t.count
         var amax: Float = 0
         for i in 0..<n { amax = Swift.max(amax, Swift.abs(x.pointer[i])) }

@@ -88,6 +88,7 @@ extension Backend {
 
     /// Backends without FP8 attention refuse it.
     public func fp8Attention(query: Tensor, key: Tensor, value: Tensor, scale: Float) throws -> Tensor {
-        throw ReelError.unsupported(backend: name, op: "fp8Attention", message: "FP8 attention runs on the CPU (reference) and CUDA backends")
+        throw ReelError.unsupported(backend: name, op: "fp8Attention",
+                                    message: "FP8 attention runs on the CPU (reference) and CUDA backends")
     }
 }

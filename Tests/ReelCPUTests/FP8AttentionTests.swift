@@ -68,11 +68,12 @@ import ReelCPU
         }
         let (q8, aq) = try codes(t.q), (k8, ak) = try codes(t.k), (v8, av) = try codes(t.v)
         let scales = FP8Attention.Scales(descaleQ: FP8Attention.descale(amax: aq), descaleK: FP8Attention.descale(amax: ak),
-                                         descaleV: FP8Attention.descale(amax: av), outputScale: FP8Attention.outputScale(valueAmax: av),
+                                         descaleV: FP8Attention.descale(amax: av),
+                                         outputScale: FP8Attention.outputScale(valueAmax: av),
                                          outputDescale: FP8Attention.outputDescale(valueAmax: av))
         func composed(_ s: FP8Attention.Scales) throws -> [Float] {
-            try cpu.composedFP8Attention(q8: q8, k8: k8, v8: v8, scales: s, scale: scale, into: try cpu.allocate([1, 64, 2, 64], dtype: .f32),
-                                         scoreBytes: 100 * 200 * 4).toFloats()
+            try cpu.composedFP8Attention(q8: q8, k8: k8, v8: v8, scales: s, scale: scale,
+                                         into: try cpu.allocate([1, 64, 2, 64], dtype: .f32), scoreBytes: 100 * 200 * 4).toFloats()
         }
         var wrong = scales
         wrong.descaleK = 1

@@ -12,13 +12,16 @@ extension CUDABackend {
     public func fp8Attention(query: Tensor, key: Tensor, value: Tensor, scale: Float) throws -> Tensor {
         let op = "fp8Attention"
         for t in [query, key, value] { try requireFloat(t, op) }
-        try require(query.rank == 4 && key.rank == 4, op, "expected q [B, Lq, H, D], k and v [B, Lk, H, D], got \(query.shape), \(key.shape)")
+        try require(query.rank == 4 && key.rank == 4, op,
+                    "expected q [B, Lq, H, D], k and v [B, Lk, H, D], got \(query.shape), \(key.shape)")
         let (b, lq, h, d) = (query.shape[0], query.shape[1], query.shape[2], query.shape[3])
         let lk = key.shape[1]
         try require(key.shape == [b, lk, h, d] && value.shape == key.shape, op,
-                    "k \(key.shape) and v \(value.shape) must both be [B, Lk, H, D] of q \(query.shape) (FP8 attention takes D = Dv)")
+                    "k \(key.shape) and v \(value.shape) must both be [B, Lk, H, D] of q \(query.shape) "
+                        + "(FP8 attention takes D = Dv)")
         try require(query.dtype != .fp8e4m3 && key.dtype == query.dtype && value.dtype == query.dtype, op,
-                    "q, k, v of one float dtype (FP8 attention quantizes them itself), got \(query.dtype), \(key.dtype), \(value.dtype)")
+                    "q, k, v of one float dtype (FP8 attention quantizes them itself), got "
+                        + "\(query.dtype), \(key.dtype), \(value.dtype)")
         try require(d % 16 == 0 && d <= 128, op, "cuDNN's FP8 SDPA takes heads of at most 128, a multiple of 16; got \(d)")
         let out = try allocate([b, lq, h, d], dtype: query.dtype)
         if out.count == 0 { return out }
@@ -30,7 +33,8 @@ extension CUDABackend {
         let ps = try arg(slots, op), pq8 = try arg(q8, op), pk8 = try arg(k8, op), pv8 = try arg(v8, op), po8 = try arg(o8, op)
         try fill(slots, with: 0)
         let (nq, nk) = (Int64(query.count), Int64(key.count))
-        let blocks = max(1, min((max(query.count, key.count) + 255) / 256, 16 * max(1, cudaDevice.info.multiprocessors)))
+        let blockCap = 16 * max(1, cudaDevice.info.multiprocessors)
+        let blocks = max(1, min((max(query.count, key.count) + 255) / 256, blockCap))
         try launch("attention", "fp8_attn_amax", grid: (blocks, 3, 1), block: (256, 1, 1)) { a in
             a.add(pq); a.add(pk); a.add(pv); a.add(nq); a.add(nk); a.add(query.dtype.kernelCode); a.add(ps)
         }
@@ -44,8 +48,7 @@ extension CUDABackend {
                                         scale: scale)
         if !ran { return try emulatedFP8Attention(q8: q8, k8: k8, v8: v8, slots: slots, scale: scale, into: out) }
         let n = out.count
-        try launch("attention", "fp8_attn_output", grid: (max(1, min((n + 255) / 256, 16 * max(1, cudaDevice.info.multiprocessors))), 1, 1),
-                   block: (256, 1, 1)) { a in
+        try launch("attention", "fp8_attn_output", grid: (max(1, min((n + 255) / 256, blockCap)), 1, 1), block: (256, 1, 1)) { a in
             a.add(po8); a.add(ps); a.add(po); a.add(Int64(n)); a.add(out.dtype.kernelCode)
         }
         return out
@@ -62,12 +65,13 @@ extension CUDABackend {
         let gpu = "\(info.name) (compute capability \(info.computeCapability.major).\(info.computeCapability.minor))"
         let dnn: CuDNN
         do { dnn = try cudnnContext() } catch {
-            throw ReelError.unsupported(backend: name, op: "fp8Attention", message: "--attention fp8 runs on cuDNN's FP8 SDPA, which did not load: \(error)")
+            throw ReelError.unsupported(backend: name, op: "fp8Attention",
+                                        message: "--attention fp8 runs on cuDNN's FP8 SDPA, which did not load: \(error)")
         }
         guard info.computeCapability.major >= 9, dnn.version >= 91300 else {
             throw ReelError.unsupported(backend: name, op: "fp8Attention",
-                                        message: "--attention fp8 needs cuDNN >= 9.13 on a GPU of compute capability >= 9.0 (Hopper); "
-                                            + "found cuDNN \(dnn.versionString) on \(gpu)")
+                                        message: "--attention fp8 needs cuDNN >= 9.13 on a GPU of compute capability "
+                                            + ">= 9.0 (Hopper); found cuDNN \(dnn.versionString) on \(gpu)")
         }
         if plans.cudnnRefused.contains(key) { return false }
         let plan: CuDNNAttentionPlan
@@ -76,7 +80,8 @@ extension CUDABackend {
                 plans.cudnnRefused.insert(key)
                 let refusal = "B\(key.b) Lq\(key.lq) Lk\(key.lk) H\(key.h) D\(key.d) fp8 on \(gpu): \(error)"
                 plans.cudnnRefusals.append(refusal)
-                FileHandle.standardError.write(Data("cuDNN refused FP8 attention at \(refusal); emulated by composed ops (slower)\n".utf8))
+                let note = "cuDNN refused FP8 attention at \(refusal); emulated by composed ops (slower)\n"
+                FileHandle.standardError.write(Data(note.utf8))
                 return false
             }
             plans.cudnnPlans[key] = plan

@@ -51,7 +51,8 @@ final class CuDNNAttentionPlan: CuDNNPlan, @unchecked Sendable {
                 return
             } catch {
                 destroyDescriptors()
-                throw ReelError.unsupported(backend: "cuda", op: "fp8Attention", message: "cuDNN \(dnn.versionString), FP8 SDPA graph: \(error)")
+                throw ReelError.unsupported(backend: "cuda", op: "fp8Attention",
+                                            message: "cuDNN \(dnn.versionString), FP8 SDPA graph: \(error)")
             }
         }
         if key.splits > 1 {
@@ -180,7 +181,8 @@ final class CuDNNAttentionPlan: CuDNNPlan, @unchecked Sendable {
                                            (Self.uidDescaleP, 7), (Self.uidScaleO, 8), (Self.uidAmaxP, 10), (Self.uidAmaxO, 11)]
             let uids = [Self.uidQ, Self.uidK, Self.uidV, Self.uidO, Self.uidStats, Self.uidScale] + slot.map(\.0)
             let device = [q, k, v, o, stats].map { UnsafeMutableRawPointer(bitPattern: UInt($0)) }
-            let ptrs = device + [UnsafeMutableRawPointer(sp)] + slot.map { UnsafeMutableRawPointer(bitPattern: UInt(slots + 16 * $0.1)) }
+            let scalars = slot.map { UnsafeMutableRawPointer(bitPattern: UInt(slots + 16 * $0.1)) }
+            let ptrs = device + [UnsafeMutableRawPointer(sp)] + scalars
             try execute(handle: handle, uids: uids, pointers: ptrs, workspace: workspace, on: backend, label: label())
         }
     }

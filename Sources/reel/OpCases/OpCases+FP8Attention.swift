@@ -15,7 +15,8 @@ extension OpCaseList {
         guard cudnn else { return }
         let dt = DType.bf16
         func qkv(_ lq: Int, _ lk: Int, _ h: Int, _ d: Int) -> [InputSpec] {
-            [InputSpec(shape: [1, lq, h, d], dtype: dt), InputSpec(shape: [1, lk, h, d], dtype: dt), InputSpec(shape: [1, lk, h, d], dtype: dt)]
+            [InputSpec(shape: [1, lq, h, d], dtype: dt), InputSpec(shape: [1, lk, h, d], dtype: dt),
+             InputSpec(shape: [1, lk, h, d], dtype: dt)]
         }
         for (lq, lk, h, d) in [(200, 333, 2, 128), (77, 140, 3, 64), (4680, 18720, 12, 128)] {
             let what = lq == 4680 ? "DiT q[1,4680,12,128] k18720" : "q[1,\(lq),\(h),\(d)] k\(lk)"
@@ -41,15 +42,17 @@ extension OpCaseList {
             var codes: [Tensor] = [], amax: [Float] = []
             for x in t {
                 let a = try x.toFloats().map(abs).max() ?? 0
-                codes.append(try b.cast(try b.affine(try b.cast(x, to: .f32), scale: FP8Attention.scale(amax: a), bias: 0), to: .fp8e4m3))
+                let scaled = try b.affine(try b.cast(x, to: .f32), scale: FP8Attention.scale(amax: a), bias: 0)
+                codes.append(try b.cast(scaled, to: .fp8e4m3))
                 amax.append(a)
             }
-            let scales = FP8Attention.Scales(descaleQ: FP8Attention.descale(amax: amax[0]), descaleK: FP8Attention.descale(amax: amax[1]),
+            let scales = FP8Attention.Scales(descaleQ: FP8Attention.descale(amax: amax[0]),
+                                             descaleK: FP8Attention.descale(amax: amax[1]),
                                              descaleV: FP8Attention.descale(amax: amax[2]),
                                              outputScale: FP8Attention.outputScale(valueAmax: amax[2]),
                                              outputDescale: FP8Attention.outputDescale(valueAmax: amax[2]))
-            return try b.composedFP8Attention(q8: codes[0], k8: codes[1], v8: codes[2], scales: scales, scale: 1 / Float(128).squareRoot(),
-                                              into: try b.allocate([1, 200, 2, 128], dtype: .bf16))
+            return try b.composedFP8Attention(q8: codes[0], k8: codes[1], v8: codes[2], scales: scales,
+                                              scale: 1 / Float(128).squareRoot(), into: try b.allocate([1, 200, 2, 128], dtype: .bf16))
         }
     }
 
