@@ -129,6 +129,11 @@ public protocol Backend: AnyObject, Sendable {
     /// q `[B, Lq, H, D]`, k `[B, Lk, H, D]`, v `[B, Lk, H, Dv]` -> `[B, Lq, H, Dv]`.
     /// `bias`, when given, is `[H, Lq, Lk]` and added to the scores (umT5's position bias).
     func attention(query: Tensor, key: Tensor, value: Tensor, scale: Float, bias: Tensor?) throws -> Tensor
+    /// `attention` (no bias, D = Dv) computed in FP8 E4M3 (`--attention fp8`), as cuDNN's FP8 SDPA graph:
+    /// Q, K, V quantized with one scale each (`FP8Attention`), S = (Q8 K8^T) * scale * descaleQ * descaleK in
+    /// float32, P = softmax(S) rounded to E4M3 at scale 448, O = (P8 V8) * descaleP * descaleV rounded to E4M3
+    /// at O's scale, returned in q's dtype. About 3 mantissa bits of error per rounding, never the default.
+    func fp8Attention(query: Tensor, key: Tensor, value: Tensor, scale: Float) throws -> Tensor
 
     // MARK: Normalization (over the last axis)
 

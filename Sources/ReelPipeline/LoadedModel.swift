@@ -43,7 +43,8 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
     /// `decodeBackend`: where the decoder's weights live and its ops run (e.g. a second GPU, so that
     /// decoding does not share the DiT's); default: a new stream of `backend`. `quantization`: the DiT's
     /// block layers in FP8 or INT8 (`WanDiT.quantized`). `kvCache`: how the DiT's self-attention caches store
-    /// keys and values (`WanDiT.kvCache`). `encoder`: also load the encoder half of the decoder's file
+    /// keys and values (`WanDiT.kvCache`). `attention`: how its self-attention computes
+    /// (`WanDiT.attentionPrecision`). `encoder`: also load the encoder half of the decoder's file
     /// (the Wan VAE's, or a TAEHV file's `encoder.*`), for image and video inputs; `encodeBackend`: where the
     /// encoder's weights live and its ops run (default: a new stream of the decoder's). `communicator`: the DiT
     /// spread over its ranks by `parallelism` (`backend` must be its rank 0's stream, where the text encoder
@@ -59,7 +60,7 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
                             communicator: (any Communicator)? = nil, parallelism: DiTParallelScheme = .sequence,
                             dtype: DType = .f32,
                             quantization: LinearQuantization? = nil, kvCache: KVCacheStorage = .model,
-                            textBackend: (any Backend)? = nil, residency: Residency? = nil) throws -> LoadedModel {
+                            attention: AttentionPrecision = .model, textBackend: (any Backend)? = nil, residency: Residency? = nil) throws -> LoadedModel {
         if let communicator, communicator.streams[0] !== backend {
             throw ReelError.input("the DiT's first rank (\(communicator.streams[0].name)) must be the backend the text "
                                   + "encoder runs on (\(backend.name))")
@@ -91,6 +92,10 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
                                   quantization: quantization,
                                   streaming: streaming)
         dit.kvCache = kvCache
+        if attention != .model && communicator != nil && parallelism == .tensor {
+            throw ReelError.input("--attention \(attention.rawValue) does not combine with --parallelism tensor (its attention runs in the model's dtype)")
+        }
+        dit.attentionPrecision = attention
         if let streaming, placement?.plan.kvCacheOnHost == true {
             dit.hostKVCache = streaming.copyStream as? any HostToDeviceCopying
             dit.hostKVCacheFrom = placement?.plan.kvDeviceLayers ?? 0

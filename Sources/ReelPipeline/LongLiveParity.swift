@@ -20,11 +20,16 @@ public struct LongLiveParity {
         /// How the self-attention cache stores keys and values (`WanDiT.kvCache`): FP8 moves the video by the
         /// rounding of every cached key and value.
         public var kvCache: KVCacheStorage
+        /// How the self-attention computes (`WanDiT.attentionPrecision`): FP8 moves the video by the rounding of
+        /// Q, K, V, the probabilities and the output of every self-attention.
+        public var attention: AttentionPrecision
         public init(lora: Bool = true, recache: Bool = true, schedule: StreamingSchedule = .longLive, converted: String? = nil,
-                    quantization: LinearQuantization? = nil, kvCache: KVCacheStorage = .model) {
+                    quantization: LinearQuantization? = nil, kvCache: KVCacheStorage = .model,
+                    attention: AttentionPrecision = .model) {
             self.lora = lora; self.recache = recache; self.schedule = schedule; self.converted = converted
             self.quantization = quantization
             self.kvCache = kvCache
+            self.attention = attention
         }
     }
 
@@ -91,6 +96,7 @@ public struct LongLiveParity {
                          dtype: dtype)
         if let q = variant.quantization { dit = try dit.quantized(q) }
         dit.kvCache = variant.kvCache
+        dit.attentionPrecision = variant.attention
         let prompts = try (0...switches.count).map {
             try dit.encodePrompt(try caseFile.tensor("prompt.\($0)", on: backend, as: dtype))
         }

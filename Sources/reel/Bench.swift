@@ -113,12 +113,15 @@ struct Bench: AsyncParsableCommand {
     /// then ", KV cache in FP8" with `--kv-cache fp8`.
     func quantizationNote(allLinears: String = "every block linear") -> String {
         (quantization.map { ", \($0.layers == .allLinears ? allLinears : "FFN") in \($0.format.name); floors at the bf16 rate" } ?? "")
-            + (kvCache == .fp8 ? ", KV cache in FP8" : "")
+            + (kvCache == .fp8 ? ", KV cache in FP8" : "") + (attention == .fp8 ? ", self-attention in FP8" : "")
     }
     @Option(name: .customLong("kv-cache"),
             help: ArgumentHelp("The DiT's self-attention KV cache in bf16 (the model's dtype; default) or fp8 (E4M3, a scale per token and head).",
                                valueName: "bf16|fp8"))
     var kvCache = KVCacheStorage.model
+    @Option(help: ArgumentHelp("The DiT's self-attention in bf16 (the model's dtype; default) or fp8 (cuDNN's FP8 attention, per-tensor scales).",
+                               valueName: "bf16|fp8"))
+    var attention = AttentionPrecision.model
     @Flag(help: ArgumentHelp("Video-to-video (StreamDiffusionV2's schedule): input frames from memory, encoded, restyled, decoded.",
                              discussion: "Random encoder and decoder of the real size (--decoder tiny: TAEHV, vae: the Wan2.1 VAE); --blocks input blocks of 4 frames."))
     var input = false
@@ -141,6 +144,13 @@ struct Bench: AsyncParsableCommand {
     mutating func validate() throws {
         if kvCache == .fp8 && (model.isLongLive2 || input) {
             throw ValidationError("--kv-cache fp8 is LongLive 1.0's cache: LongLive 2.0 (--model 5b) and --input (video-to-video) keep theirs in the model's dtype.")
+        }
+        if attention == .fp8 && (model.isLongLive2 || input || backendOptions.pipeline == .timestepForcing
+                                 || backendOptions.pipeline == .blockPipeline) {
+            throw ValidationError("--attention fp8 is measured by LongLive 1.0's plain bench: not with --model 5b, --input or --pipeline.")
+        }
+        if attention == .fp8 && backendOptions.parallelism == .tensor {
+            throw ValidationError("--attention fp8 does not combine with --parallelism tensor (its attention runs in bf16).")
         }
         if backendOptions.gpuMemory != nil && (input || model.isLongLive2 || backendOptions.devices != nil) {
             throw ValidationError("--gpu-memory in reel bench places a model folder, or random weights of --model 1.3b, 14b "
@@ -245,6 +255,7 @@ struct Bench: AsyncParsableCommand {
             second = try prompt(2)
             print(String(format: "random weights built in %.1f s", Date().timeIntervalSince(t0)))
         }
+        dit.attentionPrecision = attention
         let config = dit.config
         if let p = dit.parallelism {
             let gb = try p.blockWeightBytes().map { String(format: "%.2f", Double($0) / 1e9) }.joined(separator: ", ")

@@ -144,7 +144,7 @@ struct Eval: AsyncParsableCommand {
         let model = try LoadedModel.load(files: files, decoder: true, encoder: restyle + animate > 0, backend: backend,
                                          decodeBackend: try backendOptions.makeDecodeBackend(),
                                          encodeBackend: try backendOptions.makeEncodeBackend(beside: backend), dtype: backendOptions.storageType,
-                                         quantization: models.quantization, kvCache: models.kvCache, textBackend: backendOptions.makeTextBackend(),
+                                         quantization: models.quantization, kvCache: models.kvCache, attention: models.attention, textBackend: backendOptions.makeTextBackend(),
                                          residency: backendOptions.residency(geometry: BlockGeometry(width: frameSize,
                                                                                                        height: frameSize)))
         if let plan = model.placement?.plan { log(plan.description) }

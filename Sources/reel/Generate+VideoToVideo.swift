@@ -13,7 +13,7 @@ extension Generate {
         let model = try LoadedModel.load(files: files, decoder: true, encoder: true, backend: backend,
                                           decodeBackend: try backendOptions.makeDecodeBackend(),
                                           encodeBackend: try backendOptions.makeEncodeBackend(beside: backend), dtype: backendOptions.storageType,
-                                          quantization: models.quantization, kvCache: models.kvCache, textBackend: backendOptions.makeTextBackend(),
+                                          quantization: models.quantization, kvCache: models.kvCache, attention: models.attention, textBackend: backendOptions.makeTextBackend(),
                                           residency: backendOptions.residency(geometry: geometry))
         if let plan = model.placement?.plan { log(plan.description) }
         guard let encoder = model.newEncoder() else { throw ReelError.input("the model has no encoder for video inputs") }

@@ -181,7 +181,7 @@ struct Generate: AsyncParsableCommand {
                                           encodeBackend: try backendOptions.makeEncodeBackend(beside: backend),
                                           communicator: try backendOptions.makeCommunicator(),
                                           parallelism: backendOptions.parallelism.scheme, dtype: dtype,
-                                          quantization: models.quantization, kvCache: models.kvCache, textBackend: backendOptions.makeTextBackend(),
+                                          quantization: models.quantization, kvCache: models.kvCache, attention: models.attention, textBackend: backendOptions.makeTextBackend(),
                                           residency: backendOptions.residency(geometry: geometry))
         if let plan = model.placement?.plan { log(plan.description) }
         let dit = model.dit, textModel = model.prompts.textEncoder, prompts = model.prompts
@@ -222,6 +222,7 @@ struct Generate: AsyncParsableCommand {
             try TimestepForcingReplicas.load(files: files, first: dit, on: $0, dtype: dtype, quantization: models.quantization,
                                              kvCache: models.kvCache)
         }
+        replicas?.forEach { $0.attentionPrecision = models.attention }
         if let replicas {
             log("timestep forcing (LiveAvatar's pipeline, an approximation of LongLive's schedule): step i on "
                 + replicas.map(\.backend.device.name).joined(separator: ", ") + "; decoder on \(model.decodeStream.name)")

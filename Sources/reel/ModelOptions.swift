@@ -31,6 +31,11 @@ struct ModelOptions: ParsableArguments {
                                valueName: "bf16|fp8"))
     var kvCache = KVCacheStorage.model
 
+    @Option(help: ArgumentHelp("How the DiT's self-attention computes: bf16 (the model's dtype; default) or fp8.",
+                               discussion: "fp8: Q, K, V, the softmax probabilities and the output in FP8 E4M3 with one scale per tensor, through cuDNN's FP8 attention (cuDNN >= 9.13, compute capability >= 9.0; CUDA only), at an error `reel parity --attention fp8` reports (docs/perf-notes.md, FP8 attention). Cross-attention stays in bf16.",
+                               valueName: "bf16|fp8"))
+    var attention = AttentionPrecision.model
+
     @Option(help: "umT5 text encoder weights (Wan .pth, transformers or Reel safetensors).")
     var textEncoder: String?
     @Option(help: "Tokenizer: tokenizer.json or spiece.model.")
@@ -76,3 +81,4 @@ struct ModelOptions: ParsableArguments {
 }
 extension QuantizedLayers: ExpressibleByArgument {}
 extension KVCacheStorage: ExpressibleByArgument {}
+extension AttentionPrecision: ExpressibleByArgument {}

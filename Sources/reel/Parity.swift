@@ -34,6 +34,9 @@ struct Parity: AsyncParsableCommand {
             help: ArgumentHelp("fp8: also run the faithful video with the self-attention KV cache in FP8 (--kv-cache fp8 of generate): its error is reported, not judged.",
                                valueName: "bf16|fp8"))
     var kvCache = KVCacheStorage.model
+    @Option(help: ArgumentHelp("fp8: also run the faithful video with the DiT's self-attention in FP8 (--attention fp8 of generate): its error is reported, not judged, beside the no-sink run's.",
+                               valueName: "bf16|fp8"))
+    var attention = AttentionPrecision.model
     @OptionGroup var backendOptions: BackendOptions
 
     func validate() throws {
@@ -41,6 +44,9 @@ struct Parity: AsyncParsableCommand {
         if sdv2 && longlive2 { throw ValidationError("--sdv2 and --longlive2 name different fixtures: give one.") }
         if kvCache == .fp8 && (sdv2 || longlive2) {
             throw ValidationError("--kv-cache fp8 runs on LongLive 1.0's fixture only (its ring cache); drop --sdv2 / --longlive2.")
+        }
+        if attention == .fp8 && (sdv2 || longlive2) {
+            throw ValidationError("--attention fp8 runs on LongLive 1.0's fixture only; drop --sdv2 / --longlive2.")
         }
     }
 
@@ -65,15 +71,17 @@ struct Parity: AsyncParsableCommand {
             }
         }
         if kvCache == .fp8 { runs.append(("FP8 KV cache", .init(kvCache: .fp8))) }
+        if attention == .fp8 { runs.append(("FP8 attention", .init(attention: .fp8))) }
         var failed = false
         // The proof that the fixture can tell right from wrong is the float32 run: there a wrong variant
         // must land at least 10x past the tolerance. In bf16 the faithful error is both sides' rounding,
         // so wrong variants are reported as a multiple of it without a verdict.
-        print("run          whole video   worst block   x faithful   verdict (on the worst block)")
-        var faithful = 0.0
+        print("run            whole video   worst block   x faithful   verdict (on the worst block)")
+        var faithful = 0.0, worst: [String: Double] = [:]
         for (i, (name, variant)) in runs.enumerated() {
             let r = try await parity.run(variant)
             let e = r.maxBlockError
+            worst[name] = e
             if i == 0 { faithful = e }
             let verdict: String
             if i == 0 {
@@ -81,7 +89,7 @@ struct Parity: AsyncParsableCommand {
                 failed = failed || e > tolerance
             } else if let q = variant.quantization {
                 verdict = "(\(q.format.name) rounding: reported, not judged)"
-            } else if variant.kvCache != .model {
+            } else if variant.kvCache != .model || variant.attention != .model {
                 verdict = "(FP8 rounding: reported, not judged)"
             } else if dtype == .f32 {
                 verdict = e >= 10 * tolerance ? "ok (wrong, and caught)" : "FAIL: a wrong run within 10x of the tolerance"
@@ -89,8 +97,14 @@ struct Parity: AsyncParsableCommand {
             } else {
                 verdict = "(bf16: see the f32 run for the verdict)"
             }
-            print(name.padding(toLength: 13, withPad: " ", startingAt: 0)
+            print(name.padding(toLength: 15, withPad: " ", startingAt: 0)
                   + String(format: "%.3e     %.3e     %8.1f     ", r.relativeError, e, e / max(faithful, 1e-30)) + verdict)
+        }
+        // FP8's error against a wrong model's: dropping the sink is the smallest deliberate mistake of the table.
+        if let sink = worst["no sink"], sink > 0 {
+            for name in ["FP8 attention", "FP8 KV cache"] {
+                if let e = worst[name] { print(String(format: "%@: worst block %.3e = %.3f x the no-sink run's", name, e, e / sink)) }
+            }
         }
         if failed { throw ExitCode.failure }
     }

@@ -136,7 +136,7 @@ struct Serve: AsyncParsableCommand {
                 try LoadedModel.load(files: files, encoder: LoadedModel.hasEncoder(files), backend: backend,
                                      decodeBackend: decodeBackend, encodeBackend: encodeBackend, communicator: communicator,
                                      parallelism: backendOptions.parallelism.scheme, dtype: backendOptions.storageType,
-                                     quantization: models.quantization, kvCache: models.kvCache,
+                                     quantization: models.quantization, kvCache: models.kvCache, attention: models.attention,
                                      textBackend: backendOptions.makeTextBackend(),
                                      residency: backendOptions.residency(geometry: geometry))
             }

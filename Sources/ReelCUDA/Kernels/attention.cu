@@ -316,3 +316,60 @@ extern "C" __global__ void __launch_bounds__(256) attn_merge_v8(
     for (int e = 0; e < 8; e++) acc[e] *= inv;
     store8(out, row * nv + vi, dt, acc);
 }
+
+// ---- FP8 attention around cuDNN's FP8 SDPA graph (Backend.fp8Attention; the scales are ReelCore's
+// FP8Attention, computed here with the same float32 divisions). `slots` is a float buffer of 16-byte
+// slots (cuDNN's scale tensors are bound by pointer, 16-byte aligned), slot s at slots[4 * s]:
+//   0-2 amax of q, k, v (start at 0)      3-5 their descales amax / 448     6 scale of P (448)
+//   7 descale of P (1 / 448)              8 scale of O (224 / amax(v))      9 descale of O (amax(v) / 224)
+//   10-11 amax of P and of O (written by cuDNN, unused).
+// q [B, Lq, H, D] (nq values), k and v [B, Lk, H, D] (nk each), of one 16-bit or f32 dtype.
+
+// The largest magnitude of q, k or v (blockIdx.y) into its slot: float bits compare as unsigned
+// integers for values >= 0, so one atomicMax a block.
+extern "C" __global__ void __launch_bounds__(256) fp8_attn_amax(const void* q, const void* k, const void* v,
+                                                               i64 nq, i64 nk, int dt, float* slots) {
+    const int y = blockIdx.y;
+    const void* x = y == 0 ? q : (y == 1 ? k : v);
+    const i64 n = y == 0 ? nq : nk;
+    float m = 0.f;
+    GRID_STRIDE(i, n) m = fmaxf(m, fabsf(load_f(x, i, dt)));
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    __shared__ float warpMax[8];
+    if ((threadIdx.x & 31) == 0) warpMax[threadIdx.x / 32] = m;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < (int)(blockDim.x / 32); w++) m = fmaxf(m, warpMax[w]);
+        atomicMax((u32*)(slots + 4 * y), __float_as_uint(m));
+    }
+}
+
+// q, k or v (blockIdx.y) as E4M3 codes at scale 448 / amax (1 for zeros), round to nearest even,
+// saturating; the first block also writes the descales and P's and O's scales.
+extern "C" __global__ void __launch_bounds__(256) fp8_attn_quantize(const void* q, const void* k, const void* v,
+                                                                   unsigned char* q8, unsigned char* k8, unsigned char* v8,
+                                                                   i64 nq, i64 nk, int dt, float* slots) {
+    const int y = blockIdx.y;
+    const void* x = y == 0 ? q : (y == 1 ? k : v);
+    unsigned char* x8 = y == 0 ? q8 : (y == 1 ? k8 : v8);
+    const i64 n = y == 0 ? nq : nk;
+    const float amax = slots[4 * y];
+    const float s = amax > 0.f ? __fdiv_rn(448.f, amax) : 1.f;
+    GRID_STRIDE(i, n) x8[i] = f32_to_fp8(load_f(x, i, dt) * s);
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        slots[4 * (3 + y)] = amax > 0.f ? __fdiv_rn(amax, 448.f) : 1.f;
+        if (y == 2) {
+            slots[4 * 6] = 448.f;
+            slots[4 * 7] = __fdiv_rn(1.f, 448.f);
+            slots[4 * 8] = amax > 0.f ? __fdiv_rn(224.f, amax) : 1.f;
+            slots[4 * 9] = amax > 0.f ? __fdiv_rn(amax, 224.f) : 1.f;
+        }
+    }
+}
+
+// O's codes (cuDNN's FP8 output, [B, Lq, H, D]) back to floats: code * descale of O, rounded once to y's dtype.
+extern "C" __global__ void __launch_bounds__(256) fp8_attn_output(const unsigned char* o8, const float* slots,
+                                                                 void* y, i64 n, int dty) {
+    const float s = slots[4 * 9];
+    GRID_STRIDE(i, n) store_f(y, i, dty, fp8_to_f32(o8[i]) * s);
+}

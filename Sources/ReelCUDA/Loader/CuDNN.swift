@@ -52,9 +52,9 @@ public struct CuDNN: @unchecked Sendable {
     static let attrReductionOperator: Int32 = 1600, attrReductionCompType: Int32 = 1601
     static let attrOpReductionX: Int32 = 1610, attrOpReductionY: Int32 = 1611, attrOpReductionDesc: Int32 = 1612
     // cudnnDataType_t, cudnnPointwiseMode_t, cudnnReduceTensorOp_t, cudnnBackendHeurMode_t
-    static let dataFloat: Int32 = 0, dataHalf: Int32 = 2, dataBFloat16: Int32 = 9
-    static let pwAdd: Int32 = 0, pwMul: Int32 = 1, pwDiv: Int32 = 6, pwSub: Int32 = 9, pwExp: Int32 = 13
-    static let reduceAdd: Int32 = 0, reduceMax: Int32 = 3
+    static let dataFloat: Int32 = 0, dataHalf: Int32 = 2, dataBFloat16: Int32 = 9, dataFP8E4M3: Int32 = 12
+    static let pwAdd: Int32 = 0, pwMul: Int32 = 1, pwDiv: Int32 = 6, pwSub: Int32 = 9, pwExp: Int32 = 13, pwLog: Int32 = 15
+    static let reduceAdd: Int32 = 0, reduceMax: Int32 = 3, reduceAmax: Int32 = 4
     static let heurModeA: Int32 = 3, heurModeB: Int32 = 1, heurModeFallback: Int32 = 2
 
     init(library lib: DynamicLibrary) throws {
@@ -85,6 +85,9 @@ public struct CuDNN: @unchecked Sendable {
             throw ReelError.library(name: "cuDNN", message: "\(call()): \(name)\(detail.isEmpty ? "" : " (\(detail))")")
         }
     }
+
+    /// cudnnGetVersion: major*10000 + minor*100 + patch in cuDNN 9 (91300 for 9.13.0).
+    public var version: Int { cudnnGetVersion() }
 
     /// "9.10.2" from cudnnGetVersion (major*10000 + minor*100 + patch in cuDNN 9).
     public var versionString: String {

@@ -60,12 +60,32 @@ extension WanDiT.Attention {
     }
 
     /// Self-attention of the rows `x` (`[1, tokens, dim]`, the adaLN output) over the cached `keys`
-    /// and `values`: the output projection `[1, tokens, dim]`.
+    /// and `values`, computed at `precision`: the output projection `[1, tokens, dim]`.
     func callAsFunction(_ x: WanDiT.LinearInput, tokens: Int, grid: RoPEGrid, keys: Tensor,
-                        values: Tensor) throws -> Tensor {
+                        values: Tensor, precision: AttentionPrecision) throws -> Tensor {
         let query = try normQ.rotated(try q(x).reshaped(headShape(tokens: tokens)), grid: grid)
-        let y = try query.backend.attention(query: query, key: keys, value: values, scale: scale, bias: nil)
+        let y = try attend(query, keys: keys, values: values, precision: precision)
         return try o(.rows(try y.reshaped([1, tokens, dim])))
+    }
+}
+
+/// How the DiT's self-attention computes (`WanDiT.attentionPrecision`, `--attention`).
+public enum AttentionPrecision: String, Sendable, CaseIterable {
+    /// The model's dtype (bf16 on the GPU: cuDNN's or Reel's fused attention; float32 on the CPU): the reference's.
+    case model = "bf16"
+    /// Q, K, V, the probabilities and the output in FP8 E4M3 with per-tensor scales (`Backend.fp8Attention`:
+    /// cuDNN's FP8 SDPA on Hopper), at the error `LongLiveParityTests` and `reel parity --attention fp8`
+    /// measure. An option, never the default.
+    case fp8
+}
+
+extension WanDiT.Attention {
+    /// softmax(query keys^T * scale) values at `precision`: `Backend.attention` or `Backend.fp8Attention`.
+    func attend(_ query: Tensor, keys: Tensor, values: Tensor, precision: AttentionPrecision) throws -> Tensor {
+        switch precision {
+        case .model: try query.backend.attention(query: query, key: keys, value: values, scale: scale, bias: nil)
+        case .fp8: try query.backend.fp8Attention(query: query, key: keys, value: values, scale: scale)
+        }
     }
 }
 

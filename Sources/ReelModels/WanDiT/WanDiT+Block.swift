@@ -65,7 +65,8 @@ extension WanDiT {
             // Self-attention of these rows over the cache.
             let h = try firstInput ?? attentionInput(r)
             firstInput = nil
-            let y = try b.selfAttention(h, tokens: tokens, grid: chunkGrid(r), keys: keys, values: values)
+            let y = try b.selfAttention(h, tokens: tokens, grid: chunkGrid(r), keys: keys, values: values,
+                                        precision: attentionPrecision)
             var out = try be.gatedResidual(try rows(r), try y.reshaped(framed),
                                            gate: try mod(.attentionGate, frames: r))
 

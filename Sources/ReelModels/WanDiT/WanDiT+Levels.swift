@@ -110,7 +110,7 @@ extension WanDiT {
             let key = try attention.normK.rotated(try k.narrowed(axis: 1, start: offset, length: n), grid: rope)
             let (keys, values) = try cache.store(layer: layer, row: s.row, startFrame: s.startFrame, keys: key,
                                                  values: try v.narrowed(axis: 1, start: offset, length: n))
-            outputs.append(try be.attention(query: query, key: keys, value: values, scale: attention.scale, bias: nil))
+            outputs.append(try attention.attend(query, keys: keys, values: values, precision: attentionPrecision))
             offset += n
         }
         let y = outputs.count == 1 ? outputs[0] : try be.concat(outputs, axis: 1)  // [1, S*F, heads, hd]

@@ -80,7 +80,7 @@ extension WanDiT {
             keys = try be.rope3d(keys, grid: at(0, frames: plan.attended))
             query = try attention.normQ.rotated(q, grid: at(plan.attended - grid.frames, frames: grid.frames))
         }
-        let y = try be.attention(query: query, key: keys, value: values, scale: attention.scale, bias: nil)
+        let y = try attention.attend(query, keys: keys, values: values, precision: attentionPrecision)
         let projected = try attention.o(.rows(try y.reshaped(flat)))
         var out = try be.gatedResidual(rows, try projected.reshaped(framed), gate: try mod(.attentionGate, frames: all))
 

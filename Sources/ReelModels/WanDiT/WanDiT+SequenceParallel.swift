@@ -68,6 +68,7 @@ public final class SequenceParallelism: DiTParallelism, @unchecked Sendable {
         let r0 = p.replicas[0]
         let model = WanDiT(config: r0.config, weights: r0.weights, backend: r0.backend, parallelism: p)
         model.chunkFrames = r0.chunkFrames
+        model.attentionPrecision = r0.attentionPrecision
         return model
     }
 
@@ -183,7 +184,7 @@ public final class SequenceParallelism: DiTParallelism, @unchecked Sendable {
             if skipOutput { continue }
             let query = try be.rope3d(try projection(0), grid: rope)
             let (k, v) = try shard.attended(layer: layer, plan: written)
-            let y = try be.attention(query: query, key: k, value: v, scale: a.scale, bias: nil)
+            let y = try a.attend(query, keys: k, values: v, precision: replicas[j].attentionPrecision)
             let padded = try shards.paddedRows(try y.reshaped([frames, grid.tokensPerFrame, headsPerRank, c.headDim]))
             answers.append(try (0..<n).map { i in                                           // [F, rows, H/N, D]
                 try be.slice(padded, axis: 1, start: i * rows, length: rows)

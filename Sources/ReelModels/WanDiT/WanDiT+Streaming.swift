@@ -33,6 +33,7 @@ extension WanDiT {
         model.kvCache = kvCache
         model.hostKVCache = hostKVCache
         model.hostKVCacheFrom = hostKVCacheFrom
+        model.attentionPrecision = attentionPrecision
         return model
     }
 

@@ -24,6 +24,12 @@ public final class WanDiT: @unchecked Sendable {
     /// How the caches this model makes (`makeCache`) store keys and values: the model's dtype (the
     /// default), or FP8 (`--kv-cache fp8`). LongLive 2.0's and StreamDiffusionV2's caches take only the former.
     public var kvCache = KVCacheStorage.model
+    /// How the self-attention over the KV cache computes: in the model's dtype (the default), or FP8
+    /// (`--attention fp8`, `Backend.fp8Attention`). Cross-attention to the prompt stays in the model's dtype.
+    /// Set on a sequence-parallel model, it is set on every replica.
+    public var attentionPrecision = AttentionPrecision.model {
+        didSet { parallelism?.replicas.forEach { $0.attentionPrecision = attentionPrecision } }
+    }
     /// The copy stream of the model's device when the caches this model makes (`makeCache`) keep keys and values
     /// in host memory (`--gpu-memory`, `ResidencyPlan.kvCacheOnHost`; `WanKVCache.init(hostCopier:)`); nil: on the
     /// device.
@@ -78,6 +84,7 @@ public final class WanDiT: @unchecked Sendable {
         model.kvCache = kvCache
         model.hostKVCache = hostKVCache
         model.hostKVCacheFrom = hostKVCacheFrom
+        model.attentionPrecision = attentionPrecision
         return model
     }
 
@@ -108,6 +115,7 @@ public final class WanDiT: @unchecked Sendable {
         model.kvCache = kvCache
         model.hostKVCache = hostKVCache
         model.hostKVCacheFrom = hostKVCacheFrom
+        model.attentionPrecision = attentionPrecision
         return model
     }
 

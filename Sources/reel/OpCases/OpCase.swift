@@ -183,6 +183,8 @@ struct OpCaseList {
         list.presenter()
         for dt in floats { list.fp8KVCache(dt) }
         for dt in floats { list.int8(dt) }  // after the cases above: their inputs stay those of earlier runs
+        list.fp8Attention()  // after every case above, for the same reason
+        list.composedFP8Attention()
         list.gemmPerf()
         list.attentionPerf()
         list.convolutionPerf()
@@ -191,6 +193,7 @@ struct OpCaseList {
         list.fusedPerf()
         list.layoutPerf()
         list.fp8KVCachePerf()
+        list.fp8AttentionPerf()
         return list.cases
     }
 

@@ -1,0 +1,103 @@
+import Foundation
+import ReelCore
+
+// FP8 attention (`Backend.fp8Attention`, `--attention fp8`): Kernels/attention.cu's `fp8_attn_*` around cuDNN's
+// FP8 SDPA graph (`CuDNNAttentionPlan` with `Key.fp8`). Never the default path of `attention`.
+extension CUDABackend {
+    /// Q, K and V's largest magnitudes on the device (no host sync), their E4M3 codes at `FP8Attention`'s
+    /// scales, cuDNN's FP8 graph writing O's codes, then O back to q's dtype. K and V may be views of a
+    /// KV cache (the bf16 path's layouts: [B, L, H, D], contiguous from the view's start); a cache stored in
+    /// FP8 (`--kv-cache fp8`) has already been read back to the model's dtype, so its per-row codes are
+    /// requantized here per tensor. Refused, with the versions found, below cuDNN 9.13 or compute capability 9.0.
+    public func fp8Attention(query: Tensor, key: Tensor, value: Tensor, scale: Float) throws -> Tensor {
+        let op = "fp8Attention"
+        for t in [query, key, value] { try requireFloat(t, op) }
+        try require(query.rank == 4 && key.rank == 4, op,
+                    "expected q [B, Lq, H, D], k and v [B, Lk, H, D], got \(query.shape), \(key.shape)")
+        let (b, lq, h, d) = (query.shape[0], query.shape[1], query.shape[2], query.shape[3])
+        let lk = key.shape[1]
+        try require(key.shape == [b, lk, h, d] && value.shape == key.shape, op,
+                    "k \(key.shape) and v \(value.shape) must both be [B, Lk, H, D] of q \(query.shape) "
+                        + "(FP8 attention takes D = Dv)")
+        try require(query.dtype != .fp8e4m3 && key.dtype == query.dtype && value.dtype == query.dtype, op,
+                    "q, k, v of one float dtype (FP8 attention quantizes them itself), got "
+                        + "\(query.dtype), \(key.dtype), \(value.dtype)")
+        try require(d % 16 == 0 && d <= 128, op, "cuDNN's FP8 SDPA takes heads of at most 128, a multiple of 16; got \(d)")
+        let out = try allocate([b, lq, h, d], dtype: query.dtype)
+        if out.count == 0 { return out }
+        if lk == 0 { try fill(out, with: 0); return out }
+        let pq = try arg(query, op), pk = try arg(key, op), pv = try arg(value, op), po = try arg(out, op)
+        let q8 = try allocate(query.shape, dtype: .fp8e4m3), k8 = try allocate(key.shape, dtype: .fp8e4m3)
+        let v8 = try allocate(value.shape, dtype: .fp8e4m3), o8 = try allocate(out.shape, dtype: .fp8e4m3)
+        let slots = try allocate([48], dtype: .f32), stats = try allocate([b, h, lq], dtype: .f32)
+        let ps = try arg(slots, op), pq8 = try arg(q8, op), pk8 = try arg(k8, op), pv8 = try arg(v8, op), po8 = try arg(o8, op)
+        try fill(slots, with: 0)
+        let (nq, nk) = (Int64(query.count), Int64(key.count))
+        let blockCap = 16 * max(1, cudaDevice.info.multiprocessors)
+        let blocks = max(1, min((max(query.count, key.count) + 255) / 256, blockCap))
+        try launch("attention", "fp8_attn_amax", grid: (blocks, 3, 1), block: (256, 1, 1)) { a in
+            a.add(pq); a.add(pk); a.add(pv); a.add(nq); a.add(nk); a.add(query.dtype.kernelCode); a.add(ps)
+        }
+        try launch("attention", "fp8_attn_quantize", grid: (blocks, 3, 1), block: (256, 1, 1)) { a in
+            a.add(pq); a.add(pk); a.add(pv); a.add(pq8); a.add(pk8); a.add(pv8); a.add(nq); a.add(nk); a.add(query.dtype.kernelCode)
+            a.add(ps)
+        }
+        var planKey = CuDNNAttentionPlan.Key(b: b, lq: lq, lk: lk, h: h, d: d, dtype: query.dtype)
+        planKey.fp8 = true
+        let ran = try cudnnFP8Attention(key: planKey, q: pq8, k: pk8, v: pv8, o: po8, stats: try arg(stats, op), slots: ps,
+                                        scale: scale)
+        if !ran { return try emulatedFP8Attention(q8: q8, k8: k8, v8: v8, slots: slots, scale: scale, into: out) }
+        let n = out.count
+        try launch("attention", "fp8_attn_output", grid: (max(1, min((n + 255) / 256, blockCap)), 1, 1), block: (256, 1, 1)) { a in
+            a.add(po8); a.add(ps); a.add(po); a.add(Int64(n)); a.add(out.dtype.kernelCode)
+        }
+        return out
+    }
+
+    /// cuDNN's FP8 graph for `key` (built once per shape, kept with the bf16 plans), enqueued on this stream: true.
+    /// Throws, naming the versions, where cuDNN or the GPU cannot run FP8 attention at all; false where cuDNN refused
+    /// this shape's graph (said once on standard error, kept in `cudnnRefusals`), so the caller emulates it.
+    func cudnnFP8Attention(key: CuDNNAttentionPlan.Key, q: UInt64, k: UInt64, v: UInt64, o: UInt64, stats: UInt64, slots: UInt64,
+                           scale: Float) throws -> Bool {
+        plans.cudnnLock.lock()
+        defer { plans.cudnnLock.unlock() }
+        let info = cudaDevice.info
+        let gpu = "\(info.name) (compute capability \(info.computeCapability.major).\(info.computeCapability.minor))"
+        let dnn: CuDNN
+        do { dnn = try cudnnContext() } catch {
+            throw ReelError.unsupported(backend: name, op: "fp8Attention",
+                                        message: "--attention fp8 runs on cuDNN's FP8 SDPA, which did not load: \(error)")
+        }
+        guard info.computeCapability.major >= 9, dnn.version >= 91300 else {
+            throw ReelError.unsupported(backend: name, op: "fp8Attention",
+                                        message: "--attention fp8 needs cuDNN >= 9.13 on a GPU of compute capability "
+                                            + ">= 9.0 (Hopper); found cuDNN \(dnn.versionString) on \(gpu)")
+        }
+        if plans.cudnnRefused.contains(key) { return false }
+        let plan: CuDNNAttentionPlan
+        if let p = plans.cudnnPlans[key] { plan = p } else {
+            do { plan = try CuDNNAttentionPlan(dnn: dnn, handle: plans.cudnnHandle, key: key) } catch {
+                plans.cudnnRefused.insert(key)
+                let refusal = "B\(key.b) Lq\(key.lq) Lk\(key.lk) H\(key.h) D\(key.d) fp8 on \(gpu): \(error)"
+                plans.cudnnRefusals.append(refusal)
+                let note = "cuDNN refused FP8 attention at \(refusal); emulated by composed ops (slower)\n"
+                FileHandle.standardError.write(Data(note.utf8))
+                return false
+            }
+            plans.cudnnPlans[key] = plan
+        }
+        try cudaDevice.makeCurrent()
+        try plan.executeFP8(handle: plans.cudnnHandle, q: q, k: k, v: v, o: o, stats: stats, slots: slots, scale: scale,
+                            workspace: try cudnnScratch(plan.workspaceBytes), on: self, label: key.profileLabel)
+        return true
+    }
+
+    /// FP8 attention where cuDNN refused the shape's graph: `Backend.composedFP8Attention` from the same codes and
+    /// the scales `fp8_attn_quantize` wrote (read back to the host: one sync).
+    func emulatedFP8Attention(q8: Tensor, k8: Tensor, v8: Tensor, slots: Tensor, scale: Float, into out: Tensor) throws -> Tensor {
+        let s = try slots.toFloats()
+        let scales = FP8Attention.Scales(descaleQ: s[12], descaleK: s[16], descaleV: s[20], outputScale: s[32], outputDescale: s[36])
+        return try composedFP8Attention(q8: q8, k8: k8, v8: v8, scales: scales, scale: scale, into: out,
+                                        scoreBytes: CUDABackend.wideHeadScoreBytes)
+    }
+}
