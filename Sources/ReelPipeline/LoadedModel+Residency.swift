@@ -111,7 +111,7 @@ public struct ModelPlacement: Sendable {
                                                 quantization: quantization, kvCache: kvCache)
         let plan = try ResidencyPlan.make(estimate: estimate, dit: config, cap: residency.cap, slots: residency.slots,
                                           dtype: dtype, quantization: quantization, reserve: residency.reserve,
-                                          hostKVCache: kvCache == .model && !config.runsLongLive2,
+                                          hostKVCache: !config.runsLongLive2,
                                           hostMemory: residency.hostMemory,
                                           textEncoderFP8Bytes: textEncoderChosen ? nil : textFP8)
         return ModelPlacement(plan: plan, dit: config, ditParameters: ditParameters,

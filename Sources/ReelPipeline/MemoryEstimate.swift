@@ -14,6 +14,9 @@ public struct MemoryEstimate: Sendable, Equatable {
         public var detail: String
         /// The text encoder: left out of `reel bench`'s measured peaks (it encodes no prompt there).
         public var isTextEncoder = false
+        /// Of `bytes`, what stays on the device whatever the layers' placement (the FP8 KV cache's scratch that
+        /// attention reads: one layer's K,V in the model's dtype).
+        public var shared = 0.0
     }
 
     public var items: [Item]
@@ -74,7 +77,7 @@ extension MemoryEstimate {
             let scratch = Double(2 * window * tokens * c.dim) * b
             items.append(Item(name: "KV cache", bytes: stored + scratch,
                               detail: cacheRows + " x \(c.heads) heads x (\(c.headDim) x 1 B + 4 B scale) (FP8)"
-                                  + ", + 1 layer's K,V x \(dtype.size) B read by attention"))
+                                  + ", + 1 layer's K,V x \(dtype.size) B read by attention", shared: scratch))
         }
         items.append(Item(name: "prompt K/V", bytes: Double(livePrompts * c.layers * 2 * c.textLength * c.dim) * b,
                           detail: "\(livePrompts) prompts x \(c.layers) layers x K,V x \(c.textLength) tokens x \(c.dim)"))

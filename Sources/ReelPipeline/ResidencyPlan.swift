@@ -68,7 +68,7 @@ public struct ResidencyPlan: Sendable, Equatable {
     /// `quantization`: the blocks' layers in FP8 or INT8, as the estimate was made.
     /// Throws `ReelError.overMemoryCap` naming what the smallest placement needs when it does not fit.
     /// `reserve`: bytes of the cap the plan leaves free (`reserve`). `hostKVCache`: whether the KV cache may move
-    /// to host memory as the last step (a cache of the model's dtype: not FP8, not LongLive 2.0's).
+    /// to host memory as the last step (LongLive 1.0's cache, bf16 or FP8; not LongLive 2.0's).
     public static func make(estimate: MemoryEstimate, dit: WanDiTConfig, cap: Int, slots: Int = 2,
                             dtype: DType = .bf16, quantization: LinearQuantization? = nil,
                             reserve: Int = 0, hostKVCache: Bool = false, hostMemory: Int? = nil,
@@ -107,7 +107,8 @@ public struct ResidencyPlan: Sendable, Equatable {
         }
         // Every block streamed and the KV cache in host memory: two scratches of one layer's K/V stay, and the
         // first layers' K/V as far as the cap holds them (each layer kept saves its upload every pass).
-        let kv = estimate.items.first { $0.name == "KV cache" }?.bytes ?? 0
+        let kvItem = estimate.items.first { $0.name == "KV cache" }
+        let kv = (kvItem?.bytes ?? 0) - (kvItem?.shared ?? 0)
         let ring = Double(min(slots, dit.layers)) * layerBytes
         let layerKV = kv / Double(dit.layers)
         let hostKV = fixed - kv + 2 * layerKV + ring
@@ -139,7 +140,8 @@ public struct ResidencyPlan: Sendable, Equatable {
         case .deviceFP8: textEncoderFP8Bytes ?? 0
         case .cpu, .none: 0.0
         }
-        let kv = estimate.items.first { $0.name == "KV cache" }?.bytes ?? 0
+        let kvItem = estimate.items.first { $0.name == "KV cache" }
+        let kv = (kvItem?.bytes ?? 0) - (kvItem?.shared ?? 0)
         let hostKV = kvCacheOnHost ? Double(2 + kvDeviceLayers) * kv / Double(layers) - kv : 0
         return fixed + Double(residentLayers + slots) * layerBytes + text + hostKV
     }
@@ -222,11 +224,11 @@ public struct ResidencyPlan: Sendable, Equatable {
         lines.append("  device memory planned: \(MemoryBudget.gigabytes(Int(deviceBytes))) of \(MemoryBudget.gigabytes(cap))"
                      + (reserve > 0 ? " (\(MemoryBudget.gigabytes(reserve)) kept back)" : ""))
         if kvCacheOnHost {
-            let layerKV = kvCacheBytes / Double(layers), onHost = layers - kvDeviceLayers
+            let layerKV = layerKVCacheBytes, onHost = layers - kvDeviceLayers
             lines.append("  KV cache: " + (kvDeviceLayers > 0
                     ? "layers 0..<\(kvDeviceLayers) on the device (\(MemoryBudget.gigabytes(Int(Double(kvDeviceLayers) * layerKV)))), "
                         + "layers \(kvDeviceLayers)..<\(layers) in host memory (\(MemoryBudget.gigabytes(Int(Double(onHost) * layerKV))))"
-                    : "in host memory (\(MemoryBudget.gigabytes(Int(kvCacheBytes))))")
+                    : "in host memory (\(MemoryBudget.gigabytes(Int(Double(layers) * layerKV))))")
                 + ", each host layer's K/V through 2 device scratches of \(MemoryBudget.gigabytes(Int(layerKV))), uploaded "
                 + "before its attention and its new rows written back")
         } else {
@@ -236,4 +238,9 @@ public struct ResidencyPlan: Sendable, Equatable {
     }
 
     var kvCacheBytes: Double { estimate.items.first { $0.name == "KV cache" }?.bytes ?? 0 }
+    /// One layer's K/V (and FP8 scales) of the cache, without what every layer shares (the FP8 scratch).
+    var layerKVCacheBytes: Double {
+        let item = estimate.items.first { $0.name == "KV cache" }
+        return ((item?.bytes ?? 0) - (item?.shared ?? 0)) / Double(layers)
+    }
 }

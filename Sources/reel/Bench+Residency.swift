@@ -19,7 +19,7 @@ extension Bench {
                                                 quantization: dit.quantization, kvCache: dit.kvCache)
         let plan = try ResidencyPlan.make(estimate: estimate, dit: c, cap: cap, slots: backendOptions.streamSlots,
                                           dtype: dtype, quantization: dit.quantization, reserve: backendOptions.memoryReserve,
-                                          hostKVCache: dit.kvCache == .model)
+                                          hostKVCache: true)
         print(plan.description)
         guard plan.streamedLayers > 0 else { return (dit, nil) }
         let copyStream = try backend.device.makeStream()

@@ -111,7 +111,7 @@ struct Inspect: ParsableCommand {
                 print(try ResidencyPlan.make(estimate: estimate, dit: dit, cap: cap, slots: streamSlots,
                                              dtype: type, quantization: quantization,
                                              reserve: Int(Double(cap) * BackendOptions.defaultReserveFraction),
-                                             hostKVCache: kvCache == .model && !dit.runsLongLive2).description)
+                                             hostKVCache: !dit.runsLongLive2).description)
             }
             if !inspection.isComplete { throw ExitCode.failure }
         } catch let error as ReelError {

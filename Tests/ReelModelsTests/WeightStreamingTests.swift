@@ -151,6 +151,22 @@ import Testing
         }
     }
 
+    /// An FP8 cache (codes and their scales) in host memory equals the FP8 cache on the device bit for bit.
+    @Test(arguments: [0, 2])
+    func fp8HostCacheEqualsFP8DeviceCache(hostFrom: Int) async throws {
+        try await offThePool {
+            let backend = CPUBackend(gemm: .own)
+            let resident = try WanDiT.load(from: WanDiT.randomWeights(WeightStreamingTests.config, on: backend, seed: 4),
+                                           heads: 12, backend: backend).withTextLength(8).withKVCache(.fp8)
+            let streamed = try resident.streamingBlocks(from: 0, slots: 2)
+            streamed.hostKVCache = try backend.makeStream() as? any HostToDeviceCopying
+            streamed.hostKVCacheFrom = hostFrom
+            #expect(try streamed.makeCache(tokensPerFrame: 6, sinkFrames: 3, windowFrames: 6).host != nil)
+            try WeightStreamingTests().expectSamePasses(resident, streamed, backend: backend,
+                                                         label: "FP8 host KV cache from layer \(hostFrom)")
+        }
+    }
+
     /// Only the two scratches count against the cap; the cache's layers live in host memory.
     @Test func onlyTheScratchesCountAgainstTheCap() throws {
         let budget = MemoryBudget(cap: 1 << 40, device: "cpu")

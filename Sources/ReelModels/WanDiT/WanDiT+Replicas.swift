@@ -28,6 +28,7 @@ extension WanKVCache {
         try require(other.layers == layers && other.tokensPerFrame == tokensPerFrame && other.heads == heads
                     && other.headDim == headDim && other.sinkFrames == sinkFrames && other.storage == storage,
                     "WanKVCache.copySink", "the caches differ in shape")
+        try require(host == nil && other.host == nil, "WanKVCache.copySink", "a cache in host memory's sink is not copied")
         let rows = sinkFrames * tokensPerFrame
         guard rows > 0 else { return }
         let backend = keys[0].backend

@@ -63,31 +63,29 @@ public final class WanKVCache: @unchecked Sendable {
         shards = []
         let rows = (sinkFrames + windowFrames) * tokensPerFrame
         let shape: Shape = [1, rows, heads, headDim]
-        if let hostCopier, hostFrom < layers {
-            try require(storage == .model, "WanKVCache", "a KV cache in host memory stores the model's dtype (not FP8)")
-            try require(hostFrom >= 0, "WanKVCache", "the first host-memory layer must be 0 or more, got \(hostFrom)")
-            let host = try HostResidentKV(layers: hostFrom..<layers, shape: shape, dtype: dtype, compute: backend,
-                                          copier: hostCopier)
-            self.host = host
-            self.hostFrom = hostFrom
-            let onDevice = try (0..<hostFrom).map { _ in (try backend.zeros(shape, dtype: dtype), try backend.zeros(shape, dtype: dtype)) }
-            keys = onDevice.map(\.0) + host.buffers.map { Tensor(storage: $0.keys, shape: shape, dtype: dtype, backend: hostCopier) }
-            values = onDevice.map(\.1) + host.buffers.map { Tensor(storage: $0.values, shape: shape, dtype: dtype, backend: hostCopier) }
-            keyScales = []; valueScales = []; scratch = nil
-            return
-        }
-        host = nil
-        self.hostFrom = layers
+        // A layer's parts: keys and values, and with FP8 storage their rows' scales.
         let stored = storage == .fp8 ? DType.fp8e4m3 : dtype
-        keys = try (0..<layers).map { _ in try backend.zeros(shape, dtype: stored) }
-        values = try (0..<layers).map { _ in try backend.zeros(shape, dtype: stored) }
-        if storage == .fp8 {
-            keyScales = try (0..<layers).map { _ in try backend.zeros([1, rows, heads], dtype: .f32) }
-            valueScales = try (0..<layers).map { _ in try backend.zeros([1, rows, heads], dtype: .f32) }
-            scratch = (try backend.zeros(shape, dtype: dtype), try backend.zeros(shape, dtype: dtype))
+        var parts: [(shape: Shape, dtype: DType)] = [(shape, stored), (shape, stored)]
+        if storage == .fp8 { parts += [([1, rows, heads], .f32), ([1, rows, heads], .f32)] }
+        let first = hostCopier == nil ? layers : hostFrom
+        try require(first >= 0, "WanKVCache", "the first host-memory layer must be 0 or more, got \(hostFrom)")
+        let onDevice = try (0..<min(first, layers)).map { _ in try parts.map { try backend.zeros($0.shape, dtype: $0.dtype) } }
+        var layerParts = onDevice
+        if let hostCopier, first < layers {
+            let host = try HostResidentKV(layers: first..<layers, parts: parts, compute: backend, copier: hostCopier)
+            self.host = host
+            layerParts += host.buffers.map { buffers in
+                zip(buffers, parts).map { Tensor(storage: $0, shape: $1.shape, dtype: $1.dtype, backend: hostCopier) }
+            }
         } else {
-            keyScales = []; valueScales = []; scratch = nil
+            host = nil
         }
+        self.hostFrom = min(first, layers)
+        keys = layerParts.map { $0[0] }
+        values = layerParts.map { $0[1] }
+        keyScales = storage == .fp8 ? layerParts.map { $0[2] } : []
+        valueScales = storage == .fp8 ? layerParts.map { $0[3] } : []
+        scratch = storage == .fp8 ? (try backend.zeros(shape, dtype: dtype), try backend.zeros(shape, dtype: dtype)) : nil
     }
 
     /// A cache of `heads` heads sharded over `backends` (one per rank, `heads` divisible by their count).
@@ -111,8 +109,9 @@ public final class WanKVCache: @unchecked Sendable {
     public var byteCount: Int {
         guard shards.isEmpty else { return shards.map(\.byteCount).reduce(0, +) }
         if let host {
-            return host.scratches.reduce(0) { $0 + $1.keys.byteCount + $1.values.byteCount }
-                + keys[..<hostFrom].reduce(0) { $0 + 2 * $1.byteCount }
+            let layerBytes = [keys, values, keyScales, valueScales].reduce(0) { $0 + ($1.first?.byteCount ?? 0) }
+            return host.scratches.reduce(0) { $0 + $1.reduce(0) { $0 + $1.byteCount } } + hostFrom * layerBytes
+                + (scratch.map { $0.keys.byteCount + $0.values.byteCount } ?? 0)
         }
         let rows = slots * tokensPerFrame * heads
         let scratchBytes = scratch.map { 2 * $0.keys.count * $0.keys.dtype.size } ?? 0
@@ -190,7 +189,8 @@ public final class WanKVCache: @unchecked Sendable {
                 try backend.copy(vr, into: layerValues, axis: 1, at: dst)
                 continue
             }
-            for (rows, codes, scales) in [(kr, keys[layer], keyScales[layer]), (vr, values[layer], valueScales[layer])] {
+            let (keyScales, valueScales) = try liveScales(layer)
+            for (rows, codes, scales) in [(kr, layerKeys, keyScales), (vr, layerValues, valueScales)] {
                 let q = try backend.quantizeRows(rows)                                    // [1, n, heads, headDim]
                 try backend.copy(q.values, into: codes, axis: 1, at: dst)
                 try backend.copy(try q.scales.reshaped([1, n, heads]), into: scales, axis: 1, at: dst)
@@ -224,7 +224,8 @@ public final class WanKVCache: @unchecked Sendable {
         let backend = k.backend
         let out = (try scratch.keys.narrowed(axis: 1, start: 0, length: n),
                    try scratch.values.narrowed(axis: 1, start: 0, length: n))
-        for (codes, scales, into) in [(k, keyScales[layer], out.0), (v, valueScales[layer], out.1)] {
+        let (keyScales, valueScales) = try liveScales(layer)
+        for (codes, scales, into) in [(k, keyScales, out.0), (v, valueScales, out.1)] {
             let q = try RowQuantized(values: codes, scales: try scales.narrowed(axis: 1, start: 0, length: n),
                                      sourceType: into.dtype)
             try backend.dequantizeRows(q, into: into)
@@ -236,7 +237,15 @@ public final class WanKVCache: @unchecked Sendable {
     /// scratch `beginLayer` filled.
     func live(_ layer: Int) throws -> (Tensor, Tensor) {
         guard let host, layer >= hostFrom else { return (keys[layer], values[layer]) }
-        return try host.live(layer)
+        let parts = try host.live(layer)
+        return (parts[0], parts[1])
+    }
+
+    /// FP8 storage: layer `layer`'s key and value scales where the pass reads and writes them (as `live`).
+    func liveScales(_ layer: Int) throws -> (Tensor, Tensor) {
+        guard let host, layer >= hostFrom else { return (keyScales[layer], valueScales[layer]) }
+        let parts = try host.live(layer)
+        return (parts[2], parts[3])
     }
 
     /// Before a pass uses layer `layer` (`WanDiT.forward`): in host memory, its K/V uploaded into a scratch.
@@ -245,9 +254,8 @@ public final class WanKVCache: @unchecked Sendable {
     /// After a pass has issued its work on layer `layer` as `plan` says: in host memory, the rows it wrote go back.
     public func endLayer(_ layer: Int, plan: WritePlan) throws {
         guard let host, layer >= hostFrom else { return }
-        let rowBytes = heads * headDim * (keys.first?.dtype.size ?? 0)
         let rows = plan.runs.map { (start: $0.slot * tokensPerFrame, count: $0.count * tokensPerFrame) }
-        try host.end(layer, rows: rows, rowBytes: rowBytes)
+        try host.end(layer, rows: rows)
     }
 
     public func commit(_ plan: WritePlan) {
@@ -255,39 +263,45 @@ public final class WanKVCache: @unchecked Sendable {
     }
 }
 
-/// The host-memory part of a `WanKVCache`: each of `layers`' K and V in host buffers of the copier (page-locked on
-/// CUDA), and two device scratches of one layer's K and V that those layers take in turn.
+/// The host-memory part of a `WanKVCache`: each of `layers`' parts (K and V, and with FP8 storage their scales) in
+/// host buffers of the copier (page-locked on CUDA), and two device scratches of one layer's parts that those layers
+/// take in turn. Every part is `[1, rows, ...]`: rows are written back by their index on axis 1.
 final class HostResidentKV: @unchecked Sendable {
     let compute: any Backend
     let copier: any HostToDeviceCopying
     /// The layers held here, in order (`buffers[i]` is layer `layers.lowerBound + i`).
     let layers: Range<Int>
-    let buffers: [(keys: any HostStorage, values: any HostStorage)]
-    let scratches: [(keys: Tensor, values: Tensor)]
+    /// `[layer][part]`.
+    let buffers: [[any HostStorage]]
+    /// `[scratch][part]`.
+    let scratches: [[Tensor]]
+    /// Bytes of one row (axis 1) of each part.
+    private let rowBytes: [Int]
     /// The compute stream's event after the last layer that used each scratch (the next upload into it waits).
     private var released: [(any BackendEvent)?]
     /// Layers begun so far (layer uses take scratches in turn), and the one in use.
     private var begun = 0
     private var current: (layer: Int, scratch: Int)?
 
-    init(layers: Range<Int>, shape: Shape, dtype: DType, compute: any Backend, copier: any HostToDeviceCopying) throws {
+    init(layers: Range<Int>, parts: [(shape: Shape, dtype: DType)], compute: any Backend,
+         copier: any HostToDeviceCopying) throws {
         self.layers = layers
         self.compute = compute
         self.copier = copier
-        let bytes = shape.count * dtype.size
+        rowBytes = parts.map { $0.shape.count / $0.shape[1] * $0.dtype.size }
         buffers = try layers.map { _ in
-            let (k, v) = (try copier.makeHostBuffer(bytes: bytes), try copier.makeHostBuffer(bytes: bytes))
-            memset(k.baseAddress, 0, bytes)
-            memset(v.baseAddress, 0, bytes)
-            return (k, v)
+            try parts.map { part in
+                let bytes = part.shape.count * part.dtype.size
+                let buffer = try copier.makeHostBuffer(bytes: bytes)
+                memset(buffer.baseAddress, 0, bytes)
+                return buffer
+            }
         }
-        scratches = try (0..<2).map { _ in
-            (try compute.allocate(shape, dtype: dtype), try compute.allocate(shape, dtype: dtype))
-        }
+        scratches = try (0..<2).map { _ in try parts.map { try compute.allocate($0.shape, dtype: $0.dtype) } }
         released = [nil, nil]
     }
 
-    func live(_ layer: Int) throws -> (Tensor, Tensor) {
+    func live(_ layer: Int) throws -> [Tensor] {
         guard let current, current.layer == layer else {
             throw ReelError.unsupported(backend: compute.name, op: "WanKVCache",
                                         message: "layer \(layer) of a host-memory KV cache used outside beginLayer/endLayer")
@@ -295,33 +309,30 @@ final class HostResidentKV: @unchecked Sendable {
         return scratches[current.scratch]
     }
 
-    /// Uploads layer `layer`'s K and V into the next scratch on the copy stream, once the compute stream has
-    /// released it; the compute stream waits for the upload.
+    /// Uploads layer `layer`'s parts into the next scratch on the copy stream, once the compute stream has released
+    /// it; the compute stream waits for the upload.
     func begin(_ layer: Int) throws {
         let s = begun % scratches.count
         if let free = released[s] { try copier.wait(for: free) }
-        let buffer = buffers[layer - layers.lowerBound]
-        try copier.copy(fromHost: buffer.keys.baseAddress, into: scratches[s].keys)
-        try copier.copy(fromHost: buffer.values.baseAddress, into: scratches[s].values)
+        for (buffer, scratch) in zip(buffers[layer - layers.lowerBound], scratches[s]) {
+            try copier.copy(fromHost: buffer.baseAddress, into: scratch)
+        }
         try compute.wait(for: try copier.recordEvent())
         begun += 1
         current = (layer, s)
     }
 
-    /// Copies the rows `rows` (start, count) of the scratch back to layer `layer`'s host buffers on the copy stream
-    /// after the compute stream's work so far, and releases the scratch (the copy stream runs the write-back before
-    /// any later upload into it).
-    func end(_ layer: Int, rows: [(start: Int, count: Int)], rowBytes: Int) throws {
+    /// Copies the rows `rows` (start, count) of every part of the scratch back to layer `layer`'s host buffers on the
+    /// copy stream after the compute stream's work so far, and releases the scratch (the copy stream runs the
+    /// write-back before any later upload into it).
+    func end(_ layer: Int, rows: [(start: Int, count: Int)]) throws {
         guard let current, current.layer == layer else { return }
         let done = try compute.recordEvent()
         if !rows.isEmpty { try copier.wait(for: done) }
-        let (k, v) = scratches[current.scratch]
-        let buffer = buffers[layer - layers.lowerBound]
-        for (start, count) in rows {
-            try copier.copy(try k.narrowed(axis: 1, start: start, length: count),
-                            toHost: buffer.keys.baseAddress + start * rowBytes)
-            try copier.copy(try v.narrowed(axis: 1, start: start, length: count),
-                            toHost: buffer.values.baseAddress + start * rowBytes)
+        for ((scratch, buffer), bytes) in zip(zip(scratches[current.scratch], buffers[layer - layers.lowerBound]), rowBytes) {
+            for (start, count) in rows {
+                try copier.copy(try scratch.narrowed(axis: 1, start: start, length: count), toHost: buffer.baseAddress + start * bytes)
+            }
         }
         released[current.scratch] = done
         self.current = nil
