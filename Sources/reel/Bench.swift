@@ -225,7 +225,12 @@ struct Bench: AsyncParsableCommand {
             newDecoder = decoder == .none ? { nil } : { loaded.newDecoder() }
             decodeLatentFLOPs = decoder == .none ? 0 : loaded.decoderFLOPs?(lh, lw) ?? 0
             first = try loaded.context(for: "a red circle moves left on a blue background")
+            // A new prompt's encode, as a prompt switch pays it before its recache (the text encoder where the plan put it).
+            let encodeStart = ContinuousClock.now
             second = try loaded.context(for: "a large green square bounces around on a white background")
+            try backend.synchronize()
+            print(String(format: "text encoder on %@: a new prompt encoded in %.0f ms (a prompt switch waits for it)",
+                         loaded.prompts.textEncoder.backend.name, (ContinuousClock.now - encodeStart).seconds * 1000))
             print("reel bench on \(backend.name) (\(dtype)\(quantizationNote())): \(folderPath ?? "") (DiT \(dit.config.layers) layers, dim \(dit.config.dim)), "
                   + "decoder \(decoder == .none ? "none" : loaded.decoderName), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
             print(String(format: "model loaded and prompts encoded in %.1f s", Date().timeIntervalSince(t0)))
