@@ -41,6 +41,25 @@ public protocol DiTParallelism: AnyObject, Sendable {
 extension DiTParallelism {
     public var ranks: Int { replicas.count }
 
+    /// A forward's inputs checked against this model (latents `[F, H, W, inChannels]` of whole patches, a cache
+    /// sharded over its ranks at their tokens per frame, a prompt this scheme encoded); their patch grid.
+    func checkedGrid(_ latents: Tensor, cache: WanKVCache, prompt: WanDiT.PromptContext, op: String) throws -> WanDiT.PatchGrid {
+        let c = replicas[0].config, n = ranks
+        try require(latents.rank == 4 && latents.shape[3] == c.inChannels, op,
+                    "expected latents [F, H, W, \(c.inChannels)], got \(latents.shape)")
+        let (frames, height, width) = (latents.shape[0], latents.shape[1], latents.shape[2])
+        try require(height % c.patch == 0 && width % c.patch == 0, op,
+                    "latent size \(height)x\(width) is not a multiple of the patch \(c.patch)")
+        let grid = WanDiT.PatchGrid(frames: frames, height: height / c.patch, width: width / c.patch)
+        try require(cache.shards.count == n && cache.tokensPerFrame == grid.tokensPerFrame, op,
+                    "the cache (\(cache.shards.count) shards, \(cache.tokensPerFrame) tokens per frame) is not this "
+                    + "model's over \(n) ranks at \(grid.tokensPerFrame) tokens per frame: make it with WanDiT.makeCache")
+        try require(prompt.ranks.count == n && prompt.scheme == scheme, op,
+                    "the prompt was not encoded by this \(scheme.rawValue)-parallel model (its encodePrompt gives every "
+                    + "rank " + (scheme == .sequence ? "a copy)" : "its heads)"))
+        return grid
+    }
+
     /// The bytes of the blocks' weights each rank holds (all of them with sequence parallelism, 1/N of them with
     /// tensor parallelism; the small non-block weights left out).
     public func blockWeightBytes() throws -> [Int] {

@@ -131,18 +131,7 @@ public final class TensorParallelism: DiTParallelism, @unchecked Sendable {
     public func forward(_ latents: Tensor, timestep t: Float, prompt: WanDiT.PromptContext, cache: WanKVCache,
                         access: WanDiT.CacheAccess) throws -> Tensor? {
         let c = config, n = ranks, op = "WanDiT.forward (tensor parallel)"
-        try require(latents.rank == 4 && latents.shape[3] == c.inChannels, op,
-                    "expected latents [F, H, W, \(c.inChannels)], got \(latents.shape)")
-        let (frames, height, width) = (latents.shape[0], latents.shape[1], latents.shape[2])
-        try require(height % c.patch == 0 && width % c.patch == 0, op,
-                    "latent size \(height)x\(width) is not a multiple of the patch \(c.patch)")
-        let grid = WanDiT.PatchGrid(frames: frames, height: height / c.patch, width: width / c.patch)
-        try require(cache.shards.count == n && cache.tokensPerFrame == grid.tokensPerFrame, op,
-                    "the cache (\(cache.shards.count) shards, \(cache.tokensPerFrame) tokens per frame) is not this "
-                    + "model's over \(n) ranks at \(grid.tokensPerFrame) tokens per frame: make it with WanDiT.makeCache")
-        try require(prompt.ranks.count == n && prompt.scheme == .tensor, op,
-                    "the prompt was not encoded by this tensor-parallel model (its encodePrompt gives every rank "
-                    + "its heads)")
+        let grid = try checkedGrid(latents, cache: cache, prompt: prompt, op: op), frames = grid.frames
 
         let inputs = try communicator.broadcast(try onRankZero(latents, op), from: 0)
         var x: [Tensor] = [], e: [Tensor] = [], e0: [Tensor] = []
