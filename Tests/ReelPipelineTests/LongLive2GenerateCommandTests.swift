@@ -6,21 +6,9 @@ import Testing
 /// it beside the tests; the test is skipped where it is absent): PNG frames of the expected count, and LongLive
 /// 1.0's --continue refused with a message.
 @Suite(.serialized) struct LongLive2GenerateCommandTests {
-    static let executable = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent(".build/debug/reel").path
+    static let executable = CommandRunner.executable
 
-    func reel(_ arguments: [String]) throws -> (status: Int32, errors: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.executable)
-        p.arguments = arguments
-        let errors = Pipe()
-        p.standardError = errors
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        let data = errors.fileHandleForReading.readDataToEndOfFile()
-        p.waitForExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    func reel(_ arguments: [String]) throws -> (status: Int32, errors: String) { try CommandRunner.reel(arguments) }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: executable)))
     func generateWritesTheFrames() throws {
@@ -48,21 +36,9 @@ import Testing
 /// `reel serve --model FOLDER` on the tiny LongLive 2.0 folder, as the built executable: a 1.0 size is refused before
 /// loading, and a session made over HTTP (curl) runs in 2.0's blocks at 24 fps.
 @Suite(.serialized) struct LongLive2ServeCommandTests {
-    static let curlPath = "/usr/bin/curl"
+    static let curlPath = CommandRunner.curlPath
 
-    /// curl's output, or nil when it fails (the server not up yet).
-    func curl(_ arguments: [String]) throws -> String? {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.curlPath)
-        p.arguments = ["-sf", "--max-time", "10"] + arguments
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitForExit()
-        return p.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
-    }
+    func curl(_ arguments: [String]) throws -> String? { try CommandRunner.curl(arguments) }
 
     func json(_ text: String?) -> [String: Any] {
         text.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] } ?? [:]

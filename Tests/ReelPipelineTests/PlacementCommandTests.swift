@@ -15,17 +15,7 @@ import Testing
     static let common = ["--backend", "cpu", "--model", tiny, "--size", "64x64", "--threads", "2"]
 
     func reel(_ arguments: [String]) throws -> (status: Int32, errors: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.executable)
-        p.arguments = arguments
-        p.environment = ProcessInfo.processInfo.environment.merging(["REEL_BLAS": "none"]) { $1 }
-        let errors = Pipe()
-        p.standardError = errors
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        let data = errors.fileHandleForReading.readDataToEndOfFile()
-        p.waitForExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        try CommandRunner.reel(arguments, environment: ["REEL_BLAS": "none"])
     }
 
     func generate(_ arguments: [String], to path: String) throws -> Data {
@@ -86,19 +76,7 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 
-    /// curl's output, or nil when it fails (the server not up yet).
-    func curl(_ arguments: [String]) throws -> String? {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: LongLive2ServeCommandTests.curlPath)
-        p.arguments = ["-sf", "--max-time", "10"] + arguments
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitForExit()
-        return p.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
-    }
+    func curl(_ arguments: [String]) throws -> String? { try CommandRunner.curl(arguments) }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: executable)
                    && FileManager.default.isExecutableFile(atPath: LongLive2ServeCommandTests.curlPath)))
