@@ -215,7 +215,7 @@ public final class WanDiT: @unchecked Sendable {
 
         try forEachBlock { index, block in
             let isLast = index == weights.blocks.count - 1
-                try cache.beginLayer(index)
+            try cache.beginLayer(index, plan: written)
             x = try blockForward(block, layer: index, x: x, e0: e0, grid: grid, rope: rope, prompt: prompt,
                                  cache: cache, written: written, skipOutput: isLast && !access.needsOutput)
             try cache.endLayer(index, plan: written)

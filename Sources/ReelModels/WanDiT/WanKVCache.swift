@@ -248,8 +248,25 @@ public final class WanKVCache: @unchecked Sendable {
         return (parts[2], parts[3])
     }
 
-    /// Before a pass uses layer `layer` (`WanDiT.forward`): in host memory, its K/V uploaded into a scratch.
-    public func beginLayer(_ layer: Int) throws { if layer >= hostFrom { try host?.begin(layer) } }
+    /// Before a pass uses layer `layer` (`WanDiT.forward`): in host memory, its K/V uploaded into a scratch. With
+    /// the pass's `plan`, only the rows it reads before writing them: the attended slots less those it writes
+    /// (their rows are written before the pass reads them); without, every row.
+    public func beginLayer(_ layer: Int, plan: WritePlan? = nil) throws {
+        guard let host, layer >= hostFrom else { return }
+        try host.begin(layer, rows: plan.map(uploadedRows))
+    }
+
+    /// The row ranges (start, count) of the attended slots that `plan` does not write, in order.
+    func uploadedRows(_ plan: WritePlan) -> [(start: Int, count: Int)] {
+        var out: [(start: Int, count: Int)] = []
+        var next = 0
+        for run in plan.runs.sorted(by: { $0.slot < $1.slot }) {
+            if run.slot > next { out.append((next * tokensPerFrame, (run.slot - next) * tokensPerFrame)) }
+            next = max(next, run.slot + run.count)
+        }
+        if plan.attendedSlots > next { out.append((next * tokensPerFrame, (plan.attendedSlots - next) * tokensPerFrame)) }
+        return out
+    }
 
     /// After a pass has issued its work on layer `layer` as `plan` says: in host memory, the rows it wrote go back.
     public func endLayer(_ layer: Int, plan: WritePlan) throws {
@@ -309,13 +326,20 @@ final class HostResidentKV: @unchecked Sendable {
         return scratches[current.scratch]
     }
 
-    /// Uploads layer `layer`'s parts into the next scratch on the copy stream, once the compute stream has released
-    /// it; the compute stream waits for the upload.
-    func begin(_ layer: Int) throws {
+    /// Uploads layer `layer`'s parts (the row ranges `rows` of each, or all of them) into the next scratch on the
+    /// copy stream, once the compute stream has released it; the compute stream waits for the upload.
+    func begin(_ layer: Int, rows: [(start: Int, count: Int)]? = nil) throws {
         let s = begun % scratches.count
         if let free = released[s] { try copier.wait(for: free) }
-        for (buffer, scratch) in zip(buffers[layer - layers.lowerBound], scratches[s]) {
-            try copier.copy(fromHost: buffer.baseAddress, into: scratch)
+        for ((buffer, scratch), bytes) in zip(zip(buffers[layer - layers.lowerBound], scratches[s]), rowBytes) {
+            guard let rows else {
+                try copier.copy(fromHost: buffer.baseAddress, into: scratch)
+                continue
+            }
+            for (start, count) in rows where count > 0 {
+                try copier.copy(fromHost: buffer.baseAddress + start * bytes,
+                                into: try scratch.narrowed(axis: 1, start: start, length: count))
+            }
         }
         try compute.wait(for: try copier.recordEvent())
         begun += 1
