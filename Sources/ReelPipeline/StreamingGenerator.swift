@@ -109,6 +109,8 @@ public final class StreamingGenerator: @unchecked Sendable {
 
     /// Bytes of the self-attention cache (fixed for the generator's life).
     public var cacheBytes: Int { cache.byteCount }
+    /// The KV cache's traffic when it lives in host memory (`WanKVCache.hostTraffic`).
+    public var cacheHostTraffic: (uploaded: Int, writtenBack: Int)? { cache.hostTraffic }
 
     /// Clean latent frames kept for a recache (at most `schedule.attentionFrames`).
     public var retainedLatentFrames: Int { recent.count }

@@ -51,17 +51,27 @@ extension Bench {
 
     /// The lines on what streaming moved during the measured blocks: bytes per block, and the time the link takes
     /// for them at the measured rate against the DiT's time per block.
-    static func streamingReport(_ dit: WanDiT, uploadedBefore: Int, blocks: Int, rate: Double?, ditMedian: Double) -> String? {
+    /// `kvTraffic`: the measured stream's KV cache traffic in host memory (bytes up and back over its `blocks`), nil
+    /// with the cache on the device; it shares the copy stream with the weights, so the link time counts both.
+    static func streamingReport(_ dit: WanDiT, uploadedBefore: Int, kvTraffic: (uploaded: Int, writtenBack: Int)? = nil,
+                                blocks: Int, rate: Double?, ditMedian: Double) -> String? {
         guard let s = dit.weightStreaming else { return nil }
-        let perBlock = Double(s.bytesUploaded - uploadedBefore) / Double(blocks)
+        let weights = Double(s.bytesUploaded - uploadedBefore) / Double(blocks)
         var line = String(format: "weights streamed: blocks %d..<%d through %d slots (%.2f GB of slots); %.2f GB per DiT pass, "
                           + "%.2f GB moved per block (%.1f passes)", s.firstLayer, s.firstLayer + s.layers, s.slots,
-                          Double(s.slotBytes) / 1e9, Double(s.bytesPerPass) / 1e9, perBlock / 1e9,
-                          perBlock / Double(max(s.bytesPerPass, 1)))
+                          Double(s.slotBytes) / 1e9, Double(s.bytesPerPass) / 1e9, weights / 1e9,
+                          weights / Double(max(s.bytesPerPass, 1)))
+        var perBlock = weights
+        if let kvTraffic {
+            let up = Double(kvTraffic.uploaded) / Double(blocks), down = Double(kvTraffic.writtenBack) / Double(blocks)
+            line += String(format: "\nKV cache in host memory: %.2f GB up and %.2f GB back per block", up / 1e9, down / 1e9)
+            perBlock += up + down
+        }
         if let rate, rate > 0 {
             let linkSeconds = perBlock / rate
-            line += String(format: "\nstreaming per block at the measured link rate: %.0f ms of %.0f ms DiT time per block "
-                           + "(link busy %.0f%%; PCIe used at %.1f GB/s of %.1f GB/s)", linkSeconds * 1000, ditMedian * 1000,
+            line += String(format: "\nstreaming per block at the measured link rate (weights%@): %.0f ms of %.0f ms DiT time per block "
+                           + "(link busy %.0f%%; PCIe used at %.1f GB/s of %.1f GB/s)", kvTraffic == nil ? "" : " and KV cache",
+                           linkSeconds * 1000, ditMedian * 1000,
                            100 * linkSeconds / ditMedian, perBlock / ditMedian / 1e9, rate / 1e9)
         }
         return line

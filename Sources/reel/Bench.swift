@@ -307,6 +307,7 @@ struct Bench: AsyncParsableCommand {
         let (arrivals, ditSeconds, recache, decodeSeconds, frames, firstFrame) = try await measure(pipeline!, geometry: geometry,
                                                                                                    backend: backend)
         let cacheBytes = pipeline!.generator.cacheBytes
+        let kvTraffic = (pipeline!.generator as? StreamingGenerator)?.cacheHostTraffic
 
         // Steady state: blocks after the warm-up, the switch block left out of per-block medians.
         let steady = Array(warmup..<blocks)
@@ -358,7 +359,7 @@ struct Bench: AsyncParsableCommand {
                                            Double(cacheBytes) / Double(ranks) / 1e9, ranks) : ""
         print(String(format: "KV cache %.2f GB%@; blocks %@", Double(cacheBytes) / 1e9, perDevice,
                      ditSeconds.map { String(format: "%.0f", $0 * 1000) }.joined(separator: " ") + " ms (DiT)"))
-        if let line = Self.streamingReport(dit, uploadedBefore: uploadedBefore, blocks: blocks, rate: linkRate,
+        if let line = Self.streamingReport(dit, uploadedBefore: uploadedBefore, kvTraffic: kvTraffic, blocks: blocks, rate: linkRate,
                                            ditMedian: ditMedian) { print(line) }
         if let profiler = (backend as? CUDABackend)?.profiler { print("\n" + (try profiler.report()), terminator: "") }
         pipeline = nil

@@ -167,6 +167,26 @@ import Testing
         }
     }
 
+    /// A pass uploads only the attended rows it does not write, and writes back only the rows it wrote
+    /// (`WanKVCache.hostTraffic`, which `reel bench` reports).
+    @Test func aPassMovesOnlyTheRowsItNeeds() throws {
+        let backend = CPUBackend(gemm: .own)
+        let c = WeightStreamingTests.config
+        let model = try WanDiT.load(from: WanDiT.randomWeights(c, on: backend, seed: 4), heads: 12, backend: backend)
+            .withTextLength(8)
+        model.hostKVCache = try backend.makeStream() as? any HostToDeviceCopying
+        let cache = try model.makeCache(tokensPerFrame: 6, sinkFrames: 3, windowFrames: 6)
+        let prompt = try model.encodePrompt(try backend.randomNormal([5, 16], seed: 9, offset: 0, dtype: .f32))
+        let latents = try backend.randomNormal([3, 4, 6, 16], seed: 11, offset: 0, dtype: .f32)
+        let frameBytes = 2 * c.layers * 6 * c.dim * 4             // K and V of one frame in every layer, f32
+        _ = try model.forward(latents, timestep: 900, prompt: prompt, cache: cache, access: .init(startFrame: 0))
+        // Frames 0-2: it attends only to what it writes.
+        #expect(cache.hostTraffic?.uploaded == 0 && cache.hostTraffic?.writtenBack == 3 * frameBytes)
+        _ = try model.forward(latents, timestep: 900, prompt: prompt, cache: cache, access: .init(startFrame: 3))
+        // Frames 3-5 attend to 0-5: frames 0-2 come up.
+        #expect(cache.hostTraffic?.uploaded == 3 * frameBytes && cache.hostTraffic?.writtenBack == 6 * frameBytes)
+    }
+
     /// Only the two scratches count against the cap; the cache's layers live in host memory.
     @Test func onlyTheScratchesCountAgainstTheCap() throws {
         let budget = MemoryBudget(cap: 1 << 40, device: "cpu")

@@ -241,6 +241,9 @@ public final class WanKVCache: @unchecked Sendable {
         return (parts[0], parts[1])
     }
 
+    /// In host memory: the bytes issued so far to the device scratches and back to host memory (nil on the device).
+    public var hostTraffic: (uploaded: Int, writtenBack: Int)? { host.map { ($0.uploaded, $0.writtenBack) } }
+
     /// FP8 storage: layer `layer`'s key and value scales where the pass reads and writes them (as `live`).
     func liveScales(_ layer: Int) throws -> (Tensor, Tensor) {
         guard let host, layer >= hostFrom else { return (keyScales[layer], valueScales[layer]) }
@@ -299,6 +302,8 @@ final class HostResidentKV: @unchecked Sendable {
     /// Layers begun so far (layer uses take scratches in turn), and the one in use.
     private var begun = 0
     private var current: (layer: Int, scratch: Int)?
+    /// Bytes issued so far: uploaded into the scratches, and written back to host memory.
+    private(set) var uploaded = 0, writtenBack = 0
 
     init(layers: Range<Int>, parts: [(shape: Shape, dtype: DType)], compute: any Backend,
          copier: any HostToDeviceCopying) throws {
@@ -334,11 +339,13 @@ final class HostResidentKV: @unchecked Sendable {
         for ((buffer, scratch), bytes) in zip(zip(buffers[layer - layers.lowerBound], scratches[s]), rowBytes) {
             guard let rows else {
                 try copier.copy(fromHost: buffer.baseAddress, into: scratch)
+                uploaded += scratch.byteCount
                 continue
             }
             for (start, count) in rows where count > 0 {
                 try copier.copy(fromHost: buffer.baseAddress + start * bytes,
                                 into: try scratch.narrowed(axis: 1, start: start, length: count))
+                uploaded += count * bytes
             }
         }
         try compute.wait(for: try copier.recordEvent())
@@ -356,6 +363,7 @@ final class HostResidentKV: @unchecked Sendable {
         for ((scratch, buffer), bytes) in zip(zip(scratches[current.scratch], buffers[layer - layers.lowerBound]), rowBytes) {
             for (start, count) in rows {
                 try copier.copy(try scratch.narrowed(axis: 1, start: start, length: count), toHost: buffer.baseAddress + start * bytes)
+                writtenBack += count * bytes
             }
         }
         released[current.scratch] = done
