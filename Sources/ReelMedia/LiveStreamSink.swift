@@ -99,6 +99,8 @@ public final class LiveStreamSink: FrameSink {
         finished = true
         guard let p = process else { return }
         process = nil
+        // The connection stays open a moment after the last frame (SRT: see `LiveDestination.closeHold`).
+        if framesWritten > 0 && destinationAddress.closeHold > 0 { Thread.sleep(forTimeInterval: destinationAddress.closeHold) }
         let message = p.finish()
         if !message.isEmpty {
             throw ReelError.library(name: "ffmpeg", message: "the live output \(destination) ended with an error "
