@@ -22,9 +22,14 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Whether an op runs on cuDNN or on Reel's own kernels. `.auto` uses cuDNN where it supports
     /// the problem and is installed, Reel's kernels otherwise; `.cudnn` fails where cuDNN cannot.
     public enum KernelChoice: String, Sendable, CaseIterable { case auto, own, cudnn }
-    public typealias AttentionPath = KernelChoice
+    /// Which attention kernel runs. `.auto`: cuDNN's fused flash attention where it supports the problem and is
+    /// installed (Reel's Hopper kernel first where `Tuning.hopperAttention` asks for it), Reel's kernels otherwise;
+    /// `.own`: Reel's portable kernels (mma.sync, or the generic one); `.cudnn` fails where cuDNN cannot; `.hopper`:
+    /// Reel's wgmma/TMA kernel (Kernels/attention_sm90.cu), failing where it cannot (an sm_90 GPU, bf16, no bias,
+    /// D = Dv = 128).
+    public enum AttentionPath: String, Sendable, CaseIterable { case auto, own, cudnn, hopper }
     /// Attention: cuDNN's fused flash attention (bf16/f16, no bias, D = Dv <= 128) or Reel's kernels.
-    public var attentionPath: KernelChoice = .auto
+    public var attentionPath: AttentionPath = .auto
     /// conv3d: cuDNN's implicit-GEMM convolution (bf16/f16) or Reel's im2col + cuBLASLt GEMM.
     public var convolutionPath: KernelChoice = .auto
     /// linearGELU: cuBLASLt's GELU epilogue (one GEMM writes GELU(x W^T + b)) or, when false, `linear`

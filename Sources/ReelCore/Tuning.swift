@@ -13,6 +13,9 @@ public struct Tuning: Sendable, Equatable {
     /// Split-key attention: nil picks the number of key parts by the SMs' wave fill; a number forces it
     /// (1: never split). `REEL_ATTN_SPLITS`.
     public var attentionSplits: Int?
+    /// Attention through Reel's Hopper kernel (wgmma and TMA, `attention_sm90.cu`) where it applies (an sm_90 GPU,
+    /// bf16, D = Dv = 128, no bias) instead of cuDNN's. Off until measured faster on a GPU. `REEL_ATTN_HOPPER=1`.
+    public var hopperAttention = false
     /// cuDNN convolution engines timed at each new shape (the rest are not tried). `REEL_CUDNN_CANDIDATES`.
     public var cudnnConvolutionCandidates = 8
     /// The Wan VAE decoder's full-resolution causal convs as a 2-frame pair + the new frame
@@ -34,6 +37,7 @@ public struct Tuning: Sendable, Equatable {
         if environment["REEL_GELU_EPILOGUE"] == "0" { t.geluEpilogue = false }
         if environment["REEL_FP8_FAST_ACCUM"] == "0" { t.fp8FastAccumulation = false }
         if let s = environment["REEL_ATTN_SPLITS"].flatMap(Int.init), s >= 1 { t.attentionSplits = s }
+        if environment["REEL_ATTN_HOPPER"] == "1" { t.hopperAttention = true }
         if let c = environment["REEL_CUDNN_CANDIDATES"].flatMap(Int.init), c >= 1 { t.cudnnConvolutionCandidates = c }
         if environment["REEL_VAE_TIME_TAPS"] == "0" { t.vaeTimeTaps = false }
         if let s = environment["REEL_VAE_SLICE_FRAMES"].flatMap(Int.init), s >= 0 { t.vaeSliceFrames = s }

@@ -96,7 +96,7 @@ import Testing
 
     @Test func sourcesAreFoundAndMissingSourcesAreAnError() throws {
         let sources = try KernelSources.locate(environment: [:])
-        for file in ["common.cuh", "elementwise.cu", "norm.cu", "softmax.cu", "rope.cu", "layout.cu", "conv.cu", "random.cu", "attention.cu", "fused.cu", "int8.cu"] {
+        for file in ["common.cuh", "elementwise.cu", "norm.cu", "softmax.cu", "rope.cu", "layout.cu", "conv.cu", "random.cu", "attention.cu", "attention_sm90.cu", "fused.cu", "int8.cu"] {
             #expect(!(try sources.source(file)).isEmpty)
         }
         #expect(throws: ReelError.self) { _ = try sources.source("nope.cu") }
@@ -109,10 +109,27 @@ import Testing
         let files = try FileManager.default.contentsOfDirectory(atPath: sources.directory).filter { $0.hasSuffix(".cu") }.sorted()
         #expect(files.count >= 8)
         for f in files {
+            let arch = try KernelCompiler.arch(file: String(f.dropLast(3)), device: "sm_90")
             let cubin = try nvrtc.compile(source: try sources.source(f), name: f, headers: try sources.headers(),
-                                          options: KernelCompiler.options(arch: "sm_90"))
+                                          options: KernelCompiler.options(arch: arch))
             #expect(cubin.count > 1000, "\(f)")
             #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "\(f) is not an ELF cubin")
+        }
+    }
+
+    /// Files named `*_sm90` (wgmma, TMA) compile for sm_90a on a Hopper GPU and are refused on any other; the rest
+    /// compile for the device's own architecture.
+    @Test func hopperFilesCompileForSM90aOnHopperOnly() throws {
+        #expect(try KernelCompiler.arch(file: "attention_sm90", device: "sm_90") == "sm_90a")
+        #expect(try KernelCompiler.arch(file: "attention", device: "sm_90") == "sm_90")
+        #expect(try KernelCompiler.arch(file: "attention", device: "sm_89") == "sm_89")
+        for device in ["sm_89", "sm_100", "sm_80"] {
+            do {
+                _ = try KernelCompiler.arch(file: "attention_sm90", device: device)
+                Issue.record("attention_sm90 compiled for \(device)")
+            } catch {
+                #expect("\(error)".contains("Hopper") && "\(error)".contains(device), "\(error)")
+            }
         }
     }
 

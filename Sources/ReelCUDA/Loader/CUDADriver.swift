@@ -54,6 +54,10 @@ public struct CUDADriver: @unchecked Sendable {
     let cuGraphLaunch: @convention(c) (CUhandle, CUhandle) -> CUresult
     let cuGraphExecDestroy: @convention(c) (CUhandle) -> CUresult
     let cuGraphDestroy: @convention(c) (CUhandle) -> CUresult
+    /// A TMA descriptor (CUtensorMap, 128 bytes) for a tiled box copy (CUDA 12+; nil on older drivers).
+    let cuTensorMapEncodeTiled: (@convention(c) (UnsafeMutableRawPointer, Int32, UInt32, UnsafeMutableRawPointer,
+                                                 UnsafePointer<UInt64>, UnsafePointer<UInt64>, UnsafePointer<UInt32>,
+                                                 UnsafePointer<UInt32>, Int32, Int32, Int32, Int32) -> CUresult)?
 
     // Device attributes (CUdevice_attribute).
     static let attrMultiprocessorCount: Int32 = 16
@@ -116,6 +120,7 @@ public struct CUDADriver: @unchecked Sendable {
         cuGraphLaunch = try lib.symbol("cuGraphLaunch")
         cuGraphExecDestroy = try lib.symbol("cuGraphExecDestroy")
         cuGraphDestroy = try lib.symbol("cuGraphDestroy")
+        cuTensorMapEncodeTiled = lib.optionalSymbol("cuTensorMapEncodeTiled")
     }
 
     /// Throws the driver's own name and description of `status` unless it is CUDA_SUCCESS.

@@ -25,6 +25,17 @@ extension CUDABackend {
         let sameType = key.dtype == query.dtype && value.dtype == query.dtype
         let aligned = [pq, pk, pv, po].allSatisfy { $0 % 16 == 0 }
         let cudnnShape = half && sameType && aligned && bias == nil && d == dv && d % 8 == 0 && d <= 128
+        let hopperShape = query.dtype == .bf16 && sameType && aligned && bias == nil && d == 128 && dv == 128
+            && cudaDevice.info.arch == "sm_90" && driver.cuTensorMapEncodeTiled != nil
+        if attentionPath == .hopper || (attentionPath == .auto && tuning.hopperAttention && hopperShape) {
+            guard hopperShape else {
+                throw ReelError.unsupported(backend: name, op: "attention", message: "Reel's Hopper kernel needs an sm_90 GPU "
+                    + "(this one: \(cudaDevice.info.arch)), a driver with cuTensorMapEncodeTiled, bf16 q, k, v, no bias, "
+                    + "D = Dv = 128, 16-byte aligned; got \(query.dtype) D \(d) Dv \(dv)\(bias == nil ? "" : " with a bias")")
+            }
+            try hopperAttention(b: b, lq: lq, lk: lk, h: h, q: pq, k: pk, v: pv, out: out, scale: scale)
+            return out
+        }
         if attentionPath == .cudnn && !cudnnShape {
             throw ReelError.unsupported(backend: name, op: "attention",
                                         message: "cuDNN path needs bf16/f16 q, k, v, no bias, D = Dv <= 128 (multiple of 8), 16-byte aligned")
@@ -71,6 +82,48 @@ extension CUDABackend {
 }
 
 extension CUDABackend {
+    /// Reel's Hopper attention (Kernels/attention_sm90.cu) on contiguous bf16 [B, L, H, 128] tensors: TMA
+    /// descriptors for q, k and v, then one launch; for B = 1 the keys are cut into parts by the same wave-fill rule
+    /// as cuDNN's (128-query tiles a head), the parts merged by `attn_merge_v8`.
+    func hopperAttention(b: Int, lq: Int, lk: Int, h: Int, q: UInt64, k: UInt64, v: UInt64, out: Tensor, scale: Float) throws {
+        let splits = b == 1 ? attentionSplits(lq: lq, lk: lk, heads: h) : 1
+        let (tq, tk, tv) = (try tensorMap(q, rows: lq, batch: b, heads: h), try tensorMap(k, rows: lk, batch: b, heads: h),
+                            try tensorMap(v, rows: lk, batch: b, heads: h))
+        let parts = splits > 1 ? try allocate([splits, lq, h, 128], dtype: .bf16) : out
+        let stats = splits > 1 ? try allocate([splits, h, lq], dtype: .f32) : nil
+        let po = try arg(parts, "attention"), ps = try arg(stats, "attention"), final = try arg(out, "attention")
+        let shared = 1024 + 128 * 128 * 2 + 4 * 128 * 128 * 2 + 128   // alignment slack, Q, 2 stages of K and V, barriers
+        try launch("attention_sm90", "attn_sm90_d128_bf16", grid: ((lq + 127) / 128, h, b * splits), block: (384, 1, 1),
+                   sharedBytes: shared) { a in
+            a.add(tq); a.add(tk); a.add(tv); a.add(po); a.add(ps)
+            a.add(Int32(lq)); a.add(Int32(lk)); a.add(Int32(h)); a.add(Int32(splits)); a.add(scale * 1.4426950408889634)
+        }
+        guard splits > 1 else { return }
+        let n = lq * h * 16
+        try launch("attention", "attn_merge_v8", grid: ((n + 255) / 256, 1, 1), block: (256, 1, 1)) { a in
+            a.add(po); a.add(ps); a.add(final)
+            a.add(Int64(lq * h)); a.add(Int32(lq)); a.add(Int32(h)); a.add(Int32(128)); a.add(Int32(splits)); a.add(DType.bf16.kernelCode)
+        }
+    }
+
+    /// A TMA descriptor for bf16 [batch, rows, heads, 128] at `pointer`, read in boxes of 128 rows x 64 columns
+    /// of one head with the 128-byte swizzle; rows past the end read as zeros.
+    func tensorMap(_ pointer: UInt64, rows: Int, batch: Int, heads: Int) throws -> TensorMap {
+        guard let encode = driver.cuTensorMapEncodeTiled else {
+            throw ReelError.unsupported(backend: name, op: "attention", message: "this CUDA driver has no cuTensorMapEncodeTiled")
+        }
+        var map = TensorMap()
+        let dims: [UInt64] = [UInt64(heads * 128), UInt64(rows), UInt64(batch)]
+        let strides: [UInt64] = [UInt64(heads * 128 * 2), UInt64(rows * heads * 128 * 2)]
+        let box: [UInt32] = [64, 128, 1], steps: [UInt32] = [1, 1, 1]
+        // bf16 (9), no interleave (0), 128-byte swizzle (3), L2 promotion of 128 bytes (2), out-of-bounds zeros (0).
+        let status = withUnsafeMutableBytes(of: &map) {
+            encode($0.baseAddress!, 9, 3, UnsafeMutableRawPointer(bitPattern: UInt(pointer))!, dims, strides, box, steps, 0, 3, 2, 0)
+        }
+        try driver.check(status, "cuTensorMapEncodeTiled(bf16 [\(batch), \(rows), \(heads), 128])")
+        return map
+    }
+
     /// Score rows of one wide-head attention pass held at once, at most (float32: 128 MiB).
     static let wideHeadScoreBytes = 128 << 20
 
@@ -202,4 +255,10 @@ extension CUDABackend {
         }
         return cudnnWorkspace?.pointer ?? 0
     }
+}
+
+/// CUtensorMap: 128 opaque bytes that cuTensorMapEncodeTiled fills, passed to a kernel by value.
+struct TensorMap: BitwiseCopyable {
+    var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 }

@@ -106,8 +106,9 @@ public final class CUDADevice: @unchecked Sendable {
         let src = try sources!.source(file + ".cu")
         let headers = try sources!.headers()
         let nvrtc = try CUDALibraries.nvrtc()
-        let options = KernelCompiler.options(arch: info.arch)
-        let key = KernelCacheKey(name: file, source: src, headers: headers, options: options, arch: info.arch,
+        let arch = try KernelCompiler.arch(file: file, device: info.arch)
+        let options = KernelCompiler.options(arch: arch)
+        let key = KernelCacheKey(name: file, source: src, headers: headers, options: options, arch: arch,
                                  compilerVersion: nvrtc.versionString)
         var cubin = diskCache.load(key)
         if cubin == nil {
@@ -118,7 +119,7 @@ public final class CUDADevice: @unchecked Sendable {
         var module: CUhandle = nil
         try makeCurrent()
         let status = cubin!.withUnsafeBytes { driver.cuModuleLoadData(&module, $0.baseAddress!) }
-        try driver.check(status, "cuModuleLoadData(\(file).cu for \(info.arch))")
+        try driver.check(status, "cuModuleLoadData(\(file).cu for \(arch))")
         modules[file] = module
         return module
     }
@@ -154,6 +155,17 @@ public enum KernelCompiler {
     /// (no fast-math), since the CPU backend is the oracle.
     public static func options(arch: String) -> [String] {
         ["--gpu-architecture=\(arch)", "--std=c++17", "-default-device", "--extra-device-vectorization", "-lineinfo"]
+    }
+
+    /// The architecture `file` is compiled for on a device of `device` ("sm_90"): the device's own, except files
+    /// named `*_sm90`, which use Hopper's arch-specific instructions (wgmma, setmaxnreg) and compile for `sm_90a`
+    /// only, on a Hopper GPU (that code runs on no other).
+    public static func arch(file: String, device: String) throws -> String {
+        guard file.hasSuffix("_sm90") else { return device }
+        guard device == "sm_90" else {
+            throw ReelError.unsupported(backend: "cuda", op: file, message: "needs a Hopper GPU (sm_90: H100, H200, GH200); this one is \(device)")
+        }
+        return "sm_90a"
     }
 }
 

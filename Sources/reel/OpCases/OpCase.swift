@@ -185,6 +185,7 @@ struct OpCaseList {
         for dt in floats { list.int8(dt) }  // after the cases above: their inputs stay those of earlier runs
         list.fp8Attention()  // after every case above, for the same reason
         list.composedFP8Attention()
+        list.hopperAttention()  // last of the check cases, for the same reason
         list.gemmPerf()
         list.attentionPerf()
         list.convolutionPerf()

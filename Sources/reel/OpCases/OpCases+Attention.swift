@@ -63,6 +63,28 @@ extension OpCaseList {
         }
     }
 
+    /// Reel's Hopper kernel (`.hopper`: wgmma and TMA, sm_90 only; check-ops drops these cases on other GPUs), added
+    /// after every other case so that theirs keep their inputs: tiles cut at both ends (Lq and Lk not multiples
+    /// of 128, one key), two batches, forced key parts (a part shorter than a tile), the DiT's shapes.
+    mutating func hopperAttention() {
+        func qkv(_ b: Int, _ lq: Int, _ lk: Int, _ h: Int) -> [InputSpec] {
+            [InputSpec(shape: [b, lq, h, 128], dtype: .bf16), InputSpec(shape: [b, lk, h, 128], dtype: .bf16),
+             InputSpec(shape: [b, lk, h, 128], dtype: .bf16)]
+        }
+        let cases: [(b: Int, lq: Int, lk: Int, h: Int, splits: Int?)] = [
+            (1, 200, 333, 2, 1), (1, 130, 64, 1, 1), (1, 77, 1, 3, 1), (2, 256, 256, 2, nil), (2, 300, 520, 2, nil),
+            (1, 200, 4096, 2, 2), (1, 77, 1500, 3, 3), (1, 129, 384, 1, 4),
+            (1, 4680, 18720, 12, nil), (1, 4680, 18720, 12, 1), (1, 4680, 512, 12, nil)]
+        for (b, lq, lk, h, splits) in cases {
+            let parts = splits.map { $0 == 1 ? ", keys whole" : ", \($0) key parts" } ?? ""
+            check("attention", "q[\(b),\(lq),\(h),128] k\(lk) (hopper\(parts))", .bf16, qkv(b, lq, lk, h), factor: 10) { bk, t in
+                try withAttentionPath(bk, .hopper, splits: splits) {
+                    try bk.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(128).squareRoot(), bias: nil)
+                }
+            }
+        }
+    }
+
     mutating func attentionPerf() {
         // CPU, f32: self (DiT-like heads, one block of queries over a window) and cross with bias.
         for (lq, lk, h, d, bias) in [(1560, 4680, 12, 128, false), (512, 512, 16, 64, true), (2048, 2048, 1, 384, false)] {
@@ -80,7 +102,9 @@ extension OpCaseList {
         let (tokens, heads, hd, window) = (4680, 12, 128, 18720)
         for (lq, lk, h, d, what, path) in [(tokens, window, heads, hd, "DiT self", CUDABackend.AttentionPath.auto),
                                            (tokens, window, heads, hd, "DiT self", .own),
+                                           (tokens, window, heads, hd, "DiT self", .hopper),
                                            (tokens, 512, heads, hd, "DiT cross", .auto), (tokens, 512, heads, hd, "DiT cross", .own),
+                                           (tokens, 512, heads, hd, "DiT cross", .hopper),
                                            (6240, 6240, 1, 384, "VAE middle", .auto)] {
             perf(.cuda, "attention", "q\(lq) k\(lk) \(h)x\(d) (\(what), \(path))", .bf16,
                  [InputSpec(shape: [1, lq, h, d], dtype: .bf16), InputSpec(shape: [1, lk, h, d], dtype: .bf16),
