@@ -9,13 +9,7 @@ extension CPUBackend {
     public func fp8Attention(query: Tensor, key: Tensor, value: Tensor, scale: Float) throws -> Tensor {
         let op = "fp8Attention"
         for t in [query, key, value] { try requireFloat(t, op) }
-        try require(query.rank == 4 && key.rank == 4, op,
-                    "expected q [B, Lq, H, D], k and v [B, Lk, H, D], got \(query.shape), \(key.shape)")
-        let (bsz, lq, heads, d) = (query.shape[0], query.shape[1], query.shape[2], query.shape[3])
-        let lk = key.shape[1]
-        try require(key.shape == [bsz, lk, heads, d] && value.shape == key.shape, op,
-                    "k \(key.shape) and v \(value.shape) must both be [B, Lk, H, D] of q \(query.shape) "
-                        + "(FP8 attention takes D = Dv)")
+        let (bsz, lq, heads, d, lk) = try FP8Attention.checkedShape(query: query, key: key, value: value, op: op)
         let q = try fp8Codes(query, op), k = try fp8Codes(key, op), v = try fp8Codes(value, op)
         let dq = FP8Attention.descale(amax: q.amax), dk = FP8Attention.descale(amax: k.amax)
         let dv = FP8Attention.descale(amax: v.amax)

@@ -25,6 +25,19 @@ public enum FP8Attention {
     public static func outputScale(valueAmax a: Float) -> Float { a > 0 ? (codeMax / 2) / a : 1 }
     public static func outputDescale(valueAmax a: Float) -> Float { a > 0 ? a / (codeMax / 2) : 1 }
 
+    /// The shapes every backend's `fp8Attention` takes, checked: q [B, Lq, H, D], k and v [B, Lk, H, D] (D = Dv).
+    public static func checkedShape(query: Tensor, key: Tensor, value: Tensor, op: String = "fp8Attention") throws
+        -> (b: Int, lq: Int, heads: Int, d: Int, lk: Int) {
+        try require(query.rank == 4 && key.rank == 4, op,
+                    "expected q [B, Lq, H, D], k and v [B, Lk, H, D], got \(query.shape), \(key.shape)")
+        let (b, lq, heads, d) = (query.shape[0], query.shape[1], query.shape[2], query.shape[3])
+        let lk = key.shape[1]
+        try require(key.shape == [b, lk, heads, d] && value.shape == key.shape, op,
+                    "k \(key.shape) and v \(value.shape) must both be [B, Lk, H, D] of q \(query.shape) "
+                        + "(FP8 attention takes D = Dv)")
+        return (b, lq, heads, d, lk)
+    }
+
     /// `x` rounded to the nearest E4M3 value (ties to even, saturating at +-448).
     @inlinable public static func rounded(_ x: Float) -> Float {
         Float8E4M3Bits.toFloat(Float8E4M3Bits.fromFloat(x))

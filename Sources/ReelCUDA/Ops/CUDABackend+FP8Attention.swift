@@ -12,13 +12,7 @@ extension CUDABackend {
     public func fp8Attention(query: Tensor, key: Tensor, value: Tensor, scale: Float) throws -> Tensor {
         let op = "fp8Attention"
         for t in [query, key, value] { try requireFloat(t, op) }
-        try require(query.rank == 4 && key.rank == 4, op,
-                    "expected q [B, Lq, H, D], k and v [B, Lk, H, D], got \(query.shape), \(key.shape)")
-        let (b, lq, h, d) = (query.shape[0], query.shape[1], query.shape[2], query.shape[3])
-        let lk = key.shape[1]
-        try require(key.shape == [b, lk, h, d] && value.shape == key.shape, op,
-                    "k \(key.shape) and v \(value.shape) must both be [B, Lk, H, D] of q \(query.shape) "
-                        + "(FP8 attention takes D = Dv)")
+        let (b, lq, h, d, lk) = try FP8Attention.checkedShape(query: query, key: key, value: value, op: op)
         try require(query.dtype != .fp8e4m3 && key.dtype == query.dtype && value.dtype == query.dtype, op,
                     "q, k, v of one float dtype (FP8 attention quantizes them itself), got "
                         + "\(query.dtype), \(key.dtype), \(value.dtype)")
