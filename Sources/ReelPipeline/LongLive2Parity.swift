@@ -37,30 +37,8 @@ public struct LongLive2Parity {
         }
     }
 
-    public struct Result: Sendable {
-        /// Reel's latents, the reference's, and what a v = 0 model gives from the same noise; [frames, C, H, W].
-        public var ours: [Float], reference: [Float], baseline: [Float]
-        /// Elements per block (8 latent frames).
-        public var blockSize: Int
-
-        /// ||ours - reference|| / ||reference - baseline||: the error relative to the model's contribution.
-        public var relativeError: Double { relativeError(in: ours.indices) }
-
-        /// The largest relative error of any one block (a variant that only changes late blocks shows there).
-        public var maxBlockError: Double {
-            stride(from: 0, to: ours.count, by: blockSize)
-                .map { relativeError(in: $0..<min($0 + blockSize, ours.count)) }.max() ?? 0
-        }
-
-        func relativeError(in range: Range<Int>) -> Double {
-            var num = 0.0, den = 0.0
-            for i in range {
-                num += Double(ours[i] - reference[i]) * Double(ours[i] - reference[i])
-                den += Double(reference[i] - baseline[i]) * Double(reference[i] - baseline[i])
-            }
-            return (num / den).squareRoot()
-        }
-    }
+    /// Reel's latents, the reference's, and a v = 0 model's from the same noise; blocks of 8 latent frames.
+    public typealias Result = ParityResult
 
     public let folder: String
     public let backend: any Backend
