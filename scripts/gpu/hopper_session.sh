@@ -3,10 +3,12 @@
 # the repository root, in steps (default: all, in this order):
 #   probe   scripts/gpu/hopper_probe.sh: the kernel built by nvcc as shipped, overlapped, and with a wrong V layout,
 #           against a float64 CPU reference, timed at the DiT's shapes
-#   check   reel check-ops --filter hopper, as shipped and overlapped (REEL_KERNELS_PATH: a copy with HOPPER_OVERLAP 1)
-#   ops     reel bench-ops at the DiT's attention shapes: cuDNN, Reel's mma.sync kernel, this one (both variants)
-#   bench   reel bench, 1.3B random weights, DiT alone and end to end (Wan VAE): cuDNN, REEL_ATTN_HOPPER=1, overlapped
-#   parity  LongLive v1.0 parity in bf16 at head dim 128 (fixture dim 256, 2 heads) with each of the three
+#   check   reel check-ops --filter hopper for each variant of the kernel (as shipped; overlapped, ping-pong and
+#           both: copies of the sources with HOPPER_OVERLAP / HOPPER_PINGPONG set, through REEL_KERNELS_PATH)
+#   ops     reel bench-ops at the DiT's attention shapes: cuDNN, Reel's mma.sync kernel, each variant of this one
+#   bench   reel bench, 1.3B random weights, DiT alone and end to end (Wan VAE): cuDNN and each variant
+#   parity  LongLive v1.0 parity in bf16 at head dim 128 (fixture dim 256, 2 heads) with cuDNN and each variant
+# VARIANTS="cudnn hopper overlapped pingpong both" (the default) picks the variants the steps run.
 # Needs carry [".gpu"] (scripts/gpu/build.sh) and, for parity, [".gpu", ".ref"] with LongLive v1.0 in .ref/LongLive.
 #
 #   bash scripts/gpu/hopper_session.sh [probe|check|ops|bench|parity]...
@@ -16,22 +18,41 @@ mkdir -p "$out"
 if [ -f .gpu/reel.gz ] && [ ! -x .gpu/reel ]; then gunzip -k .gpu/reel.gz; fi
 reel=.gpu/reel
 export REEL_CACHE_DIR=${REEL_CACHE_DIR:-/tmp/reel-cache} PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1
-overlap=/tmp/reel-kernels-overlap
-rm -rf "$overlap" && cp -r .gpu/Reel_ReelCUDA.resources/Kernels "$overlap"
-sed -i 's/^#define HOPPER_OVERLAP 0$/#define HOPPER_OVERLAP 1/' "$overlap/attention_sm90.cu"
-grep -q '^#define HOPPER_OVERLAP 1$' "$overlap/attention_sm90.cu" || { echo "no HOPPER_OVERLAP switch in the shipped kernel"; exit 1; }
-# Each variant: its name and the environment that selects it.
-variants=("cudnn:" "hopper:REEL_ATTN_HOPPER=1" "overlapped:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$overlap")
+# A copy of the kernel sources with the given compile-time switches of attention_sm90.cu set to 1.
+kernels_with() {
+  local dir=/tmp/reel-kernels-$1; shift
+  rm -rf "$dir" && cp -r .gpu/Reel_ReelCUDA.resources/Kernels "$dir"
+  for switch in "$@"; do
+    sed -i "s/^#define $switch 0\$/#define $switch 1/" "$dir/attention_sm90.cu"
+    grep -q "^#define $switch 1\$" "$dir/attention_sm90.cu" || { echo "no $switch switch in the shipped kernel" >&2; exit 1; }
+  done
+  echo "$dir"
+}
+overlap=$(kernels_with overlap HOPPER_OVERLAP) || exit 1
+pingpong=$(kernels_with pingpong HOPPER_PINGPONG) || exit 1
+both=$(kernels_with both HOPPER_OVERLAP HOPPER_PINGPONG) || exit 1
+# Each variant: its name and the environment that selects it; VARIANTS picks some by name (default: all).
+all=("cudnn:" "hopper:REEL_ATTN_HOPPER=1" "overlapped:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$overlap"
+     "pingpong:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$pingpong" "both:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$both")
+variants=()
+for v in "${all[@]}"; do
+  case " ${VARIANTS:-cudnn hopper overlapped pingpong both} " in *" ${v%%:*} "*) variants+=("$v") ;; esac
+done
 for step in ${*:-probe check ops bench parity}; do
   echo "== $step"
   case $step in
   probe) timeout 120 bash scripts/gpu/hopper_probe.sh 2>&1 | tee "$out/probe.txt" ;;
   check)
-    timeout 180 $reel check-ops --filter hopper 2>&1 | tee "$out/check-hopper.txt"
-    REEL_KERNELS_PATH=$overlap timeout 180 $reel check-ops --filter hopper 2>&1 | tee "$out/check-overlapped.txt" ;;
+    for v in "${variants[@]}"; do
+      [ "${v%%:*}" = cudnn ] && continue
+      env ${v#*:} timeout 180 $reel check-ops --filter hopper 2>&1 | tee "$out/check-${v%%:*}.txt" | tail -3
+    done ;;
   ops)
     timeout 60 $reel bench-ops --backend cuda --filter "attention q4680" 2>&1 | tee "$out/ops.txt"
-    REEL_KERNELS_PATH=$overlap timeout 60 $reel bench-ops --backend cuda --filter "hopper" 2>&1 | tee "$out/ops-overlapped.txt" ;;
+    for v in "${variants[@]}"; do
+      case ${v%%:*} in cudnn|hopper) continue ;; esac
+      env ${v#*:} timeout 60 $reel bench-ops --backend cuda --filter "hopper" 2>&1 | tee "$out/ops-${v%%:*}.txt" | tail -3
+    done ;;
   bench)
     for v in "${variants[@]}"; do
       name=${v%%:*}

@@ -41,6 +41,10 @@ struct __align__(64) TmaMap { u64 words[16]; };
 #ifndef HOPPER_OVERLAP
 #define HOPPER_OVERLAP 0
 #endif
+// 1: the consumers take turns issuing their GEMMs (FlashAttention-3's ping-pong; see `turn_wait`).
+#ifndef HOPPER_PINGPONG
+#define HOPPER_PINGPONG 0
+#endif
 #ifndef K_LEADING
 #define K_LEADING 16
 #endif
@@ -137,6 +141,17 @@ __device__ __forceinline__ void wgmma_rs_m64n128k16_tb(float (&d)[64], u32 a0, u
         "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " WGMMA_REGS64 ", {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
         : WGMMA_ACC64(d)
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(db), "r"(1));
+}
+
+// FlashAttention-3's ping-pong (HOPPER_PINGPONG): the consumer warpgroups take turns issuing their GEMMs, so that one's
+// softmax runs while the other's GEMMs hold the tensor cores. Named barrier 1 + w gates warpgroup w: it waits there
+// (its 128 threads and the other warpgroup's 128 arrivals), issues, then lets the other go. Warpgroup 1 lets 0 go
+// first, and 0 takes that last arrival after its loop, so that no barrier is left half-counted.
+__device__ __forceinline__ void turn_wait(int wg) {
+    if (HOPPER_PINGPONG) asm volatile("bar.sync %0, 256;" :: "r"(1 + wg) : "memory");
+}
+__device__ __forceinline__ void turn_pass(int wg) {
+    if (HOPPER_PINGPONG) asm volatile("bar.arrive %0, 256;" :: "r"(2 - wg) : "memory");
 }
 
 // S = Q K^T for one key tile: eight k16 steps over the head dim (two 64-column atoms of Q and K).
@@ -284,6 +299,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_bf16(
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f, a0, a1;
 
     mbar_wait(barQ, 0);
+    if (wg == 1) turn_pass(1);
     if (!HOPPER_OVERLAP) {
         // Each tile in turn: S, softmax, O += P V.
         for (int j = 0; j < tiles; j++) {
@@ -291,9 +307,11 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_bf16(
             const u32 phase = (j / STAGES) & 1;
             mbar_wait(fullK + 8 * s, phase);
             reg_fence(sc);
+            turn_wait(wg);
             wgmma_fence();
             issue_qk(sc, qRows, sK + s * TILE_BYTES);
             wgmma_commit();
+            turn_pass(wg);
             wgmma_wait<0>();
             reg_fence(sc);
             mbar_arrive(emptyK + 8 * s);
@@ -314,9 +332,11 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_bf16(
         // in flight together; j's softmax runs while the second finishes; O is rescaled once it has.
         mbar_wait(fullK, 0);
         reg_fence(sc);
+        turn_wait(wg);
         wgmma_fence();
         issue_qk(sc, qRows, sK);
         wgmma_commit();
+        turn_pass(wg);
         wgmma_wait<0>();
         reg_fence(sc);
         mbar_arrive(emptyK);
@@ -328,11 +348,13 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_bf16(
             mbar_wait(fullV + 8 * prev, ((j - 1) / STAGES) & 1);
             reg_fence(sc);
             reg_fence(acc);
+            turn_wait(wg);
             wgmma_fence();
             issue_qk(sc, qRows, sK + s * TILE_BYTES);
             wgmma_commit();
             issue_pv(acc, p, sV + prev * TILE_BYTES);
             wgmma_commit();
+            turn_pass(wg);
             wgmma_wait<1>();   // S is done (groups complete in order); O += P V may still run
             reg_fence(sc);
             mbar_arrive(emptyK + 8 * s);
@@ -346,13 +368,16 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_bf16(
         const int last = (tiles - 1) % STAGES;
         mbar_wait(fullV + 8 * last, ((tiles - 1) / STAGES) & 1);
         reg_fence(acc);
+        turn_wait(wg);
         wgmma_fence();
         issue_pv(acc, p, sV + last * TILE_BYTES);
         wgmma_commit();
+        turn_pass(wg);
         wgmma_wait<0>();
         reg_fence(acc);
         mbar_arrive(emptyV + 8 * last);
     }
+    if (wg == 0) turn_wait(0);
 
     // The rows' sums over their four threads, then O / l in bf16.
     l0 += __shfl_xor_sync(0xffffffff, l0, 1);
