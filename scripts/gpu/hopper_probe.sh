@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the repository root: compiles the Hopper attention kernel with nvcc as shipped, with the
 # overlapped consumer loop, with ping-pong turns, with both, and with its V descriptor's offsets swapped (a wrong
-# layout must fail), builds the probe, and runs each.
+# layout must fail), each with its stage probes (scripts/gpu/hopper_probe_kernels.cu), builds the probe, and runs each.
 set -uo pipefail
 cuda=${CUDA_HOME:-/usr/local/cuda}
 out=${OUT:-/tmp}/hopper-probe
@@ -12,6 +12,6 @@ for variant in "shipped:" "overlapped:-DHOPPER_OVERLAP=1" "pingpong:-DHOPPER_PIN
     name=${variant%%:*}; flags=${variant#*:}
     echo "== $name $flags"
     "$cuda/bin/nvcc" -arch=sm_90a -cubin -Xptxas -v $flags -I Sources/ReelCUDA/Kernels -o "$out/$name.cubin" \
-        Sources/ReelCUDA/Kernels/attention_sm90.cu 2>&1 | grep -E "error|registers|spill|warning" | head -8
+        scripts/gpu/hopper_probe_kernels.cu 2>&1 | grep -E "error|registers|spill|warning" | head -12
     timeout 20 "$out/probe" "$out/$name.cubin"
 done
