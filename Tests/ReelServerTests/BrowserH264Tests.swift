@@ -21,7 +21,7 @@ struct BrowserH264Tests {
         let prompt = "a red circle stays still on a blue background".addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
         try await Self.withPage(server, path: "/?prompt=\(prompt)&seed=2&autostart=1&codec=h264") { cdp, session in
             var stats = JSON.null
-            let deadline = ContinuousClock.now + .seconds(120)
+            let deadline = ContinuousClock.now + .seconds(300)   // a loaded run drew its first frame after ~96 s
             while ContinuousClock.now < deadline, (stats["framesDrawn"]?.int ?? 0) < 24 {
                 try await Task.sleep(for: .milliseconds(200))
                 stats = try await Self.stats(cdp, session)

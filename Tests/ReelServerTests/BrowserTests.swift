@@ -52,7 +52,9 @@ import Testing
                 // Frames of the first prompt drawn (screenshot), then a second of the second prompt (screenshot).
                 var stats = JSON.null
                 var before: CanvasColours?, switchedAt: Int?
-                let deadline = ContinuousClock.now + .seconds(120)
+                // Generous: with every test starting at once on 2 cores a fresh-clone CI run drew the first frame after
+                // 86 s and frames at ~1 a second, so the switch (after 32 frames) had not reached the screen by 120 s.
+                let deadline = ContinuousClock.now + .seconds(300)
                 while ContinuousClock.now < deadline {
                     let result = try await cdp.call("Runtime.evaluate", ["expression": "JSON.stringify(window.reelStats || null)",
                                                                          "returnByValue": true], session: session)
@@ -115,7 +117,7 @@ import Testing
                 // evaluation while a prompt is open would never return).
                 var answered: [String] = []
                 var stats = JSON.null
-                let deadline = ContinuousClock.now + .seconds(90)
+                let deadline = ContinuousClock.now + .seconds(300)   // a loaded run drew its first frame after ~88 s
                 while ContinuousClock.now < deadline, (stats["framesDrawn"]?.int ?? 0) < 12 {
                     let answer = answered.isEmpty ? "wrong" : key
                     if (try? await cdp.call("Page.handleJavaScriptDialog", ["accept": true, "promptText": .string(answer)],
