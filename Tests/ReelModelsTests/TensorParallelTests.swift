@@ -21,12 +21,13 @@ import ReelCPU
         return (num / den).squareRoot()
     }
 
-    func models(ranks: Int, config: WanDiTConfig = config) throws
+    func models(ranks: Int, config: WanDiTConfig = config, fault: FaultyCommunicator.Fault? = nil) throws
         -> (single: WanDiT, parallel: WanDiT, backend: CPUBackend) {
         let backend = CPUBackend(gemm: .own)
         let weights = try WanDiT.randomWeights(config, on: backend, seed: 4)
         let single = try WanDiT.load(from: weights, heads: config.heads, backend: backend).withTextLength(8)
-        let comm = try CPUCommunicator(ranks: ranks, gemm: .own)
+        let cpu = try CPUCommunicator(ranks: ranks, gemm: .own)
+        let comm: any Communicator = fault.map { FaultyCommunicator(cpu, fault: $0, dim: config.dim) } ?? cpu
         let parallel = try WanDiT.loadTensorParallel(from: weights, heads: config.heads, communicator: comm)
             .withTextLength(8)
         return (single, parallel, backend)
@@ -34,9 +35,8 @@ import ReelCPU
 
     /// Runs the passes on both models and returns the largest relative error of a velocity and of a cached
     /// layer's keys or values (each rank's heads against the one-device cache's).
-    func compare(ranks: Int, fault: TensorParallelism.Fault? = nil) throws -> (velocity: Double, cache: Double) {
-        let (single, parallel, backend) = try models(ranks: ranks)
-        (parallel.parallelism as? TensorParallelism)?.fault = fault
+    func compare(ranks: Int, fault: FaultyCommunicator.Fault? = nil) throws -> (velocity: Double, cache: Double) {
+        let (single, parallel, backend) = try models(ranks: ranks, fault: fault)
         let c = Self.config
         let embeddings = try (0..<2).map {
             try backend.randomNormal([5, c.textDim], seed: 9 + UInt64($0), offset: 0, dtype: .f32)
@@ -165,5 +165,46 @@ import ReelCPU
                                      cache: try single.makeCache(tokensPerFrame: 6, sinkFrames: 3, windowFrames: 6),
                                      access: .init(startFrame: 0))
         }
+    }
+}
+
+/// A communicator that gets the tensor-parallel DiT's collectives wrong, for the negative controls: `normOverOwnHeads`
+/// gives each rank its own `[rows, 1]` float32 sums of squares (times the ranks) instead of their total, so each rank's
+/// q/k norm covers its own heads; `ffnSumSkipped` leaves the third all-reduce of `[..., dim]` rows unsummed, the first
+/// layer's FFN output in the first pass (a layer's are self-attention's, cross-attention's, then the FFN's).
+final class FaultyCommunicator: Communicator, @unchecked Sendable {
+    enum Fault { case normOverOwnHeads, ffnSumSkipped }
+    let inner: any Communicator
+    let fault: Fault
+    let dim: Int
+    private var rowReductions = 0
+
+    init(_ inner: any Communicator, fault: Fault, dim: Int) {
+        self.inner = inner
+        self.fault = fault
+        self.dim = dim
+    }
+
+    var name: String { "faulty " + inner.name }
+    var streams: [any Backend] { inner.streams }
+
+    func allReduceSum(_ tensors: [Tensor]) throws -> [Tensor] {
+        let shape = tensors[0].shape
+        switch fault {
+        case .normOverOwnHeads where shape.last == 1 && tensors[0].dtype == .f32:
+            return try tensors.map { try $0.backend.affine($0, scale: Float(tensors.count), bias: 0) }
+        case .ffnSumSkipped where shape.last == dim:
+            rowReductions += 1
+            if rowReductions == 3 { return tensors }
+        default:
+            break
+        }
+        return try inner.allReduceSum(tensors)
+    }
+
+    func allGather(_ tensors: [Tensor]) throws -> [Tensor] { try inner.allGather(tensors) }
+    func allToAll(_ chunks: [[Tensor]]) throws -> [[Tensor]] { try inner.allToAll(chunks) }
+    func send(_ tensor: Tensor, from source: Int, to destination: Int) throws -> Tensor {
+        try inner.send(tensor, from: source, to: destination)
     }
 }

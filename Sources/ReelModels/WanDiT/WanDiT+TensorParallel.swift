@@ -34,10 +34,6 @@ public final class TensorParallelism: DiTParallelism, @unchecked Sendable {
     /// Per rank: ones `[1, dim / N]` in float32, so that one GEMM sums the squares of each row's share.
     let ones: [Tensor]
 
-    /// A deliberately wrong variant, for the tests' negative controls only.
-    enum Fault { case normOverOwnHeads, ffnSumSkipped }
-    var fault: Fault?
-
     init(communicator: any Communicator, replicas: [WanDiT], ones: [Tensor]) {
         self.communicator = communicator
         self.replicas = replicas
@@ -48,7 +44,6 @@ public final class TensorParallelism: DiTParallelism, @unchecked Sendable {
 
     public func map(_ transform: (WanDiT) throws -> WanDiT) rethrows -> WanDiT {
         let p = TensorParallelism(communicator: communicator, replicas: try replicas.map(transform), ones: ones)
-        p.fault = fault
         let r0 = p.replicas[0]
         let model = WanDiT(config: r0.config, weights: r0.weights, backend: r0.backend, parallelism: p)
         model.chunkFrames = r0.chunkFrames
@@ -74,10 +69,9 @@ public final class TensorParallelism: DiTParallelism, @unchecked Sendable {
         return try be.linear(try be.unary(.square, xf), weight: ones[r])
     }
 
-    /// Each rank's `[rows, 1]` sums of squares added over the ranks (each rank's own with the negative control).
+    /// Each rank's `[rows, 1]` sums of squares added over the ranks.
     private func normSums(_ shares: [Tensor]) throws -> [Tensor] {
-        fault == .normOverOwnHeads ? try shares.map { try $0.backend.affine($0, scale: Float(ranks), bias: 0) }
-            : try communicator.allReduceSum(shares)
+        try communicator.allReduceSum(shares)
     }
 
     /// Rank r's share `x` (`[..., dim / N]`, `rows` rows) of Wan's RMS norm over the whole row:
@@ -241,7 +235,7 @@ public final class TensorParallelism: DiTParallelism, @unchecked Sendable {
                                                 shift: try mod(.ffnShift, frames: everyFrame), eps: c.eps, as: framed)
             partials.append(try b.ffn(f))                                                  // [F, tpf, dim], a share
         }
-        let fed = fault == .ffnSumSkipped ? partials : try communicator.allReduceSum(partials)
+        let fed = try communicator.allReduceSum(partials)
         return try (0..<n).map { r in
             let be = streams[r]
             try be.bindDevice()
