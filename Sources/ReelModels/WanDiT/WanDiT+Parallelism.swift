@@ -75,6 +75,24 @@ extension DiTParallelism {
         }
     }
 
+    /// A forward's start on every rank: the latents given to each, its patch embedding (through `tokens`, with the
+    /// rank: the sequence scheme keeps the rank's shard of the rows) and its time embeddings (`[F, dim]`,
+    /// `[6, F, dim]`). Leaves the last rank's stream bound.
+    func embedded(_ latents: Tensor, grid: WanDiT.PatchGrid, timestep t: Float, op: String,
+                  tokens: (Int, Tensor) throws -> Tensor) throws -> (x: [Tensor], e: [Tensor], e0: [Tensor]) {
+        let inputs = try communicator.broadcast(try onRankZero(latents, op), from: 0)
+        var x: [Tensor] = [], e: [Tensor] = [], e0: [Tensor] = []
+        for r in 0..<ranks {
+            try communicator.streams[r].bindDevice()
+            let w = replicas[r].weights
+            x.append(try tokens(r, try w.patchEmbedding(inputs[r], grid: grid)))             // [1, L, dim] -> rank r's
+            let (er, e0r) = try w.timeEmbedding(t, frames: grid.frames)
+            e.append(er)
+            e0.append(e0r)
+        }
+        return (x, e, e0)
+    }
+
     /// `tensor` on rank 0's stream: waited for there when it is on rank 0's device, else handed over.
     func onRankZero(_ tensor: Tensor, _ op: String) throws -> Tensor {
         let stream = communicator.streams[0]

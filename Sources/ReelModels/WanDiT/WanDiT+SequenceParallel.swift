@@ -98,16 +98,8 @@ public final class SequenceParallelism: DiTParallelism, @unchecked Sendable {
         let grid = try checkedGrid(latents, cache: cache, prompt: prompt, op: op), frames = grid.frames
         let shards = TokenShards(tokensPerFrame: grid.tokensPerFrame, ranks: n)
 
-        let inputs = try communicator.broadcast(try onRankZero(latents, op), from: 0)
-        var x: [Tensor] = [], e: [Tensor] = [], e0: [Tensor] = []
-        for r in 0..<n {
-            try communicator.streams[r].bindDevice()
-            let w = replicas[r].weights
-            let tokens = try w.patchEmbedding(inputs[r], grid: grid)                  // [1, L, dim]
-            x.append(try shards.rows(of: try tokens.reshaped([frames, grid.tokensPerFrame, c.dim]), rank: r))
-            let (er, e0r) = try w.timeEmbedding(t, frames: frames)                    // [F, dim], [6, F, dim]
-            e.append(er)
-            e0.append(e0r)
+        var (x, e, e0) = try embedded(latents, grid: grid, timestep: t, op: op) { r, tokens in
+            try shards.rows(of: try tokens.reshaped([frames, grid.tokensPerFrame, c.dim]), rank: r)
         }
         let rope = RoPEGrid(frames: frames, height: grid.height, width: grid.width, frameOffset: access.startFrame)
         let written = cache.plan(startFrame: access.startFrame, frames: frames)

@@ -124,19 +124,10 @@ public final class TensorParallelism: DiTParallelism, @unchecked Sendable {
 
     public func forward(_ latents: Tensor, timestep t: Float, prompt: WanDiT.PromptContext, cache: WanKVCache,
                         access: WanDiT.CacheAccess) throws -> Tensor? {
-        let c = config, n = ranks, op = "WanDiT.forward (tensor parallel)"
+        let c = config, op = "WanDiT.forward (tensor parallel)"
         let grid = try checkedGrid(latents, cache: cache, prompt: prompt, op: op), frames = grid.frames
 
-        let inputs = try communicator.broadcast(try onRankZero(latents, op), from: 0)
-        var x: [Tensor] = [], e: [Tensor] = [], e0: [Tensor] = []
-        for r in 0..<n {
-            try communicator.streams[r].bindDevice()
-            let w = replicas[r].weights
-            x.append(try w.patchEmbedding(inputs[r], grid: grid))                      // [1, L, dim], every rank
-            let (er, e0r) = try w.timeEmbedding(t, frames: frames)                     // [F, dim], [6, F, dim]
-            e.append(er)
-            e0.append(e0r)
-        }
+        var (x, e, e0) = try embedded(latents, grid: grid, timestep: t, op: op) { _, tokens in tokens }   // every row, every rank
         let rope = RoPEGrid(frames: frames, height: grid.height, width: grid.width, frameOffset: access.startFrame)
         let written = cache.plan(startFrame: access.startFrame, frames: frames)
         for layer in 0..<c.layers {
