@@ -10,6 +10,9 @@ import ReelIO
 /// Output layout: SOI, APP0 (JFIF 1.01), DQT (luma, chroma), SOF0 (3 components, Y 2x2, Cb/Cr 1x1),
 /// DHT (4 tables), SOS, entropy-coded MCUs of 16x16 pixels (4 Y blocks, Cb, Cr), EOI.
 public struct JPEGEncoder: Sendable {
+    /// Whether this module was compiled with optimization (Package.swift gives ReelServer `-O` even in debug builds:
+    /// the encoder runs on every frame a session sends).
+    static let isOptimizedBuild = !_isDebugAssertConfiguration()
     public let quality: Int
     /// Divisors per coefficient in natural order: quant * AAN scale factors * 8.
     private let lumaDivisors: [Float]

@@ -25,6 +25,8 @@ import ReelCore
 /// size against `maxPixels` before anything is allocated, and every loop advances through the data or is
 /// bounded by the MCU count.
 public enum JPEGDecoder {
+    /// Whether this module was compiled with optimization (Package.swift gives ReelMedia `-O` even in debug builds).
+    static let isOptimizedBuild = !_isDebugAssertConfiguration()
     /// Largest width * height decoded by default (a 4096 x 4096 image).
     public static let defaultMaxPixels = 4096 * 4096
 
