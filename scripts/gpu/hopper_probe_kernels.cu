@@ -17,16 +17,21 @@ __device__ __forceinline__ ProbeSmem probe_smem(unsigned char* raw, u32 bytes) {
     return ProbeSmem{base, raw + (base - start), base + bytes};
 }
 
-// Rows 0..<128, columns col0..<col0 + 64 of a [1, rows, 1, H*128]-shaped map, as out[128][64].
-extern "C" __global__ void __launch_bounds__(128, 1) probe_tma(const __grid_constant__ TmaMap t, u16* out, int col0) {
-    extern __shared__ unsigned char raw[];
-    const ProbeSmem sm = probe_smem(raw, 16384);
+// The mbarrier made by thread 0 and seen by every thread before any load is issued.
+__device__ __forceinline__ void probe_barrier(const ProbeSmem& sm) {
     if (threadIdx.x == 0) {
         mbar_init(sm.bar, 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
         asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     }
     __syncthreads();
+}
+
+// Rows 0..<128, columns col0..<col0 + 64 of a [1, rows, 1, H*128]-shaped map, as out[128][64].
+extern "C" __global__ void __launch_bounds__(128, 1) probe_tma(const __grid_constant__ TmaMap t, u16* out, int col0) {
+    extern __shared__ unsigned char raw[];
+    const ProbeSmem sm = probe_smem(raw, 16384);
+    probe_barrier(sm);
     if (threadIdx.x == 0) {
         mbar_expect_tx(sm.bar, 16384);
         tma_load(sm.base, &t, sm.bar, col0, 0, 0);
@@ -46,12 +51,7 @@ extern "C" __global__ void __launch_bounds__(128, 1) probe_qk(const __grid_const
     extern __shared__ unsigned char raw[];
     const ProbeSmem sm = probe_smem(raw, 3 * 32768);
     const u32 sQ = sm.base, sK = sm.base + 32768;
-    if (threadIdx.x == 0) {
-        mbar_init(sm.bar, 1);
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-    }
-    __syncthreads();
+    probe_barrier(sm);
     if (threadIdx.x == 0) {
         mbar_expect_tx(sm.bar, 4 * 16384);
         tma_load(sQ, &tq, sm.bar, 0, 0, 0);
@@ -83,12 +83,7 @@ extern "C" __global__ void __launch_bounds__(128, 1) probe_pv(const u16* __restr
     extern __shared__ unsigned char raw[];
     const ProbeSmem sm = probe_smem(raw, 3 * 32768);
     const u32 sV = sm.base;
-    if (threadIdx.x == 0) {
-        mbar_init(sm.bar, 1);
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-    }
-    __syncthreads();
+    probe_barrier(sm);
     if (threadIdx.x == 0) {
         mbar_expect_tx(sm.bar, 2 * 16384);
         tma_load(sV, &tv, sm.bar, 0, 0, 0);
