@@ -13,6 +13,8 @@ public protocol BlockGenerator: AnyObject, Sendable {
     var contextFrames: Int { get }
     /// Bytes of the self-attention cache.
     var cacheBytes: Int { get }
+    /// The cache's bytes so far up to the device and back, when it lives in host memory (`WanKVCache.hostTraffic`).
+    var cacheHostTraffic: (uploaded: Int, writtenBack: Int)? { get }
     /// Changes the prompt from the next block on. Safe to call from any thread.
     func switchPrompt(to newPrompt: WanDiT.PromptContext)
     /// Issues the next block's work on the model's stream and returns without waiting for it.

@@ -16,6 +16,8 @@ public final class LongLive2BlockGenerator: BlockGenerator, @unchecked Sendable 
     /// 2.0 takes an image as the first generated frame, not as context blocks.
     public var contextFrames: Int { 0 }
     public var cacheBytes: Int { generator.cacheBytes }
+    /// LongLive 2.0's cache stays on the device.
+    public var cacheHostTraffic: (uploaded: Int, writtenBack: Int)? { nil }
     private var prompt: WanDiT.PromptContext
     private var promptIndex = 0
     private var blockIndex = 0

@@ -307,7 +307,7 @@ struct Bench: AsyncParsableCommand {
         let (arrivals, ditSeconds, recache, decodeSeconds, frames, firstFrame) = try await measure(pipeline!, geometry: geometry,
                                                                                                    backend: backend)
         let cacheBytes = pipeline!.generator.cacheBytes
-        let kvTraffic = (pipeline!.generator as? StreamingGenerator)?.cacheHostTraffic
+        let kvTraffic = pipeline!.generator.cacheHostTraffic
 
         // Steady state: blocks after the warm-up, the switch block left out of per-block medians.
         let steady = Array(warmup..<blocks)

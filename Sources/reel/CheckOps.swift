@@ -45,11 +45,12 @@ struct CheckOps: ParsableCommand {
         let cpu = CPUBackend()
         let info = gpu.cudaDevice.info
         print("check-ops: \(gpu.name) \(info.name) (\(info.arch)) against the CPU backend (\(cpu.threads) threads)")
-        // The Hopper kernel's cases come last, so dropping them elsewhere leaves every other case's inputs as they were.
-        let hopperCases = selected.filter { $0.vars.contains("(hopper") }
-        if info.arch != "sm_90" && !hopperCases.isEmpty {
-            print("(\(hopperCases.count) cases of the Hopper attention kernel skipped: it runs on sm_90 only)")
-            selected.removeAll { $0.vars.contains("(hopper") }
+        // Cases for another architecture (the Hopper kernel's) come last: dropping them leaves every other case's inputs
+        // as they were.
+        let otherArch = selected.filter { $0.arch.map { $0 != info.arch } ?? false }
+        if !otherArch.isEmpty {
+            print("(\(otherArch.count) cases for \(Set(otherArch.compactMap(\.arch)).sorted().joined(separator: ", ")) skipped on \(info.arch))")
+            selected.removeAll { $0.arch.map { $0 != info.arch } ?? false }
         }
         let header = Column.left("op", 16) + Column.left("case", 44) + Column.left("dtype", 6) + Column.right("nmse", 11)
             + Column.right("tolerance", 11) + "  result"

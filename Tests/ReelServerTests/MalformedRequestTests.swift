@@ -51,8 +51,9 @@ import Testing
                                 closedAfter: closed ? (ContinuousClock.now - start).seconds : nil, answeredAfter: answeredAfter)
             }
             received += buffer[..<n]
-            if answeredAfter == nil, Self.isWholeAnswer(received) { answeredAfter = (ContinuousClock.now - start).seconds }
-            if let afterAnswer, deadline == wait, Self.isWholeAnswer(received) {
+            guard answeredAfter == nil, Self.isWholeAnswer(received) else { continue }
+            answeredAfter = (ContinuousClock.now - start).seconds
+            if let afterAnswer {
                 deadline = (ContinuousClock.now - start).seconds + afterAnswer
                 var shorter = timeval(tv_sec: Int(afterAnswer.rounded(.up)), tv_usec: 0)
                 setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &shorter, socklen_t(MemoryLayout<timeval>.size))

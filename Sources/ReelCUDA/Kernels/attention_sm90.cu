@@ -145,7 +145,7 @@ __device__ __forceinline__ void wgmma_rs_m64n128k16_tb(float (&d)[64], u32 a0, u
 
 // FlashAttention-3's ping-pong (HOPPER_PINGPONG): the consumer warpgroups take turns issuing their GEMMs, so that one's
 // softmax runs while the other's GEMMs hold the tensor cores. Named barrier 1 + w gates warpgroup w: it waits there
-// (its 128 threads and the other warpgroup's 128 arrivals), issues, then lets the other go. Warpgroup 1 lets 0 go
+// (its 128 threads and the other warpgroup's 128 arrivals), issues a tile's GEMMs, then lets the other go. Warpgroup 1 lets 0 go
 // first, and 0 takes that last arrival after its loop, so that no barrier is left half-counted.
 __device__ __forceinline__ void turn_wait(int wg) {
     if (HOPPER_PINGPONG) asm volatile("bar.sync %0, 256;" :: "r"(1 + wg) : "memory");
@@ -171,6 +171,36 @@ __device__ __forceinline__ void issue_pv(float (&acc)[64], const u32 (&p)[32], u
         wgmma_rs_m64n128k16_tb(acc, p[4 * kk], p[4 * kk + 1], p[4 * kk + 2], p[4 * kk + 3],
                                gmma_desc(vTile + kk * 2048, V_LEADING, V_STRIDE));
     }
+}
+
+// One tile's S = Q K^T, done before it returns: K's arrival awaited, the GEMMs issued in this warpgroup's turn, K's
+// stage released once they have read it.
+__device__ __forceinline__ void score_tile(float (&sc)[64], u32 qRows, u32 kTile, u32 full, u32 empty, u32 phase, int wg) {
+    mbar_wait(full, phase);
+    reg_fence(sc);
+    turn_wait(wg);
+    wgmma_fence();
+    issue_qk(sc, qRows, kTile);
+    wgmma_commit();
+    turn_pass(wg);
+    wgmma_wait<0>();
+    reg_fence(sc);
+    mbar_arrive(empty);
+}
+
+// One tile's O += P V, done before it returns, likewise for V.
+__device__ __forceinline__ void value_tile(float (&acc)[64], const u32 (&p)[32], u32 vTile, u32 full, u32 empty, u32 phase,
+                                           int wg) {
+    mbar_wait(full, phase);
+    reg_fence(acc);
+    turn_wait(wg);
+    wgmma_fence();
+    issue_pv(acc, p, vTile);
+    wgmma_commit();
+    turn_pass(wg);
+    wgmma_wait<0>();
+    reg_fence(acc);
+    mbar_arrive(empty);
 }
 
 // The online softmax of one tile of scores, in place and in base 2: keys at or past `valid` take no weight; m holds
@@ -305,41 +335,16 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_bf16(
         for (int j = 0; j < tiles; j++) {
             const int s = j % STAGES;
             const u32 phase = (j / STAGES) & 1;
-            mbar_wait(fullK + 8 * s, phase);
-            reg_fence(sc);
-            turn_wait(wg);
-            wgmma_fence();
-            issue_qk(sc, qRows, sK + s * TILE_BYTES);
-            wgmma_commit();
-            turn_pass(wg);
-            wgmma_wait<0>();
-            reg_fence(sc);
-            mbar_arrive(emptyK + 8 * s);
+            score_tile(sc, qRows, sK + s * TILE_BYTES, fullK + 8 * s, emptyK + 8 * s, phase, wg);
             softmax_step(sc, kEnd - (kBegin + j * BN), lane, scale_log2, m0, m1, l0, l1, a0, a1);
             rescale(acc, a0, a1);
             pack_p(sc, p);
-            mbar_wait(fullV + 8 * s, phase);
-            reg_fence(acc);
-            wgmma_fence();
-            issue_pv(acc, p, sV + s * TILE_BYTES);
-            wgmma_commit();
-            wgmma_wait<0>();
-            reg_fence(acc);
-            mbar_arrive(emptyV + 8 * s);
+            value_tile(acc, p, sV + s * TILE_BYTES, fullV + 8 * s, emptyV + 8 * s, phase, wg);
         }
     } else {
         // Overlapped (FlashAttention-3's intra-warpgroup pipelining): tile j's S = Q K^T and tile j-1's O += P V are
         // in flight together; j's softmax runs while the second finishes; O is rescaled once it has.
-        mbar_wait(fullK, 0);
-        reg_fence(sc);
-        turn_wait(wg);
-        wgmma_fence();
-        issue_qk(sc, qRows, sK);
-        wgmma_commit();
-        turn_pass(wg);
-        wgmma_wait<0>();
-        reg_fence(sc);
-        mbar_arrive(emptyK);
+        score_tile(sc, qRows, sK, fullK, emptyK, 0, wg);
         softmax_step(sc, kEnd - kBegin, lane, scale_log2, m0, m1, l0, l1, a0, a1);
         pack_p(sc, p);
         for (int j = 1; j < tiles; j++) {
@@ -366,16 +371,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_bf16(
             pack_p(sc, p);
         }
         const int last = (tiles - 1) % STAGES;
-        mbar_wait(fullV + 8 * last, ((tiles - 1) / STAGES) & 1);
-        reg_fence(acc);
-        turn_wait(wg);
-        wgmma_fence();
-        issue_pv(acc, p, sV + last * TILE_BYTES);
-        wgmma_commit();
-        turn_pass(wg);
-        wgmma_wait<0>();
-        reg_fence(acc);
-        mbar_arrive(emptyV + 8 * last);
+        value_tile(acc, p, sV + last * TILE_BYTES, fullV + 8 * last, emptyV + 8 * last, ((tiles - 1) / STAGES) & 1, wg);
     }
     if (wg == 0) turn_wait(0);
 

@@ -25,16 +25,19 @@ extension CUDABackend {
         let sameType = key.dtype == query.dtype && value.dtype == query.dtype
         let aligned = [pq, pk, pv, po].allSatisfy { $0 % 16 == 0 }
         let cudnnShape = half && sameType && aligned && bias == nil && d == dv && d % 8 == 0 && d <= 128
-        let hopperShape = query.dtype == .bf16 && sameType && aligned && bias == nil && d == 128 && dv == 128
-            && cudaDevice.info.arch == "sm_90" && driver.cuTensorMapEncodeTiled != nil
-        if attentionPath == .hopper || (attentionPath == .auto && tuning.hopperAttention && hopperShape) {
-            guard hopperShape else {
+        if attentionPath == .hopper || (attentionPath == .auto && tuning.hopperAttention) {
+            let hopperShape = query.dtype == .bf16 && sameType && aligned && bias == nil && d == 128 && dv == 128
+                && cudaDevice.info.arch == "sm_90" && driver.cuTensorMapEncodeTiled != nil
+            if hopperShape {
+                try hopperAttention(b: b, lq: lq, lk: lk, h: h, q: pq, k: pk, v: pv, out: out, scale: scale)
+                return out
+            }
+            // `.auto` goes on to cuDNN and Reel's other kernels for the shapes this one does not take.
+            if attentionPath == .hopper {
                 throw ReelError.unsupported(backend: name, op: "attention", message: "Reel's Hopper kernel needs an sm_90 GPU "
                     + "(this one: \(cudaDevice.info.arch)), a driver with cuTensorMapEncodeTiled, bf16 q, k, v, no bias, "
                     + "D = Dv = 128, 16-byte aligned; got \(query.dtype) D \(d) Dv \(dv)\(bias == nil ? "" : " with a bias")")
             }
-            try hopperAttention(b: b, lq: lq, lk: lk, h: h, q: pq, k: pk, v: pv, out: out, scale: scale)
-            return out
         }
         if attentionPath == .cudnn && !cudnnShape {
             throw ReelError.unsupported(backend: name, op: "attention",

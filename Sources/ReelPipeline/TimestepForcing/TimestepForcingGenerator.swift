@@ -104,6 +104,11 @@ public final class TimestepForcingGenerator: BlockGenerator, @unchecked Sendable
     public var contextFrames: Int { 0 }
     /// Bytes of every stage's cache together.
     public var cacheBytes: Int { steps.map(\.cache.byteCount).reduce(0, +) }
+    /// Every stage's cache traffic in host memory together (nil when none lives there).
+    public var cacheHostTraffic: (uploaded: Int, writtenBack: Int)? {
+        let each = steps.compactMap(\.cache.hostTraffic)
+        return each.isEmpty ? nil : (each.map(\.uploaded).reduce(0, +), each.map(\.writtenBack).reduce(0, +))
+    }
 
     public func switchPrompt(to newPrompt: WanDiT.PromptContext) { switchPrompt(to: newPrompt, text: nil) }
 

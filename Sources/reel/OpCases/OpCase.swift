@@ -25,6 +25,8 @@ struct OpCase {
     /// Perf mode: what one run computes and moves, for the floor.
     var flops: Double = 0
     var bytes: Double = 0
+    /// The GPU architecture the case needs ("sm_90" for the Hopper kernels); nil: any. Check mode skips the others.
+    var arch: String?
     /// The backend to run on instead of the command's (the CPU with one GEMM path); nil: the command's.
     var backend: ((any Backend) -> any Backend)?
     /// Makes, on a backend and from the inputs, what is made once (views, caches, weight slices), and
@@ -200,10 +202,10 @@ struct OpCaseList {
 
     /// A check case: `body` on the CPU and on CUDA from the same inputs, nmse within the storage
     /// type's tolerance times `factor`.
-    mutating func check(_ op: String, _ vars: String, _ dt: DType, _ inputs: [InputSpec], factor: Double = 1,
+    mutating func check(_ op: String, _ vars: String, _ dt: DType, _ inputs: [InputSpec], factor: Double = 1, arch: String? = nil,
                         _ body: @escaping (any Backend, [Tensor]) throws -> Tensor) {
         cases.append(OpCase(op: op, vars: vars, dtype: dt, inputs: inputs, tolerance: OpCase.tolerance(dt, factor: factor),
-                            build: { b, t in { try body(b, t) } }))
+                            arch: arch, build: { b, t in { try body(b, t) } }))
     }
 
     /// A perf case on `backend`: `body` timed against the floor of `flops` and `bytes`.

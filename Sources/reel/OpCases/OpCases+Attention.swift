@@ -77,7 +77,8 @@ extension OpCaseList {
             (1, 4680, 18720, 12, nil), (1, 4680, 18720, 12, 1), (1, 4680, 512, 12, nil)]
         for (b, lq, lk, h, splits) in cases {
             let parts = splits.map { $0 == 1 ? ", keys whole" : ", \($0) key parts" } ?? ""
-            check("attention", "q[\(b),\(lq),\(h),128] k\(lk) (hopper\(parts))", .bf16, qkv(b, lq, lk, h), factor: 10) { bk, t in
+            check("attention", "q[\(b),\(lq),\(h),128] k\(lk) (hopper\(parts))", .bf16, qkv(b, lq, lk, h), factor: 10,
+                  arch: "sm_90") { bk, t in
                 try withAttentionPath(bk, .hopper, splits: splits) {
                     try bk.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(128).squareRoot(), bias: nil)
                 }
