@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repository root: two builds of `reel` side by side in one call, for
 # changes that must leave behaviour and speed as they were (e.g. the runtime of issue 19). Each build is a
-# folder holding reel.gz and Reel_ReelCUDA.resources, as scripts/gpu/build.sh stages one
+# folder holding reel.xz and Reel_ReelCUDA.resources, as scripts/gpu/build.sh stages one
 # (REEL_GPU_DIR=.gpu/after scripts/gpu/build.sh; the older build staged the same way from its commit).
 #
 #   bash scripts/gpu/compare.sh .gpu/before .gpu/after [bench|check|parity]...   (default: bench)
@@ -20,7 +20,7 @@ mkdir -p "$out"
 before=$1 after=$2
 shift 2
 steps=${*:-bench}
-for d in "$before" "$after"; do [ -x "$d/reel" ] || gunzip -kf "$d/reel.gz"; done
+for d in "$before" "$after"; do [ -x "$d/reel" ] || xz -dkf "$d/reel.xz"; done
 export REEL_CACHE_DIR=${REEL_CACHE_DIR:-/tmp/reel-cache} PYTHONUNBUFFERED=1
 summary='end-to-end|DiT-only|DiT per block|decode per block|first frame|recache|switch adds|peak device|decoder alone'
 for step in $steps; do

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the repository root: compiles the Hopper attention kernel with nvcc as shipped, with the
-# overlapped consumer loop, with ping-pong turns, with both, and with its V descriptor's offsets swapped (a wrong
+# overlapped consumer loop, with ping-pong turns, with both, the last two with a 3-stage ring, and with its V descriptor's offsets swapped (a wrong
 # layout must fail), each with its stage probes (scripts/gpu/hopper_probe_kernels.cu), builds the probe, and runs each.
 set -uo pipefail
 cuda=${CUDA_HOME:-/usr/local/cuda}
@@ -8,7 +8,9 @@ out=${OUT:-/tmp}/hopper-probe
 mkdir -p "$out"
 g++ -O2 -std=c++17 -I "$cuda/include" -o "$out/probe" scripts/gpu/hopper_attention_probe.cpp -L "$cuda/lib64" -L "$cuda/targets/x86_64-linux/lib/stubs" -lcuda || exit 1
 for variant in "shipped:" "overlapped:-DHOPPER_OVERLAP=1" "pingpong:-DHOPPER_PINGPONG=1" \
-               "pingpong-overlapped:-DHOPPER_PINGPONG=1 -DHOPPER_OVERLAP=1" "v-offsets-swapped:-DV_LEADING=1024 -DV_STRIDE=16384"; do
+               "pingpong-overlapped:-DHOPPER_PINGPONG=1 -DHOPPER_OVERLAP=1" "overlapped-3-stages:-DHOPPER_OVERLAP=1 -DSTAGES=3" \
+               "pingpong-overlapped-3-stages:-DHOPPER_PINGPONG=1 -DHOPPER_OVERLAP=1 -DSTAGES=3" \
+               "v-offsets-swapped:-DV_LEADING=1024 -DV_STRIDE=16384"; do
     name=${variant%%:*}; flags=${variant#*:}
     echo "== $name $flags"
     "$cuda/bin/nvcc" -arch=sm_90a -cubin -Xptxas -v $flags -I Sources/ReelCUDA/Kernels -o "$out/$name.cubin" \

@@ -8,35 +8,41 @@
 #   ops     reel bench-ops at the DiT's attention shapes: cuDNN, Reel's mma.sync kernel, each variant of this one
 #   bench   reel bench, 1.3B random weights, DiT alone and end to end (Wan VAE): cuDNN and each variant
 #   parity  LongLive v1.0 parity in bf16 at head dim 128 (fixture dim 256, 2 heads) with cuDNN and each variant
-# VARIANTS="cudnn hopper overlapped pingpong both" (the default) picks the variants the steps run.
+# VARIANTS="cudnn hopper overlapped pingpong both overlapped3 both3" (the default) picks the variants the steps run
+# (the last two: a 3-stage K/V ring).
 # Needs carry [".gpu"] (scripts/gpu/build.sh) and, for parity, [".gpu", ".ref"] with LongLive v1.0 in .ref/LongLive.
 #
 #   bash scripts/gpu/hopper_session.sh [probe|check|ops|bench|parity]...
 set -uo pipefail
 out=${OUT:-/tmp/reel-out}
 mkdir -p "$out"
-if [ -f .gpu/reel.gz ] && [ ! -x .gpu/reel ]; then gunzip -k .gpu/reel.gz; fi
+if [ -f .gpu/reel.xz ] && [ ! -x .gpu/reel ]; then xz -dk .gpu/reel.xz; fi
 reel=.gpu/reel
 export REEL_CACHE_DIR=${REEL_CACHE_DIR:-/tmp/reel-cache} PATH=/usr/local/cuda/bin:$PATH PYTHONUNBUFFERED=1
-# A copy of the kernel sources with the given compile-time switches of attention_sm90.cu set to 1.
+# A copy of the kernel sources with compile-time settings of attention_sm90.cu changed: NAME (set to 1) or NAME=VALUE.
 kernels_with() {
   local dir=/tmp/reel-kernels-$1; shift
   rm -rf "$dir" && cp -r .gpu/Reel_ReelCUDA.resources/Kernels "$dir"
-  for switch in "$@"; do
-    sed -i "s/^#define $switch 0\$/#define $switch 1/" "$dir/attention_sm90.cu"
-    grep -q "^#define $switch 1\$" "$dir/attention_sm90.cu" || { echo "no $switch switch in the shipped kernel" >&2; exit 1; }
+  for setting in "$@"; do
+    local name=${setting%%=*} value=1
+    [ "$name" != "$setting" ] && value=${setting#*=}
+    sed -i "s/^#define $name [0-9]*\( .*\)\?\$/#define $name $value/" "$dir/attention_sm90.cu"
+    grep -q "^#define $name $value\$" "$dir/attention_sm90.cu" || { echo "no $name setting in the shipped kernel" >&2; exit 1; }
   done
   echo "$dir"
 }
 overlap=$(kernels_with overlap HOPPER_OVERLAP) || exit 1
 pingpong=$(kernels_with pingpong HOPPER_PINGPONG) || exit 1
 both=$(kernels_with both HOPPER_OVERLAP HOPPER_PINGPONG) || exit 1
+overlap3=$(kernels_with overlap3 HOPPER_OVERLAP STAGES=3) || exit 1
+both3=$(kernels_with both3 HOPPER_OVERLAP HOPPER_PINGPONG STAGES=3) || exit 1
 # Each variant: its name and the environment that selects it; VARIANTS picks some by name (default: all).
 all=("cudnn:" "hopper:REEL_ATTN_HOPPER=1" "overlapped:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$overlap"
-     "pingpong:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$pingpong" "both:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$both")
+     "pingpong:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$pingpong" "both:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$both"
+     "overlapped3:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$overlap3" "both3:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$both3")
 variants=()
 for v in "${all[@]}"; do
-  case " ${VARIANTS:-cudnn hopper overlapped pingpong both} " in *" ${v%%:*} "*) variants+=("$v") ;; esac
+  case " ${VARIANTS:-cudnn hopper overlapped pingpong both overlapped3 both3} " in *" ${v%%:*} "*) variants+=("$v") ;; esac
 done
 for step in ${*:-probe check ops bench parity}; do
   echo "== $step"

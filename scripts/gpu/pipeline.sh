@@ -13,7 +13,7 @@
 set -uo pipefail
 out=${OUT:-/tmp/reel-out}
 mkdir -p "$out"
-if [ -f .gpu/reel.gz ] && [ ! -x .gpu/reel ]; then gunzip -k .gpu/reel.gz; fi
+if [ -f .gpu/reel.xz ] && [ ! -x .gpu/reel ]; then xz -dk .gpu/reel.xz; fi
 reel=.gpu/reel
 export REEL_CACHE_DIR=${REEL_CACHE_DIR:-/tmp/reel-cache} PYTHONUNBUFFERED=1
 steps=${*:-parity bench reference}

@@ -9,7 +9,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-/tmp/reel-out}
 mkdir -p "$out"
-if [ -f "$here/reel.gz" ] && [ ! -x "$here/reel" ]; then gunzip -k "$here/reel.gz"; fi
+if [ -f "$here/reel.xz" ] && [ ! -x "$here/reel" ]; then xz -dk "$here/reel.xz"; fi
 export REEL_CACHE_DIR=${REEL_CACHE_DIR:-/tmp/reel-cache}
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1 | tee "$out/gpu.txt"
 "$here/reel" devices 2>&1 | tee "$out/devices.txt"

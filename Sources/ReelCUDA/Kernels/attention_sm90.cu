@@ -23,11 +23,17 @@ struct __align__(64) TmaMap { u64 words[16]; };
 #define BM 128                       // query rows a CTA
 #define BN 128                       // keys a tile
 #define HD 128                       // head dim
-#define STAGES 2
+#ifndef STAGES
+#define STAGES 2                     // K/V stages in the ring (2 or 3: the launch asks for room for 3)
+#endif
 #define ATOM_ROW 128                 // bytes a row of a 64-column bf16 atom
 #define Q_BYTES (BM * HD * 2)        // 32768
 #define TILE_BYTES (BN * HD * 2)     // 32768: one K or V tile, two atoms
 #define SMEM_BYTES (1024 + Q_BYTES + 2 * STAGES * TILE_BYTES + 128)
+// The host asks for room for 3 stages whatever STAGES is (one CTA an SM either way): 230528 bytes of the SM's 232448.
+#if STAGES > 3
+#error at most 3 stages fit
+#endif
 // The descriptors' byte offsets (scripts/gpu/hopper_attention_probe.cpp compiles variants to tell them apart):
 // V read MN-major: between its two 64-column d-atoms (leading) and between 8-key groups (stride); K-major Q and K:
 // the leading offset is unused with the swizzle (16 bytes), 1024 bytes between 8-row groups.
@@ -273,8 +279,8 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_bf16(
     const u32 raw = smem_addr(smem_raw);
     const u32 sQ = (raw + 1023) & ~1023u;
     const u32 sK = sQ + Q_BYTES, sV = sK + STAGES * TILE_BYTES, bars = sV + STAGES * TILE_BYTES;
-    // mbarriers, 8 bytes each: Q full; K full x2; V full x2; K empty x2; V empty x2.
-    const u32 barQ = bars, fullK = bars + 8, fullV = bars + 24, emptyK = bars + 40, emptyV = bars + 56;
+    // mbarriers, 8 bytes each (at most 13 in the 128 bytes): Q full; then per stage K full, V full, K empty, V empty.
+    const u32 barQ = bars, fullK = bars + 8, fullV = fullK + 8 * STAGES, emptyK = fullV + 8 * STAGES, emptyV = emptyK + 8 * STAGES;
 
     const int tid = threadIdx.x;
     const int mtile = blockIdx.x, h = blockIdx.y, b = blockIdx.z / splits, split = blockIdx.z % splits;

@@ -95,7 +95,8 @@ extension CUDABackend {
         let parts = splits > 1 ? try allocate([splits, lq, h, 128], dtype: .bf16) : out
         let stats = splits > 1 ? try allocate([splits, h, lq], dtype: .f32) : nil
         let po = try arg(parts, "attention"), ps = try arg(stats, "attention"), final = try arg(out, "attention")
-        let shared = 1024 + 128 * 128 * 2 + 4 * 128 * 128 * 2 + 128   // alignment slack, Q, 2 stages of K and V, barriers
+        // Alignment slack, Q, room for 3 stages of K and V (the kernel's STAGES is 2 or 3; one CTA an SM either way), barriers.
+        let shared = 1024 + 128 * 128 * 2 + 6 * 128 * 128 * 2 + 128
         try launch("attention_sm90", "attn_sm90_d128_bf16", grid: ((lq + 127) / 128, h, b * splits), block: (384, 1, 1),
                    sharedBytes: shared) { a in
             a.add(tq); a.add(tk); a.add(tv); a.add(po); a.add(ps)
