@@ -30,6 +30,11 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public enum AttentionPath: String, Sendable, CaseIterable { case auto, own, cudnn, hopper }
     /// Attention: cuDNN's fused flash attention (bf16/f16, no bias, D = Dv <= 128) or Reel's kernels.
     public var attentionPath: AttentionPath = .auto
+    /// Which kernel runs FP8 attention (`fp8Attention`). `.auto`: cuDNN's FP8 graph (Reel's Hopper FP8 kernel first
+    /// where `Tuning.hopperFP8Attention` asks for it); `.cudnn`: the graph; `.hopper`: Reel's `attn_sm90_d128_e4m3`,
+    /// failing where it cannot run (an sm_90 GPU, bf16 q, k, v, D = 128).
+    public enum FP8AttentionPath: String, Sendable, CaseIterable { case auto, cudnn, hopper }
+    public var fp8AttentionPath: FP8AttentionPath = .auto
     /// conv3d: cuDNN's implicit-GEMM convolution (bf16/f16) or Reel's im2col + cuBLASLt GEMM.
     public var convolutionPath: KernelChoice = .auto
     /// linearGELU: cuBLASLt's GELU epilogue (one GEMM writes GELU(x W^T + b)) or, when false, `linear`

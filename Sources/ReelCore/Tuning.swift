@@ -16,6 +16,9 @@ public struct Tuning: Sendable, Equatable {
     /// Attention through Reel's Hopper kernel (wgmma and TMA, `attention_sm90.cu`) where it applies (an sm_90 GPU,
     /// bf16, D = Dv = 128, no bias) instead of cuDNN's. Off until measured faster on a GPU. `REEL_ATTN_HOPPER=1`.
     public var hopperAttention = false
+    /// FP8 attention (`--attention fp8`) through Reel's Hopper FP8 kernel (`attn_sm90_d128_e4m3`) instead of cuDNN's FP8
+    /// graph where it applies (an sm_90 GPU, bf16, D = 128). Off until measured on a GPU. `REEL_ATTN_FP8_HOPPER=1`.
+    public var hopperFP8Attention = false
     /// cuDNN convolution engines timed at each new shape (the rest are not tried). `REEL_CUDNN_CANDIDATES`.
     public var cudnnConvolutionCandidates = 8
     /// The Wan VAE decoder's full-resolution causal convs as a 2-frame pair + the new frame
@@ -38,6 +41,7 @@ public struct Tuning: Sendable, Equatable {
         if environment["REEL_FP8_FAST_ACCUM"] == "0" { t.fp8FastAccumulation = false }
         if let s = environment["REEL_ATTN_SPLITS"].flatMap(Int.init), s >= 1 { t.attentionSplits = s }
         if environment["REEL_ATTN_HOPPER"] == "1" { t.hopperAttention = true }
+        if environment["REEL_ATTN_FP8_HOPPER"] == "1" { t.hopperFP8Attention = true }
         if let c = environment["REEL_CUDNN_CANDIDATES"].flatMap(Int.init), c >= 1 { t.cudnnConvolutionCandidates = c }
         if environment["REEL_VAE_TIME_TAPS"] == "0" { t.vaeTimeTaps = false }
         if let s = environment["REEL_VAE_SLICE_FRAMES"].flatMap(Int.init), s >= 0 { t.vaeSliceFrames = s }

@@ -402,3 +402,243 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_bf16(
         if (r1 < Lq) stats[((i64)split * H + h) * Lq + r1] = (m1 + log2f(l1)) * ln2;
     }
 }
+
+// ---- FP8 (E4M3) attention on Hopper (Backend.fp8Attention on sm_90; `--attention fp8`) ----
+// The bf16 kernel's structure (producer warpgroup with TMA into a ring, two consumer warpgroups, online softmax in
+// base 2, the overlapped consumer loop) with E4M3 operands: wgmma m64n128k32, so a 128-byte swizzle atom holds a
+// whole head (128 codes a row) and each operand tile is 16 KB. FP8 wgmma reads both shared-memory operands K-major,
+// so V arrives transposed, vt [B, H, 128, Lk8] (keys contiguous; Lk8 = Lk rounded up to 32, zeros past Lk), written
+// by fp8_attn_quantize_vt. P goes to the A fragments from the score accumulators without shuffles: a thread holds
+// the scores of keys {2q, 2q+1, 8+2q, 9+2q, 16+2q, 17+2q, 24+2q, 25+2q} of each 32 (q = lane % 4) and the k32 A
+// fragment wants positions {4q..4q+3, 16+4q..16+4q+3}; position 4q+i carries key fp8_vt_key(4q+i), so V's rows are
+// stored in that order inside each 32-key group (fp8_vt_key), and P V sums the same products.
+// P's codes are exp2(s - max) * 448 (cuDNN's FP8 graph's scale for P); O stays in float32 and is written in bf16.
+// Scales: `slots` as fp8_attn_quantize fills it (attention.cu): the descales of q, k, v at slots[12], [16], [20].
+#define F8_ROW 128                   // bytes a row of a Q, K or V^T tile: 128 codes
+#define F8_TILE (128 * F8_ROW)       // 16384: 128 rows
+#ifndef F8_STAGES
+#define F8_STAGES 4
+#endif
+#define F8_P_SCALE 448.f
+#ifndef F8_VT_IDENTITY
+#define F8_VT_IDENTITY 0
+#endif
+
+// The key whose value row sits at position p of a 32-key group of vt (see above).
+// (F8_VT_IDENTITY: keys in their own order, a wrong layout for scripts/gpu/hopper_fp8_probe.cpp to catch.)
+__device__ __forceinline__ int fp8_vt_key(int p) {
+#if F8_VT_IDENTITY
+    return p;
+#else
+    const int half = p & 16, q = (p & 15) >> 2, i = p & 3;
+    return half + 8 * (i >> 1) + 2 * q + (i & 1);
+#endif
+}
+
+__device__ __forceinline__ void wgmma_ss_m64n128k32_e4m3(float (&d)[64], u64 da, u64 db, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " WGMMA_REGS64 ", %64, %65, p, 1, 1;\n}\n"
+        : WGMMA_ACC64(d)
+        : "l"(da), "l"(db), "r"(accumulate));
+}
+__device__ __forceinline__ void wgmma_rs_m64n128k32_e4m3(float (&d)[64], u32 a0, u32 a1, u32 a2, u32 a3, u64 db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " WGMMA_REGS64 ", {%64, %65, %66, %67}, %68, p, 1, 1;\n}\n"
+        : WGMMA_ACC64(d)
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(db), "r"(1));
+}
+
+// Four floats as E4M3 codes in one register, the first in the lowest byte (round to nearest even, saturating).
+__device__ __forceinline__ u32 pack_e4m3x4(float x0, float x1, float x2, float x3) {
+    unsigned short lo, hi;
+    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(lo) : "f"(x1), "f"(x0));
+    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hi) : "f"(x3), "f"(x2));
+    return (u32)lo | ((u32)hi << 16);
+}
+
+// S = Q K^T for one key tile: four k32 steps over the head (one atom).
+__device__ __forceinline__ void issue_qk_e4m3(float (&sc)[64], u32 qRows, u32 kTile) {
+    #pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+        wgmma_ss_m64n128k32_e4m3(sc, gmma_desc(qRows + 32 * kk, 16, 1024), gmma_desc(kTile + 32 * kk, 16, 1024), kk > 0);
+}
+// O += P V for one key tile: four k32 steps over the keys, P from registers, V^T K-major.
+__device__ __forceinline__ void issue_pv_e4m3(float (&acc)[64], const u32 (&p)[16], u32 vtTile) {
+    #pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+        wgmma_rs_m64n128k32_e4m3(acc, p[4 * kk], p[4 * kk + 1], p[4 * kk + 2], p[4 * kk + 3], gmma_desc(vtTile + 32 * kk, 16, 1024));
+}
+// P's codes (448 x the probabilities) as k32 A fragments: group kk (keys 32 kk ..) from accumulators 16 kk .. + 15.
+__device__ __forceinline__ void pack_p_e4m3(const float (&sc)[64], u32 (&p)[16]) {
+    const float k = F8_P_SCALE;
+    #pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        const float* s = sc + 16 * kk;
+        p[4 * kk] = pack_e4m3x4(s[0] * k, s[1] * k, s[4] * k, s[5] * k);
+        p[4 * kk + 1] = pack_e4m3x4(s[2] * k, s[3] * k, s[6] * k, s[7] * k);
+        p[4 * kk + 2] = pack_e4m3x4(s[8] * k, s[9] * k, s[12] * k, s[13] * k);
+        p[4 * kk + 3] = pack_e4m3x4(s[10] * k, s[11] * k, s[14] * k, s[15] * k);
+    }
+}
+
+// Grid: (ceil(Lq / 128), H, B * splits); 384 threads; F8 shared memory (see the launch). q8 [B, Lq, H, 128] and
+// k8 [B, Lk, H, 128] codes through tq, tk (boxes of 128 bytes x 128 rows); vt through tv (boxes of 128 keys x 128
+// rows of one head). `scale_log2`: the softmax scale times log2(e), before the descales. With splits > 1 (B = 1,
+// Lk / splits a multiple of 32) o and stats are the parts as for attn_sm90_d128_bf16.
+extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_e4m3(
+        const __grid_constant__ TmaMap tq, const __grid_constant__ TmaMap tk, const __grid_constant__ TmaMap tv,
+        const float* __restrict__ slots, u16* __restrict__ o, float* __restrict__ stats, int Lq, int Lk, int H, int splits,
+        float scale_log2) {
+    extern __shared__ unsigned char smem_raw[];
+    const u32 raw = smem_addr(smem_raw);
+    const u32 sQ = (raw + 1023) & ~1023u;
+    const u32 sK = sQ + F8_TILE, sV = sK + F8_STAGES * F8_TILE, bars = sV + F8_STAGES * F8_TILE;
+    const u32 barQ = bars, fullK = bars + 8, fullV = fullK + 8 * F8_STAGES, emptyK = fullV + 8 * F8_STAGES,
+              emptyV = emptyK + 8 * F8_STAGES;
+
+    const int tid = threadIdx.x;
+    const int mtile = blockIdx.x, h = blockIdx.y, b = blockIdx.z / splits, split = blockIdx.z % splits;
+    const int part = Lk / splits, kBegin = split * part, kEnd = kBegin + part;
+    const int tiles = (part + 127) / 128;
+
+    if (tid == 0) {
+        mbar_init(barQ, 1);
+        for (int s = 0; s < F8_STAGES; s++) {
+            mbar_init(fullK + 8 * s, 1);
+            mbar_init(fullV + 8 * s, 1);
+            mbar_init(emptyK + 8 * s, 256);
+            mbar_init(emptyV + 8 * s, 256);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    }
+    __syncthreads();
+
+    if (tid >= 256) {
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 24;" ::: "memory");
+        if (tid != 256) return;
+        mbar_expect_tx(barQ, F8_TILE);
+        tma_load(sQ, &tq, barQ, h * 128, mtile * 128, b);
+        for (int j = 0; j < tiles; j++) {
+            const int s = j % F8_STAGES, use = j / F8_STAGES, row = kBegin + j * 128;
+            if (use > 0) mbar_wait(emptyK + 8 * s, (use - 1) & 1);
+            mbar_expect_tx(fullK + 8 * s, F8_TILE);
+            tma_load(sK + s * F8_TILE, &tk, fullK + 8 * s, h * 128, row, b);
+            if (use > 0) mbar_wait(emptyV + 8 * s, (use - 1) & 1);
+            mbar_expect_tx(fullV + 8 * s, F8_TILE);
+            tma_load(sV + s * F8_TILE, &tv, fullV + 8 * s, row, h * 128, b);
+        }
+        return;
+    }
+
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 240;" ::: "memory");
+    const int wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32;
+    const u32 qRows = sQ + wg * 64 * F8_ROW;
+    // The descales of q and k go into the exponent's factor; P's scale of 448 is applied as it is packed.
+    const float s2 = scale_log2 * slots[12] * slots[16];
+    float acc[64], sc[64];
+    u32 p[16];
+    #pragma unroll
+    for (int i = 0; i < 64; i++) { acc[i] = 0.f; sc[i] = 0.f; }
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f, a0, a1;
+
+    mbar_wait(barQ, 0);
+    if (wg == 1) turn_pass(1);
+    // Overlapped: tile j's S and tile j-1's P V in flight together (as the bf16 kernel's HOPPER_OVERLAP).
+    mbar_wait(fullK, 0);
+    reg_fence(sc);
+    turn_wait(wg);
+    wgmma_fence();
+    issue_qk_e4m3(sc, qRows, sK);
+    wgmma_commit();
+    turn_pass(wg);
+    wgmma_wait<0>();
+    reg_fence(sc);
+    mbar_arrive(emptyK);
+    softmax_step(sc, kEnd - kBegin, lane, s2, m0, m1, l0, l1, a0, a1);
+    pack_p_e4m3(sc, p);
+    for (int j = 1; j < tiles; j++) {
+        const int s = j % F8_STAGES, prev = (j - 1) % F8_STAGES;
+        mbar_wait(fullK + 8 * s, (j / F8_STAGES) & 1);
+        mbar_wait(fullV + 8 * prev, ((j - 1) / F8_STAGES) & 1);
+        reg_fence(sc);
+        reg_fence(acc);
+        turn_wait(wg);
+        wgmma_fence();
+        issue_qk_e4m3(sc, qRows, sK + s * F8_TILE);
+        wgmma_commit();
+        issue_pv_e4m3(acc, p, sV + prev * F8_TILE);
+        wgmma_commit();
+        turn_pass(wg);
+        wgmma_wait<1>();
+        reg_fence(sc);
+        mbar_arrive(emptyK + 8 * s);
+        softmax_step(sc, kEnd - (kBegin + j * 128), lane, s2, m0, m1, l0, l1, a0, a1);
+        wgmma_wait<0>();
+        reg_fence(acc);
+        mbar_arrive(emptyV + 8 * prev);
+        rescale(acc, a0, a1);
+        pack_p_e4m3(sc, p);
+    }
+    {
+        const int last = (tiles - 1) % F8_STAGES;
+        mbar_wait(fullV + 8 * last, ((tiles - 1) / F8_STAGES) & 1);
+        reg_fence(acc);
+        turn_wait(wg);
+        wgmma_fence();
+        issue_pv_e4m3(acc, p, sV + last * F8_TILE);
+        wgmma_commit();
+        turn_pass(wg);
+        wgmma_wait<0>();
+        reg_fence(acc);
+        mbar_arrive(emptyV + 8 * last);
+    }
+    if (wg == 0) turn_wait(0);
+
+    l0 += __shfl_xor_sync(0xffffffff, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffff, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffff, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffff, l1, 2);
+    // acc sums P's codes (448 x the probabilities) times V's codes: back by V's descale over 448 l.
+    const float dv = slots[20] / F8_P_SCALE;
+    const float inv0 = dv / l0, inv1 = dv / l1;
+    const int r0 = mtile * 128 + wg * 64 + warp * 16 + lane / 4, r1 = r0 + 8;
+    const i64 rowBase = splits > 1 ? (i64)split * Lq : (i64)b * Lq;
+    #pragma unroll
+    for (int i = 0; i < 64; i += 4) {
+        const int d = 8 * (i / 4) + 2 * (lane % 4);
+        if (r0 < Lq) *(u32*)(o + ((rowBase + r0) * H + h) * 128 + d) = pack_bf16x2(acc[i] * inv0, acc[i + 1] * inv0);
+        if (r1 < Lq) *(u32*)(o + ((rowBase + r1) * H + h) * 128 + d) = pack_bf16x2(acc[i + 2] * inv1, acc[i + 3] * inv1);
+    }
+    if (splits > 1 && lane % 4 == 0) {
+        const float ln2 = 0.69314718055994531f;
+        if (r0 < Lq) stats[((i64)split * H + h) * Lq + r0] = (m0 + log2f(l0)) * ln2;
+        if (r1 < Lq) stats[((i64)split * H + h) * Lq + r1] = (m1 + log2f(l1)) * ln2;
+    }
+}
+
+// V's E4M3 codes transposed for attn_sm90_d128_e4m3: vt [B, H, 128, Lk8] (Lk8 = Lk rounded up to 32), position p of
+// each 32-key group holding key fp8_vt_key(p), zeros past Lk; v [B, Lk, H, 128] of dtype dt, scale 448 / amax(v)
+// from slots[8] (fp8_attn_amax's). Block (32, 8): one head's 32 keys x 32 of its columns through shared memory, read
+// along the columns and written along the keys. Grid (Lk8 / 32, 4 * H, B). The first block also writes V's descale
+// (slots[20]), as fp8_attn_quantize does for its tensors.
+extern "C" __global__ void __launch_bounds__(256) fp8_attn_quantize_vt(const void* v, unsigned char* vt, float* slots,
+                                                                      int Lk, int Lk8, int H, int dt) {
+    __shared__ unsigned char tile[32][33];
+    const int g = blockIdx.x, h = blockIdx.y / 4, c0 = (blockIdx.y % 4) * 32, b = blockIdx.z;
+    const float amax = slots[8];
+    const float s = amax > 0.f ? __fdiv_rn(448.f, amax) : 1.f;
+    for (int r = threadIdx.y; r < 32; r += 8) {          // r: the key within the group, threadIdx.x: the column
+        const int key = g * 32 + r;
+        const float x = key < Lk ? load_f(v, (((i64)b * Lk + key) * H + h) * 128 + c0 + threadIdx.x, dt) : 0.f;
+        tile[r][threadIdx.x] = f32_to_fp8(x * s);
+    }
+    __syncthreads();
+    for (int c = threadIdx.y; c < 32; c += 8) {          // c: the column, threadIdx.x: the position in the group
+        vt[(((i64)b * H + h) * 128 + c0 + c) * Lk8 + g * 32 + threadIdx.x] = tile[fp8_vt_key(threadIdx.x)][c];
+    }
+    if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x == 0 && threadIdx.y == 0)
+        slots[20] = amax > 0.f ? __fdiv_rn(amax, 448.f) : 1.f;
+}

@@ -103,9 +103,15 @@ extension CUDABackend {
             a.add(Int32(lq)); a.add(Int32(lk)); a.add(Int32(h)); a.add(Int32(splits)); a.add(scale * 1.4426950408889634)
         }
         guard splits > 1 else { return }
+        try mergeKeyParts(parts: po, stats: ps, into: final, lq: lq, h: h, splits: splits)
+    }
+
+    /// The key parts of a split attention (bf16 [splits, Lq, H, 128], each part's log-sum-exp [splits, H, Lq]) merged
+    /// into `out` by `attn_merge_v8`.
+    func mergeKeyParts(parts: UInt64, stats: UInt64, into out: UInt64, lq: Int, h: Int, splits: Int) throws {
         let n = lq * h * 16
         try launch("attention", "attn_merge_v8", grid: ((n + 255) / 256, 1, 1), block: (256, 1, 1)) { a in
-            a.add(po); a.add(ps); a.add(final)
+            a.add(parts); a.add(stats); a.add(out)
             a.add(Int64(lq * h)); a.add(Int32(lq)); a.add(Int32(h)); a.add(Int32(128)); a.add(Int32(splits)); a.add(DType.bf16.kernelCode)
         }
     }
@@ -113,18 +119,26 @@ extension CUDABackend {
     /// A TMA descriptor for bf16 [batch, rows, heads, 128] at `pointer`, read in boxes of 128 rows x 64 columns
     /// of one head with the 128-byte swizzle; rows past the end read as zeros.
     func tensorMap(_ pointer: UInt64, rows: Int, batch: Int, heads: Int) throws -> TensorMap {
+        try tensorMap(pointer, elementBytes: 2, inner: heads * 128, rows: rows, batch: batch, box: 64)
+    }
+
+    /// A TMA descriptor for a [batch, rows, inner] tensor of 2-byte (bf16) or 1-byte (FP8 codes) elements at
+    /// `pointer`, read in boxes of 128 rows x `box` elements (128 bytes: one swizzle atom) with the 128-byte swizzle;
+    /// rows and columns past the end read as zeros.
+    func tensorMap(_ pointer: UInt64, elementBytes: Int, inner: Int, rows: Int, batch: Int, box boxInner: Int) throws -> TensorMap {
         guard let encode = driver.cuTensorMapEncodeTiled else {
             throw ReelError.unsupported(backend: name, op: "attention", message: "this CUDA driver has no cuTensorMapEncodeTiled")
         }
         var map = TensorMap()
-        let dims: [UInt64] = [UInt64(heads * 128), UInt64(rows), UInt64(batch)]
-        let strides: [UInt64] = [UInt64(heads * 128 * 2), UInt64(rows * heads * 128 * 2)]
-        let box: [UInt32] = [64, 128, 1], steps: [UInt32] = [1, 1, 1]
-        // bf16 (9), no interleave (0), 128-byte swizzle (3), L2 promotion of 128 bytes (2), out-of-bounds zeros (0).
+        let dims: [UInt64] = [UInt64(inner), UInt64(rows), UInt64(batch)]
+        let strides: [UInt64] = [UInt64(inner * elementBytes), UInt64(rows * inner * elementBytes)]
+        let box: [UInt32] = [UInt32(boxInner), 128, 1], steps: [UInt32] = [1, 1, 1]
+        // bf16 (9) or uint8 (0), no interleave (0), 128-byte swizzle (3), L2 promotion of 128 bytes (2), zeros out of bounds (0).
+        let dataType: Int32 = elementBytes == 2 ? 9 : 0
         let status = withUnsafeMutableBytes(of: &map) {
-            encode($0.baseAddress!, 9, 3, UnsafeMutableRawPointer(bitPattern: UInt(pointer))!, dims, strides, box, steps, 0, 3, 2, 0)
+            encode($0.baseAddress!, dataType, 3, UnsafeMutableRawPointer(bitPattern: UInt(pointer))!, dims, strides, box, steps, 0, 3, 2, 0)
         }
-        try driver.check(status, "cuTensorMapEncodeTiled(bf16 [\(batch), \(rows), \(heads), 128])")
+        try driver.check(status, "cuTensorMapEncodeTiled(\(elementBytes == 2 ? "bf16" : "fp8") [\(batch), \(rows), \(inner)])")
         return map
     }
 

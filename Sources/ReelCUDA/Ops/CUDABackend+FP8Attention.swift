@@ -21,6 +21,20 @@ extension CUDABackend {
         if out.count == 0 { return out }
         if lk == 0 { try fill(out, with: 0); return out }
         let pq = try arg(query, op), pk = try arg(key, op), pv = try arg(value, op), po = try arg(out, op)
+        if fp8AttentionPath == .hopper || (fp8AttentionPath == .auto && tuning.hopperFP8Attention) {
+            let eligible = query.dtype == .bf16 && d == 128 && cudaDevice.info.arch == "sm_90"
+                && driver.cuTensorMapEncodeTiled != nil && [pq, pk, pv].allSatisfy { $0 % 16 == 0 }
+            if eligible {
+                try hopperFP8Attention(b: b, lq: lq, lk: lk, h: h, q: pq, k: pk, v: pv, values: key.count, dtype: query.dtype,
+                                       out: out, scale: scale)
+                return out
+            }
+            if fp8AttentionPath == .hopper {
+                throw ReelError.unsupported(backend: name, op: op, message: "Reel's Hopper FP8 attention needs an sm_90 GPU (this one: "
+                    + "\(cudaDevice.info.arch)), a driver with cuTensorMapEncodeTiled, bf16 q, k, v with D = 128, 16-byte aligned; "
+                    + "got \(query.dtype) D \(d)")
+            }
+        }
         let q8 = try allocate(query.shape, dtype: .fp8e4m3), k8 = try allocate(key.shape, dtype: .fp8e4m3)
         let v8 = try allocate(value.shape, dtype: .fp8e4m3), o8 = try allocate(out.shape, dtype: .fp8e4m3)
         let slots = try allocate([48], dtype: .f32), stats = try allocate([b, h, lq], dtype: .f32)
@@ -46,6 +60,50 @@ extension CUDABackend {
             a.add(po8); a.add(ps); a.add(po); a.add(Int64(n)); a.add(out.dtype.kernelCode)
         }
         return out
+    }
+
+    /// Reel's Hopper FP8 attention (Kernels/attention_sm90.cu, `attn_sm90_d128_e4m3`): Q and K quantized per tensor as
+    /// for cuDNN's graph (`fp8_attn_amax`, `fp8_attn_quantize`), V quantized into its transposed, key-permuted layout
+    /// (`fp8_attn_quantize_vt`: [B, H, 128, Lk rounded up to 32]), then one launch; P's codes at scale 448 as cuDNN's,
+    /// O kept in float32 until it is written in bf16 (cuDNN's graph rounds O to E4M3 too). For B = 1 the keys are
+    /// cut by the wave rule when each part is a multiple of 32 keys (V's groups), merged by `attn_merge_v8`.
+    func hopperFP8Attention(b: Int, lq: Int, lk: Int, h: Int, q: UInt64, k: UInt64, v: UInt64, values: Int, dtype: DType,
+                            out: Tensor, scale: Float) throws {
+        let op = "fp8Attention"
+        let lk8 = (lk + 31) / 32 * 32
+        let q8 = try allocate([b, lq, h, 128], dtype: .fp8e4m3), k8 = try allocate([b, lk, h, 128], dtype: .fp8e4m3)
+        let vt = try allocate([b, h, 128, lk8], dtype: .fp8e4m3), slots = try allocate([48], dtype: .f32)
+        let ps = try arg(slots, op), pq8 = try arg(q8, op), pk8 = try arg(k8, op), pvt = try arg(vt, op)
+        try fill(slots, with: 0)
+        let (nq, nk) = (Int64(b * lq * h * 128), Int64(values))
+        let blockCap = 16 * max(1, cudaDevice.info.multiprocessors)
+        let blocks = max(1, min((max(Int(nq), values) + 255) / 256, blockCap))
+        try launch("attention", "fp8_attn_amax", grid: (blocks, 3, 1), block: (256, 1, 1)) { a in
+            a.add(q); a.add(k); a.add(v); a.add(nq); a.add(nk); a.add(dtype.kernelCode); a.add(ps)
+        }
+        // Q and K only (grid y = 2); V goes through its own kernel below.
+        try launch("attention", "fp8_attn_quantize", grid: (blocks, 2, 1), block: (256, 1, 1)) { a in
+            a.add(q); a.add(k); a.add(v); a.add(pq8); a.add(pk8); a.add(UInt64(0)); a.add(nq); a.add(nk); a.add(dtype.kernelCode)
+            a.add(ps)
+        }
+        try launch("attention_sm90", "fp8_attn_quantize_vt", grid: (lk8 / 32, 4 * h, b), block: (32, 8, 1)) { a in
+            a.add(v); a.add(pvt); a.add(ps); a.add(Int32(lk)); a.add(Int32(lk8)); a.add(Int32(h)); a.add(dtype.kernelCode)
+        }
+        var splits = b == 1 ? attentionSplits(lq: lq, lk: lk, heads: h) : 1
+        if splits > 1 && (lk % splits != 0 || (lk / splits) % 32 != 0) { splits = 1 }
+        let (tq, tk, tv) = (try tensorMap(pq8, elementBytes: 1, inner: h * 128, rows: lq, batch: b, box: 128),
+                            try tensorMap(pk8, elementBytes: 1, inner: h * 128, rows: lk, batch: b, box: 128),
+                            try tensorMap(pvt, elementBytes: 1, inner: lk8, rows: h * 128, batch: b, box: 128))
+        let parts = splits > 1 ? try allocate([splits, lq, h, 128], dtype: .bf16) : out
+        let stats = splits > 1 ? try allocate([splits, h, lq], dtype: .f32) : nil
+        let pp = try arg(parts, op), pst = try arg(stats, op)
+        let shared = 1024 + 128 * 128 + 2 * 4 * 128 * 128 + 128   // alignment slack, Q, 4 stages of K and V^T, barriers
+        try launch("attention_sm90", "attn_sm90_d128_e4m3", grid: ((lq + 127) / 128, h, b * splits), block: (384, 1, 1),
+                   sharedBytes: shared) { a in
+            a.add(tq); a.add(tk); a.add(tv); a.add(ps); a.add(pp); a.add(pst)
+            a.add(Int32(lq)); a.add(Int32(lk)); a.add(Int32(h)); a.add(Int32(splits)); a.add(scale * 1.4426950408889634)
+        }
+        if splits > 1 { try mergeKeyParts(parts: pp, stats: pst, into: try arg(out, op), lq: lq, h: h, splits: splits) }
     }
 
     /// cuDNN's FP8 graph for `key` (built once per shape, kept with the bf16 plans), enqueued on this stream: true.

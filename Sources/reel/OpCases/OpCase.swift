@@ -188,6 +188,7 @@ struct OpCaseList {
         list.fp8Attention()  // after every case above, for the same reason
         list.composedFP8Attention()
         list.hopperAttention()  // last of the check cases, for the same reason
+        list.hopperFP8Attention()
         list.gemmPerf()
         list.attentionPerf()
         list.convolutionPerf()
@@ -232,6 +233,18 @@ func withAttentionPath<T>(_ b: any Backend, _ path: CUDABackend.AttentionPath, s
     g.attentionPath = path
     if let splits { g.attentionSplitOverride = splits }
     defer { (g.attentionPath, g.attentionSplitOverride) = saved }
+    return try body()
+}
+
+/// Runs `body` with the CUDA backend's FP8 attention path set to `path` and, where given, its key parts forced
+/// (other backends ignore both).
+func withFP8AttentionPath<T>(_ b: any Backend, _ path: CUDABackend.FP8AttentionPath, splits: Int? = nil,
+                             _ body: () throws -> T) rethrows -> T {
+    guard let g = b as? CUDABackend else { return try body() }
+    let saved = (g.fp8AttentionPath, g.attentionSplitOverride)
+    g.fp8AttentionPath = path
+    if let splits { g.attentionSplitOverride = splits }
+    defer { (g.fp8AttentionPath, g.attentionSplitOverride) = saved }
     return try body()
 }
 

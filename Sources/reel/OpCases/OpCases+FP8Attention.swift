@@ -32,6 +32,37 @@ extension OpCaseList {
         }
     }
 
+    /// Reel's Hopper FP8 kernel (`.hopper`, sm_90 only) against the same emulation and tolerance: it rounds Q, K, V
+    /// and P as the graph does but keeps O in float32 (the graph rounds O to E4M3: nmse ~2e-3 of the emulation's own),
+    /// and rounds P before the final normalization. Tiles cut at both ends, a single key, two batches, key parts
+    /// forced (each a multiple of 32 keys), the DiT's shapes; the cache view as above.
+    mutating func hopperFP8Attention() {
+        let dt = DType.bf16
+        func qkv(_ b: Int, _ lq: Int, _ lk: Int, _ h: Int) -> [InputSpec] {
+            [InputSpec(shape: [b, lq, h, 128], dtype: dt), InputSpec(shape: [b, lk, h, 128], dtype: dt),
+             InputSpec(shape: [b, lk, h, 128], dtype: dt)]
+        }
+        let cases: [(b: Int, lq: Int, lk: Int, h: Int, splits: Int?)] = [
+            (1, 200, 333, 2, 1), (1, 130, 40, 1, 1), (1, 77, 1, 3, 1), (2, 300, 520, 2, nil), (1, 200, 4096, 2, 2),
+            (1, 129, 384, 1, 3), (1, 4680, 18720, 12, nil), (1, 4680, 512, 12, nil)]
+        for (b, lq, lk, h, splits) in cases {
+            let parts = splits.map { $0 == 1 ? ", keys whole" : ", \($0) key parts" } ?? ""
+            check("fp8Attention", "q[\(b),\(lq),\(h),128] k\(lk) (hopper\(parts))", dt, qkv(b, lq, lk, h), factor: 100,
+                  arch: "sm_90") { bk, t in
+                try withFP8AttentionPath(bk, .hopper, splits: splits) {
+                    try bk.fp8Attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(128).squareRoot())
+                }
+            }
+        }
+        check("fp8Attention", "q[1,96,2,128] k/v a view of 333 at token 37 of [1,400,2,128] (hopper)", dt, qkv(1, 96, 400, 2),
+              factor: 100, arch: "sm_90") { bk, t in
+            let k = try t[1].narrowed(axis: 1, start: 37, length: 333), v = try t[2].narrowed(axis: 1, start: 37, length: 333)
+            return try withFP8AttentionPath(bk, .hopper) {
+                try bk.fp8Attention(query: t[0], key: k, value: v, scale: 1 / Float(128).squareRoot())
+            }
+        }
+    }
+
     /// CUDA's path where cuDNN refuses a shape's FP8 graph (`Backend.composedFP8Attention`, casts to E4M3 among its
     /// ops), forced: codes made by each backend's ops from the same inputs, against the CPU's; same tolerance.
     mutating func composedFP8Attention() {
@@ -65,6 +96,14 @@ extension OpCaseList {
               InputSpec(shape: [1, lk, h, d], dtype: .bf16)],
              flops: 4 * Double(lq * lk * d * h), bytes: 2 * Double((2 * lq + 2 * lk) * h * d)) { b, t in
             try b.fp8Attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(d).squareRoot())
+        }
+        perf(.cuda, "fp8Attention", "q\(lq) k\(lk) \(h)x\(d) (DiT self, fp8 hopper)", .bf16,
+             [InputSpec(shape: [1, lq, h, d], dtype: .bf16), InputSpec(shape: [1, lk, h, d], dtype: .bf16),
+              InputSpec(shape: [1, lk, h, d], dtype: .bf16)],
+             flops: 4 * Double(lq * lk * d * h), bytes: 2 * Double((2 * lq + 2 * lk) * h * d)) { b, t in
+            try withFP8AttentionPath(b, .hopper) {
+                try b.fp8Attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(d).squareRoot())
+            }
         }
     }
 }
