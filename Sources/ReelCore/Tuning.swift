@@ -14,11 +14,18 @@ public struct Tuning: Sendable, Equatable {
     /// (1: never split). `REEL_ATTN_SPLITS`.
     public var attentionSplits: Int?
     /// Attention through Reel's Hopper kernel (wgmma and TMA, `attention_sm90.cu`) where it applies (an sm_90 GPU,
-    /// bf16, D = Dv = 128, no bias) instead of cuDNN's. Off until measured faster on a GPU. `REEL_ATTN_HOPPER=1`.
-    public var hopperAttention = false
+    /// bf16, D = Dv = 128, no bias) and the keys number at least `hopperAttentionMinKeys`, instead of cuDNN's.
+    /// Measured on an H100 (session 17): 642 TFLOP/s against cuDNN's 588 at the DiT's 4680 x 18720 x 12 heads, 285
+    /// against 433 at the cross-attention's 512 keys. `REEL_ATTN_HOPPER=0` turns it off.
+    public var hopperAttention = true
+    /// The fewest keys for which `hopperAttention` takes a call (shorter ones stay on cuDNN: at 512 keys it is 1.5x
+    /// slower; between 512 and 18720 keys it has not been measured, and every self-attention of the DiTs at their
+    /// sizes has at least 4680). `REEL_ATTN_HOPPER_MIN_KEYS`.
+    public var hopperAttentionMinKeys = 8192
     /// FP8 attention (`--attention fp8`) through Reel's Hopper FP8 kernel (`attn_sm90_d128_e4m3`) instead of cuDNN's FP8
-    /// graph where it applies (an sm_90 GPU, bf16, D = 128). Off until measured on a GPU. `REEL_ATTN_FP8_HOPPER=1`.
-    public var hopperFP8Attention = false
+    /// graph where it applies (an sm_90 GPU, bf16, D = 128): as fast (514 against 519 TFLOP/s, H100, session 17) and
+    /// closer to bf16 (LongLive parity at head dim 128: 7.2e-2 against 1.3e-1). `REEL_ATTN_FP8_HOPPER=0` turns it off.
+    public var hopperFP8Attention = true
     /// cuDNN convolution engines timed at each new shape (the rest are not tried). `REEL_CUDNN_CANDIDATES`.
     public var cudnnConvolutionCandidates = 8
     /// The Wan VAE decoder's full-resolution causal convs as a 2-frame pair + the new frame
@@ -40,8 +47,9 @@ public struct Tuning: Sendable, Equatable {
         if environment["REEL_GELU_EPILOGUE"] == "0" { t.geluEpilogue = false }
         if environment["REEL_FP8_FAST_ACCUM"] == "0" { t.fp8FastAccumulation = false }
         if let s = environment["REEL_ATTN_SPLITS"].flatMap(Int.init), s >= 1 { t.attentionSplits = s }
-        if environment["REEL_ATTN_HOPPER"] == "1" { t.hopperAttention = true }
-        if environment["REEL_ATTN_FP8_HOPPER"] == "1" { t.hopperFP8Attention = true }
+        if let v = environment["REEL_ATTN_HOPPER"], v == "0" || v == "1" { t.hopperAttention = v == "1" }
+        if let n = environment["REEL_ATTN_HOPPER_MIN_KEYS"].flatMap(Int.init), n >= 1 { t.hopperAttentionMinKeys = n }
+        if let v = environment["REEL_ATTN_FP8_HOPPER"], v == "0" || v == "1" { t.hopperFP8Attention = v == "1" }
         if let c = environment["REEL_CUDNN_CANDIDATES"].flatMap(Int.init), c >= 1 { t.cudnnConvolutionCandidates = c }
         if environment["REEL_VAE_TIME_TAPS"] == "0" { t.vaeTimeTaps = false }
         if let s = environment["REEL_VAE_SLICE_FRAMES"].flatMap(Int.init), s >= 0 { t.vaeSliceFrames = s }

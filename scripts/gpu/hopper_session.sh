@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The Hopper attention kernel's first GPU call (issue 23; docs/perf-notes.md, "Reel's Hopper attention kernel"), from
-# the repository root, in steps (default: all, in this order):
-#   probe   scripts/gpu/hopper_probe.sh: the kernel built by nvcc as shipped, overlapped, and with a wrong V layout,
-#           against a float64 CPU reference, timed at the DiT's shapes
-#   check   reel check-ops --filter hopper for each variant of the kernel (as shipped; overlapped, ping-pong and
-#           both: copies of the sources with HOPPER_OVERLAP / HOPPER_PINGPONG set, through REEL_KERNELS_PATH)
-#   ops     reel bench-ops at the DiT's attention shapes: cuDNN, Reel's mma.sync kernel, each variant of this one
-#   bench   reel bench, 1.3B random weights, DiT alone and end to end (Wan VAE): cuDNN and each variant
-#   parity  LongLive v1.0 parity in bf16 at head dim 128 (fixture dim 256, 2 heads) with cuDNN and each variant
-# VARIANTS="cudnn hopper overlapped pingpong both overlapped3 both3" (the default) picks the variants the steps run
-# (the last two: a 3-stage K/V ring).
+# The Hopper attention kernels on a GPU (issue 23; docs/perf-notes.md, "Reel's Hopper attention kernel"), from the
+# repository root, in steps (default: all, in this order):
+#   probe   scripts/gpu/hopper_probe.sh: the bf16 kernel built by nvcc as shipped and in variants, with a wrong V layout,
+#           against a float64 CPU reference, timed at the DiT's shapes; the FP8 kernel likewise
+#   check   reel check-ops --filter hopper (bf16 and FP8 cases) for each variant of the kernel (copies of the sources
+#           with HOPPER_OVERLAP / HOPPER_PINGPONG / STAGES changed, through REEL_KERNELS_PATH)
+#   ops     reel bench-ops at the DiT's attention shapes: what .auto picks, cuDNN, Reel's mma.sync kernel, the shipped
+#           Hopper kernel, then each variant
+#   bench   reel bench, 1.3B random weights, DiT alone and end to end (Wan VAE): each variant
+#   parity  LongLive v1.0 parity in bf16 at head dim 128 (fixture dim 256, 2 heads) with each variant
+# Variants: cudnn (REEL_ATTN_HOPPER=0), hopper (the shipped kernel for every eligible call), default (what Reel does
+# unset: the shipped kernel for 8192 keys or more), plain, overlapped, both2 (overlap and ping-pong with 2 stages);
+# VARIANTS="..." picks some by name.
 # Needs carry [".gpu"] (scripts/gpu/build.sh) and, for parity, [".gpu", ".ref"] with LongLive v1.0 in .ref/LongLive.
 #
 #   bash scripts/gpu/hopper_session.sh [probe|check|ops|bench|parity]...
@@ -31,18 +33,18 @@ kernels_with() {
   done
   echo "$dir"
 }
-overlap=$(kernels_with overlap HOPPER_OVERLAP) || exit 1
-pingpong=$(kernels_with pingpong HOPPER_PINGPONG) || exit 1
-both=$(kernels_with both HOPPER_OVERLAP HOPPER_PINGPONG) || exit 1
-overlap3=$(kernels_with overlap3 HOPPER_OVERLAP STAGES=3) || exit 1
-both3=$(kernels_with both3 HOPPER_OVERLAP HOPPER_PINGPONG STAGES=3) || exit 1
-# Each variant: its name and the environment that selects it; VARIANTS picks some by name (default: all).
-all=("cudnn:" "hopper:REEL_ATTN_HOPPER=1" "overlapped:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$overlap"
-     "pingpong:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$pingpong" "both:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$both"
-     "overlapped3:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$overlap3" "both3:REEL_ATTN_HOPPER=1 REEL_KERNELS_PATH=$both3")
+plain=$(kernels_with plain HOPPER_OVERLAP=0 HOPPER_PINGPONG=0 STAGES=2) || exit 1
+overlap=$(kernels_with overlap HOPPER_PINGPONG=0 STAGES=2) || exit 1
+both2=$(kernels_with both2 STAGES=2) || exit 1
+# Each variant: its name and the environment that selects it (REEL_ATTN_HOPPER_MIN_KEYS=1: every eligible call, the
+# cross-attention's too); VARIANTS picks some by name (default: all).
+all=("cudnn:REEL_ATTN_HOPPER=0" "hopper:REEL_ATTN_HOPPER=1 REEL_ATTN_HOPPER_MIN_KEYS=1"
+     "default:" "plain:REEL_ATTN_HOPPER=1 REEL_ATTN_HOPPER_MIN_KEYS=1 REEL_KERNELS_PATH=$plain"
+     "overlapped:REEL_ATTN_HOPPER=1 REEL_ATTN_HOPPER_MIN_KEYS=1 REEL_KERNELS_PATH=$overlap"
+     "both2:REEL_ATTN_HOPPER=1 REEL_ATTN_HOPPER_MIN_KEYS=1 REEL_KERNELS_PATH=$both2")
 variants=()
 for v in "${all[@]}"; do
-  case " ${VARIANTS:-cudnn hopper overlapped pingpong both overlapped3 both3} " in *" ${v%%:*} "*) variants+=("$v") ;; esac
+  case " ${VARIANTS:-cudnn hopper default plain overlapped both2} " in *" ${v%%:*} "*) variants+=("$v") ;; esac
 done
 for step in ${*:-probe check ops bench parity}; do
   echo "== $step"
@@ -50,13 +52,13 @@ for step in ${*:-probe check ops bench parity}; do
   probe) timeout 120 bash scripts/gpu/hopper_probe.sh 2>&1 | tee "$out/probe.txt" ;;
   check)
     for v in "${variants[@]}"; do
-      [ "${v%%:*}" = cudnn ] && continue
+      case ${v%%:*} in cudnn|default) continue ;; esac
       env ${v#*:} timeout 180 $reel check-ops --filter hopper 2>&1 | tee "$out/check-${v%%:*}.txt" | tail -3
     done ;;
   ops)
     timeout 60 $reel bench-ops --backend cuda --filter "attention q4680" 2>&1 | tee "$out/ops.txt"
     for v in "${variants[@]}"; do
-      case ${v%%:*} in cudnn|hopper) continue ;; esac
+      case ${v%%:*} in cudnn|hopper|default) continue ;; esac
       env ${v#*:} timeout 60 $reel bench-ops --backend cuda --filter "hopper" 2>&1 | tee "$out/ops-${v%%:*}.txt" | tail -3
     done ;;
   bench)

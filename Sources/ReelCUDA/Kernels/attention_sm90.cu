@@ -24,7 +24,7 @@ struct __align__(64) TmaMap { u64 words[16]; };
 #define BN 128                       // keys a tile
 #define HD 128                       // head dim
 #ifndef STAGES
-#define STAGES 2                     // K/V stages in the ring (2 or 3: the launch asks for room for 3)
+#define STAGES 3                     // K/V stages in the ring (2 or 3: the launch asks for room for 3)
 #endif
 #define ATOM_ROW 128                 // bytes a row of a 64-column bf16 atom
 #define Q_BYTES (BM * HD * 2)        // 32768
@@ -45,11 +45,11 @@ struct __align__(64) TmaMap { u64 words[16]; };
 #endif
 // 1: the consumers overlap one tile's S with the previous tile's O += P V (see the kernel).
 #ifndef HOPPER_OVERLAP
-#define HOPPER_OVERLAP 0
+#define HOPPER_OVERLAP 1
 #endif
 // 1: the consumers take turns issuing their GEMMs (FlashAttention-3's ping-pong; see `turn_wait`).
 #ifndef HOPPER_PINGPONG
-#define HOPPER_PINGPONG 0
+#define HOPPER_PINGPONG 1
 #endif
 #ifndef K_LEADING
 #define K_LEADING 16

@@ -25,7 +25,7 @@ extension CUDABackend {
         let sameType = key.dtype == query.dtype && value.dtype == query.dtype
         let aligned = [pq, pk, pv, po].allSatisfy { $0 % 16 == 0 }
         let cudnnShape = half && sameType && aligned && bias == nil && d == dv && d % 8 == 0 && d <= 128
-        if attentionPath == .hopper || (attentionPath == .auto && tuning.hopperAttention) {
+        if attentionPath == .hopper || (attentionPath == .auto && tuning.hopperAttention && lk >= tuning.hopperAttentionMinKeys) {
             let hopperShape = query.dtype == .bf16 && sameType && aligned && bias == nil && d == 128 && dv == 128
                 && cudaDevice.info.arch == "sm_90" && driver.cuTensorMapEncodeTiled != nil
             if hopperShape {

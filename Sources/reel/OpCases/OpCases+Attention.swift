@@ -98,14 +98,15 @@ extension OpCaseList {
                 try b.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(d).squareRoot(), bias: bias ? t[3] : nil)
             }
         }
-        // CUDA, bf16; FLOPs counted as 4 * Lq * Lk * D * H (QK^T and PV). The DiT shapes run on both
-        // paths: cuDNN's fused flash attention (auto) and Reel's own tensor-core kernel.
+        // CUDA, bf16; FLOPs counted as 4 * Lq * Lk * D * H (QK^T and PV). The DiT shapes on each path: what `.auto`
+        // picks, cuDNN's fused flash attention, Reel's mma.sync kernel and its Hopper kernel.
         let (tokens, heads, hd, window) = (4680, 12, 128, 18720)
         for (lq, lk, h, d, what, path) in [(tokens, window, heads, hd, "DiT self", CUDABackend.AttentionPath.auto),
+                                           (tokens, window, heads, hd, "DiT self", .cudnn),
                                            (tokens, window, heads, hd, "DiT self", .own),
                                            (tokens, window, heads, hd, "DiT self", .hopper),
-                                           (tokens, 512, heads, hd, "DiT cross", .auto), (tokens, 512, heads, hd, "DiT cross", .own),
-                                           (tokens, 512, heads, hd, "DiT cross", .hopper),
+                                           (tokens, 512, heads, hd, "DiT cross", .auto), (tokens, 512, heads, hd, "DiT cross", .cudnn),
+                                           (tokens, 512, heads, hd, "DiT cross", .own), (tokens, 512, heads, hd, "DiT cross", .hopper),
                                            (6240, 6240, 1, 384, "VAE middle", .auto)] {
             perf(.cuda, "attention", "q\(lq) k\(lk) \(h)x\(d) (\(what), \(path))", .bf16,
                  [InputSpec(shape: [1, lq, h, d], dtype: .bf16), InputSpec(shape: [1, lk, h, d], dtype: .bf16),
