@@ -7,7 +7,7 @@
 //   nvcc -arch=sm_90a -cubin -I Sources/ReelCUDA/Kernels -o k.cubin scripts/gpu/hopper_probe_kernels.cu
 //   g++ -O2 -std=c++17 -I /usr/local/cuda/include -o probe scripts/gpu/hopper_attention_probe.cpp -lcuda
 //   ./probe k.cubin            # scripts/gpu/hopper_probe.sh does all of it, with the variants
-#include <cuda.h>
+#include "hopper_probe_common.h"
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -15,8 +15,6 @@
 #include <random>
 #include <vector>
 
-#define CHECK(x) do { CUresult r_ = (x); if (r_ != CUDA_SUCCESS) { const char* s_ = nullptr; cuGetErrorString(r_, &s_); \
-    std::printf("FAIL %s: %s\n", #x, s_ ? s_ : "?"); std::exit(1); } } while (0)
 
 static uint16_t to_bf16(float f) { uint32_t u; std::memcpy(&u, &f, 4); u += 0x7FFF + ((u >> 16) & 1); return (uint16_t)(u >> 16); }
 static float from_bf16(uint16_t v) { uint32_t u = (uint32_t)v << 16; float f; std::memcpy(&f, &u, 4); return f; }
@@ -179,17 +177,7 @@ int main(int argc, char** argv) {
         failures += !ok;
         std::printf("B%d Lq%d Lk%d H%d: nmse %.3e, max error %.3e%s", c.b, c.lq, c.lk, c.h, nmse, worst, ok ? " ok" : " FAIL");
         if (firstBad >= 0) std::printf(" (first bad row %d head %d)", firstBad / 1000, firstBad % 1000);
-        if (c.time) {
-            CUevent e0, e1; CHECK(cuEventCreate(&e0, 0)); CHECK(cuEventCreate(&e1, 0));
-            for (int i = 0; i < 3; i++) launch();
-            const int n = 20;
-            CHECK(cuEventRecord(e0, 0));
-            for (int i = 0; i < n; i++) launch();
-            CHECK(cuEventRecord(e1, 0)); CHECK(cuEventSynchronize(e1));
-            float ms = 0; CHECK(cuEventElapsedTime(&ms, e0, e1));
-            const double per = ms / n, flops = 4.0 * c.b * c.lq * (double)c.lk * c.h * 128;
-            std::printf(", %.3f ms, %.0f TFLOP/s", per, flops / (per * 1e-3) / 1e12);
-        }
+        if (c.time) print_attention_time(launch, c.b, c.lq, c.lk, c.h);
         std::printf("\n");
         cuMemFree(dq); cuMemFree(dk); cuMemFree(dv); cuMemFree(dout);
     }

@@ -7,7 +7,7 @@
 // and the attention.
 //
 //   ./fp8probe k.cubin         # scripts/gpu/hopper_probe.sh builds and runs it
-#include <cuda.h>
+#include "hopper_probe_common.h"
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -16,8 +16,6 @@
 #include <random>
 #include <vector>
 
-#define CHECK(x) do { CUresult r_ = (x); if (r_ != CUDA_SUCCESS) { const char* s_ = nullptr; cuGetErrorString(r_, &s_); \
-    std::printf("FAIL %s: %s\n", #x, s_ ? s_ : "?"); std::exit(1); } } while (0)
 
 static uint16_t to_bf16(float f) { uint32_t u; std::memcpy(&u, &f, 4); u += 0x7FFF + ((u >> 16) & 1); return (uint16_t)(u >> 16); }
 static float from_bf16(uint16_t v) { uint32_t u = (uint32_t)v << 16; float f; std::memcpy(&f, &u, 4); return f; }
@@ -166,17 +164,7 @@ int main(int argc, char** argv) {
         failures += !ok;
         std::printf("fp8 B%d Lq%d Lk%d H%d: nmse %.3e (P in E4M3 against exact), V codes differing %zu%s", c.b, c.lq, c.lk, c.h,
                     nmse, codeMismatch, ok ? " ok" : " FAIL");
-        if (c.time) {
-            CUevent e0, e1; CHECK(cuEventCreate(&e0, 0)); CHECK(cuEventCreate(&e1, 0));
-            for (int i = 0; i < 3; i++) launch();
-            const int n = 20;
-            CHECK(cuEventRecord(e0, 0));
-            for (int i = 0; i < n; i++) launch();
-            CHECK(cuEventRecord(e1, 0)); CHECK(cuEventSynchronize(e1));
-            float ms = 0; CHECK(cuEventElapsedTime(&ms, e0, e1));
-            const double per = ms / n, flops = 4.0 * c.b * c.lq * (double)c.lk * c.h * 128;
-            std::printf(", %.3f ms, %.0f TFLOP/s", per, flops / (per * 1e-3) / 1e12);
-        }
+        if (c.time) print_attention_time(launch, c.b, c.lq, c.lk, c.h);
         std::printf("\n");
         for (CUdeviceptr d : {dq, dk, dv, dvt, dslots, dout}) cuMemFree(d);
     }

@@ -153,11 +153,12 @@ __device__ __forceinline__ void wgmma_rs_m64n128k16_tb(float (&d)[64], u32 a0, u
 // softmax runs while the other's GEMMs hold the tensor cores. Named barrier 1 + w gates warpgroup w: it waits there
 // (its 128 threads and the other warpgroup's 128 arrivals), issues a tile's GEMMs, then lets the other go. Warpgroup 1 lets 0 go
 // first, and 0 takes that last arrival after its loop, so that no barrier is left half-counted.
-__device__ __forceinline__ void turn_wait(int wg) {
-    if (HOPPER_PINGPONG) asm volatile("bar.sync %0, 256;" :: "r"(1 + wg) : "memory");
+// `On`: the kernel's switch (HOPPER_PINGPONG for bf16, F8_PINGPONG for FP8); off, both are no-ops.
+template <bool On = HOPPER_PINGPONG> __device__ __forceinline__ void turn_wait(int wg) {
+    if (On) asm volatile("bar.sync %0, 256;" :: "r"(1 + wg) : "memory");
 }
-__device__ __forceinline__ void turn_pass(int wg) {
-    if (HOPPER_PINGPONG) asm volatile("bar.arrive %0, 256;" :: "r"(2 - wg) : "memory");
+template <bool On = HOPPER_PINGPONG> __device__ __forceinline__ void turn_pass(int wg) {
+    if (On) asm volatile("bar.arrive %0, 256;" :: "r"(2 - wg) : "memory");
 }
 
 // S = Q K^T for one key tile: eight k16 steps over the head dim (two 64-column atoms of Q and K).
@@ -423,6 +424,10 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_bf16(
 #ifndef F8_VT_IDENTITY
 #define F8_VT_IDENTITY 0
 #endif
+// 1: the FP8 kernel's consumers take ping-pong turns too (measured without them: session 17).
+#ifndef F8_PINGPONG
+#define F8_PINGPONG 0
+#endif
 
 // The key whose value row sits at position p of a 32-key group of vt (see above).
 // (F8_VT_IDENTITY: keys in their own order, a wrong layout for scripts/gpu/hopper_fp8_probe.cpp to catch.)
@@ -545,15 +550,15 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_e4m3(
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f, a0, a1;
 
     mbar_wait(barQ, 0);
-    if (wg == 1) turn_pass(1);
+    if (wg == 1) turn_pass<F8_PINGPONG>(1);
     // Overlapped: tile j's S and tile j-1's P V in flight together (as the bf16 kernel's HOPPER_OVERLAP).
     mbar_wait(fullK, 0);
     reg_fence(sc);
-    turn_wait(wg);
+    turn_wait<F8_PINGPONG>(wg);
     wgmma_fence();
     issue_qk_e4m3(sc, qRows, sK);
     wgmma_commit();
-    turn_pass(wg);
+    turn_pass<F8_PINGPONG>(wg);
     wgmma_wait<0>();
     reg_fence(sc);
     mbar_arrive(emptyK);
@@ -565,13 +570,13 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_e4m3(
         mbar_wait(fullV + 8 * prev, ((j - 1) / F8_STAGES) & 1);
         reg_fence(sc);
         reg_fence(acc);
-        turn_wait(wg);
+        turn_wait<F8_PINGPONG>(wg);
         wgmma_fence();
         issue_qk_e4m3(sc, qRows, sK + s * F8_TILE);
         wgmma_commit();
         issue_pv_e4m3(acc, p, sV + prev * F8_TILE);
         wgmma_commit();
-        turn_pass(wg);
+        turn_pass<F8_PINGPONG>(wg);
         wgmma_wait<1>();
         reg_fence(sc);
         mbar_arrive(emptyK + 8 * s);
@@ -586,16 +591,16 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_e4m3(
         const int last = (tiles - 1) % F8_STAGES;
         mbar_wait(fullV + 8 * last, ((tiles - 1) / F8_STAGES) & 1);
         reg_fence(acc);
-        turn_wait(wg);
+        turn_wait<F8_PINGPONG>(wg);
         wgmma_fence();
         issue_pv_e4m3(acc, p, sV + last * F8_TILE);
         wgmma_commit();
-        turn_pass(wg);
+        turn_pass<F8_PINGPONG>(wg);
         wgmma_wait<0>();
         reg_fence(acc);
         mbar_arrive(emptyV + 8 * last);
     }
-    if (wg == 0) turn_wait(0);
+    if (wg == 0) turn_wait<F8_PINGPONG>(0);
 
     l0 += __shfl_xor_sync(0xffffffff, l0, 1);
     l0 += __shfl_xor_sync(0xffffffff, l0, 2);

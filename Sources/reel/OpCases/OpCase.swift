@@ -228,33 +228,30 @@ struct OpCaseList {
 /// forced to `splits` (other backends ignore both).
 func withAttentionPath<T>(_ b: any Backend, _ path: CUDABackend.AttentionPath, splits: Int? = nil,
                           _ body: () throws -> T) rethrows -> T {
-    guard let g = b as? CUDABackend else { return try body() }
-    let saved = (g.attentionPath, g.attentionSplitOverride)
-    g.attentionPath = path
-    if let splits { g.attentionSplitOverride = splits }
-    defer { (g.attentionPath, g.attentionSplitOverride) = saved }
-    return try body()
+    try withCUDASetting(b, \.attentionPath, path, splits: splits, body)
 }
 
-/// Runs `body` with the CUDA backend's FP8 attention path set to `path` and, where given, its key parts forced
-/// (other backends ignore both).
+/// The same for the FP8 attention path (`fp8Attention`).
 func withFP8AttentionPath<T>(_ b: any Backend, _ path: CUDABackend.FP8AttentionPath, splits: Int? = nil,
                              _ body: () throws -> T) rethrows -> T {
+    try withCUDASetting(b, \.fp8AttentionPath, path, splits: splits, body)
+}
+
+/// Runs `body` with one setting of the CUDA backend changed and, when given, its key parts forced (other backends
+/// ignore both); both restored after.
+func withCUDASetting<V, T>(_ b: any Backend, _ setting: ReferenceWritableKeyPath<CUDABackend, V>, _ value: V, splits: Int? = nil,
+                           _ body: () throws -> T) rethrows -> T {
     guard let g = b as? CUDABackend else { return try body() }
-    let saved = (g.fp8AttentionPath, g.attentionSplitOverride)
-    g.fp8AttentionPath = path
+    let saved = (g[keyPath: setting], g.attentionSplitOverride)
+    g[keyPath: setting] = value
     if let splits { g.attentionSplitOverride = splits }
-    defer { (g.fp8AttentionPath, g.attentionSplitOverride) = saved }
+    defer { (g[keyPath: setting], g.attentionSplitOverride) = saved }
     return try body()
 }
 
 /// Runs `body` with the CUDA backend's convolution path set to `path` (other backends ignore it).
 func withConvolutionPath<T>(_ b: any Backend, _ path: CUDABackend.KernelChoice, _ body: () throws -> T) rethrows -> T {
-    guard let g = b as? CUDABackend else { return try body() }
-    let saved = g.convolutionPath
-    g.convolutionPath = path
-    defer { g.convolutionPath = saved }
-    return try body()
+    try withCUDASetting(b, \.convolutionPath, path, body)
 }
 
 /// Runs `body` with the CUDA backend's GELU epilogue on or off (other backends ignore it).
