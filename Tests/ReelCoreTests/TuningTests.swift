@@ -1,0 +1,26 @@
+import Testing
+@testable import ReelCore
+
+/// `Tuning.fromEnvironment`: each variable sets its switch, values that do not parse leave the default (the
+/// measured best), and an empty environment is the defaults.
+@Suite struct TuningTests {
+    @Test func emptyEnvironmentIsTheDefaults() {
+        #expect(Tuning.fromEnvironment([:]) == Tuning.standard)
+        // The Hopper attention kernels are on by default (measured faster on an H100, session 17), for long keys only.
+        #expect(Tuning.standard.hopperAttention && Tuning.standard.hopperFP8Attention)
+        #expect(Tuning.standard.hopperAttentionMinKeys == 8192)
+    }
+
+    @Test func hopperSwitchesTurnOffAndOn() {
+        let off = Tuning.fromEnvironment(["REEL_ATTN_HOPPER": "0", "REEL_ATTN_FP8_HOPPER": "0"])
+        #expect(!off.hopperAttention && !off.hopperFP8Attention)
+        let on = Tuning.fromEnvironment(["REEL_ATTN_HOPPER": "1", "REEL_ATTN_HOPPER_MIN_KEYS": "1"])
+        #expect(on.hopperAttention && on.hopperAttentionMinKeys == 1)
+    }
+
+    @Test func valuesThatDoNotParseLeaveTheDefault() {
+        let t = Tuning.fromEnvironment(["REEL_ATTN_HOPPER": "yes", "REEL_ATTN_HOPPER_MIN_KEYS": "0",
+                                        "REEL_ATTN_FP8_HOPPER": "", "REEL_ATTN_SPLITS": "many"])
+        #expect(t == Tuning.standard)
+    }
+}
