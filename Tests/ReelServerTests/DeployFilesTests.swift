@@ -27,12 +27,12 @@ import Testing
     @Test func dockerfileCopiesWhatTheBuildStagesAndTheRepositoryHolds() throws {
         let docker = try Self.text("deploy/Dockerfile"), build = try Self.text("scripts/gpu/build.sh")
         let sources = Self.matches(#"^COPY (?!--from)(\S+) \S+$"#, in: docker)
-        #expect(sources == ["deploy/stage/reel.gz", "deploy/stage/Reel_ReelCUDA.resources", "Models/tiny"])
+        #expect(sources == ["deploy/stage/reel.xz", "deploy/stage/Reel_ReelCUDA.resources", "Models/tiny"])
         for source in sources {
             if source.hasPrefix("deploy/stage/") {
-                // scripts/gpu/build.sh stages these (REEL_GPU_DIR=deploy/stage): the gzipped binary and the kernels.
+                // scripts/gpu/build.sh stages these (REEL_GPU_DIR=deploy/stage): the xz-compressed binary and the kernels.
                 let name = String(source.dropFirst("deploy/stage/".count))
-                #expect(name == "reel.gz" ? build.contains("gzip -9 \"$dest/reel\"") : build.contains("\(name)\" \"$dest/\""), "\(name)")
+                #expect(name == "reel.xz" ? build.contains("xz -9e -T2 \"$dest/reel\"") : build.contains("\(name)\" \"$dest/\""), "\(name)")
             } else {
                 #expect(FileManager.default.fileExists(atPath: Self.root.appendingPathComponent(source).path), "\(source)")
             }
