@@ -37,29 +37,42 @@ extension CUDABackend {
         }
         let q8 = try allocate(query.shape, dtype: .fp8e4m3), k8 = try allocate(key.shape, dtype: .fp8e4m3)
         let v8 = try allocate(value.shape, dtype: .fp8e4m3), o8 = try allocate(out.shape, dtype: .fp8e4m3)
-        let slots = try allocate([48], dtype: .f32), stats = try allocate([b, h, lq], dtype: .f32)
-        let ps = try arg(slots, op), pq8 = try arg(q8, op), pk8 = try arg(k8, op), pv8 = try arg(v8, op), po8 = try arg(o8, op)
-        try fill(slots, with: 0)
-        let (nq, nk) = (Int64(query.count), Int64(key.count))
-        let blockCap = 16 * max(1, cudaDevice.info.multiprocessors)
-        let blocks = max(1, min((max(query.count, key.count) + 255) / 256, blockCap))
-        try launch("attention", "fp8_attn_amax", grid: (blocks, 3, 1), block: (256, 1, 1)) { a in
-            a.add(pq); a.add(pk); a.add(pv); a.add(nq); a.add(nk); a.add(query.dtype.kernelCode); a.add(ps)
-        }
-        try launch("attention", "fp8_attn_quantize", grid: (blocks, 3, 1), block: (256, 1, 1)) { a in
-            a.add(pq); a.add(pk); a.add(pv); a.add(pq8); a.add(pk8); a.add(pv8); a.add(nq); a.add(nk); a.add(query.dtype.kernelCode)
-            a.add(ps)
-        }
+        let stats = try allocate([b, h, lq], dtype: .f32)
+        let pq8 = try arg(q8, op), pk8 = try arg(k8, op), pv8 = try arg(v8, op), po8 = try arg(o8, op)
+        let slots = try fp8AttentionCodes(q: pq, k: pk, v: pv, queries: query.count, keys: key.count, dtype: query.dtype,
+                                          q8: pq8, k8: pk8, v8: pv8)
+        let ps = try arg(slots, op)
         var planKey = CuDNNAttentionPlan.Key(b: b, lq: lq, lk: lk, h: h, d: d, dtype: query.dtype)
         planKey.fp8 = true
         let ran = try cudnnFP8Attention(key: planKey, q: pq8, k: pk8, v: pv8, o: po8, stats: try arg(stats, op), slots: ps,
                                         scale: scale)
         if !ran { return try emulatedFP8Attention(q8: q8, k8: k8, v8: v8, slots: slots, scale: scale, into: out) }
-        let n = out.count
+        let n = out.count, blockCap = 16 * max(1, cudaDevice.info.multiprocessors)
         try launch("attention", "fp8_attn_output", grid: (max(1, min((n + 255) / 256, blockCap)), 1, 1), block: (256, 1, 1)) { a in
             a.add(po8); a.add(ps); a.add(po); a.add(Int64(n)); a.add(out.dtype.kernelCode)
         }
         return out
+    }
+
+    /// FP8 attention's per-tensor scales and codes: a zeroed slots buffer (attention.cu's layout), Q's, K's and V's
+    /// largest magnitudes in it (`fp8_attn_amax`), then the E4M3 codes of Q, K and, unless `v8` is nil, V
+    /// (`fp8_attn_quantize`, which also writes their descales). `queries` and `keys` count the values of q and of k
+    /// (and v). Returns the slots.
+    func fp8AttentionCodes(q: UInt64, k: UInt64, v: UInt64, queries: Int, keys: Int, dtype: DType,
+                           q8: UInt64, k8: UInt64, v8: UInt64?) throws -> Tensor {
+        let slots = try allocate([48], dtype: .f32), ps = try arg(slots, "fp8Attention")
+        try fill(slots, with: 0)
+        let (nq, nk) = (Int64(queries), Int64(keys))
+        let blocks = max(1, min((max(queries, keys) + 255) / 256, 16 * max(1, cudaDevice.info.multiprocessors)))
+        try launch("attention", "fp8_attn_amax", grid: (blocks, 3, 1), block: (256, 1, 1)) { a in
+            a.add(q); a.add(k); a.add(v); a.add(nq); a.add(nk); a.add(dtype.kernelCode); a.add(ps)
+        }
+        // Grid y picks the tensor: 0 Q, 1 K, 2 V.
+        try launch("attention", "fp8_attn_quantize", grid: (blocks, v8 == nil ? 2 : 3, 1), block: (256, 1, 1)) { a in
+            a.add(q); a.add(k); a.add(v); a.add(q8); a.add(k8); a.add(v8 ?? 0); a.add(nq); a.add(nk); a.add(dtype.kernelCode)
+            a.add(ps)
+        }
+        return slots
     }
 
     /// Reel's Hopper FP8 attention (Kernels/attention_sm90.cu, `attn_sm90_d128_e4m3`): Q and K quantized per tensor as
@@ -72,20 +85,12 @@ extension CUDABackend {
         let op = "fp8Attention"
         let lk8 = (lk + 31) / 32 * 32
         let q8 = try allocate([b, lq, h, 128], dtype: .fp8e4m3), k8 = try allocate([b, lk, h, 128], dtype: .fp8e4m3)
-        let vt = try allocate([b, h, 128, lk8], dtype: .fp8e4m3), slots = try allocate([48], dtype: .f32)
-        let ps = try arg(slots, op), pq8 = try arg(q8, op), pk8 = try arg(k8, op), pvt = try arg(vt, op)
-        try fill(slots, with: 0)
-        let (nq, nk) = (Int64(b * lq * h * 128), Int64(values))
-        let blockCap = 16 * max(1, cudaDevice.info.multiprocessors)
-        let blocks = max(1, min((max(Int(nq), values) + 255) / 256, blockCap))
-        try launch("attention", "fp8_attn_amax", grid: (blocks, 3, 1), block: (256, 1, 1)) { a in
-            a.add(q); a.add(k); a.add(v); a.add(nq); a.add(nk); a.add(dtype.kernelCode); a.add(ps)
-        }
-        // Q and K only (grid y = 2); V goes through its own kernel below.
-        try launch("attention", "fp8_attn_quantize", grid: (blocks, 2, 1), block: (256, 1, 1)) { a in
-            a.add(q); a.add(k); a.add(v); a.add(pq8); a.add(pk8); a.add(UInt64(0)); a.add(nq); a.add(nk); a.add(dtype.kernelCode)
-            a.add(ps)
-        }
+        let vt = try allocate([b, h, 128, lk8], dtype: .fp8e4m3)
+        let pq8 = try arg(q8, op), pk8 = try arg(k8, op), pvt = try arg(vt, op)
+        // Q's and K's codes; V's go through their own kernel below.
+        let slots = try fp8AttentionCodes(q: q, k: k, v: v, queries: b * lq * h * 128, keys: values, dtype: dtype,
+                                          q8: pq8, k8: pk8, v8: nil)
+        let ps = try arg(slots, op)
         try launch("attention_sm90", "fp8_attn_quantize_vt", grid: (lk8 / 32, 4 * h, b), block: (32, 8, 1)) { a in
             a.add(v); a.add(pvt); a.add(ps); a.add(Int32(lk)); a.add(Int32(lk8)); a.add(Int32(h)); a.add(dtype.kernelCode)
         }
