@@ -21,14 +21,18 @@ extension OpCaseList {
         for (lq, lk, h, d) in [(200, 333, 2, 128), (77, 140, 3, 64), (4680, 18720, 12, 128)] {
             let what = lq == 4680 ? "DiT q[1,4680,12,128] k18720" : "q[1,\(lq),\(h),\(d)] k\(lk)"
             check("fp8Attention", what, dt, qkv(lq, lk, h, d), factor: 100) { b, t in
-                try b.fp8Attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(d).squareRoot())
+                try withFP8AttentionPath(b, .cudnn) {
+                    try b.fp8Attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(d).squareRoot())
+                }
             }
         }
         // Keys and values as a window of a larger cache (a view from token 37), as the KV cache hands them.
         check("fp8Attention", "q[1,96,2,128] k/v a view of 333 at token 37 of [1,400,2,128]", dt, qkv(96, 400, 2, 128),
               factor: 100) { b, t in
             let k = try t[1].narrowed(axis: 1, start: 37, length: 333), v = try t[2].narrowed(axis: 1, start: 37, length: 333)
-            return try b.fp8Attention(query: t[0], key: k, value: v, scale: 1 / Float(128).squareRoot())
+            return try withFP8AttentionPath(b, .cudnn) {
+                try b.fp8Attention(query: t[0], key: k, value: v, scale: 1 / Float(128).squareRoot())
+            }
         }
     }
 
@@ -87,15 +91,17 @@ extension OpCaseList {
         }
     }
 
-    /// CUDA: the DiT's self-attention shape in FP8 (amax, quantize, cuDNN's FP8 graph, O back to bf16), beside the
-    /// bf16 cases of `attentionPerf`; FLOPs as there.
+    /// CUDA: the DiT's self-attention shape in FP8 through cuDNN's FP8 graph (amax, quantize, the graph, O back to
+    /// bf16) and through Reel's Hopper FP8 kernel, beside the bf16 cases of `attentionPerf`; FLOPs as there.
     mutating func fp8AttentionPerf() {
         let (lq, lk, h, d) = (4680, 18720, 12, 128)
-        perf(.cuda, "fp8Attention", "q\(lq) k\(lk) \(h)x\(d) (DiT self, fp8)", .bf16,
+        perf(.cuda, "fp8Attention", "q\(lq) k\(lk) \(h)x\(d) (DiT self, fp8 cudnn)", .bf16,
              [InputSpec(shape: [1, lq, h, d], dtype: .bf16), InputSpec(shape: [1, lk, h, d], dtype: .bf16),
               InputSpec(shape: [1, lk, h, d], dtype: .bf16)],
              flops: 4 * Double(lq * lk * d * h), bytes: 2 * Double((2 * lq + 2 * lk) * h * d)) { b, t in
-            try b.fp8Attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(d).squareRoot())
+            try withFP8AttentionPath(b, .cudnn) {
+                try b.fp8Attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(d).squareRoot())
+            }
         }
         perf(.cuda, "fp8Attention", "q\(lq) k\(lk) \(h)x\(d) (DiT self, fp8 hopper)", .bf16,
              [InputSpec(shape: [1, lq, h, d], dtype: .bf16), InputSpec(shape: [1, lk, h, d], dtype: .bf16),
