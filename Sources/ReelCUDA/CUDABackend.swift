@@ -44,6 +44,11 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Split-key attention's part count: nil picks it by the SMs' wave fill (`attentionSplits`); a number forces
     /// it (1: never split). Starts from `tuning.attentionSplits`.
     public var attentionSplitOverride: Int?
+    /// The Hopper attention kernel's schedule for every call when set (check-ops' cases); nil: `hopperSchedule`'s rule.
+    public var hopperScheduleOverride: HopperAttentionSchedule?
+    /// The Hopper kernel's rule: split only the last wave's tiles (`HopperAttentionSchedule.filled`) or every tile.
+    /// Starts from `tuning.hopperFillLastWave`.
+    public var hopperFillLastWave: Bool
     /// The performance choices this stream was made with (`Tuning`; the CLI reads them from the environment).
     public let tuning: Tuning
     /// The device's plan caches (GEMM descriptors, cuDNN plans and refusals), shared with its other streams.
@@ -65,6 +70,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         self.tuning = tuning
         geluEpilogue = tuning.geluEpilogue
         attentionSplitOverride = tuning.attentionSplits
+        hopperFillLastWave = tuning.hopperFillLastWave
         driver = cudaDevice.driver
         try cudaDevice.makeCurrent()
         var s: CUhandle = nil

@@ -22,6 +22,10 @@ public struct Tuning: Sendable, Equatable {
     /// slower; between 512 and 18720 keys it has not been measured, and every self-attention of the DiTs at their
     /// sizes has at least 4680). `REEL_ATTN_HOPPER_MIN_KEYS`.
     public var hopperAttentionMinKeys = 8192
+    /// The Hopper kernel's calls (one batch) cut into key parts only the query tiles that would leave the last wave
+    /// part-empty, chosen by a model of the SMs' waves (`HopperAttentionSchedule.filled`); off: every tile in the
+    /// parts of cuDNN's wave-fill rule (session 17's measured schedule). `REEL_ATTN_HOPPER_FILL=1` turns it on.
+    public var hopperFillLastWave = false
     /// FP8 attention (`--attention fp8`) through Reel's Hopper FP8 kernel (`attn_sm90_d128_e4m3`) instead of cuDNN's FP8
     /// graph where it applies (an sm_90 GPU, bf16, D = 128): as fast (514 against 519 TFLOP/s, H100, session 17) and
     /// closer to bf16 (LongLive parity at head dim 128: 7.2e-2 against 1.3e-1). `REEL_ATTN_FP8_HOPPER=0` turns it off.
@@ -49,6 +53,7 @@ public struct Tuning: Sendable, Equatable {
         if let s = environment["REEL_ATTN_SPLITS"].flatMap(Int.init), s >= 1 { t.attentionSplits = s }
         if let v = environment["REEL_ATTN_HOPPER"], v == "0" || v == "1" { t.hopperAttention = v == "1" }
         if let n = environment["REEL_ATTN_HOPPER_MIN_KEYS"].flatMap(Int.init), n >= 1 { t.hopperAttentionMinKeys = n }
+        if let v = environment["REEL_ATTN_HOPPER_FILL"], v == "0" || v == "1" { t.hopperFillLastWave = v == "1" }
         if let v = environment["REEL_ATTN_FP8_HOPPER"], v == "0" || v == "1" { t.hopperFP8Attention = v == "1" }
         if let c = environment["REEL_CUDNN_CANDIDATES"].flatMap(Int.init), c >= 1 { t.cudnnConvolutionCandidates = c }
         if environment["REEL_VAE_TIME_TAPS"] == "0" { t.vaeTimeTaps = false }

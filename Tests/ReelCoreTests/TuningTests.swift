@@ -16,11 +16,14 @@ import Testing
         #expect(!off.hopperAttention && !off.hopperFP8Attention)
         let on = Tuning.fromEnvironment(["REEL_ATTN_HOPPER": "1", "REEL_ATTN_HOPPER_MIN_KEYS": "1"])
         #expect(on.hopperAttention && on.hopperAttentionMinKeys == 1)
+        #expect(Tuning.fromEnvironment(["REEL_ATTN_HOPPER_FILL": "1"]).hopperFillLastWave)
+        #expect(!Tuning.fromEnvironment(["REEL_ATTN_HOPPER_FILL": "0"]).hopperFillLastWave)
     }
 
     @Test func valuesThatDoNotParseLeaveTheDefault() {
         let t = Tuning.fromEnvironment(["REEL_ATTN_HOPPER": "yes", "REEL_ATTN_HOPPER_MIN_KEYS": "0",
-                                        "REEL_ATTN_FP8_HOPPER": "", "REEL_ATTN_SPLITS": "many"])
+                                        "REEL_ATTN_FP8_HOPPER": "", "REEL_ATTN_SPLITS": "many",
+                                        "REEL_ATTN_HOPPER_FILL": "on"])
         #expect(t == Tuning.standard)
     }
 }

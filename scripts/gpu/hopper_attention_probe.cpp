@@ -131,12 +131,12 @@ int main(int argc, char** argv) {
         CHECK(cuMemcpyHtoD(dq, q.data(), nq * 2)); CHECK(cuMemcpyHtoD(dk, k.data(), nk * 2)); CHECK(cuMemcpyHtoD(dv, v.data(), nk * 2));
         CHECK(cuMemsetD8(dout, 0xFF, nq * 2));   // NaN: rows never written show up
         CUtensorMap tq = tensor_map(dq, c.lq, c.b, c.h), tk = tensor_map(dk, c.lk, c.b, c.h), tv = tensor_map(dv, c.lk, c.b, c.h);
-        CUdeviceptr stats = 0;
-        int lq = c.lq, lk = c.lk, h = c.h, splits = 1;
+        CUdeviceptr parts = 0, stats = 0;
+        int lq = c.lq, lk = c.lk, h = c.h, whole = (c.lq + 127) / 128, splits = 1;   // every tile whole
         float scale = 1.f / std::sqrt(128.f), scale_log2 = scale * 1.4426950408889634f;
-        void* args[] = {&tq, &tk, &tv, &dout, &stats, &lq, &lk, &h, &splits, &scale_log2};
+        void* args[] = {&tq, &tk, &tv, &dout, &parts, &stats, &lq, &lk, &h, &whole, &splits, &scale_log2};
         auto launch = [&] {
-            CHECK(cuLaunchKernel(fn, (c.lq + 127) / 128, c.h, c.b, 384, 1, 1, shared, 0, args, nullptr));
+            CHECK(cuLaunchKernel(fn, whole * c.h * c.b, 1, 1, 384, 1, 1, shared, 0, args, nullptr));
         };
         launch();
         CHECK(cuCtxSynchronize());

@@ -13,8 +13,11 @@
 // (stride between 8-row groups 1024 bytes); V, read MN-major, steps 2048 bytes (16 keys) per k16, its two d-atoms
 // one tile apart (leading byte offset), 8-key groups 1024 bytes apart (stride byte offset).
 // Keys past the range (the tile's tail, zero-filled by TMA past Lk) are masked to -inf; query rows past Lq are
-// computed on zeros and not stored. With `splits` > 1 (B = 1) blockIdx.z picks a key range of Lk / splits and the
-// CTA writes its part and the part's log-sum-exp for attn_merge_v8 (attention.cu).
+// computed on zeros and not stored. The bf16 kernel's CTAs are units of a schedule (hopper_unit below): each head's
+// first `whole` query tiles take all the keys and write o; for B = 1 the later tiles may be cut into `splits` key
+// ranges of Lk / splits, each unit writing its part and the part's log-sum-exp for attn_merge_v8 (attention.cu),
+// so that the last wave is filled with short units instead of every tile paying for a split.
+// The FP8 kernel: with `splits` > 1 (B = 1) blockIdx.z picks a key range of Lk / splits.
 #include "common.cuh"
 
 // CUtensorMap: 128 opaque bytes, made on the host by cuTensorMapEncodeTiled.
@@ -270,12 +273,36 @@ __device__ __forceinline__ void pack_p(const float (&sc)[64], u32 (&p)[32]) {
     }
 }
 
-// Grid: (ceil(Lq / 128), H, B * splits); 384 threads; SMEM_BYTES of dynamic shared memory. `scale_log2` is the
-// softmax scale times log2(e). Unsplit: o is [B, Lq, H, 128]. Split: o is the parts [splits, Lq, H, 128] and
-// stats [splits, H, Lq] the parts' natural-log log-sum-exp of the scaled scores.
+// One CTA's work in the bf16 kernel's schedule. With T = ceil(Lq / 128) query tiles a head, the grid's first
+// B * H * whole units are whole tiles in the order (batch, head, tile) - the tile fastest, so that the CTAs running
+// at once share few heads' keys in L2 -; the remaining H * (T - whole) * splits units (B = 1, splits > 1) are the
+// later tiles' key parts in the order (part, head, tile). `whole` = T and splits = 1 is the plain grid; `whole` = 0
+// is every tile split.
+struct HopperUnit { int b, h, mtile, split, kBegin, kEnd; bool part; };
+
+__device__ __forceinline__ HopperUnit hopper_unit(int u, int units, int Lq, int Lk, int H, int whole, int splits) {
+    const int mtiles = (Lq + BM - 1) / BM, tailTiles = mtiles - whole;
+    const int wholeUnits = units - (splits > 1 ? H * tailTiles * splits : 0);
+    HopperUnit w;
+    if (u < wholeUnits) {
+        const int perBatch = H * whole, r = u % perBatch;
+        w.b = u / perBatch; w.h = r / whole; w.mtile = r % whole; w.split = 0; w.kBegin = 0; w.kEnd = Lk; w.part = false;
+    } else {
+        const int v = u - wholeUnits, t = v % (H * tailTiles), part = Lk / splits;
+        w.b = 0; w.split = v / (H * tailTiles); w.h = t / tailTiles; w.mtile = whole + t % tailTiles;
+        w.kBegin = w.split * part; w.kEnd = w.kBegin + part; w.part = true;
+    }
+    return w;
+}
+
+// Grid: (units of the schedule above, 1, 1); 384 threads; SMEM_BYTES of dynamic shared memory. `scale_log2` is the
+// softmax scale times log2(e). Whole tiles write o [B, Lq, H, 128]; parts write `parts` [splits, Lq - 128 * whole, H,
+// 128] and `stats` [splits, H, Lq - 128 * whole], the parts' natural-log log-sum-exp of the scaled scores (rows
+// counted from the first split tile's).
 extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_bf16(
         const __grid_constant__ TmaMap tq, const __grid_constant__ TmaMap tk, const __grid_constant__ TmaMap tv,
-        u16* __restrict__ o, float* __restrict__ stats, int Lq, int Lk, int H, int splits, float scale_log2) {
+        u16* __restrict__ o, u16* __restrict__ parts, float* __restrict__ stats, int Lq, int Lk, int H, int whole,
+        int splits, float scale_log2) {
     extern __shared__ unsigned char smem_raw[];
     const u32 raw = smem_addr(smem_raw);
     const u32 sQ = (raw + 1023) & ~1023u;
@@ -284,9 +311,9 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_bf16(
     const u32 barQ = bars, fullK = bars + 8, fullV = fullK + 8 * STAGES, emptyK = fullV + 8 * STAGES, emptyV = emptyK + 8 * STAGES;
 
     const int tid = threadIdx.x;
-    const int mtile = blockIdx.x, h = blockIdx.y, b = blockIdx.z / splits, split = blockIdx.z % splits;
-    const int part = Lk / splits, kBegin = split * part, kEnd = kBegin + part;
-    const int tiles = (part + BN - 1) / BN;
+    const HopperUnit w = hopper_unit(blockIdx.x, gridDim.x, Lq, Lk, H, whole, splits);
+    const int mtile = w.mtile, h = w.h, b = w.b, kBegin = w.kBegin, kEnd = w.kEnd;
+    const int tiles = (kEnd - kBegin + BN - 1) / BN;
 
     if (tid == 0) {
         mbar_init(barQ, 1);
@@ -389,18 +416,20 @@ extern "C" __global__ void __launch_bounds__(384, 1) attn_sm90_d128_bf16(
     l1 += __shfl_xor_sync(0xffffffff, l1, 2);
     const float inv0 = 1.f / l0, inv1 = 1.f / l1;
     const int r0 = mtile * BM + wg * 64 + warp * 16 + lane / 4, r1 = r0 + 8;
-    // Unsplit: batch b's rows; split (B = 1): part `split`'s rows.
-    const i64 rowBase = splits > 1 ? (i64)split * Lq : (i64)b * Lq;
+    // A whole tile: batch b's rows of o; a part: part `split`'s rows of `parts`, counted from the first split tile.
+    const int rowStart = w.part ? whole * BM : 0, rows = Lq - rowStart;
+    const i64 rowBase = w.part ? (i64)w.split * rows - rowStart : (i64)b * Lq;
+    u16* const dst = w.part ? parts : o;
     #pragma unroll
     for (int i = 0; i < 64; i += 4) {
         const int d = 8 * (i / 4) + 2 * (lane % 4);
-        if (r0 < Lq) *(u32*)(o + ((rowBase + r0) * H + h) * HD + d) = pack_bf16x2(acc[i] * inv0, acc[i + 1] * inv0);
-        if (r1 < Lq) *(u32*)(o + ((rowBase + r1) * H + h) * HD + d) = pack_bf16x2(acc[i + 2] * inv1, acc[i + 3] * inv1);
+        if (r0 < Lq) *(u32*)(dst + ((rowBase + r0) * H + h) * HD + d) = pack_bf16x2(acc[i] * inv0, acc[i + 1] * inv0);
+        if (r1 < Lq) *(u32*)(dst + ((rowBase + r1) * H + h) * HD + d) = pack_bf16x2(acc[i + 2] * inv1, acc[i + 3] * inv1);
     }
-    if (splits > 1 && lane % 4 == 0) {
+    if (w.part && lane % 4 == 0) {
         const float ln2 = 0.69314718055994531f;
-        if (r0 < Lq) stats[((i64)split * H + h) * Lq + r0] = (m0 + log2f(l0)) * ln2;
-        if (r1 < Lq) stats[((i64)split * H + h) * Lq + r1] = (m1 + log2f(l1)) * ln2;
+        if (r0 < Lq) stats[((i64)w.split * H + h) * rows + r0 - rowStart] = (m0 + log2f(l0)) * ln2;
+        if (r1 < Lq) stats[((i64)w.split * H + h) * rows + r1 - rowStart] = (m1 + log2f(l1)) * ln2;
     }
 }
 

@@ -86,24 +86,44 @@ extension CUDABackend {
 
 extension CUDABackend {
     /// Reel's Hopper attention (Kernels/attention_sm90.cu) on contiguous bf16 [B, L, H, 128] tensors: TMA
-    /// descriptors for q, k and v, then one launch; for B = 1 the keys are cut into parts by the same wave-fill rule
-    /// as cuDNN's (128-query tiles a head), the parts merged by `attn_merge_v8`.
+    /// descriptors for q, k and v, then one launch over the units of `hopperSchedule`; the key parts of split tiles
+    /// (B = 1) merged by `attn_merge_v8` into their rows of `out`.
     func hopperAttention(b: Int, lq: Int, lk: Int, h: Int, q: UInt64, k: UInt64, v: UInt64, out: Tensor, scale: Float) throws {
-        let splits = b == 1 ? attentionSplits(lq: lq, lk: lk, heads: h) : 1
+        let schedule = b == 1 ? hopperSchedule(lq: lq, lk: lk, heads: h) : .plain(lq: lq)
         let (tq, tk, tv) = (try tensorMap(q, rows: lq, batch: b, heads: h), try tensorMap(k, rows: lk, batch: b, heads: h),
                             try tensorMap(v, rows: lk, batch: b, heads: h))
-        let parts = splits > 1 ? try allocate([splits, lq, h, 128], dtype: .bf16) : out
-        let stats = splits > 1 ? try allocate([splits, h, lq], dtype: .f32) : nil
+        let rows = schedule.splitRows(lq: lq)
+        let parts = rows > 0 ? try allocate([schedule.splits, rows, h, 128], dtype: .bf16) : nil
+        let stats = rows > 0 ? try allocate([schedule.splits, h, rows], dtype: .f32) : nil
         let po = try arg(parts, "attention"), ps = try arg(stats, "attention"), final = try arg(out, "attention")
         // Alignment slack, Q, room for 3 stages of K and V (the kernel's STAGES is 2 or 3; one CTA an SM either way), barriers.
         let shared = 1024 + 128 * 128 * 2 + 6 * 128 * 128 * 2 + 128
-        try launch("attention_sm90", "attn_sm90_d128_bf16", grid: ((lq + 127) / 128, h, b * splits), block: (384, 1, 1),
-                   sharedBytes: shared) { a in
-            a.add(tq); a.add(tk); a.add(tv); a.add(po); a.add(ps)
-            a.add(Int32(lq)); a.add(Int32(lk)); a.add(Int32(h)); a.add(Int32(splits)); a.add(scale * 1.4426950408889634)
+        try launch("attention_sm90", "attn_sm90_d128_bf16", grid: (schedule.units(lq: lq, heads: h, batch: b), 1, 1),
+                   block: (384, 1, 1), sharedBytes: shared) { a in
+            a.add(tq); a.add(tk); a.add(tv); a.add(final); a.add(po); a.add(ps)
+            a.add(Int32(lq)); a.add(Int32(lk)); a.add(Int32(h)); a.add(Int32(schedule.wholeTiles)); a.add(Int32(schedule.splits))
+            a.add(scale * 1.4426950408889634)
         }
-        guard splits > 1 else { return }
-        try mergeKeyParts(parts: po, stats: ps, into: final, lq: lq, h: h, splits: splits)
+        guard rows > 0 else { return }
+        try mergeKeyParts(parts: po, stats: ps, into: final + UInt64(schedule.firstSplitRow * h * 128 * 2), lq: rows, h: h,
+                          splits: schedule.splits)
+    }
+
+    /// The Hopper kernel's schedule for one batch: `hopperScheduleOverride` when set; every tile in the parts
+    /// `REEL_ATTN_SPLITS` forces; with `hopperFillLastWave` the schedule of the shortest predicted time
+    /// (`HopperAttentionSchedule.filled`, kept per shape); else every tile in the parts of the wave-fill rule.
+    func hopperSchedule(lq: Int, lk: Int, heads: Int) -> HopperAttentionSchedule {
+        if let forced = hopperScheduleOverride { return forced }
+        if attentionSplitOverride != nil || !hopperFillLastWave {
+            return .everyTileSplit(lq: lq, splits: attentionSplits(lq: lq, lk: lk, heads: heads))
+        }
+        let key = HopperScheduleKey(lq: lq, lk: lk, heads: heads)
+        plans.scheduleLock.lock()
+        defer { plans.scheduleLock.unlock() }
+        if let known = plans.hopperSchedules[key] { return known }
+        let made = HopperAttentionSchedule.filled(lq: lq, lk: lk, heads: heads, sms: cudaDevice.info.multiprocessors)
+        plans.hopperSchedules[key] = made
+        return made
     }
 
     /// The key parts of a split attention (bf16 [splits, Lq, H, 128], each part's log-sum-exp [splits, H, Lq]) merged

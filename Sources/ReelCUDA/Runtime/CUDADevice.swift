@@ -185,6 +185,13 @@ final class CUDAPlanCache: @unchecked Sendable {
     var cudnnConvRefused: Set<CuDNNConvPlan.Key> = []
     /// Shapes cuDNN refused, with its reason.
     var cudnnRefusals: [String] = []
+    let scheduleLock = NSLock()
+    /// The Hopper attention kernel's schedules by shape (`CUDABackend.hopperSchedule`).
+    var hopperSchedules: [HopperScheduleKey: HopperAttentionSchedule] = [:]
+}
+
+struct HopperScheduleKey: Hashable {
+    let lq: Int, lk: Int, heads: Int
 }
 
 /// Narrow convolution filters and biases padded with zeros, one copy per tensor while it lives (a weak

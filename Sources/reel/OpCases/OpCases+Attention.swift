@@ -84,6 +84,22 @@ extension OpCaseList {
                 }
             }
         }
+        // Whole tiles first, the later ones in key parts (HopperAttentionSchedule): a cut last tile among the parts,
+        // parts not a multiple of 128 keys, the schedule the fill rule picks for the DiT's shape on 132 SMs.
+        let dit = HopperAttentionSchedule.filled(lq: 4680, lk: 18720, heads: 12, sms: 132)
+        let scheduled: [(lq: Int, lk: Int, h: Int, schedule: HopperAttentionSchedule)] = [
+            (200, 4096, 2, .init(wholeTiles: 1, splits: 2)), (300, 1500, 3, .init(wholeTiles: 2, splits: 3)),
+            (640, 2048, 2, .init(wholeTiles: 3, splits: 4)), (4680, 18720, 12, dit)]
+        for (lq, lk, h, schedule) in scheduled {
+            check("attention", "q[1,\(lq),\(h),128] k\(lk) (hopper, \(schedule))", .bf16, qkv(1, lq, lk, h), factor: 10,
+                  arch: "sm_90") { bk, t in
+                try withAttentionPath(bk, .hopper) {
+                    try withCUDASetting(bk, \.hopperScheduleOverride, schedule) {
+                        try bk.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(128).squareRoot(), bias: nil)
+                    }
+                }
+            }
+        }
     }
 
     mutating func attentionPerf() {
@@ -114,6 +130,22 @@ extension OpCaseList {
                  flops: 4 * Double(lq * lk * d * h), bytes: 2 * Double((2 * lq + 2 * lk) * h * d)) { b, t in
                 try withAttentionPath(b, path) {
                     try b.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(d).squareRoot(), bias: nil)
+                }
+            }
+        }
+        // The Hopper kernel's two schedules (every tile split by the wave-fill rule; only the last wave's tiles) at the
+        // self-attention shapes of the 1.3B, the 14B (40 heads) and LongLive 2.0's 5B (7040 queries, 35200 keys, 24 heads).
+        for (lq, lk, h, what) in [(4680, 18720, 12, "1.3B self"), (4680, 18720, 40, "14B self"), (7040, 35200, 24, "5B self")] {
+            for fill in [false, true] {
+                perf(.cuda, "attention", "q\(lq) k\(lk) \(h)x128 (\(what), hopper, \(fill ? "last wave split" : "every tile split"))",
+                     .bf16, [InputSpec(shape: [1, lq, h, 128], dtype: .bf16), InputSpec(shape: [1, lk, h, 128], dtype: .bf16),
+                             InputSpec(shape: [1, lk, h, 128], dtype: .bf16)],
+                     flops: 4 * Double(lq * lk * 128 * h), bytes: 2 * Double((2 * lq + 2 * lk) * h * 128)) { b, t in
+                    try withAttentionPath(b, .hopper) {
+                        try withCUDASetting(b, \.hopperFillLastWave, fill) {
+                            try b.attention(query: t[0], key: t[1], value: t[2], scale: 1 / Float(128).squareRoot(), bias: nil)
+                        }
+                    }
                 }
             }
         }
