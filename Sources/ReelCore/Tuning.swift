@@ -24,8 +24,11 @@ public struct Tuning: Sendable, Equatable {
     public var hopperAttentionMinKeys = 8192
     /// The Hopper kernel's calls (one batch) cut into key parts only the query tiles that would leave the last wave
     /// part-empty, chosen by a model of the SMs' waves (`HopperAttentionSchedule.filled`); off: every tile in the
-    /// parts of cuDNN's wave-fill rule (session 17's measured schedule). `REEL_ATTN_HOPPER_FILL=1` turns it on.
-    public var hopperFillLastWave = false
+    /// parts of cuDNN's wave-fill rule. H100, session 18 (bench-ops, the same call): 674 against 650 TFLOP/s at the
+    /// 1.3B's 4680 x 18720 x 12 heads, 623 against 628 at the 14B's 40 heads (within the run-to-run spread of ~2%),
+    /// the 5B's shape the same schedule either way; `reel bench` 1.3B end to end 34.2 against 33.5 FPS.
+    /// `REEL_ATTN_HOPPER_FILL=0` turns it off.
+    public var hopperFillLastWave = true
     /// FP8 attention (`--attention fp8`) through Reel's Hopper FP8 kernel (`attn_sm90_d128_e4m3`) instead of cuDNN's FP8
     /// graph where it applies (an sm_90 GPU, bf16, D = 128): as fast (514 against 519 TFLOP/s, H100, session 17) and
     /// closer to bf16 (LongLive parity at head dim 128: 7.2e-2 against 1.3e-1). `REEL_ATTN_FP8_HOPPER=0` turns it off.

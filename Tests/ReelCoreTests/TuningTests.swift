@@ -9,6 +9,7 @@ import Testing
         // The Hopper attention kernels are on by default (measured faster on an H100, session 17), for long keys only.
         #expect(Tuning.standard.hopperAttention && Tuning.standard.hopperFP8Attention)
         #expect(Tuning.standard.hopperAttentionMinKeys == 8192)
+        #expect(Tuning.standard.hopperFillLastWave)   // measured on an H100, session 18
     }
 
     @Test func hopperSwitchesTurnOffAndOn() {
@@ -23,7 +24,7 @@ import Testing
     @Test func valuesThatDoNotParseLeaveTheDefault() {
         let t = Tuning.fromEnvironment(["REEL_ATTN_HOPPER": "yes", "REEL_ATTN_HOPPER_MIN_KEYS": "0",
                                         "REEL_ATTN_FP8_HOPPER": "", "REEL_ATTN_SPLITS": "many",
-                                        "REEL_ATTN_HOPPER_FILL": "on"])
+                                        "REEL_ATTN_HOPPER_FILL": "off"])
         #expect(t == Tuning.standard)
     }
 }

@@ -215,29 +215,35 @@ __device__ __forceinline__ uint2 q8x8(const float* v, float inv, int fmt) {
 // values; all loads issued before the first use); f32 rows are read again from memory (L1) at each
 // `get`. Keeping the row unpacked (64 floats per lane) took ~110 registers, 2 blocks of 256 per SM,
 // and the row norms ran at 0.4 of the copy rate against 0.93 for the elementwise kernels.
-struct RowV8 {
+// A row of C = 8 nv values (16-byte aligned) held by a group of S threads - a warp (S = 32, rows of C <= 2048) or a
+// block of S = 128 threads (rows of C <= 8192, one row a block) -, thread t of the group holding vectors t, t + S, ...
+// (at most 8), read once. `group_sum` / `group_max` reduce over the group (for S > 32 through shared memory: every
+// thread of the block must call them).
+template <int S>
+struct RowVec8 {
     uint4 raw[8];
     const void* x;
     i64 base8;
     int nv, lane, dt;
 
-    __device__ __forceinline__ RowV8(const void* x_, i64 base8_, int nv_, int lane_, int dt_)
+    __device__ __forceinline__ RowVec8(const void* x_, i64 base8_, int nv_, int lane_, int dt_)
         : x(x_), base8(base8_), nv(nv_), lane(lane_), dt(dt_) {
         if (dt != DT_F32) {
             #pragma unroll
             for (int i = 0; i < 8; i++) {
-                int vi = lane + 32 * i;
+                int vi = lane + S * i;
                 raw[i] = vi < nv ? __ldg((const uint4*)x + base8 + vi) : make_uint4(0, 0, 0, 0);
             }
         }
     }
-    __device__ __forceinline__ bool has(int i) const { return lane + 32 * i < nv; }
+    __device__ __forceinline__ int vec(int i) const { return lane + S * i; }
+    __device__ __forceinline__ bool has(int i) const { return lane + S * i < nv; }
     // Vector i (has(i)) as 8 floats.
     __device__ __forceinline__ void get(int i, float* v) const {
-        if (dt == DT_F32) load8(x, base8 + lane + 32 * i, DT_F32, v);
+        if (dt == DT_F32) load8(x, base8 + lane + S * i, DT_F32, v);
         else unpack8(raw[i], dt, v);
     }
-    // The lane's sum of its values (of their squares when `squares`; of (v - centre)^2 when
+    // The thread's sum of its values (of their squares when `squares`; of (v - centre)^2 when
     // `centre` is given with squares).
     __device__ __forceinline__ float sum(bool squares, float centre = 0.f) const {
         float s = 0.f;
@@ -253,3 +259,26 @@ struct RowV8 {
         return s;
     }
 };
+typedef RowVec8<32> RowV8;
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// The sum (max) over a row group of S threads (see RowVec8).
+template <int S, bool MAX>
+__device__ __forceinline__ float group_reduce(float v) {
+    v = MAX ? warp_max(v) : warp_sum(v);
+    if (S == 32) return v;
+    __shared__ float partial[S / 32];
+    __syncthreads();   // an earlier reduction's reads are done
+    if ((threadIdx.x & 31) == 0) partial[threadIdx.x / 32] = v;
+    __syncthreads();
+    float t = partial[0];
+    #pragma unroll
+    for (int i = 1; i < S / 32; i++) t = MAX ? fmaxf(t, partial[i]) : t + partial[i];
+    return t;
+}
+template <int S> __device__ __forceinline__ float group_sum(float v) { return group_reduce<S, false>(v); }
+template <int S> __device__ __forceinline__ float group_max(float v) { return group_reduce<S, true>(v); }

@@ -11,11 +11,13 @@
 // (the latent frame). scale and shift are [G, 1, C] (stride C) or [1, 1, C] (stride 0), each on its
 // own. Statistics in float32, two passes (mean, then centred squares) as LayerNorm does.
 
-// Rows of 256 <= C <= 2048, C a multiple of 8, 16-byte aligned: the row is read once into registers
-// (8 vectors of 8 per lane at most) and written once. `ModulatedRow` is the warp's row: its
-// statistics, then vector i of the output on demand (scale and shift read from L1).
+// Rows of C a multiple of 8, 16-byte aligned, held by a row group of S threads (RowVec8: a warp for 256 <= C <= 2048,
+// the `_wide` kernels a block of 128 threads a row for C <= 8192): the row is read once into registers and written
+// once. `ModulatedRow` is the group's row: its statistics, then vector i of the output on demand (scale and shift
+// read from L1).
+template <int S>
 struct ModulatedRow {
-    RowV8 r;
+    RowVec8<S> r;
     const void* scale;
     const void* shift;
     i64 sc8, sh8;
@@ -28,14 +30,14 @@ struct ModulatedRow {
         // The modulation vectors of this row's frame, in units of 8 elements (C % 8 == 0).
         const i64 g = row / R;
         sc8 = g * scaleStride / 8; sh8 = g * shiftStride / 8;
-        mean = warp_sum(r.sum(false)) / C;
-        rstd = rsqrtf(warp_sum(r.sum(true, mean)) / C + eps);
+        mean = group_sum<S>(r.sum(false)) / C;
+        rstd = rsqrtf(group_sum<S>(r.sum(true, mean)) / C + eps);
     }
     __device__ __forceinline__ bool has(int i) const { return r.has(i); }
-    __device__ __forceinline__ i64 index(int i) const { return r.base8 + r.lane + 32 * i; }
+    __device__ __forceinline__ i64 index(int i) const { return r.base8 + r.vec(i); }
     // Output vector i (has(i)) as 8 floats.
     __device__ __forceinline__ void get(int i, float* o) const {
-        int vi = r.lane + 32 * i;
+        int vi = r.vec(i);
         float v[8], sc[8], sh[8];
         r.get(i, v);
         load8(scale, sc8 + vi, dtsc, sc);
@@ -45,13 +47,11 @@ struct ModulatedRow {
     }
 };
 
-extern "C" __global__ void __launch_bounds__(256) mod_layer_norm_v8(
-    const void* __restrict__ x, const void* __restrict__ scale, const void* __restrict__ shift, void* __restrict__ y,
-    i64 rows, int R, int C, i64 scaleStride, i64 shiftStride, float eps, int dtx, int dtsc, int dtsh, int dty) {
-    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    int lane = threadIdx.x & 31;
-    if (row >= rows) return;
-    ModulatedRow m(x, scale, shift, row, R, C, scaleStride, shiftStride, eps, lane, dtx, dtsc, dtsh);
+template <int S>
+__device__ __forceinline__ void mod_layer_norm_row(const void* x, const void* scale, const void* shift, void* y, i64 row, int lane,
+                                                   int R, int C, i64 scaleStride, i64 shiftStride, float eps,
+                                                   int dtx, int dtsc, int dtsh, int dty) {
+    ModulatedRow<S> m(x, scale, shift, row, R, C, scaleStride, shiftStride, eps, lane, dtx, dtsc, dtsh);
     #pragma unroll
     for (int i = 0; i < 8; i++) {
         if (m.has(i)) {
@@ -62,6 +62,21 @@ extern "C" __global__ void __launch_bounds__(256) mod_layer_norm_v8(
     }
 }
 
+extern "C" __global__ void __launch_bounds__(256) mod_layer_norm_v8(
+    const void* __restrict__ x, const void* __restrict__ scale, const void* __restrict__ shift, void* __restrict__ y,
+    i64 rows, int R, int C, i64 scaleStride, i64 shiftStride, float eps, int dtx, int dtsc, int dtsh, int dty) {
+    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return;
+    mod_layer_norm_row<32>(x, scale, shift, y, row, threadIdx.x & 31, R, C, scaleStride, shiftStride, eps, dtx, dtsc, dtsh, dty);
+}
+
+// 128 threads; grid: one block a row.
+extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_wide_v8(
+    const void* __restrict__ x, const void* __restrict__ scale, const void* __restrict__ shift, void* __restrict__ y,
+    i64 rows, int R, int C, i64 scaleStride, i64 shiftStride, float eps, int dtx, int dtsc, int dtsh, int dty) {
+    mod_layer_norm_row<128>(x, scale, shift, y, blockIdx.x, threadIdx.x, R, C, scaleStride, shiftStride, eps, dtx, dtsc, dtsh, dty);
+}
+
 // mod_layer_norm_v8 with its rows quantized for an FP8 or INT8 GEMM: each output value rounded to
 // `dtr` (the dtype the plain op writes), then the row's max |value| gives the scale and the values go
 // out as `fmt` codes (quantize_rows's arithmetic), so the codes and scales are those of the two
@@ -70,14 +85,11 @@ extern "C" __global__ void __launch_bounds__(256) mod_layer_norm_v8(
 __device__ __forceinline__ float round_to(int dt, float v) {
     return dt == DT_BF16 ? bf16_to_f32(f32_to_bf16(v)) : dt == DT_F16 ? f16_to_f32(f32_to_f16(v)) : v;
 }
-extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_quantized_v8(
-    const void* __restrict__ x, const void* __restrict__ scale, const void* __restrict__ shift,
-    unsigned char* __restrict__ q, float* __restrict__ qscales,
-    i64 rows, int R, int C, i64 scaleStride, i64 shiftStride, float eps, int dtx, int dtsc, int dtsh, int dtr, int fmt) {
-    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    int lane = threadIdx.x & 31;
-    if (row >= rows) return;
-    ModulatedRow m(x, scale, shift, row, R, C, scaleStride, shiftStride, eps, lane, dtx, dtsc, dtsh);
+template <int S>
+__device__ __forceinline__ void mod_layer_norm_quantized_row(
+    const void* x, const void* scale, const void* shift, unsigned char* q, float* qscales, i64 row, int lane,
+    int R, int C, i64 scaleStride, i64 shiftStride, float eps, int dtx, int dtsc, int dtsh, int dtr, int fmt) {
+    ModulatedRow<S> m(x, scale, shift, row, R, C, scaleStride, shiftStride, eps, lane, dtx, dtsc, dtsh);
     float amax = 0.f;
     #pragma unroll
     for (int i = 0; i < 8; i++) {
@@ -88,7 +100,7 @@ extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_quantized_v8(
             for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(round_to(dtr, o[e])));
         }
     }
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    amax = group_max<S>(amax);
     const float qm = q_max(fmt), inv = amax > 0.f ? qm / amax : 1.f;
     if (lane == 0) qscales[row] = amax > 0.f ? amax / qm : 1.f;
     #pragma unroll
@@ -101,6 +113,25 @@ extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_quantized_v8(
             ((uint2*)q)[m.index(i)] = q8x8(o, inv, fmt);
         }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_quantized_v8(
+    const void* __restrict__ x, const void* __restrict__ scale, const void* __restrict__ shift,
+    unsigned char* __restrict__ q, float* __restrict__ qscales,
+    i64 rows, int R, int C, i64 scaleStride, i64 shiftStride, float eps, int dtx, int dtsc, int dtsh, int dtr, int fmt) {
+    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return;
+    mod_layer_norm_quantized_row<32>(x, scale, shift, q, qscales, row, threadIdx.x & 31, R, C, scaleStride, shiftStride, eps,
+                                     dtx, dtsc, dtsh, dtr, fmt);
+}
+
+// 128 threads; grid: one block a row.
+extern "C" __global__ void __launch_bounds__(128) mod_layer_norm_quantized_wide_v8(
+    const void* __restrict__ x, const void* __restrict__ scale, const void* __restrict__ shift,
+    unsigned char* __restrict__ q, float* __restrict__ qscales,
+    i64 rows, int R, int C, i64 scaleStride, i64 shiftStride, float eps, int dtx, int dtsc, int dtsh, int dtr, int fmt) {
+    mod_layer_norm_quantized_row<128>(x, scale, shift, q, qscales, blockIdx.x, threadIdx.x, R, C, scaleStride, shiftStride, eps,
+                                      dtx, dtsc, dtsh, dtr, fmt);
 }
 
 // Any C and alignment: three passes over the row (the second and third hit L1).
@@ -193,19 +224,19 @@ extern "C" __global__ void rope_table_v1(double2* __restrict__ table, int frames
     table[i] = make_double2(cs, sn);
 }
 
-extern "C" __global__ void __launch_bounds__(256) rms_norm_rope_v8(
-    const void* __restrict__ x, const void* __restrict__ w, void* __restrict__ y, i64 rows, int L, int C, int D,
-    int gridH, int gridW, const double2* __restrict__ table, int frames, int pt, int ph, int pw, float eps,
-    int dtx, int dtw, int dty) {
-    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    int lane = threadIdx.x & 31;
-    if (row >= rows) return;
+// The row's RMSNorm then RoPE, held by a row group of S threads (rms_norm_rope_v8: a warp a row, C <= 2048;
+// rms_norm_rope_wide_v8: a block of 128 threads a row, C <= 8192). Thread t's vectors t + S i start at element
+// 8 t + 8 S i, the same offset in a head for every i (D divides 256), so it rotates the same 4 pairs in each.
+template <int S>
+__device__ __forceinline__ void rms_norm_rope_row(
+    const void* x, const void* w, void* y, i64 row, int lane, int L, int C, int D, int gridH, int gridW,
+    const double2* table, int frames, int pt, int ph, int pw, float eps, int dtx, int dtw, int dty) {
     const int nv = C / 8;
     const i64 base8 = row * nv;
-    RowV8 r(x, base8, nv, lane, dtx);
-    float inv = rsqrtf(warp_sum(r.sum(true)) / C + eps);
+    RowVec8<S> r(x, base8, nv, lane, dtx);
+    float inv = rsqrtf(group_sum<S>(r.sum(true)) / C + eps);
 
-    // This lane's 4 pairs j0 .. j0+3 of a head, and the token's (frame, row, column).
+    // This thread's 4 pairs j0 .. j0+3 of a head, and the token's (frame, row, column).
     const i64 token = row % L;
     const i64 f = token / ((i64)gridH * gridW), hw = token % ((i64)gridH * gridW);
     const int j0 = ((8 * lane) % D) / 2;
@@ -222,7 +253,7 @@ extern "C" __global__ void __launch_bounds__(256) rms_norm_rope_v8(
     }
     #pragma unroll
     for (int i = 0; i < 8; i++) {
-        int vi = lane + 32 * i;
+        int vi = r.vec(i);
         if (vi < nv) {
             float v[8], wv[8], o[8];
             r.get(i, v);
@@ -238,6 +269,23 @@ extern "C" __global__ void __launch_bounds__(256) rms_norm_rope_v8(
             store8(y, base8 + vi, dty, o);
         }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(256) rms_norm_rope_v8(
+    const void* __restrict__ x, const void* __restrict__ w, void* __restrict__ y, i64 rows, int L, int C, int D,
+    int gridH, int gridW, const double2* __restrict__ table, int frames, int pt, int ph, int pw, float eps,
+    int dtx, int dtw, int dty) {
+    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return;
+    rms_norm_rope_row<32>(x, w, y, row, threadIdx.x & 31, L, C, D, gridH, gridW, table, frames, pt, ph, pw, eps, dtx, dtw, dty);
+}
+
+// 128 threads; grid: one block a row.
+extern "C" __global__ void __launch_bounds__(128) rms_norm_rope_wide_v8(
+    const void* __restrict__ x, const void* __restrict__ w, void* __restrict__ y, i64 rows, int L, int C, int D,
+    int gridH, int gridW, const double2* __restrict__ table, int frames, int pt, int ph, int pw, float eps,
+    int dtx, int dtw, int dty) {
+    rms_norm_rope_row<128>(x, w, y, blockIdx.x, threadIdx.x, L, C, D, gridH, gridW, table, frames, pt, ph, pw, eps, dtx, dtw, dty);
 }
 
 // Rows of x [rows, K] as 8-bit codes with a float32 scale each (Backend.quantizeRows), `fmt` FP8 E4M3

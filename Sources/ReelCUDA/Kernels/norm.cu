@@ -35,23 +35,22 @@ extern "C" __global__ void row_norm(const void* x, const void* w, const void* b,
     }
 }
 
-// Rows of C <= 2048 (C a multiple of 8), 16-byte aligned: the row is read once into registers
-// (8 vectors of 8 per lane at most) and written once, instead of three passes over memory.
+// Rows of C a multiple of 8, 16-byte aligned, held by a row group of S threads (RowVec8): a warp for C <= 2048
+// (row_norm_v8, a warp a row), a block of 128 threads for C <= 8192 (row_norm_wide_v8, a block a row: the 14B's
+// 5120, the 5B's 3072). The row is read once into registers and written once, instead of three passes over memory.
 // act = 1 applies SiLU to the result (the Wan VAE's 384-channel norms, which all feed one).
-extern "C" __global__ void __launch_bounds__(256) row_norm_v8(const void* x, const void* w, const void* b, void* y, i64 rows, int C,
-                                       float eps, float scale, int mode, int act, int dtx, int dtw, int dtb, int dty) {
-    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    int lane = threadIdx.x & 31;
-    if (row >= rows) return;
+template <int S>
+__device__ __forceinline__ void row_norm_row(const void* x, const void* w, const void* b, void* y, i64 row, int lane, int C,
+                                             float eps, float scale, int mode, int act, int dtx, int dtw, int dtb, int dty) {
     const int nv = C / 8;
     const i64 base8 = row * nv;
-    RowV8 r(x, base8, nv, lane, dtx);
-    float mean = mode == N_LAYER ? warp_sum(r.sum(false)) / C : 0.f;
-    float ss = warp_sum(r.sum(true, mean));
+    RowVec8<S> r(x, base8, nv, lane, dtx);
+    float mean = mode == N_LAYER ? group_sum<S>(r.sum(false)) / C : 0.f;
+    float ss = group_sum<S>(r.sum(true, mean));
     float inv = mode == N_L2 ? scale / fmaxf(sqrtf(ss), eps) : rsqrtf(ss / C + eps);
     #pragma unroll
     for (int i = 0; i < 8; i++) {
-        int vi = lane + 32 * i;
+        int vi = r.vec(i);
         if (vi < nv) {
             float v[8], o[8], wv[8], bv[8];
             r.get(i, v);
@@ -67,6 +66,19 @@ extern "C" __global__ void __launch_bounds__(256) row_norm_v8(const void* x, con
             store8(y, base8 + vi, dty, o);
         }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(256) row_norm_v8(const void* x, const void* w, const void* b, void* y, i64 rows, int C,
+                                       float eps, float scale, int mode, int act, int dtx, int dtw, int dtb, int dty) {
+    i64 row = (i64)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return;
+    row_norm_row<32>(x, w, b, y, row, threadIdx.x & 31, C, eps, scale, mode, act, dtx, dtw, dtb, dty);
+}
+
+// 128 threads; grid: one block a row.
+extern "C" __global__ void __launch_bounds__(128) row_norm_wide_v8(const void* x, const void* w, const void* b, void* y, i64 rows,
+                                       int C, float eps, float scale, int mode, int act, int dtx, int dtw, int dtb, int dty) {
+    row_norm_row<128>(x, w, b, y, blockIdx.x, threadIdx.x, C, eps, scale, mode, act, dtx, dtw, dtb, dty);
 }
 
 // The Wan VAE's channel L2 norm on narrow rows (C a multiple of 8, at most 256: 96, 192 in the VAE),

@@ -174,10 +174,12 @@ extension CUDABackend {
             }
             return y
         }
-        let wide = vectors && c >= 256 && c <= 2048
-        // A warp per row; the wide kernel in blocks of 4 warps (its ~72 registers a lane: 28 warps an SM).
-        let warps = wide ? 4 : 8
-        try launch("norm", wide ? "row_norm_v8" : "row_norm", grid: ((rows + warps - 1) / warps, 1, 1), block: (32 * warps, 1, 1)) { k in
+        // A warp per row, the register-held kernel in blocks of 4 warps (its ~72 registers a lane: 28 warps an SM) up to
+        // 2048 values, a block of 128 threads a row up to 8192; otherwise the three-pass kernel.
+        let held = vectors && c >= 256 ? Self.rowKernel("row_norm", c: c, rows: rows, warps: 4) : nil
+        let wide = held != nil
+        let (kernel, grid, block) = held ?? ("row_norm", ((rows + 7) / 8, 1, 1), (256, 1, 1))
+        try launch("norm", kernel, grid: grid, block: block) { k in
             k.add(px); k.add(pw); k.add(pb); k.add(py); k.add(Int64(rows)); k.add(Int32(c))
             k.add(eps); k.add(scale); k.add(mode)
             if wide { k.add(Int32(silu ? 1 : 0)) }   // the wide kernel applies SiLU itself

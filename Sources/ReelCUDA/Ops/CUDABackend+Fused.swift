@@ -14,10 +14,10 @@ extension CUDABackend {
         let rows = g * r
         if rows == 0 { return y }
         let px = try arg(x, op), ps = try arg(scale, op), ph = try arg(shift, op), py = try arg(y, op)
-        // As rowNorm: rows of 256 to 2048 stay in registers; narrower rows would idle most of the warp.
-        let wide = c % 8 == 0 && c >= 256 && c <= 2048 && Self.aligned(px, ps, ph, py)
-        let warps = wide ? 4 : 8   // as rmsNorm's row_norm_v8
-        try launch("fused", wide ? "mod_layer_norm_v8" : "mod_layer_norm", grid: ((rows + warps - 1) / warps, 1, 1), block: (32 * warps, 1, 1)) { k in
+        // As rowNorm: rows of 256 to 8192 stay in registers; narrower rows would idle most of the warp.
+        let held = c % 8 == 0 && c >= 256 && Self.aligned(px, ps, ph, py) ? Self.rowKernel("mod_layer_norm", c: c, rows: rows, warps: 4) : nil
+        let (kernel, grid, block) = held ?? ("mod_layer_norm", ((rows + 7) / 8, 1, 1), (256, 1, 1))
+        try launch("fused", kernel, grid: grid, block: block) { k in
             k.add(px); k.add(ps); k.add(ph); k.add(py); k.add(Int64(rows)); k.add(Int32(r)); k.add(Int32(c))
             k.add(Int64(scale.shape[0] == 1 ? 0 : c)); k.add(Int64(shift.shape[0] == 1 ? 0 : c)); k.add(eps)
             k.add(x.dtype.kernelCode); k.add(scale.dtype.kernelCode); k.add(shift.dtype.kernelCode); k.add(y.dtype.kernelCode)
@@ -25,13 +25,15 @@ extension CUDABackend {
         return y
     }
 
-    /// `mod_layer_norm_quantized_v8` for the rows `mod_layer_norm_v8` takes; otherwise the two ops in turn.
+    /// `mod_layer_norm_quantized_v8` (`_wide_v8`) for the rows `mod_layer_norm_v8` (`_wide_v8`) takes; otherwise the
+    /// two ops in turn.
     public func modulatedLayerNormQuantized(_ x: Tensor, scale: Tensor, shift: Tensor, eps: Float,
                                             to format: DType) throws -> RowQuantized {
         let op = "modulatedLayerNormQuantized"
         let (g, r, c) = try groupedShape(x, [scale, shift], op)
         let px = try arg(x, op), ps = try arg(scale, op), ph = try arg(shift, op)
-        guard c % 8 == 0 && c >= 256 && c <= 2048 && Self.aligned(px, ps, ph) else {
+        guard c % 8 == 0 && c >= 256 && Self.aligned(px, ps, ph),
+              let held = Self.rowKernel("mod_layer_norm_quantized", c: c, rows: g * r, warps: 4) else {
             return try quantizeRows(try modulatedLayerNorm(x, scale: scale, shift: shift, eps: eps), to: format)
         }
         try requireQuantized(format, op)
@@ -39,7 +41,7 @@ extension CUDABackend {
         let values = try allocate(x.shape, dtype: format), scales = try allocate([rows], dtype: .f32)
         if rows > 0 {
             let (pq, pqs) = (try arg(values, op), try arg(scales, op))
-            try launch("fused", "mod_layer_norm_quantized_v8", grid: ((rows + 3) / 4, 1, 1), block: (128, 1, 1)) { k in
+            try launch("fused", held.name, grid: held.grid, block: held.block) { k in
                 k.add(px); k.add(ps); k.add(ph); k.add(pq); k.add(pqs); k.add(Int64(rows)); k.add(Int32(r)); k.add(Int32(c))
                 k.add(Int64(scale.shape[0] == 1 ? 0 : c)); k.add(Int64(shift.shape[0] == 1 ? 0 : c)); k.add(eps)
                 k.add(x.dtype.kernelCode); k.add(scale.dtype.kernelCode); k.add(shift.dtype.kernelCode); k.add(x.dtype.kernelCode)
@@ -47,6 +49,16 @@ extension CUDABackend {
             }
         }
         return try RowQuantized(values: values, scales: scales, sourceType: x.dtype)
+    }
+
+    /// The kernel and launch of a row op whose rows stay in registers (RowVec8 in common.cuh): `<name>_v8`, a warp a
+    /// row and `warps` rows a block, for rows of up to 2048 values; `<name>_wide_v8`, a block of 128 threads a row, up
+    /// to 8192 (the 14B's 5120, the 5B's 3072); nil past that. C must be a multiple of 8, the pointers 16-byte aligned.
+    static func rowKernel(_ name: String, c: Int, rows: Int, warps: Int)
+        -> (name: String, grid: (Int, Int, Int), block: (Int, Int, Int))? {
+        if c <= 2048 { return (name + "_v8", ((rows + warps - 1) / warps, 1, 1), (32 * warps, 1, 1)) }
+        if c <= 8192 { return (name + "_wide_v8", (rows, 1, 1), (128, 1, 1)) }
+        return nil
     }
 
     public func gatedResidual(_ x: Tensor, _ y: Tensor, gate: Tensor) throws -> Tensor {
@@ -92,11 +104,11 @@ extension CUDABackend {
             try require(weight.count == c, op, "weight has \(weight.count) elements for rows of \(h) heads x \(d) = \(c)")
         }
         let px = try arg(x, op), pw = try arg(weight, op)
-        // The kernel keeps the row in registers (C <= 2048) and gives each lane the same 4 pairs of
+        // The kernel keeps the row in registers (C <= 8192) and gives each thread the same 4 pairs of
         // every head it touches (256 % D == 0: D = 8 ... 256). Other shapes run the two ops.
         let po = try output.map { try arg($0, op) } ?? 16
-        let fused = c % 8 == 0 && c <= 2048 && d % 8 == 0 && 256 % d == 0 && Self.aligned(px, pw == 0 ? 16 : pw, po)
-        guard fused else {
+        let fused = c % 8 == 0 && d % 8 == 0 && 256 % d == 0 && Self.aligned(px, pw == 0 ? 16 : pw, po)
+        guard fused, let held = Self.rowKernel("rms_norm_rope", c: c, rows: b * l, warps: 4) else {
             let normed = try rmsNorm(try x.reshaped([b, l, c]), weight: weight, eps: eps)
             let y = try rope3d(try normed.reshaped(x.shape), grid: grid)
             if let output { try copyWhole(y, into: output, op: op); return output }
@@ -108,7 +120,7 @@ extension CUDABackend {
         let py = try arg(y, op)
         let split = RoPEGrid.pairSplit(headDim: d)
         let table = try ropeTable(grid, headDim: d)
-        try launch("fused", "rms_norm_rope_v8", grid: ((rows + 3) / 4, 1, 1), block: (128, 1, 1)) { k in  // as row_norm_v8
+        try launch("fused", held.name, grid: held.grid, block: held.block) { k in
             k.add(px); k.add(pw); k.add(py); k.add(Int64(rows)); k.add(Int32(l)); k.add(Int32(c)); k.add(Int32(d))
             k.add(Int32(grid.height)); k.add(Int32(grid.width)); k.add(table); k.add(Int32(grid.frames))
             k.add(Int32(split.t)); k.add(Int32(split.h)); k.add(Int32(split.w)); k.add(eps)

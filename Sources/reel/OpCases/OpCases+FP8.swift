@@ -28,10 +28,12 @@ extension OpCaseList {
                 return try b.quantizeRows(x, to: format).dequantized()
             }
         }
-        // adaLN straight to FP8 rows (fused for the rows mod_layer_norm_v8 takes, else the two ops).
+        // adaLN straight to FP8 rows (fused for the rows mod_layer_norm_v8 / _wide_v8 take, else the two ops).
         // The GPU's row statistics round differently from the CPU's: where a value sits on an FP8
         // rounding boundary its code moves by a step (f32 rows: factor 100).
         for (vars, x, s) in [("DiT [3, 1560, 1536] by f32 [3, 1, 1536]", [3, 1560, 1536], [3, 1, 1536]),
+                             ("14B [3, 1560, 5120] by f32 [3, 1, 5120] (a block a row)", [3, 1560, 5120], [3, 1, 5120]),
+                             ("5B [2, 37, 3072] by f32 [2, 1, 3072] (a block a row)", [2, 37, 3072], [2, 1, 3072]),
                              ("[2, 9, 100] by [1, 1, 100] (unfused)", [2, 9, 100], [1, 1, 100])] as [(String, Shape, Shape)] {
             check("modulatedLayerNormQuantized", vars, dt, [InputSpec(shape: x, dtype: dt), InputSpec(shape: s, dtype: .f32),
                                                             InputSpec(shape: s, dtype: .f32)], factor: dt == .f32 ? 100 : 1) { b, t in

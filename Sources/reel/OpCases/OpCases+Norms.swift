@@ -3,7 +3,7 @@ import ReelCore
 /// Row-wise ops: layerNorm, rmsNorm, l2Norm (the Wan VAE's RMS_norm), l2NormSiLU, softmax, rope3d.
 extension OpCaseList {
     mutating func norms(_ dt: DType) {
-        for c in [96, 100, 1536, 5120] {
+        for c in [96, 100, 1536, 3072, 5120, 9000] {   // 3072 and 5120: a block a row; 9000: three passes
             let x = InputSpec(shape: [37, c], dtype: dt), w = InputSpec(shape: [c], dtype: dt)
             check("layerNorm", "[37, \(c)] affine", dt, [x, w, w]) { b, t in try b.layerNorm(t[0], weight: t[1], bias: t[2], eps: 1e-6) }
             check("layerNorm", "[37, \(c)] no affine", dt, [x]) { b, t in try b.layerNorm(t[0], weight: nil, bias: nil, eps: 1e-6) }
