@@ -19,6 +19,7 @@ import Testing
         #expect(on.hopperAttention && on.hopperAttentionMinKeys == 1)
         #expect(Tuning.fromEnvironment(["REEL_ATTN_HOPPER_FILL": "1"]).hopperFillLastWave)
         #expect(!Tuning.fromEnvironment(["REEL_ATTN_HOPPER_FILL": "0"]).hopperFillLastWave)
+        #expect(!Tuning.fromEnvironment(["REEL_WIDE_ROWS": "0"]).wideRowKernels && Tuning.standard.wideRowKernels)
     }
 
     @Test func valuesThatDoNotParseLeaveTheDefault() {
