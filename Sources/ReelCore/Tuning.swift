@@ -34,9 +34,11 @@ public struct Tuning: Sendable, Equatable {
     /// closer to bf16 (LongLive parity at head dim 128: 7.2e-2 against 1.3e-1). `REEL_ATTN_FP8_HOPPER=0` turns it off.
     public var hopperFP8Attention = true
     /// Row ops (LayerNorm, RMSNorm, adaLN, adaLN to FP8/INT8 rows, q/k RMSNorm + RoPE) on rows of 2049 to 8192 values
-    /// held in registers by a block of 128 threads a row (the 14B's 5120, the 5B's 3072); off: three scalar passes
-    /// over memory, as before session 18. `REEL_WIDE_ROWS=0`.
-    public var wideRowKernels = true
+    /// held in registers by a block of 128 threads a row (the 14B's 5120, the 5B's 3072, where the three scalar passes
+    /// took 34% of the 14B's DiT time in session 18's profile); off: those three passes. Written in session 18 and
+    /// compiled (NVRTC, ptxas: no spills) but not yet run on a GPU (no device time was left), so off until `reel
+    /// check-ops --filter Norm` passes and `reel bench` measures it. `REEL_WIDE_ROWS=1` turns it on.
+    public var wideRowKernels = false
     /// cuDNN convolution engines timed at each new shape (the rest are not tried). `REEL_CUDNN_CANDIDATES`.
     public var cudnnConvolutionCandidates = 8
     /// The Wan VAE decoder's full-resolution causal convs as a 2-frame pair + the new frame
@@ -64,7 +66,7 @@ public struct Tuning: Sendable, Equatable {
         if let v = environment["REEL_ATTN_FP8_HOPPER"], v == "0" || v == "1" { t.hopperFP8Attention = v == "1" }
         if let c = environment["REEL_CUDNN_CANDIDATES"].flatMap(Int.init), c >= 1 { t.cudnnConvolutionCandidates = c }
         if environment["REEL_VAE_TIME_TAPS"] == "0" { t.vaeTimeTaps = false }
-        if environment["REEL_WIDE_ROWS"] == "0" { t.wideRowKernels = false }
+        if let v = environment["REEL_WIDE_ROWS"], v == "0" || v == "1" { t.wideRowKernels = v == "1" }
         if let s = environment["REEL_VAE_SLICE_FRAMES"].flatMap(Int.init), s >= 0 { t.vaeSliceFrames = s }
         return t
     }
