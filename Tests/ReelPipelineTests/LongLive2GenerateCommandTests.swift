@@ -83,3 +83,32 @@ import Testing
         #expect(refused == nil, "curl -f fails on the 400")
     }
 }
+
+/// `reel eval --model FOLDER` on the tiny LongLive 2.0 folder, as the built executable: the runner's report (tested in
+/// LongLive2EvalTests) through the command, with and without `--autoencoded` (the ground truth through the folder's
+/// Wan2.2 VAE), written as JSON.
+@Suite(.serialized) struct LongLive2EvalCommandTests {
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: LongLive2GenerateCommandTests.executable)))
+    func evalReportsOnTheFolder() throws {
+        let f = try ModelFolderFixtures()
+        defer { f.remove() }
+        let dir = try f.longLive2Folder("LongLive2-tiny")
+        let small = ["--size", "64", "--prompts", "1", "--blocks", "1", "--switches", "1", "--switch-block", "1",
+                     "--blocks-after-switch", "1", "--long-frames", "0", "--threads", "2"]
+        for extra in [[], ["--autoencoded"]] {
+            let json = f.path("report\(extra.count).json")
+            let run = try CommandRunner.reel(["eval", "--model", dir, "--json", json] + small + extra)
+            #expect(run.status == 0, "\(run.errors)")
+            let data = try Data(contentsOf: URL(fileURLWithPath: json))
+            let report = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+            // 1 adherence video of 1 block (9 frames in eval's plan) and 1 switch video of 2 blocks (9 + 12): 30 frames.
+            #expect(report["frames"] as? Int == 30 && report["frame_size"] as? Int == 64, "\(report)")
+            let adherence = report["adherence"] as? [String: Any]
+            #expect(adherence?["prompts"] as? Int == 1 && adherence?["frames"] as? Int == 9, "\(report)")
+            let source = report["source"] as? String ?? ""
+            #expect(extra.isEmpty ? source.hasPrefix("model ") && source.contains("LongLive2-tiny")
+                                  : source.contains("wan2.2-vae encoder and decoder"), "\(source)")
+            #expect(run.errors.contains("skipping video-to-video and image-to-video"), "\(run.errors)")
+        }
+    }
+}
