@@ -90,6 +90,9 @@ extension CUDABackend {
     /// (B = 1) merged by `attn_merge_v8` into their rows of `out`.
     func hopperAttention(b: Int, lq: Int, lk: Int, h: Int, q: UInt64, k: UInt64, v: UInt64, out: Tensor, scale: Float) throws {
         let schedule = b == 1 ? hopperSchedule(lq: lq, lk: lk, heads: h) : .plain(lq: lq)
+        // The kernel cuts the keys into `splits` parts of Lk / splits: a remainder would be dropped.
+        try require(schedule.splits == 1 || lk % schedule.splits == 0, "attention",
+                    "the Hopper kernel's schedule (\(schedule)) needs Lk = \(lk) divisible by its \(schedule.splits) key parts")
         let (tq, tk, tv) = (try tensorMap(q, rows: lq, batch: b, heads: h), try tensorMap(k, rows: lk, batch: b, heads: h),
                             try tensorMap(v, rows: lk, batch: b, heads: h))
         let rows = schedule.splitRows(lq: lq)
