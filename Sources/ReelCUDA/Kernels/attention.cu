@@ -334,7 +334,7 @@ extern "C" __global__ void __launch_bounds__(256) fp8_attn_amax(const void* q, c
     const i64 n = y == 0 ? nq : nk;
     float m = 0.f;
     GRID_STRIDE(i, n) m = fmaxf(m, fabsf(load_f(x, i, dt)));
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    m = warp_max(m);
     __shared__ float warpMax[8];
     if ((threadIdx.x & 31) == 0) warpMax[threadIdx.x / 32] = m;
     __syncthreads();

@@ -300,7 +300,7 @@ extern "C" __global__ void __launch_bounds__(256) quantize_rows(
     if (row >= rows) return;
     float amax = 0.f;
     for (int i = lane; i < K; i += 32) amax = fmaxf(amax, fabsf(load_f(x, row * K + i, dtx)));
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    amax = warp_max(amax);
     const float qm = q_max(fmt), inv = amax > 0.f ? qm / amax : 1.f;
     if (lane == 0) scales[row] = amax > 0.f ? amax / qm : 1.f;
     for (int i = lane; i < K; i += 32) q[row * K + i] = f32_to_q8(load_f(x, row * K + i, dtx) * inv, fmt);
@@ -329,7 +329,7 @@ extern "C" __global__ void __launch_bounds__(1024) quantize_rows_v8(
         #pragma unroll
         for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(v[e]));
     }
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    amax = warp_max(amax);
     if ((t & 31) == 0) warpMax[t / 32] = amax;
     __syncthreads();
     amax = 0.f;

@@ -8,7 +8,7 @@ extern "C" __global__ void softmax_rows(const void* x, void* y, i64 rows, int C,
     i64 base = row * C;
     float m = -INFINITY;
     for (int c = lane; c < C; c += 32) m = fmaxf(m, load_f(x, base + c, dtx));
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    m = warp_max(m);
     float s = 0.f;
     for (int c = lane; c < C; c += 32) s += expf(load_f(x, base + c, dtx) - m);
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);

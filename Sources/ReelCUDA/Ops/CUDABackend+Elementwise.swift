@@ -176,7 +176,7 @@ extension CUDABackend {
         }
         // A warp per row, the register-held kernel in blocks of 4 warps (its ~72 registers a lane: 28 warps an SM) up to
         // 2048 values, a block of 128 threads a row up to 8192; otherwise the three-pass kernel.
-        let held = vectors && c >= 256 ? rowKernel("row_norm", c: c, rows: rows, warps: 4) : nil
+        let held = vectors && c >= 256 ? rowKernel("row_norm", c: c, rows: rows) : nil
         let wide = held != nil
         let (kernel, grid, block) = held ?? ("row_norm", ((rows + 7) / 8, 1, 1), (256, 1, 1))
         try launch("norm", kernel, grid: grid, block: block) { k in

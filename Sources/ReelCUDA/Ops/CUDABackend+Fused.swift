@@ -15,7 +15,7 @@ extension CUDABackend {
         if rows == 0 { return y }
         let px = try arg(x, op), ps = try arg(scale, op), ph = try arg(shift, op), py = try arg(y, op)
         // As rowNorm: rows of 256 to 8192 stay in registers; narrower rows would idle most of the warp.
-        let held = c % 8 == 0 && c >= 256 && Self.aligned(px, ps, ph, py) ? rowKernel("mod_layer_norm", c: c, rows: rows, warps: 4) : nil
+        let held = c % 8 == 0 && c >= 256 && Self.aligned(px, ps, ph, py) ? rowKernel("mod_layer_norm", c: c, rows: rows) : nil
         let (kernel, grid, block) = held ?? ("mod_layer_norm", ((rows + 7) / 8, 1, 1), (256, 1, 1))
         try launch("fused", kernel, grid: grid, block: block) { k in
             k.add(px); k.add(ps); k.add(ph); k.add(py); k.add(Int64(rows)); k.add(Int32(r)); k.add(Int32(c))
@@ -33,7 +33,7 @@ extension CUDABackend {
         let (g, r, c) = try groupedShape(x, [scale, shift], op)
         let px = try arg(x, op), ps = try arg(scale, op), ph = try arg(shift, op)
         guard c % 8 == 0 && c >= 256 && Self.aligned(px, ps, ph),
-              let held = rowKernel("mod_layer_norm_quantized", c: c, rows: g * r, warps: 4) else {
+              let held = rowKernel("mod_layer_norm_quantized", c: c, rows: g * r) else {
             return try quantizeRows(try modulatedLayerNorm(x, scale: scale, shift: shift, eps: eps), to: format)
         }
         try requireQuantized(format, op)
@@ -52,12 +52,11 @@ extension CUDABackend {
     }
 
     /// The kernel and launch of a row op whose rows stay in registers (RowVec8 in common.cuh): `<name>_v8`, a warp a
-    /// row and `warps` rows a block, for rows of up to 2048 values; `<name>_wide_v8`, a block of 128 threads a row, up
+    /// row and 4 rows a block, for rows of up to 2048 values; `<name>_wide_v8`, a block of 128 threads a row, up
     /// to 8192 (the 14B's 5120, the 5B's 3072; not with `Tuning.wideRowKernels` off); nil past that. C must be a
     /// multiple of 8, the pointers 16-byte aligned.
-    func rowKernel(_ name: String, c: Int, rows: Int, warps: Int)
-        -> (name: String, grid: (Int, Int, Int), block: (Int, Int, Int))? {
-        if c <= 2048 { return (name + "_v8", ((rows + warps - 1) / warps, 1, 1), (32 * warps, 1, 1)) }
+    func rowKernel(_ name: String, c: Int, rows: Int) -> (name: String, grid: (Int, Int, Int), block: (Int, Int, Int))? {
+        if c <= 2048 { return (name + "_v8", ((rows + 3) / 4, 1, 1), (128, 1, 1)) }
         if c <= 8192 && tuning.wideRowKernels { return (name + "_wide_v8", (rows, 1, 1), (128, 1, 1)) }
         return nil
     }
@@ -109,7 +108,7 @@ extension CUDABackend {
         // every head it touches (256 % D == 0: D = 8 ... 256). Other shapes run the two ops.
         let po = try output.map { try arg($0, op) } ?? 16
         let fused = c % 8 == 0 && d % 8 == 0 && 256 % d == 0 && Self.aligned(px, pw == 0 ? 16 : pw, po)
-        guard fused, let held = rowKernel("rms_norm_rope", c: c, rows: b * l, warps: 4) else {
+        guard fused, let held = rowKernel("rms_norm_rope", c: c, rows: b * l) else {
             let normed = try rmsNorm(try x.reshaped([b, l, c]), weight: weight, eps: eps)
             let y = try rope3d(try normed.reshaped(x.shape), grid: grid)
             if let output { try copyWhole(y, into: output, op: op); return output }
