@@ -35,10 +35,10 @@ public struct Tuning: Sendable, Equatable {
     public var hopperFP8Attention = true
     /// Row ops (LayerNorm, RMSNorm, adaLN, adaLN to FP8/INT8 rows, q/k RMSNorm + RoPE) on rows of 2049 to 8192 values
     /// held in registers by a block of 128 threads a row (the 14B's 5120, the 5B's 3072, where the three scalar passes
-    /// took 34% of the 14B's DiT time in session 18's profile); off: those three passes. Written in session 18 and
-    /// compiled (NVRTC, ptxas: no spills) but not yet run on a GPU (no device time was left), so off until `reel
-    /// check-ops --filter Norm` passes and `reel bench` measures it. `REEL_WIDE_ROWS=1` turns it on.
-    public var wideRowKernels = false
+    /// took 34% of the 14B's DiT time in session 18's profile); off: those three passes. Session 19, H100: check-ops
+    /// 207/207, the 14B (every linear FP8) DiT 1530.9 -> 1248.5 ms a block, the 5B 2200.6 -> 1894.5 ms.
+    /// `REEL_WIDE_ROWS=0` turns it off.
+    public var wideRowKernels = true
     /// cuDNN convolution engines timed at each new shape (the rest are not tried). `REEL_CUDNN_CANDIDATES`.
     public var cudnnConvolutionCandidates = 8
     /// The Wan VAE decoder's full-resolution causal convs as a 2-frame pair + the new frame

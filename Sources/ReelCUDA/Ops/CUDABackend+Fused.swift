@@ -53,7 +53,7 @@ extension CUDABackend {
 
     /// The kernel and launch of a row op whose rows stay in registers (RowVec8 in common.cuh): `<name>_v8`, a warp a
     /// row and 4 rows a block, for rows of up to 2048 values; `<name>_wide_v8`, a block of 128 threads a row, up
-    /// to 8192 (the 14B's 5120, the 5B's 3072; not with `Tuning.wideRowKernels` off); nil past that. C must be a
+    /// to 8192 (the 14B's 5120, the 5B's 3072; not with `Tuning.wideRowKernels` off, REEL_WIDE_ROWS=0); nil past that. C must be a
     /// multiple of 8, the pointers 16-byte aligned.
     func rowKernel(_ name: String, c: Int, rows: Int) -> (name: String, grid: (Int, Int, Int), block: (Int, Int, Int))? {
         if c <= 2048 { return (name + "_v8", ((rows + 3) / 4, 1, 1), (128, 1, 1)) }
