@@ -20,12 +20,18 @@ public struct LongLive2Schedule: Codable, Sendable, Equatable {
     public var shotRoPEOffset: Int
     /// RoPE relative to the buffer (`use_relative_rope`; off in the shipped configs).
     public var relativeRoPE: Bool
+    /// A scene cut's clean pass starts from an emptied buffer (`shot_clean_recache`; off in the shipped configs):
+    /// only the global sink is kept, the previous shot's frames and its pinned sink are forgotten, so the new shot's
+    /// first block is cached against the global sink alone (`_zero_kv_data`, pipeline l. 632-637). Needs the
+    /// multi-shot sink (a scene cut is only recognised with it).
+    public var shotCleanRecache: Bool
 
     public init(framesPerBlock: Int = 8, attentionFrames: Int = 32, sinkFrames: Int = 8, steps: Int = 4,
-                shift: Double = 5, multiShotSink: Bool = true, shotRoPEOffset: Int = 8, relativeRoPE: Bool = false) {
+                shift: Double = 5, multiShotSink: Bool = true, shotRoPEOffset: Int = 8, relativeRoPE: Bool = false,
+                shotCleanRecache: Bool = false) {
         self.framesPerBlock = framesPerBlock; self.attentionFrames = attentionFrames; self.sinkFrames = sinkFrames
         self.steps = steps; self.shift = shift; self.multiShotSink = multiShotSink
-        self.shotRoPEOffset = shotRoPEOffset; self.relativeRoPE = relativeRoPE
+        self.shotRoPEOffset = shotRoPEOffset; self.relativeRoPE = relativeRoPE; self.shotCleanRecache = shotCleanRecache
     }
 
     /// configs/inference.yaml (and inference_i2v.yaml, which adds the image).
@@ -42,6 +48,10 @@ public struct LongLive2Schedule: Codable, Sendable, Equatable {
         guard framesPerBlock > 0, steps > 0, shift > 0 else {
             throw ReelError.input("frames per block, steps and shift must be positive")
         }
+        if shotCleanRecache && !(multiShotSink && sinkFrames > 0) {
+            throw ReelError.input("the shot clean recache needs the multi-shot sink (a sink of at least one frame): "
+                                  + "without it no prompt is a scene cut")
+        }
         // The buffer must take a block after its protected prefix (sink plus a pinned shot sink).
         guard sinkFrames >= 0, attentionFrames >= 2 * sinkFrames + framesPerBlock else {
             throw ReelError.input("a \(attentionFrames)-frame window cannot hold a sink of \(sinkFrames), "
@@ -50,8 +60,11 @@ public struct LongLive2Schedule: Codable, Sendable, Equatable {
     }
 }
 
-/// LongLive 2.0's generation loop (`CausalDiffusionInferencePipeline._inference_inner`, no guidance): per block
-/// a fresh UniPC sampler over the KV cache, then a clean pass at t = 0 with the block's prompt. A block's
+/// LongLive 2.0's generation loop (`CausalDiffusionInferencePipeline._inference_inner`): per block a fresh UniPC
+/// sampler over the KV cache, then a clean pass at t = 0 with the block's prompt. With classifier-free guidance
+/// (`guidance_scale` other than 1; the shipped configs leave it at 1) every forward runs twice, the second with the
+/// negative prompt over a cache of its own (`kv_cache_neg`), and the velocity is `u + scale (c - u)`; the clean pass,
+/// the pin and the clean recache apply to both caches. A block's
 /// prompt is simply used (cross-attention only): 2.0 has no KV-recache. A scene cut (a prompt that starts a new
 /// shot; the reference marks it with the prefix "The scene transitions. ") advances the shot's RoPE offset and,
 /// after its clean pass, pins the block as the shot's sink. With an image, the first latent frame is the image's
@@ -66,6 +79,10 @@ public final class LongLive2Generator: @unchecked Sendable {
     public let schedule: LongLive2Schedule
     public let latentShape: (h: Int, w: Int, c: Int)
     let cache: LongLive2KVCache
+    /// Classifier-free guidance: the scale and the negative prompt's context (nil: none, the shipped configs).
+    public let guidance: Guidance?
+    /// The negative prompt's cache (`kv_cache_neg`), with guidance only.
+    let negativeCache: LongLive2KVCache?
     let noise: any NoiseSource
     /// The image's latent `[1, H, W, C]` for the first frame, until the first block is made.
     private var image: Tensor?
@@ -81,9 +98,19 @@ public final class LongLive2Generator: @unchecked Sendable {
     private var pendingClean: (latents: Tensor, start: Int, rope: WanDiT.LongLive2RoPE, prompt: WanDiT.PromptContext,
                                pins: Bool)?
 
+    /// Classifier-free guidance (`inference.guidance_scale`, `inference.negative_prompt`).
+    public struct Guidance: Sendable {
+        public var scale: Float
+        public var negative: WanDiT.PromptContext
+        public init(scale: Float, negative: WanDiT.PromptContext) { self.scale = scale; self.negative = negative }
+    }
+
     public init(model: WanDiT, latentHeight: Int, latentWidth: Int, schedule: LongLive2Schedule = .longLive2,
-                noise: any NoiseSource, image: Tensor? = nil, cacheDType: DType? = nil) throws {
+                noise: any NoiseSource, image: Tensor? = nil, cacheDType: DType? = nil, guidance: Guidance? = nil) throws {
         try schedule.validate()
+        if let guidance, !guidance.scale.isFinite {
+            throw ReelError.input("the guidance scale must be a finite number, got \(guidance.scale)")
+        }
         if model.kvCache != .model {
             throw ReelError.input("--kv-cache \(model.kvCache.rawValue) is LongLive 1.0's ring cache only; "
                                   + "LongLive 2.0's cache (LongLive2KVCache) stores keys and values in the model's "
@@ -100,15 +127,21 @@ public final class LongLive2Generator: @unchecked Sendable {
         self.latentShape = (latentHeight, latentWidth, c.inChannels)
         self.noise = noise
         self.image = try image.map { try model.backend.cast($0, to: model.dtype) }
-        cache = try LongLive2KVCache(backend: model.backend, layers: c.layers,
-                                     tokensPerFrame: (latentHeight / c.patch) * (latentWidth / c.patch),
-                                     heads: c.heads, headDim: c.headDim, frames: schedule.attentionFrames,
-                                     sinkFrames: schedule.sinkFrames, globalSinkFrames: schedule.globalSinkFrames,
-                                     dtype: cacheDType ?? model.dtype)
+        func makeCache() throws -> LongLive2KVCache {
+            try LongLive2KVCache(backend: model.backend, layers: c.layers,
+                                 tokensPerFrame: (latentHeight / c.patch) * (latentWidth / c.patch),
+                                 heads: c.heads, headDim: c.headDim, frames: schedule.attentionFrames,
+                                 sinkFrames: schedule.sinkFrames, globalSinkFrames: schedule.globalSinkFrames,
+                                 dtype: cacheDType ?? model.dtype)
+        }
+        cache = try makeCache()
+        // The reference guides whenever the scale is not 1 (`use_cfg = guidance_scale != 1.0`).
+        self.guidance = guidance.flatMap { $0.scale == 1 ? nil : $0 }
+        negativeCache = self.guidance == nil ? nil : try makeCache()
     }
 
-    /// Bytes of the self-attention cache.
-    public var cacheBytes: Int { cache.byteCount }
+    /// Bytes of the self-attention caches (two with guidance).
+    public var cacheBytes: Int { cache.byteCount + (negativeCache?.byteCount ?? 0) }
 
     /// Index of the next block's first latent frame.
     public var currentFrame: Int { nextFrame }
@@ -136,11 +169,17 @@ public final class LongLive2Generator: @unchecked Sendable {
                 x = try withFirstFrame(conditioning, x)
                 if imageAtTimestepZero { timesteps[0] = 0 }
             }
-            let v = try model.forwardLongLive2(x, timesteps: timesteps, startFrame: start, rope: rope, prompt: prompt,
+            var v = try model.forwardLongLive2(x, timesteps: timesteps, startFrame: start, rope: rope, prompt: prompt,
                                                cache: cache)
+            if let guidance, let negativeCache {
+                let u = try model.forwardLongLive2(x, timesteps: timesteps, startFrame: start, rope: rope,
+                                                   prompt: guidance.negative, cache: negativeCache)
+                v = try be.axpby(guidance.scale, try be.binary(.sub, v, u), 1, u)
+            }
             x = try solver.step(velocity: v, sample: x)
             if let conditioning { x = try withFirstFrame(conditioning, x) }
         }
+        // _is_scene_cut: a shot boundary counts only with the multi-shot sink and a sink.
         pendingClean = (x, start, rope, prompt, cut && schedule.multiShotSink && schedule.sinkFrames > 0)
         if !defersCleanPass { try runPendingCleanPass() }
         nextFrame += count
@@ -156,12 +195,18 @@ public final class LongLive2Generator: @unchecked Sendable {
 
     /// The last block's clean pass, if it has not run (pipeline l. 620-664): its keys and values from its final
     /// latents at t = 0 with its own prompt and RoPE, then, for a scene cut, the block pinned as the shot's sink.
+    /// With `shotCleanRecache` a scene cut's pass first empties the buffer down to the global sink.
     public func runPendingCleanPass() throws {
         guard let p = pendingClean else { return }
         pendingClean = nil
-        _ = try model.forwardLongLive2(p.latents, timesteps: [Float](repeating: 0, count: p.latents.shape[0]),
-                                       startFrame: p.start, rope: p.rope, prompt: p.prompt, cache: cache)
-        if p.pins { cache.pinNewest(blockFrames: p.latents.shape[0]) }
+        var passes = [(cache, p.prompt)]
+        if let guidance, let negativeCache { passes.append((negativeCache, guidance.negative)) }
+        for (c, prompt) in passes {
+            if p.pins && schedule.shotCleanRecache { c.keepOnlyGlobalSink(nextFrame: p.start) }
+            _ = try model.forwardLongLive2(p.latents, timesteps: [Float](repeating: 0, count: p.latents.shape[0]),
+                                           startFrame: p.start, rope: p.rope, prompt: prompt, cache: c)
+        }
+        if p.pins { for (c, _) in passes { c.pinNewest(blockFrames: p.latents.shape[0]) } }
     }
 
     /// `x` `[F, H, W, C]` with its first frame replaced by `frame` `[1, H, W, C]`.

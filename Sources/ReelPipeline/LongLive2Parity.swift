@@ -17,6 +17,13 @@ public struct LongLive2Parity {
         case relative
         /// configs/inference_i2v.yaml: the first frame from an image.
         case i2v
+        /// The absolute case with `shot_clean_recache: true`: the scene cut's clean pass over the global sink alone.
+        case cleanRecache
+        /// The absolute case with classifier-free guidance (`guidance_scale` 3, the fixture's negative prompt).
+        case guidance
+        /// The absolute case with the fixture's LoRA (`lora.pt`, PEFT keys under "generator_lora") on every block
+        /// Linear, merged by Reel at load.
+        case lora
     }
 
     /// What Reel runs: the schedule, and the image conditioning's timestep rule.
@@ -30,10 +37,14 @@ public struct LongLive2Parity {
         /// per row and keeps the embeddings and the head in bf16: `.allLinears`); nil: the checkpoint's dtype.
         /// INT8 (`.int8(.allLinears)`) is the same W8A8 recipe with INT8 codes.
         public var quantization: LinearQuantization?
+        /// The guidance scale for the `.guidance` case (nil: the fixture's); 1 turns guidance off (a wrong variant).
+        public var guidanceScale: Float?
+        /// Merge the fixture's LoRA in the `.lora` case (false: the base weights alone, a wrong variant).
+        public var lora = true
         public init(schedule: LongLive2Schedule, imageAtTimestepZero: Bool = true, weights: String = "weights.safetensors",
-                    quantization: LinearQuantization? = nil) {
+                    quantization: LinearQuantization? = nil, guidanceScale: Float? = nil, lora: Bool = true) {
             self.schedule = schedule; self.imageAtTimestepZero = imageAtTimestepZero; self.weights = weights
-            self.quantization = quantization
+            self.quantization = quantization; self.guidanceScale = guidanceScale; self.lora = lora
         }
     }
 
@@ -59,6 +70,7 @@ public struct LongLive2Parity {
     public static func referenceSchedule(_ c: Case) -> LongLive2Schedule {
         var s = LongLive2Schedule.longLive2
         s.relativeRoPE = c == .relative
+        s.shotCleanRecache = c == .cleanRecache
         return s
     }
 
@@ -88,10 +100,20 @@ public struct LongLive2Parity {
             wrong("no shot RoPE offset", .absolute) { $0.shotRoPEOffset = 0 },
             wrong("relative RoPE for absolute", .absolute) { $0.relativeRoPE = true },
             wrong("absolute RoPE for relative", .relative) { $0.relativeRoPE = false },
+            wrong("no clean recache", .cleanRecache) { $0.shotCleanRecache = false },
+            Run(name: "no guidance", testCase: .guidance,
+                variant: Variant(schedule: referenceSchedule(.guidance), guidanceScale: 1), isFaithful: false),
+            Run(name: "guidance 2 for 3", testCase: .guidance,
+                variant: Variant(schedule: referenceSchedule(.guidance), guidanceScale: 2), isFaithful: false),
+            Run(name: "no LoRA", testCase: .lora,
+                variant: Variant(schedule: referenceSchedule(.lora), lora: false), isFaithful: false),
             Run(name: "image at the step's t", testCase: .i2v,
                 variant: Variant(schedule: referenceSchedule(.i2v), imageAtTimestepZero: false), isFaithful: false),
         ]
     }
+
+    /// The reference's latents of `c` in case.safetensors.
+    static func tensorName(_ c: Case) -> String { c == .cleanRecache ? "latents.clean_recache" : "latents.\(c.rawValue)" }
 
     public func run(_ c: Case, _ variant: Variant? = nil) throws -> Result {
         let variant = variant ?? Variant(schedule: Self.referenceSchedule(c))
@@ -102,15 +124,23 @@ public struct LongLive2Parity {
             throw ReelError.badFile(path: path, message: "config lacks heads, height, width, scene_cut or the block prompts")
         }
         let file = try WeightFiles.open(path)
-        var dit = try WanDiT.load(path: (folder as NSString).appendingPathComponent(variant.weights), heads: heads,
-                                  backend: backend, dtype: dtype)
+        let lora = c == .lora && variant.lora ? (folder as NSString).appendingPathComponent("lora.pt") : nil
+        var dit = try WanDiT.load(path: (folder as NSString).appendingPathComponent(variant.weights), lora: lora,
+                                  heads: heads, backend: backend, dtype: dtype)
         if let q = variant.quantization { dit = try dit.quantized(q) }
         let prompts = try cuts.indices.map { try dit.encodePrompt(try file.tensor("prompt.\($0)", on: backend, as: dtype)) }
         let noise = try file.tensor("noise", on: backend, as: .f32)                       // [F, C, H, W]
         let image = c == .i2v ? try backend.permute(try file.tensor("image", on: backend, as: .f32), [0, 2, 3, 1]) : nil
+        var guidance: LongLive2Generator.Guidance?
+        if c == .guidance {
+            guard let scale = variant.guidanceScale ?? (config["guidance_scale"] as? Double).map(Float.init) else {
+                throw ReelError.badFile(path: path, message: "config lacks guidance_scale")
+            }
+            guidance = .init(scale: scale, negative: try dit.encodePrompt(try file.tensor("negative", on: backend, as: dtype)))
+        }
         let generator = try LongLive2Generator(model: dit, latentHeight: height, latentWidth: width,
                                                schedule: variant.schedule, noise: try RecordedNoise(initial: noise),
-                                               image: image)
+                                               image: image, guidance: guidance)
         generator.imageAtTimestepZero = variant.imageAtTimestepZero
         var ours: [Float] = []
         for p in order {
@@ -125,7 +155,7 @@ public struct LongLive2Parity {
         if c == .i2v {
             baseline.replaceSubrange(0..<perFrame, with: try file.tensor("image", on: backend, as: .f32).toFloats())
         }
-        return Result(ours: ours, reference: try file.tensor("latents.\(c.rawValue)", on: backend, as: .f32).toFloats(),
+        return Result(ours: ours, reference: try file.tensor(Self.tensorName(c), on: backend, as: .f32).toFloats(),
                       baseline: baseline, blockSize: variant.schedule.framesPerBlock * perFrame)
     }
 }

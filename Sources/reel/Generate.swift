@@ -24,7 +24,8 @@ struct Generate: AsyncParsableCommand {
         Wan2.2 VAE) runs LongLive 2.0's (blocks of 8 latent frames, 4 UniPC steps, sizes in multiples of 32, 24 fps \
         unless the folder says otherwise; docs/longlive2.md): a prompt switch changes only the cross-attention (no \
         KV-recache), a prompt that starts with "The scene transitions. " is a scene cut, --image is the first frame; \
-        --continue and --input are LongLive 1.0's and refused.
+        --continue and --input are LongLive 1.0's and refused. Its options beside the shipped configs: \
+        --guidance-scale with --negative-prompt (classifier-free guidance) and --shot-clean-recache.
 
         Prompts: --prompt TEXT; or --schedule FILE.jsonl with LongLive's {"prompts": [...]} line and \
         --switch-frames (latent frame indices, one fewer than the prompts); or --interactive, where each \
@@ -73,6 +74,13 @@ struct Generate: AsyncParsableCommand {
     @Option(help: "Video-to-video: stop when the input gives no frame for this many seconds (default: wait).")
     var inputTimeout: Double?
 
+    @Option(help: "LongLive 2.0: classifier-free guidance scale (inference.guidance_scale; default 1, none, as the shipped configs): every forward runs twice, the second with --negative-prompt, and the KV cache is kept twice.")
+    var guidanceScale: Float = 1
+    @Option(help: "LongLive 2.0 with --guidance-scale: the negative prompt (inference.negative_prompt; default empty).")
+    var negativePrompt: String?
+    @Flag(help: "LongLive 2.0: a scene cut's block is cached against the global sink alone, forgetting the previous shot (inference.shot_clean_recache; off in the shipped configs).")
+    var shotCleanRecache = false
+
     @Option(help: "Video length in seconds (default 5; rounded up to whole blocks of 12 frames). With --input: the input's first seconds (default: all of it).")
     var seconds: Double?
     @Option(help: "Latent frames to generate instead of --seconds (a multiple of the block: 3, or 8 for LongLive 2.0).")
@@ -113,6 +121,14 @@ struct Generate: AsyncParsableCommand {
             throw ValidationError("--encode-device places the input encoder: it needs --input, --image or --continue.")
         }
         if let latentFrames, latentFrames <= 0 { throw ValidationError("--latent-frames must be positive, got \(latentFrames).") }
+        if !guidanceScale.isFinite { throw ValidationError("--guidance-scale must be a number, got \(guidanceScale).") }
+        if negativePrompt != nil && guidanceScale == 1 {
+            throw ValidationError("--negative-prompt is used only with a --guidance-scale other than 1.")
+        }
+        if guidanceScale != 1 && backendOptions.memoryCap != nil {
+            throw ValidationError("--guidance-scale keeps a second KV cache, which --gpu-memory's plan does not count: "
+                                  + "drop one of them.")
+        }
         if image != nil && continueVideo != nil { throw ValidationError("Give either --image or --continue, not both.") }
         if LiveDestination.isURL(output) {
             do { _ = try LiveDestination(url: output) } catch { throw ValidationError("\(error)") }
@@ -146,6 +162,11 @@ struct Generate: AsyncParsableCommand {
         let geometry = try video.geometry(folderSize: files.size).matching(config)
         let (width, height) = (geometry.width, geometry.height)
         let fps = try video.framesPerSecond(folderFPS: files.fps ?? (config.runsLongLive2 ? 24 : nil))
+        if !config.runsLongLive2 && (guidanceScale != 1 || shotCleanRecache) {
+            throw ReelError.input("\(shotCleanRecache ? "--shot-clean-recache" : "--guidance-scale") is LongLive 2.0's: this "
+                                  + "DiT has \(config.inChannels) latent channels and runs LongLive 1.0's schedule, whose loop "
+                                  + "has neither")
+        }
         if config.runsLongLive2 && (input != nil || continueVideo != nil) {
             throw ReelError.input("\(input != nil ? "--input (StreamDiffusionV2's video-to-video)" : "--continue") is LongLive "
                                   + "1.0's: this DiT has 48 latent channels (LongLive 2.0), which takes a --prompt, a "
@@ -213,7 +234,12 @@ struct Generate: AsyncParsableCommand {
                                      renoise: try f.tensor("renoise", on: backend, as: .f32))
         } ?? PhiloxNoise(seed: seed)
         let decide = ScheduledPrompts(plan: plan, encoder: prompts)
-        let request = PipelineRequest(geometry: geometry, latentFrames: generated, decode: !latentsOnly, context: context)
+        var longLive2Schedule: LongLive2Schedule?
+        if shotCleanRecache { longLive2Schedule = .longLive2; longLive2Schedule?.shotCleanRecache = true }
+        let request = PipelineRequest(geometry: geometry, latentFrames: generated, decode: !latentsOnly,
+                                      longLive2Schedule: longLive2Schedule, context: context,
+                                      guidance: guidanceScale == 1 ? nil : .init(scale: guidanceScale,
+                                                                                 negativePrompt: negativePrompt ?? ""))
         let firstContext = try prompts.context(for: firstPrompt)
         if textModel.backend !== backend, let seconds = prompts.lastEncodeSeconds {
             log(String(format: "text encoder on %@: the first prompt took %.0f ms (each new prompt does)", textModel.backend.name, seconds * 1000))

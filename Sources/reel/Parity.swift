@@ -22,7 +22,7 @@ struct Parity: AsyncParsableCommand {
     var fixture: String
     @Flag(help: "A StreamDiffusionV2 fixture (tools/fixtures/dit/make_sdv2_fixture.py): video-to-video, both step counts, its wrong variants.")
     var sdv2 = false
-    @Flag(help: "A LongLive 2.0 fixture (tools/fixtures/dit/make_longlive2_fixture.py): absolute, relative-RoPE and i2v runs, its wrong variants.")
+    @Flag(help: "A LongLive 2.0 fixture (tools/fixtures/dit/make_longlive2_fixture.py): absolute, relative-RoPE, i2v, clean-recache, guidance and LoRA runs, their wrong variants.")
     var longlive2 = false
     @Option(help: "Largest acceptable relative error of the faithful run (default: 1e-4 in f32, 3e-2 in bf16).")
     var tolerance: Double?

@@ -30,6 +30,24 @@ import Testing
         #expect(refused.status != 0 && refused.errors.contains("--continue is LongLive 1.0's"), "\(refused.errors)")
         let badSize = try reel(["generate", "--model", dir, "--prompt", "a red circle", "--size", "48x48", "-o", f.path("b.y4m")])
         #expect(badSize.status != 0 && badSize.errors.contains("multiples of 32"), "\(badSize.errors)")
+
+        // 2.0's guidance and clean recache run (16 latent frames: a scene cut at frame 8) and write the same count;
+        // the same options on the shipped 1.0 tiny model are refused, as is a negative prompt without guidance.
+        let schedule = f.path("cut.jsonl")
+        try Data("{\"prompts\": [\"a red circle moves left\", \"The scene transitions. a blue square\"]}\n".utf8)
+            .write(to: URL(fileURLWithPath: schedule))
+        let guided = try reel(["generate", "--model", dir, "--schedule", schedule, "--switch-frames", "8", "--size", "64x64",
+                               "--latent-frames", "16", "--threads", "2", "--guidance-scale", "3", "--negative-prompt",
+                               "blurry", "--shot-clean-recache", "-o", f.path("guided.y4m")])
+        #expect(guided.status == 0 && guided.errors.contains("wrote 61 frames"), "\(guided.errors)")
+        let tiny = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Models/tiny").path
+        let onTiny = try reel(["generate", "--model", tiny, "--prompt", "a red circle", "--guidance-scale", "3",
+                               "-o", f.path("t.y4m")])
+        #expect(onTiny.status != 0 && onTiny.errors.contains("--guidance-scale is LongLive 2.0's"), "\(onTiny.errors)")
+        let negativeAlone = try reel(["generate", "--model", dir, "--prompt", "a red circle", "--negative-prompt", "blurry",
+                                      "-o", f.path("n.y4m")])
+        #expect(negativeAlone.status != 0 && negativeAlone.errors.contains("only with a --guidance-scale"),
+                "\(negativeAlone.errors)")
     }
 }
 

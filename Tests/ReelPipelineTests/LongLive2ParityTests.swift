@@ -11,7 +11,9 @@ import ReelModels
 /// 8 latent frames, a 32-frame buffer with an 8-frame global sink, UniPC with 4 steps and shift 5; 9 blocks, so the
 /// buffer rolls five times; a plain prompt switch at block 3 and a scene cut at block 4 (shot RoPE offset 8, the
 /// block pinned as the shot's sink, floating until it reaches the front). The relative-RoPE case is the same run
-/// with `use_relative_rope: true`; the i2v case is configs/inference_i2v.yaml with an image latent.
+/// with `use_relative_rope: true`; the i2v case is configs/inference_i2v.yaml with an image latent; the clean-recache,
+/// guidance (scale 3, a negative prompt) and LoRA (rank 8 on every block Linear, `lora.pt`) cases are the absolute
+/// run with those options of the reference.
 ///
 /// Errors are relative to the model's contribution (the reference's latents minus what a v = 0 model gives).
 @Suite struct LongLive2ParityTests {
@@ -110,5 +112,31 @@ import ReelModels
         // A later step of the same block rewrites its own slots without rolling.
         let again = try cache.plan(startFrame: 56, newFrames: 8)
         #expect(again.evicted == 0 && again.writeStart == 24 && again.attended == 32)
+    }
+    /// `shot_clean_recache`: the scene cut's clean pass starts from the global sink alone (`_zero_kv_data`) and the
+    /// block, pinned after it, joins the protected prefix at once.
+    @Test func cleanRecacheKeepsOnlyTheGlobalSink() throws {
+        let cache = try LongLive2KVCache(backend: CPUBackend(), layers: 1, tokensPerFrame: 1, heads: 1, headDim: 8,
+                                         frames: 32, sinkFrames: 8, globalSinkFrames: 8, dtype: .f32)
+        for b in 0..<5 { cache.commit(try cache.plan(startFrame: 8 * b, newFrames: 8)) }
+        #expect(cache.localEnd == 32 && cache.globalEnd == 40)
+        cache.keepOnlyGlobalSink(nextFrame: 32)
+        #expect(cache.localEnd == 8 && cache.globalEnd == 32 && cache.pinned == nil)
+        let clean = try cache.plan(startFrame: 32, newFrames: 8)
+        #expect(clean.evicted == 0 && clean.writeStart == 8 && clean.attended == 16)
+        cache.commit(clean)
+        cache.pinNewest(blockFrames: 8)
+        #expect(cache.pinned?.start == 8)
+        let next = try cache.plan(startFrame: 40, newFrames: 8)
+        #expect(next.protectedFrames == 16 && next.writeStart == 16 && next.attended == 24)
+    }
+
+    /// The clean recache is refused without the multi-shot sink, which alone makes a prompt a scene cut.
+    @Test func cleanRecacheNeedsTheMultiShotSink() {
+        var s = LongLive2Schedule.longLive2
+        s.shotCleanRecache = true
+        #expect(throws: Never.self) { try s.validate() }
+        s.multiShotSink = false
+        #expect(throws: ReelError.self) { try s.validate() }
     }
 }

@@ -119,6 +119,47 @@ import Testing
         }
     }
 
+    /// Guidance and the shot clean recache through the pipeline equal the generator run directly with them (the
+    /// negative prompt encoded by the pipeline's text encoder), bit for bit, over 4 blocks with a scene cut at block 2;
+    /// a scale of 1 is no guidance at all. Negative controls: guidance 3 changes every block; the clean recache
+    /// changes block 3 only (block 2's steps ran before its clean pass forgot block 1; block 0 is the global sink).
+    @Test func guidanceAndCleanRecacheMatchTheGenerator() async throws {
+        try await withModel { model, geometry in
+            let texts = ["a red circle moves left", "a blue square moves right", Self.cut, "a lighthouse on a cliff at dusk"]
+            let contexts = UncheckedSendable(try texts.map { try model.context(for: $0) })
+            let negative = try model.context(for: "blurry, static")
+            func pipeline(_ guidance: PipelineRequest.Guidance?, clean: Bool) async throws -> [[Float]] {
+                var schedule = LongLive2Schedule.longLive2
+                schedule.shotCleanRecache = clean
+                return try await run(model, PipelineRequest(geometry: geometry, latentFrames: 32, decode: false,
+                                                            longLive2Schedule: schedule, guidance: guidance)) { frame in
+                    frame == 8 ? contexts.value[1] : frame == 16 ? contexts.value[2] : frame == 24 ? contexts.value[3] : nil
+                }
+            }
+            func direct(scale: Float?, clean: Bool) throws -> [[Float]] {
+                var schedule = LongLive2Schedule.longLive2
+                schedule.shotCleanRecache = clean
+                let g = try LongLive2Generator(model: model.dit, latentHeight: 4, latentWidth: 4, schedule: schedule,
+                                               noise: PhiloxNoise(seed: 5),
+                                               guidance: scale.map { .init(scale: $0, negative: negative) })
+                #expect(g.cacheBytes == (scale == nil || scale == 1 ? 1 : 2) * g.cache.byteCount)
+                return try (0..<4).map { try g.nextBlock(prompt: contexts.value[$0], sceneCut: $0 == 2).toFloats() }
+            }
+            let plain = try direct(scale: nil, clean: false)
+            #expect(try await pipeline(.init(scale: 1, negativePrompt: "blurry, static"), clean: false) == plain)
+            #expect(try direct(scale: 1, clean: false) == plain)
+            let guided = try await pipeline(.init(scale: 3, negativePrompt: "blurry, static"), clean: false)
+            #expect(guided == (try direct(scale: 3, clean: false)))
+            #expect((0..<4).allSatisfy { guided[$0] != plain[$0] })
+            let clean = try await pipeline(nil, clean: true)
+            #expect(clean == (try direct(scale: nil, clean: true)))
+            #expect(Array(clean.prefix(3)) == Array(plain.prefix(3)) && clean[3] != plain[3])
+            let both = try await pipeline(.init(scale: 3, negativePrompt: "blurry, static"), clean: true)
+            #expect(both == (try direct(scale: 3, clean: true)))
+            #expect(Array(both.prefix(3)) == Array(guided.prefix(3)) && both[3] != guided[3])
+        }
+    }
+
     /// A switch changes the blocks from its own on and nothing before (no recache rewrites the past); a switch to
     /// the same prompt marked as a scene cut changes that block too (shot RoPE offset, pinned sink).
     @Test func promptSwitchesChangeOnlyLaterBlocks() async throws {
@@ -168,6 +209,11 @@ import Testing
                                                                   longLive2Schedule: .longLive2),
                              prompt: try wan.context(for: "a red circle"), noise: PhiloxNoise(seed: 1))
         }.contains("needs a LongLive 2.0 model"))
+        #expect(message {
+            _ = try Pipeline(model: wan, request: PipelineRequest(geometry: Self.size, latentFrames: 3, decode: false,
+                                                                  guidance: .init(scale: 3)),
+                             prompt: try wan.context(for: "a red circle"), noise: PhiloxNoise(seed: 1))
+        }.contains("LongLive 2.0's option"))
         try f.longLive2Folder("LongLive2-tiny")
         try f.writeSafetensors(try f.taehvWeights(), to: "LongLive2-tiny/taehv.safetensors")
         var files = try ModelFiles(folder: f.path("LongLive2-tiny"))

@@ -123,6 +123,15 @@ public final class LongLive2KVCache: @unchecked Sendable {
         if let p = pinned, plan.pinnedShift > 0 { pinned = (p.start - plan.pinnedShift, p.length) }
     }
 
+    /// Forgets everything after the global sink and any pinned sink, as if frame `nextFrame` came right after the
+    /// global sink (`_zero_kv_data`: local end at the global sink, global end at `nextFrame`, nothing pinned). The
+    /// buffer's contents stay; the next pass overwrites the slots it reads.
+    public func keepOnlyGlobalSink(nextFrame: Int) {
+        localEnd = globalSinkFrames
+        globalEnd = nextFrame
+        pinned = nil
+    }
+
     /// Pins the newest `blockFrames` frames as the shot's sink, at most `sinkFrames` of them
     /// (`CausalDiffusionInferencePipeline._pin_current_chunk`, after a scene cut's clean pass).
     public func pinNewest(blockFrames: Int) {

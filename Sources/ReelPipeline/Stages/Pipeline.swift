@@ -63,13 +63,23 @@ public struct PipelineRequest: Sendable {
     /// takes only an image, one latent frame `[1, H, W, C]`, as the first generated frame (and `latentFrames`
     /// counts it).
     public var context: VideoContext?
+    /// Classifier-free guidance for a LongLive 2.0 model (`guidance_scale`, `negative_prompt`: every forward twice);
+    /// nil or a scale of 1: none, as the shipped configs. Refused for a LongLive 1.0 model, whose loop has none.
+    public var guidance: Guidance?
+
+    /// A guidance scale and the negative prompt (LongLive 2.0's default negative prompt is empty).
+    public struct Guidance: Sendable, Equatable {
+        public var scale: Float
+        public var negativePrompt: String
+        public init(scale: Float, negativePrompt: String = "") { self.scale = scale; self.negativePrompt = negativePrompt }
+    }
 
     public init(geometry: BlockGeometry, latentFrames: Int?, granularity: Pipeline.Granularity = .block,
                 decode: Bool = true, recacheOnSwitch: Bool = true, schedule: StreamingSchedule = .longLive,
-                longLive2Schedule: LongLive2Schedule? = nil, context: VideoContext? = nil) {
+                longLive2Schedule: LongLive2Schedule? = nil, context: VideoContext? = nil, guidance: Guidance? = nil) {
         self.geometry = geometry; self.latentFrames = latentFrames; self.granularity = granularity
         self.decode = decode; self.recacheOnSwitch = recacheOnSwitch; self.schedule = schedule
-        self.longLive2Schedule = longLive2Schedule; self.context = context
+        self.longLive2Schedule = longLive2Schedule; self.context = context; self.guidance = guidance
     }
 }
 
@@ -153,16 +163,24 @@ public final class Pipeline: @unchecked Sendable {
             guard replicas.first === model.dit else {
                 throw ReelError.input("timestep forcing: the first replica must be the pipeline's DiT (prompts are encoded with it)")
             }
-            if request.context != nil || request.longLive2Schedule != nil {
-                throw ReelError.input("timestep forcing runs LongLive 1.0's schedule from noise: no context and no LongLive 2.0 schedule")
+            if request.context != nil || request.longLive2Schedule != nil || request.guidance != nil {
+                throw ReelError.input("timestep forcing runs LongLive 1.0's schedule from noise: no context, no LongLive 2.0 "
+                                      + "schedule and no guidance")
             }
             generator = try TimestepForcingGenerator(replicas: replicas, prompt: prompt, latentHeight: request.geometry.latentHeight,
                                                      latentWidth: request.geometry.latentWidth, schedule: request.schedule,
                                                      noise: noise, recacheOnSwitch: request.recacheOnSwitch,
                                                      latentFrames: request.latentFrames, script: script)
         } else if model.dit.config.runsLongLive2 {
-            generator = try Self.longLive2Generator(model: model.dit, request: request, prompt: prompt, noise: noise)
+            // The negative prompt is encoded once, like the reference's `unconditional_dict`.
+            let negative = try request.guidance.flatMap { $0.scale == 1 ? nil : try model.context(for: $0.negativePrompt) }
+            generator = try Self.longLive2Generator(model: model.dit, request: request, prompt: prompt, noise: noise,
+                                                    negative: negative)
         } else {
+            if let g = request.guidance, g.scale != 1 {
+                throw ReelError.input("classifier-free guidance (scale \(g.scale)) is LongLive 2.0's option: LongLive 1.0's "
+                                      + "loop has none, and this DiT (\(model.dit.config.inChannels) latent channels) runs 1.0's")
+            }
             if request.longLive2Schedule != nil {
                 throw ReelError.input("a LongLive 2.0 schedule needs a LongLive 2.0 model (a DiT of 48 latent channels); "
                                       + "this DiT takes \(model.dit.config.inChannels) and runs LongLive 1.0's schedule")
@@ -186,7 +204,7 @@ public final class Pipeline: @unchecked Sendable {
     /// LongLive 2.0's generator for `request`, refusing LongLive 1.0's options: its own block, sink and window
     /// (`LongLive2Schedule`), no recache, and an image (one latent frame) as its only context.
     static func longLive2Generator(model dit: WanDiT, request: PipelineRequest, prompt: WanDiT.PromptContext,
-                                   noise: any NoiseSource) throws -> LongLive2BlockGenerator {
+                                   noise: any NoiseSource, negative: WanDiT.PromptContext? = nil) throws -> LongLive2BlockGenerator {
         let schedule = request.longLive2Schedule ?? .longLive2
         if !request.recacheOnSwitch || request.schedule != .longLive {
             throw ReelError.input("KV-recache and LongLive 1.0's schedule are LongLive 1.0 options: a LongLive 2.0 model "
@@ -210,8 +228,14 @@ public final class Pipeline: @unchecked Sendable {
             }
             image = context.latents
         }
+        let guidance = try negative.map { negative -> LongLive2Generator.Guidance in
+            guard let scale = request.guidance?.scale else {
+                throw ReelError.input("a negative prompt needs a guidance scale")
+            }
+            return .init(scale: scale, negative: negative)
+        }
         let generator = try LongLive2Generator(model: dit, latentHeight: g.latentHeight, latentWidth: g.latentWidth,
-                                               schedule: schedule, noise: noise, image: image)
+                                               schedule: schedule, noise: noise, image: image, guidance: guidance)
         return LongLive2BlockGenerator(generator: generator, prompt: prompt)
     }
 
