@@ -83,8 +83,7 @@ extension Bench {
         // Both models' compute per block on one device; the slower of the two on two (--decode-device).
         let e2eFloorFPS = videoFrames / (twoDevices ? max(ditFloor, vaeFloor) : ditFloor + vaeFloor)
         let steady = Array(warmup..<blocks)
-        let steadyFrames = steady.dropFirst().reduce(0) { $0 + times.frames[$1] }
-        let fps = Double(steadyFrames) / (times.arrivals[blocks - 1] - times.arrivals[warmup])
+        let fps = steadyFPS(arrivals: times.arrivals, frames: times.frames, warmup: warmup)
         let plainBlocks = steady.filter { $0 != switchBlock }
         let ditMedian = median(plainBlocks.map { times.ditSeconds[$0] })
         let decodeMedian = median(plainBlocks.map { times.decodeSeconds[$0] })

@@ -62,8 +62,7 @@ extension Bench {
 
         // Steady state: blocks after the warm-up; the switch block and the sink's refresh (block N) left out of medians.
         let steady = Array(warmup..<blocks)
-        let steadyFrames = steady.dropFirst().reduce(0) { $0 + frames[$1] }
-        let fps = Double(steadyFrames) / (arrivals[blocks - 1] - arrivals[warmup])
+        let fps = steadyFPS(arrivals: arrivals, frames: frames, warmup: warmup)
         let plain = steady.filter { $0 != switchBlock && $0 != stages.count }
         let stageMedians = perStage.map { times in median(plain.filter { $0 < times.count }.map { times[$0] }) }
         let slowest = stageMedians.max() ?? .nan
@@ -88,7 +87,8 @@ extension Bench {
         print("figure                          measured      floor         measured/floor")
         row("FPS vs the slowest stage", fps, 12 / slowest, unit: "fps", higherIsBetter: true)
         row("FPS vs one forward's compute", fps, 12 / max(stepFloor, vaeFloor), unit: "fps", higherIsBetter: true)
-        row("block interval", (arrivals[blocks - 1] - arrivals[warmup]) / Double(blocks - 1 - warmup) * 1000, slowest * 1000,
+        let end = steadyWindowEnd(blocks: blocks, warmup: warmup)
+        row("block interval", (arrivals[end] - arrivals[warmup]) / Double(end - warmup) * 1000, slowest * 1000,
             unit: "ms", higherIsBetter: false)
         row("time to first frame", (firstFrame ?? arrivals[0]) * 1000,
             (Double(stages.count) * ComputeCost.ditForward(config, queries: block * tokensPerFrame, keys: block * tokensPerFrame)

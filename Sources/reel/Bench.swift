@@ -311,9 +311,7 @@ struct Bench: AsyncParsableCommand {
 
         // Steady state: blocks after the warm-up, the switch block left out of per-block medians.
         let steady = Array(warmup..<blocks)
-        let steadyFrames = steady.dropFirst().reduce(0) { $0 + frames[$1] }
-        let steadyWall = arrivals[blocks - 1] - arrivals[warmup]
-        let fps = Double(steadyFrames) / steadyWall
+        let fps = steadyFPS(arrivals: arrivals, frames: frames, warmup: warmup)
         let plainBlocks = steady.filter { $0 != switchBlock }
         let ditMedian = median(plainBlocks.map { ditSeconds[$0] })
         let decodeMedian = median(plainBlocks.map { decodeSeconds[$0] })
@@ -443,3 +441,18 @@ struct Bench: AsyncParsableCommand {
         return s.isEmpty ? .nan : s[min(s.count - 1, max(0, Int((q * Double(s.count)).rounded(.up)) - 1))]
     }
 }
+
+/// Frames a second between the warm-up's last block and the end of the steady window: the frames of the blocks after
+/// `warmup` over the time between their arrivals. The window stops one block short of the last when at least two
+/// blocks follow the warm-up: the last block's decode runs alone (no DiT beside it), so its frames come early and
+/// would flatter the figure (the 14B on an H100: decode 578 ms a block beside the DiT, 110 alone; 9.9 FPS over a window
+/// ending there against the DiT's 9.5).
+func steadyFPS(arrivals: [Double], frames: [Int], warmup: Int) -> Double {
+    let end = steadyWindowEnd(blocks: arrivals.count, warmup: warmup)
+    guard end > warmup else { return .nan }
+    return Double(frames[(warmup + 1)...end].reduce(0, +)) / (arrivals[end] - arrivals[warmup])
+}
+
+/// The block whose arrival ends the steady window (`steadyFPS`).
+func steadyWindowEnd(blocks: Int, warmup: Int) -> Int { blocks - 1 >= warmup + 2 ? blocks - 2 : blocks - 1 }
+
