@@ -207,10 +207,12 @@ final class Session: @unchecked Sendable {
             }
             let id = self.id
             // The pipeline object lives as long as its chunks are read (its stages and controls hang on it).
+            // The pattern comes in the model's blocks (a LongLive 2.0 model's 8 latent frames, 1.0's 3).
+            let patternGeometry = config.testPattern ? try request.geometry(for: model.dit.config) : nil
             let (chunks, pipeline) = try await config.testPattern
                 ? (TestPattern.chunks(width: request.width, height: request.height, fps: request.fps,
-                                      latentFrames: request.latentFrames(in: BlockGeometry(width: request.width,
-                                                                                           height: request.height)),
+                                      latentFrames: patternGeometry.flatMap { request.latentFrames(in: $0) },
+                                      blockFrames: patternGeometry?.latentFramesPerBlock ?? 3,
                                       backend: model.dit.backend,
                                       isStopped: { [weak self] in self?.isStopping ?? true }), self)
                 : makeChunks(model: model)

@@ -9,10 +9,12 @@ import ReelPipeline
 ///
 /// The pattern: a gradient scrolling 2 pixels a frame (every pixel changes every frame, as in generated video) and a
 /// disc circling once every 3 seconds. It comes as the model's video does, a latent frame at a time (1 frame, then
-/// 4), each part when its last frame is due in real time; prompts, pause and seeds are ignored.
+/// 4) in the model's blocks (3 latent frames for LongLive 1.0, 8 for 2.0), each part when its last frame is due in
+/// real time; prompts, pause and seeds are ignored.
 enum TestPattern {
-    /// The parts of a video of `latentFrames` latent frames (nil: until stopped) of `width` x `height` at `fps`.
-    static func chunks(width: Int, height: Int, fps: Int, latentFrames: Int?, backend: any Backend,
+    /// The parts of a video of `latentFrames` latent frames (nil: until stopped) of `width` x `height` at `fps`, in
+    /// blocks of `blockFrames` latent frames.
+    static func chunks(width: Int, height: Int, fps: Int, latentFrames: Int?, blockFrames: Int = 3, backend: any Backend,
                        isStopped: @escaping @Sendable () -> Bool) -> AsyncThrowingStream<VideoChunk, Error> {
         let (stream, continuation) = AsyncThrowingStream<VideoChunk, Error>.makeStream()
         let cancelled = Flag()
@@ -21,7 +23,8 @@ enum TestPattern {
         Thread.detachNewThread {
             do {
                 let painter = Painter(width: width, height: height, fps: fps)
-                let latents = try backend.value.zeros(Shape([3, 1, 1, 1]))   // [latent frames of a block, h, w, C]: unread
+                let n = max(1, blockFrames)
+                let latents = try backend.value.zeros(Shape([n, 1, 1, 1]))   // [latent frames of a block, h, w, C]: unread
                 let start = ContinuousClock.now
                 var frame = 0, latent = 0
                 while latentFrames.map({ latent < $0 }) ?? true, !isStopped(), !cancelled.isSet {
@@ -30,9 +33,9 @@ enum TestPattern {
                     let wait = due - .now
                     if wait > .zero { Thread.sleep(forTimeInterval: wait.seconds) }
                     let pixels = (frame..<(frame + count)).flatMap(painter.frame)
-                    let block = LatentBlock(index: latent / 3, startFrame: latent / 3 * 3, latents: latents, promptIndex: 0,
+                    let block = LatentBlock(index: latent / n, startFrame: latent / n * n, latents: latents, promptIndex: 0,
                                             ready: try backend.value.recordEvent(), seconds: 0)
-                    let part = latent % 3
+                    let part = latent % n
                     continuation.yield(VideoChunk(block: block, latentFrames: part..<(part + 1),
                                                   frames: try RGBFrames(width: width, height: height, pixels: pixels),
                                                   decodeSeconds: 0))

@@ -93,6 +93,24 @@ extension TestModel {
         await manager.shutdown()
     }
 
+    /// `reel serve --test-pattern` with a 2.0 model sends the pattern in the model's blocks (29 frames, then 32), as the
+    /// model's video would come; with a 1.0 model it keeps 1.0's (9, then 12).
+    @Test func testPatternComesInTheModelsBlocks() async throws {
+        let manager = SessionManager(model: try TestModel.longLive2(), config: TestModel.config {
+            $0.defaultWidth = 64; $0.defaultHeight = 64; $0.testPattern = true
+        })
+        // 2 s at 24 fps: 48 frames need 13 latent frames, 2 blocks of 8 (29 + 32 = 61 frames).
+        let blocks = await Self.blocks(of: try await manager.create(request(seconds: 2), watched: true))
+        #expect(blocks.keys.sorted() == [0, 1] && blocks[0]?.count == 29 && blocks[1]?.count == 32)
+        await manager.shutdown()
+        let wan = SessionManager(model: try TestModel.load(), config: TestModel.config { $0.testPattern = true })
+        let wanBlocks = await Self.blocks(of: try await wan.create(
+            SessionRequest(prompt: "a pattern", seed: 4, width: 64, height: 64, fps: 24, seconds: 1, quality: 90,
+                           record: false), watched: true))
+        #expect(wanBlocks.keys.sorted() == [0, 1, 2] && wanBlocks[0]?.count == 9 && wanBlocks[1]?.count == 12)
+        await wan.shutdown()
+    }
+
     @Test func imageSessionStartsFromTheImageAsItsFirstFrame() async throws {
         let manager = SessionManager(model: try TestModel.longLive2(), config: TestModel.config())
         var pixels: [UInt8] = []
