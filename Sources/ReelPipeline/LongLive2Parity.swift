@@ -18,7 +18,7 @@ public struct LongLive2Parity {
         /// configs/inference_i2v.yaml: the first frame from an image.
         case i2v
         /// The absolute case with `shot_clean_recache: true`: the scene cut's clean pass over the global sink alone.
-        case cleanRecache
+        case cleanRecache = "clean_recache"
         /// The absolute case with classifier-free guidance (`guidance_scale` 3, the fixture's negative prompt).
         case guidance
         /// The absolute case with the fixture's LoRA (`lora.pt`, PEFT keys under "generator_lora") on every block
@@ -112,9 +112,6 @@ public struct LongLive2Parity {
         ]
     }
 
-    /// The reference's latents of `c` in case.safetensors.
-    static func tensorName(_ c: Case) -> String { c == .cleanRecache ? "latents.clean_recache" : "latents.\(c.rawValue)" }
-
     public func run(_ c: Case, _ variant: Variant? = nil) throws -> Result {
         let variant = variant ?? Variant(schedule: Self.referenceSchedule(c))
         let path = (folder as NSString).appendingPathComponent("case.safetensors")
@@ -155,7 +152,7 @@ public struct LongLive2Parity {
         if c == .i2v {
             baseline.replaceSubrange(0..<perFrame, with: try file.tensor("image", on: backend, as: .f32).toFloats())
         }
-        return Result(ours: ours, reference: try file.tensor(Self.tensorName(c), on: backend, as: .f32).toFloats(),
+        return Result(ours: ours, reference: try file.tensor("latents.\(c.rawValue)", on: backend, as: .f32).toFloats(),
                       baseline: baseline, blockSize: variant.schedule.framesPerBlock * perFrame)
     }
 }

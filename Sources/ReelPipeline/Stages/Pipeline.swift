@@ -173,9 +173,11 @@ public final class Pipeline: @unchecked Sendable {
                                                      latentFrames: request.latentFrames, script: script)
         } else if model.dit.config.runsLongLive2 {
             // The negative prompt is encoded once, like the reference's `unconditional_dict`.
-            let negative = try request.guidance.flatMap { $0.scale == 1 ? nil : try model.context(for: $0.negativePrompt) }
+            let guidance = try request.guidance.flatMap { g in
+                g.scale == 1 ? nil : LongLive2Generator.Guidance(scale: g.scale, negative: try model.context(for: g.negativePrompt))
+            }
             generator = try Self.longLive2Generator(model: model.dit, request: request, prompt: prompt, noise: noise,
-                                                    negative: negative)
+                                                    guidance: guidance)
         } else {
             if let g = request.guidance, g.scale != 1 {
                 throw ReelError.input("classifier-free guidance (scale \(g.scale)) is LongLive 2.0's option: LongLive 1.0's "
@@ -204,7 +206,7 @@ public final class Pipeline: @unchecked Sendable {
     /// LongLive 2.0's generator for `request`, refusing LongLive 1.0's options: its own block, sink and window
     /// (`LongLive2Schedule`), no recache, and an image (one latent frame) as its only context.
     static func longLive2Generator(model dit: WanDiT, request: PipelineRequest, prompt: WanDiT.PromptContext,
-                                   noise: any NoiseSource, negative: WanDiT.PromptContext? = nil) throws -> LongLive2BlockGenerator {
+                                   noise: any NoiseSource, guidance: LongLive2Generator.Guidance? = nil) throws -> LongLive2BlockGenerator {
         let schedule = request.longLive2Schedule ?? .longLive2
         if !request.recacheOnSwitch || request.schedule != .longLive {
             throw ReelError.input("KV-recache and LongLive 1.0's schedule are LongLive 1.0 options: a LongLive 2.0 model "
@@ -227,12 +229,6 @@ public final class Pipeline: @unchecked Sendable {
                                       + "continuing a video is LongLive 1.0's")
             }
             image = context.latents
-        }
-        let guidance = try negative.map { negative -> LongLive2Generator.Guidance in
-            guard let scale = request.guidance?.scale else {
-                throw ReelError.input("a negative prompt needs a guidance scale")
-            }
-            return .init(scale: scale, negative: negative)
         }
         let generator = try LongLive2Generator(model: dit, latentHeight: g.latentHeight, latentWidth: g.latentWidth,
                                                schedule: schedule, noise: noise, image: image, guidance: guidance)
