@@ -104,8 +104,15 @@ struct Bench: AsyncParsableCommand {
     var switchBlock = 6
     @Option(help: "Blocks left out of the steady state at the start (the cache is filling).")
     var warmup = 4
-    @Option(help: "Print device memory every this many blocks (0: only at the end), to show it stays flat.")
+    @Option(help: "Print device and host memory every this many blocks (0: only at the end), to show it stays flat.")
     var memoryEvery = 0
+    @Option(help: ArgumentHelp("A prompt switch (with its recache) every this many blocks besides --switch-block, the two prompts taking turns (0: none).",
+                               discussion: "For long runs with --memory-every: memory must stay flat across recaches too. Every switch block is left out of the per-block medians."))
+    var switchEvery = 0
+    @Option(help: ArgumentHelp("LongLive 1.0's denoising steps on the 1000-step grid, comma separated (default 1000,750,500,250).",
+                               discussion: "Fewer steps make a block cheaper without changing what is cached or streamed: a long memory run fits in less device time. The floors follow the steps.",
+                               valueName: "t1,t2,..."))
+    var denoisingSteps: String?
     @OptionGroup var quantizationOptions: QuantizationOptions
     /// The DiT's quantized layers, nil for none (`--fp8` or `--int8`, `--fp8-layers`).
     var quantization: LinearQuantization? { quantizationOptions.quantization }
@@ -163,6 +170,13 @@ struct Bench: AsyncParsableCommand {
         if blocks < 2 { throw ValidationError("--blocks must be at least 2.") }
         if warmup < 0 || warmup >= blocks { throw ValidationError("--warmup must be in 0..<\(blocks).") }
         if switchBlock < 0 || switchBlock >= blocks { throw ValidationError("--switch-block must be in 0..<\(blocks).") }
+        if switchEvery < 0 { throw ValidationError("--switch-every must be 0 (none) or a number of blocks, got \(switchEvery).") }
+        if switchEvery > 0 || denoisingSteps != nil {
+            if model.isLongLive2 || input || backendOptions.pipeline != .exact {
+                throw ValidationError("--switch-every and --denoising-steps belong to LongLive 1.0's plain bench: not with --model 5b, --input or --pipeline.")
+            }
+        }
+        _ = try schedule()
         if model.isLongLive2 && decoder == .tiny {
             throw ValidationError("TAEHV decodes Wan2.1 latents: --model \(model.name) takes --decoder vae (Wan2.2) or none.")
         }
@@ -232,12 +246,12 @@ struct Bench: AsyncParsableCommand {
             print(String(format: "text encoder on %@: a new prompt encoded in %.0f ms (a prompt switch waits for it)",
                          loaded.prompts.textEncoder.backend.name, (ContinuousClock.now - encodeStart).seconds * 1000))
             print("reel bench on \(backend.name) (\(dtype)\(quantizationNote())): \(folderPath ?? "") (DiT \(dit.config.layers) layers, dim \(dit.config.dim)), "
-                  + "decoder \(decoder == .none ? "none" : loaded.decoderName), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
+                  + "decoder \(decoder == .none ? "none" : loaded.decoderName), \(width)x\(height), \(blocks) blocks, \(switchNote)")
             print(String(format: "model loaded and prompts encoded in %.1f s", Date().timeIntervalSince(t0)))
         } else {
             guard let config = model.config else { throw ReelError.input("no model folder and no architecture named") }
             print("reel bench on \(backend.name) (\(dtype)\(quantizationNote())): DiT \(model.name) (\(config.layers) layers, dim \(config.dim)), "
-                  + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, switch at block \(switchBlock)")
+                  + "decoder \(decoder.rawValue), \(width)x\(height), \(blocks) blocks, \(switchNote)")
             // Under --gpu-memory the weights are made on the device with the cap lifted, then placed under it.
             let placed = try backendOptions.withoutCap(on: backend) {
                 let weights = try WanDiT.randomWeights(config, on: backend, dtype: dtype)
@@ -279,7 +293,9 @@ struct Bench: AsyncParsableCommand {
         try await EngineWarmUp.run(dit: dit, prompt: first, switchTo: second, decoder: newDecoder(), decodeStream: decodeStream,
                                    geometry: geometry)
         let parts = ModelParts(dit: dit, newDecoder: newDecoder, decodeStream: decodeStream)
-        let request = PipelineRequest(geometry: geometry, latentFrames: 18, granularity: .latentFrame, decode: decoder != .none)
+        let schedule = try schedule()
+        var request = PipelineRequest(geometry: geometry, latentFrames: 18, granularity: .latentFrame, decode: decoder != .none)
+        request.schedule = schedule
         do {
             let warm = try Pipeline(model: parts, request: request, prompt: first, noise: PhiloxNoise(seed: 9)) { frame in
                 frame == 15 ? second : nil
@@ -295,13 +311,17 @@ struct Bench: AsyncParsableCommand {
             profiler.reset()
             if let decoder = decodeStream as? CUDABackend, decoder !== gpu { profiler.name("DiT", for: gpu); profiler.name("decoder", for: decoder) }
         }
-        let switchFrame = switchBlock * geometry.latentFramesPerBlock
         var measured = request
         measured.latentFrames = blocks * geometry.latentFramesPerBlock
+        // The switch blocks (--switch-block, every --switch-every'th): the k-th switch goes to the second prompt when
+        // k is odd and back to the first when it is even.
+        let switches = switchBlocks()
+        let n = geometry.latentFramesPerBlock
         // Optional so that the measured stream's KV cache and decoder are released before the decoder runs alone
         // (under --gpu-memory both would not fit beside a second decoder).
         var pipeline: Pipeline? = try Pipeline(model: parts, request: measured, prompt: first, noise: PhiloxNoise(seed: 0)) { frame in
-            switchBlock > 0 && frame == switchFrame ? second : nil
+            guard frame % n == 0, let k = switches.firstIndex(of: frame / n) else { return nil }
+            return k % 2 == 0 ? second : first
         }
         let uploadedBefore = dit.weightStreaming?.bytesUploaded ?? 0
         let (arrivals, ditSeconds, recache, decodeSeconds, frames, firstFrame) = try await measure(pipeline!, geometry: geometry,
@@ -312,19 +332,20 @@ struct Bench: AsyncParsableCommand {
         // Steady state: blocks after the warm-up, the switch block left out of per-block medians.
         let steady = Array(warmup..<blocks)
         let fps = steadyFPS(arrivals: arrivals, frames: frames, warmup: warmup)
-        let plainBlocks = steady.filter { $0 != switchBlock }
+        let plainBlocks = steady.filter { !switches.contains($0) }
         let ditMedian = median(plainBlocks.map { ditSeconds[$0] })
         let decodeMedian = median(plainBlocks.map { decodeSeconds[$0] })
         let tokensPerFrame = (lh / 2) * (lw / 2)
         // A DiT spread over N devices (--devices) has N times one device's rate (its exchange is the cost).
         let ditRate = rate * Double(dit.parallelism?.replicas.count ?? 1)
-        let ditFloor = ComputeCost.ditBlock(config, schedule: .longLive, tokensPerFrame: tokensPerFrame) / ditRate
+        let ditFloor = ComputeCost.ditBlock(config, schedule: schedule, tokensPerFrame: tokensPerFrame) / ditRate
         let vaeFloor = 3 * decodeLatentFLOPs / rate
         // End to end, decode overlaps generation only where the backend runs both at once; the
         // floor is the sum of both models' compute per block.
         // On two devices (--decode-device) the slower of the two bounds it.
         let e2eFloorFPS = 12 / (twoDevices ? max(ditFloor, vaeFloor) : ditFloor + vaeFloor)
-        let switchExtra = switchBlock > 0 ? ditSeconds[switchBlock] - ditMedian : 0
+        // A switch's cost: the median over the switch blocks of what each adds to its block's DiT time.
+        let switchExtra = switches.isEmpty ? 0 : median(switches.map { ditSeconds[$0] }) - ditMedian
 
         print("")
         print("figure                          measured      floor         measured/floor")
@@ -335,12 +356,13 @@ struct Bench: AsyncParsableCommand {
         // The first frame needs the first block's denoising steps (its clean pass runs later) and
         // a quarter of one latent frame's decode (1 frame of 4).
         let firstForward: Double = ComputeCost.ditForward(config, queries: 3 * tokensPerFrame, keys: 3 * tokensPerFrame)
-        let firstSteps = Double(StreamingSchedule.longLive.denoisingSteps.count)
+        let firstSteps = Double(schedule.denoisingSteps.count)
         let firstFloor: Double = firstForward * firstSteps / ditRate + decodeLatentFLOPs * 0.25 / rate
         row("time to first frame", (firstFrame ?? arrivals[0]) * 1000, firstFloor * 1000, unit: "ms", higherIsBetter: false)
-        if switchBlock > 0 {
+        if !switches.isEmpty {
             let recacheFloor = ComputeCost.ditForward(config, queries: 9 * tokensPerFrame, keys: 12 * tokensPerFrame) / ditRate
-            row("prompt switch: recache", recache * 1000, recacheFloor * 1000, unit: "ms", higherIsBetter: false)
+            row(switches.count > 1 ? "prompt switch: recache (mean)" : "prompt switch: recache", recache / Double(switches.count) * 1000,
+                recacheFloor * 1000, unit: "ms", higherIsBetter: false)
             print(String(format: "prompt switch adds %.0f ms to its block (%.2f of a block's DiT time)", switchExtra * 1000, switchExtra / ditMedian))
         }
         if let memory = (backend as? MemoryReporting)?.memoryStatistics() {
@@ -392,8 +414,11 @@ struct Bench: AsyncParsableCommand {
             frames.append(blockFrames)
             blockDecode = 0; blockFrames = 0
             if memoryEvery > 0, (chunk.block.index + 1) % memoryEvery == 0, let m = (backend as? MemoryReporting)?.memoryStatistics() {
-                print(String(format: "block %d: %.0f video frames, device memory in use %.3f GB, peak %.3f GB, %.1f s",
-                             chunk.block.index, Double(frames.reduce(0, +)), Double(m.inUse) / 1e9, Double(m.peak) / 1e9, arrivals.last ?? 0))
+                let host = Self.hostResidentBytes().map { String(format: ", host resident %.3f GB", Double($0) / 1e9) } ?? ""
+                print(String(format: "block %d: %.0f video frames, device memory in use %.3f GB, peak %.3f GB%@, %.1f s",
+                             chunk.block.index, Double(frames.reduce(0, +)), Double(m.inUse) / 1e9, Double(m.peak) / 1e9, host,
+                             arrivals.last ?? 0))
+                fflush(nil)   // every stream: a long run cut short by a time limit keeps the lines it printed
             }
         }
         return (arrivals, ditSeconds, recache, decodeSeconds, frames, firstFrame)
@@ -421,6 +446,48 @@ struct Bench: AsyncParsableCommand {
         print("")
         row("decoder alone per block", median(times) * 1000, floor * 1000, unit: "ms", higherIsBetter: false)
         if let profiler { print("decoder alone, " + (try profiler.report()), terminator: "") }
+    }
+
+    /// This process's resident set (host memory it holds, page-locked buffers included), from /proc/self/statm;
+    /// nil where there is none (not Linux).
+    static func hostResidentBytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// The blocks at whose start the prompt switches: --switch-block, then every --switch-every'th block.
+    func switchBlocks() -> [Int] {
+        var blocksWithSwitch = Set(switchBlock > 0 ? [switchBlock] : [])
+        if switchEvery > 0 { blocksWithSwitch.formUnion(stride(from: switchEvery, to: blocks, by: switchEvery)) }
+        return blocksWithSwitch.sorted()
+    }
+
+    /// How the header names the switches.
+    var switchNote: String {
+        let switches = switchBlocks()
+        switch switches.count {
+        case 0: return "no switch"
+        case 1: return "switch at block \(switches[0])"
+        default: return "\(switches.count) switches (blocks \(switches.prefix(3).map(String.init).joined(separator: ", "))\(switches.count > 3 ? ", ..." : ""))"
+        }
+    }
+
+    /// LongLive 1.0's schedule with --denoising-steps (the default's steps without).
+    func schedule() throws -> StreamingSchedule {
+        var schedule = StreamingSchedule.longLive
+        guard let denoisingSteps else { return schedule }
+        let steps = denoisingSteps.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !steps.isEmpty, steps.allSatisfy({ $0 != nil }) else {
+            throw ValidationError("--denoising-steps takes timesteps on the 1000-step grid, comma separated (e.g. 1000,500), got \"\(denoisingSteps)\".")
+        }
+        schedule.denoisingSteps = steps.map { $0! }
+        guard zip(schedule.denoisingSteps, schedule.denoisingSteps.dropFirst()).allSatisfy({ $0 > $1 }) else {
+            throw ValidationError("--denoising-steps must decrease, got \(denoisingSteps).")
+        }
+        do { try schedule.validate() } catch let error as ReelError { throw ValidationError("--denoising-steps: \(error)") }
+        return schedule
     }
 
     func row(_ name: String, _ measured: Double, _ floor: Double, unit: String, higherIsBetter: Bool) {
