@@ -119,7 +119,8 @@ public final class LoadedModel: PipelineModel, @unchecked Sendable {
             let (channels, z, up) = (model.value.channels, model.value.latentChannels, model.value.timeUpscale)
             guard z == dit.config.outChannels else {
                 throw ReelError.input("\(path) is a TAEHV of \(z) latent channels but the DiT makes \(dit.config.outChannels): "
-                                      + "a Wan2.2-TI2V-5B (LongLive 2.0) DiT decodes with the Wan2.2 VAE (--vae Wan2.2_VAE.pth)")
+                                      + "a Wan2.1 DiT decodes with taew2_1, a Wan2.2-TI2V-5B (LongLive 2.0) DiT with taew2_2 "
+                                      + "or the Wan2.2 VAE (--vae Wan2.2_VAE.pth)")
             }
             var makeEncoder: (@Sendable () -> any VideoEncoder)?
             let encodeStream = wantsEncoder ? try encodeBackend ?? stream.makeStream() : stream

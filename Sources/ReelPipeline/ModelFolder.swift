@@ -24,7 +24,8 @@
 //   CausVid       model.pt in a checkpoint folder ("generator"; CausVid minimal_inference/autoregressive_inference.py)
 //                 on a Wan2.1 base folder
 //   TAEHV         taew2_1.pth or taew2_1.safetensors (madebyollin/taehv) beside any of them (Self-Forcing demo.py
-//                 keeps it in checkpoints/)
+//                 keeps it in checkpoints/); taew2_2.pth or taew2_2.safetensors (Wan2.2's 48-channel latents) beside a
+//                 LongLive 2.0 or Wan2.2-TI2V-5B folder
 import Foundation
 import ReelCore
 import ReelIO
@@ -143,6 +144,8 @@ extension ModelFolder {
         (.tinyDecoder, "taew2_1.pth", .wan),
         (.tinyDecoder, "taew2_1.safetensors", .wan),
         (.tinyDecoder, "checkpoints/taew2_1.pth", .selfForcing),
+        (.tinyDecoder, "taew2_2.pth", .wan),
+        (.tinyDecoder, "taew2_2.safetensors", .wan),
     ]
 
     /// Where a Wan2.1 base folder is looked for when none is given, relative to the model folder:
@@ -166,7 +169,7 @@ extension ModelFolder {
         case .textEncoder: "models_t5_umt5-xxl-enc-bf16.pth, text_encoder/ or text_encoder.safetensors"
         case .tokenizer: "google/umt5-xxl/tokenizer.json, tokenizer/ or tokenizer.json / spiece.model"
         case .vae: "Wan2.1_VAE.pth, Wan2.2_VAE.pth, vae/ or vae.safetensors (or taew2_1.pth for the tiny decoder)"
-        case .tinyDecoder: "taew2_1.pth, taew2_1.safetensors or taehv.safetensors"
+        case .tinyDecoder: "taew2_1.pth, taew2_1.safetensors or taehv.safetensors (taew2_2.pth or .safetensors for Wan2.2's latents)"
         }
     }
 

@@ -7,8 +7,8 @@ import ReelPipeline
 /// `reel bench --model 5b` (or `5b-small`): LongLive 2.0's schedule (docs/longlive2.md) on random weights of the
 /// Wan2.2-TI2V-5B architecture through `Pipeline`, as the 1.3B's bench: blocks of 8 latent frames (4 UniPC steps and
 /// the previous block's clean pass each, over the 32-frame buffer), a scene cut at --switch-block, and with
-/// --decoder vae a random Wan2.2 VAE of the real size decoding each block on its own stream (or --decode-device)
-/// while the DiT makes the next one, ordered by the block's event (the reference's "async decoding").
+/// --decoder vae a random Wan2.2 VAE of the real size (tiny: TAEHV as taew2_2) decoding each block on its own stream
+/// (or --decode-device) while the DiT makes the next one, ordered by the block's event (the reference's "async decoding").
 extension Bench {
     func benchLongLive2(_ config: WanDiTConfig) async throws {
         let backend = try backendOptions.make()
@@ -21,8 +21,9 @@ extension Bench {
         print(String(format: "matmul rate measured on this backend: %.2f TFLOP/s (the compute floors below use it)",
                      rate / 1e12))
         let note = quantizationNote(allLinears: "every block linear (LongLive 2.0's W8A8 PTQ)")
+        let decoderName = switch decoder { case .vae: "Wan2.2 VAE"; case .tiny: "TAEHV (taew2_2)"; case .none: "none" }
         print("reel bench on \(backend.name) (\(dtype)\(note)): DiT \(model.name) (\(config.layers) layers, dim \(config.dim), "
-              + "\(config.inChannels) channels), LongLive 2.0 schedule, decoder \(decoder == .vae ? "Wan2.2 VAE" : "none"), "
+              + "\(config.inChannels) channels), LongLive 2.0 schedule, decoder \(decoderName), "
               + "\(width)x\(height), \(blocks) blocks, scene cut at block \(switchBlock)")
         let t0 = Date()
         let dit: WanDiT = try {     // the bf16 weights are released once quantized
@@ -37,9 +38,8 @@ extension Bench {
         let (first, second) = (try prompt(1), try prompt(2).startingShot())
         // The decoder's own stream, as LoadedModel makes one: decode runs beside the DiT on the device.
         let decodeStream = try backendOptions.makeDecodeBackend() ?? backend.makeStream()
-        let vae = decoder == .vae ? try WanVAEDecoder.load(
-            from: WanVAEDecoder.randomWeights(.wan22, on: decodeStream, dtype: dtype), on: decodeStream, dtype: dtype) : nil
-        let newDecoder: () -> (any VideoDecoder)? = { vae.map { StreamingVAEDecoder(model: $0) as any VideoDecoder } }
+        let random = try decoder.random(on: decodeStream, dtype: dtype, lh: lh, lw: lw, wan22: true)
+        let newDecoder = random.newDecoder
         print(String(format: "random weights built in %.1f s", Date().timeIntervalSince(t0)))
         (backend as? MemoryReporting)?.resetPeakMemory()
 
@@ -77,7 +77,7 @@ extension Bench {
         let forward = ComputeCost.ditForward(config, queries: n * tokensPerFrame,
                                              keys: schedule.attentionFrames * tokensPerFrame)
         let ditFloor = Double(schedule.steps + 1) * forward / rate
-        let decodeLatentFLOPs = decoder == .vae ? ComputeCost.vaeDecodeLatentFrame(.wan22, height: lh, width: lw) : 0
+        let decodeLatentFLOPs = random.latentFLOPs
         let vaeFloor = Double(n) * decodeLatentFLOPs / rate
         let videoFrames = Double(geometry.videoFrames(ofBlock: 1))      // 32 a block after the first
         // Both models' compute per block on one device; the slower of the two on two (--decode-device).

@@ -71,17 +71,21 @@ struct Bench: AsyncParsableCommand {
         case vae, tiny, none
 
         /// Random weights of this decoder on `stream` (a new streaming decoder per video) and its FLOPs per latent
-        /// frame at `lh` x `lw` latents.
-        func random(on stream: any Backend, dtype: DType, lh: Int, lw: Int) throws
+        /// frame at `lh` x `lw` latents. `wan22`: for Wan2.2's latents (the Wan2.2 VAE; TAEHV as taew2_2).
+        func random(on stream: any Backend, dtype: DType, lh: Int, lw: Int, wan22: Bool = false) throws
             -> (newDecoder: () -> (any VideoDecoder)?, latentFLOPs: Double) {
             switch self {
             case .vae:
-                let model = try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(.wan21, on: stream, dtype: dtype), on: stream,
+                let config: WanVAEConfig = wan22 ? .wan22 : .wan21
+                let model = try WanVAEDecoder.load(from: WanVAEDecoder.randomWeights(config, on: stream, dtype: dtype), on: stream,
                                                    dtype: dtype)
-                return ({ StreamingVAEDecoder(model: model) }, ComputeCost.vaeDecodeLatentFrame(.wan21, height: lh, width: lw))
+                return ({ StreamingVAEDecoder(model: model) }, ComputeCost.vaeDecodeLatentFrame(config, height: lh, width: lw))
             case .tiny:
-                let model = try TinyDecoder.load(from: TinyDecoder.randomWeights(on: stream, dtype: dtype), on: stream, dtype: dtype)
-                return ({ StreamingTinyDecoder(model: model) }, TinyDecoder.flopsPerLatentFrame(height: lh, width: lw))
+                let (z, p) = wan22 ? (48, 2) : (16, 1)
+                let weights = try TinyDecoder.randomWeights(latentChannels: z, patchSize: p, on: stream, dtype: dtype)
+                let model = try TinyDecoder.load(from: weights, on: stream, dtype: dtype)
+                return ({ StreamingTinyDecoder(model: model) },
+                        TinyDecoder.flopsPerLatentFrame(latentChannels: z, patchSize: p, height: lh, width: lw))
             case .none:
                 return ({ nil }, 0)
             }
@@ -93,7 +97,7 @@ struct Bench: AsyncParsableCommand {
     var model: Model = .small
     @Option(help: "Base folder for the parts a LongLive, Self-Forcing or CausVid --model folder lacks (Wan2.1; LongLive 2.0: Wan2.2-TI2V-5B).")
     var base: String?
-    @Option(help: "Decoder: vae (Wan2.1 VAE; Wan2.2's for 5b), tiny (TAEHV taew2_1), both of the real size, or none (DiT only).")
+    @Option(help: "Decoder: vae (Wan2.1 VAE; Wan2.2's for 5b), tiny (TAEHV: taew2_1; taew2_2 for 5b), both of the real size, or none (DiT only).")
     var decoder: DecoderChoice = .vae
     @Option(help: ArgumentHelp("Same as --model FOLDER (kept for older scripts).", visibility: .hidden))
     var weights: String?
@@ -177,9 +181,6 @@ struct Bench: AsyncParsableCommand {
             }
         }
         _ = try schedule()
-        if model.isLongLive2 && decoder == .tiny {
-            throw ValidationError("TAEHV decodes Wan2.1 latents: --model \(model.name) takes --decoder vae (Wan2.2) or none.")
-        }
         if backendOptions.encodeDevice != nil && !input {
             throw ValidationError("--encode-device places the input encoder: reel bench runs one with --input.")
         }

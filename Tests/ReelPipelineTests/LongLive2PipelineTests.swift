@@ -219,6 +219,40 @@ import Testing
         var files = try ModelFiles(folder: f.path("LongLive2-tiny"))
         files.vae = nil
         #expect(message { _ = try LoadedModel.load(files: files, backend: backend) }.contains("Wan2.2 VAE"))
+        #expect(message { _ = try LoadedModel.load(files: files, backend: backend) }.contains("taew2_2"))
+    }
+
+    /// taew2_2 (TAEHV for Wan2.2's latents) beside a 2.0 folder: recognised as its tiny decoder, it decodes each block
+    /// as it comes (29 frames, then 32, of 16 pixels a latent), the frames those of `StreamingTinyDecoder` run on the
+    /// pipeline's own latents.
+    @Test func folderDecodesWithTAEW22() async throws {
+        let f = try ModelFolderFixtures()
+        defer { f.remove() }
+        try f.longLive2Folder("LongLive2-tiny")
+        let weights = try TinyDecoder.randomWeights(channels: ModelFolderFixtures.taehvChannels, latentChannels: 48, patchSize: 2,
+                                                    on: backend, seed: 4).tensors.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        try f.writeSafetensors(weights, to: "LongLive2-tiny/taew2_2.safetensors")
+        var files = try ModelFiles(folder: f.path("LongLive2-tiny"))
+        #expect(files.tinyDecoder == f.path("LongLive2-tiny") + "/taew2_2.safetensors")
+        files.vae = nil
+        let model = try LoadedModel.load(files: files, decoder: true, backend: backend)
+        #expect(model.decoderName == "taehv")
+        let geometry = try Self.size.matching(model.dit.config)
+        let latents = try await run(model, PipelineRequest(geometry: geometry, latentFrames: 16, decode: false))
+        let pipeline = try Pipeline(model: model, request: PipelineRequest(geometry: geometry, latentFrames: 16),
+                                    prompt: try model.context(for: "a red circle moves left"), noise: PhiloxNoise(seed: 5))
+        let direct = try #require(model.newDecoder())
+        var counts: [Int] = []
+        for try await chunk in pipeline.chunks() {
+            let frames = try #require(chunk.frames)
+            #expect(frames.width == 64 && frames.height == 64)
+            counts.append(frames.count)
+            let block = try backend.tensor(latents[counts.count - 1], shape: [1, 8, 4, 4, 48])
+            let expected = try RGBFrames(modelOutput: direct.decode(block))
+            #expect(frames == expected)
+            #expect(Set(frames.pixels).count > 16)   // an image, not a constant
+        }
+        #expect(counts == [29, 32])
     }
 
     /// The folder end to end: recognised, the Wan2.2 VAE decodes each block as it comes (29 frames, then 32).

@@ -15,14 +15,14 @@ public final class StreamingTinyDecoder: VideoDecoder {
     }
 
     public var latentChannels: Int { model.latentChannels }
-    public var spatialStride: Int { 8 }
+    public var spatialStride: Int { 8 * model.patchSize }
 
     public func reset() {
         memory = Array(repeating: nil, count: model.memBlockCount)
         trimmed = 0
     }
 
-    /// Decodes the next block `[N, T, h, w, z]` into frames `[N, T', 8h, 8w, 3]` in [-1, 1].
+    /// Decodes the next block `[N, T, h, w, z]` into frames `[N, T', 8ph, 8pw, 3]` in [-1, 1] (p: the patch size).
     public func decode(_ latents: Tensor) throws -> Tensor {
         try checkLatents(latents, op: "StreamingTinyDecoder.decode")
         let b = latents.backend

@@ -10,12 +10,16 @@ import ReelCore
 /// 9-11 MemBlock(c1), 12 Upsample x2, 13 TGrow(c1, 2), 14 conv c1->c2,
 /// 15-17 MemBlock(c2), 18 Upsample x2, 19 TGrow(c2, 2), 20 conv c2->c3, 21 ReLU, 22 conv c3->3
 /// ```
-/// with c = [256, 128, 64, 64] in taew2_1 (read from the weights). Immutable; the per-stream state
-/// lives in `StreamingTinyDecoder`.
+/// with c = [256, 128, 64, 64] in taew2_1 (read from the weights). taew2_2 (Wan2.2's 48-channel latents) is the
+/// same decoder with `patch_size` 2: conv 22 makes 3 x 2 x 2 channels, pixel-shuffled into frames twice as wide
+/// and high (16 pixels a latent); both are read from the weights. Immutable; the per-stream state lives in
+/// `StreamingTinyDecoder`.
 public final class TinyDecoder: @unchecked Sendable {
     public let backend: any Backend
-    /// Latent channels (16).
+    /// Latent channels (16; taew2_2: 48).
     public let latentChannels: Int
+    /// Pixels a side that the last conv's channels are shuffled into (taew2_1: 1; taew2_2: 2).
+    public let patchSize: Int
     /// Channels of the four stages.
     public let channels: [Int]
     /// Frames each TGrow makes of one (taew2_1: [1, 2, 2], so 4 frames per latent).
@@ -51,9 +55,14 @@ public final class TinyDecoder: @unchecked Sendable {
         }
         channels = c
         self.timeUpscale = timeUpscale
-        if let out = w.shape("decoder.22.weight"), out.rank == 4, out[0] != 3 {
-            throw ReelError.weights(message: "decoder outputs \(out[0]) channels; Reel's tiny decoder supports patch size 1 (3 channels, taew2_1)")
+        guard let out = w.shape("decoder.22.weight"), out.rank == 4 else {
+            throw ReelError.weights(message: "missing decoder.22.weight (TAEHV output conv)")
         }
+        guard let patch = [1, 2].first(where: { 3 * $0 * $0 == out[0] }) else {
+            throw ReelError.weights(message: "decoder outputs \(out[0]) channels; Reel's tiny decoder reads 3 (taew2_1) "
+                                    + "or 12 (patch size 2, taew2_2)")
+        }
+        patchSize = patch
 
         inputConv = try w.taehvConv("decoder.1", latentChannels, c[0])
         var stages: [Stage] = []
@@ -78,7 +87,7 @@ public final class TinyDecoder: @unchecked Sendable {
                                 conv: try w.taehvConv("decoder.\(base + 5)", n, c[s + 1], bias: false)))
         }
         self.stages = stages
-        outputConv = try w.taehvConv("decoder.22", c[3], 3)
+        outputConv = try w.taehvConv("decoder.22", c[3], 3 * patch * patch)
     }
 
     /// Loads the decoder of a TAEHV checkpoint (`taew2_1.pth` or its safetensors twin); encoder
@@ -97,7 +106,7 @@ public final class TinyDecoder: @unchecked Sendable {
     /// Raw frames made from the first latent frames that `decode_video` trims (t_upscale - 1 = 3).
     public var framesToTrim: Int { timeUpscale.reduce(1, *) - 1 }
 
-    /// Decodes a block `[N, T, h, w, z]` into raw frames `[N, T * 4, 8h, 8w, 3]` in [0, 1] (untrimmed),
+    /// Decodes a block `[N, T, h, w, z]` into raw frames `[N, T * 4, 8ph, 8pw, 3]` in [0, 1] (untrimmed, p the patch size),
     /// continuing the MemBlocks' past frames in `memory` (one slot per MemBlock).
     func forward(_ latents: Tensor, memory: inout [Tensor?]) throws -> Tensor {
         let b = latents.backend   // the stream the input lives on (the weights serve every stream)
@@ -113,8 +122,9 @@ public final class TinyDecoder: @unchecked Sendable {
             x = try tgrow(x, stage)                                                // [N, T * stride, 2h, 2w, C]
             x = try stage.conv(x)
         }
-        x = try outputConv(b.unary(.relu, x))                                      // [N, T', H, W, 3]
-        return try b.clamp(x, min: 0, max: 1)
+        x = try outputConv(b.unary(.relu, x))                                      // [N, T', H, W, 3 p p]
+        // taehv clamps after the pixel shuffle; clamping first gives the same values.
+        return try Patchify.pixelShuffle(b.clamp(x, min: 0, max: 1), patch: patchSize)
     }
 
     /// 1x1 conv C -> C*stride; output frame t*stride + s takes channels [s*C, (s+1)*C).

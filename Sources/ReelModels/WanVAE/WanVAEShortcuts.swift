@@ -79,6 +79,15 @@ enum Patchify {
         return try x.backend.permute(cells, [0, 1, 3, 5, 4, 2]).reshaped([n, t, h, w, c * p * p])
     }
 
+    /// PyTorch's `pixel_shuffle` (TAEHV's `patch_size`, taew2_2): `[N, T, H, W, C p p]` -> `[N, T, pH, pW, C]`, a
+    /// pixel's channel c at offset (q, r) in its patch taken from channel (c * p + q) * p + r - q (along H) before r.
+    static func pixelShuffle(_ x: Tensor, patch p: Int) throws -> Tensor {
+        guard p > 1 else { return x }
+        let (n, t, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4] / (p * p))
+        let cells = try x.reshaped([n * t, h, w, c, p, p])                     // [NT, h, w, c, q, r]
+        return try x.backend.permute(cells, [0, 1, 4, 2, 5, 3]).reshaped([n, t, h * p, w * p, c])
+    }
+
     /// `[N, T, H, W, C p p]` -> `[N, T, pH, pW, C]`.
     static func unpack(_ x: Tensor, patch p: Int) throws -> Tensor {
         guard p > 1 else { return x }
