@@ -4,7 +4,8 @@ import Testing
 /// `reel bench`'s long-run options as the built executable takes them, with the shipped tiny model on the CPU at
 /// 64x64 (skipped where the executable is absent): `--switch-every` switches the prompt at every N'th block besides
 /// `--switch-block`, each switch with its recache and left out of the medians; `--denoising-steps` runs LongLive
-/// 1.0's schedule with other steps and the DiT's floor follows them; malformed values are refused with a message.
+/// 1.0's schedule with other steps and the DiT's floor follows them; malformed values are refused with a message; the
+/// 5B's bench decodes with TAEHV (taew2_2).
 @Suite(.serialized) struct BenchCommandTests {
     static let executable = CommandRunner.executable
     static let common = ["bench", "--backend", "cpu", "--model", PlacementCommandTests.tiny, "--size", "64x64", "--threads", "2",
@@ -46,6 +47,17 @@ import Testing
         } else {
             Issue.record("no floors in the output:\n\(run.output)\n\(four.output)")
         }
+    }
+
+    /// LongLive 2.0's bench with TAEHV as taew2_2 (random weights of its shape) decoding beside the DiT: 29 frames, then
+    /// 32 a block, at 16 pixels a latent.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: executable)))
+    func longLive2BenchDecodesWithTAEW22() throws {
+        let run = try CommandRunner.reelWithOutput(["bench", "--backend", "cpu", "--model", "5b-small", "--decoder", "tiny", "--blocks", "3",
+                                                    "--warmup", "1", "--switch-block", "0", "--size", "128x64", "--threads", "2"])
+        #expect(run.status == 0, "\(run.errors)")
+        #expect(run.output.contains("decoder TAEHV (taew2_2), 128x64"), "\(run.output)")
+        #expect(run.output.contains("decode per block (32 frames)") && run.output.contains("decoder alone per block"))
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: executable)))
