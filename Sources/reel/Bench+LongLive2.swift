@@ -120,9 +120,8 @@ extension Bench {
             print(String(format: "decoder's device (%@): peak %.2f GB (in use at the end %.2f GB)", decodeStream.name,
                          Double(memory.peak) / 1e9, Double(memory.inUse) / 1e9))
         }
-        func milliseconds(_ xs: [Double]) -> String { xs.map { String(format: "%.0f", $0 * 1000) }.joined(separator: " ") }
         print(String(format: "KV cache %.2f GB; blocks %@ ms (DiT)", Double(pipeline.generator.cacheBytes) / 1e9,
-                     milliseconds(times.ditSeconds)) + (decoder == .none ? "" : ", \(milliseconds(times.decodeSeconds)) ms (decode)"))
+                     Self.blockTimes(times.ditSeconds)) + (decoder == .none ? "" : ", \(Self.blockTimes(times.decodeSeconds)) ms (decode)"))
         if let profiler = (backend as? CUDABackend)?.profiler { print("\n" + (try profiler.report()), terminator: "") }
         if let vae = newDecoder() {
             try decoderAlone(vae, stream: decodeStream, latentHeight: lh, latentWidth: lw, latentFrames: n, warm: 1, timed: 2,

@@ -379,7 +379,7 @@ struct Bench: AsyncParsableCommand {
         let perDevice = ranks > 1 ? String(format: " (%.2f GB on each of %d devices)",
                                            Double(cacheBytes) / Double(ranks) / 1e9, ranks) : ""
         print(String(format: "KV cache %.2f GB%@; blocks %@", Double(cacheBytes) / 1e9, perDevice,
-                     ditSeconds.map { String(format: "%.0f", $0 * 1000) }.joined(separator: " ") + " ms (DiT)"))
+                     Self.blockTimes(ditSeconds) + " ms (DiT)"))
         if let line = Self.streamingReport(dit, uploadedBefore: uploadedBefore, kvTraffic: kvTraffic, blocks: blocks, rate: linkRate,
                                            ditMedian: ditMedian) { print(line) }
         if let profiler = (backend as? CUDABackend)?.profiler { print("\n" + (try profiler.report()), terminator: "") }
@@ -414,11 +414,17 @@ struct Bench: AsyncParsableCommand {
             recache += chunk.block.timings.recacheSeconds
             frames.append(blockFrames)
             blockDecode = 0; blockFrames = 0
-            if memoryEvery > 0, (chunk.block.index + 1) % memoryEvery == 0, let m = (backend as? MemoryReporting)?.memoryStatistics() {
-                let host = Self.hostResidentBytes().map { String(format: ", host resident %.3f GB", Double($0) / 1e9) } ?? ""
-                print(String(format: "block %d: %.0f video frames, device memory in use %.3f GB, peak %.3f GB%@, %.1f s",
-                             chunk.block.index, Double(frames.reduce(0, +)), Double(m.inUse) / 1e9, Double(m.peak) / 1e9, host,
-                             arrivals.last ?? 0))
+            if memoryEvery > 0, (chunk.block.index + 1) % memoryEvery == 0 {
+                // The device's own count where the backend keeps one (CUDA); the host's resident set always.
+                var device = ""
+                if let m = (backend as? MemoryReporting)?.memoryStatistics() {
+                    let (inUse, peak) = (Double(m.inUse) / 1e9, Double(m.peak) / 1e9)
+                    device = String(format: ", device memory in use %.3f GB, peak %.3f GB", inUse, peak)
+                }
+                var host = ""
+                if let resident = Self.hostResidentBytes() { host = String(format: ", host resident %.3f GB", Double(resident) / 1e9) }
+                let videoFrames: Int = frames.reduce(0, +), seconds: Double = arrivals.last ?? 0
+                print("block \(chunk.block.index): \(videoFrames) video frames" + device + host + String(format: ", %.1f s", seconds))
                 fflush(nil)   // every stream: a long run cut short by a time limit keeps the lines it printed
             }
         }
@@ -456,6 +462,13 @@ struct Bench: AsyncParsableCommand {
         let fields = text.split(separator: " ")
         guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
         return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// Each block's time in ms, in order; past 40 blocks the first and last 20 with the count left out between them.
+    static func blockTimes(_ seconds: [Double]) -> String {
+        func ms(_ xs: ArraySlice<Double>) -> String { xs.map { String(format: "%.0f", $0 * 1000) }.joined(separator: " ") }
+        guard seconds.count > 40 else { return ms(seconds[...]) }
+        return ms(seconds.prefix(20)) + " ... (\(seconds.count - 40) more) ... " + ms(seconds.suffix(20))
     }
 
     /// The blocks at whose start the prompt switches: --switch-block, then every --switch-every'th block.
