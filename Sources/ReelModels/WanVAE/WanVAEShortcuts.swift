@@ -80,7 +80,7 @@ enum Patchify {
     }
 
     /// PyTorch's `pixel_shuffle` (TAEHV's `patch_size`, taew2_2): `[N, T, H, W, C p p]` -> `[N, T, pH, pW, C]`, a
-    /// pixel's channel c at offset (q, r) in its patch taken from channel (c * p + q) * p + r - q (along H) before r.
+    /// pixel's channel c at offset (q, r) in its patch taken from channel (c * p + q) * p + r: q (along H) before r.
     static func pixelShuffle(_ x: Tensor, patch p: Int) throws -> Tensor {
         guard p > 1 else { return x }
         let (n, t, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4] / (p * p))
