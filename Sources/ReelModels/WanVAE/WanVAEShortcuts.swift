@@ -81,18 +81,18 @@ enum Patchify {
 
     /// PyTorch's `pixel_shuffle` (TAEHV's `patch_size`, taew2_2): `[N, T, H, W, C p p]` -> `[N, T, pH, pW, C]`, a
     /// pixel's channel c at offset (q, r) in its patch taken from channel (c * p + q) * p + r: q (along H) before r.
-    static func pixelShuffle(_ x: Tensor, patch p: Int) throws -> Tensor {
-        guard p > 1 else { return x }
-        let (n, t, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4] / (p * p))
-        let cells = try x.reshaped([n * t, h, w, c, p, p])                     // [NT, h, w, c, q, r]
-        return try x.backend.permute(cells, [0, 1, 4, 2, 5, 3]).reshaped([n, t, h * p, w * p, c])
-    }
+    static func pixelShuffle(_ x: Tensor, patch p: Int) throws -> Tensor { try spread(x, patch: p, heightOffsetFirst: true) }
 
     /// `[N, T, H, W, C p p]` -> `[N, T, pH, pW, C]`.
-    static func unpack(_ x: Tensor, patch p: Int) throws -> Tensor {
+    static func unpack(_ x: Tensor, patch p: Int) throws -> Tensor { try spread(x, patch: p, heightOffsetFirst: false) }
+
+    /// A cell's `C p p` channels spread over its `p x p` pixels: channel (c * p + a) * p + b goes to the pixel at H
+    /// offset a and W offset b when `heightOffsetFirst` (`pixel_shuffle`), at W offset a and H offset b otherwise (Wan).
+    private static func spread(_ x: Tensor, patch p: Int, heightOffsetFirst: Bool) throws -> Tensor {
         guard p > 1 else { return x }
         let (n, t, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4] / (p * p))
-        let cells = try x.reshaped([n * t, h, w, c, p, p])                     // [NT, h, w, c, r, q]
-        return try x.backend.permute(cells, [0, 1, 5, 2, 4, 3]).reshaped([n, t, h * p, w * p, c])
+        let cells = try x.reshaped([n * t, h, w, c, p, p])                     // [NT, h, w, c, a, b]
+        let order = heightOffsetFirst ? [0, 1, 4, 2, 5, 3] : [0, 1, 5, 2, 4, 3]  // -> [NT, h, (H offset), w, (W offset), c]
+        return try x.backend.permute(cells, order).reshaped([n, t, h * p, w * p, c])
     }
 }
